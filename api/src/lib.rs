@@ -1,0 +1,1 @@
+//! retrace-api: the HTTP + SSE server and the `retrace` command line.

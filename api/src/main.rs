@@ -1,0 +1,3 @@
+fn main() {
+    println!("retrace {}", env!("CARGO_PKG_VERSION"));
+}
