@@ -1,0 +1,291 @@
+//! The event record: what one event looks like on disk, how it is hashed into
+//! its execution's chain, and how it is checked when read back.
+//!
+//! Stored value of one record (all integers fixed-width little-endian):
+//!
+//! ```text
+//! [0]        format version (FORMAT_VERSION)
+//! [1..n-32]  bincode 2 body: execution [16] | seq u64 | position u64 |
+//!            recorded_at_ms u64 | kind (u64 len + utf-8) | payload (u64 len + bytes)
+//! [n-32..n]  hash = blake3(prev_hash || value[0..n-32])
+//! ```
+//!
+//! `prev_hash` is the previous record's hash in the same execution, or 32 zero
+//! bytes for `seq` 1. This module never touches storage.
+
+use bincode::{Decode, Encode};
+
+use crate::{Error, ExecutionId, Result};
+
+/// The record format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+/// Length of a record hash.
+pub const HASH_LEN: usize = 32;
+/// The `prev_hash` of the first record of every execution.
+pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
+/// Largest payload one event may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+/// Longest event kind.
+pub const MAX_KIND_BYTES: usize = 128;
+/// Most events one append may carry.
+pub const MAX_EVENTS_PER_APPEND: usize = 4096;
+/// Decoding never allocates more than this, whatever a damaged length says.
+const DECODE_LIMIT_BYTES: usize = MAX_PAYLOAD_BYTES + 4096;
+
+/// An event the caller wants to append. The journal adds `seq`, `position`
+/// and `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// A short name of the event's type (e.g. `step_completed`).
+    pub kind: String,
+    /// When it happened, in unix milliseconds, as decided by the caller (the
+    /// journal never reads a clock, so a simulated clock stays exact).
+    pub recorded_at_ms: u64,
+    /// Opaque bytes; the journal never looks inside.
+    pub payload: Vec<u8>,
+}
+
+impl NewEvent {
+    pub fn new(kind: impl Into<String>, recorded_at_ms: u64, payload: impl Into<Vec<u8>>) -> Self {
+        NewEvent {
+            kind: kind.into(),
+            recorded_at_ms,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// One stored event, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub execution: ExecutionId,
+    /// Dense per execution, from 1.
+    pub seq: u64,
+    /// Dense over the whole journal, from 1: the global append order.
+    pub position: u64,
+    pub recorded_at_ms: u64,
+    pub kind: String,
+    pub payload: Vec<u8>,
+    /// `blake3(prev_hash || encoded record)`.
+    pub hash: [u8; HASH_LEN],
+}
+
+impl EventRecord {
+    /// The hash as lowercase hex.
+    pub fn hash_hex(&self) -> String {
+        blake3::Hash::from(self.hash).to_hex().to_string()
+    }
+}
+
+#[derive(Encode)]
+struct BodyRef<'a> {
+    execution: [u8; 16],
+    seq: u64,
+    position: u64,
+    recorded_at_ms: u64,
+    kind: &'a str,
+    payload: &'a [u8],
+}
+
+#[derive(Decode)]
+struct Body {
+    execution: [u8; 16],
+    seq: u64,
+    position: u64,
+    recorded_at_ms: u64,
+    kind: String,
+    payload: Vec<u8>,
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<DECODE_LIMIT_BYTES>()
+}
+
+/// Checks an event before anything is written.
+pub(crate) fn validate(event: &NewEvent) -> Result<()> {
+    if event.kind.is_empty() || event.kind.len() > MAX_KIND_BYTES {
+        return Err(Error::InvalidAppend(format!(
+            "event kind must be 1 to {MAX_KIND_BYTES} bytes, got {}",
+            event.kind.len()
+        )));
+    }
+    if event.payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::InvalidAppend(format!(
+            "event payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            event.payload.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Encodes one record and chains it to `prev_hash`. Returns the stored value
+/// and the record's hash.
+pub(crate) fn encode(
+    execution: ExecutionId,
+    seq: u64,
+    position: u64,
+    event: &NewEvent,
+    prev_hash: &[u8; HASH_LEN],
+) -> Result<(Vec<u8>, [u8; HASH_LEN])> {
+    let body = BodyRef {
+        execution: *execution.as_bytes(),
+        seq,
+        position,
+        recorded_at_ms: event.recorded_at_ms,
+        kind: &event.kind,
+        payload: &event.payload,
+    };
+    let mut value = Vec::with_capacity(1 + 56 + event.kind.len() + event.payload.len() + HASH_LEN);
+    value.push(FORMAT_VERSION);
+    bincode::encode_into_std_write(&body, &mut value, config())
+        .map_err(|e| Error::InvalidAppend(format!("cannot encode event: {e}")))?;
+    let hash = chain_hash(prev_hash, &value);
+    value.extend_from_slice(&hash);
+    Ok((value, hash))
+}
+
+/// `blake3(prev_hash || body)`.
+pub(crate) fn chain_hash(prev_hash: &[u8; HASH_LEN], body: &[u8]) -> [u8; HASH_LEN] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(prev_hash);
+    hasher.update(body);
+    *hasher.finalize().as_bytes()
+}
+
+/// The stored hash of a record value, without decoding the rest.
+pub(crate) fn stored_hash(value: &[u8]) -> Option<[u8; HASH_LEN]> {
+    let start = value.len().checked_sub(HASH_LEN)?;
+    value[start..].try_into().ok()
+}
+
+/// Decodes a stored value. `key` is where it was found; a record stored under
+/// another execution's or seq's key is refused. With `prev_hash`, the chain
+/// link is checked too.
+pub(crate) fn decode(
+    key: (ExecutionId, u64),
+    value: &[u8],
+    prev_hash: Option<&[u8; HASH_LEN]>,
+) -> Result<EventRecord> {
+    let corrupt = |reason: String| Error::Corrupt {
+        execution: key.0,
+        seq: key.1,
+        reason,
+    };
+    if value.len() < 1 + HASH_LEN {
+        return Err(corrupt(format!(
+            "record is truncated ({} bytes)",
+            value.len()
+        )));
+    }
+    if value[0] != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "unknown record format version {} (this build reads {FORMAT_VERSION})",
+            value[0]
+        )));
+    }
+    let split = value.len() - HASH_LEN;
+    let (hashed, hash) = value.split_at(split);
+    let hash: [u8; HASH_LEN] = hash
+        .try_into()
+        .map_err(|_| corrupt("record hash is truncated".into()))?;
+    if let Some(prev) = prev_hash
+        && chain_hash(prev, hashed) != hash
+    {
+        return Err(corrupt(
+            "hash does not match the chain (record altered or out of place)".into(),
+        ));
+    }
+    let (body, used): (Body, usize) = bincode::decode_from_slice(&hashed[1..], config())
+        .map_err(|e| corrupt(format!("record does not decode: {e}")))?;
+    if used != hashed.len() - 1 {
+        return Err(corrupt(format!(
+            "record has {} trailing bytes",
+            hashed.len() - 1 - used
+        )));
+    }
+    let execution = ExecutionId::from_bytes(body.execution);
+    if (execution, body.seq) != key {
+        return Err(corrupt(format!(
+            "record says execution {execution} seq {}, but is stored as seq {} of {}",
+            body.seq, key.1, key.0
+        )));
+    }
+    Ok(EventRecord {
+        execution,
+        seq: body.seq,
+        position: body.position,
+        recorded_at_ms: body.recorded_at_ms,
+        kind: body.kind,
+        payload: body.payload,
+        hash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (ExecutionId, NewEvent) {
+        (
+            ExecutionId::from_bytes([7; 16]),
+            NewEvent::new("step_completed", 1_700_000_000_000, b"{\"a\":1}".to_vec()),
+        )
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips_and_chains() {
+        let (id, ev) = sample();
+        let (value, hash) = encode(id, 1, 10, &ev, &GENESIS_HASH).unwrap();
+        let rec = decode((id, 1), &value, Some(&GENESIS_HASH)).unwrap();
+        assert_eq!(rec.kind, ev.kind);
+        assert_eq!(rec.payload, ev.payload);
+        assert_eq!(rec.position, 10);
+        assert_eq!(rec.hash, hash);
+        let (value2, _) = encode(id, 2, 11, &ev, &hash).unwrap();
+        assert!(decode((id, 2), &value2, Some(&hash)).is_ok());
+        assert!(decode((id, 2), &value2, Some(&GENESIS_HASH)).is_err());
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let (id, ev) = sample();
+        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
+        for i in 0..value.len() {
+            let mut bad = value.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                decode((id, 1), &bad, Some(&GENESIS_HASH)).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let (id, ev) = sample();
+        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
+        for len in 0..value.len() {
+            assert!(decode((id, 1), &value[..len], Some(&GENESIS_HASH)).is_err());
+            assert!(decode((id, 1), &value[..len], None).is_err());
+        }
+    }
+
+    #[test]
+    fn a_record_under_the_wrong_key_is_refused() {
+        let (id, ev) = sample();
+        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
+        assert!(decode((id, 2), &value, None).is_err());
+        assert!(decode((ExecutionId::NIL, 1), &value, None).is_err());
+    }
+
+    #[test]
+    fn oversized_or_unnamed_events_are_invalid() {
+        assert!(validate(&NewEvent::new("", 0, vec![])).is_err());
+        assert!(validate(&NewEvent::new("k".repeat(MAX_KIND_BYTES + 1), 0, vec![])).is_err());
+        assert!(validate(&NewEvent::new("k", 0, vec![0; MAX_PAYLOAD_BYTES + 1])).is_err());
+        assert!(validate(&NewEvent::new("k", 0, vec![0; 10])).is_ok());
+    }
+}

@@ -1,0 +1,412 @@
+//! The group-commit writer: the only code that writes to the store.
+//!
+//! One thread takes whatever commands are queued (up to a limit), turns the
+//! appends into one atomic store batch, flushes once, and only then moves the
+//! committed watermark, acknowledges every append in the group and publishes
+//! the new events to live subscribers. Because there is exactly one writer,
+//! the expected-`seq` check and the position counter need no locks.
+//!
+//! After a failed write or flush the writer refuses every further append
+//! (fail-stop): it can no longer tell what is on disk, and an acknowledgement
+//! must always mean "durable".
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+use tokio::sync::{broadcast, oneshot};
+
+use crate::keys::{self, Head};
+use crate::log::{Options, Shared};
+use crate::record::{self, MAX_EVENTS_PER_APPEND};
+use crate::store::Op;
+use crate::{
+    Appended, Error, EventRecord, ExecutionId, NewEvent, Result, VerifyReport, snapshot, verify,
+};
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+pub(crate) enum Command {
+    Append {
+        execution: ExecutionId,
+        expected_seq: u64,
+        events: Vec<NewEvent>,
+        reply: Reply<Appended>,
+    },
+    Snapshot {
+        execution: ExecutionId,
+        seq: u64,
+        state: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
+    Verify {
+        reply: Reply<VerifyReport>,
+    },
+    RebuildIndexes {
+        reply: Reply<()>,
+    },
+    Shutdown,
+}
+
+/// Most execution heads kept in memory; past it the cache starts over (heads
+/// are re-read from the store on demand).
+const HEAD_CACHE_MAX: usize = 1 << 20;
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    live: broadcast::Sender<Arc<EventRecord>>,
+    heads: HashMap<ExecutionId, Head>,
+    next_position: u64,
+    durable: bool,
+    max_group_events: usize,
+    poisoned: Option<String>,
+}
+
+/// What one group will acknowledge once it is committed.
+#[derive(Default)]
+struct Group {
+    ops: Vec<Op>,
+    staged: HashMap<ExecutionId, Head>,
+    appended: Vec<(Reply<Appended>, Appended)>,
+    done: Vec<Reply<()>>,
+    records: Vec<Arc<EventRecord>>,
+    events: usize,
+    must_flush: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        live: broadcast::Sender<Arc<EventRecord>>,
+        next_position: u64,
+        options: &Options,
+    ) -> Writer {
+        Writer {
+            shared,
+            commands,
+            live,
+            heads: HashMap::new(),
+            next_position,
+            durable: options.durable,
+            max_group_events: options.max_group_events.max(1),
+            poisoned: None,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        while let Ok(first) = self.commands.recv() {
+            let mut group = Group::default();
+            let mut next = Some(first);
+            let mut shutdown = false;
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Shutdown => {
+                        shutdown = true;
+                        break;
+                    }
+                    // These need a quiet store: commit what is gathered, then run.
+                    Command::Verify { reply } => {
+                        self.commit(std::mem::take(&mut group));
+                        let _ = reply.send(verify::verify(self.shared.store.as_ref()));
+                    }
+                    Command::RebuildIndexes { reply } => {
+                        self.commit(std::mem::take(&mut group));
+                        let _ = reply.send(self.rebuild_indexes());
+                    }
+                    other => self.stage(&mut group, other),
+                }
+                if group.events < self.max_group_events {
+                    next = self.commands.try_recv().ok();
+                }
+            }
+            self.commit(group);
+            if shutdown {
+                break;
+            }
+        }
+        // Whatever was acknowledged non-durably reaches the disk on the way out.
+        if let Err(e) = self.shared.store.flush() {
+            tracing::error!(error = %e, "final journal flush failed");
+        }
+    }
+
+    fn head(&mut self, group: &Group, execution: ExecutionId) -> Result<Head> {
+        if let Some(h) = group.staged.get(&execution) {
+            return Ok(*h);
+        }
+        if let Some(h) = self.heads.get(&execution) {
+            return Ok(*h);
+        }
+        let h = self.shared.head(execution)?;
+        if self.heads.len() >= HEAD_CACHE_MAX {
+            self.heads.clear();
+        }
+        self.heads.insert(execution, h);
+        Ok(h)
+    }
+
+    fn stage(&mut self, group: &mut Group, command: Command) {
+        match command {
+            Command::Append {
+                execution,
+                expected_seq,
+                events,
+                reply,
+            } => match self.stage_append(group, execution, expected_seq, events) {
+                Ok(appended) => group.appended.push((reply, appended)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Snapshot {
+                execution,
+                seq,
+                state,
+                reply,
+            } => match self.stage_snapshot(group, execution, seq, &state) {
+                Ok(()) => group.done.push(reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Flush { reply } => {
+                group.must_flush = true;
+                group.done.push(reply);
+            }
+            Command::Verify { .. } | Command::RebuildIndexes { .. } | Command::Shutdown => {
+                unreachable!("handled in run")
+            }
+        }
+    }
+
+    fn stage_append(
+        &mut self,
+        group: &mut Group,
+        execution: ExecutionId,
+        expected_seq: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended> {
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
+        if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(Error::InvalidAppend(format!(
+                "an append carries 1 to {MAX_EVENTS_PER_APPEND} events, got {}",
+                events.len()
+            )));
+        }
+        for e in &events {
+            record::validate(e)?;
+        }
+        let head = self.head(group, execution)?;
+        if expected_seq != head.last_seq + 1 {
+            self.shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::SeqConflict {
+                execution,
+                expected: expected_seq,
+                actual: head.last_seq + 1,
+            });
+        }
+        // Encode everything first so a failure leaves the group untouched.
+        let mut h = head;
+        let mut position = self.next_position;
+        let mut ops = Vec::with_capacity(events.len() * 2);
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            let seq = h.last_seq + 1;
+            let (value, hash) = record::encode(execution, seq, position, &event, &h.last_hash)?;
+            ops.push(Op::Put(keys::event(execution, seq), value));
+            ops.push(Op::Put(
+                keys::global(position),
+                keys::global_value(execution, seq),
+            ));
+            records.push(Arc::new(EventRecord {
+                execution,
+                seq,
+                position,
+                recorded_at_ms: event.recorded_at_ms,
+                kind: event.kind,
+                payload: event.payload,
+                hash,
+            }));
+            h = Head {
+                last_seq: seq,
+                last_position: position,
+                last_hash: hash,
+            };
+            position += 1;
+        }
+        let appended = Appended {
+            execution,
+            first_seq: head.last_seq + 1,
+            last_seq: h.last_seq,
+            first_position: self.next_position,
+            last_position: h.last_position,
+        };
+        self.next_position = position;
+        group.events += records.len();
+        group.ops.extend(ops);
+        group.records.extend(records);
+        group.staged.insert(execution, h);
+        Ok(appended)
+    }
+
+    fn stage_snapshot(
+        &mut self,
+        group: &mut Group,
+        execution: ExecutionId,
+        seq: u64,
+        state: &[u8],
+    ) -> Result<()> {
+        let head = self.head(group, execution)?;
+        if seq == 0 || seq > head.last_seq {
+            return Err(Error::InvalidAppend(format!(
+                "snapshot at seq {seq} of execution {execution}, which has {} events",
+                head.last_seq
+            )));
+        }
+        // Only the newest snapshot is kept: older ones are superseded.
+        let from = keys::snapshot(execution, 0);
+        for (k, _) in self
+            .shared
+            .store
+            .scan(&from, &keys::prefix_end(&from[..17]), usize::MAX)?
+        {
+            group.ops.push(Op::Delete(k));
+        }
+        group.ops.push(Op::Put(
+            keys::snapshot(execution, seq),
+            snapshot::encode(seq, state),
+        ));
+        Ok(())
+    }
+
+    fn commit(&mut self, mut group: Group) {
+        for (execution, head) in &group.staged {
+            group
+                .ops
+                .push(Op::Put(keys::head(*execution), head.encode()));
+        }
+        let result = self.write(std::mem::take(&mut group.ops), group.must_flush);
+        match result {
+            Ok(()) => {
+                self.heads.extend(group.staged.drain());
+                if let Some(last) = group.records.last() {
+                    self.shared
+                        .committed
+                        .store(last.position, Ordering::Release);
+                }
+                let stats = &self.shared.stats;
+                stats
+                    .events
+                    .fetch_add(group.records.len() as u64, Ordering::Relaxed);
+                stats
+                    .appends
+                    .fetch_add(group.appended.len() as u64, Ordering::Relaxed);
+                for (reply, appended) in group.appended {
+                    let _ = reply.send(Ok(appended));
+                }
+                for reply in group.done {
+                    let _ = reply.send(Ok(()));
+                }
+                for record in group.records {
+                    // No subscriber is not an error.
+                    let _ = self.live.send(record);
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!(error = %why, "journal write failed; refusing further appends");
+                self.poisoned = Some(why.clone());
+                self.heads.clear();
+                if let Some(first) = group.records.first() {
+                    self.next_position = first.position;
+                }
+                for (reply, _) in group.appended {
+                    let _ = reply.send(Err(Error::Storage(why.clone())));
+                }
+                for reply in group.done {
+                    let _ = reply.send(Err(Error::Storage(why.clone())));
+                }
+            }
+        }
+    }
+
+    fn write(&self, ops: Vec<Op>, must_flush: bool) -> Result<()> {
+        if ops.is_empty() && !must_flush {
+            return Ok(());
+        }
+        let store = &self.shared.store;
+        let stats = &self.shared.stats;
+        if !ops.is_empty() {
+            store.apply(ops)?;
+            stats.groups.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.durable || must_flush {
+            let started = Instant::now();
+            store.flush()?;
+            stats.flushes.fetch_add(1, Ordering::Relaxed);
+            stats
+                .flush_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Drops every derived index entry and rebuilds it from the records, in
+    /// one atomic batch (so a crash half way leaves the old indexes whole).
+    fn rebuild_indexes(&mut self) -> Result<()> {
+        let store = self.shared.store.clone();
+        let mut ops = Vec::new();
+        for prefix in [keys::GLOBAL, keys::HEAD] {
+            for (k, _) in store.scan(&[prefix], &[prefix + 1], usize::MAX)? {
+                ops.push(Op::Delete(k));
+            }
+        }
+        let mut heads: HashMap<ExecutionId, Head> = HashMap::new();
+        let mut last_position = 0;
+        for (k, v) in store.scan(&[keys::EVENT], &[keys::EVENT + 1], usize::MAX)? {
+            let key = keys::parse_exec_seq(&k)
+                .ok_or_else(|| Error::CorruptIndex("malformed record key".into()))?;
+            let prev = heads.get(&key.0).copied().unwrap_or(Head::EMPTY);
+            let rec = record::decode(key, &v, Some(&prev.last_hash))?;
+            if rec.seq != prev.last_seq + 1 {
+                return Err(Error::Corrupt {
+                    execution: key.0,
+                    seq: prev.last_seq + 1,
+                    reason: "record is missing; indexes cannot be rebuilt".into(),
+                });
+            }
+            ops.push(Op::Put(
+                keys::global(rec.position),
+                keys::global_value(rec.execution, rec.seq),
+            ));
+            last_position = last_position.max(rec.position);
+            heads.insert(
+                key.0,
+                Head {
+                    last_seq: rec.seq,
+                    last_position: rec.position,
+                    last_hash: rec.hash,
+                },
+            );
+        }
+        for (execution, head) in &heads {
+            ops.push(Op::Put(keys::head(*execution), head.encode()));
+        }
+        store.apply(ops)?;
+        store.flush()?;
+        self.heads.clear();
+        self.next_position = last_position + 1;
+        self.shared
+            .committed
+            .store(last_position, Ordering::Release);
+        Ok(())
+    }
+}
