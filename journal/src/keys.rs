@@ -2,25 +2,48 @@
 //! Keys are big-endian so that byte order is numeric order; values use
 //! little-endian fixed-width integers. See `docs/journal-format.md`.
 //!
-//! | prefix | key                         | value                                   | kind          |
-//! |--------|-----------------------------|-----------------------------------------|---------------|
-//! | `e`    | execution[16] seq[8]        | event record (see `record`)             | source of truth |
-//! | `g`    | position[8]                 | execution[16] seq[8]                    | derived index |
-//! | `h`    | execution[16]               | last_seq[8] last_position[8] hash[32]   | derived index |
-//! | `s`    | execution[16] seq[8]        | snapshot (see `snapshot`)               | derived       |
-//! | `m`    | `format`                    | format version [1]                      | metadata      |
+//! | prefix | key                    | value                                 | kind            |
+//! |--------|------------------------|---------------------------------------|-----------------|
+//! | `l`    | position[8]            | event record (see `record`)           | source of truth |
+//! | `x`    | execution[16] seq[8]   | position[8]                           | derived index   |
+//! | `h`    | execution[16]          | last_seq[8] last_position[8] hash[32] | derived index   |
+//! | `s`    | execution[16] seq[8]   | snapshot (see `snapshot`)             | derived         |
+//! | `m`    | `format` / `heads`     | format version[1] / position[8]       | metadata        |
+//!
+//! Appends write only to the end of the `l` range (sequential keys are what
+//! sled writes fastest). The `x` index holds every [`INDEX_STRIDE`]th `seq` of
+//! an execution (and `seq` 1); between two entries a history is walked through
+//! each record's `prev_position`. Heads are checkpointed every few groups with
+//! `mheads` = the position they are exact up to; opening the journal redoes
+//! them from the log after that position.
 
 use crate::record::HASH_LEN;
 use crate::{Error, ExecutionId, Result};
 
-pub(crate) const EVENT: u8 = b'e';
-pub(crate) const GLOBAL: u8 = b'g';
+pub(crate) const LOG: u8 = b'l';
+pub(crate) const INDEX: u8 = b'x';
 pub(crate) const HEAD: u8 = b'h';
 pub(crate) const SNAPSHOT: u8 = b's';
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
+pub(crate) const META_HEADS: &[u8] = b"mheads";
 
-pub(crate) fn event(execution: ExecutionId, seq: u64) -> Vec<u8> {
-    exec_seq(EVENT, execution, seq)
+/// Every how many `seq`s an execution gets an `x` index entry.
+pub(crate) const INDEX_STRIDE: u64 = 128;
+
+/// Whether `seq` gets an `x` entry.
+pub(crate) fn indexed(seq: u64) -> bool {
+    seq == 1 || seq.is_multiple_of(INDEX_STRIDE)
+}
+
+pub(crate) fn log(position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LOG);
+    k.extend_from_slice(&position.to_be_bytes());
+    k
+}
+
+pub(crate) fn index(execution: ExecutionId, seq: u64) -> Vec<u8> {
+    exec_seq(INDEX, execution, seq)
 }
 
 pub(crate) fn snapshot(execution: ExecutionId, seq: u64) -> Vec<u8> {
@@ -35,18 +58,22 @@ fn exec_seq(prefix: u8, execution: ExecutionId, seq: u64) -> Vec<u8> {
     k
 }
 
-pub(crate) fn global(position: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(GLOBAL);
-    k.extend_from_slice(&position.to_be_bytes());
-    k
-}
-
 pub(crate) fn head(execution: ExecutionId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(HEAD);
     k.extend_from_slice(execution.as_bytes());
     k
+}
+
+pub(crate) fn u64_value(v: u64) -> Vec<u8> {
+    v.to_le_bytes().to_vec()
+}
+
+pub(crate) fn parse_u64_value(value: &[u8], what: &str) -> Result<u64> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| {
+        Error::CorruptIndex(format!("{what} has {} bytes, expected 8", value.len()))
+    })?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// The smallest key after every key that starts with `prefix`.
@@ -71,8 +98,8 @@ pub(crate) fn parse_exec_seq(key: &[u8]) -> Option<(ExecutionId, u64)> {
     Some((ExecutionId::from_bytes(id), seq))
 }
 
-pub(crate) fn parse_global(key: &[u8]) -> Option<u64> {
-    if key.len() != 9 || key[0] != GLOBAL {
+pub(crate) fn parse_log(key: &[u8]) -> Option<u64> {
+    if key.len() != 9 || key[0] != LOG {
         return None;
     }
     Some(u64::from_be_bytes(key[1..9].try_into().ok()?))
@@ -83,28 +110,6 @@ pub(crate) fn parse_head_key(key: &[u8]) -> Option<ExecutionId> {
         return None;
     }
     Some(ExecutionId::from_bytes(key[1..17].try_into().ok()?))
-}
-
-/// The value of a `g` entry.
-pub(crate) fn global_value(execution: ExecutionId, seq: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(24);
-    v.extend_from_slice(execution.as_bytes());
-    v.extend_from_slice(&seq.to_le_bytes());
-    v
-}
-
-pub(crate) fn parse_global_value(value: &[u8]) -> Result<(ExecutionId, u64)> {
-    if value.len() != 24 {
-        return Err(Error::CorruptIndex(format!(
-            "global index entry has {} bytes, expected 24",
-            value.len()
-        )));
-    }
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&value[..16]);
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&value[16..24]);
-    Ok((ExecutionId::from_bytes(id), u64::from_le_bytes(seq)))
 }
 
 /// The last record of an execution, as kept in the `h` index.
@@ -158,20 +163,21 @@ mod tests {
     #[test]
     fn keys_sort_numerically() {
         let id = ExecutionId::from_bytes([1; 16]);
-        assert!(event(id, 2) < event(id, 10));
-        assert!(event(id, 255) < event(id, 256));
-        assert!(global(255) < global(256));
-        assert_eq!(parse_exec_seq(&event(id, 77)), Some((id, 77)));
-        assert_eq!(parse_global(&global(99)), Some(99));
+        assert!(index(id, 2) < index(id, 10));
+        assert!(index(id, 255) < index(id, 256));
+        assert!(log(255) < log(256));
+        assert_eq!(parse_exec_seq(&index(id, 77)), Some((id, 77)));
+        assert_eq!(parse_log(&log(99)), Some(99));
+        assert!(indexed(1) && indexed(INDEX_STRIDE) && !indexed(2));
         assert_eq!(parse_head_key(&head(id)), Some(id));
     }
 
     #[test]
     fn prefix_end_bounds_the_prefix() {
-        assert_eq!(prefix_end(b"e"), b"f".to_vec());
+        assert_eq!(prefix_end(b"l"), b"m".to_vec());
         assert_eq!(prefix_end(&[b'e', 0xff]), vec![b'f']);
         let id = ExecutionId::from_bytes([0xff; 16]);
-        let p = event(id, u64::MAX);
+        let p = index(id, u64::MAX);
         assert!(prefix_end(&p[..17]) > p);
     }
 

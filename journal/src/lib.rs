@@ -45,4 +45,4 @@ pub use journal::{Appended, ExecutionHead, Journal, Snapshot, Stats, Tail};
 pub use log::{EventLog, Options};
 pub use record::{EventRecord, NewEvent};
 pub use subscription::Subscription;
-pub use verify::{Problem, ProblemKind, VerifyReport};
+pub use verify::{Problem, ProblemKind, VerifyReport, verify_store};

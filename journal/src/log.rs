@@ -3,9 +3,10 @@
 //! thread (see `writer`); reads go straight to the store but never past the
 //! committed watermark, so nobody sees an event before it is durable.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
 use futures::FutureExt;
@@ -13,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::keys::{self, Head};
-use crate::record::{self, GENESIS_HASH};
+use crate::record::{self, Expect, GENESIS_HASH};
 use crate::store::memory::MemoryStore;
 use crate::store::sled::SledStore;
 use crate::store::{Op, Store};
@@ -52,6 +53,9 @@ pub(crate) struct Shared {
     pub store: Arc<dyn Store>,
     /// Every event with `position <= committed` is fully applied and durable.
     pub committed: AtomicU64,
+    /// Heads of executions written since the last head checkpoint (the
+    /// store's `h` entries are older for these).
+    pub recent: RwLock<HashMap<ExecutionId, Head>>,
     pub stats: StatCounters,
 }
 
@@ -107,14 +111,11 @@ impl EventLog {
     /// A journal over any store.
     pub fn with_store(store: Arc<dyn Store>, options: Options) -> Result<EventLog> {
         check_format(store.as_ref())?;
-        let last_position = match store.last(&[keys::GLOBAL], &[keys::GLOBAL + 1])? {
-            Some((k, _)) => keys::parse_global(&k)
-                .ok_or_else(|| Error::CorruptIndex("malformed global index key".into()))?,
-            None => 0,
-        };
+        let last_position = recover_heads(store.as_ref())?;
         let shared = Arc::new(Shared {
             store,
             committed: AtomicU64::new(last_position),
+            recent: RwLock::new(HashMap::new()),
             stats: StatCounters::default(),
         });
         let (live, _) = broadcast::channel(options.live_buffer.max(16));
@@ -171,6 +172,96 @@ fn check_format(store: &dyn Store) -> Result<()> {
     }
 }
 
+/// The last position in the log (0 when empty).
+pub(crate) fn last_log_position(store: &dyn Store) -> Result<u64> {
+    match store.last(&[keys::LOG], &[keys::LOG + 1])? {
+        Some((k, _)) => {
+            keys::parse_log(&k).ok_or_else(|| Error::CorruptIndex("malformed log key".into()))
+        }
+        None => Ok(0),
+    }
+}
+
+/// The position the stored heads are exact up to.
+pub(crate) fn heads_through(store: &dyn Store) -> Result<u64> {
+    match store.get(keys::META_HEADS)? {
+        Some(v) => keys::parse_u64_value(&v, "the heads checkpoint"),
+        None => Ok(0),
+    }
+}
+
+/// Brings the stored heads up to the end of the log (after a crash they lag
+/// by at most a few groups), checking the tail's chains on the way. Returns
+/// the last position.
+fn recover_heads(store: &dyn Store) -> Result<u64> {
+    let last = last_log_position(store)?;
+    let through = heads_through(store)?;
+    if last <= through {
+        return Ok(last);
+    }
+    let mut heads: HashMap<ExecutionId, Head> = HashMap::new();
+    let mut from = through + 1;
+    while from <= last {
+        let chunk = store.scan(&keys::log(from), &keys::log(last + 1), 4096)?;
+        if chunk.is_empty() {
+            break;
+        }
+        for (k, v) in chunk {
+            let position = keys::parse_log(&k)
+                .ok_or_else(|| Error::CorruptIndex("malformed log key".into()))?;
+            let (execution, seq) = record::peek_place(&v).ok_or_else(|| Error::Corrupt {
+                execution: ExecutionId::NIL,
+                seq: 0,
+                reason: format!("record at position {position} is truncated"),
+            })?;
+            let prev = match heads.get(&execution) {
+                Some(h) => *h,
+                None => stored_head(store, execution)?,
+            };
+            let rec = record::decode(
+                Expect::Exactly {
+                    execution,
+                    seq: prev.last_seq + 1,
+                    position,
+                },
+                &v,
+                Some(&prev.last_hash),
+            )?;
+            if rec.prev_position != prev.last_position {
+                return Err(Error::Corrupt {
+                    execution,
+                    seq,
+                    reason: "back-link does not point at the previous event".into(),
+                });
+            }
+            heads.insert(
+                execution,
+                Head {
+                    last_seq: rec.seq,
+                    last_position: position,
+                    last_hash: rec.hash,
+                },
+            );
+            from = position + 1;
+        }
+    }
+    let mut ops: Vec<Op> = heads
+        .iter()
+        .map(|(id, h)| Op::Put(keys::head(*id), h.encode()))
+        .collect();
+    ops.push(Op::Put(keys::META_HEADS.to_vec(), keys::u64_value(last)));
+    store.apply(ops)?;
+    store.flush()?;
+    Ok(last)
+}
+
+pub(crate) fn stored_head(store: &dyn Store, execution: ExecutionId) -> Result<Head> {
+    match store.get(&keys::head(execution))? {
+        Some(v) => Head::decode(&v),
+        None => Ok(Head::EMPTY),
+    }
+}
+
 impl Shared {
     pub(crate) fn read(
         &self,
@@ -179,40 +270,77 @@ impl Shared {
         limit: usize,
     ) -> Result<Vec<EventRecord>> {
         let from_seq = from_seq.max(1);
-        let committed = self.committed.load(Ordering::Acquire);
-        let mut prev = if from_seq == 1 {
-            GENESIS_HASH
-        } else {
-            match self.store.get(&keys::event(execution, from_seq - 1))? {
-                Some(v) => record::stored_hash(&v).ok_or_else(|| Error::Corrupt {
-                    execution,
-                    seq: from_seq - 1,
-                    reason: "record is truncated".into(),
-                })?,
-                None => return Ok(Vec::new()),
-            }
+        let head = self.head(execution)?;
+        if limit == 0 || head.last_seq < from_seq {
+            return Ok(Vec::new());
+        }
+        let end_seq = head.last_seq.min(from_seq.saturating_add(limit as u64 - 1));
+        let corrupt = |seq, reason: &str| Error::Corrupt {
+            execution,
+            seq,
+            reason: reason.to_string(),
         };
-        let from = keys::event(execution, from_seq);
-        let to = keys::prefix_end(&from[..17]);
-        let mut out = Vec::new();
-        for (expected, (k, v)) in (from_seq..).zip(self.store.scan(&from, &to, limit)?) {
-            let key = keys::parse_exec_seq(&k).ok_or_else(|| Error::Corrupt {
-                execution,
-                seq: expected,
-                reason: "malformed record key".into(),
-            })?;
-            if key.1 != expected {
-                return Err(Error::Corrupt {
-                    execution,
-                    seq: expected,
-                    reason: format!("record is missing (the next stored seq is {})", key.1),
-                });
+        // Start from the nearest indexed seq at or after the end (or the head)
+        // and walk back through the records' back-links.
+        let (mut seq, mut position) = (head.last_seq, head.last_position);
+        if end_seq < head.last_seq {
+            let from = keys::index(execution, end_seq);
+            let to = keys::prefix_end(&from[..17]);
+            if let Some((k, v)) = self.store.scan(&from, &to, 1)?.into_iter().next() {
+                let (_, s) = keys::parse_exec_seq(&k)
+                    .ok_or_else(|| Error::CorruptIndex("malformed index key".into()))?;
+                if s <= head.last_seq {
+                    seq = s;
+                    position = keys::parse_u64_value(&v, "an index entry")?;
+                }
             }
-            let rec = record::decode(key, &v, Some(&prev))?;
-            if rec.position > committed {
+        }
+        let mut found: Vec<(u64, u64, Vec<u8>)> = Vec::new();
+        loop {
+            let value = self
+                .store
+                .get(&keys::log(position))?
+                .ok_or_else(|| corrupt(seq, "record is missing"))?;
+            let prev = record::peek_prev_position(&value)
+                .ok_or_else(|| corrupt(seq, "record is truncated"))?;
+            if seq <= end_seq {
+                found.push((seq, position, value));
+            }
+            if seq == from_seq {
                 break;
             }
-            prev = rec.hash;
+            if prev == 0 || prev >= position {
+                return Err(corrupt(seq, "back-link does not point at an earlier event"));
+            }
+            seq -= 1;
+            position = prev;
+        }
+        found.reverse();
+        // Decode forwards, checking every link of the chain.
+        let mut prev_hash = if from_seq == 1 {
+            GENESIS_HASH
+        } else {
+            let first_prev = record::peek_prev_position(&found[0].2).unwrap_or(0);
+            let value = self
+                .store
+                .get(&keys::log(first_prev))?
+                .ok_or_else(|| corrupt(from_seq - 1, "record is missing"))?;
+            let expect = Expect::Exactly {
+                execution,
+                seq: from_seq - 1,
+                position: first_prev,
+            };
+            record::decode(expect, &value, None)?.hash
+        };
+        let mut out = Vec::with_capacity(found.len());
+        for (seq, position, value) in found {
+            let expect = Expect::Exactly {
+                execution,
+                seq,
+                position,
+            };
+            let rec = record::decode(expect, &value, Some(&prev_hash))?;
+            prev_hash = rec.hash;
             out.push(rec);
         }
         Ok(out)
@@ -226,48 +354,33 @@ impl Shared {
         }
         let want = limit.min((committed - from_position + 1) as usize);
         let mut out = Vec::with_capacity(want);
-        for (k, v) in self.store.scan(
-            &keys::global(from_position),
-            &keys::global(committed + 1),
-            want,
-        )? {
-            let position = keys::parse_global(&k)
-                .ok_or_else(|| Error::CorruptIndex("malformed global index key".into()))?;
-            let expected = from_position + out.len() as u64;
+        let chunk = self
+            .store
+            .scan(&keys::log(from_position), &keys::log(committed + 1), want)?;
+        for (expected, (k, v)) in (from_position..).zip(chunk) {
+            let position = keys::parse_log(&k)
+                .ok_or_else(|| Error::CorruptIndex("malformed log key".into()))?;
             if position != expected {
                 return Err(Error::CorruptIndex(format!(
-                    "global position {expected} is missing"
+                    "log position {expected} is missing"
                 )));
             }
-            let (execution, seq) = keys::parse_global_value(&v)?;
-            let value = self
-                .store
-                .get(&keys::event(execution, seq))?
-                .ok_or_else(|| Error::Corrupt {
-                    execution,
-                    seq,
-                    reason: format!("global position {position} points at a missing record"),
-                })?;
-            let rec = record::decode((execution, seq), &value, None)?;
-            if rec.position != position {
-                return Err(Error::Corrupt {
-                    execution,
-                    seq,
-                    reason: format!(
-                        "record says position {}, the index says {position}",
-                        rec.position
-                    ),
-                });
-            }
-            out.push(rec);
+            out.push(record::decode(Expect::Position(position), &v, None)?);
         }
         Ok(out)
     }
 
+    /// The committed head of `execution` (EMPTY when it has no events).
     pub(crate) fn head(&self, execution: ExecutionId) -> Result<Head> {
-        match self.store.get(&keys::head(execution))? {
-            Some(v) => Head::decode(&v),
-            None => Ok(Head::EMPTY),
+        let recent = self
+            .recent
+            .read()
+            .map_err(|_| Error::Storage("head cache lock poisoned".into()))?
+            .get(&execution)
+            .copied();
+        match recent {
+            Some(h) => Ok(h),
+            None => stored_head(self.store.as_ref(), execution),
         }
     }
 }
@@ -310,27 +423,37 @@ impl Journal for EventLog {
     }
 
     fn executions(&self, after: Option<ExecutionId>, limit: usize) -> Result<Vec<ExecutionHead>> {
+        let shared = &self.inner.shared;
         let from = match after {
             Some(id) => keys::prefix_end(&keys::head(id)),
             None => vec![keys::HEAD],
         };
-        let mut out = Vec::new();
-        for (k, v) in self
-            .inner
-            .shared
-            .store
-            .scan(&from, &[keys::HEAD + 1], limit)?
-        {
+        // The first `limit` of the union of stored and recent heads.
+        let mut merged: BTreeMap<ExecutionId, Head> = BTreeMap::new();
+        for (k, v) in shared.store.scan(&from, &[keys::HEAD + 1], limit)? {
             let execution = keys::parse_head_key(&k)
                 .ok_or_else(|| Error::CorruptIndex("malformed execution head key".into()))?;
-            let h = Head::decode(&v)?;
-            out.push(ExecutionHead {
+            merged.insert(execution, Head::decode(&v)?);
+        }
+        let recent = shared
+            .recent
+            .read()
+            .map_err(|_| Error::Storage("head cache lock poisoned".into()))?;
+        for (id, h) in recent.iter() {
+            if after.is_none_or(|a| *id > a) {
+                merged.insert(*id, *h);
+            }
+        }
+        drop(recent);
+        Ok(merged
+            .into_iter()
+            .take(limit)
+            .map(|(execution, h)| ExecutionHead {
                 execution,
                 last_seq: h.last_seq,
                 last_position: h.last_position,
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     fn last_position(&self) -> u64 {

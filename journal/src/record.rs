@@ -6,12 +6,15 @@
 //! ```text
 //! [0]        format version (FORMAT_VERSION)
 //! [1..n-32]  bincode 2 body: execution [16] | seq u64 | position u64 |
-//!            recorded_at_ms u64 | kind (u64 len + utf-8) | payload (u64 len + bytes)
+//!            prev_position u64 | recorded_at_ms u64 | kind (u64 len + utf-8) |
+//!            payload (u64 len + bytes)
 //! [n-32..n]  hash = blake3(prev_hash || value[0..n-32])
 //! ```
 //!
 //! `prev_hash` is the previous record's hash in the same execution, or 32 zero
-//! bytes for `seq` 1. This module never touches storage.
+//! bytes for `seq` 1; `prev_position` is that record's position (0 for `seq`
+//! 1), the back-link that lets an execution's history be walked without a
+//! per-event index. This module never touches storage.
 
 use bincode::{Decode, Encode};
 
@@ -63,6 +66,8 @@ pub struct EventRecord {
     pub seq: u64,
     /// Dense over the whole journal, from 1: the global append order.
     pub position: u64,
+    /// The position of this execution's previous event (0 for `seq` 1).
+    pub prev_position: u64,
     pub recorded_at_ms: u64,
     pub kind: String,
     pub payload: Vec<u8>,
@@ -82,6 +87,7 @@ struct BodyRef<'a> {
     execution: [u8; 16],
     seq: u64,
     position: u64,
+    prev_position: u64,
     recorded_at_ms: u64,
     kind: &'a str,
     payload: &'a [u8],
@@ -92,6 +98,7 @@ struct Body {
     execution: [u8; 16],
     seq: u64,
     position: u64,
+    prev_position: u64,
     recorded_at_ms: u64,
     kind: String,
     payload: Vec<u8>,
@@ -123,17 +130,25 @@ pub(crate) fn validate(event: &NewEvent) -> Result<()> {
 
 /// Encodes one record and chains it to `prev_hash`. Returns the stored value
 /// and the record's hash.
+/// Where a record goes: its execution, seq, position and back-link.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place {
+    pub execution: ExecutionId,
+    pub seq: u64,
+    pub position: u64,
+    pub prev_position: u64,
+}
+
 pub(crate) fn encode(
-    execution: ExecutionId,
-    seq: u64,
-    position: u64,
+    place: Place,
     event: &NewEvent,
     prev_hash: &[u8; HASH_LEN],
 ) -> Result<(Vec<u8>, [u8; HASH_LEN])> {
     let body = BodyRef {
-        execution: *execution.as_bytes(),
-        seq,
-        position,
+        execution: *place.execution.as_bytes(),
+        seq: place.seq,
+        position: place.position,
+        prev_position: place.prev_position,
         recorded_at_ms: event.recorded_at_ms,
         kind: &event.kind,
         payload: &event.payload,
@@ -155,23 +170,55 @@ pub(crate) fn chain_hash(prev_hash: &[u8; HASH_LEN], body: &[u8]) -> [u8; HASH_L
     *hasher.finalize().as_bytes()
 }
 
+/// The execution and seq a record value claims, read from fixed offsets
+/// without trusting anything else (to name a damaged record).
+pub(crate) fn peek_place(value: &[u8]) -> Option<(ExecutionId, u64)> {
+    let id: [u8; 16] = value.get(1..17)?.try_into().ok()?;
+    let seq: [u8; 8] = value.get(17..25)?.try_into().ok()?;
+    Some((ExecutionId::from_bytes(id), u64::from_le_bytes(seq)))
+}
+
+/// The `prev_position` a record value claims (its back-link), read from its
+/// fixed offset. Whatever it says is checked when the record is decoded.
+pub(crate) fn peek_prev_position(value: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = value.get(33..41)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// The stored hash of a record value, without decoding the rest.
 pub(crate) fn stored_hash(value: &[u8]) -> Option<[u8; HASH_LEN]> {
     let start = value.len().checked_sub(HASH_LEN)?;
     value[start..].try_into().ok()
 }
 
-/// Decodes a stored value. `key` is where it was found; a record stored under
-/// another execution's or seq's key is refused. With `prev_hash`, the chain
-/// link is checked too.
+/// Where a decoded record is expected to be.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Expect {
+    /// Found under this log position (its execution and seq are not known).
+    Position(u64),
+    /// Reached as this seq of this execution, under this position.
+    Exactly {
+        execution: ExecutionId,
+        seq: u64,
+        position: u64,
+    },
+}
+
+/// Decodes a stored value. A record that is not where it was expected is
+/// refused. With `prev_hash`, the chain link is checked too.
 pub(crate) fn decode(
-    key: (ExecutionId, u64),
+    expect: Expect,
     value: &[u8],
     prev_hash: Option<&[u8; HASH_LEN]>,
 ) -> Result<EventRecord> {
+    let (execution, seq) = match expect {
+        Expect::Exactly { execution, seq, .. } => (execution, seq),
+        // Best effort: name what the record says of itself, if it says anything.
+        Expect::Position(_) => peek_place(value).unwrap_or((ExecutionId::NIL, 0)),
+    };
     let corrupt = |reason: String| Error::Corrupt {
-        execution: key.0,
-        seq: key.1,
+        execution,
+        seq,
         reason,
     };
     if value.len() < 1 + HASH_LEN {
@@ -206,17 +253,26 @@ pub(crate) fn decode(
             hashed.len() - 1 - used
         )));
     }
-    let execution = ExecutionId::from_bytes(body.execution);
-    if (execution, body.seq) != key {
+    let found = ExecutionId::from_bytes(body.execution);
+    let misplaced = match expect {
+        Expect::Position(p) => body.position != p,
+        Expect::Exactly {
+            execution,
+            seq,
+            position,
+        } => (found, body.seq, body.position) != (execution, seq, position),
+    };
+    if misplaced {
         return Err(corrupt(format!(
-            "record says execution {execution} seq {}, but is stored as seq {} of {}",
-            body.seq, key.1, key.0
+            "record says execution {found} seq {} position {}, which is not where it is stored ({expect:?})",
+            body.seq, body.position
         )));
     }
     Ok(EventRecord {
-        execution,
+        execution: found,
         seq: body.seq,
         position: body.position,
+        prev_position: body.prev_position,
         recorded_at_ms: body.recorded_at_ms,
         kind: body.kind,
         payload: body.payload,
@@ -228,6 +284,23 @@ pub(crate) fn decode(
 mod tests {
     use super::*;
 
+    fn at(execution: ExecutionId, seq: u64, position: u64) -> Place {
+        Place {
+            execution,
+            seq,
+            position,
+            prev_position: position.saturating_sub(1),
+        }
+    }
+
+    fn exactly(execution: ExecutionId, seq: u64, position: u64) -> Expect {
+        Expect::Exactly {
+            execution,
+            seq,
+            position,
+        }
+    }
+
     fn sample() -> (ExecutionId, NewEvent) {
         (
             ExecutionId::from_bytes([7; 16]),
@@ -238,26 +311,29 @@ mod tests {
     #[test]
     fn encode_then_decode_round_trips_and_chains() {
         let (id, ev) = sample();
-        let (value, hash) = encode(id, 1, 10, &ev, &GENESIS_HASH).unwrap();
-        let rec = decode((id, 1), &value, Some(&GENESIS_HASH)).unwrap();
+        let (value, hash) = encode(at(id, 1, 10), &ev, &GENESIS_HASH).unwrap();
+        let rec = decode(exactly(id, 1, 10), &value, Some(&GENESIS_HASH)).unwrap();
+        assert_eq!(peek_place(&value), Some((id, 1)));
+        assert_eq!(peek_prev_position(&value), Some(9));
+        assert_eq!(decode(Expect::Position(10), &value, None).unwrap(), rec);
         assert_eq!(rec.kind, ev.kind);
         assert_eq!(rec.payload, ev.payload);
         assert_eq!(rec.position, 10);
         assert_eq!(rec.hash, hash);
-        let (value2, _) = encode(id, 2, 11, &ev, &hash).unwrap();
-        assert!(decode((id, 2), &value2, Some(&hash)).is_ok());
-        assert!(decode((id, 2), &value2, Some(&GENESIS_HASH)).is_err());
+        let (value2, _) = encode(at(id, 2, 11), &ev, &hash).unwrap();
+        assert!(decode(exactly(id, 2, 11), &value2, Some(&hash)).is_ok());
+        assert!(decode(exactly(id, 2, 11), &value2, Some(&GENESIS_HASH)).is_err());
     }
 
     #[test]
     fn every_single_byte_flip_is_detected() {
         let (id, ev) = sample();
-        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
+        let (value, _) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
         for i in 0..value.len() {
             let mut bad = value.clone();
             bad[i] ^= 0x40;
             assert!(
-                decode((id, 1), &bad, Some(&GENESIS_HASH)).is_err(),
+                decode(exactly(id, 1, 1), &bad, Some(&GENESIS_HASH)).is_err(),
                 "flip at byte {i} went unnoticed"
             );
         }
@@ -266,19 +342,20 @@ mod tests {
     #[test]
     fn every_truncation_is_detected() {
         let (id, ev) = sample();
-        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
+        let (value, _) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
         for len in 0..value.len() {
-            assert!(decode((id, 1), &value[..len], Some(&GENESIS_HASH)).is_err());
-            assert!(decode((id, 1), &value[..len], None).is_err());
+            assert!(decode(exactly(id, 1, 1), &value[..len], Some(&GENESIS_HASH)).is_err());
+            assert!(decode(Expect::Position(1), &value[..len], None).is_err());
         }
     }
 
     #[test]
     fn a_record_under_the_wrong_key_is_refused() {
         let (id, ev) = sample();
-        let (value, _) = encode(id, 1, 1, &ev, &GENESIS_HASH).unwrap();
-        assert!(decode((id, 2), &value, None).is_err());
-        assert!(decode((ExecutionId::NIL, 1), &value, None).is_err());
+        let (value, _) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
+        assert!(decode(exactly(id, 2, 1), &value, None).is_err());
+        assert!(decode(exactly(ExecutionId::NIL, 1, 1), &value, None).is_err());
+        assert!(decode(Expect::Position(2), &value, None).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::keys::{self, Head};
-use crate::record::{self, GENESIS_HASH, HASH_LEN};
+use crate::record::{self, Expect, GENESIS_HASH, HASH_LEN};
 use crate::store::Store;
 use crate::{Error, ExecutionId, Result};
 
@@ -74,49 +74,70 @@ impl fmt::Display for Problem {
 
 const CHUNK: usize = 4096;
 
+/// One execution's chain as the walk has seen it so far.
+#[derive(Clone, Copy)]
 struct Chain {
-    execution: ExecutionId,
     next_seq: u64,
     prev_hash: [u8; HASH_LEN],
     last_position: u64,
+    /// The head as of the heads checkpoint (what the `h` entry must say).
+    at_checkpoint: Head,
 }
 
-pub(crate) fn verify(store: &dyn Store) -> Result<VerifyReport> {
+/// Walks the log in position order, following every execution's chain, and
+/// checks the `x` index and the `h` heads against what the records say.
+/// Usable on a store no journal has open (e.g. `retrace verify`).
+pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    let mut chain: Option<Chain> = None;
-    let mut chains_seen: HashMap<ExecutionId, ()> = HashMap::new();
-    let mut from = vec![keys::EVENT];
-    let end = vec![keys::EVENT + 1];
+    let through = crate::log::heads_through(store)?;
+    let mut chains: HashMap<ExecutionId, Chain> = HashMap::new();
+    let mut indexed = 0u64;
+    let mut next_position = 1u64;
+    let mut from = keys::log(1);
+    let end = vec![keys::LOG + 1];
     loop {
         let entries = store.scan(&from, &end, CHUNK)?;
         let Some((last_key, _)) = entries.last() else {
             break;
         };
-        from = last_key.clone();
-        from.push(0);
+        from = keys::prefix_end(last_key);
         for (k, v) in entries {
-            let Some((execution, seq)) = keys::parse_exec_seq(&k) else {
-                report.problems.push(Problem {
-                    execution: ExecutionId::NIL,
-                    seq: 0,
-                    kind: ProblemKind::BrokenRecord(format!("malformed record key {k:02x?}")),
-                });
+            let Some(position) = keys::parse_log(&k) else {
+                report.problem(
+                    ExecutionId::NIL,
+                    0,
+                    ProblemKind::BrokenRecord(format!("malformed log key {k:02x?}")),
+                );
                 continue;
             };
-            if chain.as_ref().map(|c| c.execution) != Some(execution) {
-                if let Some(done) = chain.take() {
-                    check_head(store, &done, &mut report)?;
-                }
-                report.executions += 1;
-                chains_seen.insert(execution, ());
-                chain = Some(Chain {
-                    execution,
-                    next_seq: 1,
-                    prev_hash: GENESIS_HASH,
-                    last_position: 0,
-                });
+            if position != next_position {
+                report.problem(
+                    ExecutionId::NIL,
+                    0,
+                    ProblemKind::BrokenIndex(format!(
+                        "log positions {next_position} to {} are missing",
+                        position - 1
+                    )),
+                );
             }
-            let Some(c) = chain.as_mut() else { continue };
+            next_position = position + 1;
+            report.events += 1;
+            let Some((execution, seq)) = record::peek_place(&v) else {
+                report.problem(
+                    ExecutionId::NIL,
+                    0,
+                    ProblemKind::BrokenRecord(format!(
+                        "record at position {position} is truncated"
+                    )),
+                );
+                continue;
+            };
+            let c = chains.entry(execution).or_insert_with(|| Chain {
+                next_seq: 1,
+                prev_hash: GENESIS_HASH,
+                last_position: 0,
+                at_checkpoint: Head::EMPTY,
+            });
             while c.next_seq < seq {
                 report.problems.push(Problem {
                     execution,
@@ -125,105 +146,126 @@ pub(crate) fn verify(store: &dyn Store) -> Result<VerifyReport> {
                 });
                 c.next_seq += 1;
             }
-            report.events += 1;
-            match record::decode((execution, seq), &v, Some(&c.prev_hash)) {
-                Ok(rec) => {
-                    check_global(store, &rec.execution, rec.seq, rec.position, &mut report)?;
-                    c.prev_hash = rec.hash;
-                    c.last_position = rec.position;
+            let expect = Expect::Exactly {
+                execution,
+                seq,
+                position,
+            };
+            match record::decode(expect, &v, Some(&c.prev_hash)) {
+                Ok(rec) if rec.prev_position != c.last_position => {
+                    report.problems.push(Problem {
+                        execution,
+                        seq,
+                        kind: ProblemKind::BrokenRecord(
+                            "back-link does not point at the previous event".into(),
+                        ),
+                    });
                 }
+                Ok(_) => {}
                 Err(Error::Corrupt { reason, .. }) => {
                     report.problems.push(Problem {
                         execution,
                         seq,
                         kind: ProblemKind::BrokenRecord(reason),
                     });
-                    // Chain the rest to what is stored, so one damaged record
-                    // is reported once and its successors are still checked.
-                    if let Some(h) = record::stored_hash(&v) {
-                        c.prev_hash = h;
-                    }
                 }
                 Err(e) => return Err(e),
             }
-            c.next_seq = seq + 1;
+            // Chain the rest to what is stored, so one damaged record is
+            // reported once and its successors are still checked.
+            if let Some(h) = record::stored_hash(&v) {
+                c.prev_hash = h;
+            }
+            c.last_position = position;
+            c.next_seq = c.next_seq.max(seq + 1);
+            if position <= through {
+                c.at_checkpoint = Head {
+                    last_seq: seq,
+                    last_position: position,
+                    last_hash: c.prev_hash,
+                };
+            }
+            if keys::indexed(seq) {
+                indexed += 1;
+                let ok = match store.get(&keys::index(execution, seq))? {
+                    Some(v) => keys::parse_u64_value(&v, "an index entry").ok() == Some(position),
+                    None => false,
+                };
+                if !ok {
+                    report.problem(
+                        execution,
+                        seq,
+                        ProblemKind::BrokenIndex(format!(
+                            "index entry does not point at position {position}"
+                        )),
+                    );
+                }
+            }
         }
     }
-    if let Some(done) = chain.take() {
-        check_head(store, &done, &mut report)?;
-    }
+    report.executions = chains.len() as u64;
     // Every index entry must belong to a record checked above.
-    let globals = count(store, keys::GLOBAL)?;
-    if globals != report.events {
-        report.problems.push(Problem {
-            execution: ExecutionId::NIL,
-            seq: 0,
-            kind: ProblemKind::BrokenIndex(format!(
-                "the global index has {globals} entries for {} records",
-                report.events
+    let entries = count(store, keys::INDEX)?;
+    if entries != indexed {
+        report.problem(
+            ExecutionId::NIL,
+            0,
+            ProblemKind::BrokenIndex(format!(
+                "the index has {entries} entries for {indexed} indexed records"
             )),
-        });
+        );
     }
-    for (k, _) in store.scan(&[keys::HEAD], &[keys::HEAD + 1], usize::MAX)? {
-        if let Some(id) = keys::parse_head_key(&k)
-            && !chains_seen.contains_key(&id)
-        {
-            report.problems.push(Problem {
-                execution: id,
-                seq: 0,
-                kind: ProblemKind::BrokenIndex(
-                    "a head entry names an execution with no records".into(),
-                ),
-            });
+    // Heads must say what the chains said at the heads checkpoint.
+    let mut with_head = 0usize;
+    for (k, v) in store.scan(&[keys::HEAD], &[keys::HEAD + 1], usize::MAX)? {
+        let Some(id) = keys::parse_head_key(&k) else {
+            report.problem(
+                ExecutionId::NIL,
+                0,
+                ProblemKind::BrokenIndex("malformed head key".into()),
+            );
+            continue;
+        };
+        let expected = chains.get(&id).map(|c| c.at_checkpoint);
+        if expected.is_some_and(|h| h.last_seq > 0) {
+            with_head += 1;
+        }
+        if Head::decode(&v).ok() != expected {
+            report.problem(
+                id,
+                0,
+                ProblemKind::BrokenIndex(format!(
+                    "head entry does not match the records up to position {through}"
+                )),
+            );
         }
     }
+    let expected_heads = chains
+        .values()
+        .filter(|c| c.at_checkpoint.last_seq > 0)
+        .count();
+    if with_head != expected_heads {
+        report.problem(
+            ExecutionId::NIL,
+            0,
+            ProblemKind::BrokenIndex(format!(
+                "{} executions have no head entry",
+                expected_heads - with_head.min(expected_heads)
+            )),
+        );
+    }
+    report.problems.sort_by_key(|p| (p.execution, p.seq));
     Ok(report)
 }
 
-fn check_global(
-    store: &dyn Store,
-    execution: &ExecutionId,
-    seq: u64,
-    position: u64,
-    report: &mut VerifyReport,
-) -> Result<()> {
-    let ok = match store.get(&keys::global(position))? {
-        Some(v) => keys::parse_global_value(&v).ok() == Some((*execution, seq)),
-        None => false,
-    };
-    if !ok {
-        report.problems.push(Problem {
-            execution: *execution,
+impl VerifyReport {
+    fn problem(&mut self, execution: ExecutionId, seq: u64, kind: ProblemKind) {
+        self.problems.push(Problem {
+            execution,
             seq,
-            kind: ProblemKind::BrokenIndex(format!(
-                "global position {position} does not point at this record"
-            )),
+            kind,
         });
     }
-    Ok(())
-}
-
-fn check_head(store: &dyn Store, chain: &Chain, report: &mut VerifyReport) -> Result<()> {
-    let expected = Head {
-        last_seq: chain.next_seq - 1,
-        last_position: chain.last_position,
-        last_hash: chain.prev_hash,
-    };
-    let found = match store.get(&keys::head(chain.execution))? {
-        Some(v) => Head::decode(&v).ok(),
-        None => None,
-    };
-    if found != Some(expected) {
-        report.problems.push(Problem {
-            execution: chain.execution,
-            seq: 0,
-            kind: ProblemKind::BrokenIndex(format!(
-                "head entry {found:?} does not match the last record (seq {})",
-                expected.last_seq
-            )),
-        });
-    }
-    Ok(())
 }
 
 fn count(store: &dyn Store, prefix: u8) -> Result<u64> {
@@ -235,7 +277,6 @@ fn count(store: &dyn Store, prefix: u8) -> Result<u64> {
             return Ok(n);
         };
         n += entries.len() as u64;
-        from = last.clone();
-        from.push(0);
+        from = keys::prefix_end(last);
     }
 }

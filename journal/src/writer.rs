@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::keys::{self, Head};
 use crate::log::{Options, Shared};
-use crate::record::{self, MAX_EVENTS_PER_APPEND};
+use crate::record::{self, Expect, MAX_EVENTS_PER_APPEND, Place};
 use crate::store::Op;
 use crate::{
     Appended, Error, EventRecord, ExecutionId, NewEvent, Result, VerifyReport, snapshot, verify,
@@ -55,6 +55,11 @@ pub(crate) enum Command {
 /// Most execution heads kept in memory; past it the cache starts over (heads
 /// are re-read from the store on demand).
 const HEAD_CACHE_MAX: usize = 1 << 20;
+/// Heads are written to the store every this many groups...
+const HEAD_CHECKPOINT_GROUPS: u64 = 64;
+/// ...or as soon as this many executions have unwritten heads. Together they
+/// bound how much log a restart re-reads to bring the heads up to date.
+const HEAD_CHECKPOINT_DIRTY: usize = 4096;
 
 pub(crate) struct Writer {
     shared: Arc<Shared>,
@@ -65,6 +70,7 @@ pub(crate) struct Writer {
     durable: bool,
     max_group_events: usize,
     poisoned: Option<String>,
+    groups_since_checkpoint: u64,
 }
 
 /// What one group will acknowledge once it is committed.
@@ -77,6 +83,8 @@ struct Group {
     records: Vec<Arc<EventRecord>>,
     events: usize,
     must_flush: bool,
+    /// Write every recent head to the store with this group.
+    checkpoint_heads: bool,
 }
 
 impl Writer {
@@ -96,6 +104,7 @@ impl Writer {
             durable: options.durable,
             max_group_events: options.max_group_events.max(1),
             poisoned: None,
+            groups_since_checkpoint: 0,
         }
     }
 
@@ -112,8 +121,9 @@ impl Writer {
                     }
                     // These need a quiet store: commit what is gathered, then run.
                     Command::Verify { reply } => {
+                        group.checkpoint_heads = true;
                         self.commit(std::mem::take(&mut group));
-                        let _ = reply.send(verify::verify(self.shared.store.as_ref()));
+                        let _ = reply.send(verify::verify_store(self.shared.store.as_ref()));
                     }
                     Command::RebuildIndexes { reply } => {
                         self.commit(std::mem::take(&mut group));
@@ -125,6 +135,7 @@ impl Writer {
                     next = self.commands.try_recv().ok();
                 }
             }
+            group.checkpoint_heads |= shutdown;
             self.commit(group);
             if shutdown {
                 break;
@@ -220,17 +231,26 @@ impl Writer {
         let mut records = Vec::with_capacity(events.len());
         for event in events {
             let seq = h.last_seq + 1;
-            let (value, hash) = record::encode(execution, seq, position, &event, &h.last_hash)?;
-            ops.push(Op::Put(keys::event(execution, seq), value));
-            ops.push(Op::Put(
-                keys::global(position),
-                keys::global_value(execution, seq),
-            ));
+            let place = Place {
+                execution,
+                seq,
+                position,
+                prev_position: h.last_position,
+            };
+            let (value, hash) = record::encode(place, &event, &h.last_hash)?;
+            ops.push(Op::Put(keys::log(position), value));
+            if keys::indexed(seq) {
+                ops.push(Op::Put(
+                    keys::index(execution, seq),
+                    keys::u64_value(position),
+                ));
+            }
             records.push(Arc::new(EventRecord {
                 execution,
                 seq,
                 position,
                 recorded_at_ms: event.recorded_at_ms,
+                prev_position: h.last_position,
                 kind: event.kind,
                 payload: event.payload,
                 hash,
@@ -288,20 +308,51 @@ impl Writer {
     }
 
     fn commit(&mut self, mut group: Group) {
-        for (execution, head) in &group.staged {
+        if group.ops.is_empty() && !group.must_flush && !group.checkpoint_heads {
+            self.reply_all(group);
+            return;
+        }
+        self.groups_since_checkpoint += 1;
+        let recent_len = self.shared.recent.read().map_or(0, |r| r.len());
+        let checkpoint = group.checkpoint_heads
+            || self.groups_since_checkpoint >= HEAD_CHECKPOINT_GROUPS
+            || recent_len + group.staged.len() >= HEAD_CHECKPOINT_DIRTY;
+        if checkpoint {
+            let recent = self
+                .shared
+                .recent
+                .read()
+                .map(|r| r.clone())
+                .unwrap_or_default();
+            for (execution, head) in recent.iter().chain(group.staged.iter()) {
+                group
+                    .ops
+                    .push(Op::Put(keys::head(*execution), head.encode()));
+            }
+            let through = self.next_position - 1;
             group
                 .ops
-                .push(Op::Put(keys::head(*execution), head.encode()));
+                .push(Op::Put(keys::META_HEADS.to_vec(), keys::u64_value(through)));
         }
         let result = self.write(std::mem::take(&mut group.ops), group.must_flush);
         match result {
             Ok(()) => {
-                self.heads.extend(group.staged.drain());
                 if let Some(last) = group.records.last() {
                     self.shared
                         .committed
                         .store(last.position, Ordering::Release);
                 }
+                if let Ok(mut recent) = self.shared.recent.write() {
+                    if checkpoint {
+                        recent.clear();
+                    } else {
+                        recent.extend(group.staged.iter().map(|(k, v)| (*k, *v)));
+                    }
+                }
+                if checkpoint {
+                    self.groups_since_checkpoint = 0;
+                }
+                self.heads.extend(group.staged.drain());
                 let stats = &self.shared.stats;
                 stats
                     .events
@@ -309,16 +360,7 @@ impl Writer {
                 stats
                     .appends
                     .fetch_add(group.appended.len() as u64, Ordering::Relaxed);
-                for (reply, appended) in group.appended {
-                    let _ = reply.send(Ok(appended));
-                }
-                for reply in group.done {
-                    let _ = reply.send(Ok(()));
-                }
-                for record in group.records {
-                    // No subscriber is not an error.
-                    let _ = self.live.send(record);
-                }
+                self.reply_all(group);
             }
             Err(e) => {
                 let why = e.to_string();
@@ -335,6 +377,20 @@ impl Writer {
                     let _ = reply.send(Err(Error::Storage(why.clone())));
                 }
             }
+        }
+    }
+
+    /// Acknowledges a committed group, then shows its events to subscribers.
+    fn reply_all(&self, group: Group) {
+        for (reply, appended) in group.appended {
+            let _ = reply.send(Ok(appended));
+        }
+        for reply in group.done {
+            let _ = reply.send(Ok(()));
+        }
+        for record in group.records {
+            // No subscriber is not an error.
+            let _ = self.live.send(record);
         }
     }
 
@@ -364,35 +420,40 @@ impl Writer {
     fn rebuild_indexes(&mut self) -> Result<()> {
         let store = self.shared.store.clone();
         let mut ops = Vec::new();
-        for prefix in [keys::GLOBAL, keys::HEAD] {
+        for prefix in [keys::INDEX, keys::HEAD] {
             for (k, _) in store.scan(&[prefix], &[prefix + 1], usize::MAX)? {
                 ops.push(Op::Delete(k));
             }
         }
         let mut heads: HashMap<ExecutionId, Head> = HashMap::new();
         let mut last_position = 0;
-        for (k, v) in store.scan(&[keys::EVENT], &[keys::EVENT + 1], usize::MAX)? {
-            let key = keys::parse_exec_seq(&k)
-                .ok_or_else(|| Error::CorruptIndex("malformed record key".into()))?;
-            let prev = heads.get(&key.0).copied().unwrap_or(Head::EMPTY);
-            let rec = record::decode(key, &v, Some(&prev.last_hash))?;
-            if rec.seq != prev.last_seq + 1 {
-                return Err(Error::Corrupt {
-                    execution: key.0,
-                    seq: prev.last_seq + 1,
-                    reason: "record is missing; indexes cannot be rebuilt".into(),
-                });
+        for (k, v) in store.scan(&[keys::LOG], &[keys::LOG + 1], usize::MAX)? {
+            let position = keys::parse_log(&k)
+                .ok_or_else(|| Error::CorruptIndex("malformed log key".into()))?;
+            let (execution, _) = record::peek_place(&v).ok_or_else(|| Error::Corrupt {
+                execution: ExecutionId::NIL,
+                seq: 0,
+                reason: format!("record at position {position} is truncated"),
+            })?;
+            let prev = heads.get(&execution).copied().unwrap_or(Head::EMPTY);
+            let expect = Expect::Exactly {
+                execution,
+                seq: prev.last_seq + 1,
+                position,
+            };
+            let rec = record::decode(expect, &v, Some(&prev.last_hash))?;
+            if keys::indexed(rec.seq) {
+                ops.push(Op::Put(
+                    keys::index(execution, rec.seq),
+                    keys::u64_value(position),
+                ));
             }
-            ops.push(Op::Put(
-                keys::global(rec.position),
-                keys::global_value(rec.execution, rec.seq),
-            ));
-            last_position = last_position.max(rec.position);
+            last_position = position;
             heads.insert(
-                key.0,
+                execution,
                 Head {
                     last_seq: rec.seq,
-                    last_position: rec.position,
+                    last_position: position,
                     last_hash: rec.hash,
                 },
             );
@@ -400,9 +461,17 @@ impl Writer {
         for (execution, head) in &heads {
             ops.push(Op::Put(keys::head(*execution), head.encode()));
         }
+        ops.push(Op::Put(
+            keys::META_HEADS.to_vec(),
+            keys::u64_value(last_position),
+        ));
         store.apply(ops)?;
         store.flush()?;
         self.heads.clear();
+        if let Ok(mut recent) = self.shared.recent.write() {
+            recent.clear();
+        }
+        self.groups_since_checkpoint = 0;
         self.next_position = last_position + 1;
         self.shared
             .committed
