@@ -1,0 +1,270 @@
+//! The workflow document as the user wrote it: plain data, one Rust field per
+//! document field, serialized back with the document's own (camelCase) names.
+//!
+//! Owns the shape of the document and nothing else. Values here are only
+//! *decoded* (see `decode`); whether they make sense together is decided when
+//! the document is compiled into a [`Workflow`](super::Workflow). These types
+//! must never gain a default that is not in the document: re-serializing one
+//! is the canonical form the version hash is taken of, so it must say exactly
+//! what was written (absent stays absent, `[]` and absent lists are one thing).
+//!
+//! Mappings (`input`, `output`, `compensate.input`) and JSON Schemas are kept
+//! as the raw JSON they were written as.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A whole workflow document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowDefinition {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The document's own version label; the real version is the content hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// JSON Schema the execution input must satisfy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// JSON Schema of the execution output (documentation; not enforced here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    pub steps: Vec<StepDefinition>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub error_handlers: Vec<ErrorHandlerDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_transitions: Option<u64>,
+}
+
+/// The `type` of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepType {
+    Task,
+    Decision,
+    Parallel,
+    Wait,
+    Event,
+    Subworkflow,
+}
+
+impl StepType {
+    /// Every step type, in the order the documentation lists them.
+    pub const ALL: [StepType; 6] = [
+        StepType::Task,
+        StepType::Decision,
+        StepType::Parallel,
+        StepType::Wait,
+        StepType::Event,
+        StepType::Subworkflow,
+    ];
+
+    /// The name written in the document's `type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepType::Task => "task",
+            StepType::Decision => "decision",
+            StepType::Parallel => "parallel",
+            StepType::Wait => "wait",
+            StepType::Event => "event",
+            StepType::Subworkflow => "subworkflow",
+        }
+    }
+
+    /// The step type written as `name`, if there is one.
+    pub fn parse(name: &str) -> Option<StepType> {
+        StepType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The one field that carries this type's own settings.
+    pub fn own_field(self) -> &'static str {
+        match self {
+            StepType::Task => "capability",
+            StepType::Decision => "decision",
+            StepType::Parallel => "parallel",
+            StepType::Wait => "wait",
+            StepType::Event => "event",
+            StepType::Subworkflow => "subworkflow",
+        }
+    }
+}
+
+/// One step, of any type; the fields of other types are absent.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepDefinition {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub step_type: StepType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<ParallelDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subworkflow: Option<SubworkflowDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<BTreeMap<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<TimeoutDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensate: Option<CompensateDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+}
+
+/// `decision`: evaluate `expression`, go to the step named by the matching branch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionDefinition {
+    pub expression: String,
+    pub branches: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+/// `parallel`: run every branch, join them all, then go to the step's `next`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParallelDefinition {
+    pub branches: Vec<BranchDefinition>,
+}
+
+/// One branch of a `parallel` step; its entry is its first step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BranchDefinition {
+    pub name: String,
+    pub steps: Vec<StepDefinition>,
+}
+
+/// `wait`: a duration or an instant; exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitDefinition {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// RFC 3339, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `event`: wait for a named external event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDefinition {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `subworkflow`: start a child execution and wait for its output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubworkflowDefinition {
+    pub workflow: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// `retry`, on a step, a compensation or an error handler.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryDefinition {
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_rate: Option<f64>,
+    /// Milliseconds; the longest wait between two attempts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub non_retryable: Vec<String>,
+}
+
+/// `timeout`: a number of milliseconds (start to close), or the detailed form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TimeoutDefinition {
+    StartToCloseMs(u64),
+    Detailed(DetailedTimeout),
+}
+
+/// The detailed form of `timeout`; every field in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetailedTimeout {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_to_close_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// `compensate`: the action that undoes a completed step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompensateDefinition {
+    pub capability: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDefinition>,
+}
+
+/// One entry of the workflow's `errorHandlers`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorHandlerDefinition {
+    /// An error type, or `*` for any.
+    pub error: String,
+    /// A top-level step id, or else a workflow name.
+    pub handler: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryDefinition>,
+}
+
+/// `onFailure`: what happens to the execution when the step finally fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// The execution fails (after compensation); the default.
+    #[default]
+    Fail,
+    /// The execution pauses for an operator to decide.
+    Pause,
+}
+
+impl OnFailure {
+    /// The name written in the document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Fail => "fail",
+            OnFailure::Pause => "pause",
+        }
+    }
+}
