@@ -343,6 +343,9 @@ impl Shared {
             prev_hash = rec.hash;
             out.push(rec);
         }
+        // Positions grow with seq: nothing past the watermark is durable yet.
+        let committed = self.committed.load(Ordering::Acquire);
+        out.retain(|r| r.position <= committed);
         Ok(out)
     }
 

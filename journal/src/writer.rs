@@ -284,6 +284,9 @@ impl Writer {
         seq: u64,
         state: &[u8],
     ) -> Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(Error::Poisoned(why.clone()));
+        }
         let head = self.head(group, execution)?;
         if seq == 0 || seq > head.last_seq {
             return Err(Error::InvalidAppend(format!(

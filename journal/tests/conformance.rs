@@ -577,3 +577,72 @@ fn a_second_opener_of_a_sled_folder_is_refused_at_once() {
         other => panic!("expected Locked, got {other:?}"),
     }
 }
+
+/// A memory store whose flush fails once `failing` is set.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn get(&self, key: &[u8]) -> retrace_journal::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> retrace_journal::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(from, to, limit)
+    }
+    fn last(&self, from: &[u8], to: &[u8]) -> retrace_journal::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.inner.last(from, to)
+    }
+    fn apply(&self, ops: Vec<Op>) -> retrace_journal::Result<()> {
+        self.inner.apply(ops)
+    }
+    fn flush(&self) -> retrace_journal::Result<()> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Storage("injected flush failure".into()));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn after_a_failed_flush_nothing_more_is_acknowledged() {
+    let store = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: false.into(),
+    });
+    let j = EventLog::with_store(store.clone(), Options::default()).unwrap();
+    j.append(id(1), 1, vec![ev(1)]).await.unwrap();
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        j.append(id(1), 2, vec![ev(2)]).await,
+        Err(Error::Storage(_))
+    ));
+    // The unflushed event is not shown to readers.
+    assert_eq!(j.read(id(1), 1, 10).unwrap().len(), 1);
+    assert_eq!(j.last_position(), 1);
+    // Fail-stop: even with the disk back, the journal refuses to guess.
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        j.append(id(1), 2, vec![ev(2)]).await,
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(
+        j.append(id(2), 1, vec![ev(2)]).await,
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(
+        j.put_snapshot(id(1), 1, vec![]).await,
+        Err(Error::Poisoned(_))
+    ));
+}
