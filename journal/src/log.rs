@@ -199,13 +199,36 @@ fn recover_heads(store: &dyn Store) -> Result<u64> {
     if last <= through {
         return Ok(last);
     }
+    let heads = replay_log(store, through + 1, |id| stored_head(store, id), |_| {})?;
+    let mut ops: Vec<Op> = heads
+        .iter()
+        .map(|(id, h)| Op::Put(keys::head(*id), h.encode()))
+        .collect();
+    ops.push(Op::Put(keys::META_HEADS.to_vec(), keys::u64_value(last)));
+    store.apply(ops)?;
+    store.flush()?;
+    Ok(last)
+}
+
+/// Reads the log from position `from` to its end, decoding every record and
+/// checking its chain link and back-link against its execution's head
+/// (`head_before` gives the head as of `from`); calls `each` with every
+/// record. Returns the heads of the executions it saw. Stops at the first
+/// broken record with `Error::Corrupt` naming it.
+pub(crate) fn replay_log(
+    store: &dyn Store,
+    from: u64,
+    head_before: impl Fn(ExecutionId) -> Result<Head>,
+    mut each: impl FnMut(&EventRecord),
+) -> Result<HashMap<ExecutionId, Head>> {
     let mut heads: HashMap<ExecutionId, Head> = HashMap::new();
-    let mut from = through + 1;
-    while from <= last {
-        let chunk = store.scan(&keys::log(from), &keys::log(last + 1), 4096)?;
-        if chunk.is_empty() {
-            break;
-        }
+    let mut next = keys::log(from);
+    loop {
+        let chunk = store.scan(&next, &[keys::LOG + 1], 4096)?;
+        let Some((last_key, _)) = chunk.last() else {
+            return Ok(heads);
+        };
+        next = keys::prefix_end(last_key);
         for (k, v) in chunk {
             let position = keys::parse_log(&k)
                 .ok_or_else(|| Error::CorruptIndex("malformed log key".into()))?;
@@ -216,17 +239,14 @@ fn recover_heads(store: &dyn Store) -> Result<u64> {
             })?;
             let prev = match heads.get(&execution) {
                 Some(h) => *h,
-                None => stored_head(store, execution)?,
+                None => head_before(execution)?,
             };
-            let rec = record::decode(
-                Expect::Exactly {
-                    execution,
-                    seq: prev.last_seq + 1,
-                    position,
-                },
-                &v,
-                Some(&prev.last_hash),
-            )?;
+            let expect = Expect::Exactly {
+                execution,
+                seq: prev.last_seq + 1,
+                position,
+            };
+            let rec = record::decode(expect, &v, Some(&prev.last_hash))?;
             if rec.prev_position != prev.last_position {
                 return Err(Error::Corrupt {
                     execution,
@@ -234,6 +254,7 @@ fn recover_heads(store: &dyn Store) -> Result<u64> {
                     reason: "back-link does not point at the previous event".into(),
                 });
             }
+            each(&rec);
             heads.insert(
                 execution,
                 Head {
@@ -242,17 +263,8 @@ fn recover_heads(store: &dyn Store) -> Result<u64> {
                     last_hash: rec.hash,
                 },
             );
-            from = position + 1;
         }
     }
-    let mut ops: Vec<Op> = heads
-        .iter()
-        .map(|(id, h)| Op::Put(keys::head(*id), h.encode()))
-        .collect();
-    ops.push(Op::Put(keys::META_HEADS.to_vec(), keys::u64_value(last)));
-    store.apply(ops)?;
-    store.flush()?;
-    Ok(last)
 }
 
 pub(crate) fn stored_head(store: &dyn Store, execution: ExecutionId) -> Result<Head> {

@@ -18,8 +18,8 @@ use std::time::Instant;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::keys::{self, Head};
-use crate::log::{Options, Shared};
-use crate::record::{self, Expect, MAX_EVENTS_PER_APPEND, Place};
+use crate::log::{Options, Shared, replay_log};
+use crate::record::{self, MAX_EVENTS_PER_APPEND, Place};
 use crate::store::Op;
 use crate::{
     Appended, Error, EventRecord, ExecutionId, NewEvent, Result, VerifyReport, snapshot, verify,
@@ -428,39 +428,21 @@ impl Writer {
                 ops.push(Op::Delete(k));
             }
         }
-        let mut heads: HashMap<ExecutionId, Head> = HashMap::new();
         let mut last_position = 0;
-        for (k, v) in store.scan(&[keys::LOG], &[keys::LOG + 1], usize::MAX)? {
-            let position = keys::parse_log(&k)
-                .ok_or_else(|| Error::CorruptIndex("malformed log key".into()))?;
-            let (execution, _) = record::peek_place(&v).ok_or_else(|| Error::Corrupt {
-                execution: ExecutionId::NIL,
-                seq: 0,
-                reason: format!("record at position {position} is truncated"),
-            })?;
-            let prev = heads.get(&execution).copied().unwrap_or(Head::EMPTY);
-            let expect = Expect::Exactly {
-                execution,
-                seq: prev.last_seq + 1,
-                position,
-            };
-            let rec = record::decode(expect, &v, Some(&prev.last_hash))?;
-            if keys::indexed(rec.seq) {
-                ops.push(Op::Put(
-                    keys::index(execution, rec.seq),
-                    keys::u64_value(position),
-                ));
-            }
-            last_position = position;
-            heads.insert(
-                execution,
-                Head {
-                    last_seq: rec.seq,
-                    last_position: position,
-                    last_hash: rec.hash,
-                },
-            );
-        }
+        let heads = replay_log(
+            store.as_ref(),
+            1,
+            |_| Ok(Head::EMPTY),
+            |rec| {
+                if keys::indexed(rec.seq) {
+                    ops.push(Op::Put(
+                        keys::index(rec.execution, rec.seq),
+                        keys::u64_value(rec.position),
+                    ));
+                }
+                last_position = rec.position;
+            },
+        )?;
         for (execution, head) in &heads {
             ops.push(Op::Put(keys::head(*execution), head.encode()));
         }
