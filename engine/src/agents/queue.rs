@@ -1,0 +1,240 @@
+//! [`Tasks`]: every outstanding task, queued per capability or claimed, with
+//! one index of deadlines.
+//!
+//! Owns queue order, claims, leases and deadlines. It must never look at an
+//! agent's record or read a clock: the caller says who claims and when, and
+//! keeps each agent's set of claimed ids in step.
+//!
+//! Queue order: tasks put back by [`Tasks::requeue`] (their agent left) come
+//! before every other task; within each of those two lanes, oldest
+//! `scheduled_at_ms` first, then first enqueued first. An agent offering
+//! several capabilities is served in that order across all of them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::agent::AgentId;
+use super::error::AgentError;
+use super::task::{ClaimedTask, TaskSpec, TimeoutKind, lease_deadline};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lane {
+    Requeued,
+    Fresh,
+}
+
+/// A task's place in its capability's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct QueueKey {
+    lane: Lane,
+    scheduled_at_ms: u64,
+    /// Arrival order; kept through a claim so a requeued task keeps its rank.
+    seq: u64,
+}
+
+/// One outstanding task.
+#[derive(Debug)]
+pub(super) enum Entry {
+    Queued {
+        spec: TaskSpec,
+        key: QueueKey,
+        /// Schedule-to-start deadline, if any.
+        start_by_ms: Option<u64>,
+    },
+    Claimed {
+        claim: ClaimedTask,
+        /// Which timeout `claim.lease_deadline_ms` is.
+        lease_kind: TimeoutKind,
+        seq: u64,
+    },
+}
+
+impl Entry {
+    fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Entry::Queued { start_by_ms, .. } => *start_by_ms,
+            Entry::Claimed { claim, .. } => Some(claim.lease_deadline_ms),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Tasks {
+    entries: HashMap<String, Entry>,
+    /// Queued task ids per capability, in serving order. No empty queue is kept.
+    queues: BTreeMap<String, BTreeMap<QueueKey, String>>,
+    /// `(deadline, task id)` of every outstanding task that has one.
+    deadlines: BTreeSet<(u64, String)>,
+    next_seq: u64,
+}
+
+impl Tasks {
+    /// Queued plus claimed.
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Queues `spec` unless a task with its id is outstanding; true if queued.
+    pub(super) fn enqueue(&mut self, spec: TaskSpec) -> bool {
+        if self.entries.contains_key(&spec.id) {
+            return false;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let start_by_ms = spec
+            .schedule_to_start_ms
+            .map(|ms| spec.scheduled_at_ms.saturating_add(ms));
+        self.insert_queued(spec, Lane::Fresh, seq, start_by_ms);
+        true
+    }
+
+    /// Puts a claim taken from [`Tasks::take`] back at the front of its
+    /// queue, same spec and attempt. Its schedule-to-start window, if any,
+    /// starts again at `now_ms`: the task did start in time once.
+    pub(super) fn requeue(&mut self, claim: ClaimedTask, seq: u64, now_ms: u64) {
+        let start_by_ms = claim
+            .spec
+            .schedule_to_start_ms
+            .map(|ms| now_ms.saturating_add(ms));
+        self.insert_queued(claim.spec, Lane::Requeued, seq, start_by_ms);
+    }
+
+    fn insert_queued(&mut self, spec: TaskSpec, lane: Lane, seq: u64, start_by_ms: Option<u64>) {
+        let key = QueueKey {
+            lane,
+            scheduled_at_ms: spec.scheduled_at_ms,
+            seq,
+        };
+        self.queues
+            .entry(spec.capability.clone())
+            .or_default()
+            .insert(key, spec.id.clone());
+        if let Some(at_ms) = start_by_ms {
+            self.deadlines.insert((at_ms, spec.id.clone()));
+        }
+        let id = spec.id.clone();
+        self.entries.insert(
+            id,
+            Entry::Queued {
+                spec,
+                key,
+                start_by_ms,
+            },
+        );
+    }
+
+    /// The id of the queued task to serve next among `capabilities`.
+    pub(super) fn next_for(&self, capabilities: &BTreeSet<String>) -> Option<&str> {
+        capabilities
+            .iter()
+            .filter_map(|capability| self.queues.get(capability)?.first_key_value())
+            .min_by_key(|(key, _)| **key)
+            .map(|(_, id)| id.as_str())
+    }
+
+    /// Claims the queued task `id` for `agent` at `now_ms`; `None` if it is
+    /// not queued.
+    pub(super) fn claim(&mut self, id: &str, agent: AgentId, now_ms: u64) -> Option<ClaimedTask> {
+        let Some(Entry::Queued { .. }) = self.entries.get(id) else {
+            return None;
+        };
+        let Some(Entry::Queued { spec, key, .. }) = self.take(id) else {
+            return None;
+        };
+        let (lease_deadline_ms, lease_kind) = lease_deadline(&spec, now_ms);
+        let claim = ClaimedTask {
+            spec,
+            agent,
+            claimed_at_ms: now_ms,
+            lease_deadline_ms,
+        };
+        self.insert_claimed(claim.clone(), lease_kind, key.seq);
+        Some(claim)
+    }
+
+    fn insert_claimed(&mut self, claim: ClaimedTask, lease_kind: TimeoutKind, seq: u64) {
+        let id = claim.spec.id.clone();
+        self.deadlines.insert((claim.lease_deadline_ms, id.clone()));
+        self.entries.insert(
+            id,
+            Entry::Claimed {
+                claim,
+                lease_kind,
+                seq,
+            },
+        );
+    }
+
+    /// Extends the claim on `id` from `now_ms` as a fresh claim would be.
+    /// With `agent`, only that agent's claim may be extended.
+    pub(super) fn extend(
+        &mut self,
+        id: &str,
+        agent: Option<&AgentId>,
+        now_ms: u64,
+    ) -> Result<ClaimedTask, AgentError> {
+        match self.entries.get(id) {
+            Some(Entry::Claimed { claim, .. }) => match agent {
+                Some(agent) if *agent != claim.agent => {
+                    return Err(AgentError::NotYours {
+                        task: id.to_owned(),
+                        agent: *agent,
+                    });
+                }
+                _ => {}
+            },
+            _ => return Err(AgentError::NotOutstanding(id.to_owned())),
+        }
+        let Some(Entry::Claimed { mut claim, seq, .. }) = self.take(id) else {
+            return Err(AgentError::NotOutstanding(id.to_owned()));
+        };
+        let (lease_deadline_ms, lease_kind) = lease_deadline(&claim.spec, now_ms);
+        claim.lease_deadline_ms = lease_deadline_ms;
+        self.insert_claimed(claim.clone(), lease_kind, seq);
+        Ok(claim)
+    }
+
+    /// The agent holding `id`, if it is claimed.
+    pub(super) fn claimed_by(&self, id: &str) -> Option<AgentId> {
+        match self.entries.get(id) {
+            Some(Entry::Claimed { claim, .. }) => Some(claim.agent),
+            _ => None,
+        }
+    }
+
+    /// Removes the outstanding task `id`, queued or claimed, from every index.
+    pub(super) fn take(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        if let Some(at_ms) = entry.deadline_ms() {
+            self.deadlines.remove(&(at_ms, id.to_owned()));
+        }
+        if let Entry::Queued { spec, key, .. } = &entry
+            && let Some(queue) = self.queues.get_mut(&spec.capability)
+        {
+            queue.remove(key);
+            if queue.is_empty() {
+                self.queues.remove(&spec.capability);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Ids of the tasks whose deadline is at or before `now_ms`, earliest first.
+    pub(super) fn due(&self, now_ms: u64) -> Vec<String> {
+        self.deadlines
+            .iter()
+            .take_while(|(at_ms, _)| *at_ms <= now_ms)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+
+    pub(super) fn next_deadline_ms(&self) -> Option<u64> {
+        self.deadlines.first().map(|(at_ms, _)| *at_ms)
+    }
+
+    /// Queued tasks per capability (capabilities with none are absent).
+    pub(super) fn queue_sizes(&self) -> impl Iterator<Item = (&String, usize)> {
+        self.queues
+            .iter()
+            .map(|(capability, queue)| (capability, queue.len()))
+    }
+}

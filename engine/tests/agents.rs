@@ -1,0 +1,1206 @@
+//! The agent registry: registration rules, routing by capability and load,
+//! queue order, long polls, leases and heartbeats, deadlines, settling,
+//! statistics and status, and a model-based property test of the whole.
+//!
+//! Deadlines run on a simulated clock; only the long-poll waits use real time,
+//! and those tests assert what the poll returns, never how long it took.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use proptest::prelude::*;
+use retrace_engine::agents::{
+    AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus, Outcome, Settled,
+    TaskSpec, TimeoutKind,
+};
+use retrace_engine::clock::SimClock;
+use retrace_journal::ExecutionId;
+use serde_json::json;
+
+const START_MS: u64 = 1_000_000;
+
+fn registry_with(options: AgentOptions) -> (SimClock, AgentRegistry) {
+    let clock = SimClock::new(START_MS);
+    let registry = AgentRegistry::new(Arc::new(clock.clone()), options);
+    (clock, registry)
+}
+
+fn registry() -> (SimClock, AgentRegistry) {
+    registry_with(AgentOptions::default())
+}
+
+fn caps(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+fn agent(registry: &AgentRegistry, names: &[&str], max_concurrency: u32) -> AgentId {
+    registry
+        .register("worker", &caps(names), Some(max_concurrency))
+        .unwrap()
+}
+
+/// A task with a 10 s lease and no other deadline.
+fn task(id: &str, capability: &str, scheduled_at_ms: u64) -> TaskSpec {
+    TaskSpec {
+        id: id.to_owned(),
+        execution: ExecutionId::from_bytes([7; 16]),
+        step: format!("step_{id}"),
+        capability: capability.to_owned(),
+        attempt: 1,
+        input: json!({ "task": id }),
+        lease_ms: 10_000,
+        schedule_to_start_ms: None,
+        heartbeat_ms: None,
+        scheduled_at_ms,
+    }
+}
+
+fn ids<'a>(tasks: impl IntoIterator<Item = &'a TaskSpec>) -> Vec<String> {
+    tasks.into_iter().map(|spec| spec.id.clone()).collect()
+}
+
+fn claim_ids(registry: &AgentRegistry, agent: &AgentId, max: usize) -> Vec<String> {
+    let claimed = registry.claim(agent, max).unwrap();
+    ids(claimed.iter().map(|claim| &claim.spec))
+}
+
+fn info(registry: &AgentRegistry, agent: &AgentId) -> AgentInfo {
+    registry.get(agent).unwrap()
+}
+
+/// Everything observable about the registry, to show a refused call changed nothing.
+fn snapshot(registry: &AgentRegistry) -> String {
+    format!(
+        "{:?} {:?} {} {:?}",
+        registry.list(),
+        registry.queue_sizes(),
+        registry.outstanding(),
+        registry.next_deadline_ms()
+    )
+}
+
+// Registration.
+
+#[test]
+fn registration_applies_every_rule() {
+    let (_, registry) = registry();
+    let refused = |name: &str, capabilities: Vec<String>, max: Option<u32>| match registry.register(
+        name,
+        &capabilities,
+        max,
+    ) {
+        Err(AgentError::InvalidRegistration(message)) => message,
+        other => panic!("{name:?} {capabilities:?} {max:?} was not refused: {other:?}"),
+    };
+    let ok = caps(&["a"]);
+
+    assert!(refused("", ok.clone(), None).contains("name must be 1 to 128 characters"));
+    assert!(refused(&"n".repeat(129), ok.clone(), None).contains("not 129"));
+    assert!(refused("bad\nname", ok.clone(), None).contains("control characters"));
+    assert!(refused("w", vec![], None).contains("1 to 100 capabilities, not 0"));
+    let many: Vec<String> = (0..101).map(|i| format!("cap{i}")).collect();
+    assert!(refused("w", many, None).contains("not 101"));
+    for capability in ["Git Ops", "-x", "a b", "UPPER", "é", ""] {
+        let message = refused("w", caps(&[capability]), None);
+        assert!(message.contains("capability"), "{capability:?}: {message}");
+    }
+    assert!(refused("w", vec!["a".repeat(129)], None).contains("128 bytes"));
+    assert!(refused("w", ok.clone(), Some(0)).contains("maxConcurrency must be 1 to 10000, not 0"));
+    assert!(refused("w", ok.clone(), Some(10_001)).contains("not 10001"));
+    assert!(registry.list().is_empty(), "nothing refused was registered");
+
+    // The limits themselves are allowed; names count characters, not bytes.
+    let most: Vec<String> = (0..100).map(|i| format!("cap{i}")).collect();
+    assert!(registry.register(&"é".repeat(128), &ok, None).is_ok());
+    assert!(registry.register("w", &most, Some(10_000)).is_ok());
+    assert!(
+        registry
+            .register(
+                "w",
+                &caps(&["3d-render", "http.call", "billing:charge", "a_b"]),
+                Some(1)
+            )
+            .is_ok()
+    );
+}
+
+#[test]
+fn registration_deduplicates_and_defaults() {
+    let (_, registry) = registry();
+    let id = registry
+        .register("builder", &caps(&["git", "build", "git", "build"]), None)
+        .unwrap();
+    let agent = info(&registry, &id);
+    assert_eq!(agent.name, "builder");
+    assert_eq!(agent.capabilities, caps(&["build", "git"]));
+    assert_eq!(agent.max_concurrency, 10);
+    assert_eq!(agent.registered_at_ms, START_MS);
+    assert_eq!(agent.last_seen_ms, START_MS);
+    assert_eq!(agent.status, AgentStatus::Online);
+}
+
+#[test]
+fn an_unknown_agent_is_refused_everywhere() {
+    let (_, registry) = registry();
+    let stranger = AgentId::random();
+    let unknown = Err(AgentError::UnknownAgent(stranger));
+    assert_eq!(registry.heartbeat(&stranger), unknown);
+    assert_eq!(registry.unregister(&stranger).map(|_| ()), unknown);
+    assert_eq!(registry.claim(&stranger, 1).map(|_| ()), unknown);
+    let polled = registry.poll(&stranger, 0, 1).now_or_never().unwrap();
+    assert_eq!(polled.map(|_| ()), unknown);
+    assert_eq!(registry.get(&stranger), None);
+}
+
+#[test]
+fn agents_are_listed_in_registration_order() {
+    let (_, registry) = registry();
+    let names = ["zeta", "alpha", "mid"];
+    let registered: Vec<AgentId> = names
+        .iter()
+        .map(|name| registry.register(name, &caps(&["a"]), None).unwrap())
+        .collect();
+    let listed: Vec<(AgentId, String)> = registry
+        .list()
+        .into_iter()
+        .map(|agent| (agent.id, agent.name))
+        .collect();
+    let expected: Vec<(AgentId, String)> = registered
+        .into_iter()
+        .zip(names.iter().map(|name| (*name).to_owned()))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+// Routing and order.
+
+#[test]
+fn only_matching_capabilities_are_claimed() {
+    let (_, registry) = registry();
+    let git = agent(&registry, &["git"], 10);
+    registry.enqueue(task("t1", "build", START_MS));
+    registry.enqueue(task("t2", "git", START_MS));
+    registry.enqueue(task("t3", "test", START_MS));
+    assert_eq!(claim_ids(&registry, &git, 10), ["t2"]);
+    assert_eq!(
+        registry.queue_sizes(),
+        BTreeMap::from([
+            ("build".to_owned(), 1),
+            ("git".to_owned(), 0),
+            ("test".to_owned(), 1)
+        ])
+    );
+    assert_eq!(registry.outstanding(), 3);
+}
+
+#[test]
+fn oldest_scheduled_first_across_capabilities() {
+    let (_, registry) = registry();
+    registry.enqueue(task("a30", "a", 30));
+    registry.enqueue(task("b10", "b", 10));
+    registry.enqueue(task("a20", "a", 20));
+    registry.enqueue(task("a10", "a", 10)); // same time as b10, enqueued later
+    registry.enqueue(task("c5", "c", 5)); // not offered
+    let worker = agent(&registry, &["a", "b"], 10);
+    assert_eq!(claim_ids(&registry, &worker, 2), ["b10", "a10"]);
+    assert_eq!(claim_ids(&registry, &worker, 10), ["a20", "a30"]);
+}
+
+#[test]
+fn enqueue_is_idempotent_while_outstanding() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    assert!(registry.enqueue(task("t", "a", 1)));
+    assert!(!registry.enqueue(task("t", "a", 1)));
+    assert_eq!(claim_ids(&registry, &worker, 10), ["t"]);
+    let mut again = task("t", "a", 1);
+    again.attempt = 2;
+    assert!(
+        !registry.enqueue(again),
+        "a claimed task is outstanding too"
+    );
+    assert_eq!(registry.outstanding(), 1);
+    assert_eq!(registry.claim(&worker, 10).unwrap(), []);
+
+    registry.settle("t", Outcome::Succeeded).unwrap();
+    assert!(
+        registry.enqueue(task("t", "a", 1)),
+        "a settled id may be queued again"
+    );
+}
+
+#[test]
+fn max_concurrency_is_respected_and_settling_frees_a_slot() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 2);
+    for i in 0..5 {
+        registry.enqueue(task(&format!("t{i}"), "a", i));
+    }
+    assert_eq!(claim_ids(&registry, &worker, 10), ["t0", "t1"]);
+    assert_eq!(info(&registry, &worker).status, AgentStatus::Busy);
+    assert!(
+        registry.claim(&worker, 10).unwrap().is_empty(),
+        "at capacity"
+    );
+    let polled = registry
+        .poll(&worker, 0, 10)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert!(polled.is_empty());
+
+    registry.settle("t0", Outcome::Succeeded).unwrap();
+    assert_eq!(claim_ids(&registry, &worker, 10), ["t2"]);
+    registry.withdraw("t1");
+    assert_eq!(claim_ids(&registry, &worker, 10), ["t3"]);
+    assert_eq!(info(&registry, &worker).active_tasks, 2);
+}
+
+#[test]
+fn one_poll_claims_at_most_the_poll_limit() {
+    let (_, registry) = registry_with(AgentOptions {
+        poll_max_tasks: 3,
+        ..AgentOptions::default()
+    });
+    let worker = agent(&registry, &["a"], 100);
+    for i in 0..5 {
+        registry.enqueue(task(&format!("t{i}"), "a", i));
+    }
+    assert_eq!(claim_ids(&registry, &worker, 100), ["t0", "t1", "t2"]);
+    assert_eq!(claim_ids(&registry, &worker, 1), ["t3"]);
+    assert!(registry.claim(&worker, 0).unwrap().is_empty());
+}
+
+// Long polls (real time, short waits).
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_poll_is_woken_by_an_enqueue() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    let poller = registry.clone();
+    let poll = tokio::spawn(async move { poller.poll(&worker, 10_000, 5).await });
+    // On this one thread, yielding lets the poll run until it waits.
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!poll.is_finished());
+
+    // While it waits, the agent counts as seen, however long that is.
+    clock.advance(120_000);
+    assert_eq!(info(&registry, &worker).status, AgentStatus::Online);
+    assert_eq!(info(&registry, &worker).last_seen_ms, clock_now(&clock));
+
+    registry.enqueue(task("other", "b", 1)); // wakes it, but is not its to claim
+    registry.enqueue(task("t", "a", 1));
+    let claimed = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the enqueue woke the poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(claimed.iter().map(|claim| &claim.spec)), ["t"]);
+    assert_eq!(claimed[0].agent, worker);
+    assert_eq!(claimed[0].claimed_at_ms, clock_now(&clock));
+    assert_eq!(registry.claimed_by("t"), Some(worker));
+}
+
+fn clock_now(clock: &SimClock) -> u64 {
+    use retrace_engine::clock::Clock;
+    clock.now_ms()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_poll_at_capacity_is_woken_by_a_free_slot() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 1);
+    registry.enqueue(task("t1", "a", 1));
+    registry.enqueue(task("t2", "a", 2));
+    assert_eq!(claim_ids(&registry, &worker, 1), ["t1"]);
+    let poller = registry.clone();
+    let poll = tokio::spawn(async move { poller.poll(&worker, 10_000, 5).await });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    registry.settle("t1", Outcome::Succeeded).unwrap();
+    let claimed = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the freed slot woke the poll")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(claimed.iter().map(|claim| &claim.spec)), ["t2"]);
+}
+
+#[tokio::test]
+async fn a_poll_with_nothing_to_claim_returns_empty() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(task("t", "b", 1));
+    assert!(registry.poll(&worker, 20, 10).await.unwrap().is_empty());
+    assert_eq!(registry.outstanding(), 1);
+}
+
+#[tokio::test]
+async fn a_poll_waits_no_longer_than_the_options_allow() {
+    let (_, registry) = registry_with(AgentOptions {
+        poll_wait_max_ms: 20,
+        ..AgentOptions::default()
+    });
+    let worker = agent(&registry, &["a"], 10);
+    let polled = tokio::time::timeout(
+        Duration::from_secs(30),
+        registry.poll(&worker, 3_600_000, 1),
+    )
+    .await
+    .expect("the wait was capped");
+    assert!(polled.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_poll_loses_nothing() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+
+    // Cancelled mid-wait by a timeout around it, and by aborting its task.
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(20), registry.poll(&worker, 60_000, 5)).await;
+    assert!(cancelled.is_err());
+    let poller = registry.clone();
+    let aborted = tokio::spawn(async move { poller.poll(&worker, 60_000, 5).await });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    aborted.abort();
+    assert!(aborted.await.unwrap_err().is_cancelled());
+
+    registry.enqueue(task("t", "a", 1));
+    assert_eq!(registry.queue_sizes()["a"], 1);
+    assert_eq!(registry.claimed_by("t"), None);
+    assert_eq!(claim_ids(&registry, &worker, 5), ["t"]);
+
+    // And the dropped polls no longer keep the agent looking alive.
+    clock.advance(30_001);
+    assert_eq!(info(&registry, &worker).status, AgentStatus::Offline);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn unregistering_ends_the_agents_waiting_poll() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    let poller = registry.clone();
+    let poll = tokio::spawn(async move { poller.poll(&worker, 10_000, 5).await });
+    for _ in 0..5 {
+        tokio::task::yield_now().await;
+    }
+    registry.unregister(&worker).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("the unregister woke the poll")
+        .unwrap();
+    assert_eq!(ended, Err(AgentError::UnknownAgent(worker)));
+}
+
+// Leases, heartbeats and deadlines.
+
+#[test]
+fn a_lease_runs_out_as_start_to_close() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(task("t", "a", START_MS));
+    assert_eq!(registry.next_deadline_ms(), None);
+    let claimed = registry.claim(&worker, 1).unwrap();
+    assert_eq!(claimed[0].lease_deadline_ms, START_MS + 10_000);
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 10_000));
+
+    clock.advance(9_999);
+    assert!(registry.expired().is_empty());
+    clock.advance(1);
+    let expired = registry.expired();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].task, task("t", "a", START_MS));
+    assert_eq!(expired[0].agent, Some(worker));
+    assert_eq!(expired[0].kind, TimeoutKind::StartToClose);
+
+    assert_eq!(registry.outstanding(), 0);
+    assert_eq!(registry.claimed_by("t"), None);
+    assert_eq!(registry.next_deadline_ms(), None);
+    let stats = info(&registry, &worker);
+    assert_eq!(
+        (stats.active_tasks, stats.task_count, stats.success_rate),
+        (0, 1, 0.0)
+    );
+    assert!(registry.expired().is_empty(), "expired once only");
+}
+
+#[test]
+fn a_task_heartbeat_extends_the_lease() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(TaskSpec {
+        lease_ms: 1_000,
+        ..task("t", "a", START_MS)
+    });
+    registry.claim(&worker, 1).unwrap();
+    clock.advance(600);
+    let extended = registry.task_heartbeat("t", Some(&worker)).unwrap();
+    assert_eq!(extended.lease_deadline_ms, START_MS + 1_600);
+    assert_eq!(extended.claimed_at_ms, START_MS, "still the same claim");
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 1_600));
+    clock.advance(600);
+    assert!(registry.expired().is_empty());
+    // The runtime may extend a claim without naming the agent.
+    let extended = registry.task_heartbeat("t", None).unwrap();
+    assert_eq!(extended.lease_deadline_ms, START_MS + 2_200);
+    clock.advance(1_000);
+    assert_eq!(registry.expired()[0].kind, TimeoutKind::StartToClose);
+}
+
+#[test]
+fn a_missed_heartbeat_times_out_as_heartbeat() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(TaskSpec {
+        heartbeat_ms: Some(1_000),
+        ..task("t", "a", START_MS)
+    });
+    let claimed = registry.claim(&worker, 1).unwrap();
+    assert_eq!(claimed[0].lease_deadline_ms, START_MS + 1_000);
+    clock.advance(800);
+    let extended = registry.task_heartbeat("t", Some(&worker)).unwrap();
+    assert_eq!(extended.lease_deadline_ms, START_MS + 1_800);
+    clock.advance(999);
+    assert!(registry.expired().is_empty());
+    clock.advance(1);
+    let expired = registry.expired();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].kind, TimeoutKind::Heartbeat);
+    assert_eq!(expired[0].agent, Some(worker));
+}
+
+#[test]
+fn a_heartbeat_interval_no_shorter_than_the_lease_leaves_start_to_close() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(TaskSpec {
+        heartbeat_ms: Some(10_000),
+        ..task("t", "a", START_MS)
+    });
+    registry.claim(&worker, 1).unwrap();
+    clock.advance(10_000);
+    assert_eq!(registry.expired()[0].kind, TimeoutKind::StartToClose);
+}
+
+#[test]
+fn an_unclaimed_task_times_out_as_schedule_to_start() {
+    let (clock, registry) = registry();
+    registry.enqueue(TaskSpec {
+        schedule_to_start_ms: Some(500),
+        ..task("late", "a", START_MS - 100)
+    });
+    registry.enqueue(TaskSpec {
+        schedule_to_start_ms: Some(500),
+        ..task("taken", "b", START_MS)
+    });
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 400));
+    let worker = agent(&registry, &["b"], 10);
+    let claimed = registry.claim(&worker, 1).unwrap();
+    assert_eq!(claimed[0].spec.id, "taken");
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 400));
+
+    clock.advance(399);
+    assert!(registry.expired().is_empty());
+    clock.advance(1);
+    let expired = registry.expired();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].task.id, "late");
+    assert_eq!(expired[0].agent, None);
+    assert_eq!(expired[0].kind, TimeoutKind::ScheduleToStart);
+    assert_eq!(
+        registry.next_deadline_ms(),
+        Some(START_MS + 10_000),
+        "the claim's lease"
+    );
+    assert_eq!(registry.queue_sizes()["b"], 0);
+    assert_eq!(info(&registry, &worker).task_count, 0, "no agent is blamed");
+}
+
+#[test]
+fn next_deadline_is_the_earliest_of_all() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(TaskSpec {
+        lease_ms: 3_000,
+        ..task("lease", "a", 0)
+    });
+    registry.claim(&worker, 1).unwrap();
+    registry.enqueue(TaskSpec {
+        schedule_to_start_ms: Some(2_000),
+        ..task("start", "b", START_MS)
+    });
+    registry.enqueue(task("none", "b", START_MS));
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 2_000));
+    clock.set(START_MS + 5_000);
+    let expired = registry.expired();
+    let kinds: Vec<(String, TimeoutKind)> = expired
+        .iter()
+        .map(|e| (e.task.id.clone(), e.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("start".to_owned(), TimeoutKind::ScheduleToStart),
+            ("lease".to_owned(), TimeoutKind::StartToClose)
+        ],
+        "earliest deadline first"
+    );
+    assert_eq!(registry.next_deadline_ms(), None);
+    assert_eq!(registry.outstanding(), 1);
+}
+
+// Settling, withdrawing, refusals.
+
+#[test]
+fn settling_reports_the_holder_and_the_time_held() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(task("claimed", "a", 1));
+    registry.enqueue(task("queued", "b", 1));
+    registry.claim(&worker, 1).unwrap();
+    clock.advance(250);
+    assert_eq!(
+        registry.settle("claimed", Outcome::Succeeded),
+        Ok(Settled {
+            agent: Some(worker),
+            duration_ms: Some(250)
+        })
+    );
+    assert_eq!(
+        registry.settle("queued", Outcome::Failed),
+        Ok(Settled {
+            agent: None,
+            duration_ms: None
+        })
+    );
+    assert_eq!(registry.outstanding(), 0);
+    assert_eq!(registry.next_deadline_ms(), None);
+}
+
+#[test]
+fn settling_what_is_not_outstanding_is_refused_and_changes_nothing() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 10);
+    registry.enqueue(TaskSpec {
+        lease_ms: 100,
+        ..task("expires", "a", 1)
+    });
+    registry.enqueue(task("withdrawn", "a", 2));
+    registry.enqueue(task("kept", "a", 3));
+    registry.claim(&worker, 2).unwrap();
+    assert!(registry.withdraw("withdrawn"));
+    clock.advance(100);
+    assert_eq!(registry.expired().len(), 1);
+
+    let before = snapshot(&registry);
+    for id in ["never", "withdrawn", "expires"] {
+        assert_eq!(
+            registry.settle(id, Outcome::Succeeded),
+            Err(AgentError::NotOutstanding(id.to_owned()))
+        );
+        assert_eq!(
+            registry.task_heartbeat(id, Some(&worker)).map(|_| ()),
+            Err(AgentError::NotOutstanding(id.to_owned()))
+        );
+        assert!(!registry.withdraw(id));
+    }
+    assert_eq!(snapshot(&registry), before);
+
+    registry.settle("kept", Outcome::Succeeded).unwrap();
+    assert_eq!(
+        registry.settle("kept", Outcome::Succeeded),
+        Err(AgentError::NotOutstanding("kept".to_owned())),
+        "a duplicate result is refused"
+    );
+}
+
+#[test]
+fn a_heartbeat_for_someone_elses_task_is_not_yours() {
+    let (_, registry) = registry();
+    let holder = agent(&registry, &["a"], 10);
+    let other = agent(&registry, &["a"], 10);
+    registry.enqueue(task("t", "a", 1));
+    registry.enqueue(task("queued", "b", 1));
+    registry.claim(&holder, 1).unwrap();
+    let before = snapshot(&registry);
+    assert_eq!(
+        registry.task_heartbeat("t", Some(&other)),
+        Err(AgentError::NotYours {
+            task: "t".to_owned(),
+            agent: other
+        })
+    );
+    assert_eq!(
+        registry.task_heartbeat("queued", Some(&holder)).map(|_| ()),
+        Err(AgentError::NotOutstanding("queued".to_owned())),
+        "a queued task has no claim to extend"
+    );
+    assert_eq!(snapshot(&registry), before);
+    assert_eq!(registry.claimed_by("t"), Some(holder));
+}
+
+#[test]
+fn withdrawing_frees_the_slot_without_touching_statistics() {
+    let (_, registry) = registry();
+    let worker = agent(&registry, &["a"], 1);
+    registry.enqueue(task("t1", "a", 1));
+    registry.enqueue(task("t2", "a", 2));
+    registry.claim(&worker, 1).unwrap();
+    assert!(registry.withdraw("t1"));
+    assert!(registry.withdraw("t2"));
+    assert!(!registry.withdraw("t2"));
+    let stats = info(&registry, &worker);
+    assert_eq!((stats.active_tasks, stats.task_count), (0, 0));
+    assert_eq!(registry.outstanding(), 0);
+}
+
+#[test]
+fn unregistering_puts_its_tasks_back_at_the_front() {
+    let (clock, registry) = registry();
+    let leaving = agent(&registry, &["a", "b"], 10);
+    registry.enqueue(TaskSpec {
+        attempt: 3,
+        schedule_to_start_ms: Some(1_000),
+        ..task("a20", "a", 20)
+    });
+    registry.enqueue(task("b10", "b", 10));
+    assert_eq!(claim_ids(&registry, &leaving, 10), ["b10", "a20"]);
+    registry.enqueue(task("a5", "a", 5)); // older, but fresh
+    registry.enqueue(task("b1", "b", 1));
+
+    clock.advance(5_000);
+    assert_eq!(registry.unregister(&leaving).unwrap(), ["b10", "a20"]);
+    assert_eq!(registry.get(&leaving), None);
+    assert_eq!(registry.outstanding(), 4);
+    // Its schedule-to-start window starts again: it did start in time once.
+    assert_eq!(registry.next_deadline_ms(), Some(START_MS + 5_000 + 1_000));
+
+    let stays = agent(&registry, &["a", "b"], 10);
+    let claimed = registry.claim(&stays, 10).unwrap();
+    assert_eq!(
+        ids(claimed.iter().map(|claim| &claim.spec)),
+        ["b10", "a20", "b1", "a5"]
+    );
+    assert_eq!(claimed[1].spec.attempt, 3, "same spec, same attempt");
+}
+
+// Statistics and status.
+
+#[test]
+fn statistics_count_settled_and_timed_out_tasks() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 4);
+    let fresh = info(&registry, &worker);
+    assert_eq!(
+        (
+            fresh.task_count,
+            fresh.success_rate,
+            fresh.average_task_ms,
+            fresh.load_factor
+        ),
+        (0, 1.0, 0.0, 0.0)
+    );
+    registry.enqueue(task("ok", "a", 1));
+    registry.enqueue(task("bad", "a", 2));
+    registry.enqueue(TaskSpec {
+        lease_ms: 1_000,
+        ..task("slow", "a", 3)
+    });
+    registry.claim(&worker, 3).unwrap();
+    assert_eq!(info(&registry, &worker).load_factor, 0.75);
+    assert_eq!(info(&registry, &worker).active_tasks, 3);
+
+    clock.advance(100);
+    registry.settle("ok", Outcome::Succeeded).unwrap();
+    clock.advance(100);
+    registry.settle("bad", Outcome::Failed).unwrap();
+    clock.advance(800);
+    assert_eq!(registry.expired().len(), 1);
+
+    let stats = info(&registry, &worker);
+    assert_eq!(stats.task_count, 3);
+    assert_eq!(stats.active_tasks, 0);
+    assert_eq!(stats.load_factor, 0.0);
+    assert!((stats.success_rate - 1.0 / 3.0).abs() < 1e-9);
+    assert!((stats.average_task_ms - (100.0 + 200.0 + 1_000.0) / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn status_moves_between_online_busy_and_offline() {
+    let (clock, registry) = registry();
+    let worker = agent(&registry, &["a"], 1);
+    let status = || info(&registry, &worker).status;
+    assert_eq!(status(), AgentStatus::Online);
+
+    registry.enqueue(task("t", "a", 1));
+    registry.claim(&worker, 1).unwrap();
+    assert_eq!(status(), AgentStatus::Busy);
+    assert_eq!(info(&registry, &worker).load_factor, 1.0);
+
+    clock.advance(30_000);
+    assert_eq!(
+        status(),
+        AgentStatus::Busy,
+        "offline only after more than 30 s"
+    );
+    clock.advance(1);
+    assert_eq!(status(), AgentStatus::Offline);
+    registry.heartbeat(&worker).unwrap();
+    assert_eq!(status(), AgentStatus::Busy);
+    assert_eq!(info(&registry, &worker).last_seen_ms, START_MS + 30_001);
+
+    clock.advance(20_000);
+    registry.task_heartbeat("t", Some(&worker)).unwrap();
+    clock.advance(20_000);
+    assert_eq!(
+        status(),
+        AgentStatus::Busy,
+        "a task heartbeat counts as seen"
+    );
+
+    registry.settle("t", Outcome::Succeeded).unwrap();
+    assert_eq!(status(), AgentStatus::Online);
+    clock.advance(60_000);
+    assert_eq!(status(), AgentStatus::Offline);
+    registry
+        .poll(&worker, 0, 1)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(), AgentStatus::Online, "a poll counts as seen");
+}
+
+#[test]
+fn idle_agents_can_be_forgotten() {
+    let (clock, registry) = registry();
+    let idle = agent(&registry, &["a"], 10);
+    registry.enqueue(task("t", "a", 1));
+    registry.claim(&idle, 1).unwrap();
+    clock.advance(50_000);
+    let busy = agent(&registry, &["a"], 10);
+    clock.advance(10_000);
+    assert_eq!(registry.forget_idle(60_000), [(idle, vec!["t".to_owned()])]);
+    assert_eq!(registry.list().len(), 1);
+    assert_eq!(claim_ids(&registry, &busy, 1), ["t"]);
+}
+
+// Wire shapes.
+
+#[test]
+fn agent_info_and_ids_serialize_as_documented() {
+    let (_, registry) = registry();
+    let worker = registry.register("w", &caps(&["a"]), Some(2)).unwrap();
+    let value = serde_json::to_value(info(&registry, &worker)).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "id": worker.to_string(),
+            "name": "w",
+            "capabilities": ["a"],
+            "maxConcurrency": 2,
+            "status": "online",
+            "activeTasks": 0,
+            "taskCount": 0,
+            "successRate": 1.0,
+            "averageTaskMs": 0.0,
+            "loadFactor": 0.0,
+            "lastSeenMs": START_MS,
+            "registeredAtMs": START_MS,
+        })
+    );
+    assert_eq!(worker.to_string().parse::<AgentId>().unwrap(), worker);
+    assert!("not-a-uuid".parse::<AgentId>().is_err());
+    assert_eq!(
+        serde_json::to_value(AgentStatus::Busy).unwrap(),
+        json!("busy")
+    );
+    let names: Vec<String> = [
+        TimeoutKind::ScheduleToStart,
+        TimeoutKind::StartToClose,
+        TimeoutKind::Heartbeat,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(names, ["schedule_to_start", "start_to_close", "heartbeat"]);
+}
+
+// The model-based property test.
+
+/// What the model knows of one task.
+#[derive(Debug, Clone, PartialEq)]
+enum Fate {
+    Queued {
+        start_by_ms: Option<u64>,
+    },
+    Claimed {
+        slot: usize,
+        deadline_ms: u64,
+        kind: TimeoutKind,
+    },
+    Settled,
+    Expired,
+    Withdrawn,
+}
+
+impl Fate {
+    fn outstanding(&self) -> bool {
+        matches!(self, Fate::Queued { .. } | Fate::Claimed { .. })
+    }
+
+    fn deadline_ms(&self) -> Option<u64> {
+        match self {
+            Fate::Queued { start_by_ms } => *start_by_ms,
+            Fate::Claimed { deadline_ms, .. } => Some(*deadline_ms),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue {
+        capability: usize,
+        lease_ms: u64,
+        start_ms: Option<u64>,
+        heartbeat_ms: Option<u64>,
+    },
+    EnqueueAgain {
+        task: usize,
+    },
+    Poll {
+        slot: usize,
+        max: usize,
+    },
+    TaskHeartbeat {
+        slot: usize,
+        task: usize,
+    },
+    Settle {
+        task: usize,
+        succeeded: bool,
+    },
+    Withdraw {
+        task: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Unregister {
+        slot: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 1..60u64, proptest::option::of(0..50u64), proptest::option::of(1..40u64))
+            .prop_map(|(capability, lease_ms, start_ms, heartbeat_ms)| Op::Enqueue { capability, lease_ms, start_ms, heartbeat_ms }),
+        1 => (0..64usize).prop_map(|task| Op::EnqueueAgain { task }),
+        4 => (0..3usize, 0..4usize).prop_map(|(slot, max)| Op::Poll { slot, max }),
+        2 => (0..3usize, 0..64usize).prop_map(|(slot, task)| Op::TaskHeartbeat { slot, task }),
+        3 => (0..64usize, any::<bool>()).prop_map(|(task, succeeded)| Op::Settle { task, succeeded }),
+        1 => (0..64usize).prop_map(|task| Op::Withdraw { task }),
+        3 => (0..40u64).prop_map(|ms| Op::Advance { ms }),
+        1 => (0..3usize).prop_map(|slot| Op::Unregister { slot }),
+    ]
+}
+
+const CAPABILITIES: [&str; 3] = ["a", "b", "c"];
+/// Each agent slot: its capabilities and its slots.
+const SLOTS: [(&[&str], u32); 3] = [(&["a"], 1), (&["a", "b"], 2), (&["b", "c"], 3)];
+
+struct Model {
+    clock: SimClock,
+    registry: AgentRegistry,
+    agents: Vec<AgentId>,
+    tasks: Vec<(TaskSpec, Fate)>,
+}
+
+impl Model {
+    fn new() -> Self {
+        let clock = SimClock::new(0);
+        let registry = AgentRegistry::new(Arc::new(clock.clone()), AgentOptions::default());
+        let agents = SLOTS
+            .iter()
+            .map(|(names, max)| agent(&registry, names, *max))
+            .collect();
+        Model {
+            clock,
+            registry,
+            agents,
+            tasks: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        clock_now(&self.clock)
+    }
+
+    fn claimed_by_slot(&self, slot: usize) -> usize {
+        self.tasks
+            .iter()
+            .filter(|(_, fate)| matches!(fate, Fate::Claimed { slot: s, .. } if *s == slot))
+            .count()
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let now = self.now();
+        match op.clone() {
+            Op::Enqueue {
+                capability,
+                lease_ms,
+                start_ms,
+                heartbeat_ms,
+            } => {
+                let spec = TaskSpec {
+                    lease_ms,
+                    schedule_to_start_ms: start_ms,
+                    heartbeat_ms,
+                    ..task(
+                        &format!("t{}", self.tasks.len()),
+                        CAPABILITIES[capability],
+                        now,
+                    )
+                };
+                prop_assert!(self.registry.enqueue(spec.clone()));
+                let start_by_ms = start_ms.map(|ms| now + ms);
+                self.tasks.push((spec, Fate::Queued { start_by_ms }));
+            }
+            Op::EnqueueAgain { task } => {
+                if let Some((spec, fate)) = self.tasks.get(task) {
+                    // Only while outstanding: then it must be ignored.
+                    if fate.outstanding() {
+                        prop_assert!(!self.registry.enqueue(spec.clone()));
+                    }
+                }
+            }
+            Op::Poll { slot, max } => {
+                let agent = self.agents[slot];
+                let free = (SLOTS[slot].1 as usize) - self.claimed_by_slot(slot);
+                let claimed = self
+                    .registry
+                    .poll(&agent, 0, max)
+                    .now_or_never()
+                    .expect("no wait")
+                    .unwrap();
+                prop_assert!(claimed.len() <= max.min(free));
+                for claim in &claimed {
+                    let index = self.index(&claim.spec.id);
+                    let (spec, fate) = &mut self.tasks[index];
+                    prop_assert!(
+                        matches!(fate, Fate::Queued { .. }),
+                        "{} claimed while {:?}",
+                        spec.id,
+                        fate
+                    );
+                    prop_assert!(SLOTS[slot].0.contains(&spec.capability.as_str()));
+                    prop_assert_eq!(&claim.spec, &*spec);
+                    prop_assert_eq!(claim.agent, agent);
+                    let (deadline_ms, kind) = lease(spec, now);
+                    prop_assert_eq!(claim.lease_deadline_ms, deadline_ms);
+                    *fate = Fate::Claimed {
+                        slot,
+                        deadline_ms,
+                        kind,
+                    };
+                }
+                if claimed.len() < max.min(free) {
+                    let left = self.tasks.iter().any(|(spec, fate)| {
+                        matches!(fate, Fate::Queued { .. })
+                            && SLOTS[slot].0.contains(&spec.capability.as_str())
+                    });
+                    prop_assert!(!left, "a claimable task was left behind");
+                }
+            }
+            Op::TaskHeartbeat { slot, task } => {
+                let Some((spec, fate)) = self.tasks.get_mut(task) else {
+                    return Ok(());
+                };
+                let agent = self.agents[slot];
+                let result = self.registry.task_heartbeat(&spec.id, Some(&agent));
+                match fate {
+                    Fate::Claimed {
+                        slot: holder,
+                        deadline_ms,
+                        kind,
+                    } if *holder == slot => {
+                        let claim = result.unwrap();
+                        (*deadline_ms, *kind) = lease(spec, now);
+                        prop_assert_eq!(claim.lease_deadline_ms, *deadline_ms);
+                    }
+                    Fate::Claimed { .. } => {
+                        prop_assert_eq!(
+                            result,
+                            Err(AgentError::NotYours {
+                                task: spec.id.clone(),
+                                agent
+                            })
+                        );
+                    }
+                    _ => prop_assert_eq!(result, Err(AgentError::NotOutstanding(spec.id.clone()))),
+                }
+            }
+            Op::Settle { task, succeeded } => {
+                let Some((spec, fate)) = self.tasks.get_mut(task) else {
+                    return Ok(());
+                };
+                let outcome = if succeeded {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                };
+                let result = self.registry.settle(&spec.id, outcome);
+                match fate {
+                    Fate::Claimed { slot, .. } => {
+                        prop_assert_eq!(result.unwrap().agent, Some(self.agents[*slot]));
+                    }
+                    Fate::Queued { .. } => prop_assert_eq!(result.unwrap().agent, None),
+                    _ => prop_assert_eq!(result, Err(AgentError::NotOutstanding(spec.id.clone()))),
+                }
+                if fate.outstanding() {
+                    *fate = Fate::Settled;
+                }
+            }
+            Op::Withdraw { task } => {
+                let Some((spec, fate)) = self.tasks.get_mut(task) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(self.registry.withdraw(&spec.id), fate.outstanding());
+                if fate.outstanding() {
+                    *fate = Fate::Withdrawn;
+                }
+            }
+            Op::Advance { ms } => {
+                self.clock.advance(ms);
+                let now = self.now();
+                let mut expected = BTreeSet::new();
+                for (spec, fate) in &mut self.tasks {
+                    if fate.deadline_ms().is_some_and(|at| at <= now) {
+                        let (agent, kind) = match fate {
+                            Fate::Claimed { slot, kind, .. } => (Some(self.agents[*slot]), *kind),
+                            _ => (None, TimeoutKind::ScheduleToStart),
+                        };
+                        expected.insert((spec.id.clone(), agent, kind));
+                        *fate = Fate::Expired;
+                    }
+                }
+                let expired: BTreeSet<_> = self
+                    .registry
+                    .expired()
+                    .into_iter()
+                    .map(|e| (e.task.id, e.agent, e.kind))
+                    .collect();
+                prop_assert_eq!(expired, expected);
+            }
+            Op::Unregister { slot } => {
+                let mut requeued: Vec<String> =
+                    self.registry.unregister(&self.agents[slot]).unwrap();
+                requeued.sort();
+                let mut expected = Vec::new();
+                for (spec, fate) in &mut self.tasks {
+                    if matches!(fate, Fate::Claimed { slot: s, .. } if *s == slot) {
+                        expected.push(spec.id.clone());
+                        *fate = Fate::Queued {
+                            start_by_ms: spec.schedule_to_start_ms.map(|ms| now + ms),
+                        };
+                    }
+                }
+                expected.sort();
+                prop_assert_eq!(requeued, expected);
+                let (names, max) = SLOTS[slot];
+                self.agents[slot] = agent(&self.registry, names, max);
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&self, id: &str) -> usize {
+        self.tasks
+            .iter()
+            .position(|(spec, _)| spec.id == id)
+            .expect("a known task")
+    }
+
+    fn check_invariants(&self) -> Result<(), TestCaseError> {
+        let outstanding = self
+            .tasks
+            .iter()
+            .filter(|(_, fate)| fate.outstanding())
+            .count();
+        let queued = self
+            .tasks
+            .iter()
+            .filter(|(_, fate)| matches!(fate, Fate::Queued { .. }))
+            .count();
+        prop_assert_eq!(
+            self.registry.outstanding(),
+            outstanding,
+            "a task was lost or invented"
+        );
+        prop_assert_eq!(self.registry.queue_sizes().values().sum::<usize>(), queued);
+        for (slot, agent) in self.agents.iter().enumerate() {
+            let info = info(&self.registry, agent);
+            prop_assert!(info.active_tasks <= info.max_concurrency);
+            prop_assert_eq!(info.active_tasks as usize, self.claimed_by_slot(slot));
+        }
+        for (spec, fate) in &self.tasks {
+            let holder = match fate {
+                Fate::Claimed { slot, .. } => Some(self.agents[*slot]),
+                _ => None,
+            };
+            prop_assert_eq!(self.registry.claimed_by(&spec.id), holder);
+        }
+        let next = self
+            .tasks
+            .iter()
+            .filter_map(|(_, fate)| fate.deadline_ms())
+            .min();
+        prop_assert_eq!(self.registry.next_deadline_ms(), next);
+        Ok(())
+    }
+}
+
+/// The model's own lease rule: heartbeat interval when strictly shorter.
+fn lease(spec: &TaskSpec, now: u64) -> (u64, TimeoutKind) {
+    match spec.heartbeat_ms {
+        Some(heartbeat_ms) if heartbeat_ms < spec.lease_ms => {
+            (now + heartbeat_ms, TimeoutKind::Heartbeat)
+        }
+        _ => (now + spec.lease_ms, TimeoutKind::StartToClose),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_registry_matches_a_simple_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut model = Model::new();
+        for op in &ops {
+            model.apply(op)?;
+            model.check_invariants()?;
+        }
+        // Nothing was lost: every task still outstanding is really there, once.
+        let outstanding: Vec<String> = model
+            .tasks
+            .iter()
+            .filter(|(_, fate)| fate.outstanding())
+            .map(|(spec, _)| spec.id.clone())
+            .collect();
+        for id in &outstanding {
+            prop_assert!(model.registry.withdraw(id));
+        }
+        prop_assert_eq!(model.registry.outstanding(), 0);
+        prop_assert_eq!(model.registry.next_deadline_ms(), None);
+    }
+}
