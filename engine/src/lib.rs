@@ -3,4 +3,5 @@
 
 pub mod agents;
 pub mod clock;
+pub mod machine;
 pub mod model;

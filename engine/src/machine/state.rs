@@ -1,0 +1,550 @@
+//! The state of one execution and `apply`, the fold that builds it from
+//! events. `apply` is the only code that changes a state: the live engine
+//! applies each event as the machine emits it, and replay applies the same
+//! events from the journal, so the two cannot drift apart.
+//!
+//! `apply` never evaluates an expression, reads a definition or decides
+//! anything: every value it needs is in the event.
+
+use std::collections::BTreeMap;
+
+use retrace_journal::ExecutionId;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{ErrorInfo, Event, ParentRef, TaskTimeouts, Thread, present};
+
+/// Where an execution is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Cancelled,
+    Terminated,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Completed | Status::Failed | Status::Cancelled | Status::Terminated
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Terminated => "terminated",
+        }
+    }
+}
+
+/// What a started step is waiting for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "for",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Waiting {
+    /// Nothing yet (a step between `StepStarted` and what it waits for).
+    Starting,
+    Task {
+        attempt: u32,
+        task: String,
+        capability: String,
+        input: Value,
+        timeouts: TaskTimeouts,
+    },
+    Retry {
+        attempt: u32,
+        due_at_ms: u64,
+    },
+    Timer {
+        due_at_ms: u64,
+    },
+    Event {
+        name: String,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        correlation: Option<Value>,
+        timeout_at_ms: Option<u64>,
+    },
+    Child {
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+    },
+    Branches {
+        outputs: BTreeMap<usize, Value>,
+    },
+}
+
+/// One started step: an activation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    pub act: u64,
+    pub step: String,
+    pub thread: Option<Thread>,
+    pub input: Value,
+    pub started_at_ms: u64,
+    pub waiting: Waiting,
+}
+
+/// A signal no step was waiting for yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptSignal {
+    pub name: String,
+    pub payload: Value,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub correlation: Option<Value>,
+}
+
+/// A step whose entry waits for the execution to resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deferred {
+    pub step: String,
+    pub thread: Option<Thread>,
+    pub from_output: Value,
+}
+
+/// A step completed, in completion order (what compensation will undo).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub act: u64,
+    pub step: String,
+    pub output: Value,
+}
+
+/// The figures the API reports for an execution.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    pub step_count: u64,
+    pub completed_steps: u64,
+    pub task_count: u64,
+    pub error_count: u64,
+    pub retry_count: u64,
+}
+
+/// Everything known about one execution: the fold of its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionState {
+    pub id: ExecutionId,
+    pub workflow: String,
+    pub version: String,
+    pub status: Status,
+    pub input: Value,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub output: Option<Value>,
+    pub error: Option<ErrorInfo>,
+    pub variables: BTreeMap<String, Value>,
+    pub parent: Option<ParentRef>,
+    pub idempotency_key: Option<String>,
+    pub max_transitions: u64,
+    pub timeout_at_ms: Option<u64>,
+    /// Started steps still waiting, by activation id.
+    pub activations: BTreeMap<u64, Activation>,
+    /// The next activation id.
+    pub next_act: u64,
+    /// Steps entered so far (started or inline), for the transition limit.
+    pub transitions: u64,
+    pub signals: Vec<KeptSignal>,
+    pub deferred: Vec<Deferred>,
+    pub completed: Vec<Completed>,
+    pub metrics: Metrics,
+    pub started_at_ms: u64,
+    pub ended_at_ms: Option<u64>,
+    /// The seq of the last event applied.
+    pub seq: u64,
+}
+
+/// An event that cannot follow the state it is applied to: the history is
+/// damaged or was not written by this machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[ENGINE-REPLAY] event {seq} ({kind}) does not fit the execution's state: {why}")]
+pub struct ApplyError {
+    pub seq: u64,
+    pub kind: &'static str,
+    pub why: String,
+}
+
+impl ExecutionState {
+    /// The state before its first event.
+    pub fn empty(id: ExecutionId) -> Self {
+        ExecutionState {
+            id,
+            workflow: String::new(),
+            version: String::new(),
+            status: Status::Running,
+            input: Value::Null,
+            output: None,
+            error: None,
+            variables: BTreeMap::new(),
+            parent: None,
+            idempotency_key: None,
+            max_transitions: 0,
+            timeout_at_ms: None,
+            activations: BTreeMap::new(),
+            next_act: 1,
+            transitions: 0,
+            signals: Vec::new(),
+            deferred: Vec::new(),
+            completed: Vec::new(),
+            metrics: Metrics::default(),
+            started_at_ms: 0,
+            ended_at_ms: None,
+            seq: 0,
+        }
+    }
+
+    /// The activation waiting on task `task`.
+    pub fn task_activation(&self, task: &str) -> Option<&Activation> {
+        self.activations
+            .values()
+            .find(|a| matches!(&a.waiting, Waiting::Task { task: t, .. } if t == task))
+    }
+
+    /// The activation waiting on child `child`.
+    pub fn child_activation(&self, child: ExecutionId) -> Option<&Activation> {
+        self.activations
+            .values()
+            .find(|a| matches!(&a.waiting, Waiting::Child { child: c, .. } if *c == child))
+    }
+}
+
+/// Folds one event (the `seq`-th, recorded at `at_ms`) into the state.
+pub fn apply(
+    state: &mut ExecutionState,
+    seq: u64,
+    at_ms: u64,
+    event: &Event,
+) -> Result<(), ApplyError> {
+    let fail = |why: String| ApplyError {
+        seq,
+        kind: event.kind(),
+        why,
+    };
+    if seq != state.seq + 1 {
+        return Err(fail(format!("expected seq {}", state.seq + 1)));
+    }
+    if state.seq == 0 && !matches!(event, Event::ExecutionStarted { .. }) {
+        return Err(fail("the first event must start the execution".into()));
+    }
+    if state.status.is_terminal() {
+        return Err(fail("the execution has already ended".into()));
+    }
+    match event {
+        Event::ExecutionStarted {
+            workflow,
+            version,
+            input,
+            parent,
+            idempotency_key,
+            max_transitions,
+            timeout_at_ms,
+        } => {
+            if state.seq != 0 {
+                return Err(fail("the execution was already started".into()));
+            }
+            state.workflow = workflow.clone();
+            state.version = version.clone();
+            state.input = input.clone();
+            state.parent = *parent;
+            state.idempotency_key = idempotency_key.clone();
+            state.max_transitions = *max_transitions;
+            state.timeout_at_ms = *timeout_at_ms;
+            state.started_at_ms = at_ms;
+        }
+        Event::StepStarted {
+            act,
+            step,
+            thread,
+            input,
+        } => {
+            if *act != state.next_act {
+                return Err(fail(format!("expected activation {}", state.next_act)));
+            }
+            state.next_act += 1;
+            state.transitions += 1;
+            state.metrics.step_count += 1;
+            state.activations.insert(
+                *act,
+                Activation {
+                    act: *act,
+                    step: step.clone(),
+                    thread: *thread,
+                    input: input.clone(),
+                    started_at_ms: at_ms,
+                    waiting: Waiting::Starting,
+                },
+            );
+        }
+        Event::TaskScheduled {
+            act,
+            attempt,
+            task,
+            capability,
+            input,
+            timeouts,
+        } => {
+            let a = live(state, *act).map_err(fail)?;
+            a.waiting = Waiting::Task {
+                attempt: *attempt,
+                task: task.clone(),
+                capability: capability.clone(),
+                input: input.clone(),
+                timeouts: *timeouts,
+            };
+            state.metrics.task_count += 1;
+        }
+        Event::TaskCompleted { act, task, .. } | Event::TaskFailed { act, task, .. } => {
+            let a = live(state, *act).map_err(fail)?;
+            match &a.waiting {
+                Waiting::Task { task: t, .. } if t == task => a.waiting = Waiting::Starting,
+                other => return Err(fail(format!("activation {act} waits for {other:?}"))),
+            }
+            if matches!(event, Event::TaskFailed { .. }) {
+                state.metrics.error_count += 1;
+            }
+        }
+        Event::RetryScheduled {
+            act,
+            attempt,
+            due_at_ms,
+            ..
+        } => {
+            let a = live(state, *act).map_err(fail)?;
+            a.waiting = Waiting::Retry {
+                attempt: *attempt,
+                due_at_ms: *due_at_ms,
+            };
+            state.metrics.retry_count += 1;
+        }
+        Event::TimerStarted { act, due_at_ms } => {
+            live(state, *act).map_err(fail)?.waiting = Waiting::Timer {
+                due_at_ms: *due_at_ms,
+            };
+        }
+        Event::TimerFired { act } => {
+            // Workflow timeouts fire on activation 0, which is never live.
+            if *act != 0 {
+                live(state, *act).map_err(fail)?.waiting = Waiting::Starting;
+            }
+        }
+        Event::EventAwaited {
+            act,
+            name,
+            correlation,
+            timeout_at_ms,
+        } => {
+            live(state, *act).map_err(fail)?.waiting = Waiting::Event {
+                name: name.clone(),
+                correlation: correlation.clone(),
+                timeout_at_ms: *timeout_at_ms,
+            };
+        }
+        Event::SignalReceived {
+            name,
+            payload,
+            correlation,
+            act,
+        } => match act {
+            Some(act) => live(state, *act).map_err(fail)?.waiting = Waiting::Starting,
+            None => state.signals.push(KeptSignal {
+                name: name.clone(),
+                payload: payload.clone(),
+                correlation: correlation.clone(),
+            }),
+        },
+        Event::SignalTaken { act, index } => {
+            if *index >= state.signals.len() {
+                return Err(fail(format!("no kept signal {index}")));
+            }
+            state.signals.remove(*index);
+            live(state, *act).map_err(fail)?.waiting = Waiting::Starting;
+        }
+        Event::ChildStarted {
+            act,
+            child,
+            workflow,
+            version,
+            input,
+        } => {
+            live(state, *act).map_err(fail)?.waiting = Waiting::Child {
+                child: *child,
+                workflow: workflow.clone(),
+                version: version.clone(),
+                input: input.clone(),
+            };
+        }
+        Event::ParallelStarted { act, .. } => {
+            live(state, *act).map_err(fail)?.waiting = Waiting::Branches {
+                outputs: BTreeMap::new(),
+            };
+        }
+        Event::ChildCompleted { act, child, .. } | Event::ChildFailed { act, child, .. } => {
+            let a = live(state, *act).map_err(fail)?;
+            match &a.waiting {
+                Waiting::Child { child: c, .. } if c == child => a.waiting = Waiting::Starting,
+                other => return Err(fail(format!("activation {act} waits for {other:?}"))),
+            }
+        }
+        Event::StepDeferred {
+            step,
+            thread,
+            from_output,
+        } => state.deferred.push(Deferred {
+            step: step.clone(),
+            thread: *thread,
+            from_output: from_output.clone(),
+        }),
+        Event::DecisionMade { act, .. } => {
+            inline(state, *act).map_err(fail)?;
+            state.metrics.completed_steps += 1;
+        }
+        Event::StepCompleted {
+            act,
+            step,
+            output,
+            variables,
+            input,
+            ..
+        } => {
+            if input.is_some() {
+                inline(state, *act).map_err(fail)?;
+            } else if state.activations.remove(act).is_none() {
+                return Err(fail(format!("activation {act} is not live")));
+            }
+            for (name, value) in variables {
+                state.variables.insert(name.clone(), value.clone());
+            }
+            state.completed.push(Completed {
+                act: *act,
+                step: step.clone(),
+                output: output.clone(),
+            });
+            state.metrics.completed_steps += 1;
+        }
+        Event::StepFailed { act, .. } => {
+            // A step can fail before it started (its input did not evaluate).
+            if state.activations.contains_key(act) {
+                remove_with_descendants(state, *act);
+            } else {
+                inline(state, *act).map_err(fail)?;
+            }
+            state.metrics.error_count += 1;
+        }
+        Event::ErrorRouted { error, .. } => {
+            state.error = Some(error.clone());
+        }
+        Event::BranchCompleted {
+            act,
+            branch,
+            output,
+        } => match &mut live(state, *act).map_err(fail)?.waiting {
+            Waiting::Branches { outputs } => {
+                outputs.insert(*branch, output.clone());
+            }
+            other => return Err(fail(format!("activation {act} waits for {other:?}"))),
+        },
+        Event::Continued => {
+            if state.status != Status::Running || state.deferred.is_empty() {
+                return Err(fail("nothing deferred to continue".into()));
+            }
+            state.deferred.clear();
+        }
+        Event::ExecutionPaused { .. } => {
+            if state.status != Status::Running {
+                return Err(fail("only a running execution pauses".into()));
+            }
+            state.status = Status::Paused;
+        }
+        Event::ExecutionResumed => {
+            if state.status != Status::Paused {
+                return Err(fail("only a paused execution resumes".into()));
+            }
+            state.status = Status::Running;
+            state.deferred.clear();
+        }
+        Event::ExecutionCompleted { output } => {
+            state.output = Some(output.clone());
+            end(state, Status::Completed, at_ms);
+        }
+        Event::ExecutionFailed { error } => {
+            state.error = Some(error.clone());
+            end(state, Status::Failed, at_ms);
+        }
+        Event::ExecutionCancelled { .. } => end(state, Status::Cancelled, at_ms),
+        Event::ExecutionTerminated { .. } => end(state, Status::Terminated, at_ms),
+    }
+    state.seq = seq;
+    Ok(())
+}
+
+fn live(state: &mut ExecutionState, act: u64) -> Result<&mut Activation, String> {
+    state
+        .activations
+        .get_mut(&act)
+        .ok_or_else(|| format!("activation {act} is not live"))
+}
+
+/// An inline step takes the next activation id without ever being live.
+fn inline(state: &mut ExecutionState, act: u64) -> Result<(), String> {
+    if act != state.next_act {
+        return Err(format!("expected activation {}", state.next_act));
+    }
+    state.next_act += 1;
+    state.transitions += 1;
+    state.metrics.step_count += 1;
+    Ok(())
+}
+
+/// Removes activation `act` and every activation inside its branches (a
+/// failed parallel step takes its unfinished branches with it).
+fn remove_with_descendants(state: &mut ExecutionState, act: u64) {
+    let mut gone = vec![act];
+    let mut i = 0;
+    while i < gone.len() {
+        let parent = gone[i];
+        gone.extend(
+            state
+                .activations
+                .values()
+                .filter(|a| a.thread.is_some_and(|t| t.parallel == parent))
+                .map(|a| a.act),
+        );
+        i += 1;
+    }
+    for a in gone {
+        state.activations.remove(&a);
+    }
+}
+
+fn end(state: &mut ExecutionState, status: Status, at_ms: u64) {
+    state.status = status;
+    state.ended_at_ms = Some(at_ms);
+    state.activations.clear();
+}
