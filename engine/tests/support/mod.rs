@@ -1,0 +1,169 @@
+//! Shared harness for the runtime tests: an engine over an in-memory journal
+//! and a simulated clock, scripted agents, and a "crash" that drops the
+//! engine and opens a new one over the same store.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use retrace_engine::agents::{AgentId, ClaimedTask};
+use retrace_engine::clock::SimClock;
+use retrace_engine::machine::{ErrorInfo, ExecutionState, Status};
+use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use retrace_journal::store::memory::MemoryStore;
+use retrace_journal::{EventLog, ExecutionId, Options};
+use serde_json::{Value, json};
+
+pub const T0: u64 = 1_700_000_000_000;
+
+pub struct World {
+    pub store: MemoryStore,
+    pub clock: SimClock,
+    pub engine: Engine,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let store = MemoryStore::new();
+        let clock = SimClock::new(T0);
+        let engine = open(&store, &clock).await;
+        World {
+            store,
+            clock,
+            engine,
+        }
+    }
+
+    /// Drops everything in memory and recovers from the journal.
+    pub async fn crash_and_recover(&mut self) {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let old = std::mem::replace(&mut self.engine, open_detached().await);
+        drop(old);
+        // Let tasks spawned by the old engine finish and drop their handles.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        self.engine = open(&store, &clock).await;
+    }
+
+    pub async fn define(&self, doc: Value) {
+        self.engine
+            .define_json(doc.to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+
+    pub async fn start(&self, workflow: &str, input: Value) -> ExecutionId {
+        self.engine
+            .start(StartRequest {
+                workflow: workflow.into(),
+                input,
+                ..StartRequest::default()
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    pub fn agent(&self, capabilities: &[&str]) -> AgentId {
+        let caps: Vec<String> = capabilities.iter().map(|c| c.to_string()).collect();
+        self.engine
+            .agents()
+            .register("test-agent", &caps, Some(100))
+            .unwrap()
+    }
+
+    /// Claims the next task (waiting for one to be queued).
+    pub async fn claim(&self, agent: &AgentId) -> ClaimedTask {
+        loop {
+            let mut tasks = self.engine.poll_tasks(agent, 5_000, 1).await.unwrap();
+            if let Some(t) = tasks.pop() {
+                return t;
+            }
+        }
+    }
+
+    /// Claims every task until `n` are claimed.
+    pub async fn claim_n(&self, agent: &AgentId, n: usize) -> Vec<ClaimedTask> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            out.push(self.claim(agent).await);
+        }
+        out
+    }
+
+    pub async fn complete(&self, task: &ClaimedTask, output: Value) {
+        self.engine
+            .complete_task(&task.spec.id, output)
+            .await
+            .unwrap();
+    }
+
+    pub async fn fail(&self, task: &ClaimedTask, kind: &str, message: &str) {
+        self.engine
+            .fail_task(&task.spec.id, ErrorInfo::new(kind, message))
+            .await
+            .unwrap();
+    }
+
+    pub async fn ended(&self, id: ExecutionId) -> ExecutionState {
+        self.engine.wait_until_ended(id).await.unwrap()
+    }
+
+    pub async fn state(&self, id: ExecutionId) -> ExecutionState {
+        self.engine.state(id).await.unwrap()
+    }
+
+    /// Waits until the execution's history has an event of `kind`
+    /// (subscribing to the journal, no sleeping).
+    pub async fn wait_for(&self, id: ExecutionId, kind: &str) {
+        let mut tail = self
+            .engine
+            .journal()
+            .subscribe(retrace_journal::Tail::Execution {
+                execution: id,
+                from_seq: 1,
+            });
+        while let Some(r) = tail.next().await {
+            if r.unwrap().kind == kind {
+                return;
+            }
+        }
+        panic!("the journal closed before {kind}");
+    }
+
+    /// The event kinds of the execution's history.
+    pub fn kinds(&self, id: ExecutionId) -> Vec<String> {
+        self.engine
+            .journal()
+            .read(id, 1, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect()
+    }
+}
+
+pub async fn open(store: &MemoryStore, clock: &SimClock) -> Engine {
+    let journal = EventLog::in_memory(store.clone(), Options::default()).unwrap();
+    let config = EngineConfig::journal(Arc::new(journal), Arc::new(clock.clone()));
+    Engine::open(config).await.unwrap()
+}
+
+async fn open_detached() -> Engine {
+    open(&MemoryStore::new(), &SimClock::new(T0)).await
+}
+
+pub fn assert_completed(state: &ExecutionState) {
+    assert_eq!(state.status, Status::Completed, "error: {:?}", state.error);
+}
+
+/// A one-step task workflow.
+pub fn task_step(id: &str, capability: &str, next: Option<&str>) -> Value {
+    let mut step = json!({"id": id, "type": "task", "capability": capability});
+    if let Some(n) = next {
+        step["next"] = json!(n);
+    }
+    step
+}
