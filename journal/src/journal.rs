@@ -103,7 +103,9 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     fn subscribe(&self, from: Tail) -> Subscription;
 
     /// Stores `state` as the snapshot of `execution` at `seq` (which must
-    /// exist), replacing older snapshots of it.
+    /// exist), replacing older snapshots of it. The request is made when this
+    /// is called, ordered after every append already acknowledged; awaiting
+    /// the future only waits for its outcome.
     fn put_snapshot(
         &self,
         execution: ExecutionId,

@@ -28,6 +28,7 @@
 //! flushed (unless opened with `durable: false`).
 
 mod error;
+mod fanout;
 mod id;
 mod journal;
 mod keys;

@@ -11,8 +11,9 @@ use std::thread::JoinHandle;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
+use crate::fanout::Fanout;
 use crate::keys::{self, Head};
 use crate::record::{self, Expect, GENESIS_HASH};
 use crate::store::memory::MemoryStore;
@@ -79,7 +80,7 @@ pub struct EventLog {
 struct Inner {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    live: broadcast::Sender<Arc<EventRecord>>,
+    fanout: Arc<Fanout>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -118,12 +119,12 @@ impl EventLog {
             recent: RwLock::new(HashMap::new()),
             stats: StatCounters::default(),
         });
-        let (live, _) = broadcast::channel(options.live_buffer.max(16));
+        let fanout = Arc::new(Fanout::new(options.live_buffer));
         let (commands, rx) = mpsc::channel();
         let writer = Writer::new(
             shared.clone(),
             rx,
-            live.clone(),
+            fanout.clone(),
             last_position + 1,
             &options,
         );
@@ -135,7 +136,7 @@ impl EventLog {
             inner: Arc::new(Inner {
                 shared,
                 commands,
-                live,
+                fanout,
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -476,7 +477,11 @@ impl Journal for EventLog {
     }
 
     fn subscribe(&self, from: Tail) -> Subscription {
-        subscription::tail(self.inner.shared.clone(), self.inner.live.subscribe(), from)
+        let live = match from {
+            Tail::Execution { execution, .. } => self.inner.fanout.subscribe(execution),
+            Tail::All { .. } => self.inner.fanout.subscribe_all(),
+        };
+        subscription::tail(self.inner.shared.clone(), live, from)
     }
 
     fn put_snapshot(

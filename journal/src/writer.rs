@@ -15,7 +15,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
+
+use crate::fanout::Fanout;
 
 use crate::keys::{self, Head};
 use crate::log::{Options, Shared, replay_log};
@@ -64,7 +66,7 @@ const HEAD_CHECKPOINT_DIRTY: usize = 4096;
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
-    live: broadcast::Sender<Arc<EventRecord>>,
+    fanout: Arc<Fanout>,
     heads: HashMap<ExecutionId, Head>,
     next_position: u64,
     durable: bool,
@@ -91,14 +93,14 @@ impl Writer {
     pub(crate) fn new(
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
-        live: broadcast::Sender<Arc<EventRecord>>,
+        fanout: Arc<Fanout>,
         next_position: u64,
         options: &Options,
     ) -> Writer {
         Writer {
             shared,
             commands,
-            live,
+            fanout,
             heads: HashMap::new(),
             next_position,
             durable: options.durable,
@@ -391,10 +393,7 @@ impl Writer {
         for reply in group.done {
             let _ = reply.send(Ok(()));
         }
-        for record in group.records {
-            // No subscriber is not an error.
-            let _ = self.live.send(record);
-        }
+        self.fanout.publish(group.records);
     }
 
     fn write(&self, ops: Vec<Op>, must_flush: bool) -> Result<()> {
