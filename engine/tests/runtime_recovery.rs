@@ -110,13 +110,13 @@ async fn run(crash: Crash) -> ExecutionState {
         .await;
 
     let end = w.ended(id).await;
-    check_replay_equals_live(&w, &end);
+    check_replay_equals_live(&w, &end).await;
     end
 }
 
 /// Determinism: the fold of the stored history from scratch is the state
 /// the engine ended with.
-fn check_replay_equals_live(w: &World, end: &ExecutionState) {
+async fn check_replay_equals_live(w: &World, end: &ExecutionState) {
     let journal = w.engine.journal().as_ref();
     let replayed = codec::fold_from(journal, ExecutionState::empty(end.id)).unwrap();
     if &replayed != end {
@@ -133,6 +133,9 @@ fn check_replay_equals_live(w: &World, end: &ExecutionState) {
         }
     }
     assert_eq!(&replayed, end);
+    // Snapshots are written behind the events without being waited for; a
+    // flush is queued behind them, so once it returns the snapshot is there.
+    journal.flush().await.unwrap();
     let snapshot = journal
         .latest_snapshot(end.id)
         .unwrap()
@@ -231,5 +234,5 @@ async fn snapshots_bound_recovery_and_agree_with_the_fold() {
         .unwrap();
     let end = w.ended(id).await;
     assert_eq!(end.variables["n"], json!(1200));
-    check_replay_equals_live(&w, &end);
+    check_replay_equals_live(&w, &end).await;
 }

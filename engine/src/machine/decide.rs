@@ -303,7 +303,22 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             .at(&step.id, None);
             return self.emit(Event::ExecutionFailed { error });
         }
-        let context = self.context(&work.from_output);
+        // Building the context clones input and variables: only when the
+        // step has something to evaluate.
+        let needs_context = step.input.is_some()
+            || matches!(
+                &step.kind,
+                StepKind::Decision { .. }
+                    | StepKind::Event {
+                        correlation: Some(_),
+                        ..
+                    }
+            );
+        let context = if needs_context {
+            self.context(&work.from_output)
+        } else {
+            Value::Null
+        };
         let input = match &step.input {
             Some(mapping) => match mapping.evaluate(&context) {
                 Ok(v) => v,

@@ -496,6 +496,11 @@ impl Engine {
         }
         while let Some(record) = tail.next().await {
             if codec::decode(&record?)?.is_terminal() {
+                // The event is stored; let its owner finish the commit
+                // (snapshot, parent, bookkeeping) before answering.
+                if let Some(live) = self.live_of(id) {
+                    drop(live.lock().await);
+                }
                 return self.state(id).await;
             }
         }
@@ -715,14 +720,14 @@ impl Engine {
         if ended || live.unsnapshotted >= self.inner.snapshot_every {
             live.unsnapshotted = 0;
             let encoded = codec::encode_state(&live.state)?;
-            if let Err(e) = self
-                .inner
-                .journal
-                .put_snapshot(id, live.state.seq, encoded)
-                .await
-            {
-                tracing::warn!(execution = %id, error = %e, "snapshot not written");
-            }
+            // A snapshot is derived data: nothing waits for it (the journal
+            // takes the request when called, after the events it covers).
+            let written = self.inner.journal.put_snapshot(id, live.state.seq, encoded);
+            tokio::spawn(async move {
+                if let Err(e) = written.await {
+                    tracing::warn!(execution = %id, error = %e, "snapshot not written");
+                }
+            });
         }
         if ended {
             self.lock_live().remove(&id);

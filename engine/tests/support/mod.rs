@@ -34,17 +34,15 @@ impl World {
         }
     }
 
-    /// Drops everything in memory and recovers from the journal.
+    /// A crash: the disk is frozen as it is now, everything in memory is
+    /// lost, and a new engine recovers from the frozen disk. (The old engine
+    /// may linger in tasks it spawned; it writes to the old store, which the
+    /// new engine never sees, as nothing a dead process does reaches disk.)
     pub async fn crash_and_recover(&mut self) {
-        let store = self.store.clone();
-        let clock = self.clock.clone();
-        let old = std::mem::replace(&mut self.engine, open_detached().await);
-        drop(old);
-        // Let tasks spawned by the old engine finish and drop their handles.
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
-        self.engine = open(&store, &clock).await;
+        let disk = self.store.duplicate();
+        self.store = disk.clone();
+        let new = open(&disk, &self.clock).await;
+        drop(std::mem::replace(&mut self.engine, new));
     }
 
     pub async fn define(&self, doc: Value) {
@@ -151,10 +149,6 @@ pub async fn open(store: &MemoryStore, clock: &SimClock) -> Engine {
     Engine::open(config).await.unwrap()
 }
 
-async fn open_detached() -> Engine {
-    open(&MemoryStore::new(), &SimClock::new(T0)).await
-}
-
 pub fn assert_completed(state: &ExecutionState) {
     assert_eq!(state.status, Status::Completed, "error: {:?}", state.error);
 }
@@ -166,4 +160,74 @@ pub fn task_step(id: &str, capability: &str, next: Option<&str>) -> Value {
         step["next"] = json!(n);
     }
     step
+}
+
+/// How a scripted agent answers a task.
+pub type Responder = Arc<dyn Fn(&ClaimedTask) -> Result<Value, ErrorInfo> + Send + Sync + 'static>;
+
+/// Runs an agent in the background that answers every task it can claim.
+pub fn spawn_agent(
+    engine: &Engine,
+    capabilities: &[&str],
+    respond: Responder,
+) -> tokio::task::JoinHandle<()> {
+    let engine = engine.clone();
+    let caps: Vec<String> = capabilities.iter().map(|c| c.to_string()).collect();
+    tokio::spawn(async move {
+        let agent = engine
+            .agents()
+            .register("scripted", &caps, Some(100))
+            .unwrap();
+        loop {
+            let Ok(tasks) = engine.poll_tasks(&agent, 60_000, 10).await else {
+                return;
+            };
+            for t in tasks {
+                let result = match respond(&t) {
+                    Ok(output) => engine.complete_task(&t.spec.id, output).await,
+                    Err(error) => engine.fail_task(&t.spec.id, error).await,
+                };
+                result.unwrap();
+            }
+        }
+    })
+}
+
+/// Follows the whole journal and moves the simulated clock to every retry
+/// or timer the engine records, so time-based waits pass without sleeping.
+pub fn spawn_time_skipper(engine: &Engine, clock: &SimClock) -> tokio::task::JoinHandle<()> {
+    use retrace_engine::machine::Event;
+    let engine = engine.clone();
+    let clock = clock.clone();
+    tokio::spawn(async move {
+        let mut tail = engine
+            .journal()
+            .subscribe(retrace_journal::Tail::All { from_position: 1 });
+        while let Some(Ok(record)) = tail.next().await {
+            let Ok(event) = retrace_engine::runtime::codec::decode(&record) else {
+                continue;
+            };
+            if let Event::RetryScheduled { due_at_ms, .. } | Event::TimerStarted { due_at_ms, .. } =
+                event
+            {
+                clock.set(due_at_ms);
+            }
+        }
+    })
+}
+
+/// The steps an execution's decisions and error routes took, in order.
+pub fn path(engine: &Engine, id: ExecutionId) -> Vec<String> {
+    use retrace_engine::machine::Event;
+    engine
+        .history(id, 1, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|h| match h.event {
+            Event::StepCompleted { step, .. } => Some(step),
+            Event::DecisionMade { step, target, .. } => Some(format!("{step}->{target}")),
+            Event::ErrorRouted { step, to, .. } => Some(format!("{step}!->{to}")),
+            _ => None,
+        })
+        .collect()
 }

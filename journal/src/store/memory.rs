@@ -26,6 +26,16 @@ impl MemoryStore {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// An independent copy of everything stored now: what a disk holds at
+    /// the instant of a crash. Whatever the old store's users do afterwards
+    /// does not reach the copy, as nothing a dead process does reaches disk.
+    pub fn duplicate(&self) -> MemoryStore {
+        let map = self.lock().clone();
+        MemoryStore {
+            map: Arc::new(Mutex::new(map)),
+        }
+    }
+
     /// Overwrites one raw entry, bypassing the journal: for tampering tests.
     pub fn raw_put(&self, key: Vec<u8>, value: Vec<u8>) {
         self.lock().insert(key, value);
