@@ -15,6 +15,8 @@ pub struct Args {
     /// Where data folders are made (default: `target/bench-data`, which is on
     /// the same disk as the build, never a tmpfs).
     pub dir: PathBuf,
+    /// Run only the scenarios whose name starts with this.
+    pub only: Option<String>,
 }
 
 impl Args {
@@ -22,6 +24,7 @@ impl Args {
         let mut args = Args {
             quick: false,
             dir: PathBuf::from("target/bench-data"),
+            only: None,
         };
         let mut it = std::env::args().skip(1);
         while let Some(a) = it.next() {
@@ -33,11 +36,26 @@ impl Args {
                         .ok_or_else(|| anyhow::anyhow!("--dir needs a path"))?
                         .into()
                 }
-                other => anyhow::bail!("unknown argument {other} (use --quick, --dir <path>)"),
+                "--only" => {
+                    args.only = Some(
+                        it.next()
+                            .ok_or_else(|| anyhow::anyhow!("--only needs a scenario name"))?,
+                    )
+                }
+                other => anyhow::bail!(
+                    "unknown argument {other} (use --quick, --dir <path>, --only <scenario>)"
+                ),
             }
         }
         std::fs::create_dir_all(&args.dir)?;
         Ok(args)
+    }
+
+    /// Whether scenario `name` is to run.
+    pub fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| name.starts_with(o.as_str()))
     }
 
     /// A fresh, empty folder for one scenario, removed when dropped.
