@@ -335,3 +335,42 @@ async fn a_start_with_a_used_idempotency_key_returns_the_same_execution() {
     assert_eq!(first.id, second.id);
     assert_eq!(w.engine.executions(Some("idem"), None, None, 10).len(), 1);
 }
+
+#[tokio::test]
+async fn metrics_count_steps_tasks_and_executions() {
+    let w = World::new().await;
+    w.define(json!({
+        "name": "measured",
+        "steps": [{"id": "work", "type": "task", "capability": "build",
+                   "retry": {"maxAttempts": 2, "interval": 10}, "next": "tidy"},
+                  {"id": "tidy", "type": "task", "capability": "noop"}]
+    }))
+    .await;
+    let agent = w.agent(&["build"]);
+    let id = w.start("measured", json!({})).await;
+    let first = w.claim(&agent).await;
+    w.clock.advance(250);
+    w.fail(&first, "flaky", "once").await;
+    w.clock.advance(10);
+    let second = w.claim(&agent).await;
+    w.clock.advance(40);
+    w.complete(&second, json!("ok")).await;
+    w.ended(id).await;
+
+    let m = w.engine.metrics();
+    let wf = &m.workflows["measured"];
+    assert_eq!((wf.started, wf.ended["completed"]), (1, 1));
+    assert_eq!(
+        wf.duration.p50_ms, 300,
+        "start to end on the simulated clock"
+    );
+    let work = &wf.steps["work"];
+    assert_eq!((work.count, work.retries), (1, 1));
+    assert_eq!(wf.steps["tidy"].count, 1);
+    let build = &m.capabilities["build"];
+    assert_eq!((build.count, build.errors, build.retries), (2, 1, 1));
+    assert_eq!(
+        build.p99_ms, 250,
+        "the slower attempt: scheduled at 0, failed at 250"
+    );
+}

@@ -80,6 +80,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 capability,
                 input,
                 timeouts,
+                ..
             } => out.push(Effect::Task {
                 task: task.clone(),
                 act: a.act,

@@ -62,6 +62,7 @@ pub enum Waiting {
         capability: String,
         input: Value,
         timeouts: TaskTimeouts,
+        scheduled_at_ms: u64,
     },
     Retry {
         attempt: u32,
@@ -317,6 +318,7 @@ pub fn apply(
                 capability: capability.clone(),
                 input: input.clone(),
                 timeouts: *timeouts,
+                scheduled_at_ms: at_ms,
             };
             state.metrics.task_count += 1;
         }

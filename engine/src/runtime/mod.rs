@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod codec;
 mod error;
 mod handlers;
+pub mod metrics;
 pub mod timers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock, Weak};
 use retrace_journal::{EventLog, ExecutionId, Journal, Options, Tail};
 use serde_json::Value;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 pub use catalog::{CATALOG_STREAM, Catalog, WorkflowVersions};
 pub use error::Error;
@@ -163,6 +165,7 @@ struct Inner {
     agents: AgentRegistry,
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
     timers: timers::Timers,
+    metrics: metrics::Metrics,
     background: StdMutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -205,6 +208,7 @@ impl Engine {
             awaiting: StdMutex::new(HashMap::new()),
             handlers: RwLock::new(HashMap::new()),
             timers: timers::Timers::default(),
+            metrics: metrics::Metrics::default(),
             background: StdMutex::new(Vec::new()),
         });
         let engine = Engine { inner };
@@ -416,7 +420,7 @@ impl Engine {
             keys.insert(key.clone(), id);
         }
         self.lock_live().insert(id, live.clone());
-        if let Err(e) = self.commit(&mut guard, &events, now).await {
+        if let Err(e) = self.commit(&mut guard, &events, now, &HashMap::new()).await {
             self.lock_live().remove(&id);
             if let Some(key) = &key {
                 self.lock_idempotency().remove(key);
@@ -634,6 +638,20 @@ impl Engine {
         }
     }
 
+    /// Counters and latencies per workflow, step and capability.
+    pub fn metrics(&self) -> metrics::Figures {
+        self.inner.metrics.figures()
+    }
+
+    /// The execution's events from `from_seq` on: stored ones, then live
+    /// ones as they are recorded (decode each with [`codec::decode`]).
+    pub fn subscribe(&self, id: ExecutionId, from_seq: u64) -> retrace_journal::Subscription {
+        self.inner.journal.subscribe(Tail::Execution {
+            execution: id,
+            from_seq,
+        })
+    }
+
     /// The journal under the engine.
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.inner.journal
@@ -658,7 +676,10 @@ impl Engine {
             }
         })?;
         let mut live = live.lock().await;
-        self.drive_locked(&mut live, trigger).await?;
+        let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
+        self.drive_locked(&mut live, trigger)
+            .instrument(span)
+            .await?;
         Ok(live.state.clone())
     }
 
@@ -681,6 +702,7 @@ impl Engine {
             }));
         }
         let now = self.inner.clock.now_ms();
+        let before = metrics::before(&live.state);
         let events = {
             let catalog = self.read_catalog()?;
             let ctx = self.ctx(&catalog, now);
@@ -694,11 +716,17 @@ impl Engine {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.commit(live, &events, now).await
+        self.commit(live, &events, now, &before).await
     }
 
     /// Appends what the machine decided, then performs its effects.
-    async fn commit(&self, live: &mut Live, events: &[Event], now: u64) -> Result<(), Error> {
+    async fn commit(
+        &self,
+        live: &mut Live,
+        events: &[Event],
+        now: u64,
+        before: &HashMap<u64, metrics::Before>,
+    ) -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
         }
@@ -713,6 +741,16 @@ impl Engine {
             self.reload(live)?;
             return Err(e.into());
         }
+        for event in events {
+            tracing::debug!(kind = event.kind(), "recorded");
+        }
+        self.inner.metrics.observe(
+            &live.state.workflow,
+            live.state.started_at_ms,
+            now,
+            before,
+            events,
+        );
         self.index(&live.state);
         live.unsnapshotted += events.len() as u64;
         self.reconcile(live);
