@@ -236,3 +236,36 @@ async fn snapshots_bound_recovery_and_agree_with_the_fold() {
     assert_eq!(end.variables["n"], json!(1200));
     check_replay_equals_live(&w, &end).await;
 }
+
+#[tokio::test]
+async fn definitions_are_immutable_idempotent_and_survive_a_restart() {
+    let mut w = World::new().await;
+    let doc = json!({"name": "pinned", "steps": [{"id": "a", "type": "task", "capability": "transform", "input": "v1"}]});
+    let first = w.engine.define_json(doc.to_string().as_bytes()).await.unwrap();
+    let again = w.engine.define_json(doc.to_string().as_bytes()).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.workflow.version(), again.workflow.version());
+    // A new version of the same workflow does not move executions already
+    // pinned to the old one.
+    w.define(json!({"name": "pinned", "steps": [
+        {"id": "gate", "type": "event", "event": {"name": "go"}, "next": "a"},
+        {"id": "a", "type": "task", "capability": "transform", "input": "v2"}]}))
+    .await;
+    let old = w
+        .engine
+        .start(retrace_engine::runtime::StartRequest {
+            workflow: "pinned".into(),
+            version: Some(first.workflow.version().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let new = w.start("pinned", json!({})).await;
+    w.wait_for(new, "event_awaited").await;
+    w.crash_and_recover().await;
+    let versions = &w.engine.workflows()[0];
+    assert_eq!((versions.name.as_str(), versions.versions.len()), ("pinned", 2));
+    assert_eq!(w.ended(old.id).await.output, Some(json!("v1")));
+    w.engine.signal(new, "go", json!(null), None).await.unwrap();
+    assert_eq!(w.ended(new).await.output, Some(json!("v2")));
+}
