@@ -225,7 +225,7 @@ async fn cancel_and_terminate_end_the_execution_and_withdraw_its_tasks() {
     let b = w.start("c", json!({})).await;
     w.wait_for(a, "task_scheduled").await;
     w.wait_for(b, "task_scheduled").await;
-    w.engine.cancel(a, "not needed").await.unwrap();
+    w.engine.cancel(a, "not needed", false).await.unwrap();
     w.engine.terminate(b, "stop now").await.unwrap();
     assert_eq!(w.state(a).await.status, Status::Cancelled);
     assert_eq!(w.state(b).await.status, Status::Terminated);
@@ -234,7 +234,7 @@ async fn cancel_and_terminate_end_the_execution_and_withdraw_its_tasks() {
         "tasks withdrawn"
     );
     assert!(
-        w.engine.cancel(a, "again").await.is_err(),
+        w.engine.cancel(a, "again", false).await.is_err(),
         "an ended execution refuses commands"
     );
     assert!(w.engine.resume(b).await.is_err());

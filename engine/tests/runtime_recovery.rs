@@ -241,8 +241,16 @@ async fn snapshots_bound_recovery_and_agree_with_the_fold() {
 async fn definitions_are_immutable_idempotent_and_survive_a_restart() {
     let mut w = World::new().await;
     let doc = json!({"name": "pinned", "steps": [{"id": "a", "type": "task", "capability": "transform", "input": "v1"}]});
-    let first = w.engine.define_json(doc.to_string().as_bytes()).await.unwrap();
-    let again = w.engine.define_json(doc.to_string().as_bytes()).await.unwrap();
+    let first = w
+        .engine
+        .define_json(doc.to_string().as_bytes())
+        .await
+        .unwrap();
+    let again = w
+        .engine
+        .define_json(doc.to_string().as_bytes())
+        .await
+        .unwrap();
     assert!(first.created && !again.created);
     assert_eq!(first.workflow.version(), again.workflow.version());
     // A new version of the same workflow does not move executions already
@@ -250,7 +258,7 @@ async fn definitions_are_immutable_idempotent_and_survive_a_restart() {
     w.define(json!({"name": "pinned", "steps": [
         {"id": "gate", "type": "event", "event": {"name": "go"}, "next": "a"},
         {"id": "a", "type": "task", "capability": "transform", "input": "v2"}]}))
-    .await;
+        .await;
     let old = w
         .engine
         .start(retrace_engine::runtime::StartRequest {
@@ -264,7 +272,10 @@ async fn definitions_are_immutable_idempotent_and_survive_a_restart() {
     w.wait_for(new, "event_awaited").await;
     w.crash_and_recover().await;
     let versions = &w.engine.workflows()[0];
-    assert_eq!((versions.name.as_str(), versions.versions.len()), ("pinned", 2));
+    assert_eq!(
+        (versions.name.as_str(), versions.versions.len()),
+        ("pinned", 2)
+    );
     assert_eq!(w.ended(old.id).await.output, Some(json!("v1")));
     w.engine.signal(new, "go", json!(null), None).await.unwrap();
     assert_eq!(w.ended(new).await.output, Some(json!("v2")));

@@ -263,9 +263,9 @@ async fn data_processing_save_failure_sends_the_error_notification() {
 
 #[tokio::test]
 async fn data_processing_fails_when_even_the_fallback_fails() {
-    // The error route's own step fails and nothing routes it: the workflow's
-    // `*` handler names another workflow, which runs as a child only once
-    // the failure-semantics work lands, so today the execution fails.
+    // The fallback step fails too and no onError routes it: the workflow's
+    // `*` handler names the global_error_handler workflow, which runs as a
+    // child with the error; then the execution fails with that error.
     let (w, id) = data_processing(&["transform_data", "use_simple_transform"]).await;
     let s = w.ended(id).await;
     assert_eq!(s.status, Status::Failed);
@@ -274,4 +274,10 @@ async fn data_processing_fails_when_even_the_fallback_fails() {
         (e.kind.as_str(), e.step.as_deref()),
         ("command_failed", Some("use_simple_transform"))
     );
+    let handler = retrace_engine::machine::child_id(id, s.next_act - 1);
+    let h = w.ended(handler).await;
+    assert_eq!(h.workflow, "global_error_handler");
+    assert_eq!(h.status, Status::Completed);
+    assert_eq!(h.input["error"]["step"], json!("use_simple_transform"));
+    assert_eq!(h.input["workflow"], json!("data_processing"));
 }

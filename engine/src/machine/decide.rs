@@ -13,8 +13,8 @@ use retrace_journal::ExecutionId;
 use serde_json::{Value, json};
 
 use super::event::{ErrorInfo, Event, ParentRef, TaskTimeouts, Thread, error_types};
-use super::state::{ApplyError, ExecutionState, Status, Waiting, apply};
-use crate::model::{HandlerTarget, RetryPolicy, Step, StepKind, WaitSpec, Workflow, branch_key};
+use super::state::{ApplyError, ExecutionState, Role, Status, Waiting, apply};
+use crate::model::{RetryPolicy, Step, StepKind, WaitSpec, Workflow, branch_key};
 
 /// After this many events, one trigger stops entering steps and defers the
 /// rest to a `Continue` trigger, so one append never outgrows the journal's
@@ -39,6 +39,49 @@ pub struct Defaults {
     pub task_timeout_ms: u64,
     /// Applied to task steps that have no `retry` of their own.
     pub retry: Option<RetryPolicy>,
+}
+
+/// How steps without a `retry` of their own are retried, engine-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryStrategy {
+    None,
+    /// The same interval between every attempt.
+    Linear,
+    /// The interval doubles after every attempt.
+    Exponential,
+}
+
+impl Defaults {
+    /// Defaults from an orchestrator-style configuration: a strategy, how
+    /// many retries after the first attempt, the first interval, and the
+    /// default task timeout.
+    pub fn with_retry_strategy(
+        strategy: RetryStrategy,
+        max_retries: u32,
+        interval_ms: u64,
+        task_timeout_ms: u64,
+    ) -> Defaults {
+        let retry = match strategy {
+            RetryStrategy::None => None,
+            RetryStrategy::Linear | RetryStrategy::Exponential => Some(RetryPolicy {
+                max_attempts: max_retries.saturating_add(1),
+                interval_ms,
+                backoff_rate: if strategy == RetryStrategy::Linear {
+                    1.0
+                } else {
+                    2.0
+                },
+                max_interval_ms: None,
+                jitter: 0.0,
+                non_retryable: Vec::new(),
+            }),
+        };
+        Defaults {
+            task_timeout_ms,
+            retry,
+            ..Defaults::default()
+        }
+    }
 }
 
 impl Default for Defaults {
@@ -100,12 +143,46 @@ pub enum Trigger {
     Resume,
     /// Enter the steps deferred because one trigger produced enough events.
     Continue,
+    /// Retry the held failed step (`onFailure: pause`) or the failed
+    /// compensation.
+    Retry,
+    /// Skip the held failed step, `output` standing for its result, or skip
+    /// the failed compensation.
+    Skip {
+        output: Value,
+    },
+    /// Reopen a failed execution at the step that failed.
+    Redrive,
+    /// End the execution; with `compensate`, undo its completed steps first.
     Cancel {
         reason: String,
+        compensate: bool,
     },
     Terminate {
         reason: String,
     },
+}
+
+impl Trigger {
+    /// How an operator would name it (for refusals).
+    pub fn command(&self) -> &'static str {
+        match self {
+            Trigger::TaskCompleted { .. } => "complete a task of",
+            Trigger::TaskFailed { .. } => "fail a task of",
+            Trigger::TaskTimedOut { .. } => "time out a task of",
+            Trigger::TimerFired { .. } => "fire a timer of",
+            Trigger::Signal { .. } => "signal",
+            Trigger::ChildCompleted { .. } | Trigger::ChildFailed { .. } => "report a child to",
+            Trigger::Pause { .. } => "pause",
+            Trigger::Resume => "resume",
+            Trigger::Continue => "continue",
+            Trigger::Retry => "retry",
+            Trigger::Skip { .. } => "skip",
+            Trigger::Redrive => "redrive",
+            Trigger::Cancel { .. } => "cancel",
+            Trigger::Terminate { .. } => "terminate",
+        }
+    }
 }
 
 /// Why a trigger was refused (nothing changed).
@@ -122,10 +199,11 @@ pub enum Rejection {
     #[error("timer of activation {act} is due at {due_at_ms}")]
     NotDue { act: u64, due_at_ms: u64 },
     /// The command makes no sense in the execution's status.
-    #[error("cannot {command} an execution that is {status}")]
+    #[error("cannot {command} an execution that is {status}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     WrongState {
         command: &'static str,
         status: &'static str,
+        hint: Option<&'static str>,
     },
     /// The machine produced an event its own fold refused: a bug.
     #[error(transparent)]
@@ -144,8 +222,9 @@ pub struct StartParams {
     pub idempotency_key: Option<String>,
 }
 
-/// The id of the child a subworkflow step `act` of `parent` starts:
-/// derived, so a crash between recording and starting it cannot start two.
+/// The id of the child a subworkflow step (or error handler) `act` of
+/// `parent` starts: derived, so a crash between recording and starting it
+/// cannot start two.
 pub fn child_id(parent: ExecutionId, act: u64) -> ExecutionId {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"retrace child");
@@ -188,11 +267,7 @@ pub fn start(
                 .unwrap_or(ctx.defaults.max_transitions),
             timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
         })?;
-        run.work.push(Work {
-            step: workflow.start().to_string(),
-            thread: None,
-            from_output: input,
-        });
+        run.work.push(Work::to(workflow.start(), None, input));
         run.run()?;
         run.events
     };
@@ -212,22 +287,36 @@ pub fn handle(
     Ok(run.events)
 }
 
-/// A step to enter, with the output of the step that led to it.
-struct Work {
-    step: String,
-    thread: Option<Thread>,
-    from_output: Value,
+/// A step to enter, with the output of the step that led to it, and its
+/// input when that is known already (an operator's retry or a redrive).
+pub(super) struct Work {
+    pub(super) step: String,
+    pub(super) thread: Option<Thread>,
+    pub(super) from_output: Value,
+    pub(super) input: Option<Value>,
 }
 
-struct Run<'s, 'w, 'c> {
-    state: &'s mut ExecutionState,
-    wf: &'w Workflow,
-    ctx: &'c Ctx<'c>,
-    events: Vec<Event>,
-    work: Vec<Work>,
+impl Work {
+    pub(super) fn to(step: impl Into<String>, thread: Option<Thread>, from_output: Value) -> Work {
+        Work {
+            step: step.into(),
+            thread,
+            from_output,
+            input: None,
+        }
+    }
 }
 
-type Done = Result<(), Rejection>;
+/// One trigger being handled: the state it changes and the events so far.
+pub(super) struct Run<'s, 'w, 'c> {
+    pub(super) state: &'s mut ExecutionState,
+    pub(super) wf: &'w Workflow,
+    pub(super) ctx: &'c Ctx<'c>,
+    pub(super) events: Vec<Event>,
+    pub(super) work: Vec<Work>,
+}
+
+pub(super) type Done = Result<(), Rejection>;
 
 impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
     fn new(state: &'s mut ExecutionState, wf: &'w Workflow, ctx: &'c Ctx<'c>) -> Self {
@@ -240,16 +329,24 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         }
     }
 
-    fn emit(&mut self, event: Event) -> Done {
+    pub(super) fn emit(&mut self, event: Event) -> Done {
         apply(self.state, self.state.seq + 1, self.ctx.now_ms, &event)?;
         self.events.push(event);
         Ok(())
     }
 
-    fn step(&self, id: &str) -> Result<&'w Step, Rejection> {
+    pub(super) fn step(&self, id: &str) -> Result<&'w Step, Rejection> {
         self.wf
             .step(id)
             .ok_or_else(|| Rejection::UnknownStep(id.to_string()))
+    }
+
+    pub(super) fn refuse(&self, command: &'static str, hint: Option<&'static str>) -> Done {
+        Err(Rejection::WrongState {
+            command,
+            status: self.state.status.as_str(),
+            hint,
+        })
     }
 
     /// Enters queued steps until the execution waits or ends.
@@ -258,7 +355,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             if self.state.status.is_terminal() {
                 break;
             }
-            if self.state.status == Status::Paused || self.events.len() >= EVENTS_PER_TRIGGER {
+            if self.state.status != Status::Running || self.events.len() >= EVENTS_PER_TRIGGER {
                 self.emit(Event::StepDeferred {
                     step: work.step,
                     thread: work.thread,
@@ -271,8 +368,15 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         Ok(())
     }
 
+    /// Queues the steps deferred while paused (or to keep appends small).
+    pub(super) fn push_deferred(&mut self, deferred: Vec<super::state::Deferred>) {
+        for d in deferred.into_iter().rev() {
+            self.work.push(Work::to(d.step, d.thread, d.from_output));
+        }
+    }
+
     /// The context expressions and mappings see.
-    fn context(&self, output: &Value) -> Value {
+    pub(super) fn context(&self, output: &Value) -> Value {
         let s = &*self.state;
         json!({
             "input": s.input,
@@ -301,11 +405,11 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 ),
             )
             .at(&step.id, None);
-            return self.emit(Event::ExecutionFailed { error });
+            return self.fail_execution(error);
         }
         // Building the context clones input and variables: only when the
         // step has something to evaluate.
-        let needs_context = step.input.is_some()
+        let needs_context = (work.input.is_none() && step.input.is_some())
             || matches!(
                 &step.kind,
                 StepKind::Decision { .. }
@@ -319,15 +423,16 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         } else {
             Value::Null
         };
-        let input = match &step.input {
-            Some(mapping) => match mapping.evaluate(&context) {
+        let input = match (work.input, &step.input) {
+            (Some(input), _) => input,
+            (None, Some(mapping)) => match mapping.evaluate(&context) {
                 Ok(v) => v,
                 Err(e) => {
                     let error = ErrorInfo::new(error_types::EXPRESSION, e.message);
                     return self.step_failed(act, step, thread, error, None);
                 }
             },
-            None => work.from_output.clone(),
+            (None, None) => work.from_output.clone(),
         };
         let started = |input: &Value| Event::StepStarted {
             act,
@@ -339,9 +444,9 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             StepKind::Task { capability } if INLINE_CAPABILITIES.contains(&capability.as_str()) => {
                 self.complete(act, step, thread, Some(input.clone()), input)
             }
-            StepKind::Task { .. } => {
+            StepKind::Task { capability } => {
                 self.emit(started(&input))?;
-                self.schedule_task(act, step, 1, input)
+                self.schedule_task(act, step, capability, 1, input)
             }
             StepKind::Decision { expression, .. } => {
                 let value = match expression.evaluate(&context) {
@@ -365,11 +470,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                     value: branch_key(&value),
                     target: target.to_string(),
                 })?;
-                self.work.push(Work {
-                    step: target.to_string(),
-                    thread,
-                    from_output: work.from_output,
-                });
+                self.work.push(Work::to(target, thread, work.from_output));
                 Ok(())
             }
             StepKind::Parallel { branches } => {
@@ -383,14 +484,12 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 }
                 // Pushed in reverse so branch 0 is entered first.
                 for (branch, b) in branches.iter().enumerate().rev() {
-                    self.work.push(Work {
-                        step: b.start.clone(),
-                        thread: Some(Thread {
-                            parallel: act,
-                            branch,
-                        }),
-                        from_output: input.clone(),
+                    let thread = Some(Thread {
+                        parallel: act,
+                        branch,
                     });
+                    self.work
+                        .push(Work::to(b.start.clone(), thread, input.clone()));
                 }
                 Ok(())
             }
@@ -461,11 +560,15 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         }
     }
 
-    fn schedule_task(&mut self, act: u64, step: &Step, attempt: u32, input: Value) -> Done {
-        let capability = match &step.kind {
-            StepKind::Task { capability } => capability.clone(),
-            _ => return Err(Rejection::UnknownStep(step.id.clone())),
-        };
+    /// Schedules attempt `attempt` of a task for activation `act`.
+    pub(super) fn schedule_task(
+        &mut self,
+        act: u64,
+        step: &Step,
+        capability: &str,
+        attempt: u32,
+        input: Value,
+    ) -> Done {
         let timeouts = TaskTimeouts {
             start_to_close_ms: step
                 .timeout
@@ -478,14 +581,14 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             act,
             attempt,
             task: task_id(self.state.id, act, attempt),
-            capability,
+            capability: capability.to_string(),
             input,
             timeouts,
         })
     }
 
     /// Completes a step with `output`: output mapping, then onwards.
-    fn complete(
+    pub(super) fn complete(
         &mut self,
         act: u64,
         step: &Step,
@@ -521,11 +624,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         })?;
         match &step.next {
             Some(next) => {
-                self.work.push(Work {
-                    step: next.clone(),
-                    thread,
-                    from_output: output,
-                });
+                self.work.push(Work::to(next.clone(), thread, output));
                 Ok(())
             }
             None => self.thread_ended(thread, output),
@@ -569,98 +668,8 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         self.complete(t.parallel, step, parent_thread, None, Value::Object(joined))
     }
 
-    /// A step failed for good (no retry left): route the error, or fail
-    /// upwards.
-    fn step_failed(
-        &mut self,
-        act: u64,
-        step: &Step,
-        thread: Option<Thread>,
-        error: ErrorInfo,
-        attempt: Option<u32>,
-    ) -> Done {
-        let error = error.at(&step.id, attempt);
-        self.emit(Event::StepFailed {
-            act,
-            step: step.id.clone(),
-            thread,
-            error: error.clone(),
-        })?;
-        let mut target = step.on_error.clone();
-        if target.is_none() && thread.is_none() {
-            // Workflow-level handlers that name a step of this workflow.
-            // Handlers that name another workflow run it as a child; that
-            // arrives with the failure-semantics work and is not routed yet.
-            target = self
-                .wf
-                .error_handler_for(&error.kind)
-                .and_then(|h| match &h.handler {
-                    HandlerTarget::Step(s) => Some(s.clone()),
-                    HandlerTarget::Workflow(_) => None,
-                });
-        }
-        if let Some(to) = target {
-            self.emit(Event::ErrorRouted {
-                step: step.id.clone(),
-                to: to.clone(),
-                error,
-            })?;
-            self.work.push(Work {
-                step: to,
-                thread,
-                from_output: Value::Null,
-            });
-            return Ok(());
-        }
-        match thread {
-            // An unhandled error in a branch fails the parallel step.
-            Some(t) => {
-                let Some(parallel) = self.state.activations.get(&t.parallel) else {
-                    return Err(Rejection::Stale(format!("activation {}", t.parallel)));
-                };
-                let (pact, pthread) = (parallel.act, parallel.thread);
-                let pstep = self.step(&parallel.step)?;
-                self.step_failed(pact, pstep, pthread, error, None)
-            }
-            None => self.emit(Event::ExecutionFailed { error }),
-        }
-    }
-
-    /// A task attempt failed: retry it, or fail the step.
-    fn task_failed(&mut self, act: u64, attempt: u32, error: ErrorInfo) -> Done {
-        let Some(a) = self.state.activations.get(&act) else {
-            return Err(Rejection::Stale(format!("activation {act}")));
-        };
-        let (step, thread) = (self.step(&a.step)?, a.thread);
-        let policy = step.retry.as_ref().or(self.ctx.defaults.retry.as_ref());
-        let retry = policy.filter(|p| {
-            error.retryable != Some(false)
-                && p.is_retryable(&error.kind)
-                && p.allows_another(attempt)
-        });
-        match retry {
-            Some(p) => {
-                let unit = (self.ctx.entropy >> 11) as f64 / (1u64 << 53) as f64;
-                let delay_ms = p.delay_ms(attempt, unit);
-                self.emit(Event::RetryScheduled {
-                    act,
-                    attempt: attempt + 1,
-                    delay_ms,
-                    due_at_ms: self.ctx.now_ms.saturating_add(delay_ms),
-                })
-            }
-            None => self.step_failed(act, step, thread, error, Some(attempt)),
-        }
-    }
-
     fn trigger(&mut self, trigger: Trigger) -> Done {
         let status = self.state.status;
-        let refuse = |command| {
-            Err(Rejection::WrongState {
-                command,
-                status: status.as_str(),
-            })
-        };
         match trigger {
             Trigger::TaskCompleted { task, output } => {
                 let (act, attempt) = self.outstanding(&task)?;
@@ -670,8 +679,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                     task,
                     output: output.clone(),
                 })?;
-                let (step, thread) = self.activation_step(act)?;
-                self.complete(act, step, thread, None, output)
+                self.activation_done(act, Ok(output))
             }
             Trigger::TaskFailed { task, error } => {
                 let (act, attempt) = self.outstanding(&task)?;
@@ -705,7 +713,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 correlation,
             } => {
                 if status.is_terminal() {
-                    return refuse("signal");
+                    return self.refuse("signal", None);
                 }
                 let waiting = self.state.activations.values().find(|a| {
                     matches!(&a.waiting, Waiting::Event { name: n, correlation: c, .. }
@@ -728,16 +736,21 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             }
             Trigger::ChildCompleted { child, output } => {
                 let act = self.child(child)?;
+                if let Some(error) = self.handler_error(act) {
+                    return self.handler_finished(act, child, true, error);
+                }
                 self.emit(Event::ChildCompleted {
                     act,
                     child,
                     output: output.clone(),
                 })?;
-                let (step, thread) = self.activation_step(act)?;
-                self.complete(act, step, thread, None, output)
+                self.activation_done(act, Ok(output))
             }
             Trigger::ChildFailed { child, error } => {
                 let act = self.child(child)?;
+                if let Some(original) = self.handler_error(act) {
+                    return self.handler_finished(act, child, false, original);
+                }
                 self.emit(Event::ChildFailed {
                     act,
                     child,
@@ -748,46 +761,54 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             }
             Trigger::Pause { reason } => match status {
                 Status::Running => self.emit(Event::ExecutionPaused { reason }),
-                _ => refuse("pause"),
+                _ => self.refuse("pause", None),
             },
             Trigger::Resume => match status {
+                Status::Paused if self.state.failed_step.is_some() => {
+                    self.refuse("resume", Some("a failed step is held: retry or skip it"))
+                }
                 Status::Paused => {
                     let deferred = self.state.deferred.clone();
                     self.emit(Event::ExecutionResumed)?;
-                    for d in deferred.into_iter().rev() {
-                        self.work.push(Work {
-                            step: d.step,
-                            thread: d.thread,
-                            from_output: d.from_output,
-                        });
-                    }
+                    self.push_deferred(deferred);
                     Ok(())
                 }
-                _ => refuse("resume"),
+                _ => self.refuse("resume", None),
             },
             Trigger::Continue => match status {
                 Status::Running if !self.state.deferred.is_empty() => {
                     let deferred = self.state.deferred.clone();
                     self.emit(Event::Continued)?;
-                    for d in deferred.into_iter().rev() {
-                        self.work.push(Work {
-                            step: d.step,
-                            thread: d.thread,
-                            from_output: d.from_output,
-                        });
-                    }
+                    self.push_deferred(deferred);
                     Ok(())
                 }
                 _ => Err(Rejection::Stale("nothing deferred".into())),
             },
-            Trigger::Cancel { reason } if !status.is_terminal() => {
-                self.emit(Event::ExecutionCancelled { reason })
-            }
-            Trigger::Cancel { .. } => refuse("cancel"),
+            Trigger::Retry => self.retry(),
+            Trigger::Skip { output } => self.skip(output),
+            Trigger::Redrive => self.redrive(),
+            Trigger::Cancel { reason, compensate } => self.cancel(reason, compensate),
             Trigger::Terminate { reason } if !status.is_terminal() => {
                 self.emit(Event::ExecutionTerminated { reason })
             }
-            Trigger::Terminate { .. } => refuse("terminate"),
+            Trigger::Terminate { .. } => self.refuse("terminate", None),
+        }
+    }
+
+    /// An activation's task or child succeeded with `output`.
+    fn activation_done(&mut self, act: u64, output: Result<Value, ()>) -> Done {
+        let Some(a) = self.state.activations.get(&act) else {
+            return Err(Rejection::Stale(format!("activation {act}")));
+        };
+        let (role, thread) = (a.role.clone(), a.thread);
+        let step = self.step(&a.step)?;
+        match (role, output) {
+            (Role::Compensation { of }, Ok(output)) => {
+                self.emit(Event::CompensationCompleted { act, of, output })?;
+                self.next_compensation()
+            }
+            (_, Ok(output)) => self.complete(act, step, thread, None, output),
+            (_, Err(())) => Ok(()),
         }
     }
 
@@ -796,12 +817,12 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         if self.state.status.is_terminal() {
             return Err(Rejection::Stale(format!("timer of activation {act}")));
         }
-        if self.state.status == Status::Paused {
+        if matches!(
+            self.state.status,
+            Status::Paused | Status::CompensationFailed
+        ) {
             // Takes effect on resume: the runtime fires it again then.
-            return Err(Rejection::WrongState {
-                command: "fire a timer of",
-                status: "paused",
-            });
+            return self.refuse("fire a timer of", None);
         }
         if act == 0 {
             let due_at_ms = self
@@ -811,21 +832,32 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             if now < due_at_ms {
                 return Err(Rejection::NotDue { act, due_at_ms });
             }
+            if self.state.status == Status::Compensating {
+                return Err(Rejection::Stale(
+                    "workflow timeout while compensating".into(),
+                ));
+            }
             self.emit(Event::TimerFired { act })?;
             let error = ErrorInfo::new(
                 error_types::TIMEOUT,
                 "the workflow ran longer than its timeoutMs",
             );
-            return self.emit(Event::ExecutionFailed { error });
+            return self.fail_execution(error);
         }
         let Some(a) = self.state.activations.get(&act) else {
             return Err(Rejection::Stale(format!("timer of activation {act}")));
         };
-        let (step, thread, input) = (self.step(&a.step)?, a.thread, a.input.clone());
+        let (step, thread, input, role) = (
+            self.step(&a.step)?,
+            a.thread,
+            a.input.clone(),
+            a.role.clone(),
+        );
         match a.waiting.clone() {
             Waiting::Retry { attempt, due_at_ms } if now >= due_at_ms => {
                 self.emit(Event::TimerFired { act })?;
-                self.schedule_task(act, step, attempt, input)
+                let capability = self.capability_of(&role, step)?;
+                self.schedule_task(act, step, &capability, attempt, input)
             }
             Waiting::Timer { due_at_ms } if now >= due_at_ms => {
                 self.emit(Event::TimerFired { act })?;
@@ -854,6 +886,15 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         }
     }
 
+    /// The capability a task of this activation runs.
+    pub(super) fn capability_of(&self, role: &Role, step: &Step) -> Result<String, Rejection> {
+        match (role, &step.kind, &step.compensate) {
+            (Role::Compensation { .. }, _, Some(c)) => Ok(c.capability.clone()),
+            (Role::Step, StepKind::Task { capability }, _) => Ok(capability.clone()),
+            _ => Err(Rejection::UnknownStep(step.id.clone())),
+        }
+    }
+
     fn outstanding(&self, task: &str) -> Result<(u64, u32), Rejection> {
         match self.state.task_activation(task) {
             Some(a) => match &a.waiting {
@@ -871,7 +912,17 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             .ok_or_else(|| Rejection::Stale(format!("child {child}")))
     }
 
-    fn activation_step(&self, act: u64) -> Result<(&'w Step, Option<Thread>), Rejection> {
+    fn handler_error(&self, act: u64) -> Option<ErrorInfo> {
+        match &self.state.activations.get(&act)?.role {
+            Role::Handler { error } => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    pub(super) fn activation_step(
+        &self,
+        act: u64,
+    ) -> Result<(&'w Step, Option<Thread>), Rejection> {
         let a = self
             .state
             .activations

@@ -10,6 +10,8 @@ use retrace_journal::ExecutionId;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::state::{CompensationReason, FailedStep};
+
 /// Reads an optional JSON value so that a present `null` is `Some(Null)`:
 /// with `skip_serializing_if = "Option::is_none"` this makes `Option<Value>`
 /// round-trip exactly (plain serde reads `null` back as `None`, and a
@@ -263,6 +265,66 @@ pub enum Event {
         branch: usize,
         output: Value,
     },
+    /// A step failed with `onFailure: pause` (the execution pauses next), or
+    /// failed the execution: what an operator can retry, skip or redrive.
+    FailureHeld {
+        failed: FailedStep,
+    },
+    /// An operator retries the held failed step.
+    HeldStepRetried,
+    /// An operator skips the held failed step; `output` stands for its result.
+    HeldStepSkipped {
+        output: Value,
+    },
+    /// An operator reopens a failed execution at the step that failed.
+    ExecutionRedriven,
+    /// Undoing begins: `pending` lists the activations to undo, next first.
+    CompensationBegan {
+        reason: CompensationReason,
+        pending: Vec<u64>,
+    },
+    /// Activation `act` undoes activation `of` (of step `step`).
+    CompensationStarted {
+        act: u64,
+        of: u64,
+        step: String,
+        input: Value,
+    },
+    CompensationCompleted {
+        act: u64,
+        of: u64,
+        output: Value,
+    },
+    /// A compensation failed for good; the execution waits for an operator.
+    CompensationFailed {
+        act: u64,
+        of: u64,
+        error: ErrorInfo,
+    },
+    /// An operator retries the failed compensation.
+    CompensationRetried,
+    /// An operator skips undoing `of` (`act` is the failed compensation, or 0).
+    CompensationSkipped {
+        act: u64,
+        of: u64,
+    },
+    /// A handler workflow starts for an error nobody in the workflow routed.
+    HandlerStarted {
+        act: u64,
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+        error: ErrorInfo,
+    },
+    HandlerFinished {
+        act: u64,
+        child: ExecutionId,
+        ok: bool,
+    },
+    ExecutionCompensated {
+        error: ErrorInfo,
+    },
     /// The deferred steps are entered now (after a resume, or after one
     /// trigger produced as many events as one append should carry).
     Continued,
@@ -309,6 +371,19 @@ impl Event {
             Event::StepFailed { .. } => "step_failed",
             Event::ErrorRouted { .. } => "error_routed",
             Event::BranchCompleted { .. } => "branch_completed",
+            Event::FailureHeld { .. } => "failure_held",
+            Event::HeldStepRetried => "held_step_retried",
+            Event::HeldStepSkipped { .. } => "held_step_skipped",
+            Event::ExecutionRedriven => "execution_redriven",
+            Event::CompensationBegan { .. } => "compensation_began",
+            Event::CompensationStarted { .. } => "compensation_started",
+            Event::CompensationCompleted { .. } => "compensation_completed",
+            Event::CompensationFailed { .. } => "compensation_failed",
+            Event::CompensationRetried => "compensation_retried",
+            Event::CompensationSkipped { .. } => "compensation_skipped",
+            Event::HandlerStarted { .. } => "handler_started",
+            Event::HandlerFinished { .. } => "handler_finished",
+            Event::ExecutionCompensated { .. } => "execution_compensated",
             Event::Continued => "continued",
             Event::ExecutionPaused { .. } => "execution_paused",
             Event::ExecutionResumed => "execution_resumed",
@@ -325,6 +400,7 @@ impl Event {
             self,
             Event::ExecutionCompleted { .. }
                 | Event::ExecutionFailed { .. }
+                | Event::ExecutionCompensated { .. }
                 | Event::ExecutionCancelled { .. }
                 | Event::ExecutionTerminated { .. }
         )

@@ -13,15 +13,16 @@
 pub mod decide;
 pub mod effects;
 pub mod event;
+mod failure;
 pub mod state;
 
 pub use decide::{
-    Catalog, Ctx, Defaults, INLINE_CAPABILITIES, Rejection, StartParams, Trigger, child_id, handle,
-    start, task_execution, task_id,
+    Catalog, Ctx, Defaults, INLINE_CAPABILITIES, Rejection, RetryStrategy, StartParams, Trigger,
+    child_id, handle, start, task_execution, task_id,
 };
 pub use effects::{Effect, pending_effects};
 pub use event::{ErrorInfo, Event, ParentRef, TaskTimeouts, Thread, error_types};
 pub use state::{
-    Activation, ApplyError, Completed, Deferred, ExecutionState, KeptSignal, Metrics, Status,
-    Waiting, apply,
+    Activation, ApplyError, Compensation, CompensationReason, Completed, Deferred, ExecutionState,
+    FailedStep, KeptSignal, Metrics, Role, Status, Waiting, apply,
 };

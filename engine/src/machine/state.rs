@@ -19,9 +19,16 @@ use super::event::{ErrorInfo, Event, ParentRef, TaskTimeouts, Thread, present};
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Running,
+    /// Stopped by an operator, or by a step with `onFailure: pause`.
     Paused,
+    /// Undoing completed steps after a failure or a cancel.
+    Compensating,
+    /// A compensation failed for good: waits for an operator (retry or skip).
+    CompensationFailed,
     Completed,
     Failed,
+    /// Failed, and every completed step that declares `compensate` was undone.
+    Compensated,
     Cancelled,
     Terminated,
 }
@@ -30,7 +37,11 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Completed | Status::Failed | Status::Cancelled | Status::Terminated
+            Status::Completed
+                | Status::Failed
+                | Status::Compensated
+                | Status::Cancelled
+                | Status::Terminated
         )
     }
 
@@ -38,12 +49,93 @@ impl Status {
         match self {
             Status::Running => "running",
             Status::Paused => "paused",
+            Status::Compensating => "compensating",
+            Status::CompensationFailed => "compensation_failed",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Compensated => "compensated",
             Status::Cancelled => "cancelled",
             Status::Terminated => "terminated",
         }
     }
+
+    /// Every status, for listings and metrics.
+    pub const ALL: [Status; 9] = [
+        Status::Running,
+        Status::Paused,
+        Status::Compensating,
+        Status::CompensationFailed,
+        Status::Completed,
+        Status::Failed,
+        Status::Compensated,
+        Status::Cancelled,
+        Status::Terminated,
+    ];
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown status {s}"))
+    }
+}
+
+/// What an activation is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "role",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Role {
+    /// A step of the workflow.
+    Step,
+    /// Undoing activation `of` (a completed step with `compensate`).
+    Compensation { of: u64 },
+    /// A handler workflow run for `error` (an `errorHandlers` entry).
+    Handler { error: ErrorInfo },
+}
+
+/// A step that failed and waits for an operator (paused by
+/// `onFailure: pause`) or marks where a failed execution can be redriven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedStep {
+    pub step: String,
+    pub thread: Option<Thread>,
+    /// The step's evaluated input (absent if it failed evaluating it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub input: Option<Value>,
+    pub error: ErrorInfo,
+}
+
+/// Why compensation runs, and what is left to undo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Compensation {
+    pub reason: CompensationReason,
+    /// Activations still to undo, next first (reverse completion order).
+    pub pending: Vec<u64>,
+    /// The error of the compensation that failed, while waiting for an operator.
+    pub failed: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum CompensationReason {
+    Failed { error: ErrorInfo },
+    Cancelled { reason: String },
 }
 
 /// What a started step is waiting for.
@@ -97,6 +189,7 @@ pub enum Waiting {
 #[serde(rename_all = "camelCase")]
 pub struct Activation {
     pub act: u64,
+    pub role: Role,
     pub step: String,
     pub thread: Option<Thread>,
     pub input: Value,
@@ -175,6 +268,10 @@ pub struct ExecutionState {
     pub signals: Vec<KeptSignal>,
     pub deferred: Vec<Deferred>,
     pub completed: Vec<Completed>,
+    /// The failed step an operator may retry or skip (paused), or redrive
+    /// from (failed).
+    pub failed_step: Option<FailedStep>,
+    pub compensation: Option<Compensation>,
     pub metrics: Metrics,
     pub started_at_ms: u64,
     pub ended_at_ms: Option<u64>,
@@ -214,6 +311,8 @@ impl ExecutionState {
             signals: Vec::new(),
             deferred: Vec::new(),
             completed: Vec::new(),
+            failed_step: None,
+            compensation: None,
             metrics: Metrics::default(),
             started_at_ms: 0,
             ended_at_ms: None,
@@ -254,7 +353,8 @@ pub fn apply(
     if state.seq == 0 && !matches!(event, Event::ExecutionStarted { .. }) {
         return Err(fail("the first event must start the execution".into()));
     }
-    if state.status.is_terminal() {
+    let redrive = matches!(event, Event::ExecutionRedriven);
+    if state.status.is_terminal() && !(redrive && state.status == Status::Failed) {
         return Err(fail("the execution has already ended".into()));
     }
     match event {
@@ -295,6 +395,7 @@ pub fn apply(
                 *act,
                 Activation {
                     act: *act,
+                    role: Role::Step,
                     step: step.clone(),
                     thread: *thread,
                     input: input.clone(),
@@ -472,6 +573,135 @@ pub fn apply(
             }
             other => return Err(fail(format!("activation {act} waits for {other:?}"))),
         },
+        Event::FailureHeld { failed } => {
+            state.failed_step = Some(failed.clone());
+        }
+        Event::HeldStepRetried | Event::HeldStepSkipped { .. } => {
+            if state.failed_step.take().is_none() || state.status != Status::Paused {
+                return Err(fail("no failed step is held".into()));
+            }
+            state.status = Status::Running;
+        }
+        Event::ExecutionRedriven => {
+            if state.failed_step.take().is_none() {
+                return Err(fail("nothing to redrive from".into()));
+            }
+            state.status = Status::Running;
+            state.ended_at_ms = None;
+            state.error = None;
+        }
+        Event::CompensationBegan { reason, pending } => {
+            state.status = Status::Compensating;
+            state.activations.clear();
+            state.deferred.clear();
+            state.compensation = Some(Compensation {
+                reason: reason.clone(),
+                pending: pending.clone(),
+                failed: None,
+            });
+        }
+        Event::CompensationStarted {
+            act,
+            of,
+            step,
+            input,
+        } => {
+            if *act != state.next_act {
+                return Err(fail(format!("expected activation {}", state.next_act)));
+            }
+            state.next_act += 1;
+            state.activations.insert(
+                *act,
+                Activation {
+                    act: *act,
+                    role: Role::Compensation { of: *of },
+                    step: step.clone(),
+                    thread: None,
+                    input: input.clone(),
+                    started_at_ms: at_ms,
+                    waiting: Waiting::Starting,
+                },
+            );
+        }
+        Event::CompensationCompleted { act, of, .. } | Event::CompensationSkipped { act, of } => {
+            if let Event::CompensationCompleted { .. } = event
+                && state.activations.remove(act).is_none()
+            {
+                return Err(fail(format!("activation {act} is not live")));
+            }
+            let c = state
+                .compensation
+                .as_mut()
+                .ok_or_else(|| fail("not compensating".into()))?;
+            if c.pending.first() != Some(of) {
+                return Err(fail(format!("activation {of} is not next to undo")));
+            }
+            c.pending.remove(0);
+            c.failed = None;
+            state.status = Status::Compensating;
+        }
+        Event::CompensationFailed { act, error, .. } => {
+            if state.activations.remove(act).is_none() {
+                return Err(fail(format!("activation {act} is not live")));
+            }
+            let c = state
+                .compensation
+                .as_mut()
+                .ok_or_else(|| fail("not compensating".into()))?;
+            c.failed = Some(error.clone());
+            state.status = Status::CompensationFailed;
+            state.metrics.error_count += 1;
+        }
+        Event::CompensationRetried => {
+            if state.status != Status::CompensationFailed {
+                return Err(fail("no compensation failed".into()));
+            }
+            if let Some(c) = state.compensation.as_mut() {
+                c.failed = None;
+            }
+            state.status = Status::Compensating;
+        }
+        Event::HandlerStarted {
+            act,
+            child,
+            workflow,
+            version,
+            input,
+            error,
+        } => {
+            if *act != state.next_act {
+                return Err(fail(format!("expected activation {}", state.next_act)));
+            }
+            state.next_act += 1;
+            state.activations.insert(
+                *act,
+                Activation {
+                    act: *act,
+                    role: Role::Handler {
+                        error: error.clone(),
+                    },
+                    step: workflow.clone(),
+                    thread: None,
+                    input: input.clone(),
+                    started_at_ms: at_ms,
+                    waiting: Waiting::Child {
+                        child: *child,
+                        workflow: workflow.clone(),
+                        version: version.clone(),
+                        input: input.clone(),
+                    },
+                },
+            );
+        }
+        Event::HandlerFinished { act, .. } => {
+            if state.activations.remove(act).is_none() {
+                return Err(fail(format!("activation {act} is not live")));
+            }
+        }
+        Event::ExecutionCompensated { error } => {
+            state.error = Some(error.clone());
+            end(state, Status::Compensated, at_ms);
+        }
         Event::Continued => {
             if state.status != Status::Running || state.deferred.is_empty() {
                 return Err(fail("nothing deferred to continue".into()));

@@ -578,9 +578,55 @@ impl Engine {
         self.drive(id, Trigger::Resume).await
     }
 
-    pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
+    /// Cancels the execution; with `compensate`, its completed steps that
+    /// declare `compensate` are undone first (newest first).
+    pub async fn cancel(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+        compensate: bool,
+    ) -> Result<ExecutionState, Error> {
         let reason = reason.to_string();
-        self.drive(id, Trigger::Cancel { reason }).await
+        self.drive(id, Trigger::Cancel { reason, compensate }).await
+    }
+
+    /// Retries the failed step an execution paused on (`onFailure: pause`),
+    /// or its failed compensation.
+    pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.drive(id, Trigger::Retry).await
+    }
+
+    /// Skips the failed step an execution paused on, with `output` as its
+    /// result; or skips its failed compensation.
+    pub async fn skip(&self, id: ExecutionId, output: Value) -> Result<ExecutionState, Error> {
+        self.drive(id, Trigger::Skip { output }).await
+    }
+
+    /// Reopens a failed execution at the step that failed; its history is
+    /// kept and continues.
+    pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        if self.live_of(id).is_none() {
+            let state = codec::load_state(self.inner.journal.as_ref(), id)?
+                .ok_or(Error::UnknownExecution(id))?;
+            if state.status == Status::Failed {
+                let workflow = self.workflow_of(&state)?;
+                let live = Arc::new(Mutex::new(Live {
+                    state,
+                    workflow,
+                    armed: HashMap::new(),
+                    unsnapshotted: 0,
+                }));
+                self.lock_live().entry(id).or_insert(live);
+            }
+        }
+        let result = self.drive(id, Trigger::Redrive).await;
+        if result.is_err()
+            && let Some(live) = self.live_of(id)
+            && live.lock().await.state.status.is_terminal()
+        {
+            self.lock_live().remove(&id);
+        }
+        result
     }
 
     pub async fn terminate(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
@@ -619,8 +665,16 @@ impl Engine {
     }
 
     /// Records a task's failure (it retries or routes per the step).
-    pub async fn fail_task(&self, task: &str, error: ErrorInfo) -> Result<(), Error> {
+    pub async fn fail_task(&self, task: &str, mut error: ErrorInfo) -> Result<(), Error> {
         let id = machine::task_execution(task).ok_or_else(|| Error::UnknownTask(task.into()))?;
+        if error.agent.is_none() {
+            error.agent = self
+                .inner
+                .agents
+                .claimed_by(task)
+                .and_then(|a| self.inner.agents.get(&a))
+                .map(|info| format!("{} ({})", info.name, info.id));
+        }
         let trigger = Trigger::TaskFailed {
             task: task.to_string(),
             error,
@@ -668,8 +722,9 @@ impl Engine {
         let live = self.live_of(id).ok_or_else(|| {
             if self.summary(id).is_some() {
                 Error::Rejected(Rejection::WrongState {
-                    command: command_name(&trigger),
+                    command: trigger.command(),
                     status: self.summary(id).map_or("ended", |s| s.status.as_str()),
+                    hint: None,
                 })
             } else {
                 Error::UnknownExecution(id)
@@ -695,10 +750,11 @@ impl Engine {
     }
 
     async fn drive_locked(&self, live: &mut Live, trigger: Trigger) -> Result<(), Error> {
-        if live.state.status.is_terminal() {
+        if live.state.status.is_terminal() && trigger != Trigger::Redrive {
             return Err(Error::Rejected(Rejection::WrongState {
-                command: command_name(&trigger),
+                command: trigger.command(),
                 status: live.state.status.as_str(),
+                hint: None,
             }));
         }
         let now = self.inner.clock.now_ms();
@@ -809,10 +865,28 @@ impl Engine {
                         set.remove(&(id, act));
                     }
                 }
-                // A stale timer firing is refused by the machine; a child
-                // that is no longer wanted ends by itself (cancelling
-                // children comes with the failure semantics).
-                Effect::Timer { .. } | Effect::Child { .. } | Effect::Continue { .. } => {}
+                // The parent no longer waits for this child: it reported, or
+                // the parent moved on (ended, failed, is compensating). A
+                // child still running is cancelled, or terminated with a
+                // terminated parent; one that has ended refuses, harmlessly.
+                Effect::Child { child, .. } => {
+                    let terminate = live.state.status == Status::Terminated;
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        let reason = format!("its parent {id} no longer waits for it");
+                        let trigger = if terminate {
+                            Trigger::Terminate { reason }
+                        } else {
+                            Trigger::Cancel {
+                                reason,
+                                compensate: false,
+                            }
+                        };
+                        engine.deliver(child, trigger).await;
+                    });
+                }
+                // A stale timer firing is refused by the machine.
+                Effect::Timer { .. } | Effect::Continue { .. } => {}
             }
         }
         for (key, effect) in wanted {
@@ -1042,20 +1116,4 @@ impl Engine {
 
 fn upgrade(weak: &Weak<Inner>) -> Option<Engine> {
     weak.upgrade().map(|inner| Engine { inner })
-}
-
-fn command_name(trigger: &Trigger) -> &'static str {
-    match trigger {
-        Trigger::TaskCompleted { .. } => "complete a task of",
-        Trigger::TaskFailed { .. } => "fail a task of",
-        Trigger::TaskTimedOut { .. } => "time out a task of",
-        Trigger::TimerFired { .. } => "fire a timer of",
-        Trigger::Signal { .. } => "signal",
-        Trigger::ChildCompleted { .. } | Trigger::ChildFailed { .. } => "report a child to",
-        Trigger::Pause { .. } => "pause",
-        Trigger::Resume => "resume",
-        Trigger::Continue => "continue",
-        Trigger::Cancel { .. } => "cancel",
-        Trigger::Terminate { .. } => "terminate",
-    }
 }

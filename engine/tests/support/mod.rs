@@ -131,6 +131,27 @@ impl World {
         panic!("the journal closed before {kind}");
     }
 
+    /// Waits until the execution's history has `n` events of `kind`.
+    pub async fn wait_for_count(&self, id: ExecutionId, kind: &str, n: usize) {
+        let mut tail = self
+            .engine
+            .journal()
+            .subscribe(retrace_journal::Tail::Execution {
+                execution: id,
+                from_seq: 1,
+            });
+        let mut seen = 0;
+        while let Some(r) = tail.next().await {
+            if r.unwrap().kind == kind {
+                seen += 1;
+                if seen == n {
+                    return;
+                }
+            }
+        }
+        panic!("the journal closed before {n} {kind}");
+    }
+
     /// The event kinds of the execution's history.
     pub fn kinds(&self, id: ExecutionId) -> Vec<String> {
         self.engine
