@@ -178,7 +178,7 @@ async fn on_failure_pause_holds_the_step_for_retry_or_skip() {
     w.fail(&t, "flaky", "down").await;
     let s = w.state(a).await;
     assert_eq!(s.status, Status::Paused);
-    assert_eq!(s.failed_step.as_ref().unwrap().step, "risky");
+    assert_eq!(s.failed_steps[0].step, "risky");
     assert!(
         w.engine.resume(a).await.is_err(),
         "resume is refused: retry or skip"

@@ -106,8 +106,17 @@ fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
     })
 }
 
+/// `PROPTEST_CASES` overrides the default number of cases (an explicit
+/// `cases` in the config would otherwise ignore it).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn sled_reads_back_what_the_model_holds(ops in prop::collection::vec(op(), 1..40)) {

@@ -764,7 +764,7 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 _ => self.refuse("pause", None),
             },
             Trigger::Resume => match status {
-                Status::Paused if self.state.failed_step.is_some() => {
+                Status::Paused if !self.state.failed_steps.is_empty() => {
                     self.refuse("resume", Some("a failed step is held: retry or skip it"))
                 }
                 Status::Paused => {

@@ -102,6 +102,10 @@ impl Run<'_, '_, '_> {
         };
         if step.on_failure == OnFailure::Pause {
             self.emit(Event::FailureHeld { failed })?;
+            if self.state.status == Status::Paused {
+                // Paused already (by an operator, or by another failure).
+                return Ok(());
+            }
             return self.emit(Event::ExecutionPaused {
                 reason: format!("step {} failed ({}): retry or skip it", step.id, error.kind),
             });
@@ -265,11 +269,13 @@ impl Run<'_, '_, '_> {
 
     /// `retry`: the held failed step, or the failed compensation.
     pub(super) fn retry(&mut self) -> Done {
-        match (self.state.status, self.state.failed_step.clone()) {
+        match (self.state.status, self.state.failed_steps.first().cloned()) {
             (Status::Paused, Some(failed)) => {
                 let deferred = self.state.deferred.clone();
                 self.emit(Event::HeldStepRetried)?;
-                self.push_deferred(deferred);
+                if self.state.status == Status::Running {
+                    self.push_deferred(deferred);
+                }
                 self.work.push(Work {
                     step: failed.step,
                     thread: failed.thread,
@@ -290,14 +296,16 @@ impl Run<'_, '_, '_> {
     /// `skip`: complete the held failed step with `output`, or skip the
     /// failed compensation.
     pub(super) fn skip(&mut self, output: Value) -> Done {
-        match (self.state.status, self.state.failed_step.clone()) {
+        match (self.state.status, self.state.failed_steps.first().cloned()) {
             (Status::Paused, Some(failed)) => {
                 let step = self.step(&failed.step)?;
                 let deferred = self.state.deferred.clone();
                 self.emit(Event::HeldStepSkipped {
                     output: output.clone(),
                 })?;
-                self.push_deferred(deferred);
+                if self.state.status == Status::Running {
+                    self.push_deferred(deferred);
+                }
                 let act = self.state.next_act;
                 let input = failed.input.unwrap_or(Value::Null);
                 self.complete(act, step, failed.thread, Some(input), output)
@@ -319,7 +327,7 @@ impl Run<'_, '_, '_> {
     /// `redrive`: reopen a failed execution at the step that failed,
     /// keeping all its history.
     pub(super) fn redrive(&mut self) -> Done {
-        match (self.state.status, self.state.failed_step.clone()) {
+        match (self.state.status, self.state.failed_steps.last().cloned()) {
             (Status::Failed, Some(failed)) => {
                 self.emit(Event::ExecutionRedriven)?;
                 self.work.push(Work {

@@ -268,9 +268,9 @@ pub struct ExecutionState {
     pub signals: Vec<KeptSignal>,
     pub deferred: Vec<Deferred>,
     pub completed: Vec<Completed>,
-    /// The failed step an operator may retry or skip (paused), or redrive
-    /// from (failed).
-    pub failed_step: Option<FailedStep>,
+    /// Failed steps an operator may retry or skip, oldest first (paused),
+    /// or the one a failed execution would be redriven from.
+    pub failed_steps: Vec<FailedStep>,
     pub compensation: Option<Compensation>,
     pub metrics: Metrics,
     pub started_at_ms: u64,
@@ -311,7 +311,7 @@ impl ExecutionState {
             signals: Vec::new(),
             deferred: Vec::new(),
             completed: Vec::new(),
-            failed_step: None,
+            failed_steps: Vec::new(),
             compensation: None,
             metrics: Metrics::default(),
             started_at_ms: 0,
@@ -574,18 +574,25 @@ pub fn apply(
             other => return Err(fail(format!("activation {act} waits for {other:?}"))),
         },
         Event::FailureHeld { failed } => {
-            state.failed_step = Some(failed.clone());
+            state.failed_steps.push(failed.clone());
         }
         Event::HeldStepRetried | Event::HeldStepSkipped { .. } => {
-            if state.failed_step.take().is_none() || state.status != Status::Paused {
+            if state.failed_steps.is_empty() || state.status != Status::Paused {
                 return Err(fail("no failed step is held".into()));
             }
-            state.status = Status::Running;
+            // The oldest first; the execution runs again once none is held.
+            state.failed_steps.remove(0);
+            if state.failed_steps.is_empty() {
+                // Running again: the deferred steps are entered now.
+                state.status = Status::Running;
+                state.deferred.clear();
+            }
         }
         Event::ExecutionRedriven => {
-            if state.failed_step.take().is_none() {
+            if state.failed_steps.is_empty() {
                 return Err(fail("nothing to redrive from".into()));
             }
+            state.failed_steps.clear();
             state.status = Status::Running;
             state.ended_at_ms = None;
             state.error = None;
