@@ -15,7 +15,8 @@ use support::*;
 
 /// The ```json block of docs/dsl.md whose workflow is named `name`.
 fn from_docs(name: &str) -> Value {
-    let doc = std::fs::read_to_string(format!("{}/../docs/dsl.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let doc =
+        std::fs::read_to_string(format!("{}/../docs/dsl.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let mut rest = doc.as_str();
     while let Some(start) = rest.find("```json\n") {
         let body = &rest[start + 8..];
@@ -87,7 +88,10 @@ async fn route_errors() {
     let a = w.start("route_errors", json!({})).await;
     let t = w.claim(&agent).await;
     w.fail(&t, "bad_request", "missing field").await;
-    assert_eq!(w.ended(a).await.output, Some(json!({"failed": "call", "because": "missing field"})));
+    assert_eq!(
+        w.ended(a).await.output,
+        Some(json!({"failed": "call", "because": "missing field"}))
+    );
 
     let b = w.start("route_errors", json!({})).await;
     let t = w.claim(&agent).await;
@@ -112,7 +116,13 @@ async fn book_trip() {
     w.define(from_docs("book_trip")).await;
     let _agent = spawn_agent(
         &w.engine,
-        &["flights.reserve", "hotels.reserve", "payments.charge", "flights.cancel", "hotels.cancel"],
+        &[
+            "flights.reserve",
+            "hotels.reserve",
+            "payments.charge",
+            "flights.cancel",
+            "hotels.cancel",
+        ],
         Arc::new(|t| match t.spec.capability.as_str() {
             "payments.charge" => Err(ErrorInfo::new("card_declined", "declined")),
             "flights.reserve" => Ok(json!({"booking": "F1"})),
@@ -134,20 +144,30 @@ async fn book_trip() {
             _ => None,
         })
         .collect();
-    assert_eq!(undone, [json!({"cancelled": "H1"}), json!({"cancelled": "F1"})]);
+    assert_eq!(
+        undone,
+        [json!({"cancelled": "H1"}), json!({"cancelled": "F1"})]
+    );
 
     // The same workflow, cancelled with compensation while it charges.
     let w = World::new().await;
     w.define(from_docs("book_trip")).await;
     let agent = w.agent(&["flights.reserve", "hotels.reserve", "payments.charge"]);
-    let undo = spawn_agent(&w.engine, &["flights.cancel", "hotels.cancel"], Arc::new(|t| Ok(t.spec.input.clone())));
+    let undo = spawn_agent(
+        &w.engine,
+        &["flights.cancel", "hotels.cancel"],
+        Arc::new(|t| Ok(t.spec.input.clone())),
+    );
     let id = w.start("book_trip", json!({})).await;
     for booking in ["F9", "H9"] {
         let t = w.claim(&agent).await;
         w.complete(&t, json!({"booking": booking})).await;
     }
     w.wait_for_count(id, "task_scheduled", 3).await;
-    w.engine.cancel(id, "customer changed plans", true).await.unwrap();
+    w.engine
+        .cancel(id, "customer changed plans", true)
+        .await
+        .unwrap();
     assert_eq!(w.ended(id).await.status, Status::Cancelled);
     undo.abort();
 }
@@ -164,5 +184,8 @@ async fn manual_gate() {
     w.engine.retry(id).await.unwrap();
     let t = w.claim(&agent).await;
     w.complete(&t, json!("tracking 42")).await;
-    assert_eq!(w.ended(id).await.output, Some(json!({"shipped": "tracking 42"})));
+    assert_eq!(
+        w.ended(id).await.output,
+        Some(json!({"shipped": "tracking 42"}))
+    );
 }

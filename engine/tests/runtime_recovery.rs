@@ -280,3 +280,29 @@ async fn definitions_are_immutable_idempotent_and_survive_a_restart() {
     w.engine.signal(new, "go", json!(null), None).await.unwrap();
     assert_eq!(w.ended(new).await.output, Some(json!("v2")));
 }
+
+#[tokio::test]
+async fn a_handler_given_at_open_takes_the_tasks_recovery_requeues() {
+    use futures::FutureExt;
+    use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, TaskHandler};
+    let w = World::new().await;
+    w.define(json!({"name": "h", "steps": [task_step("a", "inproc", None)]}))
+        .await;
+    // No handler yet: the task waits in the agent queue.
+    let id = w.start("h", json!(5)).await;
+    w.wait_for(id, "task_scheduled").await;
+    drop(w.engine);
+    let journal =
+        retrace_journal::EventLog::in_memory(w.store.duplicate(), Default::default()).unwrap();
+    let mut config = EngineConfig::journal(
+        std::sync::Arc::new(journal),
+        std::sync::Arc::new(w.clock.clone()),
+    );
+    let handler: std::sync::Arc<dyn TaskHandler> = std::sync::Arc::new(|t: HandlerTask| {
+        async move { Ok(json!({"doubled": t.input.as_i64().unwrap() * 2})) }.boxed()
+    });
+    config.handlers.push(("inproc".into(), handler));
+    let engine = Engine::open(config).await.unwrap();
+    let end = engine.wait_until_ended(id).await.unwrap();
+    assert_eq!(end.output, Some(json!({"doubled": 10})));
+}

@@ -374,3 +374,41 @@ async fn metrics_count_steps_tasks_and_executions() {
         "the slower attempt: scheduled at 0, failed at 250"
     );
 }
+
+#[tokio::test]
+async fn an_event_published_as_soon_as_the_wait_is_seen_is_not_lost() {
+    let w = World::new().await;
+    w.define(json!({"name": "quick", "steps": [{"id": "gate", "type": "event", "event": {"name": "ping"}}]}))
+        .await;
+    // A client that publishes the moment the journal shows the wait, while
+    // the engine may still be finishing the commit that recorded it.
+    let engine = w.engine.clone();
+    let from = engine.journal().last_position() + 1;
+    let publisher = tokio::spawn(async move {
+        let mut tail = engine.journal().subscribe(retrace_journal::Tail::All {
+            from_position: from,
+        });
+        let mut reached = Vec::new();
+        while reached.len() < 20 {
+            let r = tail.next().await.unwrap().unwrap();
+            if r.kind == "event_awaited" {
+                reached.extend(engine.publish("ping", json!("pong"), None).await.unwrap());
+            }
+        }
+        reached
+    });
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(w.start("quick", json!({})).await);
+    }
+    let mut reached = publisher.await.unwrap();
+    reached.sort();
+    ids.sort();
+    assert_eq!(
+        reached, ids,
+        "every published event reached its waiting execution"
+    );
+    for id in ids {
+        assert_eq!(w.ended(id).await.output, Some(json!("pong")));
+    }
+}

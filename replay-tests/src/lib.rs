@@ -1,6 +1,9 @@
 //! Shared helpers for retrace's cross-crate tests (the tests themselves live
 //! in `tests/`).
 
+pub mod faulty;
+pub mod world;
+
 pub mod crash {
     //! What the journal crash child writes, so the test can check it.
     use retrace_journal::ExecutionId;

@@ -58,6 +58,10 @@ pub struct EngineConfig {
     /// Write a snapshot of an execution every this many events (and when it ends).
     pub snapshot_every: u64,
     pub agents: AgentOptions,
+    /// In-process handlers by capability. Given here, they take their tasks
+    /// from the start, including those a recovery re-queues; one registered
+    /// later with [`Engine::register_handler`] takes only tasks queued after.
+    pub handlers: Vec<(String, Arc<dyn TaskHandler>)>,
 }
 
 impl EngineConfig {
@@ -72,6 +76,7 @@ impl EngineConfig {
             defaults: Defaults::default(),
             snapshot_every: 500,
             agents: AgentOptions::default(),
+            handlers: Vec::new(),
         }
     }
 
@@ -206,7 +211,7 @@ impl Engine {
             summaries: StdMutex::new(BTreeMap::new()),
             idempotency: StdMutex::new(HashMap::new()),
             awaiting: StdMutex::new(HashMap::new()),
-            handlers: RwLock::new(HashMap::new()),
+            handlers: RwLock::new(config.handlers.into_iter().collect()),
             timers: timers::Timers::default(),
             metrics: metrics::Metrics::default(),
             background: StdMutex::new(Vec::new()),
@@ -495,7 +500,9 @@ impl Engine {
             execution: id,
             from_seq: 1,
         });
-        if self.summary(id).is_none() {
+        // The journal decides what exists: its records are visible a moment
+        // before the committing owner updates the engine's index.
+        if self.summary(id).is_none() && self.inner.journal.head(id)?.is_none() {
             return Err(Error::UnknownExecution(id));
         }
         while let Some(record) = tail.next().await {
@@ -685,7 +692,9 @@ impl Engine {
     }
 
     /// Runs tasks of `capability` in this process instead of handing them
-    /// to agents.
+    /// to agents, from now on: tasks already queued for agents stay there
+    /// (give handlers in [`EngineConfig::handlers`] to have them from the
+    /// start, recovered tasks included).
     pub fn register_handler(&self, capability: &str, handler: Arc<dyn TaskHandler>) {
         if let Ok(mut h) = self.inner.handlers.write() {
             h.insert(capability.to_string(), handler);
@@ -792,6 +801,19 @@ impl Engine {
             .iter()
             .map(|e| codec::encode(e, now))
             .collect::<Result<Vec<_>, _>>()?;
+        // Listen for awaited events before the append: a subscriber sees
+        // `event_awaited` as soon as it is stored and may publish the event
+        // at once; `publish` then finds this execution and takes its lock,
+        // which waits for this commit. (After a failed append the entry is
+        // stale, and `publish` checks the state before delivering.)
+        for a in live.state.activations.values() {
+            if let machine::Waiting::Event { name, .. } = &a.waiting {
+                self.lock_awaiting()
+                    .entry(name.clone())
+                    .or_default()
+                    .insert((id, a.act));
+            }
+        }
         if let Err(e) = self.inner.journal.append(id, first_seq, records).await {
             // What we hold is ahead of the journal: go back to what is stored.
             self.reload(live)?;
