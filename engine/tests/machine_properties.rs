@@ -4,7 +4,9 @@
 //! failure retryable or not, timeout, late duplicates) and random operator
 //! commands. After every case:
 //!
-//! - replay equals live: folding the events from scratch gives the state;
+//! - replay equals live: folding the events from scratch gives the live
+//!   state at every seq the engine stood at, and folding on from a snapshot
+//!   taken at any of them gives the final state;
 //! - a refused trigger changes nothing;
 //! - nothing is dispatched while paused or after the end;
 //! - a task's result is recorded at most once;
@@ -155,6 +157,8 @@ struct Recorded {
     state: ExecutionState,
     events: Vec<(u64, Event)>,
     completed_tasks: Vec<String>,
+    /// The live state after every trigger (its `seq` says where it stands).
+    checkpoints: Vec<ExecutionState>,
 }
 
 fn tasks_of(state: &ExecutionState) -> Vec<String> {
@@ -195,6 +199,7 @@ fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> 
     let mut events: Vec<(u64, Event)> = first.into_iter().map(|e| (now, e)).collect();
     let mut finished_tasks: Vec<String> = Vec::new();
     let mut completed_tasks = Vec::new();
+    let mut checkpoints = vec![state.clone()];
     for (n, a) in actions.iter().enumerate() {
         let tasks = tasks_of(&state);
         let pick = |i: usize| tasks.get(i % tasks.len().max(1)).cloned();
@@ -273,6 +278,7 @@ fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> 
                     }
                 }
                 events.extend(new.into_iter().map(|e| (now, e)));
+                checkpoints.push(state.clone());
             }
             Err(r) => {
                 prop_assert_eq!(
@@ -289,6 +295,7 @@ fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> 
         state,
         events,
         completed_tasks,
+        checkpoints,
     })
 }
 
@@ -326,6 +333,36 @@ fn check(shapes: &[Shape], actions: &[Action]) -> Result<(), TestCaseError> {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
     prop_assert_eq!(&replayed, &r.state, "replay differs from live");
+
+    // At every point the live engine stood, the fold of the events so far is
+    // its state; and from a snapshot of any of those points (encoded as the
+    // runtime stores it), folding the rest gives the final state.
+    for live in &r.checkpoints {
+        let mut folded = ExecutionState::empty(live.id);
+        for (i, (at, e)) in r.events.iter().take(live.seq as usize).enumerate() {
+            apply(&mut folded, i as u64 + 1, *at, e)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        prop_assert_eq!(
+            &folded,
+            live,
+            "replay to seq {} differs from live",
+            live.seq
+        );
+        let bytes = serde_json::to_vec(live).unwrap();
+        let mut resumed: ExecutionState = serde_json::from_slice(&bytes).unwrap();
+        prop_assert_eq!(&resumed, live, "a snapshot does not round-trip");
+        for (i, (at, e)) in r.events.iter().enumerate().skip(live.seq as usize) {
+            apply(&mut resumed, i as u64 + 1, *at, e)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        prop_assert_eq!(
+            &resumed,
+            &r.state,
+            "folding on from the snapshot at seq {} differs",
+            live.seq
+        );
+    }
 
     // Undone in the order pending named, each once.
     let began: Option<Vec<u64>> = r.events.iter().find_map(|(_, e)| match e {

@@ -31,11 +31,16 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn handlers() -> Vec<(String, Arc<dyn TaskHandler>)> {
-    let work: Arc<dyn TaskHandler> =
-        Arc::new(|t: HandlerTask| async move { Ok(json!({"step": t.step, "attempt": t.attempt})) }.boxed());
+    let work: Arc<dyn TaskHandler> = Arc::new(|t: HandlerTask| {
+        async move { Ok(json!({"step": t.step, "attempt": t.attempt})) }.boxed()
+    });
     let fail: Arc<dyn TaskHandler> =
         Arc::new(|_t: HandlerTask| async move { Err(ErrorInfo::new("declined", "no")) }.boxed());
-    vec![("golden.work".into(), work.clone()), ("golden.undo".into(), work), ("golden.fail".into(), fail)]
+    vec![
+        ("golden.work".into(), work.clone()),
+        ("golden.undo".into(), work),
+        ("golden.fail".into(), fail),
+    ]
 }
 
 fn golden_sets() -> Vec<PathBuf> {
@@ -73,8 +78,14 @@ async fn every_golden_journal_opens_verifies_replays_and_runs_on() {
         for (name, value) in &expected {
             let recorded: ExecutionState = serde_json::from_value(value.clone()).unwrap();
             // From scratch, and as the engine rebuilt it (snapshot + tail).
-            let replayed = codec::fold_from(journal.as_ref(), ExecutionState::empty(recorded.id)).unwrap();
-            assert_eq!(replayed, recorded, "{}: {name} replays differently", set.display());
+            let replayed =
+                codec::fold_from(journal.as_ref(), ExecutionState::empty(recorded.id)).unwrap();
+            assert_eq!(
+                replayed,
+                recorded,
+                "{}: {name} replays differently",
+                set.display()
+            );
             assert_eq!(engine.state(recorded.id).await.unwrap(), recorded, "{name}");
             states.insert(name.clone(), recorded);
         }
@@ -83,7 +94,10 @@ async fn every_golden_journal_opens_verifies_replays_and_runs_on() {
 
         // The unfinished ones run on under this build.
         let waiting = states["waiting"].id;
-        engine.signal(waiting, "go", json!("late"), None).await.unwrap();
+        engine
+            .signal(waiting, "go", json!("late"), None)
+            .await
+            .unwrap();
         let done = engine.wait_until_ended(waiting).await.unwrap();
         assert_eq!(done.status, Status::Completed, "{:?}", done.error);
         assert_eq!(done.variables["child"], json!(2));

@@ -660,7 +660,10 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             .map(|(i, b)| {
                 (
                     b.name.clone(),
-                    outputs.get(&i).cloned().unwrap_or(Value::Null),
+                    outputs
+                        .iter()
+                        .find(|(b, _)| *b == i)
+                        .map_or(Value::Null, |(_, o)| o.clone()),
                 )
             })
             .collect();

@@ -180,7 +180,10 @@ pub enum Waiting {
         input: Value,
     },
     Branches {
-        outputs: BTreeMap<usize, Value>,
+        /// (branch, output) of each branch that has ended. A list, not a
+        /// map: integer map keys do not survive serde's internally tagged
+        /// enums, and a snapshot must decode to exactly this state.
+        outputs: Vec<(usize, Value)>,
     },
 }
 
@@ -505,7 +508,7 @@ pub fn apply(
         }
         Event::ParallelStarted { act, .. } => {
             live(state, *act).map_err(fail)?.waiting = Waiting::Branches {
-                outputs: BTreeMap::new(),
+                outputs: Vec::new(),
             };
         }
         Event::ChildCompleted { act, child, .. } | Event::ChildFailed { act, child, .. } => {
@@ -569,7 +572,10 @@ pub fn apply(
             output,
         } => match &mut live(state, *act).map_err(fail)?.waiting {
             Waiting::Branches { outputs } => {
-                outputs.insert(*branch, output.clone());
+                if outputs.iter().any(|(b, _)| b == branch) {
+                    return Err(fail(format!("branch {branch} already ended")));
+                }
+                outputs.push((*branch, output.clone()));
             }
             other => return Err(fail(format!("activation {act} waits for {other:?}"))),
         },

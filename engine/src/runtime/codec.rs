@@ -43,11 +43,26 @@ const READ_CHUNK: usize = 1024;
 /// Rebuilds an execution's state from its newest snapshot (when it decodes)
 /// and the events after it. `None` if the execution has no events.
 pub fn load_state(journal: &dyn Journal, id: ExecutionId) -> Result<Option<ExecutionState>, Error> {
-    let snapshot = journal.latest_snapshot(id).ok().flatten().and_then(|s| {
-        serde_json::from_slice::<ExecutionState>(&s.state)
-            .ok()
-            .filter(|state| state.seq == s.seq && state.id == id)
-    });
+    // A snapshot is an optimisation: one that cannot be used is reported and
+    // the history is folded from the start instead.
+    let snapshot = match journal.latest_snapshot(id) {
+        Ok(Some(s)) => match serde_json::from_slice::<ExecutionState>(&s.state) {
+            Ok(state) if state.seq == s.seq && state.id == id => Some(state),
+            Ok(_) => {
+                tracing::warn!(execution = %id, seq = s.seq, "snapshot does not match its place; folding from the start");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(execution = %id, seq = s.seq, error = %e, "snapshot does not decode; folding from the start");
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(execution = %id, error = %e, "snapshot unreadable; folding from the start");
+            None
+        }
+    };
     let state = snapshot.unwrap_or_else(|| ExecutionState::empty(id));
     fold_from(journal, state).map(|s| (s.seq > 0).then_some(s))
 }

@@ -15,7 +15,9 @@ use anyhow::Context;
 use futures::FutureExt;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::ErrorInfo;
-use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, StartRequest, Storage, TaskHandler};
+use retrace_engine::runtime::{
+    Engine, EngineConfig, HandlerTask, StartRequest, Storage, TaskHandler,
+};
 use retrace_journal::{EventLog, Journal, Options};
 use serde_json::{Value, json};
 
@@ -72,12 +74,19 @@ fn handlers() -> Vec<(String, Arc<dyn TaskHandler>)> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let dir = std::env::args().nth(1).context("usage: golden <output folder>")?;
+    let dir = std::env::args()
+        .nth(1)
+        .context("usage: golden <output folder>")?;
     let dir = std::path::PathBuf::from(dir);
-    anyhow::ensure!(!dir.join("journal").exists(), "{} already holds a journal", dir.display());
+    anyhow::ensure!(
+        !dir.join("journal").exists(),
+        "{} already holds a journal",
+        dir.display()
+    );
     std::fs::create_dir_all(&dir)?;
     let clock = SimClock::new(T0);
-    let journal: Arc<dyn Journal> = Arc::new(EventLog::open(dir.join("journal"), Options::default())?);
+    let journal: Arc<dyn Journal> =
+        Arc::new(EventLog::open(dir.join("journal"), Options::default())?);
     let mut config = EngineConfig::journal(journal.clone(), Arc::new(clock.clone()));
     config.handlers = handlers();
     config.storage = Storage::Journal(journal.clone());
@@ -91,7 +100,10 @@ async fn main() -> anyhow::Result<()> {
         ..StartRequest::default()
     };
     // Completed, through every step type.
-    let tour = engine.start(start("golden_tour", json!({"n": 2}))).await?.id;
+    let tour = engine
+        .start(start("golden_tour", json!({"n": 2})))
+        .await?
+        .id;
     wait_for(&engine, tour, "retry_scheduled").await?;
     clock.advance(100);
     wait_for(&engine, tour, "timer_started").await?;
@@ -103,29 +115,47 @@ async fn main() -> anyhow::Result<()> {
     let saga = engine.start(start("golden_saga", json!({}))).await?.id;
     engine.wait_until_ended(saga).await?;
     // Waiting on an event (the golden test sends it).
-    let waiting = engine.start(start("golden_tour", json!({"n": 1}))).await?.id;
+    let waiting = engine
+        .start(start("golden_tour", json!({"n": 1})))
+        .await?
+        .id;
     wait_for(&engine, waiting, "retry_scheduled").await?;
     clock.advance(100);
     wait_for(&engine, waiting, "timer_started").await?;
     clock.advance(5_000);
     wait_for(&engine, waiting, "event_awaited").await?;
     // Paused by an operator while waiting.
-    let paused = engine.start(start("golden_tour", json!({"n": 3}))).await?.id;
+    let paused = engine
+        .start(start("golden_tour", json!({"n": 3})))
+        .await?
+        .id;
     wait_for(&engine, paused, "task_scheduled").await?;
     engine.pause(paused, "golden").await?;
     journal.flush().await?;
 
     let mut expected = serde_json::Map::new();
-    for (name, id) in [("completed", tour), ("compensated", saga), ("waiting", waiting), ("paused", paused)] {
+    for (name, id) in [
+        ("completed", tour),
+        ("compensated", saga),
+        ("waiting", waiting),
+        ("paused", paused),
+    ] {
         let state = engine.state(id).await?;
         expected.insert(name.into(), serde_json::to_value(&state)?);
     }
-    std::fs::write(dir.join("expected.json"), serde_json::to_vec_pretty(&Value::Object(expected))?)?;
+    std::fs::write(
+        dir.join("expected.json"),
+        serde_json::to_vec_pretty(&Value::Object(expected))?,
+    )?;
     println!("golden journal written to {}", dir.display());
     Ok(())
 }
 
-async fn wait_for(engine: &Engine, id: retrace_journal::ExecutionId, kind: &str) -> anyhow::Result<()> {
+async fn wait_for(
+    engine: &Engine,
+    id: retrace_journal::ExecutionId,
+    kind: &str,
+) -> anyhow::Result<()> {
     let mut tail = engine.subscribe(id, 1);
     while let Some(r) = tail.next().await {
         if r?.kind == kind {
