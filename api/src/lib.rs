@@ -1,1 +1,29 @@
-//! retrace-api: the HTTP + SSE server and the `retrace` command line.
+//! retrace-api: the HTTP + SSE server over the engine, and the `retrace`
+//! command line.
+//!
+//! The only crate of the workspace that knows HTTP: the engine is used
+//! through its Rust API ([`retrace_engine::runtime::Engine`]) and nothing here
+//! decides anything about an execution. Every request is checked before the
+//! engine sees it, and every error leaves as one JSON shape ([`Error`]).
+//!
+//! - [`routes`]: the router ([`app`]), one module per resource, and SSE.
+//! - [`extract`]: body, query and path extractors that reject with [`Error`].
+//! - [`views`]: the JSON the API answers with; [`time`]: how instants are
+//!   written.
+//! - [`state`]: what handlers share, the limits, and the shutdown switch.
+//! - [`cli`]: the `retrace` binary's subcommands (`serve`).
+//!
+//! The endpoints, their bodies and error codes are documented in
+//! `docs/api.md`.
+
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+pub mod time;
+pub mod views;
+
+pub use error::Error;
+pub use routes::app;
+pub use state::{ApiConfig, AppState, Shutdown};

@@ -1,0 +1,173 @@
+//! Request extractors whose rejections are the API's [`Error`]: JSON bodies
+//! (required or optional), query strings, path segments, and the ids that
+//! path segments carry.
+//!
+//! Owns turning axum's rejections into stable codes: not JSON → `400
+//! malformed_json`, JSON of the wrong shape → `422 invalid_body`, wrong
+//! content type → `415`, too large → `413`. It must never look at what a
+//! valid body means; handlers do.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use retrace_engine::agents::AgentId;
+use retrace_engine::runtime::CATALOG_STREAM;
+use retrace_journal::ExecutionId;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use crate::error::Error;
+use crate::state::AppState;
+
+/// A JSON body; the request must say `Content-Type: application/json`.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        if !is_json(req.headers()) {
+            return Err(not_json());
+        }
+        let Body(bytes) = Body::from_request(req, state).await?;
+        parse(&bytes).map(Json)
+    }
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`; a
+/// body that is there must be JSON, as for [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let is_json = is_json(req.headers());
+        let Body(bytes) = Body::from_request(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !is_json {
+            return Err(not_json());
+        }
+        parse(&bytes).map(OptionalJson)
+    }
+}
+
+fn not_json() -> Error {
+    Error::UnsupportedMediaType(
+        "a request body must be JSON, with `Content-Type: application/json`".into(),
+    )
+}
+
+/// Reads a JSON body in two passes, so that a document that is not JSON at
+/// all is always `malformed_json`, even where a one-pass reader would trip
+/// over a wrong type or an unknown field first.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if let Err(e) = serde_json::from_slice::<IgnoredAny>(bytes) {
+        return Err(Error::MalformedJson(format!(
+            "the request body is not valid JSON: {e}"
+        )));
+    }
+    axum::Json::<T>::from_bytes(bytes)
+        .map(|axum::Json(value)| value)
+        .map_err(|r| match r {
+            JsonRejection::JsonSyntaxError(_) => Error::MalformedJson(r.body_text()),
+            _ => Error::InvalidBody(r.body_text()),
+        })
+}
+
+/// The raw body, with the API's rejection.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|r| bytes_rejection(r, state.config.max_body_bytes))
+    }
+}
+
+/// A query string.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|r: QueryRejection| Error::InvalidQuery(r.body_text()))
+    }
+}
+
+/// Path parameters.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|r: PathRejection| Error::Status {
+                status: r.status(),
+                message: r.body_text(),
+            })
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, or any
+/// `application/*+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| {
+        m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+    })
+}
+
+/// The request's media type, lowercase, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    Some(essence)
+}
+
+fn bytes_rejection(r: BytesRejection, limit_bytes: usize) -> Error {
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge { limit_bytes },
+        status => Error::Status {
+            status,
+            message: r.body_text(),
+        },
+    }
+}
+
+/// An execution id from a path segment; one that does not parse names no
+/// execution, and neither does the nil id (the stream the engine keeps
+/// workflow definitions in).
+pub fn execution_id(text: &str) -> Result<ExecutionId, Error> {
+    match text.parse() {
+        Ok(id) if id != CATALOG_STREAM => Ok(id),
+        Ok(_) => Err(Error::UnknownExecution(text.to_owned())),
+        Err(_) => Err(Error::UnknownExecution(format!(
+            "{text} (not an execution id)"
+        ))),
+    }
+}
+
+/// An agent id from a path segment or a body.
+pub fn agent_id(text: &str) -> Result<AgentId, Error> {
+    text.parse()
+        .map_err(|_| Error::UnknownAgent(format!("{text} (not an agent id)")))
+}

@@ -1,0 +1,219 @@
+//! Server-Sent Events: one execution's history then its live events
+//! (`id:` = seq, ends after the terminal event), and every execution's
+//! events (`id:` = journal position, never ends by itself). Both resume
+//! after `Last-Event-ID` (or `?after=`) and send keep-alive comments.
+//!
+//! Owns turning journal subscriptions into SSE frames, filtering, and ending
+//! streams at shutdown. It must never buffer on the engine's side: a stream
+//! is pulled only as fast as its client reads, and the journal's
+//! subscription catches up from storage when a reader falls behind, so a
+//! slow client neither blocks the engine nor misses an event.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as Frame, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use retrace_engine::machine::Event;
+use retrace_engine::runtime::{CATALOG_STREAM, Engine, codec};
+use retrace_journal::{EventRecord, ExecutionId, Tail};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::extract::{Path, Query, execution_id};
+use crate::state::AppState;
+use crate::views::{EventView, GlobalEventView};
+
+/// The header a reconnecting SSE client sends with the last `id:` it saw.
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// Where a stream resumes: `Last-Event-ID` wins over `?after=` (a browser
+/// reconnects to the same URL, adding the header), and either means "the
+/// events after this id".
+fn resume_after(headers: &HeaderMap, after: Option<u64>) -> Result<u64, Error> {
+    let Some(value) = headers.get(LAST_EVENT_ID) else {
+        return Ok(after.unwrap_or(0));
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Error::InvalidHeader("Last-Event-ID must be ASCII".into()))?
+        .trim();
+    if text.is_empty() {
+        return Ok(after.unwrap_or(0));
+    }
+    text.parse().map_err(|_| {
+        Error::InvalidHeader(format!(
+            "Last-Event-ID `{text}` is not an id this stream sent (a non-negative integer)"
+        ))
+    })
+}
+
+/// The frame that reports a failure and ends a stream.
+fn error_frame(e: &Error) -> Frame {
+    Frame::default().event("error").data(e.to_json_string())
+}
+
+fn frame<T: serde::Serialize>(id: u64, kind: &str, view: &T) -> Frame {
+    let frame = Frame::default().id(id.to_string()).event(kind);
+    match serde_json::to_string(view) {
+        Ok(json) => frame.data(json),
+        Err(e) => error_frame(&Error::Internal(format!("cannot encode event {id}: {e}"))),
+    }
+}
+
+/// A record and the event it holds.
+fn decoded(item: retrace_journal::Result<EventRecord>) -> Result<(EventRecord, Event), Error> {
+    let record = item?;
+    let event = codec::decode(&record)?;
+    Ok((record, event))
+}
+
+/// Wraps frames as the SSE response: keep-alives, and an end at shutdown.
+fn respond(state: &AppState, frames: impl Stream<Item = Frame> + Send + 'static) -> Response {
+    let shutdown = state.shutdown.clone();
+    let frames = frames
+        .take_until(async move { shutdown.triggered().await })
+        .map(Ok::<_, Infallible>);
+    Sse::new(frames)
+        .keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionStreamQuery {
+    after: Option<u64>,
+}
+
+/// `GET /v1/executions/{id}/events/stream`.
+pub async fn execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ExecutionStreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let id = execution_id(&id)?;
+    let after = resume_after(&headers, query.after)?;
+    let summary = state
+        .engine
+        .summary(id)
+        .ok_or_else(|| Error::UnknownExecution(id.to_string()))?;
+    let last_seq = state.engine.journal().head(id)?.map_or(0, |h| h.last_seq);
+    // A client that has seen the end already gets an empty stream rather
+    // than one that waits for events that will never come.
+    let seen_the_end = summary.status.is_terminal() && after >= last_seq;
+    let mut subscription =
+        (!seen_the_end).then(|| state.engine.subscribe(id, after.saturating_add(1)));
+    let frames = async_stream::stream! {
+        let Some(subscription) = subscription.as_mut() else { return };
+        while let Some(item) = subscription.next().await {
+            match decoded(item) {
+                Ok((record, event)) => {
+                    let view = EventView::from_record(&record, &event);
+                    yield frame(record.seq, view.kind, &view);
+                    if event.is_terminal() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    yield error_frame(&e);
+                    break;
+                }
+            }
+        }
+    };
+    Ok(respond(&state, frames))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllStreamQuery {
+    /// Only events of executions of this workflow.
+    workflow: Option<String>,
+    /// Only events of these types (comma-separated).
+    #[serde(rename = "type")]
+    types: Option<String>,
+    after: Option<u64>,
+}
+
+/// The workflow an execution runs, for filtering the engine-wide stream.
+fn workflow_of(engine: &Engine, id: ExecutionId, event: &Event) -> Result<String, Error> {
+    if let Event::ExecutionStarted { workflow, .. } = event {
+        return Ok(workflow.clone());
+    }
+    if let Some(summary) = engine.summary(id) {
+        return Ok(summary.workflow);
+    }
+    // The engine indexes an execution after its first append, so an event
+    // of that same append can arrive first: read the start from the journal.
+    match engine.history(id, 1, 1)?.first().map(|h| &h.event) {
+        Some(Event::ExecutionStarted { workflow, .. }) => Ok(workflow.clone()),
+        _ => Err(Error::Internal(format!(
+            "execution {id} has no execution_started event"
+        ))),
+    }
+}
+
+/// `GET /v1/events/stream?workflow=&type=`.
+pub async fn all(
+    State(state): State<AppState>,
+    Query(query): Query<AllStreamQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let after = resume_after(&headers, query.after)?;
+    let types: Option<BTreeSet<String>> = query.types.map(|t| {
+        t.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    let wanted_workflow = query.workflow;
+    let engine = state.engine.clone();
+    let mut subscription = engine.journal().subscribe(Tail::All {
+        from_position: after.saturating_add(1),
+    });
+    let frames = async_stream::stream! {
+        while let Some(item) = subscription.next().await {
+            let record = match item {
+                Ok(record) => record,
+                Err(e) => {
+                    yield error_frame(&Error::from(e));
+                    break;
+                }
+            };
+            // Workflow definitions share the journal but are not events of
+            // an execution.
+            if record.execution == CATALOG_STREAM {
+                continue;
+            }
+            if types.as_ref().is_some_and(|t| !t.contains(&record.kind)) {
+                continue;
+            }
+            let shown = codec::decode(&record).map_err(Error::from).and_then(|event| {
+                let workflow = workflow_of(&engine, record.execution, &event)?;
+                Ok((event, workflow))
+            });
+            match shown {
+                Ok((_, workflow)) if wanted_workflow.as_ref().is_some_and(|w| *w != workflow) => {}
+                Ok((event, workflow)) => {
+                    let view = GlobalEventView {
+                        position: record.position,
+                        execution_id: record.execution,
+                        workflow,
+                        event: EventView::from_record(&record, &event),
+                    };
+                    yield frame(record.position, view.event.kind, &view);
+                }
+                Err(e) => {
+                    yield error_frame(&e);
+                    break;
+                }
+            }
+        }
+    };
+    Ok(respond(&state, frames))
+}

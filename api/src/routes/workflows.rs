@@ -1,0 +1,212 @@
+//! `/v1/workflows`: define (JSON or YAML), validate, list and read workflow
+//! definitions.
+//!
+//! Owns reading a definition body in the format its `Content-Type` names.
+//! It must never check a definition itself: the engine's model does, and
+//! reports every problem with its path — a document that does not even parse
+//! is one problem at the empty path, so it is `422 invalid_workflow` here too.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use retrace_engine::model::Workflow;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::extract::{Body, Path, is_json, media_type};
+use crate::state::AppState;
+use crate::views::{VersionView, WorkflowView};
+
+/// The two spellings of a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+/// The body's format, from its `Content-Type`.
+fn format(headers: &HeaderMap) -> Result<Format, Error> {
+    if is_json(headers) {
+        return Ok(Format::Json);
+    }
+    match media_type(headers).as_deref() {
+        Some("application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml") => {
+            Ok(Format::Yaml)
+        }
+        other => Err(Error::UnsupportedMediaType(format!(
+            "a workflow definition is `application/json` or `application/yaml`, not {}",
+            other.unwrap_or("a body without a Content-Type")
+        ))),
+    }
+}
+
+fn yaml_text(body: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(body)
+        .map_err(|e| Error::MalformedJson(format!("a YAML definition must be UTF-8: {e}")))
+}
+
+#[derive(Debug, Serialize)]
+struct DefinedView {
+    name: String,
+    version: String,
+    label: Option<String>,
+    created: bool,
+}
+
+/// `POST /v1/workflows`: `201` when new, `200` when defined before.
+pub async fn define(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, Error> {
+    let defined = match format(&headers)? {
+        Format::Json => state.engine.define_json(&body).await?,
+        Format::Yaml => state.engine.define_yaml(yaml_text(&body)?).await?,
+    };
+    let status = if defined.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let view = DefinedView {
+        name: defined.workflow.name().to_owned(),
+        version: defined.workflow.version().to_owned(),
+        label: defined.workflow.label().map(str::to_owned),
+        created: defined.created,
+    };
+    Ok((status, axum::Json(view)))
+}
+
+#[derive(Debug, Serialize)]
+struct ValidView {
+    valid: bool,
+    name: String,
+    version: String,
+}
+
+/// `POST /v1/workflows/validate`: the same checks as a definition; stores
+/// nothing.
+pub async fn validate(headers: HeaderMap, Body(body): Body) -> Result<impl IntoResponse, Error> {
+    let checked = match format(&headers)? {
+        Format::Json => Workflow::from_json(&body),
+        Format::Yaml => Workflow::from_yaml(yaml_text(&body)?),
+    };
+    let workflow = checked.map_err(|e| Error::InvalidWorkflow(e.problems))?;
+    Ok(axum::Json(ValidView {
+        valid: true,
+        name: workflow.name().to_owned(),
+        version: workflow.version().to_owned(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct ListEntry {
+    name: String,
+    latest: Option<VersionView>,
+    versions: Vec<VersionView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ListView {
+    workflows: Vec<ListEntry>,
+}
+
+/// `GET /v1/workflows`: every workflow, by name, with its versions (oldest
+/// first).
+pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
+    let workflows = state
+        .engine
+        .workflows()
+        .into_iter()
+        .map(|w| ListEntry {
+            name: w.name,
+            latest: w.versions.last().map(|v| VersionView::from(v.as_ref())),
+            versions: w
+                .versions
+                .iter()
+                .map(|v| VersionView::from(v.as_ref()))
+                .collect(),
+        })
+        .collect();
+    axum::Json(ListView { workflows })
+}
+
+#[derive(Debug, Serialize)]
+struct NamedView {
+    name: String,
+    latest: WorkflowView,
+    versions: Vec<VersionView>,
+}
+
+/// `GET /v1/workflows/{name}`: the newest version with its definition, and
+/// every version.
+pub async fn by_name(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Error> {
+    let entry = state
+        .engine
+        .workflows()
+        .into_iter()
+        .find(|w| w.name == name)
+        .ok_or_else(|| Error::UnknownWorkflow(name.clone()))?;
+    let latest = entry
+        .versions
+        .last()
+        .ok_or_else(|| Error::UnknownWorkflow(name.clone()))?;
+    Ok(axum::Json(NamedView {
+        latest: WorkflowView::from(latest.as_ref()),
+        versions: entry
+            .versions
+            .iter()
+            .map(|v| VersionView::from(v.as_ref()))
+            .collect(),
+        name,
+    }))
+}
+
+/// `GET /v1/workflows/{name}/versions/{version}`.
+pub async fn version(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, Error> {
+    let workflow = state
+        .engine
+        .workflow(&name, Some(&version))
+        .ok_or_else(|| Error::UnknownWorkflow(format!("{name} at version {version}")))?;
+    Ok(axum::Json(WorkflowView::from(workflow.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_content_type_picks_the_format() {
+        assert_eq!(format(&headers("application/json")).unwrap(), Format::Json);
+        assert_eq!(
+            format(&headers("application/json; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(format(&headers("application/yaml")).unwrap(), Format::Yaml);
+        assert_eq!(format(&headers("text/yaml")).unwrap(), Format::Yaml);
+        assert!(matches!(
+            format(&headers("text/plain")),
+            Err(Error::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            format(&HeaderMap::new()),
+            Err(Error::UnsupportedMediaType(_))
+        ));
+    }
+}

@@ -1,0 +1,104 @@
+//! What every handler shares: the engine handle, the server's limits, and
+//! the shutdown signal that ends long polls and streams.
+//!
+//! Owns the API's configuration values and their defaults. It must never
+//! hold per-request state or anything the engine already keeps.
+
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use retrace_engine::runtime::Engine;
+use tokio::sync::watch;
+
+/// The default request body limit: 1 MiB.
+pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;
+
+/// Limits and options of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Larger request bodies are refused with `413 payload_too_large`.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; empty means CORS is off (no CORS headers).
+    pub cors_origins: Vec<HeaderValue>,
+    /// How often an idle SSE stream sends a keep-alive comment.
+    pub sse_keep_alive: Duration,
+    /// Page size when a request names none, and the most one page holds.
+    pub page_limit_default: usize,
+    pub page_limit_max: usize,
+    /// A task poll that names no `waitMs` waits this long (the engine caps
+    /// every wait at its own maximum).
+    pub poll_wait_ms_default: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            cors_origins: Vec::new(),
+            sse_keep_alive: Duration::from_secs(15),
+            page_limit_default: 100,
+            page_limit_max: 1000,
+            poll_wait_ms_default: 30_000,
+        }
+    }
+}
+
+/// The state behind every handler; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub config: ApiConfig,
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, config: ApiConfig) -> Self {
+        AppState {
+            engine,
+            config,
+            shutdown: Shutdown::new(),
+        }
+    }
+}
+
+/// A one-way switch from "serving" to "shutting down". Clones share it.
+///
+/// Streams and long polls would otherwise keep a graceful shutdown waiting
+/// forever (a stream of all events never ends by itself), so they watch this
+/// and end when it flips.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    sender: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        let (sender, _) = watch::channel(false);
+        Shutdown {
+            sender: std::sync::Arc::new(sender),
+        }
+    }
+
+    /// Flips the switch; every waiter wakes.
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Completes once the switch has flipped (at once if it already has).
+    pub async fn triggered(&self) {
+        let mut receiver = self.sender.subscribe();
+        // An error means the sender is gone, which cannot happen while
+        // `self` holds it; either way there is nothing left to wait for.
+        let _ = receiver.wait_for(|on| *on).await;
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}

@@ -1,0 +1,249 @@
+//! Commands on an execution and external events: each answers with the new
+//! status, or `409 wrong_state` and records nothing.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn pause_resume_cancel_and_a_409_for_a_command_that_does_not_fit() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let id = s.start_execution("gated", json!({})).await;
+    let path = |command: &str| format!("/v1/executions/{id}/{command}");
+
+    let position = s.position();
+    let answer = s.post_empty(&path("resume")).await;
+    assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+    assert_eq!(s.position(), position, "a refused command records nothing");
+
+    let (status, body) = s.post(&path("pause"), json!({"reason": "lunch"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"id": id, "status": "paused"}));
+    let (_, events) = s.get(&format!("/v1/executions/{id}/events?after=1")).await;
+    let paused = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "execution_paused")
+        .unwrap()
+        .clone();
+    assert_eq!(paused["data"]["reason"], "lunch");
+
+    let (status, body) = s.post_empty(&path("resume")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("running"))
+    );
+
+    let (status, body) = s.post(&path("cancel"), json!({"compensate": false})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+
+    let position = s.position();
+    for command in ["pause", "resume", "cancel", "terminate", "retry"] {
+        let answer = s.post_empty(&path(command)).await;
+        assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+    }
+    let answer = s.post(&path("skip"), json!({"output": 1})).await;
+    assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+    assert_eq!(s.position(), position);
+}
+
+#[tokio::test]
+async fn terminate_ends_an_execution_at_once() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let id = s.start_execution("gated", json!({})).await;
+    let (status, body) = s
+        .post_empty(&format!("/v1/executions/{id}/terminate"))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("terminated"))
+    );
+    assert_eq!(s.kinds(&id).await.last().unwrap(), "execution_terminated");
+}
+
+#[tokio::test]
+async fn cancel_with_compensate_undoes_completed_steps() {
+    let s = Server::start().await;
+    s.define(json!({"name": "undoable", "steps": [
+        {"id": "book", "type": "task", "capability": "noop",
+         "compensate": {"capability": "noop"}, "next": "gate"},
+        {"id": "gate", "type": "event", "event": {"name": "go"}}]}))
+        .await;
+    let id = s.start_execution("undoable", json!({})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/executions/{id}/cancel"),
+            json!({"compensate": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        s.kinds(&id)
+            .await
+            .contains(&"compensation_began".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_step_held_by_on_failure_pause_is_retried_or_skipped() {
+    let s = Server::start().await;
+    s.define(json!({"name": "manual", "steps": [
+        {"id": "risky", "type": "task", "capability": "do", "onFailure": "pause"}]}))
+        .await;
+    let agent = s.register(&["do"]).await;
+    let fail = json!({"error": {"type": "flaky", "message": "down", "retryable": false}});
+
+    // Retry: the step runs again.
+    let a = s.start_execution("manual", json!({})).await;
+    let task = s.claim(&agent).await;
+    let (status, _) = s
+        .post(
+            &format!("/v1/tasks/{}/fail", task["id"].as_str().unwrap()),
+            fail.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, execution) = s.get(&format!("/v1/executions/{a}")).await;
+    assert_eq!(execution["status"], "paused");
+    assert_eq!(execution["failedSteps"][0]["step"], "risky");
+    let answer = s.post_empty(&format!("/v1/executions/{a}/resume")).await;
+    assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+    let (status, body) = s.post_empty(&format!("/v1/executions/{a}/retry")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("running"))
+    );
+    let again = s.claim(&agent).await;
+    assert_eq!(again["stepId"], "risky");
+    assert_ne!(again["id"], task["id"], "a new task");
+
+    // Skip: the operator's output stands for the step's result.
+    let b = s.start_execution("manual", json!({})).await;
+    let task = s.claim(&agent).await;
+    assert_eq!(task["executionId"], b.as_str());
+    s.post(
+        &format!("/v1/tasks/{}/fail", task["id"].as_str().unwrap()),
+        fail,
+    )
+    .await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/executions/{b}/skip"),
+            json!({"output": "by hand"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("completed"))
+    );
+    let (_, execution) = s.get(&format!("/v1/executions/{b}")).await;
+    assert_eq!(execution["output"], "by hand");
+}
+
+#[tokio::test]
+async fn redrive_reopens_a_failed_execution() {
+    let s = Server::start().await;
+    s.define(json!({"name": "fragile", "steps": [
+        {"id": "one", "type": "task", "capability": "do"}]}))
+        .await;
+    let agent = s.register(&["do"]).await;
+    let id = s.start_execution("fragile", json!({})).await;
+    let task = s.claim(&agent).await;
+    s.post(
+        &format!("/v1/tasks/{}/fail", task["id"].as_str().unwrap()),
+        json!({"error": {"type": "bad", "message": "no"}}),
+    )
+    .await;
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["status"], "failed");
+    assert_eq!(execution["error"]["type"], "bad");
+    let (status, body) = s.post_empty(&format!("/v1/executions/{id}/redrive")).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("running"))
+    );
+    let again = s.claim(&agent).await;
+    s.post(
+        &format!("/v1/tasks/{}/complete", again["id"].as_str().unwrap()),
+        json!({"output": 7}),
+    )
+    .await;
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(
+        (execution["status"].as_str(), &execution["output"]),
+        (Some("completed"), &json!(7))
+    );
+    let answer = s.post_empty(&format!("/v1/executions/{id}/redrive")).await;
+    assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+}
+
+#[tokio::test]
+async fn a_signal_reaches_its_execution_with_its_payload() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let id = s.start_execution("gated", json!({})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/executions/{id}/signals/go"),
+            json!({"payload": {"approved": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed");
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["output"], json!({"approved": true}));
+
+    let position = s.position();
+    let answer = s
+        .post_empty(&format!("/v1/executions/{id}/signals/go"))
+        .await;
+    assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
+    let answer = s
+        .post_empty(&format!("/v1/executions/{id}/signals/{}", "%20bad"))
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let answer = s
+        .post(
+            &format!("/v1/executions/{id}/signals/go"),
+            json!({"payload": 1, "extra": 2}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert_eq!(s.position(), position);
+}
+
+#[tokio::test]
+async fn a_published_event_reaches_every_waiting_execution_that_matches() {
+    let s = Server::start().await;
+    s.define(json!({"name": "approval", "steps": [
+        {"id": "wait", "type": "event",
+         "event": {"name": "expense.approved", "correlation": "input.expenseId"}}]}))
+        .await;
+    let first = s.start_execution("approval", json!({"expenseId": 1})).await;
+    let second = s.start_execution("approval", json!({"expenseId": 2})).await;
+    let (status, body) = s
+        .post(
+            "/v1/events/expense.approved",
+            json!({"payload": {"by": "ann"}, "correlation": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["delivered"], json!([second]));
+    let (_, execution) = s.get(&format!("/v1/executions/{second}")).await;
+    assert_eq!(execution["status"], "completed");
+    let (_, execution) = s.get(&format!("/v1/executions/{first}")).await;
+    assert_eq!(execution["status"], "running");
+    let (_, body) = s
+        .post("/v1/events/expense.approved", json!({"correlation": 2}))
+        .await;
+    assert_eq!(body["delivered"], json!([]), "nobody waits any more");
+    let answer = s.post("/v1/events/-bad", json!({})).await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+}

@@ -1,0 +1,244 @@
+//! `/v1/executions`: start (with idempotency keys and input schemas), list
+//! with filters and cursors, read one, page through its events.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn starting_answers_201_with_the_id_and_status() {
+    let s = Server::start().await;
+    s.define(inline_chain("quick", 2)).await;
+    let (status, body) = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "quick", "input": {"x": 1}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["created"], true);
+    let id = body["id"].as_str().unwrap();
+    let (status, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(execution["id"], id);
+    assert_eq!(execution["workflow"], "quick");
+    assert_eq!(execution["status"], "completed");
+    assert_eq!(execution["input"], json!({"x": 1}));
+    assert_eq!(execution["output"], json!({"x": 1}));
+    assert_eq!(execution["error"], Value::Null);
+    assert!(execution["endTime"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(execution["currentSteps"], json!([]));
+    let metrics = &execution["metrics"];
+    for field in [
+        "duration",
+        "stepCount",
+        "completedSteps",
+        "taskCount",
+        "errorCount",
+        "retryCount",
+    ] {
+        assert!(metrics[field].is_u64(), "metrics.{field} in {metrics}");
+    }
+    assert_eq!(metrics["completedSteps"], 2);
+}
+
+#[tokio::test]
+async fn a_version_can_be_pinned_and_unknown_ones_are_404() {
+    let s = Server::start().await;
+    let v1 = s.define(inline_chain("pinned", 1)).await;
+    s.define(inline_chain("pinned", 2)).await;
+    let (status, body) = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "pinned", "version": v1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, execution) = s
+        .get(&format!("/v1/executions/{}", body["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(execution["version"], v1.as_str());
+    let position = s.position();
+    let answer = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "pinned", "version": "nope"}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "unknown_workflow");
+    let answer = s
+        .post("/v1/executions", json!({"workflow": "absent"}))
+        .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "unknown_workflow");
+    assert_eq!(s.position(), position);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_gives_the_same_execution() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let start = json!({"workflow": "gated", "idempotencyKey": "order-42"});
+    let (status, first) = s.post("/v1/executions", start.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let position = s.position();
+    let (status, again) = s.post("/v1/executions", start).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["status"], "running");
+    assert_eq!(s.position(), position, "the second start recorded nothing");
+    let (_, list) = s.get("/v1/executions").await;
+    assert_eq!(list["executions"].as_array().unwrap().len(), 1);
+    let (_, execution) = s
+        .get(&format!("/v1/executions/{}", first["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(execution["idempotencyKey"], "order-42");
+    let answer = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "gated", "idempotencyKey": ""}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+}
+
+#[tokio::test]
+async fn input_is_checked_against_the_workflows_schema() {
+    let s = Server::start().await;
+    let mut doc = inline_chain("typed", 1);
+    doc["input"] = json!({"type": "object", "required": ["n"],
+                          "properties": {"n": {"type": "integer"}}});
+    s.define(doc).await;
+    let position = s.position();
+    let answer = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "typed", "input": {"n": "x"}}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert_eq!(answer.1["error"]["details"][0]["path"], "/n");
+    assert_eq!(s.position(), position);
+    let (status, _) = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "typed", "input": {"n": 3}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_list_filters_and_pages_with_a_cursor() {
+    let s = Server::start().await;
+    s.define(inline_chain("done", 1)).await;
+    s.define(gated_chain("waiting", 1)).await;
+    let mut done = Vec::new();
+    for _ in 0..5 {
+        done.push(s.start_execution("done", json!({})).await);
+    }
+    let waiting = s.start_execution("waiting", json!({})).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/executions?workflow=done&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = s.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for e in page["executions"].as_array().unwrap() {
+            assert_eq!(e["workflow"], "done");
+            assert_eq!(e["status"], "completed");
+            assert!(e["startTime"].as_str().unwrap().ends_with('Z'));
+            seen.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/v1/executions?workflow=done&limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, done, "every execution once, oldest first");
+
+    let (_, running) = s.get("/v1/executions?status=running").await;
+    let ids: Vec<&str> = running["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [waiting.as_str()]);
+    assert_eq!(running["nextCursor"], Value::Null);
+
+    for bad in [
+        "/v1/executions?status=sleeping",
+        "/v1/executions?limit=0",
+        "/v1/executions?limit=many",
+        "/v1/executions?cursor=nope",
+        "/v1/executions?colour=red",
+    ] {
+        assert_error(&s.get(bad).await, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_execution_shows_its_current_steps() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let id = s.start_execution("gated", json!({})).await;
+    let (status, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(execution["status"], "running");
+    assert_eq!(execution["endTime"], Value::Null);
+    assert_eq!(execution["output"], Value::Null);
+    let steps = execution["currentSteps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{execution}");
+    assert_eq!(steps[0]["stepId"], "gate");
+    assert_eq!(steps[0]["role"], "step");
+    assert_eq!(steps[0]["waiting"]["for"], "event");
+    assert_eq!(steps[0]["waiting"]["name"], "go");
+    assert!(steps[0]["startTime"].as_str().unwrap().ends_with('Z'));
+}
+
+#[tokio::test]
+async fn the_events_page_shows_each_event_once_in_order() {
+    let s = Server::start().await;
+    s.define(inline_chain("chain", 5)).await;
+    let id = s.start_execution("chain", json!({"k": "v"})).await;
+    let (status, all) = s.get(&format!("/v1/executions/{id}/events")).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = all["events"].as_array().unwrap();
+    assert_eq!(events.len(), 7);
+    let first = &events[0];
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["type"], "execution_started");
+    assert_eq!(first["data"]["workflow"], "chain");
+    assert_eq!(first["data"]["input"], json!({"k": "v"}));
+    assert!(
+        first["data"].get("type").is_none(),
+        "the tag is `type`, not data"
+    );
+    assert_eq!(first["hash"].as_str().unwrap().len(), 64);
+    let at = first["at"].as_str().unwrap();
+    assert!(
+        at.len() == 24 && at.ends_with('Z'),
+        "RFC 3339 with ms: {at}"
+    );
+    assert_eq!(events[6]["type"], "execution_completed");
+
+    let (_, page) = s
+        .get(&format!("/v1/executions/{id}/events?after=2&limit=3"))
+        .await;
+    let seqs: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(page["events"][0], events[2], "pages agree with the whole");
+    let (_, past) = s.get(&format!("/v1/executions/{id}/events?after=7")).await;
+    assert_eq!(past["events"], json!([]));
+}

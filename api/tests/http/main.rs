@@ -1,0 +1,13 @@
+//! The HTTP API over real HTTP: a server on an ephemeral loopback port,
+//! one test binary (so the suite links once).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agents;
+mod commands;
+mod errors;
+mod executions;
+mod streams;
+mod support;
+mod tasks;
+mod workflows;
