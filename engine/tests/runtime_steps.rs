@@ -412,3 +412,43 @@ async fn an_event_published_as_soon_as_the_wait_is_seen_is_not_lost() {
         assert_eq!(w.ended(id).await.output, Some(json!("pong")));
     }
 }
+
+#[tokio::test]
+async fn agent_figures_count_the_tasks_it_finished() {
+    let w = World::new().await;
+    w.define(json!({"name": "counted", "steps": [task_step("a", "x", Some("b")), task_step("b", "x", None)]}))
+        .await;
+    let agent = w.agent(&["x"]);
+    let id = w.start("counted", json!({})).await;
+    let a = w.claim(&agent).await;
+    w.clock.advance(30);
+    w.complete(&a, json!(1)).await;
+    let b = w.claim(&agent).await;
+    w.clock.advance(10);
+    w.fail(&b, "nope", "failed").await;
+    w.ended(id).await;
+    let info = w.engine.agents().get(&agent).unwrap();
+    assert_eq!(info.task_count, 2);
+    assert_eq!(info.success_rate, 0.5);
+    assert_eq!(info.average_task_ms, 20.0);
+    assert_eq!(info.active_tasks, 0);
+}
+
+#[tokio::test]
+async fn the_catalog_stream_is_not_an_execution() {
+    let w = World::new().await;
+    w.define(json!({"name": "x", "steps": [task_step("a", "noop", None)]}))
+        .await;
+    let nil = retrace_journal::ExecutionId::NIL;
+    assert!(matches!(
+        w.engine.state(nil).await,
+        Err(retrace_engine::runtime::Error::UnknownExecution(_))
+    ));
+    assert!(w.engine.history(nil, 1, 10).is_err());
+    assert!(
+        w.engine
+            .history(retrace_journal::ExecutionId::random(), 5, 10)
+            .is_err()
+    );
+    assert!(w.engine.redrive(nil).await.is_err());
+}

@@ -437,6 +437,9 @@ impl Engine {
 
     /// The execution's current state (live, or rebuilt from the journal).
     pub async fn state(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        if id == CATALOG_STREAM {
+            return Err(Error::UnknownExecution(id));
+        }
         if let Some(live) = self.live_of(id) {
             return Ok(live.lock().await.state.clone());
         }
@@ -476,10 +479,12 @@ impl Engine {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<HistoryEvent>, Error> {
-        let records = self.inner.journal.read(id, from_seq, limit)?;
-        if records.is_empty() && from_seq <= 1 && self.summary(id).is_none() {
+        if id == CATALOG_STREAM
+            || (self.summary(id).is_none() && self.inner.journal.head(id)?.is_none())
+        {
             return Err(Error::UnknownExecution(id));
         }
+        let records = self.inner.journal.read(id, from_seq, limit)?;
         records
             .iter()
             .map(|r| {
@@ -612,6 +617,9 @@ impl Engine {
     /// Reopens a failed execution at the step that failed; its history is
     /// kept and continues.
     pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        if id == CATALOG_STREAM {
+            return Err(Error::UnknownExecution(id));
+        }
         if self.live_of(id).is_none() {
             let state = codec::load_state(self.inner.journal.as_ref(), id)?
                 .ok_or(Error::UnknownExecution(id))?;
@@ -667,7 +675,6 @@ impl Engine {
             output,
         };
         self.drive(id, trigger).await?;
-        let _ = self.inner.agents.settle(task, Outcome::Succeeded);
         Ok(())
     }
 
@@ -687,8 +694,17 @@ impl Engine {
             error,
         };
         self.drive(id, trigger).await?;
-        let _ = self.inner.agents.settle(task, Outcome::Failed);
         Ok(())
+    }
+
+    /// Extends the lease of a claimed task (an agent's heartbeat on it);
+    /// with `agent`, refuses a task another agent holds.
+    pub fn task_heartbeat(
+        &self,
+        task: &str,
+        agent: Option<&crate::agents::AgentId>,
+    ) -> Result<ClaimedTask, Error> {
+        Ok(self.inner.agents.task_heartbeat(task, agent)?)
     }
 
     /// Runs tasks of `capability` in this process instead of handing them
@@ -831,6 +847,19 @@ impl Engine {
         );
         self.index(&live.state);
         live.unsnapshotted += events.len() as u64;
+        // Results are recorded: settle their tasks with the registry (its
+        // agent statistics) before reconcile withdraws what is no longer
+        // outstanding. A timed-out task was removed already; that is fine.
+        for event in events {
+            let settled = match event {
+                Event::TaskCompleted { task, .. } => Some((task, Outcome::Succeeded)),
+                Event::TaskFailed { task, .. } => Some((task, Outcome::Failed)),
+                _ => None,
+            };
+            if let Some((task, outcome)) = settled {
+                let _ = self.inner.agents.settle(task, outcome);
+            }
+        }
         self.reconcile(live);
         let ended = live.state.status.is_terminal();
         if ended || live.unsnapshotted >= self.inner.snapshot_every {
