@@ -49,6 +49,7 @@ pub struct AppState {
     pub engine: Engine,
     pub config: ApiConfig,
     pub shutdown: Shutdown,
+    pub sse_clients: SseClients,
 }
 
 impl AppState {
@@ -57,7 +58,34 @@ impl AppState {
             engine,
             config,
             shutdown: Shutdown::new(),
+            sse_clients: SseClients::default(),
         }
+    }
+}
+
+/// How many SSE streams are open (for `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct SseClients(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl SseClients {
+    /// Counts a client until the returned guard is dropped.
+    pub fn connect(&self) -> SseClient {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SseClient(self.0.clone())
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One open SSE stream.
+#[derive(Debug)]
+pub struct SseClient(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

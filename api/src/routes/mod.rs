@@ -9,6 +9,7 @@ pub mod agents;
 pub mod commands;
 pub mod executions;
 pub mod health;
+pub mod metrics;
 pub mod streams;
 pub mod tasks;
 pub mod workflows;
@@ -37,6 +38,8 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics::prometheus))
+        .route("/v1/metrics", get(metrics::json))
         .route(
             "/v1/workflows",
             post(workflows::define).get(workflows::list),

@@ -74,9 +74,14 @@ fn decoded(item: retrace_journal::Result<EventRecord>) -> Result<(EventRecord, E
 /// Wraps frames as the SSE response: keep-alives, and an end at shutdown.
 fn respond(state: &AppState, frames: impl Stream<Item = Frame> + Send + 'static) -> Response {
     let shutdown = state.shutdown.clone();
+    // Counted while the stream lives (the guard drops with it).
+    let client = state.sse_clients.connect();
     let frames = frames
         .take_until(async move { shutdown.triggered().await })
-        .map(Ok::<_, Infallible>);
+        .map(move |frame| {
+            let _still_connected = &client;
+            Ok::<_, Infallible>(frame)
+        });
     Sse::new(frames)
         .keep_alive(KeepAlive::new().interval(state.config.sse_keep_alive))
         .into_response()

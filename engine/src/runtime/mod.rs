@@ -468,6 +468,15 @@ impl Engine {
             .collect()
     }
 
+    /// How many executions the engine knows, by status.
+    pub fn status_counts(&self) -> BTreeMap<Status, u64> {
+        let mut counts = BTreeMap::new();
+        for s in self.lock_summaries().values() {
+            *counts.entry(s.status).or_insert(0) += 1;
+        }
+        counts
+    }
+
     pub fn summary(&self, id: ExecutionId) -> Option<ExecutionSummary> {
         self.lock_summaries().get(&id).cloned()
     }
