@@ -11,7 +11,8 @@
 //! - [`views`]: the JSON the API answers with; [`time`]: how instants are
 //!   written.
 //! - [`state`]: what handlers share, the limits, and the shutdown switch.
-//! - [`cli`]: the `retrace` binary's subcommands (`serve`).
+//! - [`cli`]: the `retrace` binary's subcommands: `serve`; offline `replay`,
+//!   `verify`, `export`; client commands against a server; `agent`.
 //!
 //! The endpoints, their bodies and error codes are documented in
 //! `docs/api.md`.

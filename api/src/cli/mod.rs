@@ -1,22 +1,49 @@
 //! The `retrace` command line: its subcommands and how each runs.
 //!
-//! Owns argument parsing (flags, then environment variables, then defaults)
-//! and exit codes. Each subcommand lives in its own module; this file must
-//! never hold a subcommand's logic.
+//! Owns argument parsing (flags, then environment variables, then defaults),
+//! where output goes, and exit codes: 0 success; 1 failure (for `verify`:
+//! a problem found); 2 arguments that do not fit together, or a data folder
+//! a running server holds. Each subcommand lives in its own module; this
+//! file must never hold a subcommand's logic.
+//!
+//! - `serve`: the server ([`serve`]).
+//! - `replay`, `export`, `verify`: histories read offline from a stopped
+//!   server's data folder, an export, or a server ([`history`]).
+//! - `workflow`, `start`, `status`, `tail`, `agents`: the client
+//!   conveniences ([`remote`], over [`client`]); `agent`: a small agent.
 
+mod agent;
+mod client;
+mod diff;
+mod error;
+mod export;
+mod history;
 mod logging;
+mod remote;
+mod replay;
 mod serve;
+mod signals;
+mod verify;
 
+use std::future::Future;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use agent::AgentArgs;
+pub use client::DEFAULT_SERVER;
+pub use error::Error;
+pub use export::ExportArgs;
 pub use logging::LogFormat;
+pub use remote::{AgentsArgs, StartArgs, StatusArgs, TailArgs, WorkflowCommand};
+pub use replay::ReplayArgs;
 pub use serve::ServeArgs;
+pub use verify::VerifyArgs;
 
 /// retrace: an event-sourced durable execution engine.
 #[derive(Debug, Parser)]
-#[command(name = "retrace", version, about)]
+#[command(name = "retrace", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,11 +53,95 @@ pub struct Cli {
 pub enum Command {
     /// Serves the HTTP API over an embedded journal in a data folder.
     Serve(ServeArgs),
+    /// Shows how an execution got where it is: each event and what it
+    /// changed, folded from the start (or lists the executions).
+    Replay(ReplayArgs),
+    /// Checks a stopped server's data folder: hash chains, indexes, and
+    /// every execution replayed against its snapshot. Exit 0 only if sound.
+    Verify(VerifyArgs),
+    /// Writes histories as JSON lines, in the journal's order.
+    Export(ExportArgs),
+    /// Defines or checks workflows on a server.
+    Workflow {
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
+    /// Starts an execution and prints its id.
+    Start(StartArgs),
+    /// Shows an execution as the server sees it.
+    Status(StatusArgs),
+    /// Follows an execution's events as they happen, until it ends.
+    Tail(TailArgs),
+    /// Lists the agents registered with a server.
+    Agents(AgentsArgs),
+    /// Runs a small agent: echoes each task's input, or runs a command.
+    Agent(AgentArgs),
 }
 
 /// Runs a parsed command line; the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Serve(args) => serve::run(args),
+    let outcome = match cli.command {
+        Command::Serve(args) => return serve::run(args),
+        Command::Replay(args) => buffered(|out| block_on(replay::run(args, out))),
+        Command::Verify(args) => {
+            return match buffered(|out| verify::run(args, out)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => failed(&e),
+            };
+        }
+        Command::Export(args) => buffered(|out| block_on(export::run(args, out))),
+        Command::Workflow { command } => buffered(|out| block_on(remote::workflow(command, out))),
+        Command::Start(args) => buffered(|out| block_on(remote::start(args, out))),
+        Command::Status(args) => buffered(|out| block_on(remote::status(args, out))),
+        Command::Agents(args) => buffered(|out| block_on(remote::agents(args, out))),
+        // Each event is written (and flushed) as it arrives.
+        Command::Tail(args) => block_on(remote::tail(args, &mut std::io::stdout().lock())),
+        Command::Agent(args) => block_on(agent::run(args)),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(&e),
     }
+}
+
+/// Reports `e` on stderr; the exit code it means. A reader that went away
+/// (`retrace replay … | head`) is not a failure.
+fn failed(e: &Error) -> ExitCode {
+    if let Error::Io { source, .. } = e
+        && source.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        return ExitCode::SUCCESS;
+    }
+    let _ = writeln!(std::io::stderr().lock(), "retrace: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// Writes one line of a subcommand's output.
+fn write_line(out: &mut impl Write, line: String) -> Result<(), Error> {
+    writeln!(out, "{line}").map_err(|e| Error::io("cannot write to standard output", e))
+}
+
+/// Runs `f` with a buffered standard output, flushed at the end.
+fn buffered<T>(
+    f: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let outcome = f(&mut out);
+    let flushed = out
+        .flush()
+        .map_err(|e| Error::io("cannot write to standard output", e));
+    let value = outcome?;
+    flushed?;
+    Ok(value)
+}
+
+/// Runs a future on a single-threaded runtime: the command line has one
+/// thing to do at a time.
+fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?
+        .block_on(future)
 }

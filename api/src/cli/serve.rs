@@ -18,6 +18,7 @@ use retrace_engine::runtime::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 
 use super::logging::{self, LogFormat};
+use super::signals::Stop;
 use crate::state::{ApiConfig, AppState, MAX_BODY_BYTES_DEFAULT};
 
 /// Options of `retrace serve`. Each flag may also come from its environment
@@ -74,7 +75,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let stop = StopSignal::install()?;
+    let stop = Stop::install()?;
     let engine = Engine::open(EngineConfig::folder(&args.data))
         .await
         .with_context(|| format!("cannot open the data folder {}", args.data.display()))?;
@@ -107,42 +108,4 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot flush the journal")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this exists: it is
-/// made before the server says it listens, so a signal sent as soon as it
-/// does is never met by the default action (killing the process).
-struct StopSignal {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignal {
-    fn install() -> anyhow::Result<StopSignal> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(StopSignal {
-                interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
-                terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(StopSignal {})
-    }
-
-    /// Completes when either signal arrives.
-    async fn received(mut self) {
-        #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
-        }
-        #[cfg(not(unix))]
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }

@@ -1,0 +1,343 @@
+//! The command line's HTTP client for a running server: JSON requests,
+//! error answers turned into [`Error::Server`], and Server-Sent Events read
+//! frame by frame.
+//!
+//! Owns how the command line talks HTTP (timeouts, the error shape of
+//! `docs/api.md`, SSE framing). It must never interpret what an endpoint
+//! answers beyond that: subcommands decide what a body means.
+
+use std::time::Duration;
+
+use clap::Args;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::{Error, Result};
+
+/// The server every client subcommand talks to when none is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7700";
+
+/// How long a plain request may take (long polls and streams set their own).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--server` for the client subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArg {
+    /// The server's base URL (plain `http://`).
+    #[arg(long, value_name = "URL", env = "RETRACE_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+}
+
+/// A client of one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://host:port`, with or without
+    /// a trailing slash).
+    pub fn new(base: &str) -> Result<Client> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        match reqwest::Url::parse(&base) {
+            Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
+            Ok(url) if url.scheme() == "https" => {
+                return Err(Error::Usage(format!(
+                    "{base}: this build speaks plain http:// only (put a TLS proxy in front, or use http:// on a trusted network); scheme {} is not supported",
+                    url.scheme()
+                )));
+            }
+            Ok(_) | Err(_) => {
+                return Err(Error::Usage(format!(
+                    "{base} is not a server URL (expected http://host:port)"
+                )));
+            }
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| Error::Setup(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client { http, base })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header(ACCEPT, "application/json")
+            .timeout(REQUEST_TIMEOUT)
+    }
+
+    /// `GET path`, decoded.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(path, self.request(Method::GET, path)).await
+    }
+
+    /// `POST path` with a JSON body, decoded.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &Value) -> Result<T> {
+        self.send(path, self.request(Method::POST, path).json(body))
+            .await
+    }
+
+    /// `POST path` with a JSON body and a timeout of its own (a long poll).
+    pub async fn post_waiting<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<T> {
+        let request = self.request(Method::POST, path).json(body).timeout(timeout);
+        self.send(path, request).await
+    }
+
+    /// `POST path` with a body of the given content type, decoded.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let request = self
+            .request(Method::POST, path)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(path, request).await
+    }
+
+    /// `DELETE path`, decoded.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(path, self.request(Method::DELETE, path)).await
+    }
+
+    async fn send<T: DeserializeOwned>(&self, path: &str, request: RequestBuilder) -> Result<T> {
+        let response = self.respond(path, request).await?;
+        let url = self.url(path);
+        let bytes = response.bytes().await.map_err(|e| http(&url, &e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Http {
+            url,
+            why: format!("the answer is not what the API sends: {e}"),
+        })
+    }
+
+    /// Sends the request; an error status becomes [`Error::Server`].
+    async fn respond(&self, path: &str, request: RequestBuilder) -> Result<Response> {
+        let url = self.url(path);
+        let response = request.send().await.map_err(|e| http(&url, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(server_error(&url, status.as_u16(), &body))
+    }
+
+    /// Opens the Server-Sent Events stream at `path`.
+    pub async fn stream(&self, path: &str) -> Result<EventStream> {
+        let request = self
+            .http
+            .get(self.url(path))
+            .header(ACCEPT, "text/event-stream");
+        let response = self.respond(path, request).await?;
+        Ok(EventStream {
+            url: self.url(path),
+            response,
+            buffer: Vec::new(),
+        })
+    }
+}
+
+fn http(url: &str, e: &reqwest::Error) -> Error {
+    let why = if e.is_connect() {
+        "cannot connect (is `retrace serve` running there?)".to_owned()
+    } else if e.is_timeout() {
+        "no answer in time".to_owned()
+    } else {
+        // reqwest's own message omits the cause ("error sending request").
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            why.push_str(": ");
+            why.push_str(&s.to_string());
+            source = s.source();
+        }
+        why
+    };
+    Error::Http {
+        url: url.to_owned(),
+        why,
+    }
+}
+
+/// The error a non-success answer stands for: the API's JSON error when the
+/// body is one, else the status and the start of the body.
+pub(super) fn server_error(url: &str, status: u16, body: &[u8]) -> Error {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    match error.and_then(|e| Some((e, e.get("code")?.as_str()?))) {
+        Some((e, code)) => Error::Server {
+            status,
+            code: code.to_owned(),
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            details: e
+                .get("details")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        },
+        None => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(200).collect();
+            Error::Http {
+                url: url.to_owned(),
+                why: format!("status {status}: {text}"),
+            }
+        }
+    }
+}
+
+/// One Server-Sent Event (comments and keep-alives are skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// An open SSE response, read one frame at a time.
+#[derive(Debug)]
+pub struct EventStream {
+    url: String,
+    response: Response,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next frame, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Result<Option<Frame>> {
+        loop {
+            if let Some(frame) = take_frame(&mut self.buffer) {
+                if frame.data.is_empty() && frame.event.is_none() && frame.id.is_none() {
+                    continue;
+                }
+                return Ok(Some(frame));
+            }
+            match self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| http(&self.url, &e))?
+            {
+                Some(bytes) => self.buffer.extend_from_slice(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Removes the first complete frame (ended by a blank line) from `buffer`.
+fn take_frame(buffer: &mut Vec<u8>) -> Option<Frame> {
+    let (end, gap) = frame_end(buffer)?;
+    let block: Vec<u8> = buffer.drain(..end + gap).take(end).collect();
+    let text = String::from_utf8_lossy(&block);
+    let mut frame = Frame::default();
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => frame.id = Some(value.to_owned()),
+            "event" => frame.event = Some(value.to_owned()),
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    frame.data = data.join("\n");
+    Some(frame)
+}
+
+/// Where the first blank line is: the frame's length and the separator's.
+fn frame_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    (0..buffer.len()).find_map(|i| {
+        let rest = &buffer[i..];
+        if rest.starts_with(b"\r\n\r\n") {
+            Some((i, 4))
+        } else if rest.starts_with(b"\n\n") || rest.starts_with(b"\r\r") {
+            Some((i, 2))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &str) -> Vec<Frame> {
+        let mut buffer = input.as_bytes().to_vec();
+        std::iter::from_fn(|| take_frame(&mut buffer)).collect()
+    }
+
+    #[test]
+    fn frames_are_split_on_blank_lines_and_comments_are_skipped() {
+        let got = frames(
+            ": keep-alive\n\nid: 4\nevent: task_completed\ndata: {\"seq\":4}\n\nid: 5\r\ndata: a\r\ndata: b\r\n\r\npartial",
+        );
+        assert_eq!(
+            got,
+            vec![
+                Frame::default(),
+                Frame {
+                    id: Some("4".into()),
+                    event: Some("task_completed".into()),
+                    data: "{\"seq\":4}".into()
+                },
+                Frame {
+                    id: Some("5".into()),
+                    event: None,
+                    data: "a\nb".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn error_answers_keep_code_message_and_details() {
+        let body = br#"{"error":{"code":"invalid_workflow","message":"2 problems","details":[{"path":"steps[0]","message":"bad"}]}}"#;
+        let e = server_error("http://x/v1/workflows", 422, body);
+        assert_eq!(
+            e.to_string(),
+            "invalid_workflow: 2 problems\n  - steps[0]: bad"
+        );
+        let e = server_error("http://x/", 502, b"Bad gateway");
+        assert_eq!(e.to_string(), "http://x/: status 502: Bad gateway");
+    }
+
+    #[test]
+    fn only_plain_http_urls_are_servers() {
+        assert!(Client::new("http://127.0.0.1:7700/").is_ok());
+        assert!(matches!(
+            Client::new("https://example.com"),
+            Err(Error::Usage(_))
+        ));
+        assert!(matches!(Client::new("localhost"), Err(Error::Usage(_))));
+    }
+}

@@ -1,0 +1,107 @@
+//! The command line's one error type, and the exit code each error means.
+//!
+//! Owns the wording a user sees when a subcommand cannot do its work and
+//! the mapping to exit codes: `2` for a source that cannot be used as given
+//! (a data folder a running server holds, arguments that contradict each
+//! other), `1` for everything else. It must never print: `cli::run` does,
+//! once, so every subcommand fails the same way.
+
+use std::path::PathBuf;
+
+use retrace_journal::ExecutionId;
+
+/// Everything a subcommand other than `serve` can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A running server holds the data folder (sled and retrace lock it).
+    #[error(
+        "the data folder {} is in use by a running server: stop the server first, or read from it with --server <url>",
+        .0.display()
+    )]
+    Locked(PathBuf),
+    /// The path names nothing, or a folder no retrace server has used.
+    #[error("{} is not a retrace data folder ({why})", .path.display())]
+    NotADataFolder { path: PathBuf, why: String },
+    /// Arguments that do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    #[error("no execution {id} in {source_name}")]
+    UnknownExecution { id: String, source_name: String },
+    /// The nil id names the workflow catalog's stream, not an execution.
+    #[error("{0} is the workflow catalog's stream, not an execution")]
+    Catalog(ExecutionId),
+    #[error("{0}")]
+    Journal(#[from] retrace_journal::Error),
+    #[error("{0}")]
+    Engine(#[from] retrace_engine::runtime::Error),
+    /// An event that does not fit the state folded so far.
+    #[error("{0}")]
+    Replay(#[from] retrace_engine::machine::ApplyError),
+    /// A line of a JSON-lines export that is not an exported event.
+    #[error("{}:{line}: {why}", .path.display())]
+    BadExport {
+        path: PathBuf,
+        line: u64,
+        why: String,
+    },
+    /// An error answer from the server, as its JSON body says.
+    #[error("{code}: {message}{}", details_text(.details))]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+        details: Vec<serde_json::Value>,
+    },
+    /// The server could not be reached, or did not answer as the API does.
+    #[error("{url}: {why}")]
+    Http { url: String, why: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// Something the command line depends on (the async runtime, a signal
+    /// handler, a child process) could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// The process's exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Locked(_) | Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// `details` of an error answer, one per line (`invalid_workflow` and
+/// `invalid_input` list every problem there).
+fn details_text(details: &[serde_json::Value]) -> String {
+    details
+        .iter()
+        .map(|d| {
+            let path = d.get("path").and_then(|p| p.as_str()).unwrap_or("");
+            let message = d
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| d.to_string());
+            if path.is_empty() {
+                format!("\n  - {message}")
+            } else {
+                format!("\n  - {path}: {message}")
+            }
+        })
+        .collect()
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,209 @@
+//! `retrace export`: histories as JSON lines on standard output, one event
+//! per line in the shape of the engine-wide stream's events
+//! (`{"position","executionId","workflow","seq","type","at","data","hash"}`,
+//! see `docs/api.md`), every execution in the journal's global order, or
+//! one execution's events in seq order. `retrace replay` reads the result
+//! back.
+//!
+//! Owns reading a stopped server's data folder in position order, and
+//! cutting a live server's engine-wide stream at a consistent point: every
+//! execution listed when the export begins, each up to the last event it
+//! had then. It must never change an event in the source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use clap::Args;
+use retrace_engine::machine::Event;
+use retrace_engine::runtime::{CATALOG_STREAM, codec};
+use retrace_journal::{EventLog, EventRecord, ExecutionId, Journal};
+use serde::Deserialize;
+
+use super::client::{Client, server_error};
+use super::error::{Error, Result};
+use super::history::{self, CHUNK, EventLine};
+use super::replay::positionals;
+use super::write_line as write;
+use crate::views::{EventView, GlobalEventView};
+
+/// Options of `retrace export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A stopped server's data folder (left out with --server).
+    #[arg(value_name = "DATA")]
+    pub source: Option<String>,
+    /// Only this execution's events; without it, every execution's.
+    #[arg(value_name = "EXECUTION")]
+    pub execution: Option<String>,
+    /// Read from a running server instead (`http://host:port`).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+}
+
+pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
+    let (path, id) = positionals(args.source, args.execution, args.server.as_deref())?;
+    if id == Some(CATALOG_STREAM) {
+        return Err(Error::Catalog(CATALOG_STREAM));
+    }
+    match (path, args.server) {
+        (Some(path), None) => {
+            if path.is_file() {
+                return Err(Error::Usage(format!(
+                    "{} is a file: export reads a data folder or a server",
+                    path.display()
+                )));
+            }
+            let journal = history::open_journal(&path)?;
+            match id {
+                Some(id) => folder_one(&journal, &path, id, out),
+                None => folder_all(&journal, out),
+            }
+        }
+        (None, Some(url)) => server(&Client::new(&url)?, id, out).await,
+        (Some(_), Some(_)) | (None, None) => Err(Error::Usage(
+            "name a data folder, or --server <url>, to export from".into(),
+        )),
+    }
+}
+
+fn line(record: &EventRecord, event: &Event, workflow: String) -> Result<String> {
+    let view = GlobalEventView {
+        position: record.position,
+        execution_id: record.execution,
+        workflow,
+        event: EventView::from_record(record, event),
+    };
+    serde_json::to_string(&view).map_err(|e| {
+        Error::Setup(format!(
+            "cannot encode event {} of {}: {e}",
+            record.seq, record.execution
+        ))
+    })
+}
+
+fn workflow_of(event: &Event) -> Option<String> {
+    match event {
+        Event::ExecutionStarted { workflow, .. } => Some(workflow.clone()),
+        _ => None,
+    }
+}
+
+fn folder_one(
+    journal: &EventLog,
+    path: &Path,
+    id: ExecutionId,
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut workflow = String::new();
+    let mut from = 1;
+    loop {
+        let records = journal.read(id, from, CHUNK)?;
+        let Some(last) = records.last() else {
+            break;
+        };
+        from = last.seq + 1;
+        for record in &records {
+            let event = codec::decode(record)?;
+            if let Some(w) = workflow_of(&event) {
+                workflow = w;
+            }
+            write(out, line(record, &event, workflow.clone())?)?;
+        }
+    }
+    if from == 1 {
+        return Err(Error::UnknownExecution {
+            id: id.to_string(),
+            source_name: path.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn folder_all(journal: &EventLog, out: &mut impl Write) -> Result<()> {
+    // seq 1 (`execution_started`, which names the workflow) always comes
+    // before an execution's other events in position order.
+    let mut workflows: HashMap<ExecutionId, String> = HashMap::new();
+    let mut from = 1;
+    loop {
+        let records = journal.read_global(from, CHUNK)?;
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        from = last.position + 1;
+        for record in records.iter().filter(|r| r.execution != CATALOG_STREAM) {
+            let event = codec::decode(record)?;
+            if let Some(w) = workflow_of(&event) {
+                workflows.insert(record.execution, w);
+            }
+            let workflow = workflows
+                .get(&record.execution)
+                .cloned()
+                .unwrap_or_default();
+            write(out, line(record, &event, workflow)?)?;
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct One {
+    workflow: String,
+    last_seq: u64,
+}
+
+/// Reads the engine-wide stream from the start and stops once every
+/// execution that existed when the export began has reached the last event
+/// it had then; later events are left out, so the export is one cut.
+async fn server(client: &Client, id: Option<ExecutionId>, out: &mut impl Write) -> Result<()> {
+    let (mut remaining, path): (BTreeMap<ExecutionId, u64>, String) = match id {
+        Some(id) => {
+            let one: One = client.get(&format!("/v1/executions/{id}")).await?;
+            (
+                BTreeMap::from([(id, one.last_seq)]),
+                format!("/v1/events/stream?workflow={}", one.workflow),
+            )
+        }
+        None => (
+            history::server_executions(client)
+                .await?
+                .into_iter()
+                .map(|l| (l.id, l.events))
+                .collect(),
+            "/v1/events/stream".to_owned(),
+        ),
+    };
+    remaining.retain(|_, last| *last > 0);
+    let until = remaining.clone();
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    let url = format!("{}{path}", client.base());
+    let mut stream = client.stream(&path).await?;
+    while let Some(frame) = stream.next().await? {
+        if frame.event.as_deref() == Some("error") {
+            return Err(server_error(&url, 500, frame.data.as_bytes()));
+        }
+        let event: EventLine = serde_json::from_str(&frame.data).map_err(|e| Error::Http {
+            url: url.clone(),
+            why: format!("an event that is not what the API sends: {e}"),
+        })?;
+        let Some(execution) = event.execution_id else {
+            continue;
+        };
+        match until.get(&execution) {
+            Some(last) if event.seq <= *last => write(out, frame.data)?,
+            Some(_) | None => continue,
+        }
+        if remaining.get(&execution) == Some(&event.seq) {
+            remaining.remove(&execution);
+            if remaining.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+    Err(Error::Http {
+        url,
+        why: "the stream ended before the export was complete (did the server stop?)".into(),
+    })
+}

@@ -1,0 +1,353 @@
+//! The client conveniences against a live server — `workflow apply` and
+//! `validate`, `start`, `status`, `tail`, `agents` — and `retrace agent`:
+//! echoing, running a command, failing a task when the command fails,
+//! registering again after a server restart, and stopping on SIGINT/SIGTERM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli_support;
+
+use cli_support::{Agent, Server, hello_json, retrace, run};
+use serde_json::{Value, json};
+
+fn apply(file: &std::path::Path, base: &str) -> Vec<std::ffi::OsString> {
+    vec![
+        "workflow".into(),
+        "apply".into(),
+        file.into(),
+        "--server".into(),
+        base.into(),
+    ]
+}
+
+#[tokio::test]
+async fn workflows_are_applied_and_problems_are_shown_with_a_non_zero_exit() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path()).await;
+    let base = server.base.clone();
+    let base = base.as_str();
+
+    let first = run(&apply(&hello_json(), base)).await.expect_code(0);
+    assert!(first.stdout.ends_with(": created\n"), "{}", first.stdout);
+    let again = run(&apply(&hello_json(), base)).await.expect_code(0);
+    assert!(
+        again.stdout.ends_with(": unchanged (already defined)\n"),
+        "{}",
+        again.stdout
+    );
+    let json_answer = run(&[
+        "workflow".as_ref(),
+        "apply".as_ref(),
+        hello_json().as_os_str(),
+        "--server".as_ref(),
+        base.as_ref(),
+        "--json".as_ref(),
+    ])
+    .await
+    .expect_code(0);
+    let answer: Value = serde_json::from_str(&json_answer.stdout).unwrap();
+    assert_eq!(answer["name"], "hello");
+    assert_eq!(answer["created"], false);
+
+    // YAML by extension.
+    let yaml = data.path().join("shout.yaml");
+    std::fs::write(
+        &yaml,
+        "name: shout\nsteps:\n  - id: say\n    type: task\n    capability: greet\n",
+    )
+    .unwrap();
+    let out = run(&apply(&yaml, base)).await.expect_code(0);
+    assert!(
+        out.stdout.starts_with("workflow shout version "),
+        "{}",
+        out.stdout
+    );
+
+    // Every problem, with its path.
+    let bad = data.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name":"bad","steps":[{"id":"a","type":"task","capabilty":"x"}]}"#,
+    )
+    .unwrap();
+    let out = run(&apply(&bad, base)).await.expect_code(1);
+    assert!(
+        out.stderr.starts_with("retrace: invalid_workflow: "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("  - steps[0].capabilty: unknown field"),
+        "{}",
+        out.stderr
+    );
+    let mut validate = apply(&bad, base);
+    validate[1] = "validate".into();
+    run(&validate).await.expect_code(1);
+    let mut validate = apply(&hello_json(), base);
+    validate[1] = "validate".into();
+    let out = run(&validate).await.expect_code(0);
+    assert!(out.stdout.ends_with(": valid\n"), "{}", out.stdout);
+
+    let missing = data.path().join("missing.json");
+    let out = run(&apply(&missing, base)).await.expect_code(1);
+    assert!(out.stderr.contains("cannot read"), "{}", out.stderr);
+    server.stop().await;
+
+    // No server there: a clear message.
+    let out = run(&apply(&hello_json(), base)).await.expect_code(1);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn start_status_tail_and_agents_drive_an_execution() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path()).await;
+    let base = server.base.as_str();
+    run(&apply(&hello_json(), base)).await.expect_code(0);
+
+    let started = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Cy"}"#,
+        "--idempotency-key",
+        "cy-1",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let id = started.stdout.trim().to_owned();
+    let again = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Someone else"}"#,
+        "--idempotency-key",
+        "cy-1",
+        "--server",
+        base,
+        "--json",
+    ])
+    .await
+    .expect_code(0);
+    let again: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["id"], id.as_str());
+    assert_eq!(again["created"], false);
+
+    // The variable instead of the flag.
+    let mut status = retrace();
+    status.args(["status", &id]).env("RETRACE_SERVER", base);
+    let status = cli_support::output(status).await.expect_code(0);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["status"], "running");
+    assert_eq!(status["input"], json!({"name": "Cy"}));
+    assert_eq!(status["currentSteps"][0]["waiting"]["for"], "task");
+
+    let listed = run(&["agents", "--server", base]).await.expect_code(0);
+    assert_eq!(
+        listed.stdout.lines().count(),
+        1,
+        "only the header: {}",
+        listed.stdout
+    );
+
+    let mut agent = Agent::start(base, &["--capability", "greet", "--name", "greeter"]);
+    let registered = agent.said("registered").await;
+    let agent_id = registered.split_whitespace().nth(3).unwrap().to_owned();
+    let listed = run(&["agents", "--server", base]).await.expect_code(0);
+    let row = listed.stdout.lines().nth(1).unwrap();
+    assert!(row.starts_with(&agent_id), "{}", listed.stdout);
+    assert!(row.contains("greeter") && row.ends_with("greet"), "{row}");
+    let listed = run(&["agents", "--server", base, "--json"])
+        .await
+        .expect_code(0);
+    let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(listed["agents"][0]["capabilities"], json!(["greet"]));
+
+    let tail = run(&["tail", &id, "--server", base]).await.expect_code(0);
+    let kinds: Vec<&str> = tail
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"execution_started"));
+    assert_eq!(kinds.last(), Some(&"execution_completed"));
+    assert_eq!(kinds.len(), 10, "{}", tail.stdout);
+    // After the end: --json lines, resumed after a seq.
+    let rest = run(&["tail", &id, "--server", base, "--json", "--after", "8"])
+        .await
+        .expect_code(0);
+    let rest: Vec<Value> = rest
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1]["type"], "execution_completed");
+    assert_eq!(
+        rest[1]["data"]["output"],
+        json!({"to": "Cy", "message": "Hello, Cy"})
+    );
+    let seen_the_end = run(&["tail", &id, "--server", base, "--after", "10"])
+        .await
+        .expect_code(0);
+    assert!(seen_the_end.stdout.is_empty());
+
+    let (code, log) = agent.stop_with("INT").await;
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("unregistered; stopped"), "{log}");
+
+    // Errors as the server sends them.
+    let out = run(&["start", "nope", "--server", base])
+        .await
+        .expect_code(1);
+    assert!(
+        out.stderr.starts_with("retrace: unknown_workflow: "),
+        "{}",
+        out.stderr
+    );
+    let out = run(&[
+        "status",
+        "01a1fb96-2826-7012-96b6-9bd448d552cf",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(1);
+    assert!(
+        out.stderr.starts_with("retrace: unknown_execution: "),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["start", "hello", "--input", "{oops", "--server", base])
+        .await
+        .expect_code(2);
+    assert!(out.stderr.contains("--input is not JSON"), "{}", out.stderr);
+    server.stop().await;
+}
+
+/// A workflow whose one step runs on `capability`.
+async fn one_step(base: &str, dir: &std::path::Path, capability: &str) -> String {
+    let file = dir.join(format!("{capability}.json"));
+    std::fs::write(
+        &file,
+        json!({"name": capability, "steps": [
+            {"id": "only", "type": "task", "capability": capability,
+             "input": {"who": "$.input.who"}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    run(&apply(&file, base)).await.expect_code(0);
+    let started = run(&[
+        "start",
+        capability,
+        "--input",
+        r#"{"who":"Di"}"#,
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    started.stdout.trim().to_owned()
+}
+
+async fn finished(base: &str, id: &str) -> Value {
+    run(&["tail", id, "--server", base]).await.expect_code(0);
+    let status = run(&["status", id, "--server", base]).await.expect_code(0);
+    serde_json::from_str(&status.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_agent_runs_a_command_and_fails_the_task_when_it_fails() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path()).await;
+    let base = server.base.as_str();
+
+    // stdout that is JSON is the output; the task's input is on stdin.
+    let id = one_step(base, data.path(), "wrap").await;
+    let agent = Agent::start(
+        base,
+        &[
+            "--capability",
+            "wrap",
+            "--exec",
+            r#"read input; printf '{"got": %s, "step": "%s"}' "$input" "$RETRACE_STEP_ID""#,
+        ],
+    );
+    let done = finished(base, &id).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        done["output"],
+        json!({"got": {"who": "Di"}, "step": "only"})
+    );
+    assert_eq!(agent.stop().await.0, 0);
+
+    // stdout that is not JSON is a string.
+    let id = one_step(base, data.path(), "say").await;
+    let agent = Agent::start(base, &["--capability", "say", "--exec", "echo hello there"]);
+    let done = finished(base, &id).await;
+    assert_eq!(done["output"], json!("hello there"));
+    assert_eq!(agent.stop().await.0, 0);
+
+    // A non-zero exit fails the task, with what the command said.
+    let id = one_step(base, data.path(), "break").await;
+    let mut agent = Agent::start(
+        base,
+        &["--capability", "break", "--exec", "echo boom >&2; exit 3"],
+    );
+    agent.said("failed").await;
+    let done = finished(base, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"]["type"], "command_failed");
+    assert_eq!(done["error"]["retryable"], true);
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(message.contains("exit code 3: boom"), "{message}");
+    assert_eq!(agent.stop().await.0, 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_agent_registers_again_after_the_server_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    // A fixed port, so the agent finds the restarted server where it was.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = Server::start_on(data.path(), &listen).await;
+    let base = server.base.clone();
+    let mut agent = Agent::start(&base, &["--capability", "greet", "--poll-wait-ms", "1000"]);
+    agent.said("registered").await;
+    server.stop().await;
+
+    let server = Server::start_on(data.path(), &listen).await;
+    agent.said("registering again").await;
+    agent.said("registered").await;
+    run(&apply(&hello_json(), &base)).await.expect_code(0);
+    let started = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Ed"}"#,
+        "--server",
+        &base,
+    ])
+    .await
+    .expect_code(0);
+    let done = finished(&base, started.stdout.trim()).await;
+    assert_eq!(done["status"], "completed");
+    let (code, log) = agent.stop().await;
+    assert_eq!(code, 0, "{log}");
+    server.stop().await;
+
+    // An agent pointed at no server says so and stops.
+    let out = run(&["agent", "--capability", "greet", "--server", &base])
+        .await
+        .expect_code(1);
+    assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
+}
