@@ -2,6 +2,7 @@
 //! in `tests/`).
 
 pub mod faulty;
+pub mod fuzzing;
 pub mod world;
 
 pub mod crash {

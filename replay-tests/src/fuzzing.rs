@@ -1,0 +1,724 @@
+//! The bodies of the fuzz targets in `fuzz/fuzz_targets/`: one `pub fn` per
+//! target, taking whatever bytes the fuzzer (or the stable test
+//! `tests/fuzz_corpus.rs`) hands it.
+//!
+//! A body must return normally on every input: a damaged or hostile input
+//! gives an error value, never a panic, a hang or an unbounded allocation.
+//! So every input is cut to [`INPUT_BYTES_MAX`] and every loop here is
+//! bounded. Where a body asserts something (a workflow re-reads from its
+//! canonical form to the same version; a record reads back the same twice;
+//! a rebuilt journal verifies clean), the assertion is a promise of the code
+//! under test, and its failure is a bug there, not here.
+//!
+//! A panic that the code under test catches on a thread of its own (the
+//! expression compiler's, the journal writer's) would be invisible to the
+//! stable test, so the bodies turn the error such a panic leaves behind back
+//! into a panic.
+//!
+//! Bugs the targets found that are not fixed yet are stepped around in
+//! [`known_bugs`], each by the narrowest test of its trigger, so the
+//! targets keep finding new ones. `RETRACE_FUZZ_UNGUARDED=1` turns the
+//! guards off, to check a fix.
+
+use std::collections::BTreeSet;
+
+use futures::executor::block_on;
+use retrace_engine::machine::{self, ExecutionState};
+use retrace_engine::model::{DefinitionError, EXPRESSION_LEN_MAX, Expr, Workflow, branch_key};
+use retrace_engine::runtime::codec;
+use retrace_journal::store::memory::MemoryStore;
+use retrace_journal::{
+    Error as JournalError, EventLog, EventRecord, ExecutionId, Journal, NewEvent, Options,
+    verify_store,
+};
+use serde_json::{Value, json};
+
+/// The longest input a body looks at; the rest is ignored.
+pub const INPUT_BYTES_MAX: usize = 64 * 1024;
+/// Most store entries `journal_open` builds from one input.
+pub const ENTRIES_MAX: usize = 256;
+/// Most events `replay_fold` journals from one input.
+pub const EVENTS_MAX: usize = 256;
+/// Most executions `journal_open` reads back.
+const EXECUTIONS_MAX: usize = 16;
+/// How many records one read asks for.
+const READ_LIMIT: usize = 512;
+
+/// The execution the journal and replay targets write to.
+pub const EXECUTION: ExecutionId = ExecutionId::from_bytes(*b"retrace-fuzz-exe");
+/// The clock reading every fuzz event is recorded at.
+pub const T0_MS: u64 = 1_700_000_000_000;
+
+/// What `on_large_stack` reports when the CEL compiler panicked on its thread.
+const COMPILER_PANICKED: &str = "the expression compiler failed unexpectedly";
+
+fn capped(data: &[u8]) -> &[u8] {
+    &data[..data.len().min(INPUT_BYTES_MAX)]
+}
+
+// ---------------------------------------------------------------------------
+// Workflow definitions
+// ---------------------------------------------------------------------------
+
+/// Target `workflow_definition`: the bytes as a JSON document and, if they
+/// are UTF-8, as a YAML document. A workflow that is accepted must re-read
+/// from its canonical JSON to the same canonical form and version.
+pub fn workflow_definition(data: &[u8]) {
+    let data = capped(data);
+    check_definition(Workflow::from_json(data), "JSON");
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_definition(Workflow::from_yaml(text), "YAML");
+    }
+}
+
+fn check_definition(read: Result<Workflow, DefinitionError>, syntax: &str) {
+    let workflow = match read {
+        Ok(workflow) => workflow,
+        Err(error) => {
+            // The panic's message stands alone, for the whole document; the
+            // same words elsewhere are only the input quoted back.
+            let panicked = error
+                .problems
+                .iter()
+                .any(|p| p.path.is_empty() && p.message == COMPILER_PANICKED);
+            assert!(!panicked, "the compiler panicked on a {syntax} definition");
+            return;
+        }
+    };
+    let canonical = workflow.canonical_json();
+    let again = match Workflow::from_json(canonical.as_bytes()) {
+        Ok(again) => again,
+        Err(error) => panic!(
+            "the canonical form of a valid {syntax} workflow does not read back: {error}\n\
+             canonical: {canonical}"
+        ),
+    };
+    assert_eq!(
+        again.canonical_json(),
+        canonical,
+        "the canonical form is not a fixed point"
+    );
+    assert_eq!(
+        again.version(),
+        workflow.version(),
+        "the version changed through the canonical form"
+    );
+    assert!(
+        workflow.step(workflow.start()).is_some(),
+        "the start step {} is not a step",
+        workflow.start()
+    );
+    for step in workflow.steps() {
+        assert!(
+            workflow.step(&step.id).is_some(),
+            "step {} is lost",
+            step.id
+        );
+    }
+    for input in [
+        Value::Null,
+        json!({}),
+        json!({"flag": true, "items": [1, "x"]}),
+    ] {
+        let _ = workflow.check_input(&input);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Expressions
+// ---------------------------------------------------------------------------
+
+/// The context an expression is evaluated in when the input brings none.
+pub fn default_context() -> Value {
+    json!({
+        "input": {
+            "projectPath": "/work/app",
+            "priority": "high",
+            "flag": true,
+            "items": [1, 2.5, "three", null, {"id": 4}],
+            "user": {"name": "Ada", "email": "ada@example.com"},
+            "n": 7,
+        },
+        "variables": {"done": false, "count": 3, "tags": ["a", "b"]},
+        "output": {"issues": [], "ok": true},
+        "error": {"type": "broke", "message": "it broke", "attempt": 2},
+        "execution": {"id": "00000000-0000-0000-0000-000000000000"},
+    })
+}
+
+/// Target `expression`: the bytes up to the first NUL are an expression's
+/// source; the bytes after it, if they are a JSON object, its context.
+/// An expression that compiles evaluates the same twice, and compiles and
+/// evaluates the same wrapped in `${ … }`.
+pub fn expression(data: &[u8]) {
+    let data = capped(data);
+    let (source, context) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], Some(&data[at + 1..])),
+        None => (data, None),
+    };
+    let source = String::from_utf8_lossy(source);
+    let context = context
+        .and_then(|c| serde_json::from_slice::<Value>(c).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(default_context);
+    let expr = match Expr::compile(&source) {
+        Ok(expr) => expr,
+        Err(message) => {
+            // Exactly what `Expr::compile` says when the compiler panicked;
+            // the same words elsewhere are only the source quoted back.
+            assert!(
+                message != format!("`{source}`: {COMPILER_PANICKED}"),
+                "the compiler panicked"
+            );
+            return;
+        }
+    };
+    assert_eq!(expr.source(), source, "the source was not kept as written");
+    let first = expr.evaluate(&context);
+    let second = expr.evaluate(&context);
+    let same = match (&first, &second) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => known_bugs::same_eval_error(&a.message, &b.message),
+        _ => false,
+    };
+    assert!(
+        same,
+        "evaluation is not deterministic: {first:?} vs {second:?}"
+    );
+    if let Ok(value) = &first {
+        let _ = branch_key(value);
+    }
+    let wrapped_already = source.starts_with("${") && source.ends_with('}');
+    if wrapped_already || source.len() + 3 > EXPRESSION_LEN_MAX {
+        return;
+    }
+    let wrapped = format!("${{{source}}}");
+    let wrapped = match Expr::compile(&wrapped) {
+        Ok(expr) => expr,
+        Err(message) => panic!("compiles bare but not wrapped in ${{ }}: {message}"),
+    };
+    // The messages name the source, which differs; the outcome must not.
+    match (first, wrapped.evaluate(&context)) {
+        (Ok(bare), Ok(inside)) => assert_eq!(bare, inside, "wrapping changed the value"),
+        (Err(_), Err(_)) => {}
+        (bare, inside) => panic!("wrapping changed the outcome: {bare:?} vs {inside:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Journal records
+// ---------------------------------------------------------------------------
+
+/// The store key of the log record at `position` (`docs/journal-format.md`).
+pub fn log_key(position: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(b'l');
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// The first event of the journal the record target damages.
+pub fn first_event() -> NewEvent {
+    NewEvent::new("first", T0_MS, br#"{"seed":1}"#.to_vec())
+}
+
+fn placeholder_event() -> NewEvent {
+    NewEvent::new("placeholder", T0_MS + 1, b"{}".to_vec())
+}
+
+/// Target `journal_record`: a journal holds two events of [`EXECUTION`]
+/// (positions 1 and 2); the bytes replace the stored record at position 2,
+/// as a damaged disk would, and everything is read back through the journal.
+/// What reads back reads back the same twice, keeps its chain, and survives
+/// an index rebuild and a restart; a rebuild that succeeds leaves a journal
+/// that verifies clean.
+pub fn journal_record(data: &[u8]) {
+    let data = capped(data);
+    let store = MemoryStore::new();
+    let log = open_or_panic(&store);
+    let appended = block_on(log.append(EXECUTION, 1, vec![first_event(), placeholder_event()]));
+    if let Err(error) = appended {
+        panic!("a fresh journal refused two events: {error}");
+    }
+    store.raw_put(log_key(2), data.to_vec());
+    let verify_breaks = known_bugs::breaks_verify(&store);
+
+    // The execution the damaged record claims, too.
+    let executions = executions_in(&store.raw_entries());
+    read_everything(&log, &executions);
+    if !verify_breaks {
+        let _ = verify(&log);
+    }
+    let rebuilt = live(block_on(log.rebuild_indexes()), "rebuild_indexes");
+    if rebuilt.is_err() {
+        return;
+    }
+    let before = read_everything(&log, &executions);
+    if !verify_breaks {
+        match verify(&log) {
+            Ok(report) => assert!(
+                report.is_sound(),
+                "a journal with freshly rebuilt indexes does not verify: {:?}",
+                report.problems
+            ),
+            Err(error) => panic!("verify failed after a successful rebuild: {error}"),
+        }
+    }
+    check_rebuilt(&log);
+    drop(log);
+    let reopened = match EventLog::in_memory(store.clone(), Options::default()) {
+        Ok(log) => log,
+        Err(error) => panic!("a journal whose indexes were rebuilt does not reopen: {error}"),
+    };
+    let after = read_everything(&reopened, &executions);
+    assert_eq!(before, after, "what reads back changed across a restart");
+}
+
+fn open_or_panic(store: &MemoryStore) -> EventLog {
+    match EventLog::in_memory(store.clone(), Options::default()) {
+        Ok(log) => log,
+        Err(error) => panic!("an empty journal does not open: {error}"),
+    }
+}
+
+/// A result of a journal whose writer must still be alive: `Closed` from a
+/// journal that is still open means its writer thread died (panicked).
+fn live<T>(result: Result<T, JournalError>, what: &str) -> Result<T, JournalError> {
+    if let Err(JournalError::Closed) = &result {
+        panic!("the journal writer died during {what}");
+    }
+    result
+}
+
+fn verify(log: &EventLog) -> Result<retrace_journal::VerifyReport, JournalError> {
+    live(block_on(log.verify()), "verify")
+}
+
+/// What one round of reads saw, comparable across rounds (errors by message).
+type Reads = Vec<Result<Vec<EventRecord>, String>>;
+
+/// Reads the whole journal, globally and per execution, twice; checks the two
+/// rounds agree and that every history that reads is a chain.
+fn read_everything(log: &EventLog, executions: &[ExecutionId]) -> Reads {
+    let round = || {
+        let mut reads: Reads = Vec::new();
+        reads.push(log.read_global(1, READ_LIMIT).map_err(|e| e.to_string()));
+        for &id in executions {
+            for from_seq in [1, 2] {
+                let read = log.read(id, from_seq, READ_LIMIT);
+                if let Ok(records) = &read {
+                    check_chain(id, from_seq, records);
+                }
+                reads.push(read.map_err(|e| e.to_string()));
+            }
+            let _ = log.head(id);
+            let _ = log.latest_snapshot(id);
+        }
+        let _ = log.executions(None, EXECUTIONS_MAX);
+        reads
+    };
+    let first = round();
+    let second = round();
+    assert_eq!(first, second, "two rounds of reads disagree");
+    first
+}
+
+/// What `Journal::read` promises of an execution's history.
+fn check_chain(id: ExecutionId, from_seq: u64, records: &[EventRecord]) {
+    let mut previous: Option<&EventRecord> = None;
+    for (offset, record) in (0u64..).zip(records) {
+        assert_eq!(
+            record.execution, id,
+            "read returned another execution's event"
+        );
+        assert_eq!(
+            record.seq,
+            from_seq + offset,
+            "read returned a history with a gap"
+        );
+        if let Some(p) = previous {
+            assert_eq!(
+                record.prev_position, p.position,
+                "read returned a broken back-link"
+            );
+            assert!(record.position > p.position, "read went back in the log");
+        }
+        previous = Some(record);
+    }
+}
+
+/// After a successful rebuild every execution reads back whole.
+fn check_rebuilt(log: &EventLog) {
+    let heads = match log.executions(None, EXECUTIONS_MAX) {
+        Ok(heads) => heads,
+        Err(error) => panic!("listing executions failed after a rebuild: {error}"),
+    };
+    for head in heads {
+        if head.last_seq > READ_LIMIT as u64 {
+            continue;
+        }
+        match log.read(head.execution, 1, READ_LIMIT) {
+            Ok(records) => assert_eq!(
+                records.len() as u64,
+                head.last_seq,
+                "execution {} reads back {} of its {} events after a rebuild",
+                head.execution,
+                records.len(),
+                head.last_seq
+            ),
+            Err(error) => panic!(
+                "execution {} does not read back after a rebuild: {error}",
+                head.execution
+            ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Journal opening
+// ---------------------------------------------------------------------------
+
+/// Encodes raw store entries as `journal_open` reads them: per entry, the
+/// key's length (one byte), the key, the value's length (two bytes,
+/// little-endian) and the value. Longer keys and values are cut.
+pub fn encode_entries(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let key = &key[..key.len().min(u8::MAX as usize)];
+        let value = &value[..value.len().min(u16::MAX as usize)];
+        out.push(key.len() as u8);
+        out.extend_from_slice(key);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// The inverse of [`encode_entries`]; a cut-off last entry keeps what there is.
+pub fn decode_entries(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let mut rest = data;
+    while let Some((&key_len, tail)) = rest.split_first() {
+        if entries.len() == ENTRIES_MAX {
+            break;
+        }
+        let (key, tail) = tail.split_at(tail.len().min(key_len as usize));
+        let value_len = match tail {
+            [a, b, ..] => u16::from_le_bytes([*a, *b]) as usize,
+            _ => 0,
+        };
+        let tail = tail.get(2..).unwrap_or(&[]);
+        let (value, tail) = tail.split_at(tail.len().min(value_len));
+        entries.push((key.to_vec(), value.to_vec()));
+        rest = tail;
+    }
+    entries
+}
+
+/// The executions a raw store mentions (in `l` records, `x`, `h` and `s` keys).
+fn executions_in(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<ExecutionId> {
+    let mut ids = BTreeSet::new();
+    ids.insert(EXECUTION);
+    for (key, value) in entries {
+        let bytes = match key.first() {
+            Some(b'x' | b'h' | b's') => key.get(1..17),
+            Some(b'l') => value.get(1..17),
+            _ => None,
+        };
+        if let Some(id) = bytes.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+            ids.insert(ExecutionId::from_bytes(id));
+        }
+    }
+    ids.into_iter().take(EXECUTIONS_MAX).collect()
+}
+
+/// Target `journal_open`: the bytes are raw store entries (see
+/// [`encode_entries`]) — log records, index and head entries, snapshots and
+/// metadata, in any state. Opening gives an error or a journal; on a journal
+/// every read, `verify`, an append and an index rebuild give values or
+/// errors, and after a successful rebuild every execution reads back whole
+/// and the journal reopens.
+pub fn journal_open(data: &[u8]) {
+    let entries = decode_entries(capped(data));
+    let store = MemoryStore::new();
+    for (key, value) in &entries {
+        store.raw_put(key.clone(), value.clone());
+    }
+    let verify_breaks = known_bugs::breaks_verify(&store);
+    if !verify_breaks {
+        let _ = verify_store(&store);
+    }
+    if known_bugs::breaks_open(&store) {
+        return;
+    }
+    let log = match EventLog::in_memory(store.clone(), Options::default()) {
+        Ok(log) => log,
+        Err(error) => {
+            assert!(!error.to_string().is_empty(), "an error without a message");
+            return;
+        }
+    };
+    let executions = executions_in(&entries);
+    read_everything(&log, &executions);
+    if !verify_breaks {
+        let _ = verify(&log);
+    }
+    if !known_bugs::breaks_append(&store) {
+        let next = log
+            .head(EXECUTION)
+            .ok()
+            .flatten()
+            .map_or(1, |h| h.last_seq.saturating_add(1));
+        let _ = live(
+            block_on(log.append(EXECUTION, next, vec![first_event()])),
+            "append",
+        );
+    }
+    if live(block_on(log.rebuild_indexes()), "rebuild_indexes").is_err() {
+        return;
+    }
+    check_rebuilt(&log);
+    drop(log);
+    if let Err(error) = EventLog::in_memory(store.clone(), Options::default()) {
+        panic!("a journal whose indexes were rebuilt does not reopen: {error}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events and replay
+// ---------------------------------------------------------------------------
+
+/// A journal record of [`EXECUTION`] carrying `payload`.
+fn record_with(payload: &[u8]) -> EventRecord {
+    EventRecord {
+        execution: EXECUTION,
+        seq: 1,
+        position: 1,
+        prev_position: 0,
+        recorded_at_ms: T0_MS,
+        kind: "fuzz".into(),
+        payload: payload.to_vec(),
+        hash: [0; 32],
+    }
+}
+
+/// Target `event_decode`: the bytes as the payload of a journal record,
+/// decoded as the engine decodes events for replay. An event that decodes
+/// encodes back to itself and can be applied to a new execution.
+pub fn event_decode(data: &[u8]) {
+    let record = record_with(capped(data));
+    let Ok(event) = codec::decode(&record) else {
+        return;
+    };
+    let encoded = match codec::encode(&event, T0_MS) {
+        Ok(encoded) => encoded,
+        Err(error) => panic!("a decoded event does not encode: {error}"),
+    };
+    assert_eq!(
+        encoded.kind,
+        event.kind(),
+        "the record kind is not the event's"
+    );
+    match codec::decode(&record_with(&encoded.payload)) {
+        Ok(back) => assert_eq!(back, event, "the event does not round-trip"),
+        Err(error) => panic!("an encoded event does not decode: {error}"),
+    }
+    let mut state = ExecutionState::empty(EXECUTION);
+    let _ = machine::apply(&mut state, 1, T0_MS, &event);
+}
+
+/// Encodes event payloads as `replay_fold` reads them: one per line.
+pub fn encode_lines(payloads: &[Vec<u8>]) -> Vec<u8> {
+    payloads.join(&b'\n')
+}
+
+/// Target `replay_fold`: each line of the input is the payload of one event
+/// of [`EXECUTION`], journalled in order; the execution is then rebuilt from
+/// the journal as recovery rebuilds it. Replay must give an error or a
+/// state, the same one twice and the same one from any snapshot; a state
+/// must survive its snapshot encoding, and its pending effects must derive.
+pub fn replay_fold(data: &[u8]) {
+    let payloads: Vec<&[u8]> = capped(data)
+        .split(|&b| b == b'\n')
+        .take(EVENTS_MAX)
+        .collect();
+    if known_bugs::breaks_replay(&payloads) {
+        return;
+    }
+    let store = MemoryStore::new();
+    let log = open_or_panic(&store);
+    let events: Vec<NewEvent> = (0u64..)
+        .zip(&payloads)
+        .map(|(i, p)| NewEvent::new("fuzz", T0_MS + i, p.to_vec()))
+        .collect();
+    if let Err(error) = block_on(log.append(EXECUTION, 1, events)) {
+        panic!("a fresh journal refused {} events: {error}", payloads.len());
+    }
+    let empty = ExecutionState::empty(EXECUTION);
+    let full = codec::fold_from(&log, empty.clone()).map_err(|e| e.to_string());
+    let again = codec::fold_from(&log, empty.clone()).map_err(|e| e.to_string());
+    assert_eq!(full, again, "replay is not deterministic");
+    // Every prefix that folds is a state a snapshot could hold.
+    let mut state = empty;
+    let mut snapshot: Option<ExecutionState> = None;
+    for (seq, payload) in (1u64..).zip(&payloads) {
+        let Ok(event) = codec::decode(&record_with(payload)) else {
+            break;
+        };
+        if machine::apply(&mut state, seq, T0_MS + seq - 1, &event).is_err() {
+            break;
+        }
+        let restored = snapshot_round_trip(&state);
+        if seq as usize == payloads.len().div_ceil(2) {
+            snapshot = Some(restored);
+        }
+    }
+    if let Some(snapshot) = snapshot {
+        let resumed = codec::fold_from(&log, snapshot).map_err(|e| e.to_string());
+        match (&full, &resumed) {
+            (Ok(full), Ok(resumed)) => {
+                assert_eq!(full, resumed, "replay from a snapshot differs")
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("replay from a snapshot differs: {full:?} vs {resumed:?}"),
+        }
+    }
+    if let Ok(state) = &full {
+        let effects = machine::pending_effects(state);
+        for effect in &effects {
+            let _ = effect.key();
+        }
+    }
+}
+
+/// `state` through its snapshot encoding and back, which must change nothing.
+fn snapshot_round_trip(state: &ExecutionState) -> ExecutionState {
+    let bytes = match codec::encode_state(state) {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("a state does not encode: {error}"),
+    };
+    match serde_json::from_slice::<ExecutionState>(&bytes) {
+        Ok(back) => {
+            assert_eq!(&back, state, "a state does not survive its snapshot");
+            back
+        }
+        Err(error) => panic!(
+            "a state's snapshot does not decode: {error}\n{}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Known bugs
+// ---------------------------------------------------------------------------
+
+pub mod known_bugs {
+    //! Inputs that trigger bugs these targets found and that are not fixed
+    //! yet. Each check is the narrowest description of its trigger that the
+    //! bodies can test from outside; delete it with the fix (and run with
+    //! `RETRACE_FUZZ_UNGUARDED=1` to see the fix hold).
+    //!
+    //! - J1 `verify_store`: a log key at position `u64::MAX` overflows
+    //!   `position + 1` (`journal/src/verify.rs`).
+    //! - J2 `verify_store`: a record whose `seq` field claims a large number
+    //!   makes one `MissingRecord` problem per missing seq before it, so time
+    //!   and memory grow with the claimed seq (up to 2^64): a hang.
+    //! - J3 opening: a last log position of `u64::MAX` overflows
+    //!   `last_position + 1` in `EventLog::with_store`.
+    //! - J4 appending: a next position past `u64::MAX` overflows
+    //!   `position += 1` in the writer, whose thread dies.
+    //! - J5 a stored head with `last_seq == u64::MAX` overflows
+    //!   `last_seq + 1` on opening (`replay_log`) and on appending (writer).
+    //! - E1 replay: a `step_started` whose `thread.parallel` is its own or a
+    //!   later activation makes a cycle, and `step_failed` of it loops for
+    //!   ever in `remove_with_descendants`, growing a list.
+    //! - E2 expressions: an evaluation error that shows a CEL map (e.g.
+    //!   `error - 1`) prints it in hash order, so the same evaluation gives
+    //!   different messages, and a re-run step records a different error.
+
+    use std::sync::OnceLock;
+
+    use retrace_engine::machine::Event;
+    use retrace_engine::runtime::codec;
+    use retrace_journal::store::memory::MemoryStore;
+
+    use super::record_with;
+
+    /// A claimed seq past which J2 costs too much to run.
+    const SEQ_GAP_MAX: u64 = 1 << 16;
+
+    /// Whether the guards are on (they are unless `RETRACE_FUZZ_UNGUARDED` is set).
+    pub fn enabled() -> bool {
+        static ENABLED: OnceLock<bool> = OnceLock::new();
+        *ENABLED.get_or_init(|| std::env::var_os("RETRACE_FUZZ_UNGUARDED").is_none())
+    }
+
+    /// Positions of the log keys and the seqs their records claim.
+    fn log_records(store: &MemoryStore) -> impl Iterator<Item = (u64, Option<u64>)> {
+        store.raw_entries().into_iter().filter_map(|(key, value)| {
+            let position = match key.as_slice() {
+                [b'l', rest @ ..] => u64::from_be_bytes(<[u8; 8]>::try_from(rest).ok()?),
+                _ => return None,
+            };
+            let seq = value
+                .get(17..25)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_le_bytes);
+            Some((position, seq))
+        })
+    }
+
+    /// J5: some stored head claims `last_seq == u64::MAX`.
+    fn head_at_max(store: &MemoryStore) -> bool {
+        store.raw_entries().into_iter().any(|(key, value)| {
+            key.len() == 17 && key.first() == Some(&b'h') && value.len() == 48 && {
+                value.get(..8) == Some(&[0xff; 8][..])
+            }
+        })
+    }
+
+    /// J1, J2: `verify` cannot survive this store.
+    pub fn breaks_verify(store: &MemoryStore) -> bool {
+        enabled()
+            && log_records(store)
+                .any(|(position, seq)| position == u64::MAX || seq.unwrap_or(0) > SEQ_GAP_MAX)
+    }
+
+    /// J4, J5: an append cannot survive this store.
+    pub fn breaks_append(store: &MemoryStore) -> bool {
+        enabled()
+            && (head_at_max(store)
+                || log_records(store).any(|(position, _)| position >= u64::MAX - 1))
+    }
+
+    /// J3, J5: opening cannot survive this store.
+    pub fn breaks_open(store: &MemoryStore) -> bool {
+        enabled()
+            && (head_at_max(store) || log_records(store).any(|(position, _)| position == u64::MAX))
+    }
+
+    /// E2: two messages of one evaluation error are the same, up to the
+    /// order a map is printed in (checked as: the same bytes, in any order).
+    pub fn same_eval_error(a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        let sorted = |s: &str| {
+            let mut bytes = s.as_bytes().to_vec();
+            bytes.sort_unstable();
+            bytes
+        };
+        enabled() && sorted(a) == sorted(b)
+    }
+
+    /// E1: replaying these payloads does not end.
+    pub fn breaks_replay(payloads: &[&[u8]]) -> bool {
+        enabled() && payloads.iter().any(|payload| {
+            matches!(
+                codec::decode(&record_with(payload)),
+                Ok(Event::StepStarted { act, thread: Some(thread), .. }) if thread.parallel >= act
+            )
+        })
+    }
+}
