@@ -113,6 +113,11 @@ impl EventLog {
     pub fn with_store(store: Arc<dyn Store>, options: Options) -> Result<EventLog> {
         check_format(store.as_ref())?;
         let last_position = recover_heads(store.as_ref())?;
+        if last_position == u64::MAX {
+            return Err(Error::CorruptIndex(
+                "the log's last position is the largest there is; nothing can follow it".into(),
+            ));
+        }
         let shared = Arc::new(Shared {
             store,
             committed: AtomicU64::new(last_position),
@@ -200,7 +205,12 @@ fn recover_heads(store: &dyn Store) -> Result<u64> {
     if last <= through {
         return Ok(last);
     }
-    let heads = replay_log(store, through + 1, |id| stored_head(store, id), |_| {})?;
+    let heads = replay_log(
+        store,
+        through.saturating_add(1),
+        |id| stored_head(store, id),
+        |_| {},
+    )?;
     let mut ops: Vec<Op> = heads
         .iter()
         .map(|(id, h)| Op::Put(keys::head(*id), h.encode()))
@@ -242,9 +252,14 @@ pub(crate) fn replay_log(
                 Some(h) => *h,
                 None => head_before(execution)?,
             };
+            let next_seq = prev.last_seq.checked_add(1).ok_or_else(|| Error::Corrupt {
+                execution,
+                seq,
+                reason: "the execution's head is at the largest seq there is".into(),
+            })?;
             let expect = Expect::Exactly {
                 execution,
-                seq: prev.last_seq + 1,
+                seq: next_seq,
                 position,
             };
             let rec = record::decode(expect, &v, Some(&prev.last_hash))?;

@@ -73,6 +73,8 @@ impl fmt::Display for Problem {
 }
 
 const CHUNK: usize = 4096;
+/// Most missing seqs listed one by one before a gap.
+const MISSING_LISTED_MAX: u64 = 1024;
 
 /// One execution's chain as the walk has seen it so far.
 #[derive(Clone, Copy)]
@@ -120,7 +122,7 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
                     )),
                 );
             }
-            next_position = position + 1;
+            next_position = position.saturating_add(1);
             report.events += 1;
             let Some((execution, seq)) = record::peek_place(&v) else {
                 report.problem(
@@ -138,6 +140,19 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
                 last_position: 0,
                 at_checkpoint: Head::EMPTY,
             });
+            if seq.saturating_sub(c.next_seq) > MISSING_LISTED_MAX {
+                // A record claiming a far-off seq: one problem, not one per
+                // seq it skips (which could be 2^64 of them).
+                report.problems.push(Problem {
+                    execution,
+                    seq,
+                    kind: ProblemKind::BrokenRecord(format!(
+                        "claims seq {seq}, but the chain stands at {}",
+                        c.next_seq - 1
+                    )),
+                });
+                c.next_seq = seq;
+            }
             while c.next_seq < seq {
                 report.problems.push(Problem {
                     execution,
@@ -177,7 +192,7 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
                 c.prev_hash = h;
             }
             c.last_position = position;
-            c.next_seq = c.next_seq.max(seq + 1);
+            c.next_seq = c.next_seq.max(seq.saturating_add(1));
             if position <= through {
                 c.at_checkpoint = Head {
                     last_seq: seq,

@@ -218,13 +218,32 @@ impl Writer {
             record::validate(e)?;
         }
         let head = self.head(group, execution)?;
-        if expected_seq != head.last_seq + 1 {
+        let exhausted =
+            |what: &str| Error::InvalidAppend(format!("the journal's {what} are exhausted"));
+        let next_seq = head
+            .last_seq
+            .checked_add(1)
+            .ok_or_else(|| exhausted("seqs for this execution"))?;
+        if expected_seq != next_seq {
             self.shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
             return Err(Error::SeqConflict {
                 execution,
                 expected: expected_seq,
-                actual: head.last_seq + 1,
+                actual: next_seq,
             });
+        }
+        // Positions and seqs stay below u64::MAX, so `+ 1` below cannot overflow.
+        let count = events.len() as u64;
+        if self
+            .next_position
+            .checked_add(count)
+            .is_none_or(|end| end == u64::MAX)
+            || head
+                .last_seq
+                .checked_add(count)
+                .is_none_or(|end| end == u64::MAX)
+        {
+            return Err(exhausted("positions or seqs"));
         }
         // Encode everything first so a failure leaves the group untouched.
         let mut h = head;

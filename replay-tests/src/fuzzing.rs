@@ -241,28 +241,23 @@ pub fn journal_record(data: &[u8]) {
         panic!("a fresh journal refused two events: {error}");
     }
     store.raw_put(log_key(2), data.to_vec());
-    let verify_breaks = known_bugs::breaks_verify(&store);
 
     // The execution the damaged record claims, too.
     let executions = executions_in(&store.raw_entries());
     read_everything(&log, &executions);
-    if !verify_breaks {
-        let _ = verify(&log);
-    }
+    let _ = verify(&log);
     let rebuilt = live(block_on(log.rebuild_indexes()), "rebuild_indexes");
     if rebuilt.is_err() {
         return;
     }
     let before = read_everything(&log, &executions);
-    if !verify_breaks {
-        match verify(&log) {
-            Ok(report) => assert!(
-                report.is_sound(),
-                "a journal with freshly rebuilt indexes does not verify: {:?}",
-                report.problems
-            ),
-            Err(error) => panic!("verify failed after a successful rebuild: {error}"),
-        }
+    match verify(&log) {
+        Ok(report) => assert!(
+            report.is_sound(),
+            "a journal with freshly rebuilt indexes does not verify: {:?}",
+            report.problems
+        ),
+        Err(error) => panic!("verify failed after a successful rebuild: {error}"),
     }
     check_rebuilt(&log);
     drop(log);
@@ -444,13 +439,7 @@ pub fn journal_open(data: &[u8]) {
     for (key, value) in &entries {
         store.raw_put(key.clone(), value.clone());
     }
-    let verify_breaks = known_bugs::breaks_verify(&store);
-    if !verify_breaks {
-        let _ = verify_store(&store);
-    }
-    if known_bugs::breaks_open(&store) {
-        return;
-    }
+    let _ = verify_store(&store);
     let log = match EventLog::in_memory(store.clone(), Options::default()) {
         Ok(log) => log,
         Err(error) => {
@@ -460,10 +449,8 @@ pub fn journal_open(data: &[u8]) {
     };
     let executions = executions_in(&entries);
     read_everything(&log, &executions);
-    if !verify_breaks {
-        let _ = verify(&log);
-    }
-    if !known_bugs::breaks_append(&store) {
+    let _ = verify(&log);
+    {
         let next = log
             .head(EXECUTION)
             .ok()
@@ -542,9 +529,6 @@ pub fn replay_fold(data: &[u8]) {
         .split(|&b| b == b'\n')
         .take(EVENTS_MAX)
         .collect();
-    if known_bugs::breaks_replay(&payloads) {
-        return;
-    }
     let store = MemoryStore::new();
     let log = open_or_panic(&store);
     let events: Vec<NewEvent> = (0u64..)
@@ -619,83 +603,21 @@ pub mod known_bugs {
     //! bodies can test from outside; delete it with the fix (and run with
     //! `RETRACE_FUZZ_UNGUARDED=1` to see the fix hold).
     //!
-    //! - J1 `verify_store`: a log key at position `u64::MAX` overflows
-    //!   `position + 1` (`journal/src/verify.rs`).
-    //! - J2 `verify_store`: a record whose `seq` field claims a large number
-    //!   makes one `MissingRecord` problem per missing seq before it, so time
-    //!   and memory grow with the claimed seq (up to 2^64): a hang.
-    //! - J3 opening: a last log position of `u64::MAX` overflows
-    //!   `last_position + 1` in `EventLog::with_store`.
-    //! - J4 appending: a next position past `u64::MAX` overflows
-    //!   `position += 1` in the writer, whose thread dies.
-    //! - J5 a stored head with `last_seq == u64::MAX` overflows
-    //!   `last_seq + 1` on opening (`replay_log`) and on appending (writer).
-    //! - E1 replay: a `step_started` whose `thread.parallel` is its own or a
-    //!   later activation makes a cycle, and `step_failed` of it loops for
-    //!   ever in `remove_with_descendants`, growing a list.
     //! - E2 expressions: an evaluation error that shows a CEL map (e.g.
     //!   `error - 1`) prints it in hash order, so the same evaluation gives
     //!   different messages, and a re-run step records a different error.
+    //!
+    //! Fixed (their guards are gone): J1-J5, integer overflow on hostile
+    //! positions and seqs at open, in the writer and in `verify`; J2,
+    //! `verify` listing every seq a far-off claim skips; E1, a crafted
+    //! history whose parallel threads form a cycle.
 
     use std::sync::OnceLock;
-
-    use retrace_engine::machine::Event;
-    use retrace_engine::runtime::codec;
-    use retrace_journal::store::memory::MemoryStore;
-
-    use super::record_with;
-
-    /// A claimed seq past which J2 costs too much to run.
-    const SEQ_GAP_MAX: u64 = 1 << 16;
 
     /// Whether the guards are on (they are unless `RETRACE_FUZZ_UNGUARDED` is set).
     pub fn enabled() -> bool {
         static ENABLED: OnceLock<bool> = OnceLock::new();
         *ENABLED.get_or_init(|| std::env::var_os("RETRACE_FUZZ_UNGUARDED").is_none())
-    }
-
-    /// Positions of the log keys and the seqs their records claim.
-    fn log_records(store: &MemoryStore) -> impl Iterator<Item = (u64, Option<u64>)> {
-        store.raw_entries().into_iter().filter_map(|(key, value)| {
-            let position = match key.as_slice() {
-                [b'l', rest @ ..] => u64::from_be_bytes(<[u8; 8]>::try_from(rest).ok()?),
-                _ => return None,
-            };
-            let seq = value
-                .get(17..25)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_le_bytes);
-            Some((position, seq))
-        })
-    }
-
-    /// J5: some stored head claims `last_seq == u64::MAX`.
-    fn head_at_max(store: &MemoryStore) -> bool {
-        store.raw_entries().into_iter().any(|(key, value)| {
-            key.len() == 17 && key.first() == Some(&b'h') && value.len() == 48 && {
-                value.get(..8) == Some(&[0xff; 8][..])
-            }
-        })
-    }
-
-    /// J1, J2: `verify` cannot survive this store.
-    pub fn breaks_verify(store: &MemoryStore) -> bool {
-        enabled()
-            && log_records(store)
-                .any(|(position, seq)| position == u64::MAX || seq.unwrap_or(0) > SEQ_GAP_MAX)
-    }
-
-    /// J4, J5: an append cannot survive this store.
-    pub fn breaks_append(store: &MemoryStore) -> bool {
-        enabled()
-            && (head_at_max(store)
-                || log_records(store).any(|(position, _)| position >= u64::MAX - 1))
-    }
-
-    /// J3, J5: opening cannot survive this store.
-    pub fn breaks_open(store: &MemoryStore) -> bool {
-        enabled()
-            && (head_at_max(store) || log_records(store).any(|(position, _)| position == u64::MAX))
     }
 
     /// E2: two messages of one evaluation error are the same, up to the
@@ -710,15 +632,5 @@ pub mod known_bugs {
             bytes
         };
         enabled() && sorted(a) == sorted(b)
-    }
-
-    /// E1: replaying these payloads does not end.
-    pub fn breaks_replay(payloads: &[&[u8]]) -> bool {
-        enabled() && payloads.iter().any(|payload| {
-            matches!(
-                codec::decode(&record_with(payload)),
-                Ok(Event::StepStarted { act, thread: Some(thread), .. }) if thread.parallel >= act
-            )
-        })
     }
 }

@@ -5,9 +5,10 @@
 //! splices and inserted bytes. The bodies live in
 //! `retrace_replay_tests::fuzzing`; a failure prints the minimal input.
 //!
-//! `PROPTEST_CASES=<n>` sets how many arbitrary inputs each target gets, and
-//! as many mutated seeds (default 256 of each). The seed files that come from the journal and the engine
-//! are written by the ignored test `write_seed_corpus`:
+//! `PROPTEST_CASES=<n>` sets how many arbitrary inputs each target gets,
+//! and as many mutated seeds (default 256 of each). The seed files that come
+//! from the journal and the engine are written by the ignored test
+//! `write_seed_corpus`:
 //! `cargo test -p retrace-replay-tests --test fuzz_corpus -- --ignored write_seed_corpus`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

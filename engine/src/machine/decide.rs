@@ -355,6 +355,13 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             if self.state.status.is_terminal() {
                 break;
             }
+            // A branch whose parallel step has ended meanwhile (it failed
+            // while this entry was deferred) has nothing left to do.
+            if let Some(t) = work.thread
+                && !self.state.activations.contains_key(&t.parallel)
+            {
+                continue;
+            }
             if self.state.status != Status::Running || self.events.len() >= EVENTS_PER_TRIGGER {
                 self.emit(Event::StepDeferred {
                     step: work.step,

@@ -391,6 +391,17 @@ pub fn apply(
             if *act != state.next_act {
                 return Err(fail(format!("expected activation {}", state.next_act)));
             }
+            if let Some(t) = thread
+                && !matches!(
+                    state.activations.get(&t.parallel).map(|a| &a.waiting),
+                    Some(Waiting::Branches { .. })
+                )
+            {
+                return Err(fail(format!(
+                    "its branch belongs to activation {}, which is not a live parallel step",
+                    t.parallel
+                )));
+            }
             state.next_act += 1;
             state.transitions += 1;
             state.metrics.step_count += 1;
@@ -774,13 +785,14 @@ fn remove_with_descendants(state: &mut ExecutionState, act: u64) {
     let mut i = 0;
     while i < gone.len() {
         let parent = gone[i];
-        gone.extend(
-            state
-                .activations
-                .values()
-                .filter(|a| a.thread.is_some_and(|t| t.parallel == parent))
-                .map(|a| a.act),
-        );
+        let children: Vec<u64> = state
+            .activations
+            .values()
+            .filter(|a| a.thread.is_some_and(|t| t.parallel == parent))
+            .map(|a| a.act)
+            .filter(|a| !gone.contains(a))
+            .collect();
+        gone.extend(children);
         i += 1;
     }
     for a in gone {
