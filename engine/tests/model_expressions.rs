@@ -242,3 +242,17 @@ fn accepted_expressions_evaluate_on_a_small_stack() {
         .unwrap();
     assert_eq!(results, [false, true, true, true]);
 }
+
+#[test]
+fn an_evaluation_error_reads_the_same_every_time() {
+    // CEL prints the values of a failed operation, and a map in hash order;
+    // the engine records errors in events, so their text must not vary.
+    let expr = retrace_engine::model::Expr::compile("variables - 1").unwrap();
+    let context =
+        serde_json::json!({"variables": {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}});
+    let first = expr.evaluate(&context).unwrap_err().message;
+    assert!(first.contains("map"), "{first}");
+    for _ in 0..50 {
+        assert_eq!(expr.evaluate(&context).unwrap_err().message, first);
+    }
+}

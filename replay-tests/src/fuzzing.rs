@@ -15,10 +15,8 @@
 //! stable test, so the bodies turn the error such a panic leaves behind back
 //! into a panic.
 //!
-//! Bugs the targets found that are not fixed yet are stepped around in
-//! [`known_bugs`], each by the narrowest test of its trigger, so the
-//! targets keep finding new ones. `RETRACE_FUZZ_UNGUARDED=1` turns the
-//! guards off, to check a fix.
+//! The bugs these targets found are fixed; their minimal triggers stay in
+//! the seed corpus (`gen-known-*`) as regression inputs.
 
 use std::collections::BTreeSet;
 
@@ -178,7 +176,7 @@ pub fn expression(data: &[u8]) {
     let second = expr.evaluate(&context);
     let same = match (&first, &second) {
         (Ok(a), Ok(b)) => a == b,
-        (Err(a), Err(b)) => known_bugs::same_eval_error(&a.message, &b.message),
+        (Err(a), Err(b)) => a.message == b.message,
         _ => false,
     };
     assert!(
@@ -590,47 +588,5 @@ fn snapshot_round_trip(state: &ExecutionState) -> ExecutionState {
             "a state's snapshot does not decode: {error}\n{}",
             String::from_utf8_lossy(&bytes)
         ),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Known bugs
-// ---------------------------------------------------------------------------
-
-pub mod known_bugs {
-    //! Inputs that trigger bugs these targets found and that are not fixed
-    //! yet. Each check is the narrowest description of its trigger that the
-    //! bodies can test from outside; delete it with the fix (and run with
-    //! `RETRACE_FUZZ_UNGUARDED=1` to see the fix hold).
-    //!
-    //! - E2 expressions: an evaluation error that shows a CEL map (e.g.
-    //!   `error - 1`) prints it in hash order, so the same evaluation gives
-    //!   different messages, and a re-run step records a different error.
-    //!
-    //! Fixed (their guards are gone): J1-J5, integer overflow on hostile
-    //! positions and seqs at open, in the writer and in `verify`; J2,
-    //! `verify` listing every seq a far-off claim skips; E1, a crafted
-    //! history whose parallel threads form a cycle.
-
-    use std::sync::OnceLock;
-
-    /// Whether the guards are on (they are unless `RETRACE_FUZZ_UNGUARDED` is set).
-    pub fn enabled() -> bool {
-        static ENABLED: OnceLock<bool> = OnceLock::new();
-        *ENABLED.get_or_init(|| std::env::var_os("RETRACE_FUZZ_UNGUARDED").is_none())
-    }
-
-    /// E2: two messages of one evaluation error are the same, up to the
-    /// order a map is printed in (checked as: the same bytes, in any order).
-    pub fn same_eval_error(a: &str, b: &str) -> bool {
-        if a == b {
-            return true;
-        }
-        let sorted = |s: &str| {
-            let mut bytes = s.as_bytes().to_vec();
-            bytes.sort_unstable();
-            bytes
-        };
-        enabled() && sorted(a) == sorted(b)
     }
 }

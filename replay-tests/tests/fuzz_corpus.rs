@@ -520,7 +520,7 @@ fn stores() -> BTreeMap<String, Vec<u8>> {
         fuzzing::encode_entries(&store.raw_entries()),
     );
 
-    // The triggers of the known bugs that panic (see `fuzzing::known_bugs`).
+    // The triggers of bugs the targets found (all fixed): regression inputs.
     let mut record = vec![1u8; 41];
     record[1..17].copy_from_slice(EXECUTION.as_bytes());
     record[17..25].copy_from_slice(&1u64.to_le_bytes());

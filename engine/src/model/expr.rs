@@ -134,11 +134,40 @@ impl Expr {
             .program
             .execute(&cel_context)
             .map_err(|error| EvalError {
-                message: format!("evaluating `{}`: {error}", self.source),
+                message: format!("evaluating `{}`: {}", self.source, describe(&error)),
             })?;
         to_json(&result).map_err(|message| EvalError {
             message: format!("evaluating `{}`: {message}", self.source),
         })
+    }
+}
+
+/// An evaluation error in words that do not depend on hash order: CEL's own
+/// messages print the values involved, and a map prints its entries in
+/// whatever order its hash map holds them, so one failure could be recorded
+/// with different texts. Values are named by their type instead.
+#[allow(deprecated)]
+fn describe(error: &cel::ExecutionError) -> String {
+    use cel::ExecutionError as E;
+    let t = |v: &cel::Value| v.type_of().to_string();
+    match error {
+        E::UnsupportedTargetType { target } => format!("invalid argument type: {}", t(target)),
+        E::NotSupportedAsMethod { method, target } => {
+            format!("method '{method}' not supported on type '{}'", t(target))
+        }
+        E::UnsupportedKeyType(v) => format!("unable to use a {} as a key", t(v)),
+        E::ValuesNotComparable(a, b) => format!("{} can not be compared to {}", t(a), t(b)),
+        E::UnsupportedUnaryOperator(op, v) => {
+            format!("unsupported unary operator '{op}' on {}", t(v))
+        }
+        E::UnsupportedBinaryOperator(op, a, b) => {
+            format!(
+                "unsupported binary operator '{op}' on {} and {}",
+                t(a),
+                t(b)
+            )
+        }
+        other => other.to_string(),
     }
 }
 
