@@ -388,9 +388,6 @@ pub fn apply(
             thread,
             input,
         } => {
-            if *act != state.next_act {
-                return Err(fail(format!("expected activation {}", state.next_act)));
-            }
             if let Some(t) = thread
                 && !matches!(
                     state.activations.get(&t.parallel).map(|a| &a.waiting),
@@ -402,11 +399,8 @@ pub fn apply(
                     t.parallel
                 )));
             }
-            state.next_act += 1;
-            state.transitions += 1;
-            state.metrics.step_count += 1;
-            state.activations.insert(
-                *act,
+            begin(
+                state,
                 Activation {
                     act: *act,
                     role: Role::Step,
@@ -416,7 +410,10 @@ pub fn apply(
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
                 },
-            );
+            )
+            .map_err(fail)?;
+            state.transitions += 1;
+            state.metrics.step_count += 1;
         }
         Event::TaskScheduled {
             act,
@@ -630,12 +627,8 @@ pub fn apply(
             step,
             input,
         } => {
-            if *act != state.next_act {
-                return Err(fail(format!("expected activation {}", state.next_act)));
-            }
-            state.next_act += 1;
-            state.activations.insert(
-                *act,
+            begin(
+                state,
                 Activation {
                     act: *act,
                     role: Role::Compensation { of: *of },
@@ -645,7 +638,8 @@ pub fn apply(
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
                 },
-            );
+            )
+            .map_err(fail)?;
         }
         Event::CompensationCompleted { act, of, .. } | Event::CompensationSkipped { act, of } => {
             if let Event::CompensationCompleted { .. } = event
@@ -693,12 +687,8 @@ pub fn apply(
             input,
             error,
         } => {
-            if *act != state.next_act {
-                return Err(fail(format!("expected activation {}", state.next_act)));
-            }
-            state.next_act += 1;
-            state.activations.insert(
-                *act,
+            begin(
+                state,
                 Activation {
                     act: *act,
                     role: Role::Handler {
@@ -715,7 +705,8 @@ pub fn apply(
                         input: input.clone(),
                     },
                 },
-            );
+            )
+            .map_err(fail)?;
         }
         Event::HandlerFinished { act, .. } => {
             if state.activations.remove(act).is_none() {
@@ -757,6 +748,16 @@ pub fn apply(
         Event::ExecutionTerminated { .. } => end(state, Status::Terminated, at_ms),
     }
     state.seq = seq;
+    Ok(())
+}
+
+/// Starts an activation: it must take the next activation id.
+fn begin(state: &mut ExecutionState, activation: Activation) -> Result<(), String> {
+    if activation.act != state.next_act {
+        return Err(format!("expected activation {}", state.next_act));
+    }
+    state.next_act += 1;
+    state.activations.insert(activation.act, activation);
     Ok(())
 }
 
