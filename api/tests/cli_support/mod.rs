@@ -115,9 +115,14 @@ impl Server {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--listen", listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .args(["--listen", listen]);
+        Server::spawn(command, data).await
+    }
+
+    /// Runs `command` (a `serve` with whatever flags and environment the
+    /// caller set) and waits for its "listening" line; `data` is its folder.
+    pub async fn spawn(mut command: Command, data: &Path) -> Server {
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = command.spawn().unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
         let (addr_tx, mut addr_rx) = mpsc::unbounded_channel();
@@ -149,15 +154,24 @@ impl Server {
     }
 
     /// SIGTERM; waits for the exit and checks it was clean.
-    pub async fn stop(mut self) {
-        signal(&self.child, "TERM");
+    pub async fn stop(self) {
+        let (code, log) = self.stop_with("TERM").await;
+        assert_eq!(code, 0, "the server stops cleanly: {log}");
+    }
+
+    /// Sends signal `name`, waits for the exit; its code and the server's log.
+    pub async fn stop_with(mut self, name: &str) -> (i32, String) {
+        signal(&self.child, name);
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
             .expect("the server stops")
             .unwrap();
-        let _ = tokio::time::timeout(PATIENCE, self.reader).await;
+        tokio::time::timeout(PATIENCE, self.reader)
+            .await
+            .expect("stderr closes with the process")
+            .unwrap();
         let log = self.stderr.lock().unwrap().clone();
-        assert_eq!(status.code(), Some(0), "the server stops cleanly: {log}");
+        (status.code().unwrap_or(-1), log)
     }
 }
 
