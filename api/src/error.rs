@@ -3,7 +3,8 @@
 //! `{"error":{"code","message","details"?}}` with the status the code implies.
 //!
 //! Owns the mapping from engine, agent and journal errors to HTTP statuses and
-//! stable codes (listed in `docs/api.md`). It must never decide *whether*
+//! stable codes ([`Code`], listed in `docs/api.md` and, per endpoint, in the
+//! OpenAPI document). It must never decide *whether*
 //! something is an error — handlers and the engine do — and never invent a
 //! code for a case the table here does not name.
 
@@ -15,6 +16,7 @@ use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
 use retrace_engine::runtime::Error as EngineError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Everything the API can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -83,59 +85,192 @@ pub enum Error {
     Status { status: StatusCode, message: String },
 }
 
-/// One entry of `details`.
-#[derive(Debug, Serialize)]
-struct Detail<'a> {
+/// One entry of `details`: where in the document, and what is wrong there.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ErrorDetail)]
+pub(crate) struct Detail<'a> {
+    /// For `invalid_workflow`, a path into the definition as the workflow
+    /// language writes it (`steps[0].capability`; empty for the whole
+    /// document); for `invalid_input`, a JSON pointer into the input.
     path: &'a str,
     message: &'a str,
 }
 
-#[derive(Debug, Serialize)]
-struct Body<'a> {
+/// The body of every error response: `{"error":{"code","message","details"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Debug, Serialize)]
-struct Inner<'a> {
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ErrorObject)]
+pub(crate) struct Inner<'a> {
+    /// The stable code; the response's status goes with it.
+    #[schema(value_type = Code)]
     code: &'static str,
+    /// A readable explanation, for people: match on `code`, not on this.
     message: String,
+    /// Only for `invalid_workflow` (one entry per problem) and
+    /// `invalid_input` (one entry per mismatch); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     details: Option<Vec<Detail<'a>>>,
 }
 
+/// The stable codes of error bodies. Each implies a status
+/// ([`Code::status`]), except that a layer's own error response keeps its
+/// status (`Error::Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Code {
+    BadRequest,
+    MalformedJson,
+    InvalidQuery,
+    InvalidHeader,
+    NotFound,
+    UnknownWorkflow,
+    UnknownExecution,
+    UnknownAgent,
+    UnknownTask,
+    MethodNotAllowed,
+    Timeout,
+    WrongState,
+    NotOutstanding,
+    NotYours,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidBody,
+    InvalidWorkflow,
+    InvalidInput,
+    InvalidRegistration,
+    Internal,
+    Unavailable,
+}
+
+impl Code {
+    /// Every code, by status.
+    pub const ALL: [Code; 23] = [
+        Code::BadRequest,
+        Code::MalformedJson,
+        Code::InvalidQuery,
+        Code::InvalidHeader,
+        Code::NotFound,
+        Code::UnknownWorkflow,
+        Code::UnknownExecution,
+        Code::UnknownAgent,
+        Code::UnknownTask,
+        Code::MethodNotAllowed,
+        Code::Timeout,
+        Code::WrongState,
+        Code::NotOutstanding,
+        Code::NotYours,
+        Code::Conflict,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::InvalidBody,
+        Code::InvalidWorkflow,
+        Code::InvalidInput,
+        Code::InvalidRegistration,
+        Code::Internal,
+        Code::Unavailable,
+    ];
+
+    /// The code as error bodies spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::MalformedJson => "malformed_json",
+            Code::InvalidQuery => "invalid_query",
+            Code::InvalidHeader => "invalid_header",
+            Code::NotFound => "not_found",
+            Code::UnknownWorkflow => "unknown_workflow",
+            Code::UnknownExecution => "unknown_execution",
+            Code::UnknownAgent => "unknown_agent",
+            Code::UnknownTask => "unknown_task",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::Timeout => "timeout",
+            Code::WrongState => "wrong_state",
+            Code::NotOutstanding => "not_outstanding",
+            Code::NotYours => "not_yours",
+            Code::Conflict => "conflict",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
+            Code::InvalidBody => "invalid_body",
+            Code::InvalidWorkflow => "invalid_workflow",
+            Code::InvalidInput => "invalid_input",
+            Code::InvalidRegistration => "invalid_registration",
+            Code::Internal => "internal",
+            Code::Unavailable => "unavailable",
+        }
+    }
+
+    /// The status an error with this code is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::BadRequest | Code::MalformedJson | Code::InvalidQuery | Code::InvalidHeader => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::NotFound
+            | Code::UnknownWorkflow
+            | Code::UnknownExecution
+            | Code::UnknownAgent
+            | Code::UnknownTask => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Code::WrongState | Code::NotOutstanding | Code::NotYours | Code::Conflict => {
+                StatusCode::CONFLICT
+            }
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidBody
+            | Code::InvalidWorkflow
+            | Code::InvalidInput
+            | Code::InvalidRegistration => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 impl Error {
+    /// The stable code.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::NoRoute { .. } => Code::NotFound,
+            Error::MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            Error::UnknownWorkflow(_) => Code::UnknownWorkflow,
+            Error::UnknownExecution(_) => Code::UnknownExecution,
+            Error::UnknownAgent(_) => Code::UnknownAgent,
+            Error::UnknownTask(_) => Code::UnknownTask,
+            Error::MalformedJson(_) => Code::MalformedJson,
+            Error::InvalidBody(_) => Code::InvalidBody,
+            Error::InvalidQuery(_) => Code::InvalidQuery,
+            Error::InvalidHeader(_) => Code::InvalidHeader,
+            Error::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            Error::InvalidWorkflow(_) => Code::InvalidWorkflow,
+            Error::InvalidInput(_) => Code::InvalidInput,
+            Error::InvalidRegistration(_) => Code::InvalidRegistration,
+            Error::WrongState(_) => Code::WrongState,
+            Error::NotOutstanding(_) => Code::NotOutstanding,
+            Error::NotYours(_) => Code::NotYours,
+            Error::Conflict(_) => Code::Conflict,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Internal(_) => Code::Internal,
+            Error::Status { status, .. } => code_of_status(*status),
+        }
+    }
+
     /// The HTTP status and the stable code.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Error::NoRoute { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            Error::MethodNotAllowed { .. } => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-            }
-            Error::UnknownWorkflow(_) => (StatusCode::NOT_FOUND, "unknown_workflow"),
-            Error::UnknownExecution(_) => (StatusCode::NOT_FOUND, "unknown_execution"),
-            Error::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent"),
-            Error::UnknownTask(_) => (StatusCode::NOT_FOUND, "unknown_task"),
-            Error::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Error::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            Error::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
-            Error::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header"),
-            Error::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Error::InvalidWorkflow(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow"),
-            Error::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
-            Error::InvalidRegistration(_) => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_registration")
-            }
-            Error::WrongState(_) => (StatusCode::CONFLICT, "wrong_state"),
-            Error::NotOutstanding(_) => (StatusCode::CONFLICT, "not_outstanding"),
-            Error::NotYours(_) => (StatusCode::CONFLICT, "not_yours"),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            Error::Status { status, .. } => (*status, code_of_status(*status)),
-        }
+        let code = self.code();
+        let status = match self {
+            Error::Status { status, .. } => *status,
+            _ => code.status(),
+        };
+        (status, code.as_str())
     }
 
     fn details(&self) -> Option<Vec<Detail<'_>>> {
@@ -185,16 +320,16 @@ impl Error {
 }
 
 /// The code for a status when all that is known is the status.
-fn code_of_status(status: StatusCode) -> &'static str {
+fn code_of_status(status: StatusCode) -> Code {
     match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedMediaType,
+        StatusCode::REQUEST_TIMEOUT => Code::Timeout,
+        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        s if s.is_server_error() => Code::Internal,
+        _ => Code::BadRequest,
     }
 }
 
@@ -270,6 +405,51 @@ impl From<retrace_journal::Error> for Error {
             | J::CorruptIndex(_)
             | J::UnsupportedFormat { .. }
             | J::Storage(_) => Error::Internal(j.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_implies_its_status_and_a_layers_status_is_kept() {
+        let unknown = Error::UnknownExecution("x".into());
+        assert_eq!(
+            unknown.status_and_code(),
+            (StatusCode::NOT_FOUND, "unknown_execution")
+        );
+        let teapot = Error::Status {
+            status: StatusCode::IM_A_TEAPOT,
+            message: "short and stout".into(),
+        };
+        assert_eq!(
+            teapot.status_and_code(),
+            (StatusCode::IM_A_TEAPOT, "bad_request")
+        );
+        let gateway = Error::Status {
+            status: StatusCode::BAD_GATEWAY,
+            message: "upstream".into(),
+        };
+        assert_eq!(
+            gateway.status_and_code(),
+            (StatusCode::BAD_GATEWAY, "internal")
+        );
+    }
+
+    #[test]
+    fn every_code_is_listed_once_with_a_client_or_server_error_status() {
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+        for code in Code::ALL {
+            let status = code.status();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code:?}"
+            );
         }
     }
 }

@@ -10,16 +10,19 @@
 //! - [`extract`]: body, query and path extractors that reject with [`Error`].
 //! - [`views`]: the JSON the API answers with; [`time`]: how instants are
 //!   written.
+//! - [`openapi`]: the OpenAPI document of the API (`GET /openapi.json`,
+//!   copied to `docs/openapi.json`).
 //! - [`state`]: what handlers share, the limits, and the shutdown switch.
 //! - [`cli`]: the `retrace` binary's subcommands: `serve`; offline `replay`,
 //!   `verify`, `export`; client commands against a server; `agent`.
 //!
 //! The endpoints, their bodies and error codes are documented in
-//! `docs/api.md`.
+//! `docs/api.md`, and described for machines by the OpenAPI document.
 
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod time;

@@ -14,18 +14,26 @@ use retrace_engine::runtime::{ExecutionSummary, HistoryEvent};
 use retrace_journal::{EventRecord, ExecutionId};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
+use crate::openapi::{ExecutionStatus, schemas};
 use crate::time::rfc3339;
 
 /// One event, as the events page and the SSE streams show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventView {
+    /// Its place in the execution's history: 1, 2, 3, …
     pub seq: u64,
     /// The event's kind: `execution_started`, `task_completed`, …
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "task_completed")]
     pub kind: &'static str,
+    /// When it was recorded (RFC 3339, UTC, milliseconds).
+    #[schema(format = DateTime)]
     pub at: String,
-    /// The event's fields (its JSON without the `type` tag).
+    /// The event's fields (its JSON without the `type` tag), as the journal
+    /// stores them: free JSON whose shape depends on `type`; instants in it
+    /// are milliseconds since the Unix epoch (`…AtMs`).
     pub data: Value,
     /// The record's hash-chain link, lowercase hex.
     pub hash: String,
@@ -52,12 +60,14 @@ impl EventView {
 }
 
 /// An event of the engine-wide stream: the same fields, and whose it is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalEventView {
     /// The journal-wide position (the stream's `id:`).
     pub position: u64,
+    #[schema(value_type = String, format = "uuid")]
     pub execution_id: ExecutionId,
+    /// The name of the workflow the execution runs.
     pub workflow: String,
     #[serde(flatten)]
     pub event: EventView,
@@ -76,13 +86,17 @@ fn event_data(event: &Event) -> Value {
 }
 
 /// One line of the execution list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionSummaryView {
+    #[schema(value_type = String, format = "uuid")]
     pub id: ExecutionId,
     pub workflow: String,
+    /// The workflow version it runs (64 hex digits).
     pub version: String,
+    #[schema(value_type = ExecutionStatus)]
     pub status: &'static str,
+    #[schema(format = DateTime)]
     pub start_time: String,
 }
 
@@ -99,42 +113,65 @@ impl From<&ExecutionSummary> for ExecutionSummaryView {
 }
 
 /// Everything shown about one execution.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
+    #[schema(value_type = String, format = "uuid")]
     pub id: ExecutionId,
     pub workflow: String,
+    /// The workflow version it runs (64 hex digits).
     pub version: String,
+    #[schema(value_type = ExecutionStatus)]
     pub status: &'static str,
+    /// The input it was started with: free JSON (`null` when none was given).
     pub input: Value,
+    /// Its output once completed: free JSON (`null` until then).
     pub output: Value,
+    /// Why it failed, once it failed; `null` otherwise.
+    #[schema(value_type = Option<schemas::ErrorInfo>, required = true)]
     pub error: Option<ErrorInfo>,
+    /// The workflow's variables as they stand: free JSON (an object).
     pub variables: Value,
+    /// The started steps still waiting for something.
     pub current_steps: Vec<CurrentStep>,
     /// Failed steps an operator may retry or skip (paused), or the one a
     /// failed execution would be redriven from.
+    #[schema(value_type = Vec<schemas::FailedStep>)]
     pub failed_steps: Vec<FailedStep>,
+    #[schema(format = DateTime)]
     pub start_time: String,
+    /// When it ended; `null` while it has not.
+    #[schema(format = DateTime, required = true)]
     pub end_time: Option<String>,
     pub metrics: ExecutionMetrics,
+    /// The execution that started it as a child; `null` for a top-level one.
+    #[schema(value_type = Option<String>, format = "uuid", required = true)]
     pub parent_id: Option<ExecutionId>,
+    /// The key it was started with, if any.
+    #[schema(required = true)]
     pub idempotency_key: Option<String>,
     /// The seq of its last event: where a stream resumes to see what is new.
     pub last_seq: u64,
 }
 
 /// A started step still waiting for something.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CurrentStep {
     pub step_id: String,
+    /// The activation's number within the execution.
     pub activation: u64,
     /// `step`, `compensation` or `handler`.
+    #[schema(value_type = schemas::StepRole)]
     pub role: &'static str,
+    /// The parallel branch it runs in; `null` at the top level.
+    #[schema(value_type = Option<schemas::Thread>, required = true)]
     pub thread: Option<Thread>,
+    #[schema(format = DateTime)]
     pub start_time: String,
     /// What it waits for: `{"for": "task" | "retry" | "timer" | "event" |
-    /// "child" | "branches" | "starting", …}`.
+    /// "child" | "branches" | "starting", …}` with the engine's details
+    /// (free JSON beyond `for`).
     pub waiting: Value,
 }
 
@@ -157,7 +194,7 @@ impl From<&Activation> for CurrentStep {
 
 /// An execution's figures. `duration` is in milliseconds: up to its end,
 /// or up to now while it runs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionMetrics {
     pub duration: u64,
@@ -200,20 +237,27 @@ impl ExecutionView {
 }
 
 /// A task handed to an agent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskView {
+    /// `<execution id>.<activation>.<attempt>`.
     pub id: String,
+    #[schema(value_type = String, format = "uuid")]
     pub execution_id: ExecutionId,
     pub step_id: String,
     pub capability: String,
+    /// 1 for the first attempt, then one more per retry.
     pub attempt: u32,
+    /// The step's evaluated input: free JSON.
     pub input: Value,
     /// How long the claim lasts from now unless heartbeated: the step's
     /// start-to-close timeout, or its heartbeat interval when that is shorter.
     pub lease_ms: u64,
+    /// When the claim runs out unless heartbeated.
+    #[schema(format = DateTime)]
     pub lease_deadline: String,
     /// When set, the agent must heartbeat the task at least this often.
+    #[schema(required = true)]
     pub heartbeat_ms: Option<u64>,
     /// The same for every delivery of this attempt: the task id.
     pub idempotency_key: String,
@@ -237,20 +281,32 @@ impl From<&ClaimedTask> for TaskView {
 }
 
 /// A registered agent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentView {
+    #[schema(format = "uuid")]
     pub id: String,
     pub name: String,
+    /// Deduplicated and sorted.
     pub capabilities: Vec<String>,
     pub max_concurrency: u32,
+    #[schema(value_type = schemas::AgentStatus)]
     pub status: AgentStatus,
+    /// Tasks it holds now.
     pub active_tasks: u32,
+    /// Tasks it held that ended: settled or timed out.
     pub task_count: u64,
+    /// Succeeded / `taskCount` (timeouts count as failures); `1.0` when none.
     pub success_rate: f64,
+    /// Mean time from claim to settle or timeout; `0.0` when none.
     pub average_task_ms: f64,
+    /// `activeTasks / maxConcurrency`, in `0..=1`.
     pub load_factor: f64,
+    /// Its last poll, heartbeat or task heartbeat; now while it is waiting in
+    /// a long poll.
+    #[schema(format = DateTime)]
     pub last_seen: String,
+    #[schema(format = DateTime)]
     pub registered_at: String,
 }
 
@@ -274,10 +330,12 @@ impl From<AgentInfo> for AgentView {
 }
 
 /// A workflow version, without its definition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VersionView {
+    /// The hex BLAKE3 hash of the canonical definition (64 digits).
     pub version: String,
     /// The document's own `version` label, if it has one.
+    #[schema(required = true)]
     pub label: Option<String>,
 }
 
@@ -291,11 +349,16 @@ impl From<&Workflow> for VersionView {
 }
 
 /// A workflow version with its canonical definition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkflowView {
     pub name: String,
+    /// The hex BLAKE3 hash of the canonical definition (64 digits).
     pub version: String,
+    /// The document's own `version` label, if it has one.
+    #[schema(required = true)]
     pub label: Option<String>,
+    /// The canonical form of the definition: free JSON in the workflow
+    /// language (`docs/dsl.md`).
     pub definition: Value,
 }
 

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, agent_id};
@@ -16,20 +17,45 @@ use crate::routes::commands::NoBody;
 use crate::state::AppState;
 use crate::views::AgentView;
 
-#[derive(Debug, Deserialize)]
+/// An agent's registration.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = RegisterAgent)]
 pub struct RegisterBody {
+    /// 1 to 128 characters.
     name: String,
+    /// The capabilities it offers: 1 to 100, each `a-z 0-9` first, then
+    /// also `_ . : -`.
     capabilities: Vec<String>,
+    /// How many tasks it holds at once: 1 to 10000, default 10.
+    #[schema(minimum = 1, maximum = 10000)]
     max_concurrency: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+/// A registration's id.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RegisteredAgent)]
 struct Registered {
+    /// The agent's id: name it in polls and heartbeats.
+    #[schema(format = "uuid")]
     id: String,
 }
 
 /// `POST /v1/agents` → `201 {"id"}`.
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    operation_id = "registerAgent",
+    tag = "agents",
+    summary = "Register an agent",
+    description = "Registrations live in the server's memory and do not survive a \
+        restart: after one, every agent id is unknown (`404 unknown_agent`) and the \
+        agent registers again.",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered.", body = Registered),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterBody>,
@@ -45,12 +71,25 @@ pub async fn register(
     ))
 }
 
-#[derive(Debug, Serialize)]
+/// Every registered agent.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AgentList)]
 struct AgentsView {
+    /// In registration order.
     agents: Vec<AgentView>,
 }
 
 /// `GET /v1/agents`, in registration order.
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    operation_id = "listAgents",
+    tag = "agents",
+    summary = "List registered agents",
+    responses(
+        (status = 200, description = "Every registered agent, in registration order.", body = AgentsView),
+    ),
+)]
 pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
     let agents = state
         .engine
@@ -63,6 +102,17 @@ pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /v1/agents/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{id}",
+    operation_id = "getAgent",
+    tag = "agents",
+    summary = "Read one agent",
+    params(("id" = String, Path, format = "uuid", description = "The agent's id, as registering answered it.")),
+    responses(
+        (status = 200, description = "The agent as the registry shows it.", body = AgentView),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -76,14 +126,29 @@ pub async fn get(
     Ok(axum::Json(AgentView::from(info)))
 }
 
-#[derive(Debug, Serialize)]
+/// An agent unregistered.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UnregisteredAgent)]
 struct Unregistered {
+    #[schema(format = "uuid")]
     id: String,
     /// Tasks it held, back in their queues for another agent.
     requeued: Vec<String>,
 }
 
 /// `DELETE /v1/agents/{id}`: the tasks it held go back to their queues.
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{id}",
+    operation_id = "unregisterAgent",
+    tag = "agents",
+    summary = "Unregister an agent",
+    description = "The tasks it held go back to the front of their queues.",
+    params(("id" = String, Path, format = "uuid", description = "The agent's id, as registering answered it.")),
+    responses(
+        (status = 200, description = "Unregistered; the ids of the tasks it held.", body = Unregistered),
+    ),
+)]
 pub async fn unregister(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -95,6 +160,21 @@ pub async fn unregister(
 
 /// `POST /v1/agents/{id}/heartbeat`: the agent is alive; answers with what
 /// the registry now shows about it.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{id}/heartbeat",
+    operation_id = "heartbeatAgent",
+    tag = "agents",
+    summary = "Mark an agent alive",
+    params(("id" = String, Path, format = "uuid", description = "The agent's id, as registering answered it.")),
+    request_body(
+        content = Option<NoBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "The agent as `GET /v1/agents/{id}` shows it now.", body = AgentView),
+    ),
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -12,9 +12,11 @@ use retrace_engine::machine::ExecutionState;
 use retrace_journal::ExecutionId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{OptionalJson, Path, execution_id};
+use crate::openapi::ExecutionStatus;
 use crate::state::AppState;
 
 /// The longest `reason`, in bytes.
@@ -23,9 +25,12 @@ pub const REASON_BYTES_MAX: usize = 1024;
 pub const EVENT_NAME_BYTES_MAX: usize = 128;
 
 /// A command's answer: the execution's status after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CommandResult)]
 pub struct CommandView {
+    #[schema(value_type = String, format = "uuid")]
     id: ExecutionId,
+    #[schema(value_type = ExecutionStatus)]
     status: &'static str,
 }
 
@@ -39,27 +44,43 @@ impl From<ExecutionState> for CommandView {
 }
 
 /// A body with nothing in it (`{}` or no body at all).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = EmptyBody)]
 pub struct NoBody {}
 
-#[derive(Debug, Default, Deserialize)]
+/// Why (recorded in the event).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReasonBody)]
 pub struct ReasonBody {
+    /// At most 1024 bytes; without it the recorded reason says the command
+    /// came over the HTTP API.
+    #[schema(max_length = 1024)]
     reason: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why, and whether to undo completed steps first.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CancelBody)]
 pub struct CancelBody {
+    /// At most 1024 bytes; without it the recorded reason says the command
+    /// came over the HTTP API.
+    #[schema(max_length = 1024)]
     reason: Option<String>,
+    /// With `true`, its completed steps that declare `compensate` are undone
+    /// first (newest first).
     #[serde(default)]
     compensate: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What the skipped step stands for.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SkipBody)]
 pub struct SkipBody {
+    /// Stands for the skipped step's result: free JSON (`null` when left out).
     #[serde(default)]
     output: Value,
 }
@@ -83,6 +104,23 @@ fn answer(state: ExecutionState) -> Answer {
     Ok(axum::Json(CommandView::from(state)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/pause",
+    operation_id = "pauseExecution",
+    tag = "executions",
+    summary = "Pause an execution",
+    description = "Stops new dispatches; results of tasks already out are still recorded. Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<ReasonBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -93,6 +131,23 @@ pub async fn pause(
     answer(state.engine.pause(id, &reason).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/resume",
+    operation_id = "resumeExecution",
+    tag = "executions",
+    summary = "Resume a paused execution",
+    description = "Continues an execution an operator paused (one holding a failed step takes `retry` or `skip`). Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<NoBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -101,6 +156,23 @@ pub async fn resume(
     answer(state.engine.resume(execution_id(&id)?).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/cancel",
+    operation_id = "cancelExecution",
+    tag = "executions",
+    summary = "Cancel an execution",
+    description = "Ends it; with `compensate: true` its completed steps that declare `compensate` are undone first (newest first). Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<CancelBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -111,6 +183,23 @@ pub async fn cancel(
     answer(state.engine.cancel(id, &reason, body.compensate).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/terminate",
+    operation_id = "terminateExecution",
+    tag = "executions",
+    summary = "Terminate an execution",
+    description = "Ends it at once, without compensation. Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<ReasonBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn terminate(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -121,6 +210,23 @@ pub async fn terminate(
     answer(state.engine.terminate(id, &reason).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/retry",
+    operation_id = "retryExecution",
+    tag = "executions",
+    summary = "Retry the failed step a paused execution holds",
+    description = "Runs again the failed step a paused execution holds (`onFailure: pause`), or its failed compensation. Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<NoBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -129,6 +235,23 @@ pub async fn retry(
     answer(state.engine.retry(execution_id(&id)?).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/skip",
+    operation_id = "skipExecution",
+    tag = "executions",
+    summary = "Skip the failed step a paused execution holds",
+    description = "Skips that step (or failed compensation); `output` stands for its result. Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<SkipBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn skip(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -137,6 +260,23 @@ pub async fn skip(
     answer(state.engine.skip(execution_id(&id)?, body.output).await?)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/redrive",
+    operation_id = "redriveExecution",
+    tag = "executions",
+    summary = "Redrive a failed execution",
+    description = "Reopens a failed execution at the step that failed; its history is kept and continues. Refused with `409 wrong_state` when the execution's status \
+        does not allow it; then nothing is recorded.",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    request_body(
+        content = Option<NoBody>,
+        description = "Optional: the body may be left out (or sent empty).",
+    ),
+    responses(
+        (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
+    ),
+)]
 pub async fn redrive(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -146,11 +286,16 @@ pub async fn redrive(
 }
 
 /// An external event's body: both fields may be left out (`null`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExternalEvent)]
 pub struct EventBody {
+    /// Becomes the waiting step's result: free JSON (`null` when left out).
     #[serde(default)]
     payload: Value,
+    /// Free JSON: a step waiting with a correlation takes only an event with
+    /// an equal one (a step without a correlation takes any).
+    #[schema(value_type = Value, required = false)]
     correlation: Option<Value>,
 }
 
@@ -173,6 +318,28 @@ pub fn check_event_name(name: &str) -> Result<(), Error> {
 
 /// `POST /v1/executions/{id}/signals/{name}`: delivers the event to this
 /// execution (kept until a step waits for it, if none does yet).
+#[utoipa::path(
+    post,
+    path = "/v1/executions/{id}/signals/{name}",
+    operation_id = "signalExecution",
+    tag = "events",
+    summary = "Send an external event to one execution",
+    description = "An event sent before any step waits for it is kept, and the first \
+        matching step takes it. An execution that has ended answers `409 wrong_state`.",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The execution's id."),
+        ("name" = String, Path, description = "The event's name: 1 to 128 bytes, \
+            `A-Z a-z 0-9` first, then also `_ . : / -` (another name is \
+            `422 invalid_body`)."),
+    ),
+    request_body(
+        content = Option<EventBody>,
+        description = "Optional: the body may be left out (payload `null`, no correlation).",
+    ),
+    responses(
+        (status = 200, description = "Delivered: the execution's status after it.", body = CommandView),
+    ),
+)]
 pub async fn signal(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
@@ -188,13 +355,40 @@ pub async fn signal(
     )
 }
 
-#[derive(Debug, Serialize)]
+/// Where a published event went.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Delivered)]
 pub struct DeliveredView {
+    /// The executions that took it (possibly none).
+    #[schema(value_type = Vec<String>)]
     delivered: Vec<ExecutionId>,
 }
 
 /// `POST /v1/events/{name}`: delivers the event to every execution waiting
 /// on `name` whose correlation matches.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{name}",
+    operation_id = "publishEvent",
+    tag = "events",
+    summary = "Publish an external event to every waiting execution",
+    description = "Delivers to every execution with a step waiting on `name` whose \
+        correlation matches (a step without a correlation takes any). Unlike a signal, \
+        it is not kept for executions that wait for it later. The name `stream` cannot \
+        be published this way (`GET /v1/events/stream` is the engine-wide stream).",
+    params(
+        ("name" = String, Path, description = "The event's name: 1 to 128 bytes, \
+            `A-Z a-z 0-9` first, then also `_ . : / -` (another name is \
+            `422 invalid_body`)."),
+    ),
+    request_body(
+        content = Option<EventBody>,
+        description = "Optional: the body may be left out (payload `null`, no correlation).",
+    ),
+    responses(
+        (status = 200, description = "The executions it was delivered to.", body = DeliveredView),
+    ),
+)]
 pub async fn publish(
     State(state): State<AppState>,
     Path(name): Path<String>,

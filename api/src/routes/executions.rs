@@ -12,28 +12,43 @@ use retrace_engine::runtime::StartRequest;
 use retrace_journal::ExecutionId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::Error;
 use crate::extract::{Json, Path, Query, execution_id};
+use crate::openapi::ExecutionStatus;
 use crate::state::{ApiConfig, AppState};
 use crate::views::{EventView, ExecutionSummaryView, ExecutionView};
 
 /// The longest idempotency key, in bytes.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 
-#[derive(Debug, Deserialize)]
+/// What to start.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = StartExecution)]
 pub struct StartBody {
+    /// The workflow's name.
     workflow: String,
+    /// A version (64 hex digits); without it, the workflow's newest.
     version: Option<String>,
+    /// The execution's input: free JSON, checked against the workflow's
+    /// `input` schema; `null` when left out.
     #[serde(default)]
     input: Value,
+    /// 1 to 256 bytes. The same key again answers with the execution it
+    /// started first and starts nothing, whatever the rest of the body says.
+    #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// An execution started (or found by its idempotency key).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StartedExecution)]
 struct StartedView {
+    #[schema(value_type = String, format = "uuid")]
     id: ExecutionId,
+    #[schema(value_type = ExecutionStatus)]
     status: &'static str,
     /// `false` when the idempotency key named an execution started before.
     created: bool,
@@ -41,6 +56,22 @@ struct StartedView {
 
 /// `POST /v1/executions`: `201` when started, `200` when the idempotency key
 /// names an execution started before (same id).
+#[utoipa::path(
+    post,
+    path = "/v1/executions",
+    operation_id = "startExecution",
+    tag = "executions",
+    summary = "Start an execution",
+    description = "Starts the workflow's newest version, or the given one, with the \
+        input checked against the workflow's `input` schema (`422 invalid_input`, \
+        with every mismatch in `details`).",
+    request_body = StartBody,
+    responses(
+        (status = 201, description = "Started.", body = StartedView),
+        (status = 200, description = "The idempotency key names an execution started \
+            before: that one (`created: false`); nothing was started.", body = StartedView),
+    ),
+)]
 pub async fn start(
     State(state): State<AppState>,
     Json(body): Json<StartBody>,
@@ -75,20 +106,34 @@ pub async fn start(
     Ok((status, axum::Json(view)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters and paging of the execution list (unknown parameters are
+/// refused).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only executions of this workflow (by name).
     workflow: Option<String>,
+    /// Only executions in this status.
+    #[param(value_type = Option<ExecutionStatus>)]
     status: Option<String>,
+    /// The page size: 100 when left out, at most 1000 (more is taken as
+    /// 1000); `0` is refused.
+    #[param(minimum = 1)]
     limit: Option<usize>,
+    /// The previous page's `nextCursor`, with the same filters.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of executions.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = ExecutionList)]
 struct ListView {
+    /// In id order, which is start order.
     executions: Vec<ExecutionSummaryView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(value_type = Option<String>, format = "uuid", required = true)]
     next_cursor: Option<ExecutionId>,
 }
 
@@ -103,6 +148,20 @@ pub fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, Err
 
 /// `GET /v1/executions?workflow=&status=&limit=&cursor=`, in id order (ids
 /// are time-ordered, so oldest first).
+#[utoipa::path(
+    get,
+    path = "/v1/executions",
+    operation_id = "listExecutions",
+    tag = "executions",
+    summary = "List executions",
+    description = "In id order, which is start order (ids are time-ordered UUIDv7), \
+        optionally filtered. `nextCursor` is the id of the last execution on the page, \
+        so it stays valid for ever.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of executions.", body = ListView),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -142,6 +201,17 @@ pub async fn list(
 }
 
 /// `GET /v1/executions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}",
+    operation_id = "getExecution",
+    tag = "executions",
+    summary = "Read one execution",
+    params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
+    responses(
+        (status = 200, description = "The execution as it stands.", body = ExecutionView),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -152,20 +222,44 @@ pub async fn get(
     Ok(axum::Json(ExecutionView::new(&execution, now_ms)))
 }
 
-#[derive(Debug, Deserialize)]
+/// Paging of an execution's events (unknown parameters are refused).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only events with a greater `seq` (default 0: from the start). To page
+    /// on, pass the last `seq` seen.
     after: Option<u64>,
+    /// The page size: 100 when left out, at most 1000 (more is taken as
+    /// 1000); `0` is refused.
+    #[param(minimum = 1)]
     limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of an execution's history.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventPage)]
 struct EventsView {
+    /// Oldest first; empty when there is nothing more yet.
     events: Vec<EventView>,
 }
 
 /// `GET /v1/executions/{id}/events?after=<seq>&limit=`: events with
 /// `seq > after`, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/events",
+    operation_id = "listExecutionEvents",
+    tag = "executions",
+    summary = "Page through an execution's history",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The execution's id."),
+        EventsQuery,
+    ),
+    responses(
+        (status = 200, description = "The events with `seq > after`, oldest first.", body = EventsView),
+    ),
+)]
 pub async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -92,6 +92,20 @@ fn plain_gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "getPrometheusMetrics",
+    tag = "metrics",
+    summary = "Metrics in the Prometheus / OpenMetrics text format",
+    description = "Read from the engine's counters at each scrape; counters restart \
+        from zero with the process. The series are listed in `docs/api.md`.",
+    responses(
+        (status = 200, description = "The OpenMetrics text exposition \
+            (`application/openmetrics-text; version=1.0.0; charset=utf-8`).",
+            content_type = "application/openmetrics-text", body = String),
+    ),
+)]
 pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error> {
     let engine = &state.engine;
     let figures = engine.metrics();
@@ -245,6 +259,17 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
 }
 
 /// `GET /v1/metrics`.
+#[utoipa::path(
+    get,
+    path = "/v1/metrics",
+    operation_id = "getMetrics",
+    tag = "metrics",
+    summary = "The same figures as JSON",
+    responses(
+        (status = 200, description = "System, per-workflow and per-capability figures.",
+            body = crate::openapi::schemas::Metrics),
+    ),
+)]
 pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
     let engine = &state.engine;
     let figures = engine.metrics();

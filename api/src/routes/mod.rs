@@ -2,8 +2,9 @@
 //! request tracing, CORS when configured, panics as `500`, and JSON bodies
 //! for the framework's own error responses).
 //!
-//! Owns the URL space and the layer order. Handlers live one module per
-//! resource; this file must never hold endpoint logic.
+//! Owns the URL space ([`endpoints`]: every method and path, and the
+//! handler that answers it) and the layer order. Handlers live one module
+//! per resource; this file must never hold endpoint logic.
 
 pub mod agents;
 pub mod commands;
@@ -18,10 +19,11 @@ use std::any::Any;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -29,54 +31,107 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::Error;
 use crate::extract::is_json;
+use crate::openapi;
 use crate::state::AppState;
+
+/// One endpoint: a method and a path, and the handler that answers them.
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    route: MethodRouter<AppState>,
+}
+
+impl Endpoint {
+    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::GET,
+            path,
+            route: get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::POST,
+            path,
+            route: post(handler),
+        }
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::DELETE,
+            path,
+            route: delete(handler),
+        }
+    }
+}
+
+/// Every endpoint [`app`] serves, and only those. Each handler describes
+/// itself for the OpenAPI document (`#[utoipa::path]`, listed in
+/// [`crate::openapi`]); a test fails when the document and [`routes`]
+/// differ.
+fn endpoints() -> Vec<Endpoint> {
+    type E = Endpoint;
+    vec![
+        E::get("/healthz", health::live),
+        E::get("/readyz", health::ready),
+        E::get("/metrics", metrics::prometheus),
+        E::get("/v1/metrics", metrics::json),
+        E::get("/openapi.json", openapi::serve),
+        E::post("/v1/workflows", workflows::define),
+        E::get("/v1/workflows", workflows::list),
+        E::post("/v1/workflows/validate", workflows::validate),
+        E::get("/v1/workflows/{name}", workflows::by_name),
+        E::get(
+            "/v1/workflows/{name}/versions/{version}",
+            workflows::version,
+        ),
+        E::post("/v1/executions", executions::start),
+        E::get("/v1/executions", executions::list),
+        E::get("/v1/executions/{id}", executions::get),
+        E::get("/v1/executions/{id}/events", executions::events),
+        E::get("/v1/executions/{id}/events/stream", streams::execution),
+        E::post("/v1/executions/{id}/pause", commands::pause),
+        E::post("/v1/executions/{id}/resume", commands::resume),
+        E::post("/v1/executions/{id}/cancel", commands::cancel),
+        E::post("/v1/executions/{id}/terminate", commands::terminate),
+        E::post("/v1/executions/{id}/retry", commands::retry),
+        E::post("/v1/executions/{id}/skip", commands::skip),
+        E::post("/v1/executions/{id}/redrive", commands::redrive),
+        E::post("/v1/executions/{id}/signals/{name}", commands::signal),
+        E::get("/v1/events/stream", streams::all),
+        E::post("/v1/events/{name}", commands::publish),
+        E::post("/v1/agents", agents::register),
+        E::get("/v1/agents", agents::list),
+        E::get("/v1/agents/{id}", agents::get),
+        E::delete("/v1/agents/{id}", agents::unregister),
+        E::post("/v1/agents/{id}/heartbeat", agents::heartbeat),
+        E::post("/v1/tasks/poll", tasks::poll),
+        E::post("/v1/tasks/{id}/complete", tasks::complete),
+        E::post("/v1/tasks/{id}/fail", tasks::fail),
+        E::post("/v1/tasks/{id}/heartbeat", tasks::heartbeat),
+    ]
+}
+
+/// Every method and path [`app`] routes, in [`endpoints`]' order.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints()
+        .into_iter()
+        .map(|e| (e.method, e.path))
+        .collect()
+}
 
 /// The HTTP API over `state`'s engine.
 pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.config.max_body_bytes;
     let cors = cors(&state.config.cors_origins);
-    let router = Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .route("/metrics", get(metrics::prometheus))
-        .route("/v1/metrics", get(metrics::json))
-        .route(
-            "/v1/workflows",
-            post(workflows::define).get(workflows::list),
-        )
-        .route("/v1/workflows/validate", post(workflows::validate))
-        .route("/v1/workflows/{name}", get(workflows::by_name))
-        .route(
-            "/v1/workflows/{name}/versions/{version}",
-            get(workflows::version),
-        )
-        .route(
-            "/v1/executions",
-            post(executions::start).get(executions::list),
-        )
-        .route("/v1/executions/{id}", get(executions::get))
-        .route("/v1/executions/{id}/events", get(executions::events))
-        .route("/v1/executions/{id}/events/stream", get(streams::execution))
-        .route("/v1/executions/{id}/pause", post(commands::pause))
-        .route("/v1/executions/{id}/resume", post(commands::resume))
-        .route("/v1/executions/{id}/cancel", post(commands::cancel))
-        .route("/v1/executions/{id}/terminate", post(commands::terminate))
-        .route("/v1/executions/{id}/retry", post(commands::retry))
-        .route("/v1/executions/{id}/skip", post(commands::skip))
-        .route("/v1/executions/{id}/redrive", post(commands::redrive))
-        .route("/v1/executions/{id}/signals/{name}", post(commands::signal))
-        .route("/v1/events/stream", get(streams::all))
-        .route("/v1/events/{name}", post(commands::publish))
-        .route("/v1/agents", post(agents::register).get(agents::list))
-        .route(
-            "/v1/agents/{id}",
-            get(agents::get).delete(agents::unregister),
-        )
-        .route("/v1/agents/{id}/heartbeat", post(agents::heartbeat))
-        .route("/v1/tasks/poll", post(tasks::poll))
-        .route("/v1/tasks/{id}/complete", post(tasks::complete))
-        .route("/v1/tasks/{id}/fail", post(tasks::fail))
-        .route("/v1/tasks/{id}/heartbeat", post(tasks::heartbeat))
+    // Endpoints on one path merge into one method router (which answers
+    // other methods with `405` and an `Allow` header).
+    let router = endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(e.path, e.route));
+    let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Extractors enforce the limit on bodies of any framing; the tower

@@ -21,6 +21,7 @@ use retrace_engine::machine::Event;
 use retrace_engine::runtime::{CATALOG_STREAM, Engine, codec};
 use retrace_journal::{EventRecord, ExecutionId, Tail};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::Error;
 use crate::extract::{Path, Query, execution_id};
@@ -49,6 +50,18 @@ fn resume_after(headers: &HeaderMap, after: Option<u64>) -> Result<u64, Error> {
             "Last-Event-ID `{text}` is not an id this stream sent (a non-negative integer)"
         ))
     })
+}
+
+/// The resume header, as the OpenAPI document shows it (read by
+/// [`resume_after`]; nothing builds this).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ResumeHeader {
+    /// The last `id:` received: the stream starts with the event after it.
+    /// Wins over `?after=`.
+    #[param(rename = "Last-Event-ID", nullable = false)]
+    last_event_id: Option<u64>,
 }
 
 /// The frame that reports a failure and ends a stream.
@@ -87,13 +100,47 @@ fn respond(state: &AppState, frames: impl Stream<Item = Frame> + Send + 'static)
         .into_response()
 }
 
-#[derive(Debug, Deserialize)]
+/// Where an execution's stream resumes (unknown parameters are refused).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionStreamQuery {
+    /// Start after this `seq` (default 0: from the start); a
+    /// `Last-Event-ID` header wins over it.
     after: Option<u64>,
 }
 
 /// `GET /v1/executions/{id}/events/stream`.
+#[utoipa::path(
+    get,
+    path = "/v1/executions/{id}/events/stream",
+    operation_id = "streamExecutionEvents",
+    tag = "streams",
+    summary = "Stream one execution's events (SSE)",
+    description = "The execution's history from the start (or after the given id), then \
+        its events live as they are recorded. The stream ends after the execution's \
+        terminal event (`execution_completed`, `execution_failed`, \
+        `execution_compensated`, `execution_cancelled`, `execution_terminated`) has \
+        been sent; a client that has already seen the end gets an empty stream. (A \
+        failed execution that is redriven continues: reconnect with `Last-Event-ID` \
+        to follow it.) Errors found before the stream starts are JSON error responses.",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The execution's id."),
+        ExecutionStreamQuery,
+        ResumeHeader,
+    ),
+    responses(
+        (status = 200, description = "A Server-Sent Events stream. Each frame has \
+            `id:` (the event's `seq`), `event:` (the event's type) and one `data:` line: \
+            the event as JSON, exactly as the events page shows it (schema \
+            `EventView`). Idle streams get a keep-alive comment line (`:`) every 15 s. \
+            A journal error ends the stream with a frame `event: error` whose data is \
+            an error body (schema `ErrorBody`). The stream also ends when the server \
+            shuts down.",
+            content_type = "text/event-stream", body = String,
+            example = json!("id: 4\nevent: task_completed\ndata: {\"seq\":4,\"type\":\"task_completed\",\"at\":\"2026-11-21T00:51:25.248Z\",\"data\":{\"act\":1,\"attempt\":1,\"output\":{\"name\":\"Ann\"},\"task\":\"01a1fb96-2826-7012-96b6-9bd448d552cf.1.1\"},\"hash\":\"d24d…\"}\n\n")),
+    ),
+)]
 pub async fn execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -133,14 +180,20 @@ pub async fn execution(
     Ok(respond(&state, frames))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the engine-wide stream, and where it resumes (unknown
+/// parameters are refused).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AllStreamQuery {
     /// Only events of executions of this workflow.
     workflow: Option<String>,
     /// Only events of these types (comma-separated).
     #[serde(rename = "type")]
+    #[param(example = "execution_completed,execution_failed")]
     types: Option<String>,
+    /// Start after this journal position (default 0: from the start); a
+    /// `Last-Event-ID` header wins over it.
     after: Option<u64>,
 }
 
@@ -163,6 +216,32 @@ fn workflow_of(engine: &Engine, id: ExecutionId, event: &Event) -> Result<String
 }
 
 /// `GET /v1/events/stream?workflow=&type=`.
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    operation_id = "streamEvents",
+    tag = "streams",
+    summary = "Stream every execution's events (SSE)",
+    description = "Every execution's events in the journal's global order, from the \
+        start (or after the given id), then live; it never ends by itself. With \
+        filters, ids jump over the events left out, and resuming from the last one \
+        seen is still exact.",
+    params(
+        AllStreamQuery,
+        ResumeHeader,
+    ),
+    responses(
+        (status = 200, description = "A Server-Sent Events stream. Each frame has \
+            `id:` (the event's position in the whole journal), `event:` (the event's \
+            type) and one `data:` line: the events-page JSON plus `position`, \
+            `executionId` and `workflow` (schema `GlobalEventView`). Idle streams get a \
+            keep-alive comment line (`:`) every 15 s. A journal error ends the stream \
+            with a frame `event: error` whose data is an error body (schema \
+            `ErrorBody`). The stream ends when the server shuts down.",
+            content_type = "text/event-stream", body = String,
+            example = json!("id: 11\nevent: execution_completed\ndata: {\"position\":11,\"executionId\":\"01a1fb96-2826-7012-96b6-9bd448d552cf\",\"workflow\":\"greet\",\"seq\":10,\"type\":\"execution_completed\",\"at\":\"2026-11-21T00:51:26.335Z\",\"data\":{\"output\":{\"by\":\"bob\"}},\"hash\":\"b08e…\"}\n\n")),
+    ),
+)]
 pub async fn all(
     State(state): State<AppState>,
     Query(query): Query<AllStreamQuery>,

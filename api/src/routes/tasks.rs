@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use retrace_engine::machine::{ErrorInfo, task_execution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, agent_id};
@@ -21,22 +22,49 @@ use crate::views::TaskView;
 /// The longest error type an agent may report, in bytes.
 pub const ERROR_TYPE_BYTES_MAX: usize = 128;
 
-#[derive(Debug, Deserialize)]
+/// A long poll for tasks.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = PollTasks)]
 pub struct PollBody {
+    /// The polling agent's id.
+    #[schema(format = "uuid")]
     agent_id: String,
+    /// How long to wait for a task when none is queued, in milliseconds:
+    /// default 30000; more than 60000 waits 60000; `0` never waits.
     wait_ms: Option<u64>,
+    /// The most tasks to claim: default 1; more than 100 claims at most 100,
+    /// and never more than the agent's free slots.
     max: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+/// The tasks a poll claimed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskList)]
 struct TasksView {
+    /// Oldest first; empty when the wait ended with none.
     tasks: Vec<TaskView>,
 }
 
 /// `POST /v1/tasks/poll`: claims up to `max` (default 1) tasks, waiting up
 /// to `waitMs` for one; an empty list when the wait ends (or the server
 /// shuts down).
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/poll",
+    operation_id = "pollTasks",
+    tag = "tasks",
+    summary = "Long-poll for tasks",
+    description = "Claims up to `max` tasks for the agent's capabilities, oldest first. \
+        If none is queued, waits up to `waitMs` for one, then answers with what it could \
+        claim, possibly nothing. When the server shuts down, a waiting poll answers \
+        with no tasks. Report each task, or heartbeat it, before its lease runs out, or \
+        it times out and the step's retry policy decides.",
+    request_body = PollBody,
+    responses(
+        (status = 200, description = "The tasks claimed (possibly none).", body = TasksView),
+    ),
+)]
 pub async fn poll(
     State(state): State<AppState>,
     Json(body): Json<PollBody>,
@@ -54,9 +82,12 @@ pub async fn poll(
     Ok(axum::Json(TasksView { tasks }))
 }
 
-#[derive(Debug, Serialize)]
+/// A task report recorded.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskAccepted)]
 struct Accepted {
     id: String,
+    /// Always `true` (a refused report is an error response).
     accepted: bool,
 }
 
@@ -80,14 +111,35 @@ fn task_error(id: &str, e: retrace_engine::runtime::Error) -> Error {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A task's result.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CompleteTask)]
 pub struct CompleteBody {
+    /// The task's output: free JSON (`null` when left out).
     #[serde(default)]
     output: Value,
 }
 
 /// `POST /v1/tasks/{id}/complete` `{"output"}`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/complete",
+    operation_id = "completeTask",
+    tag = "tasks",
+    summary = "Report a task's result",
+    description = "A task that is no longer outstanding (late, duplicate, timed out, \
+        withdrawn, or its execution ended) is refused with `409 not_outstanding`, and \
+        nothing changes.",
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    request_body(
+        content = Option<CompleteBody>,
+        description = "Optional: without a body, the output is `null`.",
+    ),
+    responses(
+        (status = 200, description = "Recorded.", body = Accepted),
+    ),
+)]
 pub async fn complete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -102,23 +154,44 @@ pub async fn complete(
     Ok(axum::Json(Accepted { id, accepted: true }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A task's failure.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FailTask)]
 pub struct FailBody {
     error: ErrorBody,
 }
 
-#[derive(Debug, Deserialize)]
+/// What went wrong with a task.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TaskError)]
 pub struct ErrorBody {
+    /// 1 to 128 bytes; retry policies and error routes match on it.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 128)]
     kind: String,
     message: String,
+    /// `false` says retrying cannot help.
     retryable: Option<bool>,
 }
 
 /// `POST /v1/tasks/{id}/fail` `{"error":{"type","message","retryable"?}}`:
 /// the step's retry policy decides what follows.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/fail",
+    operation_id = "failTask",
+    tag = "tasks",
+    summary = "Report a task's failure",
+    description = "The step's retry policy decides what follows. A task that is no \
+        longer outstanding is refused with `409 not_outstanding`, and nothing changes.",
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    request_body = FailBody,
+    responses(
+        (status = 200, description = "Recorded.", body = Accepted),
+    ),
+)]
 pub async fn fail(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -142,23 +215,48 @@ pub async fn fail(
     Ok(axum::Json(Accepted { id, accepted: true }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Who heartbeats a task.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = TaskHeartbeat)]
 pub struct HeartbeatBody {
     /// When given, a task claimed by another agent is refused (`not_yours`).
+    #[schema(format = "uuid")]
     agent_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A claim extended.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = TaskLease)]
 struct Extended {
     id: String,
+    /// How long the claim lasts from now.
     lease_ms: u64,
+    #[schema(format = DateTime)]
     lease_deadline: String,
 }
 
 /// `POST /v1/tasks/{id}/heartbeat`: extends the claim as a fresh claim
 /// would last.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{id}/heartbeat",
+    operation_id = "heartbeatTask",
+    tag = "tasks",
+    summary = "Keep a task's claim",
+    description = "Extends the claim as a fresh claim would last. A task that is not \
+        (or no longer) claimed is `409 not_outstanding`; with `agentId`, a task held by \
+        another agent is `409 not_yours`.",
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    request_body(
+        content = Option<HeartbeatBody>,
+        description = "Optional: the body may be left out.",
+    ),
+    responses(
+        (status = 200, description = "The claim, extended.", body = Extended),
+    ),
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path(id): Path<String>,

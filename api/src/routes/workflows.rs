@@ -11,9 +11,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use retrace_engine::model::Workflow;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{Body, Path, is_json, media_type};
+use crate::openapi::schemas::{WorkflowDefinition, WorkflowYaml};
 use crate::state::AppState;
 use crate::views::{VersionView, WorkflowView};
 
@@ -45,15 +47,49 @@ fn yaml_text(body: &[u8]) -> Result<&str, Error> {
         .map_err(|e| Error::MalformedJson(format!("a YAML definition must be UTF-8: {e}")))
 }
 
-#[derive(Debug, Serialize)]
+/// A definition stored (or found stored before).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DefinedWorkflow)]
 struct DefinedView {
     name: String,
+    /// The hex BLAKE3 hash of the canonical definition (64 digits).
     version: String,
+    /// The document's own `version` label, if it has one.
+    #[schema(required = true)]
     label: Option<String>,
+    /// `false` when the same document (same content hash) was defined before.
     created: bool,
 }
 
 /// `POST /v1/workflows`: `201` when new, `200` when defined before.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows",
+    operation_id = "defineWorkflow",
+    tag = "workflows",
+    summary = "Define a workflow",
+    description = "Stores a definition in the workflow language (`docs/dsl.md`), \
+        sent as JSON or as YAML. A definition with problems is refused with every \
+        problem in `details` (`422 invalid_workflow`); one that does not even parse \
+        is one problem at the empty path.",
+    request_body(
+        description = "A workflow definition: JSON (`application/json`, or any \
+            `application/*+json`) or YAML (`application/yaml`, `application/x-yaml`, \
+            `text/yaml`, `text/x-yaml`).",
+        content(
+            (WorkflowDefinition = "application/json"),
+            (WorkflowYaml = "application/yaml"),
+            (WorkflowYaml = "application/x-yaml"),
+            (WorkflowYaml = "text/yaml"),
+            (WorkflowYaml = "text/x-yaml"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Defined: a new version.", body = DefinedView),
+        (status = 200, description = "The same document (same content hash, whatever its \
+            spelling) was defined before; nothing changed (`created: false`).", body = DefinedView),
+    ),
+)]
 pub async fn define(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -77,15 +113,43 @@ pub async fn define(
     Ok((status, axum::Json(view)))
 }
 
-#[derive(Debug, Serialize)]
+/// A definition that passed every check.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ValidWorkflow)]
 struct ValidView {
+    /// Always `true` (problems are a `422 invalid_workflow`).
     valid: bool,
     name: String,
+    /// The version it would be defined as (64 hex digits).
     version: String,
 }
 
 /// `POST /v1/workflows/validate`: the same checks as a definition; stores
 /// nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/workflows/validate",
+    operation_id = "validateWorkflow",
+    tag = "workflows",
+    summary = "Check a workflow definition without storing it",
+    description = "The same body and the same checks as `POST /v1/workflows`; \
+        nothing is stored.",
+    request_body(
+        description = "A workflow definition: JSON (`application/json`, or any \
+            `application/*+json`) or YAML (`application/yaml`, `application/x-yaml`, \
+            `text/yaml`, `text/x-yaml`).",
+        content(
+            (WorkflowDefinition = "application/json"),
+            (WorkflowYaml = "application/yaml"),
+            (WorkflowYaml = "application/x-yaml"),
+            (WorkflowYaml = "text/yaml"),
+            (WorkflowYaml = "text/x-yaml"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The definition is valid.", body = ValidView),
+    ),
+)]
 pub async fn validate(headers: HeaderMap, Body(body): Body) -> Result<impl IntoResponse, Error> {
     let checked = match format(&headers)? {
         Format::Json => Workflow::from_json(&body),
@@ -99,20 +163,38 @@ pub async fn validate(headers: HeaderMap, Body(body): Body) -> Result<impl IntoR
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// A workflow and its versions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowListEntry)]
 struct ListEntry {
     name: String,
+    /// The newest version.
+    #[schema(required = true)]
     latest: Option<VersionView>,
+    /// Every version, oldest first.
     versions: Vec<VersionView>,
 }
 
-#[derive(Debug, Serialize)]
+/// Every workflow.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowList)]
 struct ListView {
+    /// By name.
     workflows: Vec<ListEntry>,
 }
 
 /// `GET /v1/workflows`: every workflow, by name, with its versions (oldest
 /// first).
+#[utoipa::path(
+    get,
+    path = "/v1/workflows",
+    operation_id = "listWorkflows",
+    tag = "workflows",
+    summary = "List every workflow with its versions",
+    responses(
+        (status = 200, description = "Every workflow, by name; versions oldest first.", body = ListView),
+    ),
+)]
 pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
     let workflows = state
         .engine
@@ -131,15 +213,30 @@ pub async fn list(State(state): State<AppState>) -> impl IntoResponse {
     axum::Json(ListView { workflows })
 }
 
-#[derive(Debug, Serialize)]
+/// A workflow's newest version with its definition, and every version.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NamedWorkflow)]
 struct NamedView {
     name: String,
     latest: WorkflowView,
+    /// Every version, oldest first.
     versions: Vec<VersionView>,
 }
 
 /// `GET /v1/workflows/{name}`: the newest version with its definition, and
 /// every version.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{name}",
+    operation_id = "getWorkflow",
+    tag = "workflows",
+    summary = "Read a workflow: its newest version and every version",
+    params(("name" = String, Path, description = "The workflow's name.")),
+    responses(
+        (status = 200, description = "The newest version with its canonical definition, \
+            and every version (oldest first).", body = NamedView),
+    ),
+)]
 pub async fn by_name(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -166,6 +263,21 @@ pub async fn by_name(
 }
 
 /// `GET /v1/workflows/{name}/versions/{version}`.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{name}/versions/{version}",
+    operation_id = "getWorkflowVersion",
+    tag = "workflows",
+    summary = "Read one version of a workflow",
+    params(
+        ("name" = String, Path, description = "The workflow's name."),
+        ("version" = String, Path, description = "The version: the 64-digit hex hash \
+            of the canonical definition."),
+    ),
+    responses(
+        (status = 200, description = "That version with its canonical definition.", body = WorkflowView),
+    ),
+)]
 pub async fn version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,

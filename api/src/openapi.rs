@@ -1,0 +1,724 @@
+//! The OpenAPI 3 document of the HTTP API, generated from the code: served
+//! at `GET /openapi.json` and kept in `docs/openapi.json` (a test fails when
+//! the two differ).
+//!
+//! Owns the document: its info and tags, which operations it lists (every
+//! endpoint [`crate::routes::app`] routes; each handler carries its own
+//! `#[utoipa::path]`), the error responses of every operation (which codes
+//! it can answer, with the status [`Code::status`] gives each), and the
+//! schemas of what the API shows without defining it (engine types, free
+//! JSON, the metrics JSON). It must never change what the API does: nothing
+//! here parses, checks or answers a request, `/openapi.json` aside.
+
+use std::collections::BTreeMap;
+
+use axum::response::IntoResponse;
+use retrace_engine::machine::Status;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Content, Ref, RefOr, Required, Response};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+use crate::error::Code::{self, *};
+use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
+
+/// The whole API's description.
+const DESCRIPTION: &str = "\
+The HTTP API of retrace, an event-sourced durable execution engine: define \
+workflows, start and command executions, read their histories as pages or \
+Server-Sent Events, and hand tasks to agents.
+
+- **Bodies** are JSON with `Content-Type: application/json` (or any \
+`application/*+json`); workflow definitions may also be YAML. Unknown fields \
+and unknown query parameters are refused.
+- **Times** are RFC 3339 in UTC with milliseconds; **durations** are integers \
+in milliseconds.
+- **Errors** all have the body `ErrorBody` and the status their `code` implies; \
+each operation lists the codes it can answer. Any request may also be answered \
+`404 not_found` (no route has the path), `405 method_not_allowed` (the path \
+exists, not for this method; the `Allow` header lists the methods) or `413 \
+payload_too_large` (a body over the server's limit, 1 MiB by default).
+
+The guide, with examples, is `docs/api.md`.";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "retrace", version = env!("CARGO_PKG_VERSION"), description = DESCRIPTION),
+    paths(
+        health::live,
+        health::ready,
+        metrics::prometheus,
+        metrics::json,
+        serve,
+        workflows::define,
+        workflows::list,
+        workflows::validate,
+        workflows::by_name,
+        workflows::version,
+        executions::start,
+        executions::list,
+        executions::get,
+        executions::events,
+        streams::execution,
+        commands::pause,
+        commands::resume,
+        commands::cancel,
+        commands::terminate,
+        commands::retry,
+        commands::skip,
+        commands::redrive,
+        commands::signal,
+        streams::all,
+        commands::publish,
+        agents::register,
+        agents::list,
+        agents::get,
+        agents::unregister,
+        agents::heartbeat,
+        tasks::poll,
+        tasks::complete,
+        tasks::fail,
+        tasks::heartbeat,
+    ),
+    components(schemas(crate::error::Body, crate::views::GlobalEventView)),
+    tags(
+        (name = "workflows", description = "Define, validate and read workflow definitions."),
+        (name = "executions", description = "Start, list and read executions, page through \
+            their histories, and command them (pause, resume, cancel, terminate, retry, \
+            skip, redrive)."),
+        (name = "events", description = "External events for `event` steps: to one \
+            execution (signals) or to every waiting one (publish)."),
+        (name = "streams", description = "Server-Sent Events: one execution's events, or \
+            every execution's. Both resume after `Last-Event-ID` (or `?after=`)."),
+        (name = "agents", description = "Workers in any language that offer capabilities. \
+            Registrations live in memory and do not survive a restart."),
+        (name = "tasks", description = "Agents long-poll for tasks and report each one's \
+            result, failure or liveness."),
+        (name = "health", description = "Liveness and readiness probes."),
+        (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
+        (name = "openapi", description = "This document."),
+    ),
+    modifiers(&ErrorResponses, &OptionalBodies),
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the API `app` serves.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "getOpenApi",
+    tag = "openapi",
+    summary = "This document",
+    responses(
+        (status = 200, description = "The OpenAPI document of this API (the same as \
+            `docs/openapi.json` in the source tree of this version).", body = Object),
+    ),
+)]
+pub async fn serve() -> impl IntoResponse {
+    axum::Json(document())
+}
+
+// ----- error responses -----
+
+/// What a JSON body (required or optional) can be refused with.
+const JSON_BODY: &[Code] = &[
+    BadRequest,
+    MalformedJson,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidBody,
+];
+/// What a path parameter can be refused with (not UTF-8 once decoded).
+const PATH: &[Code] = &[BadRequest];
+/// What a journal append can fail with: a concurrent change got there
+/// first, or the journal stopped accepting writes.
+const APPEND: &[Code] = &[Conflict, Unavailable];
+/// What reading the journal can fail with (besides `internal`).
+const READ: &[Code] = &[Unavailable];
+/// What a command on one execution can be refused with.
+const COMMAND: &[Code] = &[UnknownExecution, WrongState];
+/// What a task's result or failure can be refused with.
+const TASK_RESULT: &[Code] = &[UnknownTask, NotOutstanding];
+
+/// The error codes each operation can answer, by operation id; every
+/// operation can also answer `500 internal`.
+const ERRORS: &[(&str, &[&[Code]])] = &[
+    ("getLiveness", &[]),
+    ("getReadiness", &[&[Unavailable]]),
+    ("getPrometheusMetrics", &[]),
+    ("getMetrics", &[]),
+    ("getOpenApi", &[]),
+    (
+        "defineWorkflow",
+        &[
+            &[
+                BadRequest,
+                PayloadTooLarge,
+                UnsupportedMediaType,
+                MalformedJson,
+                InvalidWorkflow,
+                InvalidBody,
+            ],
+            APPEND,
+        ],
+    ),
+    ("listWorkflows", &[]),
+    (
+        "validateWorkflow",
+        &[&[
+            BadRequest,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            MalformedJson,
+            InvalidWorkflow,
+        ]],
+    ),
+    ("getWorkflow", &[PATH, &[UnknownWorkflow]]),
+    ("getWorkflowVersion", &[PATH, &[UnknownWorkflow]]),
+    (
+        "startExecution",
+        &[JSON_BODY, &[UnknownWorkflow, InvalidInput], APPEND],
+    ),
+    ("listExecutions", &[&[InvalidQuery]]),
+    ("getExecution", &[PATH, &[UnknownExecution], READ]),
+    (
+        "listExecutionEvents",
+        &[PATH, &[InvalidQuery, UnknownExecution], READ],
+    ),
+    (
+        "streamExecutionEvents",
+        &[PATH, &[InvalidQuery, InvalidHeader, UnknownExecution], READ],
+    ),
+    ("pauseExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("resumeExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("cancelExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("terminateExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("retryExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("skipExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("redriveExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("signalExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    ("streamEvents", &[&[InvalidQuery, InvalidHeader]]),
+    ("publishEvent", &[PATH, JSON_BODY, APPEND]),
+    ("registerAgent", &[JSON_BODY, &[InvalidRegistration]]),
+    ("listAgents", &[]),
+    ("getAgent", &[PATH, &[UnknownAgent]]),
+    ("unregisterAgent", &[PATH, &[UnknownAgent]]),
+    ("heartbeatAgent", &[PATH, JSON_BODY, &[UnknownAgent]]),
+    ("pollTasks", &[JSON_BODY, &[UnknownAgent]]),
+    ("completeTask", &[PATH, JSON_BODY, TASK_RESULT, APPEND]),
+    ("failTask", &[PATH, JSON_BODY, TASK_RESULT, APPEND]),
+    (
+        "heartbeatTask",
+        &[
+            PATH,
+            JSON_BODY,
+            &[UnknownTask, UnknownAgent, NotOutstanding, NotYours],
+        ],
+    ),
+];
+
+/// The error codes operation `id` can answer, `internal` included; `None`
+/// for an operation [`ERRORS`] does not name.
+fn error_codes(operation_id: &str) -> Option<Vec<Code>> {
+    let (_, groups) = ERRORS.iter().find(|(id, _)| *id == operation_id)?;
+    let mut codes: Vec<Code> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    codes.push(Internal);
+    codes.sort();
+    codes.dedup();
+    Some(codes)
+}
+
+/// When a code is answered, in general terms.
+fn meaning(code: Code) -> &'static str {
+    match code {
+        BadRequest => {
+            "A request the server cannot read otherwise (a path segment that is not \
+             UTF-8 once percent-decoded, a body that cannot be read)."
+        }
+        MalformedJson => "The body is not JSON at all (or a YAML definition is not UTF-8).",
+        InvalidQuery => {
+            "A query parameter is unknown, of the wrong type, or out of range \
+             (`status=sleeping`, `limit=0`, a `cursor` this API did not issue)."
+        }
+        InvalidHeader => "A `Last-Event-ID` that is not a non-negative integer.",
+        NotFound => "No route has this path.",
+        UnknownWorkflow => "No workflow of that name (or version).",
+        UnknownExecution => "No execution with that id (or the id is not one).",
+        UnknownAgent => {
+            "No agent registered with that id (or the id is not one): also after a \
+             server restart, since registrations live in memory; register again."
+        }
+        UnknownTask => "The task id names no task.",
+        MethodNotAllowed => {
+            "The path exists, not for this method (the `Allow` header lists the methods)."
+        }
+        Timeout => "The request took too long.",
+        WrongState => {
+            "The command does not fit the execution's status (resume a running \
+             execution, pause a completed one, signal an ended one); nothing is recorded."
+        }
+        NotOutstanding => {
+            "The task is no longer outstanding: already settled, timed out, withdrawn, \
+             or its execution ended; nothing changes."
+        }
+        NotYours => "The task is held by another agent than the one named.",
+        Conflict => {
+            "A concurrent change got there first (two starts racing with one \
+             idempotency key, a trigger that became stale); retrying is safe."
+        }
+        PayloadTooLarge => "The body is larger than the server's limit (`--max-body-bytes`).",
+        UnsupportedMediaType => {
+            "A body without `Content-Type: application/json` (or a YAML type, for \
+             workflow definitions)."
+        }
+        InvalidBody => {
+            "JSON of the wrong shape: a missing or unknown field, a wrong type, a value \
+             out of range, an ill-formed event name; or an event too large for the journal."
+        }
+        InvalidWorkflow => {
+            "A definition with problems: every one of them in `details`. A definition \
+             that does not even parse is one problem with the empty path."
+        }
+        InvalidInput => {
+            "The input does not match the workflow's `input` schema: every mismatch in \
+             `details` (`path` is a JSON pointer into the input)."
+        }
+        InvalidRegistration => {
+            "An agent registration breaks a rule (name, capabilities, `maxConcurrency`)."
+        }
+        Internal => {
+            "A bug or a damaged journal (the message carries the journal's stable code, \
+             such as `[JOURNAL-CORRUPT]`)."
+        }
+        Unavailable => {
+            "The server is shutting down, or the journal stopped accepting writes after \
+             a storage failure."
+        }
+    }
+}
+
+/// Adds to every operation its error responses, one per status, each
+/// listing the codes it stands for.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let Some(codes) = operation.operation_id.as_deref().and_then(error_codes) else {
+                    continue;
+                };
+                let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
+                for code in codes {
+                    by_status
+                        .entry(code.status().as_u16())
+                        .or_default()
+                        .push(code);
+                }
+                for (status, codes) in by_status {
+                    let description = codes
+                        .iter()
+                        .map(|c| format!("- `{}`: {}", c.as_str(), meaning(*c)))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let response = Response::builder()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                        )
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .insert(status.to_string(), RefOr::T(response));
+                }
+            }
+        }
+    }
+}
+
+/// A body that may be left out (`request_body(content = Option<T>)`) is
+/// not one that may be `null` (a `null` body is refused): its schema is
+/// `T`'s, and `required` says the rest.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let Some(body) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                if matches!(body.required, Some(Required::True)) {
+                    continue;
+                }
+                for content in body.content.values_mut() {
+                    if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
+                        && let [a, b] = one_of.items.as_slice()
+                    {
+                        content.schema = match (is_null(a), is_null(b)) {
+                            (true, false) => Some(b.clone()),
+                            (false, true) => Some(a.clone()),
+                            _ => continue,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
+/// Every operation of a path.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+// ----- schemas of values the API shows but does not define -----
+
+/// An execution's status, as the API writes it (a schema only).
+#[derive(Debug)]
+pub struct ExecutionStatus;
+
+impl PartialSchema for ExecutionStatus {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An execution's status. `running`, `paused`, `compensating` and \
+                 `compensation_failed` have not ended; the others are final \
+                 (`failed` may be redriven).",
+            ))
+            .enum_values(Some(Status::ALL.iter().map(|s| s.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ExecutionStatus {}
+
+impl PartialSchema for Code {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An error's stable code. Each implies the response's status: \
+                 `bad_request`, `malformed_json`, `invalid_query`, `invalid_header` 400; \
+                 `not_found` and `unknown_*` 404; `method_not_allowed` 405; `timeout` 408; \
+                 `wrong_state`, `not_outstanding`, `not_yours`, `conflict` 409; \
+                 `payload_too_large` 413; `unsupported_media_type` 415; `invalid_*` 422; \
+                 `internal` 500; `unavailable` 503.",
+            ))
+            .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for Code {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ErrorCode".into()
+    }
+}
+
+/// Schemas for the documentation only: engine types the API shows as they
+/// serialize, free-JSON bodies, and the metrics JSON (built by hand in
+/// `routes::metrics`). Nothing builds these types; the API's tests check
+/// real responses against them.
+pub mod schemas {
+    #![allow(dead_code)]
+
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::{PartialSchema, ToSchema};
+
+    /// A workflow definition in JSON (a schema only).
+    #[derive(Debug)]
+    pub struct WorkflowDefinition;
+
+    impl PartialSchema for WorkflowDefinition {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "A workflow definition in the workflow language (`docs/dsl.md`): \
+                     free JSON here, checked by the engine, which reports every problem \
+                     with its path (`422 invalid_workflow`).",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for WorkflowDefinition {}
+
+    /// A workflow definition in YAML (a schema only).
+    #[derive(Debug)]
+    pub struct WorkflowYaml;
+
+    impl PartialSchema for WorkflowYaml {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(
+                    "A workflow definition in the workflow language (`docs/dsl.md`), \
+                     written in YAML (UTF-8).",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for WorkflowYaml {}
+
+    /// A step or execution error, as `$.error` shows it.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct ErrorInfo {
+        /// The error's type: what retry policies and error routes match on.
+        #[schema(rename = "type")]
+        kind: String,
+        message: String,
+        /// The step it happened in, when known.
+        #[schema(required = false)]
+        step: String,
+        /// The attempt it happened in, when known.
+        #[schema(required = false)]
+        attempt: u32,
+        /// The agent that reported it, when one did: `<name> (<id>)`.
+        #[schema(required = false)]
+        agent: String,
+        /// `false` when whoever reported it says retrying cannot help.
+        #[schema(required = false)]
+        retryable: bool,
+    }
+
+    /// Which parallel branch a step runs in.
+    #[derive(Debug, ToSchema)]
+    pub struct Thread {
+        /// The activation of the parallel step.
+        parallel: u64,
+        /// The branch's index.
+        branch: u64,
+    }
+
+    /// A step that failed and waits for an operator (paused by
+    /// `onFailure: pause`), or marks where a failed execution can be
+    /// redriven.
+    #[derive(Debug, ToSchema)]
+    pub struct FailedStep {
+        /// The step's id.
+        step: String,
+        /// The parallel branch it ran in; `null` at the top level.
+        #[schema(required = true)]
+        thread: Option<Thread>,
+        /// The step's evaluated input: free JSON (absent if it failed
+        /// evaluating it).
+        #[schema(required = false)]
+        input: Value,
+        error: ErrorInfo,
+    }
+
+    /// What a current step is: a workflow step, the compensation of a
+    /// completed one, or an error handler.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum StepRole {
+        Step,
+        Compensation,
+        Handler,
+    }
+
+    /// Whether an agent can take work now: `online` (seen recently, with a
+    /// free slot), `busy` (every slot taken) or `offline` (not seen for 30 s;
+    /// polling or heartbeating makes it online again).
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum AgentStatus {
+        Online,
+        Busy,
+        Offline,
+    }
+
+    /// `GET /v1/metrics`: the engine's figures since the process started.
+    #[derive(Debug, ToSchema)]
+    pub struct Metrics {
+        system: SystemMetrics,
+        /// By workflow name.
+        workflows: BTreeMap<String, WorkflowMetrics>,
+        /// Task round trips (scheduled to result), by capability.
+        capabilities: BTreeMap<String, SeriesFigures>,
+    }
+
+    /// The whole engine's figures.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct SystemMetrics {
+        /// Executions that have not ended.
+        active_workflows: u64,
+        /// Executions by status (statuses with none are left out).
+        executions_by_status: BTreeMap<String, u64>,
+        /// Task results and failures recorded.
+        total_tasks_processed: u64,
+        /// Task failures over results and failures (0 before any).
+        error_rate: f64,
+        /// Mean task round trip, in milliseconds.
+        avg_task_latency: f64,
+        /// Agents not offline.
+        active_agents: u64,
+        /// Tasks waiting for an agent, by capability.
+        queue_sizes: BTreeMap<String, u64>,
+        /// Open SSE streams.
+        sse_clients: u64,
+        journal: JournalMetrics,
+        health_status: HealthStatus,
+    }
+
+    /// The journal's writes.
+    #[derive(Debug, ToSchema)]
+    pub struct JournalMetrics {
+        /// Appends committed.
+        appends: u64,
+        /// Events committed.
+        events: u64,
+        /// Flushes to disk.
+        flushes: u64,
+    }
+
+    /// `degraded` once shutdown began.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "snake_case")]
+    pub enum HealthStatus {
+        Healthy,
+        Degraded,
+    }
+
+    /// One workflow's figures.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct WorkflowMetrics {
+        workflow_name: String,
+        /// Executions started.
+        total_executions: u64,
+        /// Executions started and not ended.
+        active_executions: u64,
+        /// Completed over ended (0 before any ended).
+        success_rate: f64,
+        /// Ended otherwise than completed, over ended.
+        error_rate: f64,
+        /// Mean duration of ended executions, in milliseconds.
+        average_duration: f64,
+        /// By step id.
+        step_metrics: BTreeMap<String, StepMetrics>,
+    }
+
+    /// One step's figures.
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct StepMetrics {
+        /// Completions.
+        count: u64,
+        /// Mean duration, in milliseconds.
+        average_duration: f64,
+        /// Failures over completions and failures.
+        error_rate: f64,
+        /// Retries over completions.
+        retry_rate: f64,
+    }
+
+    /// What one series reports: results, failures, retries and latencies
+    /// (milliseconds).
+    #[derive(Debug, ToSchema)]
+    #[schema(rename_all = "camelCase")]
+    pub struct SeriesFigures {
+        count: u64,
+        errors: u64,
+        retries: u64,
+        mean_ms: f64,
+        p50_ms: u64,
+        p99_ms: u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_operation_has_its_error_codes_and_no_others_are_named() {
+        let doc = document();
+        let mut ids = BTreeSet::new();
+        for item in doc.paths.paths.clone().values_mut() {
+            for operation in operations_mut(item) {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                assert!(error_codes(&id).is_some(), "ERRORS does not name {id}");
+                assert!(ids.insert(id.clone()), "operation id {id} is used twice");
+            }
+        }
+        let named: BTreeSet<String> = ERRORS.iter().map(|(id, _)| (*id).to_owned()).collect();
+        assert_eq!(named.len(), ERRORS.len(), "ERRORS names an operation twice");
+        assert_eq!(
+            named, ids,
+            "ERRORS names operations the document does not have"
+        );
+    }
+
+    #[test]
+    fn error_responses_carry_the_status_of_their_codes() {
+        let doc = document();
+        let op = doc.paths.paths["/v1/executions/{id}/pause"]
+            .post
+            .clone()
+            .unwrap();
+        let statuses: Vec<&str> = op.responses.responses.keys().map(String::as_str).collect();
+        assert_eq!(
+            statuses,
+            [
+                "200", "400", "404", "409", "413", "415", "422", "500", "503"
+            ]
+        );
+        let RefOr::T(conflict) = &op.responses.responses["409"] else {
+            panic!("409 is inline")
+        };
+        assert!(conflict.description.contains("`wrong_state`"));
+        assert!(conflict.description.contains("`conflict`"));
+    }
+
+    #[test]
+    fn optional_bodies_may_be_left_out_but_are_never_null() {
+        let doc = document();
+        let op = doc.paths.paths["/v1/executions/{id}/pause"]
+            .post
+            .clone()
+            .unwrap();
+        let body = op.request_body.unwrap();
+        assert!(!matches!(body.required, Some(Required::True)));
+        let schema = body.content["application/json"].schema.clone().unwrap();
+        assert!(
+            matches!(&schema, RefOr::Ref(r) if r.ref_location == "#/components/schemas/ReasonBody"),
+            "{:?}",
+            serde_json::to_string(&schema)
+        );
+    }
+}

@@ -1,0 +1,850 @@
+//! The OpenAPI document (`retrace_api::openapi::document`): the committed
+//! copy in `docs/openapi.json` is the one the code generates, it describes
+//! exactly the routes the router serves, the server answers it at
+//! `GET /openapi.json`, and real answers match the schemas it gives them.
+//!
+//! `RETRACE_UPDATE_OPENAPI=1 cargo test -p retrace-api --test openapi`
+//! rewrites `docs/openapi.json`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "http/support.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use reqwest::StatusCode;
+use retrace_api::openapi::document;
+use retrace_api::routes::routes;
+use serde_json::{Value, json};
+
+use support::{PATIENCE, Server};
+
+/// The variable that makes the first test rewrite the committed copy.
+const UPDATE: &str = "RETRACE_UPDATE_OPENAPI";
+const REGENERATE: &str = "RETRACE_UPDATE_OPENAPI=1 cargo test -p retrace-api --test openapi";
+
+fn committed_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json")
+}
+
+/// The document as `docs/openapi.json` holds it: pretty, with a trailing
+/// newline.
+fn generated() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).unwrap();
+    text.push('\n');
+    text
+}
+
+/// The document as JSON.
+fn doc() -> Value {
+    serde_json::to_value(document()).unwrap()
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every (METHOD, path) the document describes.
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if item.get(method).is_some() {
+                found.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let path = committed_path();
+    let fresh = generated();
+    if std::env::var(UPDATE).is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &fresh).unwrap();
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != fresh {
+        let line = committed
+            .lines()
+            .zip(fresh.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| committed.lines().count().min(fresh.lines().count()));
+        panic!(
+            "docs/openapi.json is not the document the code generates (they differ from \
+             line {}: committed {:?}, generated {:?}).\nRegenerate it with\n\n    {REGENERATE}\n\n\
+             and commit it with the change.",
+            line + 1,
+            committed.lines().nth(line).unwrap_or("<end of file>"),
+            fresh.lines().nth(line).unwrap_or("<end of file>"),
+        );
+    }
+}
+
+#[test]
+fn the_document_describes_exactly_the_routes_the_router_serves() {
+    let served: BTreeSet<(String, String)> = routes()
+        .into_iter()
+        .map(|(method, path)| (method.to_string(), path.to_owned()))
+        .collect();
+    let documented = documented(&doc());
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && unserved.is_empty(),
+        "served but not in the OpenAPI document (give the handler a #[utoipa::path] and \
+         list it in api/src/openapi.rs): {undocumented:?}\n\
+         in the document but not served: {unserved:?}"
+    );
+}
+
+/// A documented path with every `{parameter}` filled in.
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').unwrap() + open;
+        out.push_str(&rest[..open]);
+        out.push('p');
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn the_server_routes_every_documented_path_with_exactly_its_methods() {
+    let s = Server::start().await;
+    let mut by_path: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (method, path) in documented(&doc()) {
+        by_path.entry(path).or_default().insert(method);
+    }
+    assert!(
+        by_path.values().flatten().all(|m| m != "PUT"),
+        "the probe below needs a method no endpoint takes"
+    );
+    for (path, methods) in &by_path {
+        // A method the path does not take: the router answers 405 and says
+        // which methods it takes (GET brings HEAD with it).
+        let url = s.url(&concrete(path));
+        let response = s.client.put(&url).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "PUT {url}: the router does not serve {path}"
+        );
+        let allow: BTreeSet<String> = response.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_owned())
+            .filter(|m| m != "HEAD")
+            .collect();
+        assert_eq!(&allow, methods, "the methods the router takes on {path}");
+    }
+    // The probe tells a path no route has apart.
+    let response = s
+        .client
+        .put(s.url("/v1/undocumented"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_server_answers_the_document() {
+    let s = Server::start().await;
+    let response = s.client.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let served: Value = response.json().await.unwrap();
+    assert_eq!(served, doc());
+    assert_eq!(served["info"]["title"], "retrace");
+    assert_eq!(served["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+// ----- real answers against the documented schemas -----
+
+/// Checks answers against the document: each must be a documented status
+/// of its operation, its body must match that response's schema (objects
+/// are taken as closed: a field the document does not name is a mismatch),
+/// and an error's code must be one the response lists.
+struct Conformance {
+    doc: Value,
+    /// (METHOD, path template) of every operation exercised.
+    exercised: BTreeSet<(String, String)>,
+}
+
+impl Conformance {
+    fn new() -> Self {
+        Conformance {
+            doc: doc(),
+            exercised: BTreeSet::new(),
+        }
+    }
+
+    /// Sends a request to `path`, an instance of the documented `template`,
+    /// checks the answer, and returns it.
+    async fn call(
+        &mut self,
+        s: &Server,
+        method: &str,
+        template: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let method_lower = method.to_lowercase();
+        let mut request = s
+            .client
+            .request(method.parse().unwrap(), s.url(path))
+            .timeout(PATIENCE);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        let operation = &self.doc["paths"][template][&method_lower];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not in the document"
+        );
+        let documented = &operation["responses"][status.as_str()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {status}, which the document does not list: {body}"
+        );
+        let schema = &documented["content"]["application/json"]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {template} {status} has no JSON schema"
+        );
+        let mut mismatches = Vec::new();
+        check(&self.doc, schema, &body, "$", true, &mut mismatches);
+        assert!(
+            mismatches.is_empty(),
+            "{method} {path} {status}: the body does not match the document:\n{}\n{body:#}",
+            mismatches.join("\n")
+        );
+        if !status.is_success() {
+            let code = body["error"]["code"].as_str().unwrap();
+            let description = documented["description"].as_str().unwrap();
+            assert!(
+                description.contains(&format!("`{code}`")),
+                "{method} {template} answered {status} {code}, which its {status} response \
+                 does not list: {description}"
+            );
+        }
+        self.exercised
+            .insert((method.to_owned(), template.to_owned()));
+        (status, body)
+    }
+
+    /// Checks `value` against the named component schema.
+    fn check_schema(&self, name: &str, value: &Value) {
+        let schema = json!({"$ref": format!("#/components/schemas/{name}")});
+        let mut mismatches = Vec::new();
+        check(&self.doc, &schema, value, "$", true, &mut mismatches);
+        assert!(
+            mismatches.is_empty(),
+            "does not match {name}:\n{}\n{value:#}",
+            mismatches.join("\n")
+        );
+    }
+}
+
+/// The component a `$ref` names.
+fn resolve<'a>(doc: &'a Value, reference: &str) -> &'a Value {
+    let name = reference
+        .strip_prefix("#/components/schemas/")
+        .unwrap_or_else(|| panic!("a $ref outside the components: {reference}"));
+    let schema = &doc["components"]["schemas"][name];
+    assert!(schema.is_object(), "dangling $ref {reference}");
+    schema
+}
+
+/// The property names an object schema allows, through `$ref` and
+/// `allOf`; `None` when it allows any (no `properties`, or
+/// `additionalProperties` other than `false`).
+fn allowed_keys(doc: &Value, schema: &Value) -> Option<BTreeSet<String>> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        return allowed_keys(doc, resolve(doc, reference));
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        let mut keys = BTreeSet::new();
+        for member in all {
+            keys.extend(allowed_keys(doc, member)?);
+        }
+        return Some(keys);
+    }
+    let properties = schema["properties"].as_object()?;
+    match schema.get("additionalProperties") {
+        None | Some(Value::Bool(false)) => Some(properties.keys().cloned().collect()),
+        Some(_) => None,
+    }
+}
+
+fn type_matches(kind: &str, value: &Value) -> bool {
+    match kind {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        other => panic!("a type this check does not know: {other}"),
+    }
+}
+
+/// Checks `value` against `schema`, for the part of JSON Schema the
+/// document uses; `closed` makes fields the schema does not name a
+/// mismatch.
+fn check(
+    doc: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    closed: bool,
+    out: &mut Vec<String>,
+) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        check(doc, resolve(doc, reference), value, at, closed, out);
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        for member in all {
+            check(doc, member, value, at, false, out);
+        }
+    }
+    if let Some(one) = schema["oneOf"].as_array() {
+        let matching = one
+            .iter()
+            .filter(|member| {
+                let mut mismatches = Vec::new();
+                check(doc, member, value, at, closed, &mut mismatches);
+                mismatches.is_empty()
+            })
+            .count();
+        if matching != 1 {
+            out.push(format!("{at}: matches {matching} of the oneOf schemas"));
+        }
+    }
+    let kinds: Vec<&str> = match &schema["type"] {
+        Value::String(kind) => vec![kind.as_str()],
+        Value::Array(kinds) => kinds.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !kinds.is_empty() && !kinds.iter().any(|kind| type_matches(kind, value)) {
+        out.push(format!("{at}: {value} is not of type {kinds:?}"));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        out.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if let Some(text) = value.as_str() {
+        let well_formed = match schema["format"].as_str() {
+            Some("uuid") => text.len() == 36 && text.split('-').count() == 5,
+            Some("date-time") => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+            _ => true,
+        };
+        if !well_formed {
+            out.push(format!("{at}: {text:?} is not a {}", schema["format"]));
+        }
+    }
+    if let Value::Object(fields) = value {
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, property) in properties {
+                if let Some(field) = fields.get(name) {
+                    check(doc, property, field, &format!("{at}.{name}"), true, out);
+                }
+            }
+            if let Some(required) = schema["required"].as_array() {
+                for name in required.iter().filter_map(Value::as_str) {
+                    if !fields.contains_key(name) {
+                        out.push(format!("{at}: the required field `{name}` is missing"));
+                    }
+                }
+            }
+        }
+        if let Some(extra) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+            let named = schema["properties"].as_object();
+            for (name, field) in fields {
+                if !named.is_some_and(|n| n.contains_key(name)) {
+                    check(doc, extra, field, &format!("{at}.{name}"), true, out);
+                }
+            }
+        }
+        if closed
+            && schema.get("$ref").is_none()
+            && let Some(allowed) = allowed_keys(doc, schema)
+        {
+            for name in fields.keys().filter(|name| !allowed.contains(*name)) {
+                out.push(format!("{at}: the field `{name}` is not in the document"));
+            }
+        }
+    }
+    if let (Value::Array(items), Some(item)) = (value, schema.get("items")) {
+        for (i, element) in items.iter().enumerate() {
+            check(doc, item, element, &format!("{at}[{i}]"), true, out);
+        }
+    }
+}
+
+#[test]
+fn the_schema_check_finds_mismatches() {
+    let doc = doc();
+    let schema = json!({"$ref": "#/components/schemas/ErrorBody"});
+    let mut out = Vec::new();
+    check(
+        &doc,
+        &schema,
+        &json!({"error": {"code": "unknown_execution", "message": "no execution x"}}),
+        "$",
+        true,
+        &mut out,
+    );
+    assert!(out.is_empty(), "{out:?}");
+    for wrong in [
+        json!({"error": {"code": "no_such_code", "message": "m"}}),
+        json!({"error": {"code": "internal"}}),
+        json!({"error": {"code": "internal", "message": "m", "extra": 1}}),
+        json!({"error": {"code": "internal", "message": 7}}),
+        json!({"error": {"code": "internal", "message": "m", "details": [{"path": ""}]}}),
+    ] {
+        let mut out = Vec::new();
+        check(&doc, &schema, &wrong, "$", true, &mut out);
+        assert!(!out.is_empty(), "{wrong} passed");
+    }
+    // Fields of either half of an allOf are allowed; others are not.
+    let global = json!({"$ref": "#/components/schemas/GlobalEventView"});
+    let event = json!({"position": 3, "executionId": "01a1fb96-2826-7012-96b6-9bd448d552cf",
+        "workflow": "w", "seq": 1, "type": "execution_started",
+        "at": "2026-11-21T00:51:24.326Z", "data": {}, "hash": "ab"});
+    let mut out = Vec::new();
+    check(&doc, &global, &event, "$", true, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let mut extra = event.clone();
+    extra["surprise"] = json!(true);
+    let mut out = Vec::new();
+    check(&doc, &global, &extra, "$", true, &mut out);
+    assert!(!out.is_empty());
+}
+
+/// A task step that holds the execution on failure, then an event step.
+fn gated() -> Value {
+    json!({"name": "shapes", "version": "1.0.0", "steps": [
+        {"id": "work", "type": "task", "capability": "shape.work",
+         "input": {"n": "$.input.n"}, "onFailure": "pause", "next": "wait"},
+        {"id": "wait", "type": "event", "event": {"name": "shape.go"}}]})
+}
+
+/// A task step whose failure fails the execution.
+fn doomed() -> Value {
+    json!({"name": "doomed", "steps": [
+        {"id": "work", "type": "task", "capability": "shape.work"}]})
+}
+
+/// Claims the next task and reports it failed.
+async fn fail_next_task(c: &mut Conformance, s: &Server, poll: &Value, fail: &Value) {
+    let (_, tasks) = c
+        .call(
+            s,
+            "POST",
+            "/v1/tasks/poll",
+            "/v1/tasks/poll",
+            Some(poll.clone()),
+        )
+        .await;
+    let task = tasks["tasks"][0]["id"].as_str().unwrap().to_owned();
+    c.call(
+        s,
+        "POST",
+        "/v1/tasks/{id}/fail",
+        &format!("/v1/tasks/{task}/fail"),
+        Some(fail.clone()),
+    )
+    .await;
+}
+
+/// Asserts the execution is paused, holding a failed step.
+async fn assert_held(c: &mut Conformance, s: &Server, id: &str) {
+    let (_, held) = c
+        .call(
+            s,
+            "GET",
+            "/v1/executions/{id}",
+            &format!("/v1/executions/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(held["status"], "paused", "{held}");
+    assert!(
+        !held["failedSteps"].as_array().unwrap().is_empty(),
+        "{held}"
+    );
+}
+
+#[tokio::test]
+async fn real_answers_match_the_documented_schemas() {
+    let s = Server::start().await;
+    let mut c = Conformance::new();
+
+    // Health, metrics, the document itself.
+    c.call(&s, "GET", "/healthz", "/healthz", None).await;
+    c.call(&s, "GET", "/readyz", "/readyz", None).await;
+    c.call(&s, "GET", "/openapi.json", "/openapi.json", None)
+        .await;
+
+    // Workflows.
+    let (status, defined) = c
+        .call(&s, "POST", "/v1/workflows", "/v1/workflows", Some(gated()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let version = defined["version"].as_str().unwrap().to_owned();
+    let (status, _) = c
+        .call(&s, "POST", "/v1/workflows", "/v1/workflows", Some(gated()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    c.call(&s, "POST", "/v1/workflows", "/v1/workflows", Some(doomed()))
+        .await;
+    let (status, _) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/workflows",
+            "/v1/workflows",
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    c.call(
+        &s,
+        "POST",
+        "/v1/workflows/validate",
+        "/v1/workflows/validate",
+        Some(gated()),
+    )
+    .await;
+    c.call(&s, "GET", "/v1/workflows", "/v1/workflows", None)
+        .await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/workflows/{name}",
+        "/v1/workflows/shapes",
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/workflows/{name}",
+        "/v1/workflows/none",
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/workflows/{name}/versions/{version}",
+        &format!("/v1/workflows/shapes/versions/{version}"),
+        None,
+    )
+    .await;
+
+    // An agent.
+    let (_, registered) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/agents",
+            "/v1/agents",
+            Some(json!({"name": "shaper", "capabilities": ["shape.work"], "maxConcurrency": 2})),
+        )
+        .await;
+    let agent = registered["id"].as_str().unwrap().to_owned();
+    c.call(&s, "GET", "/v1/agents", "/v1/agents", None).await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/agents/{id}",
+        &format!("/v1/agents/{agent}"),
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/agents/{id}/heartbeat",
+        &format!("/v1/agents/{agent}/heartbeat"),
+        None,
+    )
+    .await;
+    let poll = json!({"agentId": agent, "waitMs": PATIENCE.as_millis() as u64});
+
+    // One execution through a task, its result and a published event.
+    let (status, started) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions",
+            "/v1/executions",
+            Some(json!({"workflow": "shapes", "input": {"n": 1}, "idempotencyKey": "one"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let one = started["id"].as_str().unwrap().to_owned();
+    let (_, tasks) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/tasks/poll",
+            "/v1/tasks/poll",
+            Some(poll.clone()),
+        )
+        .await;
+    let task = tasks["tasks"][0]["id"].as_str().unwrap().to_owned();
+    c.call(
+        &s,
+        "POST",
+        "/v1/tasks/{id}/heartbeat",
+        &format!("/v1/tasks/{task}/heartbeat"),
+        Some(json!({"agentId": agent})),
+    )
+    .await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/tasks/{id}/complete",
+        &format!("/v1/tasks/{task}/complete"),
+        Some(json!({"output": {"done": true}})),
+    )
+    .await;
+    let (status, _) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/tasks/{id}/complete",
+            &format!("/v1/tasks/{task}/complete"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    c.call(
+        &s,
+        "GET",
+        "/v1/executions/{id}",
+        &format!("/v1/executions/{one}"),
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/events/{name}",
+        "/v1/events/shape.go",
+        Some(json!({"payload": {"by": "test"}})),
+    )
+    .await;
+
+    // One held on a failure: retried, held again, skipped, signalled.
+    let (_, started) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions",
+            "/v1/executions",
+            Some(json!({"workflow": "shapes", "input": {"n": 2}})),
+        )
+        .await;
+    let two = started["id"].as_str().unwrap().to_owned();
+    let fail = json!({"error": {"type": "shape_error", "message": "no", "retryable": false}});
+    fail_next_task(&mut c, &s, &poll, &fail).await;
+    assert_held(&mut c, &s, &two).await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/executions/{id}/retry",
+        &format!("/v1/executions/{two}/retry"),
+        None,
+    )
+    .await;
+    fail_next_task(&mut c, &s, &poll, &fail).await;
+    assert_held(&mut c, &s, &two).await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/executions/{id}/skip",
+        &format!("/v1/executions/{two}/skip"),
+        Some(json!({"output": {"skipped": true}})),
+    )
+    .await;
+    let (_, signalled) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions/{id}/signals/{name}",
+            &format!("/v1/executions/{two}/signals/shape.go"),
+            None,
+        )
+        .await;
+    assert_eq!(signalled["status"], "completed", "{signalled}");
+    let (status, _) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions/{id}/resume",
+            &format!("/v1/executions/{two}/resume"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // One that fails, is redriven, and terminated.
+    let (_, started) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions",
+            "/v1/executions",
+            Some(json!({"workflow": "doomed"})),
+        )
+        .await;
+    let three = started["id"].as_str().unwrap().to_owned();
+    fail_next_task(&mut c, &s, &poll, &fail).await;
+    let (_, failed) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/executions/{id}",
+            &format!("/v1/executions/{three}"),
+            None,
+        )
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["error"].is_object(), "{failed}");
+    c.call(
+        &s,
+        "POST",
+        "/v1/executions/{id}/redrive",
+        &format!("/v1/executions/{three}/redrive"),
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/executions/{id}/terminate",
+        &format!("/v1/executions/{three}/terminate"),
+        Some(json!({"reason": "enough"})),
+    )
+    .await;
+
+    // One paused, resumed and cancelled while its task waits.
+    let (_, started) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions",
+            "/v1/executions",
+            Some(json!({"workflow": "shapes", "input": {"n": 4}})),
+        )
+        .await;
+    let four = started["id"].as_str().unwrap().to_owned();
+    for command in ["pause", "resume", "cancel"] {
+        let (status, _) = c
+            .call(
+                &s,
+                "POST",
+                &format!("/v1/executions/{{id}}/{command}"),
+                &format!("/v1/executions/{four}/{command}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{command}");
+    }
+
+    // Lists, pages, streams, errors.
+    c.call(&s, "GET", "/v1/executions", "/v1/executions?limit=2", None)
+        .await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/executions",
+        "/v1/executions?status=sleeping",
+        None,
+    )
+    .await;
+    let (_, page) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/executions/{id}/events",
+            &format!("/v1/executions/{two}/events"),
+            None,
+        )
+        .await;
+    assert!(!page["events"].as_array().unwrap().is_empty());
+    c.call(
+        &s,
+        "GET",
+        "/v1/executions/{id}",
+        "/v1/executions/01a1fb96-2826-7012-96b6-9bd448d552cf",
+        None,
+    )
+    .await;
+    c.call(
+        &s,
+        "POST",
+        "/v1/tasks/poll",
+        "/v1/tasks/poll",
+        Some(json!({"agentId": "01a1fb96-2826-7012-96b6-9bd448d552cf", "waitMs": 0})),
+    )
+    .await;
+    for frame in s.stream_to_end(&two).await {
+        c.check_schema("EventView", &frame.json());
+    }
+    let mut all = s.stream("/v1/events/stream", None).await;
+    for _ in 0..5 {
+        let frame = all.next().await.unwrap();
+        c.check_schema("GlobalEventView", &frame.json());
+    }
+    drop(all);
+    c.call(&s, "GET", "/v1/metrics", "/v1/metrics", None).await;
+    c.call(
+        &s,
+        "DELETE",
+        "/v1/agents/{id}",
+        &format!("/v1/agents/{agent}"),
+        None,
+    )
+    .await;
+
+    // Every operation that answers JSON was exercised above.
+    let doc = doc();
+    let json_operations: BTreeSet<(String, String)> = documented(&doc)
+        .into_iter()
+        .filter(|(method, path)| {
+            let responses = &doc["paths"][path][method.to_lowercase()]["responses"];
+            responses.as_object().unwrap().iter().any(|(status, r)| {
+                status.starts_with('2') && r["content"]["application/json"].is_object()
+            })
+        })
+        .collect();
+    let missed: Vec<_> = json_operations.difference(&c.exercised).collect();
+    assert!(missed.is_empty(), "not exercised here: {missed:?}");
+}
