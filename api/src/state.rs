@@ -1,8 +1,10 @@
 //! What every handler shares: the engine handle, the server's limits, and
 //! the shutdown signal that ends long polls and streams.
 //!
-//! Owns the API's configuration values and their defaults. It must never
-//! hold per-request state or anything the engine already keeps.
+//! Owns the API's configuration values and their defaults (where those
+//! values come from — flags, environment, a config file — is the command
+//! line's business). It must never hold per-request state or anything the
+//! engine already keeps.
 
 use std::time::Duration;
 
@@ -12,6 +14,14 @@ use tokio::sync::watch;
 
 /// The default request body limit: 1 MiB.
 pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;
+/// The default interval between keep-alive comments on an idle SSE stream.
+pub const SSE_KEEP_ALIVE_DEFAULT: Duration = Duration::from_secs(15);
+/// The default page size when a request names no `limit`.
+pub const PAGE_LIMIT_DEFAULT: usize = 100;
+/// The default cap on a page's size, whatever `limit` a request names.
+pub const PAGE_LIMIT_MAX_DEFAULT: usize = 1000;
+/// The default wait of a task poll that names no `waitMs`, in milliseconds.
+pub const POLL_WAIT_MS_DEFAULT: u64 = 30_000;
 
 /// Limits and options of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -35,10 +45,10 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
             cors_origins: Vec::new(),
-            sse_keep_alive: Duration::from_secs(15),
-            page_limit_default: 100,
-            page_limit_max: 1000,
-            poll_wait_ms_default: 30_000,
+            sse_keep_alive: SSE_KEEP_ALIVE_DEFAULT,
+            page_limit_default: PAGE_LIMIT_DEFAULT,
+            page_limit_max: PAGE_LIMIT_MAX_DEFAULT,
+            poll_wait_ms_default: POLL_WAIT_MS_DEFAULT,
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The `retrace` command line: its subcommands and how each runs.
 //!
-//! Owns argument parsing (flags, then environment variables, then defaults),
+//! Owns argument parsing (flags, then environment variables, then — for
+//! `serve` only — its configuration file, then defaults),
 //! where output goes, and exit codes: 0 success; 1 failure (for `verify`:
 //! a problem found); 2 arguments that do not fit together, or a data folder
 //! a running server holds. Each subcommand lives in its own module; this
 //! file must never hold a subcommand's logic.
 //!
-//! - `serve`: the server ([`serve`]).
+//! - `serve`: the server ([`serve`]); its configuration file and how the
+//!   sources of its settings are merged ([`config`]).
 //! - `replay`, `export`, `verify`: histories read offline from a stopped
 //!   server's data folder, an export, or a server ([`history`]).
 //! - `workflow`, `start`, `status`, `tail`, `agents`: the client
@@ -14,6 +16,7 @@
 
 mod agent;
 mod client;
+mod config;
 mod diff;
 mod error;
 mod export;
@@ -37,7 +40,7 @@ pub use error::Error;
 pub use export::ExportArgs;
 pub use logging::LogFormat;
 pub use remote::{AgentsArgs, StartArgs, StatusArgs, TailArgs, WorkflowCommand};
-pub use replay::ReplayArgs;
+pub use replay::{ReplayArgs, run as replay};
 pub use serve::ServeArgs;
 pub use verify::VerifyArgs;
 

@@ -36,11 +36,16 @@ pub fn hello_json() -> PathBuf {
 pub fn retrace() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_retrace"));
     for name in [
+        "RETRACE_CONFIG",
         "RETRACE_DATA",
         "RETRACE_LISTEN",
         "RETRACE_MAX_BODY_BYTES",
         "RETRACE_CORS_ORIGINS",
         "RETRACE_LOG_FORMAT",
+        "RETRACE_PAGE_LIMIT_DEFAULT",
+        "RETRACE_PAGE_LIMIT_MAX",
+        "RETRACE_POLL_WAIT_MS_DEFAULT",
+        "RETRACE_SSE_KEEP_ALIVE_MS",
         "RETRACE_SERVER",
     ] {
         command.env_remove(name);

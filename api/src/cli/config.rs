@@ -1,0 +1,390 @@
+//! `retrace serve`'s settings: the configuration file, and how every source
+//! is merged into the values the server runs with.
+//!
+//! Owns the precedence — a flag on the command line, then its environment
+//! variable (clap folds those two into [`ServeArgs`], leaving `None` when
+//! neither is given), then the `--config` file, then the built-in default —
+//! the file's format (TOML, unknown keys refused), and checking the merged
+//! values. It reads the one file it is given and nothing else: it must never
+//! create, open or bind anything, so a configuration it refuses changes
+//! nothing. There is no implicit file: without `--config` (or
+//! `RETRACE_CONFIG`) none is read.
+
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use clap::ValueEnum;
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use super::logging::LogFormat;
+use super::serve::ServeArgs;
+use crate::state::{
+    ApiConfig, MAX_BODY_BYTES_DEFAULT, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX_DEFAULT,
+    POLL_WAIT_MS_DEFAULT, SSE_KEEP_ALIVE_DEFAULT,
+};
+
+/// The data folder when no source names one.
+pub const DATA_DEFAULT: &str = "./retrace-data";
+/// The listen address when no source names one.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:7700";
+
+/// What the server runs with, every source merged.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data: PathBuf,
+    pub listen: String,
+    pub log_format: LogFormat,
+    pub api: ApiConfig,
+    /// The configuration file read, if any (for the log).
+    pub config: Option<PathBuf>,
+}
+
+/// Why the settings cannot be used. Each names the file, and where in it,
+/// when the file is the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not TOML, an unknown key, or a value of the wrong type or range.
+    #[error("the config file {} is invalid{}: {message}{}", .path.display(), at(*.line, *.column), excerpt(*.line, .text))]
+    Invalid {
+        path: PathBuf,
+        message: String,
+        /// 1-based; 0 when the parser could not say where.
+        line: usize,
+        column: usize,
+        /// The offending line, as written.
+        text: String,
+    },
+    #[error(
+        "page_limit_default ({default}) is larger than page_limit_max ({max}); lower the default or raise the maximum"
+    )]
+    PageLimits { default: usize, max: usize },
+}
+
+fn at(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line}, column {column}")
+    }
+}
+
+fn excerpt(line: usize, text: &str) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("\n  {line} | {text}")
+    }
+}
+
+/// The configuration file's keys: the flags' names in snake case. Every key
+/// is optional; an unknown key is an error, so a typo never silently does
+/// nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data: Option<PathBuf>,
+    listen: Option<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default, deserialize_with = "origins")]
+    cors_origins: Option<Vec<HeaderValue>>,
+    #[serde(default, deserialize_with = "log_format")]
+    log_format: Option<LogFormat>,
+    page_limit_default: Option<NonZeroUsize>,
+    page_limit_max: Option<NonZeroUsize>,
+    poll_wait_ms_default: Option<u64>,
+    sse_keep_alive_ms: Option<NonZeroU64>,
+}
+
+fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| {
+            HeaderValue::from_str(text.trim())
+                .map_err(|e| D::Error::custom(format!("{text:?} is not a valid origin: {e}")))
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LogFormat>, D::Error> {
+    let text = String::deserialize(d)?;
+    LogFormat::from_str(&text, false).map(Some).map_err(|_| {
+        D::Error::custom(format!(
+            "unknown log format `{text}`, expected `human` or `json`"
+        ))
+    })
+}
+
+/// Merges the command line (flags over environment variables, as clap
+/// parsed them), the configuration file it names, and the defaults.
+pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
+    let file = match &args.config {
+        Some(path) => read(path)?,
+        None => FileSettings::default(),
+    };
+    // A relative data folder in the file is relative to the file's folder,
+    // so the file means the same whatever the working directory.
+    let file_data = match (&args.config, file.data) {
+        (Some(path), Some(data)) => Some(relative_to(path, &data)),
+        (_, data) => data,
+    };
+    let page_limit_default = args
+        .page_limit_default
+        .or(file.page_limit_default)
+        .map_or(PAGE_LIMIT_DEFAULT, NonZeroUsize::get);
+    let page_limit_max = args
+        .page_limit_max
+        .or(file.page_limit_max)
+        .map_or(PAGE_LIMIT_MAX_DEFAULT, NonZeroUsize::get);
+    if page_limit_default > page_limit_max {
+        return Err(ConfigError::PageLimits {
+            default: page_limit_default,
+            max: page_limit_max,
+        });
+    }
+    let api = ApiConfig {
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(MAX_BODY_BYTES_DEFAULT),
+        cors_origins: args.cors_origins.or(file.cors_origins).unwrap_or_default(),
+        sse_keep_alive: args
+            .sse_keep_alive_ms
+            .or(file.sse_keep_alive_ms)
+            .map_or(SSE_KEEP_ALIVE_DEFAULT, |ms| Duration::from_millis(ms.get())),
+        page_limit_default,
+        page_limit_max,
+        poll_wait_ms_default: args
+            .poll_wait_ms_default
+            .or(file.poll_wait_ms_default)
+            .unwrap_or(POLL_WAIT_MS_DEFAULT),
+    };
+    Ok(Settings {
+        data: args
+            .data
+            .or(file_data)
+            .unwrap_or_else(|| PathBuf::from(DATA_DEFAULT)),
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| LISTEN_DEFAULT.to_owned()),
+        log_format: args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Human),
+        api,
+        config: args.config,
+    })
+}
+
+/// Reads and checks the configuration file.
+fn read(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let (line, column, line_text) = match e.span() {
+            Some(span) => position(&text, span.start),
+            None => (0, 0, String::new()),
+        };
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.message().trim_end().to_owned(),
+            line,
+            column,
+            text: line_text,
+        }
+    })
+}
+
+/// The 1-based line and column of byte `offset` in `text`, and that line.
+fn position(text: &str, offset: usize) -> (usize, usize, String) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    let line_text = text
+        .get(line_start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("")
+        .to_owned();
+    (line, column, line_text)
+}
+
+/// `path` as named in the configuration file `config`: absolute paths as
+/// they are, relative ones from the file's folder.
+fn relative_to(config: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let folder = config.parent().unwrap_or(Path::new(""));
+    // Drops the `.` components joining leaves inside (`conf/./data`).
+    let mut joined: PathBuf = folder
+        .join(path)
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .collect();
+    if joined.as_os_str().is_empty() {
+        joined = PathBuf::from(".");
+    }
+    joined
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    /// Built by hand rather than parsed, so the tests' own environment
+    /// (`RETRACE_DATA`, …) cannot change them.
+    fn with_file(path: &Path) -> ServeArgs {
+        ServeArgs {
+            config: Some(path.to_owned()),
+            ..ServeArgs::default()
+        }
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_without_any_source() {
+        let settings = resolve(ServeArgs::default()).unwrap();
+        assert_eq!(settings.data, PathBuf::from(DATA_DEFAULT));
+        assert_eq!(settings.listen, LISTEN_DEFAULT);
+        assert_eq!(settings.log_format, LogFormat::Human);
+        let api = settings.api;
+        let default = ApiConfig::default();
+        assert_eq!(api.max_body_bytes, default.max_body_bytes);
+        assert_eq!(api.page_limit_default, default.page_limit_default);
+        assert_eq!(api.page_limit_max, default.page_limit_max);
+        assert_eq!(api.poll_wait_ms_default, default.poll_wait_ms_default);
+        assert_eq!(api.sse_keep_alive, default.sse_keep_alive);
+        assert!(api.cors_origins.is_empty());
+    }
+
+    #[test]
+    fn the_file_fills_what_the_command_line_leaves_out() {
+        let (dir, path) = file(
+            "data = \"state\"\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 10\n\
+             cors_origins = [\"https://a.example\"]\nlog_format = \"json\"\n\
+             page_limit_default = 5\npage_limit_max = 7\npoll_wait_ms_default = 0\n\
+             sse_keep_alive_ms = 250\n",
+        );
+        let settings = resolve(ServeArgs {
+            page_limit_max: NonZeroUsize::new(9),
+            ..with_file(&path)
+        })
+        .unwrap();
+        assert_eq!(settings.data, dir.path().join("state"));
+        assert_eq!(settings.listen, "127.0.0.1:0");
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(settings.api.max_body_bytes, 10);
+        assert_eq!(settings.api.cors_origins, ["https://a.example"]);
+        assert_eq!(settings.api.page_limit_default, 5);
+        assert_eq!(settings.api.page_limit_max, 9, "the flag wins");
+        assert_eq!(settings.api.poll_wait_ms_default, 0);
+        assert_eq!(settings.api.sse_keep_alive, Duration::from_millis(250));
+        assert_eq!(settings.config.as_deref(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn relative_paths_are_from_the_files_folder() {
+        assert_eq!(
+            relative_to(Path::new("conf/retrace.toml"), Path::new("./data")),
+            PathBuf::from("conf/data")
+        );
+        assert_eq!(
+            relative_to(Path::new("retrace.toml"), Path::new("./data")),
+            PathBuf::from("data")
+        );
+        assert_eq!(
+            relative_to(Path::new("retrace.toml"), Path::new(".")),
+            PathBuf::from(".")
+        );
+        assert_eq!(
+            relative_to(
+                Path::new("conf/retrace.toml"),
+                Path::new("/var/lib/retrace")
+            ),
+            PathBuf::from("/var/lib/retrace")
+        );
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let (_dir, path) = file("listen = \"127.0.0.1:0\"\n\nmax_body_bytes = \"big\"\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("line 3, column 18"), "{e}");
+        assert!(e.contains("3 | max_body_bytes = \"big\""), "{e}");
+
+        let (_dir, path) = file("sse_keep_alive_ms = 0\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
+
+        let (_dir, path) = file("log_format = \"xml\"\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains("unknown log format `xml`"), "{e}");
+
+        let (_dir, path) = file("cors_origins = [\"a\\nb\"]\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains(r#""a\nb" is not a valid origin"#), "{e}");
+
+        let e = resolve(ServeArgs {
+            page_limit_default: NonZeroUsize::new(2000),
+            ..ServeArgs::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("page_limit_default (2000)"), "{e}");
+    }
+
+    #[test]
+    fn position_counts_lines_and_characters() {
+        assert_eq!(position("a\nbé = 1\n", 6), (2, 4, "bé = 1".to_owned()));
+        assert_eq!(position("x", 0), (1, 1, "x".to_owned()));
+        assert_eq!(position("x\n", 99), (2, 1, String::new()));
+    }
+
+    /// The defaults are written in the flags' help by hand (a default in
+    /// clap would hide whether a flag was given); this keeps them true.
+    #[test]
+    fn the_help_states_the_defaults() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("serve")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for default in [
+            format!("Default: {DATA_DEFAULT}"),
+            format!("Default: {LISTEN_DEFAULT}"),
+            format!("Default: {MAX_BODY_BYTES_DEFAULT}"),
+            format!("Default: {PAGE_LIMIT_DEFAULT}"),
+            format!("Default: {PAGE_LIMIT_MAX_DEFAULT}"),
+            format!("Default: {POLL_WAIT_MS_DEFAULT}"),
+            format!("Default: {}", SSE_KEEP_ALIVE_DEFAULT.as_millis()),
+            "Default: human".to_owned(),
+        ] {
+            assert!(help.contains(&default), "`{default}` in:\n{help}");
+        }
+    }
+}
