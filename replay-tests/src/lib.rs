@@ -3,6 +3,7 @@
 
 pub mod faulty;
 pub mod fuzzing;
+pub mod workflows;
 pub mod world;
 
 pub mod crash {

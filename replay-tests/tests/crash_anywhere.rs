@@ -3,14 +3,19 @@
 //!
 //! Random workflows use every step type (task, decision, parallel, wait,
 //! event, subworkflow) with retries, error routes and compensations; each
-//! task's outcome is fixed by (seed, step, attempt). A fault-injecting
+//! task's outcome is fixed by (seed, step, attempt). Tasks are answered by
+//! in-process handlers, or by a scripted agent that polls like a remote one
+//! and also lets tasks time out, answers late or twice, and pauses,
+//! resumes or cancels the execution (with or without compensation); event
+//! waits are answered by a broadcast or a signal. A fault-injecting
 //! journal kills the engine at its k-th append — before the write is durable,
 //! or after it but before the acknowledgement — for k across the whole run.
 //! A new engine then recovers from what was stored, the client retries its
 //! start with the same idempotency key, and the world goes on. Checked:
 //! same final status, output, variables, error and undone steps as the
-//! uninterrupted run; every task result recorded at most once; and no task
-//! whose result was stored before the crash is run again.
+//! uninterrupted run; every task result recorded at most once; no task
+//! whose result was stored before the crash is run again; and no late or
+//! second answer is ever accepted.
 //!
 //! `PROPTEST_CASES=<n>` runs more cases; a failure prints the minimal
 //! workflow, seed and crash point.
@@ -26,99 +31,16 @@ use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{Event, ExecutionState};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_replay_tests::faulty::CrashPoint;
-use retrace_replay_tests::world::{Calls, Generation, Outcome, T0, finished_tasks, start_request};
-use serde_json::{Value, json};
-
-#[derive(Debug, Clone)]
-enum Shape {
-    Task {
-        retries: u32,
-        compensate: bool,
-        route: bool,
-    },
-    Wait,
-    Event,
-    Parallel,
-    Decision,
-    Child,
-}
-
-fn shape() -> impl Strategy<Value = Shape> {
-    prop_oneof![
-        4 => (0u32..3, any::<bool>(), prop::bool::weighted(0.3))
-            .prop_map(|(retries, compensate, route)| Shape::Task { retries, compensate, route }),
-        1 => Just(Shape::Wait),
-        1 => Just(Shape::Event),
-        1 => Just(Shape::Parallel),
-        1 => Just(Shape::Decision),
-        1 => Just(Shape::Child),
-    ]
-}
-
-fn task(id: &str, retries: u32, compensate: bool) -> Value {
-    let mut t = json!({"id": id, "type": "task", "capability": "work", "output": {id: "$.output"}});
-    if retries > 0 {
-        t["retry"] = json!({"maxAttempts": retries + 1, "interval": 250, "backoffRate": 2});
-    }
-    if compensate {
-        t["compensate"] = json!({"capability": "undo", "retry": {"maxAttempts": 5}});
-    }
-    t
-}
-
-fn workflows(shapes: &[Shape]) -> Vec<Value> {
-    let child = json!({"name": "helper", "steps": [task("h1", 2, false)]});
-    let mut steps = Vec::new();
-    for (i, s) in shapes.iter().enumerate() {
-        let id = format!("s{i}");
-        let mut step = match s {
-            Shape::Task {
-                retries,
-                compensate,
-                route,
-            } => {
-                let mut t = task(&id, *retries, *compensate);
-                if *route {
-                    t["onError"] = json!("recover");
-                }
-                t
-            }
-            Shape::Wait => json!({"id": id, "type": "wait", "wait": {"seconds": 30}}),
-            Shape::Event => json!({"id": id, "type": "event", "event": {"name": "go"}}),
-            Shape::Parallel => json!({"id": id, "type": "parallel", "parallel": {"branches": [
-                {"name": "a", "steps": [task(&format!("{id}a"), 1, true)]},
-                {"name": "b", "steps": [task(&format!("{id}b"), 2, false)]}]}}),
-            Shape::Decision => json!({"id": id, "type": "decision", "decision": {
-                "expression": "input.flag", "branches": {"true": format!("{id}t")},
-                "default": "recover"}}),
-            Shape::Child => {
-                json!({"id": id, "type": "subworkflow", "subworkflow": {"workflow": "helper"}})
-            }
-        };
-        let next = (i + 1 < shapes.len()).then(|| format!("s{}", i + 1));
-        if let Shape::Decision = s {
-            // The decision's branch step carries on.
-            let mut t = task(&format!("{id}t"), 1, false);
-            if let Some(n) = &next {
-                t["next"] = json!(n);
-            }
-            steps.push(step);
-            steps.push(t);
-            continue;
-        }
-        if let Some(n) = next {
-            step["next"] = json!(n);
-        }
-        steps.push(step);
-    }
-    steps.push(
-        json!({"id": "recover", "type": "task", "capability": "transform", "input": "recovered"}),
-    );
-    vec![child, json!({"name": "main", "steps": steps})]
-}
+use retrace_replay_tests::workflows::{Shape, shape, workflows};
+use retrace_replay_tests::world::{
+    Calls, Generation, Outcome, T0, Violations, finished_tasks, start_request,
+};
+use serde_json::Value;
 
 struct Run {
     outcome: Outcome,
+    /// The main execution's history.
+    history: Vec<Event>,
     appends: u64,
     final_state: ExecutionState,
     results: Vec<String>,
@@ -158,18 +80,53 @@ fn undone_steps(
     steps
 }
 
+/// The world's tasks: answered in-process, or by the scripted agent.
+#[derive(Debug, Clone, Copy)]
+enum Answers {
+    InProcess,
+    Agent,
+}
+
+/// Opens one generation of the world over `store`.
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    answers: Answers,
+    number: u32,
+    store: &MemoryStore,
+    clock: &SimClock,
+    crash: Option<(u64, CrashPoint)>,
+    seed: u64,
+    calls: &Calls,
+    violations: &Violations,
+) -> anyhow::Result<Generation> {
+    match answers {
+        Answers::InProcess => Generation::open(number, store, clock, crash, seed, calls).await,
+        Answers::Agent => {
+            Generation::open_with_agent(number, store, clock, crash, seed, calls, violations).await
+        }
+    }
+}
+
 /// One run of the world, crashing at `crash` if given.
-async fn run(docs: &[Value], seed: u64, crash: Option<(u64, CrashPoint)>) -> anyhow::Result<Run> {
+async fn run(
+    docs: &[Value],
+    seed: u64,
+    answers: Answers,
+    crash: Option<(u64, CrashPoint)>,
+) -> anyhow::Result<Run> {
     let store = MemoryStore::new();
     let clock = SimClock::new(T0);
     let calls: Calls = Arc::new(Mutex::new(Vec::new()));
-    let first = Generation::open(
+    let violations: Violations = Arc::new(Mutex::new(Vec::new()));
+    let first = open(
+        answers,
         1,
         &store,
         &clock,
         Some(crash.unwrap_or((0, CrashPoint::BeforeFlush))),
         seed,
         &calls,
+        &violations,
     )
     .await?;
     let faulty = first.faulty.clone().expect("wrapped");
@@ -195,7 +152,7 @@ async fn run(docs: &[Value], seed: u64, crash: Option<(u64, CrashPoint)>) -> any
                 let j = retrace_journal::EventLog::in_memory(disk.duplicate(), Default::default())?;
                 finished_tasks(&j)?.into_iter().collect()
             };
-            let second = Generation::open(2, &disk, &clock, None, seed, &calls).await?;
+            let second = open(answers, 2, &disk, &clock, None, seed, &calls, &violations).await?;
             define(&second.engine, docs).await?;
             let id = second.engine.start(start_request("main")).await?.id;
             let state = second.engine.wait_until_ended(id).await?;
@@ -215,18 +172,32 @@ async fn run(docs: &[Value], seed: u64, crash: Option<(u64, CrashPoint)>) -> any
             (state, engine, second)
         }
     };
+    let violations = violations.lock().unwrap().clone();
+    anyhow::ensure!(violations.is_empty(), "{violations:?}");
     let mut o = outcome(&state);
     o.undone = undone_steps(&engine, state.id);
     let results = finished_tasks(engine.journal().as_ref())?;
+    let history = engine
+        .history(state.id, 1, usize::MAX)?
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
     Ok(Run {
         outcome: o,
+        history,
         appends,
         final_state: state,
         results,
     })
 }
 
-fn check(shapes: &[Shape], seed: u64, at: f64, point: CrashPoint) -> Result<(), TestCaseError> {
+fn check(
+    shapes: &[Shape],
+    seed: u64,
+    answers: Answers,
+    at: f64,
+    point: CrashPoint,
+) -> Result<(), TestCaseError> {
     let docs = workflows(shapes);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -236,12 +207,12 @@ fn check(shapes: &[Shape], seed: u64, at: f64, point: CrashPoint) -> Result<(), 
     rt.block_on(async {
         // A watchdog, not a wait: a run that does not end is a failure.
         let guard = Duration::from_secs(20);
-        let reference = tokio::time::timeout(guard, run(&docs, seed, None))
+        let reference = tokio::time::timeout(guard, run(&docs, seed, answers, None))
             .await
             .map_err(|_| TestCaseError::fail("the uninterrupted run did not end"))?
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let k = 1 + ((reference.appends as f64) * at) as u64;
-        let crashed = tokio::time::timeout(guard, run(&docs, seed, Some((k, point))))
+        let crashed = tokio::time::timeout(guard, run(&docs, seed, answers, Some((k, point))))
             .await
             .map_err(|_| {
                 TestCaseError::fail(format!("no end after a crash at append {k} ({point:?})"))
@@ -281,8 +252,89 @@ proptest! {
         seed in any::<u64>(),
         at in 0.0f64..1.0,
         after_flush in any::<bool>(),
+        agent in any::<bool>(),
     ) {
         let point = if after_flush { CrashPoint::AfterFlush } else { CrashPoint::BeforeFlush };
-        check(&shapes, seed, at, point)?;
+        let answers = if agent { Answers::Agent } else { Answers::InProcess };
+        check(&shapes, seed, answers, at, point)?;
+    }
+}
+
+/// The scripted agent's acts do what they say, so the property above
+/// really sees timeouts, late and second answers, pauses and cancels: for
+/// each act, a seed whose first attempt of `s0` is that act (and whose
+/// retry answers), run without a crash.
+#[test]
+fn each_scripted_act_happens_as_scripted() {
+    use retrace_replay_tests::world::{Act, agent_act};
+    type Is = fn(&Act) -> bool;
+    let kinds: [(&str, Is); 6] = [
+        ("time out", |a| matches!(a, Act::TimeOut)),
+        ("late", |a| matches!(a, Act::Late(_))),
+        ("twice", |a| matches!(a, Act::Twice(_))),
+        ("pause", |a| matches!(a, Act::Pause(_))),
+        ("cancel, compensate", |a| {
+            matches!(a, Act::Cancel { compensate: true })
+        }),
+        ("cancel", |a| matches!(a, Act::Cancel { compensate: false })),
+    ];
+    let shapes = [
+        Shape::Task {
+            retries: 1,
+            compensate: true,
+            route: false,
+        },
+        Shape::Task {
+            retries: 0,
+            compensate: true,
+            route: false,
+        },
+    ];
+    let docs = workflows(&shapes);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, is) in kinds {
+        let seed = (0..100_000u64)
+            .find(|&s| {
+                is(&agent_act(s, "s0", 1))
+                    && matches!(agent_act(s, "s0", 2), Act::Answer(Ok(_)))
+                    && matches!(agent_act(s, "s1", 1), Act::Answer(Ok(_)))
+            })
+            .unwrap();
+        let run = rt
+            .block_on(async {
+                let guard = Duration::from_secs(20);
+                tokio::time::timeout(guard, run(&docs, seed, Answers::Agent, None)).await
+            })
+            .unwrap_or_else(|_| panic!("{name}: the run did not end"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kinds: Vec<&str> = run.history.iter().map(|e| e.kind()).collect();
+        let timed_out = run.history.iter().any(
+            |e| matches!(e, Event::TaskFailed { error, attempt: 1, .. } if error.kind == "timeout"),
+        );
+        let status = run.outcome.status.as_str();
+        match name {
+            "time out" | "late" => {
+                assert!(timed_out, "{name}: {kinds:?}");
+                assert_eq!(status, "completed", "{name}");
+            }
+            "twice" => {
+                let completions = kinds.iter().filter(|k| **k == "task_completed").count();
+                assert_eq!(completions, 2, "{name}: one per step: {kinds:?}");
+                assert_eq!(status, "completed", "{name}");
+            }
+            "pause" => {
+                assert!(kinds.contains(&"execution_paused"), "{name}: {kinds:?}");
+                assert!(kinds.contains(&"execution_resumed"), "{name}: {kinds:?}");
+                assert_eq!(status, "completed", "{name}");
+            }
+            _ => {
+                assert!(kinds.contains(&"execution_cancelled"), "{name}: {kinds:?}");
+                assert!(!kinds.contains(&"task_completed"), "{name}: {kinds:?}");
+            }
+        }
     }
 }
