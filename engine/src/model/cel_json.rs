@@ -14,7 +14,9 @@
 //!
 //! Back to JSON, `int`/`uint`/`double` become numbers (a non-finite double is
 //! an error), map keys of any type become strings, an `optional` becomes its
-//! value or `null`, and `bytes`, types and functions are errors.
+//! value or `null`, and `bytes`, types and functions are errors. So is a
+//! result larger than the limit the caller gives, counted as it is converted,
+//! so that a huge result is refused before its JSON is built.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,29 +53,100 @@ pub(crate) fn to_cel(json: &Json) -> Cel {
     }
 }
 
-/// The JSON value for a CEL value; the error names what has no JSON form.
-pub(crate) fn to_json(cel: &Cel) -> Result<Json, String> {
+/// The JSON value for a CEL value; the error names what has no JSON form,
+/// or says the value is larger than `max_bytes` of compact JSON text.
+pub(crate) fn to_json(cel: &Cel, max_bytes: usize) -> Result<Json, String> {
+    let mut size = Size {
+        left: max_bytes,
+        max_bytes,
+    };
+    convert(cel, &mut size)
+}
+
+/// What is left of the size a result may have, in bytes of compact JSON
+/// (escapes in strings are not counted).
+struct Size {
+    left: usize,
+    max_bytes: usize,
+}
+
+impl Size {
+    fn take(&mut self, bytes: usize) -> Result<(), String> {
+        self.left = self.left.checked_sub(bytes).ok_or_else(|| {
+            format!(
+                "the result is larger than its result budget ({} bytes of JSON)",
+                self.max_bytes
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// The number of characters of `n` written in decimal.
+fn digits(mut n: u64) -> usize {
+    let mut count = 1;
+    while n >= 10 {
+        n /= 10;
+        count += 1;
+    }
+    count
+}
+
+fn convert(cel: &Cel, size: &mut Size) -> Result<Json, String> {
     Ok(match cel {
-        Cel::Null => Json::Null,
-        Cel::Bool(b) => Json::Bool(*b),
-        Cel::Int(int) => Json::from(*int),
-        Cel::UInt(uint) => Json::from(*uint),
-        Cel::Float(float) => Number::from_f64(*float)
-            .map(Json::Number)
-            .ok_or_else(|| format!("the result {float} is not a number JSON can hold"))?,
-        Cel::String(text) => Json::String(text.as_str().to_owned()),
-        Cel::List(items) => Json::Array(items.iter().map(to_json).collect::<Result<_, _>>()?),
+        Cel::Null => {
+            size.take(4)?;
+            Json::Null
+        }
+        Cel::Bool(b) => {
+            size.take(if *b { 4 } else { 5 })?;
+            Json::Bool(*b)
+        }
+        Cel::Int(int) => {
+            size.take(digits(int.unsigned_abs()) + usize::from(*int < 0))?;
+            Json::from(*int)
+        }
+        Cel::UInt(uint) => {
+            size.take(digits(*uint))?;
+            Json::from(*uint)
+        }
+        Cel::Float(float) => {
+            // Most doubles print shorter; the longest take 24 characters.
+            size.take(8)?;
+            Number::from_f64(*float)
+                .map(Json::Number)
+                .ok_or_else(|| format!("the result {float} is not a number JSON can hold"))?
+        }
+        Cel::String(text) => {
+            size.take(text.len().saturating_add(2))?;
+            Json::String(text.as_str().to_owned())
+        }
+        Cel::List(items) => {
+            size.take(items.len().saturating_add(1))?;
+            Json::Array(
+                items
+                    .iter()
+                    .map(|item| convert(item, size))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
         Cel::Map(map) => {
+            size.take(map.map.len().saturating_add(1))?;
             let mut object = serde_json::Map::new();
             for (key, value) in map.map.iter() {
-                object.insert(key.to_string(), to_json(value)?);
+                let key = key.to_string();
+                size.take(key.len().saturating_add(3))?;
+                object.insert(key, convert(value, size)?);
             }
             Json::Object(object)
         }
         Cel::Opaque(_) => match <&OptionalValue>::try_from(cel) {
             Ok(optional) => match optional.value() {
-                Some(value) => to_json(value)?,
-                None => Json::Null,
+                Some(value) => convert(value, size)?,
+                None => {
+                    size.take(4)?;
+                    Json::Null
+                }
             },
             Err(_) => {
                 return Err(format!(
@@ -102,7 +175,7 @@ mod tests {
             "null": null, "bool": true, "int": -3, "big": u64::MAX, "float": 2.5,
             "text": "x", "list": [1, "a", [2]], "map": {"k": {"j": false}},
         });
-        assert_eq!(to_json(&to_cel(&value)), Ok(value));
+        assert_eq!(to_json(&to_cel(&value), usize::MAX), Ok(value));
     }
 
     #[test]
@@ -114,7 +187,29 @@ mod tests {
 
     #[test]
     fn values_without_json_form_are_errors() {
-        assert!(to_json(&Cel::Float(f64::INFINITY)).is_err());
-        assert!(to_json(&Cel::Bytes(Arc::new(vec![1]))).is_err());
+        assert!(to_json(&Cel::Float(f64::INFINITY), usize::MAX).is_err());
+        assert!(to_json(&Cel::Bytes(Arc::new(vec![1])), usize::MAX).is_err());
+    }
+
+    #[test]
+    fn the_size_counted_is_about_the_compact_json_size() {
+        for value in [
+            json!(null),
+            json!([true, -12, 345, "abc"]),
+            json!({"a": [1, 2], "bc": {"d": "e"}}),
+        ] {
+            let exact = serde_json::to_string(&value).map_or(0, |text| text.len());
+            assert_eq!(to_json(&to_cel(&value), exact), Ok(value.clone()));
+            assert!(to_json(&to_cel(&value), exact - 2).is_err(), "{value}");
+        }
+    }
+
+    #[test]
+    fn a_result_over_the_limit_is_refused() {
+        let big = json!(vec!["0123456789"; 1000]);
+        assert_eq!(
+            to_json(&to_cel(&big), 1000),
+            Err("the result is larger than its result budget (1000 bytes of JSON)".to_owned())
+        );
     }
 }

@@ -16,19 +16,24 @@
 //!
 //! Evaluation converts the context to CEL values on every call (see
 //! `cel_json`), so its cost grows with the size of the context; the compiled
-//! program itself is shared.
+//! program itself is shared. Everything else an evaluation does is bounded
+//! by its budget (see `budget`, and `instrument` for where the compiled tree
+//! charges it): an expression that runs out fails with an ordinary
+//! evaluation error, the same one every time.
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use cel::common::ast::{EntryExpr, Expr as Node, IdedExpr};
-use cel::{Context, Env, Program};
+use cel::{Context, Env};
 use serde_json::Value;
 
+use super::budget::{Budget, RESULT_BYTES_MAX};
 use super::cel_json::{to_cel, to_json};
 use super::hash::canonical_string;
+use super::instrument::instrument;
 use super::path::Root;
-use super::stack::on_large_stack;
+use super::stack::{evaluate_on_large_stack, on_large_stack};
 
 /// The longest expression accepted, in bytes.
 pub const EXPRESSION_LEN_MAX: usize = 16 * 1024;
@@ -60,7 +65,11 @@ const BUILTIN_NAMES: &[&str] = &[
 #[derive(Clone)]
 pub struct Expr {
     source: String,
-    program: Arc<Program>,
+    /// The CEL tree, with the budget's charges in it (see `instrument`).
+    program: Arc<IdedExpr>,
+    /// Whether the tree, with the charges, is deeper than
+    /// [`EXPRESSION_DEPTH_MAX`], and so is evaluated on a large stack.
+    deep: bool,
 }
 
 impl fmt::Debug for Expr {
@@ -110,10 +119,11 @@ impl Expr {
                 Root::listed()
             )
         })?;
-        let program = compile_program(source, text)?;
+        let (program, deep) = compile_program(source, text)?;
         Ok(Expr {
             source: source.to_owned(),
             program: Arc::new(program),
+            deep,
         })
     }
 
@@ -124,21 +134,42 @@ impl Expr {
 
     /// Evaluates the expression; `context` is an object whose keys are the
     /// roots (`input`, `variables`, `output`, `error`, `execution`).
+    ///
+    /// The evaluation has a budget of its own (see `budget`); running out of
+    /// it is an error naming the budget, whatever the expression would have
+    /// made of it, and so is a result above [`RESULT_BYTES_MAX`].
     pub fn evaluate(&self, context: &Value) -> Result<Value, EvalError> {
+        if self.deep {
+            evaluate_on_large_stack(|| self.evaluate_here(context))
+                .unwrap_or_else(|message| Err(self.failed(message)))
+        } else {
+            self.evaluate_here(context)
+        }
+    }
+
+    /// An evaluation error of this expression.
+    fn failed(&self, message: String) -> EvalError {
+        EvalError {
+            message: format!("evaluating `{}`: {message}", self.source),
+        }
+    }
+
+    /// Evaluates the expression on this thread.
+    fn evaluate_here(&self, context: &Value) -> Result<Value, EvalError> {
+        let failed = |message: String| self.failed(message);
+        let budget = Arc::new(Budget::default());
         let mut cel_context = Context::with_env(Arc::clone(&ENV));
+        budget.install(&mut cel_context, &ENV).map_err(failed)?;
         for root in Root::ALL {
             let value = context.get(root.as_str()).map_or(cel::Value::Null, to_cel);
             cel_context.add_variable_from_value(root.as_str(), value);
         }
-        let result = self
-            .program
-            .execute(&cel_context)
-            .map_err(|error| EvalError {
-                message: format!("evaluating `{}`: {}", self.source, describe(&error)),
-            })?;
-        to_json(&result).map_err(|message| EvalError {
-            message: format!("evaluating `{}`: {message}", self.source),
-        })
+        let result = cel::Value::resolve(&self.program, &cel_context);
+        if let Some(exhausted) = budget.exhausted() {
+            return Err(failed(exhausted.to_string()));
+        }
+        let result = result.map_err(|error| failed(describe(&error)))?;
+        to_json(&result, RESULT_BYTES_MAX).map_err(failed)
     }
 }
 
@@ -171,14 +202,16 @@ fn describe(error: &cel::ExecutionError) -> String {
     }
 }
 
-/// Parses `text` (the blanked form of `source`) with CEL and checks the tree.
+/// Parses `text` (the blanked form of `source`) with CEL, checks the tree,
+/// and adds the budget's charges to it (see `instrument`).
 ///
 /// Parsing runs on a large stack (see `stack`), and a tree deeper than
 /// [`EXPRESSION_DEPTH_MAX`] is refused there, which bounds the recursion of
-/// every later evaluation on the caller's stack.
-fn compile_program(source: &str, text: String) -> Result<Program, String> {
+/// every later evaluation on the caller's stack. Also says whether the tree,
+/// once it has the charges, is deeper than that.
+fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool), String> {
     let compiled = on_large_stack(|| {
-        let program = ENV.compile(&text).map_err(|errors| {
+        let program = ENV.parser().parse(&text).map_err(|errors| {
             let details: Vec<String> = errors
                 .errors
                 .iter()
@@ -189,22 +222,29 @@ fn compile_program(source: &str, text: String) -> Result<Program, String> {
                 details.join("; ")
             )
         })?;
-        if depth(program.expression()) > EXPRESSION_DEPTH_MAX {
+        if depth(&program) > EXPRESSION_DEPTH_MAX {
             // Dropping the deep tree recurses too; it happens here, on the large stack.
             return Err(format!(
                 "`{source}` nests more than {EXPRESSION_DEPTH_MAX} levels deep; split it over \
                  several steps or variables"
             ));
         }
-        check_names(source, program.expression())?;
-        Ok(program)
+        check_names(source, &program)?;
+        let program = instrument(program);
+        let deep = depth(&program) > EXPRESSION_DEPTH_MAX;
+        Ok((program, deep))
     });
     compiled.map_err(|message| format!("`{source}`: {message}"))?
 }
 
 /// The depth of an expression tree: 1 for a leaf.
 fn depth(node: &IdedExpr) -> usize {
-    let children: Vec<&IdedExpr> = match &node.expr {
+    1 + children(node).into_iter().map(depth).max().unwrap_or(0)
+}
+
+/// The subtrees right below `node`.
+pub(super) fn children(node: &IdedExpr) -> Vec<&IdedExpr> {
+    match &node.expr {
         Node::Unspecified | Node::Literal(_) | Node::Ident(_) => Vec::new(),
         Node::Select(select) => vec![&select.operand],
         Node::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
@@ -226,8 +266,7 @@ fn depth(node: &IdedExpr) -> usize {
             &c.loop_step,
             &c.result,
         ],
-    };
-    1 + children.into_iter().map(depth).max().unwrap_or(0)
+    }
 }
 
 fn entry_children(entry: &EntryExpr) -> Vec<&IdedExpr> {
@@ -443,6 +482,55 @@ mod tests {
         assert!(Expr::compile("input.items.all(x, x > 0)").is_ok());
         assert!(Expr::compile("input.items.map(i, i * 2)").is_ok());
         assert!(Expr::compile("type(input) == map").is_ok());
+    }
+
+    /// Trees whose charges keep them within [`EXPRESSION_DEPTH_MAX`] are
+    /// evaluated on the caller's thread: that must be safe on the smallest
+    /// stack the engine runs on, whatever their shape.
+    #[test]
+    fn shallow_instrumented_trees_evaluate_on_a_small_stack() {
+        let nest =
+            |open: &str, close: &str, n: usize| format!("{}x{}", open.repeat(n), close.repeat(n));
+        let mut here = Vec::new();
+        let mut deep = 0;
+        for n in 1..=31 {
+            for source in [
+                nest("[", "]", n),
+                nest("{'a': ", "}", n),
+                nest("string(", ")", n),
+                nest("'a' + (", ")", n),
+                nest("[x].map(x, ", ")", n),
+                nest("[x].exists(x, x == ", ")", n),
+                nest("optional.of(", ")", n),
+                nest("x.matches(", ")", n),
+            ] {
+                let source = source.replace('x', "input");
+                let Ok(expr) = Expr::compile(&source) else {
+                    continue;
+                };
+                if expr.deep {
+                    deep += 1;
+                } else {
+                    here.push(expr);
+                }
+            }
+        }
+        assert!(
+            deep > 0 && here.len() > 50,
+            "{deep} deep, {} here",
+            here.len()
+        );
+        // The stack of a tokio worker thread.
+        let small = std::thread::Builder::new().stack_size(2 * 1024 * 1024);
+        let evaluated = small
+            .spawn(move || {
+                for expr in &here {
+                    let _ = expr.evaluate(&serde_json::json!({"input": "a"}));
+                }
+                here.len()
+            })
+            .map(|worker| worker.join());
+        assert!(matches!(evaluated, Ok(Ok(n)) if n > 50));
     }
 
     #[test]

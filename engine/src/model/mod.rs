@@ -15,6 +15,9 @@
 //! - `compile`, `compile_step`: definition → [`Step`]s, reporting references
 //!   that do not resolve or leave their scope, and bad expressions or paths
 //!   (`expr`, `path`, `mapping`, `cel_json`), and bad JSON Schemas (`schema`);
+//! - `budget`, `instrument`, `regex_cost`: the cost budget of every
+//!   expression evaluation, where a compiled expression charges it, and what
+//!   a regular expression costs;
 //! - `hash`: the canonical form and the version;
 //! - `stack`: the large stack the CEL parser needs, so that no expression a
 //!   user writes can overflow a thread's stack.
@@ -22,6 +25,7 @@
 //! Every problem is reported, never only the first, as a [`Problem`] whose
 //! path is written like `steps[3].next` (see `problem`).
 
+mod budget;
 mod cel_json;
 mod compile;
 mod compile_step;
@@ -32,15 +36,18 @@ mod document;
 mod expr;
 mod fields;
 mod hash;
+mod instrument;
 mod mapping;
 mod names;
 mod path;
 mod problem;
+mod regex_cost;
 mod schema;
 mod stack;
 mod step;
 mod workflow;
 
+pub use budget::{EVAL_DATA_MAX, EVAL_STEPS_MAX, RESULT_BYTES_MAX};
 pub use compile::STEPS_MAX;
 pub use decode_failure::MAX_ATTEMPTS_MAX;
 pub use definition::{
