@@ -15,6 +15,11 @@
 //! stable test, so the bodies turn the error such a panic leaves behind back
 //! into a panic.
 //!
+//! `http_request` is the one body with state: a process-wide engine, seeded
+//! once with workflows, executions and an agent so requests get past the
+//! `404`s, on a current-thread runtime of its own that runs only while an
+//! input does; see [`http_request`] and [`HttpInput`] for the input format.
+//!
 //! The bugs these targets found are fixed; their minimal triggers stay in
 //! the seed corpus (`gen-known-*`) as regression inputs.
 
@@ -30,6 +35,9 @@ use retrace_journal::{
     verify_store,
 };
 use serde_json::{Value, json};
+
+mod http;
+pub use http::*;
 
 /// The longest input a body looks at; the rest is ignored.
 pub const INPUT_BYTES_MAX: usize = 64 * 1024;

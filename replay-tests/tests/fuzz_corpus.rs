@@ -27,7 +27,7 @@ use retrace_engine::machine::Event;
 use retrace_engine::runtime::{Engine, codec};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::{EventLog, ExecutionId, Journal, NewEvent, Options};
-use retrace_replay_tests::fuzzing::{self, EXECUTION, T0_MS};
+use retrace_replay_tests::fuzzing::{self, ContentType, EXECUTION, HttpInput, T0_MS};
 use retrace_replay_tests::world::{self, Calls, Generation, T0};
 use serde_json::{Value, json};
 
@@ -37,13 +37,14 @@ type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Every target: its name (the folder of its corpus, the `[[bin]]` of
 /// `fuzz/Cargo.toml`) and its body.
-const TARGETS: [(&str, Body); 6] = [
+const TARGETS: [(&str, Body); 7] = [
     ("workflow_definition", fuzzing::workflow_definition),
     ("expression", fuzzing::expression),
     ("journal_record", fuzzing::journal_record),
     ("journal_open", fuzzing::journal_open),
     ("event_decode", fuzzing::event_decode),
     ("replay_fold", fuzzing::replay_fold),
+    ("http_request", fuzzing::http_request),
 ];
 
 /// The whole seed corpus stays small enough to keep in the repository.
@@ -112,6 +113,34 @@ fn every_target_has_a_small_seed_corpus() {
     assert!(
         total <= CORPUS_BYTES_MAX,
         "the seed corpus is {total} bytes"
+    );
+}
+
+/// `http_request` calls every endpoint the router serves, and no other.
+#[test]
+fn http_request_knows_every_route() {
+    let ours: BTreeSet<(String, String)> = fuzzing::ENDPOINTS
+        .iter()
+        .filter(|e| e.method != "*")
+        .map(|e| {
+            // The router names parameters by what they hold, not whose.
+            let path = ["execution", "agent", "task"]
+                .iter()
+                .fold(e.path.to_owned(), |p, k| {
+                    p.replace(&format!("{{{k}}}"), "{id}")
+                })
+                .replace("{workflow}", "{name}")
+                .replace("{event}", "{name}");
+            (e.method.to_owned(), path)
+        })
+        .collect();
+    let router: BTreeSet<(String, String)> = retrace_api::routes::routes()
+        .into_iter()
+        .map(|(method, path)| (method.to_string(), path.to_owned()))
+        .collect();
+    assert_eq!(
+        ours, router,
+        "fuzzing::ENDPOINTS and the router's table differ"
     );
 }
 
@@ -276,6 +305,11 @@ fn replay_fold_on_generated_inputs() {
     fuzz("replay_fold", fuzzing::replay_fold);
 }
 
+#[test]
+fn http_request_on_generated_inputs() {
+    fuzz("http_request", fuzzing::http_request);
+}
+
 // ---------------------------------------------------------------------------
 // The seed corpus
 // ---------------------------------------------------------------------------
@@ -302,23 +336,38 @@ fn write_seed_corpus() {
             .map(|(name, payloads)| (name.clone(), fuzzing::encode_lines(payloads)))
             .collect(),
     );
+    seeds.insert("http_request", http_requests());
     for (target, files) in seeds {
-        let dir = corpus_dir(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("gen-")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
+        write_generated(target, files);
+    }
+}
+
+/// Rewrites the generated seeds of `http_request` only (see
+/// [`http_requests`]):
+/// `cargo test -p retrace-replay-tests --test fuzz_corpus -- --ignored write_http_request_seeds`.
+#[test]
+#[ignore = "writes fuzz/corpus/http_request/; run it after a change of the input format"]
+fn write_http_request_seeds() {
+    write_generated("http_request", http_requests());
+}
+
+/// Replaces the files named `gen-*` of `target`'s corpus by `files`.
+fn write_generated(target: &str, files: BTreeMap<String, Vec<u8>>) {
+    let dir = corpus_dir(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("gen-")
+        {
+            std::fs::remove_file(path).unwrap();
         }
-        for (name, bytes) in files {
-            std::fs::write(dir.join(format!("gen-{name}")), bytes).unwrap();
-        }
+    }
+    for (name, bytes) in files {
+        std::fs::write(dir.join(format!("gen-{name}")), bytes).unwrap();
     }
 }
 
@@ -724,4 +773,340 @@ fn one_event_per_kind(histories: &BTreeMap<String, Vec<Vec<u8>>>) -> BTreeMap<St
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// HTTP requests
+// ---------------------------------------------------------------------------
+
+/// Requests for `http_request` ([`HttpInput`]): every example workflow
+/// defined and validated (JSON or YAML by its extension), every `curl` of
+/// `docs/api.md` (its `$ID`, `$AGENT` and `$TASK` standing for the seeded
+/// objects), one request without a body per endpoint naming seeded objects,
+/// and a few edge cases.
+fn http_requests() -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let examples = repo().join("examples/workflows");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+        let content_type = if yaml {
+            "application/yaml"
+        } else {
+            "application/json"
+        };
+        let body = std::fs::read(&path).unwrap();
+        for (what, path) in [
+            ("define", "/v1/workflows"),
+            ("validate", "/v1/workflows/validate"),
+        ] {
+            let input = HttpInput {
+                endpoint: fuzzing::endpoint_index("POST", path).unwrap(),
+                content_type: fuzzing::content_type_index(Some(content_type)).unwrap(),
+                body: body.clone(),
+                ..HttpInput::default()
+            };
+            out.insert(format!("{what}-{name}"), input.encode());
+        }
+    }
+    let api = std::fs::read_to_string(repo().join("docs/api.md")).unwrap();
+    let mut n = 0;
+    for words in curl_commands(&api) {
+        if let Some((label, input)) = curl_request(&words) {
+            n += 1;
+            out.insert(format!("doc-{n:02}-{label}"), input.encode());
+        }
+    }
+    assert!(n >= 20, "only {n} requests found in docs/api.md");
+    for (i, endpoint) in fuzzing::ENDPOINTS.iter().enumerate() {
+        let input = HttpInput {
+            endpoint: i as u8,
+            sources: 0b0101,
+            ..HttpInput::default()
+        };
+        let label = file_label(&format!("{}{}", endpoint.method, endpoint.path));
+        out.insert(format!("endpoint-{i:02}-{label}"), input.encode());
+    }
+    let index = |method, path| fuzzing::endpoint_index(method, path).unwrap();
+    let json = fuzzing::content_type_index(Some("application/json")).unwrap();
+    let edges = [
+        (
+            "too-large",
+            HttpInput {
+                endpoint: index("POST", "/v1/executions"),
+                content_type: json,
+                body: format!(
+                    r#"{{"workflow":"greet","input":"{}"}}"#,
+                    "x".repeat(fuzzing::HTTP_BODY_BYTES_MAX)
+                )
+                .into_bytes(),
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "stream-last-event-id",
+            HttpInput {
+                endpoint: index("GET", "/v1/executions/{execution}/events/stream"),
+                sources: 0b01,
+                extras: fuzzing::EXTRA_LAST_EVENT_ID,
+                header: b"2".to_vec(),
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "skip-paused",
+            HttpInput {
+                endpoint: index("POST", "/v1/executions/{execution}/skip"),
+                content_type: json,
+                sources: 0b11,
+                extras: fuzzing::EXTRA_CONTENT_LENGTH,
+                body: br#"{"output":{"charged":false}}"#.to_vec(),
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "signal-gated",
+            HttpInput {
+                endpoint: index("POST", "/v1/executions/{execution}/signals/{event}"),
+                content_type: json,
+                sources: 0b1010,
+                body: br#"{"payload":{"by":"fuzz"}}"#.to_vec(),
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "poll-then-fail",
+            HttpInput {
+                endpoint: index("POST", "/v1/tasks/{task}/fail"),
+                content_type: json,
+                sources: 0b01,
+                body: br#"{"error":{"type":"broke","message":"it broke","retryable":false}}"#
+                    .to_vec(),
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "path-not-utf8",
+            HttpInput {
+                endpoint: index("GET", "/v1/workflows/{workflow}"),
+                params: [b"\xff\xfe".to_vec(), Vec::new()],
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "raw-publish-stream",
+            HttpInput {
+                endpoint: index("*", "{raw}"),
+                extras: 1, // POST
+                params: [b"/v1/events/stream".to_vec(), Vec::new()],
+                ..HttpInput::default()
+            },
+        ),
+        (
+            "yaml-content-type-garbage",
+            HttpInput {
+                endpoint: index("POST", "/v1/workflows"),
+                content_type: fuzzing::content_type_index(Some("x/y; q=\"")).unwrap(),
+                header: b"application/yaml; charset=\"".to_vec(),
+                body: b"name: x\nsteps: []\n".to_vec(),
+                ..HttpInput::default()
+            },
+        ),
+    ];
+    for (name, input) in edges {
+        out.insert(format!("edge-{name}"), input.encode());
+    }
+    out
+}
+
+/// The words of every `curl` command in the `sh` blocks of a Markdown
+/// document, split as a shell would (quotes, `\` line continuations,
+/// comments).
+fn curl_commands(markdown: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut block: Option<String> = None;
+    for line in markdown.lines() {
+        match &mut block {
+            None if line.starts_with("```sh") => block = Some(String::new()),
+            None => {}
+            Some(text) if line.starts_with("```") => {
+                commands.extend(shell_words(text));
+                block = None;
+            }
+            Some(text) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    commands.retain(|words| words.first().is_some_and(|w| w == "curl"));
+    commands
+}
+
+/// `text` as shell commands, each a list of words.
+fn shell_words(text: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                let w = word.get_or_insert_with(String::new);
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    w.push(q);
+                }
+            }
+            '\\' if chars.peek() == Some(&'\n') => {
+                chars.next();
+            }
+            '#' if word.is_none() => {
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            '\n' | ' ' | '\t' => {
+                words.extend(word.take());
+                if c == '\n' && !words.is_empty() {
+                    commands.push(std::mem::take(&mut words));
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    if !words.is_empty() {
+        commands.push(words);
+    }
+    commands
+}
+
+/// A `curl` command of `docs/api.md` as an input, with a label for its file
+/// name; `None` for one whose body is a file.
+fn curl_request(words: &[String]) -> Option<(String, HttpInput)> {
+    let mut method = None;
+    let mut headers = Vec::new();
+    let mut body: Option<&str> = None;
+    let mut url = None;
+    let mut args = words[1..].iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-X" => method = args.next().map(String::as_str),
+            "-H" => headers.extend(args.next().and_then(|h| h.split_once(':'))),
+            "-d" | "--data-binary" => body = args.next().map(String::as_str),
+            a if a.starts_with("$RETRACE") => url = Some(&a["$RETRACE".len()..]),
+            _ => {}
+        }
+    }
+    if body.is_some_and(|b| b.starts_with('@')) {
+        return None;
+    }
+    let method = method.unwrap_or(if body.is_some() { "POST" } else { "GET" });
+    let (path, query) = url?.split_once('?').unwrap_or((url?, ""));
+    let mut input = HttpInput {
+        query: query.as_bytes().to_vec(),
+        body: body
+            .unwrap_or("")
+            .replace(DOCS_AGENT, "$AGENT")
+            .into_bytes(),
+        ..HttpInput::default()
+    };
+    let mut content_type = body.map(|_| "application/x-www-form-urlencoded");
+    for (name, value) in &headers {
+        let value = value.trim();
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = Some(value),
+            "last-event-id" => {
+                input.extras |= fuzzing::EXTRA_LAST_EVENT_ID;
+                input.header = value.as_bytes().to_vec();
+            }
+            _ => {}
+        }
+    }
+    input.content_type = fuzzing::content_type_index(content_type).unwrap();
+    if fuzzing::CONTENT_TYPES[input.content_type as usize] == ContentType::HeaderLine {
+        input.header = content_type.unwrap_or("").as_bytes().to_vec();
+    }
+    match route(method, path) {
+        Some((endpoint, params)) => {
+            input.endpoint = endpoint;
+            for (i, (kind, value)) in params.into_iter().enumerate() {
+                // The docs' ids stand for objects that exist, as here.
+                let seeded = match (kind, value) {
+                    ("execution", "$ID" | DOCS_EXECUTION)
+                    | ("agent", "$AGENT")
+                    | ("task", "$TASK") => Some(0),
+                    ("execution", "$OTHER") | ("task", "$OTHER_TASK") => Some(1),
+                    ("workflow", v) => fuzzing::SEEDED_WORKFLOWS.iter().position(|w| *w == v),
+                    ("event", v) => fuzzing::SEEDED_EVENTS.iter().position(|e| *e == v),
+                    _ => None,
+                };
+                match seeded {
+                    Some(choice) => input.sources |= (choice as u8 + 1) << (2 * i),
+                    None => input.params[i] = value.as_bytes().to_vec(),
+                }
+            }
+        }
+        None => {
+            input.endpoint = fuzzing::endpoint_index("*", "{raw}").unwrap();
+            input.extras |= fuzzing::RAW_METHODS.iter().position(|m| *m == method)? as u8;
+            input.params[0] = path.as_bytes().to_vec();
+        }
+    }
+    Some((file_label(&format!("{method}{path}")), input))
+}
+
+/// `text` as part of a file name: lowercase letters, digits and `_`, cut.
+fn file_label(text: &str) -> String {
+    text.to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect()
+}
+
+/// A request's path parameters: (kind, value).
+type Params<'a> = Vec<(&'static str, &'a str)>;
+
+/// The execution and agent ids `docs/api.md`'s examples show.
+const DOCS_EXECUTION: &str = "01a1fb96-2826-7012-96b6-9bd448d552cf";
+const DOCS_AGENT: &str = "cdbe6540-610b-4e02-b9c4-c4b2faf83992";
+
+/// The endpoint of [`fuzzing::ENDPOINTS`] that `method path` calls, and its
+/// parameters (kind, value), preferring literal segments over parameters.
+fn route<'a>(method: &str, path: &'a str) -> Option<(u8, Params<'a>)> {
+    let segments: Vec<&str> = path.split('/').collect();
+    // (literal segments, endpoint, parameters)
+    let mut best: Option<(usize, u8, Params<'a>)> = None;
+    for (i, endpoint) in fuzzing::ENDPOINTS.iter().enumerate() {
+        if endpoint.method != method {
+            continue;
+        }
+        let pattern: Vec<&'static str> = endpoint.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            continue;
+        }
+        let mut literal = 0;
+        let mut params = Vec::new();
+        let fits = pattern.iter().zip(&segments).all(|(p, s)| {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(kind) => {
+                    params.push((kind, *s));
+                    true
+                }
+                None => {
+                    literal += 1;
+                    p == s
+                }
+            }
+        });
+        if fits && best.as_ref().is_none_or(|(l, _, _)| literal > *l) {
+            best = Some((literal, i as u8, params));
+        }
+    }
+    best.map(|(_, i, params)| (i, params))
 }

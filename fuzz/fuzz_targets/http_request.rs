@@ -1,0 +1,5 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    retrace_replay_tests::fuzzing::http_request(data);
+});
