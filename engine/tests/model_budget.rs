@@ -126,16 +126,87 @@ fn ordinary_expressions_over_a_large_input_still_evaluate() {
     assert_eq!(expr.evaluate(&context), Ok(json!(true)));
 }
 
+fn pattern_error() -> String {
+    "Error executing function 'matches': the pattern of matches compiles to more than 1048576 \
+     bytes"
+        .to_owned()
+}
+
 #[test]
-fn compiling_large_patterns_runs_out_of_steps() {
-    let context = json!({"input": {"items": vec![1; 1000], "s": "x".repeat(1_000_000)}});
-    // Each call compiles the pattern again: a few are all the budget allows.
-    let error = failure(r"input.items.map(i, 'x'.matches('\\w{100}'))", &context);
+fn matches_over_a_large_input_fits_the_budget() {
+    let words: Vec<String> = (0..100_000)
+        .map(|i| {
+            let letters: String = format!("{i:06}")
+                .bytes()
+                .map(|b| char::from(b'a' + (b - b'0')))
+                .collect();
+            if i % 10 == 0 {
+                format!("{letters}1")
+            } else {
+                letters
+            }
+        })
+        .collect();
+    let context = json!({"input": {"words": words, "p": "^[a-z]+$"}});
+    // The pattern compiled with the expression, or once in the evaluation.
+    for source in [
+        "input.words.filter(w, w.matches('^[a-z]+$')).size()",
+        "input.words.filter(w, matches(w, input.p)).size()",
+    ] {
+        let expr = Expr::compile(source).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(expr.evaluate(&context), Ok(json!(90_000)), "{source}");
+        eprintln!("{source}: {:?}", started.elapsed());
+    }
+}
+
+#[test]
+fn patterns_too_large_to_compile_fail_on_the_size_limit() {
+    for pattern in [r"\w{1000}", "((a{100}){100}){100}", r"(\w{10}){10}"] {
+        let context = json!({"input": {"p": pattern, "items": [1, 2, 3]}});
+        for source in [
+            "'x'.matches(input.p)",
+            "input.items.all(i, matches('x', input.p))",
+        ] {
+            let error = failure(source, &context);
+            assert!(error.ends_with(&pattern_error()), "{error}");
+            assert_eq!(failure(source, &context), error, "the same way twice");
+        }
+        // Written in the expression, it compiles (a stored workflow must
+        // always load) and fails the same way when evaluated.
+        let literal = format!("'x'.matches('{}')", pattern.replace('\\', "\\\\"));
+        let error = failure(&literal, &context);
+        assert!(error.ends_with(&pattern_error()), "{error}");
+        assert_eq!(failure(&literal, &context), error, "the same way twice");
+    }
+    let error = failure("'x'.matches('(foo')", &json!({}));
+    assert!(error.contains("'(foo' not a valid regex:"), "{error}");
+    let error = failure("'x'.matches(input.p)", &json!({"input": {"p": "(foo"}}));
+    assert!(
+        error.ends_with(
+            "'(foo' not a valid regex:\nregex parse error:\n    (foo\n    ^\nerror: unclosed group"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn compiling_many_patterns_or_matching_long_texts_runs_out_of_steps() {
+    let context =
+        json!({"input": {"items": (0..2000).collect::<Vec<u32>>(), "s": "x".repeat(1_000_000)}});
+    // A pattern that differs on every call is compiled on every call.
+    let error = failure("input.items.all(i, !'x'.matches(string(i)))", &context);
     assert!(error.contains(&steps_error()), "{error}");
-    let error = failure(r"'x'.matches('(\\w{100}){10}')", &context);
+    let error = failure(
+        r"input.items.all(i, !'x'.matches('\\w{5}' + string(i)))",
+        &context,
+    );
     assert!(error.contains(&steps_error()), "{error}");
-    // Matching a long text with a large pattern.
-    let error = failure(r"input.s.matches('\\w*y\\w{60}z')", &context);
+    // Matching a long text with a larger pattern, again and again.
+    let error = failure(
+        r"input.items.all(i, !input.s.matches('\\w*y\\w{5}z'))",
+        &context,
+    );
     assert!(error.contains(&steps_error()), "{error}");
     // Ordinary patterns still match, written either way.
     let expr =
@@ -145,7 +216,8 @@ fn compiling_large_patterns_runs_out_of_steps() {
 
 /// The fuzz seeds `fuzz/corpus/expression/gen-known-e3-*` are expressions
 /// that once ran for seconds or allocated without bound: each fails with a
-/// budget error, the same one twice.
+/// budget error (or, for a pattern of `matches`, the size limit), the same
+/// one twice.
 #[test]
 fn the_known_blow_ups_of_the_fuzz_corpus_fail_on_a_budget() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/expression");
@@ -167,7 +239,7 @@ fn the_known_blow_ups_of_the_fuzz_corpus_fail_on_a_budget() {
         let source = std::str::from_utf8(source).unwrap();
         let error = failure(source, &context);
         assert!(
-            error.contains("budget ("),
+            error.contains("budget (") || error.contains("compiles to more than"),
             "{name}: {}",
             &error[error.len().saturating_sub(300)..]
         );

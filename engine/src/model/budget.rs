@@ -10,8 +10,8 @@
 //!
 //! - [`EVAL_STEPS_MAX`] steps: each iteration of a comprehension costs one
 //!   step per node of its body, charged for all its iterations when it starts,
-//!   and each call to `matches` what its pattern costs to compile and run
-//!   (see `regex_cost`);
+//!   and each call to `matches` what compiling its pattern (once per
+//!   evaluation at most) and matching its text cost (see `pattern`);
 //! - [`EVAL_DATA_MAX`] bytes of data: every value an operation copies,
 //!   compares or scans is charged its estimated size (see [`data_size`])
 //!   before the operation runs;
@@ -21,7 +21,8 @@
 //! The charges are made by the functions this module adds to each
 //! evaluation's CEL context ([`RANGE_FN`], [`DATA_FN`], [`LOOKUP_FN`],
 //! [`MATCHES_FN`]); where the calls go in the compiled tree is `instrument`'s
-//! business. Each evaluation has a [`Budget`] of its own.
+//! business. Each evaluation has a [`Budget`] of its own, which also holds
+//! the patterns `matches` compiled during it.
 //!
 //! This module owns the limits, the counting and the size estimates. It must
 //! never read a clock or depend on anything but the expression and the values
@@ -29,10 +30,11 @@
 //! exhausted, every later charge fails too, and the evaluation fails with the
 //! budget's message whatever the expression made of the errors.
 
+use std::collections::HashMap;
 use std::collections::hash_map;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cel::common::types::{
     CelBool, CelBytes, CelInt, CelList, CelMap, CelMapKey, CelOptional, CelString,
@@ -40,13 +42,14 @@ use cel::common::types::{
 use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, ExecutionError, FunctionContext};
 
-use super::regex_cost::{MATCH_BYTES_PER_STEP, compile_cost};
+use super::pattern::{Compiled, Patterns};
 
 /// Steps one evaluation may take. An iteration of a comprehension costs one
 /// step per node of the comprehension's body (at least one; `map(x, x * 2)`
 /// costs 7), nested comprehensions counted in full: about 700,000 iterations
-/// of a small body, a few tenths of a second. A call to `matches` costs from
-/// a few hundred steps (`^[a-z]+$`) to tens of thousands (`\w`).
+/// of a small body, a few tenths of a second. A call to `matches` costs a
+/// step or more per byte of its text, and compiling a pattern that is not a
+/// literal of the expression from 4,096 steps up (see `pattern`).
 pub const EVAL_STEPS_MAX: u64 = 5_000_000;
 
 /// Bytes of data one evaluation may copy, compare or scan, as estimated by
@@ -76,8 +79,8 @@ pub(crate) const DATA_FN: &str = "@data";
 pub(crate) const LOOKUP_FN: &str = "@lookup";
 
 /// `@matches(a, b, member)`: CEL's `matches`, charged first: the text and
-/// the pattern as data, and compiling and matching as steps (see
-/// `regex_cost`). `member` says it was written `text.matches(pattern)`, and
+/// the pattern as data, and compiling (once per evaluation) and matching as
+/// steps (see `pattern`). `member` says it was written `text.matches(pattern)`, and
 /// `a` is then the pattern (evaluated first, as CEL does), `b` the text;
 /// else it was `matches(text, pattern)`, and `a` is the text.
 pub(crate) const MATCHES_FN: &str = "@matches";
@@ -137,19 +140,28 @@ pub(crate) struct Budget {
     steps_left: AtomicU64,
     data_left: AtomicU64,
     exhausted: AtomicU8,
+    /// The patterns of `matches` compiled so far.
+    patterns: Mutex<Patterns>,
 }
 
 impl Default for Budget {
     fn default() -> Budget {
-        Budget {
-            steps_left: AtomicU64::new(EVAL_STEPS_MAX),
-            data_left: AtomicU64::new(EVAL_DATA_MAX),
-            exhausted: AtomicU8::new(0),
-        }
+        Budget::new(Arc::default())
     }
 }
 
 impl Budget {
+    /// The budget of an evaluation of an expression whose string literal
+    /// patterns, compiled with it, are `literals`.
+    pub(crate) fn new(literals: Arc<HashMap<String, Compiled>>) -> Budget {
+        Budget {
+            steps_left: AtomicU64::new(EVAL_STEPS_MAX),
+            data_left: AtomicU64::new(EVAL_DATA_MAX),
+            exhausted: AtomicU8::new(0),
+            patterns: Mutex::new(Patterns::new(literals)),
+        }
+    }
+
     /// Adds the charging functions, bound to this budget, to `context`,
     /// whose environment is `env`.
     pub(crate) fn install(
@@ -212,7 +224,9 @@ impl Budget {
             } else {
                 (first, second)
             };
-            budget.charge_matches(text.as_ref(), pattern.as_ref())?;
+            if let Some(matched) = budget.matches(text.as_ref(), pattern.as_ref())? {
+                return Ok(CowVal::owned(CelBool::from(matched)));
+            }
             let args = vec![text, pattern];
             match env.find_overload("matches", &args) {
                 Some(matches) => matches(args),
@@ -242,21 +256,32 @@ impl Budget {
         Ok(())
     }
 
-    /// Charges a call to `matches`: the text and the pattern as data; as
-    /// steps, compiling the pattern, and matching the text (see `regex_cost`).
-    fn charge_matches(&self, text: &dyn Val, pattern: &dyn Val) -> Result<(), ExecutionError> {
+    /// A call to `matches`, charged: the text and the pattern as data; as
+    /// steps, compiling the pattern unless this evaluation or the expression
+    /// compiled it before, and matching the text (see `pattern`). `None` if
+    /// they are not both strings: CEL's overloads then say what is wrong.
+    fn matches(&self, text: &dyn Val, pattern: &dyn Val) -> Result<Option<bool>, ExecutionError> {
         let left = self.left(Exhausted::Data);
         let data = data_size(text, left).saturating_add(data_size(pattern, left));
         self.charge(Exhausted::Data, data)?;
-        if let Some(pattern) = pattern.downcast_ref::<CelString>() {
-            let compile = compile_cost(pattern.inner());
-            let text_len = text
-                .downcast_ref::<CelString>()
-                .map_or(0, |t| len(t.inner().len()));
-            let matching = text_len.saturating_mul(compile) / MATCH_BYTES_PER_STEP;
-            self.charge(Exhausted::Steps, compile.saturating_add(matching))?;
-        }
-        Ok(())
+        let (Some(text), Some(pattern)) = (
+            text.downcast_ref::<CelString>(),
+            pattern.downcast_ref::<CelString>(),
+        ) else {
+            return Ok(None);
+        };
+        let compiled = self
+            .patterns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pattern.inner(), |steps| {
+                self.charge(Exhausted::Steps, steps)
+            })?;
+        let compiled =
+            compiled.map_err(|error| ExecutionError::function_error("matches", error))?;
+        let text = text.inner();
+        self.charge(Exhausted::Steps, compiled.match_steps(text.len()))?;
+        Ok(Some(compiled.is_match(text)))
     }
 
     /// Which budget ran out, if one did.

@@ -19,8 +19,13 @@
 //! program itself is shared. Everything else an evaluation does is bounded
 //! by its budget (see `budget`, and `instrument` for where the compiled tree
 //! charges it): an expression that runs out fails with an ordinary
-//! evaluation error, the same one every time.
+//! evaluation error, the same one every time. The patterns of `matches`
+//! written as string literals are compiled with the expression (see
+//! `pattern`), once; one that is invalid or too large fails the evaluations
+//! that reach it, and never the definition, so that a workflow stored by an
+//! earlier build always loads.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -31,8 +36,9 @@ use serde_json::Value;
 use super::budget::{Budget, RESULT_BYTES_MAX};
 use super::cel_json::{to_cel, to_json};
 use super::hash::canonical_string;
-use super::instrument::instrument;
+use super::instrument::{instrument, literal_patterns};
 use super::path::Root;
+use super::pattern::{Compiled, compile_free};
 use super::stack::{evaluate_on_large_stack, on_large_stack};
 
 /// The longest expression accepted, in bytes.
@@ -70,6 +76,8 @@ pub struct Expr {
     /// Whether the tree, with the charges, is deeper than
     /// [`EXPRESSION_DEPTH_MAX`], and so is evaluated on a large stack.
     deep: bool,
+    /// The patterns of `matches` written as string literals, compiled.
+    patterns: Arc<HashMap<String, Compiled>>,
 }
 
 impl fmt::Debug for Expr {
@@ -119,11 +127,12 @@ impl Expr {
                 Root::listed()
             )
         })?;
-        let (program, deep) = compile_program(source, text)?;
+        let (program, deep, patterns) = compile_program(source, text)?;
         Ok(Expr {
             source: source.to_owned(),
             program: Arc::new(program),
             deep,
+            patterns: Arc::new(patterns),
         })
     }
 
@@ -157,7 +166,7 @@ impl Expr {
     /// Evaluates the expression on this thread.
     fn evaluate_here(&self, context: &Value) -> Result<Value, EvalError> {
         let failed = |message: String| self.failed(message);
-        let budget = Arc::new(Budget::default());
+        let budget = Arc::new(Budget::new(Arc::clone(&self.patterns)));
         let mut cel_context = Context::with_env(Arc::clone(&ENV));
         budget.install(&mut cel_context, &ENV).map_err(failed)?;
         for root in Root::ALL {
@@ -203,13 +212,17 @@ fn describe(error: &cel::ExecutionError) -> String {
 }
 
 /// Parses `text` (the blanked form of `source`) with CEL, checks the tree,
-/// and adds the budget's charges to it (see `instrument`).
+/// adds the budget's charges to it (see `instrument`), and compiles the
+/// patterns of `matches` written as string literals.
 ///
 /// Parsing runs on a large stack (see `stack`), and a tree deeper than
 /// [`EXPRESSION_DEPTH_MAX`] is refused there, which bounds the recursion of
 /// every later evaluation on the caller's stack. Also says whether the tree,
 /// once it has the charges, is deeper than that.
-fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool), String> {
+fn compile_program(
+    source: &str,
+    text: String,
+) -> Result<(IdedExpr, bool, HashMap<String, Compiled>), String> {
     let compiled = on_large_stack(|| {
         let program = ENV.parser().parse(&text).map_err(|errors| {
             let details: Vec<String> = errors
@@ -232,7 +245,16 @@ fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool), Strin
         check_names(source, &program)?;
         let program = instrument(program);
         let deep = depth(&program) > EXPRESSION_DEPTH_MAX;
-        Ok((program, deep))
+        let mut patterns = HashMap::new();
+        // A pattern that does not compile is kept as its error, which an
+        // evaluation reaching it returns. It is not a problem of the
+        // definition: a workflow an earlier build accepted must still load
+        // from the journal when limits change.
+        for pattern in literal_patterns(&program) {
+            let compiled = compile_free(&pattern);
+            patterns.insert(pattern, compiled);
+        }
+        Ok((program, deep, patterns))
     });
     compiled.map_err(|message| format!("`{source}`: {message}"))?
 }

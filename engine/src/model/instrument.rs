@@ -13,7 +13,9 @@
 //!   work grows with their arguments (`contains`, `startsWith`, conversions,
 //!   `optional.of`, …), become `@data(x)`; the right side of `in` becomes
 //!   `@lookup(x)`;
-//! - `matches` becomes `@matches`, which charges and then calls it.
+//! - `matches` becomes `@matches`, which charges and then matches; the
+//!   patterns written as string literals are listed (see
+//!   [`literal_patterns`]) to be compiled with the expression.
 //!
 //! A scalar literal (`1`, `true`, `null`) is never wrapped: it costs nothing.
 //! Nor are the operands of `&&`, `||`, `!`, `? :`, the numeric operators
@@ -42,6 +44,41 @@ const CHEAP_FUNCTIONS: &[&str] = &["size", "type", "dyn", "hasValue", "value", "
 
 /// Names that are namespaces of functions, never values, as a call's target.
 const NAMESPACES: &[&str] = &["optional"];
+
+/// The most string literal patterns of one expression compiled with it;
+/// any others are compiled when it is evaluated, and charged.
+const LITERAL_PATTERNS_MAX: usize = 8;
+
+/// The distinct patterns of `@matches` calls in `tree` (as [`instrument`]
+/// made it) that are string literals, the first [`LITERAL_PATTERNS_MAX`] in
+/// the order they are written.
+pub(crate) fn literal_patterns(tree: &IdedExpr) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let mut pending = vec![tree];
+    while let Some(e) = pending.pop() {
+        if found.len() >= LITERAL_PATTERNS_MAX {
+            break;
+        }
+        if let Node::Call(call) = &e.expr
+            && call.func_name == MATCHES_FN
+            && let [first, second, member] = call.args.as_slice()
+        {
+            let member = matches!(
+                &member.expr,
+                Node::Literal(LiteralValue::Boolean(b)) if *b.inner()
+            );
+            let pattern = if member { first } else { second };
+            if let Node::Literal(LiteralValue::String(text)) = &pattern.expr
+                && !found.iter().any(|f| f.as_str() == text.inner())
+            {
+                found.push(text.inner().to_owned());
+            }
+        }
+        // Last child first, so the first written is found first.
+        pending.extend(children(e).into_iter().rev());
+    }
+    found
+}
 
 /// `tree` with the budget's charging calls added.
 pub(crate) fn instrument(tree: IdedExpr) -> IdedExpr {
@@ -373,6 +410,16 @@ mod tests {
         assert!(matches!(&m.args[1].expr, Node::Ident(n) if n == "p"));
         // Not CEL's `matches`: left to fail as it would.
         call(&instrumented("matches(s)"), "matches");
+    }
+
+    #[test]
+    fn literal_patterns_are_listed_once_in_order() {
+        let tree =
+            instrumented(r"s.matches('a') || matches(s, 'b') || s.matches(p) || s.matches('a')");
+        assert_eq!(literal_patterns(&tree), ["a", "b"]);
+        let many: Vec<String> = (0..20).map(|n| format!("s.matches('{n}')")).collect();
+        let tree = instrumented(&many.join(" || "));
+        assert_eq!(literal_patterns(&tree).len(), LITERAL_PATTERNS_MAX);
     }
 
     #[test]

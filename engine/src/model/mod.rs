@@ -15,9 +15,9 @@
 //! - `compile`, `compile_step`: definition → [`Step`]s, reporting references
 //!   that do not resolve or leave their scope, and bad expressions or paths
 //!   (`expr`, `path`, `mapping`, `cel_json`), and bad JSON Schemas (`schema`);
-//! - `budget`, `instrument`, `regex_cost`: the cost budget of every
-//!   expression evaluation, where a compiled expression charges it, and what
-//!   a regular expression costs;
+//! - `budget`, `instrument`, `pattern`: the cost budget of every
+//!   expression evaluation, where a compiled expression charges it, and the
+//!   regular expressions of `matches`, compiled under size limits;
 //! - `hash`: the canonical form and the version;
 //! - `stack`: the large stack the CEL parser needs, so that no expression a
 //!   user writes can overflow a thread's stack.
@@ -40,8 +40,8 @@ mod instrument;
 mod mapping;
 mod names;
 mod path;
+mod pattern;
 mod problem;
-mod regex_cost;
 mod schema;
 mod stack;
 mod step;
