@@ -7,46 +7,27 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// What every benchmark binary accepts.
-#[derive(Debug, Clone)]
+/// What every benchmark binary accepts (`--help` lists it).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(about = "A retrace benchmark: prints one line of figures per scenario, asserts nothing")]
 pub struct Args {
     /// Fewer operations: finishes in well under a minute.
+    #[arg(long)]
     pub quick: bool,
-    /// Where data folders are made (default: `target/bench-data`, which is on
-    /// the same disk as the build, never a tmpfs).
+    /// Where data folders are made (the default is on the same disk as the
+    /// build, never a tmpfs).
+    #[arg(long, default_value = "target/bench-data")]
     pub dir: PathBuf,
     /// Run only the scenarios whose name starts with this.
+    #[arg(long, value_name = "SCENARIO")]
     pub only: Option<String>,
 }
 
 impl Args {
+    /// The command line's arguments (exits with usage on bad ones), with
+    /// the data folder created.
     pub fn parse() -> anyhow::Result<Args> {
-        let mut args = Args {
-            quick: false,
-            dir: PathBuf::from("target/bench-data"),
-            only: None,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--quick" => args.quick = true,
-                "--dir" => {
-                    args.dir = it
-                        .next()
-                        .ok_or_else(|| anyhow::anyhow!("--dir needs a path"))?
-                        .into()
-                }
-                "--only" => {
-                    args.only = Some(
-                        it.next()
-                            .ok_or_else(|| anyhow::anyhow!("--only needs a scenario name"))?,
-                    )
-                }
-                other => anyhow::bail!(
-                    "unknown argument {other} (use --quick, --dir <path>, --only <scenario>)"
-                ),
-            }
-        }
+        let args = <Args as clap::Parser>::parse();
         std::fs::create_dir_all(&args.dir)?;
         Ok(args)
     }
