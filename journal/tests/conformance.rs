@@ -1,5 +1,6 @@
 //! One conformance suite for every journal store: each test below runs against
-//! the sled store (in a temporary folder) and the in-memory store. The keys
+//! the sled store (in a temporary folder), the in-memory store, and overlays
+//! (`store::overlay`) stacked over an in-memory store that must stay empty. The keys
 //! used for tampering are written out from `docs/journal-format.md`, so these
 //! tests also pin the documented layout.
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use retrace_journal::store::memory::MemoryStore;
+use retrace_journal::store::overlay::Overlay;
 use retrace_journal::store::sled::SledStore;
 use retrace_journal::store::{Op, Store};
 use retrace_journal::{
@@ -39,6 +41,46 @@ impl Harness for MemHarness {
     }
     fn raw(&self) -> Arc<dyn Store> {
         Arc::new(self.0.clone())
+    }
+}
+
+/// Overlays over an in-memory store: every open puts a fresh overlay over
+/// the one before, so a test's data ends up spread over several layers (and
+/// its deletes and rewrites reach down through them), while the memory store
+/// at the bottom is never written at all.
+struct OverlayHarness {
+    bottom: MemoryStore,
+    top: std::sync::Mutex<Arc<dyn Store>>,
+}
+impl OverlayHarness {
+    fn new() -> OverlayHarness {
+        let bottom = MemoryStore::new();
+        let top: Arc<dyn Store> = Arc::new(Overlay::new(bottom.clone()));
+        OverlayHarness {
+            bottom,
+            top: std::sync::Mutex::new(top),
+        }
+    }
+}
+impl Harness for OverlayHarness {
+    fn open(&self, options: Options) -> EventLog {
+        let mut top = self.top.lock().unwrap();
+        let next: Arc<dyn Store> = Arc::new(Overlay::new(top.clone()));
+        *top = next.clone();
+        EventLog::with_store(next, options).unwrap()
+    }
+    fn raw(&self) -> Arc<dyn Store> {
+        self.top.lock().unwrap().clone()
+    }
+}
+impl Drop for OverlayHarness {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            assert!(
+                self.bottom.raw_entries().is_empty(),
+                "an overlay wrote to its base"
+            );
+        }
     }
 }
 
@@ -542,6 +584,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(&super::MemHarness(super::MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod overlay_store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::OverlayHarness::new()).await;
                 }
             )*
         }

@@ -3,18 +3,23 @@
 //! thing — an execution's events with their seq, time and hash — so folding
 //! and printing are written once.
 //!
-//! Owns opening a data folder for reading (refusing one a server holds, and
-//! never creating one), reading an export back, and paging a server's
-//! history. It must never fold with anything but `apply` from the empty
-//! state, and never skip or reorder an event: a replay shows exactly what
-//! the journal holds.
+//! Owns opening a data folder for reading (refusing one a server holds or
+//! one that holds no journal, never creating one, and never writing to it:
+//! the journal is opened over an in-memory [`Overlay`], so the heads it
+//! brings up to date at open stay in memory), reading an export back, and
+//! paging a server's history. It must never fold with anything but `apply`
+//! from the empty state, and never skip or reorder an event: a replay shows
+//! exactly what the journal holds.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use retrace_engine::machine::{Event, ExecutionState, apply};
 use retrace_engine::runtime::{CATALOG_STREAM, codec};
+use retrace_journal::store::holds_journal;
+use retrace_journal::store::overlay::Overlay;
 use retrace_journal::store::sled::{LOCK_FILE, SledStore};
 use retrace_journal::{EventLog, ExecutionId, Journal, Options};
 use serde::Deserialize;
@@ -144,16 +149,26 @@ pub fn check_data_folder(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The journal of a stopped server's data folder.
+/// The journal of a stopped server's data folder, read-only: whatever the
+/// journal writes (the heads it recovers at open) stays in memory.
 pub fn open_journal(path: &Path) -> Result<EventLog> {
-    check_data_folder(path)?;
-    EventLog::open(path, Options::default()).map_err(|e| locked(path, e))
+    let store = open_store(path)?;
+    EventLog::with_store(Arc::new(store), Options::default()).map_err(|e| locked(path, e))
 }
 
-/// The store of a stopped server's data folder, with no journal over it.
-pub fn open_store(path: &Path) -> Result<SledStore> {
+/// The store of a stopped server's data folder, read-only, with no journal
+/// over it yet. A folder whose store holds no journal is refused rather than
+/// initialised.
+pub fn open_store(path: &Path) -> Result<Overlay<SledStore>> {
     check_data_folder(path)?;
-    SledStore::open(path).map_err(|e| locked(path, e))
+    let store = SledStore::open(path).map_err(|e| locked(path, e))?;
+    if !holds_journal(&store)? {
+        return Err(Error::NotADataFolder {
+            path: path.to_owned(),
+            why: "it holds no journal (no format key)".into(),
+        });
+    }
+    Ok(Overlay::new(store))
 }
 
 fn locked(path: &Path, e: retrace_journal::Error) -> Error {

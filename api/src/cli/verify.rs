@@ -6,9 +6,10 @@
 //!
 //! Owns the order of the checks, the report and the progress line. It must
 //! never repair what it reports, stop at the first problem, or trust a
-//! snapshot: a snapshot is what is being checked. (Replaying opens a journal
-//! over the store, which, as at a server's start, brings the derived heads
-//! index up to date; that happens after the store check has read it.)
+//! snapshot: a snapshot is what is being checked, and never write to the
+//! folder. (Replaying opens a journal over the store, which, as at a
+//! server's start, brings the derived heads up to date — in memory only: the
+//! store is opened read-only, see `history::open_store`.)
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};

@@ -1,14 +1,19 @@
 //! The storage under the journal: one ordered key-value space with atomic
 //! batches and an explicit flush. The journal's logic (framing, chaining,
 //! group commit, indexes, verify) is written once against this trait; sled is
-//! the embedded default and an in-memory store serves tests.
+//! the embedded default, an in-memory store serves tests, and an overlay
+//! opens an existing store read-only (writes stay in memory).
 //!
-//! A store never interprets keys or values.
+//! A store never interprets keys or values (but [`holds_journal`], which
+//! knows the one key that marks a journal).
 
 pub mod memory;
+pub mod overlay;
 pub mod sled;
 
-use crate::Result;
+use std::sync::Arc;
+
+use crate::{Result, keys};
 
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]
@@ -28,4 +33,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn apply(&self, ops: Vec<Op>) -> Result<()>;
     /// Returns once everything applied before it is on stable storage.
     fn flush(&self) -> Result<()>;
+}
+
+/// A shared store is a store (so overlays can be stacked over a `dyn Store`).
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        (**self).get(key)
+    }
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        (**self).scan(from, to, limit)
+    }
+    fn last(&self, from: &[u8], to: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        (**self).last(from, to)
+    }
+    fn apply(&self, ops: Vec<Op>) -> Result<()> {
+        (**self).apply(ops)
+    }
+    fn flush(&self) -> Result<()> {
+        (**self).flush()
+    }
+}
+
+/// Whether `store` holds a journal: whether it has the format key that
+/// opening a journal writes first (whatever its version). Only reads. A
+/// journal opened over a store without it would initialise the store as a
+/// new, empty journal.
+pub fn holds_journal(store: &dyn Store) -> Result<bool> {
+    Ok(store.get(keys::META_FORMAT)?.is_some())
 }
