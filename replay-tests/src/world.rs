@@ -6,7 +6,7 @@
 //!
 //! Tasks are answered either by in-process handlers ([`Generation::open`])
 //! or by a scripted agent that polls the engine like a remote one
-//! ([`Generation::open_with_agent`]). The agent also misbehaves and plays
+//! ([`Generation::open_with`]). The agent also misbehaves and plays
 //! operator, as [`agent_act`] decides: it lets tasks time out, answers after
 //! the timeout, answers twice, and pauses, resumes or cancels the execution
 //! while a task is out. What it must never see — a late or second answer
@@ -121,6 +121,15 @@ pub fn agent_act(seed: u64, step: &str, attempt: u32) -> Act {
     }
 }
 
+/// Who answers the world's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// In-process handlers, from [`behaviour`].
+    InProcess,
+    /// The scripted agent, from [`agent_act`].
+    Agent,
+}
+
 /// One engine over `store`, with handlers, time skipper and publisher.
 #[derive(Debug)]
 pub struct Generation {
@@ -150,9 +159,13 @@ impl Generation {
         Self::start(number, store, clock, crash, seed, calls, None).await
     }
 
-    /// A generation whose `work` tasks go to the scripted agent (see
-    /// [`agent_act`]); compensations stay in-process.
-    pub async fn open_with_agent(
+    /// A generation whose tasks are answered as `answers` says: with
+    /// [`Answers::Agent`], `work` tasks go to the scripted agent (see
+    /// [`agent_act`]), which reports what it must never see to
+    /// `violations`; compensations stay in-process.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_with(
+        answers: Answers,
         number: u32,
         store: &MemoryStore,
         clock: &SimClock,
@@ -161,7 +174,8 @@ impl Generation {
         calls: &Calls,
         violations: &Violations,
     ) -> anyhow::Result<Generation> {
-        Self::start(number, store, clock, crash, seed, calls, Some(violations)).await
+        let agent = matches!(answers, Answers::Agent).then_some(violations);
+        Self::start(number, store, clock, crash, seed, calls, agent).await
     }
 
     async fn start(

@@ -33,7 +33,7 @@ use retrace_journal::store::memory::MemoryStore;
 use retrace_replay_tests::faulty::CrashPoint;
 use retrace_replay_tests::workflows::{Shape, shape, workflows};
 use retrace_replay_tests::world::{
-    Calls, Generation, Outcome, T0, Violations, finished_tasks, start_request,
+    Answers, Calls, Generation, Outcome, T0, Violations, finished_tasks, start_request,
 };
 use serde_json::Value;
 
@@ -80,33 +80,6 @@ fn undone_steps(
     steps
 }
 
-/// The world's tasks: answered in-process, or by the scripted agent.
-#[derive(Debug, Clone, Copy)]
-enum Answers {
-    InProcess,
-    Agent,
-}
-
-/// Opens one generation of the world over `store`.
-#[allow(clippy::too_many_arguments)]
-async fn open(
-    answers: Answers,
-    number: u32,
-    store: &MemoryStore,
-    clock: &SimClock,
-    crash: Option<(u64, CrashPoint)>,
-    seed: u64,
-    calls: &Calls,
-    violations: &Violations,
-) -> anyhow::Result<Generation> {
-    match answers {
-        Answers::InProcess => Generation::open(number, store, clock, crash, seed, calls).await,
-        Answers::Agent => {
-            Generation::open_with_agent(number, store, clock, crash, seed, calls, violations).await
-        }
-    }
-}
-
 /// One run of the world, crashing at `crash` if given.
 async fn run(
     docs: &[Value],
@@ -118,7 +91,7 @@ async fn run(
     let clock = SimClock::new(T0);
     let calls: Calls = Arc::new(Mutex::new(Vec::new()));
     let violations: Violations = Arc::new(Mutex::new(Vec::new()));
-    let first = open(
+    let first = Generation::open_with(
         answers,
         1,
         &store,
@@ -152,7 +125,9 @@ async fn run(
                 let j = retrace_journal::EventLog::in_memory(disk.duplicate(), Default::default())?;
                 finished_tasks(&j)?.into_iter().collect()
             };
-            let second = open(answers, 2, &disk, &clock, None, seed, &calls, &violations).await?;
+            let second =
+                Generation::open_with(answers, 2, &disk, &clock, None, seed, &calls, &violations)
+                    .await?;
             define(&second.engine, docs).await?;
             let id = second.engine.start(start_request("main")).await?.id;
             let state = second.engine.wait_until_ended(id).await?;

@@ -30,7 +30,7 @@ use retrace_journal::store::sled::SledStore;
 use retrace_journal::store::{Op, Store};
 use retrace_journal::{EventLog, ExecutionId, Journal};
 use retrace_replay_tests::workflows::{Shape, shape, workflows};
-use retrace_replay_tests::world::{Calls, Generation, T0, Violations, start_request};
+use retrace_replay_tests::world::{Answers, Calls, Generation, T0, Violations, start_request};
 use serde_json::Value;
 
 /// Runs `main` to its end in the world; the store and every execution's
@@ -40,8 +40,17 @@ async fn live_run(docs: &[Value], seed: u64) -> anyhow::Result<(MemoryStore, Vec
     let clock = SimClock::new(T0);
     let calls: Calls = Arc::new(Mutex::new(Vec::new()));
     let violations: Violations = Arc::new(Mutex::new(Vec::new()));
-    let world =
-        Generation::open_with_agent(1, &store, &clock, None, seed, &calls, &violations).await?;
+    let world = Generation::open_with(
+        Answers::Agent,
+        1,
+        &store,
+        &clock,
+        None,
+        seed,
+        &calls,
+        &violations,
+    )
+    .await?;
     let engine = world.engine.clone();
     for d in docs {
         engine.define_json(d.to_string().as_bytes()).await?;
