@@ -30,7 +30,6 @@
 //! exhausted, every later charge fails too, and the evaluation fails with the
 //! budget's message whatever the expression made of the errors.
 
-use std::collections::HashMap;
 use std::collections::hash_map;
 use std::fmt;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -42,7 +41,7 @@ use cel::common::types::{
 use cel::common::value::{CowVal, Val};
 use cel::{Context, Env, ExecutionError, FunctionContext};
 
-use super::pattern::{Compiled, Patterns};
+use super::pattern::{Literals, Patterns};
 
 /// Steps one evaluation may take. An iteration of a comprehension costs one
 /// step per node of the comprehension's body (at least one; `map(x, x * 2)`
@@ -152,8 +151,8 @@ impl Default for Budget {
 
 impl Budget {
     /// The budget of an evaluation of an expression whose string literal
-    /// patterns, compiled with it, are `literals`.
-    pub(crate) fn new(literals: Arc<HashMap<String, Compiled>>) -> Budget {
+    /// patterns are `literals` (compiled when first needed, then kept).
+    pub(crate) fn new(literals: Arc<Literals>) -> Budget {
         Budget {
             steps_left: AtomicU64::new(EVAL_STEPS_MAX),
             data_left: AtomicU64::new(EVAL_DATA_MAX),

@@ -20,12 +20,12 @@
 //! by its budget (see `budget`, and `instrument` for where the compiled tree
 //! charges it): an expression that runs out fails with an ordinary
 //! evaluation error, the same one every time. The patterns of `matches`
-//! written as string literals are compiled with the expression (see
-//! `pattern`), once; one that is invalid or too large fails the evaluations
-//! that reach it, and never the definition, so that a workflow stored by an
-//! earlier build always loads.
+//! written as string literals are compiled once per expression, when an
+//! evaluation first needs them (see `pattern`); one that is invalid or too
+//! large fails the evaluations that reach it, and never the definition, so
+//! defining a workflow costs no regex compilation and a workflow stored by
+//! an earlier build always loads.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -38,7 +38,7 @@ use super::cel_json::{to_cel, to_json};
 use super::hash::canonical_string;
 use super::instrument::{instrument, literal_patterns};
 use super::path::Root;
-use super::pattern::{Compiled, compile_free};
+use super::pattern::{Literals, literals};
 use super::stack::{evaluate_on_large_stack, on_large_stack};
 
 /// The longest expression accepted, in bytes.
@@ -76,8 +76,9 @@ pub struct Expr {
     /// Whether the tree, with the charges, is deeper than
     /// [`EXPRESSION_DEPTH_MAX`], and so is evaluated on a large stack.
     deep: bool,
-    /// The patterns of `matches` written as string literals, compiled.
-    patterns: Arc<HashMap<String, Compiled>>,
+    /// The patterns of `matches` written as string literals, compiled when
+    /// first needed.
+    patterns: Arc<Literals>,
 }
 
 impl fmt::Debug for Expr {
@@ -219,10 +220,7 @@ fn describe(error: &cel::ExecutionError) -> String {
 /// [`EXPRESSION_DEPTH_MAX`] is refused there, which bounds the recursion of
 /// every later evaluation on the caller's stack. Also says whether the tree,
 /// once it has the charges, is deeper than that.
-fn compile_program(
-    source: &str,
-    text: String,
-) -> Result<(IdedExpr, bool, HashMap<String, Compiled>), String> {
+fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool, Literals), String> {
     let compiled = on_large_stack(|| {
         let program = ENV.parser().parse(&text).map_err(|errors| {
             let details: Vec<String> = errors
@@ -245,15 +243,11 @@ fn compile_program(
         check_names(source, &program)?;
         let program = instrument(program);
         let deep = depth(&program) > EXPRESSION_DEPTH_MAX;
-        let mut patterns = HashMap::new();
-        // A pattern that does not compile is kept as its error, which an
-        // evaluation reaching it returns. It is not a problem of the
-        // definition: a workflow an earlier build accepted must still load
-        // from the journal when limits change.
-        for pattern in literal_patterns(&program) {
-            let compiled = compile_free(&pattern);
-            patterns.insert(pattern, compiled);
-        }
+        // Compiled when an evaluation first needs them, never here: a
+        // definition costs no regex compilation, and one that does not
+        // compile fails the evaluations that reach it, not the definition (a
+        // workflow an earlier build accepted must still load).
+        let patterns = literals(literal_patterns(&program));
         Ok((program, deep, patterns))
     });
     compiled.map_err(|message| format!("`{source}`: {message}"))?

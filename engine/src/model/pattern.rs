@@ -4,9 +4,10 @@
 //! The `cel` crate would compile the pattern anew on every call, with no
 //! limit but the regex crate's default (10 MiB, tens of milliseconds to
 //! reach). Here a pattern is compiled at most once per evaluation (see
-//! [`Patterns`]), or once when the expression is compiled if it is a string
-//! literal there, and never to more than [`PATTERN_BYTES_MAX`] bytes: a
-//! pattern over that is an error naming the limit (`\w{1000}`).
+//! [`Patterns`]), or, if it is a string literal in the expression, once per
+//! expression, when an evaluation first needs it ([`Literals`]); and never
+//! to more than [`PATTERN_BYTES_MAX`] bytes: a pattern over that is an error
+//! naming the limit (`\w{1000}`).
 //!
 //! How much a pattern compiles to is measured without a clock: it is
 //! compiled under the smallest limit of [`TIERS`] first, then under the next
@@ -26,8 +27,8 @@
 //! must depend on nothing but the pattern's text and the length of the text
 //! matched (the regex crate's size limits are counted, not timed).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 
@@ -138,22 +139,42 @@ pub(crate) fn compile<E>(
     Ok(Err(PatternError::TooLarge))
 }
 
-/// Compiles `pattern` with nothing to charge: the string literals of an
-/// expression, when it is compiled.
-pub(crate) fn compile_free(pattern: &str) -> Compiled {
-    match compile(pattern, |_| Ok::<(), std::convert::Infallible>(())) {
-        Ok(compiled) => compiled,
+/// Compiles `pattern` with nothing to stop it; what it gave and the steps
+/// [`compile`] would have charged for it.
+fn compile_priced(pattern: &str) -> (u64, Compiled) {
+    let mut steps = 0u64;
+    let compiled = compile(pattern, |s| {
+        steps = steps.saturating_add(s);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    match compiled {
+        Ok(compiled) => (steps, compiled),
         Err(never) => match never {},
     }
 }
 
-/// The patterns of one evaluation: those compiled with the expression, and
-/// those compiled since, up to [`CACHED_MAX`] of them and
-/// [`CACHED_BYTES_MAX`] bytes; past that, a new pattern is compiled (and
-/// charged) on every call.
+/// The patterns of `matches` written as string literals in one expression,
+/// each compiled the first time an evaluation needs it and then kept with
+/// the expression. Never compiled when the expression is: defining a
+/// workflow costs no regex compilation, whatever patterns it holds.
+pub(crate) type Literals = HashMap<String, OnceLock<(u64, Compiled)>>;
+
+/// The [`Literals`] of the patterns `patterns`, none compiled yet.
+pub(crate) fn literals(patterns: impl IntoIterator<Item = String>) -> Literals {
+    patterns.into_iter().map(|p| (p, OnceLock::new())).collect()
+}
+
+/// The patterns of one evaluation: the expression's literals, and those
+/// compiled during it, up to [`CACHED_MAX`] of them and [`CACHED_BYTES_MAX`]
+/// bytes; past that, a new pattern is compiled (and charged) on every call.
+///
+/// A literal costs an evaluation what compiling it costs, once, whether this
+/// evaluation compiled it or an earlier one did: so what an evaluation is
+/// charged never depends on which evaluations came before.
 #[derive(Debug, Default)]
 pub(crate) struct Patterns {
-    literals: Arc<HashMap<String, Compiled>>,
+    literals: Arc<Literals>,
+    literals_charged: HashSet<String>,
     cached: HashMap<String, Compiled>,
     cached_bytes: usize,
 }
@@ -161,7 +182,7 @@ pub(crate) struct Patterns {
 impl Patterns {
     /// The patterns of an evaluation of an expression whose string literal
     /// patterns are `literals`.
-    pub(crate) fn new(literals: Arc<HashMap<String, Compiled>>) -> Patterns {
+    pub(crate) fn new(literals: Arc<Literals>) -> Patterns {
         Patterns {
             literals,
             ..Patterns::default()
@@ -173,13 +194,17 @@ impl Patterns {
     pub(crate) fn get<E>(
         &mut self,
         pattern: &str,
-        charge: impl FnMut(u64) -> Result<(), E>,
+        mut charge: impl FnMut(u64) -> Result<(), E>,
     ) -> Result<Compiled, E> {
-        if let Some(compiled) = self
-            .literals
-            .get(pattern)
-            .or_else(|| self.cached.get(pattern))
-        {
+        if let Some(compiled) = self.cached.get(pattern) {
+            return Ok(compiled.clone());
+        }
+        if let Some(slot) = self.literals.get(pattern) {
+            let (steps, compiled) = slot.get_or_init(|| compile_priced(pattern));
+            if !self.literals_charged.contains(pattern) {
+                charge(*steps)?;
+                self.literals_charged.insert(pattern.to_owned());
+            }
             return Ok(compiled.clone());
         }
         let compiled = compile(pattern, charge)?;
@@ -255,8 +280,8 @@ mod tests {
 
     #[test]
     fn a_pattern_is_compiled_once_per_evaluation() {
-        let literal = compile_free("a");
-        let mut patterns = Patterns::new(Arc::new(HashMap::from([("a".to_owned(), literal)])));
+        let literals = Arc::new(literals(["a".to_owned()]));
+        let mut patterns = Patterns::new(literals.clone());
         let mut charged = 0;
         let mut get = |pattern: &str| {
             patterns
@@ -267,12 +292,41 @@ mod tests {
                 .unwrap()
         };
         assert!(get("a").is_ok());
+        assert!(get("a").is_ok());
         assert!(get("b").is_ok());
         assert!(get("b").is_ok());
         assert!(get("(").is_err());
         assert!(get("(").is_err());
-        // "b" and "(": the text, then one tier each.
-        assert_eq!(charged, 4);
+        // "a": once, in one charge; "b" and "(": the text, then one tier each.
+        assert_eq!(charged, 5);
+    }
+
+    #[test]
+    fn a_literal_costs_every_evaluation_the_same_and_compiles_once() {
+        let literals = Arc::new(literals([r"\w{1000}".to_owned()]));
+        let steps_of = |literals: &Arc<Literals>| {
+            let mut patterns = Patterns::new(literals.clone());
+            let mut steps = 0u64;
+            let compiled = patterns
+                .get(r"\w{1000}", |s| {
+                    steps += s;
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            assert_eq!(compiled.unwrap_err(), PatternError::TooLarge);
+            steps
+        };
+        assert!(
+            literals[r"\w{1000}"].get().is_none(),
+            "not compiled up front"
+        );
+        let first = steps_of(&literals);
+        assert!(
+            literals[r"\w{1000}"].get().is_some(),
+            "kept after the first"
+        );
+        assert_eq!(steps_of(&literals), first);
+        assert_eq!(first, priced(r"\w{1000}").0);
     }
 
     #[test]
