@@ -45,6 +45,17 @@ fn listening_line(log: &str) -> &str {
         .unwrap_or_else(|| panic!("no listening line in:\n{log}"))
 }
 
+/// Stops `server` with SIGTERM, checks it exited 0 having used the data
+/// folder `data`, and returns its "listening" line.
+async fn stopped_using(server: Server, data: &Path) -> String {
+    let (code, log) = server.stop_with("TERM").await;
+    assert_eq!(code, 0, "{log}");
+    let line = listening_line(&log).to_owned();
+    assert!(line.contains(&format!("data={}", data.display())), "{line}");
+    assert!(data.join("retrace.lock").exists());
+    line
+}
+
 #[tokio::test]
 async fn the_file_alone_sets_the_data_folder_and_the_listen_address() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,11 +72,7 @@ async fn the_file_alone_sets_the_data_folder_and_the_listen_address() {
         server.base
     );
     assert!(!server.base.ends_with(":7700"), "{}", server.base);
-    assert!(data.join("retrace.lock").exists());
-    let (code, log) = server.stop_with("TERM").await;
-    assert_eq!(code, 0, "{log}");
-    let line = listening_line(&log);
-    assert!(line.contains(&format!("data={}", data.display())), "{line}");
+    let line = stopped_using(server, &data).await;
     assert!(
         line.contains(&format!("config={}", config.display())),
         "{line}"
@@ -230,27 +237,13 @@ async fn an_environment_variable_beats_the_file_and_a_flag_beats_both() {
     let mut command = serve(&[]);
     environment(&mut command);
     let server = Server::spawn(command, &from_env).await;
-    let (code, log) = server.stop_with("TERM").await;
-    assert_eq!(code, 0, "{log}");
-    let line = listening_line(&log);
-    assert!(
-        line.contains(&format!("data={}", from_env.display())),
-        "{line}"
-    );
-    assert!(from_env.join("retrace.lock").exists());
+    stopped_using(server, &from_env).await;
 
     // A flag over its variable (and so over the file).
     let mut command = serve(&["--data", from_flag.to_str().unwrap()]);
     environment(&mut command);
     let server = Server::spawn(command, &from_flag).await;
-    let (code, log) = server.stop_with("TERM").await;
-    assert_eq!(code, 0, "{log}");
-    let line = listening_line(&log);
-    assert!(
-        line.contains(&format!("data={}", from_flag.display())),
-        "{line}"
-    );
-    assert!(from_flag.join("retrace.lock").exists());
+    stopped_using(server, &from_flag).await;
 
     // The file's data folder was never used.
     assert!(!from_file.exists());
@@ -367,15 +360,11 @@ async fn serves_with(
         .await
         .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let (code, log) = server.stop_with("TERM").await;
-    assert_eq!(code, 0, "{log}");
-    let line = listening_line(&log);
-    assert!(line.contains(&format!("data={}", data.display())), "{line}");
+    let line = stopped_using(server, data).await;
     assert!(
         line.contains(&format!("config={}", config.display())),
         "{line}"
     );
-    assert!(data.join("retrace.lock").exists());
     health.headers().clone()
 }
 
