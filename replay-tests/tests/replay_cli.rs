@@ -69,7 +69,8 @@ fn copy_to_folder(from: &MemoryStore, to: &Path) -> anyhow::Result<()> {
     let sled = SledStore::open(to)?;
     let mut start = Vec::new();
     loop {
-        let batch = from.scan(&start, &[0xff; 64], 1024)?;
+        // Every key starts with a one-letter prefix (docs/journal-format.md).
+        let batch = from.scan(&start, &[0xff], 1024)?;
         let Some((last, _)) = batch.last() else { break };
         start = last.clone();
         start.push(0);
