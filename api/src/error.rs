@@ -11,10 +11,11 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
-use retrace_engine::runtime::Error as EngineError;
+use retrace_engine::store::JournalError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -355,9 +356,14 @@ impl From<EngineError> for Error {
             EngineError::Conflict(message) => Error::Conflict(message),
             EngineError::Agent(a) => a.into(),
             EngineError::Journal(j) => j.into(),
-            EngineError::Replay(_) | EngineError::Codec(_) | EngineError::Poisoned => {
-                Error::Internal(e.to_string())
-            }
+            EngineError::ShuttingDown => Error::Unavailable(e.to_string()),
+            EngineError::Replay(_)
+            | EngineError::Codec { .. }
+            | EngineError::Undecodable { .. }
+            | EngineError::Inconsistent(_)
+            | EngineError::NotADataFolder { .. }
+            | EngineError::Locked { .. }
+            | EngineError::Poisoned => Error::Internal(e.to_string()),
         }
     }
 }
@@ -392,9 +398,9 @@ impl From<AgentError> for Error {
     }
 }
 
-impl From<retrace_journal::Error> for Error {
-    fn from(j: retrace_journal::Error) -> Self {
-        use retrace_journal::Error as J;
+impl From<JournalError> for Error {
+    fn from(j: JournalError) -> Self {
+        use JournalError as J;
         match j {
             J::SeqConflict { .. } => Error::Conflict(j.to_string()),
             // A request can only reach this with an event the journal

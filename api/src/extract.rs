@@ -12,9 +12,8 @@ use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, Que
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::AgentId;
-use retrace_engine::runtime::CATALOG_STREAM;
-use retrace_journal::ExecutionId;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::error::Error;
@@ -154,11 +153,10 @@ fn bytes_rejection(r: BytesRejection, limit_bytes: usize) -> Error {
 }
 
 /// An execution id from a path segment; one that does not parse names no
-/// execution, and neither does the nil id (the stream the engine keeps
-/// workflow definitions in).
+/// execution, and neither does the nil id (no execution has it).
 pub fn execution_id(text: &str) -> Result<ExecutionId, Error> {
     match text.parse() {
-        Ok(id) if id != CATALOG_STREAM => Ok(id),
+        Ok(id) if id != ExecutionId::NIL => Ok(id),
         Ok(_) => Err(Error::UnknownExecution(text.to_owned())),
         Err(_) => Err(Error::UnknownExecution(format!(
             "{text} (not an execution id)"

@@ -6,7 +6,8 @@
 //! decides anything about an execution. Every request is checked before the
 //! engine sees it, and every error leaves as one JSON shape ([`Error`]).
 //!
-//! - [`routes`]: the router ([`app`]), one module per resource, and SSE.
+//! - [`router`]: every endpoint and the layers around them ([`app`]);
+//!   [`routes`]: the handlers, one module per resource, and SSE.
 //! - [`extract`]: body, query and path extractors that reject with [`Error`].
 //! - [`views`]: the JSON the API answers with; [`time`]: how instants are
 //!   written.
@@ -23,11 +24,13 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod router;
 pub mod routes;
+pub mod schemas;
 pub mod state;
 pub mod time;
 pub mod views;
 
 pub use error::Error;
-pub use routes::app;
+pub use router::app;
 pub use state::{ApiConfig, AppState, Shutdown};

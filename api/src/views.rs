@@ -5,18 +5,19 @@
 //! milliseconds). It must never compute anything the engine knows better:
 //! every value here is copied or reformatted, not derived from history.
 
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::{AgentInfo, AgentStatus, ClaimedTask};
 use retrace_engine::machine::{
     Activation, ErrorInfo, Event, ExecutionState, FailedStep, Role, Thread,
 };
 use retrace_engine::model::Workflow;
-use retrace_engine::runtime::{ExecutionSummary, HistoryEvent};
-use retrace_journal::{EventRecord, ExecutionId};
+use retrace_engine::read::{GlobalEvent, HistoryEvent};
+use retrace_engine::runtime::ExecutionSummary;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::openapi::{ExecutionStatus, schemas};
+use crate::schemas::{self, ExecutionStatus};
 use crate::time::rfc3339;
 
 /// One event, as the events page and the SSE streams show it.
@@ -53,10 +54,6 @@ impl EventView {
     pub fn from_history(h: &HistoryEvent) -> Self {
         EventView::new(h.seq, h.at_ms, h.hash.clone(), &h.event)
     }
-
-    pub fn from_record(r: &EventRecord, event: &Event) -> Self {
-        EventView::new(r.seq, r.recorded_at_ms, r.hash_hex(), event)
-    }
 }
 
 /// An event of the engine-wide stream: the same fields, and whose it is.
@@ -71,6 +68,17 @@ pub struct GlobalEventView {
     pub workflow: String,
     #[serde(flatten)]
     pub event: EventView,
+}
+
+impl GlobalEventView {
+    pub fn from_global(g: &GlobalEvent) -> Self {
+        GlobalEventView {
+            position: g.event.position,
+            execution_id: g.execution,
+            workflow: g.workflow.clone(),
+            event: EventView::from_history(&g.event),
+        }
+    }
 }
 
 /// The event's JSON without its `type` tag.

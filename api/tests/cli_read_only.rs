@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use cli_support::{Server, hello_to_completion, run};
-use retrace_journal::ExecutionId;
+use retrace_engine::ExecutionId;
 use retrace_journal::store::sled::{LOCK_FILE, SledStore};
 use retrace_journal::store::{Op, Store};
 use serde_json::Value;

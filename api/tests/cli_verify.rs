@@ -9,9 +9,10 @@ mod cli_support;
 use std::path::Path;
 
 use cli_support::{Server, hello_to_completion, run};
+use retrace_engine::ExecutionId;
 use retrace_journal::store::sled::SledStore;
 use retrace_journal::store::{Op, Store};
-use retrace_journal::{EventLog, ExecutionId, Journal, Options};
+use retrace_journal::{EventLog, Journal, Options, StreamId};
 use serde_json::Value;
 
 /// A stopped server's folder holding one completed `hello` execution.
@@ -81,14 +82,16 @@ async fn a_snapshot_that_disagrees_with_the_replay_fails_verify() {
     let execution: ExecutionId = id.parse().unwrap();
     {
         let journal = EventLog::open(data.path(), Options::default()).unwrap();
+        let stream = StreamId::from_bytes(*execution.as_bytes());
         let snapshot = journal
-            .latest_snapshot(execution)
+            .latest_snapshot(stream)
+            .await
             .unwrap()
             .expect("a snapshot at the end");
         let mut state: Value = serde_json::from_slice(&snapshot.state).unwrap();
         state["variables"]["message"] = Value::from("Goodbye");
         journal
-            .put_snapshot(execution, snapshot.seq, serde_json::to_vec(&state).unwrap())
+            .put_snapshot(stream, snapshot.seq, serde_json::to_vec(&state).unwrap())
             .await
             .unwrap();
     }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 use retrace_api::openapi::document;
-use retrace_api::routes::routes;
+use retrace_api::router::routes;
 use serde_json::{Value, json};
 
 use support::{PATIENCE, Server};

@@ -1,14 +1,24 @@
-//! retrace-engine: the workflow model, the pure state machine that folds an
-//! execution's events, and the runtime that drives executions to completion.
+//! retrace-engine: the runtime that drives executions to completion, around
+//! the pure core of `retrace-core`.
 //!
-//! - [`model`]: the workflow language (parse, validate, compile, hash).
-//! - [`machine`]: the pure core: events, state, `apply`, `decide`, effects.
-//! - [`runtime`]: the shell: journal, timers, agents, children, recovery.
+//! - [`model`] and [`machine`]: the workflow language and the pure state
+//!   machine, re-exported from `retrace-core` (which the compiler keeps free
+//!   of IO).
+//! - [`runtime`]: the shell: [`Engine`](runtime::Engine), which decides,
+//!   appends and performs; timers, agents, children, recovery.
+//! - [`read`]: the read side: stored histories as decoded events and
+//!   states, pages and live streams, for a running engine or a data folder.
+//! - [`store`]: the journal boundary: where the journal is, and the only
+//!   code that knows records, streams and the codec.
 //! - [`agents`]: the agent registry and task queues the runtime uses.
 //! - [`clock`]: the only source of time (system or simulated).
 
 pub mod agents;
 pub mod clock;
-pub mod machine;
-pub mod model;
+mod error;
+pub mod read;
 pub mod runtime;
+pub mod store;
+
+pub use error::Error;
+pub use retrace_core::{ExecutionId, machine, model};

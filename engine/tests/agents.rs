@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use proptest::prelude::*;
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::{
     AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus, Outcome, Settled,
     TaskSpec, TimeoutKind,
 };
 use retrace_engine::clock::SimClock;
-use retrace_journal::ExecutionId;
 use serde_json::json;
 
 const START_MS: u64 = 1_000_000;

@@ -31,9 +31,11 @@ fn from_docs(name: &str) -> Value {
     panic!("docs/dsl.md has no example named {name}");
 }
 
-fn delays(w: &World, id: retrace_journal::ExecutionId) -> Vec<u64> {
+async fn delays(w: &World, id: retrace_engine::ExecutionId) -> Vec<u64> {
     w.engine
-        .history(id, 1, usize::MAX)
+        .read()
+        .events_until(id, u64::MAX)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {
@@ -58,7 +60,7 @@ async fn retry_backoff() {
     let t = w.claim(&agent).await;
     w.complete(&t, json!("page")).await;
     assert_completed(&w.ended(id).await);
-    assert_eq!(delays(&w, id), [1000, 2000]);
+    assert_eq!(delays(&w, id).await, [1000, 2000]);
 }
 
 #[tokio::test]
@@ -69,7 +71,7 @@ async fn slow_job() {
     w.wait_for(id, "task_scheduled").await;
     w.clock.advance(5_000);
     w.wait_for(id, "retry_scheduled").await;
-    assert_eq!(delays(&w, id), [100]);
+    assert_eq!(delays(&w, id).await, [100]);
     w.clock.advance(100);
     let agent = w.agent(&["cpu"]);
     let t = w.claim(&agent).await;
@@ -107,7 +109,7 @@ async fn route_errors() {
     w.fail(&t, "unexpected", "??").await;
     let s = w.ended(c).await;
     assert_eq!(s.status, Status::Failed);
-    assert!(w.kinds(c).contains(&"handler_finished".to_string()));
+    assert!(w.kinds(c).await.contains(&"handler_finished".to_string()));
 }
 
 #[tokio::test]
@@ -136,7 +138,9 @@ async fn book_trip() {
     assert_eq!(s.metrics.retry_count, 0, "card_declined is not retried");
     let undone: Vec<Value> = w
         .engine
-        .history(id, 1, usize::MAX)
+        .read()
+        .events(id, 1, usize::MAX)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {

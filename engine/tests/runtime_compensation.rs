@@ -21,9 +21,11 @@ fn undoable(id: &str, next: Option<&str>) -> Value {
 }
 
 /// The order in which compensations completed (by the step they undid).
-fn undone(w: &World, id: retrace_journal::ExecutionId) -> Vec<String> {
+async fn undone(w: &World, id: retrace_engine::ExecutionId) -> Vec<String> {
     w.engine
-        .history(id, 1, usize::MAX)
+        .read()
+        .events_until(id, u64::MAX)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {
@@ -77,7 +79,7 @@ async fn an_unhandled_failure_undoes_completed_steps_newest_first() {
         "the failure is kept"
     );
     // d failed (never completed); plain has no compensate.
-    assert_eq!(undone(&w, id), ["c", "b", "a"]);
+    assert_eq!(undone(&w, id).await, ["c", "b", "a"]);
     assert_eq!(s.compensation.unwrap().pending, Vec::<u64>::new());
 }
 
@@ -107,7 +109,7 @@ async fn compensation_follows_completion_order_across_parallel_branches() {
     let s = w.ended(id).await;
     assert_eq!(s.status, Status::Compensated);
     // The parallel step itself has no compensate; its branches' steps do.
-    assert_eq!(undone(&w, id), ["x1", "y1", "first"]);
+    assert_eq!(undone(&w, id).await, ["x1", "y1", "first"]);
     undoer.abort();
 }
 
@@ -132,8 +134,12 @@ async fn a_failed_compensation_waits_for_an_operator_then_retry_or_skip() {
     w.engine.skip(id, json!(null)).await.unwrap();
     let s = w.ended(id).await;
     assert_eq!(s.status, Status::Compensated);
-    assert!(w.kinds(id).contains(&"compensation_skipped".to_string()));
-    assert_eq!(undone(&w, id), ["b", "b", "a"]);
+    assert!(
+        w.kinds(id)
+            .await
+            .contains(&"compensation_skipped".to_string())
+    );
+    assert_eq!(undone(&w, id).await, ["b", "b", "a"]);
     agent.abort();
 }
 
@@ -158,9 +164,9 @@ async fn cancel_with_compensation_undoes_then_ends_cancelled() {
         .unwrap();
     let s = w.ended(with).await;
     assert_eq!(s.status, Status::Cancelled);
-    assert_eq!(undone(&w, with), ["a"]);
+    assert_eq!(undone(&w, with).await, ["a"]);
     assert_eq!(w.ended(without).await.status, Status::Cancelled);
-    assert!(undone(&w, without).is_empty());
+    assert!(undone(&w, without).await.is_empty());
 }
 
 #[tokio::test]
@@ -213,7 +219,7 @@ async fn redrive_reopens_a_failed_execution_at_the_failed_step() {
     w.fail(&two, "bad", "the service was down").await;
     let failed = w.ended(id).await;
     assert_eq!(failed.status, Status::Failed);
-    let history_before = w.kinds(id);
+    let history_before = w.kinds(id).await;
     assert!(
         w.engine.retry(id).await.is_err(),
         "retry is for paused executions"
@@ -232,7 +238,7 @@ async fn redrive_reopens_a_failed_execution_at_the_failed_step() {
         (s.status, s.output.clone()),
         (Status::Completed, Some(json!(2)))
     );
-    let history = w.kinds(id);
+    let history = w.kinds(id).await;
     assert_eq!(
         &history[..history_before.len()],
         &history_before[..],
@@ -346,7 +352,9 @@ async fn engine_wide_retry_defaults_apply_to_steps_without_their_own() {
     let s = engine.wait_until_ended(id).await.unwrap();
     assert_eq!((s.status, s.metrics.retry_count), (Status::Failed, 2));
     let delays: Vec<u64> = engine
-        .history(id, 1, 100)
+        .read()
+        .events(id, 1, 100)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {

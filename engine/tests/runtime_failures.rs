@@ -42,7 +42,9 @@ async fn a_failed_task_retries_with_the_configured_backoff() {
     assert_eq!(s.metrics.retry_count, 2);
     let delays: Vec<u64> = w
         .engine
-        .history(id, 1, 100)
+        .read()
+        .events(id, 1, 100)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {

@@ -9,7 +9,6 @@
 mod support;
 
 use retrace_engine::machine::{ExecutionState, Status};
-use retrace_engine::runtime::codec;
 use serde_json::{Value, json};
 use support::*;
 
@@ -117,8 +116,13 @@ async fn run(crash: Crash) -> ExecutionState {
 /// Determinism: the fold of the stored history from scratch is the state
 /// the engine ended with.
 async fn check_replay_equals_live(w: &World, end: &ExecutionState) {
-    let journal = w.engine.journal().as_ref();
-    let replayed = codec::fold_from(journal, ExecutionState::empty(end.id)).unwrap();
+    let replayed = w
+        .engine
+        .read()
+        .fold(end.id, u64::MAX)
+        .await
+        .unwrap()
+        .expect("a stored history");
     if &replayed != end {
         let (a, b) = (
             serde_json::to_value(&replayed).unwrap(),
@@ -135,9 +139,12 @@ async fn check_replay_equals_live(w: &World, end: &ExecutionState) {
     assert_eq!(&replayed, end);
     // Snapshots are written behind the events without being waited for; a
     // flush is queued behind them, so once it returns the snapshot is there.
-    journal.flush().await.unwrap();
-    let snapshot = journal
-        .latest_snapshot(end.id)
+    w.engine.read().store().flush().await.unwrap();
+    let snapshot = w
+        .engine
+        .read()
+        .snapshot(end.id)
+        .await
         .unwrap()
         .expect("a terminal snapshot");
     assert_eq!(snapshot.seq, end.seq);
@@ -219,11 +226,12 @@ async fn snapshots_bound_recovery_and_agree_with_the_fold() {
     w.wait_for(id, "event_awaited").await;
     // 2,400 inline steps: more events than one append carries, so the
     // machine yields (`continued`) and the runtime snapshots along the way.
-    assert!(w.kinds(id).iter().any(|k| k == "continued"));
+    assert!(w.kinds(id).await.iter().any(|k| k == "continued"));
     let snapshot = w
         .engine
-        .journal()
-        .latest_snapshot(id)
+        .read()
+        .snapshot(id)
+        .await
         .unwrap()
         .expect("a snapshot");
     assert!(snapshot.seq > 1000);

@@ -5,6 +5,7 @@
 
 mod support;
 
+use futures::StreamExt;
 use retrace_engine::machine::{Status, error_types};
 use serde_json::json;
 use support::*;
@@ -28,7 +29,7 @@ async fn inline_steps_run_to_completion_in_one_append() {
     assert_eq!(s.output, Some(json!({"greeting": "hello ada"})));
     assert_eq!(s.variables["said"], json!("hello ada"));
     assert_eq!(
-        w.kinds(id),
+        w.kinds(id).await,
         [
             "execution_started",
             "step_completed",
@@ -73,7 +74,7 @@ async fn a_late_or_duplicate_result_is_refused_and_changes_nothing() {
     let task = w.claim(&agent).await;
     w.complete(&task, json!(1)).await;
     w.ended(id).await;
-    let before = w.kinds(id);
+    let before = w.kinds(id).await;
     assert!(
         w.engine
             .complete_task(&task.spec.id, json!(2))
@@ -88,7 +89,7 @@ async fn a_late_or_duplicate_result_is_refused_and_changes_nothing() {
             .await
             .is_err()
     );
-    assert_eq!(w.kinds(id), before);
+    assert_eq!(w.kinds(id).await, before);
     assert_eq!(w.state(id).await.output, Some(json!(1)));
 }
 
@@ -216,7 +217,7 @@ async fn an_event_step_takes_a_signal_sent_before_or_after_it() {
     w.clock.advance(10_000);
     let s = w.ended(early).await;
     assert_eq!(s.output, Some(json!("yes")));
-    assert!(w.kinds(early).contains(&"signal_taken".to_string()));
+    assert!(w.kinds(early).await.contains(&"signal_taken".to_string()));
 }
 
 #[tokio::test]
@@ -383,15 +384,13 @@ async fn an_event_published_as_soon_as_the_wait_is_seen_is_not_lost() {
     // A client that publishes the moment the journal shows the wait, while
     // the engine may still be finishing the commit that recorded it.
     let engine = w.engine.clone();
-    let from = engine.journal().last_position() + 1;
+    let from = engine.read().last_position().await.unwrap() + 1;
     let publisher = tokio::spawn(async move {
-        let mut tail = engine.journal().subscribe(retrace_journal::Tail::All {
-            from_position: from,
-        });
+        let mut tail = engine.read().subscribe_all(from, Default::default());
         let mut reached = Vec::new();
         while reached.len() < 20 {
             let r = tail.next().await.unwrap().unwrap();
-            if r.kind == "event_awaited" {
+            if r.event.event.kind() == "event_awaited" {
                 reached.extend(engine.publish("ping", json!("pong"), None).await.unwrap());
             }
         }
@@ -439,16 +438,19 @@ async fn the_catalog_stream_is_not_an_execution() {
     let w = World::new().await;
     w.define(json!({"name": "x", "steps": [task_step("a", "noop", None)]}))
         .await;
-    let nil = retrace_journal::ExecutionId::NIL;
+    let nil = retrace_engine::ExecutionId::NIL;
     assert!(matches!(
         w.engine.state(nil).await,
-        Err(retrace_engine::runtime::Error::UnknownExecution(_))
+        Err(retrace_engine::Error::UnknownExecution(_))
     ));
-    assert!(w.engine.history(nil, 1, 10).is_err());
+    assert!(w.engine.read().events(nil, 1, 10).await.is_err());
     assert!(
         w.engine
-            .history(retrace_journal::ExecutionId::random(), 5, 10)
+            .read()
+            .events(retrace_engine::ExecutionId::from_bytes([7; 16]), 5, 10)
+            .await
             .is_err()
     );
+    assert!(w.engine.read().all_executions().await.unwrap().is_empty());
     assert!(w.engine.redrive(nil).await.is_err());
 }

@@ -75,7 +75,7 @@ async fn project_setup_takes_every_decision_both_ways() {
     let yes = w.start("project_setup", input.clone()).await;
     let s = w.ended(yes).await;
     assert_completed(&s);
-    let taken = path(&w.engine, yes);
+    let taken = path(&w.engine, yes).await;
     for expected in [
         "setup_decisions->scaffold_project",
         "handle_review_results->fix_issues",
@@ -99,7 +99,7 @@ async fn project_setup_takes_every_decision_both_ways() {
     let agent = spawn_agent(&w.engine, ALL_CAPABILITIES, project_answers(false));
     let no = w.start("project_setup", input).await;
     assert_completed(&w.ended(no).await);
-    let taken = path(&w.engine, no);
+    let taken = path(&w.engine, no).await;
     for expected in [
         "setup_decisions->setup_repository",
         "handle_review_results->run_tests",
@@ -142,9 +142,7 @@ async fn feature_implementation_joins_three_branches() {
 }
 
 /// Data processing with the named steps failing (the rest succeed).
-async fn data_processing(
-    failing: &'static [&'static str],
-) -> (World, retrace_journal::ExecutionId) {
+async fn data_processing(failing: &'static [&'static str]) -> (World, retrace_engine::ExecutionId) {
     let w = World::new().await;
     define_examples(&w).await;
     let _skipper = spawn_time_skipper(&w.engine, &w.clock);
@@ -176,7 +174,7 @@ async fn data_processing_happy_path() {
     let s = w.ended(id).await;
     assert_completed(&s);
     assert_eq!(
-        path(&w.engine, id),
+        path(&w.engine, id).await,
         [
             "fetch_data",
             "transform_data",
@@ -195,7 +193,9 @@ async fn data_processing_fetch_retries_then_uses_the_backup_source() {
     assert_eq!(s.metrics.retry_count, 4, "maxAttempts 5: four retries");
     let delays: Vec<u64> = w
         .engine
-        .history(id, 1, 1000)
+        .read()
+        .events(id, 1, 1000)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {
@@ -209,7 +209,7 @@ async fn data_processing_fetch_retries_then_uses_the_backup_source() {
         "interval 1000, backoffRate 2"
     );
     assert_eq!(
-        path(&w.engine, id),
+        path(&w.engine, id).await,
         [
             "fetch_data!->handle_fetch_error",
             "handle_fetch_error",
@@ -228,7 +228,7 @@ async fn data_processing_transform_falls_back_to_the_simple_transform() {
     let s = w.ended(id).await;
     assert_completed(&s);
     assert_eq!(
-        path(&w.engine, id),
+        path(&w.engine, id).await,
         [
             "fetch_data",
             "transform_data!->log_transform_error",
@@ -250,7 +250,7 @@ async fn data_processing_save_failure_sends_the_error_notification() {
     let s = w.ended(id).await;
     assert_completed(&s);
     assert_eq!(
-        path(&w.engine, id),
+        path(&w.engine, id).await,
         [
             "fetch_data",
             "transform_data",

@@ -5,20 +5,24 @@
 //! | prefix | key                    | value                                 | kind            |
 //! |--------|------------------------|---------------------------------------|-----------------|
 //! | `l`    | position[8]            | event record (see `record`)           | source of truth |
-//! | `x`    | execution[16] seq[8]   | position[8]                           | derived index   |
-//! | `h`    | execution[16]          | last_seq[8] last_position[8] hash[32] | derived index   |
-//! | `s`    | execution[16] seq[8]   | snapshot (see `snapshot`)             | derived         |
+//! | `x`    | stream[16] seq[8]      | position[8]                           | derived index   |
+//! | `h`    | stream[16]             | last_seq[8] last_position[8] hash[32] | derived index   |
+//! | `s`    | stream[16] seq[8]      | snapshot (see `snapshot`)             | derived         |
 //! | `m`    | `format` / `heads`     | format version[1] / position[8]       | metadata        |
 //!
 //! Appends write only to the end of the `l` range (sequential keys are what
 //! sled writes fastest). The `x` index holds every [`INDEX_STRIDE`]th `seq` of
-//! an execution (and `seq` 1); between two entries a history is walked through
+//! a stream (and `seq` 1); between two entries a history is walked through
 //! each record's `prev_position`. Heads are checkpointed every few groups with
 //! `mheads` = the position they are exact up to; opening the journal redoes
 //! them from the log after that position.
+//!
+//! Owns the key layout and the encoding of heads and index values. It must
+//! never read or write a store: it only makes and parses bytes.
 
-use crate::record::HASH_LEN;
-use crate::{Error, ExecutionId, Result};
+use crate::error::{Error, Result};
+use crate::record::{GENESIS_HASH, HASH_LEN};
+use crate::stream::StreamId;
 
 pub(crate) const LOG: u8 = b'l';
 pub(crate) const INDEX: u8 = b'x';
@@ -27,7 +31,7 @@ pub(crate) const SNAPSHOT: u8 = b's';
 pub(crate) const META_FORMAT: &[u8] = b"mformat";
 pub(crate) const META_HEADS: &[u8] = b"mheads";
 
-/// Every how many `seq`s an execution gets an `x` index entry.
+/// Every how many `seq`s a stream gets an `x` index entry.
 pub(crate) const INDEX_STRIDE: u64 = 128;
 
 /// Whether `seq` gets an `x` entry.
@@ -42,26 +46,26 @@ pub(crate) fn log(position: u64) -> Vec<u8> {
     k
 }
 
-pub(crate) fn index(execution: ExecutionId, seq: u64) -> Vec<u8> {
-    exec_seq(INDEX, execution, seq)
+pub(crate) fn index(stream: StreamId, seq: u64) -> Vec<u8> {
+    stream_seq(INDEX, stream, seq)
 }
 
-pub(crate) fn snapshot(execution: ExecutionId, seq: u64) -> Vec<u8> {
-    exec_seq(SNAPSHOT, execution, seq)
+pub(crate) fn snapshot(stream: StreamId, seq: u64) -> Vec<u8> {
+    stream_seq(SNAPSHOT, stream, seq)
 }
 
-fn exec_seq(prefix: u8, execution: ExecutionId, seq: u64) -> Vec<u8> {
+fn stream_seq(prefix: u8, stream: StreamId, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(25);
     k.push(prefix);
-    k.extend_from_slice(execution.as_bytes());
+    k.extend_from_slice(stream.as_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-pub(crate) fn head(execution: ExecutionId) -> Vec<u8> {
+pub(crate) fn head(stream: StreamId) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(HEAD);
-    k.extend_from_slice(execution.as_bytes());
+    k.extend_from_slice(stream.as_bytes());
     k
 }
 
@@ -88,14 +92,14 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-/// Parses `prefix execution[16] seq[8]`.
-pub(crate) fn parse_exec_seq(key: &[u8]) -> Option<(ExecutionId, u64)> {
+/// Parses `prefix stream[16] seq[8]`.
+pub(crate) fn parse_stream_seq(key: &[u8]) -> Option<(StreamId, u64)> {
     if key.len() != 25 {
         return None;
     }
     let id: [u8; 16] = key[1..17].try_into().ok()?;
     let seq = u64::from_be_bytes(key[17..25].try_into().ok()?);
-    Some((ExecutionId::from_bytes(id), seq))
+    Some((StreamId::from_bytes(id), seq))
 }
 
 pub(crate) fn parse_log(key: &[u8]) -> Option<u64> {
@@ -105,14 +109,14 @@ pub(crate) fn parse_log(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key[1..9].try_into().ok()?))
 }
 
-pub(crate) fn parse_head_key(key: &[u8]) -> Option<ExecutionId> {
+pub(crate) fn parse_head_key(key: &[u8]) -> Option<StreamId> {
     if key.len() != 17 || key[0] != HEAD {
         return None;
     }
-    Some(ExecutionId::from_bytes(key[1..17].try_into().ok()?))
+    Some(StreamId::from_bytes(key[1..17].try_into().ok()?))
 }
 
-/// The last record of an execution, as kept in the `h` index.
+/// The last record of a stream, as kept in the `h` index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Head {
     pub last_seq: u64,
@@ -124,7 +128,7 @@ impl Head {
     pub(crate) const EMPTY: Head = Head {
         last_seq: 0,
         last_position: 0,
-        last_hash: crate::record::GENESIS_HASH,
+        last_hash: GENESIS_HASH,
     };
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -138,7 +142,7 @@ impl Head {
     pub(crate) fn decode(value: &[u8]) -> Result<Head> {
         if value.len() != 48 {
             return Err(Error::CorruptIndex(format!(
-                "execution head has {} bytes, expected 48",
+                "stream head has {} bytes, expected 48",
                 value.len()
             )));
         }
@@ -162,11 +166,11 @@ mod tests {
 
     #[test]
     fn keys_sort_numerically() {
-        let id = ExecutionId::from_bytes([1; 16]);
+        let id = StreamId::from_bytes([1; 16]);
         assert!(index(id, 2) < index(id, 10));
         assert!(index(id, 255) < index(id, 256));
         assert!(log(255) < log(256));
-        assert_eq!(parse_exec_seq(&index(id, 77)), Some((id, 77)));
+        assert_eq!(parse_stream_seq(&index(id, 77)), Some((id, 77)));
         assert_eq!(parse_log(&log(99)), Some(99));
         assert!(indexed(1) && indexed(INDEX_STRIDE) && !indexed(2));
         assert_eq!(parse_head_key(&head(id)), Some(id));
@@ -176,7 +180,7 @@ mod tests {
     fn prefix_end_bounds_the_prefix() {
         assert_eq!(prefix_end(b"l"), b"m".to_vec());
         assert_eq!(prefix_end(&[b'e', 0xff]), vec![b'f']);
-        let id = ExecutionId::from_bytes([0xff; 16]);
+        let id = StreamId::from_bytes([0xff; 16]);
         let p = index(id, u64::MAX);
         assert!(prefix_end(&p[..17]) > p);
     }

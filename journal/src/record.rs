@@ -1,30 +1,35 @@
 //! The event record: what one event looks like on disk, how it is hashed into
-//! its execution's chain, and how it is checked when read back.
+//! its stream's chain, and how it is checked when read back.
 //!
 //! Stored value of one record (all integers fixed-width little-endian):
 //!
 //! ```text
 //! [0]        format version (FORMAT_VERSION)
-//! [1..n-32]  bincode 2 body: execution [16] | seq u64 | position u64 |
+//! [1..n-32]  bincode 2 body: stream [16] | seq u64 | position u64 |
 //!            prev_position u64 | recorded_at_ms u64 | kind (u64 len + utf-8) |
 //!            payload (u64 len + bytes)
 //! [n-32..n]  hash = blake3(prev_hash || value[0..n-32])
 //! ```
 //!
-//! `prev_hash` is the previous record's hash in the same execution, or 32 zero
+//! `prev_hash` is the previous record's hash in the same stream, or 32 zero
 //! bytes for `seq` 1; `prev_position` is that record's position (0 for `seq`
-//! 1), the back-link that lets an execution's history be walked without a
-//! per-event index. This module never touches storage.
+//! 1), the back-link that lets a stream's history be walked without a
+//! per-event index.
+//!
+//! Owns the record's bytes: encoding, chaining, decoding and checking one
+//! record. It must never touch storage, and never change a byte of the
+//! format without a new `FORMAT_VERSION`.
 
 use bincode::{Decode, Encode};
 
-use crate::{Error, ExecutionId, Result};
+use crate::error::{Error, Result};
+use crate::stream::StreamId;
 
 /// The record format this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 /// Length of a record hash.
 pub const HASH_LEN: usize = 32;
-/// The `prev_hash` of the first record of every execution.
+/// The `prev_hash` of the first record of every stream.
 pub const GENESIS_HASH: [u8; HASH_LEN] = [0; HASH_LEN];
 /// Largest payload one event may carry.
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
@@ -61,12 +66,13 @@ impl NewEvent {
 /// One stored event, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
-    pub execution: ExecutionId,
-    /// Dense per execution, from 1.
+    pub stream: StreamId,
+    /// Dense per stream, from 1.
     pub seq: u64,
-    /// Dense over the whole journal, from 1: the global append order.
+    /// The global commit order: strictly increasing over the whole journal
+    /// (the sled journal numbers it densely from 1).
     pub position: u64,
-    /// The position of this execution's previous event (0 for `seq` 1).
+    /// The position of this stream's previous event (0 for `seq` 1).
     pub prev_position: u64,
     pub recorded_at_ms: u64,
     pub kind: String,
@@ -84,7 +90,7 @@ impl EventRecord {
 
 #[derive(Encode)]
 struct BodyRef<'a> {
-    execution: [u8; 16],
+    stream: [u8; 16],
     seq: u64,
     position: u64,
     prev_position: u64,
@@ -95,7 +101,7 @@ struct BodyRef<'a> {
 
 #[derive(Decode)]
 struct Body {
-    execution: [u8; 16],
+    stream: [u8; 16],
     seq: u64,
     position: u64,
     prev_position: u64,
@@ -128,24 +134,24 @@ pub(crate) fn validate(event: &NewEvent) -> Result<()> {
     Ok(())
 }
 
-/// Encodes one record and chains it to `prev_hash`. Returns the stored value
-/// and the record's hash.
-/// Where a record goes: its execution, seq, position and back-link.
+/// Where a record goes: its stream, seq, position and back-link.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Place {
-    pub execution: ExecutionId,
+    pub stream: StreamId,
     pub seq: u64,
     pub position: u64,
     pub prev_position: u64,
 }
 
+/// Encodes one record and chains it to `prev_hash`. Returns the stored value
+/// and the record's hash.
 pub(crate) fn encode(
     place: Place,
     event: &NewEvent,
     prev_hash: &[u8; HASH_LEN],
 ) -> Result<(Vec<u8>, [u8; HASH_LEN])> {
     let body = BodyRef {
-        execution: *place.execution.as_bytes(),
+        stream: *place.stream.as_bytes(),
         seq: place.seq,
         position: place.position,
         prev_position: place.prev_position,
@@ -170,12 +176,12 @@ pub(crate) fn chain_hash(prev_hash: &[u8; HASH_LEN], body: &[u8]) -> [u8; HASH_L
     *hasher.finalize().as_bytes()
 }
 
-/// The execution and seq a record value claims, read from fixed offsets
+/// The stream and seq a record value claims, read from fixed offsets
 /// without trusting anything else (to name a damaged record).
-pub(crate) fn peek_place(value: &[u8]) -> Option<(ExecutionId, u64)> {
+pub(crate) fn peek_place(value: &[u8]) -> Option<(StreamId, u64)> {
     let id: [u8; 16] = value.get(1..17)?.try_into().ok()?;
     let seq: [u8; 8] = value.get(17..25)?.try_into().ok()?;
-    Some((ExecutionId::from_bytes(id), u64::from_le_bytes(seq)))
+    Some((StreamId::from_bytes(id), u64::from_le_bytes(seq)))
 }
 
 /// The `prev_position` a record value claims (its back-link), read from its
@@ -194,11 +200,11 @@ pub(crate) fn stored_hash(value: &[u8]) -> Option<[u8; HASH_LEN]> {
 /// Where a decoded record is expected to be.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Expect {
-    /// Found under this log position (its execution and seq are not known).
+    /// Found under this log position (its stream and seq are not known).
     Position(u64),
-    /// Reached as this seq of this execution, under this position.
+    /// Reached as this seq of this stream, under this position.
     Exactly {
-        execution: ExecutionId,
+        stream: StreamId,
         seq: u64,
         position: u64,
     },
@@ -211,16 +217,12 @@ pub(crate) fn decode(
     value: &[u8],
     prev_hash: Option<&[u8; HASH_LEN]>,
 ) -> Result<EventRecord> {
-    let (execution, seq) = match expect {
-        Expect::Exactly { execution, seq, .. } => (execution, seq),
+    let (stream, seq) = match expect {
+        Expect::Exactly { stream, seq, .. } => (stream, seq),
         // Best effort: name what the record says of itself, if it says anything.
-        Expect::Position(_) => peek_place(value).unwrap_or((ExecutionId::NIL, 0)),
+        Expect::Position(_) => peek_place(value).unwrap_or((StreamId::NIL, 0)),
     };
-    let corrupt = |reason: String| Error::Corrupt {
-        execution,
-        seq,
-        reason,
-    };
+    let corrupt = |reason: String| Error::corrupt(stream, seq, reason);
     if value.len() < 1 + HASH_LEN {
         return Err(corrupt(format!(
             "record is truncated ({} bytes)",
@@ -245,31 +247,36 @@ pub(crate) fn decode(
             "hash does not match the chain (record altered or out of place)".into(),
         ));
     }
-    let (body, used): (Body, usize) = bincode::decode_from_slice(&hashed[1..], config())
-        .map_err(|e| corrupt(format!("record does not decode: {e}")))?;
+    let (body, used): (Body, usize) =
+        bincode::decode_from_slice(&hashed[1..], config()).map_err(|e| Error::Corrupt {
+            stream,
+            seq,
+            reason: format!("record does not decode: {e}"),
+            source: Some(Box::new(e)),
+        })?;
     if used != hashed.len() - 1 {
         return Err(corrupt(format!(
             "record has {} trailing bytes",
             hashed.len() - 1 - used
         )));
     }
-    let found = ExecutionId::from_bytes(body.execution);
+    let found = StreamId::from_bytes(body.stream);
     let misplaced = match expect {
         Expect::Position(p) => body.position != p,
         Expect::Exactly {
-            execution,
+            stream,
             seq,
             position,
-        } => (found, body.seq, body.position) != (execution, seq, position),
+        } => (found, body.seq, body.position) != (stream, seq, position),
     };
     if misplaced {
         return Err(corrupt(format!(
-            "record says execution {found} seq {} position {}, which is not where it is stored ({expect:?})",
+            "record says stream {found} seq {} position {}, which is not where it is stored ({expect:?})",
             body.seq, body.position
         )));
     }
     Ok(EventRecord {
-        execution: found,
+        stream: found,
         seq: body.seq,
         position: body.position,
         prev_position: body.prev_position,
@@ -284,26 +291,26 @@ pub(crate) fn decode(
 mod tests {
     use super::*;
 
-    fn at(execution: ExecutionId, seq: u64, position: u64) -> Place {
+    fn at(stream: StreamId, seq: u64, position: u64) -> Place {
         Place {
-            execution,
+            stream,
             seq,
             position,
             prev_position: position.saturating_sub(1),
         }
     }
 
-    fn exactly(execution: ExecutionId, seq: u64, position: u64) -> Expect {
+    fn exactly(stream: StreamId, seq: u64, position: u64) -> Expect {
         Expect::Exactly {
-            execution,
+            stream,
             seq,
             position,
         }
     }
 
-    fn sample() -> (ExecutionId, NewEvent) {
+    fn sample() -> (StreamId, NewEvent) {
         (
-            ExecutionId::from_bytes([7; 16]),
+            StreamId::from_bytes([7; 16]),
             NewEvent::new("step_completed", 1_700_000_000_000, b"{\"a\":1}".to_vec()),
         )
     }
@@ -350,11 +357,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_does_not_decode_keeps_the_decoder_error() {
+        // A well-framed value (version, body, hash) whose body is too short.
+        let mut value = vec![FORMAT_VERSION, 1, 2, 3];
+        let hash = chain_hash(&GENESIS_HASH, &value);
+        value.extend_from_slice(&hash);
+        match decode(Expect::Position(1), &value, Some(&GENESIS_HASH)) {
+            Err(e @ Error::Corrupt { .. }) => {
+                assert!(e.to_string().contains("record does not decode"), "{e}");
+                let source = std::error::Error::source(&e).unwrap();
+                assert!(
+                    source
+                        .downcast_ref::<bincode::error::DecodeError>()
+                        .is_some()
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A failed check of ours has no source.
+        let (id, ev) = sample();
+        let (value, _) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
+        let e = decode(exactly(id, 2, 1), &value, None).unwrap_err();
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    #[test]
     fn a_record_under_the_wrong_key_is_refused() {
         let (id, ev) = sample();
         let (value, _) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
         assert!(decode(exactly(id, 2, 1), &value, None).is_err());
-        assert!(decode(exactly(ExecutionId::NIL, 1, 1), &value, None).is_err());
+        assert!(decode(exactly(StreamId::NIL, 1, 1), &value, None).is_err());
         assert!(decode(Expect::Position(2), &value, None).is_err());
     }
 

@@ -1,9 +1,14 @@
 //! Snapshot values: `[version u8][seq u64 LE][blake3(state) 32][state]`.
-//! A snapshot is derived data (a fold of events the engine can redo), so a
+//! A snapshot is derived data (a fold of events its caller can redo), so a
 //! damaged one is reported, never trusted.
+//!
+//! Owns the snapshot value's bytes. It must never read or write a store, and
+//! never look inside `state`.
 
+use crate::error::{Error, Result};
+use crate::journal::Snapshot;
 use crate::keys;
-use crate::{Error, ExecutionId, Result, Snapshot};
+use crate::stream::StreamId;
 
 const SNAPSHOT_VERSION: u8 = 1;
 const HEADER: usize = 1 + 8 + 32;
@@ -19,8 +24,8 @@ pub(crate) fn encode(seq: u64, state: &[u8]) -> Vec<u8> {
 
 pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Snapshot> {
     let bad = |why: &str| Error::CorruptIndex(format!("snapshot: {why}"));
-    let (execution, key_seq): (ExecutionId, u64) =
-        keys::parse_exec_seq(key).ok_or_else(|| bad("malformed key"))?;
+    let (stream, key_seq): (StreamId, u64) =
+        keys::parse_stream_seq(key).ok_or_else(|| bad("malformed key"))?;
     if value.len() < HEADER {
         return Err(bad("truncated"));
     }
@@ -33,11 +38,11 @@ pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Snapshot> {
     let state = &value[HEADER..];
     if seq != key_seq || blake3::hash(state).as_bytes() != &value[9..HEADER] {
         return Err(bad(&format!(
-            "execution {execution} seq {key_seq} fails its checksum"
+            "stream {stream} seq {key_seq} fails its checksum"
         )));
     }
     Ok(Snapshot {
-        execution,
+        stream,
         seq,
         state: state.to_vec(),
     })

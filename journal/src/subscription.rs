@@ -1,14 +1,9 @@
-//! Subscriptions: stored events first, then live ones, with no gap and no
-//! duplicate at the seam.
+//! `Subscription`: what `Journal::subscribe` hands out, a stream of events
+//! that ends when the journal closes.
 //!
-//! How the seam is kept: the subscriber registers for live events *before*
-//! reading the store, and the writer publishes a group only *after* moving
-//! the committed watermark that bounds store reads. So every event is either
-//! in the store read or in the live queue (or both — duplicates are dropped by
-//! `seq`/`position`). A subscriber that falls more than the live buffer behind
-//! is told so by the live queue; it then re-registers and goes back to the
-//! store from its last position, so nothing is lost and the writer never waits
-//! for a slow reader.
+//! Owns the handle type and its lag counter, for every backend. It must
+//! never know where events come from (the sled journal's follower is in
+//! `tail`; a wrapper or a networked journal brings its own stream).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,16 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::broadcast;
 
-use crate::log::Shared;
-use crate::{EventRecord, Result, Tail};
-
-/// How many stored events one read takes.
-const READ_CHUNK: usize = 1024;
+use crate::error::Result;
+use crate::record::EventRecord;
 
 /// A stream of events from a [`Tail`]; ends when the journal closes, or with
 /// an error if a stored record fails its checks.
+///
+/// [`Tail`]: crate::Tail
 pub struct Subscription {
     stream: Pin<Box<dyn Stream<Item = Result<EventRecord>> + Send>>,
     lagged: Arc<AtomicU64>,
@@ -42,9 +35,18 @@ impl std::fmt::Debug for Subscription {
 impl Subscription {
     /// Wraps any stream as a subscription (for journals that wrap another).
     pub fn from_stream(stream: impl Stream<Item = Result<EventRecord>> + Send + 'static) -> Self {
+        Self::counting_lags(stream, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// A subscription whose [`times_lagged`](Self::times_lagged) reads
+    /// `lagged`, which the stream's producer bumps.
+    pub(crate) fn counting_lags(
+        stream: impl Stream<Item = Result<EventRecord>> + Send + 'static,
+        lagged: Arc<AtomicU64>,
+    ) -> Self {
         Subscription {
             stream: Box::pin(stream),
-            lagged: Arc::new(AtomicU64::new(0)),
+            lagged,
         }
     }
 
@@ -64,71 +66,5 @@ impl Stream for Subscription {
     type Item = Result<EventRecord>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.stream.as_mut().poll_next(cx)
-    }
-}
-
-pub(crate) fn tail(
-    shared: Arc<Shared>,
-    live: broadcast::Receiver<Arc<EventRecord>>,
-    from: Tail,
-) -> Subscription {
-    let lagged = Arc::new(AtomicU64::new(0));
-    let counter = lagged.clone();
-    let stream = async_stream::try_stream! {
-        let mut live = live;
-        // The next seq (one execution) or position (everything) to deliver.
-        let mut next = match from {
-            Tail::Execution { from_seq, .. } => from_seq.max(1),
-            Tail::All { from_position } => from_position.max(1),
-        };
-        let key = move |r: &EventRecord| match from {
-            Tail::Execution { execution, .. } => (r.execution == execution).then_some(r.seq),
-            Tail::All { .. } => Some(r.position),
-        };
-        loop {
-            loop {
-                let stored = match from {
-                    Tail::Execution { execution, .. } => shared.read(execution, next, READ_CHUNK)?,
-                    Tail::All { .. } => shared.read_global(next, READ_CHUNK)?,
-                };
-                if stored.is_empty() {
-                    break;
-                }
-                for record in stored {
-                    next = key(&record).unwrap_or(next) + 1;
-                    yield record;
-                }
-            }
-            let closed = loop {
-                match live.recv().await {
-                    Ok(record) => match key(&record) {
-                        Some(k) if k == next => {
-                            next += 1;
-                            yield EventRecord::clone(&record);
-                        }
-                        // Already delivered from the store.
-                        Some(k) if k < next => {}
-                        // Cannot happen by the argument above; if it ever
-                        // does, the store has what we missed.
-                        Some(_) => break false,
-                        None => {}
-                    },
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(missed, "subscriber fell behind; catching up from the store");
-                        live = live.resubscribe();
-                        break false;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break true,
-                }
-            };
-            if closed {
-                break;
-            }
-        }
-    };
-    Subscription {
-        stream: Box::pin(stream),
-        lagged,
     }
 }

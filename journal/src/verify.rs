@@ -1,41 +1,49 @@
-//! `verify`: walks every execution's chain and every index entry and reports
-//! each problem by execution and `seq`. It reads the store directly (the
+//! `verify`: walks every stream's chain and every index entry and reports
+//! each defect by stream and `seq`. It reads the store directly (the
 //! writer runs it between groups, so nothing moves underneath it) and never
-//! stops at the first problem.
+//! stops at the first defect.
+//!
+//! Owns the checks of the whole sled layout. It must never write, and never
+//! repair: it reports, and `rebuild_indexes` (in `writer`) repairs.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::error::{Error, Result};
 use crate::keys::{self, Head};
 use crate::record::{self, Expect, GENESIS_HASH, HASH_LEN};
+use crate::recovery::heads_through;
 use crate::store::Store;
-use crate::{Error, ExecutionId, Result};
+use crate::stream::StreamId;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
-    pub executions: u64,
+    pub streams: u64,
     pub events: u64,
-    pub problems: Vec<Problem>,
+    pub defects: Vec<Defect>,
 }
 
 impl VerifyReport {
     pub fn is_sound(&self) -> bool {
-        self.problems.is_empty()
+        self.defects.is_empty()
     }
 }
 
-/// One problem, located by execution and `seq` (`seq` 0: the execution as a
-/// whole, e.g. its head index entry).
+/// One defect, located by stream and `seq` (`seq` 0: the stream as a
+/// whole, e.g. its head index entry; stream NIL and `seq` 0: the journal as
+/// a whole).
+///
+/// Its text says "execution" for the stream, as `retrace verify` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub execution: ExecutionId,
+pub struct Defect {
+    pub stream: StreamId,
     pub seq: u64,
-    pub kind: ProblemKind,
+    pub kind: DefectKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProblemKind {
+pub enum DefectKind {
     /// The record does not decode, does not chain, or sits under the wrong key.
     BrokenRecord(String),
     /// A `seq` is absent from an otherwise continuing chain.
@@ -44,28 +52,28 @@ pub enum ProblemKind {
     BrokenIndex(String),
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            ProblemKind::BrokenRecord(why) => {
+            DefectKind::BrokenRecord(why) => {
                 write!(
                     f,
                     "execution {} seq {}: broken record: {why}",
-                    self.execution, self.seq
+                    self.stream, self.seq
                 )
             }
-            ProblemKind::MissingRecord => {
+            DefectKind::MissingRecord => {
                 write!(
                     f,
                     "execution {} seq {}: record missing",
-                    self.execution, self.seq
+                    self.stream, self.seq
                 )
             }
-            ProblemKind::BrokenIndex(why) => {
+            DefectKind::BrokenIndex(why) => {
                 write!(
                     f,
                     "execution {} seq {}: broken index: {why}",
-                    self.execution, self.seq
+                    self.stream, self.seq
                 )
             }
         }
@@ -76,7 +84,7 @@ const CHUNK: usize = 4096;
 /// Most missing seqs listed one by one before a gap.
 const MISSING_LISTED_MAX: u64 = 1024;
 
-/// One execution's chain as the walk has seen it so far.
+/// One stream's chain as the walk has seen it so far.
 #[derive(Clone, Copy)]
 struct Chain {
     next_seq: u64,
@@ -86,13 +94,13 @@ struct Chain {
     at_checkpoint: Head,
 }
 
-/// Walks the log in position order, following every execution's chain, and
+/// Walks the log in position order, following every stream's chain, and
 /// checks the `x` index and the `h` heads against what the records say.
 /// Usable on a store no journal has open (e.g. `retrace verify`).
 pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    let through = crate::log::heads_through(store)?;
-    let mut chains: HashMap<ExecutionId, Chain> = HashMap::new();
+    let through = heads_through(store)?;
+    let mut chains: HashMap<StreamId, Chain> = HashMap::new();
     let mut indexed = 0u64;
     let mut next_position = 1u64;
     let mut from = keys::log(1);
@@ -105,18 +113,18 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
         from = keys::prefix_end(last_key);
         for (k, v) in entries {
             let Some(position) = keys::parse_log(&k) else {
-                report.problem(
-                    ExecutionId::NIL,
+                report.defect(
+                    StreamId::NIL,
                     0,
-                    ProblemKind::BrokenRecord(format!("malformed log key {k:02x?}")),
+                    DefectKind::BrokenRecord(format!("malformed log key {k:02x?}")),
                 );
                 continue;
             };
             if position != next_position {
-                report.problem(
-                    ExecutionId::NIL,
+                report.defect(
+                    StreamId::NIL,
                     0,
-                    ProblemKind::BrokenIndex(format!(
+                    DefectKind::BrokenIndex(format!(
                         "log positions {next_position} to {} are missing",
                         position - 1
                     )),
@@ -124,29 +132,27 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
             }
             next_position = position.saturating_add(1);
             report.events += 1;
-            let Some((execution, seq)) = record::peek_place(&v) else {
-                report.problem(
-                    ExecutionId::NIL,
+            let Some((stream, seq)) = record::peek_place(&v) else {
+                report.defect(
+                    StreamId::NIL,
                     0,
-                    ProblemKind::BrokenRecord(format!(
-                        "record at position {position} is truncated"
-                    )),
+                    DefectKind::BrokenRecord(format!("record at position {position} is truncated")),
                 );
                 continue;
             };
-            let c = chains.entry(execution).or_insert_with(|| Chain {
+            let c = chains.entry(stream).or_insert_with(|| Chain {
                 next_seq: 1,
                 prev_hash: GENESIS_HASH,
                 last_position: 0,
                 at_checkpoint: Head::EMPTY,
             });
             if seq.saturating_sub(c.next_seq) > MISSING_LISTED_MAX {
-                // A record claiming a far-off seq: one problem, not one per
+                // A record claiming a far-off seq: one defect, not one per
                 // seq it skips (which could be 2^64 of them).
-                report.problems.push(Problem {
-                    execution,
+                report.defects.push(Defect {
+                    stream,
                     seq,
-                    kind: ProblemKind::BrokenRecord(format!(
+                    kind: DefectKind::BrokenRecord(format!(
                         "claims seq {seq}, but the chain stands at {}",
                         c.next_seq - 1
                     )),
@@ -154,34 +160,34 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
                 c.next_seq = seq;
             }
             while c.next_seq < seq {
-                report.problems.push(Problem {
-                    execution,
+                report.defects.push(Defect {
+                    stream,
                     seq: c.next_seq,
-                    kind: ProblemKind::MissingRecord,
+                    kind: DefectKind::MissingRecord,
                 });
                 c.next_seq += 1;
             }
             let expect = Expect::Exactly {
-                execution,
+                stream,
                 seq,
                 position,
             };
             match record::decode(expect, &v, Some(&c.prev_hash)) {
                 Ok(rec) if rec.prev_position != c.last_position => {
-                    report.problems.push(Problem {
-                        execution,
+                    report.defects.push(Defect {
+                        stream,
                         seq,
-                        kind: ProblemKind::BrokenRecord(
+                        kind: DefectKind::BrokenRecord(
                             "back-link does not point at the previous event".into(),
                         ),
                     });
                 }
                 Ok(_) => {}
                 Err(Error::Corrupt { reason, .. }) => {
-                    report.problems.push(Problem {
-                        execution,
+                    report.defects.push(Defect {
+                        stream,
                         seq,
-                        kind: ProblemKind::BrokenRecord(reason),
+                        kind: DefectKind::BrokenRecord(reason),
                     });
                 }
                 Err(e) => return Err(e),
@@ -202,15 +208,15 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
             }
             if keys::indexed(seq) {
                 indexed += 1;
-                let ok = match store.get(&keys::index(execution, seq))? {
+                let ok = match store.get(&keys::index(stream, seq))? {
                     Some(v) => keys::parse_u64_value(&v, "an index entry").ok() == Some(position),
                     None => false,
                 };
                 if !ok {
-                    report.problem(
-                        execution,
+                    report.defect(
+                        stream,
                         seq,
-                        ProblemKind::BrokenIndex(format!(
+                        DefectKind::BrokenIndex(format!(
                             "index entry does not point at position {position}"
                         )),
                     );
@@ -218,14 +224,14 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
             }
         }
     }
-    report.executions = chains.len() as u64;
+    report.streams = chains.len() as u64;
     // Every index entry must belong to a record checked above.
     let entries = count(store, keys::INDEX)?;
     if entries != indexed {
-        report.problem(
-            ExecutionId::NIL,
+        report.defect(
+            StreamId::NIL,
             0,
-            ProblemKind::BrokenIndex(format!(
+            DefectKind::BrokenIndex(format!(
                 "the index has {entries} entries for {indexed} indexed records"
             )),
         );
@@ -234,10 +240,10 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
     let mut with_head = 0usize;
     for (k, v) in store.scan(&[keys::HEAD], &[keys::HEAD + 1], usize::MAX)? {
         let Some(id) = keys::parse_head_key(&k) else {
-            report.problem(
-                ExecutionId::NIL,
+            report.defect(
+                StreamId::NIL,
                 0,
-                ProblemKind::BrokenIndex("malformed head key".into()),
+                DefectKind::BrokenIndex("malformed head key".into()),
             );
             continue;
         };
@@ -246,10 +252,10 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
             with_head += 1;
         }
         if Head::decode(&v).ok() != expected {
-            report.problem(
+            report.defect(
                 id,
                 0,
-                ProblemKind::BrokenIndex(format!(
+                DefectKind::BrokenIndex(format!(
                     "head entry does not match the records up to position {through}"
                 )),
             );
@@ -260,26 +266,22 @@ pub fn verify_store(store: &dyn Store) -> Result<VerifyReport> {
         .filter(|c| c.at_checkpoint.last_seq > 0)
         .count();
     if with_head != expected_heads {
-        report.problem(
-            ExecutionId::NIL,
+        report.defect(
+            StreamId::NIL,
             0,
-            ProblemKind::BrokenIndex(format!(
-                "{} executions have no head entry",
+            DefectKind::BrokenIndex(format!(
+                "{} streams have no head entry",
                 expected_heads - with_head.min(expected_heads)
             )),
         );
     }
-    report.problems.sort_by_key(|p| (p.execution, p.seq));
+    report.defects.sort_by_key(|p| (p.stream, p.seq));
     Ok(report)
 }
 
 impl VerifyReport {
-    fn problem(&mut self, execution: ExecutionId, seq: u64, kind: ProblemKind) {
-        self.problems.push(Problem {
-            execution,
-            seq,
-            kind,
-        });
+    fn defect(&mut self, stream: StreamId, seq: u64, kind: DefectKind) {
+        self.defects.push(Defect { stream, seq, kind });
     }
 }
 

@@ -9,6 +9,10 @@
 //! After a failed write or flush the writer refuses every further append
 //! (fail-stop): it can no longer tell what is on disk, and an acknowledgement
 //! must always mean "durable".
+//!
+//! Owns every write to the store, the position counter and the watermark.
+//! It must never acknowledge or publish an event before its group is
+//! written (and flushed, when durable), and never block on a reader.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,27 +21,30 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use crate::error::{Error, Result, StorageError};
 use crate::fanout::Fanout;
-
+use crate::journal::Appended;
 use crate::keys::{self, Head};
-use crate::log::{Options, Shared, replay_log};
-use crate::record::{self, MAX_EVENTS_PER_APPEND, Place};
+use crate::options::Options;
+use crate::record::{self, EventRecord, MAX_EVENTS_PER_APPEND, NewEvent, Place};
+use crate::recovery::replay_log;
+use crate::shared::Shared;
+use crate::snapshot;
 use crate::store::Op;
-use crate::{
-    Appended, Error, EventRecord, ExecutionId, NewEvent, Result, VerifyReport, snapshot, verify,
-};
+use crate::stream::StreamId;
+use crate::verify::{self, VerifyReport};
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
 pub(crate) enum Command {
     Append {
-        execution: ExecutionId,
+        stream: StreamId,
         expected_seq: u64,
         events: Vec<NewEvent>,
         reply: Reply<Appended>,
     },
     Snapshot {
-        execution: ExecutionId,
+        stream: StreamId,
         seq: u64,
         state: Vec<u8>,
         reply: Reply<()>,
@@ -54,12 +61,12 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// Most execution heads kept in memory; past it the cache starts over (heads
+/// Most stream heads kept in memory; past it the cache starts over (heads
 /// are re-read from the store on demand).
 const HEAD_CACHE_MAX: usize = 1 << 20;
 /// Heads are written to the store every this many groups...
 const HEAD_CHECKPOINT_GROUPS: u64 = 64;
-/// ...or as soon as this many executions have unwritten heads. Together they
+/// ...or as soon as this many streams have unwritten heads. Together they
 /// bound how much log a restart re-reads to bring the heads up to date.
 const HEAD_CHECKPOINT_DIRTY: usize = 4096;
 
@@ -67,11 +74,12 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     fanout: Arc<Fanout>,
-    heads: HashMap<ExecutionId, Head>,
+    heads: HashMap<StreamId, Head>,
     next_position: u64,
     durable: bool,
     max_group_events: usize,
-    poisoned: Option<String>,
+    /// The failure that stopped the writer accepting appends.
+    poisoned: Option<Arc<Error>>,
     groups_since_checkpoint: u64,
 }
 
@@ -79,7 +87,7 @@ pub(crate) struct Writer {
 #[derive(Default)]
 struct Group {
     ops: Vec<Op>,
-    staged: HashMap<ExecutionId, Head>,
+    staged: HashMap<StreamId, Head>,
     appended: Vec<(Reply<Appended>, Appended)>,
     done: Vec<Reply<()>>,
     records: Vec<Arc<EventRecord>>,
@@ -149,40 +157,40 @@ impl Writer {
         }
     }
 
-    fn head(&mut self, group: &Group, execution: ExecutionId) -> Result<Head> {
-        if let Some(h) = group.staged.get(&execution) {
+    fn head(&mut self, group: &Group, stream: StreamId) -> Result<Head> {
+        if let Some(h) = group.staged.get(&stream) {
             return Ok(*h);
         }
-        if let Some(h) = self.heads.get(&execution) {
+        if let Some(h) = self.heads.get(&stream) {
             return Ok(*h);
         }
-        let h = self.shared.head(execution)?;
+        let h = self.shared.head(stream)?;
         if self.heads.len() >= HEAD_CACHE_MAX {
             self.heads.clear();
         }
-        self.heads.insert(execution, h);
+        self.heads.insert(stream, h);
         Ok(h)
     }
 
     fn stage(&mut self, group: &mut Group, command: Command) {
         match command {
             Command::Append {
-                execution,
+                stream,
                 expected_seq,
                 events,
                 reply,
-            } => match self.stage_append(group, execution, expected_seq, events) {
+            } => match self.stage_append(group, stream, expected_seq, events) {
                 Ok(appended) => group.appended.push((reply, appended)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                 }
             },
             Command::Snapshot {
-                execution,
+                stream,
                 seq,
                 state,
                 reply,
-            } => match self.stage_snapshot(group, execution, seq, &state) {
+            } => match self.stage_snapshot(group, stream, seq, &state) {
                 Ok(()) => group.done.push(reply),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -201,7 +209,7 @@ impl Writer {
     fn stage_append(
         &mut self,
         group: &mut Group,
-        execution: ExecutionId,
+        stream: StreamId,
         expected_seq: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
@@ -217,17 +225,17 @@ impl Writer {
         for e in &events {
             record::validate(e)?;
         }
-        let head = self.head(group, execution)?;
+        let head = self.head(group, stream)?;
         let exhausted =
             |what: &str| Error::InvalidAppend(format!("the journal's {what} are exhausted"));
         let next_seq = head
             .last_seq
             .checked_add(1)
-            .ok_or_else(|| exhausted("seqs for this execution"))?;
+            .ok_or_else(|| exhausted("seqs for this stream"))?;
         if expected_seq != next_seq {
             self.shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
             return Err(Error::SeqConflict {
-                execution,
+                stream,
                 expected: expected_seq,
                 actual: next_seq,
             });
@@ -253,7 +261,7 @@ impl Writer {
         for event in events {
             let seq = h.last_seq + 1;
             let place = Place {
-                execution,
+                stream,
                 seq,
                 position,
                 prev_position: h.last_position,
@@ -261,13 +269,10 @@ impl Writer {
             let (value, hash) = record::encode(place, &event, &h.last_hash)?;
             ops.push(Op::Put(keys::log(position), value));
             if keys::indexed(seq) {
-                ops.push(Op::Put(
-                    keys::index(execution, seq),
-                    keys::u64_value(position),
-                ));
+                ops.push(Op::Put(keys::index(stream, seq), keys::u64_value(position)));
             }
             records.push(Arc::new(EventRecord {
-                execution,
+                stream,
                 seq,
                 position,
                 recorded_at_ms: event.recorded_at_ms,
@@ -284,7 +289,7 @@ impl Writer {
             position += 1;
         }
         let appended = Appended {
-            execution,
+            stream,
             first_seq: head.last_seq + 1,
             last_seq: h.last_seq,
             first_position: self.next_position,
@@ -294,29 +299,29 @@ impl Writer {
         group.events += records.len();
         group.ops.extend(ops);
         group.records.extend(records);
-        group.staged.insert(execution, h);
+        group.staged.insert(stream, h);
         Ok(appended)
     }
 
     fn stage_snapshot(
         &mut self,
         group: &mut Group,
-        execution: ExecutionId,
+        stream: StreamId,
         seq: u64,
         state: &[u8],
     ) -> Result<()> {
         if let Some(why) = &self.poisoned {
             return Err(Error::Poisoned(why.clone()));
         }
-        let head = self.head(group, execution)?;
+        let head = self.head(group, stream)?;
         if seq == 0 || seq > head.last_seq {
             return Err(Error::InvalidAppend(format!(
-                "snapshot at seq {seq} of execution {execution}, which has {} events",
+                "snapshot at seq {seq} of stream {stream}, which has {} events",
                 head.last_seq
             )));
         }
         // Only the newest snapshot is kept: older ones are superseded.
-        let from = keys::snapshot(execution, 0);
+        let from = keys::snapshot(stream, 0);
         for (k, _) in self
             .shared
             .store
@@ -325,7 +330,7 @@ impl Writer {
             group.ops.push(Op::Delete(k));
         }
         group.ops.push(Op::Put(
-            keys::snapshot(execution, seq),
+            keys::snapshot(stream, seq),
             snapshot::encode(seq, state),
         ));
         Ok(())
@@ -348,10 +353,8 @@ impl Writer {
                 .read()
                 .map(|r| r.clone())
                 .unwrap_or_default();
-            for (execution, head) in recent.iter().chain(group.staged.iter()) {
-                group
-                    .ops
-                    .push(Op::Put(keys::head(*execution), head.encode()));
+            for (stream, head) in recent.iter().chain(group.staged.iter()) {
+                group.ops.push(Op::Put(keys::head(*stream), head.encode()));
             }
             let through = self.next_position - 1;
             group
@@ -387,18 +390,19 @@ impl Writer {
                 self.reply_all(group);
             }
             Err(e) => {
-                let why = e.to_string();
-                tracing::error!(error = %why, "journal write failed; refusing further appends");
+                tracing::error!(error = %e, "journal write failed; refusing further appends");
+                let why = Arc::new(e);
                 self.poisoned = Some(why.clone());
                 self.heads.clear();
                 if let Some(first) = group.records.first() {
                     self.next_position = first.position;
                 }
+                let failed = || Error::Storage(StorageError::Write(why.clone()));
                 for (reply, _) in group.appended {
-                    let _ = reply.send(Err(Error::Storage(why.clone())));
+                    let _ = reply.send(Err(failed()));
                 }
                 for reply in group.done {
-                    let _ = reply.send(Err(Error::Storage(why.clone())));
+                    let _ = reply.send(Err(failed()));
                 }
             }
         }
@@ -454,15 +458,15 @@ impl Writer {
             |rec| {
                 if keys::indexed(rec.seq) {
                     ops.push(Op::Put(
-                        keys::index(rec.execution, rec.seq),
+                        keys::index(rec.stream, rec.seq),
                         keys::u64_value(rec.position),
                     ));
                 }
                 last_position = rec.position;
             },
         )?;
-        for (execution, head) in &heads {
-            ops.push(Op::Put(keys::head(*execution), head.encode()));
+        for (stream, head) in &heads {
+            ops.push(Op::Put(keys::head(*stream), head.encode()));
         }
         ops.push(Op::Put(
             keys::META_HEADS.to_vec(),

@@ -1,5 +1,5 @@
 //! Model-based property test: random appends (right and wrong expected seq)
-//! over random executions, with reopens in between, against a trivial
+//! over random streams, with reopens in between, against a trivial
 //! reference model. Reading back always equals the model; refused appends
 //! change nothing. `PROPTEST_CASES=<n>` runs it longer.
 
@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use retrace_journal::store::memory::MemoryStore;
-use retrace_journal::{Error, EventLog, ExecutionId, Journal, NewEvent, Options};
+use retrace_journal::{Error, EventLog, Journal, NewEvent, Options, StreamId};
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// Append `events` to execution `exec`; `seq_skew` 0 is the right seq.
+    /// Append `events` to stream `exec`; `seq_skew` 0 is the right seq.
     Append {
         exec: u8,
         events: Vec<(String, Vec<u8>)>,
@@ -34,7 +34,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-type Model = BTreeMap<ExecutionId, Vec<(String, Vec<u8>, u64)>>;
+type Model = BTreeMap<StreamId, Vec<(String, Vec<u8>, u64)>>;
 
 fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -43,7 +43,7 @@ fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
     rt.block_on(async {
         let mut j = open();
         let mut model: Model = BTreeMap::new();
-        let mut global: Vec<(ExecutionId, u64)> = Vec::new();
+        let mut global: Vec<(StreamId, u64)> = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Reopen => {
@@ -55,7 +55,7 @@ fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
                     events,
                     seq_skew,
                 } => {
-                    let id = ExecutionId::from_bytes([exec; 16]);
+                    let id = StreamId::from_bytes([exec; 16]);
                     let stored = model.entry(id).or_default();
                     let next = stored.len() as u64 + 1;
                     let expected = next as i64 + i64::from(seq_skew);
@@ -85,6 +85,7 @@ fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
         for (id, events) in &model {
             let read = j
                 .read(*id, 1, usize::MAX)
+                .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let got: Vec<_> = read
                 .iter()
@@ -94,8 +95,9 @@ fn run(ops: Vec<Op>, open: impl Fn() -> EventLog) -> Result<(), TestCaseError> {
         }
         let all = j
             .read_global(1, usize::MAX)
+            .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let order: Vec<_> = all.iter().map(|r| (r.execution, r.seq)).collect();
+        let order: Vec<_> = all.iter().map(|r| (r.stream, r.seq)).collect();
         prop_assert_eq!(order, global);
         let report = j
             .verify()

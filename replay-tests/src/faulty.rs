@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use retrace_journal::{
-    Appended, Error, EventRecord, ExecutionHead, ExecutionId, Journal, NewEvent, Result, Snapshot,
-    Stats, Subscription, Tail, VerifyReport,
+    Appended, Error, EventRecord, Journal, NewEvent, Result, Snapshot, StreamHead, StreamId,
+    Subscription, Tail,
 };
 use tokio::sync::Notify;
 
@@ -88,7 +88,7 @@ impl FaultyJournal {
 impl Journal for FaultyJournal {
     fn append(
         &self,
-        execution: ExecutionId,
+        stream: StreamId,
         expected_seq: u64,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'static, Result<Appended>> {
@@ -97,7 +97,7 @@ impl Journal for FaultyJournal {
         }
         let n = self.appends.fetch_add(1, Ordering::SeqCst) + 1;
         if n != self.crash_at {
-            return self.inner.append(execution, expected_seq, events);
+            return self.inner.append(stream, expected_seq, events);
         }
         match self.point {
             CrashPoint::BeforeFlush => {
@@ -106,7 +106,7 @@ impl Journal for FaultyJournal {
             }
             CrashPoint::AfterFlush => {
                 self.flag.dying.store(true, Ordering::SeqCst);
-                let write = self.inner.append(execution, expected_seq, events);
+                let write = self.inner.append(stream, expected_seq, events);
                 let flag = self.flag.clone();
                 async move {
                     // Durable, but the acknowledgement never arrives.
@@ -121,26 +121,34 @@ impl Journal for FaultyJournal {
 
     fn read(
         &self,
-        execution: ExecutionId,
+        stream: StreamId,
         from_seq: u64,
         limit: usize,
-    ) -> Result<Vec<EventRecord>> {
-        self.inner.read(execution, from_seq, limit)
+    ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
+        self.inner.read(stream, from_seq, limit)
     }
 
-    fn read_global(&self, from_position: u64, limit: usize) -> Result<Vec<EventRecord>> {
+    fn read_global(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
         self.inner.read_global(from_position, limit)
     }
 
-    fn head(&self, execution: ExecutionId) -> Result<Option<ExecutionHead>> {
-        self.inner.head(execution)
+    fn head(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<StreamHead>>> {
+        self.inner.head(stream)
     }
 
-    fn executions(&self, after: Option<ExecutionId>, limit: usize) -> Result<Vec<ExecutionHead>> {
-        self.inner.executions(after, limit)
+    fn streams(
+        &self,
+        after: Option<StreamId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StreamHead>>> {
+        self.inner.streams(after, limit)
     }
 
-    fn last_position(&self) -> u64 {
+    fn last_position(&self) -> BoxFuture<'_, Result<u64>> {
         self.inner.last_position()
     }
 
@@ -150,33 +158,21 @@ impl Journal for FaultyJournal {
 
     fn put_snapshot(
         &self,
-        execution: ExecutionId,
+        stream: StreamId,
         seq: u64,
         state: Vec<u8>,
     ) -> BoxFuture<'static, Result<()>> {
         if self.flag.dying.load(Ordering::SeqCst) {
             return async { Err(Self::dead()) }.boxed();
         }
-        self.inner.put_snapshot(execution, seq, state)
+        self.inner.put_snapshot(stream, seq, state)
     }
 
-    fn latest_snapshot(&self, execution: ExecutionId) -> Result<Option<Snapshot>> {
-        self.inner.latest_snapshot(execution)
-    }
-
-    fn verify(&self) -> BoxFuture<'static, Result<VerifyReport>> {
-        self.inner.verify()
-    }
-
-    fn rebuild_indexes(&self) -> BoxFuture<'static, Result<()>> {
-        self.inner.rebuild_indexes()
+    fn latest_snapshot(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<Snapshot>>> {
+        self.inner.latest_snapshot(stream)
     }
 
     fn flush(&self) -> BoxFuture<'static, Result<()>> {
         self.inner.flush()
-    }
-
-    fn stats(&self) -> Stats {
-        self.inner.stats()
     }
 }

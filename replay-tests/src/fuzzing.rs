@@ -26,12 +26,13 @@
 use std::collections::BTreeSet;
 
 use futures::executor::block_on;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::{self, ExecutionState};
 use retrace_engine::model::{DefinitionError, EXPRESSION_LEN_MAX, Expr, Workflow, branch_key};
-use retrace_engine::runtime::codec;
+use retrace_engine::store::codec;
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::{
-    Error as JournalError, EventLog, EventRecord, ExecutionId, Journal, NewEvent, Options,
+    Error as JournalError, EventLog, EventRecord, Journal, NewEvent, Options, StreamId,
     verify_store,
 };
 use serde_json::{Value, json};
@@ -50,8 +51,10 @@ const EXECUTIONS_MAX: usize = 16;
 /// How many records one read asks for.
 const READ_LIMIT: usize = 512;
 
-/// The execution the journal and replay targets write to.
+/// The execution the replay targets write to.
 pub const EXECUTION: ExecutionId = ExecutionId::from_bytes(*b"retrace-fuzz-exe");
+/// Its stream: the one the journal targets write to.
+pub const STREAM: StreamId = StreamId::from_bytes(*b"retrace-fuzz-exe");
 /// The clock reading every fuzz event is recorded at.
 pub const T0_MS: u64 = 1_700_000_000_000;
 
@@ -232,7 +235,7 @@ fn placeholder_event() -> NewEvent {
     NewEvent::new("placeholder", T0_MS + 1, b"{}".to_vec())
 }
 
-/// Target `journal_record`: a journal holds two events of [`EXECUTION`]
+/// Target `journal_record`: a journal holds two events of [`STREAM`]
 /// (positions 1 and 2); the bytes replace the stored record at position 2,
 /// as a damaged disk would, and everything is read back through the journal.
 /// What reads back reads back the same twice, keeps its chain, and survives
@@ -242,26 +245,26 @@ pub fn journal_record(data: &[u8]) {
     let data = capped(data);
     let store = MemoryStore::new();
     let log = open_or_panic(&store);
-    let appended = block_on(log.append(EXECUTION, 1, vec![first_event(), placeholder_event()]));
+    let appended = block_on(log.append(STREAM, 1, vec![first_event(), placeholder_event()]));
     if let Err(error) = appended {
         panic!("a fresh journal refused two events: {error}");
     }
     store.raw_put(log_key(2), data.to_vec());
 
     // The execution the damaged record claims, too.
-    let executions = executions_in(&store.raw_entries());
-    read_everything(&log, &executions);
+    let streams = executions_in(&store.raw_entries());
+    read_everything(&log, &streams);
     let _ = verify(&log);
     let rebuilt = live(block_on(log.rebuild_indexes()), "rebuild_indexes");
     if rebuilt.is_err() {
         return;
     }
-    let before = read_everything(&log, &executions);
+    let before = read_everything(&log, &streams);
     match verify(&log) {
         Ok(report) => assert!(
             report.is_sound(),
             "a journal with freshly rebuilt indexes does not verify: {:?}",
-            report.problems
+            report.defects
         ),
         Err(error) => panic!("verify failed after a successful rebuild: {error}"),
     }
@@ -271,7 +274,7 @@ pub fn journal_record(data: &[u8]) {
         Ok(log) => log,
         Err(error) => panic!("a journal whose indexes were rebuilt does not reopen: {error}"),
     };
-    let after = read_everything(&reopened, &executions);
+    let after = read_everything(&reopened, &streams);
     assert_eq!(before, after, "what reads back changed across a restart");
 }
 
@@ -300,22 +303,22 @@ type Reads = Vec<Result<Vec<EventRecord>, String>>;
 
 /// Reads the whole journal, globally and per execution, twice; checks the two
 /// rounds agree and that every history that reads is a chain.
-fn read_everything(log: &EventLog, executions: &[ExecutionId]) -> Reads {
+fn read_everything(log: &EventLog, streams: &[StreamId]) -> Reads {
     let round = || {
         let mut reads: Reads = Vec::new();
-        reads.push(log.read_global(1, READ_LIMIT).map_err(|e| e.to_string()));
-        for &id in executions {
+        reads.push(block_on(log.read_global(1, READ_LIMIT)).map_err(|e| e.to_string()));
+        for &id in streams {
             for from_seq in [1, 2] {
-                let read = log.read(id, from_seq, READ_LIMIT);
+                let read = block_on(log.read(id, from_seq, READ_LIMIT));
                 if let Ok(records) = &read {
                     check_chain(id, from_seq, records);
                 }
                 reads.push(read.map_err(|e| e.to_string()));
             }
-            let _ = log.head(id);
-            let _ = log.latest_snapshot(id);
+            let _ = block_on(log.head(id));
+            let _ = block_on(log.latest_snapshot(id));
         }
-        let _ = log.executions(None, EXECUTIONS_MAX);
+        let _ = block_on(log.streams(None, EXECUTIONS_MAX));
         reads
     };
     let first = round();
@@ -325,13 +328,10 @@ fn read_everything(log: &EventLog, executions: &[ExecutionId]) -> Reads {
 }
 
 /// What `Journal::read` promises of an execution's history.
-fn check_chain(id: ExecutionId, from_seq: u64, records: &[EventRecord]) {
+fn check_chain(id: StreamId, from_seq: u64, records: &[EventRecord]) {
     let mut previous: Option<&EventRecord> = None;
     for (offset, record) in (0u64..).zip(records) {
-        assert_eq!(
-            record.execution, id,
-            "read returned another execution's event"
-        );
+        assert_eq!(record.stream, id, "read returned another execution's event");
         assert_eq!(
             record.seq,
             from_seq + offset,
@@ -350,7 +350,7 @@ fn check_chain(id: ExecutionId, from_seq: u64, records: &[EventRecord]) {
 
 /// After a successful rebuild every execution reads back whole.
 fn check_rebuilt(log: &EventLog) {
-    let heads = match log.executions(None, EXECUTIONS_MAX) {
+    let heads = match block_on(log.streams(None, EXECUTIONS_MAX)) {
         Ok(heads) => heads,
         Err(error) => panic!("listing executions failed after a rebuild: {error}"),
     };
@@ -358,18 +358,18 @@ fn check_rebuilt(log: &EventLog) {
         if head.last_seq > READ_LIMIT as u64 {
             continue;
         }
-        match log.read(head.execution, 1, READ_LIMIT) {
+        match block_on(log.read(head.stream, 1, READ_LIMIT)) {
             Ok(records) => assert_eq!(
                 records.len() as u64,
                 head.last_seq,
                 "execution {} reads back {} of its {} events after a rebuild",
-                head.execution,
+                head.stream,
                 records.len(),
                 head.last_seq
             ),
             Err(error) => panic!(
                 "execution {} does not read back after a rebuild: {error}",
-                head.execution
+                head.stream
             ),
         }
     }
@@ -417,9 +417,9 @@ pub fn decode_entries(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The executions a raw store mentions (in `l` records, `x`, `h` and `s` keys).
-fn executions_in(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<ExecutionId> {
+fn executions_in(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<StreamId> {
     let mut ids = BTreeSet::new();
-    ids.insert(EXECUTION);
+    ids.insert(STREAM);
     for (key, value) in entries {
         let bytes = match key.first() {
             Some(b'x' | b'h' | b's') => key.get(1..17),
@@ -427,7 +427,7 @@ fn executions_in(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<ExecutionId> {
             _ => None,
         };
         if let Some(id) = bytes.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-            ids.insert(ExecutionId::from_bytes(id));
+            ids.insert(StreamId::from_bytes(id));
         }
     }
     ids.into_iter().take(EXECUTIONS_MAX).collect()
@@ -453,17 +453,16 @@ pub fn journal_open(data: &[u8]) {
             return;
         }
     };
-    let executions = executions_in(&entries);
-    read_everything(&log, &executions);
+    let streams = executions_in(&entries);
+    read_everything(&log, &streams);
     let _ = verify(&log);
     {
-        let next = log
-            .head(EXECUTION)
+        let next = block_on(log.head(STREAM))
             .ok()
             .flatten()
             .map_or(1, |h| h.last_seq.saturating_add(1));
         let _ = live(
-            block_on(log.append(EXECUTION, next, vec![first_event()])),
+            block_on(log.append(STREAM, next, vec![first_event()])),
             "append",
         );
     }
@@ -484,7 +483,7 @@ pub fn journal_open(data: &[u8]) {
 /// A journal record of [`EXECUTION`] carrying `payload`.
 fn record_with(payload: &[u8]) -> EventRecord {
     EventRecord {
-        execution: EXECUTION,
+        stream: STREAM,
         seq: 1,
         position: 1,
         prev_position: 0,
@@ -541,12 +540,13 @@ pub fn replay_fold(data: &[u8]) {
         .zip(&payloads)
         .map(|(i, p)| NewEvent::new("fuzz", T0_MS + i, p.to_vec()))
         .collect();
-    if let Err(error) = block_on(log.append(EXECUTION, 1, events)) {
+    if let Err(error) = block_on(log.append(STREAM, 1, events)) {
         panic!("a fresh journal refused {} events: {error}", payloads.len());
     }
     let empty = ExecutionState::empty(EXECUTION);
-    let full = codec::fold_from(&log, empty.clone()).map_err(|e| e.to_string());
-    let again = codec::fold_from(&log, empty.clone()).map_err(|e| e.to_string());
+    let full = block_on(codec::fold_from(&log, empty.clone(), u64::MAX)).map_err(|e| e.to_string());
+    let again =
+        block_on(codec::fold_from(&log, empty.clone(), u64::MAX)).map_err(|e| e.to_string());
     assert_eq!(full, again, "replay is not deterministic");
     // Every prefix that folds is a state a snapshot could hold.
     let mut state = empty;
@@ -564,7 +564,8 @@ pub fn replay_fold(data: &[u8]) {
         }
     }
     if let Some(snapshot) = snapshot {
-        let resumed = codec::fold_from(&log, snapshot).map_err(|e| e.to_string());
+        let resumed =
+            block_on(codec::fold_from(&log, snapshot, u64::MAX)).map_err(|e| e.to_string());
         match (&full, &resumed) {
             (Ok(full), Ok(resumed)) => {
                 assert_eq!(full, resumed, "replay from a snapshot differs")

@@ -8,14 +8,14 @@ pub mod world;
 
 pub mod crash {
     //! What the journal crash child writes, so the test can check it.
-    use retrace_journal::ExecutionId;
+    use retrace_journal::StreamId;
 
     /// The id of crash-test execution `n`.
-    pub fn execution(n: u64) -> ExecutionId {
+    pub fn execution(n: u64) -> StreamId {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&n.to_be_bytes());
         bytes[8] = 0xc7;
-        ExecutionId::from_bytes(bytes)
+        StreamId::from_bytes(bytes)
     }
 
     /// The payload of event `seq` of crash-test execution `n`.

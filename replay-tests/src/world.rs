@@ -19,15 +19,15 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::ClaimedTask;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{ErrorInfo, Event, Status};
-use retrace_engine::runtime::{
-    Engine, EngineConfig, HandlerTask, StartRequest, TaskHandler, codec,
-};
+use retrace_engine::read::History;
+use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, StartRequest, TaskHandler};
 use retrace_journal::store::memory::MemoryStore;
-use retrace_journal::{EventLog, ExecutionId, Journal, Options, Tail};
+use retrace_journal::{EventLog, Journal, Options};
 use serde_json::{Value, json};
 
 use crate::faulty::{CrashPoint, FaultyJournal};
@@ -216,11 +216,10 @@ impl Generation {
         // Time skipper: every recorded timer comes due.
         let (e, c) = (engine.clone(), clock.clone());
         helpers.push(tokio::spawn(async move {
-            let mut tail = e.journal().subscribe(Tail::All { from_position: 1 });
-            while let Some(Ok(r)) = tail.next().await {
-                if let Ok(
-                    Event::RetryScheduled { due_at_ms, .. } | Event::TimerStarted { due_at_ms, .. },
-                ) = codec::decode(&r)
+            let mut tail = e.read().subscribe_all(1, Default::default());
+            while let Some(Ok(g)) = tail.next().await {
+                if let Event::RetryScheduled { due_at_ms, .. }
+                | Event::TimerStarted { due_at_ms, .. } = g.event.event
                 {
                     c.set(due_at_ms);
                 }
@@ -230,13 +229,13 @@ impl Generation {
         let e = engine.clone();
         helpers.push(tokio::spawn(async move {
             let _ = e.publish(EVENT, json!("went"), None).await;
-            let mut tail = e.journal().subscribe(Tail::All { from_position: 1 });
-            while let Some(Ok(r)) = tail.next().await {
-                if let Ok(Event::EventAwaited { act, .. }) = codec::decode(&r) {
+            let mut tail = e.read().subscribe_all(1, Default::default());
+            while let Some(Ok(g)) = tail.next().await {
+                if let Event::EventAwaited { act, .. } = g.event.event {
                     if roll(seed, EVENT, act as u32)[0] & 1 == 0 {
                         let _ = e.publish(EVENT, json!("went"), None).await;
                     } else {
-                        let _ = e.signal(r.execution, EVENT, json!("went"), None).await;
+                        let _ = e.signal(g.execution, EVENT, json!("went"), None).await;
                     }
                 }
             }
@@ -341,9 +340,9 @@ impl ScriptedAgent {
     /// Waits until `task`'s failure (its timeout) is recorded; false if the
     /// history ends first (the engine crashed).
     async fn timed_out(&self, execution: ExecutionId, task: &str) -> bool {
-        let mut events = self.engine.subscribe(execution, 1);
-        while let Some(Ok(r)) = events.next().await {
-            if let Ok(Event::TaskFailed { task: t, .. }) = codec::decode(&r)
+        let mut events = self.engine.read().subscribe(execution, 1);
+        while let Some(Ok(e)) = events.next().await {
+            if let Event::TaskFailed { task: t, .. } = e.event
                 && t == task
             {
                 return true;
@@ -373,21 +372,22 @@ pub struct Outcome {
 }
 
 /// Every task id with a recorded result, in the journal as it is.
-pub fn finished_tasks(journal: &dyn Journal) -> anyhow::Result<Vec<String>> {
+pub async fn finished_tasks(history: &History) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
+    let mut names = history.names();
     let mut from = 1;
     loop {
-        let records = journal.read_global(from, 1024)?;
-        let Some(last) = records.last() else {
-            return Ok(out);
-        };
-        from = last.position + 1;
-        for r in &records {
-            if let Ok(Event::TaskCompleted { task, .. } | Event::TaskFailed { task, .. }) =
-                codec::decode(r)
+        let (events, next) = history.global_events(from, 1024, &mut names).await?;
+        for g in events {
+            if let Event::TaskCompleted { task, .. } | Event::TaskFailed { task, .. } =
+                g.event.event
             {
                 out.push(task);
             }
+        }
+        match next {
+            Some(next) => from = next,
+            None => return Ok(out),
         }
     }
 }

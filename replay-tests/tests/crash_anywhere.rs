@@ -29,6 +29,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{Event, ExecutionState};
+use retrace_engine::read::History;
+use retrace_engine::store::{Storage, Store};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_replay_tests::faulty::CrashPoint;
 use retrace_replay_tests::workflows::{Shape, shape, workflows};
@@ -63,12 +65,14 @@ fn outcome(state: &ExecutionState) -> Outcome {
     }
 }
 
-fn undone_steps(
+async fn undone_steps(
     engine: &retrace_engine::runtime::Engine,
-    id: retrace_journal::ExecutionId,
+    id: retrace_engine::ExecutionId,
 ) -> Vec<String> {
     let mut steps: Vec<String> = engine
-        .history(id, 1, usize::MAX)
+        .read()
+        .events_until(id, u64::MAX)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {
@@ -123,7 +127,11 @@ async fn run(
             let disk = store.duplicate();
             let stored_results: BTreeSet<String> = {
                 let j = retrace_journal::EventLog::in_memory(disk.duplicate(), Default::default())?;
-                finished_tasks(&j)?.into_iter().collect()
+                let store = Store::open(Storage::Journal(Arc::new(j)))?;
+                finished_tasks(&History::new(store, None))
+                    .await?
+                    .into_iter()
+                    .collect()
             };
             let second =
                 Generation::open_with(answers, 2, &disk, &clock, None, seed, &calls, &violations)
@@ -150,10 +158,12 @@ async fn run(
     let violations = violations.lock().unwrap().clone();
     anyhow::ensure!(violations.is_empty(), "{violations:?}");
     let mut o = outcome(&state);
-    o.undone = undone_steps(&engine, state.id);
-    let results = finished_tasks(engine.journal().as_ref())?;
+    o.undone = undone_steps(&engine, state.id).await;
+    let results = finished_tasks(engine.read()).await?;
     let history = engine
-        .history(state.id, 1, usize::MAX)?
+        .read()
+        .events_until(state.id, u64::MAX)
+        .await?
         .into_iter()
         .map(|h| h.event)
         .collect();

@@ -19,15 +19,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::executor::block_on;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::Event;
-use retrace_engine::runtime::{Engine, codec};
+use retrace_engine::runtime::Engine;
 use retrace_journal::store::memory::MemoryStore;
-use retrace_journal::{EventLog, ExecutionId, Journal, NewEvent, Options};
-use retrace_replay_tests::fuzzing::{self, ContentType, EXECUTION, HttpInput, T0_MS};
+use retrace_journal::{EventLog, Journal, NewEvent, Options, StreamId};
+use retrace_replay_tests::fuzzing::{self, ContentType, HttpInput, STREAM, T0_MS};
 use retrace_replay_tests::world::{self, Calls, Generation, T0};
 use serde_json::{Value, json};
 
@@ -134,7 +135,7 @@ fn http_request_knows_every_route() {
             (e.method.to_owned(), path)
         })
         .collect();
-    let router: BTreeSet<(String, String)> = retrace_api::routes::routes()
+    let router: BTreeSet<(String, String)> = retrace_api::router::routes()
         .into_iter()
         .map(|(method, path)| (method.to_string(), path.to_owned()))
         .collect();
@@ -459,11 +460,11 @@ fn expressions(documents: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8
 /// the second event of [`EXECUTION`] after `fuzzing::first_event`, or the
 /// first of another execution.
 fn records() -> BTreeMap<String, Vec<u8>> {
-    let other = ExecutionId::from_bytes([0x0e; 16]);
-    let cases: Vec<(&str, ExecutionId, NewEvent)> = vec![
+    let other = StreamId::from_bytes([0x0e; 16]);
+    let cases: Vec<(&str, StreamId, NewEvent)> = vec![
         (
             "json",
-            EXECUTION,
+            STREAM,
             NewEvent::new(
                 "step_completed",
                 T0_MS + 5,
@@ -472,17 +473,17 @@ fn records() -> BTreeMap<String, Vec<u8>> {
         ),
         (
             "empty-payload",
-            EXECUTION,
+            STREAM,
             NewEvent::new("continued", T0_MS, Vec::new()),
         ),
         (
             "binary",
-            EXECUTION,
+            STREAM,
             NewEvent::new("blob", u64::MAX, (0u8..=255).collect::<Vec<_>>()),
         ),
         (
             "long-kind",
-            EXECUTION,
+            STREAM,
             NewEvent::new("k".repeat(128), 0, b"x".to_vec()),
         ),
         (
@@ -499,8 +500,8 @@ fn records() -> BTreeMap<String, Vec<u8>> {
     for (name, execution, event) in cases {
         let store = MemoryStore::new();
         let log = EventLog::in_memory(store.clone(), Options::default()).unwrap();
-        block_on(log.append(EXECUTION, 1, vec![fuzzing::first_event()])).unwrap();
-        let expected = if execution == EXECUTION { 2 } else { 1 };
+        block_on(log.append(STREAM, 1, vec![fuzzing::first_event()])).unwrap();
+        let expected = if execution == STREAM { 2 } else { 1 };
         block_on(log.append(execution, expected, vec![event])).unwrap();
         drop(log);
         let record = store
@@ -519,9 +520,9 @@ fn records() -> BTreeMap<String, Vec<u8>> {
 /// few with one known bug's trigger.
 fn stores() -> BTreeMap<String, Vec<u8>> {
     let ids = [
-        EXECUTION,
-        ExecutionId::from_bytes([0x0e; 16]),
-        ExecutionId::from_bytes([0xa1; 16]),
+        STREAM,
+        StreamId::from_bytes([0x0e; 16]),
+        StreamId::from_bytes([0xa1; 16]),
     ];
     let mut out = BTreeMap::new();
     let store = MemoryStore::new();
@@ -562,7 +563,7 @@ fn stores() -> BTreeMap<String, Vec<u8>> {
     let events = (0..130)
         .map(|k| NewEvent::new("e", k, Vec::new()))
         .collect();
-    block_on(log.append(EXECUTION, 1, events)).unwrap();
+    block_on(log.append(STREAM, 1, events)).unwrap();
     drop(log);
     out.insert(
         "indexed-130".into(),
@@ -571,10 +572,10 @@ fn stores() -> BTreeMap<String, Vec<u8>> {
 
     // The triggers of bugs the targets found (all fixed): regression inputs.
     let mut record = vec![1u8; 41];
-    record[1..17].copy_from_slice(EXECUTION.as_bytes());
+    record[1..17].copy_from_slice(STREAM.as_bytes());
     record[17..25].copy_from_slice(&1u64.to_le_bytes());
     let mut head_key = vec![b'h'];
-    head_key.extend_from_slice(EXECUTION.as_bytes());
+    head_key.extend_from_slice(STREAM.as_bytes());
     let mut head_at_max = vec![0xff; 8];
     head_at_max.extend_from_slice(&[0; 40]);
     let mheads = |p: u64| (b"mheads".to_vec(), p.to_le_bytes().to_vec());
@@ -617,9 +618,9 @@ fn histories() -> BTreeMap<String, Vec<Vec<u8>>> {
     let mut kinds_seen = BTreeSet::new();
     let mut keep = |store: &MemoryStore, label: &str| {
         let log = EventLog::in_memory(store.duplicate(), Options::default()).unwrap();
-        let mut by_execution: BTreeMap<ExecutionId, Vec<Vec<u8>>> = BTreeMap::new();
-        for r in log.read_global(1, 100_000).unwrap() {
-            by_execution.entry(r.execution).or_default().push(r.payload);
+        let mut by_execution: BTreeMap<StreamId, Vec<Vec<u8>>> = BTreeMap::new();
+        for r in block_on(log.read_global(1, 100_000)).unwrap() {
+            by_execution.entry(r.stream).or_default().push(r.payload);
         }
         for (n, payloads) in by_execution.into_values().enumerate() {
             let kinds: Vec<&str> = payloads
@@ -707,11 +708,11 @@ async fn run_world(seed: u64) -> anyhow::Result<MemoryStore> {
     let engine = generation.engine.clone();
     define(&engine, &main_workflows()).await?;
     let id = engine.start(world::start_request("main")).await?.id;
-    let mut events = engine.subscribe(id, 1);
+    let mut events = engine.read().subscribe(id, 1);
     let guard = Duration::from_secs(20);
     tokio::time::timeout(guard, async {
-        while let Some(Ok(record)) = events.next().await {
-            match codec::decode(&record)? {
+        while let Some(Ok(recorded)) = events.next().await {
+            match recorded.event {
                 // A step that failed with `onFailure: pause` is skipped by the operator.
                 Event::ExecutionPaused { .. } => {
                     engine.skip(id, json!({"skipped": true})).await?;
@@ -743,11 +744,11 @@ async fn run_operated() -> anyhow::Result<MemoryStore> {
     ]});
     define(&engine, &[doc]).await?;
     let id = engine.start(world::start_request("operated")).await?.id;
-    let mut events = engine.subscribe(id, 1);
+    let mut events = engine.read().subscribe(id, 1);
     let guard = Duration::from_secs(20);
     tokio::time::timeout(guard, async {
-        while let Some(Ok(record)) = events.next().await {
-            if record.kind == "event_awaited" {
+        while let Some(Ok(recorded)) = events.next().await {
+            if recorded.event.kind() == "event_awaited" {
                 break;
             }
         }

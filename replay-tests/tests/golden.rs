@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{ErrorInfo, ExecutionState, Status};
-use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, TaskHandler, codec};
+use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, TaskHandler};
 use retrace_journal::{EventLog, Journal, Options};
 use serde_json::{Value, json};
 
@@ -64,10 +64,10 @@ async fn every_golden_journal_opens_verifies_replays_and_runs_on() {
         let expected: serde_json::Map<String, Value> =
             serde_json::from_slice(&std::fs::read(set.join("expected.json")).unwrap()).unwrap();
 
-        let journal: Arc<dyn Journal> =
-            Arc::new(EventLog::open(dir.path().join("journal"), Options::default()).unwrap());
-        let report = journal.verify().await.unwrap();
+        let log = EventLog::open(dir.path().join("journal"), Options::default()).unwrap();
+        let report = log.verify().await.unwrap();
         assert!(report.is_sound(), "{}: {report:?}", set.display());
+        let journal: Arc<dyn Journal> = Arc::new(log.clone());
 
         let clock = SimClock::new(1_800_000_000_000);
         let mut config = EngineConfig::journal(journal.clone(), Arc::new(clock));
@@ -78,8 +78,12 @@ async fn every_golden_journal_opens_verifies_replays_and_runs_on() {
         for (name, value) in &expected {
             let recorded: ExecutionState = serde_json::from_value(value.clone()).unwrap();
             // From scratch, and as the engine rebuilt it (snapshot + tail).
-            let replayed =
-                codec::fold_from(journal.as_ref(), ExecutionState::empty(recorded.id)).unwrap();
+            let replayed = engine
+                .read()
+                .fold(recorded.id, u64::MAX)
+                .await
+                .unwrap()
+                .expect("a stored history");
             assert_eq!(
                 replayed,
                 recorded,
@@ -106,6 +110,6 @@ async fn every_golden_journal_opens_verifies_replays_and_runs_on() {
         engine.resume(paused).await.unwrap();
         let s = engine.state(paused).await.unwrap();
         assert_eq!(s.status, Status::Running);
-        assert!(journal.verify().await.unwrap().is_sound());
+        assert!(log.verify().await.unwrap().is_sound());
     }
 }

@@ -77,7 +77,7 @@ fn acknowledged_appends_survive_sigkill() {
 
         let journal = EventLog::open(dir.path(), Options::default()).unwrap();
         for (&e, &last) in &acked {
-            let events = journal.read(execution(e), 1, usize::MAX).unwrap();
+            let events = block_on(journal.read(execution(e), 1, usize::MAX)).unwrap();
             assert!(
                 events.len() as u64 >= last,
                 "seed {seed} round {round}: execution {e} lost acknowledged events: has {}, acknowledged {last}",

@@ -22,13 +22,15 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use retrace_api::cli::{ReplayArgs, replay};
+use retrace_engine::ExecutionId;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{ExecutionState, apply};
-use retrace_engine::runtime::codec;
+use retrace_engine::read::History;
+use retrace_engine::store::{Storage, Store, codec};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::store::sled::SledStore;
-use retrace_journal::store::{Op, Store};
-use retrace_journal::{EventLog, ExecutionId, Journal};
+use retrace_journal::store::{Op, Store as _};
+use retrace_journal::{EventLog, Journal, StreamId};
 use retrace_replay_tests::workflows::{Shape, shape, workflows};
 use retrace_replay_tests::world::{Answers, Calls, Generation, T0, Violations, start_request};
 use serde_json::Value;
@@ -81,10 +83,11 @@ fn copy_to_folder(from: &MemoryStore, to: &Path) -> anyhow::Result<()> {
 }
 
 /// The state after each event of `id`, folded from the journal.
-fn folded(journal: &dyn Journal, id: ExecutionId) -> anyhow::Result<Vec<(u64, Value)>> {
+async fn folded(journal: &dyn Journal, id: ExecutionId) -> anyhow::Result<Vec<(u64, Value)>> {
     let mut state = ExecutionState::empty(id);
     let mut out = Vec::new();
-    for r in journal.read(id, 1, usize::MAX)? {
+    let stream = StreamId::from_bytes(*id.as_bytes());
+    for r in journal.read(stream, 1, usize::MAX).await? {
         apply(&mut state, r.seq, r.recorded_at_ms, &codec::decode(&r)?)?;
         out.push((r.seq, serde_json::to_value(&state)?));
     }
@@ -132,12 +135,16 @@ fn check(shapes: &[Shape], seed: u64, cut: f64) -> Result<(), TestCaseError> {
             .map_err(|_| TestCaseError::fail("the run did not end"))?
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let journal = EventLog::in_memory(store.duplicate(), Default::default()).unwrap();
+        let history = History::new(
+            Store::open(Storage::Journal(Arc::new(journal.clone()))).unwrap(),
+            None,
+        );
         let data = tempfile::tempdir().unwrap();
         copy_to_folder(&store, data.path()).unwrap();
         prop_assert!(!live.is_empty());
         for state in &live {
             let id = state.id;
-            let folded = folded(&journal, id).unwrap();
+            let folded = folded(&journal, id).await.unwrap();
             let printed = replayed(data.path(), id, None).await.unwrap();
             prop_assert_eq!(printed.len(), folded.len(), "one line per event of {}", id);
             for ((seq, shown), (fseq, fold)) in printed.iter().zip(&folded) {
@@ -152,7 +159,7 @@ fn check(shapes: &[Shape], seed: u64, cut: f64) -> Result<(), TestCaseError> {
                 id
             );
             // Recovery's own path (snapshot, then the tail) agrees too.
-            let recovered = codec::load_state(&journal, id).unwrap().unwrap();
+            let recovered = history.state(id).await.unwrap().unwrap();
             prop_assert_eq!(&recovered, state);
             // --until k stops at k, with the state at k.
             let k = 1 + ((folded.len() - 1) as f64 * cut) as u64;

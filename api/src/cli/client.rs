@@ -60,7 +60,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| Error::Setup(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| Error::setup("cannot build the HTTP client", e))?;
         Ok(Client { http, base })
     }
 

@@ -215,8 +215,8 @@ fn short(version: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use retrace_engine::ExecutionId;
     use retrace_engine::machine::Status;
-    use retrace_journal::ExecutionId;
     use serde_json::json;
 
     fn state() -> ExecutionState {

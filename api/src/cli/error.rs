@@ -8,8 +8,6 @@
 
 use std::path::PathBuf;
 
-use retrace_journal::ExecutionId;
-
 /// Everything a subcommand other than `serve` can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,13 +25,8 @@ pub enum Error {
     Usage(String),
     #[error("no execution {id} in {source_name}")]
     UnknownExecution { id: String, source_name: String },
-    /// The nil id names the workflow catalog's stream, not an execution.
-    #[error("{0} is the workflow catalog's stream, not an execution")]
-    Catalog(ExecutionId),
     #[error("{0}")]
-    Journal(#[from] retrace_journal::Error),
-    #[error("{0}")]
-    Engine(#[from] retrace_engine::runtime::Error),
+    Engine(#[source] retrace_engine::Error),
     /// An event that does not fit the state folded so far.
     #[error("{0}")]
     Replay(#[from] retrace_engine::machine::ApplyError),
@@ -61,9 +54,24 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Something the command line depends on (the async runtime, a signal
-    /// handler, a child process) could not be set up.
-    #[error("{0}")]
-    Setup(String),
+    /// handler, the HTTP client, its own output) failed.
+    #[error("{what}: {source}")]
+    Setup {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl From<retrace_engine::Error> for Error {
+    fn from(e: retrace_engine::Error) -> Self {
+        use retrace_engine::Error as E;
+        match e {
+            E::Locked { path, .. } => Error::Locked(path),
+            E::NotADataFolder { path, why } => Error::NotADataFolder { path, why },
+            e => Error::Engine(e),
+        }
+    }
 }
 
 impl Error {
@@ -72,6 +80,16 @@ impl Error {
         match self {
             Error::Locked(_) | Error::Usage(_) => 2,
             _ => 1,
+        }
+    }
+
+    pub fn setup(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Setup {
+            what: what.into(),
+            source: source.into(),
         }
     }
 

@@ -10,14 +10,14 @@
 //! execution listed when the export begins, each up to the last event it
 //! had then. It must never change an event in the source.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use clap::Args;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::Event;
-use retrace_engine::runtime::{CATALOG_STREAM, codec};
-use retrace_journal::{EventLog, EventRecord, ExecutionId, Journal};
+use retrace_engine::read::{GlobalEvent, History, HistoryEvent};
 use serde::Deserialize;
 
 use super::client::{Client, server_error};
@@ -25,7 +25,7 @@ use super::error::{Error, Result};
 use super::history::{self, CHUNK, EventLine};
 use super::replay::positionals;
 use super::write_line as write;
-use crate::views::{EventView, GlobalEventView};
+use crate::views::GlobalEventView;
 
 /// Options of `retrace export`.
 #[derive(Debug, Clone, Args)]
@@ -43,9 +43,6 @@ pub struct ExportArgs {
 
 pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
     let (path, id) = positionals(args.source, args.execution, args.server.as_deref())?;
-    if id == Some(CATALOG_STREAM) {
-        return Err(Error::Catalog(CATALOG_STREAM));
-    }
     match (path, args.server) {
         (Some(path), None) => {
             if path.is_file() {
@@ -54,10 +51,10 @@ pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
                     path.display()
                 )));
             }
-            let journal = history::open_journal(&path)?;
+            let history = History::open_read_only(&path)?;
             match id {
-                Some(id) => folder_one(&journal, &path, id, out),
-                None => folder_all(&journal, out),
+                Some(id) => folder_one(&history, &path, id, out).await,
+                None => folder_all(&history, out).await,
             }
         }
         (None, Some(url)) => server(&Client::new(&url)?, id, out).await,
@@ -67,18 +64,15 @@ pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
     }
 }
 
-fn line(record: &EventRecord, event: &Event, workflow: String) -> Result<String> {
-    let view = GlobalEventView {
-        position: record.position,
-        execution_id: record.execution,
-        workflow,
-        event: EventView::from_record(record, event),
-    };
-    serde_json::to_string(&view).map_err(|e| {
-        Error::Setup(format!(
-            "cannot encode event {} of {}: {e}",
-            record.seq, record.execution
-        ))
+fn line(event: &GlobalEvent) -> Result<String> {
+    serde_json::to_string(&GlobalEventView::from_global(event)).map_err(|e| {
+        Error::setup(
+            format!(
+                "cannot encode event {} of {}",
+                event.event.seq, event.execution
+            ),
+            e,
+        )
     })
 }
 
@@ -89,8 +83,8 @@ fn workflow_of(event: &Event) -> Option<String> {
     }
 }
 
-fn folder_one(
-    journal: &EventLog,
+async fn folder_one(
+    history: &History,
     path: &Path,
     id: ExecutionId,
     out: &mut impl Write,
@@ -98,49 +92,45 @@ fn folder_one(
     let mut workflow = String::new();
     let mut from = 1;
     loop {
-        let records = journal.read(id, from, CHUNK)?;
-        let Some(last) = records.last() else {
-            break;
-        };
-        from = last.seq + 1;
-        for record in &records {
-            let event = codec::decode(record)?;
-            if let Some(w) = workflow_of(&event) {
-                workflow = w;
+        let page: Vec<HistoryEvent> = match history.events(id, from, CHUNK).await {
+            Ok(page) => page,
+            Err(retrace_engine::Error::UnknownExecution(_)) => {
+                return Err(Error::UnknownExecution {
+                    id: id.to_string(),
+                    source_name: path.display().to_string(),
+                });
             }
-            write(out, line(record, &event, workflow.clone())?)?;
-        }
-    }
-    if from == 1 {
-        return Err(Error::UnknownExecution {
-            id: id.to_string(),
-            source_name: path.display().to_string(),
-        });
-    }
-    Ok(())
-}
-
-fn folder_all(journal: &EventLog, out: &mut impl Write) -> Result<()> {
-    // seq 1 (`execution_started`, which names the workflow) always comes
-    // before an execution's other events in position order.
-    let mut workflows: HashMap<ExecutionId, String> = HashMap::new();
-    let mut from = 1;
-    loop {
-        let records = journal.read_global(from, CHUNK)?;
-        let Some(last) = records.last() else {
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = page.last() else {
             return Ok(());
         };
-        from = last.position + 1;
-        for record in records.iter().filter(|r| r.execution != CATALOG_STREAM) {
-            let event = codec::decode(record)?;
-            if let Some(w) = workflow_of(&event) {
-                workflows.insert(record.execution, w);
+        from = last.seq + 1;
+        for event in page {
+            if let Some(w) = workflow_of(&event.event) {
+                workflow = w;
             }
-            let workflow = workflows
-                .get(&record.execution)
-                .cloned()
-                .unwrap_or_default();
-            write(out, line(record, &event, workflow)?)?;
+            let global = GlobalEvent {
+                execution: id,
+                workflow: workflow.clone(),
+                event,
+            };
+            write(out, line(&global)?)?;
+        }
+    }
+}
+
+async fn folder_all(history: &History, out: &mut impl Write) -> Result<()> {
+    let mut names = history.names();
+    let mut from = 1;
+    loop {
+        let (events, next) = history.global_events(from, CHUNK, &mut names).await?;
+        for event in &events {
+            write(out, line(event)?)?;
+        }
+        match next {
+            Some(next) => from = next,
+            None => return Ok(()),
         }
     }
 }

@@ -3,25 +3,20 @@
 //! thing — an execution's events with their seq, time and hash — so folding
 //! and printing are written once.
 //!
-//! Owns opening a data folder for reading (refusing one a server holds or
-//! one that holds no journal, never creating one, and never writing to it:
-//! the journal is opened over an in-memory [`Overlay`], so the heads it
-//! brings up to date at open stay in memory), reading an export back, and
-//! paging a server's history. It must never fold with anything but `apply`
-//! from the empty state, and never skip or reorder an event: a replay shows
-//! exactly what the journal holds.
+//! Owns choosing the source, reading an export back, and paging a server's
+//! history; a data folder is read through the engine's read side, opened
+//! read-only (refusing a folder a server holds or one that holds no
+//! journal, never creating one, never writing to it). It must never fold
+//! with anything but `apply` from the empty state, and never skip or
+//! reorder an event: a replay shows exactly what the journal holds.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::{Event, ExecutionState, apply};
-use retrace_engine::runtime::{CATALOG_STREAM, codec};
-use retrace_journal::store::holds_journal;
-use retrace_journal::store::overlay::Overlay;
-use retrace_journal::store::sled::{LOCK_FILE, SledStore};
-use retrace_journal::{EventLog, ExecutionId, Journal, Options};
+use retrace_engine::read::History;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -53,7 +48,7 @@ pub struct Listed {
 /// A source of histories.
 #[derive(Debug)]
 pub enum Source {
-    Folder { path: PathBuf, journal: EventLog },
+    Folder { path: PathBuf, history: History },
     Export { path: PathBuf },
     Server(Client),
 }
@@ -72,7 +67,7 @@ impl Source {
             )),
             (Some(path), None) if path.is_dir() => Ok(Source::Folder {
                 path: path.to_owned(),
-                journal: open_journal(path)?,
+                history: History::open_read_only(path)?,
             }),
             (Some(path), None) if path.is_file() => Ok(Source::Export {
                 path: path.to_owned(),
@@ -95,7 +90,7 @@ impl Source {
     /// Every execution in the source, in id (start) order.
     pub async fn executions(&self) -> Result<Vec<Listed>> {
         match self {
-            Source::Folder { journal, .. } => folder_executions(journal),
+            Source::Folder { history, .. } => folder_executions(history).await,
             Source::Export { path } => export_executions(path),
             Source::Server(client) => server_executions(client).await,
         }
@@ -103,12 +98,9 @@ impl Source {
 
     /// The events of one execution with `seq <= until`, oldest first.
     pub async fn history(&self, id: ExecutionId, until: Option<u64>) -> Result<Vec<Recorded>> {
-        if id == CATALOG_STREAM {
-            return Err(Error::Catalog(id));
-        }
         let until = until.unwrap_or(u64::MAX);
         let events = match self {
-            Source::Folder { journal, .. } => folder_history(journal, id, until)?,
+            Source::Folder { history, .. } => folder_history(history, id, until).await?,
             Source::Export { path } => {
                 let mut events = Vec::new();
                 read_export(path, |r| {
@@ -131,103 +123,48 @@ impl Source {
     }
 }
 
-/// Checks that `path` is a data folder before anything opens it, so that a
-/// mistyped path is reported instead of becoming a new, empty journal.
-pub fn check_data_folder(path: &Path) -> Result<()> {
-    if !path.is_dir() {
-        return Err(Error::NotADataFolder {
-            path: path.to_owned(),
-            why: "there is no such folder".into(),
-        });
-    }
-    if !path.join(LOCK_FILE).is_file() {
-        return Err(Error::NotADataFolder {
-            path: path.to_owned(),
-            why: format!("it has no {LOCK_FILE}"),
-        });
-    }
-    Ok(())
-}
-
-/// The journal of a stopped server's data folder, read-only: whatever the
-/// journal writes (the heads it recovers at open) stays in memory.
-pub fn open_journal(path: &Path) -> Result<EventLog> {
-    let store = open_store(path)?;
-    EventLog::with_store(Arc::new(store), Options::default()).map_err(|e| locked(path, e))
-}
-
-/// The store of a stopped server's data folder, read-only, with no journal
-/// over it yet. A folder whose store holds no journal is refused rather than
-/// initialised.
-pub fn open_store(path: &Path) -> Result<Overlay<SledStore>> {
-    check_data_folder(path)?;
-    let store = SledStore::open(path).map_err(|e| locked(path, e))?;
-    if !holds_journal(&store)? {
-        return Err(Error::NotADataFolder {
-            path: path.to_owned(),
-            why: "it holds no journal (no format key)".into(),
-        });
-    }
-    Ok(Overlay::new(store))
-}
-
-fn locked(path: &Path, e: retrace_journal::Error) -> Error {
-    match e {
-        retrace_journal::Error::Locked { .. } => Error::Locked(path.to_owned()),
-        e => Error::Journal(e),
-    }
-}
-
-fn folder_executions(journal: &EventLog) -> Result<Vec<Listed>> {
+async fn folder_executions(history: &History) -> Result<Vec<Listed>> {
     let mut listed = Vec::new();
-    let mut after = None;
-    loop {
-        let heads = journal.executions(after, CHUNK)?;
-        let Some(last) = heads.last() else {
-            return Ok(listed);
-        };
-        after = Some(last.execution);
-        for head in heads.iter().filter(|h| h.execution != CATALOG_STREAM) {
-            let id = head.execution;
-            let listing = match codec::fold_from(journal, ExecutionState::empty(id)) {
-                Ok(state) => Listed {
+    for stored in history.all_executions().await? {
+        let id = stored.id;
+        let listing = match history.fold(id, u64::MAX).await {
+            Ok(state) => {
+                let state = state.unwrap_or_else(|| ExecutionState::empty(id));
+                Listed {
                     id,
                     workflow: state.workflow,
                     status: state.status.as_str().to_owned(),
-                    events: head.last_seq,
-                },
-                Err(e) => Listed {
-                    id,
-                    workflow: String::new(),
-                    status: format!("unreadable ({e})"),
-                    events: head.last_seq,
-                },
-            };
-            listed.push(listing);
-        }
+                    events: stored.last_seq,
+                }
+            }
+            Err(e) => Listed {
+                id,
+                workflow: String::new(),
+                status: format!("unreadable ({e})"),
+                events: stored.last_seq,
+            },
+        };
+        listed.push(listing);
     }
+    Ok(listed)
 }
 
-fn folder_history(journal: &EventLog, id: ExecutionId, until: u64) -> Result<Vec<Recorded>> {
-    let mut events = Vec::new();
-    let mut from = 1;
-    while from <= until {
-        let records = journal.read(id, from, CHUNK)?;
-        let Some(last) = records.last() else {
-            break;
-        };
-        from = last.seq + 1;
-        for record in records.iter().filter(|r| r.seq <= until) {
-            events.push(Recorded {
+async fn folder_history(history: &History, id: ExecutionId, until: u64) -> Result<Vec<Recorded>> {
+    match history.events_until(id, until).await {
+        Ok(events) => Ok(events
+            .into_iter()
+            .map(|e| Recorded {
                 execution: id,
-                seq: record.seq,
-                at_ms: record.recorded_at_ms,
-                event: codec::decode(record)?,
-                hash: record.hash_hex(),
-            });
-        }
+                seq: e.seq,
+                at_ms: e.at_ms,
+                event: e.event,
+                hash: e.hash,
+            })
+            .collect()),
+        // No events: the caller says which source it was not found in.
+        Err(retrace_engine::Error::UnknownExecution(_)) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
-    Ok(events)
 }
 
 /// One line of an export, or one event of a server's pages or streams: the

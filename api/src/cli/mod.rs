@@ -36,12 +36,12 @@ use clap::{Parser, Subcommand};
 
 pub use agent::AgentArgs;
 pub use client::DEFAULT_SERVER;
+pub use config::ServeArgs;
 pub use error::Error;
 pub use export::ExportArgs;
 pub use logging::LogFormat;
 pub use remote::{AgentsArgs, StartArgs, StatusArgs, TailArgs, WorkflowCommand};
 pub use replay::{ReplayArgs, run as replay};
-pub use serve::ServeArgs;
 pub use verify::VerifyArgs;
 
 /// retrace: an event-sourced durable execution engine.
@@ -87,7 +87,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => return serve::run(args),
         Command::Replay(args) => buffered(|out| block_on(replay::run(args, out))),
         Command::Verify(args) => {
-            return match buffered(|out| verify::run(args, out)) {
+            return match buffered(|out| block_on(verify::run(args, out))) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => failed(&e),
@@ -145,6 +145,6 @@ fn block_on<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Erro
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Setup(format!("cannot start the async runtime: {e}")))?
+        .map_err(|e| Error::setup("cannot start the async runtime", e))?
         .block_on(future)
 }

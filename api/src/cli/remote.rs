@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use retrace_journal::ExecutionId;
+use retrace_engine::ExecutionId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -153,7 +153,7 @@ pub async fn status(args: StatusArgs, out: &mut impl Write) -> Result<()> {
     let id = execution_id(&args.execution)?;
     let answer: Value = client.get(&format!("/v1/executions/{id}")).await?;
     let text = serde_json::to_string_pretty(&answer)
-        .map_err(|e| Error::Setup(format!("cannot show the answer: {e}")))?;
+        .map_err(|e| Error::setup("cannot show the answer", e))?;
     write(out, text)
 }
 

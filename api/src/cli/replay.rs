@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::{Event, ExecutionState, apply};
-use retrace_journal::ExecutionId;
 use serde::Serialize;
 
 use super::diff;
@@ -68,7 +68,7 @@ struct ListLine<'a> {
 }
 
 fn to_json(value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Setup(format!("cannot encode a line: {e}")))
+    serde_json::to_string(value).map_err(|e| Error::setup("cannot encode a line", e))
 }
 
 /// The source path and the execution id among the positional arguments:

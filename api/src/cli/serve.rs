@@ -10,71 +10,17 @@
 //! flush the journal, exit 0. It must never serve on a half-opened engine.
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU64, NonZeroUsize};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::HeaderValue;
-use clap::Args;
 use retrace_engine::runtime::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 
-use super::config::{self, Settings};
-use super::logging::{self, LogFormat};
+use super::config::{self, ServeArgs, Settings};
+use super::logging;
 use super::signals::Stop;
 use crate::state::AppState;
-
-/// Options of `retrace serve`. Each may also come from its environment
-/// variable or the configuration file: a flag on the command line wins over
-/// the variable, the variable over the file, the file over the default.
-/// None has a clap default (`None` means "not given"), so the help states
-/// each default in words; a unit test keeps them true.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
-    /// A TOML configuration file; its keys are these options' names in
-    /// snake case (`max_body_bytes`). Flags and environment variables win
-    /// over it. No file is read unless one is named.
-    #[arg(long, env = "RETRACE_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The data folder (created if missing). Only one server may use it.
-    /// Default: ./retrace-data
-    #[arg(long, env = "RETRACE_DATA", value_name = "FOLDER")]
-    pub data: Option<PathBuf>,
-    /// The address to listen on (`host:port`; port 0 picks a free one).
-    /// Default: 127.0.0.1:7700
-    #[arg(long, env = "RETRACE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
-    /// Requests with a larger body are refused with 413. Default: 1048576
-    #[arg(long, env = "RETRACE_MAX_BODY_BYTES", value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
-    /// An origin allowed by CORS (repeat the flag, or separate with commas in
-    /// the variable). Without any, CORS is off.
-    #[arg(long = "cors-origin", env = "RETRACE_CORS_ORIGINS", value_name = "ORIGIN", value_delimiter = ',', value_parser = origin)]
-    pub cors_origins: Option<Vec<HeaderValue>>,
-    /// How log lines are written. Default: human
-    #[arg(long, env = "RETRACE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// The page size of a list that names no `limit`. Default: 100
-    #[arg(long, env = "RETRACE_PAGE_LIMIT_DEFAULT", value_name = "N")]
-    pub page_limit_default: Option<NonZeroUsize>,
-    /// The most a page holds, whatever `limit` a request names. Default: 1000
-    #[arg(long, env = "RETRACE_PAGE_LIMIT_MAX", value_name = "N")]
-    pub page_limit_max: Option<NonZeroUsize>,
-    /// How long a task poll that names no `waitMs` waits, in milliseconds
-    /// (the engine caps every wait at 60000). Default: 30000
-    #[arg(long, env = "RETRACE_POLL_WAIT_MS_DEFAULT", value_name = "MS")]
-    pub poll_wait_ms_default: Option<u64>,
-    /// How often an idle SSE stream gets a keep-alive comment, in
-    /// milliseconds. Default: 15000
-    #[arg(long, env = "RETRACE_SSE_KEEP_ALIVE_MS", value_name = "MS")]
-    pub sse_keep_alive_ms: Option<NonZeroU64>,
-}
-
-fn origin(text: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(text.trim()).map_err(|e| format!("not a valid origin: {e}"))
-}
 
 /// Runs the server; the exit code: 0 after a signal-initiated shutdown,
 /// 1 when it cannot start or fails.
@@ -149,8 +95,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("the server failed")?;
     engine
-        .journal()
-        .flush()
+        .shutdown()
         .await
         .context("cannot flush the journal")?;
     tracing::info!("stopped");

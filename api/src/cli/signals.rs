@@ -24,7 +24,7 @@ impl Stop {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let catch = |kind: SignalKind, name: &str| {
-                signal(kind).map_err(|e| Error::Setup(format!("cannot catch {name}: {e}")))
+                signal(kind).map_err(|e| Error::setup(format!("cannot catch {name}"), e))
             };
             Ok(Stop {
                 interrupt: catch(SignalKind::interrupt(), "SIGINT")?,

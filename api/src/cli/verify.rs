@@ -1,29 +1,30 @@
 //! `retrace verify`: checks a stopped server's data folder without starting
-//! an engine. First every hash chain and index (`verify_store` on the store
-//! alone), then every execution folded from its first event with `apply` and
-//! compared with the state its newest snapshot recorded. Every problem is
-//! reported by execution and seq; the exit code is 0 only when there is none.
+//! an engine. First every hash chain and index (the sled journal's own
+//! check, on the store alone), then every execution folded from its first
+//! event with `apply` and compared with the state its newest snapshot
+//! recorded. Every problem is reported by execution and seq; the exit code
+//! is 0 only when there is none.
 //!
 //! Owns the order of the checks, the report and the progress line. It must
 //! never repair what it reports, stop at the first problem, or trust a
 //! snapshot: a snapshot is what is being checked, and never write to the
 //! folder. (Replaying opens a journal over the store, which, as at a
 //! server's start, brings the derived heads up to date — in memory only: the
-//! store is opened read-only, see `history::open_store`.)
+//! store is opened read-only, see `retrace_engine::store::verify_folder`.)
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::{ExecutionState, apply};
-use retrace_engine::runtime::{CATALOG_STREAM, codec};
-use retrace_journal::{EventLog, ExecutionHead, ExecutionId, Journal, Options, verify_store};
+use retrace_engine::read::{History, StoredExecution};
+use retrace_engine::store::{self, JournalError};
 use serde_json::Value;
 
-use super::error::{Error, Result};
-use super::history::{self, CHUNK};
+use super::error::Result;
+use super::history::CHUNK;
 use super::write_line as write;
 
 /// Options of `retrace verify`.
@@ -46,16 +47,15 @@ struct Finding {
 }
 
 /// Runs the checks; `Ok(true)` when the folder is sound.
-pub fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
-    let store = history::open_store(&args.data)?;
-    let report = verify_store(&store)?;
+pub async fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
+    let (report, opened) = store::verify_folder(&args.data)?;
     let mut findings: Vec<Finding> = report
-        .problems
+        .defects
         .iter()
-        .map(|p| Finding {
-            execution: p.execution,
-            seq: p.seq,
-            what: p.to_string(),
+        .map(|d| Finding {
+            execution: d.execution,
+            seq: d.seq,
+            what: d.what.clone(),
         })
         .collect();
     for f in &findings {
@@ -64,8 +64,8 @@ pub fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     // The same store under a journal, to read histories and snapshots. A
     // journal refuses to open over a damaged tail; what is wrong with it was
     // reported above.
-    let journal = match EventLog::with_store(Arc::new(store), Options::default()) {
-        Ok(journal) => Some(journal),
+    let history = match opened {
+        Ok(store) => Some(History::new(store, None)),
         Err(e) => {
             let f = Finding {
                 execution: ExecutionId::NIL,
@@ -78,13 +78,13 @@ pub fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         }
     };
     let mut replayed = Replayed::default();
-    if let Some(journal) = &journal {
-        let heads = executions(journal)?;
-        let mut progress = Progress::new(heads.iter().map(|h| h.last_seq).sum());
+    if let Some(history) = &history {
+        let executions = history.all_executions().await?;
+        let mut progress = Progress::new(executions.iter().map(|e| e.last_seq).sum());
         let known: BTreeSet<(ExecutionId, u64)> =
             findings.iter().map(|f| (f.execution, f.seq)).collect();
-        for head in &heads {
-            for f in replay(journal, head, &known, &mut progress, &mut replayed) {
+        for stored in &executions {
+            for f in replay(history, stored, &known, &mut progress, &mut replayed).await {
                 write(out, f.what.clone())?;
                 findings.push(f);
             }
@@ -106,26 +106,12 @@ pub fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             "verify {}: {} events in {} hash chains checked; {} executions replayed, {} snapshots compared: {verdict}",
             args.data.display(),
             report.events,
-            report.executions,
+            report.chains,
             replayed.executions,
             replayed.snapshots,
         ),
     )?;
     Ok(findings.is_empty())
-}
-
-/// Every execution's head (the workflow catalog's stream left out).
-fn executions(journal: &EventLog) -> Result<Vec<ExecutionHead>> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let heads = journal.executions(after, CHUNK)?;
-        let Some(last) = heads.last() else {
-            return Ok(all);
-        };
-        after = Some(last.execution);
-        all.extend(heads.into_iter().filter(|h| h.execution != CATALOG_STREAM));
-    }
 }
 
 #[derive(Debug, Default)]
@@ -136,14 +122,14 @@ struct Replayed {
 
 /// Folds one execution from its first event and compares the fold with its
 /// newest snapshot at that snapshot's seq.
-fn replay(
-    journal: &EventLog,
-    head: &ExecutionHead,
+async fn replay(
+    history: &History,
+    stored: &StoredExecution,
     known: &BTreeSet<(ExecutionId, u64)>,
     progress: &mut Progress,
     replayed: &mut Replayed,
 ) -> Vec<Finding> {
-    let id = head.execution;
+    let id = stored.id;
     let mut findings = Vec::new();
     let mut found = |seq: u64, what: String| {
         findings.push(Finding {
@@ -152,18 +138,18 @@ fn replay(
             what: format!("execution {id} seq {seq}: {what}"),
         });
     };
-    let snapshot = match journal.latest_snapshot(id) {
-        Ok(Some(s)) if s.seq > head.last_seq => {
+    let snapshot = match history.snapshot(id).await {
+        Ok(Some(s)) if s.seq > stored.last_seq => {
             found(
                 s.seq,
                 format!(
                     "the snapshot is at seq {} but the history ends at seq {}",
-                    s.seq, head.last_seq
+                    s.seq, stored.last_seq
                 ),
             );
             None
         }
-        Ok(Some(s)) => match serde_json::from_slice::<ExecutionState>(&s.state) {
+        Ok(Some(s)) => match s.state {
             Ok(state) => Some((s.seq, state)),
             Err(e) => {
                 found(s.seq, format!("the snapshot does not decode: {e}"));
@@ -181,12 +167,18 @@ fn replay(
     let mut complete = false;
     // Left early (`break 'read`) when the history cannot be folded further.
     'read: {
-        while from <= head.last_seq {
-            let records = match journal.read(id, from, CHUNK) {
-                Ok(records) => records,
+        while from <= stored.last_seq {
+            let events = match history.events(id, from, CHUNK).await {
+                Ok(events) => events,
                 // A damaged record the store check named already: one problem,
                 // reported once.
-                Err(retrace_journal::Error::Corrupt { seq, .. }) if known.contains(&(id, seq)) => {
+                Err(retrace_engine::Error::Journal(JournalError::Corrupt { seq, .. }))
+                    if known.contains(&(id, seq)) =>
+                {
+                    break 'read;
+                }
+                Err(e @ retrace_engine::Error::Undecodable { seq, .. }) => {
+                    found(seq, format!("replay stops: {e}"));
                     break 'read;
                 }
                 Err(e) => {
@@ -194,29 +186,19 @@ fn replay(
                     break 'read;
                 }
             };
-            let Some(last) = records.last() else {
+            let Some(last) = events.last() else {
                 found(from, "the history ends before its head says".into());
                 break 'read;
             };
             from = last.seq + 1;
-            for record in &records {
+            for event in &events {
                 progress.tick();
-                let applied = codec::decode(record)
-                    .map_err(Error::from)
-                    .and_then(|event| {
-                        Ok(apply(
-                            &mut state,
-                            record.seq,
-                            record.recorded_at_ms,
-                            &event,
-                        )?)
-                    });
-                if let Err(e) = applied {
-                    found(record.seq, format!("replay stops: {e}"));
+                if let Err(e) = apply(&mut state, event.seq, event.at_ms, &event.event) {
+                    found(event.seq, format!("replay stops: {e}"));
                     break 'read;
                 }
                 if let Some((seq, recorded)) = &snapshot
-                    && *seq == record.seq
+                    && *seq == event.seq
                 {
                     replayed.snapshots += 1;
                     if *recorded != state {

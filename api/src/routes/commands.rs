@@ -8,15 +8,15 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::ExecutionState;
-use retrace_journal::ExecutionId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{OptionalJson, Path, execution_id};
-use crate::openapi::ExecutionStatus;
+use crate::schemas::ExecutionStatus;
 use crate::state::AppState;
 
 /// The longest `reason`, in bytes.

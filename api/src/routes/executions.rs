@@ -7,16 +7,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use retrace_engine::ExecutionId;
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::StartRequest;
-use retrace_journal::ExecutionId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::Error;
 use crate::extract::{Json, Path, Query, execution_id};
-use crate::openapi::ExecutionStatus;
+use crate::schemas::ExecutionStatus;
 use crate::state::{ApiConfig, AppState};
 use crate::views::{EventView, ExecutionSummaryView, ExecutionView};
 
@@ -273,7 +273,9 @@ pub async fn events(
     let from_seq = query.after.unwrap_or(0).saturating_add(1);
     let events = state
         .engine
-        .history(id, from_seq, limit)?
+        .read()
+        .events(id, from_seq, limit)
+        .await?
         .iter()
         .map(EventView::from_history)
         .collect();

@@ -3,11 +3,11 @@
 //! events (`id:` = journal position, never ends by itself). Both resume
 //! after `Last-Event-ID` (or `?after=`) and send keep-alive comments.
 //!
-//! Owns turning journal subscriptions into SSE frames, filtering, and ending
-//! streams at shutdown. It must never buffer on the engine's side: a stream
-//! is pulled only as fast as its client reads, and the journal's
-//! subscription catches up from storage when a reader falls behind, so a
-//! slow client neither blocks the engine nor misses an event.
+//! Owns turning the engine's event streams (its read side) into SSE frames,
+//! and ending streams at shutdown. It must never buffer on the engine's
+//! side: a stream is pulled only as fast as its client reads, and the
+//! journal's subscription catches up from storage when a reader falls
+//! behind, so a slow client neither blocks the engine nor misses an event.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -17,9 +17,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as Frame, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use retrace_engine::machine::Event;
-use retrace_engine::runtime::{CATALOG_STREAM, Engine, codec};
-use retrace_journal::{EventRecord, ExecutionId, Tail};
+use retrace_engine::read::GlobalFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -75,13 +73,6 @@ fn frame<T: serde::Serialize>(id: u64, kind: &str, view: &T) -> Frame {
         Ok(json) => frame.data(json),
         Err(e) => error_frame(&Error::Internal(format!("cannot encode event {id}: {e}"))),
     }
-}
-
-/// A record and the event it holds.
-fn decoded(item: retrace_journal::Result<EventRecord>) -> Result<(EventRecord, Event), Error> {
-    let record = item?;
-    let event = codec::decode(&record)?;
-    Ok((record, event))
 }
 
 /// Wraps frames as the SSE response: keep-alives, and an end at shutdown.
@@ -153,25 +144,25 @@ pub async fn execution(
         .engine
         .summary(id)
         .ok_or_else(|| Error::UnknownExecution(id.to_string()))?;
-    let last_seq = state.engine.journal().head(id)?.map_or(0, |h| h.last_seq);
+    let last_seq = state.engine.read().last_seq(id).await?.unwrap_or(0);
     // A client that has seen the end already gets an empty stream rather
     // than one that waits for events that will never come.
     let seen_the_end = summary.status.is_terminal() && after >= last_seq;
-    let mut subscription =
-        (!seen_the_end).then(|| state.engine.subscribe(id, after.saturating_add(1)));
+    let mut events =
+        (!seen_the_end).then(|| state.engine.read().subscribe(id, after.saturating_add(1)));
     let frames = async_stream::stream! {
-        let Some(subscription) = subscription.as_mut() else { return };
-        while let Some(item) = subscription.next().await {
-            match decoded(item) {
-                Ok((record, event)) => {
-                    let view = EventView::from_record(&record, &event);
-                    yield frame(record.seq, view.kind, &view);
-                    if event.is_terminal() {
+        let Some(events) = events.as_mut() else { return };
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(event) => {
+                    let view = EventView::from_history(&event);
+                    yield frame(event.seq, view.kind, &view);
+                    if event.event.is_terminal() {
                         break;
                     }
                 }
                 Err(e) => {
-                    yield error_frame(&e);
+                    yield error_frame(&Error::from(e));
                     break;
                 }
             }
@@ -195,24 +186,6 @@ pub struct AllStreamQuery {
     /// Start after this journal position (default 0: from the start); a
     /// `Last-Event-ID` header wins over it.
     after: Option<u64>,
-}
-
-/// The workflow an execution runs, for filtering the engine-wide stream.
-fn workflow_of(engine: &Engine, id: ExecutionId, event: &Event) -> Result<String, Error> {
-    if let Event::ExecutionStarted { workflow, .. } = event {
-        return Ok(workflow.clone());
-    }
-    if let Some(summary) = engine.summary(id) {
-        return Ok(summary.workflow);
-    }
-    // The engine indexes an execution after its first append, so an event
-    // of that same append can arrive first: read the start from the journal.
-    match engine.history(id, 1, 1)?.first().map(|h| &h.event) {
-        Some(Event::ExecutionStarted { workflow, .. }) => Ok(workflow.clone()),
-        _ => Err(Error::Internal(format!(
-            "execution {id} has no execution_started event"
-        ))),
-    }
 }
 
 /// `GET /v1/events/stream?workflow=&type=`.
@@ -255,45 +228,23 @@ pub async fn all(
             .map(str::to_owned)
             .collect()
     });
-    let wanted_workflow = query.workflow;
-    let engine = state.engine.clone();
-    let mut subscription = engine.journal().subscribe(Tail::All {
-        from_position: after.saturating_add(1),
-    });
+    let filter = GlobalFilter {
+        workflow: query.workflow,
+        types,
+    };
+    let mut events = state
+        .engine
+        .read()
+        .subscribe_all(after.saturating_add(1), filter);
     let frames = async_stream::stream! {
-        while let Some(item) = subscription.next().await {
-            let record = match item {
-                Ok(record) => record,
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(global) => {
+                    let view = GlobalEventView::from_global(&global);
+                    yield frame(global.event.position, view.event.kind, &view);
+                }
                 Err(e) => {
                     yield error_frame(&Error::from(e));
-                    break;
-                }
-            };
-            // Workflow definitions share the journal but are not events of
-            // an execution.
-            if record.execution == CATALOG_STREAM {
-                continue;
-            }
-            if types.as_ref().is_some_and(|t| !t.contains(&record.kind)) {
-                continue;
-            }
-            let shown = codec::decode(&record).map_err(Error::from).and_then(|event| {
-                let workflow = workflow_of(&engine, record.execution, &event)?;
-                Ok((event, workflow))
-            });
-            match shown {
-                Ok((_, workflow)) if wanted_workflow.as_ref().is_some_and(|w| *w != workflow) => {}
-                Ok((event, workflow)) => {
-                    let view = GlobalEventView {
-                        position: record.position,
-                        execution_id: record.execution,
-                        workflow,
-                        event: EventView::from_record(&record, &event),
-                    };
-                    yield frame(record.position, view.event.kind, &view);
-                }
-                Err(e) => {
-                    yield error_frame(&e);
                     break;
                 }
             }

@@ -101,7 +101,7 @@ fn task(id: &str) -> Result<(), Error> {
 
 /// Engine refusals, as a task's caller should see them: a task of an
 /// execution that is gone or ended is simply not outstanding.
-fn task_error(id: &str, e: retrace_engine::runtime::Error) -> Error {
+fn task_error(id: &str, e: retrace_engine::Error) -> Error {
     match Error::from(e) {
         Error::UnknownExecution(_) => Error::UnknownTask(id.to_owned()),
         Error::WrongState(why) => {

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::extract::{Body, Path, is_json, media_type};
-use crate::openapi::schemas::{WorkflowDefinition, WorkflowYaml};
+use crate::schemas::{WorkflowDefinition, WorkflowYaml};
 use crate::state::AppState;
 use crate::views::{VersionView, WorkflowView};
 

@@ -13,10 +13,14 @@ async fn pause_resume_cancel_and_a_409_for_a_command_that_does_not_fit() {
     let id = s.start_execution("gated", json!({})).await;
     let path = |command: &str| format!("/v1/executions/{id}/{command}");
 
-    let position = s.position();
+    let position = s.position().await;
     let answer = s.post_empty(&path("resume")).await;
     assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
-    assert_eq!(s.position(), position, "a refused command records nothing");
+    assert_eq!(
+        s.position().await,
+        position,
+        "a refused command records nothing"
+    );
 
     let (status, body) = s.post(&path("pause"), json!({"reason": "lunch"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -43,14 +47,14 @@ async fn pause_resume_cancel_and_a_409_for_a_command_that_does_not_fit() {
         (StatusCode::OK, Some("cancelled"))
     );
 
-    let position = s.position();
+    let position = s.position().await;
     for command in ["pause", "resume", "cancel", "terminate", "retry"] {
         let answer = s.post_empty(&path(command)).await;
         assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
     }
     let answer = s.post(&path("skip"), json!({"output": 1})).await;
     assert_error(&answer, StatusCode::CONFLICT, "wrong_state");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -200,7 +204,7 @@ async fn a_signal_reaches_its_execution_with_its_payload() {
     let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(execution["output"], json!({"approved": true}));
 
-    let position = s.position();
+    let position = s.position().await;
     let answer = s
         .post_empty(&format!("/v1/executions/{id}/signals/go"))
         .await;
@@ -216,7 +220,7 @@ async fn a_signal_reaches_its_execution_with_its_payload() {
         )
         .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ async fn malformed_json_is_400_and_records_nothing() {
     let s = Server::start().await;
     s.define(gated_chain("gated", 1)).await;
     let id = s.start_execution("gated", json!({})).await;
-    let position = s.position();
+    let position = s.position().await;
     for path in [
         "/v1/executions".to_owned(),
         "/v1/agents".to_owned(),
@@ -28,7 +28,7 @@ async fn malformed_json_is_400_and_records_nothing() {
             assert_error(&answer, StatusCode::BAD_REQUEST, "malformed_json");
         }
     }
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
     let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
     assert_eq!(execution["status"], "running");
 }
@@ -38,7 +38,7 @@ async fn json_of_the_wrong_shape_is_422_and_records_nothing() {
     let s = Server::start().await;
     s.define(gated_chain("gated", 1)).await;
     let id = s.start_execution("gated", json!({})).await;
-    let position = s.position();
+    let position = s.position().await;
     let cases = [
         ("/v1/executions".to_owned(), json!({"workflow": 5})),
         ("/v1/executions".to_owned(), json!({"input": {}})),
@@ -62,7 +62,7 @@ async fn json_of_the_wrong_shape_is_422_and_records_nothing() {
         let answer = s.post(&path, body.clone()).await;
         assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     }
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -70,7 +70,7 @@ async fn a_body_that_is_not_json_is_415() {
     let s = Server::start().await;
     s.define(gated_chain("gated", 1)).await;
     let id = s.start_execution("gated", json!({})).await;
-    let position = s.position();
+    let position = s.position().await;
     let start = json!({"workflow": "gated"}).to_string();
     let answer = s
         .post_raw("/v1/executions", "text/plain", start.clone())
@@ -97,7 +97,7 @@ async fn a_body_that_is_not_json_is_415() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -143,7 +143,7 @@ async fn unknown_ids_are_404_and_record_nothing() {
     // execution either.
     let nil = "00000000-0000-0000-0000-000000000000";
     s.define(inline_chain("defined", 1)).await;
-    let position = s.position();
+    let position = s.position().await;
     for id in [absent, "not-an-id", nil] {
         for path in [
             format!("/v1/executions/{id}"),
@@ -172,7 +172,7 @@ async fn unknown_ids_are_404_and_record_nothing() {
             assert_error(&answer, StatusCode::NOT_FOUND, "unknown_execution");
         }
     }
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -213,20 +213,20 @@ fn oversized_start() -> String {
 #[tokio::test]
 async fn an_oversized_body_is_413_and_records_nothing() {
     let s = small_limit().await;
-    let position = s.position();
+    let position = s.position().await;
     for path in ["/v1/executions", "/v1/workflows", "/v1/events/go"] {
         let answer = s
             .post_raw(path, "application/json", oversized_start())
             .await;
         assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     }
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
 async fn an_oversized_chunked_body_is_413_too() {
     let s = small_limit().await;
-    let position = s.position();
+    let position = s.position().await;
     let addr = s.base.trim_start_matches("http://");
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = oversized_start();
@@ -245,7 +245,7 @@ async fn an_oversized_chunked_body_is_413_too() {
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
     let body: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]

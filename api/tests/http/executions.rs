@@ -60,7 +60,7 @@ async fn a_version_can_be_pinned_and_unknown_ones_are_404() {
         .get(&format!("/v1/executions/{}", body["id"].as_str().unwrap()))
         .await;
     assert_eq!(execution["version"], v1.as_str());
-    let position = s.position();
+    let position = s.position().await;
     let answer = s
         .post(
             "/v1/executions",
@@ -72,7 +72,7 @@ async fn a_version_can_be_pinned_and_unknown_ones_are_404() {
         .post("/v1/executions", json!({"workflow": "absent"}))
         .await;
     assert_error(&answer, StatusCode::NOT_FOUND, "unknown_workflow");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -82,13 +82,17 @@ async fn the_same_idempotency_key_gives_the_same_execution() {
     let start = json!({"workflow": "gated", "idempotencyKey": "order-42"});
     let (status, first) = s.post("/v1/executions", start.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
-    let position = s.position();
+    let position = s.position().await;
     let (status, again) = s.post("/v1/executions", start).await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["created"], false);
     assert_eq!(again["status"], "running");
-    assert_eq!(s.position(), position, "the second start recorded nothing");
+    assert_eq!(
+        s.position().await,
+        position,
+        "the second start recorded nothing"
+    );
     let (_, list) = s.get("/v1/executions").await;
     assert_eq!(list["executions"].as_array().unwrap().len(), 1);
     let (_, execution) = s
@@ -111,7 +115,7 @@ async fn input_is_checked_against_the_workflows_schema() {
     doc["input"] = json!({"type": "object", "required": ["n"],
                           "properties": {"n": {"type": "integer"}}});
     s.define(doc).await;
-    let position = s.position();
+    let position = s.position().await;
     let answer = s
         .post(
             "/v1/executions",
@@ -120,7 +124,7 @@ async fn input_is_checked_against_the_workflows_schema() {
         .await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
     assert_eq!(answer.1["error"]["details"][0]["path"], "/n");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
     let (status, _) = s
         .post(
             "/v1/executions",

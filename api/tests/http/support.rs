@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use retrace_api::{ApiConfig, AppState, app};
-use retrace_engine::runtime::{Engine, EngineConfig, Storage};
+use retrace_engine::runtime::{Engine, EngineConfig};
+use retrace_engine::store::Storage;
 use serde_json::{Value, json};
 
 /// Every wait in these tests is bounded by this, so a bug fails the test
@@ -98,8 +99,8 @@ impl Server {
     }
 
     /// The journal's last position: unchanged means nothing was recorded.
-    pub fn position(&self) -> u64 {
-        self.engine.journal().last_position()
+    pub async fn position(&self) -> u64 {
+        self.engine.read().last_position().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

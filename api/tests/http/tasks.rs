@@ -111,7 +111,7 @@ async fn a_result_is_accepted_once_and_a_second_one_changes_nothing() {
     let (status, body) = s.post(&path, json!({"output": 1})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], true);
-    let position = s.position();
+    let position = s.position().await;
     assert_error(
         &s.post(&path, json!({"output": 2})).await,
         StatusCode::CONFLICT,
@@ -130,7 +130,7 @@ async fn a_result_is_accepted_once_and_a_second_one_changes_nothing() {
         StatusCode::CONFLICT,
         "not_outstanding",
     );
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn a_task_of_an_ended_execution_is_not_outstanding() {
     let task = s.claim(&agent).await;
     s.post_empty(&format!("/v1/executions/{id}/terminate"))
         .await;
-    let position = s.position();
+    let position = s.position().await;
     let answer = s
         .post(
             &format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap()),
@@ -150,7 +150,7 @@ async fn a_task_of_an_ended_execution_is_not_outstanding() {
         )
         .await;
     assert_error(&answer, StatusCode::CONFLICT, "not_outstanding");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
 }
 
 #[tokio::test]

@@ -32,12 +32,16 @@ async fn defining_is_created_once_then_ok_with_the_same_version() {
         64,
         "a blake3 hex hash"
     );
-    let position = s.position();
+    let position = s.position().await;
     let (status, again) = s.post("/v1/workflows", greet()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["created"], false);
     assert_eq!(again["version"], first["version"]);
-    assert_eq!(s.position(), position, "nothing recorded the second time");
+    assert_eq!(
+        s.position().await,
+        position,
+        "nothing recorded the second time"
+    );
 }
 
 #[tokio::test]
@@ -56,7 +60,7 @@ async fn a_yaml_definition_is_the_same_workflow_as_its_json_spelling() {
 #[tokio::test]
 async fn an_invalid_definition_gets_every_problem_and_records_nothing() {
     let s = Server::start().await;
-    let position = s.position();
+    let position = s.position().await;
     let broken = json!({
       "name": "broken",
       "steps": [
@@ -107,7 +111,7 @@ async fn an_invalid_definition_gets_every_problem_and_records_nothing() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_workflow",
     );
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
     assert_eq!(s.get("/v1/workflows").await.1["workflows"], json!([]));
 }
 
@@ -127,7 +131,7 @@ async fn a_definition_in_another_format_is_refused() {
 #[tokio::test]
 async fn validate_checks_the_same_and_stores_nothing() {
     let s = Server::start().await;
-    let position = s.position();
+    let position = s.position().await;
     let (status, body) = s.post("/v1/workflows/validate", greet()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["valid"], true);
@@ -145,7 +149,7 @@ async fn validate_checks_the_same_and_stores_nothing() {
         "invalid_workflow",
     );
     assert_eq!(answer.1["error"]["details"][0]["path"], "steps");
-    assert_eq!(s.position(), position);
+    assert_eq!(s.position().await, position);
     assert_eq!(s.get("/v1/workflows").await.1["workflows"], json!([]));
 }
 

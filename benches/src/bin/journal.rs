@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use retrace_benches::{Args, histogram, record, report};
-use retrace_journal::{EventLog, ExecutionId, Journal, NewEvent, Options};
+use retrace_journal::{EventLog, Journal, NewEvent, Options, StreamId};
 
 /// Payload of every benchmark event: about the size of a small engine event.
 const PAYLOAD_BYTES: usize = 128;
@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         let dir = args.scratch()?;
         fsync_raw(dir.path(), sizes.fsyncs)?;
 
-        read_back(&j)?;
+        read_back(&j).await?;
         anyhow::Ok(())
     })
 }
@@ -127,7 +127,7 @@ async fn appends(
     for a in 0..appenders {
         let journal = journal.clone();
         tasks.push(tokio::spawn(async move {
-            let id = ExecutionId::from_bytes([
+            let id = StreamId::from_bytes([
                 (a % 251) as u8,
                 (a / 251) as u8,
                 7,
@@ -224,14 +224,14 @@ fn fsync_raw(dir: &std::path::Path, count: u64) -> anyhow::Result<()> {
 /// chunks of 1024; the latency figures are per chunk. Then the same events
 /// execution by execution (the replay path), reported as
 /// `journal_read_by_execution`.
-fn read_back(journal: &EventLog) -> anyhow::Result<()> {
+async fn read_back(journal: &EventLog) -> anyhow::Result<()> {
     let mut h: Histogram<u64> = histogram();
     let mut events = 0u64;
     let started = Instant::now();
     let mut from = 1;
     loop {
         let t = Instant::now();
-        let chunk = journal.read_global(from, 1024)?;
+        let chunk = journal.read_global(from, 1024).await?;
         record(&mut h, t.elapsed());
         let Some(last) = chunk.last() else { break };
         from = last.position + 1;
@@ -247,14 +247,14 @@ fn read_back(journal: &EventLog) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut after = None;
     loop {
-        let execs = journal.executions(after, 1024)?;
+        let execs = journal.streams(after, 1024).await?;
         let Some(last) = execs.last() else { break };
-        after = Some(last.execution);
+        after = Some(last.stream);
         for e in &execs {
             let mut from = 1;
             loop {
                 let t = Instant::now();
-                let chunk = journal.read(e.execution, from, 1024)?;
+                let chunk = journal.read(e.stream, from, 1024).await?;
                 record(&mut h, t.elapsed());
                 let Some(last) = chunk.last() else { break };
                 from = last.seq + 1;

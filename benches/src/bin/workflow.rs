@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             }
             report(name, steps, started.elapsed(), &h);
         }
-        let stats = engine.journal().stats();
+        let stats = engine.journal_stats().unwrap_or_default();
         eprintln!(
             "  journal: {} events in {} groups ({:.1} per group), {} flushes",
             stats.events,

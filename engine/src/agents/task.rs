@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use retrace_journal::ExecutionId;
+use crate::ExecutionId;
 use serde::{Deserialize, Serialize};
 
 use super::agent::AgentId;

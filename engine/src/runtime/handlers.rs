@@ -1,8 +1,8 @@
 //! In-process task handlers: an embedder can run a capability inside the
 //! engine's process instead of through agents.
 
+use crate::ExecutionId;
 use futures::future::BoxFuture;
-use retrace_journal::ExecutionId;
 use serde_json::Value;
 
 use crate::machine::ErrorInfo;

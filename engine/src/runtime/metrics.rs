@@ -115,7 +115,7 @@ pub struct Figures {
 
 /// The engine's counters.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub struct Recorder {
     inner: Mutex<Inner>,
 }
 
@@ -158,7 +158,7 @@ pub(crate) fn before(state: &crate::machine::ExecutionState) -> HashMap<u64, Bef
         .collect()
 }
 
-impl Metrics {
+impl Recorder {
     /// Counts what one committed trigger did. `before` holds the activations
     /// as they were before it; `started_at_ms` is the execution's start.
     pub(crate) fn observe(

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use retrace_journal::ExecutionId;
+use crate::ExecutionId;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;

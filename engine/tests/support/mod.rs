@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::{AgentId, ClaimedTask};
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::{ErrorInfo, ExecutionState, Status};
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
 use retrace_journal::store::memory::MemoryStore;
-use retrace_journal::{EventLog, ExecutionId, Options};
+use retrace_journal::{EventLog, Options};
 use serde_json::{Value, json};
 
 pub const T0: u64 = 1_700_000_000_000;
@@ -116,33 +118,15 @@ impl World {
     /// Waits until the execution's history has an event of `kind`
     /// (subscribing to the journal, no sleeping).
     pub async fn wait_for(&self, id: ExecutionId, kind: &str) {
-        let mut tail = self
-            .engine
-            .journal()
-            .subscribe(retrace_journal::Tail::Execution {
-                execution: id,
-                from_seq: 1,
-            });
-        while let Some(r) = tail.next().await {
-            if r.unwrap().kind == kind {
-                return;
-            }
-        }
-        panic!("the journal closed before {kind}");
+        self.wait_for_count(id, kind, 1).await
     }
 
     /// Waits until the execution's history has `n` events of `kind`.
     pub async fn wait_for_count(&self, id: ExecutionId, kind: &str, n: usize) {
-        let mut tail = self
-            .engine
-            .journal()
-            .subscribe(retrace_journal::Tail::Execution {
-                execution: id,
-                from_seq: 1,
-            });
+        let mut tail = self.engine.read().subscribe(id, 1);
         let mut seen = 0;
-        while let Some(r) = tail.next().await {
-            if r.unwrap().kind == kind {
+        while let Some(e) = tail.next().await {
+            if e.unwrap().event.kind() == kind {
                 seen += 1;
                 if seen == n {
                     return;
@@ -153,13 +137,14 @@ impl World {
     }
 
     /// The event kinds of the execution's history.
-    pub fn kinds(&self, id: ExecutionId) -> Vec<String> {
+    pub async fn kinds(&self, id: ExecutionId) -> Vec<String> {
         self.engine
-            .journal()
-            .read(id, 1, usize::MAX)
+            .read()
+            .events_until(id, u64::MAX)
+            .await
             .unwrap()
             .into_iter()
-            .map(|r| r.kind)
+            .map(|e| e.event.kind().to_owned())
             .collect()
     }
 }
@@ -221,15 +206,10 @@ pub fn spawn_time_skipper(engine: &Engine, clock: &SimClock) -> tokio::task::Joi
     let engine = engine.clone();
     let clock = clock.clone();
     tokio::spawn(async move {
-        let mut tail = engine
-            .journal()
-            .subscribe(retrace_journal::Tail::All { from_position: 1 });
-        while let Some(Ok(record)) = tail.next().await {
-            let Ok(event) = retrace_engine::runtime::codec::decode(&record) else {
-                continue;
-            };
+        let mut tail = engine.read().subscribe_all(1, Default::default());
+        while let Some(Ok(global)) = tail.next().await {
             if let Event::RetryScheduled { due_at_ms, .. } | Event::TimerStarted { due_at_ms, .. } =
-                event
+                global.event.event
             {
                 clock.set(due_at_ms);
             }
@@ -238,10 +218,12 @@ pub fn spawn_time_skipper(engine: &Engine, clock: &SimClock) -> tokio::task::Joi
 }
 
 /// The steps an execution's decisions and error routes took, in order.
-pub fn path(engine: &Engine, id: ExecutionId) -> Vec<String> {
+pub async fn path(engine: &Engine, id: ExecutionId) -> Vec<String> {
     use retrace_engine::machine::Event;
     engine
-        .history(id, 1, usize::MAX)
+        .read()
+        .events_until(id, u64::MAX)
+        .await
         .unwrap()
         .into_iter()
         .filter_map(|h| match h.event {

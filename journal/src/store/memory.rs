@@ -1,11 +1,14 @@
 //! An in-memory store for tests and simulations. `flush` is a no-op; nothing
 //! survives the process.
+//!
+//! Owns one shared ordered map. It must never be mistaken for durable: it is
+//! for tests, simulations and benchmarks.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Op, Store};
-use crate::Result;
+use crate::error::Result;
 
 /// A shared in-memory ordered map. Clones share the same data, so a test can
 /// drop a journal and open a new one over the same store (a "restart").

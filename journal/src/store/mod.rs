@@ -13,7 +13,8 @@ pub mod sled;
 
 use std::sync::Arc;
 
-use crate::{Result, keys};
+use crate::error::Result;
+use crate::keys;
 
 /// One write in an atomic batch.
 #[derive(Debug, Clone)]

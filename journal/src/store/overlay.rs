@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use super::{Op, Store};
-use crate::Result;
+use crate::error::Result;
 
 /// The layer: a put (`Some`) or a tombstone (`None`) per key written.
 type Layer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;

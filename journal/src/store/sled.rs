@@ -1,5 +1,8 @@
 //! The sled store: one sled tree; batches are sled batches (atomic across a
 //! crash) and `flush` is sled's flush, which fsyncs.
+//!
+//! Owns the data folder: its lock file and the sled database. It must never
+//! open a folder another process holds (it refuses with `Error::Locked`).
 
 use std::fs::{File, TryLockError};
 use std::path::Path;
@@ -7,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Op, Store};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A store in a sled data folder.
 #[derive(Debug, Clone)]
@@ -29,9 +32,8 @@ impl SledStore {
     /// Opens (or creates) the data folder. A folder held by another process
     /// is refused at once with [`Error::Locked`].
     pub fn open(path: &Path) -> Result<SledStore> {
-        std::fs::create_dir_all(path).map_err(|e| {
-            Error::Storage(format!("cannot create data folder {}: {e}", path.display()))
-        })?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("cannot create data folder {}", path.display()), e))?;
         let lock = take_lock(path)?;
         // We hold the folder's lock, so a sled lock error can only be sled
         // still releasing a handle this process closed: wait for it, briefly.
@@ -68,16 +70,15 @@ fn take_lock(path: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| Error::Storage(format!("cannot open {}: {e}", lock_path.display())))?;
+        .map_err(|e| Error::io(format!("cannot open {}", lock_path.display()), e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(Error::Locked {
             path: path.display().to_string(),
         }),
-        Err(TryLockError::Error(e)) => Err(Error::Storage(format!(
-            "cannot lock {}: {e}",
-            lock_path.display()
-        ))),
+        Err(TryLockError::Error(e)) => {
+            Err(Error::io(format!("cannot lock {}", lock_path.display()), e))
+        }
     }
 }
 

@@ -12,12 +12,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::ErrorInfo;
-use retrace_engine::runtime::{
-    Engine, EngineConfig, HandlerTask, StartRequest, Storage, TaskHandler,
-};
+use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, StartRequest, TaskHandler};
+use retrace_engine::store::Storage;
 use retrace_journal::{EventLog, Journal, Options};
 use serde_json::{Value, json};
 
@@ -153,12 +152,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn wait_for(
     engine: &Engine,
-    id: retrace_journal::ExecutionId,
+    id: retrace_engine::ExecutionId,
     kind: &str,
 ) -> anyhow::Result<()> {
-    let mut tail = engine.subscribe(id, 1);
+    let mut tail = engine.read().subscribe(id, 1);
     while let Some(r) = tail.next().await {
-        if r?.kind == kind {
+        if r?.event.kind() == kind {
             return Ok(());
         }
     }

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use anyhow::Context;
-use retrace_journal::{EventLog, ExecutionId, Journal, NewEvent, Options};
+use retrace_journal::{EventLog, Journal, NewEvent, Options, StreamId};
 use retrace_replay_tests::crash::{execution, payload};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -32,10 +32,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(journal: EventLog, mine: Vec<u64>) -> anyhow::Result<()> {
-    let ids: Vec<ExecutionId> = mine.iter().map(|&e| execution(e)).collect();
+    let ids: Vec<StreamId> = mine.iter().map(|&e| execution(e)).collect();
     let mut next: Vec<u64> = Vec::new();
     for id in &ids {
-        next.push(journal.head(*id)?.map_or(1, |h| h.last_seq + 1));
+        next.push(journal.head(*id).await?.map_or(1, |h| h.last_seq + 1));
     }
     let mut round = 0u64;
     loop {

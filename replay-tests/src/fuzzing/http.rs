@@ -15,12 +15,13 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use futures::StreamExt;
 use retrace_api::error::Code;
 use retrace_api::{ApiConfig, AppState};
+use retrace_engine::ExecutionId;
 use retrace_engine::agents::AgentId;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine;
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
 use retrace_journal::store::memory::MemoryStore;
-use retrace_journal::{EventLog, ExecutionId, Options};
+use retrace_journal::{EventLog, Options};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -39,7 +40,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
     Endpoint { method, path }
 }
 
-/// The router's table (`retrace_api::routes::routes()`), by index, and a
+/// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
 pub const ENDPOINTS: [Endpoint; 35] = [
@@ -538,7 +539,7 @@ pub fn http_request(data: &[u8]) {
 /// seeded objects topped up for the next input.
 fn ready_fixture(slot: &mut Option<HttpFixture>) -> &mut HttpFixture {
     let mut fixture = match slot.take() {
-        Some(fixture) if !fixture.world.worn() => fixture,
+        Some(fixture) if !fixture.runtime.block_on(fixture.world.worn()) => fixture,
         old => {
             // The old engine goes before the new one opens.
             drop(old);
@@ -699,10 +700,15 @@ impl HttpWorld {
     }
 
     /// Whether the next input needs a fresh engine.
-    fn worn(&self) -> bool {
+    async fn worn(&self) -> bool {
         self.stale
             || self.inputs >= INPUTS_PER_ENGINE
-            || self.engine.journal().last_position() >= EVENTS_PER_ENGINE
+            || self.last_position().await >= EVENTS_PER_ENGINE
+    }
+
+    /// The journal's newest position (a failed read counts as "moved on").
+    async fn last_position(&self) -> u64 {
+        self.engine.read().last_position().await.unwrap_or(u64::MAX)
     }
 
     /// The task the execution of `slot` waits for, or the id its first task
@@ -752,8 +758,7 @@ impl HttpWorld {
         let Some((request, sent)) = build_request(input, &existing) else {
             return Outcome::NotARequest;
         };
-        let journal = self.engine.journal().clone();
-        let before = journal.last_position();
+        let before = self.last_position().await;
         let answered = tokio::time::timeout(REQUEST_TIMEOUT, self.router.clone().oneshot(request));
         let response = match answered.await {
             Ok(Ok(response)) => response,
@@ -803,7 +808,7 @@ impl HttpWorld {
             body,
             sse,
             before,
-            after: journal.last_position(),
+            after: self.last_position().await,
             settled,
         })
     }

@@ -1,0 +1,213 @@
+//! The router: every endpoint, and the layers around them (body limit,
+//! request tracing, CORS when configured, panics as `500`, and JSON bodies
+//! for the framework's own error responses).
+//!
+//! Owns the URL space ([`endpoints`]: every method and path, and the
+//! handler that answers it) and the layer order. Handlers live in
+//! [`crate::routes`], one module per resource; this file must never hold
+//! endpoint logic.
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::Error;
+use crate::extract::is_json;
+use crate::openapi;
+use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
+use crate::state::AppState;
+
+/// One endpoint: a method and a path, and the handler that answers them.
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    route: MethodRouter<AppState>,
+}
+
+impl Endpoint {
+    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::GET,
+            path,
+            route: get(handler),
+        }
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::POST,
+            path,
+            route: post(handler),
+        }
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Endpoint {
+            method: Method::DELETE,
+            path,
+            route: delete(handler),
+        }
+    }
+}
+
+/// Every endpoint [`app`] serves, and only those. Each handler describes
+/// itself for the OpenAPI document (`#[utoipa::path]`, listed in
+/// [`crate::openapi`]); a test fails when the document and [`routes`]
+/// differ.
+fn endpoints() -> Vec<Endpoint> {
+    type E = Endpoint;
+    vec![
+        E::get("/healthz", health::live),
+        E::get("/readyz", health::ready),
+        E::get("/metrics", metrics::prometheus),
+        E::get("/v1/metrics", metrics::json),
+        E::get("/openapi.json", openapi::serve),
+        E::post("/v1/workflows", workflows::define),
+        E::get("/v1/workflows", workflows::list),
+        E::post("/v1/workflows/validate", workflows::validate),
+        E::get("/v1/workflows/{name}", workflows::by_name),
+        E::get(
+            "/v1/workflows/{name}/versions/{version}",
+            workflows::version,
+        ),
+        E::post("/v1/executions", executions::start),
+        E::get("/v1/executions", executions::list),
+        E::get("/v1/executions/{id}", executions::get),
+        E::get("/v1/executions/{id}/events", executions::events),
+        E::get("/v1/executions/{id}/events/stream", streams::execution),
+        E::post("/v1/executions/{id}/pause", commands::pause),
+        E::post("/v1/executions/{id}/resume", commands::resume),
+        E::post("/v1/executions/{id}/cancel", commands::cancel),
+        E::post("/v1/executions/{id}/terminate", commands::terminate),
+        E::post("/v1/executions/{id}/retry", commands::retry),
+        E::post("/v1/executions/{id}/skip", commands::skip),
+        E::post("/v1/executions/{id}/redrive", commands::redrive),
+        E::post("/v1/executions/{id}/signals/{name}", commands::signal),
+        E::get("/v1/events/stream", streams::all),
+        E::post("/v1/events/{name}", commands::publish),
+        E::post("/v1/agents", agents::register),
+        E::get("/v1/agents", agents::list),
+        E::get("/v1/agents/{id}", agents::get),
+        E::delete("/v1/agents/{id}", agents::unregister),
+        E::post("/v1/agents/{id}/heartbeat", agents::heartbeat),
+        E::post("/v1/tasks/poll", tasks::poll),
+        E::post("/v1/tasks/{id}/complete", tasks::complete),
+        E::post("/v1/tasks/{id}/fail", tasks::fail),
+        E::post("/v1/tasks/{id}/heartbeat", tasks::heartbeat),
+    ]
+}
+
+/// Every method and path [`app`] routes, in [`endpoints`]' order.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    endpoints()
+        .into_iter()
+        .map(|e| (e.method, e.path))
+        .collect()
+}
+
+/// The HTTP API over `state`'s engine.
+pub fn app(state: AppState) -> Router {
+    let max_body_bytes = state.config.max_body_bytes;
+    let cors = cors(&state.config.cors_origins);
+    // Endpoints on one path merge into one method router (which answers
+    // other methods with `405` and an `Allow` header).
+    let router = endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(e.path, e.route));
+    let router = router
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Extractors enforce the limit on bodies of any framing; the tower
+        // layer refuses a declared Content-Length over it before reading.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        .layer(middleware::from_fn_with_state(max_body_bytes, json_errors))
+        .layer(CatchPanicLayer::custom(on_panic))
+        .layer(TraceLayer::new_for_http());
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+async fn no_route(method: Method, uri: Uri) -> Error {
+    Error::NoRoute {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Error {
+    Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+/// Gives an error response made below the handlers (a layer's `413`, say)
+/// the API's JSON body, keeping its status and its `Allow` header.
+async fn json_errors(State(max_body_bytes): State<usize>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(response.headers()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::NOT_FOUND => Error::NoRoute { method, path },
+        StatusCode::METHOD_NOT_ALLOWED => Error::MethodNotAllowed { method, path },
+        StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge {
+            limit_bytes: max_body_bytes,
+        },
+        status => Error::Status {
+            status,
+            message: status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_owned(),
+        },
+    };
+    let mut replaced = error.into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        replaced.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    replaced
+}
+
+fn on_panic(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a handler panicked");
+    Error::Internal(format!("internal error: {what}")).into_response()
+}
+
+/// CORS for the configured origins; `None` (no CORS headers at all) when
+/// none is configured.
+fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+            ]),
+    )
+}

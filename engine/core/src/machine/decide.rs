@@ -1,0 +1,317 @@
+//! `start` and `handle`: turn a trigger into events. Every event is applied
+//! to the state the moment it is emitted (through [`apply`](super::apply),
+//! the same fold replay uses), so later decisions in the same trigger see
+//! it, and what the live engine holds is by construction what replay
+//! rebuilds.
+//!
+//! Pure: the time, random bits and workflow versions come in through [`Ctx`];
+//! nothing here reads a clock, touches IO or knows tokio. A rejected trigger
+//! changes nothing: every check that can refuse runs before the first emit.
+//!
+//! This is the top of the deciding layers, each built only on those below:
+//! `run` (the per-trigger context and its primitives), `compensation`,
+//! `failure`, `flow` (entering and completing steps), `commands` (operator
+//! commands), then this module, which owns the entry points and what a
+//! result from the world (a task, timer, signal or child) means. Nothing
+//! below may call into it.
+
+use crate::ExecutionId;
+use serde_json::Value;
+
+use super::event::{ErrorInfo, Event, error_types};
+use super::run::{Done, Run, Work};
+use super::state::{ExecutionState, Role, Status, Waiting};
+use crate::model::Workflow;
+
+// What `decide` takes and gives, defined in their own modules and still
+// reachable here, where they always were.
+pub use super::ctx::{Ctx, Defaults, RetryStrategy, Versions};
+pub use super::flow::EVENTS_PER_TRIGGER;
+pub use super::ids::{child_id, task_execution, task_id};
+pub use super::run::INLINE_CAPABILITIES;
+pub use super::trigger::{Rejection, StartParams, Trigger};
+
+/// Starts execution `id` of `workflow`: the first events and the state after.
+pub fn start(
+    id: ExecutionId,
+    workflow: &Workflow,
+    ctx: &Ctx<'_>,
+    params: StartParams,
+) -> Result<(ExecutionState, Vec<Event>), Rejection> {
+    let mut state = ExecutionState::empty(id);
+    let events = {
+        let mut run = Run::new(&mut state, workflow, ctx);
+        let input = params.input;
+        run.emit(Event::ExecutionStarted {
+            workflow: workflow.name().to_string(),
+            version: workflow.version().to_string(),
+            input: input.clone(),
+            parent: params.parent,
+            idempotency_key: params.idempotency_key,
+            max_transitions: workflow
+                .max_transitions()
+                .unwrap_or(ctx.defaults.max_transitions),
+            timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
+        })?;
+        run.work.push(Work::to(workflow.start(), None, input));
+        run.enter_queued()?;
+        run.events
+    };
+    Ok((state, events))
+}
+
+/// Handles one trigger: the events it produces, already applied to `state`.
+pub fn handle(
+    state: &mut ExecutionState,
+    workflow: &Workflow,
+    ctx: &Ctx<'_>,
+    trigger: Trigger,
+) -> Result<Vec<Event>, Rejection> {
+    let mut run = Run::new(state, workflow, ctx);
+    run.trigger(trigger)?;
+    run.enter_queued()?;
+    Ok(run.events)
+}
+
+impl Run<'_, '_, '_> {
+    /// One function per trigger.
+    fn trigger(&mut self, trigger: Trigger) -> Done {
+        match trigger {
+            Trigger::TaskCompleted { task, output } => self.task_completed(task, output),
+            Trigger::TaskFailed { task, error } => self.task_result_failed(task, error),
+            Trigger::TaskTimedOut { task, kind } => self.task_timed_out(task, kind),
+            Trigger::TimerFired { act } => self.timer_fired(act),
+            Trigger::Signal {
+                name,
+                payload,
+                correlation,
+            } => self.signal(name, payload, correlation),
+            Trigger::ChildCompleted { child, output } => self.child_completed(child, output),
+            Trigger::ChildFailed { child, error } => self.child_failed(child, error),
+            Trigger::Pause { reason } => self.pause(reason),
+            Trigger::Resume => self.resume(),
+            Trigger::Continue => self.continue_deferred(),
+            Trigger::Retry => self.retry(),
+            Trigger::Skip { output } => self.skip(output),
+            Trigger::Redrive => self.redrive(),
+            Trigger::Cancel { reason, compensate } => self.cancel(reason, compensate),
+            Trigger::Terminate { reason } => self.terminate(reason),
+        }
+    }
+
+    /// An outstanding task attempt succeeded.
+    fn task_completed(&mut self, task: String, output: Value) -> Done {
+        let (act, attempt) = self.outstanding(&task)?;
+        self.emit(Event::TaskCompleted {
+            act,
+            attempt,
+            task,
+            output: output.clone(),
+        })?;
+        self.activation_done(act, Ok(output))
+    }
+
+    /// An outstanding task attempt failed, as its agent reports.
+    fn task_result_failed(&mut self, task: String, error: ErrorInfo) -> Done {
+        let (act, attempt) = self.outstanding(&task)?;
+        self.emit(Event::TaskFailed {
+            act,
+            attempt,
+            task,
+            error: error.clone(),
+        })?;
+        self.task_failed(act, attempt, error)
+    }
+
+    /// An outstanding task attempt ran out of time (`kind` says which limit).
+    fn task_timed_out(&mut self, task: String, kind: String) -> Done {
+        let (act, attempt) = self.outstanding(&task)?;
+        let mut error = ErrorInfo::new(
+            error_types::TIMEOUT,
+            format!("task {task} timed out ({kind})"),
+        );
+        error.attempt = Some(attempt);
+        self.emit(Event::TaskFailed {
+            act,
+            attempt,
+            task,
+            error: error.clone(),
+        })?;
+        self.task_failed(act, attempt, error)
+    }
+
+    /// An external event: completes the step waiting for it, or is kept.
+    fn signal(&mut self, name: String, payload: Value, correlation: Option<Value>) -> Done {
+        if self.state.status.is_terminal() {
+            return self.refuse("signal", None);
+        }
+        let act = self.state.awaiting_event(&name, correlation.as_ref());
+        self.emit(Event::SignalReceived {
+            name,
+            payload: payload.clone(),
+            correlation,
+            act,
+        })?;
+        match act {
+            Some(act) => {
+                let (step, thread) = self.activation_step(act)?;
+                self.complete(act, step, thread, None, payload)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A child execution (a subworkflow step's, or a handler) completed.
+    fn child_completed(&mut self, child: ExecutionId, output: Value) -> Done {
+        let act = self.child(child)?;
+        if let Some(error) = self.handler_error(act) {
+            return self.handler_finished(act, child, true, error);
+        }
+        self.emit(Event::ChildCompleted {
+            act,
+            child,
+            output: output.clone(),
+        })?;
+        self.activation_done(act, Ok(output))
+    }
+
+    /// A child execution (a subworkflow step's, or a handler) failed.
+    fn child_failed(&mut self, child: ExecutionId, error: ErrorInfo) -> Done {
+        let act = self.child(child)?;
+        if let Some(original) = self.handler_error(act) {
+            return self.handler_finished(act, child, false, original);
+        }
+        self.emit(Event::ChildFailed {
+            act,
+            child,
+            error: error.clone(),
+        })?;
+        let (step, thread) = self.activation_step(act)?;
+        self.step_failed(act, step, thread, error, None)
+    }
+
+    /// An activation's task or child succeeded with `output`.
+    fn activation_done(&mut self, act: u64, output: Result<Value, ()>) -> Done {
+        let Some(a) = self.state.activations.get(&act) else {
+            return Err(Rejection::Stale(format!("activation {act}")));
+        };
+        let (role, thread) = (a.role.clone(), a.thread);
+        let step = self.step(&a.step)?;
+        match (role, output) {
+            (Role::Compensation { of }, Ok(output)) => {
+                self.emit(Event::CompensationCompleted { act, of, output })?;
+                self.next_compensation()
+            }
+            (_, Ok(output)) => self.complete(act, step, thread, None, output),
+            (_, Err(())) => Ok(()),
+        }
+    }
+
+    /// A timer of activation `act` (0: the workflow's timeout) is due.
+    fn timer_fired(&mut self, act: u64) -> Done {
+        if self.state.status.is_terminal() {
+            return Err(Rejection::Stale(format!("timer of activation {act}")));
+        }
+        if matches!(
+            self.state.status,
+            Status::Paused | Status::CompensationFailed
+        ) {
+            // Takes effect on resume: the runtime fires it again then.
+            return self.refuse("fire a timer of", None);
+        }
+        if act == 0 {
+            return self.workflow_timed_out();
+        }
+        let now = self.ctx.now_ms;
+        let Some(a) = self.state.activations.get(&act) else {
+            return Err(Rejection::Stale(format!("timer of activation {act}")));
+        };
+        let (step, thread, input, role) = (
+            self.step(&a.step)?,
+            a.thread,
+            a.input.clone(),
+            a.role.clone(),
+        );
+        match a.waiting.clone() {
+            Waiting::Retry { attempt, due_at_ms } if now >= due_at_ms => {
+                self.emit(Event::TimerFired { act })?;
+                let capability = self.capability_of(&role, step)?;
+                self.schedule_task(act, step, &capability, attempt, input)
+            }
+            Waiting::Timer { due_at_ms } if now >= due_at_ms => {
+                self.emit(Event::TimerFired { act })?;
+                // A wait step passes its input on.
+                self.complete(act, step, thread, None, input)
+            }
+            Waiting::Event {
+                name,
+                timeout_at_ms: Some(due_at_ms),
+                ..
+            } if now >= due_at_ms => {
+                self.emit(Event::TimerFired { act })?;
+                let error = ErrorInfo::new(
+                    error_types::TIMEOUT,
+                    format!("no event {name} arrived in time"),
+                );
+                self.step_failed(act, step, thread, error, None)
+            }
+            Waiting::Retry { due_at_ms, .. }
+            | Waiting::Timer { due_at_ms }
+            | Waiting::Event {
+                timeout_at_ms: Some(due_at_ms),
+                ..
+            } => Err(Rejection::NotDue { act, due_at_ms }),
+            _ => Err(Rejection::Stale(format!("timer of activation {act}"))),
+        }
+    }
+
+    /// The workflow's own timer (`timeoutMs`, activation 0) is due.
+    fn workflow_timed_out(&mut self) -> Done {
+        let act = 0;
+        let due_at_ms = self
+            .state
+            .timeout_at_ms
+            .ok_or_else(|| Rejection::Stale("workflow timeout".into()))?;
+        if self.ctx.now_ms < due_at_ms {
+            return Err(Rejection::NotDue { act, due_at_ms });
+        }
+        if self.state.status == Status::Compensating {
+            return Err(Rejection::Stale(
+                "workflow timeout while compensating".into(),
+            ));
+        }
+        self.emit(Event::TimerFired { act })?;
+        let error = ErrorInfo::new(
+            error_types::TIMEOUT,
+            "the workflow ran longer than its timeoutMs",
+        );
+        self.fail_execution(error)
+    }
+
+    /// The activation and attempt of outstanding task `task`.
+    fn outstanding(&self, task: &str) -> Result<(u64, u32), Rejection> {
+        match self.state.task_activation(task) {
+            Some(a) => match &a.waiting {
+                Waiting::Task { attempt, .. } => Ok((a.act, *attempt)),
+                _ => Err(Rejection::NotOutstanding(task.to_string())),
+            },
+            None => Err(Rejection::NotOutstanding(task.to_string())),
+        }
+    }
+
+    /// The activation waiting on child `child`.
+    fn child(&self, child: ExecutionId) -> Result<u64, Rejection> {
+        self.state
+            .child_activation(child)
+            .map(|a| a.act)
+            .ok_or_else(|| Rejection::Stale(format!("child {child}")))
+    }
+
+    /// The error a handler activation was started for (`None` for others).
+    fn handler_error(&self, act: u64) -> Option<ErrorInfo> {
+        match &self.state.activations.get(&act)?.role {
+            Role::Handler { error } => Some(error.clone()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What the runtime must do for an execution, derived from its state alone:
+//! the same function serves a live execution after each trigger and a
+//! recovered one after a restart, so recovery re-arms exactly what a running
+//! engine would have armed. It must never change the state or decide
+//! anything: it only reads.
+
+use crate::ExecutionId;
+use serde_json::Value;
+
+use super::event::TaskTimeouts;
+use super::state::{ExecutionState, Status, Waiting};
+
+/// One thing the runtime must see to. Its [`key`](Effect::key) identifies it
+/// across triggers, so the runtime performs each once.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Hand a task to an agent or an in-process handler.
+    Task {
+        task: String,
+        act: u64,
+        step: String,
+        capability: String,
+        attempt: u32,
+        input: Value,
+        timeouts: TaskTimeouts,
+    },
+    /// Fire `TimerFired { act }` at `due_at_ms` (act 0: the workflow timeout).
+    Timer { act: u64, due_at_ms: u64 },
+    /// Deliver events named `name` (whose correlation matches) to this execution.
+    Await {
+        act: u64,
+        name: String,
+        correlation: Option<Value>,
+    },
+    /// Deliver `Trigger::Continue`: steps were deferred to keep appends small.
+    Continue { seq: u64 },
+    /// Make sure the child runs (start it if it does not exist yet).
+    Child {
+        act: u64,
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+    },
+}
+
+impl Effect {
+    /// A stable identity for the effect.
+    pub fn key(&self) -> String {
+        match self {
+            Effect::Task { task, .. } => format!("task:{task}"),
+            Effect::Timer { act, due_at_ms } => format!("timer:{act}:{due_at_ms}"),
+            Effect::Await { act, name, .. } => format!("await:{act}:{name}"),
+            Effect::Child { child, .. } => format!("child:{child}"),
+            Effect::Continue { seq } => format!("continue:{seq}"),
+        }
+    }
+}
+
+/// Everything the execution currently waits on. Empty once it has ended.
+/// While paused, nothing new is dispatched: tasks already scheduled stay
+/// out, timers wait for the resume.
+pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
+    let mut out = Vec::new();
+    if state.status.is_terminal() {
+        return out;
+    }
+    let paused = state.status == Status::Paused;
+    if let (Some(due_at_ms), false) = (state.timeout_at_ms, paused) {
+        out.push(Effect::Timer { act: 0, due_at_ms });
+    }
+    if state.status == Status::Running && !state.deferred.is_empty() {
+        out.push(Effect::Continue { seq: state.seq });
+    }
+    for a in state.activations.values() {
+        match &a.waiting {
+            Waiting::Starting | Waiting::Branches { .. } => {}
+            Waiting::Task {
+                attempt,
+                task,
+                capability,
+                input,
+                timeouts,
+                ..
+            } => out.push(Effect::Task {
+                task: task.clone(),
+                act: a.act,
+                step: a.step.clone(),
+                capability: capability.clone(),
+                attempt: *attempt,
+                input: input.clone(),
+                timeouts: *timeouts,
+            }),
+            Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
+                if !paused {
+                    out.push(Effect::Timer {
+                        act: a.act,
+                        due_at_ms: *due_at_ms,
+                    });
+                }
+            }
+            Waiting::Event {
+                name,
+                correlation,
+                timeout_at_ms,
+            } => {
+                out.push(Effect::Await {
+                    act: a.act,
+                    name: name.clone(),
+                    correlation: correlation.clone(),
+                });
+                if let (Some(due_at_ms), false) = (timeout_at_ms, paused) {
+                    out.push(Effect::Timer {
+                        act: a.act,
+                        due_at_ms: *due_at_ms,
+                    });
+                }
+            }
+            Waiting::Child {
+                child,
+                workflow,
+                version,
+                input,
+            } => out.push(Effect::Child {
+                act: a.act,
+                child: *child,
+                workflow: workflow.clone(),
+                version: version.clone(),
+                input: input.clone(),
+            }),
+        }
+    }
+    out
+}

@@ -1,0 +1,442 @@
+//! The events of an execution: the only thing the journal stores about it.
+//! Every decision the machine makes — a retry delay, a branch taken, a child
+//! id, the version a subworkflow resolved to — is recorded here, so replay
+//! never decides anything again. Adding a variant forces every `match` on
+//! events to decide what it means (no `_` arms in the fold).
+//!
+//! Owns the events and every type stored in them ([`ErrorInfo`],
+//! [`FailedStep`], [`CompensationReason`], ...), with their serde shapes: a
+//! recorded journal is read forever, so a shape here never changes. It must
+//! never depend on the state or the deciding code: both are built on the
+//! events, not the other way round.
+
+use std::collections::BTreeMap;
+
+use crate::ExecutionId;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// Reads an optional JSON value so that a present `null` is `Some(Null)`:
+/// with `skip_serializing_if = "Option::is_none"` this makes `Option<Value>`
+/// round-trip exactly (plain serde reads `null` back as `None`, and a
+/// decoded event must equal the one the machine emitted).
+pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Which parallel branch a step runs in (`None` at the top level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Thread {
+    /// The activation of the parallel step.
+    pub parallel: u64,
+    pub branch: usize,
+}
+
+/// A step or execution error, as `$.error` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorInfo {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// `false` when whoever reported it says retrying cannot help.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+impl ErrorInfo {
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            kind: kind.into(),
+            message: message.into(),
+            step: None,
+            attempt: None,
+            agent: None,
+            retryable: None,
+        }
+    }
+
+    pub(crate) fn at(mut self, step: &str, attempt: Option<u32>) -> Self {
+        self.step.get_or_insert_with(|| step.to_string());
+        if self.attempt.is_none() {
+            self.attempt = attempt;
+        }
+        self
+    }
+}
+
+/// Error types the engine itself raises.
+pub mod error_types {
+    /// A mapping or expression failed to evaluate.
+    pub const EXPRESSION: &str = "expression_error";
+    /// A decision's value matched no branch and there is no default.
+    pub const NO_BRANCH: &str = "no_matching_branch";
+    /// A task, event wait or the whole workflow ran out of time.
+    pub const TIMEOUT: &str = "timeout";
+    /// The execution took more step transitions than allowed.
+    pub const TRANSITION_LIMIT: &str = "transition_limit";
+    /// A subworkflow names a workflow the engine does not know.
+    pub const UNKNOWN_WORKFLOW: &str = "unknown_workflow";
+}
+
+/// The parent of a child execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub execution: ExecutionId,
+    pub act: u64,
+}
+
+/// Task timeouts as scheduled (milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskTimeouts {
+    pub start_to_close_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// A step that failed and waits for an operator (paused by
+/// `onFailure: pause`) or marks where a failed execution can be redriven.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedStep {
+    pub step: String,
+    pub thread: Option<Thread>,
+    /// The step's evaluated input (absent if it failed evaluating it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub input: Option<Value>,
+    pub error: ErrorInfo,
+}
+
+/// Why compensation runs (in `compensation_began`, and in the state while
+/// it runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum CompensationReason {
+    Failed { error: ErrorInfo },
+    Cancelled { reason: String },
+}
+
+/// One event of an execution's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum Event {
+    ExecutionStarted {
+        workflow: String,
+        version: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentRef>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        max_transitions: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at_ms: Option<u64>,
+    },
+    /// A step that waits for something began (inline steps never start: they
+    /// only complete).
+    StepStarted {
+        act: u64,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<Thread>,
+        input: Value,
+    },
+    TaskScheduled {
+        act: u64,
+        attempt: u32,
+        task: String,
+        capability: String,
+        input: Value,
+        timeouts: TaskTimeouts,
+    },
+    TaskCompleted {
+        act: u64,
+        attempt: u32,
+        task: String,
+        output: Value,
+    },
+    TaskFailed {
+        act: u64,
+        attempt: u32,
+        task: String,
+        error: ErrorInfo,
+    },
+    /// The next attempt of a failed task, after `delay_ms` (jitter included).
+    RetryScheduled {
+        act: u64,
+        attempt: u32,
+        delay_ms: u64,
+        due_at_ms: u64,
+    },
+    TimerStarted {
+        act: u64,
+        due_at_ms: u64,
+    },
+    TimerFired {
+        act: u64,
+    },
+    EventAwaited {
+        act: u64,
+        name: String,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        correlation: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at_ms: Option<u64>,
+    },
+    /// An external event arrived; `act` is the step it completed, or `None`
+    /// if no step waited for it yet (it is kept until one does).
+    SignalReceived {
+        name: String,
+        payload: Value,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        correlation: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        act: Option<u64>,
+    },
+    /// A kept signal (number `index` among those kept) was taken by `act`.
+    SignalTaken {
+        act: u64,
+        index: usize,
+    },
+    ChildStarted {
+        act: u64,
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+    },
+    /// A parallel step opened its branches.
+    ParallelStarted {
+        act: u64,
+        branches: usize,
+    },
+    ChildCompleted {
+        act: u64,
+        child: ExecutionId,
+        output: Value,
+    },
+    ChildFailed {
+        act: u64,
+        child: ExecutionId,
+        error: ErrorInfo,
+    },
+    /// The execution is paused: entering `step` waits for the resume.
+    StepDeferred {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<Thread>,
+        from_output: Value,
+    },
+    DecisionMade {
+        act: u64,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<Thread>,
+        value: String,
+        target: String,
+    },
+    /// A step finished: `output` is its result, `variables` what its output
+    /// mapping wrote. `input` is present for inline steps (they never started).
+    StepCompleted {
+        act: u64,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<Thread>,
+        output: Value,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        variables: BTreeMap<String, Value>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        input: Option<Value>,
+    },
+    StepFailed {
+        act: u64,
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread: Option<Thread>,
+        error: ErrorInfo,
+    },
+    /// A failed step's error sent the execution to step `to` (`$.error`).
+    ErrorRouted {
+        step: String,
+        to: String,
+        error: ErrorInfo,
+    },
+    BranchCompleted {
+        act: u64,
+        branch: usize,
+        output: Value,
+    },
+    /// A step failed with `onFailure: pause` (the execution pauses next), or
+    /// failed the execution: what an operator can retry, skip or redrive.
+    FailureHeld {
+        failed: FailedStep,
+    },
+    /// An operator retries the held failed step.
+    HeldStepRetried,
+    /// An operator skips the held failed step; `output` stands for its result.
+    HeldStepSkipped {
+        output: Value,
+    },
+    /// An operator reopens a failed execution at the step that failed.
+    ExecutionRedriven,
+    /// Undoing begins: `pending` lists the activations to undo, next first.
+    CompensationBegan {
+        reason: CompensationReason,
+        pending: Vec<u64>,
+    },
+    /// Activation `act` undoes activation `of` (of step `step`).
+    CompensationStarted {
+        act: u64,
+        of: u64,
+        step: String,
+        input: Value,
+    },
+    CompensationCompleted {
+        act: u64,
+        of: u64,
+        output: Value,
+    },
+    /// A compensation failed for good; the execution waits for an operator.
+    CompensationFailed {
+        act: u64,
+        of: u64,
+        error: ErrorInfo,
+    },
+    /// An operator retries the failed compensation.
+    CompensationRetried,
+    /// An operator skips undoing `of` (`act` is the failed compensation, or 0).
+    CompensationSkipped {
+        act: u64,
+        of: u64,
+    },
+    /// A handler workflow starts for an error nobody in the workflow routed.
+    HandlerStarted {
+        act: u64,
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+        error: ErrorInfo,
+    },
+    HandlerFinished {
+        act: u64,
+        child: ExecutionId,
+        ok: bool,
+    },
+    ExecutionCompensated {
+        error: ErrorInfo,
+    },
+    /// The deferred steps are entered now (after a resume, or after one
+    /// trigger produced as many events as one append should carry).
+    Continued,
+    ExecutionPaused {
+        reason: String,
+    },
+    ExecutionResumed,
+    ExecutionCompleted {
+        output: Value,
+    },
+    ExecutionFailed {
+        error: ErrorInfo,
+    },
+    ExecutionCancelled {
+        reason: String,
+    },
+    ExecutionTerminated {
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's type name, as stored in the journal record's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ExecutionStarted { .. } => "execution_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::TaskScheduled { .. } => "task_scheduled",
+            Event::TaskCompleted { .. } => "task_completed",
+            Event::TaskFailed { .. } => "task_failed",
+            Event::RetryScheduled { .. } => "retry_scheduled",
+            Event::TimerStarted { .. } => "timer_started",
+            Event::TimerFired { .. } => "timer_fired",
+            Event::EventAwaited { .. } => "event_awaited",
+            Event::SignalReceived { .. } => "signal_received",
+            Event::SignalTaken { .. } => "signal_taken",
+            Event::ChildStarted { .. } => "child_started",
+            Event::ParallelStarted { .. } => "parallel_started",
+            Event::ChildCompleted { .. } => "child_completed",
+            Event::ChildFailed { .. } => "child_failed",
+            Event::StepDeferred { .. } => "step_deferred",
+            Event::DecisionMade { .. } => "decision_made",
+            Event::StepCompleted { .. } => "step_completed",
+            Event::StepFailed { .. } => "step_failed",
+            Event::ErrorRouted { .. } => "error_routed",
+            Event::BranchCompleted { .. } => "branch_completed",
+            Event::FailureHeld { .. } => "failure_held",
+            Event::HeldStepRetried => "held_step_retried",
+            Event::HeldStepSkipped { .. } => "held_step_skipped",
+            Event::ExecutionRedriven => "execution_redriven",
+            Event::CompensationBegan { .. } => "compensation_began",
+            Event::CompensationStarted { .. } => "compensation_started",
+            Event::CompensationCompleted { .. } => "compensation_completed",
+            Event::CompensationFailed { .. } => "compensation_failed",
+            Event::CompensationRetried => "compensation_retried",
+            Event::CompensationSkipped { .. } => "compensation_skipped",
+            Event::HandlerStarted { .. } => "handler_started",
+            Event::HandlerFinished { .. } => "handler_finished",
+            Event::ExecutionCompensated { .. } => "execution_compensated",
+            Event::Continued => "continued",
+            Event::ExecutionPaused { .. } => "execution_paused",
+            Event::ExecutionResumed => "execution_resumed",
+            Event::ExecutionCompleted { .. } => "execution_completed",
+            Event::ExecutionFailed { .. } => "execution_failed",
+            Event::ExecutionCancelled { .. } => "execution_cancelled",
+            Event::ExecutionTerminated { .. } => "execution_terminated",
+        }
+    }
+
+    /// Whether the execution ends with this event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Event::ExecutionCompleted { .. }
+                | Event::ExecutionFailed { .. }
+                | Event::ExecutionCompensated { .. }
+                | Event::ExecutionCancelled { .. }
+                | Event::ExecutionTerminated { .. }
+        )
+    }
+}

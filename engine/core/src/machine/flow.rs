@@ -1,0 +1,374 @@
+//! How control moves through a workflow: entering queued steps (one function
+//! per step kind), completing a step (its output mapping, then its `next`),
+//! and ending a thread (the execution, or a parallel branch and, once all
+//! have ended, the parallel step).
+//!
+//! Owns the step queue of a [`Run`] and what entering each kind of step
+//! records. Built on `run` and `failure` (a step that cannot be entered
+//! fails). It must never handle a trigger or an operator command itself;
+//! `decide` and `commands` call into it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::event::{ErrorInfo, Event, Thread, error_types};
+use super::ids::child_id;
+use super::run::{Done, INLINE_CAPABILITIES, Run, Work};
+use super::state::{Status, Waiting, correlates};
+use super::trigger::Rejection;
+use crate::model::{Branch, Expr, Step, StepKind, WaitSpec, branch_key};
+
+/// After this many events, one trigger stops entering steps and defers the
+/// rest to a `Continue` trigger, so one append never outgrows the journal's
+/// limit however long a loop of inline steps runs.
+pub const EVENTS_PER_TRIGGER: usize = 1000;
+
+/// The step being entered: the activation it takes, its definition, and the
+/// thread it runs in.
+#[derive(Clone, Copy)]
+struct Entry<'w> {
+    act: u64,
+    step: &'w Step,
+    thread: Option<Thread>,
+}
+
+impl Entry<'_> {
+    /// The `step_started` event of this entry.
+    fn started(&self, input: &Value) -> Event {
+        Event::StepStarted {
+            act: self.act,
+            step: self.step.id.clone(),
+            thread: self.thread,
+            input: input.clone(),
+        }
+    }
+}
+
+impl<'w> Run<'_, 'w, '_> {
+    /// Enters queued steps until the execution waits or ends.
+    pub(super) fn enter_queued(&mut self) -> Done {
+        while let Some(work) = self.work.pop() {
+            if self.state.status.is_terminal() {
+                break;
+            }
+            // A branch whose parallel step has ended meanwhile (it failed
+            // while this entry was deferred) has nothing left to do.
+            if let Some(t) = work.thread
+                && !self.state.activations.contains_key(&t.parallel)
+            {
+                continue;
+            }
+            if self.state.status != Status::Running || self.events.len() >= EVENTS_PER_TRIGGER {
+                self.emit(Event::StepDeferred {
+                    step: work.step,
+                    thread: work.thread,
+                    from_output: work.from_output,
+                })?;
+                continue;
+            }
+            self.enter(work)?;
+        }
+        Ok(())
+    }
+
+    /// Enters one step: the transition limit, its input, then what its kind
+    /// does.
+    fn enter(&mut self, work: Work) -> Done {
+        let step = self.step(&work.step)?;
+        let at = Entry {
+            act: self.state.next_act,
+            step,
+            thread: work.thread,
+        };
+        if self.state.transitions >= self.state.max_transitions {
+            let error = ErrorInfo::new(
+                error_types::TRANSITION_LIMIT,
+                format!(
+                    "the execution entered {} steps, its limit (maxTransitions); a loop that never ends?",
+                    self.state.transitions
+                ),
+            )
+            .at(&step.id, None);
+            return self.fail_execution(error);
+        }
+        // Building the context clones input and variables: only when the
+        // step has something to evaluate.
+        let needs_context = (work.input.is_none() && step.input.is_some())
+            || matches!(
+                &step.kind,
+                StepKind::Decision { .. }
+                    | StepKind::Event {
+                        correlation: Some(_),
+                        ..
+                    }
+            );
+        let context = if needs_context {
+            self.context(&work.from_output)
+        } else {
+            Value::Null
+        };
+        let input = match (work.input, &step.input) {
+            (Some(input), _) => input,
+            (None, Some(mapping)) => match mapping.evaluate(&context) {
+                Ok(v) => v,
+                Err(e) => {
+                    let error = ErrorInfo::new(error_types::EXPRESSION, e.message);
+                    return self.entry_failed(at, error);
+                }
+            },
+            (None, None) => work.from_output.clone(),
+        };
+        match &step.kind {
+            StepKind::Task { capability } if INLINE_CAPABILITIES.contains(&capability.as_str()) => {
+                self.complete(at.act, step, at.thread, Some(input.clone()), input)
+            }
+            StepKind::Task { capability } => {
+                self.emit(at.started(&input))?;
+                self.schedule_task(at.act, step, capability, 1, input)
+            }
+            StepKind::Decision { expression, .. } => {
+                self.enter_decision(at, expression, &context, work.from_output)
+            }
+            StepKind::Parallel { branches } => self.enter_parallel(at, branches, input),
+            StepKind::Wait(spec) => self.enter_wait(at, spec, input),
+            StepKind::Event {
+                name,
+                correlation,
+                timeout_ms,
+            } => self.enter_event(at, name, correlation.as_ref(), *timeout_ms, &context, input),
+            StepKind::Subworkflow { workflow, version } => {
+                self.enter_subworkflow(at, workflow, version.as_deref(), input)
+            }
+        }
+    }
+
+    /// The step being entered fails (before it started).
+    fn entry_failed(&mut self, at: Entry<'w>, error: ErrorInfo) -> Done {
+        self.step_failed(at.act, at.step, at.thread, error, None)
+    }
+
+    /// A decision: evaluate, pick the branch, go there (inline, no start).
+    fn enter_decision(
+        &mut self,
+        at: Entry<'w>,
+        expression: &Expr,
+        context: &Value,
+        from_output: Value,
+    ) -> Done {
+        let value = match expression.evaluate(context) {
+            Ok(v) => v,
+            Err(e) => {
+                let error = ErrorInfo::new(error_types::EXPRESSION, e.message);
+                return self.entry_failed(at, error);
+            }
+        };
+        let Some(target) = at.step.decision_target(&value) else {
+            let error = ErrorInfo::new(
+                error_types::NO_BRANCH,
+                format!("no branch for value {} and no default", branch_key(&value)),
+            );
+            return self.entry_failed(at, error);
+        };
+        self.emit(Event::DecisionMade {
+            act: at.act,
+            step: at.step.id.clone(),
+            thread: at.thread,
+            value: branch_key(&value),
+            target: target.to_string(),
+        })?;
+        self.work.push(Work::to(target, at.thread, from_output));
+        Ok(())
+    }
+
+    /// A parallel step: start it and queue each branch's first step.
+    fn enter_parallel(&mut self, at: Entry<'w>, branches: &[Branch], input: Value) -> Done {
+        let act = at.act;
+        self.emit(at.started(&input))?;
+        self.emit(Event::ParallelStarted {
+            act,
+            branches: branches.len(),
+        })?;
+        if branches.is_empty() {
+            return self.complete(act, at.step, at.thread, None, json!({}));
+        }
+        // Pushed in reverse so branch 0 is entered first.
+        for (branch, b) in branches.iter().enumerate().rev() {
+            let thread = Some(Thread {
+                parallel: act,
+                branch,
+            });
+            self.work
+                .push(Work::to(b.start.clone(), thread, input.clone()));
+        }
+        Ok(())
+    }
+
+    /// A wait step: start its timer.
+    fn enter_wait(&mut self, at: Entry<'w>, spec: &WaitSpec, input: Value) -> Done {
+        let due_at_ms = match spec {
+            WaitSpec::Seconds(s) => self.ctx.now_ms.saturating_add(s.saturating_mul(1000)),
+            WaitSpec::UntilMs(t) => *t,
+        };
+        self.emit(at.started(&input))?;
+        self.emit(Event::TimerStarted {
+            act: at.act,
+            due_at_ms,
+        })
+    }
+
+    /// An event step: await the event, or take a kept signal that matches.
+    fn enter_event(
+        &mut self,
+        at: Entry<'w>,
+        name: &str,
+        correlation: Option<&Expr>,
+        timeout_ms: Option<u64>,
+        context: &Value,
+        input: Value,
+    ) -> Done {
+        let act = at.act;
+        let correlation = match correlation {
+            Some(expr) => match expr.evaluate(context) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    let error = ErrorInfo::new(error_types::EXPRESSION, e.message);
+                    return self.entry_failed(at, error);
+                }
+            },
+            None => None,
+        };
+        self.emit(at.started(&input))?;
+        let timeout_at_ms = timeout_ms.map(|t| self.ctx.now_ms.saturating_add(t));
+        self.emit(Event::EventAwaited {
+            act,
+            name: name.to_string(),
+            correlation: correlation.clone(),
+            timeout_at_ms,
+        })?;
+        // A signal that came before the step: take the oldest match.
+        let kept = self.state.signals.iter().position(|s| {
+            s.name == name && correlates(correlation.as_ref(), s.correlation.as_ref())
+        });
+        if let Some(index) = kept {
+            let payload = self.state.signals[index].payload.clone();
+            self.emit(Event::SignalTaken { act, index })?;
+            return self.complete(act, at.step, at.thread, None, payload);
+        }
+        Ok(())
+    }
+
+    /// A subworkflow step: resolve the version, start the child.
+    fn enter_subworkflow(
+        &mut self,
+        at: Entry<'w>,
+        workflow: &str,
+        version: Option<&str>,
+        input: Value,
+    ) -> Done {
+        let version = match version {
+            Some(v) if self.ctx.versions.has_version(workflow, v) => Some(v.to_string()),
+            Some(_) => None,
+            None => self.ctx.versions.latest_version(workflow),
+        };
+        let Some(version) = version else {
+            let error = ErrorInfo::new(
+                error_types::UNKNOWN_WORKFLOW,
+                format!("no workflow {workflow} (at the version asked for) is defined"),
+            );
+            return self.entry_failed(at, error);
+        };
+        self.emit(at.started(&input))?;
+        self.emit(Event::ChildStarted {
+            act: at.act,
+            child: child_id(self.state.id, at.act),
+            workflow: workflow.to_string(),
+            version,
+            input,
+        })
+    }
+
+    /// Completes a step with `output`: output mapping, then onwards.
+    pub(super) fn complete(
+        &mut self,
+        act: u64,
+        step: &Step,
+        thread: Option<Thread>,
+        inline_input: Option<Value>,
+        output: Value,
+    ) -> Done {
+        let mut variables = BTreeMap::new();
+        if let Some(mappings) = &step.output {
+            let context = self.context(&output);
+            for (name, mapping) in mappings {
+                match mapping.evaluate(&context) {
+                    Ok(v) => {
+                        variables.insert(name.clone(), v);
+                    }
+                    Err(e) => {
+                        let error = ErrorInfo::new(
+                            error_types::EXPRESSION,
+                            format!("output {name}: {}", e.message),
+                        );
+                        return self.step_failed(act, step, thread, error, None);
+                    }
+                }
+            }
+        }
+        self.emit(Event::StepCompleted {
+            act,
+            step: step.id.clone(),
+            thread,
+            output: output.clone(),
+            variables,
+            input: inline_input,
+        })?;
+        match &step.next {
+            Some(next) => {
+                self.work.push(Work::to(next.clone(), thread, output));
+                Ok(())
+            }
+            None => self.thread_ended(thread, output),
+        }
+    }
+
+    /// A thread ran out of steps: the execution or a branch is done.
+    fn thread_ended(&mut self, thread: Option<Thread>, output: Value) -> Done {
+        let Some(t) = thread else {
+            return self.emit(Event::ExecutionCompleted { output });
+        };
+        self.emit(Event::BranchCompleted {
+            act: t.parallel,
+            branch: t.branch,
+            output,
+        })?;
+        let Some(parallel) = self.state.activations.get(&t.parallel) else {
+            return Err(Rejection::Stale(format!("activation {}", t.parallel)));
+        };
+        let step = self.step(&parallel.step)?;
+        let (StepKind::Parallel { branches }, Waiting::Branches { outputs }) =
+            (&step.kind, &parallel.waiting)
+        else {
+            return Err(Rejection::UnknownStep(step.id.clone()));
+        };
+        if outputs.len() < branches.len() {
+            return Ok(());
+        }
+        // Each branch's output under the branch's name.
+        let joined: serde_json::Map<String, Value> = branches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (
+                    b.name.clone(),
+                    outputs
+                        .iter()
+                        .find(|(b, _)| *b == i)
+                        .map_or(Value::Null, |(_, o)| o.clone()),
+                )
+            })
+            .collect();
+        let parent_thread = parallel.thread;
+        self.complete(t.parallel, step, parent_thread, None, Value::Object(joined))
+    }
+}

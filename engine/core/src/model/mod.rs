@@ -1,0 +1,73 @@
+//! The workflow language: reading a workflow document (JSON or YAML),
+//! checking it, compiling its expressions, and identifying it by content hash.
+//!
+//! This module is pure: no IO, no clock, no randomness, no tokio (its one
+//! concession is a short-lived thread with a large stack for the CEL parser,
+//! see `stack`). Everything here is a function of the document's bytes, so the same document always
+//! yields the same [`Workflow`] with the same version, on any machine. Maps
+//! whose order can reach output are `BTreeMap`s.
+//!
+//! The pipeline, one module per stage:
+//! - `document`: text → JSON value (duplicate keys refused; YAML scalar keys
+//!   become strings), so JSON and YAML of one workflow are one workflow;
+//! - `decode`, `decode_failure`, `fields`, `names`: JSON → [`WorkflowDefinition`],
+//!   reporting every shape problem;
+//! - `declared`, `compile`, `compile_step`: definition → [`Step`]s, reporting references
+//!   that do not resolve or leave their scope, and bad expressions or paths
+//!   (`expr`, `path`, `mapping`, `cel_json`), and bad JSON Schemas (`schema`);
+//! - `budget`, `instrument`, `tree`, `pattern`: the cost budget of every
+//!   expression evaluation, where a compiled expression charges it (walking
+//!   the CEL tree), and the regular expressions of `matches`, compiled under
+//!   size limits;
+//! - `hash`: the canonical form and the version;
+//! - `stack`: the large stack the CEL parser needs, so that no expression a
+//!   user writes can overflow a thread's stack.
+//!
+//! Every problem is reported, never only the first, as a [`Problem`] whose
+//! path is written like `steps[3].next` (see `problem`).
+
+mod budget;
+mod cel_json;
+mod compile;
+mod compile_step;
+mod declared;
+mod decode;
+mod decode_failure;
+mod definition;
+mod document;
+mod expr;
+mod fields;
+mod hash;
+mod instrument;
+mod mapping;
+mod names;
+mod path;
+mod pattern;
+mod problem;
+mod schema;
+mod stack;
+mod step;
+mod tree;
+mod workflow;
+
+pub use budget::{EVAL_DATA_MAX, EVAL_STEPS_MAX, RESULT_BYTES_MAX};
+pub use compile::STEPS_MAX;
+pub use decode_failure::MAX_ATTEMPTS_MAX;
+pub use definition::{
+    BranchDefinition, CompensateDefinition, DecisionDefinition, DetailedTimeout,
+    ErrorHandlerDefinition, EventDefinition, OnFailure, ParallelDefinition, RetryDefinition,
+    StepDefinition, StepType, SubworkflowDefinition, TimeoutDefinition, WaitDefinition,
+    WorkflowDefinition,
+};
+pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
+pub use hash::canonical_string;
+pub use mapping::Mapping;
+pub use names::NAME_LEN_MAX;
+pub use path::{ContextPath, Root, Segment};
+pub use problem::{DefinitionError, Problem};
+pub use schema::{INPUT_PROBLEMS_MAX, InputSchema};
+pub use step::{
+    Branch, Compensation, ErrorHandler, HandlerTarget, RetryPolicy, Scope, Step, StepKind,
+    Timeouts, WaitSpec,
+};
+pub use workflow::Workflow;

@@ -1,0 +1,455 @@
+//! Bad workflow documents and the exact problems each must produce.
+//!
+//! Every case goes through `check`, which renders the problems one per line
+//! as `path: message` (or `ok`) and compares them with the expectation. To
+//! review changed messages, run with `UPDATE_EXPECT=1` and read the diff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use expect_test::{Expect, expect};
+use retrace_core::model::Workflow;
+
+fn render(result: Result<Workflow, retrace_core::model::DefinitionError>) -> String {
+    match result {
+        Ok(_) => "ok\n".to_owned(),
+        Err(error) => {
+            assert!(!error.problems.is_empty(), "an error lists its problems");
+            error
+                .problems
+                .iter()
+                .map(|problem| format!("{}: {}\n", problem.path, problem.message))
+                .collect()
+        }
+    }
+}
+
+fn check(json: &str, expected: Expect) {
+    expected.assert_eq(&render(Workflow::from_json(json.as_bytes())));
+}
+
+fn check_yaml(yaml: &str, expected: Expect) {
+    expected.assert_eq(&render(Workflow::from_yaml(yaml)));
+}
+
+#[test]
+fn a_minimal_workflow_is_valid() {
+    check(
+        r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "noop"}]}"#,
+        expect![[r#"
+            ok
+        "#]],
+    );
+}
+
+#[test]
+fn text_that_is_not_a_document() {
+    check(
+        r#"{"name": "w", "steps": ["#,
+        expect![[r#"
+            : the document is not valid JSON: EOF while parsing a list at line 1 column 24
+        "#]],
+    );
+    check(
+        r#"{"name": "w", "name": "v", "steps": []}"#,
+        expect![[r#"
+            : the document is not valid JSON: duplicate key `name` at line 1 column 20
+        "#]],
+    );
+    check(
+        "[]",
+        expect![[r#"
+            : must be an object, not an array
+        "#]],
+    );
+    check_yaml(
+        "name: w\nsteps: [\n",
+        expect![[r#"
+            : the document is not valid YAML: did not find expected node content at line 3 column 1, while parsing a flow node
+        "#]],
+    );
+}
+
+#[test]
+fn required_top_level_fields() {
+    check(
+        "{}",
+        expect![[r#"
+            name: is required
+            steps: is required
+        "#]],
+    );
+    check(
+        r#"{"name": "w", "steps": []}"#,
+        expect![[r#"
+            steps: must contain at least one step
+        "#]],
+    );
+    check(
+        r#"{"name": 7, "steps": {"id": "a"}}"#,
+        expect![[r#"
+            name: must be a string, not the number 7
+            steps: must be an array, not an object
+        "#]],
+    );
+}
+
+#[test]
+fn unknown_fields_are_named_with_a_suggestion() {
+    check(
+        r#"{"name": "w", "stpes": [], "steps": [
+            {"id": "a", "type": "task", "capabilty": "noop", "nxt": "a", "banana": 1}
+        ]}"#,
+        expect![[r#"
+            steps[0].capability: is required for a `task` step
+            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
+            steps[0].capabilty: unknown field; did you mean `capability`?
+            steps[0].nxt: unknown field; did you mean `next`?
+            stpes: unknown field; did you mean `steps`?
+        "#]],
+    );
+}
+
+#[test]
+fn step_types_and_their_own_fields() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "taks", "capability": "noop"},
+            {"id": "b", "type": "task", "capability": "noop", "decision": {}, "wait": {"seconds": 1}, "next": "a"},
+            {"id": "c", "type": "decision", "decision": {"expression": "true", "branches": {"true": "a"}}, "next": "a"},
+            {"id": "d", "type": "wait"},
+            {"type": "task", "capability": "noop"}
+        ]}"#,
+        expect![[r#"
+            steps[0].type: unknown step type `taks`; expected one of task, decision, parallel, wait, event, subworkflow
+            steps[1].decision: does not belong to a `task` step (it is for `decision` steps)
+            steps[1].wait: does not belong to a `task` step (it is for `wait` steps)
+            steps[2].next: does not belong to a `decision` step, which goes where its branches say
+            steps[3].wait: is required for a `wait` step
+            steps[4].id: is required
+        "#]],
+    );
+}
+
+#[test]
+fn names_must_be_well_formed() {
+    check(
+        r#"{"name": "Project Setup", "steps": [
+            {"id": "a.b", "type": "task", "capability": "Git Ops", "output": {"my-var": "$.output", "in": 1}},
+            {"id": "e", "type": "event", "event": {"name": "needs approval"}},
+            {"id": "s", "type": "subworkflow", "subworkflow": {"workflow": "other one"}}
+        ]}"#,
+        expect![[r#"
+            name: workflow name `Project Setup` is not well-formed: use letters, digits, `_`, `.` and `-`, starting with a letter or digit
+            steps[0].id: step id `a.b` is not well-formed: use letters, digits, `_` and `-`, not starting with `-`
+            steps[0].capability: capability `Git Ops` is not well-formed: use lowercase letters, digits, `_`, `.`, `:` and `-`, starting with a letter or digit
+            steps[0].output.in: variable name `in` is a reserved word in expressions; choose another
+            steps[0].output.my-var: variable name `my-var` is not well-formed: use letters, digits and `_`, starting with a letter or `_`
+            steps[1].event.name: event name `needs approval` is not well-formed: use letters, digits, `_`, `.`, `:`, `/` and `-`, starting with a letter or digit
+            steps[2].subworkflow.workflow: workflow name `other one` is not well-formed: use letters, digits, `_`, `.` and `-`, starting with a letter or digit
+        "#]],
+    );
+}
+
+#[test]
+fn step_ids_are_unique_across_the_whole_workflow() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "next": "p"},
+            {"id": "p", "type": "parallel", "parallel": {"branches": [
+                {"name": "one", "steps": [{"id": "a", "type": "task", "capability": "noop"}]},
+                {"name": "two", "steps": [{"id": "p", "type": "task", "capability": "noop"}]}
+            ]}},
+            {"id": "a", "type": "task", "capability": "noop"}
+        ]}"#,
+        expect![[r#"
+            steps[1].parallel.branches[0].steps[0].id: duplicate step id `a`; it is first declared at steps[0]
+            steps[1].parallel.branches[1].steps[0].id: duplicate step id `p`; it is first declared at steps[1]
+            steps[2].id: duplicate step id `a`; it is first declared at steps[0]
+        "#]],
+    );
+}
+
+#[test]
+fn every_target_must_exist() {
+    check(
+        r#"{"name": "w", "start": "begin", "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "next": "b", "onError": "oops"},
+            {"id": "d", "type": "decision", "decision": {
+                "expression": "input.x", "branches": {"1": "a", "high priority": "nowhere"}, "default": "gone"}}
+        ]}"#,
+        expect![[r#"
+            steps[0].next: no step has the id `b`
+            steps[0].onError: no step has the id `oops`
+            steps[1].decision.branches["high priority"]: no step has the id `nowhere`
+            steps[1].decision.default: no step has the id `gone`
+            start: no step has the id `begin`
+        "#]],
+    );
+}
+
+#[test]
+fn targets_stay_in_their_scope() {
+    check(
+        r#"{"name": "w", "start": "in_one", "steps": [
+            {"id": "top", "type": "task", "capability": "noop", "next": "in_one", "onError": "p"},
+            {"id": "p", "type": "parallel", "next": "top", "parallel": {"branches": [
+                {"name": "one", "steps": [
+                    {"id": "in_one", "type": "task", "capability": "noop", "next": "in_two"},
+                    {"id": "also_one", "type": "task", "capability": "noop", "onError": "top"}
+                ]},
+                {"name": "two", "steps": [
+                    {"id": "in_two", "type": "decision", "decision": {
+                        "expression": "true", "branches": {"true": "in_two"}, "default": "p"}}
+                ]}
+            ]}}
+        ]}"#,
+        expect![[r#"
+            steps[0].next: step `in_one` is inside a branch of parallel step `p`; a top-level step can only lead to a top-level step
+            steps[1].parallel.branches[0].steps[0].next: step `in_two` is outside this branch; a step in a parallel branch can only lead to a step of the same branch
+            steps[1].parallel.branches[0].steps[1].onError: step `top` is outside this branch; a step in a parallel branch can only lead to a step of the same branch
+            steps[1].parallel.branches[1].steps[0].decision.default: step `p` is outside this branch; a step in a parallel branch can only lead to a step of the same branch
+            start: step `in_one` is inside a branch of parallel step `p`; a top-level step can only lead to a top-level step
+        "#]],
+    );
+}
+
+#[test]
+fn loops_are_allowed() {
+    check(
+        r#"{"name": "w", "maxTransitions": 100, "steps": [
+            {"id": "poll", "type": "task", "capability": "status", "output": {"done": "$.output.done"}, "next": "check"},
+            {"id": "check", "type": "decision", "decision": {
+                "expression": "variables.done", "branches": {"true": "end", "false": "pause"}}},
+            {"id": "pause", "type": "wait", "wait": {"seconds": 30}, "next": "poll"},
+            {"id": "end", "type": "task", "capability": "noop"}
+        ]}"#,
+        expect![[r#"
+            ok
+        "#]],
+    );
+}
+
+#[test]
+fn parallel_steps_need_named_branches_with_steps() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "p", "type": "parallel", "parallel": {"branches": []}},
+            {"id": "q", "type": "parallel", "parallel": {"branches": [
+                {"name": "x", "steps": []},
+                {"name": "x", "steps": [{"id": "s", "type": "task", "capability": "noop"}]},
+                {"steps": [{"id": "t", "type": "task", "capability": "noop"}], "extra": true},
+                "not a branch"
+            ]}}
+        ]}"#,
+        expect![[r#"
+            steps[0].parallel.branches: must contain at least one branch
+            steps[1].parallel.branches[0].steps: must contain at least one step
+            steps[1].parallel.branches[2].name: is required
+            steps[1].parallel.branches[2].extra: unknown field; expected one of `name`, `steps`
+            steps[1].parallel.branches[3]: must be an object, not the string "not a branch"
+        "#]],
+    );
+}
+
+#[test]
+fn expressions_and_paths_are_checked_when_defined() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "d", "type": "decision", "decision": {
+                "expression": "size($.variables.issues) >", "branches": {"true": "t"}}},
+            {"id": "t", "type": "task", "capability": "noop", "input": {
+                "a": "$.variables.projectPath || $.input.projectPath",
+                "b": "$.workflowName",
+                "c": ["ok", "${ HOME }"],
+                "d": "${ $.input.x + $.nope }",
+                "e": "${ }",
+                "f": "$ not a path, a literal",
+                "g": "prefix ${ input.x } is a literal too"
+            }, "output": {"v": "${ output.x + }"}},
+            {"id": "e", "type": "event", "event": {"name": "go", "correlation": "input.id ==", "timeoutMs": 0}}
+        ]}"#,
+        expect![[r#"
+            steps[2].event.timeoutMs: must be a whole number of at least 1, not the number 0
+            steps[0].decision.expression: `size($.variables.issues) >` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 27
+            steps[1].input.a: `$.variables.projectPath || $.input.projectPath` is not a well-formed path (`$.` then a root, then `.field` or `[index]` parts); to compute a value write an expression instead: `${ $.variables.projectPath || $.input.projectPath }`
+            steps[1].input.b: `$.workflowName` starts with the unknown root `workflowName`; a path starts with `$.` and one of `input`, `variables`, `output`, `error`, `execution`
+            steps[1].input.c[1]: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`
+            steps[1].input.d: `${ $.input.x + $.nope }` has a `$` outside a string at line 1 column 16; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`
+            steps[1].input.e: the expression is empty
+            steps[1].output.v: `${ output.x + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 16
+            steps[2].event.correlation: `input.id ==` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 12
+        "#]],
+    );
+}
+
+#[test]
+fn retry_values_must_be_sane() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "retry": {
+                "maxAttempts": 0, "backoffRate": 0.5, "jitter": 1.5, "interval": 500, "maxInterval": 100,
+                "nonRetryable": ["Bad Type", 3]}},
+            {"id": "b", "type": "task", "capability": "noop", "retry": {"interval": -1, "maxAttempt": 3}},
+            {"id": "c", "type": "task", "capability": "noop", "retry": {"maxAttempts": 1001}},
+            {"id": "d", "type": "task", "capability": "noop", "retry": {"maxAttempts": 2.5, "backoffRate": "fast"}}
+        ]}"#,
+        expect![[r#"
+            steps[0].retry.maxAttempts: must be a whole number of at least 1, not the number 0
+            steps[0].retry.backoffRate: must be at least 1.0 (1.0 keeps the interval constant)
+            steps[0].retry.maxInterval: must not be less than `interval` (500 ms)
+            steps[0].retry.jitter: must be a fraction between 0.0 and 1.0
+            steps[0].retry.nonRetryable[1]: must be a string, not the number 3
+            steps[0].retry.nonRetryable[0]: error type `Bad Type` is not well-formed: use letters, digits, `_`, `.`, `:` and `-`, starting with a letter or digit
+            steps[1].retry.maxAttempts: is required (the number of attempts, the first included)
+            steps[1].retry.interval: must be a whole number of at least 0, not the number -1
+            steps[1].retry.maxAttempt: unknown field; did you mean `maxAttempts`?
+            steps[2].retry.maxAttempts: must be at most 1000
+            steps[3].retry.maxAttempts: must be a whole number of at least 1, not the number 2.5
+            steps[3].retry.backoffRate: must be a number, not the string "fast"
+        "#]],
+    );
+}
+
+#[test]
+fn timeouts_must_be_sane() {
+    check(
+        r#"{"name": "w", "timeoutMs": 0, "maxTransitions": -5, "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "timeout": 0},
+            {"id": "b", "type": "task", "capability": "noop", "timeout": {}},
+            {"id": "c", "type": "task", "capability": "noop", "timeout": {"heartbeatMs": 0, "startToClose": 5}},
+            {"id": "d", "type": "task", "capability": "noop", "timeout": "5s"},
+            {"id": "e", "type": "task", "capability": "noop", "timeout": {"startToCloseMs": 1000, "scheduleToStartMs": 10, "heartbeatMs": 5}}
+        ]}"#,
+        expect![[r#"
+            steps[0].timeout: must be a whole number of milliseconds of at least 1, or an object
+            steps[1].timeout: needs at least one of `startToCloseMs`, `scheduleToStartMs`, `heartbeatMs`
+            steps[2].timeout.heartbeatMs: must be a whole number of at least 1, not the number 0
+            steps[2].timeout.startToClose: unknown field; did you mean `startToCloseMs`?
+            steps[3].timeout: must be a number of milliseconds or an object, not the string "5s"
+            timeoutMs: must be a whole number of at least 1, not the number 0
+            maxTransitions: must be a whole number of at least 1, not the number -5
+        "#]],
+    );
+}
+
+#[test]
+fn waits_need_exactly_one_of_seconds_and_until() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "wait", "wait": {"seconds": 5, "until": "2030-01-01T00:00:00Z"}},
+            {"id": "b", "type": "wait", "wait": {}},
+            {"id": "c", "type": "wait", "wait": {"until": "tomorrow"}},
+            {"id": "d", "type": "wait", "wait": {"until": "1969-12-31T23:59:59Z"}},
+            {"id": "e", "type": "wait", "wait": {"until": "2030-01-31T09:00:00+01:00"}},
+            {"id": "f", "type": "wait", "wait": {"seconds": 0}}
+        ]}"#,
+        expect![[r#"
+            steps[0].wait: needs exactly one of `seconds` (a duration) and `until` (an RFC 3339 instant)
+            steps[1].wait: needs exactly one of `seconds` (a duration) and `until` (an RFC 3339 instant)
+            steps[2].wait.until: `tomorrow` is not an RFC 3339 instant such as `2030-01-31T09:00:00Z`: premature end of input
+            steps[3].wait.until: `1969-12-31T23:59:59Z` is before 1970-01-01T00:00:00Z
+        "#]],
+    );
+}
+
+#[test]
+fn subworkflows_and_error_handlers() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "child", "type": "subworkflow", "subworkflow": {"workflow": "w", "version": ""}},
+            {"id": "p", "type": "parallel", "parallel": {"branches": [
+                {"name": "b", "steps": [{"id": "inner", "type": "task", "capability": "noop"}]}]}},
+            {"id": "e", "type": "event", "event": {}}
+        ], "errorHandlers": [
+            {"error": "*", "handler": "inner"},
+            {"error": "Bad Error", "handler": "not a workflow"},
+            {"error": "Timeout", "handler": "w"},
+            {"handler": "child"},
+            {"error": "*", "handler": "child", "retry": {"maxAttempts": 2}}
+        ]}"#,
+        expect![[r#"
+            steps[0].subworkflow.version: must not be empty
+            steps[2].event.name: is required
+            errorHandlers[1].error: error type `Bad Error` is not well-formed: use letters, digits, `_`, `.`, `:` and `-`, starting with a letter or digit, or `*`
+            errorHandlers[3].error: is required
+            steps[0].subworkflow.workflow: subworkflow cycle: `w` would start itself; a workflow cannot be its own subworkflow
+            errorHandlers[0].handler: step `inner` is inside a branch of parallel step `p`; an error handler must be a top-level step or a workflow name
+            errorHandlers[1].handler: no step has the id `not a workflow`, and workflow name `not a workflow` is not well-formed: use letters, digits, `_`, `.` and `-`, starting with a letter or digit
+            errorHandlers[2].handler: names this workflow itself; a failing handler would start itself again
+        "#]],
+    );
+}
+
+#[test]
+fn on_failure_and_schemas() {
+    check(
+        r#"{"name": "w", "input": {"type": "strin"}, "output": "text", "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "onFailure": "retry",
+             "compensate": {"capability": "Undo", "input": {"x": "$.output.id"}, "retries": 1}}
+        ]}"#,
+        expect![[r#"
+            output: must be a JSON Schema (an object or a boolean), not the string "text"
+            steps[0].compensate.capability: capability `Undo` is not well-formed: use lowercase letters, digits, `_`, `.`, `:` and `-`, starting with a letter or digit
+            steps[0].compensate.retries: unknown field; expected one of `capability`, `input`, `retry`
+            steps[0].onFailure: must be "fail" or "pause", not the string "retry"
+            input: is not a valid JSON Schema: "strin" is not valid under any of the schemas listed in the 'anyOf' keyword
+        "#]],
+    );
+}
+
+#[test]
+fn several_problems_are_all_reported_at_once() {
+    check_yaml(
+        r#"
+name: orders
+steps:
+  - id: charge
+    type: task
+    capability: billing.charge
+    retry: { maxAttempts: 0 }
+    next: ship
+  - id: ship
+    type: task
+    capabilty: shipping
+    onError: refund
+  - id: charge
+    type: wait
+    wait: { seconds: 10, until: "2030-01-01T00:00:00Z" }
+  - id: route
+    type: decision
+    decision:
+      expression: "${ input.total > }"
+      branches: { "true": charge, "false": nowhere }
+errorHandlers:
+  - { error: "*", handler: orders }
+"#,
+        expect![[r#"
+            steps[0].retry.maxAttempts: must be a whole number of at least 1, not the number 0
+            steps[1].capability: is required for a `task` step
+            steps[1].capabilty: unknown field; did you mean `capability`?
+            steps[2].wait: needs exactly one of `seconds` (a duration) and `until` (an RFC 3339 instant)
+            steps[2].id: duplicate step id `charge`; it is first declared at steps[0]
+            steps[1].onError: no step has the id `refund`
+            steps[3].decision.branches.false: no step has the id `nowhere`
+            steps[3].decision.expression: `${ input.total > }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 19
+            errorHandlers[0].handler: names this workflow itself; a failing handler would start itself again
+        "#]],
+    );
+}
+
+#[test]
+fn a_workflow_has_at_most_a_thousand_steps() {
+    let steps: Vec<serde_json::Value> = (0..1001)
+        .map(|n| serde_json::json!({"id": format!("s{n}"), "type": "task", "capability": "noop"}))
+        .collect();
+    let doc = serde_json::json!({"name": "big", "steps": steps}).to_string();
+    check(
+        &doc,
+        expect![[r#"
+            steps: has 1001 steps (nested ones included); a workflow may have at most 1000
+        "#]],
+    );
+    let mut fits = serde_json::json!({"name": "big", "steps": steps});
+    fits["steps"].as_array_mut().unwrap().pop();
+    assert!(Workflow::from_json(fits.to_string().as_bytes()).is_ok());
+}

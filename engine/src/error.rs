@@ -1,0 +1,74 @@
+//! The engine's error type: what its API, its read side and its storage
+//! can refuse or fail with. Underlying errors are kept as sources, never
+//! flattened into text.
+
+use std::path::PathBuf;
+
+use crate::ExecutionId;
+use crate::agents::AgentError;
+use crate::machine::{ApplyError, Rejection};
+use crate::model::DefinitionError;
+use retrace_journal::Error as JournalError;
+
+/// Everything the engine's API can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("invalid workflow: {0}")]
+    InvalidWorkflow(DefinitionError),
+    #[error("no workflow {name}{}", version.as_ref().map(|v| format!(" at version {v}")).unwrap_or_default())]
+    UnknownWorkflow {
+        name: String,
+        version: Option<String>,
+    },
+    #[error("no execution {0}")]
+    UnknownExecution(ExecutionId),
+    #[error("no task {0}")]
+    UnknownTask(String),
+    #[error("the input does not match the workflow's input schema: {}", .0.join("; "))]
+    InvalidInput(Vec<String>),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The journal holds an event this engine cannot fold.
+    #[error(transparent)]
+    Replay(#[from] ApplyError),
+    /// An event or a state that does not encode, or a stored one that does
+    /// not decode.
+    #[error("[ENGINE-CODEC] {what}: {source}")]
+    Codec {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored event of an execution that does not decode: where it is.
+    #[error("[ENGINE-CODEC] event {seq} of execution {execution} does not decode: {source}")]
+    Undecodable {
+        execution: ExecutionId,
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A path given as a data folder that is not one.
+    #[error("{} is not a retrace data folder ({why})", .path.display())]
+    NotADataFolder { path: PathBuf, why: String },
+    /// A data folder another process (a running server) holds.
+    #[error("the data folder {} is in use by another process", .path.display())]
+    Locked {
+        path: PathBuf,
+        #[source]
+        source: JournalError,
+    },
+    /// Stored history that contradicts itself (a bug, or a damaged journal).
+    #[error("[ENGINE-HISTORY] {0}")]
+    Inconsistent(String),
+    #[error("an internal lock was poisoned by a panic")]
+    Poisoned,
+    /// The engine is shutting down and takes no more work.
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}

@@ -1,0 +1,287 @@
+//! What callers ask of the engine: define workflows, start executions, send
+//! them signals and operator commands, and report tasks' results. Each
+//! request is checked, turned into a trigger, and driven (see `drive`).
+//!
+//! It must never change an execution but through a trigger the machine
+//! decides on.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::Engine;
+use crate::ExecutionId;
+use crate::agents::{AgentId, ClaimedTask};
+use crate::error::Error;
+use crate::machine::{self, ErrorInfo, ExecutionState, StartParams, Status, Trigger};
+use crate::model::Workflow;
+use crate::store::catalog::WorkflowVersions;
+
+/// The result of defining a workflow.
+#[derive(Debug, Clone)]
+pub struct Defined {
+    pub workflow: Arc<Workflow>,
+    /// `false` when the same document was defined before.
+    pub created: bool,
+}
+
+/// What a start asks for.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    pub workflow: String,
+    pub version: Option<String>,
+    pub input: Value,
+    pub idempotency_key: Option<String>,
+}
+
+/// The result of a start.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: ExecutionId,
+    pub status: Status,
+    /// `false` when the idempotency key named an execution started before.
+    pub created: bool,
+}
+
+impl Engine {
+    // ----- workflows -----
+
+    /// Defines a workflow from a JSON document.
+    pub async fn define_json(&self, document: &[u8]) -> Result<Defined, Error> {
+        self.define(Workflow::from_json(document).map_err(Error::InvalidWorkflow)?)
+            .await
+    }
+
+    /// Defines a workflow from a YAML document.
+    pub async fn define_yaml(&self, document: &str) -> Result<Defined, Error> {
+        self.define(Workflow::from_yaml(document).map_err(Error::InvalidWorkflow)?)
+            .await
+    }
+
+    /// Defines a compiled workflow; the same version again is a no-op.
+    pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
+        let _exclusive = self.inner.defining.lock().await;
+        let now = self.inner.clock.now_ms();
+        let definition = self.read_catalog()?.definition(&workflow, now);
+        let Some((seq, event)) = definition else {
+            let existing = self
+                .read_catalog()?
+                .by_version(workflow.version())
+                .unwrap_or_else(|| Arc::new(workflow));
+            return Ok(Defined {
+                workflow: existing,
+                created: false,
+            });
+        };
+        self.inner.store.append_definition(seq, event).await?;
+        let workflow = Arc::new(workflow);
+        self.write_catalog()?.defined(workflow.clone(), seq);
+        Ok(Defined {
+            workflow,
+            created: true,
+        })
+    }
+
+    /// A workflow at `version`, or its newest version.
+    pub fn workflow(&self, name: &str, version: Option<&str>) -> Option<Arc<Workflow>> {
+        self.read_catalog().ok()?.get(name, version)
+    }
+
+    /// Every workflow with its versions.
+    pub fn workflows(&self) -> Vec<WorkflowVersions> {
+        self.read_catalog().map(|c| c.list()).unwrap_or_default()
+    }
+
+    // ----- executions -----
+
+    /// Starts an execution. With an idempotency key already used, returns
+    /// that execution instead of starting another.
+    pub async fn start(&self, request: StartRequest) -> Result<Started, Error> {
+        if let Some(id) = request
+            .idempotency_key
+            .as_deref()
+            .and_then(|key| self.inner.index.keyed(key))
+        {
+            let status = self.summary(id).map_or(Status::Running, |s| s.status);
+            return Ok(Started {
+                id,
+                status,
+                created: false,
+            });
+        }
+        let workflow = self
+            .workflow(&request.workflow, request.version.as_deref())
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: request.workflow.clone(),
+                version: request.version.clone(),
+            })?;
+        workflow
+            .check_input(&request.input)
+            .map_err(Error::InvalidInput)?;
+        // Time-ordered (UUIDv7): new executions' keys land together at the
+        // end of the journal's key space, and listing by id lists by start.
+        let id = ExecutionId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
+        let params = StartParams {
+            input: request.input,
+            parent: None,
+            idempotency_key: request.idempotency_key,
+        };
+        let status = self.start_execution(id, workflow, params).await?;
+        Ok(Started {
+            id,
+            status,
+            created: true,
+        })
+    }
+
+    /// Delivers an external event to one execution.
+    pub async fn signal(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: Value,
+        correlation: Option<Value>,
+    ) -> Result<ExecutionState, Error> {
+        let trigger = Trigger::Signal {
+            name: name.to_string(),
+            payload,
+            correlation,
+        };
+        self.drive(id, trigger).await
+    }
+
+    /// Delivers an external event to every execution waiting on `name`
+    /// whose correlation matches. Returns the executions it reached.
+    pub async fn publish(
+        &self,
+        name: &str,
+        payload: Value,
+        correlation: Option<Value>,
+    ) -> Result<Vec<ExecutionId>, Error> {
+        let mut reached = Vec::new();
+        for id in self.inner.index.awaiting(name) {
+            let Some(live) = self.live_of(id) else {
+                continue;
+            };
+            let mut live = live.lock().await;
+            // The index may be a step behind the state: the state decides.
+            if live
+                .state
+                .awaiting_event(name, correlation.as_ref())
+                .is_none()
+            {
+                continue;
+            }
+            let trigger = Trigger::Signal {
+                name: name.to_string(),
+                payload: payload.clone(),
+                correlation: correlation.clone(),
+            };
+            self.drive_locked(&mut live, trigger).await?;
+            reached.push(id);
+        }
+        Ok(reached)
+    }
+
+    pub async fn pause(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
+        let reason = reason.to_string();
+        self.drive(id, Trigger::Pause { reason }).await
+    }
+
+    pub async fn resume(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.drive(id, Trigger::Resume).await
+    }
+
+    /// Cancels the execution; with `compensate`, its completed steps that
+    /// declare `compensate` are undone first (newest first).
+    pub async fn cancel(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+        compensate: bool,
+    ) -> Result<ExecutionState, Error> {
+        let reason = reason.to_string();
+        self.drive(id, Trigger::Cancel { reason, compensate }).await
+    }
+
+    /// Retries the failed step an execution paused on (`onFailure: pause`),
+    /// or its failed compensation.
+    pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.drive(id, Trigger::Retry).await
+    }
+
+    /// Skips the failed step an execution paused on, with `output` as its
+    /// result; or skips its failed compensation.
+    pub async fn skip(&self, id: ExecutionId, output: Value) -> Result<ExecutionState, Error> {
+        self.drive(id, Trigger::Skip { output }).await
+    }
+
+    /// Reopens a failed execution at the step that failed; its history is
+    /// kept and continues.
+    pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.revive(id).await?;
+        let result = self.drive(id, Trigger::Redrive).await;
+        if result.is_err() {
+            self.forget_if_ended(id).await;
+        }
+        result
+    }
+
+    pub async fn terminate(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
+        let reason = reason.to_string();
+        self.drive(id, Trigger::Terminate { reason }).await
+    }
+
+    // ----- tasks -----
+
+    /// Long-polls for tasks on behalf of an agent.
+    pub async fn poll_tasks(
+        &self,
+        agent: &AgentId,
+        wait_ms: u64,
+        max: usize,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        Ok(self.inner.agents.poll(agent, wait_ms, max).await?)
+    }
+
+    /// Records a task's result. A task that is not outstanding is refused
+    /// and changes nothing.
+    pub async fn complete_task(&self, task: &str, output: Value) -> Result<(), Error> {
+        let id = machine::task_execution(task).ok_or_else(|| Error::UnknownTask(task.into()))?;
+        let trigger = Trigger::TaskCompleted {
+            task: task.to_string(),
+            output,
+        };
+        self.drive(id, trigger).await?;
+        Ok(())
+    }
+
+    /// Records a task's failure (it retries or routes per the step).
+    pub async fn fail_task(&self, task: &str, mut error: ErrorInfo) -> Result<(), Error> {
+        let id = machine::task_execution(task).ok_or_else(|| Error::UnknownTask(task.into()))?;
+        if error.agent.is_none() {
+            error.agent = self
+                .inner
+                .agents
+                .claimed_by(task)
+                .and_then(|a| self.inner.agents.get(&a))
+                .map(|info| format!("{} ({})", info.name, info.id));
+        }
+        let trigger = Trigger::TaskFailed {
+            task: task.to_string(),
+            error,
+        };
+        self.drive(id, trigger).await?;
+        Ok(())
+    }
+
+    /// Extends the lease of a claimed task (an agent's heartbeat on it);
+    /// with `agent`, refuses a task another agent holds.
+    pub fn task_heartbeat(
+        &self,
+        task: &str,
+        agent: Option<&AgentId>,
+    ) -> Result<ClaimedTask, Error> {
+        Ok(self.inner.agents.task_heartbeat(task, agent)?)
+    }
+}

@@ -1,0 +1,316 @@
+//! One trigger of one execution: decide, append, then perform what the new
+//! state needs. The core loop of the runtime.
+//!
+//! Owns the live executions' states and the order of the three steps: the
+//! machine decides (pure), the events are appended (and acknowledged
+//! durable), and only then are effects performed and indexes updated. If
+//! the append fails, the live state goes back to what the journal holds.
+//! It must never perform an effect of an event that is not stored, nor let
+//! two triggers of one execution run at once (each holds the execution's
+//! owner lock from deciding to reconciling).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+use super::{Engine, metrics};
+use crate::ExecutionId;
+use crate::agents::Outcome;
+use crate::error::Error;
+use crate::machine::{
+    self, Ctx, Effect, Event, ExecutionState, Rejection, StartParams, Status, Trigger,
+};
+use crate::model::Workflow;
+use crate::store::JournalError;
+use crate::store::catalog::WorkflowCatalog;
+
+/// A live execution and what the runtime has armed for it.
+#[derive(Debug)]
+pub(super) struct Live {
+    pub(super) state: ExecutionState,
+    pub(super) workflow: Arc<Workflow>,
+    /// Keys of the effects performed and still wanted.
+    pub(super) armed: HashMap<String, Effect>,
+    /// Events since the last snapshot.
+    pub(super) unsnapshotted: u64,
+}
+
+impl Live {
+    pub(super) fn new(state: ExecutionState, workflow: Arc<Workflow>) -> Live {
+        Live {
+            state,
+            workflow,
+            armed: HashMap::new(),
+            unsnapshotted: 0,
+        }
+    }
+}
+
+impl Engine {
+    /// Starts execution `id` (also used for children, whose id is derived).
+    pub(super) async fn start_execution(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        params: StartParams,
+    ) -> Result<Status, Error> {
+        let key = params.idempotency_key.clone();
+        let now = self.inner.clock.now_ms();
+        let (state, events) = {
+            let catalog = self.read_catalog()?;
+            machine::start(id, &workflow, &self.ctx(&catalog, now), params)?
+        };
+        let live = Arc::new(Mutex::new(Live::new(state, workflow)));
+        let mut guard = live.lock().await;
+        if let Some(key) = &key
+            && !self.inner.index.claim_key(key, id)
+        {
+            return Err(Error::Conflict(format!(
+                "idempotency key {key} is being used by a concurrent start"
+            )));
+        }
+        self.lock_live().insert(id, live.clone());
+        if let Err(e) = self.commit(&mut guard, &events, now, &HashMap::new()).await {
+            self.lock_live().remove(&id);
+            if let Some(key) = &key {
+                self.inner.index.release_key(key);
+            }
+            return Err(e);
+        }
+        Ok(guard.state.status)
+    }
+
+    /// Handles a trigger for one execution: decide, append, perform.
+    pub(super) async fn drive(
+        &self,
+        id: ExecutionId,
+        trigger: Trigger,
+    ) -> Result<ExecutionState, Error> {
+        let live = self.live_of(id).ok_or_else(|| match self.summary(id) {
+            Some(summary) => Error::Rejected(Rejection::WrongState {
+                command: trigger.command(),
+                status: summary.status.as_str(),
+                hint: None,
+            }),
+            None => Error::UnknownExecution(id),
+        })?;
+        let mut live = live.lock().await;
+        let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
+        self.drive_locked(&mut live, trigger)
+            .instrument(span)
+            .await?;
+        Ok(live.state.clone())
+    }
+
+    /// Like `drive`, for triggers nobody waits on (timers, leases, children).
+    pub(super) async fn deliver(&self, id: ExecutionId, trigger: Trigger) {
+        match self.drive(id, trigger).await {
+            Ok(_) => {}
+            Err(Error::Rejected(r)) => {
+                tracing::debug!(execution = %id, reason = %r, "trigger refused")
+            }
+            Err(e) => tracing::warn!(execution = %id, error = %e, "trigger failed"),
+        }
+    }
+
+    /// Drives a trigger for an execution whose owner lock the caller holds.
+    pub(super) async fn drive_locked(
+        &self,
+        live: &mut Live,
+        trigger: Trigger,
+    ) -> Result<(), Error> {
+        if live.state.status.is_terminal() && trigger != Trigger::Redrive {
+            return Err(Error::Rejected(Rejection::WrongState {
+                command: trigger.command(),
+                status: live.state.status.as_str(),
+                hint: None,
+            }));
+        }
+        let now = self.inner.clock.now_ms();
+        let before = metrics::before(&live.state);
+        let decided = {
+            let catalog = self.read_catalog()?;
+            let ctx = self.ctx(&catalog, now);
+            machine::handle(&mut live.state, &live.workflow, &ctx, trigger)
+        };
+        let events = match decided {
+            Ok(events) => events,
+            Err(e @ Rejection::Internal(_)) => {
+                // The machine may have applied part of a trigger it then
+                // refused: go back to what is stored.
+                self.reload(live).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.commit(live, &events, now, &before).await
+    }
+
+    /// Appends what the machine decided, then performs its effects.
+    pub(super) async fn commit(
+        &self,
+        live: &mut Live,
+        events: &[Event],
+        now: u64,
+        before: &HashMap<u64, metrics::Before>,
+    ) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let id = live.state.id;
+        let first_seq = live.state.seq + 1 - events.len() as u64;
+        // Listen for awaited events before the append is requested: a
+        // subscriber sees `event_awaited` as soon as it is stored and may
+        // publish the event at once; `publish` then finds this execution and
+        // takes its lock, which waits for this commit. (After a failed
+        // append the entry is stale, and `publish` checks the state.)
+        for a in live.state.activations.values() {
+            if let machine::Waiting::Event { name, .. } = &a.waiting {
+                self.inner.index.awaits(name, id, a.act);
+            }
+        }
+        let appended = match self.inner.store.append(id, first_seq, events, now) {
+            Ok(appended) => appended.await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = appended {
+            self.undo(live).await;
+            return Err(e);
+        }
+        for event in events {
+            tracing::debug!(kind = event.kind(), "recorded");
+        }
+        self.inner.metrics.observe(
+            &live.state.workflow,
+            live.state.started_at_ms,
+            now,
+            before,
+            events,
+        );
+        self.inner.index.record(&live.state);
+        live.unsnapshotted += events.len() as u64;
+        self.settle_results(events);
+        self.reconcile(live);
+        let ended = live.state.status.is_terminal();
+        if ended || live.unsnapshotted >= self.inner.snapshot_every {
+            live.unsnapshotted = 0;
+            // A snapshot is derived data: nothing waits for it (the journal
+            // takes the request when called, after the events it covers).
+            let written = self.inner.store.put_snapshot(&live.state)?;
+            self.inner.tasks.spawn(async move {
+                if let Err(e) = written.await {
+                    tracing::warn!(execution = %id, error = %e, "snapshot not written");
+                }
+            });
+        }
+        if ended {
+            self.lock_live().remove(&id);
+            if let Some(parent) = live.state.parent {
+                self.notify_parent(parent, &live.state);
+            }
+        }
+        Ok(())
+    }
+
+    /// Results are recorded: settle their tasks with the registry (its
+    /// agent statistics) before reconcile withdraws what is no longer
+    /// outstanding. A timed-out task was removed already; that is fine.
+    fn settle_results(&self, events: &[Event]) {
+        for event in events {
+            let settled = match event {
+                Event::TaskCompleted { task, .. } => Some((task, Outcome::Succeeded)),
+                Event::TaskFailed { task, .. } => Some((task, Outcome::Failed)),
+                _ => None,
+            };
+            if let Some((task, outcome)) = settled {
+                let _ = self.inner.agents.settle(task, outcome);
+            }
+        }
+    }
+
+    /// After a failed append, what the live state holds is ahead of the
+    /// journal: go back to what is stored. The append's error is what the
+    /// caller reports, whatever happens here: an execution whose start was
+    /// never stored has nothing to go back to (its starter forgets it), and
+    /// one that cannot be read back is dropped from memory, so its next
+    /// trigger finds it gone rather than deciding on unstored events.
+    async fn undo(&self, live: &mut Live) {
+        let id = live.state.id;
+        match self.inner.store.load_state(id).await {
+            Ok(Some(stored)) => live.state = stored,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(execution = %id, error = %e, "cannot read back after a failed append");
+                self.lock_live().remove(&id);
+            }
+        }
+    }
+
+    /// Replaces a live state with what the journal holds.
+    async fn reload(&self, live: &mut Live) -> Result<(), Error> {
+        let id = live.state.id;
+        live.state = self
+            .inner
+            .store
+            .load_state(id)
+            .await?
+            .ok_or(Error::UnknownExecution(id))?;
+        Ok(())
+    }
+
+    /// Makes a failed execution live again, so a redrive can reach it.
+    pub(super) async fn revive(&self, id: ExecutionId) -> Result<(), Error> {
+        if self.live_of(id).is_some() {
+            return Ok(());
+        }
+        let state = self
+            .inner
+            .store
+            .load_state(id)
+            .await?
+            .ok_or(Error::UnknownExecution(id))?;
+        if state.status == Status::Failed {
+            let workflow = self.workflow_of(&state)?;
+            let live = Arc::new(Mutex::new(Live::new(state, workflow)));
+            self.lock_live().entry(id).or_insert(live);
+        }
+        Ok(())
+    }
+
+    /// Drops a live execution that has ended (a refused redrive).
+    pub(super) async fn forget_if_ended(&self, id: ExecutionId) {
+        if let Some(live) = self.live_of(id)
+            && live.lock().await.state.status.is_terminal()
+        {
+            self.lock_live().remove(&id);
+        }
+    }
+
+    /// What the machine is given besides the state: the time, fresh
+    /// entropy, and the workflows it may start as children.
+    fn ctx<'a>(&'a self, catalog: &'a WorkflowCatalog, now_ms: u64) -> Ctx<'a> {
+        Ctx {
+            now_ms,
+            entropy: uuid::Uuid::new_v4().as_u64_pair().0,
+            versions: catalog,
+            defaults: &self.inner.defaults,
+        }
+    }
+
+    pub(super) fn workflow_of(&self, state: &ExecutionState) -> Result<Arc<Workflow>, Error> {
+        self.read_catalog()?
+            .by_version(&state.version)
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: state.workflow.clone(),
+                version: Some(state.version.clone()),
+            })
+    }
+}
+
+/// Whether a start failed only because someone else started the same
+/// execution first (a child started twice: fine).
+pub(super) fn started_elsewhere(e: &Error) -> bool {
+    matches!(e, Error::Journal(JournalError::SeqConflict { .. }))
+}

@@ -1,0 +1,226 @@
+//! Effects: what a live execution waits on, made to happen.
+//!
+//! After every trigger (and at recovery, from nothing) the effects the state
+//! wants ([`pending_effects`]) are compared with those armed: what is new is
+//! performed (a task queued for agents or handed to an in-process handler,
+//! a timer armed, an awaited event listened for, a child started, a
+//! continuation scheduled), and what is no longer wanted is withdrawn (a
+//! task taken back, a listener dropped, a child that runs on cancelled).
+//! Children report their end to their parent as a trigger.
+//!
+//! It must never decide what an effect means, nor perform one whose events
+//! are not stored: it runs only after `drive` has appended them.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::drive::{Live, started_elsewhere};
+use super::{Engine, HandlerTask};
+use crate::ExecutionId;
+use crate::agents::TaskSpec;
+use crate::error::Error;
+use crate::machine::{
+    Effect, ErrorInfo, ExecutionState, ParentRef, StartParams, Status, Trigger, pending_effects,
+};
+
+impl Engine {
+    /// Performs the effects the state now needs and drops those it no
+    /// longer does.
+    pub(super) fn reconcile(&self, live: &mut Live) {
+        let id = live.state.id;
+        let wanted: HashMap<String, Effect> = pending_effects(&live.state)
+            .into_iter()
+            .map(|e| (e.key(), e))
+            .collect();
+        let gone: Vec<String> = live
+            .armed
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(effect) = live.armed.remove(&key) {
+                self.withdraw(&live.state, effect);
+            }
+        }
+        for (key, effect) in wanted {
+            if live.armed.contains_key(&key) {
+                continue;
+            }
+            self.perform(id, &effect);
+            live.armed.insert(key, effect);
+        }
+    }
+
+    /// Undoes an effect the state no longer wants.
+    fn withdraw(&self, state: &ExecutionState, effect: Effect) {
+        let id = state.id;
+        match effect {
+            Effect::Task { task, .. } => {
+                self.inner.agents.withdraw(&task);
+            }
+            Effect::Await { act, name, .. } => self.inner.index.no_longer_awaits(&name, id, act),
+            // The parent no longer waits for this child: it reported, or the
+            // parent moved on (ended, failed, is compensating). A child still
+            // running is cancelled, or terminated with a terminated parent;
+            // one that has ended refuses, harmlessly.
+            Effect::Child { child, .. } => {
+                let reason = format!("its parent {id} no longer waits for it");
+                let trigger = if state.status == Status::Terminated {
+                    Trigger::Terminate { reason }
+                } else {
+                    Trigger::Cancel {
+                        reason,
+                        compensate: false,
+                    }
+                };
+                let engine = self.clone();
+                self.inner
+                    .tasks
+                    .spawn(async move { engine.deliver(child, trigger).await });
+            }
+            // A stale timer firing is refused by the machine.
+            Effect::Timer { .. } | Effect::Continue { .. } => {}
+        }
+    }
+
+    fn perform(&self, id: ExecutionId, effect: &Effect) {
+        match effect.clone() {
+            Effect::Task {
+                task,
+                step,
+                capability,
+                attempt,
+                input,
+                timeouts,
+                ..
+            } => {
+                let handler = self
+                    .inner
+                    .handlers
+                    .read()
+                    .ok()
+                    .and_then(|h| h.get(&capability).cloned());
+                match handler {
+                    Some(handler) => {
+                        let engine = self.clone();
+                        let call = HandlerTask {
+                            task: task.clone(),
+                            execution: id,
+                            step,
+                            capability,
+                            attempt,
+                            input,
+                        };
+                        self.inner.tasks.spawn(async move {
+                            let outcome = match handler.call(call).await {
+                                Ok(output) => engine.complete_task(&task, output).await,
+                                Err(error) => engine.fail_task(&task, error).await,
+                            };
+                            if let Err(e) = outcome {
+                                tracing::debug!(task, error = %e, "handler result refused");
+                            }
+                        });
+                    }
+                    None => {
+                        self.inner.agents.enqueue(TaskSpec {
+                            id: task,
+                            execution: id,
+                            step,
+                            capability,
+                            attempt,
+                            input,
+                            lease_ms: timeouts.start_to_close_ms,
+                            schedule_to_start_ms: timeouts.schedule_to_start_ms,
+                            heartbeat_ms: timeouts.heartbeat_ms,
+                            scheduled_at_ms: self.inner.clock.now_ms(),
+                        });
+                    }
+                }
+            }
+            Effect::Timer { act, due_at_ms } => self.inner.timers.arm(id, act, due_at_ms),
+            Effect::Continue { .. } => {
+                let engine = self.clone();
+                self.inner
+                    .tasks
+                    .spawn(async move { engine.deliver(id, Trigger::Continue).await });
+            }
+            Effect::Await { act, name, .. } => self.inner.index.awaits(&name, id, act),
+            Effect::Child {
+                act,
+                child,
+                workflow,
+                version,
+                input,
+            } => {
+                let engine = self.clone();
+                self.inner.tasks.spawn(async move {
+                    let parent = ParentRef { execution: id, act };
+                    if let Err(e) = engine
+                        .ensure_child(parent, child, &workflow, &version, input)
+                        .await
+                    {
+                        tracing::warn!(%child, error = %e, "child not started");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Starts a child unless it exists; if it has ended, tells the parent.
+    async fn ensure_child(
+        &self,
+        parent: ParentRef,
+        child: ExecutionId,
+        workflow: &str,
+        version: &str,
+        input: Value,
+    ) -> Result<(), Error> {
+        if let Some(state) = self.inner.store.load_state(child).await? {
+            if state.status.is_terminal() {
+                self.notify_parent(parent, &state);
+            }
+            return Ok(());
+        }
+        let wf = self
+            .workflow(workflow, Some(version))
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: workflow.to_string(),
+                version: Some(version.to_string()),
+            })?;
+        let params = StartParams {
+            input,
+            parent: Some(parent),
+            idempotency_key: None,
+        };
+        match self.start_execution(child, wf, params).await {
+            Ok(_) => Ok(()),
+            Err(e) if started_elsewhere(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tells a parent its child has ended.
+    pub(super) fn notify_parent(&self, parent: ParentRef, child: &ExecutionState) {
+        let trigger = match child.status {
+            Status::Completed => Trigger::ChildCompleted {
+                child: child.id,
+                output: child.output.clone().unwrap_or(Value::Null),
+            },
+            status => Trigger::ChildFailed {
+                child: child.id,
+                error: child.error.clone().unwrap_or_else(|| {
+                    ErrorInfo::new(
+                        format!("child_{}", status.as_str()),
+                        format!("child execution {} was {}", child.id, status.as_str()),
+                    )
+                }),
+            },
+        };
+        let engine = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { engine.deliver(parent.execution, trigger).await });
+    }
+}

@@ -1,0 +1,86 @@
+//! Opening: every execution rebuilt from the journal, the unfinished made
+//! live again with their effects re-armed; then the loops that wake
+//! executions on their own (due timers, expired task leases).
+//!
+//! Recovery is reconcile from an empty set of armed effects, so a restarted
+//! engine re-arms exactly what a running one had. It must never perform an
+//! effect a state does not ask for.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::Mutex;
+
+use super::drive::Live;
+use super::{Engine, Inner};
+use crate::error::Error;
+use crate::machine::Trigger;
+
+impl Engine {
+    /// Rebuilds every execution from the journal and re-arms the unfinished.
+    pub(super) async fn recover(&self) -> Result<(), Error> {
+        let mut unfinished = Vec::new();
+        for stored in self.read().all_executions().await? {
+            let Some(state) = self.inner.store.load_state(stored.id).await? else {
+                continue;
+            };
+            self.inner.index.record(&state);
+            if !state.status.is_terminal() {
+                let workflow = self.workflow_of(&state)?;
+                let live = Arc::new(Mutex::new(Live::new(state, workflow)));
+                self.lock_live().insert(stored.id, live.clone());
+                unfinished.push(live);
+            }
+        }
+        for live in unfinished {
+            let mut live = live.lock().await;
+            self.reconcile(&mut live);
+        }
+        Ok(())
+    }
+
+    /// Starts the loops that wake executions: due timers and expired task
+    /// leases. Each holds the engine only weakly between rounds, so the
+    /// last handle dropped ends them.
+    pub(super) fn start_background(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let timers = self.inner.timers.clone();
+        let clock = self.inner.clock.clone();
+        self.inner
+            .tasks
+            .spawn(timers.run(clock.clone(), move |execution, act| {
+                if let Some(engine) = upgrade(&weak) {
+                    let fired = engine.clone();
+                    engine.inner.tasks.spawn(async move {
+                        fired.deliver(execution, Trigger::TimerFired { act }).await;
+                    });
+                }
+            }));
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.tasks.spawn(async move {
+            loop {
+                let Some(engine) = upgrade(&weak) else { return };
+                for expired in engine.inner.agents.expired() {
+                    let trigger = Trigger::TaskTimedOut {
+                        task: expired.task.id.clone(),
+                        kind: expired.kind.to_string(),
+                    };
+                    let timed_out = engine.clone();
+                    engine.inner.tasks.spawn(async move {
+                        timed_out.deliver(expired.task.execution, trigger).await;
+                    });
+                }
+                let next = engine.inner.agents.next_deadline_ms();
+                let now = clock.now_ms();
+                drop(engine);
+                // Check at the next deadline, and at least every 100 ms of
+                // clock time for deadlines that appear in between.
+                let at = next.map_or(now + 100, |n| n.min(now + 100));
+                clock.sleep_until(at).await;
+            }
+        });
+    }
+}
+
+fn upgrade(weak: &Weak<Inner>) -> Option<Engine> {
+    weak.upgrade().map(|inner| Engine { inner })
+}
