@@ -255,6 +255,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread: Option<Thread>,
         from_output: Value,
+        /// The input the step is entered with when it is known already (an
+        /// operator's retry of a held step): kept, not evaluated again.
+        /// Absent in histories written before it was recorded, where the
+        /// entry evaluates the step's input as it did then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
     },
     DecisionMade {
         act: u64,

@@ -64,6 +64,7 @@ impl<'w> Run<'_, 'w, '_> {
                     step: work.step,
                     thread: work.thread,
                     from_output: work.from_output,
+                    input: work.input,
                 })?;
                 continue;
             }

@@ -86,7 +86,12 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
     /// Queues the steps deferred while paused (or to keep appends small).
     pub(super) fn push_deferred(&mut self, deferred: Vec<Deferred>) {
         for d in deferred.into_iter().rev() {
-            self.work.push(Work::to(d.step, d.thread, d.from_output));
+            self.work.push(Work {
+                step: d.step,
+                thread: d.thread,
+                from_output: d.from_output,
+                input: d.input,
+            });
         }
     }
 

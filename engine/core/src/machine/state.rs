@@ -198,6 +198,9 @@ pub struct Deferred {
     pub step: String,
     pub thread: Option<Thread>,
     pub from_output: Value,
+    /// Its input, when it was known before the entry was deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
 }
 
 /// A step completed, in completion order (what compensation will undo).
@@ -521,10 +524,12 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             step,
             thread,
             from_output,
+            input,
         } => state.deferred.push(Deferred {
             step: step.clone(),
             thread: *thread,
             from_output: from_output.clone(),
+            input: input.clone(),
         }),
         Event::DecisionMade { act, .. } => {
             inline(state, *act)?;
