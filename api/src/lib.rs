@@ -9,6 +9,7 @@
 //! - [`router`]: every endpoint and the layers around them ([`app`]);
 //!   [`routes`]: the handlers, one module per resource, and SSE.
 //! - [`extract`]: body, query and path extractors that reject with [`Error`].
+//! - [`listener`]: the TCP listener (`TCP_NODELAY` on every connection).
 //! - [`views`]: the JSON the API answers with; [`time`]: how instants are
 //!   written.
 //! - [`openapi`]: the OpenAPI document of the API (`GET /openapi.json`,
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod openapi;
 pub mod router;
 pub mod routes;

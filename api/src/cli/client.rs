@@ -59,6 +59,9 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            // Small requests and SSE frames go out at once (reqwest's
+            // default too; said here because the latency depends on it).
+            .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::setup("cannot build the HTTP client", e))?;
         Ok(Client { http, base })

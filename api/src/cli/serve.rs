@@ -86,7 +86,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(file) => tracing::info!(%addr, %data, config = %file.display(), "listening"),
         None => tracing::info!(%addr, %data, "listening"),
     }
-    axum::serve(listener, crate::app(state))
+    axum::serve(crate::listener::no_delay(listener), crate::app(state))
         .with_graceful_shutdown(async move {
             stop.received().await;
             tracing::info!("shutting down: finishing requests in flight");

@@ -77,6 +77,7 @@ impl Server {
                 // handlers (the binary wires it to axum's graceful
                 // shutdown; the CLI tests cover that).
                 let router = app(state.clone());
+                let listener = retrace_api::listener::no_delay(listener);
                 tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
                 (state, addr)
             })
