@@ -181,7 +181,7 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("getWorkflowVersion", &[PATH, &[UnknownWorkflow]]),
     (
         "startExecution",
-        &[JSON_BODY, &[UnknownWorkflow, InvalidInput], APPEND],
+        &[JSON_BODY, &[UnknownWorkflow, InvalidInput], APPEND, READ],
     ),
     ("listExecutions", &[&[InvalidQuery]]),
     ("getExecution", &[PATH, &[UnknownExecution], READ]),
@@ -209,7 +209,10 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("unregisterAgent", &[PATH, &[UnknownAgent]]),
     ("heartbeatAgent", &[PATH, JSON_BODY, &[UnknownAgent]]),
     ("pollTasks", &[JSON_BODY, &[UnknownAgent]]),
-    ("completeTask", &[PATH, JSON_BODY, TASK_RESULT, APPEND]),
+    (
+        "completeTask",
+        &[PATH, JSON_BODY, TASK_RESULT, &[UnknownAgent], APPEND],
+    ),
     ("failTask", &[PATH, JSON_BODY, TASK_RESULT, APPEND]),
     (
         "heartbeatTask",

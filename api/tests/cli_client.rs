@@ -351,3 +351,63 @@ async fn the_agent_registers_again_after_the_server_restarts() {
         .expect_code(1);
     assert!(out.stderr.contains("cannot connect"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn start_wait_prints_the_end_and_exits_by_the_outcome() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path()).await;
+    let base = server.base.as_str();
+    run(&apply(&hello_json(), base)).await.expect_code(0);
+    let mut agent = Agent::start(base, &["--capability", "greet"]);
+    agent.said("registered").await;
+    let done = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Di"}"#,
+        "--wait",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let line = done.stdout.trim();
+    assert!(line.ends_with(" completed"), "{line}");
+    let json = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Ed"}"#,
+        "--wait",
+        "--json",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let shown: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["output"], json!({"to": "Ed", "message": "Hello, Ed"}));
+
+    // A workflow that fails at once: the end is printed, the exit code is 1.
+    let broken = data.path().join("broken.json");
+    std::fs::write(
+        &broken,
+        json!({"name": "broken", "steps": [{"id": "d", "type": "decision",
+            "decision": {"expression": "input.missing", "branches": {"a": "d"}}}]})
+        .to_string(),
+    )
+    .unwrap();
+    run(&apply(&broken, base)).await.expect_code(0);
+    let failed = run(&["start", "broken", "--wait", "--server", base])
+        .await
+        .expect_code(1);
+    assert!(
+        failed.stdout.trim().ends_with(" failed"),
+        "{}",
+        failed.stdout
+    );
+    assert!(failed.stderr.contains("ended failed"), "{}", failed.stderr);
+    let (code, log) = agent.stop_with("TERM").await;
+    assert_eq!(code, 0, "{log}");
+}

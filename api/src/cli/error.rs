@@ -30,6 +30,9 @@ pub enum Error {
     /// An event that does not fit the state folded so far.
     #[error("{0}")]
     Replay(#[from] retrace_engine::machine::ApplyError),
+    /// `start --wait`: the execution ended other than completed.
+    #[error("execution {id} ended {status}")]
+    Ended { id: String, status: String },
     /// A line of a JSON-lines export that is not an exported event.
     #[error("{}:{line}: {why}", .path.display())]
     BadExport {

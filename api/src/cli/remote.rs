@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use retrace_engine::ExecutionId;
@@ -102,7 +103,15 @@ pub struct StartArgs {
     /// Print the server's answer as JSON instead of the execution id alone.
     #[arg(long)]
     pub json: bool,
+    /// Wait until the execution has ended; print its id and final status
+    /// (with --json, the execution as `GET /v1/executions/{id}` shows it).
+    /// Exits 0 when it completed, 1 when it ended otherwise.
+    #[arg(long)]
+    pub wait: bool,
 }
+
+/// How long one start-and-wait request waits (the API's most).
+const START_WAIT_MS: u64 = 60_000;
 
 pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
     let client = Client::new(&args.server.server)?;
@@ -117,12 +126,72 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
     if let Some(key) = args.idempotency_key {
         body.insert("idempotencyKey".into(), Value::String(key));
     }
-    let answer: Value = client.post("/v1/executions", &Value::Object(body)).await?;
-    if args.json {
-        return write(out, answer.to_string());
+    if args.wait {
+        body.insert("waitMs".into(), Value::from(START_WAIT_MS));
     }
-    let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
-    write(out, id.to_owned())
+    let wait = Duration::from_millis(START_WAIT_MS) + Duration::from_secs(30);
+    let answer: Value = client
+        .post_waiting("/v1/executions", &Value::Object(body), wait)
+        .await?;
+    let id = answer
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_owned();
+    if !args.wait {
+        return match args.json {
+            true => write(out, answer.to_string()),
+            false => write(out, id),
+        };
+    }
+    // Still running after the server's longest wait: follow it to its end.
+    let ended = match status_of(&answer) {
+        Some(status) if is_final(status) => answer,
+        _ => {
+            let execution = execution_id(&id)?;
+            follow_to_end(&client, execution).await?;
+            client.get(&format!("/v1/executions/{execution}")).await?
+        }
+    };
+    let status = status_of(&ended).unwrap_or("?").to_owned();
+    match args.json {
+        true => write(out, ended.to_string())?,
+        false => write(out, format!("{id} {status}"))?,
+    }
+    if status == "completed" {
+        Ok(())
+    } else {
+        Err(Error::Ended { id, status })
+    }
+}
+
+fn status_of(execution: &Value) -> Option<&str> {
+    execution.get("status").and_then(Value::as_str)
+}
+
+/// Whether an execution's status is final (its terminal event is stored).
+fn is_final(status: &str) -> bool {
+    TERMINAL.contains(&format!("execution_{status}").as_str())
+}
+
+/// Reads the execution's stream until its terminal event.
+async fn follow_to_end(client: &Client, id: ExecutionId) -> Result<()> {
+    let path = format!("/v1/executions/{id}/events/stream");
+    let url = format!("{}{path}", client.base());
+    let mut stream = client.stream(&path).await?;
+    while let Some(frame) = stream.next().await? {
+        if frame.event.as_deref() == Some("error") {
+            return Err(server_error(&url, 500, frame.data.as_bytes()));
+        }
+        if frame
+            .event
+            .as_deref()
+            .is_some_and(|kind| TERMINAL.contains(&kind))
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 fn parse_input(text: &str) -> Result<Value> {
@@ -293,7 +362,7 @@ pub async fn tail(args: TailArgs, out: &mut impl Write) -> Result<()> {
     // to a client that has seen it already; any other end is a stop.
     let now: Value = client.get(&format!("/v1/executions/{id}")).await?;
     match now.get("status").and_then(Value::as_str) {
-        Some(status) if TERMINAL.contains(&format!("execution_{status}").as_str()) => Ok(()),
+        Some(status) if is_final(status) => Ok(()),
         _ => Err(Error::Http {
             url,
             why: "the stream ended before the execution did (did the server stop?)".into(),

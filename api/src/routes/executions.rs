@@ -23,6 +23,9 @@ use crate::views::{EventView, ExecutionSummaryView, ExecutionView};
 /// The longest idempotency key, in bytes.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 
+/// The longest a start may wait for its execution to end, in milliseconds.
+pub const START_WAIT_MS_MAX: u64 = 60_000;
+
 /// What to start.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -40,6 +43,13 @@ pub struct StartBody {
     /// started first and starts nothing, whatever the rest of the body says.
     #[schema(min_length = 1, max_length = 256)]
     idempotency_key: Option<String>,
+    /// Start and wait: answer once the execution has ended (with the
+    /// execution as `GET /v1/executions/{id}` shows it), or when this many
+    /// milliseconds have passed (`202`, the execution still running). At
+    /// most 60000. Without it, the answer comes as soon as the start is
+    /// recorded.
+    #[schema(minimum = 0, maximum = 60000)]
+    wait_ms: Option<u64>,
 }
 
 /// An execution started (or found by its idempotency key).
@@ -54,8 +64,31 @@ struct StartedView {
     created: bool,
 }
 
+/// An execution a start waited for (`waitMs`): as `GET` shows it, and
+/// whether this request started it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WaitedExecution)]
+struct WaitedView {
+    /// `false` when the idempotency key named an execution started before.
+    created: bool,
+    #[serde(flatten)]
+    execution: ExecutionView,
+}
+
+/// What a start answers: the execution started, or (with `waitMs`) the
+/// execution as it stands after the wait.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = StartAnswer)]
+enum StartAnswer {
+    Started(StartedView),
+    Waited(Box<WaitedView>),
+}
+
 /// `POST /v1/executions`: `201` when started, `200` when the idempotency key
-/// names an execution started before (same id).
+/// names an execution started before (same id). With `waitMs`, answers
+/// once the execution has ended (the same codes), or `202` when the wait
+/// ran out first.
 #[utoipa::path(
     post,
     path = "/v1/executions",
@@ -64,12 +97,20 @@ struct StartedView {
     summary = "Start an execution",
     description = "Starts the workflow's newest version, or the given one, with the \
         input checked against the workflow's `input` schema (`422 invalid_input`, \
-        with every mismatch in `details`).",
+        with every mismatch in `details`). With `waitMs` (start and wait), the answer \
+        comes when the execution has ended, with the execution as \
+        `GET /v1/executions/{id}` shows it plus `created` (schema `WaitedExecution`); \
+        if it has not ended when `waitMs` has passed (or the server shuts down), `202` \
+        with the running execution.",
     request_body = StartBody,
     responses(
-        (status = 201, description = "Started.", body = StartedView),
+        (status = 201, description = "Started (with `waitMs`: started, and ended \
+            within the wait).", body = StartAnswer),
         (status = 200, description = "The idempotency key names an execution started \
-            before: that one (`created: false`); nothing was started.", body = StartedView),
+            before: that one (`created: false`); nothing was started. With `waitMs`: \
+            that one, ended.", body = StartAnswer),
+        (status = 202, description = "With `waitMs`: the execution has not ended \
+            within the wait; it runs on.", body = WaitedView),
     ),
 )]
 pub async fn start(
@@ -82,6 +123,13 @@ pub async fn start(
         return Err(Error::InvalidBody(format!(
             "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes, not {}",
             key.len()
+        )));
+    }
+    if let Some(wait_ms) = body.wait_ms
+        && wait_ms > START_WAIT_MS_MAX
+    {
+        return Err(Error::InvalidBody(format!(
+            "waitMs must be at most {START_WAIT_MS_MAX}, not {wait_ms}"
         )));
     }
     let started = state
@@ -98,12 +146,29 @@ pub async fn start(
     } else {
         StatusCode::OK
     };
-    let view = StartedView {
-        id: started.id,
-        status: started.status.as_str(),
-        created: started.created,
+    let Some(wait_ms) = body.wait_ms else {
+        let view = StartedView {
+            id: started.id,
+            status: started.status.as_str(),
+            created: started.created,
+        };
+        return Ok((status, axum::Json(StartAnswer::Started(view))));
     };
-    Ok((status, axum::Json(view)))
+    let wait = std::time::Duration::from_millis(wait_ms);
+    let ended = tokio::select! {
+        ended = state.engine.wait_for_end(started.id, wait) => ended?,
+        () = state.shutdown.triggered() => None,
+    };
+    let (status, execution) = match ended {
+        Some(execution) => (status, execution),
+        None => (StatusCode::ACCEPTED, state.engine.state(started.id).await?),
+    };
+    let now_ms = state.engine.clock().now_ms();
+    let view = WaitedView {
+        created: started.created,
+        execution: ExecutionView::new(&execution, now_ms),
+    };
+    Ok((status, axum::Json(StartAnswer::Waited(Box::new(view)))))
 }
 
 /// Filters and paging of the execution list (unknown parameters are

@@ -8,6 +8,7 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
+use retrace_engine::agents::AgentId;
 use retrace_engine::machine::{ErrorInfo, task_execution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,16 +71,21 @@ pub async fn poll(
     Json(body): Json<PollBody>,
 ) -> Result<impl IntoResponse, Error> {
     let agent = agent_id(&body.agent_id)?;
-    let wait_ms = body.wait_ms.unwrap_or(state.config.poll_wait_ms_default);
-    let max = body.max.unwrap_or(1);
+    let tasks = claim(&state, &agent, &body).await?;
+    Ok(axum::Json(TasksView { tasks }))
+}
+
+/// Claims tasks for `agent` as `poll` asks (a poll, or a report's `poll`).
+async fn claim(state: &AppState, agent: &AgentId, poll: &PollBody) -> Result<Vec<TaskView>, Error> {
+    let wait_ms = poll.wait_ms.unwrap_or(state.config.poll_wait_ms_default);
+    let max = poll.max.unwrap_or(1);
     // Dropping the poll loses nothing: the registry claims tasks only in the
     // step that returns them.
     let claimed = tokio::select! {
-        claimed = state.engine.poll_tasks(&agent, wait_ms, max) => claimed?,
+        claimed = state.engine.poll_tasks(agent, wait_ms, max) => claimed?,
         () = state.shutdown.triggered() => Vec::new(),
     };
-    let tasks = claimed.iter().map(TaskView::from).collect();
-    Ok(axum::Json(TasksView { tasks }))
+    Ok(claimed.iter().map(TaskView::from).collect())
 }
 
 /// A task report recorded.
@@ -89,6 +95,9 @@ struct Accepted {
     id: String,
     /// Always `true` (a refused report is an error response).
     accepted: bool,
+    /// With `poll` in the report: the tasks claimed next (possibly none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<Vec<TaskView>>,
 }
 
 /// The task id, if it can name a task at all.
@@ -119,6 +128,10 @@ pub struct CompleteBody {
     /// The task's output: free JSON (`null` when left out).
     #[serde(default)]
     output: Value,
+    /// Claim the agent's next tasks in the same request, as `POST
+    /// /v1/tasks/poll` would with this body, once the result is recorded:
+    /// one round trip per task instead of two.
+    poll: Option<PollBody>,
 }
 
 /// `POST /v1/tasks/{id}/complete` `{"output"}`.
@@ -146,12 +159,31 @@ pub async fn complete(
     OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
+    // The poll's agent is checked before anything is recorded.
+    let poll = match &body.poll {
+        Some(p) => {
+            let agent = agent_id(&p.agent_id)?;
+            if state.engine.agents().get(&agent).is_none() {
+                return Err(Error::UnknownAgent(agent.to_string()));
+            }
+            Some((agent, p))
+        }
+        None => None,
+    };
     state
         .engine
         .complete_task(&id, body.output)
         .await
         .map_err(|e| task_error(&id, e))?;
-    Ok(axum::Json(Accepted { id, accepted: true }))
+    let tasks = match poll {
+        Some((agent, p)) => Some(claim(&state, &agent, p).await?),
+        None => None,
+    };
+    Ok(axum::Json(Accepted {
+        id,
+        accepted: true,
+        tasks,
+    }))
 }
 
 /// A task's failure.
@@ -212,7 +244,11 @@ pub async fn fail(
         .fail_task(&id, error)
         .await
         .map_err(|e| task_error(&id, e))?;
-    Ok(axum::Json(Accepted { id, accepted: true }))
+    Ok(axum::Json(Accepted {
+        id,
+        accepted: true,
+        tasks: None,
+    }))
 }
 
 /// Who heartbeats a task.

@@ -246,3 +246,96 @@ async fn the_events_page_shows_each_event_once_in_order() {
     let (_, past) = s.get(&format!("/v1/executions/{id}/events?after=7")).await;
     assert_eq!(past["events"], json!([]));
 }
+
+/// A workflow of one task on capability `work`.
+fn one_task(name: &str) -> Value {
+    json!({"name": name, "steps": [{"id": "t", "type": "task", "capability": "work"}]})
+}
+
+#[tokio::test]
+async fn start_and_wait_answers_once_the_execution_has_ended() {
+    let s = Server::start().await;
+    s.define(one_task("waited")).await;
+    let agent = s.register(&["work"]).await;
+    let request = s.client.post(s.url("/v1/executions")).json(
+        &json!({"workflow": "waited", "input": {"n": 1}, "waitMs": PATIENCE.as_millis() as u64}),
+    );
+    let started = tokio::spawn(async move { request.send().await.unwrap() });
+    // The task exists only once the start is recorded; the start's answer
+    // waits for its result.
+    let task = s.claim(&agent).await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap()),
+            json!({"output": {"done": true}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = started.await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["created"], true);
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["output"], json!({"done": true}));
+    // The execution as GET shows it, plus `created`.
+    let (_, shown) = s
+        .get(&format!("/v1/executions/{}", body["id"].as_str().unwrap()))
+        .await;
+    let mut without_created = body.clone();
+    without_created.as_object_mut().unwrap().remove("created");
+    assert_eq!(without_created, shown);
+}
+
+#[tokio::test]
+async fn start_and_wait_answers_202_with_the_running_execution_when_the_wait_runs_out() {
+    let s = Server::start().await;
+    s.define(one_task("unanswered")).await;
+    let (status, body) = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "unanswered", "waitMs": 20}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "running");
+    assert_eq!(body["created"], true);
+    assert_eq!(body["currentSteps"][0]["stepId"], "t");
+}
+
+#[tokio::test]
+async fn start_and_wait_with_a_known_key_answers_with_that_execution() {
+    let s = Server::start().await;
+    s.define(inline_chain("keyed", 2)).await;
+    let first = json!({"workflow": "keyed", "idempotencyKey": "k1", "waitMs": 0});
+    let (status, one) = s.post("/v1/executions", first.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{one}");
+    assert_eq!(one["status"], "completed");
+    let position = s.position().await;
+    let (status, again) = s.post("/v1/executions", first).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["created"], false);
+    assert_eq!(again["id"], one["id"]);
+    assert_eq!(again["output"], one["output"]);
+    assert_eq!(s.position().await, position, "nothing new was started");
+}
+
+#[tokio::test]
+async fn a_wait_over_the_limit_is_refused_before_anything_starts() {
+    let s = Server::start().await;
+    s.define(inline_chain("patient", 1)).await;
+    let position = s.position().await;
+    let answer = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "patient", "waitMs": 60_001}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("60000")
+    );
+    assert_eq!(s.position().await, position);
+}

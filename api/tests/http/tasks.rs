@@ -299,3 +299,58 @@ async fn unregistering_an_agent_hands_its_tasks_to_another() {
     let again = s.claim(&second).await;
     assert_eq!(again["id"], task["id"], "the same attempt, queued again");
 }
+
+#[tokio::test]
+async fn a_result_can_claim_the_agents_next_tasks_in_the_same_request() {
+    let s = Server::start().await;
+    s.define(pipeline()).await;
+    let agent = s.register(&["work"]).await;
+    let id = s.start_execution("pipeline", json!({"url": "u"})).await;
+    let mut task = s.claim(&agent).await;
+    let mut steps = Vec::new();
+    loop {
+        steps.push(task["stepId"].as_str().unwrap().to_owned());
+        let (status, body) = s
+            .post(
+                &format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap()),
+                json!({"output": steps.len(),
+                       "poll": {"agentId": agent, "max": 10, "waitMs": 0}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["accepted"], true);
+        // Each result makes the next step's task, claimed by the same answer.
+        let tasks = body["tasks"].as_array().unwrap();
+        match tasks.as_slice() {
+            [] => break,
+            [next] => task = next.clone(),
+            more => panic!("one task at a time in a sequence, got {more:?}"),
+        }
+    }
+    assert_eq!(steps, ["fetch", "parse", "store"]);
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["status"], "completed");
+    assert_eq!(execution["output"], json!(3));
+}
+
+#[tokio::test]
+async fn a_result_whose_poll_names_an_unknown_agent_is_refused_and_records_nothing() {
+    let s = Server::start().await;
+    s.define(pipeline()).await;
+    let agent = s.register(&["work"]).await;
+    s.start_execution("pipeline", json!({"url": "u"})).await;
+    let task = s.claim(&agent).await;
+    let path = format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap());
+    let position = s.position().await;
+    let nobody = "6f1c3a52-8f0e-4c55-9d2a-4a3b5c6d7e8f";
+    let answer = s
+        .post(&path, json!({"output": 1, "poll": {"agentId": nobody}}))
+        .await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "unknown_agent");
+    assert_eq!(s.position().await, position, "the result was not recorded");
+    // The task is still outstanding: a plain report is taken, and answers
+    // no `tasks` field.
+    let (status, body) = s.post(&path, json!({"output": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("tasks").is_none(), "{body}");
+}

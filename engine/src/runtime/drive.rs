@@ -207,6 +207,8 @@ impl Engine {
         }
         if ended {
             self.lock_live().remove(&id);
+            // After the index holds the end (see `waiters`).
+            self.inner.waiters.ended(&live.state);
             if let Some(parent) = live.state.parent {
                 self.notify_parent(parent, &live.state);
             }

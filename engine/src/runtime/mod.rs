@@ -33,6 +33,7 @@ pub mod metrics;
 mod recover;
 mod tasks;
 pub mod timers;
+mod waiters;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -129,6 +130,8 @@ struct Inner {
     /// The executions that have not ended, each behind its owner lock.
     live: StdMutex<HashMap<ExecutionId, Arc<Mutex<Live>>>>,
     index: index::Index,
+    /// Callers waiting for executions to end.
+    waiters: waiters::Waiters,
     agents: AgentRegistry,
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
     timers: timers::Timers,
@@ -163,6 +166,7 @@ impl Engine {
                 defining: Mutex::new(()),
                 live: StdMutex::new(HashMap::new()),
                 index: index::Index::default(),
+                waiters: waiters::Waiters::default(),
                 handlers: RwLock::new(config.handlers.into_iter().collect()),
                 timers: timers::Timers::default(),
                 metrics: metrics::Recorder::default(),
@@ -252,6 +256,32 @@ impl Engine {
 
     pub fn summary(&self, id: ExecutionId) -> Option<ExecutionSummary> {
         self.inner.index.summary(id)
+    }
+
+    /// The execution's state once it has ended, or `None` if it is still
+    /// running when `wait` has passed (start-and-wait).
+    pub async fn wait_for_end(
+        &self,
+        id: ExecutionId,
+        wait: std::time::Duration,
+    ) -> Result<Option<ExecutionState>, Error> {
+        let ended = self.inner.waiters.register(id);
+        let summary = self.summary(id).ok_or(Error::UnknownExecution(id))?;
+        if summary.status.is_terminal() {
+            drop(ended);
+            self.inner.waiters.forget_gone(id);
+            let state = self.state(id).await?;
+            // A redrive may have reopened it in between: then it runs.
+            return Ok(state.status.is_terminal().then_some(state));
+        }
+        match tokio::time::timeout(wait, ended).await {
+            Ok(Ok(state)) => Ok(Some(state)),
+            // The wait ran out (or the engine let go of its waiters).
+            Ok(Err(_)) | Err(_) => {
+                self.inner.waiters.forget_gone(id);
+                Ok(None)
+            }
+        }
     }
 
     /// Waits until the execution has ended and returns its final state.
