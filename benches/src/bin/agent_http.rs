@@ -762,28 +762,43 @@ struct Cpu {
     ticks: f64,
 }
 
+/// CPU seconds used so far: user and system (kernel) time.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    user: f64,
+    sys: f64,
+}
+
 impl Cpu {
-    /// (server, agents) CPU seconds so far; `None` where `/proc` cannot say.
-    fn sample(&self) -> (Option<f64>, Option<f64>) {
-        let server = cpu_ticks(self.server).map(|t| t / self.ticks);
+    /// (server, agents) CPU time so far; `None` where `/proc` cannot say.
+    fn sample(&self) -> (Option<CpuTime>, Option<CpuTime>) {
+        let server = cpu_time(self.server, self.ticks);
         let agents = self
             .agents
             .iter()
-            .map(|&pid| cpu_ticks(pid))
-            .sum::<Option<f64>>()
-            .map(|t| t / self.ticks);
+            .map(|&pid| cpu_time(pid, self.ticks))
+            .try_fold(CpuTime::default(), |sum, t| {
+                let t = t?;
+                Some(CpuTime {
+                    user: sum.user + t.user,
+                    sys: sum.sys + t.sys,
+                })
+            });
         (server, agents)
     }
 
     /// Prints the CPU seconds used since `before`, per 1,000 steps.
-    fn report(&self, name: &str, before: (Option<f64>, Option<f64>), steps: u64) {
+    fn report(&self, name: &str, before: (Option<CpuTime>, Option<CpuTime>), steps: u64) {
         let after = self.sample();
-        let per_1000 = |b: Option<f64>, a: Option<f64>| match (b, a) {
-            (Some(b), Some(a)) => format!(
-                "{:.3} s per 1,000 steps ({:.2} s)",
-                (a - b) * 1000.0 / steps.max(1) as f64,
-                a - b
-            ),
+        let per_1000 = |b: Option<CpuTime>, a: Option<CpuTime>| match (b, a) {
+            (Some(b), Some(a)) => {
+                let (user, sys) = (a.user - b.user, a.sys - b.sys);
+                format!(
+                    "{:.3} s per 1,000 steps ({:.2} s: user {user:.2}, sys {sys:.2})",
+                    (user + sys) * 1000.0 / steps.max(1) as f64,
+                    user + sys,
+                )
+            }
             _ => "unknown (no /proc)".to_owned(),
         };
         eprintln!(
@@ -794,16 +809,20 @@ impl Cpu {
     }
 }
 
-/// utime + stime of process `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<f64> {
+/// The CPU time process `pid` used so far (utime and stime of
+/// `/proc/<pid>/stat`, in `ticks` per second).
+fn cpu_time(pid: u32, ticks: f64) -> Option<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let sys: f64 = fields.get(12)?.parse().ok()?;
+    Some(CpuTime {
+        user: user / ticks,
+        sys: sys / ticks,
+    })
 }
 
 /// Clock ticks per second, as `/proc/<pid>/stat` counts them.
