@@ -52,7 +52,7 @@ impl EventView {
     }
 
     pub fn from_history(h: &HistoryEvent) -> Self {
-        EventView::new(h.seq, h.at_ms, h.hash.clone(), &h.event)
+        EventView::new(h.seq, h.at_ms, h.hash_hex(), &h.event)
     }
 }
 
@@ -280,7 +280,12 @@ impl From<&ClaimedTask> for TaskView {
             capability: t.spec.capability.clone(),
             attempt: t.spec.attempt,
             input: t.spec.input.clone(),
-            lease_ms: t.lease_deadline_ms.saturating_sub(t.claimed_at_ms),
+            // What the doc says it is, from the spec: not a difference of
+            // two clock readings, which drifts with when they were taken.
+            lease_ms: match t.spec.heartbeat_ms {
+                Some(heartbeat_ms) if heartbeat_ms < t.spec.lease_ms => heartbeat_ms,
+                _ => t.spec.lease_ms,
+            },
             lease_deadline: rfc3339(t.lease_deadline_ms),
             heartbeat_ms: t.spec.heartbeat_ms,
             idempotency_key: t.spec.id.clone(),

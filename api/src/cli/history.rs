@@ -157,8 +157,8 @@ async fn folder_history(history: &History, id: ExecutionId, until: u64) -> Resul
                 execution: id,
                 seq: e.seq,
                 at_ms: e.at_ms,
+                hash: e.hash_hex(),
                 event: e.event,
-                hash: e.hash,
             })
             .collect()),
         // No events: the caller says which source it was not found in.

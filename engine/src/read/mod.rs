@@ -39,9 +39,16 @@ pub struct HistoryEvent {
     /// Its place in the whole journal.
     pub position: u64,
     pub at_ms: u64,
-    /// The hash that chains it to the execution's previous event (hex).
-    pub hash: String,
+    /// The hash that chains it to the execution's previous event.
+    pub hash: [u8; 32],
     pub event: Event,
+}
+
+impl HistoryEvent {
+    /// The hash as lowercase hex, as the API shows it.
+    pub fn hash_hex(&self) -> String {
+        blake3::Hash::from(self.hash).to_hex().to_string()
+    }
 }
 
 /// An event of the whole journal: an execution's event and which one.
@@ -178,7 +185,7 @@ impl History {
                     seq: record.seq,
                     position: record.position,
                     at_ms: record.recorded_at_ms,
-                    hash: record.hash_hex(),
+                    hash: record.hash,
                     event,
                 }),
                 Err(e) if events.is_empty() => return Err(e),
@@ -263,7 +270,7 @@ impl History {
                     seq: record.seq,
                     position: record.position,
                     at_ms: record.recorded_at_ms,
-                    hash: record.hash_hex(),
+                    hash: record.hash,
                     event,
                 },
             });

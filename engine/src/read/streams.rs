@@ -39,7 +39,7 @@ fn history_event(record: &EventRecord) -> Result<HistoryEvent, Error> {
         seq: record.seq,
         position: record.position,
         at_ms: record.recorded_at_ms,
-        hash: record.hash_hex(),
+        hash: record.hash,
         event: codec::decode(record)?,
     })
 }

@@ -286,24 +286,30 @@ impl Engine {
 
     /// Waits until the execution has ended and returns its final state.
     pub async fn wait_until_ended(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
-        use futures::StreamExt;
-        let mut events = self.read().subscribe(id, 1);
-        // The journal decides what exists: its records are visible a moment
-        // before the committing owner updates the index.
-        if self.summary(id).is_none() && self.read().last_seq(id).await?.is_none() {
-            return Err(Error::UnknownExecution(id));
-        }
-        while let Some(event) = events.next().await {
-            if event?.event.is_terminal() {
-                // The event is stored; let its owner finish the commit
-                // (snapshot, parent, bookkeeping) before answering.
-                if let Some(live) = self.live_of(id) {
-                    drop(live.lock().await);
+        loop {
+            let ended = self.inner.waiters.register(id);
+            if self.summary(id).is_none() {
+                // The journal decides what exists: its records are visible a
+                // moment before the committing owner records the summary.
+                if self.read().last_seq(id).await?.is_none() {
+                    return Err(Error::UnknownExecution(id));
                 }
-                return self.state(id).await;
+            } else if self.summary(id).is_some_and(|s| s.status.is_terminal()) {
+                drop(ended);
+                self.inner.waiters.forget_gone(id);
+                let state = self.state(id).await?;
+                // A redrive may have reopened it in between: wait on.
+                if state.status.is_terminal() {
+                    return Ok(state);
+                }
+                continue;
+            }
+            match ended.await {
+                Ok(state) => return Ok(state),
+                // The engine let go of its waiters (it is being dropped).
+                Err(_) => return Err(Error::ShuttingDown),
             }
         }
-        Err(Error::Journal(crate::store::JournalError::Closed))
     }
 
     // ----- small helpers the modules share -----
