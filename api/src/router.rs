@@ -1,6 +1,6 @@
 //! The router: every endpoint, and the layers around them (body limit,
-//! request tracing, CORS when configured, panics as `500`, and JSON bodies
-//! for the framework's own error responses).
+//! request logs and timings, CORS when configured, panics as `500`, and
+//! JSON bodies for the framework's own error responses).
 //!
 //! Owns the URL space ([`endpoints`]: every method and path, and the
 //! handler that answers it) and the layer order. Handlers live in
@@ -8,9 +8,11 @@
 //! endpoint logic.
 
 use std::any::Any;
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::{Body, HttpBody};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
@@ -19,11 +21,12 @@ use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::extract::is_json;
 use crate::openapi;
+use crate::routes::metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
 use crate::state::AppState;
 
@@ -133,7 +136,10 @@ pub fn app(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
         .layer(middleware::from_fn_with_state(max_body_bytes, json_errors))
         .layer(CatchPanicLayer::custom(on_panic))
-        .layer(TraceLayer::new_for_http());
+        .layer(middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            requests,
+        ));
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -184,6 +190,93 @@ async fn json_errors(State(max_body_bytes): State<usize>, req: Request, next: Ne
         replaced.headers_mut().insert(header::ALLOW, allow.clone());
     }
     replaced
+}
+
+/// The target of the request log lines, for `RUST_LOG`
+/// (`RUST_LOG=info,retrace_api::requests=debug` logs every request).
+pub const REQUESTS_TARGET: &str = "retrace_api::requests";
+
+/// The largest error body read for its code (the API's are far smaller).
+const ERROR_BODY_MAX: u64 = 64 * 1024;
+
+/// Logs each request once its response head is ready — method, route
+/// template, path, status, the error code of a `4xx`/`5xx`, and how long it
+/// took — and counts it in `retrace_http_request_duration_seconds`.
+/// Successes are logged at `debug`, `4xx` at `info`, `5xx` at `warn`.
+/// Whatever the handler logs is inside a `request` span (at `debug`).
+async fn requests(State(metrics): State<HttpMetrics>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::debug_span!("request", %method, %route);
+    let response = next.run(req).instrument(span).await;
+    let took = started.elapsed();
+    let status = response.status();
+    metrics.observe(&method, &route, status, took);
+    let (response, code) = if status.is_client_error() || status.is_server_error() {
+        error_code(response).await
+    } else {
+        (response, None)
+    };
+    // Milliseconds, to the microsecond.
+    let duration_ms = took.as_micros() as f64 / 1000.0;
+    macro_rules! log {
+        ($level:ident) => {
+            tracing::$level!(
+                target: REQUESTS_TARGET,
+                %method,
+                %route,
+                %path,
+                status = status.as_u16(),
+                code = code.as_ref().map(tracing::field::display),
+                duration_ms,
+                "request"
+            )
+        };
+    }
+    if status.is_server_error() {
+        log!(warn);
+    } else if status.is_client_error() {
+        log!(info);
+    } else {
+        log!(debug);
+    }
+    response
+}
+
+/// The `code` of the API's JSON error body, and the response, unchanged.
+async fn error_code(response: Response) -> (Response, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: Code,
+    }
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: String,
+    }
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|n| n <= ERROR_BODY_MAX);
+    if !small || !is_json(response.headers()) {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    // A body of known, small size is in memory: reading it cannot fail
+    // (if it did, the client would get an empty body, never a panic).
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_MAX as usize)
+        .await
+        .unwrap_or_default();
+    let code = serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|b| b.error.code);
+    (Response::from_parts(parts, Body::from(bytes)), code)
 }
 
 fn on_panic(panic: Box<dyn Any + Send + 'static>) -> Response {

@@ -12,6 +12,8 @@ use axum::http::HeaderValue;
 use retrace_engine::runtime::Engine;
 use tokio::sync::watch;
 
+use crate::routes::metrics::HttpMetrics;
+
 /// The default request body limit: 1 MiB.
 pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;
 /// The default interval between keep-alive comments on an idle SSE stream.
@@ -60,6 +62,8 @@ pub struct AppState {
     pub config: ApiConfig,
     pub shutdown: Shutdown,
     pub sse_clients: SseClients,
+    /// How long requests took (for `/metrics`).
+    pub http_metrics: HttpMetrics,
 }
 
 impl AppState {
@@ -69,6 +73,7 @@ impl AppState {
             config,
             shutdown: Shutdown::new(),
             sse_clients: SseClients::default(),
+            http_metrics: HttpMetrics::default(),
         }
     }
 }

@@ -316,6 +316,27 @@ pub fn check_event_name(name: &str) -> Result<(), Error> {
     }
 }
 
+/// Where a signal went, and the execution's status after it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SignalResult)]
+pub struct SignalView {
+    #[schema(value_type = String, format = "uuid")]
+    id: ExecutionId,
+    #[schema(value_type = ExecutionStatus)]
+    status: &'static str,
+    /// `delivered`: a waiting step took it. `kept`: no step waits for it
+    /// yet; the first step that waits for it (with a matching correlation)
+    /// will take it.
+    #[schema(value_type = String, example = "delivered")]
+    outcome: &'static str,
+    /// The step that took it (`null` when kept).
+    #[schema(required = true)]
+    step: Option<String>,
+    /// That step's activation (`null` when kept).
+    #[schema(required = true)]
+    activation: Option<u64>,
+}
+
 /// `POST /v1/executions/{id}/signals/{name}`: delivers the event to this
 /// execution (kept until a step waits for it, if none does yet).
 #[utoipa::path(
@@ -337,22 +358,33 @@ pub fn check_event_name(name: &str) -> Result<(), Error> {
         description = "Optional: the body may be left out (payload `null`, no correlation).",
     ),
     responses(
-        (status = 200, description = "Delivered: the execution's status after it.", body = CommandView),
+        (status = 200, description = "Recorded: whether a waiting step took it \
+            (`delivered`, and which) or it is kept for the first step that waits for \
+            it (`kept`), and the execution's status after it.", body = SignalView),
     ),
 )]
 pub async fn signal(
     State(state): State<AppState>,
     Path((id, name)): Path<(String, String)>,
     OptionalJson(body): OptionalJson<EventBody>,
-) -> Answer {
+) -> Result<axum::Json<SignalView>, Error> {
     let id = execution_id(&id)?;
     check_event_name(&name)?;
-    answer(
-        state
-            .engine
-            .signal(id, &name, body.payload, body.correlation)
-            .await?,
-    )
+    let signalled = state
+        .engine
+        .signal(id, &name, body.payload, body.correlation)
+        .await?;
+    let (outcome, step, activation) = match signalled.reached {
+        Some(r) => ("delivered", Some(r.step), Some(r.activation)),
+        None => ("kept", None, None),
+    };
+    Ok(axum::Json(SignalView {
+        id: signalled.state.id,
+        status: signalled.state.status.as_str(),
+        outcome,
+        step,
+        activation,
+    }))
 }
 
 /// Where a published event went.

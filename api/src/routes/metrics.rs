@@ -1,26 +1,42 @@
-//! `GET /metrics` (Prometheus text format, through `prometheus-client`) and
-//! `GET /v1/metrics` (the same figures as JSON, in the shape of the
+//! `GET /metrics` (the Prometheus text format 0.0.4, or OpenMetrics 1.0 when
+//! the client asks for it, through `prometheus-client`) and `GET
+//! /v1/metrics` (the same figures as JSON, in the shape of the
 //! orchestrator's system and workflow metrics).
 //!
-//! Owns turning the engine's, the journal's and the agents' figures into
-//! these two views. It must never count anything itself (the engine keeps
-//! the counters; this only reads a snapshot per request).
+//! Owns turning the engine's, the journal's, the agents' and the process's
+//! figures into these two views, and the HTTP request histogram
+//! ([`HttpMetrics`], fed by the router's request layer). It must never count
+//! engine figures itself (the engine keeps the counters; this only reads a
+//! snapshot per request). Every duration is in seconds, as Prometheus
+//! expects; the series are listed in `docs/api.md`.
+
+use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use retrace_engine::agents::AgentStatus;
 use retrace_engine::machine::Status;
+use retrace_engine::runtime::metrics::{BUCKET_BOUNDS_MS, Buckets};
 use serde_json::{Value, json};
 
 use crate::error::Error;
 use crate::state::AppState;
+
+/// The OpenMetrics 1.0 text format, for clients that ask for it.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The Prometheus text format 0.0.4: the answer to every other client.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
@@ -50,9 +66,63 @@ struct CapabilityLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QuantileLabel {
-    capability: String,
-    quantile: String,
+struct HttpLabel {
+    method: String,
+    /// The route's template (`/v1/executions/{id}`), or `unmatched`.
+    route: String,
+    status: u16,
+}
+
+/// The `route` of a request no route matched (a `404 not_found`).
+pub const UNMATCHED: &str = "unmatched";
+
+/// Upper bounds (seconds) of the HTTP request histogram's buckets: 1 ms to
+/// a minute, the longest a task poll waits.
+const HTTP_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+fn http_histogram() -> Histogram {
+    Histogram::new(HTTP_BUCKETS)
+}
+
+/// How long requests took, by method, route and status: the only figures
+/// the API counts itself (the router's request layer feeds it). Clones
+/// share one family.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics(Family<HttpLabel, Histogram, fn() -> Histogram>);
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics(Family::new_with_constructor(http_histogram))
+    }
+}
+
+impl HttpMetrics {
+    /// Counts one request: `route` is its matched template, or
+    /// [`UNMATCHED`]. A method HTTP does not define counts as `_OTHER`, so
+    /// clients cannot add series at will.
+    pub fn observe(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
+        let method = match *method {
+            Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::CONNECT
+            | Method::OPTIONS
+            | Method::TRACE
+            | Method::PATCH => method.as_str(),
+            _ => "_OTHER",
+        };
+        self.0
+            .get_or_create(&HttpLabel {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status: status.as_u16(),
+            })
+            .observe(took.as_secs_f64());
+    }
 }
 
 fn counter<
@@ -80,15 +150,121 @@ fn gauge<
 }
 
 fn plain_counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
-    let c = Counter::<u64>::default();
-    c.inc_by(value);
-    registry.register(name, help, c);
+    registry.register(name, help, ConstCounter::new(value));
 }
 
 fn plain_gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
-    let g = Gauge::<i64>::default();
-    g.set(value);
-    registry.register(name, help, g);
+    registry.register(name, help, ConstGauge::new(value));
+}
+
+/// A histogram family whose buckets the engine counted (in milliseconds,
+/// on [`BUCKET_BOUNDS_MS`]), exposed in seconds.
+#[derive(Debug)]
+struct EngineHistograms<L> {
+    /// Without the unit: `_seconds` is appended.
+    name: &'static str,
+    help: &'static str,
+    series: Vec<(L, Buckets)>,
+}
+
+impl<L> EngineHistograms<L> {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        EngineHistograms {
+            name,
+            help,
+            series: Vec::new(),
+        }
+    }
+}
+
+impl<L: EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static> Collector
+    for EngineHistograms<L>
+{
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // As the registry does for an empty family: no series, no
+        // descriptor.
+        if self.series.is_empty() {
+            return Ok(());
+        }
+        let unit = Unit::Seconds;
+        let mut family =
+            encoder.encode_descriptor(self.name, self.help, Some(&unit), MetricType::Histogram)?;
+        for (labels, buckets) in &self.series {
+            let bounds = BUCKET_BOUNDS_MS
+                .iter()
+                .map(|&ms| seconds(ms))
+                .chain([f64::INFINITY]);
+            let counts: Vec<(f64, u64)> = bounds.zip(buckets.counts.iter().copied()).collect();
+            family
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(
+                    seconds(buckets.sum_ms),
+                    buckets.count(),
+                    &counts,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// Which text format the client asked for: OpenMetrics when its `Accept`
+/// names `application/openmetrics-text` at least as willingly as any other
+/// type it accepts, else the Prometheus text format (also with no
+/// `Accept` at all).
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    let (mut openmetrics, mut other) = (0f32, 0f32);
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if media == "application/openmetrics-text" {
+                openmetrics = openmetrics.max(q);
+            } else if media == "text/plain" || media == "*/*" || media == "text/*" {
+                other = other.max(q);
+            }
+        }
+    }
+    openmetrics > 0.0 && openmetrics >= other
+}
+
+/// The Prometheus text format 0.0.4 of an OpenMetrics exposition as
+/// `prometheus-client` writes it (counters, gauges and histograms only):
+/// without `# UNIT` lines and the `# EOF` marker, and with each counter's
+/// `# HELP` and `# TYPE` naming its samples (`…_total`), as 0.0.4 wants.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        match descriptor {
+            Some(renamed) => text.push_str(&renamed),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// `GET /metrics`.
@@ -97,25 +273,56 @@ fn plain_gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     path = "/metrics",
     operation_id = "getPrometheusMetrics",
     tag = "metrics",
-    summary = "Metrics in the Prometheus / OpenMetrics text format",
+    summary = "Metrics in the Prometheus or OpenMetrics text format",
     description = "Read from the engine's counters at each scrape; counters restart \
-        from zero with the process. The series are listed in `docs/api.md`.",
+        from zero with the process. Durations are in seconds. The Prometheus text \
+        format 0.0.4 unless `Accept` asks for `application/openmetrics-text`. The \
+        series are listed in `docs/api.md`.",
+    params(("Accept" = Option<String>, Header,
+        description = "`application/openmetrics-text` for OpenMetrics 1.0; anything \
+            else (or nothing) for the Prometheus text format 0.0.4.")),
     responses(
-        (status = 200, description = "The OpenMetrics text exposition \
-            (`application/openmetrics-text; version=1.0.0; charset=utf-8`).",
-            content_type = "application/openmetrics-text", body = String),
+        (status = 200, description = "The text exposition: \
+            `text/plain; version=0.0.4; charset=utf-8`, or \
+            `application/openmetrics-text; version=1.0.0; charset=utf-8` when asked for.",
+            content(
+                (String = "text/plain"),
+                (String = "application/openmetrics-text"),
+            )),
     ),
 )]
-pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error> {
+pub async fn prometheus(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let mut root = Registry::default();
+    process::register(&mut root);
+    engine_metrics(&state, root.sub_registry_with_prefix("retrace"));
+
+    let mut body = String::new();
+    encode(&mut body, &root).map_err(|e| Error::Internal(format!("cannot encode metrics: {e}")))?;
+    let (content_type, body) = if wants_openmetrics(&headers) {
+        (OPENMETRICS, body)
+    } else {
+        (PROMETHEUS_TEXT, prometheus_text(&body))
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "accept"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Every `retrace_…` series.
+fn engine_metrics(state: &AppState, r: &mut Registry) {
     let engine = &state.engine;
     let figures = engine.metrics();
-    let mut r = Registry::with_prefix("retrace");
 
-    let executions = gauge::<StatusLabel>(
-        &mut r,
-        "executions",
-        "Executions the engine knows, by status",
-    );
+    let executions =
+        gauge::<StatusLabel>(r, "executions", "Executions the engine knows, by status");
     let counts = engine.status_counts();
     for status in Status::ALL {
         let n = counts.get(&status).copied().unwrap_or(0);
@@ -126,22 +333,27 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
             .set(n as i64);
     }
     let started = counter::<WorkflowLabel>(
-        &mut r,
+        r,
         "workflow_executions_started",
         "Executions started, by workflow",
     );
     let ended = counter::<WorkflowStatusLabel>(
-        &mut r,
+        r,
         "workflow_executions_ended",
         "Executions ended, by workflow and final status",
     );
-    let steps = counter::<StepLabel>(&mut r, "steps", "Steps completed, by workflow and step");
-    let step_errors =
-        counter::<StepLabel>(&mut r, "step_errors", "Steps failed, by workflow and step");
-    let step_retries = counter::<StepLabel>(
-        &mut r,
-        "step_retries",
-        "Retries scheduled, by workflow and step",
+    let mut durations = EngineHistograms::new(
+        "execution_duration",
+        "Executions from start to end, by workflow and final status.",
+    );
+    let steps = counter::<StepLabel>(r, "steps", "Steps completed, by workflow and step");
+    let step_errors = counter::<StepLabel>(r, "step_errors", "Steps failed, by workflow and step");
+    let step_retries =
+        counter::<StepLabel>(r, "step_retries", "Retries scheduled, by workflow and step");
+    let mut step_durations = EngineHistograms::new(
+        "step_duration",
+        "Steps completed, from start to completion (0 for a step that does not wait), \
+         by workflow and step.",
     );
     for (workflow, w) in &figures.workflows {
         started
@@ -157,6 +369,13 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
                 })
                 .inc_by(*n);
         }
+        for (status, buckets) in &w.durations {
+            let label = WorkflowStatusLabel {
+                workflow: workflow.clone(),
+                status: status.clone(),
+            };
+            durations.series.push((label, buckets.clone()));
+        }
         for (step, s) in &w.steps {
             let label = StepLabel {
                 workflow: workflow.clone(),
@@ -165,23 +384,20 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
             steps.get_or_create(&label).inc_by(s.count);
             step_errors.get_or_create(&label).inc_by(s.errors);
             step_retries.get_or_create(&label).inc_by(s.retries);
+            step_durations.series.push((label, s.buckets.clone()));
         }
     }
-    let tasks = counter::<CapabilityLabel>(&mut r, "tasks", "Task results recorded, by capability");
-    let task_errors = counter::<CapabilityLabel>(
-        &mut r,
-        "task_errors",
-        "Task failures recorded, by capability",
-    );
-    let task_retries = counter::<CapabilityLabel>(
-        &mut r,
-        "task_retries",
-        "Task retries scheduled, by capability",
-    );
-    let latency = gauge::<QuantileLabel>(
-        &mut r,
-        "task_latency_ms",
-        "Task round trip (scheduled to result) in ms, by capability and quantile",
+    r.register_collector(Box::new(durations));
+    r.register_collector(Box::new(step_durations));
+
+    let tasks = counter::<CapabilityLabel>(r, "tasks", "Task results recorded, by capability");
+    let task_errors =
+        counter::<CapabilityLabel>(r, "task_errors", "Task failures recorded, by capability");
+    let task_retries =
+        counter::<CapabilityLabel>(r, "task_retries", "Task retries scheduled, by capability");
+    let mut latency = EngineHistograms::new(
+        "task_latency",
+        "Task attempts from scheduled to result (queue wait and run time), by capability.",
     );
     for (capability, c) in &figures.capabilities {
         let label = CapabilityLabel {
@@ -190,17 +406,34 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
         tasks.get_or_create(&label).inc_by(c.count);
         task_errors.get_or_create(&label).inc_by(c.errors);
         task_retries.get_or_create(&label).inc_by(c.retries);
-        for (q, v) in [("0.5", c.p50_ms), ("0.99", c.p99_ms)] {
-            latency
-                .get_or_create(&QuantileLabel {
-                    capability: capability.clone(),
-                    quantile: q.into(),
-                })
-                .set(v as i64);
-        }
+        latency.series.push((label, c.buckets.clone()));
     }
+    r.register_collector(Box::new(latency));
+    let by_capability = |name, help, figures: &std::collections::BTreeMap<String, Buckets>| {
+        let mut histograms = EngineHistograms::new(name, help);
+        histograms.series = figures
+            .iter()
+            .map(|(capability, buckets)| {
+                let label = CapabilityLabel {
+                    capability: capability.clone(),
+                };
+                (label, buckets.clone())
+            })
+            .collect();
+        Box::new(histograms)
+    };
+    r.register_collector(by_capability(
+        "task_queue_wait",
+        "Tasks claimed by agents, from scheduled to claimed, by capability.",
+        &figures.queue_wait,
+    ));
+    r.register_collector(by_capability(
+        "task_run",
+        "Task results of agents, from claimed to result, by capability.",
+        &figures.run_time,
+    ));
     let queued = gauge::<CapabilityLabel>(
-        &mut r,
+        r,
         "task_queue_depth",
         "Tasks waiting for an agent, by capability",
     );
@@ -209,7 +442,7 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
             .get_or_create(&CapabilityLabel { capability })
             .set(n as i64);
     }
-    let agents = gauge::<StatusLabel>(&mut r, "agents", "Registered agents, by status");
+    let agents = gauge::<StatusLabel>(r, "agents", "Registered agents, by status");
     for info in engine.agents().list() {
         let status = match info.status {
             AgentStatus::Online => "online",
@@ -225,39 +458,143 @@ pub async fn prometheus(State(state): State<AppState>) -> Result<Response, Error
     // A journal that keeps no group-commit counters (not the sled one)
     // reports zeros.
     let j = engine.journal_stats().unwrap_or_default();
-    plain_counter(&mut r, "journal_appends", "Appends committed", j.appends);
-    plain_counter(&mut r, "journal_events", "Events committed", j.events);
-    plain_counter(&mut r, "journal_groups", "Group commits", j.groups);
-    plain_counter(&mut r, "journal_flushes", "Flushes to disk", j.flushes);
-    plain_counter(
-        &mut r,
-        "journal_flush_microseconds",
-        "Time spent flushing, in microseconds",
-        j.flush_nanos / 1000,
+    plain_counter(r, "journal_appends", "Appends committed", j.appends);
+    plain_counter(r, "journal_events", "Events committed", j.events);
+    plain_counter(r, "journal_groups", "Group commits", j.groups);
+    plain_counter(r, "journal_flushes", "Flushes to disk", j.flushes);
+    r.register_with_unit(
+        "journal_flush",
+        "Time spent flushing to disk",
+        Unit::Seconds,
+        ConstCounter::new(j.flush_nanos as f64 / 1e9),
     );
     plain_counter(
-        &mut r,
+        r,
         "journal_conflicts",
         "Appends refused for a sequence conflict",
         j.conflicts,
     );
     plain_gauge(
-        &mut r,
+        r,
         "sse_clients",
         "Open Server-Sent Events streams",
         state.sse_clients.count() as i64,
     );
+    r.register_with_unit(
+        "http_request_duration",
+        "HTTP requests, from received to response head, by method, route and status",
+        Unit::Seconds,
+        state.http_metrics.0.clone(),
+    );
+}
 
-    let mut body = String::new();
-    encode(&mut body, &r).map_err(|e| Error::Internal(format!("cannot encode metrics: {e}")))?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response())
+/// The `process_*` series of the Prometheus client libraries, read from
+/// `/proc/self` at each scrape (Linux only: elsewhere, and for any figure
+/// that cannot be read, the series is left out).
+mod process {
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    use prometheus_client::registry::{Registry, Unit};
+
+    /// The unit of `/proc`'s CPU times and start time: USER_HZ, 100 on
+    /// every architecture Linux runs on today (as Prometheus' own procfs
+    /// library assumes).
+    const TICKS_PER_SECOND: f64 = 100.0;
+
+    pub(super) fn register(r: &mut Registry) {
+        let stat = read("/proc/self/stat");
+        // The fields after the command name, which is in parentheses and
+        // may hold anything, spaces and parentheses included.
+        let fields: Vec<&str> = stat
+            .as_deref()
+            .and_then(|s| s.rsplit_once(')'))
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // `fields[0]` is field 3 of proc(5), `state`.
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+            r.register_with_unit(
+                "process_cpu",
+                "Total user and system CPU time spent",
+                Unit::Seconds,
+                ConstCounter::new((utime + stime) as f64 / TICKS_PER_SECOND),
+            );
+        }
+        if let Some(kib) = status_kib("VmRSS:") {
+            r.register_with_unit(
+                "process_resident_memory",
+                "Resident memory size",
+                Unit::Bytes,
+                ConstGauge::new(kib.saturating_mul(1024) as i64),
+            );
+        }
+        if let Some(bytes) = field(23) {
+            r.register_with_unit(
+                "process_virtual_memory",
+                "Virtual memory size",
+                Unit::Bytes,
+                ConstGauge::new(bytes as i64),
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            r.register(
+                "process_open_fds",
+                "Open file descriptors",
+                ConstGauge::new(entries.count() as i64),
+            );
+        }
+        if let Some(max) = max_open_files() {
+            r.register(
+                "process_max_fds",
+                "The most file descriptors the process may open",
+                ConstGauge::new(max as i64),
+            );
+        }
+        if let (Some(started), Some(boot)) = (field(22), boot_time()) {
+            r.register_with_unit(
+                "process_start_time",
+                "Start time of the process since the Unix epoch",
+                Unit::Seconds,
+                ConstGauge::new(boot as f64 + started as f64 / TICKS_PER_SECOND),
+            );
+        }
+    }
+
+    fn read(path: &str) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+
+    /// A `kB` figure of `/proc/self/status`.
+    fn status_kib(key: &str) -> Option<u64> {
+        read("/proc/self/status")?
+            .lines()
+            .find_map(|line| line.strip_prefix(key))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// The soft limit of open files (`None` when unlimited).
+    fn max_open_files() -> Option<u64> {
+        read("/proc/self/limits")?
+            .lines()
+            .find_map(|line| line.strip_prefix("Max open files"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// When the machine booted, in seconds since the Unix epoch.
+    fn boot_time() -> Option<u64> {
+        read("/proc/stat")?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()
+    }
 }
 
 /// `GET /v1/metrics`.

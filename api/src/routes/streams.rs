@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as Frame, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -112,9 +112,12 @@ pub struct ExecutionStreamQuery {
         its events live as they are recorded. The stream ends after the execution's \
         terminal event (`execution_completed`, `execution_failed`, \
         `execution_compensated`, `execution_cancelled`, `execution_terminated`) has \
-        been sent; a client that has already seen the end gets an empty stream. (A \
-        failed execution that is redriven continues: reconnect with `Last-Event-ID` \
-        to follow it.) Errors found before the stream starts are JSON error responses.",
+        been sent; a client that has already seen the end gets `204 No Content`, which \
+        tells a browser's `EventSource` to stop reconnecting. (A failed execution that \
+        is redriven continues: reconnect with `Last-Event-ID` to follow it.) Errors \
+        found before the stream starts are JSON error responses. Every frame is named \
+        by its event type (`event:`), so an `EventSource` gets them through \
+        `addEventListener(type, …)`, not `onmessage`.",
     params(
         ("id" = String, Path, format = "uuid", description = "The execution's id."),
         ExecutionStreamQuery,
@@ -130,6 +133,9 @@ pub struct ExecutionStreamQuery {
             shuts down.",
             content_type = "text/event-stream", body = String,
             example = json!("id: 4\nevent: task_completed\ndata: {\"seq\":4,\"type\":\"task_completed\",\"at\":\"2026-11-21T00:51:25.248Z\",\"data\":{\"act\":1,\"attempt\":1,\"output\":{\"name\":\"Ann\"},\"task\":\"01a1fb96-2826-7012-96b6-9bd448d552cf.1.1\"},\"hash\":\"d24d…\"}\n\n")),
+        (status = 204, description = "The execution has ended and the client has \
+            seen its terminal event already (the resume point is at or after it): \
+            nothing more will come."),
     ),
 )]
 pub async fn execution(
@@ -145,13 +151,14 @@ pub async fn execution(
         .summary(id)
         .ok_or_else(|| Error::UnknownExecution(id.to_string()))?;
     let last_seq = state.engine.read().last_seq(id).await?.unwrap_or(0);
-    // A client that has seen the end already gets an empty stream rather
-    // than one that waits for events that will never come.
-    let seen_the_end = summary.status.is_terminal() && after >= last_seq;
-    let mut events =
-        (!seen_the_end).then(|| state.engine.read().subscribe(id, after.saturating_add(1)));
+    // A client that has seen the end already gets `204 No Content`: that is
+    // what tells a browser's EventSource to stop reconnecting (an empty
+    // `200` stream makes it reconnect every few seconds, forever).
+    if summary.status.is_terminal() && after >= last_seq {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut events = state.engine.read().subscribe(id, after.saturating_add(1));
     let frames = async_stream::stream! {
-        let Some(events) = events.as_mut() else { return };
         while let Some(item) = events.next().await {
             match item {
                 Ok(event) => {

@@ -47,6 +47,26 @@ fn yaml_text(body: &[u8]) -> Result<&str, Error> {
         .map_err(|e| Error::MalformedJson(format!("a YAML definition must be UTF-8: {e}")))
 }
 
+/// Something a valid definition names that does not exist (yet).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowWarning)]
+struct WarningView {
+    /// Where in the document, as a problem's `path`.
+    path: String,
+    message: String,
+}
+
+fn warnings(engine: &retrace_engine::runtime::Engine, workflow: &Workflow) -> Vec<WarningView> {
+    engine
+        .warnings(workflow)
+        .into_iter()
+        .map(|w| WarningView {
+            path: w.path,
+            message: w.message,
+        })
+        .collect()
+}
+
 /// A definition stored (or found stored before).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = DefinedWorkflow)]
@@ -59,6 +79,9 @@ struct DefinedView {
     label: Option<String>,
     /// `false` when the same document (same content hash) was defined before.
     created: bool,
+    /// Workflows it names that are not defined (yet): it is stored anyway
+    /// (see docs/dsl.md, Warnings). Empty when there are none.
+    warnings: Vec<WarningView>,
 }
 
 /// `POST /v1/workflows`: `201` when new, `200` when defined before.
@@ -109,6 +132,14 @@ pub async fn define(
         version: defined.workflow.version().to_owned(),
         label: defined.workflow.label().map(str::to_owned),
         created: defined.created,
+        warnings: defined
+            .warnings
+            .into_iter()
+            .map(|w| WarningView {
+                path: w.path,
+                message: w.message,
+            })
+            .collect(),
     };
     Ok((status, axum::Json(view)))
 }
@@ -122,6 +153,8 @@ struct ValidView {
     name: String,
     /// The version it would be defined as (64 hex digits).
     version: String,
+    /// Workflows it names that are not defined (yet) on this server.
+    warnings: Vec<WarningView>,
 }
 
 /// `POST /v1/workflows/validate`: the same checks as a definition; stores
@@ -150,7 +183,11 @@ struct ValidView {
         (status = 200, description = "The definition is valid.", body = ValidView),
     ),
 )]
-pub async fn validate(headers: HeaderMap, Body(body): Body) -> Result<impl IntoResponse, Error> {
+pub async fn validate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<impl IntoResponse, Error> {
     let checked = match format(&headers)? {
         Format::Json => Workflow::from_json(&body),
         Format::Yaml => Workflow::from_yaml(yaml_text(&body)?),
@@ -160,6 +197,7 @@ pub async fn validate(headers: HeaderMap, Body(body): Body) -> Result<impl IntoR
         valid: true,
         name: workflow.name().to_owned(),
         version: workflow.version().to_owned(),
+        warnings: warnings(&state.engine, &workflow),
     }))
 }
 

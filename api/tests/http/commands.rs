@@ -2,7 +2,7 @@
 //! status, or `409 wrong_state` and records nothing.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -250,4 +250,47 @@ async fn a_published_event_reaches_every_waiting_execution_that_matches() {
     assert_eq!(body["delivered"], json!([]), "nobody waits any more");
     let answer = s.post("/v1/events/-bad", json!({})).await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+}
+
+#[tokio::test]
+async fn a_signal_answers_whether_a_step_took_it_or_it_is_kept() {
+    let s = Server::start().await;
+    // Waits for `go` at once.
+    s.define(gated_chain("gated", 1)).await;
+    let waiting = s.start_execution("gated", json!({})).await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/executions/{waiting}/signals/go"),
+            json!({"payload": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "delivered");
+    assert_eq!(body["step"], "gate");
+    assert_eq!(body["activation"], 1);
+    assert_eq!(body["status"], "completed");
+
+    // A task comes first: nobody waits for `go` yet, so it is kept...
+    s.define(json!({"name": "later", "steps": [
+        {"id": "work", "type": "task", "capability": "work", "next": "gate"},
+        {"id": "gate", "type": "event", "event": {"name": "go"}}]}))
+        .await;
+    let agent = s.register(&["work"]).await;
+    let early = s.start_execution("later", json!({})).await;
+    let (status, body) = s
+        .post(&format!("/v1/executions/{early}/signals/go"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], "kept");
+    assert_eq!(body["step"], Value::Null);
+    assert_eq!(body["status"], "running");
+    // ...and the gate takes it when it starts.
+    let task = s.claim(&agent).await;
+    s.post(
+        &format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    let (_, execution) = s.get(&format!("/v1/executions/{early}")).await;
+    assert_eq!(execution["status"], "completed");
 }

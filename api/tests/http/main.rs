@@ -7,6 +7,7 @@ mod agents;
 mod commands;
 mod errors;
 mod executions;
+mod logs;
 mod metrics;
 mod streams;
 mod support;

@@ -50,9 +50,17 @@ async fn after_and_last_event_id_resume_and_the_header_wins() {
     assert_eq!(seqs(from_query.rest().await), [4, 5]);
     let mut from_header = s.stream(&format!("{path}?after=1"), Some(4)).await;
     assert_eq!(seqs(from_header.rest().await), [5]);
-    // A client that saw the end gets an empty stream, not one that hangs.
-    let mut at_end = s.stream(&path, Some(5)).await;
-    assert!(at_end.rest().await.is_empty());
+    // A client that saw the end gets 204 (what stops a browser's
+    // EventSource from reconnecting), not a stream that hangs or an empty
+    // 200 it would reconnect to for ever.
+    for resumed in [
+        s.client.get(s.url(&path)).header("last-event-id", "5"),
+        s.client.get(s.url(&format!("{path}?after=9"))),
+    ] {
+        let response = resumed.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
 }
 
 #[tokio::test]

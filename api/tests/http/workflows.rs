@@ -200,3 +200,77 @@ async fn workflows_list_by_name_and_by_version() {
     let answer = s.get(&format!("/v1/workflows/another/versions/{v1}")).await;
     assert_error(&answer, StatusCode::NOT_FOUND, "unknown_workflow");
 }
+
+#[tokio::test]
+async fn names_of_undefined_workflows_are_warnings_and_the_definition_is_stored() {
+    let s = Server::start().await;
+    let typo = json!({
+        "name": "orders",
+        "errorHandlers": [{"error": "*", "handler": "tell_custmer"}],
+        "steps": [
+            {"id": "fan", "type": "parallel", "parallel": {"branches": [
+                {"name": "a", "steps": [
+                    {"id": "ship", "type": "subworkflow", "subworkflow": {"workflow": "shipping"}}]}]}}
+        ]
+    });
+    let (status, checked) = s.post("/v1/workflows/validate", typo.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{checked}");
+    let paths: Vec<&str> = checked["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "steps[0].parallel.branches[0].steps[0].subworkflow.workflow",
+            "errorHandlers[0].handler"
+        ]
+    );
+    assert!(
+        checked["warnings"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no workflow tell_custmer is defined"),
+        "{checked}"
+    );
+    // Defined anyway (workflows may come in any order), with the same warnings.
+    let (status, defined) = s.post("/v1/workflows", typo.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{defined}");
+    assert_eq!(defined["warnings"], checked["warnings"]);
+    // Once both exist, nothing to warn about.
+    s.define(
+        json!({"name": "shipping", "steps": [{"id": "s", "type": "task", "capability": "noop"}]}),
+    )
+    .await;
+    s.define(json!({"name": "tell_custmer", "steps": [{"id": "t", "type": "task", "capability": "noop"}]}))
+        .await;
+    let (status, again) = s.post("/v1/workflows/validate", typo).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["warnings"], json!([]));
+}
+
+#[tokio::test]
+async fn an_error_handler_that_is_not_defined_is_recorded_as_unavailable() {
+    let s = Server::start().await;
+    s.define(json!({
+        "name": "fragile",
+        "errorHandlers": [{"error": "*", "handler": "tell_custmer"}],
+        "steps": [{"id": "pick", "type": "decision",
+            "decision": {"expression": "input.missing", "branches": {"a": "pick"}}}]
+    }))
+    .await;
+    let (status, started) = s
+        .post(
+            "/v1/executions",
+            json!({"workflow": "fragile", "waitMs": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["status"], "failed");
+    let kinds = s.kinds(started["id"].as_str().unwrap()).await;
+    let at = kinds.iter().position(|k| k == "handler_unavailable");
+    assert!(at.is_some(), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("execution_failed"));
+}

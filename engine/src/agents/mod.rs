@@ -111,8 +111,11 @@ impl AgentRegistry {
         max_concurrency: Option<u32>,
     ) -> Result<AgentId, AgentError> {
         let now_ms = self.now_ms();
-        self.state()
-            .register(name, capabilities, max_concurrency, now_ms)
+        let id = self
+            .state()
+            .register(name, capabilities, max_concurrency, now_ms)?;
+        tracing::info!(agent = %id, name, capabilities = ?capabilities, "agent registered");
+        Ok(id)
     }
 
     /// Removes an agent. The tasks it held go back to the front of their
@@ -122,6 +125,7 @@ impl AgentRegistry {
         let now_ms = self.now_ms();
         let requeued = self.state().unregister(id, now_ms)?;
         self.wake_polls();
+        tracing::info!(agent = %id, requeued = requeued.len(), "agent unregistered");
         Ok(requeued)
     }
 

@@ -14,7 +14,7 @@ use crate::ExecutionId;
 use crate::agents::{AgentId, ClaimedTask};
 use crate::error::Error;
 use crate::machine::{self, ErrorInfo, ExecutionState, StartParams, Status, Trigger};
-use crate::model::Workflow;
+use crate::model::{ReferenceKind, Workflow};
 use crate::store::catalog::WorkflowVersions;
 
 /// The result of defining a workflow.
@@ -23,6 +23,35 @@ pub struct Defined {
     pub workflow: Arc<Workflow>,
     /// `false` when the same document was defined before.
     pub created: bool,
+    /// What the definition names that does not exist (yet).
+    pub warnings: Vec<Warning>,
+}
+
+/// Something in a valid definition that will not work as it stands: it
+/// names a workflow that is not defined (workflows may be defined in any
+/// order, so this is not a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Where in the document, as problems are located (`steps[2]...`).
+    pub path: String,
+    pub message: String,
+}
+
+/// Where a signal went.
+#[derive(Debug, Clone)]
+pub struct Signalled {
+    /// The execution after it.
+    pub state: ExecutionState,
+    /// The step that took it; `None` when no step waits for it yet, and it
+    /// is kept for the first one that will.
+    pub reached: Option<Reached>,
+}
+
+/// A step a signal was delivered to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub step: String,
+    pub activation: u64,
 }
 
 /// What a start asks for.
@@ -58,8 +87,45 @@ impl Engine {
             .await
     }
 
+    /// What `workflow` names that this engine does not know: each
+    /// subworkflow or handler workflow (or pinned version) not defined.
+    pub fn warnings(&self, workflow: &Workflow) -> Vec<Warning> {
+        let Ok(catalog) = self.read_catalog() else {
+            return Vec::new();
+        };
+        workflow
+            .references()
+            .into_iter()
+            .filter(|r| r.workflow != workflow.name())
+            .filter_map(|r| {
+                let known = match &r.version {
+                    Some(v) => catalog.get(&r.workflow, Some(v)).is_some(),
+                    None => catalog.get(&r.workflow, None).is_some(),
+                };
+                let what = match (&r.version, r.kind) {
+                    (Some(v), _) => format!("workflow {} has no version {v}", r.workflow),
+                    (None, _) => format!("no workflow {} is defined", r.workflow),
+                };
+                let effect = match r.kind {
+                    ReferenceKind::Subworkflow => {
+                        "until it is, this step fails with `unknown_workflow`"
+                    }
+                    ReferenceKind::ErrorHandler => {
+                        "until it is, this handler does not run (the failure is recorded as \
+                         `handler_unavailable`)"
+                    }
+                };
+                (!known).then(|| Warning {
+                    path: r.path,
+                    message: format!("{what} (yet): {effect}"),
+                })
+            })
+            .collect()
+    }
+
     /// Defines a compiled workflow; the same version again is a no-op.
     pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
+        let warnings = self.warnings(&workflow);
         let _exclusive = self.inner.defining.lock().await;
         let now = self.inner.clock.now_ms();
         let definition = self.read_catalog()?.definition(&workflow, now);
@@ -71,6 +137,7 @@ impl Engine {
             return Ok(Defined {
                 workflow: existing,
                 created: false,
+                warnings,
             });
         };
         self.inner.store.append_definition(seq, event).await?;
@@ -79,6 +146,7 @@ impl Engine {
         Ok(Defined {
             workflow,
             created: true,
+            warnings,
         })
     }
 
@@ -134,20 +202,36 @@ impl Engine {
         })
     }
 
-    /// Delivers an external event to one execution.
+    /// Delivers an external event to one execution: to the step waiting for
+    /// it, or kept until a step waits for it. Says which.
     pub async fn signal(
         &self,
         id: ExecutionId,
         name: &str,
         payload: Value,
         correlation: Option<Value>,
-    ) -> Result<ExecutionState, Error> {
+    ) -> Result<Signalled, Error> {
+        let live = self.live_for(id, "signal")?;
+        let mut live = live.lock().await;
+        // The same question `decide` asks, on the state it will decide on.
+        let reached = live
+            .state
+            .awaiting_event(name, correlation.as_ref())
+            .and_then(|act| live.state.activations.get(&act))
+            .map(|a| Reached {
+                step: a.step.clone(),
+                activation: a.act,
+            });
         let trigger = Trigger::Signal {
             name: name.to_string(),
             payload,
             correlation,
         };
-        self.drive(id, trigger).await
+        self.drive_locked(&mut live, trigger).await?;
+        Ok(Signalled {
+            state: live.state.clone(),
+            reached,
+        })
     }
 
     /// Delivers an external event to every execution waiting on `name`
@@ -184,12 +268,33 @@ impl Engine {
     }
 
     pub async fn pause(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
-        let reason = reason.to_string();
-        self.drive(id, Trigger::Pause { reason }).await
+        let trigger = Trigger::Pause {
+            reason: reason.to_string(),
+        };
+        self.command(id, trigger).await
     }
 
     pub async fn resume(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
-        self.drive(id, Trigger::Resume).await
+        self.command(id, Trigger::Resume).await
+    }
+
+    /// An operator's command: driven like any trigger, and logged.
+    async fn command(&self, id: ExecutionId, trigger: Trigger) -> Result<ExecutionState, Error> {
+        let command = trigger.command();
+        let reason = match &trigger {
+            Trigger::Pause { reason }
+            | Trigger::Cancel { reason, .. }
+            | Trigger::Terminate { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let outcome = self.drive(id, trigger).await;
+        match &outcome {
+            Ok(state) => tracing::info!(execution = %id, command, reason = ?reason,
+                status = state.status.as_str(), "operator command"),
+            Err(e) => tracing::info!(execution = %id, command, error = %e,
+                "operator command refused"),
+        }
+        outcome
     }
 
     /// Cancels the execution; with `compensate`, its completed steps that
@@ -201,26 +306,27 @@ impl Engine {
         compensate: bool,
     ) -> Result<ExecutionState, Error> {
         let reason = reason.to_string();
-        self.drive(id, Trigger::Cancel { reason, compensate }).await
+        self.command(id, Trigger::Cancel { reason, compensate })
+            .await
     }
 
     /// Retries the failed step an execution paused on (`onFailure: pause`),
     /// or its failed compensation.
     pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
-        self.drive(id, Trigger::Retry).await
+        self.command(id, Trigger::Retry).await
     }
 
     /// Skips the failed step an execution paused on, with `output` as its
     /// result; or skips its failed compensation.
     pub async fn skip(&self, id: ExecutionId, output: Value) -> Result<ExecutionState, Error> {
-        self.drive(id, Trigger::Skip { output }).await
+        self.command(id, Trigger::Skip { output }).await
     }
 
     /// Reopens a failed execution at the step that failed; its history is
     /// kept and continues.
     pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
         self.revive(id).await?;
-        let result = self.drive(id, Trigger::Redrive).await;
+        let result = self.command(id, Trigger::Redrive).await;
         if result.is_err() {
             self.forget_if_ended(id).await;
         }
@@ -229,7 +335,7 @@ impl Engine {
 
     pub async fn terminate(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
         let reason = reason.to_string();
-        self.drive(id, Trigger::Terminate { reason }).await
+        self.command(id, Trigger::Terminate { reason }).await
     }
 
     // ----- tasks -----
@@ -241,7 +347,10 @@ impl Engine {
         wait_ms: u64,
         max: usize,
     ) -> Result<Vec<ClaimedTask>, Error> {
-        Ok(self.inner.agents.poll(agent, wait_ms, max).await?)
+        let claimed = self.inner.agents.poll(agent, wait_ms, max).await?;
+        // Queue wait and run time are measured from the claim.
+        self.inner.metrics.claimed(&claimed, &self.inner.agents);
+        Ok(claimed)
     }
 
     /// Records a task's result. A task that is not outstanding is refused

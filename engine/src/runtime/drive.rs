@@ -88,20 +88,30 @@ impl Engine {
         id: ExecutionId,
         trigger: Trigger,
     ) -> Result<ExecutionState, Error> {
-        let live = self.live_of(id).ok_or_else(|| match self.summary(id) {
-            Some(summary) => Error::Rejected(Rejection::WrongState {
-                command: trigger.command(),
-                status: summary.status.as_str(),
-                hint: None,
-            }),
-            None => Error::UnknownExecution(id),
-        })?;
+        let live = self.live_for(id, trigger.command())?;
         let mut live = live.lock().await;
         let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
         self.drive_locked(&mut live, trigger)
             .instrument(span)
             .await?;
         Ok(live.state.clone())
+    }
+
+    /// The live execution `id`, or why a `command` cannot reach it: it has
+    /// ended (its status says so) or does not exist.
+    pub(super) fn live_for(
+        &self,
+        id: ExecutionId,
+        command: &'static str,
+    ) -> Result<Arc<Mutex<Live>>, Error> {
+        self.live_of(id).ok_or_else(|| match self.summary(id) {
+            Some(summary) => Error::Rejected(Rejection::WrongState {
+                command,
+                status: summary.status.as_str(),
+                hint: None,
+            }),
+            None => Error::UnknownExecution(id),
+        })
     }
 
     /// Like `drive`, for triggers nobody waits on (timers, leases, children).
@@ -182,6 +192,10 @@ impl Engine {
         for event in events {
             tracing::debug!(kind = event.kind(), "recorded");
         }
+        if first_seq == 1 {
+            tracing::info!(execution = %id, workflow = %live.state.workflow,
+                parent = ?live.state.parent.map(|p| p.execution), "execution started");
+        }
         self.inner.metrics.observe(
             &live.state.workflow,
             live.state.started_at_ms,
@@ -206,6 +220,15 @@ impl Engine {
             });
         }
         if ended {
+            let state = &live.state;
+            let duration_ms = now.saturating_sub(state.started_at_ms);
+            match &state.error {
+                Some(error) => tracing::info!(execution = %id, workflow = %state.workflow,
+                    status = state.status.as_str(), duration_ms, error_type = %error.kind,
+                    error = %error.message, "execution ended"),
+                None => tracing::info!(execution = %id, workflow = %state.workflow,
+                    status = state.status.as_str(), duration_ms, "execution ended"),
+            }
             self.lock_live().remove(&id);
             // After the index holds the end (see `waiters`).
             self.inner.waiters.ended(&live.state);

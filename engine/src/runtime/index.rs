@@ -60,6 +60,11 @@ impl Index {
         }
     }
 
+    /// How many executions it lists.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.summaries).len()
+    }
+
     pub(crate) fn summary(&self, id: ExecutionId) -> Option<ExecutionSummary> {
         lock(&self.summaries).get(&id).cloned()
     }

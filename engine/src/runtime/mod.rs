@@ -15,6 +15,7 @@
 //! - `index`: the in-memory lists derived from states (summaries,
 //!   idempotency keys, awaited events).
 //! - `tasks`: every background task, owned, stopped and awaited at shutdown.
+//! - `waiters`: callers waiting for an execution to end.
 //! - `timers`, `metrics`, `handlers`: the timer wheel, the counters, and
 //!   in-process task handlers.
 //! - Reads of stored history go through [`crate::read::History`]
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use tokio::sync::Mutex;
 
-pub use commands::{Defined, StartRequest, Started};
+pub use commands::{Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::ExecutionSummary;
 
@@ -174,8 +175,18 @@ impl Engine {
             }
         });
         let engine = Engine { inner };
+        let started = std::time::Instant::now();
         engine.recover().await?;
+        let live = engine.lock_live().len();
+        tracing::info!(
+            executions = engine.inner.index.len(),
+            unfinished = live,
+            workflows = engine.workflows().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "engine opened: executions recovered"
+        );
         engine.start_background();
+        engine.watch_agents();
         Ok(engine)
     }
 

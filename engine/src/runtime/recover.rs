@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::drive::Live;
 use super::{Engine, Inner};
+use crate::agents::AgentStatus;
 use crate::error::Error;
 use crate::machine::Trigger;
 
@@ -76,6 +77,40 @@ impl Engine {
                 // clock time for deadlines that appear in between.
                 let at = next.map_or(now + 100, |n| n.min(now + 100));
                 clock.sleep_until(at).await;
+            }
+        });
+    }
+}
+
+/// How often (in clock time) agents' liveness is looked at for the log.
+const AGENT_WATCH_MS: u64 = 1_000;
+
+impl Engine {
+    /// Logs each agent that goes offline (stops polling and heartbeating for
+    /// longer than the registry allows) and each that comes back: what an
+    /// operator needs to see to know workers were lost.
+    pub(super) fn watch_agents(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let clock = self.inner.clock.clone();
+        self.inner.tasks.spawn(async move {
+            let mut offline = std::collections::HashSet::new();
+            loop {
+                let Some(engine) = upgrade(&weak) else { return };
+                let agents = engine.inner.agents.list();
+                // Forget the agents that unregistered.
+                offline.retain(|id| agents.iter().any(|a| a.id == *id));
+                for agent in agents {
+                    let lost = matches!(agent.status, AgentStatus::Offline);
+                    if lost && offline.insert(agent.id) {
+                        tracing::warn!(agent = %agent.id, name = %agent.name,
+                            last_seen_ms = agent.last_seen_ms, "agent lost: offline");
+                    } else if !lost && offline.remove(&agent.id) {
+                        tracing::info!(agent = %agent.id, name = %agent.name, "agent back online");
+                    }
+                }
+                let next = clock.now_ms() + AGENT_WATCH_MS;
+                drop(engine);
+                clock.sleep_until(next).await;
             }
         });
     }

@@ -362,6 +362,13 @@ pub enum Event {
         child: ExecutionId,
         ok: bool,
     },
+    /// The handler workflow for an error nobody routed is not defined, so
+    /// it did not run (`error` says so, type `unknown_workflow`); the
+    /// execution fails with the error it was to handle.
+    HandlerUnavailable {
+        workflow: String,
+        error: ErrorInfo,
+    },
     ExecutionCompensated {
         error: ErrorInfo,
     },
@@ -423,6 +430,7 @@ impl Event {
             Event::CompensationSkipped { .. } => "compensation_skipped",
             Event::HandlerStarted { .. } => "handler_started",
             Event::HandlerFinished { .. } => "handler_finished",
+            Event::HandlerUnavailable { .. } => "handler_unavailable",
             Event::ExecutionCompensated { .. } => "execution_compensated",
             Event::Continued => "continued",
             Event::ExecutionPaused { .. } => "execution_paused",

@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::event::{CompensationReason, ErrorInfo, Event, FailedStep, Thread};
+use super::event::{CompensationReason, ErrorInfo, Event, FailedStep, Thread, error_types};
 use super::ids::child_id;
 use super::run::{Done, Run, Work};
 use super::state::{Role, Status};
@@ -139,6 +139,17 @@ impl Run<'_, '_, '_> {
     /// when it ends, the execution fails with the error.
     fn start_handler(&mut self, name: &str, error: ErrorInfo) -> Done {
         let Some(version) = self.ctx.versions.latest_version(name) else {
+            // Never silent: the history says the handler did not run, and why.
+            self.emit(Event::HandlerUnavailable {
+                workflow: name.to_string(),
+                error: ErrorInfo::new(
+                    error_types::UNKNOWN_WORKFLOW,
+                    format!(
+                        "no workflow {name} is defined: the error handler for {} did not run",
+                        error.kind
+                    ),
+                ),
+            })?;
             return self.fail_execution(error);
         };
         let act = self.state.next_act;

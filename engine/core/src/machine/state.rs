@@ -401,7 +401,8 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         | Event::HeldStepRetried
         | Event::HeldStepSkipped { .. }
         | Event::HandlerStarted { .. }
-        | Event::HandlerFinished { .. } => fold_held_or_handler(state, at_ms, event),
+        | Event::HandlerFinished { .. }
+        | Event::HandlerUnavailable { .. } => fold_held_or_handler(state, at_ms, event),
         Event::CompensationBegan { .. }
         | Event::CompensationStarted { .. }
         | Event::CompensationCompleted { .. }
@@ -771,6 +772,9 @@ fn fold_held_or_handler(
                 return Err(format!("activation {act} is not live"));
             }
         }
+        // A record of what did not happen: the failure that follows changes
+        // the state.
+        Event::HandlerUnavailable { .. } => {}
         other => return Err(misrouted(other)),
     }
     Ok(())

@@ -44,6 +44,7 @@ mod names;
 mod path;
 mod pattern;
 mod problem;
+mod references;
 mod schema;
 mod stack;
 mod step;
@@ -65,6 +66,7 @@ pub use mapping::Mapping;
 pub use names::NAME_LEN_MAX;
 pub use path::{ContextPath, Root, Segment};
 pub use problem::{DefinitionError, Problem};
+pub use references::{ReferenceKind, WorkflowReference};
 pub use schema::{INPUT_PROBLEMS_MAX, InputSchema};
 pub use step::{
     Branch, Compensation, ErrorHandler, HandlerTarget, RetryPolicy, Scope, Step, StepKind,

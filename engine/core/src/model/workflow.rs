@@ -16,6 +16,7 @@ use super::definition::WorkflowDefinition;
 use super::document::{parse_json, parse_yaml};
 use super::hash::{canonical_json, version_hash};
 use super::problem::{DefinitionError, Problems};
+use super::references::{WorkflowReference, references};
 use super::schema::InputSchema;
 use super::stack::on_large_stack;
 use super::step::{ErrorHandler, HandlerTarget, Step};
@@ -163,6 +164,12 @@ impl Workflow {
             })
             .collect();
         names.into_iter().collect()
+    }
+
+    /// Every other workflow this one names, with where it names it:
+    /// subworkflow steps and error handlers that are not its own steps.
+    pub fn references(&self) -> Vec<WorkflowReference> {
+        references(&self.definition)
     }
 
     /// The JSON Schema an execution's input must satisfy, as written.

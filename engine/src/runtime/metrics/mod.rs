@@ -1,87 +1,35 @@
 //! Counters and latency histograms per workflow, step and capability,
-//! observed from the events each trigger commits. Only numbers: no IO, and
-//! nothing here feeds back into what an execution does.
+//! observed from the events each trigger commits and from the tasks agents
+//! claim. Only numbers: no IO, no exposition format (the API renders these
+//! figures), and nothing here feeds back into what an execution does.
+//!
+//! Every duration goes to two places: an HDR histogram (means and
+//! quantiles, for the JSON view) and [`Buckets`] of fixed bounds
+//! ([`BUCKET_BOUNDS_MS`]), which add up across servers as Prometheus
+//! histograms do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::agents::{AgentRegistry, ClaimedTask};
 use crate::machine::{Event, Status, Waiting};
 
-/// The series of `step`, allocating its name only the first time.
-fn step_series<'a>(steps: &'a mut BTreeMap<String, Series>, step: &str) -> &'a mut Series {
-    if !steps.contains_key(step) {
-        steps.insert(step.to_string(), Series::default());
-    }
-    steps.get_mut(step).expect("inserted just above")
-}
+mod series;
 
-/// One series: how many, how many failed or retried, and how long (ms).
+pub use series::{BUCKET_BOUNDS_MS, Buckets, SeriesFigures};
+use series::{Series, step_series};
+
+/// Above this many claims remembered (and twice the tasks outstanding), the
+/// claims of tasks no longer outstanding are forgotten.
+const CLAIMS_PRUNE_AT: usize = 1024;
+
+/// When a claimed task was claimed, to time it at its result.
 #[derive(Debug, Clone)]
-struct Series {
-    count: u64,
-    errors: u64,
-    retries: u64,
-    latency_ms: Histogram<u64>,
-}
-
-impl Default for Series {
-    fn default() -> Self {
-        Series {
-            count: 0,
-            errors: 0,
-            retries: 0,
-            // 1 ms to 30 days at 2 significant digits: constant, valid bounds.
-            latency_ms: Histogram::new_with_bounds(1, 30 * 86_400_000, 2)
-                .expect("constant histogram bounds are valid"),
-        }
-    }
-}
-
-impl Series {
-    fn record(&mut self, ms: u64) {
-        self.count += 1;
-        self.latency_ms.saturating_record(ms.max(1));
-    }
-
-    fn figures(&self) -> SeriesFigures {
-        let q = |p| {
-            if self.latency_ms.is_empty() {
-                0
-            } else {
-                // The bucket's lowest value: what was recorded, where the
-                // bucket is exact.
-                self.latency_ms
-                    .lowest_equivalent(self.latency_ms.value_at_quantile(p))
-            }
-        };
-        SeriesFigures {
-            count: self.count,
-            errors: self.errors,
-            retries: self.retries,
-            mean_ms: if self.latency_ms.is_empty() {
-                0.0
-            } else {
-                self.latency_ms.mean()
-            },
-            p50_ms: q(0.5),
-            p99_ms: q(0.99),
-        }
-    }
-}
-
-/// What one series reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SeriesFigures {
-    pub count: u64,
-    pub errors: u64,
-    pub retries: u64,
-    pub mean_ms: f64,
-    pub p50_ms: u64,
-    pub p99_ms: u64,
+struct Claim {
+    capability: String,
+    claimed_at_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +37,8 @@ struct WorkflowSeries {
     started: u64,
     ended: BTreeMap<&'static str, u64>,
     duration: Series,
+    /// Execution durations by final status.
+    durations: BTreeMap<&'static str, Buckets>,
     steps: BTreeMap<String, Series>,
 }
 
@@ -101,16 +51,28 @@ pub struct WorkflowFigures {
     pub ended: BTreeMap<String, u64>,
     /// Execution durations (count = ended).
     pub duration: SeriesFigures,
+    /// Execution durations by final status (each count = `ended` of that
+    /// status).
+    #[serde(skip)]
+    pub durations: BTreeMap<String, Buckets>,
     pub steps: BTreeMap<String, SeriesFigures>,
 }
 
 /// Everything the engine counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Figures {
     pub workflows: BTreeMap<String, WorkflowFigures>,
     /// Task round trips (scheduled to result) per capability.
     pub capabilities: BTreeMap<String, SeriesFigures>,
+    /// Per capability, how long claimed tasks waited in their queue
+    /// (scheduled to claimed; count = tasks claimed).
+    #[serde(skip)]
+    pub queue_wait: BTreeMap<String, Buckets>,
+    /// Per capability, how long agents held tasks (claimed to result;
+    /// count = results of claimed tasks).
+    #[serde(skip)]
+    pub run_time: BTreeMap<String, Buckets>,
 }
 
 /// The engine's counters.
@@ -123,6 +85,10 @@ pub struct Recorder {
 struct Inner {
     workflows: BTreeMap<String, WorkflowSeries>,
     capabilities: BTreeMap<String, Series>,
+    queue_wait: BTreeMap<String, Buckets>,
+    run_time: BTreeMap<String, Buckets>,
+    /// Claimed tasks whose result is not recorded yet, by task id.
+    claims: HashMap<String, Claim>,
 }
 
 /// What the runtime knew of an activation before a trigger.
@@ -212,7 +178,14 @@ impl Recorder {
                         }
                     }
                 }
-                Event::TaskCompleted { act, .. } | Event::TaskFailed { act, .. } => {
+                Event::TaskCompleted { act, task, .. } | Event::TaskFailed { act, task, .. } => {
+                    if let Some(claim) = inner.claims.remove(task) {
+                        inner
+                            .run_time
+                            .entry(claim.capability)
+                            .or_default()
+                            .record(since(claim.claimed_at_ms));
+                    }
                     if let Some((capability, scheduled_at_ms)) =
                         before.get(act).and_then(|b| b.task.clone())
                     {
@@ -235,6 +208,10 @@ impl Recorder {
                     };
                     *wf.ended.entry(status.as_str()).or_default() += 1;
                     wf.duration.record(since(started_at_ms));
+                    wf.durations
+                        .entry(status.as_str())
+                        .or_default()
+                        .record(since(started_at_ms));
                     if status == Status::Failed {
                         wf.duration.errors += 1;
                     }
@@ -244,13 +221,60 @@ impl Recorder {
         }
     }
 
+    /// Counts tasks an agent claimed: how long each waited in its queue;
+    /// its run time is counted at its result. `registry` is where they were
+    /// claimed (to forget claims that ended without a result).
+    pub fn claimed(&self, tasks: &[ClaimedTask], registry: &AgentRegistry) {
+        if tasks.is_empty() {
+            return;
+        }
+        let outstanding = registry.outstanding();
+        let remembered: Vec<String> = {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            for task in tasks {
+                let capability = &task.spec.capability;
+                let waited = task.claimed_at_ms.saturating_sub(task.spec.scheduled_at_ms);
+                match inner.queue_wait.get_mut(capability) {
+                    Some(buckets) => buckets.record(waited),
+                    None => {
+                        let mut buckets = Buckets::default();
+                        buckets.record(waited);
+                        inner.queue_wait.insert(capability.clone(), buckets);
+                    }
+                }
+                inner.claims.insert(
+                    task.spec.id.clone(),
+                    Claim {
+                        capability: capability.clone(),
+                        claimed_at_ms: task.claimed_at_ms,
+                    },
+                );
+            }
+            // A task withdrawn (its execution cancelled, its step skipped)
+            // has no result: forget such claims now and then, against the
+            // registry, so they cannot pile up.
+            if inner.claims.len() <= CLAIMS_PRUNE_AT.max(2 * outstanding) {
+                return;
+            }
+            inner.claims.keys().cloned().collect()
+        };
+        let gone: Vec<String> = remembered
+            .into_iter()
+            .filter(|task| registry.claimed_by(task).is_none())
+            .collect();
+        if let Ok(mut inner) = self.inner.lock() {
+            for task in &gone {
+                inner.claims.remove(task);
+            }
+        }
+    }
+
     /// A copy of every figure.
     pub fn figures(&self) -> Figures {
         let Ok(inner) = self.inner.lock() else {
-            return Figures {
-                workflows: BTreeMap::new(),
-                capabilities: BTreeMap::new(),
-            };
+            return Figures::default();
         };
         Figures {
             workflows: inner
@@ -263,6 +287,11 @@ impl Recorder {
                             started: w.started,
                             ended: w.ended.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                             duration: w.duration.figures(),
+                            durations: w
+                                .durations
+                                .iter()
+                                .map(|(k, b)| (k.to_string(), b.clone()))
+                                .collect(),
                             steps: w
                                 .steps
                                 .iter()
@@ -277,6 +306,11 @@ impl Recorder {
                 .iter()
                 .map(|(k, s)| (k.clone(), s.figures()))
                 .collect(),
+            queue_wait: inner.queue_wait.clone(),
+            run_time: inner.run_time.clone(),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
