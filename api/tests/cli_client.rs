@@ -138,12 +138,32 @@ async fn start_status_tail_and_agents_drive_an_execution() {
 
     // The variable instead of the flag.
     let mut status = retrace();
-    status.args(["status", &id]).env("RETRACE_SERVER", base);
+    status
+        .args(["status", &id, "--json"])
+        .env("RETRACE_SERVER", base);
     let status = cli_support::output(status).await.expect_code(0);
     let status: Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["status"], "running");
     assert_eq!(status["input"], json!({"name": "Cy"}));
     assert_eq!(status["currentSteps"][0]["waiting"]["for"], "task");
+    // The view: status first, then what it is and what it waits for.
+    let view = run(&["status", &id, "--server", base]).await.expect_code(0);
+    let lines: Vec<&str> = view.stdout.lines().collect();
+    assert_eq!(lines[0], "status    running", "{}", view.stdout);
+    assert_eq!(lines[1], format!("execution {id}"), "{}", view.stdout);
+    assert_eq!(lines[2], "workflow  hello", "{}", view.stdout);
+    let version = status["version"].as_str().unwrap();
+    assert_eq!(lines[3], format!("version   {}", &version[..12]));
+    assert!(lines[4].starts_with("started   20"), "{}", view.stdout);
+    assert_eq!(
+        lines[5],
+        format!(
+            "step      compose [act 1]: waits for task {id}.1.1 on `greet` (attempt 1), input {{\"greeting\":\"Hello, Cy\"}}"
+        ),
+        "{}",
+        view.stdout
+    );
+    assert_eq!(lines.len(), 6, "nothing ended, no output: {}", view.stdout);
 
     let listed = run(&["agents", "--server", base]).await.expect_code(0);
     assert_eq!(
@@ -254,9 +274,13 @@ async fn one_step(base: &str, dir: &std::path::Path, capability: &str) -> String
     started.stdout.trim().to_owned()
 }
 
+/// Follows the execution to its end (`tail` exits 0 only if it completed).
 async fn finished(base: &str, id: &str) -> Value {
-    run(&["tail", id, "--server", base]).await.expect_code(0);
-    let status = run(&["status", id, "--server", base]).await.expect_code(0);
+    let tail = run(&["tail", id, "--server", base]).await;
+    assert!(matches!(tail.code, 0 | 1), "{tail:?}");
+    let status = run(&["status", id, "--server", base, "--json"])
+        .await
+        .expect_code(0);
     serde_json::from_str(&status.stdout).unwrap()
 }
 
@@ -292,19 +316,68 @@ async fn the_agent_runs_a_command_and_fails_the_task_when_it_fails() {
     assert_eq!(done["output"], json!("hello there"));
     assert_eq!(agent.stop().await.0, 0);
 
-    // A non-zero exit fails the task, with what the command said.
+    // A non-zero exit fails the task with the exit code and the end of
+    // stderr — never the command line, which may hold secrets.
     let id = one_step(base, data.path(), "break").await;
     let mut agent = Agent::start(
         base,
-        &["--capability", "break", "--exec", "echo boom >&2; exit 3"],
+        &[
+            "--capability",
+            "break",
+            "--exec",
+            "TOKEN=s3cr3t-token; echo boom >&2; exit 3",
+        ],
     );
     agent.said("failed").await;
     let done = finished(base, &id).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["type"], "command_failed");
     assert_eq!(done["error"]["retryable"], true);
+    assert_eq!(done["error"]["message"], "exit code 3: boom");
+    let history = run(&["tail", &id, "--server", base, "--json"])
+        .await
+        .expect_code(1);
+    assert!(
+        history.stdout.contains("exit code 3: boom"),
+        "{}",
+        history.stdout
+    );
+    assert!(
+        !history.stdout.contains("s3cr3t") && !history.stdout.contains("TOKEN"),
+        "the journal holds no part of the command line: {}",
+        history.stdout
+    );
+    let (code, log) = agent.stop().await;
+    assert_eq!(code, 0, "{log}");
+    assert!(!log.contains("s3cr3t"), "{log}");
+
+    // Only the end of a long stderr, and a command without any says how it
+    // ended alone.
+    let id = one_step(base, data.path(), "noisy").await;
+    let agent = Agent::start(
+        base,
+        &[
+            "--capability",
+            "noisy",
+            "--exec",
+            "i=0; while [ $i -lt 1000 ]; do echo line-$i >&2; i=$((i+1)); done; exit 4",
+        ],
+    );
+    let done = finished(base, &id).await;
     let message = done["error"]["message"].as_str().unwrap();
-    assert!(message.contains("exit code 3: boom"), "{message}");
+    assert!(message.starts_with("exit code 4: "), "{message}");
+    assert!(message.ends_with("line-998\nline-999"), "{message}");
+    assert!(!message.contains("line-0\n"), "{message}");
+    assert!(
+        message.len() <= "exit code 4: ".len() + 2048,
+        "{}",
+        message.len()
+    );
+    assert_eq!(agent.stop().await.0, 0);
+    let id = one_step(base, data.path(), "quiet").await;
+    let agent = Agent::start(base, &["--capability", "quiet", "--exec", "exit 5"]);
+    let done = finished(base, &id).await;
+    assert_eq!(done["error"]["message"], "exit code 5");
     assert_eq!(agent.stop().await.0, 0);
     server.stop().await;
 }

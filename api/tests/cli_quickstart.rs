@@ -2,7 +2,9 @@
 //! `## Quick start` is taken from README.md as written and run with `sh -e`
 //! from the repository's root, with this build's `retrace` first on `PATH`,
 //! a free port in place of 7700 and a temporary folder in place of
-//! `$(mktemp -d)`. If the README changes, this runs the new commands.
+//! `$(mktemp -d)`. If the README changes, this runs the new commands. Its
+//! wait for the server is run alone too, with a server that cannot start:
+//! it must give up, in bounded time, with a message.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,14 +33,9 @@ fn quick_start(readme: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn the_readme_quick_start_runs_as_written() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let commands = quick_start(&readme);
-    assert!(commands.contains("127.0.0.1:7700"), "{commands}");
-    assert!(commands.contains("$(mktemp -d)"), "{commands}");
-
-    let data = tempfile::tempdir().unwrap();
+/// `commands` with a free port in place of 7700 and `data` in place of
+/// `$(mktemp -d)`, killing on exit whatever it started in the background.
+fn script(commands: &str, data: &Path) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,13 +43,78 @@ async fn the_readme_quick_start_runs_as_written() {
         .port();
     let script = commands
         .replace("127.0.0.1:7700", &format!("127.0.0.1:{port}"))
-        .replace(
-            "$(mktemp -d)",
-            &format!("'{}'", data.path().join("data").display()),
-        );
+        .replace("$(mktemp -d)", &format!("'{}'", data.display()));
     // Whatever happens, nothing the script started outlives it.
-    let script = format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}\n");
+    format!("trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}\n")
+}
 
+/// The lines up to the wait for the server and the check after it.
+fn up_to_the_wait(commands: &str) -> String {
+    let lines: Vec<&str> = commands.lines().collect();
+    let check = lines
+        .iter()
+        .rposition(|l| l.starts_with("retrace agents"))
+        .expect("the quick start checks that the server answers");
+    lines[..=check].join("\n")
+}
+
+#[tokio::test]
+async fn the_readme_quick_start_runs_as_written() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands = quick_start(&readme);
+    assert!(commands.contains("127.0.0.1:7700"), "{commands}");
+    assert!(commands.contains("$(mktemp -d)"), "{commands}");
+    // The wait is bounded: no `until` loop that spins for ever.
+    assert!(
+        !commands.lines().any(|l| l.starts_with("until ")),
+        "{commands}"
+    );
+    assert!(commands.contains("$(seq "), "{commands}");
+
+    let data = tempfile::tempdir().unwrap();
+    let script = script(&commands, &data.path().join("data"));
+
+    let out = run_sh(&script).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the quick start fails:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for expected in [
+        "workflow hello version ",
+        "execution_completed  {\"output\":{\"message\":\"Hello, Ann\",\"to\":\"Ann\"}}",
+        "status running → completed",
+        "after seq 10: completed",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "`{expected}` in:\n{stdout}\nstderr:\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_quick_start_gives_up_when_the_server_does_not_start() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let commands = up_to_the_wait(&quick_start(&readme));
+    // A data folder that is a file: the server stops at once.
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_folder = dir.path().join("file");
+    std::fs::write(&not_a_folder, "not a data folder").unwrap();
+    let script = script(&commands, &not_a_folder);
+    let out = run_sh(&script).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{script}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("cannot connect"),
+        "{script}\nstderr:\n{stderr}"
+    );
+}
+
+/// Runs `script` with `sh -e` from the repository's root, this build's
+/// `retrace` first on `PATH`; bounded by twice [`PATIENCE`].
+async fn run_sh(script: &str) -> std::process::Output {
     let bin = Path::new(env!("CARGO_BIN_EXE_retrace")).parent().unwrap();
     let path = std::env::join_paths(std::iter::once(bin.to_owned()).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
@@ -60,7 +122,7 @@ async fn the_readme_quick_start_runs_as_written() {
     .unwrap();
     let mut command = Command::new("sh");
     command
-        .args(["-e", "-c", &script])
+        .args(["-e", "-c", script])
         .current_dir(repo())
         .env("PATH", path)
         .env_remove("RETRACE_SERVER")
@@ -79,24 +141,7 @@ async fn the_readme_quick_start_runs_as_written() {
         let _ = std::process::Command::new("kill")
             .args(["-KILL", &format!("-{group}")])
             .status();
-        panic!("the quick start did not finish in time");
+        panic!("the script did not finish in time:\n{script}");
     };
-    let out = out.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the quick start fails:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    for expected in [
-        "workflow hello version ",
-        "execution_completed  {\"output\":{\"message\":\"Hello, Ann\",\"to\":\"Ann\"}}",
-        "status running → completed",
-        "after seq 10: completed",
-    ] {
-        assert!(
-            stdout.contains(expected),
-            "`{expected}` in:\n{stdout}\nstderr:\n{stderr}"
-        );
-    }
+    out.unwrap()
 }

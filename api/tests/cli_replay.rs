@@ -22,7 +22,7 @@ async fn replay_of_a_data_folder_shows_every_event_and_the_state_after_it() {
     let server = Server::start(data.path()).await;
     let (id, tail) = hello_to_completion(&server.base, "Ann").await;
     assert!(tail.contains("execution_completed"), "{tail}");
-    let live = run(&["status", &id, "--server", &server.base])
+    let live = run(&["status", &id, "--server", &server.base, "--json"])
         .await
         .expect_code(0);
     let live: Value = serde_json::from_str(&live.stdout).unwrap();
@@ -125,7 +125,15 @@ async fn a_folder_a_running_server_holds_is_refused_with_exit_code_2() {
     ] {
         let out = run(&args).await.expect_code(2);
         assert!(
-            out.stderr.contains("is in use by a running server"),
+            out.stderr
+                .contains("is in use by a running server: stop the server first"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        // Only the commands that take --server suggest it.
+        assert_eq!(
+            out.stderr.contains("--server"),
+            args[0] != "verify",
             "{args:?}: {}",
             out.stderr
         );

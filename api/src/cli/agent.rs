@@ -41,7 +41,9 @@ pub struct AgentArgs {
     pub name: String,
     /// A shell command (`sh -c`) run for each task: the task's input is its
     /// stdin as JSON, and its stdout is the output (parsed as JSON, else
-    /// taken as a string). Without it, the agent echoes each task's input.
+    /// taken as a string). A non-zero exit fails the task with the exit code
+    /// and the end of its stderr as the message (never the command line).
+    /// Without it, the agent echoes each task's input.
     #[arg(long, value_name = "COMMAND")]
     pub exec: Option<String>,
     /// How long one poll waits for a task, in milliseconds (the server caps
@@ -55,8 +57,9 @@ pub struct AgentArgs {
 /// The longest pause between attempts while the server cannot be reached.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// How much of a failed command's stderr goes into the failure message.
-const STDERR_CHARS_MAX: usize = 2000;
+/// How much of a failed command's stderr (its end, in bytes) goes into the
+/// failure message.
+const STDERR_TAIL_BYTES: usize = 2048;
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: AgentArgs) -> Result<()> {
@@ -253,6 +256,9 @@ fn passing(e: &Error) -> bool {
 }
 
 /// Runs `command` with the task's input on stdin; its stdout is the output.
+/// A failure's message never holds the command line itself (it may carry
+/// secrets, and the message is journaled): only how it ended and the end of
+/// its stderr.
 async fn run_command(command: &str, task: &Task) -> std::result::Result<Value, String> {
     let mut child = Command::new("sh")
         .arg("-c")
@@ -267,7 +273,7 @@ async fn run_command(command: &str, task: &Task) -> std::result::Result<Value, S
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        .map_err(|e| format!("the command could not be started: {e}"))?;
     let input = task.input.to_string().into_bytes();
     let stdin = child.stdin.take();
     // Fed from its own task, so a command that prints before it has read
@@ -281,30 +287,52 @@ async fn run_command(command: &str, task: &Task) -> std::result::Result<Value, S
     let output = child
         .wait_with_output()
         .await
-        .map_err(|e| format!("`{command}` did not finish: {e}"))?;
+        .map_err(|e| format!("the command did not finish: {e}"))?;
     feeding.abort();
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stderr = stderr.trim();
-        let tail: String = stderr
-            .chars()
-            .rev()
-            .take(STDERR_CHARS_MAX)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let status = match output.status.code() {
-            Some(code) => format!("exit code {code}"),
-            None => "a signal".to_owned(),
-        };
-        return Err(if tail.is_empty() {
-            format!("`{command}` ended with {status}")
-        } else {
-            format!("`{command}` ended with {status}: {tail}")
-        });
+        return Err(failure_message(output.status, &output.stderr));
     }
     Ok(output_value(&output.stdout))
+}
+
+/// How a command ended, and the end of its stderr: `exit code 3: boom`.
+fn failure_message(status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    let ended = match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => killed_by(status),
+    };
+    let tail = stderr_tail(stderr);
+    if tail.is_empty() {
+        ended
+    } else {
+        format!("{ended}: {tail}")
+    }
+}
+
+#[cfg(unix)]
+fn killed_by(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(signal) => format!("killed by signal {signal}"),
+        None => "ended without an exit code".to_owned(),
+    }
+}
+
+#[cfg(not(unix))]
+fn killed_by(_status: std::process::ExitStatus) -> String {
+    "ended without an exit code".to_owned()
+}
+
+/// The last [`STDERR_TAIL_BYTES`] of `stderr`, trimmed, as text (invalid
+/// UTF-8 replaced); a character cut by the limit is left out whole.
+fn stderr_tail(stderr: &[u8]) -> String {
+    let trimmed = stderr.trim_ascii();
+    let mut start = trimmed.len().saturating_sub(STDERR_TAIL_BYTES);
+    // Not in the middle of a character: skip continuation bytes (at most 3).
+    while start < trimmed.len() && start > 0 && (trimmed[start] & 0b1100_0000) == 0b1000_0000 {
+        start += 1;
+    }
+    String::from_utf8_lossy(&trimmed[start..]).into_owned()
 }
 
 /// A command's stdout as a task output: JSON when it parses, else the text
@@ -327,6 +355,21 @@ fn note(line: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stderr_tail_is_bounded_and_cut_between_characters() {
+        assert_eq!(stderr_tail(b"  boom\n"), "boom");
+        assert_eq!(stderr_tail(b""), "");
+        let long = format!("{}{}", "x".repeat(5000), "end");
+        let tail = stderr_tail(long.as_bytes());
+        assert_eq!(tail.len(), STDERR_TAIL_BYTES);
+        assert!(tail.ends_with("xend"));
+        // A two-byte character straddling the cut is dropped, not mangled.
+        let accented = format!("é{}", "a".repeat(STDERR_TAIL_BYTES - 1));
+        let tail = stderr_tail(accented.as_bytes());
+        assert_eq!(tail, "a".repeat(STDERR_TAIL_BYTES - 1));
+        assert_eq!(stderr_tail(b"bad \xff byte"), "bad \u{fffd} byte");
+    }
 
     #[test]
     fn stdout_is_json_when_it_parses_and_text_otherwise() {

@@ -147,10 +147,23 @@ impl Client {
 
     /// Opens the Server-Sent Events stream at `path`.
     pub async fn stream(&self, path: &str) -> Result<EventStream> {
-        let request = self
+        self.stream_after(path, None).await
+    }
+
+    /// Opens the Server-Sent Events stream at `path`, resuming after the
+    /// event whose `id:` was `last_event_id` (sent as `Last-Event-ID`).
+    pub async fn stream_after(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<EventStream> {
+        let mut request = self
             .http
             .get(self.url(path))
             .header(ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
         let response = self.respond(path, request).await?;
         Ok(EventStream {
             url: self.url(path),
@@ -158,6 +171,20 @@ impl Client {
             buffer: Vec::new(),
         })
     }
+}
+
+/// `text` percent-encoded for one path segment or one query value: every
+/// byte but `A-Z a-z 0-9 - . _ ~` (so an event name's `/` stays in its
+/// segment).
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn http(url: &str, e: &reqwest::Error) -> Error {
@@ -332,6 +359,13 @@ mod tests {
         );
         let e = server_error("http://x/", 502, b"Bad gateway");
         assert_eq!(e.to_string(), "http://x/: status 502: Bad gateway");
+    }
+
+    #[test]
+    fn segments_and_query_values_are_percent_encoded() {
+        assert_eq!(encode("order.paid"), "order.paid");
+        assert_eq!(encode("a/b:c d"), "a%2Fb%3Ac%20d");
+        assert_eq!(encode("é"), "%C3%A9");
     }
 
     #[test]

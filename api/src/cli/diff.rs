@@ -3,9 +3,10 @@
 //! something else, ended), variables set or removed, the output, the error,
 //! the steps held for an operator and compensation.
 //!
-//! Owns the wording of those lines. It compares two states and must never
-//! look at the event itself: the lines say what the fold did, so a developer
-//! sees the state move, not the event restated.
+//! Owns the wording of those lines (`retrace status` shares it). It
+//! compares two states and must never look at the event itself: the lines
+//! say what the fold did, so a developer sees the state move, not the event
+//! restated.
 
 use std::collections::BTreeMap;
 
@@ -100,7 +101,7 @@ fn activation(a: &Activation) -> String {
     text
 }
 
-fn waiting(w: &Waiting) -> String {
+pub fn waiting(w: &Waiting) -> String {
     match w {
         // Between a step's events: started, or its task just reported.
         Waiting::Starting => "in progress".into(),
@@ -185,7 +186,7 @@ fn compensation(c: Option<&Compensation>) -> String {
     }
 }
 
-fn error_text(e: &ErrorInfo) -> String {
+pub fn error_text(e: &ErrorInfo) -> String {
     let mut text = format!("{}: {}", e.kind, e.message);
     if let Some(step) = &e.step {
         text.push_str(&format!(" (step {step}"));
@@ -208,7 +209,7 @@ pub fn compact(value: &Value) -> String {
 }
 
 /// A version hash shortened for reading (the full one is in `--json`).
-fn short(version: &str) -> &str {
+pub fn short(version: &str) -> &str {
     version.get(..12).unwrap_or(version)
 }
 

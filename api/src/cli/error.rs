@@ -12,11 +12,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A running server holds the data folder (sled and retrace lock it).
+    /// `readable_from_server`: the command can read from the server instead
+    /// (`replay`, `export`), so the message says how; `verify` cannot.
     #[error(
-        "the data folder {} is in use by a running server: stop the server first, or read from it with --server <url>",
-        .0.display()
+        "the data folder {} is in use by a running server: stop the server first{}",
+        .path.display(),
+        server_hint(.readable_from_server)
     )]
-    Locked(PathBuf),
+    Locked {
+        path: PathBuf,
+        readable_from_server: bool,
+    },
     /// The path names nothing, or a folder no retrace server has used.
     #[error("{} is not a retrace data folder ({why})", .path.display())]
     NotADataFolder { path: PathBuf, why: String },
@@ -39,6 +45,19 @@ pub enum Error {
         path: PathBuf,
         line: u64,
         why: String,
+    },
+    /// `workflow validate` offline: the problems the engine's own compiler
+    /// found, listed as the server lists them.
+    #[error(
+        "{}: invalid workflow definition ({} problem{}){}",
+        .file.display(),
+        .problems.len(),
+        plural(.problems.len()),
+        problems_text(.problems)
+    )]
+    InvalidWorkflow {
+        file: PathBuf,
+        problems: Vec<retrace_engine::model::Problem>,
     },
     /// An error answer from the server, as its JSON body says.
     #[error("{code}: {message}{}", details_text(.details))]
@@ -70,7 +89,10 @@ impl From<retrace_engine::Error> for Error {
     fn from(e: retrace_engine::Error) -> Self {
         use retrace_engine::Error as E;
         match e {
-            E::Locked { path, .. } => Error::Locked(path),
+            E::Locked { path, .. } => Error::Locked {
+                path,
+                readable_from_server: true,
+            },
             E::NotADataFolder { path, why } => Error::NotADataFolder { path, why },
             e => Error::Engine(e),
         }
@@ -81,7 +103,7 @@ impl Error {
     /// The process's exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Locked(_) | Error::Usage(_) => 2,
+            Error::Locked { .. } | Error::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -116,13 +138,39 @@ fn details_text(details: &[serde_json::Value]) -> String {
                 .and_then(|m| m.as_str())
                 .map(str::to_owned)
                 .unwrap_or_else(|| d.to_string());
-            if path.is_empty() {
-                format!("\n  - {message}")
-            } else {
-                format!("\n  - {path}: {message}")
-            }
+            detail_line(path, &message)
         })
         .collect()
+}
+
+/// What a command refused a locked folder can do instead.
+fn server_hint(readable_from_server: &bool) -> &'static str {
+    if *readable_from_server {
+        ", or read from it with --server <url>"
+    } else {
+        ""
+    }
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
+/// A definition's problems, one per line, as [`details_text`] shows the
+/// server's `invalid_workflow` details.
+fn problems_text(problems: &[retrace_engine::model::Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| detail_line(&p.path, &p.message))
+        .collect()
+}
+
+fn detail_line(path: &str, message: &str) -> String {
+    if path.is_empty() {
+        format!("\n  - {message}")
+    } else {
+        format!("\n  - {path}: {message}")
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

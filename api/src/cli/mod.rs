@@ -11,22 +11,35 @@
 //!   sources of its settings are merged ([`config`]).
 //! - `replay`, `export`, `verify`: histories read offline from a stopped
 //!   server's data folder, an export, or a server ([`history`]).
-//! - `workflow`, `start`, `status`, `tail`, `agents`: the client
-//!   conveniences ([`remote`], over [`client`]); `agent`: a small agent.
+//! - The client commands, over [`client`]: `workflow apply|validate`
+//!   ([`workflow`]; `validate` also offline), `start` and `agents`
+//!   ([`remote`]), `status` ([`status`]), `tail` ([`tail`]), `ls`
+//!   ([`list`]), `signal` and `publish` ([`events`]), and the commands on
+//!   one execution — `pause`, `resume`, `cancel`, `terminate`, `retry`,
+//!   `skip`, `redrive` ([`control`]).
+//! - `agent`: a small agent ([`agent`]); `completions`: shell completion
+//!   scripts ([`completions`]).
 
 mod agent;
 mod client;
+mod completions;
 mod config;
+mod control;
 mod diff;
 mod error;
+mod events;
 mod export;
 mod history;
+mod list;
 mod logging;
 mod remote;
 mod replay;
 mod serve;
 mod signals;
+mod status;
+mod tail;
 mod verify;
+mod workflow;
 
 use std::future::Future;
 use std::io::Write;
@@ -36,13 +49,20 @@ use clap::{Parser, Subcommand};
 
 pub use agent::AgentArgs;
 pub use client::DEFAULT_SERVER;
+pub use completions::CompletionsArgs;
 pub use config::ServeArgs;
+pub use control::Control;
 pub use error::Error;
+pub use events::EventCommand;
 pub use export::ExportArgs;
+pub use list::ListArgs;
 pub use logging::LogFormat;
-pub use remote::{AgentsArgs, StartArgs, StatusArgs, TailArgs, WorkflowCommand};
+pub use remote::{AgentsArgs, StartArgs};
 pub use replay::{ReplayArgs, run as replay};
+pub use status::StatusArgs;
+pub use tail::TailArgs;
 pub use verify::VerifyArgs;
+pub use workflow::WorkflowCommand;
 
 /// retrace: an event-sourced durable execution engine.
 #[derive(Debug, Parser)]
@@ -64,7 +84,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Writes histories as JSON lines, in the journal's order.
     Export(ExportArgs),
-    /// Defines or checks workflows on a server.
+    /// Defines workflows on a server, or checks them (offline by default).
     Workflow {
         #[command(subcommand)]
         command: WorkflowCommand,
@@ -73,12 +93,23 @@ pub enum Command {
     Start(StartArgs),
     /// Shows an execution as the server sees it.
     Status(StatusArgs),
-    /// Follows an execution's events as they happen, until it ends.
+    /// Follows an execution's events as they happen, until it ends; exit 0
+    /// if it completed, 1 if it ended otherwise. Reconnects if the server
+    /// restarts.
     Tail(TailArgs),
+    /// Lists executions, oldest first.
+    Ls(ListArgs),
+    #[command(flatten)]
+    Event(EventCommand),
+    #[command(flatten)]
+    Control(Control),
     /// Lists the agents registered with a server.
     Agents(AgentsArgs),
     /// Runs a small agent: echoes each task's input, or runs a command.
     Agent(AgentArgs),
+    /// Prints a shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions(CompletionsArgs),
 }
 
 /// Runs a parsed command line; the process's exit code.
@@ -94,13 +125,17 @@ pub fn run(cli: Cli) -> ExitCode {
             };
         }
         Command::Export(args) => buffered(|out| block_on(export::run(args, out))),
-        Command::Workflow { command } => buffered(|out| block_on(remote::workflow(command, out))),
+        Command::Workflow { command } => buffered(|out| block_on(workflow::run(command, out))),
         Command::Start(args) => buffered(|out| block_on(remote::start(args, out))),
-        Command::Status(args) => buffered(|out| block_on(remote::status(args, out))),
+        Command::Status(args) => buffered(|out| block_on(status::run(args, out))),
+        Command::Ls(args) => buffered(|out| block_on(list::run(args, out))),
+        Command::Event(command) => buffered(|out| block_on(events::run(command, out))),
+        Command::Control(command) => buffered(|out| block_on(control::run(command, out))),
         Command::Agents(args) => buffered(|out| block_on(remote::agents(args, out))),
         // Each event is written (and flushed) as it arrives.
-        Command::Tail(args) => block_on(remote::tail(args, &mut std::io::stdout().lock())),
+        Command::Tail(args) => block_on(tail::run(args, &mut std::io::stdout().lock())),
         Command::Agent(args) => block_on(agent::run(args)),
+        Command::Completions(args) => buffered(|out| completions::run(args, out)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
-//! The client conveniences against a running server: `workflow apply` and
-//! `workflow validate`, `start`, `status`, `agents`, and `tail`, which
-//! follows an execution's event stream until it ends.
+//! The client conveniences `start` and `agents`, and what the client
+//! subcommands share: reading an execution id, a JSON argument (`@file`
+//! reads it from a file), and telling a final status and its exit code.
 //!
 //! Owns turning command-line arguments into the API's requests and its
 //! answers into short output (or the answer's JSON with `--json`). It must
@@ -8,79 +8,16 @@
 //! and its error is shown as it sent it.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use retrace_engine::ExecutionId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::client::{Client, ServerArg, server_error};
-use super::diff::compact;
 use super::error::{Error, Result};
-use super::history::EventLine;
 use super::write_line as write;
-
-/// `retrace workflow …`.
-#[derive(Debug, Clone, Subcommand)]
-pub enum WorkflowCommand {
-    /// Defines a workflow from a file (JSON, or YAML for `.yaml`/`.yml`).
-    Apply(DefinitionArgs),
-    /// Checks a workflow file without storing it.
-    Validate(DefinitionArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DefinitionArgs {
-    /// The definition: JSON, or YAML when the name ends in `.yaml` or `.yml`.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    #[command(flatten)]
-    pub server: ServerArg,
-    /// Print the server's answer as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub async fn workflow(command: WorkflowCommand, out: &mut impl Write) -> Result<()> {
-    let (args, path) = match command {
-        WorkflowCommand::Apply(args) => (args, "/v1/workflows"),
-        WorkflowCommand::Validate(args) => (args, "/v1/workflows/validate"),
-    };
-    let client = Client::new(&args.server.server)?;
-    let body = std::fs::read(&args.file)
-        .map_err(|e| Error::io(format!("cannot read {}", args.file.display()), e))?;
-    let answer: Value = client
-        .post_bytes(path, content_type(&args.file), body)
-        .await?;
-    if args.json {
-        return write(out, answer.to_string());
-    }
-    let text = |field: &str| answer.get(field).and_then(Value::as_str).unwrap_or("?");
-    let outcome = match answer.get("created").and_then(Value::as_bool) {
-        Some(true) => "created",
-        Some(false) => "unchanged (already defined)",
-        None => "valid",
-    };
-    write(
-        out,
-        format!(
-            "workflow {} version {}: {outcome}",
-            text("name"),
-            text("version")
-        ),
-    )
-}
-
-fn content_type(file: &Path) -> &'static str {
-    match file.extension().and_then(|e| e.to_str()) {
-        Some(e) if e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml") => {
-            "application/yaml"
-        }
-        _ => "application/json",
-    }
-}
 
 /// Options of `retrace start`.
 #[derive(Debug, Clone, Args)]
@@ -121,7 +58,7 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
         body.insert("version".into(), Value::String(version));
     }
     if let Some(input) = args.input {
-        body.insert("input".into(), parse_input(&input)?);
+        body.insert("input".into(), json_arg("--input", &input)?);
     }
     if let Some(key) = args.idempotency_key {
         body.insert("idempotencyKey".into(), Value::String(key));
@@ -158,10 +95,19 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
         true => write(out, ended.to_string())?,
         false => write(out, format!("{id} {status}"))?,
     }
+    self::ended(id, status)
+}
+
+/// The outcome an ended execution means for the exit code: `Ok` when it
+/// completed, [`Error::Ended`] (exit code 1) for any other final status.
+pub fn ended(id: impl std::fmt::Display, status: String) -> Result<()> {
     if status == "completed" {
         Ok(())
     } else {
-        Err(Error::Ended { id, status })
+        Err(Error::Ended {
+            id: id.to_string(),
+            status,
+        })
     }
 }
 
@@ -170,7 +116,7 @@ fn status_of(execution: &Value) -> Option<&str> {
 }
 
 /// Whether an execution's status is final (its terminal event is stored).
-fn is_final(status: &str) -> bool {
+pub fn is_final(status: &str) -> bool {
     TERMINAL.contains(&format!("execution_{status}").as_str())
 }
 
@@ -194,39 +140,22 @@ async fn follow_to_end(client: &Client, id: ExecutionId) -> Result<()> {
     Ok(())
 }
 
-fn parse_input(text: &str) -> Result<Value> {
+/// A JSON argument: the text itself, or with `@file` the file's content.
+/// `flag` names it in the message when it is not JSON (exit code 2).
+pub fn json_arg(flag: &str, text: &str) -> Result<Value> {
     let (what, json) = match text.strip_prefix('@') {
         Some(file) => (
             file.to_owned(),
             std::fs::read_to_string(file)
                 .map_err(|e| Error::io(format!("cannot read {file}"), e))?,
         ),
-        None => ("--input".to_owned(), text.to_owned()),
+        None => (flag.to_owned(), text.to_owned()),
     };
     serde_json::from_str(&json).map_err(|e| Error::Usage(format!("{what} is not JSON: {e}")))
 }
 
-/// Options of `retrace status`.
-#[derive(Debug, Clone, Args)]
-pub struct StatusArgs {
-    /// The execution id.
-    #[arg(value_name = "EXECUTION")]
-    pub execution: String,
-    #[command(flatten)]
-    pub server: ServerArg,
-}
-
-/// Prints the execution as `GET /v1/executions/{id}` shows it.
-pub async fn status(args: StatusArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
-    let id = execution_id(&args.execution)?;
-    let answer: Value = client.get(&format!("/v1/executions/{id}")).await?;
-    let text = serde_json::to_string_pretty(&answer)
-        .map_err(|e| Error::setup("cannot show the answer", e))?;
-    write(out, text)
-}
-
-fn execution_id(text: &str) -> Result<ExecutionId> {
+/// An execution id given on the command line (exit code 2 if not a UUID).
+pub fn execution_id(text: &str) -> Result<ExecutionId> {
     text.parse()
         .map_err(|_| Error::Usage(format!("`{text}` is not an execution id (a UUID)")))
 }
@@ -296,76 +225,11 @@ pub async fn agents(args: AgentsArgs, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
-/// Options of `retrace tail`.
-#[derive(Debug, Clone, Args)]
-pub struct TailArgs {
-    /// The execution id.
-    #[arg(value_name = "EXECUTION")]
-    pub execution: String,
-    /// Start after this seq instead of at the first event.
-    #[arg(long, value_name = "SEQ")]
-    pub after: Option<u64>,
-    #[command(flatten)]
-    pub server: ServerArg,
-    /// One event per line as the server sends it (the events page's JSON).
-    #[arg(long)]
-    pub json: bool,
-}
-
-const TERMINAL: [&str; 5] = [
+/// The kinds of event that end an execution.
+pub const TERMINAL: [&str; 5] = [
     "execution_completed",
     "execution_failed",
     "execution_compensated",
     "execution_cancelled",
     "execution_terminated",
 ];
-
-/// Follows the execution's event stream, printing each event as it comes,
-/// until its terminal event.
-pub async fn tail(args: TailArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
-    let id = execution_id(&args.execution)?;
-    let path = match args.after {
-        Some(after) => format!("/v1/executions/{id}/events/stream?after={after}"),
-        None => format!("/v1/executions/{id}/events/stream"),
-    };
-    let url = format!("{}{path}", client.base());
-    let mut stream = client.stream(&path).await?;
-    while let Some(frame) = stream.next().await? {
-        if frame.event.as_deref() == Some("error") {
-            return Err(server_error(&url, 500, frame.data.as_bytes()));
-        }
-        let event: EventLine = serde_json::from_str(&frame.data).map_err(|e| Error::Http {
-            url: url.clone(),
-            why: format!("an event that is not what the API sends: {e}"),
-        })?;
-        let terminal = TERMINAL.contains(&event.kind.as_str());
-        let line = if args.json {
-            frame.data
-        } else {
-            format!(
-                "{:>5}  {}  {}  {}",
-                event.seq,
-                event.at,
-                event.kind,
-                compact(&event.data)
-            )
-        };
-        write(out, line)?;
-        out.flush()
-            .map_err(|e| Error::io("cannot write to standard output", e))?;
-        if terminal {
-            return Ok(());
-        }
-    }
-    // The server ends a stream after the terminal event, and sends nothing
-    // to a client that has seen it already; any other end is a stop.
-    let now: Value = client.get(&format!("/v1/executions/{id}")).await?;
-    match now.get("status").and_then(Value::as_str) {
-        Some(status) if is_final(status) => Ok(()),
-        _ => Err(Error::Http {
-            url,
-            why: "the stream ended before the execution did (did the server stop?)".into(),
-        }),
-    }
-}

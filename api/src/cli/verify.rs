@@ -23,7 +23,7 @@ use retrace_engine::read::{History, StoredExecution};
 use retrace_engine::store::{self, JournalError};
 use serde_json::Value;
 
-use super::error::Result;
+use super::error::{Error, Result};
 use super::history::CHUNK;
 use super::write_line as write;
 
@@ -48,7 +48,14 @@ struct Finding {
 
 /// Runs the checks; `Ok(true)` when the folder is sound.
 pub async fn run(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
-    let (report, opened) = store::verify_folder(&args.data)?;
+    let (report, opened) = store::verify_folder(&args.data).map_err(|e| match Error::from(e) {
+        // `verify` checks a stopped server's folder; it has no --server.
+        Error::Locked { path, .. } => Error::Locked {
+            path,
+            readable_from_server: false,
+        },
+        e => e,
+    })?;
     let mut findings: Vec<Finding> = report
         .defects
         .iter()

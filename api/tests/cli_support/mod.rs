@@ -297,3 +297,135 @@ pub async fn hello_to_completion(base: &str, name: &str) -> (String, String) {
     assert_eq!(code, 0, "{log}");
     (id, tail.stdout)
 }
+
+/// Writes `definition` to `dir/<name>.json` and defines it with
+/// `retrace workflow apply`.
+pub async fn define(base: &str, dir: &Path, definition: serde_json::Value) {
+    let name = definition["name"].as_str().expect("a workflow has a name");
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, definition.to_string()).unwrap();
+    run(&[
+        "workflow".as_ref(),
+        "apply".as_ref(),
+        file.as_os_str(),
+        "--server".as_ref(),
+        base.as_ref(),
+    ])
+    .await
+    .expect_code(0);
+}
+
+/// `retrace start <workflow> --input <input>`; the new execution's id.
+pub async fn start(base: &str, workflow: &str, input: serde_json::Value) -> String {
+    let input = input.to_string();
+    let started = run(&["start", workflow, "--input", &input, "--server", base])
+        .await
+        .expect_code(0);
+    started.stdout.trim().to_owned()
+}
+
+/// The execution as `GET /v1/executions/{id}` shows it.
+pub async fn execution(base: &str, id: &str) -> serde_json::Value {
+    reqwest::get(format!("{base}/v1/executions/{id}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the execution (bounded by [`PATIENCE`]) until `until` holds for it;
+/// returns it then.
+pub async fn wait_for(
+    base: &str,
+    id: &str,
+    until: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = execution(base, id).await;
+        if until(&now) {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the execution never got there: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An agent played over HTTP by the test itself, one task at a time, so a
+/// test decides exactly what each task's outcome is.
+pub struct Worker {
+    http: reqwest::Client,
+    base: String,
+    id: String,
+}
+
+impl Worker {
+    /// Registers an agent for `capabilities`.
+    pub async fn register(base: &str, capabilities: &[&str]) -> Worker {
+        let http = reqwest::Client::new();
+        let registered: serde_json::Value = http
+            .post(format!("{base}/v1/agents"))
+            .json(&serde_json::json!({"name": "test-worker", "capabilities": capabilities}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Worker {
+            http,
+            base: base.to_owned(),
+            id: registered["id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// The next task (waits for one, within [`PATIENCE`]).
+    pub async fn take(&self) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let polled: serde_json::Value = self
+                .http
+                .post(format!("{}/v1/tasks/poll", self.base))
+                .json(&serde_json::json!({"agentId": self.id, "waitMs": 5000}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(task) = polled["tasks"].get(0) {
+                return task.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no task came");
+        }
+    }
+
+    /// Completes `task` with `output`.
+    pub async fn complete(&self, task: &serde_json::Value, output: serde_json::Value) {
+        self.report(task, "complete", serde_json::json!({"output": output}))
+            .await;
+    }
+
+    /// Fails `task` for good (not retryable).
+    pub async fn fail(&self, task: &serde_json::Value, message: &str) {
+        let error = serde_json::json!({"type": "boom", "message": message, "retryable": false});
+        self.report(task, "fail", serde_json::json!({"error": error}))
+            .await;
+    }
+
+    async fn report(&self, task: &serde_json::Value, what: &str, body: serde_json::Value) {
+        let id = task["id"].as_str().unwrap();
+        let answer = self
+            .http
+            .post(format!("{}/v1/tasks/{id}/{what}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{what} {id}: {answer:?}");
+    }
+}
