@@ -1,6 +1,8 @@
 //! Shared pieces of retrace's benchmark binaries: argument handling, the
-//! report line and latency histograms. Benchmarks print figures; they never
-//! assert timings.
+//! report line and latency histograms, process figures from `/proc`
+//! (resident memory, CPU time), a seeded picker, and running the real
+//! `retrace serve` ([`serve`]). Benchmarks print figures; they never assert
+//! timings.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +30,15 @@ impl Args {
     /// the data folder created.
     pub fn parse() -> anyhow::Result<Args> {
         let args = <Args as clap::Parser>::parse();
-        std::fs::create_dir_all(&args.dir)?;
+        args.create_dir()?;
         Ok(args)
+    }
+
+    /// Creates the folder data folders are made in (for binaries that
+    /// parse a command line of their own around these flags).
+    pub fn create_dir(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", self.dir.display()))
     }
 
     /// Whether scenario `name` is to run.
@@ -69,4 +78,285 @@ pub fn report(name: &str, ops: u64, elapsed: Duration, h: &Histogram<u64>) {
         h.value_at_quantile(0.99),
         h.value_at_quantile(0.999),
     );
+}
+
+/// The resident memory (`VmRSS` of `/proc/<pid>/status`) of process `pid`,
+/// or of this process with `None`, in bytes; `None` where `/proc` cannot say.
+pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    // `VmRSS:     123456 kB`
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU seconds (user + system) process `pid`, or this process with `None`,
+/// has used so far (`/proc/<pid>/stat`); `None` where `/proc` cannot say.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // after it, field 3 (state) comes first: utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let sys: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + sys) / clock_ticks())
+}
+
+/// Clock ticks per second, as `/proc/<pid>/stat` counts them.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|&t| t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// The bytes of the files under `path` (recursively): a data folder's size
+/// on disk; `None` if some of it cannot be read.
+pub fn folder_bytes(path: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).ok()? {
+        let entry = entry.ok()?;
+        let meta = entry.metadata().ok()?;
+        total += if meta.is_dir() {
+            folder_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Some(total)
+}
+
+/// A figure in bytes as MB (10^6 bytes), for a `key=value` report.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / 1e6)
+}
+
+/// A small, seeded pseudo-random generator (splitmix64): the same picks on
+/// every run, no dependency.
+#[derive(Debug, Clone)]
+pub struct Picker(u64);
+
+impl Picker {
+    pub fn new(seed: u64) -> Picker {
+        Picker(seed)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % n.max(1)
+    }
+}
+
+/// Running the real `retrace serve` from a benchmark: finding the binary,
+/// starting it on a data folder and a loopback port, stopping it.
+pub mod serve {
+    use std::collections::VecDeque;
+    use std::path::{Path, PathBuf};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail, ensure};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::process::{Child, Command};
+
+    /// How to build the binaries the benchmarks run.
+    pub const BUILD: &str = "cargo build --release -p retrace-api -p retrace-benches";
+
+    /// How many of a process's last stderr lines an error message shows.
+    const LOG_LINES: usize = 20;
+
+    /// How long a server may take to stop.
+    const STOP_PATIENCE: Duration = Duration::from_secs(60);
+
+    /// The binary given with `flag`, or `name` next to this executable.
+    pub fn binary(given: Option<&Path>, name: &str, flag: &str) -> anyhow::Result<PathBuf> {
+        let path = match given {
+            Some(path) => path.to_owned(),
+            None => {
+                let exe = std::env::current_exe().context("cannot find this executable's path")?;
+                exe.parent()
+                    .context("this executable's path has no folder")?
+                    .join(name)
+            }
+        };
+        if !path.is_file() {
+            bail!(
+                "{} does not exist: build it with `{BUILD}` (or pass {flag} <path>)",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+
+    /// A running `retrace serve` on a loopback port. `kill_on_drop` is the
+    /// drop guard: a server not stopped with [`Server::stop`] (an error
+    /// path) is killed when this is dropped.
+    #[derive(Debug)]
+    pub struct Server {
+        child: Child,
+        log: Arc<Mutex<VecDeque<String>>>,
+        reader: tokio::task::JoinHandle<()>,
+        /// `http://127.0.0.1:<port>`.
+        pub base: String,
+        /// From the spawn to its `listening` line.
+        pub listening_after: Duration,
+    }
+
+    impl Server {
+        /// Starts `retrace serve` on `data` and an ephemeral loopback port,
+        /// and waits (at most `patience`) for its `listening addr=…` line,
+        /// which it prints once the engine has opened.
+        pub async fn start(
+            retrace: &Path,
+            data: &Path,
+            patience: Duration,
+        ) -> anyhow::Result<Server> {
+            let mut command = Command::new(retrace);
+            // No setting inherited from the environment: flags and defaults only.
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("RETRACE_") {
+                    command.env_remove(name);
+                }
+            }
+            command
+                .arg("serve")
+                .arg("--data")
+                .arg(data)
+                .args(["--listen", "127.0.0.1:0", "--log-format", "human"])
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let spawned = Instant::now();
+            let mut child = command.spawn().context("cannot start retrace serve")?;
+            let stderr = child.stderr.take().context("stderr is piped")?;
+            let log = Arc::new(Mutex::new(VecDeque::new()));
+            let kept = log.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let reader = tokio::spawn(async move {
+                let mut tx = Some(tx);
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.contains("listening")
+                        && let Some(addr) = field(&line, "addr")
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(addr);
+                    }
+                    if let Ok(mut kept) = kept.lock() {
+                        if kept.len() == LOG_LINES {
+                            kept.pop_front();
+                        }
+                        kept.push_back(line);
+                    }
+                }
+            });
+            let mut server = Server {
+                child,
+                log,
+                reader,
+                base: String::new(),
+                listening_after: Duration::ZERO,
+            };
+            match tokio::time::timeout(patience, rx).await {
+                Ok(Ok(addr)) => {
+                    server.listening_after = spawned.elapsed();
+                    server.base = format!("http://{addr}");
+                    Ok(server)
+                }
+                Ok(Err(_)) => bail!("retrace serve exited before listening:\n{}", server.tail()),
+                Err(_) => bail!(
+                    "retrace serve did not say where it listens within {patience:?}:\n{}",
+                    server.tail()
+                ),
+            }
+        }
+
+        /// Its process id (`None` once it has exited).
+        pub fn pid(&self) -> Option<u32> {
+            self.child.id()
+        }
+
+        /// Its last stderr lines, for an error message.
+        pub fn tail(&self) -> String {
+            match self.log.lock() {
+                Ok(log) => log.iter().cloned().collect::<Vec<_>>().join("\n"),
+                Err(_) => String::new(),
+            }
+        }
+
+        /// SIGTERM, then waits for it to exit, and checks it exited 0.
+        pub async fn stop(mut self) -> anyhow::Result<()> {
+            if let Some(pid) = self.child.id() {
+                let sent = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .context("cannot run `kill`")?;
+                ensure!(sent.success(), "`kill -TERM {pid}` failed (retrace serve)");
+            }
+            let status = tokio::time::timeout(STOP_PATIENCE, self.child.wait())
+                .await
+                .with_context(|| format!("retrace serve did not stop within {STOP_PATIENCE:?}"))?
+                .context("waiting for retrace serve")?;
+            // Its stderr closes with it; the last lines are then all there.
+            let _ = tokio::time::timeout(STOP_PATIENCE, &mut self.reader).await;
+            ensure!(
+                status.success(),
+                "retrace serve exited with {status}; its last lines:\n{}",
+                self.tail()
+            );
+            Ok(())
+        }
+    }
+
+    /// The value of `name=` in a human log line.
+    fn field(line: &str, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+    }
+
+    /// Waits (at most `patience`) until `GET <base><path>` answers 200.
+    pub async fn wait_for_200(
+        http: &reqwest::Client,
+        base: &str,
+        path: &str,
+        patience: Duration,
+    ) -> anyhow::Result<()> {
+        let url = format!("{base}{path}");
+        let deadline = Instant::now() + patience;
+        loop {
+            match http.get(&url).send().await {
+                Ok(r) if r.status() == reqwest::StatusCode::OK => return Ok(()),
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(r) => bail!("GET {url} answered {}", r.status()),
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("GET {url}"))),
+            }
+        }
+    }
 }

@@ -1,0 +1,155 @@
+//! The parked-executions benchmark: what many executions waiting on an
+//! external event cost in memory, and how fast a published event reaches
+//! one of them.
+//!
+//! An in-process engine on a durable folder starts 100,000 executions
+//! (10,000 with `--quick`) of a one-step workflow
+//! `{"id":"wait","type":"event","event":{"name":"ping","correlation":"input.k"}}`,
+//! each with its own `input.k` (`"k<i>"`), so each stays parked on `ping`.
+//!
+//! - `parked`: `scenario=parked executions=<n> rss_mb=<n>
+//!   rss_per_execution_bytes=<n> starts_per_s=<n>`: this process's resident
+//!   memory (`VmRSS`) once all are parked minus before the first start
+//!   (everything the process holds for them: the engine's live states and
+//!   indexes, and sled's cache of what was just written), per execution;
+//!   `folder_mb` is the data folder's size on disk then.
+//! - `parked_publish`: `engine.publish("ping", payload, Some(k))` for 1,000
+//!   random distinct `k`, one after the other, each timed from the call until
+//!   `engine.wait_until_ended` of the execution it reached returns (the
+//!   execution completes with the event). ops are publishes.
+//! - `parked_publish_nomatch`: 100 publishes of `ping` with a `k` nobody
+//!   waits for, each timed until the call returns (it reaches nobody).
+//!
+//! Run: `cargo run --release -p retrace-benches --bin parked -- --quick`
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::ensure;
+use futures::StreamExt;
+use retrace_benches::{Args, Picker, folder_bytes, histogram, mb, record, report, rss_bytes};
+use retrace_engine::machine::Status;
+use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use serde_json::json;
+
+const WORKFLOW: &str = "parked";
+/// Executions being started at once.
+const IN_FLIGHT: usize = 256;
+const PUBLISHES: u64 = 1_000;
+const NO_MATCH: u64 = 100;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    let executions: u64 = if args.quick { 10_000 } else { 100_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let dir = args.scratch()?;
+        let engine = Engine::open(EngineConfig::folder(dir.path())).await?;
+        let workflow = json!({"name": WORKFLOW, "steps": [
+            {"id": "wait", "type": "event", "event": {"name": "ping", "correlation": "input.k"}}
+        ]});
+        engine.define_json(workflow.to_string().as_bytes()).await?;
+
+        // Park them all.
+        let rss_before = rss_bytes(None);
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(executions as usize);
+        let mut starts = futures::stream::iter(0..executions)
+            .map(|i| {
+                let engine = engine.clone();
+                async move {
+                    let started = engine
+                        .start(StartRequest {
+                            workflow: WORKFLOW.into(),
+                            input: json!({"k": key(i)}),
+                            ..StartRequest::default()
+                        })
+                        .await?;
+                    ensure!(
+                        started.status == Status::Running,
+                        "execution {} is {:?}, not parked",
+                        started.id,
+                        started.status
+                    );
+                    anyhow::Ok(started.id)
+                }
+            })
+            .buffered(IN_FLIGHT);
+        while let Some(id) = starts.next().await {
+            ids.push(id?);
+        }
+        drop(starts);
+        let parking = started.elapsed();
+        let rss_after = rss_bytes(None);
+        if args.wants("parked") {
+            let (rss_mb, per_execution) = match (rss_before, rss_after) {
+                (Some(b), Some(a)) => {
+                    let grown = a.saturating_sub(b);
+                    (mb(grown), (grown / executions).to_string())
+                }
+                _ => ("unknown".to_owned(), "unknown".to_owned()),
+            };
+            let folder = folder_bytes(dir.path()).map_or_else(|| "unknown".to_owned(), mb);
+            println!(
+                "scenario=parked executions={executions} rss_mb={rss_mb} rss_per_execution_bytes={per_execution} starts_per_s={:.0} folder_mb={folder}",
+                executions as f64 / parking.as_secs_f64().max(1e-9),
+            );
+        }
+
+        // Publishes nobody waits for: the cost of looking.
+        if args.wants("parked_publish_nomatch") {
+            let mut h = histogram();
+            let t0 = Instant::now();
+            for i in 0..NO_MATCH {
+                let t = Instant::now();
+                let reached = engine
+                    .publish("ping", json!({"n": i}), Some(json!(format!("nobody{i}"))))
+                    .await?;
+                record(&mut h, t.elapsed());
+                ensure!(reached.is_empty(), "a publish to nobody reached {reached:?}");
+            }
+            report("parked_publish_nomatch", NO_MATCH, t0.elapsed(), &h);
+        }
+
+        // Publishes that reach one parked execution each.
+        if args.wants("parked_publish") {
+            let mut picker = Picker::new(0x5eed);
+            let mut picked = HashSet::new();
+            while (picked.len() as u64) < PUBLISHES.min(executions) {
+                picked.insert(picker.below(executions));
+            }
+            let mut h = histogram();
+            let t0 = Instant::now();
+            for &i in &picked {
+                let t = Instant::now();
+                let reached = engine
+                    .publish("ping", json!({"n": i}), Some(json!(key(i))))
+                    .await?;
+                ensure!(
+                    reached.as_slice() == [ids[i as usize]],
+                    "publishing to {} reached {reached:?}",
+                    key(i)
+                );
+                let state = engine.wait_until_ended(reached[0]).await?;
+                record(&mut h, t.elapsed());
+                ensure!(
+                    state.status == Status::Completed,
+                    "execution {} ended {:?}",
+                    reached[0],
+                    state.status
+                );
+            }
+            report("parked_publish", picked.len() as u64, t0.elapsed(), &h);
+        }
+        engine.shutdown().await?;
+        anyhow::Ok(())
+    })
+}
+
+/// The correlation value execution `i` waits for.
+fn key(i: u64) -> String {
+    format!("k{i}")
+}

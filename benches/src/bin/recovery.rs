@@ -1,0 +1,266 @@
+//! The recovery benchmark: how long a restart takes when the data folder
+//! holds many unfinished executions.
+//!
+//! It builds a data folder with an in-process engine: 10,000 executions
+//! (1,000 with `--quick`) of a workflow of 100 inline `noop` steps followed
+//! by an `event` step nothing ever publishes, so each execution journals
+//! about 100 events and stays unfinished (about 1,000,000 events in all;
+//! 100,000 with `--quick`). The engine is shut down and dropped, then:
+//!
+//! - `recovery_open`: `Engine::open` on the folder, timed until it returns
+//!   (it rebuilds every execution from its newest snapshot and the events
+//!   after it, and re-arms what the unfinished wait on). ops are events in
+//!   the folder, so `ops_per_s` is events recovered per second; the
+//!   percentiles are the one open's duration. A second line
+//!   `scenario=recovery_open seconds=<s> events=<n> executions=<n>
+//!   unfinished=<n> journal_records=<n> snapshot_every=<n> rss_mb=<n>
+//!   folder_mb=<n>` gives the counts, read back from the journal after the
+//!   open, the folder's size on disk, and the growth of the process's
+//!   resident memory over the open. After a build, this runs in a fresh
+//!   process (this binary again, with `--reuse`), so the heap the build
+//!   grew is not reused.
+//! - `recovery_ready`: the real `retrace serve --data <folder>`, timed from
+//!   its spawn until `GET /readyz` answers 200:
+//!   `scenario=recovery_ready seconds=<s> listening_s=<s> rss_mb=<n>`
+//!   (`listening_s`: until its `listening` line; `rss_mb`: the server's
+//!   resident memory once ready).
+//!
+//! Both opens read a folder that was just written, so it is in the OS page
+//! cache: these are warm restarts, not cold ones after a reboot. The
+//! snapshot interval is `--snapshot-every` (500 by default, the engine's
+//! default and what `retrace serve` uses): with about 100 events an
+//! execution, no unfinished execution then has a snapshot, and each is
+//! rebuilt from its first event.
+//!
+//! Run: `cargo build --release -p retrace-api -p retrace-benches &&
+//! target/release/recovery --quick`
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use futures::StreamExt;
+use retrace_benches::serve::{Server, binary, wait_for_200};
+use retrace_benches::{Args, folder_bytes, histogram, mb, record, report, rss_bytes};
+use retrace_engine::machine::Status;
+use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use serde_json::{Value, json};
+
+/// The command line: the common flags, where `retrace` is, and the folder.
+#[derive(Debug, clap::Parser)]
+#[command(
+    about = "The recovery benchmark: prints one line of figures per scenario, asserts nothing"
+)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: Args,
+    /// The `retrace` binary (default: `retrace` next to this executable).
+    #[arg(long, value_name = "PATH")]
+    retrace: Option<PathBuf>,
+    /// The engine's `snapshot_every` while building the folder (and when
+    /// opening it): a snapshot every this many events of an execution.
+    #[arg(long, default_value_t = 500)]
+    snapshot_every: u64,
+    /// Measure this data folder (built by an earlier `--keep` run) instead
+    /// of building one.
+    #[arg(long, value_name = "FOLDER", conflicts_with = "keep")]
+    reuse: Option<PathBuf>,
+    /// Keep the folder built and print its path, for `--reuse`.
+    #[arg(long)]
+    keep: bool,
+}
+
+const WORKFLOW: &str = "recovery100";
+/// Inline steps before the step that waits forever.
+const STEPS: usize = 100;
+/// Executions being started at once while building.
+const IN_FLIGHT: usize = 256;
+/// How long `retrace serve` may take to open the folder and answer.
+const READY_PATIENCE: Duration = Duration::from_secs(600);
+
+fn main() -> anyhow::Result<()> {
+    let args = <BenchArgs as clap::Parser>::parse();
+    args.common.create_dir()?;
+    let executions: u64 = if args.common.quick { 1_000 } else { 10_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Declared first, so the folder is removed after everything using it.
+        let scratch;
+        let dir: PathBuf = match &args.reuse {
+            Some(folder) => folder.clone(),
+            None => {
+                scratch = args.common.scratch()?;
+                let dir = scratch.path().to_owned();
+                build(&dir, executions, args.snapshot_every).await?;
+                if args.keep {
+                    let kept = scratch.keep();
+                    eprintln!("  kept the folder: {}", kept.display());
+                    kept
+                } else {
+                    dir
+                }
+            }
+        };
+        if args.common.wants("recovery_open") {
+            if args.reuse.is_some() {
+                open(&dir, args.snapshot_every).await?;
+            } else {
+                // Not in this process, whose heap the build has grown.
+                open_in_fresh_process(&args, &dir).await?;
+            }
+        }
+        if args.common.wants("recovery_ready") {
+            let retrace = binary(args.retrace.as_deref(), "retrace", "--retrace")?;
+            ready(&retrace, &dir).await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// 100 inline steps, then an event step nothing publishes.
+fn workflow() -> Value {
+    let mut steps: Vec<Value> = (0..STEPS)
+        .map(|i| {
+            let next = if i + 1 < STEPS {
+                format!("s{}", i + 1)
+            } else {
+                "wait".to_owned()
+            };
+            json!({"id": format!("s{i}"), "type": "task", "capability": "noop", "next": next})
+        })
+        .collect();
+    steps.push(json!({"id": "wait", "type": "event", "event": {"name": "never"}}));
+    json!({"name": WORKFLOW, "steps": steps})
+}
+
+fn config(dir: &Path, snapshot_every: u64) -> EngineConfig {
+    EngineConfig {
+        snapshot_every,
+        ..EngineConfig::folder(dir)
+    }
+}
+
+/// Builds the folder: `executions` executions, each left waiting.
+async fn build(dir: &Path, executions: u64, snapshot_every: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let engine = Engine::open(config(dir, snapshot_every)).await?;
+    engine
+        .define_json(workflow().to_string().as_bytes())
+        .await?;
+    let mut starts = futures::stream::iter(0..executions)
+        .map(|i| {
+            let engine = engine.clone();
+            async move {
+                let started = engine
+                    .start(StartRequest {
+                        workflow: WORKFLOW.into(),
+                        input: json!({"i": i}),
+                        ..StartRequest::default()
+                    })
+                    .await?;
+                ensure!(
+                    started.status == Status::Running,
+                    "execution {} is {:?}, not waiting",
+                    started.id,
+                    started.status
+                );
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    while let Some(done) = starts.next().await {
+        done?;
+    }
+    drop(starts);
+    let stats = engine.journal_stats().unwrap_or_default();
+    engine.shutdown().await?;
+    drop(engine);
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "  built {executions} executions, {} events, in {secs:.1} s ({:.0} events/s, snapshot_every {snapshot_every})",
+        stats.events,
+        stats.events as f64 / secs.max(1e-9),
+    );
+    Ok(())
+}
+
+/// `recovery_open`: the in-process engine opened on the folder.
+async fn open(dir: &Path, snapshot_every: u64) -> anyhow::Result<()> {
+    let rss_before = rss_bytes(None);
+    let t = Instant::now();
+    let engine = Engine::open(config(dir, snapshot_every)).await?;
+    let took = t.elapsed();
+    let rss_after = rss_bytes(None);
+
+    // What the folder holds, read back from the journal.
+    let stored = engine.read().all_executions().await?;
+    let events: u64 = stored.iter().map(|e| e.last_seq).sum();
+    let records = engine.read().last_position().await?;
+    let unfinished = engine
+        .status_counts()
+        .iter()
+        .filter(|(status, _)| !status.is_terminal())
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    engine.shutdown().await?;
+    drop(engine);
+
+    let mut h = histogram();
+    record(&mut h, took);
+    report("recovery_open", events, took, &h);
+    let rss = match (rss_before, rss_after) {
+        (Some(b), Some(a)) => mb(a.saturating_sub(b)),
+        _ => "unknown".to_owned(),
+    };
+    println!(
+        "scenario=recovery_open seconds={:.2} events={events} executions={} unfinished={unfinished} journal_records={records} snapshot_every={snapshot_every} rss_mb={rss} folder_mb={}",
+        took.as_secs_f64(),
+        stored.len(),
+        folder_bytes(dir).map_or_else(|| "unknown".to_owned(), mb),
+    );
+    Ok(())
+}
+
+/// `recovery_open` in a fresh process: this binary again, with `--reuse`.
+async fn open_in_fresh_process(args: &BenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable's path")?;
+    let status = tokio::process::Command::new(exe)
+        .arg("--dir")
+        .arg(&args.common.dir)
+        .arg("--reuse")
+        .arg(dir)
+        .args(["--only", "recovery_open"])
+        .args(["--snapshot-every", &args.snapshot_every.to_string()])
+        .kill_on_drop(true)
+        .status()
+        .await
+        .context("cannot run this benchmark again for recovery_open")?;
+    ensure!(
+        status.success(),
+        "recovery_open (in a fresh process) exited with {status}"
+    );
+    Ok(())
+}
+
+/// `recovery_ready`: `retrace serve` on the folder, until `/readyz` is 200.
+async fn ready(retrace: &Path, dir: &Path) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let t = Instant::now();
+    let server = Server::start(retrace, dir, READY_PATIENCE).await?;
+    wait_for_200(&http, &server.base, "/readyz", READY_PATIENCE)
+        .await
+        .context("waiting for /readyz")?;
+    let took = t.elapsed();
+    let rss = rss_bytes(server.pid()).map_or_else(|| "unknown".to_owned(), mb);
+    let listening = server.listening_after;
+    server.stop().await?;
+    println!(
+        "scenario=recovery_ready seconds={:.2} listening_s={:.2} rss_mb={rss}",
+        took.as_secs_f64(),
+        listening.as_secs_f64(),
+    );
+    Ok(())
+}
