@@ -56,9 +56,14 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
+/// Only `application/json` is read as JSON, never a form: browsers send
+/// forms cross-origin without asking, so reading one would let any web page
+/// start or cancel executions. The message tells curl users the fix.
 fn not_json() -> Error {
     Error::UnsupportedMediaType(
-        "a request body must be JSON, with `Content-Type: application/json`".into(),
+        "a request body must be JSON, with `Content-Type: application/json` \
+         (with curl, use `--json '{...}'` or add `-H 'Content-Type: application/json'`)"
+            .into(),
     )
 }
 

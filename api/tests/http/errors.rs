@@ -80,6 +80,27 @@ async fn a_body_that_is_not_json_is_415() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
     );
+    // What `curl -d` sends: a form is never read as JSON (a web page could
+    // send one cross-origin), and the message tells the curl user the fix.
+    let answer = s
+        .post_raw(
+            "/v1/executions",
+            "application/x-www-form-urlencoded",
+            start.clone(),
+        )
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--json")),
+        "{}",
+        answer.1
+    );
     let answer = s
         .post_raw(&format!("/v1/executions/{id}/pause"), "text/plain", "{}")
         .await;
