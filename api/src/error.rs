@@ -15,7 +15,7 @@ use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
-use retrace_engine::store::JournalError;
+use retrace_engine::store::{JournalError, StorageError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -75,9 +75,13 @@ pub enum Error {
     NotYours(String),
     #[error("{0}")]
     Conflict(String),
-    /// The server is shutting down, or the journal stopped accepting writes.
+    /// The server is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// The journal's storage refuses writes (a full disk, say); the server
+    /// resumes on its own when it takes them again. Nothing was recorded.
+    #[error("{0}")]
+    StorageUnavailable(String),
     #[error("{0}")]
     Internal(String),
     /// An error response made by a layer below the handlers (its status is
@@ -148,11 +152,12 @@ pub enum Code {
     InvalidRegistration,
     Internal,
     Unavailable,
+    StorageUnavailable,
 }
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
@@ -176,6 +181,7 @@ impl Code {
         Code::InvalidRegistration,
         Code::Internal,
         Code::Unavailable,
+        Code::StorageUnavailable,
     ];
 
     /// The code as error bodies spell it.
@@ -204,6 +210,7 @@ impl Code {
             Code::InvalidRegistration => "invalid_registration",
             Code::Internal => "internal",
             Code::Unavailable => "unavailable",
+            Code::StorageUnavailable => "storage_unavailable",
         }
     }
 
@@ -230,7 +237,7 @@ impl Code {
             | Code::InvalidInput
             | Code::InvalidRegistration => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -259,6 +266,7 @@ impl Error {
             Error::NotYours(_) => Code::NotYours,
             Error::Conflict(_) => Code::Conflict,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::StorageUnavailable(_) => Code::StorageUnavailable,
             Error::Internal(_) => Code::Internal,
             Error::Status { status, .. } => code_of_status(*status),
         }
@@ -334,13 +342,32 @@ fn code_of_status(status: StatusCode) -> Code {
     }
 }
 
+/// How long a client is told to wait before retrying a write the journal's
+/// storage refused (the journal itself retries every second).
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 5;
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(code, error = %self, "request failed");
+        match &self {
+            // Expected while the disk is full: the writer logged the cause
+            // once; a line per refused request would flood the log.
+            Error::StorageUnavailable(_) => {
+                tracing::debug!(code, error = %self, "request refused")
+            }
+            _ if status.is_server_error() => {
+                tracing::error!(code, error = %self, "request failed")
+            }
+            _ => {}
         }
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let Error::StorageUnavailable(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(STORAGE_RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -406,7 +433,13 @@ impl From<JournalError> for Error {
             // A request can only reach this with an event the journal
             // refuses (too large for a record).
             J::InvalidAppend(_) => Error::InvalidBody(j.to_string()),
-            J::Locked { .. } | J::Poisoned(_) | J::Closed => Error::Unavailable(j.to_string()),
+            // The write of this request's group failed, or an earlier one did
+            // and the storage does not take writes yet: nothing was recorded,
+            // and the same request will succeed once the storage recovers.
+            J::Unavailable(_) | J::Storage(StorageError::Write(_)) => {
+                Error::StorageUnavailable(j.to_string())
+            }
+            J::Locked { .. } | J::Closed => Error::Unavailable(j.to_string()),
             J::Corrupt { .. }
             | J::CorruptIndex(_)
             | J::UnsupportedFormat { .. }

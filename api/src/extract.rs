@@ -3,12 +3,13 @@
 //! path segments carry.
 //!
 //! Owns turning axum's rejections into stable codes: not JSON → `400
-//! malformed_json`, JSON of the wrong shape → `422 invalid_body`, wrong
-//! content type → `415`, too large → `413`. It must never look at what a
-//! valid body means; handlers do.
+//! malformed_json`, JSON of the wrong shape (an array where an object is
+//! expected included, at any depth: see [`crate::strict`]) → `422
+//! invalid_body`, wrong content type → `415`, too large → `413`. It must
+//! never look at what a valid body means; handlers do.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -18,6 +19,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::error::Error;
 use crate::state::AppState;
+use crate::strict;
 
 /// A JSON body; the request must say `Content-Type: application/json`.
 #[derive(Debug)]
@@ -69,19 +71,29 @@ fn not_json() -> Error {
 
 /// Reads a JSON body in two passes, so that a document that is not JSON at
 /// all is always `malformed_json`, even where a one-pass reader would trip
-/// over a wrong type or an unknown field first.
+/// over a wrong type or an unknown field first. The second pass is strict
+/// (see [`crate::strict`]): where an object is expected, an array is refused
+/// rather than read as the object's fields in order.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if let Err(e) = serde_json::from_slice::<IgnoredAny>(bytes) {
         return Err(Error::MalformedJson(format!(
             "the request body is not valid JSON: {e}"
         )));
     }
-    axum::Json::<T>::from_bytes(bytes)
-        .map(|axum::Json(value)| value)
-        .map_err(|r| match r {
-            JsonRejection::JsonSyntaxError(_) => Error::MalformedJson(r.body_text()),
-            _ => Error::InvalidBody(r.body_text()),
-        })
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = strict::deserialize(&mut deserializer).map_err(|rejected| {
+        if rejected.error.is_syntax() || rejected.error.is_eof() {
+            Error::MalformedJson(format!("the request body is not valid JSON: {rejected}"))
+        } else {
+            Error::InvalidBody(format!(
+                "the request body does not have the expected shape: {rejected}"
+            ))
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| Error::MalformedJson(format!("the request body is not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 /// The raw body, with the API's rejection.

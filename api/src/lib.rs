@@ -8,7 +8,9 @@
 //!
 //! - [`router`]: every endpoint and the layers around them ([`app`]);
 //!   [`routes`]: the handlers, one module per resource, and SSE.
-//! - [`extract`]: body, query and path extractors that reject with [`Error`].
+//! - [`extract`]: body, query and path extractors that reject with [`Error`];
+//!   [`strict`]: the JSON reading they use, where an object is an object;
+//!   [`integer`]: integer fields read as JSON Schema reads numbers (`5.0`).
 //! - [`listener`]: the TCP listener (`TCP_NODELAY` on every connection).
 //! - [`views`]: the JSON the API answers with; [`time`]: how instants are
 //!   written.
@@ -24,12 +26,14 @@
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod integer;
 pub mod listener;
 pub mod openapi;
 pub mod router;
 pub mod routes;
 pub mod schemas;
 pub mod state;
+pub mod strict;
 pub mod time;
 pub mod views;
 

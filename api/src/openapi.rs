@@ -12,7 +12,9 @@
 
 use std::collections::BTreeMap;
 
+use axum::http::header;
 use axum::response::IntoResponse;
+use utoipa::openapi::link::Link;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::{Content, Ref, RefOr, Required, Response};
@@ -97,13 +99,27 @@ The guide, with examples, is `docs/api.md`.";
         (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
         (name = "openapi", description = "This document."),
     ),
-    modifiers(&ErrorResponses, &OptionalBodies),
+    modifiers(&ErrorResponses, &OptionalBodies, &Links),
 )]
 struct ApiDoc;
 
 /// The OpenAPI document of the API `app` serves.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The document as JSON text, pretty-printed: what `GET /openapi.json`
+/// answers and `docs/openapi.json` holds. utoipa 5 writes a link's fields
+/// in snake case (`operation_id`, `request_body`), which no reader knows;
+/// they are spelled as OpenAPI spells them here. Only a link has such keys
+/// (everything else utoipa writes in camel case), and a string holding one
+/// escapes its quotes, so the replacement touches nothing else.
+pub fn document_text() -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string_pretty(&document())?;
+    Ok(text
+        .replace("\"operation_ref\": ", "\"operationRef\": ")
+        .replace("\"operation_id\": ", "\"operationId\": ")
+        .replace("\"request_body\": ", "\"requestBody\": "))
 }
 
 /// `GET /openapi.json`.
@@ -118,8 +134,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
             `docs/openapi.json` in the source tree of this version).", body = Object),
     ),
 )]
-pub async fn serve() -> impl IntoResponse {
-    axum::Json(document())
+pub async fn serve() -> Result<impl IntoResponse, crate::Error> {
+    document_text()
+        .map(|text| ([(header::CONTENT_TYPE, "application/json")], text))
+        .map_err(|e| crate::Error::Internal(format!("the OpenAPI document: {e}")))
 }
 
 // ----- error responses -----
@@ -136,7 +154,7 @@ const JSON_BODY: &[Code] = &[
 const PATH: &[Code] = &[BadRequest];
 /// What a journal append can fail with: a concurrent change got there
 /// first, or the journal stopped accepting writes.
-const APPEND: &[Code] = &[Conflict, Unavailable];
+const APPEND: &[Code] = &[Conflict, Unavailable, StorageUnavailable];
 /// What reading the journal can fail with (besides `internal`).
 const READ: &[Code] = &[Unavailable];
 /// What a command on one execution can be refused with.
@@ -297,9 +315,11 @@ fn meaning(code: Code) -> &'static str {
             "A bug or a damaged journal (the message carries the journal's stable code, \
              such as `[JOURNAL-CORRUPT]`)."
         }
-        Unavailable => {
-            "The server is shutting down, or the journal stopped accepting writes after \
-             a storage failure."
+        Unavailable => "The server is shutting down.",
+        StorageUnavailable => {
+            "The journal's storage refuses writes (a full disk, say): nothing was recorded. \
+             The answer carries `Retry-After`; the server resumes on its own once the \
+             storage takes writes again."
         }
     }
 }
@@ -380,6 +400,252 @@ fn is_null(schema: &RefOr<Schema>) -> bool {
     matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
 }
 
+// ----- links -----
+
+/// Where a value an answer carries can be used next: (source operation,
+/// its statuses, link name, target operation, parameters as (name, runtime
+/// expression), the request body's fields as (name, runtime expression)).
+/// Clients (and the stateful tests) follow them from an answer to the
+/// requests it makes possible.
+type LinkSpec = (
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, &'static str)],
+);
+
+const DEFINED_NAME: &[(&str, &str)] = &[("name", "$response.body#/name")];
+const STARTED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const REGISTERED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const STARTED: &[&str] = &["200", "201", "202"];
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "defineWorkflow",
+        &["200", "201"],
+        "GetWorkflow",
+        "getWorkflow",
+        DEFINED_NAME,
+        &[],
+    ),
+    (
+        "defineWorkflow",
+        &["200", "201"],
+        "GetWorkflowVersion",
+        "getWorkflowVersion",
+        &[
+            ("name", "$response.body#/name"),
+            ("version", "$response.body#/version"),
+        ],
+        &[],
+    ),
+    (
+        "defineWorkflow",
+        &["200", "201"],
+        "StartExecution",
+        "startExecution",
+        &[],
+        &[
+            ("workflow", "$response.body#/name"),
+            ("version", "$response.body#/version"),
+        ],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "GetExecution",
+        "getExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "ListExecutionEvents",
+        "listExecutionEvents",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "StreamExecutionEvents",
+        "streamExecutionEvents",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "PauseExecution",
+        "pauseExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "ResumeExecution",
+        "resumeExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "CancelExecution",
+        "cancelExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "TerminateExecution",
+        "terminateExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "RetryExecution",
+        "retryExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "SkipExecution",
+        "skipExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "RedriveExecution",
+        "redriveExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "startExecution",
+        STARTED,
+        "SignalExecution",
+        "signalExecution",
+        STARTED_ID,
+        &[],
+    ),
+    (
+        "listExecutions",
+        &["200"],
+        "NextPage",
+        "listExecutions",
+        &[("cursor", "$response.body#/nextCursor")],
+        &[],
+    ),
+    (
+        "registerAgent",
+        &["201"],
+        "GetAgent",
+        "getAgent",
+        REGISTERED_ID,
+        &[],
+    ),
+    (
+        "registerAgent",
+        &["201"],
+        "HeartbeatAgent",
+        "heartbeatAgent",
+        REGISTERED_ID,
+        &[],
+    ),
+    (
+        "registerAgent",
+        &["201"],
+        "UnregisterAgent",
+        "unregisterAgent",
+        REGISTERED_ID,
+        &[],
+    ),
+    (
+        "registerAgent",
+        &["201"],
+        "PollTasks",
+        "pollTasks",
+        &[],
+        &[("agentId", "$response.body#/id")],
+    ),
+    (
+        "pollTasks",
+        &["200"],
+        "CompleteTask",
+        "completeTask",
+        &[("id", "$response.body#/tasks/0/id")],
+        &[],
+    ),
+    (
+        "pollTasks",
+        &["200"],
+        "FailTask",
+        "failTask",
+        &[("id", "$response.body#/tasks/0/id")],
+        &[],
+    ),
+    (
+        "pollTasks",
+        &["200"],
+        "HeartbeatTask",
+        "heartbeatTask",
+        &[("id", "$response.body#/tasks/0/id")],
+        &[],
+    ),
+];
+
+/// Adds [`LINKS`] to the responses they start from.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations_mut(item) {
+                let Some(id) = operation.operation_id.clone() else {
+                    continue;
+                };
+                for (_, statuses, name, target, parameters, body) in
+                    LINKS.iter().filter(|spec| spec.0 == id)
+                {
+                    let mut link = Link::builder().operation_id(*target);
+                    for (parameter, expression) in *parameters {
+                        link = link.parameter(*parameter, *expression);
+                    }
+                    if !body.is_empty() {
+                        let fields: serde_json::Map<String, serde_json::Value> = body
+                            .iter()
+                            .map(|(field, expression)| ((*field).to_owned(), (*expression).into()))
+                            .collect();
+                        link = link.request_body(Some(serde_json::Value::Object(fields)));
+                    }
+                    let link = link.build();
+                    for status in *statuses {
+                        if let Some(RefOr::T(response)) =
+                            operation.responses.responses.get_mut(*status)
+                        {
+                            response
+                                .links
+                                .insert((*name).to_owned(), RefOr::T(link.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every operation of a path.
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
@@ -440,6 +706,77 @@ mod tests {
         };
         assert!(conflict.description.contains("`wrong_state`"));
         assert!(conflict.description.contains("`conflict`"));
+    }
+
+    #[test]
+    fn every_link_leads_to_an_operation_and_fills_what_it_takes() {
+        let text = document_text().unwrap();
+        for snake in ["operation_ref", "operation_id", "request_body"] {
+            assert!(!text.contains(snake), "{snake} is left in the document");
+        }
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut operations = BTreeMap::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(id) = operation["operationId"].as_str() {
+                    operations.insert(id.to_owned(), operation.clone());
+                }
+            }
+        }
+        let mut links = 0;
+        for operation in operations.values() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Some(found) = response.get("links").and_then(|l| l.as_object()) else {
+                    continue;
+                };
+                for (name, link) in found {
+                    links += 1;
+                    let what = format!("{} {status} {name}", operation["operationId"]);
+                    let target = link["operationId"].as_str().expect(&what);
+                    let target = operations.get(target).expect(&what);
+                    let parameters: BTreeSet<&str> = target["parameters"]
+                        .as_array()
+                        .map(|p| p.iter().filter_map(|p| p["name"].as_str()).collect())
+                        .unwrap_or_default();
+                    for parameter in link["parameters"].as_object().into_iter().flatten() {
+                        assert!(parameters.contains(parameter.0.as_str()), "{what}");
+                    }
+                    if let Some(body) = link.get("requestBody") {
+                        let schema =
+                            &target["requestBody"]["content"]["application/json"]["schema"]["$ref"];
+                        let name = schema.as_str().expect(&what).rsplit('/').next().unwrap();
+                        let properties = &doc["components"]["schemas"][name]["properties"];
+                        for field in body.as_object().expect(&what).keys() {
+                            assert!(properties.get(field).is_some(), "{what}: {field}");
+                        }
+                    }
+                    for expression in link["parameters"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(_, e)| e)
+                        .chain(
+                            link.get("requestBody")
+                                .and_then(|b| b.as_object())
+                                .into_iter()
+                                .flat_map(|b| b.values()),
+                        )
+                    {
+                        assert!(
+                            expression
+                                .as_str()
+                                .is_some_and(|e| e.starts_with("$response.body#/")),
+                            "{what}: {expression}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            links,
+            LINKS.iter().map(|spec| spec.1.len()).sum::<usize>(),
+            "every link is in the document"
+        );
     }
 
     #[test]

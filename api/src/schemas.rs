@@ -12,9 +12,14 @@
 use std::collections::BTreeMap;
 
 use retrace_engine::machine::Status;
+use retrace_engine::model::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 use serde_json::Value;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::schema::{
+    AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::error::Code;
@@ -68,13 +73,123 @@ pub struct WorkflowDefinition;
 
 impl PartialSchema for WorkflowDefinition {
     fn schema() -> RefOr<Schema> {
+        let described = |kind: SchemaType, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(kind)
+                .description(Some(description))
+        };
+        let or_null = |kind: Type| SchemaType::from_iter([kind, Type::Null]);
+        let whole = |max: u64, description: &str| {
+            described(or_null(Type::Integer), description)
+                .minimum(Some(1u64))
+                .maximum(Some(max))
+        };
+        let objects = |kind: SchemaType, description: &str| {
+            ArrayBuilder::new()
+                .schema_type(kind)
+                .items(ObjectBuilder::new().schema_type(Type::Object))
+                .description(Some(description))
+        };
+        let example = serde_json::json!({
+            "name": "greet", "version": "1.0.0",
+            "steps": [
+                {"id": "lookup", "type": "task", "capability": "users.lookup",
+                 "input": {"userId": "$.input.userId"}, "output": {"user": "$.output"},
+                 "next": "approval"},
+                {"id": "approval", "type": "event", "event": {"name": "greeting.approved"}}
+            ]
+        });
         ObjectBuilder::new()
             .schema_type(Type::Object)
-            .description(Some(
-                "A workflow definition in the workflow language (`docs/dsl.md`): \
-                 free JSON here, checked by the engine, which reports every problem \
-                 with its path (`422 invalid_workflow`).",
-            ))
+            .description(Some(format!(
+                "A workflow definition in the workflow language (`docs/dsl.md`). The top \
+                 level is described here; a step is an object whose fields depend on its \
+                 `type`. The engine checks everything else (names, references between \
+                 steps, expressions, schemas, ranges) and reports every problem with its \
+                 path (`422 invalid_workflow`), so a document of this shape may still be \
+                 refused. An explicit `null` is the same as leaving a field out. A \
+                 document is at most {DOCUMENT_BYTES_MAX} bytes, with objects and arrays \
+                 nested at most {DOCUMENT_DEPTH_MAX} deep (beyond either, one problem at \
+                 the empty path says which limit, before the document is parsed further)."
+            )))
+            .property(
+                "name",
+                described(
+                    Type::String.into(),
+                    "The workflow's name: `A-Z a-z 0-9` first, then also `_ . -`.",
+                )
+                .min_length(Some(1))
+                .max_length(Some(128))
+                .pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.-]*$")),
+            )
+            .property(
+                "description",
+                described(or_null(Type::String), "Free text."),
+            )
+            .property(
+                "version",
+                described(
+                    or_null(Type::String),
+                    "A label for people (`1.0.0`); the version is the content hash.",
+                ),
+            )
+            .property(
+                "input",
+                described(
+                    SchemaType::AnyValue,
+                    "A JSON Schema the input of every execution must match.",
+                ),
+            )
+            .property(
+                "output",
+                described(
+                    SchemaType::AnyValue,
+                    "A JSON Schema of the output (checked to be one; not enforced).",
+                ),
+            )
+            .property(
+                "steps",
+                objects(
+                    Type::Array.into(),
+                    "At least one step; at most 1000 in all, steps of parallel branches \
+                     included.",
+                )
+                .min_items(Some(1))
+                .max_items(Some(1000)),
+            )
+            .property(
+                "start",
+                described(or_null(Type::String), "The entry step's id."),
+            )
+            .property(
+                "errorHandlers",
+                objects(or_null(Type::Array), "Workflow-wide error handlers."),
+            )
+            .property(
+                "timeoutMs",
+                whole(
+                    u64::MAX,
+                    "Time limit for the whole execution, in milliseconds.",
+                ),
+            )
+            .property(
+                "maxTransitions",
+                whole(
+                    1_000_000,
+                    "Cap on step transitions in one execution: at most 1000000.",
+                ),
+            )
+            .property(
+                "tags",
+                ArrayBuilder::new()
+                    .schema_type(or_null(Type::Array))
+                    .items(ObjectBuilder::new().schema_type(Type::String))
+                    .description(Some("Free labels.")),
+            )
+            .required("name")
+            .required("steps")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .examples([example])
             .into()
     }
 }
@@ -89,10 +204,20 @@ impl PartialSchema for WorkflowYaml {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some(
+            .description(Some(format!(
                 "A workflow definition in the workflow language (`docs/dsl.md`), \
-                 written in YAML (UTF-8).",
-            ))
+                 written in YAML (UTF-8): a mapping of the same fields as the JSON form, \
+                 with the same limits ({DOCUMENT_BYTES_MAX} bytes, nesting at most \
+                 {DOCUMENT_DEPTH_MAX} deep). Anything else (an empty body, a scalar, a \
+                 sequence) is one problem at the empty path (`422 invalid_workflow`)."
+            )))
+            .min_length(Some(1))
+            .examples([serde_json::Value::String(
+                "name: greet\nversion: 1.0.0\nsteps:\n  - id: lookup\n    type: task\n    \
+                 capability: users.lookup\n    next: approval\n  - id: approval\n    \
+                 type: event\n    event: { name: greeting.approved }\n"
+                    .to_owned(),
+            )])
             .into()
     }
 }
@@ -236,6 +361,10 @@ pub struct WorkflowMetrics {
     error_rate: f64,
     /// Mean duration of ended executions, in milliseconds.
     average_duration: f64,
+    /// Times an execution waited for its event budget.
+    paced: u64,
+    /// Executions failed for reaching the history limit.
+    history_limit_failures: u64,
     /// By step id.
     step_metrics: BTreeMap<String, StepMetrics>,
 }
@@ -265,4 +394,147 @@ pub struct SeriesFigures {
     mean_ms: f64,
     p50_ms: u64,
     p99_ms: u64,
+}
+
+/// One frame of an execution's event stream (a schema only).
+#[derive(Debug)]
+pub struct ExecutionEventFrame;
+
+impl PartialSchema for ExecutionEventFrame {
+    fn schema() -> RefOr<Schema> {
+        frame(
+            "One Server-Sent Events frame of an execution's stream, as its fields: \
+             `id` (the event's `seq`), `event` (the event's type) and `data` (the \
+             event as JSON, exactly as the events page shows it: `EventView`). A \
+             journal error ends the stream with a frame whose `event` is `error` and \
+             whose `data` is an `ErrorBody`.",
+            "EventView",
+        )
+    }
+}
+
+impl ToSchema for ExecutionEventFrame {}
+
+/// One frame of the engine-wide event stream (a schema only).
+#[derive(Debug)]
+pub struct GlobalEventFrame;
+
+impl PartialSchema for GlobalEventFrame {
+    fn schema() -> RefOr<Schema> {
+        frame(
+            "One Server-Sent Events frame of the engine-wide stream, as its fields: \
+             `id` (the event's position in the whole journal), `event` (the event's \
+             type) and `data` (the events-page JSON plus `position`, `executionId` and \
+             `workflow`: `GlobalEventView`). A journal error ends the stream with a \
+             frame whose `event` is `error` and whose `data` is an `ErrorBody`.",
+            "GlobalEventView",
+        )
+    }
+}
+
+impl ToSchema for GlobalEventFrame {}
+
+/// An SSE frame: an event whose `data` is the JSON of component `view`, or
+/// the error frame that ends a stream. OpenAPI 3.1 describes a
+/// `text/event-stream` response by the schema of one frame, read as an
+/// object of its fields (`id`, `event`, `data`, `retry`), as OpenAPI 3.2's
+/// `itemSchema` does; `data` is JSON text, so its schema is a
+/// `contentSchema` (JSON Schema 2020-12, written through the extensions
+/// map: the builder has no field for it).
+fn frame(description: &str, view: &str) -> RefOr<Schema> {
+    let json_text = |schema: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .extensions(Some(Extensions::from_iter([(
+                "contentSchema",
+                serde_json::json!({"$ref": format!("#/components/schemas/{schema}")}),
+            )])))
+            .build()
+    };
+    let event = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+$"))
+                .description(Some(
+                    "The frame's `id:`: resume after it with `Last-Event-ID`.",
+                )),
+        )
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z_]+$"))
+                .description(Some(
+                    "The event's type (`execution_started`, `task_completed`, …).",
+                )),
+        )
+        .property("data", json_text(view))
+        .required("id")
+        .required("event")
+        .required("data");
+    let error = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["error"])),
+        )
+        .property("data", json_text("ErrorBody"))
+        .required("event")
+        .required("data");
+    AnyOfBuilder::new()
+        .item(event)
+        .item(error)
+        .description(Some(description))
+        .into()
+}
+
+/// A capability, as the workflow language spells it (a schema only).
+#[derive(Debug)]
+pub struct Capability;
+
+impl PartialSchema for Capability {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A capability: 1 to 128 characters, `a-z 0-9` first, then also \
+                 `_ . : -` (`users.lookup`, `billing:charge`).",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(128))
+            .pattern(Some("^[a-z0-9][a-z0-9_.:-]*$"))
+            .into()
+    }
+}
+
+impl ToSchema for Capability {}
+
+/// The `Last-Event-ID` header: the last `id:` a client saw, or empty (as
+/// if it were not sent).
+pub fn last_event_id() -> Schema {
+    let id = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::Custom("uint64".to_owned())))
+        .minimum(Some(0u64))
+        .maximum(Some(u64::MAX));
+    let empty = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(0));
+    AnyOfBuilder::new()
+        .item(id)
+        .item(empty)
+        .description(Some(
+            "The last `id:` received: the stream starts with the event after it. \
+             Wins over `?after=`. An empty value is as if there were none; any other \
+             that is not a whole number up to 18446744073709551615 is `400 \
+             invalid_header`.",
+        ))
+        .build()
+        .into()
 }

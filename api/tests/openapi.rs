@@ -1,4 +1,4 @@
-//! The OpenAPI document (`retrace_api::openapi::document`): the committed
+//! The OpenAPI document (`retrace_api::openapi::document_text`): the committed
 //! copy in `docs/openapi.json` is the one the code generates, it describes
 //! exactly the routes the router serves, the server answers it at
 //! `GET /openapi.json`, and real answers match the schemas it gives them.
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use reqwest::StatusCode;
-use retrace_api::openapi::document;
+use retrace_api::openapi::document_text;
 use retrace_api::router::routes;
 use serde_json::{Value, json};
 
@@ -33,14 +33,14 @@ fn committed_path() -> PathBuf {
 /// The document as `docs/openapi.json` holds it: pretty, with a trailing
 /// newline.
 fn generated() -> String {
-    let mut text = serde_json::to_string_pretty(&document()).unwrap();
+    let mut text = document_text().unwrap();
     text.push('\n');
     text
 }
 
 /// The document as JSON.
 fn doc() -> Value {
-    serde_json::to_value(document()).unwrap()
+    serde_json::from_str(&document_text().unwrap()).unwrap()
 }
 
 const METHODS: [&str; 8] = [
@@ -171,6 +171,98 @@ async fn the_server_answers_the_document() {
     assert_eq!(served, doc());
     assert_eq!(served["info"]["title"], "retrace");
     assert_eq!(served["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+/// Every integer schema reachable from `schema` (through `$ref`,
+/// properties, items and combinators), with where it is.
+fn integers<'a>(doc: &'a Value, schema: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    if let Some(reference) = schema["$ref"].as_str() {
+        // Request schemas do not recurse, so this ends.
+        integers(doc, resolve(doc, reference), at.clone(), out);
+    }
+    let is_integer = match &schema["type"] {
+        Value::String(kind) => kind == "integer",
+        Value::Array(kinds) => kinds.iter().any(|k| k == "integer"),
+        _ => false,
+    };
+    if is_integer {
+        out.push((at.clone(), schema));
+    }
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        integers(doc, property, format!("{at}.{name}"), out);
+    }
+    if schema.get("items").is_some() {
+        integers(doc, &schema["items"], format!("{at}[]"), out);
+    }
+    for combinator in ["anyOf", "oneOf", "allOf"] {
+        for member in schema[combinator].as_array().into_iter().flatten() {
+            integers(doc, member, at.clone(), out);
+        }
+    }
+}
+
+/// The server refuses every integer outside its type's range or the
+/// field's own, so the document states both ends of every integer a
+/// request can carry (parameters and JSON bodies).
+#[test]
+fn every_integer_a_request_carries_has_its_range() {
+    let doc = doc();
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in METHODS {
+            let operation = &item[method];
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let at = format!("{method} {path} {}", parameter["name"]);
+                integers(&doc, &parameter["schema"], at, &mut found);
+            }
+            let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+            integers(&doc, body, format!("{method} {path} body"), &mut found);
+        }
+    }
+    assert!(found.len() > 10, "{found:?}");
+    for (at, schema) in found {
+        assert!(
+            schema["minimum"].is_u64() && schema["maximum"].is_u64(),
+            "{at}: an integer without its range: {schema}"
+        );
+    }
+}
+
+/// The two streams answer `text/event-stream`, described frame by frame.
+#[test]
+fn the_streams_are_described_as_event_streams() {
+    let doc = doc();
+    for (path, frame, view) in [
+        (
+            "/v1/executions/{id}/events/stream",
+            "ExecutionEventFrame",
+            "EventView",
+        ),
+        ("/v1/events/stream", "GlobalEventFrame", "GlobalEventView"),
+    ] {
+        let content = doc["paths"][path]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .unwrap();
+        assert_eq!(
+            content.keys().collect::<Vec<_>>(),
+            ["text/event-stream"],
+            "{path}"
+        );
+        assert_eq!(
+            content["text/event-stream"]["schema"]["$ref"],
+            format!("#/components/schemas/{frame}"),
+            "{path}"
+        );
+        let frames = &doc["components"]["schemas"][frame]["anyOf"];
+        assert_eq!(
+            frames[0]["properties"]["data"]["contentSchema"]["$ref"],
+            format!("#/components/schemas/{view}")
+        );
+        assert_eq!(
+            frames[1]["properties"]["data"]["contentSchema"]["$ref"],
+            "#/components/schemas/ErrorBody"
+        );
+    }
 }
 
 // ----- real answers against the documented schemas -----

@@ -1,11 +1,14 @@
 //! Shared pieces of retrace's benchmark binaries: argument handling, the
 //! report line and latency histograms, process figures from `/proc`
 //! (resident memory, CPU time), a seeded picker, and running the real
-//! `retrace serve` ([`serve`]). Benchmarks print figures; they never assert
-//! timings.
+//! `retrace serve` ([`serve`]), durations on the command line, and the soak
+//! scenario ([`soak`], a library so a test can run it). Benchmarks print
+//! figures; they never assert timings.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub mod soak;
 
 use hdrhistogram::Histogram;
 
@@ -140,6 +143,33 @@ pub fn folder_bytes(path: &std::path::Path) -> Option<u64> {
         };
     }
     Some(total)
+}
+
+/// A duration from the command line: a number with a unit, `ms`, `s`, `m`
+/// or `h` (`3600s`, `60m`, `1h`, `500ms`), or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 30m or 1h"))?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => seconds(1),
+        "m" | "min" => seconds(60),
+        "h" => seconds(3600),
+        _ => Err(format!(
+            "`{text}`: the unit must be ms, s, m or h (90s, 30m, 1h)"
+        )),
+    }
 }
 
 /// A figure in bytes as MB (10^6 bytes), for a `key=value` report.
@@ -357,6 +387,34 @@ pub mod serve {
                 Ok(r) => bail!("GET {url} answered {}", r.status()),
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("GET {url}"))),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_or_without_a_unit() {
+        let cases = [
+            ("3600s", Some(3_600_000)),
+            ("60m", Some(3_600_000)),
+            ("1h", Some(3_600_000)),
+            ("120", Some(120_000)),
+            ("250ms", Some(250)),
+            ("", None),
+            ("s", None),
+            ("1d", None),
+            ("-1s", None),
+            ("99999999999999999999h", None),
+        ];
+        for (text, millis) in cases {
+            assert_eq!(
+                parse_duration(text).ok().map(|d| d.as_millis() as u64),
+                millis,
+                "{text:?}"
+            );
         }
     }
 }

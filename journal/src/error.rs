@@ -67,17 +67,20 @@ pub enum Error {
     Locked { path: String },
 
     /// The storage layer failed. After a failed write or flush the journal
-    /// stops accepting appends (fail-stop): an acknowledgement must always mean
-    /// "on disk", and after an IO error we can no longer promise that.
+    /// refuses writes until its storage takes them again
+    /// ([`Error::Unavailable`]): an acknowledgement must always mean "on
+    /// disk", and after an I/O error we can no longer promise that.
     #[error("[JOURNAL-STORAGE] storage error: {0}")]
     Storage(#[from] StorageError),
 
-    /// A previous write or flush failed (with the error inside); the journal
-    /// refuses further appends.
+    /// A write or flush failed (with the error inside) and the storage does
+    /// not take writes yet (a full disk, say). Appends, snapshots and
+    /// flushes are refused, writing nothing, until the writer's retry finds
+    /// the storage writable again; then the journal resumes on its own.
     #[error(
-        "[JOURNAL-POISONED] the journal stopped accepting appends after a storage failure: {0}"
+        "[JOURNAL-UNAVAILABLE] the journal refuses writes until its storage takes them again (it retries on its own): {0}"
     )]
-    Poisoned(#[source] Arc<Error>),
+    Unavailable(#[source] Arc<Error>),
 
     /// The journal has been closed (its writer has stopped).
     #[error("[JOURNAL-CLOSED] the journal is closed")]
@@ -105,6 +108,13 @@ pub enum StorageError {
     /// failed with this error; every request of that group gets it.
     #[error("{0}")]
     Write(#[source] Arc<Error>),
+    /// The disk under the store has less free space than the journal keeps
+    /// in reserve: the group was refused before anything was written, so the
+    /// disk never fills under the store.
+    #[error(
+        "the disk under the journal has {free} bytes free, below the {reserve} bytes it keeps in reserve"
+    )]
+    LowSpace { free: u64, reserve: u64 },
     /// Anything else, in words (a store that is not sled, a poisoned lock).
     #[error("{0}")]
     Other(String),
@@ -178,11 +188,11 @@ mod tests {
             "[JOURNAL-STORAGE] storage error: disk on fire"
         );
 
-        let poisoned = Error::Poisoned(Arc::new(described));
+        let poisoned = Error::Unavailable(Arc::new(described));
         assert_eq!(
             poisoned.to_string(),
-            "[JOURNAL-POISONED] the journal stopped accepting appends after a storage failure: \
-             [JOURNAL-STORAGE] storage error: disk on fire"
+            "[JOURNAL-UNAVAILABLE] the journal refuses writes until its storage takes them \
+             again (it retries on its own): [JOURNAL-STORAGE] storage error: disk on fire"
         );
         let cause = poisoned.source().unwrap().downcast_ref::<Arc<Error>>();
         assert!(matches!(cause.map(|c| &**c), Some(Error::Storage(_))));

@@ -134,4 +134,23 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// Returns once everything acknowledged so far is durable (a no-op for a
     /// durable journal, where that is already true).
     fn flush(&self) -> BoxFuture<'static, Result<()>>;
+
+    /// Whether the journal takes writes now. A journal whose storage failed
+    /// says why until it takes writes again.
+    fn health(&self) -> Health {
+        Health::Writable
+    }
+}
+
+/// Whether a journal takes writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Writable,
+    /// Writes are refused ([`Error::Unavailable`](crate::Error::Unavailable))
+    /// since `since_ms` (Unix milliseconds) because of `reason`; the journal
+    /// retries on its own and resumes when its storage takes writes again.
+    Unavailable {
+        since_ms: u64,
+        reason: String,
+    },
 }

@@ -74,9 +74,9 @@ mod verify;
 mod writer;
 
 pub use error::{BoxedSource, Error, Result, StorageError};
-pub use journal::{Appended, Journal, Snapshot, StreamHead, Tail};
+pub use journal::{Appended, Health, Journal, Snapshot, StreamHead, Tail};
 pub use log::EventLog;
-pub use options::Options;
+pub use options::{MIN_FREE_BYTES_DEFAULT, Options};
 pub use record::{EventRecord, NewEvent};
 pub use shared::Stats;
 pub use stream::StreamId;

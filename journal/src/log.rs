@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::fanout::Fanout;
-use crate::journal::{Appended, Journal, Snapshot, StreamHead, Tail};
+use crate::journal::{Appended, Health, Journal, Snapshot, StreamHead, Tail};
 use crate::keys::{self, Head};
 use crate::options::Options;
 use crate::record::{EventRecord, NewEvent};
@@ -86,7 +86,7 @@ impl EventLog {
             ));
         }
         let shared = Arc::new(Shared::new(store, last_position));
-        let fanout = Arc::new(Fanout::new(options.live_buffer));
+        let fanout = Arc::new(Fanout::new(options.live_buffer, options.live_buffer_bytes));
         let (commands, rx) = mpsc::channel();
         let writer = Writer::new(
             shared.clone(),
@@ -144,7 +144,7 @@ impl Journal for EventLog {
         from_seq: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
-        ready(self.inner.shared.read(stream, from_seq, limit))
+        self.answer(self.inner.shared.read(stream, from_seq, limit))
     }
 
     fn read_global(
@@ -152,11 +152,11 @@ impl Journal for EventLog {
         from_position: u64,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
-        ready(self.inner.shared.read_global(from_position, limit))
+        self.answer(self.inner.shared.read_global(from_position, limit))
     }
 
     fn head(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<StreamHead>>> {
-        ready(self.stream_head(stream))
+        self.answer(self.stream_head(stream))
     }
 
     fn streams(
@@ -164,7 +164,7 @@ impl Journal for EventLog {
         after: Option<StreamId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamHead>>> {
-        ready(self.stream_heads(after, limit))
+        self.answer(self.stream_heads(after, limit))
     }
 
     fn last_position(&self) -> BoxFuture<'_, Result<u64>> {
@@ -194,11 +194,15 @@ impl Journal for EventLog {
     }
 
     fn latest_snapshot(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<Snapshot>>> {
-        ready(self.newest_snapshot(stream))
+        self.answer(self.newest_snapshot(stream))
     }
 
     fn flush(&self) -> BoxFuture<'static, Result<()>> {
         self.request(|reply| Command::Flush { reply })
+    }
+
+    fn health(&self) -> Health {
+        self.inner.shared.health()
     }
 }
 
@@ -273,4 +277,11 @@ impl EventLog {
 /// A result already at hand, as a journal future.
 fn ready<'a, T: Send + 'a>(value: Result<T>) -> BoxFuture<'a, Result<T>> {
     Box::pin(std::future::ready(value))
+}
+
+impl EventLog {
+    /// A read's answer (a storage failure during an outage is the outage).
+    fn answer<'a, T: Send + 'a>(&self, read: Result<T>) -> BoxFuture<'a, Result<T>> {
+        ready(self.inner.shared.during_outage(read))
+    }
 }

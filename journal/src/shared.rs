@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
+use crate::journal::Health;
 use crate::keys::{self, Head};
 use crate::record::{self, EventRecord, Expect, GENESIS_HASH};
 use crate::recovery::stored_head;
@@ -29,6 +30,9 @@ pub(crate) struct Shared {
     /// store's `h` entries are older for these).
     pub recent: RwLock<HashMap<StreamId, Head>>,
     pub stats: StatCounters,
+    /// Since when (Unix ms) and why the writer refuses writes; only the
+    /// writer sets it.
+    pub outage: RwLock<Option<(u64, Arc<Error>)>>,
 }
 
 /// Counters the sled journal keeps about its group commits.
@@ -78,6 +82,36 @@ impl Shared {
             committed: AtomicU64::new(last_position),
             recent: RwLock::new(HashMap::new()),
             stats: StatCounters::default(),
+            outage: RwLock::new(None),
+        }
+    }
+
+    fn outage(&self) -> Option<(u64, Arc<Error>)> {
+        self.outage
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |o| o.clone())
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        match self.outage() {
+            None => Health::Writable,
+            Some((since_ms, cause)) => Health::Unavailable {
+                since_ms,
+                reason: cause.to_string(),
+            },
+        }
+    }
+
+    /// A read's outcome, where a storage failure during an outage is the
+    /// outage (sled refuses reads of what it has not cached while it is in
+    /// its failed state, until the writer reopens it).
+    pub(crate) fn during_outage<T>(&self, read: Result<T>) -> Result<T> {
+        match read {
+            Err(Error::Storage(_)) => match self.outage() {
+                Some((_, cause)) => Err(Error::Unavailable(cause)),
+                None => read,
+            },
+            other => other,
         }
     }
 

@@ -6,9 +6,20 @@
 //! the new events to live subscribers. Because there is exactly one writer,
 //! the expected-`seq` check and the position counter need no locks.
 //!
-//! After a failed write or flush the writer refuses every further append
-//! (fail-stop): it can no longer tell what is on disk, and an acknowledgement
-//! must always mean "durable".
+//! After a failed write or flush (a full disk, say) the writer refuses every
+//! further write: it can no longer tell what is on disk, and an
+//! acknowledgement must always mean "durable". It is an outage, not the end:
+//! every `retry_after_failure` it asks the store to recover; once the store
+//! takes writes, whatever reached it past the watermark (never acknowledged)
+//! is rolled back, the heads are brought up to the log's end, and appends
+//! are taken again. The journal then holds exactly what was acknowledged.
+//!
+//! The writer also keeps a reserve of free disk (`min_free_bytes`): a group
+//! that would start while less is free is refused before anything is
+//! written, the same outage, and it ends once half as much again is free
+//! (so a disk hovering at the reserve does not flap). So a disk
+//! filled by the journal (or by anyone else, slower than the reserve) never
+//! reaches the store as a failed write.
 //!
 //! Owns every write to the store, the position counter and the watermark.
 //! It must never acknowledge or publish an event before its group is
@@ -17,7 +28,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
@@ -27,7 +38,7 @@ use crate::journal::Appended;
 use crate::keys::{self, Head};
 use crate::options::Options;
 use crate::record::{self, EventRecord, MAX_EVENTS_PER_APPEND, NewEvent, Place};
-use crate::recovery::replay_log;
+use crate::recovery::{self, replay_log};
 use crate::shared::Shared;
 use crate::snapshot;
 use crate::store::Op;
@@ -78,9 +89,20 @@ pub(crate) struct Writer {
     next_position: u64,
     durable: bool,
     max_group_events: usize,
-    /// The failure that stopped the writer accepting appends.
-    poisoned: Option<Arc<Error>>,
+    /// Set while the store does not take writes.
+    outage: Option<Outage>,
+    retry_after_failure: Duration,
+    min_free_bytes: u64,
     groups_since_checkpoint: u64,
+}
+
+/// Why and since when the writer refuses writes, and when it next asks the
+/// store to recover.
+struct Outage {
+    cause: Arc<Error>,
+    since: Instant,
+    attempts: u64,
+    next_attempt: Instant,
 }
 
 /// What one group will acknowledge once it is committed.
@@ -113,13 +135,36 @@ impl Writer {
             next_position,
             durable: options.durable,
             max_group_events: options.max_group_events.max(1),
-            poisoned: None,
+            outage: None,
+            retry_after_failure: options.retry_after_failure,
+            min_free_bytes: options.min_free_bytes,
             groups_since_checkpoint: 0,
         }
     }
 
+    /// The next command; while in an outage, wakes at each retry time to
+    /// try the store again even if nobody asks.
+    fn next_command(&mut self) -> Option<Command> {
+        loop {
+            let Some(outage) = &self.outage else {
+                return self.commands.recv().ok();
+            };
+            let wait = outage
+                .next_attempt
+                .saturating_duration_since(Instant::now());
+            match self.commands.recv_timeout(wait) {
+                Ok(command) => {
+                    self.try_recover();
+                    return Some(command);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => self.try_recover(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
     pub(crate) fn run(mut self) {
-        while let Ok(first) = self.commands.recv() {
+        while let Some(first) = self.next_command() {
             let mut group = Group::default();
             let mut next = Some(first);
             let mut shutdown = false;
@@ -137,7 +182,11 @@ impl Writer {
                     }
                     Command::RebuildIndexes { reply } => {
                         self.commit(std::mem::take(&mut group));
-                        let _ = reply.send(self.rebuild_indexes());
+                        let rebuilt = match &self.outage {
+                            Some(outage) => Err(Error::Unavailable(outage.cause.clone())),
+                            None => self.rebuild_indexes(),
+                        };
+                        let _ = reply.send(rebuilt);
                     }
                     other => self.stage(&mut group, other),
                 }
@@ -151,9 +200,141 @@ impl Writer {
                 break;
             }
         }
+        if let Some(outage) = &self.outage {
+            // Nothing to flush: what was acknowledged was flushed before the
+            // failure (a non-durable journal's last acknowledgements were
+            // only as durable as ever), and the store refuses writes.
+            tracing::warn!(error = %outage.cause,
+                "the journal closes while its storage refuses writes; every acknowledged append was stored before the failure");
+            return;
+        }
         // Whatever was acknowledged non-durably reaches the disk on the way out.
         if let Err(e) = self.shared.store.flush() {
             tracing::error!(error = %e, "final journal flush failed");
+        }
+    }
+
+    /// Enters an outage after a failed write or flush.
+    fn fail(&mut self, cause: Arc<Error>) {
+        let now = Instant::now();
+        if self.outage.is_none() {
+            tracing::error!(error = %cause,
+                "journal write failed; writes are refused until the storage takes them again (free space on the data folder's disk if it is full); nothing unacknowledged is kept, and the journal retries every {:?}",
+                self.retry_after_failure);
+            self.set_outage(Some((unix_ms(), cause.clone())));
+        }
+        self.outage = Some(Outage {
+            cause,
+            since: self.outage.as_ref().map_or(now, |o| o.since),
+            attempts: self.outage.as_ref().map_or(0, |o| o.attempts),
+            next_attempt: now + self.retry_after_failure,
+        });
+        self.heads.clear();
+        self.next_position = self.shared.committed() + 1;
+    }
+
+    /// Asks the store to recover if the outage's retry time has come.
+    fn try_recover(&mut self) {
+        let Some(outage) = &mut self.outage else {
+            return;
+        };
+        let now = Instant::now();
+        if now < outage.next_attempt {
+            return;
+        }
+        outage.attempts += 1;
+        match self.resume() {
+            Ok(rolled_back) => {
+                let since = self.outage.take().map_or(now, |o| o.since);
+                tracing::info!(outage = ?since.elapsed(), rolled_back,
+                    "journal storage takes writes again; appends resume");
+                self.set_outage(None);
+            }
+            Err(e) => {
+                if let Some(outage) = &mut self.outage {
+                    // Once a minute is enough to say it is still down.
+                    let per_minute = (60_000 / self.retry_after_failure.as_millis().max(1)) as u64;
+                    if outage.attempts % per_minute.max(1) == 1 {
+                        tracing::warn!(error = %e, down_for = ?outage.since.elapsed(),
+                            "journal storage still refuses writes");
+                    }
+                    outage.next_attempt = Instant::now() + self.retry_after_failure;
+                }
+            }
+        }
+    }
+
+    /// Makes the store writable again and the journal exactly what was
+    /// acknowledged: everything past the watermark (a group whose write or
+    /// flush failed) is removed, the heads are brought to the log's end, and
+    /// a flushed write proves the store takes writes. Returns how many
+    /// unacknowledged records were rolled back.
+    fn resume(&mut self) -> Result<u64> {
+        let store = self.shared.store.clone();
+        // Half the reserve again before resuming, so that a disk hovering
+        // at the reserve does not flap between outage and writes.
+        self.check_free_space(self.min_free_bytes / 2)?;
+        store.recover()?;
+        let committed = self.shared.committed();
+        let rolled_back = self.roll_back_past(committed)?;
+        if recovery::heads_through(store.as_ref())? > committed {
+            // The failed group's head checkpoint reached the store: the
+            // stored heads are ahead of the log now. Rebuild them from it.
+            self.rebuild_indexes()?;
+        } else {
+            recovery::recover_heads(store.as_ref())?;
+        }
+        store.apply(vec![Op::Put(
+            keys::META_FORMAT.to_vec(),
+            vec![record::FORMAT_VERSION],
+        )])?;
+        store.flush()?;
+        self.heads.clear();
+        if let Ok(mut recent) = self.shared.recent.write() {
+            recent.clear();
+        }
+        self.groups_since_checkpoint = 0;
+        self.next_position = committed + 1;
+        Ok(rolled_back)
+    }
+
+    /// Deletes the records after position `committed`, their index entries,
+    /// and the snapshots of their streams taken past what remains.
+    fn roll_back_past(&self, committed: u64) -> Result<u64> {
+        let store = self.shared.store.as_ref();
+        let past = store.scan(
+            &keys::log(committed.saturating_add(1)),
+            &[keys::LOG + 1],
+            usize::MAX,
+        )?;
+        if past.is_empty() {
+            return Ok(0);
+        }
+        let mut ops = Vec::new();
+        let mut streams = HashMap::new();
+        for (key, value) in &past {
+            ops.push(Op::Delete(key.clone()));
+            if let Some((stream, seq)) = record::peek_place(value) {
+                ops.push(Op::Delete(keys::index(stream, seq)));
+                let first = streams.entry(stream).or_insert(seq);
+                *first = (*first).min(seq);
+            }
+        }
+        for (stream, first_gone) in streams {
+            let from = keys::snapshot(stream, first_gone);
+            for (k, _) in store.scan(&from, &keys::prefix_end(&from[..17]), usize::MAX)? {
+                ops.push(Op::Delete(k));
+            }
+        }
+        store.apply(ops)?;
+        store.flush()?;
+        Ok(past.len() as u64)
+    }
+
+    fn set_outage(&self, outage: Option<(u64, Arc<Error>)>) {
+        match self.shared.outage.write() {
+            Ok(mut o) => *o = outage,
+            Err(e) => *e.into_inner() = outage,
         }
     }
 
@@ -196,10 +377,15 @@ impl Writer {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Flush { reply } => {
-                group.must_flush = true;
-                group.done.push(reply);
-            }
+            Command::Flush { reply } => match &self.outage {
+                Some(outage) => {
+                    let _ = reply.send(Err(Error::Unavailable(outage.cause.clone())));
+                }
+                None => {
+                    group.must_flush = true;
+                    group.done.push(reply);
+                }
+            },
             Command::Verify { .. } | Command::RebuildIndexes { .. } | Command::Shutdown => {
                 unreachable!("handled in run")
             }
@@ -213,8 +399,8 @@ impl Writer {
         expected_seq: u64,
         events: Vec<NewEvent>,
     ) -> Result<Appended> {
-        if let Some(why) = &self.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+        if let Some(outage) = &self.outage {
+            return Err(Error::Unavailable(outage.cause.clone()));
         }
         if events.is_empty() || events.len() > MAX_EVENTS_PER_APPEND {
             return Err(Error::InvalidAppend(format!(
@@ -310,8 +496,8 @@ impl Writer {
         seq: u64,
         state: &[u8],
     ) -> Result<()> {
-        if let Some(why) = &self.poisoned {
-            return Err(Error::Poisoned(why.clone()));
+        if let Some(outage) = &self.outage {
+            return Err(Error::Unavailable(outage.cause.clone()));
         }
         let head = self.head(group, stream)?;
         if seq == 0 || seq > head.last_seq {
@@ -337,7 +523,11 @@ impl Writer {
     }
 
     fn commit(&mut self, mut group: Group) {
-        if group.ops.is_empty() && !group.must_flush && !group.checkpoint_heads {
+        // In an outage nothing was staged (appends, snapshots and flushes
+        // were refused), and heads wait for the store to take writes.
+        if self.outage.is_some()
+            || (group.ops.is_empty() && !group.must_flush && !group.checkpoint_heads)
+        {
             self.reply_all(group);
             return;
         }
@@ -390,13 +580,8 @@ impl Writer {
                 self.reply_all(group);
             }
             Err(e) => {
-                tracing::error!(error = %e, "journal write failed; refusing further appends");
                 let why = Arc::new(e);
-                self.poisoned = Some(why.clone());
-                self.heads.clear();
-                if let Some(first) = group.records.first() {
-                    self.next_position = first.position;
-                }
+                self.fail(why.clone());
                 let failed = || Error::Storage(StorageError::Write(why.clone()));
                 for (reply, _) in group.appended {
                     let _ = reply.send(Err(failed()));
@@ -426,6 +611,7 @@ impl Writer {
         let store = &self.shared.store;
         let stats = &self.shared.stats;
         if !ops.is_empty() {
+            self.check_free_space(0)?;
             store.apply(ops)?;
             stats.groups.fetch_add(1, Ordering::Relaxed);
         }
@@ -438,6 +624,22 @@ impl Writer {
                 .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Refuses when the store's disk has less free space than the reserve
+    /// plus `margin` (one `statvfs` per group: microseconds against a
+    /// flush's milliseconds).
+    fn check_free_space(&self, margin: u64) -> Result<()> {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let reserve = self.min_free_bytes.saturating_add(margin);
+        match self.shared.store.free_bytes()? {
+            Some(free) if free < reserve => {
+                Err(Error::Storage(StorageError::LowSpace { free, reserve }))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Drops every derived index entry and rebuilds it from the records, in
@@ -485,4 +687,10 @@ impl Writer {
             .store(last_position, Ordering::Release);
         Ok(())
     }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

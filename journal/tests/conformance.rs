@@ -24,8 +24,8 @@ use retrace_journal::store::overlay::Overlay;
 use retrace_journal::store::sled::SledStore;
 use retrace_journal::store::{Op, Store};
 use retrace_journal::{
-    DefectKind, Error, EventLog, EventRecord, Journal, NewEvent, Options, StorageError, StreamId,
-    Tail,
+    DefectKind, Error, EventLog, EventRecord, Health, Journal, NewEvent, Options, StorageError,
+    StreamId, Tail,
 };
 
 /// Opens `EventLog`s over one store, again and again (each open after the
@@ -455,11 +455,23 @@ fn a_second_opener_of_a_sled_folder_is_refused_at_once() {
     }
 }
 
-/// A memory store whose flush fails once `failing` is set.
+/// A memory store whose flush fails once `failing` is set, on a disk with
+/// `free` bytes free.
 #[derive(Debug)]
 struct FlakyStore {
     inner: MemoryStore,
     failing: std::sync::atomic::AtomicBool,
+    free: std::sync::atomic::AtomicU64,
+}
+
+impl FlakyStore {
+    fn new() -> FlakyStore {
+        FlakyStore {
+            inner: MemoryStore::new(),
+            failing: false.into(),
+            free: u64::MAX.into(),
+        }
+    }
 }
 
 impl Store for FlakyStore {
@@ -486,15 +498,34 @@ impl Store for FlakyStore {
         }
         Ok(())
     }
+    fn free_bytes(&self) -> retrace_journal::Result<Option<u64>> {
+        Ok(Some(self.free.load(std::sync::atomic::Ordering::SeqCst)))
+    }
 }
 
+/// Waits (by looking, not by guessing a time) until the writer's retry
+/// has found the store writable again.
+async fn until_writable(j: &EventLog) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while j.health() != Health::Writable {
+        assert!(std::time::Instant::now() < deadline, "{:?}", j.health());
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// Invariant: an acknowledgement means durable, across a storage outage. A
+/// failed flush puts the journal in an outage (every write refused, the
+/// reason reported by `health`); once the store takes writes again the
+/// journal resumes on its own, holding exactly what was acknowledged: the
+/// record whose flush failed was never acknowledged and is rolled back.
 #[tokio::test]
-async fn after_a_failed_flush_nothing_more_is_acknowledged() {
-    let store = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
-        failing: false.into(),
-    });
-    let j = EventLog::with_store(store.clone(), Options::default()).unwrap();
+async fn after_a_failed_flush_writes_are_refused_until_the_store_recovers() {
+    let store = Arc::new(FlakyStore::new());
+    let options = Options {
+        retry_after_failure: std::time::Duration::from_millis(1),
+        ..Options::default()
+    };
+    let j = EventLog::with_store(store.clone(), options).unwrap();
     j.append(id(1), 1, vec![ev(1)]).await.unwrap();
     store
         .failing
@@ -508,27 +539,106 @@ async fn after_a_failed_flush_nothing_more_is_acknowledged() {
         }
         other => panic!("expected the group's storage error, got {other:?}"),
     }
-    // The unflushed event is not shown to readers.
+    // The unflushed event reached the store but is not shown to readers.
+    assert!(!store.inner.raw_entries().is_empty());
     assert_eq!(j.read(id(1), 1, 10).await.unwrap().len(), 1);
     assert_eq!(j.last_position().await.unwrap(), 1);
-    // Fail-stop: even with the disk back, the journal refuses to guess.
-    store
-        .failing
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    match j.append(id(1), 2, vec![ev(2)]).await {
-        Err(Error::Poisoned(cause)) => {
-            assert!(
-                matches!(&*cause, Error::Storage(StorageError::Other(why)) if why == "injected flush failure")
-            );
+    match j.health() {
+        Health::Unavailable { reason, .. } => {
+            assert!(reason.contains("injected flush failure"), "{reason}")
         }
-        other => panic!("expected Poisoned, got {other:?}"),
+        Health::Writable => panic!("the journal says it takes writes"),
+    }
+    // While the store fails, every write is refused with the cause.
+    match j.append(id(1), 2, vec![ev(2)]).await {
+        Err(e @ Error::Unavailable(_)) => {
+            assert!(e.to_string().starts_with("[JOURNAL-UNAVAILABLE] "), "{e}");
+            assert!(e.to_string().contains("injected flush failure"), "{e}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(matches!(
         j.append(id(2), 1, vec![ev(2)]).await,
-        Err(Error::Poisoned(_))
+        Err(Error::Unavailable(_))
     ));
     assert!(matches!(
         j.put_snapshot(id(1), 1, vec![]).await,
-        Err(Error::Poisoned(_))
+        Err(Error::Unavailable(_))
     ));
+    assert!(matches!(j.flush().await, Err(Error::Unavailable(_))));
+    // The disk is back: the journal resumes on its own.
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    until_writable(&j).await;
+    // What the store itself holds now, read through a read-only overlay: the
+    // record whose flush failed is gone.
+    let stored =
+        EventLog::with_store(Arc::new(Overlay::new(store.clone())), Options::default()).unwrap();
+    assert_eq!(stored.last_position().await.unwrap(), 1);
+    assert_eq!(stored.head(id(1)).await.unwrap().unwrap().last_seq, 1);
+    drop(stored);
+    let appended = j.append(id(1), 2, vec![ev(3)]).await.unwrap();
+    assert_eq!(appended.first_position, 2);
+    let events = j.read(id(1), 1, 10).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.payload.clone()).collect::<Vec<_>>(),
+        vec![ev(1).payload, ev(3).payload],
+        "the unacknowledged event is gone, the new one in its place"
+    );
+    assert_eq!(j.read_global(1, 10).await.unwrap().len(), 2);
+    let report = j.verify().await.unwrap();
+    assert!(report.defects.is_empty(), "{:?}", report.defects);
+    assert_eq!(report.events, 2);
+}
+
+/// Invariant: the disk never fills under the store. While its disk has less
+/// free space than the reserve, a write is refused before anything reaches
+/// the store (the journal unavailable, saying why); writes resume on their
+/// own once the reserve and half as much again is free.
+#[tokio::test]
+async fn writes_are_refused_while_the_disk_is_below_its_reserve() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let store = Arc::new(FlakyStore::new());
+    let options = Options {
+        retry_after_failure: std::time::Duration::from_millis(1),
+        min_free_bytes: 1000,
+        ..Options::default()
+    };
+    let j = EventLog::with_store(store.clone(), options).unwrap();
+    j.append(id(1), 1, vec![ev(1)]).await.unwrap();
+    let before = store.inner.raw_entries();
+    store.free.store(999, SeqCst);
+    match j.append(id(1), 2, vec![ev(2)]).await {
+        Err(Error::Storage(StorageError::Write(cause))) => assert!(
+            matches!(
+                *cause,
+                Error::Storage(StorageError::LowSpace {
+                    free: 999,
+                    reserve: 1000
+                })
+            ),
+            "{cause}"
+        ),
+        other => panic!("expected the reserve's refusal, got {other:?}"),
+    }
+    assert_eq!(
+        store.inner.raw_entries(),
+        before,
+        "nothing reached the store"
+    );
+    match j.health() {
+        Health::Unavailable { reason, .. } => assert!(reason.contains("in reserve"), "{reason}"),
+        Health::Writable => panic!("the journal says it takes writes"),
+    }
+    // At the reserve, but not half as much again: still refused.
+    store.free.store(1400, SeqCst);
+    assert!(matches!(
+        j.append(id(1), 2, vec![ev(2)]).await,
+        Err(Error::Unavailable(_))
+    ));
+    store.free.store(1500, SeqCst);
+    until_writable(&j).await;
+    j.append(id(1), 2, vec![ev(2)]).await.unwrap();
+    assert_eq!(j.read(id(1), 1, 10).await.unwrap().len(), 2);
 }

@@ -16,6 +16,10 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
+use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
+use retrace_engine::runtime::{EngineConfig, Pacing};
+use retrace_engine::store::{MIN_FREE_BYTES_DEFAULT, Storage};
+
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::logging::LogFormat;
@@ -69,6 +73,23 @@ pub struct ServeArgs {
     /// milliseconds. Default: 15000
     #[arg(long, env = "RETRACE_SSE_KEEP_ALIVE_MS", value_name = "MS")]
     pub sse_keep_alive_ms: Option<NonZeroU64>,
+    /// The most events one execution's history may hold (at least 100): an
+    /// execution that would record more fails with `history_limit`, its
+    /// failure the last event. Default: 50000
+    #[arg(long, env = "RETRACE_MAX_HISTORY_EVENTS", value_name = "N")]
+    pub max_history_events: Option<u64>,
+    /// Each execution's budget of events per second: what an execution does
+    /// by itself (a loop of inline steps, its due timers) waits while it is
+    /// over it, for at most 5 seconds' worth at once (0 turns pacing off).
+    /// Default: 1000
+    #[arg(long, env = "RETRACE_EXECUTION_EVENTS_PER_S", value_name = "N")]
+    pub execution_events_per_s: Option<u64>,
+    /// The free space the journal keeps on the data folder's disk, in MiB:
+    /// while less is free every write answers 503 `storage_unavailable`,
+    /// and writes resume once it is free again (0 turns the reserve off).
+    /// Default: 64
+    #[arg(long, env = "RETRACE_MIN_FREE_DISK_MB", value_name = "MIB")]
+    pub min_free_disk_mb: Option<u64>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -79,6 +100,10 @@ pub const DATA_DEFAULT: &str = "./retrace-data";
 /// The listen address when no source names one.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:7700";
 
+/// The smallest `max_history_events` taken: below it, ordinary workflows
+/// would fail for want of room.
+pub const MAX_HISTORY_EVENTS_MIN: u64 = 100;
+
 /// What the server runs with, every source merged.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -86,6 +111,12 @@ pub struct Settings {
     pub listen: String,
     pub log_format: LogFormat,
     pub api: ApiConfig,
+    /// The engine's limits on executions (`max_history_events`).
+    pub limits: Limits,
+    /// Each execution's event budget (`execution_events_per_s`).
+    pub pacing: Pacing,
+    /// The journal's free-space reserve, in bytes (`min_free_disk_mb`).
+    pub min_free_bytes: u64,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -114,6 +145,10 @@ pub enum ConfigError {
         "page_limit_default ({default}) is larger than page_limit_max ({max}); lower the default or raise the maximum"
     )]
     PageLimits { default: usize, max: usize },
+    #[error(
+        "max_history_events ({value}) is below {MAX_HISTORY_EVENTS_MIN}: ordinary workflows would fail for want of room"
+    )]
+    HistoryLimit { value: u64 },
 }
 
 fn at(line: usize, column: usize) -> String {
@@ -149,6 +184,9 @@ struct FileSettings {
     page_limit_max: Option<NonZeroUsize>,
     poll_wait_ms_default: Option<u64>,
     sse_keep_alive_ms: Option<NonZeroU64>,
+    max_history_events: Option<u64>,
+    execution_events_per_s: Option<u64>,
+    min_free_disk_mb: Option<u64>,
 }
 
 fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
@@ -198,6 +236,21 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             max: page_limit_max,
         });
     }
+    let history_events_max = args
+        .max_history_events
+        .or(file.max_history_events)
+        .unwrap_or(HISTORY_EVENTS_MAX_DEFAULT);
+    if history_events_max < MAX_HISTORY_EVENTS_MIN {
+        return Err(ConfigError::HistoryLimit {
+            value: history_events_max,
+        });
+    }
+    let pacing = Pacing {
+        events_per_s: args
+            .execution_events_per_s
+            .or(file.execution_events_per_s)
+            .unwrap_or(Pacing::EVENTS_PER_S_DEFAULT),
+    };
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -229,8 +282,31 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .or(file.log_format)
             .unwrap_or(LogFormat::Human),
         api,
+        limits: Limits { history_events_max },
+        pacing,
+        min_free_bytes: args
+            .min_free_disk_mb
+            .or(file.min_free_disk_mb)
+            .map_or(MIN_FREE_BYTES_DEFAULT, |mib| mib.saturating_mul(1 << 20)),
         config: args.config,
     })
+}
+
+impl Settings {
+    /// How the engine is opened: durable in the data folder, with these
+    /// limits, this pacing and this free-space reserve.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            storage: Storage::Folder {
+                path: self.data.clone(),
+                durable: true,
+                min_free_bytes: self.min_free_bytes,
+            },
+            limits: self.limits,
+            pacing: self.pacing,
+            ..EngineConfig::folder(&self.data)
+        }
+    }
 }
 
 /// Reads and checks the configuration file.
@@ -327,6 +403,9 @@ mod tests {
         assert_eq!(api.poll_wait_ms_default, default.poll_wait_ms_default);
         assert_eq!(api.sse_keep_alive, default.sse_keep_alive);
         assert!(api.cors_origins.is_empty());
+        assert_eq!(settings.limits, Limits::default());
+        assert_eq!(settings.pacing, Pacing::default());
+        assert_eq!(settings.min_free_bytes, MIN_FREE_BYTES_DEFAULT);
     }
 
     #[test]
@@ -335,13 +414,25 @@ mod tests {
             "data = \"state\"\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 10\n\
              cors_origins = [\"https://a.example\"]\nlog_format = \"json\"\n\
              page_limit_default = 5\npage_limit_max = 7\npoll_wait_ms_default = 0\n\
-             sse_keep_alive_ms = 250\n",
+             sse_keep_alive_ms = 250\nmax_history_events = 2000\nexecution_events_per_s = 0\n\
+             min_free_disk_mb = 3\n",
         );
         let settings = resolve(ServeArgs {
             page_limit_max: NonZeroUsize::new(9),
+            max_history_events: Some(3000),
             ..with_file(&path)
         })
         .unwrap();
+        assert_eq!(settings.limits.history_events_max, 3000, "the flag wins");
+        assert_eq!(settings.pacing, Pacing::off());
+        let engine = settings.engine_config();
+        assert_eq!(engine.limits, settings.limits);
+        assert_eq!(engine.pacing, settings.pacing);
+        assert_eq!(settings.min_free_bytes, 3 << 20);
+        assert!(matches!(
+            engine.storage,
+            Storage::Folder { min_free_bytes, .. } if min_free_bytes == 3 << 20
+        ));
         assert_eq!(settings.data, dir.path().join("state"));
         assert_eq!(settings.listen, "127.0.0.1:0");
         assert_eq!(settings.log_format, LogFormat::Json);
@@ -404,6 +495,14 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("page_limit_default (2000)"), "{e}");
+
+        let (_dir, path) = file("max_history_events = 99\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains("max_history_events (99) is below 100"), "{e}");
+
+        let (_dir, path) = file("max_history_events = -1\n");
+        let e = resolve(with_file(&path)).unwrap_err().to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 
     #[test]
@@ -431,6 +530,8 @@ mod tests {
             format!("Default: {PAGE_LIMIT_MAX_DEFAULT}"),
             format!("Default: {POLL_WAIT_MS_DEFAULT}"),
             format!("Default: {}", SSE_KEEP_ALIVE_DEFAULT.as_millis()),
+            format!("Default: {HISTORY_EVENTS_MAX_DEFAULT}"),
+            format!("Default: {}", Pacing::EVENTS_PER_S_DEFAULT),
             "Default: human".to_owned(),
         ] {
             assert!(help.contains(&default), "`{default}` in:\n{help}");

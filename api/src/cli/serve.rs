@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use retrace_engine::runtime::{Engine, EngineConfig};
+use retrace_engine::runtime::Engine;
 use tokio::net::TcpListener;
 
 use super::config::{self, ServeArgs, Settings};
@@ -69,7 +69,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if addrs.is_empty() {
         anyhow::bail!("cannot listen on {}: it names no address", settings.listen);
     }
-    let engine = Engine::open(EngineConfig::folder(&settings.data))
+    let engine = Engine::open(settings.engine_config())
         .await
         .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
     let listener = TcpListener::bind(addrs.as_slice())

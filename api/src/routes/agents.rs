@@ -22,13 +22,22 @@ use crate::views::AgentView;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = RegisterAgent)]
 pub struct RegisterBody {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters, none of them a control character (Unicode
+    /// `Cc`) or a bidirectional formatting character (U+061C, U+200E,
+    /// U+200F, U+202A to U+202E, U+2066 to U+2069).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     name: String,
-    /// The capabilities it offers: 1 to 100, each `a-z 0-9` first, then
-    /// also `_ . : -`.
+    /// The capabilities it offers: 1 to 100 (duplicates are dropped), each
+    /// 1 to 128 characters, `a-z 0-9` first, then also `_ . : -`.
+    #[schema(min_items = 1, max_items = 100, value_type = Vec<crate::schemas::Capability>)]
     capabilities: Vec<String>,
     /// How many tasks it holds at once: 1 to 10000, default 10.
-    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 1, maximum = 10000, format = "uint32")]
     max_concurrency: Option<u32>,
 }
 

@@ -19,8 +19,9 @@ use crate::extract::{OptionalJson, Path, execution_id};
 use crate::schemas::ExecutionStatus;
 use crate::state::AppState;
 
-/// The longest `reason`, in bytes.
-pub const REASON_BYTES_MAX: usize = 1024;
+/// The longest `reason`, in characters (Unicode scalar values, as JSON
+/// Schema's `maxLength` counts them).
+pub const REASON_CHARS_MAX: usize = 1024;
 /// The longest event name, in bytes (the workflow language's limit).
 pub const EVENT_NAME_BYTES_MAX: usize = 128;
 
@@ -54,9 +55,15 @@ pub struct NoBody {}
 #[serde(deny_unknown_fields)]
 #[schema(as = ReasonBody)]
 pub struct ReasonBody {
-    /// At most 1024 bytes; without it the recorded reason says the command
-    /// came over the HTTP API.
-    #[schema(max_length = 1024)]
+    /// At most 1024 characters of free text: line breaks and tabs, but no
+    /// other control character (Unicode `Cc`) and no bidirectional control
+    /// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069).
+    /// Without it the recorded reason says the command came over the HTTP
+    /// API.
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     reason: Option<String>,
 }
 
@@ -65,9 +72,15 @@ pub struct ReasonBody {
 #[serde(deny_unknown_fields)]
 #[schema(as = CancelBody)]
 pub struct CancelBody {
-    /// At most 1024 bytes; without it the recorded reason says the command
-    /// came over the HTTP API.
-    #[schema(max_length = 1024)]
+    /// At most 1024 characters of free text: line breaks and tabs, but no
+    /// other control character (Unicode `Cc`) and no bidirectional control
+    /// (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069).
+    /// Without it the recorded reason says the command came over the HTTP
+    /// API.
+    #[schema(
+        max_length = 1024,
+        pattern = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     reason: Option<String>,
     /// With `true`, its completed steps that declare `compensate` are undone
     /// first (newest first).
@@ -89,11 +102,15 @@ pub struct SkipBody {
 /// command came from.
 fn reason(given: Option<String>, command: &str) -> Result<String, Error> {
     match given {
-        Some(r) if r.len() > REASON_BYTES_MAX => Err(Error::InvalidBody(format!(
-            "reason must be at most {REASON_BYTES_MAX} bytes, not {}",
-            r.len()
+        Some(r) if r.chars().count() > REASON_CHARS_MAX => Err(Error::InvalidBody(format!(
+            "reason must be at most {REASON_CHARS_MAX} characters, not {}",
+            r.chars().count()
         ))),
-        Some(r) => Ok(r),
+        // Journaled and logged: line breaks and tabs are fine, control and
+        // bidirectional characters are refused.
+        Some(r) => retrace_engine::model::check_text("reason", &r)
+            .map(|()| r)
+            .map_err(Error::InvalidBody),
         None => Ok(format!("{command} requested over the HTTP API")),
     }
 }
@@ -302,6 +319,8 @@ pub struct EventBody {
 /// Checks an event name by the workflow language's rule: 1 to 128 bytes,
 /// `A-Z a-z 0-9` first, then `A-Z a-z 0-9 _ . : / -`.
 pub fn check_event_name(name: &str) -> Result<(), Error> {
+    // Named as an escape, not echoed into the answer and the log.
+    retrace_engine::model::check_name_chars("event name", name).map_err(Error::InvalidBody)?;
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok =
@@ -349,9 +368,11 @@ pub struct SignalView {
         matching step takes it. An execution that has ended answers `409 wrong_state`.",
     params(
         ("id" = String, Path, format = "uuid", description = "The execution's id."),
-        ("name" = String, Path, description = "The event's name: 1 to 128 bytes, \
-            `A-Z a-z 0-9` first, then also `_ . : / -` (another name is \
-            `422 invalid_body`)."),
+        ("name" = String, Path, min_length = 1, max_length = 128,
+            pattern = "^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+            description = "The event's name: 1 to 128 characters, `A-Z a-z 0-9` \
+            first, then also `_ . : / -` (another name is `422 invalid_body`; a `/` \
+            is sent percent-encoded, `%2F`)."),
     ),
     request_body(
         content = Option<EventBody>,
@@ -409,9 +430,12 @@ pub struct DeliveredView {
         it is not kept for executions that wait for it later. The name `stream` cannot \
         be published this way (`GET /v1/events/stream` is the engine-wide stream).",
     params(
-        ("name" = String, Path, description = "The event's name: 1 to 128 bytes, \
-            `A-Z a-z 0-9` first, then also `_ . : / -` (another name is \
-            `422 invalid_body`)."),
+        ("name" = String, Path, min_length = 1, max_length = 128,
+            pattern = "^(?!stream$)[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+            description = "The event's name: 1 to 128 characters, `A-Z a-z 0-9` \
+            first, then also `_ . : / -` (another name is `422 invalid_body`; a `/` \
+            is sent percent-encoded, `%2F`), and not `stream` (`POST \
+            /v1/events/stream` is `405`: that path is the engine-wide stream's)."),
     ),
     request_body(
         content = Option<EventBody>,

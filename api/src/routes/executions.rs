@@ -20,8 +20,9 @@ use crate::schemas::ExecutionStatus;
 use crate::state::{ApiConfig, AppState};
 use crate::views::{EventView, ExecutionSummaryView, ExecutionView};
 
-/// The longest idempotency key, in bytes.
-pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
+/// The longest idempotency key, in characters (Unicode scalar values, as
+/// JSON Schema's `maxLength` counts them).
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 256;
 
 /// The longest a start may wait for its execution to end, in milliseconds.
 pub const START_WAIT_MS_MAX: u64 = 60_000;
@@ -31,29 +32,44 @@ pub const START_WAIT_MS_MAX: u64 = 60_000;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(as = StartExecution)]
 pub struct StartBody {
-    /// The workflow's name.
+    /// The workflow's name. It is looked up, not checked: a name no workflow
+    /// has (workflow names are 1 to 128 characters, `A-Z a-z 0-9` first,
+    /// then also `_ . -`) is `404 unknown_workflow`, unless the idempotency
+    /// key names an execution started before.
     workflow: String,
-    /// A version (64 hex digits); without it, the workflow's newest.
+    /// A version (64 lowercase hex digits); without it, the workflow's
+    /// newest. Looked up as `workflow` is.
     version: Option<String>,
     /// The execution's input: free JSON, checked against the workflow's
     /// `input` schema; `null` when left out.
     #[serde(default)]
     input: Value,
-    /// 1 to 256 bytes. The same key again answers with the execution it
-    /// started first and starts nothing, whatever the rest of the body says.
-    #[schema(min_length = 1, max_length = 256)]
+    /// 1 to 256 characters, none of them a control character (Unicode `Cc`)
+    /// or a bidirectional control (U+061C, U+200E, U+200F, U+202A to
+    /// U+202E, U+2066 to U+2069). The same key again answers with the
+    /// execution it started first and starts nothing, whatever the rest of
+    /// the body says.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     idempotency_key: Option<String>,
     /// Start and wait: answer once the execution has ended (with the
     /// execution as `GET /v1/executions/{id}` shows it), or when this many
     /// milliseconds have passed (`202`, the execution still running). At
     /// most 60000. Without it, the answer comes as soon as the start is
     /// recorded.
-    #[schema(minimum = 0, maximum = 60000)]
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 0, maximum = 60000, format = "uint64")]
     wait_ms: Option<u64>,
 }
 
-/// An execution started (or found by its idempotency key).
+/// An execution started (or found by its idempotency key). Exactly these
+/// fields (`deny_unknown_fields` closes its schema), so that a start's
+/// answer matches one of `StartAnswer`'s two shapes, never both.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = StartedExecution)]
 struct StartedView {
     #[schema(value_type = String, format = "uuid")]
@@ -118,12 +134,17 @@ pub async fn start(
     Json(body): Json<StartBody>,
 ) -> Result<impl IntoResponse, Error> {
     if let Some(key) = &body.idempotency_key
-        && (key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX)
+        && (key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX)
     {
         return Err(Error::InvalidBody(format!(
-            "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes, not {}",
-            key.len()
+            "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters, not {}",
+            key.chars().count()
         )));
+    }
+    // Journaled with the start: no control or bidirectional characters.
+    if let Some(key) = &body.idempotency_key {
+        retrace_engine::model::check_name_chars("idempotencyKey", key)
+            .map_err(Error::InvalidBody)?;
     }
     if let Some(wait_ms) = body.wait_ms
         && wait_ms > START_WAIT_MS_MAX
@@ -177,16 +198,23 @@ pub async fn start(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only executions of this workflow (by name).
+    /// Only executions of this workflow (by name; any text, a name no
+    /// workflow has lists nothing).
     workflow: Option<String>,
     /// Only executions in this status.
     #[param(value_type = Option<ExecutionStatus>)]
     status: Option<String>,
-    /// The page size: 100 when left out, at most 1000 (more is taken as
-    /// 1000); `0` is refused.
-    #[param(minimum = 1)]
+    /// The page size: 100 when left out (the server's
+    /// `page_limit_default`); more than the server's `page_limit_max` (1000
+    /// by default) is taken as that; `0` is refused.
+    #[param(minimum = 1, maximum = 18446744073709551615u64, format = "uint64")]
     limit: Option<usize>,
-    /// The previous page's `nextCursor`, with the same filters.
+    /// The previous page's `nextCursor` (an execution id, as the API writes
+    /// ids), with the same filters.
+    #[param(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -242,9 +270,14 @@ pub async fn list(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<ExecutionId>().map_err(|_| {
-                Error::InvalidQuery(format!("cursor {c} is not a cursor this API issued"))
-            })
+            // Only the spelling the API issues (hyphenated, 36 characters):
+            // the id parser also reads braced, URN and unhyphenated forms.
+            c.parse::<ExecutionId>()
+                .ok()
+                .filter(|_| c.len() == 36)
+                .ok_or_else(|| {
+                    Error::InvalidQuery(format!("cursor `{c}` is not a cursor this API issued"))
+                })
         })
         .transpose()?;
     let mut page = state.engine.executions(
@@ -294,10 +327,12 @@ pub async fn get(
 pub struct EventsQuery {
     /// Only events with a greater `seq` (default 0: from the start). To page
     /// on, pass the last `seq` seen.
+    #[param(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     after: Option<u64>,
-    /// The page size: 100 when left out, at most 1000 (more is taken as
-    /// 1000); `0` is refused.
-    #[param(minimum = 1)]
+    /// The page size: 100 when left out (the server's
+    /// `page_limit_default`); more than the server's `page_limit_max` (1000
+    /// by default) is taken as that; `0` is refused.
+    #[param(minimum = 1, maximum = 18446744073709551615u64, format = "uint64")]
     limit: Option<usize>,
 }
 

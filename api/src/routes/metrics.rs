@@ -28,6 +28,7 @@ use prometheus_client::registry::{Registry, Unit};
 use retrace_engine::agents::AgentStatus;
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::metrics::{BUCKET_BOUNDS_MS, Buckets};
+use retrace_engine::store::StorageHealth;
 use serde_json::{Value, json};
 
 use crate::error::Error;
@@ -350,6 +351,16 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
     let step_errors = counter::<StepLabel>(r, "step_errors", "Steps failed, by workflow and step");
     let step_retries =
         counter::<StepLabel>(r, "step_retries", "Retries scheduled, by workflow and step");
+    let paced = counter::<WorkflowLabel>(
+        r,
+        "execution_pacing_waits",
+        "Times an execution waited for its event budget, by workflow",
+    );
+    let history_limit_failures = counter::<WorkflowLabel>(
+        r,
+        "history_limit_failures",
+        "Executions failed for reaching the history limit, by workflow",
+    );
     let mut step_durations = EngineHistograms::new(
         "step_duration",
         "Steps completed, from start to completion (0 for a step that does not wait), \
@@ -361,6 +372,17 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
                 workflow: workflow.clone(),
             })
             .inc_by(w.started);
+        let label = WorkflowLabel {
+            workflow: workflow.clone(),
+        };
+        if w.paced > 0 {
+            paced.get_or_create(&label).inc_by(w.paced);
+        }
+        if w.history_limit_failures > 0 {
+            history_limit_failures
+                .get_or_create(&label)
+                .inc_by(w.history_limit_failures);
+        }
         for (status, n) in &w.ended {
             ended
                 .get_or_create(&WorkflowStatusLabel {
@@ -473,6 +495,12 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
         "journal_conflicts",
         "Appends refused for a sequence conflict",
         j.conflicts,
+    );
+    plain_gauge(
+        r,
+        "journal_writable",
+        "1 while the journal takes writes; 0 while its storage refuses them (a full disk, say)",
+        i64::from(engine.storage_health() == StorageHealth::Writable),
     );
     plain_gauge(
         r,
@@ -640,7 +668,7 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
         "queueSizes": engine.agents().queue_sizes(),
         "sseClients": state.sse_clients.count(),
         "journal": {"appends": journal.appends, "events": journal.events, "flushes": journal.flushes},
-        "healthStatus": if state.shutdown.is_triggered() { "degraded" } else { "healthy" },
+        "healthStatus": if state.shutdown.is_triggered() || engine.storage_health() != StorageHealth::Writable { "degraded" } else { "healthy" },
     });
     let workflows: serde_json::Map<String, Value> = figures
         .workflows
@@ -657,6 +685,8 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
                     "successRate": if ended == 0 { 0.0 } else { completed as f64 / ended as f64 },
                     "errorRate": if ended == 0 { 0.0 } else { (ended - completed) as f64 / ended as f64 },
                     "averageDuration": w.duration.mean_ms,
+                    "paced": w.paced,
+                    "historyLimitFailures": w.history_limit_failures,
                     "stepMetrics": w.steps.iter().map(|(step, s)| (step.clone(), json!({
                         "count": s.count,
                         "averageDuration": s.mean_ms,

@@ -8,6 +8,10 @@
 //! side: a stream is pulled only as fast as its client reads, and the
 //! journal's subscription catches up from storage when a reader falls
 //! behind, so a slow client neither blocks the engine nor misses an event.
+//! What a client that stops reading costs is bounded: its share of the
+//! journal's live buffer (bounded in bytes), one read of stored events, the
+//! one frame in hand, and hyper's queue (at most 16 frames) in front of its
+//! socket.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -23,6 +27,7 @@ use utoipa::IntoParams;
 
 use crate::error::Error;
 use crate::extract::{Path, Query, execution_id};
+use crate::schemas::{ExecutionEventFrame, GlobalEventFrame};
 use crate::state::AppState;
 use crate::views::{EventView, GlobalEventView};
 
@@ -57,8 +62,12 @@ fn resume_after(headers: &HeaderMap, after: Option<u64>) -> Result<u64, Error> {
 #[allow(dead_code)]
 struct ResumeHeader {
     /// The last `id:` received: the stream starts with the event after it.
-    /// Wins over `?after=`.
-    #[param(rename = "Last-Event-ID", nullable = false)]
+    /// Wins over `?after=`. An empty value is as if there were none.
+    #[param(
+        rename = "Last-Event-ID",
+        nullable = false,
+        schema_with = crate::schemas::last_event_id
+    )]
     last_event_id: Option<u64>,
 }
 
@@ -98,6 +107,7 @@ fn respond(state: &AppState, frames: impl Stream<Item = Frame> + Send + 'static)
 pub struct ExecutionStreamQuery {
     /// Start after this `seq` (default 0: from the start); a
     /// `Last-Event-ID` header wins over it.
+    #[param(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     after: Option<u64>,
 }
 
@@ -124,15 +134,21 @@ pub struct ExecutionStreamQuery {
         ResumeHeader,
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream. Each frame has \
-            `id:` (the event's `seq`), `event:` (the event's type) and one `data:` line: \
-            the event as JSON, exactly as the events page shows it (schema \
-            `EventView`). Idle streams get a keep-alive comment line (`:`) every 15 s. \
-            A journal error ends the stream with a frame `event: error` whose data is \
-            an error body (schema `ErrorBody`). The stream also ends when the server \
-            shuts down.",
-            content_type = "text/event-stream", body = String,
-            example = json!("id: 4\nevent: task_completed\ndata: {\"seq\":4,\"type\":\"task_completed\",\"at\":\"2026-11-21T00:51:25.248Z\",\"data\":{\"act\":1,\"attempt\":1,\"output\":{\"name\":\"Ann\"},\"task\":\"01a1fb96-2826-7012-96b6-9bd448d552cf.1.1\"},\"hash\":\"d24d…\"}\n\n")),
+        (status = 200, description = "A Server-Sent Events stream (`text/event-stream`). \
+            Each frame has `id:` (the event's `seq`), `event:` (the event's type) and one \
+            `data:` line: the event as JSON, exactly as the events page shows it (schema \
+            `EventView`); the schema below is one frame's, read as an object of its \
+            fields. Idle streams get a keep-alive comment line (`:`) every 15 s (the \
+            server's `sse_keep_alive_ms`). A journal error ends the stream with a frame \
+            `event: error` whose data is an error body (schema `ErrorBody`). The stream \
+            also ends when the server shuts down. On the wire:\n\n\
+            ```text\n\
+            id: 4\n\
+            event: task_completed\n\
+            data: {\"seq\":4,\"type\":\"task_completed\",\"at\":\"2026-11-21T00:51:25.248Z\",…}\n\
+            ```",
+            content_type = "text/event-stream", body = ExecutionEventFrame,
+            example = json!({"id": "4", "event": "task_completed", "data": "{\"seq\":4,\"type\":\"task_completed\",\"at\":\"2026-11-21T00:51:25.248Z\",\"data\":{\"act\":1,\"attempt\":1,\"output\":{\"name\":\"Ann\"},\"task\":\"01a1fb96-2826-7012-96b6-9bd448d552cf.1.1\"},\"hash\":\"d24d6bd17e46ea46e47a21ec673ed7a90c22912085b6d064838af000e5bbf92e\"}"})),
         (status = 204, description = "The execution has ended and the client has \
             seen its terminal event already (the resume point is at or after it): \
             nothing more will come."),
@@ -184,14 +200,17 @@ pub async fn execution(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AllStreamQuery {
-    /// Only events of executions of this workflow.
+    /// Only events of executions of this workflow (any text: a name no
+    /// workflow has matches nothing).
     workflow: Option<String>,
-    /// Only events of these types (comma-separated).
+    /// Only events of these types (comma-separated; a type no event has
+    /// matches nothing).
     #[serde(rename = "type")]
     #[param(example = "execution_completed,execution_failed")]
     types: Option<String>,
     /// Start after this journal position (default 0: from the start); a
     /// `Last-Event-ID` header wins over it.
+    #[param(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     after: Option<u64>,
 }
 
@@ -211,15 +230,22 @@ pub struct AllStreamQuery {
         ResumeHeader,
     ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream. Each frame has \
-            `id:` (the event's position in the whole journal), `event:` (the event's \
-            type) and one `data:` line: the events-page JSON plus `position`, \
-            `executionId` and `workflow` (schema `GlobalEventView`). Idle streams get a \
-            keep-alive comment line (`:`) every 15 s. A journal error ends the stream \
-            with a frame `event: error` whose data is an error body (schema \
-            `ErrorBody`). The stream ends when the server shuts down.",
-            content_type = "text/event-stream", body = String,
-            example = json!("id: 11\nevent: execution_completed\ndata: {\"position\":11,\"executionId\":\"01a1fb96-2826-7012-96b6-9bd448d552cf\",\"workflow\":\"greet\",\"seq\":10,\"type\":\"execution_completed\",\"at\":\"2026-11-21T00:51:26.335Z\",\"data\":{\"output\":{\"by\":\"bob\"}},\"hash\":\"b08e…\"}\n\n")),
+        (status = 200, description = "A Server-Sent Events stream (`text/event-stream`). \
+            Each frame has `id:` (the event's position in the whole journal), `event:` \
+            (the event's type) and one `data:` line: the events-page JSON plus \
+            `position`, `executionId` and `workflow` (schema `GlobalEventView`); the \
+            schema below is one frame's, read as an object of its fields. Idle streams \
+            get a keep-alive comment line (`:`) every 15 s (the server's \
+            `sse_keep_alive_ms`). A journal error ends the stream with a frame \
+            `event: error` whose data is an error body (schema `ErrorBody`). The stream \
+            ends when the server shuts down. On the wire:\n\n\
+            ```text\n\
+            id: 11\n\
+            event: execution_completed\n\
+            data: {\"position\":11,\"executionId\":\"01a1fb96-2826-7012-96b6-9bd448d552cf\",…}\n\
+            ```",
+            content_type = "text/event-stream", body = GlobalEventFrame,
+            example = json!({"id": "11", "event": "execution_completed", "data": "{\"position\":11,\"executionId\":\"01a1fb96-2826-7012-96b6-9bd448d552cf\",\"workflow\":\"greet\",\"seq\":10,\"type\":\"execution_completed\",\"at\":\"2026-11-21T00:51:26.335Z\",\"data\":{\"output\":{\"by\":\"bob\"}},\"hash\":\"b08e51f212c44ece18bd5093b83b670a996be00e218a870d849e3d2e9e68a63e\"}"})),
     ),
 )]
 pub async fn all(

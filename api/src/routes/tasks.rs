@@ -20,8 +20,9 @@ use crate::state::AppState;
 use crate::time::rfc3339;
 use crate::views::TaskView;
 
-/// The longest error type an agent may report, in bytes.
-pub const ERROR_TYPE_BYTES_MAX: usize = 128;
+/// The longest error type an agent may report, in characters (Unicode
+/// scalar values, as JSON Schema's `maxLength` counts them).
+pub const ERROR_TYPE_CHARS_MAX: usize = 128;
 
 /// A long poll for tasks.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,10 +33,15 @@ pub struct PollBody {
     #[schema(format = "uuid")]
     agent_id: String,
     /// How long to wait for a task when none is queued, in milliseconds:
-    /// default 30000; more than 60000 waits 60000; `0` never waits.
+    /// default 30000 (the server's `poll_wait_ms_default`); more than 60000
+    /// waits 60000; `0` never waits.
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     wait_ms: Option<u64>,
     /// The most tasks to claim: default 1; more than 100 claims at most 100,
-    /// and never more than the agent's free slots.
+    /// and never more than the agent's free slots; `0` claims none.
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     max: Option<usize>,
 }
 
@@ -144,7 +150,8 @@ pub struct CompleteBody {
     description = "A task that is no longer outstanding (late, duplicate, timed out, \
         withdrawn, or its execution ended) is refused with `409 not_outstanding`, and \
         nothing changes.",
-    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>` \
+        (another id names no task: `404 unknown_task`).")),
     request_body(
         content = Option<CompleteBody>,
         description = "Optional: without a body, the output is `null`.",
@@ -199,10 +206,20 @@ pub struct FailBody {
 #[serde(deny_unknown_fields)]
 #[schema(as = TaskError)]
 pub struct ErrorBody {
-    /// 1 to 128 bytes; retry policies and error routes match on it.
+    /// 1 to 128 characters, none of them a control character (Unicode `Cc`)
+    /// or a bidirectional control (U+061C, U+200E, U+200F, U+202A to
+    /// U+202E, U+2066 to U+2069); retry policies and error routes match on
+    /// it.
     #[serde(rename = "type")]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
+    )]
     kind: String,
+    /// Free text, kept as sent, except that control characters (but line
+    /// breaks and tabs) and bidirectional controls are written out as
+    /// escapes (`\u{202E}`): it often quotes a program's output.
     message: String,
     /// `false` says retrying cannot help.
     retryable: Option<bool>,
@@ -218,7 +235,8 @@ pub struct ErrorBody {
     summary = "Report a task's failure",
     description = "The step's retry policy decides what follows. A task that is no \
         longer outstanding is refused with `409 not_outstanding`, and nothing changes.",
-    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>` \
+        (another id names no task: `404 unknown_task`).")),
     request_body = FailBody,
     responses(
         (status = 200, description = "Recorded.", body = Accepted),
@@ -231,13 +249,18 @@ pub async fn fail(
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
     let kind = body.error.kind;
-    if kind.is_empty() || kind.len() > ERROR_TYPE_BYTES_MAX {
+    let chars = kind.chars().count();
+    if chars == 0 || chars > ERROR_TYPE_CHARS_MAX {
         return Err(Error::InvalidBody(format!(
-            "error.type must be 1 to {ERROR_TYPE_BYTES_MAX} bytes, not {}",
-            kind.len()
+            "error.type must be 1 to {ERROR_TYPE_CHARS_MAX} characters, not {chars}"
         )));
     }
-    let mut error = ErrorInfo::new(kind, body.error.message);
+    // The type is a name (journaled, logged, matched by retry policies);
+    // the message quotes a program's output, so what a log must not show is
+    // written out as escapes rather than refused (see `escape_text`).
+    retrace_engine::model::check_name_chars("error.type", &kind).map_err(Error::InvalidBody)?;
+    let message = retrace_engine::model::escape_text(&body.error.message).into_owned();
+    let mut error = ErrorInfo::new(kind, message);
     error.retryable = body.error.retryable;
     state
         .engine
@@ -284,7 +307,8 @@ struct Extended {
     description = "Extends the claim as a fresh claim would last. A task that is not \
         (or no longer) claimed is `409 not_outstanding`; with `agentId`, a task held by \
         another agent is `409 not_yours`.",
-    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>`.")),
+    params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>` \
+        (another id names no task: `404 unknown_task`).")),
     request_body(
         content = Option<HeartbeatBody>,
         description = "Optional: the body may be left out.",

@@ -1,11 +1,14 @@
 //! `/v1/workflows`: define (JSON or YAML), validate, list and read workflow
 //! definitions.
 //!
-//! Owns reading a definition body in the format its `Content-Type` names.
-//! It must never check a definition itself: the engine's model does, and
-//! reports every problem with its path — a document that does not even parse
-//! is one problem at the empty path, so it is `422 invalid_workflow` here too.
+//! Owns reading a definition body in the format its `Content-Type` names,
+//! off the async workers (see `compile`). It must never check a definition
+//! itself: the engine's model does, and reports every problem with its path —
+//! a document that does not even parse, or is past the model's bounds on
+//! size and depth, is one problem at the empty path, so it is `422
+//! invalid_workflow` here too.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -45,6 +48,30 @@ fn format(headers: &HeaderMap) -> Result<Format, Error> {
 fn yaml_text(body: &[u8]) -> Result<&str, Error> {
     std::str::from_utf8(body)
         .map_err(|e| Error::MalformedJson(format!("a YAML definition must be UTF-8: {e}")))
+}
+
+/// Reads and compiles a definition on a blocking thread, not an async
+/// worker: within the document's bounds (`DOCUMENT_BYTES_MAX`,
+/// `DOCUMENT_DEPTH_MAX`) parsing is linear, but a large YAML document still
+/// takes a good part of a second, and compiling its expressions more.
+async fn compile(format: Format, body: Bytes) -> Result<Workflow, Error> {
+    let compiled = tokio::task::spawn_blocking(move || match format {
+        Format::Json => Ok(Workflow::from_json(&body)),
+        Format::Yaml => yaml_text(&body).map(Workflow::from_yaml),
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("the definition could not be compiled: {e}")))??;
+    compiled.map_err(|e| Error::InvalidWorkflow(e.problems))
+}
+
+/// A workflow name or version from a path. One with a control or
+/// bidirectional character names no workflow (none can be defined so): `404`
+/// at once, with the character named, not echoed into the answer and the log.
+fn path_name(what: &str, name: String) -> Result<String, Error> {
+    match retrace_engine::model::check_name_chars(what, &name) {
+        Ok(()) => Ok(name),
+        Err(why) => Err(Error::UnknownWorkflow(format!("so named ({why})"))),
+    }
 }
 
 /// Something a valid definition names that does not exist (yet).
@@ -118,10 +145,8 @@ pub async fn define(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<impl IntoResponse, Error> {
-    let defined = match format(&headers)? {
-        Format::Json => state.engine.define_json(&body).await?,
-        Format::Yaml => state.engine.define_yaml(yaml_text(&body)?).await?,
-    };
+    let workflow = compile(format(&headers)?, body).await?;
+    let defined = state.engine.define(workflow).await?;
     let status = if defined.created {
         StatusCode::CREATED
     } else {
@@ -188,11 +213,7 @@ pub async fn validate(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<impl IntoResponse, Error> {
-    let checked = match format(&headers)? {
-        Format::Json => Workflow::from_json(&body),
-        Format::Yaml => Workflow::from_yaml(yaml_text(&body)?),
-    };
-    let workflow = checked.map_err(|e| Error::InvalidWorkflow(e.problems))?;
+    let workflow = compile(format(&headers)?, body).await?;
     Ok(axum::Json(ValidView {
         valid: true,
         name: workflow.name().to_owned(),
@@ -269,7 +290,10 @@ struct NamedView {
     operation_id = "getWorkflow",
     tag = "workflows",
     summary = "Read a workflow: its newest version and every version",
-    params(("name" = String, Path, description = "The workflow's name.")),
+    params(("name" = String, Path, min_length = 1, max_length = 128,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description = "The workflow's name (no workflow has a name spelled otherwise: \
+        `404 unknown_workflow`).")),
     responses(
         (status = 200, description = "The newest version with its canonical definition, \
             and every version (oldest first).", body = NamedView),
@@ -279,6 +303,7 @@ pub async fn by_name(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
+    let name = path_name("workflow name", name)?;
     let entry = state
         .engine
         .workflows()
@@ -308,9 +333,13 @@ pub async fn by_name(
     tag = "workflows",
     summary = "Read one version of a workflow",
     params(
-        ("name" = String, Path, description = "The workflow's name."),
-        ("version" = String, Path, description = "The version: the 64-digit hex hash \
-            of the canonical definition."),
+        ("name" = String, Path, min_length = 1, max_length = 128,
+            pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            description = "The workflow's name (no workflow has a name spelled otherwise: \
+            `404 unknown_workflow`)."),
+        ("version" = String, Path, pattern = "^[0-9a-f]{64}$",
+            description = "The version: the 64-digit lowercase hex hash of the canonical \
+            definition (`404 unknown_workflow` for another)."),
     ),
     responses(
         (status = 200, description = "That version with its canonical definition.", body = WorkflowView),
@@ -320,6 +349,8 @@ pub async fn version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Error> {
+    let name = path_name("workflow name", name)?;
+    let version = path_name("version", version)?;
     let workflow = state
         .engine
         .workflow(&name, Some(&version))

@@ -158,6 +158,12 @@ impl Server {
         }
     }
 
+    /// What the server has written to stderr so far.
+    #[allow(dead_code)] // not every test binary reads the log while it runs
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// SIGTERM; waits for the exit and checks it was clean.
     pub async fn stop(self) {
         let (code, log) = self.stop_with("TERM").await;

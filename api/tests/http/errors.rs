@@ -335,3 +335,103 @@ async fn cors_is_off_unless_configured() {
         "https://app.example"
     );
 }
+
+/// A JSON array where an object is expected is refused, not read as the
+/// object's fields in order, and records nothing.
+#[tokio::test]
+async fn an_array_for_a_start_is_422_and_starts_nothing() {
+    let s = Server::start().await;
+    s.define(inline_chain("base", 1)).await;
+    let position = s.position().await;
+    let answer = s
+        .post(
+            "/v1/executions",
+            json!(["base", null, {"via": "array"}, "arr-key"]),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("expected an object"), "{message}");
+    assert_eq!(s.position().await, position);
+    let (_, list) = s.get("/v1/executions").await;
+    assert_eq!(list["executions"], json!([]), "{list}");
+}
+
+#[tokio::test]
+async fn an_array_for_a_task_result_is_422_and_accepts_nothing() {
+    let s = Server::start().await;
+    s.define(json!({"name": "one", "steps": [
+        {"id": "call", "type": "task", "capability": "work"}]}))
+        .await;
+    let agent = s.register(&["work"]).await;
+    s.start_execution("one", json!({})).await;
+    let task = s.claim(&agent).await;
+    let task_id = task["id"].as_str().unwrap();
+    let position = s.position().await;
+    let complete = format!("/v1/tasks/{task_id}/complete");
+    let fail = format!("/v1/tasks/{task_id}/fail");
+    let heartbeat = format!("/v1/tasks/{task_id}/heartbeat");
+    let cases = [
+        // At the top level.
+        (complete.clone(), json!([["x", false, -180]])),
+        (complete.clone(), json!([1, null])),
+        (fail.clone(), json!([["t", "m", true]])),
+        (heartbeat.clone(), json!([agent])),
+        // Nested: a struct inside a struct, and inside an option.
+        (
+            complete.clone(),
+            json!({"output": 1, "poll": [agent, 0, 1]}),
+        ),
+        (fail.clone(), json!({"error": ["t", "m", true]})),
+        // Other values where an object is expected.
+        (complete.clone(), json!("output")),
+        (complete.clone(), json!(7)),
+        (complete.clone(), json!(true)),
+        (complete.clone(), json!({"output": 1, "poll": "now"})),
+    ];
+    for (path, body) in cases {
+        let answer = s.post(&path, body.clone()).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("expected an object"), "{body}: {message}");
+    }
+    assert_eq!(s.position().await, position, "no result was recorded");
+    // The task is still outstanding: the documented shape is taken.
+    let (status, body) = s.post(&complete, json!({"output": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn arrays_for_any_body_are_422_and_record_nothing() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 1)).await;
+    let id = s.start_execution("gated", json!({})).await;
+    let agent = s.register(&["work"]).await;
+    let position = s.position().await;
+    let agents_before = s.get("/v1/agents").await.1;
+    let cases = [
+        ("/v1/agents".to_owned(), json!(["a", ["work"], 1])),
+        ("/v1/tasks/poll".to_owned(), json!([agent, 0, 1])),
+        (format!("/v1/executions/{id}/pause"), json!(["why"])),
+        (format!("/v1/executions/{id}/cancel"), json!(["why", true])),
+        (format!("/v1/executions/{id}/terminate"), json!(["why"])),
+        (format!("/v1/executions/{id}/skip"), json!([1])),
+        (format!("/v1/executions/{id}/signals/go"), json!([1, null])),
+        ("/v1/events/go".to_owned(), json!([1, null])),
+        (format!("/v1/agents/{agent}/heartbeat"), json!([])),
+        (format!("/v1/executions/{id}/resume"), json!([])),
+    ];
+    for (path, body) in cases {
+        let answer = s.post(&path, body.clone()).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        let message = answer.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("expected an object"),
+            "{path} {body}: {message}"
+        );
+    }
+    assert_eq!(s.position().await, position);
+    assert_eq!(s.get("/v1/agents").await.1, agents_before);
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["status"], "running");
+}

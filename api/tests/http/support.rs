@@ -64,6 +64,7 @@ impl Server {
                     storage: Storage::Folder {
                         path: path.clone(),
                         durable: false,
+                        min_free_bytes: 0,
                     },
                     ..EngineConfig::folder(path)
                 })

@@ -13,7 +13,10 @@
 //! - compensation undoes exactly the completed steps that declare it, newest
 //!   first;
 //! - the execution has ended, or is paused or waiting for an operator with
-//!   the reason in its state, or waits for something (a task, timer, event).
+//!   the reason in its state, or waits for something (a task, timer, event);
+//! - with a small history limit as well: the history never holds more
+//!   events than the limit (the history bound), and a `history_limit` failure is
+//!   its last event.
 //!
 //! `PROPTEST_CASES=<n>` runs it longer; a failure prints the minimal
 //! workflow and schedule.
@@ -23,8 +26,8 @@
 use proptest::prelude::*;
 use retrace_core::ExecutionId;
 use retrace_core::machine::{
-    Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, StartParams, Status, Trigger,
-    Versions, apply, handle, pending_effects, start,
+    Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, Limits, StartParams, Status, Trigger,
+    Versions, apply, error_types, handle, pending_effects, start,
 };
 use retrace_core::model::Workflow;
 use serde_json::{Value, json};
@@ -173,7 +176,7 @@ fn tasks_of(state: &ExecutionState) -> Vec<String> {
     tasks
 }
 
-fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> {
+fn run(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<Recorded, TestCaseError> {
     let wf = Workflow::from_json(workflow(shapes).to_string().as_bytes())
         .map_err(|e| TestCaseError::fail(format!("generated workflow invalid: {e}")))?;
     let defaults = Defaults::default();
@@ -185,6 +188,7 @@ fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> 
         entropy,
         versions: &catalog,
         defaults: &defaults,
+        limits: &limits,
     };
     let (mut state, first) = start(
         id,
@@ -299,10 +303,24 @@ fn run(shapes: &[Shape], actions: &[Action]) -> Result<Recorded, TestCaseError> 
     })
 }
 
-fn check(shapes: &[Shape], actions: &[Action]) -> Result<(), TestCaseError> {
+fn check(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<(), TestCaseError> {
     let wf_json = workflow(shapes);
     let wf = Workflow::from_json(wf_json.to_string().as_bytes()).unwrap();
-    let r = run(shapes, actions)?;
+    let r = run(shapes, actions, limits)?;
+
+    // The history bound: the history never holds more than the limit, and a
+    // history-limit failure is its last event.
+    prop_assert!(
+        r.events.len() as u64 <= limits.history_events_max,
+        "{} events, limit {}",
+        r.events.len(),
+        limits.history_events_max
+    );
+    if let Some(i) = r.events.iter().position(|(_, e)| {
+        matches!(e, Event::ExecutionFailed { error } if error.kind == error_types::HISTORY_LIMIT)
+    }) {
+        prop_assert_eq!(i + 1, r.events.len(), "events after the history-limit failure");
+    }
 
     // Replay equals live, and nothing is dispatched while paused or after the end.
     let mut replayed = ExecutionState::empty(r.state.id);
@@ -429,6 +447,15 @@ proptest! {
         shapes in prop::collection::vec(shape(), 1..6),
         actions in prop::collection::vec(action(), 0..40),
     ) {
-        check(&shapes, &actions)?;
+        check(&shapes, &actions, Limits::default())?;
+    }
+
+    #[test]
+    fn a_small_history_limit_keeps_the_invariants_and_is_never_exceeded(
+        shapes in prop::collection::vec(shape(), 1..6),
+        actions in prop::collection::vec(action(), 0..40),
+        history_events_max in 2u64..40,
+    ) {
+        check(&shapes, &actions, Limits { history_events_max })?;
     }
 }

@@ -34,6 +34,9 @@
 //! - `defaults retry=none|linear|exponential retries=N interval=MS
 //!   task-timeout=MS max-transitions=N`: the engine-wide defaults (every
 //!   argument optional). Kept until the next `defaults`.
+//! - `limits history=N`: the engine's limits (`history` is the most events
+//!   an execution's history holds; absent, the default). Kept until the
+//!   next `limits`.
 //! - `at ms=N`: move the fixed clock; `entropy value=N`: the random bits
 //!   every later trigger gets.
 //! - `start [input=<json>] [key=K] [at=MS] [brief]`: `machine::start`, a
@@ -74,8 +77,8 @@ use std::path::{Path, PathBuf};
 
 use retrace_core::ExecutionId;
 use retrace_core::machine::{
-    Activation, Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, RetryStrategy, Role,
-    StartParams, Trigger, Versions, Waiting, apply, child_id, handle, pending_effects, start,
+    Activation, Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, Limits, RetryStrategy,
+    Role, StartParams, Trigger, Versions, Waiting, apply, child_id, handle, pending_effects, start,
 };
 use retrace_core::model::{Workflow, canonical_string};
 use serde_json::{Value, json};
@@ -386,6 +389,7 @@ struct Harness {
     workflow: Option<Workflow>,
     catalog: Catalog,
     defaults: Defaults,
+    limits: Limits,
     now_ms: u64,
     entropy: u64,
     state: Option<ExecutionState>,
@@ -399,6 +403,7 @@ impl Harness {
             workflow: None,
             catalog: Catalog::default(),
             defaults: Defaults::default(),
+            limits: Limits::default(),
             now_ms: 0,
             entropy: 0,
             state: None,
@@ -418,6 +423,14 @@ impl Harness {
             }
             "defaults" => {
                 self.defaults = defaults(&mut args);
+                "ok".to_string()
+            }
+            "limits" => {
+                self.limits = Limits {
+                    history_events_max: args
+                        .number("history")
+                        .unwrap_or(Limits::default().history_events_max),
+                };
                 "ok".to_string()
             }
             "at" => {
@@ -451,6 +464,7 @@ impl Harness {
             workflow: Some(workflow),
             catalog: std::mem::take(&mut self.catalog),
             defaults: self.defaults.clone(),
+            limits: self.limits,
             ..Harness::new()
         };
         "ok".to_string()
@@ -470,6 +484,7 @@ impl Harness {
             entropy: self.entropy,
             versions: &self.catalog,
             defaults: &self.defaults,
+            limits: &self.limits,
         };
         match start(ID, workflow, &ctx, params) {
             Ok((state, events)) => {
@@ -495,6 +510,7 @@ impl Harness {
             entropy: self.entropy,
             versions: &self.catalog,
             defaults: &self.defaults,
+            limits: &self.limits,
         };
         let before = state.clone();
         match handle(state, workflow, &ctx, trigger) {

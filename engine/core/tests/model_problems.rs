@@ -453,3 +453,74 @@ fn a_workflow_has_at_most_a_thousand_steps() {
     fits["steps"].as_array_mut().unwrap().pop();
     assert!(Workflow::from_json(fits.to_string().as_bytes()).is_ok());
 }
+
+/// The finding of issue 11: `maxTransitions: 9223372036854775807` was
+/// accepted, so a loop of inline steps ran until the disk filled. It has a
+/// maximum now, far above the engine's default, and a larger value is
+/// refused with the limit named.
+#[test]
+fn max_transitions_has_a_maximum() {
+    check(
+        r#"{"name": "w", "maxTransitions": 9223372036854775807,
+            "steps": [{"id": "a", "type": "task", "capability": "noop", "next": "a"}]}"#,
+        expect![[r#"
+            maxTransitions: must be at most 1000000 (the engine's limit on transitions)
+        "#]],
+    );
+    check(
+        r#"{"name": "w", "maxTransitions": 1000000,
+            "steps": [{"id": "a", "type": "task", "capability": "noop", "next": "a"}]}"#,
+        expect![[r#"
+            ok
+        "#]],
+    );
+    check(
+        r#"{"name": "w", "maxTransitions": 0,
+            "steps": [{"id": "a", "type": "task", "capability": "noop"}]}"#,
+        expect![[r#"
+            maxTransitions: must be a whole number of at least 1, not the number 0
+        "#]],
+    );
+    let max = retrace_core::model::WorkflowDefinition::MAX_TRANSITIONS_MAX;
+    assert_eq!(max, 1_000_000, "docs/dsl.md states it");
+    let default = retrace_core::machine::Defaults::default().max_transitions;
+    assert!(
+        default <= max,
+        "the engine's default ({default}) is allowed"
+    );
+}
+
+/// A definition stored before `maxTransitions` had a maximum is read back
+/// as it was accepted (a data folder written by an earlier build opens),
+/// with the same canonical form and version; only new definitions are held
+/// to the maximum.
+#[test]
+fn a_stored_definition_is_read_as_it_was_accepted() {
+    let doc = r#"{"name": "w", "maxTransitions": 9223372036854775807,
+        "steps": [{"id": "a", "type": "task", "capability": "noop", "next": "a"}]}"#;
+    assert!(Workflow::from_json(doc.as_bytes()).is_err());
+    let stored = Workflow::from_stored_json(doc.as_bytes()).unwrap();
+    assert_eq!(stored.max_transitions(), Some(9_223_372_036_854_775_807));
+    let again = Workflow::from_stored_json(stored.canonical_json().as_bytes()).unwrap();
+    assert_eq!(again.version(), stored.version());
+    // Every other rule still applies to a stored definition.
+    check_stored(
+        r#"{"name": "w", "maxTransitions": 0, "steps": []}"#,
+        expect![[r#"
+            steps: must contain at least one step
+            maxTransitions: must be a whole number of at least 1, not the number 0
+        "#]],
+    );
+    // A definition valid now reads the same either way.
+    let fine = r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "noop"}]}"#;
+    assert_eq!(
+        Workflow::from_stored_json(fine.as_bytes())
+            .unwrap()
+            .version(),
+        Workflow::from_json(fine.as_bytes()).unwrap().version()
+    );
+}
+
+fn check_stored(json: &str, expected: Expect) {
+    expected.assert_eq(&render(Workflow::from_stored_json(json.as_bytes())));
+}

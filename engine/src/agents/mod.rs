@@ -101,8 +101,9 @@ impl AgentRegistry {
     }
 
     /// Registers an agent: a name of 1 to [`NAME_CHARS_MAX`] characters (no
-    /// control characters), 1 to [`CAPABILITIES_MAX`] well-formed capabilities
-    /// (duplicates are dropped), and 1 to [`MAX_CONCURRENCY_MAX`] slots
+    /// control characters or bidirectional controls), 1 to
+    /// [`CAPABILITIES_MAX`] well-formed capabilities (duplicates are
+    /// dropped), and 1 to [`MAX_CONCURRENCY_MAX`] slots
     /// (`None`: the default of the options).
     pub fn register(
         &self,

@@ -1,11 +1,16 @@
 //! The rules a registration must follow.
 //!
 //! Owns the limits and their messages. It must never look at the registry:
-//! a registration is judged on its own.
+//! a registration is judged on its own. The spelling rules come from the
+//! workflow model (`check_capability`, and `check_name_chars`, the one rule
+//! for every name that reaches the journal or the logs), so an agent's
+//! capabilities are spelled as a workflow's, and its name can hold neither a
+//! control character nor a bidirectional override.
 
 use std::collections::BTreeSet;
 
 use super::error::AgentError;
+use crate::model::{check_capability, check_name_chars};
 
 /// The longest agent name, in characters.
 pub const NAME_CHARS_MAX: usize = 128;
@@ -13,9 +18,6 @@ pub const NAME_CHARS_MAX: usize = 128;
 pub const CAPABILITIES_MAX: usize = 100;
 /// The most tasks one agent may hold at once.
 pub const MAX_CONCURRENCY_MAX: u32 = 10_000;
-
-/// The longest capability, in bytes (the workflow model's limit for names).
-const CAPABILITY_LEN_MAX: usize = 128;
 
 /// A registration that passed every rule.
 #[derive(Debug)]
@@ -39,9 +41,7 @@ pub(super) fn check(
             "name must be 1 to {NAME_CHARS_MAX} characters, not {chars}"
         ));
     }
-    if name.chars().any(char::is_control) {
-        return invalid("name must not contain control characters".to_owned());
-    }
+    check_name_chars("name", name).map_err(AgentError::InvalidRegistration)?;
     if capabilities.is_empty() || capabilities.len() > CAPABILITIES_MAX {
         return invalid(format!(
             "an agent offers 1 to {CAPABILITIES_MAX} capabilities, not {}",
@@ -64,29 +64,43 @@ pub(super) fn check(
     })
 }
 
-/// The workflow model's capability rule, repeated here because the model keeps
-/// its name rules private: 1 to 128 bytes, `a-z 0-9` first, then
-/// `a-z 0-9 _ . : -`. Keep the two in step.
-fn check_capability(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > CAPABILITY_LEN_MAX {
-        return Err(format!(
-            "capability must be 1 to {CAPABILITY_LEN_MAX} bytes, not {}",
-            name.len()
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(name: &str) -> String {
+        match check(name, &["work".to_owned()], None, 1) {
+            Err(AgentError::InvalidRegistration(message)) => message,
+            other => panic!("{name:?} was not refused: {other:?}"),
+        }
     }
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | ':' | '-')
-    });
-    if first_ok && rest_ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "capability `{name}` is not well-formed: use lowercase letters, digits, \
-             `_`, `.`, `:` and `-`, starting with a letter or digit"
-        ))
+
+    #[test]
+    fn a_name_holds_no_control_or_bidirectional_character() {
+        for (name, named) in [
+            ("evil\u{202E}gnp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+            ("a\u{2066}b", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+            ("a\u{200F}", "U+200F (RIGHT-TO-LEFT MARK)"),
+            ("line\nforged", "U+000A (a control character)"),
+            ("\u{1B}[31mred", "U+001B (a control character)"),
+        ] {
+            let message = refused(name);
+            assert!(
+                message.starts_with(&format!("name must not contain {named}")),
+                "{message}"
+            );
+        }
+        for name in ["builder-1", "Zoë's agent", "агент", "عامل"] {
+            assert!(check(name, &["work".to_owned()], None, 1).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn capabilities_are_spelled_as_in_workflows() {
+        let refused = |capability: &str| check("a", &[capability.to_owned()], None, 1).is_err();
+        assert!(refused("Git Ops"));
+        assert!(refused("a\u{202E}b"));
+        assert!(refused(&"a".repeat(129)));
+        assert!(!refused("billing:charge"));
     }
 }

@@ -4,7 +4,11 @@
 //! An `execution_started` event names it; otherwise a running engine's
 //! index does; otherwise the execution's first event is read. What was
 //! learnt is kept, up to a bound, so a long-lived stream neither reads
-//! every execution's start again nor grows without end.
+//! every execution's start again nor grows without end. Over a running
+//! engine the index answers for every execution but those started a moment
+//! ago (an execution is indexed after its first append), so a reader keeps
+//! only a few names: one per reader of the engine-wide stream, it must stay
+//! small. Offline (an export) nothing else answers, and more are kept.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +21,12 @@ use crate::machine::Event;
 /// A running engine's answer to "which workflow does this execution run".
 pub type NameLookup = Arc<dyn Fn(ExecutionId) -> Option<String> + Send + Sync>;
 
-/// Most names one reader keeps before it starts over.
+/// Most names one reader keeps before it starts over, offline.
 const KEPT_MAX: usize = 16 * 1024;
+
+/// Most names one reader keeps before it starts over, over a running
+/// engine (whose index names everything older).
+const KEPT_MAX_ONLINE: usize = 256;
 
 /// Workflow names learnt while reading the journal.
 #[derive(Clone)]
@@ -79,7 +87,12 @@ impl WorkflowNames {
     }
 
     fn keep(&mut self, execution: ExecutionId, workflow: &str) {
-        if self.kept.len() >= KEPT_MAX {
+        let most = if self.lookup.is_some() {
+            KEPT_MAX_ONLINE
+        } else {
+            KEPT_MAX
+        };
+        if self.kept.len() >= most {
             self.kept.clear();
         }
         self.kept.insert(execution, workflow.to_owned());

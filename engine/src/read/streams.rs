@@ -120,3 +120,102 @@ impl History {
         events.boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::{FutureExt, StreamExt};
+    use retrace_journal::store::memory::MemoryStore;
+    use retrace_journal::{EventLog, Options};
+    use serde_json::json;
+
+    use super::GlobalFilter;
+    use crate::clock::SystemClock;
+    use crate::read::GlobalEvent;
+    use crate::runtime::{Engine, EngineConfig, StartRequest};
+
+    /// Everything stored, as the engine-wide stream shows it.
+    async fn stored(engine: &Engine) -> Vec<GlobalEvent> {
+        let mut names = engine.read().names();
+        let (mut all, mut from) = (Vec::new(), Some(1));
+        while let Some(position) = from {
+            let (page, next) = engine
+                .read()
+                .global_events(position, 100, &mut names)
+                .await
+                .unwrap();
+            all.extend(page);
+            from = next;
+        }
+        all
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_that_falls_far_behind_gets_every_event_once_in_order() {
+        // A live buffer of 16 KiB; the executions below record about 1 MB.
+        let options = Options {
+            durable: false,
+            live_buffer_bytes: 16 * 1024,
+            ..Options::default()
+        };
+        let log = EventLog::in_memory(MemoryStore::new(), options).unwrap();
+        let engine = Engine::open(EngineConfig::journal(Arc::new(log), Arc::new(SystemClock)))
+            .await
+            .unwrap();
+        let carry = |id: &str| {
+            json!({"id": id, "type": "task", "capability": "transform",
+                   "input": {"doc": "$.input.doc"}})
+        };
+        let mut steps = vec![carry("a"), carry("b"), carry("c")];
+        steps[0]["next"] = json!("b");
+        steps[1]["next"] = json!("c");
+        let definition = json!({"name": "carry", "steps": steps});
+        engine
+            .define_json(definition.to_string().as_bytes())
+            .await
+            .unwrap();
+        let mut slow = engine.read().subscribe_all(1, GlobalFilter::default());
+        let mut ends = engine.read().subscribe_all(
+            1,
+            GlobalFilter {
+                types: Some(["execution_completed".to_owned()].into()),
+                ..GlobalFilter::default()
+            },
+        );
+        // Both wait on the live buffer (the catalog's record is not shown).
+        assert!(slow.next().now_or_never().is_none());
+        assert!(ends.next().now_or_never().is_none());
+        let doc = "x".repeat(1024);
+        for _ in 0..200 {
+            engine
+                .start(StartRequest {
+                    workflow: "carry".into(),
+                    input: json!({"doc": doc}),
+                    ..StartRequest::default()
+                })
+                .await
+                .unwrap();
+        }
+        let expected = stored(&engine).await;
+        assert!(expected.len() >= 200 * 5, "{} events", expected.len());
+        let mut got = Vec::new();
+        for _ in 0..expected.len() {
+            got.push(slow.next().await.unwrap().unwrap());
+        }
+        assert_eq!(got, expected, "every event once, in order, as stored");
+        let mut completed = Vec::new();
+        for _ in 0..200 {
+            completed.push(ends.next().await.unwrap().unwrap());
+        }
+        let expected_ends: Vec<GlobalEvent> = expected
+            .into_iter()
+            .filter(|e| e.event.event.kind() == "execution_completed")
+            .collect();
+        assert_eq!(completed, expected_ends);
+        // Nothing more: both wait on the live buffer again.
+        assert!(slow.next().now_or_never().is_none());
+        assert!(ends.next().now_or_never().is_none());
+        engine.shutdown().await.unwrap();
+    }
+}

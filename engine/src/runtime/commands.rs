@@ -212,7 +212,7 @@ impl Engine {
         correlation: Option<Value>,
     ) -> Result<Signalled, Error> {
         let live = self.live_for(id, "signal")?;
-        let mut live = live.lock().await;
+        let mut live = self.lock_fresh(&live).await?;
         // The same question `decide` asks, on the state it will decide on.
         let reached = live
             .state
@@ -247,7 +247,7 @@ impl Engine {
             let Some(live) = self.live_of(id) else {
                 continue;
             };
-            let mut live = live.lock().await;
+            let mut live = self.lock_fresh(&live).await?;
             // The index may be a step behind the state: the state decides.
             if live
                 .state

@@ -12,10 +12,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tracing::Instrument;
 
-use super::{Engine, metrics};
+use super::pace::Bucket;
+use super::{Engine, metrics, outage};
 use crate::ExecutionId;
 use crate::agents::Outcome;
 use crate::error::Error;
@@ -35,6 +36,16 @@ pub(super) struct Live {
     pub(super) armed: HashMap<String, Effect>,
     /// Events since the last snapshot.
     pub(super) unsnapshotted: u64,
+    /// Its budget of events per second (`pace`); `None` until its first
+    /// commit here, which is a full bucket.
+    pub(super) pace: Option<Bucket>,
+    /// Whether the log said yet that it is paced (once per execution).
+    pub(super) paced_logged: bool,
+    /// The state holds events the journal refused, and reading it back
+    /// failed too (a storage outage): it is read again before any use
+    /// (`lock_fresh`), so an outage delays the execution but never strands
+    /// it and never shows what was not stored.
+    pub(super) stale: bool,
 }
 
 impl Live {
@@ -44,6 +55,9 @@ impl Live {
             workflow,
             armed: HashMap::new(),
             unsnapshotted: 0,
+            pace: None,
+            paced_logged: false,
+            stale: false,
         }
     }
 }
@@ -89,7 +103,7 @@ impl Engine {
         trigger: Trigger,
     ) -> Result<ExecutionState, Error> {
         let live = self.live_for(id, trigger.command())?;
-        let mut live = live.lock().await;
+        let mut live = self.lock_fresh(&live).await?;
         let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
         self.drive_locked(&mut live, trigger)
             .instrument(span)
@@ -116,10 +130,15 @@ impl Engine {
 
     /// Like `drive`, for triggers nobody waits on (timers, leases, children).
     pub(super) async fn deliver(&self, id: ExecutionId, trigger: Trigger) {
-        match self.drive(id, trigger).await {
+        match self.drive(id, trigger.clone()).await {
             Ok(_) => {}
             Err(Error::Rejected(r)) => {
                 tracing::debug!(execution = %id, reason = %r, "trigger refused")
+            }
+            // Nobody else would deliver it again: keep it for when the
+            // journal takes writes (see `outage`).
+            Err(e) if outage::is_storage_outage(&e) => {
+                self.keep_for_later(outage::Wake::Trigger(id, trigger))
             }
             Err(e) => tracing::warn!(execution = %id, error = %e, "trigger failed"),
         }
@@ -205,6 +224,11 @@ impl Engine {
         );
         self.inner.index.record(&live.state);
         live.unsnapshotted += events.len() as u64;
+        let pacing = self.inner.pacing;
+        let instant = tokio::time::Instant::now();
+        live.pace
+            .get_or_insert_with(|| Bucket::full(pacing, instant))
+            .charge(pacing, events.len() as u64, instant);
         self.settle_results(events);
         self.reconcile(live);
         let ended = live.state.status.is_terminal();
@@ -222,6 +246,17 @@ impl Engine {
         if ended {
             let state = &live.state;
             let duration_ms = now.saturating_sub(state.started_at_ms);
+            if let Some(error) = state
+                .error
+                .as_ref()
+                .filter(|e| e.kind == machine::error_types::HISTORY_LIMIT)
+            {
+                tracing::warn!(execution = %id, workflow = %state.workflow,
+                    events = state.seq, limit = self.inner.limits.history_events_max,
+                    error = %error.message,
+                    "execution failed: its history is full; if it is no runaway loop, \
+                     raise max_history_events (retrace serve --max-history-events)");
+            }
             match &state.error {
                 Some(error) => tracing::info!(execution = %id, workflow = %state.workflow,
                     status = state.status.as_str(), duration_ms, error_type = %error.kind,
@@ -267,10 +302,25 @@ impl Engine {
             Ok(Some(stored)) => live.state = stored,
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(execution = %id, error = %e, "cannot read back after a failed append");
-                self.lock_live().remove(&id);
+                tracing::warn!(execution = %id, error = %e,
+                    "cannot read back after a failed append; will before its next use");
+                live.stale = true;
             }
         }
+    }
+
+    /// Locks a live execution, first reading its state back if a failed
+    /// append left it unconfirmed (see `undo`).
+    pub(super) async fn lock_fresh<'a>(
+        &self,
+        live: &'a Mutex<Live>,
+    ) -> Result<MutexGuard<'a, Live>, Error> {
+        let mut guard = live.lock().await;
+        if guard.stale {
+            self.reload(&mut guard).await?;
+            guard.stale = false;
+        }
+        Ok(guard)
     }
 
     /// Replaces a live state with what the journal holds.
@@ -307,7 +357,10 @@ impl Engine {
     /// Drops a live execution that has ended (a refused redrive).
     pub(super) async fn forget_if_ended(&self, id: ExecutionId) {
         if let Some(live) = self.live_of(id)
-            && live.lock().await.state.status.is_terminal()
+            && self
+                .lock_fresh(&live)
+                .await
+                .is_ok_and(|l| l.state.status.is_terminal())
         {
             self.lock_live().remove(&id);
         }
@@ -321,6 +374,7 @@ impl Engine {
             entropy: uuid::Uuid::new_v4().as_u64_pair().0,
             versions: catalog,
             defaults: &self.inner.defaults,
+            limits: &self.inner.limits,
         }
     }
 

@@ -8,14 +8,21 @@
 //! task taken back, a listener dropped, a child that runs on cancelled).
 //! Children report their end to their parent as a trigger.
 //!
+//! What an execution does by itself (a continuation, a timer due before its
+//! event budget is back in credit, see `pace`) is performed later, by a task
+//! of its own that waits for the budget: never by sleeping here, where the
+//! execution's owner lock is held.
+//!
 //! It must never decide what an effect means, nor perform one whose events
 //! are not stored: it runs only after `drive` has appended them.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::drive::{Live, started_elsewhere};
+use super::outage::{self, Wake};
 use super::{Engine, HandlerTask};
 use crate::ExecutionId;
 use crate::agents::TaskSpec;
@@ -48,9 +55,51 @@ impl Engine {
             if live.armed.contains_key(&key) {
                 continue;
             }
-            self.perform(id, &effect);
+            match self.paced_until(live, &effect) {
+                Some(at) => self.perform_later(live, at, effect.clone()),
+                None => self.perform(id, &effect),
+            }
             live.armed.insert(key, effect);
         }
+    }
+
+    /// When `effect` may be performed, if it must wait for the execution's
+    /// event budget: a continuation, or a timer due before the budget is
+    /// back in credit. Everything else goes at once.
+    fn paced_until(&self, live: &mut Live, effect: &Effect) -> Option<Instant> {
+        if !matches!(effect, Effect::Continue { .. } | Effect::Timer { .. }) {
+            return None;
+        }
+        let now = Instant::now();
+        let at = live.pace.as_mut()?.ready_at(self.inner.pacing, now)?;
+        match effect {
+            Effect::Timer { due_at_ms, .. } => {
+                let wait_ms = at.duration_since(now).as_millis() as u64;
+                let soon = self.inner.clock.now_ms().saturating_add(wait_ms);
+                (*due_at_ms < soon).then_some(at)
+            }
+            _ => Some(at),
+        }
+    }
+
+    /// Performs `effect` at `at`, from a task of its own: the execution is
+    /// ahead of its event budget (see `pace`). Nothing is held while it
+    /// waits, and the engine's shutdown stops the wait.
+    fn perform_later(&self, live: &mut Live, at: Instant, effect: Effect) {
+        let id = live.state.id;
+        self.inner.metrics.paced(&live.state.workflow);
+        if !live.paced_logged {
+            live.paced_logged = true;
+            tracing::info!(execution = %id, workflow = %live.state.workflow,
+                events_per_s = self.inner.pacing.events_per_s,
+                "execution paced: it records events faster than its budget, so what it \
+                 does by itself waits (this only delays it)");
+        }
+        let engine = self.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            engine.perform(id, &effect);
+        });
     }
 
     /// Undoes an effect the state no longer wants.
@@ -114,13 +163,12 @@ impl Engine {
                             input,
                         };
                         self.inner.tasks.spawn(async move {
-                            let outcome = match handler.call(call).await {
-                                Ok(output) => engine.complete_task(&task, output).await,
-                                Err(error) => engine.fail_task(&task, error).await,
+                            let result = match handler.call(call).await {
+                                Ok(output) => Trigger::TaskCompleted { task, output },
+                                Err(error) => Trigger::TaskFailed { task, error },
                             };
-                            if let Err(e) = outcome {
-                                tracing::debug!(task, error = %e, "handler result refused");
-                            }
+                            // Kept through a storage outage, like a timer.
+                            engine.deliver(id, result).await;
                         });
                     }
                     None => {
@@ -155,16 +203,39 @@ impl Engine {
                 input,
             } => {
                 let engine = self.clone();
+                let parent = ParentRef { execution: id, act };
                 self.inner.tasks.spawn(async move {
-                    let parent = ParentRef { execution: id, act };
-                    if let Err(e) = engine
-                        .ensure_child(parent, child, &workflow, &version, input)
+                    engine
+                        .start_child(parent, child, workflow, version, input)
                         .await
-                    {
-                        tracing::warn!(%child, error = %e, "child not started");
-                    }
                 });
             }
+        }
+    }
+
+    /// Starts a child unless it exists (see `ensure_child`); a start refused
+    /// by a storage outage is kept for when the journal takes writes.
+    pub(super) async fn start_child(
+        &self,
+        parent: ParentRef,
+        child: ExecutionId,
+        workflow: String,
+        version: String,
+        input: Value,
+    ) {
+        match self
+            .ensure_child(parent, child, &workflow, &version, input.clone())
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if outage::is_storage_outage(&e) => self.keep_for_later(Wake::Child {
+                parent,
+                child,
+                workflow,
+                version,
+                input,
+            }),
+            Err(e) => tracing::warn!(%child, error = %e, "child not started"),
         }
     }
 

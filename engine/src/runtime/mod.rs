@@ -18,6 +18,8 @@
 //! - `waiters`: callers waiting for an execution to end.
 //! - `timers`, `metrics`, `handlers`: the timer wheel, the counters, and
 //!   in-process task handlers.
+//! - `pace`: each execution's budget of events per second, which what it
+//!   does by itself (continuations, due timers) waits for.
 //! - Reads of stored history go through [`crate::read::History`]
 //!   ([`Engine::read`]); the journal itself is behind [`crate::store`].
 //!
@@ -31,6 +33,8 @@ mod effects;
 mod handlers;
 mod index;
 pub mod metrics;
+mod outage;
+mod pace;
 mod recover;
 mod tasks;
 pub mod timers;
@@ -45,13 +49,14 @@ use tokio::sync::Mutex;
 pub use commands::{Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::ExecutionSummary;
+pub use pace::Pacing;
 
 pub use crate::store::catalog::WorkflowVersions;
 
 use crate::agents::{AgentOptions, AgentRegistry};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::machine::{Defaults, ExecutionState};
+use crate::machine::{Defaults, ExecutionState, Limits};
 use crate::read::History;
 use crate::store::catalog::WorkflowCatalog;
 use crate::store::{JournalStats, Storage, Store};
@@ -64,6 +69,11 @@ pub struct EngineConfig {
     pub storage: Storage,
     pub clock: Arc<dyn Clock>,
     pub defaults: Defaults,
+    /// Limits no definition can change: the most events an execution's
+    /// history holds (`history_limit` failure past it).
+    pub limits: Limits,
+    /// Each execution's budget of events per second (see [`Pacing`]).
+    pub pacing: Pacing,
     /// Write a snapshot of an execution every this many events (and when it ends).
     pub snapshot_every: u64,
     pub agents: AgentOptions,
@@ -80,9 +90,12 @@ impl EngineConfig {
             storage: Storage::Folder {
                 path: path.into(),
                 durable: true,
+                min_free_bytes: crate::store::MIN_FREE_BYTES_DEFAULT,
             },
             clock: Arc::new(SystemClock),
             defaults: Defaults::default(),
+            limits: Limits::default(),
+            pacing: Pacing::default(),
             snapshot_every: 500,
             agents: AgentOptions::default(),
             handlers: Vec::new(),
@@ -123,6 +136,8 @@ struct Inner {
     history: History,
     clock: Arc<dyn Clock>,
     defaults: Defaults,
+    limits: Limits,
+    pacing: Pacing,
     snapshot_every: u64,
     /// Every defined workflow version (read by every trigger).
     catalog: RwLock<WorkflowCatalog>,
@@ -138,6 +153,8 @@ struct Inner {
     timers: timers::Timers,
     metrics: metrics::Recorder,
     tasks: tasks::Tasks,
+    /// Wake-ups that failed while the journal refused writes.
+    kept: outage::Kept,
 }
 
 impl Drop for Inner {
@@ -162,6 +179,8 @@ impl Engine {
                 agents: AgentRegistry::new(config.clock.clone(), config.agents),
                 clock: config.clock,
                 defaults: config.defaults,
+                limits: config.limits,
+                pacing: config.pacing,
                 snapshot_every: config.snapshot_every.max(1),
                 catalog: RwLock::new(catalog),
                 defining: Mutex::new(()),
@@ -172,6 +191,7 @@ impl Engine {
                 timers: timers::Timers::default(),
                 metrics: metrics::Recorder::default(),
                 tasks: tasks::Tasks::default(),
+                kept: outage::Kept::default(),
             }
         });
         let engine = Engine { inner };
@@ -196,7 +216,17 @@ impl Engine {
     /// more happens on its own: call this last.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.tasks.shutdown().await;
-        self.inner.store.flush().await
+        match self.inner.store.flush().await {
+            Err(e) if outage::is_storage_outage(&e) => {
+                let kept = self.inner.kept.len();
+                tracing::warn!(error = %e, kept_wake_ups = kept,
+                    "stopping while the journal's storage refuses writes: every acknowledged \
+                     append was on disk before the failure (writes are durable by default), and \
+                     what was refused was never acknowledged; the next start carries on from the journal");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Reads of the stored history: pages of events, streams, states as
@@ -240,7 +270,7 @@ impl Engine {
     /// The execution's current state (live, or rebuilt from the journal).
     pub async fn state(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
         if let Some(live) = self.live_of(id) {
-            return Ok(live.lock().await.state.clone());
+            return Ok(self.lock_fresh(&live).await?.state.clone());
         }
         self.inner
             .store

@@ -2,7 +2,8 @@
 //!
 //! Deliveries nobody waits on (a fired timer, an expired lease, a child's
 //! end told to its parent, a cancelled child, an in-process handler's call,
-//! a snapshot write) and the two long-running loops (timers, leases) are
+//! a snapshot write, a paced execution's continuation or timer waiting for
+//! its event budget) and the two long-running loops (timers, leases) are
 //! spawned here and nowhere else. [`Tasks::shutdown`] cancels them all and
 //! waits until every one has stopped, so an engine that has shut down runs
 //! nothing. A task cancelled half-way is safe to drop: the journal is the

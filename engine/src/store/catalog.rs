@@ -48,7 +48,9 @@ impl WorkflowCatalog {
             }
             for r in records {
                 if r.kind == DEFINED {
-                    let wf = Workflow::from_json(&r.payload).map_err(Error::InvalidWorkflow)?;
+                    // As accepted then: bounds added since do not refuse it.
+                    let wf =
+                        Workflow::from_stored_json(&r.payload).map_err(Error::InvalidWorkflow)?;
                     catalog.insert(Arc::new(wf));
                 }
                 catalog.seq = r.seq;

@@ -29,7 +29,10 @@ use retrace_journal::store::overlay::Overlay;
 use retrace_journal::store::sled::{LOCK_FILE, SledStore};
 use retrace_journal::{EventLog, NewEvent, Options, StreamId};
 
-pub use retrace_journal::{Error as JournalError, Journal, Stats as JournalStats};
+pub use retrace_journal::{
+    Error as JournalError, Health as StorageHealth, Journal, MIN_FREE_BYTES_DEFAULT,
+    Stats as JournalStats, StorageError,
+};
 
 use crate::ExecutionId;
 use crate::error::Error;
@@ -56,8 +59,13 @@ pub(crate) fn is_execution(id: ExecutionId) -> bool {
 /// Where the journal lives.
 #[derive(Debug, Clone)]
 pub enum Storage {
-    /// A sled data folder (created if missing).
-    Folder { path: PathBuf, durable: bool },
+    /// A sled data folder (created if missing). Its journal refuses writes
+    /// while its disk has less than `min_free_bytes` free (0: no reserve).
+    Folder {
+        path: PathBuf,
+        durable: bool,
+        min_free_bytes: u64,
+    },
     /// A journal the embedder opened (tests wrap one to inject faults).
     Journal(Arc<dyn Journal>),
 }
@@ -74,9 +82,14 @@ impl Store {
     /// Opens the journal `storage` names.
     pub fn open(storage: Storage) -> Result<Store, Error> {
         match storage {
-            Storage::Folder { path, durable } => {
+            Storage::Folder {
+                path,
+                durable,
+                min_free_bytes,
+            } => {
                 let options = Options {
                     durable,
+                    min_free_bytes,
                     ..Options::default()
                 };
                 let log = EventLog::open(&path, options).map_err(|e| locked(&path, e))?;

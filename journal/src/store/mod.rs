@@ -34,6 +34,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn apply(&self, ops: Vec<Op>) -> Result<()>;
     /// Returns once everything applied before it is on stable storage.
     fn flush(&self) -> Result<()>;
+    /// Makes the store take writes again after a write or flush failed, if
+    /// it can now (the disk has room again): the journal's writer calls it,
+    /// between groups, while it refuses appends. What it keeps is what the
+    /// store had made durable. The default has nothing to repair.
+    fn recover(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The free space on the disk under the store, if it has one: the
+    /// writer refuses a group while less than its reserve is free.
+    fn free_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A shared store is a store (so overlays can be stacked over a `dyn Store`).
@@ -52,6 +64,12 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn flush(&self) -> Result<()> {
         (**self).flush()
+    }
+    fn recover(&self) -> Result<()> {
+        (**self).recover()
+    }
+    fn free_bytes(&self) -> Result<Option<u64>> {
+        (**self).free_bytes()
     }
 }
 

@@ -113,6 +113,14 @@ impl Run<'_, '_, '_> {
     /// `redrive`: reopen a failed execution at the step that failed,
     /// keeping all its history.
     pub(super) fn redrive(&mut self) -> Done {
+        if self.state.status == Status::Failed && self.history_at_limit() {
+            // Its next event would be past the limit: the redrive could
+            // only fail again (see `Run::emit`).
+            return self.refuse(
+                "redrive",
+                Some("its history is at the engine's limit: raise max_history_events first"),
+            );
+        }
         match (self.state.status, self.state.failed_steps.last().cloned()) {
             (Status::Failed, Some(failed)) => {
                 self.emit(Event::ExecutionRedriven)?;

@@ -1,10 +1,12 @@
 //! What one trigger may use from outside the machine: the clock reading,
-//! random bits, other workflows' versions, and the engine's defaults.
+//! random bits, other workflows' versions, the engine's defaults and its
+//! limits.
 //!
-//! Owns [`Ctx`], the [`Versions`] trait the runtime implements, and
-//! [`Defaults`]. It must never read a clock, draw random numbers or look
-//! anything up itself: the runtime fills these in, and whatever the machine
-//! decides from them is recorded in events.
+//! Owns [`Ctx`], the [`Versions`] trait the runtime implements,
+//! [`Defaults`] and [`Limits`]. It must never read a clock, draw random
+//! numbers or look anything up itself: the runtime fills these in, and
+//! whatever the machine decides from them is recorded in events (so replay
+//! never needs them).
 
 use crate::model::RetryPolicy;
 
@@ -78,6 +80,31 @@ impl Default for Defaults {
     }
 }
 
+/// The default of [`Limits::history_events_max`]: 50,000 events, just
+/// under Temporal's hard limit of 51,200. A few hundred bytes an event, so
+/// at most some tens of megabytes of history per execution, which replays
+/// in well under a second; an ordinary workflow records tens of events.
+pub const HISTORY_EVENTS_MAX_DEFAULT: u64 = 50_000;
+
+/// Engine-wide limits no definition can change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most events one execution's history holds. When any event but
+    /// the execution's end would be event number `history_events_max`,
+    /// the execution fails instead (`history_limit`), and that failure is
+    /// the last event: the history never holds more. Not recorded: the
+    /// failure is, so replay never needs the value.
+    pub history_events_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            history_events_max: HISTORY_EVENTS_MAX_DEFAULT,
+        }
+    }
+}
+
 /// Everything from outside the machine that one trigger may use.
 #[allow(missing_debug_implementations)]
 pub struct Ctx<'a> {
@@ -87,4 +114,5 @@ pub struct Ctx<'a> {
     pub entropy: u64,
     pub versions: &'a dyn Versions,
     pub defaults: &'a Defaults,
+    pub limits: &'a Limits,
 }

@@ -25,7 +25,7 @@ use crate::model::Workflow;
 
 // What `decide` takes and gives, defined in their own modules and still
 // reachable here, where they always were.
-pub use super::ctx::{Ctx, Defaults, RetryStrategy, Versions};
+pub use super::ctx::{Ctx, Defaults, Limits, RetryStrategy, Versions};
 pub use super::flow::EVENTS_PER_TRIGGER;
 pub use super::ids::{child_id, task_execution, task_id};
 pub use super::run::INLINE_CAPABILITIES;
@@ -54,8 +54,8 @@ pub fn start(
             timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
         })?;
         run.work.push(Work::to(workflow.start(), None, input));
-        run.enter_queued()?;
-        run.events
+        let entered = run.enter_queued();
+        run.finish(entered)?
     };
     Ok((state, events))
 }
@@ -68,9 +68,20 @@ pub fn handle(
     trigger: Trigger,
 ) -> Result<Vec<Event>, Rejection> {
     let mut run = Run::new(state, workflow, ctx);
-    run.trigger(trigger)?;
-    run.enter_queued()?;
-    Ok(run.events)
+    let handled = run.trigger(trigger).and_then(|()| run.enter_queued());
+    run.finish(handled)
+}
+
+impl Run<'_, '_, '_> {
+    /// The trigger's events, or its refusal; when the history filled up
+    /// on the way, the events up to there and the history-limit failure.
+    fn finish(mut self, done: super::run::Done) -> Result<Vec<Event>, Rejection> {
+        if self.history_full {
+            self.history_limit_reached()?;
+            return Ok(self.events);
+        }
+        done.map(|()| self.events)
+    }
 }
 
 impl Run<'_, '_, '_> {

@@ -83,6 +83,8 @@ pub mod error_types {
     pub const TRANSITION_LIMIT: &str = "transition_limit";
     /// A subworkflow names a workflow the engine does not know.
     pub const UNKNOWN_WORKFLOW: &str = "unknown_workflow";
+    /// The execution's history reached the engine's limit on events.
+    pub const HISTORY_LIMIT: &str = "history_limit";
 }
 
 /// The parent of a child execution.

@@ -182,6 +182,33 @@ impl Run<'_, '_, '_> {
         self.fail_execution(error)
     }
 
+    /// The history is full (see `Run::emit`): the execution fails with a
+    /// `history_limit` error as its last event.
+    ///
+    /// Nothing else runs: no `onError` route or error handler (a route
+    /// would carry on the very loop the limit stops, and a handler workflow
+    /// adds events of its own), no `onFailure: pause`, and no compensation.
+    /// Undoing costs events in proportion to what was done (in a loop over a
+    /// compensable step, one undo per iteration, each a task that may fail
+    /// and be retried), so no fixed room can be kept for it, and undoing
+    /// only some steps would break compensation's promise (every completed
+    /// step that declares it, newest first). The history stays whole, so an
+    /// operator sees where it stopped.
+    pub(super) fn history_limit_reached(&mut self) -> Done {
+        let limit = self.ctx.limits.history_events_max;
+        let error = ErrorInfo::new(
+            error_types::HISTORY_LIMIT,
+            format!(
+                "the execution's history reached the engine's limit of {limit} events, so \
+                 it failed without error routes or compensation; a loop that never ends? \
+                 The limit is the server's max_history_events (retrace serve \
+                 --max-history-events)"
+            ),
+        );
+        self.work.clear();
+        self.emit(Event::ExecutionFailed { error })
+    }
+
     /// The execution fails with `error`: after undoing what it can, if any
     /// completed step declares `compensate`.
     pub(super) fn fail_execution(&mut self, error: ErrorInfo) -> Done {

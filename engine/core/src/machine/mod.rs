@@ -7,8 +7,9 @@
 //!   timers to arm, children to start), derived from the state alone.
 //!
 //! Nothing in this module does IO, reads a clock, draws random numbers or
-//! depends on tokio: time, entropy and other workflows' versions come in
-//! through [`Ctx`], and whatever they decide is recorded in events.
+//! depends on tokio: time, entropy, other workflows' versions and the
+//! engine's limits come in through [`Ctx`], and whatever they decide is
+//! recorded in events.
 //!
 //! Modules depend on each other in one direction only, lowest first:
 //! `event`; `state`; `effects`; `ctx`, `ids`, `trigger` (what deciding takes
@@ -28,7 +29,7 @@ mod run;
 pub mod state;
 mod trigger;
 
-pub use ctx::{Ctx, Defaults, RetryStrategy, Versions};
+pub use ctx::{Ctx, Defaults, HISTORY_EVENTS_MAX_DEFAULT, Limits, RetryStrategy, Versions};
 pub use decide::{handle, start};
 pub use effects::{Effect, pending_effects};
 pub use event::{

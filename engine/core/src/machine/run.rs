@@ -2,7 +2,8 @@
 //! has emitted, and the steps queued to enter.
 //!
 //! Owns the primitives every other part of deciding is built on: emitting an
-//! event (applied to the state at once, through the same fold replay uses),
+//! event (applied to the state at once, through the same fold replay uses,
+//! and refused past the engine's history limit: the history bound),
 //! looking steps up, refusing, the context expressions see, and scheduling a
 //! task attempt. It must never decide what happens next: no routing, no
 //! failure handling, no entering of steps; those are in `flow`, `failure`,
@@ -48,6 +49,10 @@ pub(super) struct Run<'s, 'w, 'c> {
     pub(super) ctx: &'c Ctx<'c>,
     pub(super) events: Vec<Event>,
     pub(super) work: Vec<Work>,
+    /// Set when [`emit`](Run::emit) held an event back because the history
+    /// is full: the trigger stops there, and `decide` ends the execution
+    /// with the history-limit failure instead.
+    pub(super) history_full: bool,
 }
 
 pub(super) type Done = Result<(), Rejection>;
@@ -60,13 +65,44 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
             ctx,
             events: Vec::new(),
             work: Vec::new(),
+            history_full: false,
         }
     }
 
+    /// Records `event`: applies it to the state at once (the fold replay
+    /// uses) and keeps it for the append.
+    ///
+    /// **Invariant: the history bound** (`Limits::history_events_max`):
+    /// an event other than the execution's end that would be event number
+    /// `history_events_max` (or later) is not recorded. `emit` refuses it
+    /// before it changes anything and sets `history_full`; every caller
+    /// passes the refusal up (`?`), and `decide` then records the
+    /// `history_limit` failure as that event instead. Since every check
+    /// that can refuse a trigger runs before its first emit, what the
+    /// trigger recorded until then stands, and the history never holds more
+    /// than the limit (a limit lowered below a running execution's history
+    /// fails it at its next event, the one past it).
     pub(super) fn emit(&mut self, event: Event) -> Done {
+        if self.at_history_limit(&event) {
+            self.history_full = true;
+            return Err(Rejection::Stale("an event past the history limit".into()));
+        }
         apply(self.state, self.state.seq + 1, self.ctx.now_ms, &event)?;
         self.events.push(event);
         Ok(())
+    }
+
+    /// Whether `event` would take the history to its limit without ending
+    /// the execution. The first event (the start) always fits.
+    fn at_history_limit(&self, event: &Event) -> bool {
+        self.state.seq > 0
+            && !event.is_terminal()
+            && self.state.seq + 1 >= self.ctx.limits.history_events_max
+    }
+
+    /// Whether the history has no room left but for the execution's end.
+    pub(super) fn history_at_limit(&self) -> bool {
+        self.state.seq + 1 >= self.ctx.limits.history_events_max
     }
 
     pub(super) fn step(&self, id: &str) -> Result<&'w Step, Rejection> {

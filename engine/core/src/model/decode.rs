@@ -32,8 +32,23 @@ pub(crate) struct Decoded {
     pub(crate) broken: BTreeSet<String>,
 }
 
+/// Whom a document comes from, which decides whether the bounds added to
+/// the language after it may have been accepted apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// A definition being defined now: every rule applies.
+    New,
+    /// A definition the engine accepted and stored earlier (its catalog):
+    /// read as it was accepted then, so a data folder written by an earlier
+    /// build still opens and keeps its versions. Bounds on a value added
+    /// since (`maxTransitions` at most
+    /// [`WorkflowDefinition::MAX_TRANSITIONS_MAX`]) do not apply; the
+    /// engine's own limits (the history limit) bound its executions.
+    Stored,
+}
+
 /// Decodes the document `value`, pushing every shape problem found.
-pub(crate) fn decode(value: &Value, problems: &mut Problems) -> Decoded {
+pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problems) -> Decoded {
     let mut broken = BTreeSet::new();
     let mut definition = WorkflowDefinition {
         name: String::new(),
@@ -85,9 +100,29 @@ pub(crate) fn decode(value: &Value, problems: &mut Problems) -> Decoded {
     definition.timeout_ms = doc.positive_u64("timeoutMs", problems);
     definition.tags = doc.strings("tags", problems);
     definition.start = doc.string("start", problems);
-    definition.max_transitions = doc.positive_u64("maxTransitions", problems);
+    definition.max_transitions = max_transitions(&mut doc, admission, problems);
     doc.finish(problems);
     Decoded { definition, broken }
+}
+
+/// `maxTransitions`: a whole number from 1 to
+/// [`WorkflowDefinition::MAX_TRANSITIONS_MAX`] (any, for a stored one).
+fn max_transitions(
+    doc: &mut Fields<'_>,
+    admission: Admission,
+    problems: &mut Problems,
+) -> Option<u64> {
+    let max = WorkflowDefinition::MAX_TRANSITIONS_MAX;
+    match doc.positive_u64("maxTransitions", problems) {
+        Some(n) if n > max && admission == Admission::New => {
+            problems.push(
+                doc.path_of("maxTransitions"),
+                format!("must be at most {max} (the engine's limit on transitions)"),
+            );
+            None
+        }
+        n => n,
+    }
 }
 
 /// A JSON Schema field: an object or a boolean (checked as a schema later).

@@ -41,8 +41,23 @@ pub struct WorkflowDefinition {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
+    /// At most [`WorkflowDefinition::MAX_TRANSITIONS_MAX`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_transitions: Option<u64>,
+}
+
+impl WorkflowDefinition {
+    /// The largest `maxTransitions` a document may ask for: one million.
+    ///
+    /// Every transition records at least one event (a few hundred bytes on
+    /// disk), so a million transitions is twenty times the engine's default
+    /// history limit (50,000 events per execution) and already seconds of
+    /// replay; work that needs more belongs in child executions
+    /// (subworkflows), each with a history of its own. A larger value could
+    /// only ever be cut short by the history limit, so it would promise what
+    /// the engine does not do. It is far above the engine's default (10,000,
+    /// `Defaults::max_transitions`), which a test keeps true.
+    pub const MAX_TRANSITIONS_MAX: u64 = 1_000_000;
 }
 
 /// The `type` of a step.

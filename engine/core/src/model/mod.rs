@@ -10,6 +10,8 @@
 //! The pipeline, one module per stage:
 //! - `document`: text → JSON value (duplicate keys refused; YAML scalar keys
 //!   become strings), so JSON and YAML of one workflow are one workflow;
+//!   bounded in size and depth before parsing costs much (`nesting`: how
+//!   deep a YAML text nests, measured before the YAML parser reads it);
 //! - `decode`, `decode_failure`, `fields`, `names`: JSON → [`WorkflowDefinition`],
 //!   reporting every shape problem;
 //! - `declared`, `compile`, `compile_step`: definition → [`Step`]s, reporting references
@@ -41,6 +43,7 @@ mod hash;
 mod instrument;
 mod mapping;
 mod names;
+mod nesting;
 mod path;
 mod pattern;
 mod problem;
@@ -60,10 +63,14 @@ pub use definition::{
     StepDefinition, StepType, SubworkflowDefinition, TimeoutDefinition, WaitDefinition,
     WorkflowDefinition,
 };
+pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
 pub use hash::canonical_string;
 pub use mapping::Mapping;
-pub use names::NAME_LEN_MAX;
+pub use names::{
+    NAME_LEN_MAX, check_capability, check_error_type, check_event_name, check_name_chars,
+    check_text, check_workflow_name, escape_text,
+};
 pub use path::{ContextPath, Root, Segment};
 pub use problem::{DefinitionError, Problem};
 pub use references::{ReferenceKind, WorkflowReference};

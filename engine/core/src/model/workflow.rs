@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::compile::{compile, subworkflow_refs};
-use super::decode::decode;
+use super::decode::{Admission, decode};
 use super::definition::WorkflowDefinition;
 use super::document::{parse_json, parse_yaml};
 use super::hash::{canonical_json, version_hash};
@@ -50,12 +50,22 @@ impl Workflow {
     /// Reads a definition already parsed as JSON.
     pub fn from_value(value: &Value) -> Result<Workflow, DefinitionError> {
         // One compile thread for the whole definition, not one per expression.
-        on_large_stack(|| Workflow::build(value)).map_err(document_problem)?
+        on_large_stack(|| Workflow::build(value, Admission::New)).map_err(document_problem)?
     }
 
-    fn build(value: &Value) -> Result<Workflow, DefinitionError> {
+    /// Reads a definition the engine stored when it was defined (its
+    /// canonical JSON, from the catalog), as it was accepted then: bounds
+    /// on a value added to the language since (`maxTransitions`' maximum)
+    /// do not apply, so a data folder written by an earlier build still
+    /// opens, with the same versions. Everything else is checked as ever.
+    pub fn from_stored_json(bytes: &[u8]) -> Result<Workflow, DefinitionError> {
+        let value = parse_json(bytes).map_err(document_problem)?;
+        on_large_stack(|| Workflow::build(&value, Admission::Stored)).map_err(document_problem)?
+    }
+
+    fn build(value: &Value, admission: Admission) -> Result<Workflow, DefinitionError> {
         let mut problems = Problems::default();
-        let decoded = decode(value, &mut problems);
+        let decoded = decode(value, admission, &mut problems);
         let compiled = compile(&decoded.definition, &decoded.broken, &mut problems);
         if !problems.is_empty() {
             return Err(problems.into_error());

@@ -7,6 +7,12 @@
 //! quantiles, for the JSON view) and [`Buckets`] of fixed bounds
 //! ([`BUCKET_BOUNDS_MS`]), which add up across servers as Prometheus
 //! histograms do.
+//!
+//! The limits on executions are counted per workflow too: how often an
+//! execution was paced (something it did by itself waited for its event
+//! budget, exposed as `retrace_execution_pacing_waits_total`), and how many
+//! executions failed because their history reached its limit
+//! (`retrace_history_limit_failures_total`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -14,7 +20,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::agents::{AgentRegistry, ClaimedTask};
-use crate::machine::{Event, Status, Waiting};
+use crate::machine::{Event, Status, Waiting, error_types};
 
 mod series;
 
@@ -40,6 +46,8 @@ struct WorkflowSeries {
     /// Execution durations by final status.
     durations: BTreeMap<&'static str, Buckets>,
     steps: BTreeMap<String, Series>,
+    paced: u64,
+    history_limit_failures: u64,
 }
 
 /// Figures for one workflow.
@@ -56,6 +64,12 @@ pub struct WorkflowFigures {
     #[serde(skip)]
     pub durations: BTreeMap<String, Buckets>,
     pub steps: BTreeMap<String, SeriesFigures>,
+    /// How many times something an execution did by itself (a
+    /// continuation, a due timer) waited for its event budget.
+    pub paced: u64,
+    /// Executions failed because their history reached the engine's
+    /// limit (also counted in `ended`, as `failed`).
+    pub history_limit_failures: u64,
 }
 
 /// Everything the engine counts.
@@ -200,6 +214,11 @@ impl Recorder {
                 | Event::ExecutionFailed { .. }
                 | Event::ExecutionCancelled { .. }
                 | Event::ExecutionTerminated { .. } => {
+                    if let Event::ExecutionFailed { error } = event
+                        && error.kind == error_types::HISTORY_LIMIT
+                    {
+                        wf.history_limit_failures += 1;
+                    }
                     let status = match event {
                         Event::ExecutionCompleted { .. } => Status::Completed,
                         Event::ExecutionFailed { .. } => Status::Failed,
@@ -217,6 +236,24 @@ impl Recorder {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// Counts one pacing of an execution of `workflow`: something it did by
+    /// itself waits for its event budget.
+    pub(crate) fn paced(&self, workflow: &str) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        match inner.workflows.get_mut(workflow) {
+            Some(wf) => wf.paced += 1,
+            None => {
+                let wf = WorkflowSeries {
+                    paced: 1,
+                    ..WorkflowSeries::default()
+                };
+                inner.workflows.insert(workflow.to_string(), wf);
             }
         }
     }
@@ -297,6 +334,8 @@ impl Recorder {
                                 .iter()
                                 .map(|(k, s)| (k.clone(), s.figures()))
                                 .collect(),
+                            paced: w.paced,
+                            history_limit_failures: w.history_limit_failures,
                         },
                     )
                 })

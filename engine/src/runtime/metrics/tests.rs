@@ -8,6 +8,7 @@ use super::*;
 use crate::ExecutionId;
 use crate::agents::{AgentId, AgentOptions, TaskSpec};
 use crate::clock::SimClock;
+use crate::machine::ErrorInfo;
 
 fn claimed(id: &str, capability: &str, scheduled_at_ms: u64, claimed_at_ms: u64) -> ClaimedTask {
     ClaimedTask {
@@ -123,4 +124,27 @@ fn claims_without_a_result_are_forgotten() {
         recorder.figures().queue_wait["build"].count(),
         CLAIMS_PRUNE_AT as u64 + 1
     );
+}
+
+#[test]
+fn pacing_and_history_limit_failures_are_counted_per_workflow() {
+    let recorder = Recorder::default();
+    recorder.paced("spin");
+    recorder.paced("spin");
+    let full = ErrorInfo::new(error_types::HISTORY_LIMIT, "full");
+    let other = ErrorInfo::new(error_types::TIMEOUT, "late");
+    for error in [full, other] {
+        recorder.observe(
+            "spin",
+            0,
+            10,
+            &HashMap::new(),
+            &[Event::ExecutionFailed { error }],
+        );
+    }
+    let figures = recorder.figures();
+    let spin = &figures.workflows["spin"];
+    assert_eq!(spin.paced, 2);
+    assert_eq!(spin.history_limit_failures, 1);
+    assert_eq!(spin.ended["failed"], 2, "also counted as failed");
 }
