@@ -50,6 +50,10 @@ pub enum Error {
     InvalidHeader(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A request a browser could have been made to send from another site
+    /// (a foreign `Host` or `Origin`): see [`crate::guard`].
+    #[error("{0}")]
+    CrossSite(String),
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     /// A workflow definition with problems: every one of them, in `details`.
@@ -143,6 +147,7 @@ pub enum Code {
     WrongState,
     NotOutstanding,
     NotYours,
+    CrossSite,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -157,7 +162,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
@@ -172,6 +177,7 @@ impl Code {
         Code::WrongState,
         Code::NotOutstanding,
         Code::NotYours,
+        Code::CrossSite,
         Code::Conflict,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
@@ -201,6 +207,7 @@ impl Code {
             Code::WrongState => "wrong_state",
             Code::NotOutstanding => "not_outstanding",
             Code::NotYours => "not_yours",
+            Code::CrossSite => "cross_site",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
@@ -226,6 +233,7 @@ impl Code {
             | Code::UnknownAgent
             | Code::UnknownTask => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::CrossSite => StatusCode::FORBIDDEN,
             Code::Timeout => StatusCode::REQUEST_TIMEOUT,
             Code::WrongState | Code::NotOutstanding | Code::NotYours | Code::Conflict => {
                 StatusCode::CONFLICT
@@ -257,6 +265,7 @@ impl Error {
             Error::InvalidQuery(_) => Code::InvalidQuery,
             Error::InvalidHeader(_) => Code::InvalidHeader,
             Error::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            Error::CrossSite(_) => Code::CrossSite,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::InvalidWorkflow(_) => Code::InvalidWorkflow,
             Error::InvalidInput(_) => Code::InvalidInput,

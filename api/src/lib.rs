@@ -26,6 +26,7 @@
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod integer;
 pub mod listener;
 pub mod openapi;

@@ -248,6 +248,10 @@ fn error_codes(operation_id: &str) -> Option<Vec<Code>> {
     let (_, groups) = ERRORS.iter().find(|(id, _)| *id == operation_id)?;
     let mut codes: Vec<Code> = groups.iter().flat_map(|g| g.iter().copied()).collect();
     codes.push(Internal);
+    // Probes answer whatever the `Host`; everything else checks it.
+    if !matches!(operation_id, "getLiveness" | "getReadiness") {
+        codes.push(CrossSite);
+    }
     codes.sort();
     codes.dedup();
     Some(codes)
@@ -287,6 +291,12 @@ fn meaning(code: Code) -> &'static str {
              or its execution ended; nothing changes."
         }
         NotYours => "The task is held by another agent than the one named.",
+        CrossSite => {
+            "A request a browser could have been made to send from another site: a `Host` \
+             that is not an IP address, `localhost` or a name allowed with `--allowed-host` \
+             (DNS rebinding), or a change (not `GET`) from an `Origin` that is neither the \
+             server's own nor allowed with `--cors-origin`. Nothing is recorded."
+        }
         Conflict => {
             "A concurrent change got there first (two starts racing with one \
              idempotency key, a trigger that became stale); retrying is safe."
@@ -294,7 +304,9 @@ fn meaning(code: Code) -> &'static str {
         PayloadTooLarge => "The body is larger than the server's limit (`--max-body-bytes`).",
         UnsupportedMediaType => {
             "A body without `Content-Type: application/json` (or a YAML type, for \
-             workflow definitions)."
+             workflow definitions); also a `POST` with no body that does not say \
+             `Content-Type: application/json` (a browser sends such a request to any site \
+             unasked)."
         }
         InvalidBody => {
             "JSON of the wrong shape: a missing or unknown field, a wrong type, a value \
@@ -365,9 +377,12 @@ impl Modify for ErrorResponses {
     }
 }
 
-/// A body that may be left out (`request_body(content = Option<T>)`) is
-/// not one that may be `null` (a `null` body is refused): its schema is
-/// `T`'s, and `required` says the rest.
+/// A body whose fields are all optional (`request_body(content =
+/// Option<T>)`) is not one that may be `null` (a `null` body is refused):
+/// its schema is `T`'s. It is also `required`: a `POST` must say
+/// `Content-Type: application/json` even with no body (see
+/// [`crate::guard`]), and a client made from this document then sends
+/// `{}`. The server takes an empty body with that type as `{}`.
 struct OptionalBodies;
 
 impl Modify for OptionalBodies {
@@ -380,6 +395,7 @@ impl Modify for OptionalBodies {
                 if matches!(body.required, Some(Required::True)) {
                     continue;
                 }
+                body.required = Some(Required::True);
                 for content in body.content.values_mut() {
                     if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema
                         && let [a, b] = one_of.items.as_slice()
@@ -698,7 +714,7 @@ mod tests {
         assert_eq!(
             statuses,
             [
-                "200", "400", "404", "409", "413", "415", "422", "500", "503"
+                "200", "400", "403", "404", "409", "413", "415", "422", "500", "503"
             ]
         );
         let RefOr::T(conflict) = &op.responses.responses["409"] else {
@@ -780,14 +796,14 @@ mod tests {
     }
 
     #[test]
-    fn optional_bodies_may_be_left_out_but_are_never_null() {
+    fn bodies_of_optional_fields_are_required_and_never_null() {
         let doc = document();
         let op = doc.paths.paths["/v1/executions/{id}/pause"]
             .post
             .clone()
             .unwrap();
         let body = op.request_body.unwrap();
-        assert!(!matches!(body.required, Some(Required::True)));
+        assert!(matches!(body.required, Some(Required::True)));
         let schema = body.content["application/json"].schema.clone().unwrap();
         assert!(
             matches!(&schema, RefOr::Ref(r) if r.ref_location == "#/components/schemas/ReasonBody"),

@@ -1,5 +1,6 @@
 //! The router: every endpoint, and the layers around them (body limit,
-//! request logs and timings, CORS when configured, panics as `500`, and
+//! request logs and timings, CORS when configured, the cross-site guard,
+//! panics as `500`, and
 //! JSON bodies for the framework's own error responses).
 //!
 //! Owns the URL space ([`endpoints`]: every method and path, and the
@@ -8,6 +9,7 @@
 //! endpoint logic.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -25,10 +27,10 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::extract::is_json;
-use crate::openapi;
 use crate::routes::metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
 use crate::state::AppState;
+use crate::{guard, openapi};
 
 /// One endpoint: a method and a path, and the handler that answers them.
 struct Endpoint {
@@ -134,6 +136,22 @@ pub fn app(state: AppState) -> Router {
         // layer refuses a declared Content-Length over it before reading.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
+        // On routes only: a path no route has is a 404 whatever its Host,
+        // and the guard needs the route to know which take a POST.
+        .route_layer(middleware::from_fn_with_state(
+            guard::Allowed {
+                hosts: state.config.allowed_hosts.clone(),
+                origins: state.config.cors_origins.clone(),
+                posts: Arc::new(
+                    routes()
+                        .into_iter()
+                        .filter(|(method, _)| *method == Method::POST)
+                        .map(|(_, path)| path)
+                        .collect(),
+                ),
+            },
+            guard::cross_site,
+        ))
         .layer(middleware::from_fn_with_state(max_body_bytes, json_errors))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(middleware::from_fn_with_state(

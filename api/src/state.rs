@@ -40,6 +40,9 @@ pub struct ApiConfig {
     /// A task poll that names no `waitMs` waits this long (the engine caps
     /// every wait at its own maximum).
     pub poll_wait_ms_default: u64,
+    /// Host names served besides IP addresses and `localhost` (lowercase;
+    /// `*` serves any): see [`crate::guard`].
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +54,7 @@ impl Default for ApiConfig {
             page_limit_default: PAGE_LIMIT_DEFAULT,
             page_limit_max: PAGE_LIMIT_MAX_DEFAULT,
             poll_wait_ms_default: POLL_WAIT_MS_DEFAULT,
+            allowed_hosts: Vec::new(),
         }
     }
 }

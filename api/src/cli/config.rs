@@ -56,6 +56,17 @@ pub struct ServeArgs {
     /// the variable). Without any, CORS is off.
     #[arg(long = "cors-origin", env = "RETRACE_CORS_ORIGINS", value_name = "ORIGIN", value_delimiter = ',', value_parser = origin)]
     pub cors_origins: Option<Vec<HeaderValue>>,
+    /// A host name requests may be addressed to, besides IP addresses and
+    /// localhost (repeat the flag, or separate with commas in the
+    /// variable; `*` allows any). Others are refused with 403, against DNS
+    /// rebinding. The name in --listen is always allowed.
+    #[arg(
+        long = "allowed-host",
+        env = "RETRACE_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Option<Vec<String>>,
     /// How log lines are written. Default: human
     #[arg(long, env = "RETRACE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -178,6 +189,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     #[serde(default, deserialize_with = "origins")]
     cors_origins: Option<Vec<HeaderValue>>,
+    allowed_hosts: Option<Vec<String>>,
     #[serde(default, deserialize_with = "log_format")]
     log_format: Option<LogFormat>,
     page_limit_default: Option<NonZeroUsize>,
@@ -251,6 +263,25 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .or(file.execution_events_per_s)
             .unwrap_or(Pacing::EVENTS_PER_S_DEFAULT),
     };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| LISTEN_DEFAULT.to_owned());
+    let mut allowed_hosts: Vec<String> = args
+        .allowed_hosts
+        .or(file.allowed_hosts)
+        .unwrap_or_default()
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    // The name the server listens on is one it answers to.
+    if let Some((name, _port)) = listen.rsplit_once(':') {
+        let name = name.trim_matches(['[', ']']).to_ascii_lowercase();
+        if !name.is_empty() && !allowed_hosts.contains(&name) {
+            allowed_hosts.push(name);
+        }
+    }
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -267,16 +298,14 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .poll_wait_ms_default
             .or(file.poll_wait_ms_default)
             .unwrap_or(POLL_WAIT_MS_DEFAULT),
+        allowed_hosts,
     };
     Ok(Settings {
         data: args
             .data
             .or(file_data)
             .unwrap_or_else(|| PathBuf::from(DATA_DEFAULT)),
-        listen: args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| LISTEN_DEFAULT.to_owned()),
+        listen,
         log_format: args
             .log_format
             .or(file.log_format)

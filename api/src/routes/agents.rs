@@ -178,7 +178,7 @@ pub async fn unregister(
     params(("id" = String, Path, format = "uuid", description = "The agent's id, as registering answered it.")),
     request_body(
         content = Option<NoBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "The agent as `GET /v1/agents/{id}` shows it now.", body = AgentView),

@@ -132,7 +132,7 @@ fn answer(state: ExecutionState) -> Answer {
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<ReasonBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -159,7 +159,7 @@ pub async fn pause(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<NoBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -184,7 +184,7 @@ pub async fn resume(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<CancelBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -211,7 +211,7 @@ pub async fn cancel(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<ReasonBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -238,7 +238,7 @@ pub async fn terminate(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<NoBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -263,7 +263,7 @@ pub async fn retry(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<SkipBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -288,7 +288,7 @@ pub async fn skip(
     params(("id" = String, Path, format = "uuid", description = "The execution's id.")),
     request_body(
         content = Option<NoBody>,
-        description = "Optional: the body may be left out (or sent empty).",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Done: the execution's status after the command.", body = CommandView),
@@ -376,7 +376,7 @@ pub struct SignalView {
     ),
     request_body(
         content = Option<EventBody>,
-        description = "Optional: the body may be left out (payload `null`, no correlation).",
+        description = "Every field is optional (`{}`: payload `null`, no correlation). The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "Recorded: whether a waiting step took it \
@@ -439,7 +439,7 @@ pub struct DeliveredView {
     ),
     request_body(
         content = Option<EventBody>,
-        description = "Optional: the body may be left out (payload `null`, no correlation).",
+        description = "Every field is optional (`{}`: payload `null`, no correlation). The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "The executions it was delivered to.", body = DeliveredView),

@@ -311,7 +311,7 @@ struct Extended {
         (another id names no task: `404 unknown_task`).")),
     request_body(
         content = Option<HeartbeatBody>,
-        description = "Optional: the body may be left out.",
+        description = "Every field is optional: `{}` will do. The body may also be empty, still with `Content-Type: application/json`.",
     ),
     responses(
         (status = 200, description = "The claim, extended.", body = Extended),

@@ -85,6 +85,8 @@ impl Serve {
         let url = format!("{}{path}", self.base);
         client
             .request(method, url)
+            // Every POST says it is JSON, even with no body.
+            .header("content-type", "application/json")
             .send()
             .await
             .unwrap()

@@ -6,6 +6,7 @@
 mod agents;
 mod bounds;
 mod commands;
+mod cross_site;
 mod errors;
 mod executions;
 mod logs;

@@ -121,9 +121,18 @@ impl Server {
         .await
     }
 
-    /// A POST without a body.
+    /// A POST without a body, saying it is JSON (as every POST must, so
+    /// that no browser can send it cross-site unasked).
     pub async fn post_empty(&self, path: &str) -> (StatusCode, Value) {
-        answer(self.client.post(self.url(path)).send().await.unwrap()).await
+        answer(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post_raw(
@@ -234,7 +243,7 @@ impl Server {
     }
 }
 
-async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
+pub async fn answer(response: reqwest::Response) -> (StatusCode, Value) {
     let status = response.status();
     let text = response.text().await.unwrap();
     let body = if text.is_empty() {
