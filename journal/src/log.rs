@@ -65,7 +65,7 @@ impl Drop for Inner {
 impl EventLog {
     /// Opens (or creates) a sled journal in the folder `path`.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<EventLog> {
-        let store = SledStore::open(path.as_ref())?;
+        let store = SledStore::open_with_cache(path.as_ref(), options.cache_bytes)?;
         Self::with_store(Arc::new(store), options)
     }
 

@@ -27,6 +27,9 @@ pub struct Options {
     /// fills under the store, which is what sled cannot recover from without
     /// a restart. 0 turns the reserve off.
     pub min_free_bytes: u64,
+    /// The sled store's page cache, in bytes (for [`crate::EventLog::open`];
+    /// other stores ignore it).
+    pub cache_bytes: u64,
 }
 
 /// The default [`Options::min_free_bytes`]: 64 MiB.
@@ -41,6 +44,7 @@ impl Default for Options {
             live_buffer_bytes: 8 * 1024 * 1024,
             retry_after_failure: std::time::Duration::from_secs(1),
             min_free_bytes: MIN_FREE_BYTES_DEFAULT,
+            cache_bytes: crate::store::sled::CACHE_BYTES_DEFAULT,
         }
     }
 }

@@ -18,7 +18,7 @@ use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
 use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
 use retrace_engine::runtime::{EngineConfig, Pacing};
-use retrace_engine::store::{MIN_FREE_BYTES_DEFAULT, Storage};
+use retrace_engine::store::{CACHE_BYTES_DEFAULT, MIN_FREE_BYTES_DEFAULT, Storage};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Default: 64
     #[arg(long, env = "RETRACE_MIN_FREE_DISK_MB", value_name = "MIB")]
     pub min_free_disk_mb: Option<u64>,
+    /// The journal's page cache (sled's), in MiB: once the journal is
+    /// larger, most of the server's memory. At least 1. Default: 1024
+    #[arg(long, env = "RETRACE_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<NonZeroU64>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -128,6 +132,8 @@ pub struct Settings {
     pub pacing: Pacing,
     /// The journal's free-space reserve, in bytes (`min_free_disk_mb`).
     pub min_free_bytes: u64,
+    /// The journal's page cache, in bytes (`cache_mb`).
+    pub cache_bytes: u64,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -199,6 +205,7 @@ struct FileSettings {
     max_history_events: Option<u64>,
     execution_events_per_s: Option<u64>,
     min_free_disk_mb: Option<u64>,
+    cache_mb: Option<NonZeroU64>,
 }
 
 fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
@@ -317,6 +324,10 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .min_free_disk_mb
             .or(file.min_free_disk_mb)
             .map_or(MIN_FREE_BYTES_DEFAULT, |mib| mib.saturating_mul(1 << 20)),
+        cache_bytes: args
+            .cache_mb
+            .or(file.cache_mb)
+            .map_or(CACHE_BYTES_DEFAULT, |mib| mib.get().saturating_mul(1 << 20)),
         config: args.config,
     })
 }
@@ -330,6 +341,7 @@ impl Settings {
                 path: self.data.clone(),
                 durable: true,
                 min_free_bytes: self.min_free_bytes,
+                cache_bytes: self.cache_bytes,
             },
             limits: self.limits,
             pacing: self.pacing,
@@ -435,6 +447,7 @@ mod tests {
         assert_eq!(settings.limits, Limits::default());
         assert_eq!(settings.pacing, Pacing::default());
         assert_eq!(settings.min_free_bytes, MIN_FREE_BYTES_DEFAULT);
+        assert_eq!(settings.cache_bytes, CACHE_BYTES_DEFAULT);
     }
 
     #[test]
@@ -444,7 +457,7 @@ mod tests {
              cors_origins = [\"https://a.example\"]\nlog_format = \"json\"\n\
              page_limit_default = 5\npage_limit_max = 7\npoll_wait_ms_default = 0\n\
              sse_keep_alive_ms = 250\nmax_history_events = 2000\nexecution_events_per_s = 0\n\
-             min_free_disk_mb = 3\n",
+             min_free_disk_mb = 3\ncache_mb = 64\n",
         );
         let settings = resolve(ServeArgs {
             page_limit_max: NonZeroUsize::new(9),
@@ -458,9 +471,11 @@ mod tests {
         assert_eq!(engine.limits, settings.limits);
         assert_eq!(engine.pacing, settings.pacing);
         assert_eq!(settings.min_free_bytes, 3 << 20);
+        assert_eq!(settings.cache_bytes, 64 << 20);
         assert!(matches!(
             engine.storage,
-            Storage::Folder { min_free_bytes, .. } if min_free_bytes == 3 << 20
+            Storage::Folder { min_free_bytes, cache_bytes, .. }
+                if min_free_bytes == 3 << 20 && cache_bytes == 64 << 20
         ));
         assert_eq!(settings.data, dir.path().join("state"));
         assert_eq!(settings.listen, "127.0.0.1:0");

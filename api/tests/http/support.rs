@@ -65,6 +65,7 @@ impl Server {
                         path: path.clone(),
                         durable: false,
                         min_free_bytes: 0,
+                        cache_bytes: retrace_engine::store::CACHE_BYTES_DEFAULT,
                     },
                     ..EngineConfig::folder(path)
                 })

@@ -91,6 +91,7 @@ impl EngineConfig {
                 path: path.into(),
                 durable: true,
                 min_free_bytes: crate::store::MIN_FREE_BYTES_DEFAULT,
+                cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
             },
             clock: Arc::new(SystemClock),
             defaults: Defaults::default(),

@@ -29,6 +29,7 @@ use retrace_journal::store::overlay::Overlay;
 use retrace_journal::store::sled::{LOCK_FILE, SledStore};
 use retrace_journal::{EventLog, NewEvent, Options, StreamId};
 
+pub use retrace_journal::store::sled::CACHE_BYTES_DEFAULT;
 pub use retrace_journal::{
     Error as JournalError, Health as StorageHealth, Journal, MIN_FREE_BYTES_DEFAULT,
     Stats as JournalStats, StorageError,
@@ -65,6 +66,8 @@ pub enum Storage {
         path: PathBuf,
         durable: bool,
         min_free_bytes: u64,
+        /// The sled page cache, in bytes.
+        cache_bytes: u64,
     },
     /// A journal the embedder opened (tests wrap one to inject faults).
     Journal(Arc<dyn Journal>),
@@ -86,10 +89,12 @@ impl Store {
                 path,
                 durable,
                 min_free_bytes,
+                cache_bytes,
             } => {
                 let options = Options {
                     durable,
                     min_free_bytes,
+                    cache_bytes,
                     ..Options::default()
                 };
                 let log = EventLog::open(&path, options).map_err(|e| locked(&path, e))?;

@@ -35,6 +35,7 @@ pub struct SledStore {
     /// does recovery reopen it.
     failed: Arc<AtomicBool>,
     path: PathBuf,
+    cache_bytes: u64,
     /// Our own exclusive lock on the folder, held as long as any clone lives.
     _lock: Arc<File>,
 }
@@ -52,6 +53,9 @@ pub const LOCK_FILE: &str = "retrace.lock";
 /// a moment ago (sled releases its own lock from background threads).
 const SLED_RELEASE_WAIT: Duration = Duration::from_secs(10);
 
+/// sled's own default page cache: 1 GiB.
+pub const CACHE_BYTES_DEFAULT: u64 = 1 << 30;
+
 /// How long recovery waits for a failed sled to close.
 const SLED_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -62,17 +66,25 @@ const PROBE_FILE: &str = "retrace.probe";
 const PROBE_BYTES: usize = 1 << 20;
 
 impl SledStore {
-    /// Opens (or creates) the data folder. A folder held by another process
-    /// is refused at once with [`Error::Locked`].
+    /// Opens (or creates) the data folder with sled's default cache. A
+    /// folder held by another process is refused at once with
+    /// [`Error::Locked`].
     pub fn open(path: &Path) -> Result<SledStore> {
+        SledStore::open_with_cache(path, CACHE_BYTES_DEFAULT)
+    }
+
+    /// [`SledStore::open`], with sled's page cache bounded at `cache_bytes`
+    /// (most of the server's memory once the journal is larger).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<SledStore> {
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("cannot create data folder {}", path.display()), e))?;
         let lock = take_lock(path)?;
-        let open = open_sled(path)?;
+        let open = open_sled(path, cache_bytes)?;
         Ok(SledStore {
             open: Arc::new(RwLock::new(Some(open))),
             failed: Arc::new(AtomicBool::new(false)),
             path: path.to_owned(),
+            cache_bytes,
             _lock: Arc::new(lock),
         })
     }
@@ -142,7 +154,7 @@ fn close_within(failed: Open, wait: Duration) -> Result<()> {
 }
 
 /// Opens sled in `path`, whose folder lock this process already holds.
-fn open_sled(path: &Path) -> Result<Open> {
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<Open> {
     // We hold the folder's lock, so a sled lock error can only be sled
     // still releasing a handle this process closed: wait for it, briefly.
     let started = Instant::now();
@@ -150,6 +162,7 @@ fn open_sled(path: &Path) -> Result<Open> {
         match sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()
         {
             Ok(db) => break db,
@@ -274,7 +287,7 @@ impl Store for SledStore {
         if let Some(failed) = open.take() {
             close_within(failed, SLED_CLOSE_WAIT)?;
         }
-        *open = Some(open_sled(&self.path)?);
+        *open = Some(open_sled(&self.path, self.cache_bytes)?);
         self.failed.store(false, Ordering::Release);
         Ok(())
     }
