@@ -27,6 +27,7 @@ pub mod cli;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod http_metrics;
 pub mod integer;
 pub mod listener;
 pub mod openapi;

@@ -27,7 +27,7 @@ use tracing::Instrument;
 
 use crate::error::Error;
 use crate::extract::is_json;
-use crate::routes::metrics::{HttpMetrics, UNMATCHED};
+use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
 use crate::state::AppState;
 use crate::{guard, openapi};

@@ -12,7 +12,7 @@ use axum::http::HeaderValue;
 use retrace_engine::runtime::Engine;
 use tokio::sync::watch;
 
-use crate::routes::metrics::HttpMetrics;
+use crate::http_metrics::HttpMetrics;
 
 /// The default request body limit: 1 MiB.
 pub const MAX_BODY_BYTES_DEFAULT: usize = 1024 * 1024;

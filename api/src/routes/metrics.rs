@@ -4,17 +4,15 @@
 //! orchestrator's system and workflow metrics).
 //!
 //! Owns turning the engine's, the journal's, the agents' and the process's
-//! figures into these two views, and the HTTP request histogram
-//! ([`HttpMetrics`], fed by the router's request layer). It must never count
-//! engine figures itself (the engine keeps the counters; this only reads a
+//! figures into these two views, with the HTTP request histograms that
+//! [`crate::http_metrics`] keeps. It must never count engine figures itself (the engine keeps the counters; this only reads a
 //! snapshot per request). Every duration is in seconds, as Prometheus
 //! expects; the series are listed in `docs/api.md`.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -23,7 +21,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use retrace_engine::agents::AgentStatus;
 use retrace_engine::machine::Status;
@@ -64,66 +61,6 @@ struct StepLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CapabilityLabel {
     capability: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HttpLabel {
-    method: String,
-    /// The route's template (`/v1/executions/{id}`), or `unmatched`.
-    route: String,
-    status: u16,
-}
-
-/// The `route` of a request no route matched (a `404 not_found`).
-pub const UNMATCHED: &str = "unmatched";
-
-/// Upper bounds (seconds) of the HTTP request histogram's buckets: 1 ms to
-/// a minute, the longest a task poll waits.
-const HTTP_BUCKETS: [f64; 14] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
-
-fn http_histogram() -> Histogram {
-    Histogram::new(HTTP_BUCKETS)
-}
-
-/// How long requests took, by method, route and status: the only figures
-/// the API counts itself (the router's request layer feeds it). Clones
-/// share one family.
-#[derive(Debug, Clone)]
-pub struct HttpMetrics(Family<HttpLabel, Histogram, fn() -> Histogram>);
-
-impl Default for HttpMetrics {
-    fn default() -> Self {
-        HttpMetrics(Family::new_with_constructor(http_histogram))
-    }
-}
-
-impl HttpMetrics {
-    /// Counts one request: `route` is its matched template, or
-    /// [`UNMATCHED`]. A method HTTP does not define counts as `_OTHER`, so
-    /// clients cannot add series at will.
-    pub fn observe(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
-        let method = match *method {
-            Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::DELETE
-            | Method::CONNECT
-            | Method::OPTIONS
-            | Method::TRACE
-            | Method::PATCH => method.as_str(),
-            _ => "_OTHER",
-        };
-        self.0
-            .get_or_create(&HttpLabel {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status: status.as_u16(),
-            })
-            .observe(took.as_secs_f64());
-    }
 }
 
 fn counter<
@@ -512,7 +449,7 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
         "http_request_duration",
         "HTTP requests, from received to response head, by method, route and status",
         Unit::Seconds,
-        state.http_metrics.0.clone(),
+        state.http_metrics.family(),
     );
 }
 
