@@ -7,11 +7,11 @@
 //! (YAML for `.yaml`/`.yml`, JSON otherwise). It must never check a
 //! definition itself: the engine's model does, here or on the server.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use retrace_engine::model::{Problem, Workflow};
+use retrace_engine::model::{DOCUMENT_BYTES_MAX, Problem, Workflow};
 use serde_json::{Value, json};
 
 use super::client::{Client, ServerArg};
@@ -105,8 +105,28 @@ pub async fn run(command: WorkflowCommand, out: &mut impl Write) -> Result<()> {
     }
 }
 
+/// Reads a definition: at most one byte past the largest a definition may
+/// be, so a huge file (or an endless pipe) is never read whole, and one
+/// past the limit is refused here, as the server would.
 fn read(file: &Path) -> Result<Vec<u8>> {
-    std::fs::read(file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))
+    let cannot = |e| Error::io(format!("cannot read {}", file.display()), e);
+    let mut body = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(DOCUMENT_BYTES_MAX as u64 + 1).read_to_end(&mut body))
+        .map_err(cannot)?;
+    if body.len() > DOCUMENT_BYTES_MAX {
+        return Err(Error::InvalidWorkflow {
+            file: file.to_owned(),
+            problems: vec![Problem::new(
+                "",
+                format!(
+                    "the document is more than {DOCUMENT_BYTES_MAX} bytes; a definition may be \
+                     at most {DOCUMENT_BYTES_MAX} bytes (1 MiB)"
+                ),
+            )],
+        });
+    }
+    Ok(body)
 }
 
 async fn send(client: &Client, path: &str, file: &Path) -> Result<Value> {

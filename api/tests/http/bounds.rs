@@ -153,6 +153,37 @@ fn names_the_character(answer: &(StatusCode, Value)) {
     assert!(!answer.1.to_string().contains(RLO), "{}", answer.1);
 }
 
+/// A file past the size limit is refused without being read whole, by
+/// the offline check and before anything is sent to a server.
+#[tokio::test]
+async fn a_definition_file_past_the_size_limit_is_refused_unread() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("huge.yaml");
+    // Sparse: 4 GiB on paper, nothing on disk; reading it whole would take
+    // 4 GiB of memory.
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    for args in [
+        vec!["workflow", "validate"],
+        vec!["workflow", "apply", "--server", "http://127.0.0.1:9"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_retrace"))
+            .args(&args)
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("the document is more than 1048576 bytes"),
+            "{args:?}: {said}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_agent_name_with_a_bidi_override_is_refused_and_nothing_is_registered() {
     let s = Server::start().await;
