@@ -454,3 +454,24 @@ async fn the_catalog_stream_is_not_an_execution() {
     assert!(w.engine.read().all_executions().await.unwrap().is_empty());
     assert!(w.engine.redrive(nil).await.is_err());
 }
+
+/// Agents that crash never unregister: the engine forgets one unseen for
+/// an hour, and keeps one that was seen.
+#[tokio::test]
+async fn an_agent_unseen_for_an_hour_is_forgotten() {
+    use retrace_engine::runtime::AGENT_FORGET_MS;
+    let w = World::new().await;
+    let gone = w.agent(&["a"]);
+    let alive = w.agent(&["b"]);
+    w.clock.advance(AGENT_FORGET_MS - 1_000);
+    w.engine.agents().heartbeat(&alive).unwrap();
+    w.clock.advance(2_000);
+    let listed = |id| w.engine.agents().list().iter().any(|a| a.id == id);
+    // Waits by looking: the engine's watch runs on the simulated clock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed(gone) {
+        assert!(std::time::Instant::now() < deadline, "never forgotten");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(listed(alive), "an agent seen within the hour stays");
+}

@@ -50,6 +50,7 @@ pub use commands::{Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::ExecutionSummary;
 pub use pace::Pacing;
+pub use recover::AGENT_FORGET_MS;
 
 pub use crate::store::catalog::WorkflowVersions;
 

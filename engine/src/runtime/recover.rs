@@ -85,10 +85,17 @@ impl Engine {
 /// How often (in clock time) agents' liveness is looked at for the log.
 const AGENT_WATCH_MS: u64 = 1_000;
 
+/// How long an agent may go unseen (no poll, no heartbeat) before it is
+/// unregistered: agents that crash never unregister, and without this the
+/// registry would keep every one a restart loop ever made. One that comes
+/// back after is told `unknown_agent` and registers again.
+pub const AGENT_FORGET_MS: u64 = 60 * 60 * 1_000;
+
 impl Engine {
     /// Logs each agent that goes offline (stops polling and heartbeating for
     /// longer than the registry allows) and each that comes back: what an
-    /// operator needs to see to know workers were lost.
+    /// operator needs to see to know workers were lost. Unregisters those
+    /// unseen for [`AGENT_FORGET_MS`].
     pub(super) fn watch_agents(&self) {
         let weak = Arc::downgrade(&self.inner);
         let clock = self.inner.clock.clone();
@@ -96,6 +103,10 @@ impl Engine {
             let mut offline = std::collections::HashSet::new();
             loop {
                 let Some(engine) = upgrade(&weak) else { return };
+                for (id, requeued) in engine.inner.agents.forget_idle(AGENT_FORGET_MS) {
+                    tracing::warn!(agent = %id, requeued = requeued.len(),
+                        "agent forgotten: unseen for an hour (it must register again)");
+                }
                 let agents = engine.inner.agents.list();
                 // Forget the agents that unregistered.
                 offline.retain(|id| agents.iter().any(|a| a.id == *id));
