@@ -142,3 +142,60 @@ fn a_document_past_the_size_limit_is_refused_naming_it() {
     assert_eq!(only_problem(Workflow::from_json(over.as_bytes())), expected);
     assert_eq!(only_problem(Workflow::from_yaml(&over)), expected);
 }
+
+/// Free text in a definition (its description, version and tags, a step's
+/// name, a branch's name, a subworkflow's version) refuses control and
+/// bidirectional characters as names do, naming each at its path; a
+/// description keeps its line breaks and tabs.
+#[test]
+fn free_text_refuses_control_and_bidi_characters_at_its_path() {
+    let rlo = "\u{202E}";
+    let doc = serde_json::json!({
+        "name": "w",
+        "description": format!("line one\n\tline two {rlo}"),
+        "version": format!("v1{rlo}"),
+        "tags": ["fine", "bell\u{7}"],
+        "steps": [
+            {"id": "a", "type": "parallel", "name": format!("A{rlo}"), "next": "b", "parallel": {"branches": [
+                {"name": format!("left{rlo}"), "steps": [{"id": "l", "type": "wait", "wait": {"seconds": 0}}]},
+                {"name": "right", "steps": [{"id": "r", "type": "wait", "wait": {"seconds": 0}}]}
+            ]}},
+            {"id": "b", "type": "subworkflow", "subworkflow": {"workflow": "child", "version": "line\nbreak"}}
+        ]
+    });
+    let error = Workflow::from_json(doc.to_string().as_bytes()).expect_err("refused");
+    let mut found: Vec<(String, String)> = error
+        .problems
+        .iter()
+        .filter(|p| p.message.contains("must not contain U+"))
+        .map(|p| (p.path.clone(), p.message.clone()))
+        .collect();
+    found.sort();
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "description",
+            "steps[0].name",
+            "steps[0].parallel.branches[0].name",
+            "steps[1].subworkflow.version",
+            "tags[1]",
+            "version",
+        ],
+        "{error}"
+    );
+    assert!(found.iter().any(|(_, m)| m.contains("U+202E (RIGHT-TO-LEFT OVERRIDE)")));
+    assert!(found.iter().any(|(_, m)| m.contains("U+0007")));
+    assert!(found.iter().any(|(_, m)| m.contains("U+000A")), "a label has no line break");
+
+    // Without those characters it is accepted, line breaks in the
+    // description included.
+    let clean = serde_json::json!({
+        "name": "w",
+        "description": "line one\n\tline two",
+        "version": "v1",
+        "tags": ["fine"],
+        "steps": [{"id": "a", "type": "wait", "name": "Pause", "wait": {"seconds": 0}}]
+    });
+    Workflow::from_json(clean.to_string().as_bytes()).expect("accepted");
+}

@@ -73,7 +73,13 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         definition.name = name;
     }
     definition.description = doc.string("description", problems);
+    if let Some(text) = &definition.description {
+        free_text(doc.path_of("description"), text, Text::Lines, problems);
+    }
     definition.version = doc.string("version", problems);
+    if let Some(text) = &definition.version {
+        free_text(doc.path_of("version"), text, Text::Label, problems);
+    }
     definition.input = schema(&mut doc, "input", problems);
     definition.output = schema(&mut doc, "output", problems);
     if let Some(steps) = doc.required_array("steps", problems) {
@@ -99,6 +105,9 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
     }
     definition.timeout_ms = doc.positive_u64("timeoutMs", problems);
     definition.tags = doc.strings("tags", problems);
+    for (at, tag) in definition.tags.iter().enumerate() {
+        free_text(index(&doc.path_of("tags"), at), tag, Text::Label, problems);
+    }
     definition.start = doc.string("start", problems);
     definition.max_transitions = max_transitions(&mut doc, admission, problems);
     doc.finish(problems);
@@ -195,6 +204,9 @@ fn decode_step(
         }
     }
     step.name = fields.string("name", problems);
+    if let Some(text) = &step.name {
+        free_text(fields.path_of("name"), text, Text::Label, problems);
+    }
     let step_type =
         fields
             .required_string("type", problems)
@@ -365,6 +377,9 @@ fn decode_parallel(
             if name.as_deref() == Some("") {
                 problems.push(branch.path_of("name"), "must not be empty");
             }
+            if let Some(text) = &name {
+                free_text(branch.path_of("name"), text, Text::Label, problems);
+            }
             let steps = match branch.required_array("steps", problems) {
                 Some(steps) => {
                     if steps.is_empty() {
@@ -432,6 +447,9 @@ fn decode_subworkflow(
     if version.as_deref() == Some("") {
         problems.push(block.path_of("version"), "must not be empty");
     }
+    if let Some(text) = &version {
+        free_text(block.path_of("version"), text, Text::Label, problems);
+    }
     block.finish(problems);
     Some(SubworkflowDefinition {
         workflow: workflow?,
@@ -458,4 +476,27 @@ fn decode_output(
         }
     }
     Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// What a free-text field may hold besides printable characters.
+#[derive(Clone, Copy)]
+enum Text {
+    /// A label shown on one line (a version, a tag, a step or branch name).
+    Label,
+    /// Prose (a description): tabs and line breaks too.
+    Lines,
+}
+
+/// Free text a definition carries reaches the journal, the logs and any
+/// screen that shows it, so it refuses what names refuse: control
+/// characters and bidirectional controls, named as `U+XXXX` (a description
+/// keeps tabs and line breaks).
+fn free_text(path: String, text: &str, kind: Text, problems: &mut Problems) {
+    let checked = match kind {
+        Text::Label => names::check_name_chars("the text", text),
+        Text::Lines => names::check_text("the text", text),
+    };
+    if let Err(message) = checked {
+        problems.push(path, message);
+    }
 }
