@@ -3,7 +3,7 @@
 //! panics as `500`, and
 //! JSON bodies for the framework's own error responses).
 //!
-//! Owns the URL space ([`endpoints`]: every method and path, and the
+//! Owns the URL space (`endpoints`: every method and path, and the
 //! handler that answers it) and the layer order. Handlers live in
 //! [`crate::routes`], one module per resource; this file must never hold
 //! endpoint logic.
@@ -112,7 +112,7 @@ fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// Every method and path [`app`] routes, in [`endpoints`]' order.
+/// Every method and path [`app`] routes, in `endpoints`' order.
 pub fn routes() -> Vec<(Method, &'static str)> {
     endpoints()
         .into_iter()

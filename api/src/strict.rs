@@ -4,7 +4,7 @@
 //! serde's derived `Deserialize` for a struct also accepts a sequence and
 //! reads its elements as the fields in declaration order, so without this
 //! `["greet", null, {}]` would start an execution. [`deserialize`] wraps the
-//! format's deserializer in [`Strict`], which refuses a sequence wherever a
+//! format's deserializer in `Strict`, which refuses a sequence wherever a
 //! struct (or an enum's struct variant) is asked for, and wraps every nested
 //! deserializer it hands out (sequence elements, map keys and values,
 //! options, newtypes, enum variants) so that the rule holds however deep the

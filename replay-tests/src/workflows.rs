@@ -2,7 +2,7 @@
 //! decision, parallel, wait, event, subworkflow) with retries, error routes
 //! and compensations, in the names the world expects (`s<n>`, branch steps
 //! `s<n>a`/`s<n>b`, capabilities `work` and `undo`, the event
-//! [`EVENT`](crate::world::EVENT)).
+//! [`crate::world::EVENT`]).
 //!
 //! Owns the generators only; it must never run anything.
 

@@ -7,18 +7,18 @@
 //! a running server holds. Each subcommand lives in its own module; this
 //! file must never hold a subcommand's logic.
 //!
-//! - `serve`: the server ([`serve`]); its configuration file and how the
-//!   sources of its settings are merged ([`config`]).
+//! - `serve`: the server (`serve`); its configuration file and how the
+//!   sources of its settings are merged (`config`).
 //! - `replay`, `export`, `verify`: histories read offline from a stopped
-//!   server's data folder, an export, or a server ([`history`]).
-//! - The client commands, over [`client`]: `workflow apply|validate`
-//!   ([`workflow`]; `validate` also offline), `start` and `agents`
-//!   ([`remote`]), `status` ([`status`]), `tail` ([`tail`]), `ls`
-//!   ([`list`]), `signal` and `publish` ([`events`]), and the commands on
+//!   server's data folder, an export, or a server (`history`).
+//! - The client commands, over `client`: `workflow apply|validate`
+//!   (`workflow`; `validate` also offline), `start` and `agents`
+//!   (`remote`), `status` (`status`), `tail` (`tail`), `ls`
+//!   (`list`), `signal` and `publish` (`events`), and the commands on
 //!   one execution — `pause`, `resume`, `cancel`, `terminate`, `retry`,
-//!   `skip`, `redrive` ([`control`]).
-//! - `agent`: a small agent ([`agent`]); `completions`: shell completion
-//!   scripts ([`completions`]).
+//!   `skip`, `redrive` (`control`).
+//! - `agent`: a small agent (`agent`); `completions`: shell completion
+//!   scripts (`completions`).
 
 mod agent;
 mod client;

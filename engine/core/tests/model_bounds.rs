@@ -184,9 +184,16 @@ fn free_text_refuses_control_and_bidi_characters_at_its_path() {
         ],
         "{error}"
     );
-    assert!(found.iter().any(|(_, m)| m.contains("U+202E (RIGHT-TO-LEFT OVERRIDE)")));
+    assert!(
+        found
+            .iter()
+            .any(|(_, m)| m.contains("U+202E (RIGHT-TO-LEFT OVERRIDE)"))
+    );
     assert!(found.iter().any(|(_, m)| m.contains("U+0007")));
-    assert!(found.iter().any(|(_, m)| m.contains("U+000A")), "a label has no line break");
+    assert!(
+        found.iter().any(|(_, m)| m.contains("U+000A")),
+        "a label has no line break"
+    );
 
     // Without those characters it is accepted, line breaks in the
     // description included.

@@ -1,7 +1,7 @@
 //! The workflow catalog: every defined version, by content hash and by name.
 //!
 //! Definitions are events too: each `workflow_defined` record in the
-//! reserved stream [`CATALOG`] carries a canonical definition, and the
+//! reserved stream `CATALOG` carries a canonical definition, and the
 //! catalog is rebuilt from that stream at open. Definitions are immutable;
 //! defining the same document again is a no-op.
 //!

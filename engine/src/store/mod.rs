@@ -7,12 +7,12 @@
 //!   execution appended as records, snapshots, the newest state rebuilt from
 //!   snapshot + events. [`crate::read`] builds every read on it.
 //! - `codec`: events and states to bytes and back; `catalog`: workflow
-//!   definitions, kept as events of the reserved stream [`CATALOG`].
+//!   definitions, kept as events of the reserved stream `CATALOG`.
 //!
 //! An execution's id names its stream; the nil id names the catalog and is
 //! never an execution. Nothing outside this module and `read` sees a record,
 //! a stream id or the catalog stream. What only the sled layout has
-//! (`verify`, group-commit statistics) is reached through [`Store::local`].
+//! (`verify`, group-commit statistics) is reached through `Store::local`.
 //!
 //! It must never decide anything about an execution, nor hide a journal
 //! error: a read that fails says so.

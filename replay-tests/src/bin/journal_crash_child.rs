@@ -3,7 +3,7 @@
 //! for every acknowledged append. The test kills it with SIGKILL at a random
 //! moment and checks that every printed ack survived.
 //!
-//! Usage: journal-crash-child <data-dir> <executions> <tasks>
+//! Usage: `journal-crash-child <data-dir> <executions> <tasks>`
 
 use std::io::Write;
 

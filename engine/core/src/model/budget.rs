@@ -52,7 +52,7 @@ use super::pattern::{Literals, Patterns};
 pub const EVAL_STEPS_MAX: u64 = 5_000_000;
 
 /// Bytes of data one evaluation may copy, compare or scan, as estimated by
-/// [`data_size`]: every value an operator or function works on, every value
+/// `data_size`: every value an operator or function works on, every value
 /// put into a list or map, every range a comprehension iterates over. A
 /// million values; enough to map a list of 500,000 numbers once.
 pub const EVAL_DATA_MAX: u64 = 32 * 1024 * 1024;
