@@ -243,7 +243,7 @@ impl Engine {
         correlation: Option<Value>,
     ) -> Result<Vec<ExecutionId>, Error> {
         let mut reached = Vec::new();
-        for id in self.inner.index.awaiting(name) {
+        for id in self.inner.index.awaiting(name, correlation.as_ref()) {
             let Some(live) = self.live_of(id) else {
                 continue;
             };

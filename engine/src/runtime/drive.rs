@@ -196,8 +196,13 @@ impl Engine {
         // takes its lock, which waits for this commit. (After a failed
         // append the entry is stale, and `publish` checks the state.)
         for a in live.state.activations.values() {
-            if let machine::Waiting::Event { name, .. } = &a.waiting {
-                self.inner.index.awaits(name, id, a.act);
+            if let machine::Waiting::Event {
+                name, correlation, ..
+            } = &a.waiting
+            {
+                self.inner
+                    .index
+                    .awaits(name, correlation.as_ref(), id, a.act);
             }
         }
         let appended = match self.inner.store.append(id, first_seq, events, now) {

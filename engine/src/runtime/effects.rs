@@ -109,7 +109,14 @@ impl Engine {
             Effect::Task { task, .. } => {
                 self.inner.agents.withdraw(&task);
             }
-            Effect::Await { act, name, .. } => self.inner.index.no_longer_awaits(&name, id, act),
+            Effect::Await {
+                act,
+                name,
+                correlation,
+            } => self
+                .inner
+                .index
+                .no_longer_awaits(&name, correlation.as_ref(), id, act),
             // The parent no longer waits for this child: it reported, or the
             // parent moved on (ended, failed, is compensating). A child still
             // running is cancelled, or terminated with a terminated parent;
@@ -194,7 +201,14 @@ impl Engine {
                     .tasks
                     .spawn(async move { engine.deliver(id, Trigger::Continue).await });
             }
-            Effect::Await { act, name, .. } => self.inner.index.awaits(&name, id, act),
+            Effect::Await {
+                act,
+                name,
+                correlation,
+            } => self
+                .inner
+                .index
+                .awaits(&name, correlation.as_ref(), id, act),
             Effect::Child {
                 act,
                 child,
