@@ -25,7 +25,7 @@ use retrace_engine::runtime::{Engine, EngineConfig, Pacing};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::{EventLog, Options};
 use serde_json::{Value, json};
-use support::{T0, World, assert_completed};
+use support::{T0, World, assert_completed, from_docs};
 
 /// A world whose engine has the given limit and pacing.
 async fn world(history_events_max: u64, pacing: Pacing) -> World {
@@ -273,24 +273,6 @@ async fn pacing_only_delays_a_loop_and_changes_nothing_it_records() {
     assert_eq!(paced.1, Some(json!(450)));
     assert_eq!(paced.1, unpaced.1, "the same output");
     assert_eq!(paced.2, unpaced.2, "the same events");
-}
-
-/// The ```json block of docs/dsl.md whose workflow is named `name`.
-fn from_docs(name: &str) -> Value {
-    let doc =
-        std::fs::read_to_string(format!("{}/../docs/dsl.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let mut rest = doc.as_str();
-    while let Some(start) = rest.find("```json\n") {
-        let body = &rest[start + 8..];
-        let end = body.find("```").unwrap();
-        if let Ok(v) = serde_json::from_str::<Value>(&body[..end])
-            && v["name"] == json!(name)
-        {
-            return v;
-        }
-        rest = &body[end..];
-    }
-    panic!("docs/dsl.md has no example named {name}");
 }
 
 /// docs/dsl.md, "Limits on executions": the runaway loop it shows ends at

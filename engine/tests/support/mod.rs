@@ -234,3 +234,21 @@ pub async fn path(engine: &Engine, id: ExecutionId) -> Vec<String> {
         })
         .collect()
 }
+
+/// The ```json block of docs/dsl.md whose workflow is named `name`.
+pub fn from_docs(name: &str) -> Value {
+    let doc =
+        std::fs::read_to_string(format!("{}/../docs/dsl.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```json\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").unwrap();
+        if let Ok(v) = serde_json::from_str::<Value>(&body[..end])
+            && v["name"] == json!(name)
+        {
+            return v;
+        }
+        rest = &body[end..];
+    }
+    panic!("docs/dsl.md has no example named {name}");
+}
