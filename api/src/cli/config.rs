@@ -18,7 +18,7 @@ use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
 use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
 use retrace_engine::runtime::{EngineConfig, Pacing};
-use retrace_engine::store::{CACHE_BYTES_DEFAULT, MIN_FREE_BYTES_DEFAULT, Storage};
+use retrace_engine::store::{CACHE_BYTES_DEFAULT, JournalOptions, MIN_FREE_BYTES_DEFAULT, Storage};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
@@ -339,9 +339,11 @@ impl Settings {
         EngineConfig {
             storage: Storage::Folder {
                 path: self.data.clone(),
-                durable: true,
-                min_free_bytes: self.min_free_bytes,
-                cache_bytes: self.cache_bytes,
+                options: JournalOptions {
+                    min_free_bytes: self.min_free_bytes,
+                    cache_bytes: self.cache_bytes,
+                    ..JournalOptions::default()
+                },
             },
             limits: self.limits,
             pacing: self.pacing,
@@ -474,8 +476,10 @@ mod tests {
         assert_eq!(settings.cache_bytes, 64 << 20);
         assert!(matches!(
             engine.storage,
-            Storage::Folder { min_free_bytes, cache_bytes, .. }
-                if min_free_bytes == 3 << 20 && cache_bytes == 64 << 20
+            Storage::Folder { options, .. }
+                if options.durable
+                    && options.min_free_bytes == 3 << 20
+                    && options.cache_bytes == 64 << 20
         ));
         assert_eq!(settings.data, dir.path().join("state"));
         assert_eq!(settings.listen, "127.0.0.1:0");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use retrace_api::{ApiConfig, AppState, app};
 use retrace_engine::runtime::{Engine, EngineConfig};
-use retrace_engine::store::Storage;
+use retrace_engine::store::{JournalOptions, Storage};
 use serde_json::{Value, json};
 
 /// Every wait in these tests is bounded by this, so a bug fails the test
@@ -63,9 +63,11 @@ impl Server {
                     // durability is the journal's own tests' business.
                     storage: Storage::Folder {
                         path: path.clone(),
-                        durable: false,
-                        min_free_bytes: 0,
-                        cache_bytes: retrace_engine::store::CACHE_BYTES_DEFAULT,
+                        options: JournalOptions {
+                            durable: false,
+                            min_free_bytes: 0,
+                            ..JournalOptions::default()
+                        },
                     },
                     ..EngineConfig::folder(path)
                 })

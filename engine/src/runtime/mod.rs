@@ -90,9 +90,7 @@ impl EngineConfig {
         EngineConfig {
             storage: Storage::Folder {
                 path: path.into(),
-                durable: true,
-                min_free_bytes: crate::store::MIN_FREE_BYTES_DEFAULT,
-                cache_bytes: crate::store::CACHE_BYTES_DEFAULT,
+                options: crate::store::JournalOptions::default(),
             },
             clock: Arc::new(SystemClock),
             defaults: Defaults::default(),

@@ -32,7 +32,7 @@ use retrace_journal::{EventLog, NewEvent, Options, StreamId};
 pub use retrace_journal::store::sled::CACHE_BYTES_DEFAULT;
 pub use retrace_journal::{
     Error as JournalError, Health as StorageHealth, Journal, MIN_FREE_BYTES_DEFAULT,
-    Stats as JournalStats, StorageError,
+    Options as JournalOptions, Stats as JournalStats, StorageError,
 };
 
 use crate::ExecutionId;
@@ -60,15 +60,9 @@ pub(crate) fn is_execution(id: ExecutionId) -> bool {
 /// Where the journal lives.
 #[derive(Debug, Clone)]
 pub enum Storage {
-    /// A sled data folder (created if missing). Its journal refuses writes
-    /// while its disk has less than `min_free_bytes` free (0: no reserve).
-    Folder {
-        path: PathBuf,
-        durable: bool,
-        min_free_bytes: u64,
-        /// The sled page cache, in bytes.
-        cache_bytes: u64,
-    },
+    /// A sled data folder (created if missing), its journal opened with
+    /// `options` (durability, the free-space reserve, the page cache, …).
+    Folder { path: PathBuf, options: Options },
     /// A journal the embedder opened (tests wrap one to inject faults).
     Journal(Arc<dyn Journal>),
 }
@@ -85,18 +79,7 @@ impl Store {
     /// Opens the journal `storage` names.
     pub fn open(storage: Storage) -> Result<Store, Error> {
         match storage {
-            Storage::Folder {
-                path,
-                durable,
-                min_free_bytes,
-                cache_bytes,
-            } => {
-                let options = Options {
-                    durable,
-                    min_free_bytes,
-                    cache_bytes,
-                    ..Options::default()
-                };
+            Storage::Folder { path, options } => {
                 let log = EventLog::open(&path, options).map_err(|e| locked(&path, e))?;
                 Ok(Store::local(log))
             }
