@@ -863,53 +863,53 @@ async fn start(load: &Load, workflow: &str) -> anyhow::Result<(String, Duration)
 /// `execution_completed` (or until the load stops).
 async fn follow_to_end(load: &Load, id: &str) -> anyhow::Result<()> {
     let url = load.url(&format!("/v1/executions/{id}/events/stream"));
-    let mut response = load
-        .http
-        .get(&url)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    ensure!(
-        response.status() == StatusCode::OK,
-        "GET {url} answered {}",
-        response.status()
-    );
-    let mut buffer = Vec::new();
-    loop {
-        let chunk = tokio::select! {
-            chunk = response.chunk() => chunk.with_context(|| format!("reading {url}"))?,
-            _ = load.stopping() => return Ok(()),
-        };
-        let Some(bytes) = chunk else {
-            bail!("the stream of {id} ended without its terminal event");
-        };
-        buffer.extend_from_slice(&bytes);
-        while let Some(frame) = take_frame(&mut buffer) {
-            match frame.event.as_deref() {
-                Some("execution_completed") => {
-                    Counters::bump(&load.counters.followed);
-                    return Ok(());
-                }
-                Some(
-                    kind @ ("execution_failed"
-                    | "execution_compensated"
-                    | "execution_cancelled"
-                    | "execution_terminated"
-                    | "error"),
-                ) => bail!("execution {id} ended with {kind}: {}", frame.data),
-                _ => {}
-            }
+    let ended = format!("the stream of {id} ended without its terminal event");
+    each_frame(load, &url, &ended, |frame| match frame.event.as_deref() {
+        Some("execution_completed") => {
+            Counters::bump(&load.counters.followed);
+            Ok(false)
         }
-    }
+        Some(
+            kind @ ("execution_failed"
+            | "execution_compensated"
+            | "execution_cancelled"
+            | "execution_terminated"
+            | "error"),
+        ) => bail!("execution {id} ended with {kind}: {}", frame.data),
+        _ => Ok(true),
+    })
+    .await
 }
 
 /// Counts `execution_completed` frames of the engine-wide stream; an
 /// `execution_failed` fails the run.
 async fn count_completions(load: &Load) -> anyhow::Result<()> {
     let url = load.url("/v1/events/stream?type=execution_completed,execution_failed");
+    each_frame(load, &url, "the completions' stream ended", |frame| {
+        match frame.event.as_deref() {
+            Some("execution_completed") => Counters::bump(&load.counters.completed),
+            Some(kind @ ("execution_failed" | "error")) => {
+                bail!("{kind} on the engine-wide stream: {}", frame.data)
+            }
+            _ => {}
+        }
+        Ok(true)
+    })
+    .await
+}
+
+/// Opens the SSE stream at `url` and hands each frame to `on_frame` while
+/// it answers `Ok(true)`; returns when it answers `Ok(false)` or the load
+/// stops, and fails with `ended` if the stream ends first.
+async fn each_frame(
+    load: &Load,
+    url: &str,
+    ended: &str,
+    mut on_frame: impl FnMut(Frame) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let mut response = load
         .http
-        .get(&url)
+        .get(url)
         .send()
         .await
         .with_context(|| format!("GET {url}"))?;
@@ -925,16 +925,12 @@ async fn count_completions(load: &Load) -> anyhow::Result<()> {
             _ = load.stopping() => return Ok(()),
         };
         let Some(bytes) = chunk else {
-            bail!("the completions' stream ended");
+            bail!("{ended}");
         };
         buffer.extend_from_slice(&bytes);
         while let Some(frame) = take_frame(&mut buffer) {
-            match frame.event.as_deref() {
-                Some("execution_completed") => Counters::bump(&load.counters.completed),
-                Some(kind @ ("execution_failed" | "error")) => {
-                    bail!("{kind} on the engine-wide stream: {}", frame.data)
-                }
-                _ => {}
+            if !on_frame(frame)? {
+                return Ok(());
             }
         }
     }
