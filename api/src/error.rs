@@ -15,6 +15,7 @@ use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
+use retrace_engine::store::tokens::TokenError;
 use retrace_engine::store::{JournalError, StorageError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -54,6 +55,23 @@ pub enum Error {
     /// (a foreign `Host` or `Origin`): see [`crate::guard`].
     #[error("{0}")]
     CrossSite(String),
+    /// No token, or one that is not valid (unknown, revoked or expired),
+    /// where tokens are required.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token whose role may not make this request.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no token named `{0}`")]
+    UnknownToken(String),
+    /// An event whose name has a secret, without a valid Standard Webhooks
+    /// signature (missing, wrong, stale, or a replay).
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// A token to create that is not well-formed (name, role, capabilities,
+    /// expiry).
+    #[error("{0}")]
+    InvalidToken(String),
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },
     /// A workflow definition with problems: every one of them, in `details`.
@@ -74,7 +92,8 @@ pub enum Error {
     /// A task that is not (or no longer) outstanding.
     #[error("{0}")]
     NotOutstanding(String),
-    /// A task claimed by another agent.
+    /// A task claimed by another agent, or an agent registered under
+    /// another token.
     #[error("{0}")]
     NotYours(String),
     #[error("{0}")]
@@ -148,6 +167,11 @@ pub enum Code {
     NotOutstanding,
     NotYours,
     CrossSite,
+    Unauthenticated,
+    InvalidSignature,
+    Forbidden,
+    UnknownToken,
+    InvalidToken,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -162,22 +186,26 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 30] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::InvalidHeader,
+        Code::Unauthenticated,
+        Code::InvalidSignature,
+        Code::Forbidden,
+        Code::NotYours,
+        Code::CrossSite,
         Code::NotFound,
         Code::UnknownWorkflow,
         Code::UnknownExecution,
         Code::UnknownAgent,
         Code::UnknownTask,
+        Code::UnknownToken,
         Code::MethodNotAllowed,
         Code::Timeout,
         Code::WrongState,
         Code::NotOutstanding,
-        Code::NotYours,
-        Code::CrossSite,
         Code::Conflict,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
@@ -185,6 +213,7 @@ impl Code {
         Code::InvalidWorkflow,
         Code::InvalidInput,
         Code::InvalidRegistration,
+        Code::InvalidToken,
         Code::Internal,
         Code::Unavailable,
         Code::StorageUnavailable,
@@ -208,6 +237,11 @@ impl Code {
             Code::NotOutstanding => "not_outstanding",
             Code::NotYours => "not_yours",
             Code::CrossSite => "cross_site",
+            Code::Unauthenticated => "unauthenticated",
+            Code::InvalidSignature => "invalid_signature",
+            Code::Forbidden => "forbidden",
+            Code::UnknownToken => "unknown_token",
+            Code::InvalidToken => "invalid_token",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
@@ -231,19 +265,20 @@ impl Code {
             | Code::UnknownWorkflow
             | Code::UnknownExecution
             | Code::UnknownAgent
-            | Code::UnknownTask => StatusCode::NOT_FOUND,
+            | Code::UnknownTask
+            | Code::UnknownToken => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::CrossSite => StatusCode::FORBIDDEN,
+            Code::Unauthenticated | Code::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Code::CrossSite | Code::Forbidden | Code::NotYours => StatusCode::FORBIDDEN,
             Code::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Code::WrongState | Code::NotOutstanding | Code::NotYours | Code::Conflict => {
-                StatusCode::CONFLICT
-            }
+            Code::WrongState | Code::NotOutstanding | Code::Conflict => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::InvalidBody
             | Code::InvalidWorkflow
             | Code::InvalidInput
-            | Code::InvalidRegistration => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::InvalidRegistration
+            | Code::InvalidToken => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -266,6 +301,11 @@ impl Error {
             Error::InvalidHeader(_) => Code::InvalidHeader,
             Error::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             Error::CrossSite(_) => Code::CrossSite,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::InvalidSignature(_) => Code::InvalidSignature,
+            Error::Forbidden(_) => Code::Forbidden,
+            Error::UnknownToken(_) => Code::UnknownToken,
+            Error::InvalidToken(_) => Code::InvalidToken,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::InvalidWorkflow(_) => Code::InvalidWorkflow,
             Error::InvalidInput(_) => Code::InvalidInput,
@@ -370,6 +410,12 @@ impl IntoResponse for Error {
             _ => {}
         }
         let mut response = (status, Json(self.body())).into_response();
+        if let Error::Unauthenticated(_) = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"retrace\""),
+            );
+        }
         if let Error::StorageUnavailable(_) = self {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -391,6 +437,11 @@ impl From<EngineError> for Error {
             EngineError::Rejected(r) => r.into(),
             EngineError::Conflict(message) => Error::Conflict(message),
             EngineError::Agent(a) => a.into(),
+            EngineError::Token(t) => match t {
+                TokenError::Invalid(message) => Error::InvalidToken(message),
+                TokenError::Exists(_) | TokenError::Revoked(_) => Error::Conflict(t.to_string()),
+                TokenError::Unknown(name) => Error::UnknownToken(name),
+            },
             EngineError::Journal(j) => j.into(),
             EngineError::ShuttingDown => Error::Unavailable(e.to_string()),
             EngineError::Replay(_)

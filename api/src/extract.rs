@@ -48,13 +48,21 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
         let is_json = is_json(req.headers());
         let Body(bytes) = Body::from_request(req, state).await?;
+        OptionalJson::from_bytes(&bytes, is_json).map(OptionalJson)
+    }
+}
+
+impl<T: DeserializeOwned + Default> OptionalJson<T> {
+    /// A body already read: empty is `T::default()`, anything else must be
+    /// JSON (`is_json`: the request said so).
+    pub fn from_bytes(bytes: &[u8], is_json: bool) -> Result<T, Error> {
         if bytes.is_empty() {
-            return Ok(OptionalJson(T::default()));
+            return Ok(T::default());
         }
         if !is_json {
             return Err(not_json());
         }
-        parse(&bytes).map(OptionalJson)
+        parse(bytes)
     }
 }
 

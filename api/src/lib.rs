@@ -23,6 +23,7 @@
 //! The endpoints, their bodies and error codes are documented in
 //! `docs/api.md`, and described for machines by the OpenAPI document.
 
+pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
@@ -38,6 +39,7 @@ pub mod state;
 pub mod strict;
 pub mod time;
 pub mod views;
+pub mod webhook;
 
 pub use error::Error;
 pub use router::app;

@@ -20,8 +20,11 @@ use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::{Content, Ref, RefOr, Required, Response};
 use utoipa::{Modify, OpenApi};
 
+use crate::auth::Access;
 use crate::error::Code::{self, *};
-use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
+use crate::routes::{
+    agents, commands, executions, health, metrics, streams, tasks, tokens, workflows,
+};
 
 /// The whole API's description.
 const DESCRIPTION: &str = "\
@@ -34,6 +37,11 @@ Server-Sent Events, and hand tasks to agents.
 and unknown query parameters are refused.
 - **Times** are RFC 3339 in UTC with milliseconds; **durations** are integers \
 in milliseconds.
+- **Access**: once the server holds an access token, every request but \
+`/healthz`, `/readyz` and this document carries `Authorization: Bearer <token>`, \
+and the token's role must be one the operation names (`401 unauthenticated` \
+without a valid token, `403 forbidden` for another role). A server with no token \
+serves anyone, on loopback only.
 - **Errors** all have the body `ErrorBody` and the status their `code` implies; \
 each operation lists the codes it can answer. Any request may also be answered \
 `404 not_found` (no route has the path), `405 method_not_allowed` (the path \
@@ -80,6 +88,10 @@ The guide, with examples, is `docs/api.md`.";
         tasks::complete,
         tasks::fail,
         tasks::heartbeat,
+        tokens::create,
+        tokens::list,
+        tokens::get,
+        tokens::revoke,
     ),
     components(schemas(crate::error::Body, crate::views::GlobalEventView)),
     tags(
@@ -95,11 +107,13 @@ The guide, with examples, is `docs/api.md`.";
             Registrations live in memory and do not survive a restart."),
         (name = "tasks", description = "Agents long-poll for tasks and report each one's \
             result, failure or liveness."),
+        (name = "tokens", description = "Access tokens and their roles (admins only). \
+            Once one exists, every request but the probes and this document needs one."),
         (name = "health", description = "Liveness and readiness probes."),
         (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
         (name = "openapi", description = "This document."),
     ),
-    modifiers(&ErrorResponses, &OptionalBodies, &Links),
+    modifiers(&Security, &ErrorResponses, &OptionalBodies, &Links),
 )]
 struct ApiDoc;
 
@@ -218,20 +232,41 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("retryExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
     ("skipExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
     ("redriveExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
-    ("signalExecution", &[PATH, JSON_BODY, COMMAND, APPEND]),
+    (
+        "signalExecution",
+        &[PATH, JSON_BODY, COMMAND, APPEND, &[InvalidSignature]],
+    ),
     ("streamEvents", &[&[InvalidQuery, InvalidHeader]]),
-    ("publishEvent", &[PATH, JSON_BODY, APPEND]),
-    ("registerAgent", &[JSON_BODY, &[InvalidRegistration]]),
+    (
+        "publishEvent",
+        &[PATH, JSON_BODY, APPEND, &[InvalidSignature]],
+    ),
+    (
+        "registerAgent",
+        &[JSON_BODY, &[InvalidRegistration, Forbidden]],
+    ),
     ("listAgents", &[]),
     ("getAgent", &[PATH, &[UnknownAgent]]),
-    ("unregisterAgent", &[PATH, &[UnknownAgent]]),
-    ("heartbeatAgent", &[PATH, JSON_BODY, &[UnknownAgent]]),
-    ("pollTasks", &[JSON_BODY, &[UnknownAgent]]),
+    ("unregisterAgent", &[PATH, &[UnknownAgent, NotYours]]),
+    (
+        "heartbeatAgent",
+        &[PATH, JSON_BODY, &[UnknownAgent, NotYours]],
+    ),
+    ("pollTasks", &[JSON_BODY, &[UnknownAgent, NotYours]]),
     (
         "completeTask",
-        &[PATH, JSON_BODY, TASK_RESULT, &[UnknownAgent], APPEND],
+        &[
+            PATH,
+            JSON_BODY,
+            TASK_RESULT,
+            &[UnknownAgent, NotYours],
+            APPEND,
+        ],
     ),
-    ("failTask", &[PATH, JSON_BODY, TASK_RESULT, APPEND]),
+    (
+        "failTask",
+        &[PATH, JSON_BODY, TASK_RESULT, &[NotYours], APPEND],
+    ),
     (
         "heartbeatTask",
         &[
@@ -240,14 +275,25 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
             &[UnknownTask, UnknownAgent, NotOutstanding, NotYours],
         ],
     ),
+    (
+        "createToken",
+        &[JSON_BODY, &[InvalidToken, Conflict], APPEND],
+    ),
+    ("listTokens", &[]),
+    ("getToken", &[PATH, &[UnknownToken]]),
+    ("revokeToken", &[PATH, &[UnknownToken], APPEND]),
 ];
 
 /// The error codes operation `id` can answer, `internal` included; `None`
-/// for an operation [`ERRORS`] does not name.
-fn error_codes(operation_id: &str) -> Option<Vec<Code>> {
+/// for an operation [`ERRORS`] does not name. An operation that needs a
+/// token (`access` is not [`Access::Open`]) can also answer `401` and `403`.
+fn error_codes(operation_id: &str, access: Access) -> Option<Vec<Code>> {
     let (_, groups) = ERRORS.iter().find(|(id, _)| *id == operation_id)?;
     let mut codes: Vec<Code> = groups.iter().flat_map(|g| g.iter().copied()).collect();
     codes.push(Internal);
+    if access != Access::Open {
+        codes.extend([Unauthenticated, Forbidden]);
+    }
     // Probes answer whatever the `Host`; everything else checks it.
     if !matches!(operation_id, "getLiveness" | "getReadiness") {
         codes.push(CrossSite);
@@ -290,7 +336,32 @@ fn meaning(code: Code) -> &'static str {
             "The task is no longer outstanding: already settled, timed out, withdrawn, \
              or its execution ended; nothing changes."
         }
-        NotYours => "The task is held by another agent than the one named.",
+        NotYours => {
+            "The task is held by another agent than the one named or than the caller's \
+             (with tokens, a task is reported only by an agent of the token that \
+             registered the agent holding it), or the agent was registered with another \
+             token. Nothing changes."
+        }
+        Unauthenticated => {
+            "The server holds access tokens and the request has none, or one that is \
+             unknown, revoked or expired (`WWW-Authenticate: Bearer` says so). Nothing \
+             is recorded."
+        }
+        InvalidSignature => {
+            "The event's name has a secret (`--event-secret`) and the request's Standard \
+             Webhooks signature is missing, does not match the body, is more than 5 minutes \
+             from the server's clock, or reuses a `webhook-id`. Nothing is recorded."
+        }
+        Forbidden => {
+            "The token's role may not make this request (the operation's description \
+             lists the roles that may), or an agent token registers a capability it \
+             does not allow. Nothing is recorded."
+        }
+        UnknownToken => "No token of that name.",
+        InvalidToken => {
+            "A token to create breaks a rule (its name, capabilities on a role other \
+             than `agent`, an expiry of 0)."
+        }
         CrossSite => {
             "A request a browser could have been made to send from another site: a `Host` \
              that is not an IP address, `localhost` or a name allowed with `--allowed-host` \
@@ -336,15 +407,66 @@ fn meaning(code: Code) -> &'static str {
     }
 }
 
+/// The bearer scheme, and on each operation that needs a token, that it
+/// does and which roles may call it.
+struct Security;
+
+/// The name of the bearer scheme in `components.securitySchemes`.
+const BEARER: &str = "bearer";
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token (`rtk_…`), from `retrace token create` or \
+                         `POST /v1/tokens`. Required once the server holds any token.",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in methods_mut(item) {
+                let access = access_of(&method, path);
+                if access == Access::Open {
+                    // Explicitly none: open even when tokens are on.
+                    operation.security = Some(vec![SecurityRequirement::default()]);
+                    continue;
+                }
+                operation.security =
+                    Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                let roles: Vec<&str> = access.roles().iter().map(|r| r.as_str()).collect();
+                let note = format!("Roles: {}.", roles.join(", "));
+                operation.description = Some(match operation.description.take() {
+                    Some(d) => format!("{d}\n\n{note}"),
+                    None => note,
+                });
+            }
+        }
+    }
+}
+
 /// Adds to every operation its error responses, one per status, each
 /// listing the codes it stands for.
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for operation in operations_mut(item) {
-                let Some(codes) = operation.operation_id.as_deref().and_then(error_codes) else {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in methods_mut(item) {
+                let access = access_of(&method, path);
+                let Some(codes) = operation
+                    .operation_id
+                    .as_deref()
+                    .and_then(|id| error_codes(id, access))
+                else {
                     continue;
                 };
                 let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
@@ -662,6 +784,32 @@ impl Modify for Links {
     }
 }
 
+/// Who may call `method` `path`, from the router's table (open for a pair it
+/// does not route, which the tests make sure never happens).
+fn access_of(method: &axum::http::Method, path: &str) -> Access {
+    crate::router::access_table()
+        .into_iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map_or(Access::Open, |(_, _, access)| access)
+}
+
+/// Each operation of `item` with its method.
+fn methods_mut(item: &mut PathItem) -> impl Iterator<Item = (axum::http::Method, &mut Operation)> {
+    use axum::http::Method;
+    [
+        (Method::GET, &mut item.get),
+        (Method::PUT, &mut item.put),
+        (Method::POST, &mut item.post),
+        (Method::DELETE, &mut item.delete),
+        (Method::OPTIONS, &mut item.options),
+        (Method::HEAD, &mut item.head),
+        (Method::PATCH, &mut item.patch),
+        (Method::TRACE, &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.as_mut().map(|op| (m, op)))
+}
+
 /// Every operation of a path.
 fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     [
@@ -691,7 +839,10 @@ mod tests {
         for item in doc.paths.paths.clone().values_mut() {
             for operation in operations_mut(item) {
                 let id = operation.operation_id.clone().unwrap_or_default();
-                assert!(error_codes(&id).is_some(), "ERRORS does not name {id}");
+                assert!(
+                    error_codes(&id, Access::Open).is_some(),
+                    "ERRORS does not name {id}"
+                );
                 assert!(ids.insert(id.clone()), "operation id {id} is used twice");
             }
         }
@@ -714,9 +865,22 @@ mod tests {
         assert_eq!(
             statuses,
             [
-                "200", "400", "403", "404", "409", "413", "415", "422", "500", "503"
+                "200", "400", "401", "403", "404", "409", "413", "415", "422", "500", "503"
             ]
         );
+        let RefOr::T(forbidden) = &op.responses.responses["403"] else {
+            panic!("403 is inline")
+        };
+        assert!(forbidden.description.contains("`forbidden`"));
+        assert!(forbidden.description.contains("`cross_site`"));
+        assert!(
+            op.description
+                .as_deref()
+                .unwrap_or("")
+                .contains("Roles: admin, operator.")
+        );
+        let probe = doc.paths.paths["/healthz"].get.clone().unwrap();
+        assert!(!probe.responses.responses.contains_key("401"));
         let RefOr::T(conflict) = &op.responses.responses["409"] else {
             panic!("409 is inline")
         };

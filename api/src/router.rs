@@ -1,6 +1,6 @@
-//! The router: every endpoint, and the layers around them (body limit,
-//! request logs and timings, CORS when configured, the cross-site guard,
-//! panics as `500`, and
+//! The router: every endpoint with who may call it, and the layers around
+//! them (body limit, request logs and timings, CORS when configured, the
+//! cross-site guard, tokens and roles, panics as `500`, and
 //! JSON bodies for the framework's own error responses).
 //!
 //! Owns the URL space (`endpoints`: every method and path, and the
@@ -25,10 +25,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tracing::Instrument;
 
+use crate::auth::{self, Access};
 use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
-use crate::routes::{agents, commands, executions, health, metrics, streams, tasks, workflows};
+use crate::routes::{
+    agents, commands, executions, health, metrics, streams, tasks, tokens, workflows,
+};
 use crate::state::AppState;
 use crate::{guard, openapi};
 
@@ -36,30 +39,47 @@ use crate::{guard, openapi};
 struct Endpoint {
     method: Method,
     path: &'static str,
+    /// Who may call it (see [`crate::auth`]).
+    access: Access,
     route: MethodRouter<AppState>,
 }
 
 impl Endpoint {
-    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+    fn get<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
         Endpoint {
             method: Method::GET,
             path,
+            access,
             route: get(handler),
         }
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+    fn post<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
         Endpoint {
             method: Method::POST,
             path,
+            access,
             route: post(handler),
         }
     }
 
-    fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+    fn delete<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
         Endpoint {
             method: Method::DELETE,
             path,
+            access,
             route: delete(handler),
         }
     }
@@ -71,44 +91,62 @@ impl Endpoint {
 /// differ.
 fn endpoints() -> Vec<Endpoint> {
     type E = Endpoint;
+    type A = Access;
     vec![
-        E::get("/healthz", health::live),
-        E::get("/readyz", health::ready),
-        E::get("/metrics", metrics::prometheus),
-        E::get("/v1/metrics", metrics::json),
-        E::get("/openapi.json", openapi::serve),
-        E::post("/v1/workflows", workflows::define),
-        E::get("/v1/workflows", workflows::list),
-        E::post("/v1/workflows/validate", workflows::validate),
-        E::get("/v1/workflows/{name}", workflows::by_name),
+        E::get("/healthz", A::Open, health::live),
+        E::get("/readyz", A::Open, health::ready),
+        E::get("/metrics", A::Read, metrics::prometheus),
+        E::get("/v1/metrics", A::Read, metrics::json),
+        E::get("/openapi.json", A::Open, openapi::serve),
+        E::post("/v1/workflows", A::Operate, workflows::define),
+        E::get("/v1/workflows", A::Read, workflows::list),
+        E::post("/v1/workflows/validate", A::Read, workflows::validate),
+        E::get("/v1/workflows/{name}", A::Read, workflows::by_name),
         E::get(
             "/v1/workflows/{name}/versions/{version}",
+            A::Read,
             workflows::version,
         ),
-        E::post("/v1/executions", executions::start),
-        E::get("/v1/executions", executions::list),
-        E::get("/v1/executions/{id}", executions::get),
-        E::get("/v1/executions/{id}/events", executions::events),
-        E::get("/v1/executions/{id}/events/stream", streams::execution),
-        E::post("/v1/executions/{id}/pause", commands::pause),
-        E::post("/v1/executions/{id}/resume", commands::resume),
-        E::post("/v1/executions/{id}/cancel", commands::cancel),
-        E::post("/v1/executions/{id}/terminate", commands::terminate),
-        E::post("/v1/executions/{id}/retry", commands::retry),
-        E::post("/v1/executions/{id}/skip", commands::skip),
-        E::post("/v1/executions/{id}/redrive", commands::redrive),
-        E::post("/v1/executions/{id}/signals/{name}", commands::signal),
-        E::get("/v1/events/stream", streams::all),
-        E::post("/v1/events/{name}", commands::publish),
-        E::post("/v1/agents", agents::register),
-        E::get("/v1/agents", agents::list),
-        E::get("/v1/agents/{id}", agents::get),
-        E::delete("/v1/agents/{id}", agents::unregister),
-        E::post("/v1/agents/{id}/heartbeat", agents::heartbeat),
-        E::post("/v1/tasks/poll", tasks::poll),
-        E::post("/v1/tasks/{id}/complete", tasks::complete),
-        E::post("/v1/tasks/{id}/fail", tasks::fail),
-        E::post("/v1/tasks/{id}/heartbeat", tasks::heartbeat),
+        E::post("/v1/executions", A::Client, executions::start),
+        E::get("/v1/executions", A::Read, executions::list),
+        E::get("/v1/executions/{id}", A::Read, executions::get),
+        E::get("/v1/executions/{id}/events", A::Read, executions::events),
+        E::get(
+            "/v1/executions/{id}/events/stream",
+            A::Read,
+            streams::execution,
+        ),
+        E::post("/v1/executions/{id}/pause", A::Operate, commands::pause),
+        E::post("/v1/executions/{id}/resume", A::Operate, commands::resume),
+        E::post("/v1/executions/{id}/cancel", A::Operate, commands::cancel),
+        E::post(
+            "/v1/executions/{id}/terminate",
+            A::Operate,
+            commands::terminate,
+        ),
+        E::post("/v1/executions/{id}/retry", A::Operate, commands::retry),
+        E::post("/v1/executions/{id}/skip", A::Operate, commands::skip),
+        E::post("/v1/executions/{id}/redrive", A::Operate, commands::redrive),
+        E::post(
+            "/v1/executions/{id}/signals/{name}",
+            A::Client,
+            commands::signal,
+        ),
+        E::get("/v1/events/stream", A::Read, streams::all),
+        E::post("/v1/events/{name}", A::Client, commands::publish),
+        E::post("/v1/agents", A::Agent, agents::register),
+        E::get("/v1/agents", A::Read, agents::list),
+        E::get("/v1/agents/{id}", A::Read, agents::get),
+        E::delete("/v1/agents/{id}", A::Agent, agents::unregister),
+        E::post("/v1/agents/{id}/heartbeat", A::Agent, agents::heartbeat),
+        E::post("/v1/tasks/poll", A::Agent, tasks::poll),
+        E::post("/v1/tasks/{id}/complete", A::Agent, tasks::complete),
+        E::post("/v1/tasks/{id}/fail", A::Agent, tasks::fail),
+        E::post("/v1/tasks/{id}/heartbeat", A::Agent, tasks::heartbeat),
+        E::post("/v1/tokens", A::Admin, tokens::create),
+        E::get("/v1/tokens", A::Admin, tokens::list),
+        E::get("/v1/tokens/{name}", A::Admin, tokens::get),
+        E::delete("/v1/tokens/{name}", A::Admin, tokens::revoke),
     ]
 }
 
@@ -117,6 +155,15 @@ pub fn routes() -> Vec<(Method, &'static str)> {
     endpoints()
         .into_iter()
         .map(|e| (e.method, e.path))
+        .collect()
+}
+
+/// Every method and path [`app`] routes with who may call it, in
+/// `endpoints`' order: the role table of `docs/api.md`.
+pub fn access_table() -> Vec<(Method, &'static str, Access)> {
+    endpoints()
+        .into_iter()
+        .map(|e| (e.method, e.path, e.access))
         .collect()
 }
 
@@ -129,6 +176,16 @@ pub fn app(state: AppState) -> Router {
     let router = endpoints()
         .into_iter()
         .fold(Router::new(), |router, e| router.route(e.path, e.route));
+    let gate = auth::Gate {
+        engine: state.engine.clone(),
+        routes: Arc::new(
+            access_table()
+                .into_iter()
+                .map(|(method, path, access)| ((method, path), access))
+                .collect(),
+        ),
+        secrets: state.config.event_secrets.clone(),
+    };
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,8 +193,10 @@ pub fn app(state: AppState) -> Router {
         // layer refuses a declared Content-Length over it before reading.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        // On routes only: a path no route has is a 404 whatever its Host,
-        // and the guard needs the route to know which take a POST.
+        // Route layers run outermost last: the cross-site guard, then who
+        // is calling. On routes only: a path no route has is a 404 whatever
+        // its Host or token, and both need the route.
+        .route_layer(middleware::from_fn_with_state(gate, auth::authenticate))
         .route_layer(middleware::from_fn_with_state(
             guard::Allowed {
                 hosts: state.config.allowed_hosts.clone(),

@@ -43,6 +43,8 @@ pub struct ApiConfig {
     /// Host names served besides IP addresses and `localhost` (lowercase;
     /// `*` serves any): see [`crate::guard`].
     pub allowed_hosts: Vec<String>,
+    /// Event names whose events must be signed (see [`crate::webhook`]).
+    pub event_secrets: crate::webhook::Secrets,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +57,7 @@ impl Default for ApiConfig {
             page_limit_max: PAGE_LIMIT_MAX_DEFAULT,
             poll_wait_ms_default: POLL_WAIT_MS_DEFAULT,
             allowed_hosts: Vec::new(),
+            event_secrets: crate::webhook::Secrets::default(),
         }
     }
 }

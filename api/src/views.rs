@@ -321,6 +321,11 @@ pub struct AgentView {
     pub last_seen: String,
     #[schema(format = DateTime)]
     pub registered_at: String,
+    /// The name of the access token it registered with (absent on a server
+    /// without tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub token: Option<String>,
 }
 
 impl From<AgentInfo> for AgentView {
@@ -338,6 +343,7 @@ impl From<AgentInfo> for AgentView {
             load_factor: a.load_factor,
             last_seen: rfc3339(a.last_seen_ms),
             registered_at: rfc3339(a.registered_at_ms),
+            token: a.token,
         }
     }
 }

@@ -378,7 +378,7 @@ async fn the_example_config_file_is_accepted_and_documented() {
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.split_once(" = ").map(|(key, _)| key))
         .collect();
-    assert_eq!(keys.len(), 14, "the example sets every key: {keys:?}");
+    assert_eq!(keys.len(), 16, "the example sets every key: {keys:?}");
     for key in &keys {
         assert!(
             doc.contains(&format!("`{key}`")),

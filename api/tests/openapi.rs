@@ -275,6 +275,8 @@ struct Conformance {
     doc: Value,
     /// (METHOD, path template) of every operation exercised.
     exercised: BTreeSet<(String, String)>,
+    /// Sent as `Authorization: Bearer` when set.
+    token: Option<String>,
 }
 
 impl Conformance {
@@ -282,6 +284,7 @@ impl Conformance {
         Conformance {
             doc: doc(),
             exercised: BTreeSet::new(),
+            token: None,
         }
     }
 
@@ -300,6 +303,9 @@ impl Conformance {
             .client
             .request(method.parse().unwrap(), s.url(path))
             .timeout(PATIENCE);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
         match body {
             Some(body) => request = request.json(&body),
             // A POST says it is JSON even with no body (see `guard`).
@@ -930,6 +936,52 @@ async fn real_answers_match_the_documented_schemas() {
         None,
     )
     .await;
+
+    // Tokens, last: the first one switches tokens on.
+    let create = json!({"name": "root", "role": "admin"});
+    let (status, root) = c
+        .call(&s, "POST", "/v1/tokens", "/v1/tokens", Some(create))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = c.call(&s, "GET", "/v1/tokens", "/v1/tokens", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    c.token = root["secret"].as_str().map(str::to_owned);
+    let viewer = json!({"name": "eyes", "role": "viewer", "expiresInMs": 60_000});
+    let (_, eyes) = c
+        .call(&s, "POST", "/v1/tokens", "/v1/tokens", Some(viewer))
+        .await;
+    let bad = json!({"name": "-", "role": "viewer"});
+    let (status, _) = c
+        .call(&s, "POST", "/v1/tokens", "/v1/tokens", Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    c.call(&s, "GET", "/v1/tokens", "/v1/tokens", None).await;
+    c.call(&s, "GET", "/v1/tokens/{name}", "/v1/tokens/eyes", None)
+        .await;
+    let (status, _) = c
+        .call(&s, "GET", "/v1/tokens/{name}", "/v1/tokens/nobody", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let admin = c.token.replace(eyes["secret"].as_str().unwrap().to_owned());
+    let (status, _) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions/{id}/pause",
+            &format!("/v1/executions/{two}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    c.token = admin;
+    let (status, _) = c
+        .call(&s, "DELETE", "/v1/tokens/{name}", "/v1/tokens/eyes", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c
+        .call(&s, "DELETE", "/v1/tokens/{name}", "/v1/tokens/eyes", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
 
     // Every operation that answers JSON was exercised above.
     let doc = doc();

@@ -5,7 +5,9 @@
 //! several times, and restarted on the same folder. At the end: every
 //! execution whose start was acknowledged exists and completed with its
 //! expected output, every event a client was shown is stored with the same
-//! hash, and the journal verifies.
+//! hash, and the journal verifies. Access tokens are on throughout: the
+//! clients hold an operator's token and the agent its own (made on the data
+//! folder before the first start), so recovery is proved with auth on.
 //!
 //! `RETRACE_KILL_ROUNDS` (default 4) sets the number of kills,
 //! `RETRACE_KILL_SEED` repeats a run.
@@ -82,6 +84,35 @@ const WORKFLOW: &str = r#"{
     { "id": "c", "type": "task", "capability": "count" }
   ]
 }"#;
+
+/// Makes a token on the (stopped) data folder with `retrace token create`;
+/// its secret.
+async fn token(data: &std::path::Path, name: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_retrace"))
+        .args(["token", "create", "--name", name, "--role", role, "--data"])
+        .arg(data)
+        .env_remove("RETRACE_DATA")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A client that sends `secret` as its bearer token with every request.
+fn client_as(secret: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {secret}").parse().unwrap();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 /// The base URL of the server currently up (changes at every restart).
 type Base = Arc<Mutex<String>>;
@@ -206,7 +237,8 @@ async fn acknowledged_work_survives_sigkill_of_the_server() {
     eprintln!("server kill test: seed {seed} (RETRACE_KILL_SEED), {rounds} kills");
     let mut rng = Rng(seed);
     let data = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
+    let http = client_as(&token(data.path(), "ops", "operator").await);
+    let agent_http = client_as(&token(data.path(), "counter", "agent").await);
 
     let mut server = serve(data.path()).await;
     let b: Base = Arc::new(Mutex::new(server.base.clone()));
@@ -218,7 +250,7 @@ async fn acknowledged_work_survives_sigkill_of_the_server() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let agent_task = tokio::spawn(agent(http.clone(), b.clone()));
+    let agent_task = tokio::spawn(agent(agent_http, b.clone()));
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
     let tail_task = tokio::spawn(tail(http.clone(), b.clone(), seen.clone()));
 

@@ -34,6 +34,9 @@ pub enum Error {
     Conflict(String),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// A token change refused (nothing recorded).
+    #[error(transparent)]
+    Token(#[from] crate::store::tokens::TokenError),
     /// The journal holds an event this engine cannot fold.
     #[error(transparent)]
     Replay(#[from] ApplyError),

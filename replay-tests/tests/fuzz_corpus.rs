@@ -131,7 +131,8 @@ fn http_request_knows_every_route() {
                     p.replace(&format!("{{{k}}}"), "{id}")
                 })
                 .replace("{workflow}", "{name}")
-                .replace("{event}", "{name}");
+                .replace("{event}", "{name}")
+                .replace("{token}", "{name}");
             (e.method.to_owned(), path)
         })
         .collect();

@@ -104,6 +104,7 @@ async fn replayed(
         source: Some(folder.display().to_string()),
         execution: Some(id.to_string()),
         server: None,
+        token: Default::default(),
         until,
         json: true,
     };

@@ -64,7 +64,7 @@ const STDERR_TAIL_BYTES: usize = 2048;
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(args: AgentArgs) -> Result<()> {
     let stop = super::signals::Stop::install()?;
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let mut agent = Agent {
         client,
         args,

@@ -23,19 +23,53 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7700";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `--server` for the client subcommands.
+/// `--server` and `--token` for the client subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArg {
     /// The server's base URL (plain `http://`).
     #[arg(long, value_name = "URL", env = "RETRACE_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    #[command(flatten)]
+    pub token: TokenArg,
+}
+
+impl ServerArg {
+    /// A client of the server named, with the token given.
+    pub fn client(&self) -> Result<Client> {
+        Ok(Client::new(&self.server)?.with_token(self.token.token.clone()))
+    }
+}
+
+/// `--token` alone, for commands whose server is optional.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenArg {
+    /// The access token sent as `Authorization: Bearer` (needed once the
+    /// server holds tokens). Prefer the variable: a flag shows in `ps`.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "RETRACE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// A client of one server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer` with every request.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -64,7 +98,24 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::setup("cannot build the HTTP client", e))?;
-        Ok(Client { http, base })
+        Ok(Client {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// The same client, sending `token` (when given) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+        self
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -76,10 +127,12 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .header(ACCEPT, "application/json")
-            .timeout(REQUEST_TIMEOUT)
+        self.authorized(
+            self.http
+                .request(method, self.url(path))
+                .header(ACCEPT, "application/json")
+                .timeout(REQUEST_TIMEOUT),
+        )
     }
 
     /// `GET path`, decoded.
@@ -157,10 +210,11 @@ impl Client {
         path: &str,
         last_event_id: Option<u64>,
     ) -> Result<EventStream> {
-        let mut request = self
-            .http
-            .get(self.url(path))
-            .header(ACCEPT, "text/event-stream");
+        let mut request = self.authorized(
+            self.http
+                .get(self.url(path))
+                .header(ACCEPT, "text/event-stream"),
+        );
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id.to_string());
         }

@@ -105,6 +105,31 @@ pub struct ServeArgs {
     /// larger, most of the server's memory. At least 1. Default: 1024
     #[arg(long, env = "RETRACE_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<NonZeroU64>,
+    /// Serve a data folder that holds no access token on an address other
+    /// than loopback, open to anyone who reaches it. Without this, such a
+    /// server refuses to start (create a token with `retrace token
+    /// create`). Default: false
+    #[arg(
+        long,
+        env = "RETRACE_INSECURE_NO_AUTH",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub insecure_no_auth: Option<bool>,
+    /// A secret for signed events: `<event name>=whsec_<base64>`, or
+    /// `*=whsec_…` for every name without its own (repeat the flag, or
+    /// separate with commas in the variable). Events of such a name are
+    /// taken only with a valid Standard Webhooks signature, and then need
+    /// no token.
+    #[arg(
+        long = "event-secret",
+        env = "RETRACE_EVENT_SECRETS",
+        value_name = "NAME=SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub event_secrets: Option<Vec<String>>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -134,6 +159,8 @@ pub struct Settings {
     pub min_free_bytes: u64,
     /// The journal's page cache, in bytes (`cache_mb`).
     pub cache_bytes: u64,
+    /// Serve a folder without tokens beyond loopback (`insecure_no_auth`).
+    pub insecure_no_auth: bool,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -166,6 +193,8 @@ pub enum ConfigError {
         "max_history_events ({value}) is below {MAX_HISTORY_EVENTS_MIN}: ordinary workflows would fail for want of room"
     )]
     HistoryLimit { value: u64 },
+    #[error("event_secrets: {0}")]
+    EventSecrets(String),
 }
 
 fn at(line: usize, column: usize) -> String {
@@ -206,6 +235,9 @@ struct FileSettings {
     execution_events_per_s: Option<u64>,
     min_free_disk_mb: Option<u64>,
     cache_mb: Option<NonZeroU64>,
+    insecure_no_auth: Option<bool>,
+    /// Event name (or `*`) to its secret.
+    event_secrets: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
@@ -289,6 +321,15 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             allowed_hosts.push(name);
         }
     }
+    let event_secrets = args.event_secrets.unwrap_or_else(|| {
+        file.event_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, secret)| format!("{name}={secret}"))
+            .collect()
+    });
+    let event_secrets =
+        crate::webhook::Secrets::parse(&event_secrets).map_err(ConfigError::EventSecrets)?;
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -306,6 +347,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .or(file.poll_wait_ms_default)
             .unwrap_or(POLL_WAIT_MS_DEFAULT),
         allowed_hosts,
+        event_secrets,
     };
     Ok(Settings {
         data: args
@@ -328,6 +370,10 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .cache_mb
             .or(file.cache_mb)
             .map_or(CACHE_BYTES_DEFAULT, |mib| mib.get().saturating_mul(1 << 20)),
+        insecure_no_auth: args
+            .insecure_no_auth
+            .or(file.insecure_no_auth)
+            .unwrap_or(false),
         config: args.config,
     })
 }

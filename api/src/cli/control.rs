@@ -13,7 +13,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
-use super::client::{Client, ServerArg};
+use super::client::ServerArg;
 use super::error::Result;
 use super::remote::{execution_id, json_arg};
 use super::write_line as write;
@@ -124,7 +124,7 @@ pub async fn run(command: Control, out: &mut impl Write) -> Result<()> {
         Control::Redrive(target) => ("redrive", target),
     };
     let id = execution_id(&target.execution)?;
-    let client = Client::new(&target.server.server)?;
+    let client = target.server.client()?;
     let answer: Value = client
         .post(&format!("/v1/executions/{id}/{name}"), &Value::Object(body))
         .await?;

@@ -13,7 +13,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
-use super::client::{Client, ServerArg, encode};
+use super::client::{ServerArg, encode};
 use super::control::id_and_status;
 use super::error::Result;
 use super::remote::{execution_id, json_arg};
@@ -104,7 +104,7 @@ pub async fn run(command: EventCommand, out: &mut impl Write) -> Result<()> {
 async fn signal(args: SignalArgs, out: &mut impl Write) -> Result<()> {
     let id = execution_id(&args.execution)?;
     let body = args.body.json()?;
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let path = format!("/v1/executions/{id}/signals/{}", encode(&args.name));
     let answer: Value = client.post(&path, &body).await?;
     if args.json {
@@ -129,7 +129,7 @@ fn signal_line(answer: &Value) -> String {
 
 async fn publish(args: PublishArgs, out: &mut impl Write) -> Result<()> {
     let body = args.body.json()?;
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let answer: Value = client
         .post(&format!("/v1/events/{}", encode(&args.name)), &body)
         .await?;

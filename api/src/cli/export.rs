@@ -20,7 +20,7 @@ use retrace_engine::machine::Event;
 use retrace_engine::read::{GlobalEvent, History, HistoryEvent};
 use serde::Deserialize;
 
-use super::client::{Client, server_error};
+use super::client::{Client, TokenArg, server_error};
 use super::error::{Error, Result};
 use super::history::{self, CHUNK, EventLine};
 use super::replay::positionals;
@@ -39,6 +39,8 @@ pub struct ExportArgs {
     /// Read from a running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
 }
 
 pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
@@ -57,7 +59,10 @@ pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
                 None => folder_all(&history, out).await,
             }
         }
-        (None, Some(url)) => server(&Client::new(&url)?, id, out).await,
+        (None, Some(url)) => {
+            let client = Client::new(&url)?.with_token(args.token.token);
+            server(&client, id, out).await
+        }
         (Some(_), Some(_)) | (None, None) => Err(Error::Usage(
             "name a data folder, or --server <url>, to export from".into(),
         )),

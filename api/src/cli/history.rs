@@ -56,12 +56,16 @@ pub enum Source {
 impl Source {
     /// The source named on the command line: `--server <url>`, else a path
     /// (a data folder, or an export file).
-    pub fn open(path: Option<&Path>, server: Option<&str>) -> Result<Source> {
+    pub fn open(
+        path: Option<&Path>,
+        server: Option<&str>,
+        token: Option<String>,
+    ) -> Result<Source> {
         match (path, server) {
             (Some(_), Some(_)) => Err(Error::Usage(
                 "give either a data folder, an export file or --server, not two".into(),
             )),
-            (None, Some(url)) => Ok(Source::Server(Client::new(url)?)),
+            (None, Some(url)) => Ok(Source::Server(Client::new(url)?.with_token(token))),
             (None, None) => Err(Error::Usage(
                 "name a data folder, an export file, or --server <url>".into(),
             )),

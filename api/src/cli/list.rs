@@ -12,7 +12,7 @@ use std::io::Write;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::client::{Client, ServerArg, encode};
+use super::client::{ServerArg, encode};
 use super::error::{Error, Result};
 use super::write_line as write;
 
@@ -46,7 +46,7 @@ pub struct ListArgs {
 const PAGE_MAX: u64 = 1000;
 
 pub async fn run(args: ListArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let wanted = if args.all { u64::MAX } else { args.limit };
     let mut filters = String::new();
     if let Some(workflow) = &args.workflow {

@@ -10,17 +10,20 @@
 //! - `serve`: the server (`serve`); its configuration file and how the
 //!   sources of its settings are merged (`config`).
 //! - `replay`, `export`, `verify`: histories read offline from a stopped
-//!   server's data folder, an export, or a server (`history`).
+//!   server's data folder, an export, or a server (`history`); `audit`:
+//!   who did what, from a data folder.
 //! - The client commands, over `client`: `workflow apply|validate`
 //!   (`workflow`; `validate` also offline), `start` and `agents`
 //!   (`remote`), `status` (`status`), `tail` (`tail`), `ls`
 //!   (`list`), `signal` and `publish` (`events`), and the commands on
 //!   one execution — `pause`, `resume`, `cancel`, `terminate`, `retry`,
 //!   `skip`, `redrive` (`control`).
-//! - `agent`: a small agent (`agent`); `completions`: shell completion
+//! - `agent`: a small agent (`agent`); `token`: access tokens, on a data
+//!   folder or a server (`token`); `completions`: shell completion
 //!   scripts (`completions`).
 
 mod agent;
+mod audit;
 mod client;
 mod completions;
 mod config;
@@ -38,6 +41,7 @@ mod serve;
 mod signals;
 mod status;
 mod tail;
+mod token;
 mod verify;
 mod workflow;
 
@@ -48,6 +52,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use agent::AgentArgs;
+pub use audit::AuditArgs;
 pub use client::DEFAULT_SERVER;
 pub use completions::CompletionsArgs;
 pub use config::ServeArgs;
@@ -61,6 +66,7 @@ pub use remote::{AgentsArgs, StartArgs};
 pub use replay::{ReplayArgs, run as replay};
 pub use status::StatusArgs;
 pub use tail::TailArgs;
+pub use token::TokenCommand;
 pub use verify::VerifyArgs;
 pub use workflow::WorkflowCommand;
 
@@ -84,6 +90,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Writes histories as JSON lines, in the journal's order.
     Export(ExportArgs),
+    /// Lists who did what (token changes, definitions, starts, signals,
+    /// operator commands) from a stopped server's data folder, checking
+    /// every hash chain. Exit 0 only if they all verify.
+    Audit(AuditArgs),
     /// Defines workflows on a server, or checks them (offline by default).
     Workflow {
         #[command(subcommand)]
@@ -107,6 +117,12 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Runs a small agent: echoes each task's input, or runs a command.
     Agent(AgentArgs),
+    /// Creates, lists and revokes access tokens, on a data folder or a
+    /// server.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Prints a shell completion script (bash, zsh, fish, elvish,
     /// powershell).
     Completions(CompletionsArgs),
@@ -125,6 +141,13 @@ pub fn run(cli: Cli) -> ExitCode {
             };
         }
         Command::Export(args) => buffered(|out| block_on(export::run(args, out))),
+        Command::Audit(args) => {
+            return match buffered(|out| block_on(audit::run(args, out))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => failed(&e),
+            };
+        }
         Command::Workflow { command } => buffered(|out| block_on(workflow::run(command, out))),
         Command::Start(args) => buffered(|out| block_on(remote::start(args, out))),
         Command::Status(args) => buffered(|out| block_on(status::run(args, out))),
@@ -135,6 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
         // Each event is written (and flushed) as it arrives.
         Command::Tail(args) => block_on(tail::run(args, &mut std::io::stdout().lock())),
         Command::Agent(args) => block_on(agent::run(args)),
+        Command::Token { command } => buffered(|out| block_on(token::run(command, out))),
         Command::Completions(args) => buffered(|out| completions::run(args, out)),
     };
     match outcome {

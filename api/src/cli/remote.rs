@@ -51,7 +51,7 @@ pub struct StartArgs {
 const START_WAIT_MS: u64 = 60_000;
 
 pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let mut body = Map::new();
     body.insert("workflow".into(), Value::String(args.workflow));
     if let Some(version) = args.version {
@@ -187,7 +187,7 @@ struct AgentList {
 }
 
 pub async fn agents(args: AgentsArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     if args.json {
         let answer: Value = client.get("/v1/agents").await?;
         return write(out, answer.to_string());

@@ -16,6 +16,7 @@ use retrace_engine::ExecutionId;
 use retrace_engine::machine::{Event, ExecutionState, apply};
 use serde::Serialize;
 
+use super::client::TokenArg;
 use super::diff;
 use super::error::{Error, Result};
 use super::history::{Listed, Source};
@@ -36,6 +37,8 @@ pub struct ReplayArgs {
     /// Read the history from a running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
     /// Stop after the event with this seq.
     #[arg(long, value_name = "SEQ")]
     pub until: Option<u64>,
@@ -99,7 +102,11 @@ pub fn positionals(
 
 pub async fn run(args: ReplayArgs, out: &mut impl Write) -> Result<()> {
     let (path, id) = positionals(args.source, args.execution, args.server.as_deref())?;
-    let source = Source::open(path.as_deref(), args.server.as_deref())?;
+    let source = Source::open(
+        path.as_deref(),
+        args.server.as_deref(),
+        args.token.token.clone(),
+    )?;
     let Some(id) = id else {
         let listed = source.executions().await?;
         return list(&listed, args.json, out);

@@ -22,6 +22,11 @@ use super::logging;
 use super::signals::Stop;
 use crate::state::AppState;
 
+/// The file in the data folder where a running server writes its own URL
+/// (a loopback one when it listens on every address), so `retrace token`
+/// pointed at the folder can reach it; removed when it stops.
+pub const SERVER_URL_FILE: &str = "server.url";
+
 /// Runs the server; the exit code: 0 after a signal-initiated shutdown,
 /// 1 when it cannot start or fails.
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -72,12 +77,45 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let engine = Engine::open(settings.engine_config())
         .await
         .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
+    let loopback = addrs.iter().all(|a| a.ip().is_loopback());
+    if !engine.tokens_required() {
+        if !loopback && !settings.insecure_no_auth {
+            engine.shutdown().await.ok();
+            anyhow::bail!(
+                "refusing to serve {} on {} with no access token: anyone who reaches it \
+                 could run and change everything. Create an admin token first \
+                 (`retrace token create --data {} --name admin --role admin`), listen on \
+                 127.0.0.1, or pass --insecure-no-auth",
+                settings.data.display(),
+                settings.listen,
+                settings.data.display()
+            );
+        }
+        if loopback {
+            tracing::info!(
+                "no access tokens: every caller that reaches this loopback address is \
+                 allowed everything (`retrace token create` turns tokens on)"
+            );
+        } else {
+            tracing::warn!(
+                listen = %settings.listen,
+                "--insecure-no-auth: no access tokens, and anyone who reaches this address \
+                 is allowed everything"
+            );
+        }
+    } else {
+        tracing::info!("access tokens required on every route but the probes");
+    }
     let listener = TcpListener::bind(addrs.as_slice())
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener
         .local_addr()
         .context("the listener has no address")?;
+    let url_file = settings.data.join(SERVER_URL_FILE);
+    if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(addr))) {
+        tracing::warn!(file = %url_file.display(), error = %e, "cannot write the server's URL");
+    }
     let config = settings.api;
     let state = AppState::new(engine.clone(), config);
     let shutdown = state.shutdown.clone();
@@ -101,6 +139,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("cannot flush the journal")?;
+    let _ = std::fs::remove_file(&url_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A URL of this server that a command on the same machine can use.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }

@@ -12,7 +12,7 @@ use clap::Args;
 use retrace_engine::machine::{ErrorInfo, FailedStep, Waiting};
 use serde_json::Value;
 
-use super::client::{Client, ServerArg};
+use super::client::ServerArg;
 use super::diff::{compact, error_text, short, waiting};
 use super::error::{Error, Result};
 use super::remote::execution_id;
@@ -32,7 +32,7 @@ pub struct StatusArgs {
 }
 
 pub async fn run(args: StatusArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let id = execution_id(&args.execution)?;
     let answer: Value = client.get(&format!("/v1/executions/{id}")).await?;
     if args.json {

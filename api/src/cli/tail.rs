@@ -51,7 +51,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Follows the execution to its end: `Ok` when it completed,
 /// [`Error::Ended`] when it ended otherwise.
 pub async fn run(args: TailArgs, out: &mut impl Write) -> Result<()> {
-    let client = Client::new(&args.server.server)?;
+    let client = args.server.client()?;
     let id = execution_id(&args.execution)?;
     let mut tail = Tail {
         client,

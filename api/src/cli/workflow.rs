@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use retrace_engine::model::{DOCUMENT_BYTES_MAX, Problem, Workflow};
 use serde_json::{Value, json};
 
-use super::client::{Client, ServerArg};
+use super::client::{Client, ServerArg, TokenArg};
 use super::error::{Error, Result};
 use super::write_line as write;
 
@@ -53,6 +53,8 @@ pub struct ValidateArgs {
     /// running server unless asked.
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArg,
     /// Print the answer as JSON (`{"valid", "name", "version"}`, as the
     /// server answers).
     #[arg(long)]
@@ -88,14 +90,14 @@ impl Format {
 pub async fn run(command: WorkflowCommand, out: &mut impl Write) -> Result<()> {
     match command {
         WorkflowCommand::Apply(args) => {
-            let client = Client::new(&args.server.server)?;
+            let client = args.server.client()?;
             let answer = send(&client, "/v1/workflows", &args.file).await?;
             report(&answer, args.json, out)
         }
         WorkflowCommand::Validate(args) => {
             let answer = match &args.server {
                 Some(server) => {
-                    let client = Client::new(server)?;
+                    let client = Client::new(server)?.with_token(args.token.token.clone());
                     send(&client, "/v1/workflows/validate", &args.file).await?
                 }
                 None => validate_here(&args.file)?,

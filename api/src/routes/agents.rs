@@ -1,7 +1,10 @@
 //! `/v1/agents`: register, list, read, unregister and heartbeat agents.
 //!
-//! Owns the registration body. It must never judge a registration (the
-//! engine's registry does) nor persist one: registrations live in the
+//! Owns the registration body, and whose agent is whose: with tokens, an
+//! agent belongs to the token it registered with, and only that token
+//! polls for it, heartbeats it and reports its tasks (an agent token also
+//! registers only the capabilities it allows). It must never judge a
+//! registration otherwise (the engine's registry does) nor persist one: registrations live in the
 //! engine's memory, so after a restart agents get `404 unknown_agent` and
 //! register again.
 
@@ -11,6 +14,10 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use retrace_engine::agents::AgentId;
+use retrace_engine::store::tokens::Role;
+
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, agent_id};
 use crate::routes::commands::NoBody;
@@ -67,13 +74,25 @@ struct Registered {
 )]
 pub async fn register(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<RegisterBody>,
 ) -> Result<impl IntoResponse, Error> {
-    let id =
-        state
-            .engine
-            .agents()
-            .register(&body.name, &body.capabilities, body.max_concurrency)?;
+    if let Some(token) = &caller.token
+        && let Some(allowed) = &token.capabilities
+        && let Some(other) = body.capabilities.iter().find(|c| !allowed.contains(c))
+    {
+        return Err(Error::Forbidden(format!(
+            "the token `{}` allows the capabilities {}, not `{other}`",
+            token.name,
+            allowed.join(", ")
+        )));
+    }
+    let id = state.engine.agents().register_with(
+        &body.name,
+        &body.capabilities,
+        body.max_concurrency,
+        caller.name(),
+    )?;
     Ok((
         StatusCode::CREATED,
         axum::Json(Registered { id: id.to_string() }),
@@ -160,9 +179,14 @@ struct Unregistered {
 )]
 pub async fn unregister(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
     let agent = agent_id(&id)?;
+    // An admin may remove any agent; an agent token only its own.
+    if caller.role() != Some(Role::Admin) {
+        own_agent(&state, &caller, &agent)?;
+    }
     let requeued = state.engine.agents().unregister(&agent)?;
     Ok(axum::Json(Unregistered { id, requeued }))
 }
@@ -186,10 +210,12 @@ pub async fn unregister(
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Result<impl IntoResponse, Error> {
     let agent = agent_id(&id)?;
+    own_agent(&state, &caller, &agent)?;
     state.engine.agents().heartbeat(&agent)?;
     let info = state
         .engine
@@ -197,4 +223,25 @@ pub async fn heartbeat(
         .get(&agent)
         .ok_or(Error::UnknownAgent(id))?;
     Ok(axum::Json(AgentView::from(info)))
+}
+
+/// Refuses `agent` to a caller whose token did not register it
+/// (`403 not_yours`); anyone may act for any agent when the server has no
+/// tokens.
+pub(crate) fn own_agent(state: &AppState, caller: &Caller, agent: &AgentId) -> Result<(), Error> {
+    let Some(name) = caller.name() else {
+        return Ok(());
+    };
+    let info = state
+        .engine
+        .agents()
+        .get(agent)
+        .ok_or_else(|| Error::UnknownAgent(agent.to_string()))?;
+    if info.token.as_deref() == Some(name) {
+        Ok(())
+    } else {
+        Err(Error::NotYours(format!(
+            "agent {agent} was not registered with the token `{name}`"
+        )))
+    }
 }

@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{OptionalJson, Path, execution_id};
 use crate::schemas::ExecutionStatus;
 use crate::state::AppState;
+use crate::webhook;
 
 /// The longest `reason`, in characters (Unicode scalar values, as JSON
 /// Schema's `maxLength` counts them).
@@ -140,12 +142,19 @@ fn answer(state: ExecutionState) -> Answer {
 )]
 pub async fn pause(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
     let reason = reason(body.reason, "pause")?;
-    answer(state.engine.pause(id, &reason).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .pause(id, &reason)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -167,10 +176,17 @@ pub async fn pause(
 )]
 pub async fn resume(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Answer {
-    answer(state.engine.resume(execution_id(&id)?).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .resume(execution_id(&id)?)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -192,12 +208,19 @@ pub async fn resume(
 )]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
     let reason = reason(body.reason, "cancel")?;
-    answer(state.engine.cancel(id, &reason, body.compensate).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .cancel(id, &reason, body.compensate)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -219,12 +242,19 @@ pub async fn cancel(
 )]
 pub async fn terminate(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
     let reason = reason(body.reason, "terminate")?;
-    answer(state.engine.terminate(id, &reason).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .terminate(id, &reason)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -246,10 +276,17 @@ pub async fn terminate(
 )]
 pub async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Answer {
-    answer(state.engine.retry(execution_id(&id)?).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .retry(execution_id(&id)?)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -271,10 +308,17 @@ pub async fn retry(
 )]
 pub async fn skip(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<SkipBody>,
 ) -> Answer {
-    answer(state.engine.skip(execution_id(&id)?, body.output).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .skip(execution_id(&id)?, body.output)
+            .await?,
+    )
 }
 
 #[utoipa::path(
@@ -296,10 +340,17 @@ pub async fn skip(
 )]
 pub async fn redrive(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(NoBody {}): OptionalJson<NoBody>,
 ) -> Answer {
-    answer(state.engine.redrive(execution_id(&id)?).await?)
+    answer(
+        state
+            .engine
+            .acting_as(caller.name())
+            .redrive(execution_id(&id)?)
+            .await?,
+    )
 }
 
 /// An external event's body: both fields may be left out (`null`).
@@ -386,13 +437,17 @@ pub struct SignalView {
 )]
 pub async fn signal(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, name)): Path<(String, String)>,
-    OptionalJson(body): OptionalJson<EventBody>,
+    event: webhook::EventBody<EventBody>,
 ) -> Result<axum::Json<SignalView>, Error> {
     let id = execution_id(&id)?;
     check_event_name(&name)?;
+    let by = event.by(&caller);
+    let body = event.body;
     let signalled = state
         .engine
+        .acting_as(by.as_deref())
         .signal(id, &name, body.payload, body.correlation)
         .await?;
     let (outcome, step, activation) = match signalled.reached {
@@ -447,12 +502,16 @@ pub struct DeliveredView {
 )]
 pub async fn publish(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
-    OptionalJson(body): OptionalJson<EventBody>,
+    event: webhook::EventBody<EventBody>,
 ) -> Result<impl IntoResponse, Error> {
     check_event_name(&name)?;
+    let by = event.by(&caller);
+    let body = event.body;
     let delivered = state
         .engine
+        .acting_as(by.as_deref())
         .publish(&name, body.payload, body.correlation)
         .await?;
     Ok(axum::Json(DeliveredView { delivered }))

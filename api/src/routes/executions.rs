@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Json, Path, Query, execution_id};
 use crate::schemas::ExecutionStatus;
@@ -131,6 +132,7 @@ enum StartAnswer {
 )]
 pub async fn start(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<StartBody>,
 ) -> Result<impl IntoResponse, Error> {
     if let Some(key) = &body.idempotency_key
@@ -155,6 +157,7 @@ pub async fn start(
     }
     let started = state
         .engine
+        .acting_as(caller.name())
         .start(StartRequest {
             workflow: body.workflow,
             version: body.version,

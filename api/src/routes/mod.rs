@@ -12,4 +12,5 @@ pub mod health;
 pub mod metrics;
 pub mod streams;
 pub mod tasks;
+pub mod tokens;
 pub mod workflows;

@@ -1,7 +1,8 @@
 //! `/v1/tasks`: agents long-poll for tasks and report each one's result,
 //! failure or liveness.
 //!
-//! Owns the task bodies and the long poll's end at shutdown. It must never
+//! Owns the task bodies, the long poll's end at shutdown, and that with
+//! tokens only the token whose agent holds a task reports it. It must never
 //! decide what a result means (the engine's machine does) and never accept a
 //! result twice: a task that is not outstanding is `409 not_outstanding` and
 //! changes nothing.
@@ -14,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, agent_id};
+use crate::routes::agents::own_agent;
 use crate::state::AppState;
 use crate::time::rfc3339;
 use crate::views::TaskView;
@@ -74,9 +77,11 @@ struct TasksView {
 )]
 pub async fn poll(
     State(state): State<AppState>,
+    caller: Caller,
     Json(body): Json<PollBody>,
 ) -> Result<impl IntoResponse, Error> {
     let agent = agent_id(&body.agent_id)?;
+    own_agent(&state, &caller, &agent)?;
     let tasks = claim(&state, &agent, &body).await?;
     Ok(axum::Json(TasksView { tasks }))
 }
@@ -104,6 +109,28 @@ struct Accepted {
     /// With `poll` in the report: the tasks claimed next (possibly none).
     #[serde(skip_serializing_if = "Option::is_none")]
     tasks: Option<Vec<TaskView>>,
+}
+
+/// Refuses a report on `task` from a caller whose token did not register
+/// the agent holding it: `403 not_yours`, or `409 not_outstanding` when no
+/// agent holds it. Anyone may report any task when the server has no
+/// tokens.
+fn own_task(state: &AppState, caller: &Caller, task: &str) -> Result<(), Error> {
+    let Some(name) = caller.name() else {
+        return Ok(());
+    };
+    let agents = state.engine.agents();
+    let holder = agents.claimed_by(task).and_then(|a| agents.get(&a));
+    match holder {
+        None => Err(Error::NotOutstanding(format!(
+            "task {task} is not held by any agent (claim it with a poll first)"
+        ))),
+        Some(agent) if agent.token.as_deref() == Some(name) => Ok(()),
+        Some(agent) => Err(Error::NotYours(format!(
+            "task {task} is held by agent {}, not registered with the token `{name}`",
+            agent.id
+        ))),
+    }
 }
 
 /// The task id, if it can name a task at all.
@@ -162,10 +189,12 @@ pub struct CompleteBody {
 )]
 pub async fn complete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<CompleteBody>,
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
+    own_task(&state, &caller, &id)?;
     // The poll's agent is checked before anything is recorded.
     let poll = match &body.poll {
         Some(p) => {
@@ -173,12 +202,14 @@ pub async fn complete(
             if state.engine.agents().get(&agent).is_none() {
                 return Err(Error::UnknownAgent(agent.to_string()));
             }
+            own_agent(&state, &caller, &agent)?;
             Some((agent, p))
         }
         None => None,
     };
     state
         .engine
+        .acting_as(caller.name())
         .complete_task(&id, body.output)
         .await
         .map_err(|e| task_error(&id, e))?;
@@ -244,10 +275,12 @@ pub struct ErrorBody {
 )]
 pub async fn fail(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Json(body): Json<FailBody>,
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
+    own_task(&state, &caller, &id)?;
     let kind = body.error.kind;
     let chars = kind.chars().count();
     if chars == 0 || chars > ERROR_TYPE_CHARS_MAX {
@@ -264,6 +297,7 @@ pub async fn fail(
     error.retryable = body.error.retryable;
     state
         .engine
+        .acting_as(caller.name())
         .fail_task(&id, error)
         .await
         .map_err(|e| task_error(&id, e))?;
@@ -306,7 +340,7 @@ struct Extended {
     summary = "Keep a task's claim",
     description = "Extends the claim as a fresh claim would last. A task that is not \
         (or no longer) claimed is `409 not_outstanding`; with `agentId`, a task held by \
-        another agent is `409 not_yours`.",
+        another agent is `403 not_yours`.",
     params(("id" = String, Path, description = "The task's id: `<execution id>.<activation>.<attempt>` \
         (another id names no task: `404 unknown_task`).")),
     request_body(
@@ -319,10 +353,12 @@ struct Extended {
 )]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<HeartbeatBody>,
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
+    own_task(&state, &caller, &id)?;
     let agent = body.agent_id.as_deref().map(agent_id).transpose()?;
     let claim = state.engine.agents().task_heartbeat(&id, agent.as_ref())?;
     let now_ms = state.engine.clock().now_ms();

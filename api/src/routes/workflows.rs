@@ -16,6 +16,7 @@ use retrace_engine::model::Workflow;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Body, Path, is_json, media_type};
 use crate::schemas::{WorkflowDefinition, WorkflowYaml};
@@ -142,11 +143,16 @@ struct DefinedView {
 )]
 pub async fn define(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<impl IntoResponse, Error> {
     let workflow = compile(format(&headers)?, body).await?;
-    let defined = state.engine.define(workflow).await?;
+    let defined = state
+        .engine
+        .acting_as(caller.name())
+        .define(workflow)
+        .await?;
     let status = if defined.created {
         StatusCode::CREATED
     } else {

@@ -47,6 +47,8 @@ pub fn retrace() -> Command {
         "RETRACE_POLL_WAIT_MS_DEFAULT",
         "RETRACE_SSE_KEEP_ALIVE_MS",
         "RETRACE_SERVER",
+        "RETRACE_TOKEN",
+        "RETRACE_INSECURE_NO_AUTH",
     ] {
         command.env_remove(name);
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod auth;
 mod bounds;
 mod commands;
 mod cross_site;

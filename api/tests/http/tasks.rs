@@ -218,7 +218,7 @@ async fn a_heartbeat_extends_the_lease_of_the_holder_only() {
     assert_eq!(status, StatusCode::OK, "the agent may be left out");
     assert_error(
         &s.post(&path, json!({"agentId": other})).await,
-        StatusCode::CONFLICT,
+        StatusCode::FORBIDDEN,
         "not_yours",
     );
 }

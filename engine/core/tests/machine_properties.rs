@@ -189,6 +189,8 @@ fn run(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<Recorded,
         versions: &catalog,
         defaults: &defaults,
         limits: &limits,
+        by: None,
+        agent: None,
     };
     let (mut state, first) = start(
         id,

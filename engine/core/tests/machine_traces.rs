@@ -485,6 +485,8 @@ impl Harness {
             versions: &self.catalog,
             defaults: &self.defaults,
             limits: &self.limits,
+            by: None,
+            agent: None,
         };
         match start(ID, workflow, &ctx, params) {
             Ok((state, events)) => {
@@ -511,6 +513,8 @@ impl Harness {
             versions: &self.catalog,
             defaults: &self.defaults,
             limits: &self.limits,
+            by: None,
+            agent: None,
         };
         let before = state.clone();
         match handle(state, workflow, &ctx, trigger) {

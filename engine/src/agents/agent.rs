@@ -88,6 +88,10 @@ pub struct AgentInfo {
     /// a long poll.
     pub last_seen_ms: u64,
     pub registered_at_ms: u64,
+    /// The access token it registered with (its name), when the server
+    /// has tokens: only that token may poll for it and report its tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Limits and defaults of the registry.
@@ -134,6 +138,8 @@ pub(super) struct Agent {
     pub(super) claimed: BTreeSet<String>,
     pub(super) last_seen_ms: u64,
     pub(super) registered_at_ms: u64,
+    /// The access token it registered with.
+    pub(super) token: Option<String>,
     /// Long polls of this agent waiting right now: while one waits, the agent
     /// is plainly alive even if it has not called in for a while.
     pub(super) polls_waiting: u32,
@@ -146,9 +152,11 @@ impl Agent {
         name: String,
         capabilities: BTreeSet<String>,
         max_concurrency: u32,
+        token: Option<String>,
         now_ms: u64,
     ) -> Self {
         Agent {
+            token,
             seq,
             name,
             capabilities,
@@ -210,6 +218,7 @@ impl Agent {
             load_factor: ratio(active as u64, u64::from(self.max_concurrency), 0.0).min(1.0),
             last_seen_ms,
             registered_at_ms: self.registered_at_ms,
+            token: self.token.clone(),
         }
     }
 }

@@ -111,11 +111,23 @@ impl AgentRegistry {
         capabilities: &[String],
         max_concurrency: Option<u32>,
     ) -> Result<AgentId, AgentError> {
+        self.register_with(name, capabilities, max_concurrency, None)
+    }
+
+    /// Registers an agent as [`Self::register`] does, bound to the access
+    /// token `token` (its name): what the agent does is then the token's.
+    pub fn register_with(
+        &self,
+        name: &str,
+        capabilities: &[String],
+        max_concurrency: Option<u32>,
+        token: Option<&str>,
+    ) -> Result<AgentId, AgentError> {
         let now_ms = self.now_ms();
         let id = self
             .state()
-            .register(name, capabilities, max_concurrency, now_ms)?;
-        tracing::info!(agent = %id, name, capabilities = ?capabilities, "agent registered");
+            .register(name, capabilities, max_concurrency, token, now_ms)?;
+        tracing::info!(agent = %id, name, capabilities = ?capabilities, token, "agent registered");
         Ok(id)
     }
 

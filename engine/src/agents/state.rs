@@ -48,6 +48,7 @@ impl State {
         name: &str,
         capabilities: &[String],
         max_concurrency: Option<u32>,
+        token: Option<&str>,
         now_ms: u64,
     ) -> Result<AgentId, AgentError> {
         let registration = validate::check(
@@ -67,6 +68,7 @@ impl State {
             registration.name,
             registration.capabilities,
             registration.max_concurrency,
+            token.map(str::to_owned),
             now_ms,
         );
         self.agents.insert(id, agent);

@@ -7,7 +7,8 @@
 //! `export`). It pages executions and their events, rebuilds states (from a
 //! snapshot, or from the first event to check one), and streams one
 //! execution or the whole journal, stored events first and then live ones.
-//! The reserved catalog stream is never shown: it is not an execution.
+//! The reserved streams (the catalog, the access tokens) are never shown
+//! as executions; `audit` lists what people changed in them.
 //!
 //! Positions (the whole journal's order) are what the journal promises:
 //! strictly increasing in commit order, possibly with gaps. So every "from
@@ -17,11 +18,13 @@
 //! exactly what the journal holds. A record that fails its checks or does
 //! not decode is an error naming where it is.
 
+mod audit;
 mod names;
 mod streams;
 
 use std::path::Path;
 
+pub use audit::{AuditEntry, AuditTarget};
 pub use names::{NameLookup, WorkflowNames};
 pub use streams::{EventStream, GlobalFilter, GlobalStream};
 

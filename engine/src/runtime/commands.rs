@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::Engine;
+use super::drive::Asked;
 use crate::ExecutionId;
 use crate::agents::{AgentId, ClaimedTask};
 use crate::error::Error;
@@ -125,11 +126,16 @@ impl Engine {
 
     /// Defines a compiled workflow; the same version again is a no-op.
     pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
+        self.define_as(workflow, None).await
+    }
+
+    /// Defines a compiled workflow on behalf of `by` (recorded with it).
+    async fn define_as(&self, workflow: Workflow, by: Option<&str>) -> Result<Defined, Error> {
         let warnings = self.warnings(&workflow);
         let _exclusive = self.inner.defining.lock().await;
         let now = self.inner.clock.now_ms();
-        let definition = self.read_catalog()?.definition(&workflow, now);
-        let Some((seq, event)) = definition else {
+        let definition = self.read_catalog()?.definition(&workflow, by, now);
+        let Some((seq, events)) = definition else {
             let existing = self
                 .read_catalog()?
                 .by_version(workflow.version())
@@ -140,9 +146,10 @@ impl Engine {
                 warnings,
             });
         };
-        self.inner.store.append_definition(seq, event).await?;
+        let last_seq = seq + events.len() as u64 - 1;
+        self.inner.store.append_definition(seq, events).await?;
         let workflow = Arc::new(workflow);
-        self.write_catalog()?.defined(workflow.clone(), seq);
+        self.write_catalog()?.defined(workflow.clone(), last_seq);
         Ok(Defined {
             workflow,
             created: true,
@@ -162,15 +169,152 @@ impl Engine {
 
     // ----- executions -----
 
+    /// Commands as `by` (an access token's name): the events they make
+    /// record it. Without tokens, the methods on [`Engine`] itself do the
+    /// same as nobody in particular.
+    pub fn acting_as(&self, by: Option<&str>) -> Acting<'_> {
+        Acting {
+            engine: self,
+            by: by.map(str::to_owned),
+        }
+    }
+
+    /// Starts an execution (see [`Acting::start`]).
+    pub async fn start(&self, request: StartRequest) -> Result<Started, Error> {
+        self.acting_as(None).start(request).await
+    }
+
+    /// Delivers an external event to one execution (see [`Acting::signal`]).
+    pub async fn signal(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: Value,
+        correlation: Option<Value>,
+    ) -> Result<Signalled, Error> {
+        self.acting_as(None)
+            .signal(id, name, payload, correlation)
+            .await
+    }
+
+    /// Delivers an external event to every execution waiting on it (see
+    /// [`Acting::publish`]).
+    pub async fn publish(
+        &self,
+        name: &str,
+        payload: Value,
+        correlation: Option<Value>,
+    ) -> Result<Vec<ExecutionId>, Error> {
+        self.acting_as(None)
+            .publish(name, payload, correlation)
+            .await
+    }
+
+    pub async fn pause(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
+        self.acting_as(None).pause(id, reason).await
+    }
+
+    pub async fn resume(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.acting_as(None).resume(id).await
+    }
+
+    pub async fn cancel(
+        &self,
+        id: ExecutionId,
+        reason: &str,
+        compensate: bool,
+    ) -> Result<ExecutionState, Error> {
+        self.acting_as(None).cancel(id, reason, compensate).await
+    }
+
+    pub async fn retry(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.acting_as(None).retry(id).await
+    }
+
+    pub async fn skip(&self, id: ExecutionId, output: Value) -> Result<ExecutionState, Error> {
+        self.acting_as(None).skip(id, output).await
+    }
+
+    pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
+        self.acting_as(None).redrive(id).await
+    }
+
+    pub async fn terminate(&self, id: ExecutionId, reason: &str) -> Result<ExecutionState, Error> {
+        self.acting_as(None).terminate(id, reason).await
+    }
+
+    // ----- tasks -----
+
+    /// Long-polls for tasks on behalf of an agent.
+    pub async fn poll_tasks(
+        &self,
+        agent: &AgentId,
+        wait_ms: u64,
+        max: usize,
+    ) -> Result<Vec<ClaimedTask>, Error> {
+        let claimed = self.inner.agents.poll(agent, wait_ms, max).await?;
+        // Queue wait and run time are measured from the claim.
+        self.inner.metrics.claimed(&claimed, &self.inner.agents);
+        Ok(claimed)
+    }
+
+    /// Records a task's result (see [`Acting::complete_task`]).
+    pub async fn complete_task(&self, task: &str, output: Value) -> Result<(), Error> {
+        self.acting_as(None).complete_task(task, output).await
+    }
+
+    /// Records a task's failure (see [`Acting::fail_task`]).
+    pub async fn fail_task(&self, task: &str, error: ErrorInfo) -> Result<(), Error> {
+        self.acting_as(None).fail_task(task, error).await
+    }
+
+    /// The agent holding `task`, as events name it: `name (id)`.
+    fn holder(&self, task: &str) -> Option<String> {
+        self.inner
+            .agents
+            .claimed_by(task)
+            .and_then(|a| self.inner.agents.get(&a))
+            .map(|info| format!("{} ({})", info.name, info.id))
+    }
+
+    /// Extends the lease of a claimed task (an agent's heartbeat on it);
+    /// with `agent`, refuses a task another agent holds.
+    pub fn task_heartbeat(
+        &self,
+        task: &str,
+        agent: Option<&AgentId>,
+    ) -> Result<ClaimedTask, Error> {
+        Ok(self.inner.agents.task_heartbeat(task, agent)?)
+    }
+}
+
+/// An engine's commands on behalf of someone (see [`Engine::acting_as`]).
+#[derive(Debug, Clone)]
+pub struct Acting<'e> {
+    engine: &'e Engine,
+    by: Option<String>,
+}
+
+impl Acting<'_> {
+    fn asked(&self) -> Asked<'_> {
+        Asked {
+            by: self.by.as_deref(),
+            agent: None,
+        }
+    }
+
     /// Starts an execution. With an idempotency key already used, returns
     /// that execution instead of starting another.
     pub async fn start(&self, request: StartRequest) -> Result<Started, Error> {
         if let Some(id) = request
             .idempotency_key
             .as_deref()
-            .and_then(|key| self.inner.index.keyed(key))
+            .and_then(|key| self.engine.inner.index.keyed(key))
         {
-            let status = self.summary(id).map_or(Status::Running, |s| s.status);
+            let status = self
+                .engine
+                .summary(id)
+                .map_or(Status::Running, |s| s.status);
             return Ok(Started {
                 id,
                 status,
@@ -178,6 +322,7 @@ impl Engine {
             });
         }
         let workflow = self
+            .engine
             .workflow(&request.workflow, request.version.as_deref())
             .ok_or_else(|| Error::UnknownWorkflow {
                 name: request.workflow.clone(),
@@ -194,7 +339,10 @@ impl Engine {
             parent: None,
             idempotency_key: request.idempotency_key,
         };
-        let status = self.start_execution(id, workflow, params).await?;
+        let status = self
+            .engine
+            .start_execution(id, workflow, params, self.asked())
+            .await?;
         Ok(Started {
             id,
             status,
@@ -211,8 +359,8 @@ impl Engine {
         payload: Value,
         correlation: Option<Value>,
     ) -> Result<Signalled, Error> {
-        let live = self.live_for(id, "signal")?;
-        let mut live = self.lock_fresh(&live).await?;
+        let live = self.engine.live_for(id, "signal")?;
+        let mut live = self.engine.lock_fresh(&live).await?;
         // The same question `decide` asks, on the state it will decide on.
         let reached = live
             .state
@@ -227,7 +375,9 @@ impl Engine {
             payload,
             correlation,
         };
-        self.drive_locked(&mut live, trigger).await?;
+        self.engine
+            .drive_locked(&mut live, trigger, self.asked())
+            .await?;
         Ok(Signalled {
             state: live.state.clone(),
             reached,
@@ -243,11 +393,11 @@ impl Engine {
         correlation: Option<Value>,
     ) -> Result<Vec<ExecutionId>, Error> {
         let mut reached = Vec::new();
-        for id in self.inner.index.awaiting(name, correlation.as_ref()) {
-            let Some(live) = self.live_of(id) else {
+        for id in self.engine.inner.index.awaiting(name, correlation.as_ref()) {
+            let Some(live) = self.engine.live_of(id) else {
                 continue;
             };
-            let mut live = self.lock_fresh(&live).await?;
+            let mut live = self.engine.lock_fresh(&live).await?;
             // The index may be a step behind the state: the state decides.
             if live
                 .state
@@ -261,7 +411,9 @@ impl Engine {
                 payload: payload.clone(),
                 correlation: correlation.clone(),
             };
-            self.drive_locked(&mut live, trigger).await?;
+            self.engine
+                .drive_locked(&mut live, trigger, self.asked())
+                .await?;
             reached.push(id);
         }
         Ok(reached)
@@ -287,11 +439,11 @@ impl Engine {
             | Trigger::Terminate { reason } => Some(reason.clone()),
             _ => None,
         };
-        let outcome = self.drive(id, trigger).await;
+        let outcome = self.engine.drive(id, trigger, self.asked()).await;
         match &outcome {
-            Ok(state) => tracing::info!(execution = %id, command, reason = ?reason,
+            Ok(state) => tracing::info!(execution = %id, command, reason = ?reason, by = ?self.by,
                 status = state.status.as_str(), "operator command"),
-            Err(e) => tracing::info!(execution = %id, command, error = %e,
+            Err(e) => tracing::info!(execution = %id, command, error = %e, by = ?self.by,
                 "operator command refused"),
         }
         outcome
@@ -325,10 +477,10 @@ impl Engine {
     /// Reopens a failed execution at the step that failed; its history is
     /// kept and continues.
     pub async fn redrive(&self, id: ExecutionId) -> Result<ExecutionState, Error> {
-        self.revive(id).await?;
+        self.engine.revive(id).await?;
         let result = self.command(id, Trigger::Redrive).await;
         if result.is_err() {
-            self.forget_if_ended(id).await;
+            self.engine.forget_if_ended(id).await;
         }
         result
     }
@@ -338,59 +490,40 @@ impl Engine {
         self.command(id, Trigger::Terminate { reason }).await
     }
 
-    // ----- tasks -----
-
-    /// Long-polls for tasks on behalf of an agent.
-    pub async fn poll_tasks(
-        &self,
-        agent: &AgentId,
-        wait_ms: u64,
-        max: usize,
-    ) -> Result<Vec<ClaimedTask>, Error> {
-        let claimed = self.inner.agents.poll(agent, wait_ms, max).await?;
-        // Queue wait and run time are measured from the claim.
-        self.inner.metrics.claimed(&claimed, &self.inner.agents);
-        Ok(claimed)
-    }
-
-    /// Records a task's result. A task that is not outstanding is refused
-    /// and changes nothing.
+    /// Records a task's result, with the agent holding it. A task that is
+    /// not outstanding is refused and changes nothing.
     pub async fn complete_task(&self, task: &str, output: Value) -> Result<(), Error> {
         let id = machine::task_execution(task).ok_or_else(|| Error::UnknownTask(task.into()))?;
         let trigger = Trigger::TaskCompleted {
             task: task.to_string(),
             output,
         };
-        self.drive(id, trigger).await?;
+        let agent = self.engine.holder(task);
+        let asked = Asked {
+            agent: agent.as_deref(),
+            ..self.asked()
+        };
+        self.engine.drive(id, trigger, asked).await?;
         Ok(())
     }
 
-    /// Records a task's failure (it retries or routes per the step).
+    /// Records a task's failure (it retries or routes per the step), with
+    /// the agent holding it.
     pub async fn fail_task(&self, task: &str, mut error: ErrorInfo) -> Result<(), Error> {
         let id = machine::task_execution(task).ok_or_else(|| Error::UnknownTask(task.into()))?;
         if error.agent.is_none() {
-            error.agent = self
-                .inner
-                .agents
-                .claimed_by(task)
-                .and_then(|a| self.inner.agents.get(&a))
-                .map(|info| format!("{} ({})", info.name, info.id));
+            error.agent = self.engine.holder(task);
         }
         let trigger = Trigger::TaskFailed {
             task: task.to_string(),
             error,
         };
-        self.drive(id, trigger).await?;
+        self.engine.drive(id, trigger, self.asked()).await?;
         Ok(())
     }
 
-    /// Extends the lease of a claimed task (an agent's heartbeat on it);
-    /// with `agent`, refuses a task another agent holds.
-    pub fn task_heartbeat(
-        &self,
-        task: &str,
-        agent: Option<&AgentId>,
-    ) -> Result<ClaimedTask, Error> {
-        Ok(self.inner.agents.task_heartbeat(task, agent)?)
+    /// Defines a compiled workflow; the same version again is a no-op.
+    pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
+        self.engine.define_as(workflow, self.by.as_deref()).await
     }
 }

@@ -62,6 +62,23 @@ impl Live {
     }
 }
 
+/// Who asked for a trigger, as the machine records it (see [`Ctx::by`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Asked<'a> {
+    /// The access token's name.
+    pub by: Option<&'a str>,
+    /// The agent reporting a task (`name (id)`).
+    pub agent: Option<&'a str>,
+}
+
+impl Asked<'_> {
+    /// Nobody: what the engine does by itself (timers, leases, children).
+    pub const ENGINE: Asked<'static> = Asked {
+        by: None,
+        agent: None,
+    };
+}
+
 impl Engine {
     /// Starts execution `id` (also used for children, whose id is derived).
     pub(super) async fn start_execution(
@@ -69,12 +86,13 @@ impl Engine {
         id: ExecutionId,
         workflow: Arc<Workflow>,
         params: StartParams,
+        asked: Asked<'_>,
     ) -> Result<Status, Error> {
         let key = params.idempotency_key.clone();
         let now = self.inner.clock.now_ms();
         let (state, events) = {
             let catalog = self.read_catalog()?;
-            machine::start(id, &workflow, &self.ctx(&catalog, now), params)?
+            machine::start(id, &workflow, &self.ctx(&catalog, now, asked), params)?
         };
         let live = Arc::new(Mutex::new(Live::new(state, workflow)));
         let mut guard = live.lock().await;
@@ -101,11 +119,12 @@ impl Engine {
         &self,
         id: ExecutionId,
         trigger: Trigger,
+        asked: Asked<'_>,
     ) -> Result<ExecutionState, Error> {
         let live = self.live_for(id, trigger.command())?;
         let mut live = self.lock_fresh(&live).await?;
         let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
-        self.drive_locked(&mut live, trigger)
+        self.drive_locked(&mut live, trigger, asked)
             .instrument(span)
             .await?;
         Ok(live.state.clone())
@@ -130,7 +149,7 @@ impl Engine {
 
     /// Like `drive`, for triggers nobody waits on (timers, leases, children).
     pub(super) async fn deliver(&self, id: ExecutionId, trigger: Trigger) {
-        match self.drive(id, trigger.clone()).await {
+        match self.drive(id, trigger.clone(), Asked::ENGINE).await {
             Ok(_) => {}
             Err(Error::Rejected(r)) => {
                 tracing::debug!(execution = %id, reason = %r, "trigger refused")
@@ -149,6 +168,7 @@ impl Engine {
         &self,
         live: &mut Live,
         trigger: Trigger,
+        asked: Asked<'_>,
     ) -> Result<(), Error> {
         if live.state.status.is_terminal() && trigger != Trigger::Redrive {
             return Err(Error::Rejected(Rejection::WrongState {
@@ -161,7 +181,7 @@ impl Engine {
         let before = metrics::before(&live.state);
         let decided = {
             let catalog = self.read_catalog()?;
-            let ctx = self.ctx(&catalog, now);
+            let ctx = self.ctx(&catalog, now, asked);
             machine::handle(&mut live.state, &live.workflow, &ctx, trigger)
         };
         let events = match decided {
@@ -372,14 +392,16 @@ impl Engine {
     }
 
     /// What the machine is given besides the state: the time, fresh
-    /// entropy, and the workflows it may start as children.
-    fn ctx<'a>(&'a self, catalog: &'a WorkflowCatalog, now_ms: u64) -> Ctx<'a> {
+    /// entropy, the workflows it may start as children, and who asked.
+    fn ctx<'a>(&'a self, catalog: &'a WorkflowCatalog, now_ms: u64, asked: Asked<'a>) -> Ctx<'a> {
         Ctx {
             now_ms,
             entropy: uuid::Uuid::new_v4().as_u64_pair().0,
             versions: catalog,
             defaults: &self.inner.defaults,
             limits: &self.inner.limits,
+            by: asked.by,
+            agent: asked.agent,
         }
     }
 

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::drive::{Live, started_elsewhere};
+use super::drive::{Asked, Live, started_elsewhere};
 use super::outage::{self, Wake};
 use super::{Engine, HandlerTask};
 use crate::ExecutionId;
@@ -279,7 +279,7 @@ impl Engine {
             parent: Some(parent),
             idempotency_key: None,
         };
-        match self.start_execution(child, wf, params).await {
+        match self.start_execution(child, wf, params, Asked::ENGINE).await {
             Ok(_) => Ok(()),
             Err(e) if started_elsewhere(&e) => Ok(()),
             Err(e) => Err(e),

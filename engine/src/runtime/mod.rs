@@ -38,6 +38,7 @@ mod pace;
 mod recover;
 mod tasks;
 pub mod timers;
+mod tokens;
 mod waiters;
 
 use std::collections::HashMap;
@@ -46,7 +47,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use tokio::sync::Mutex;
 
-pub use commands::{Defined, Reached, Signalled, StartRequest, Started, Warning};
+pub use commands::{Acting, Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::ExecutionSummary;
 pub use pace::Pacing;
@@ -60,6 +61,7 @@ use crate::error::Error;
 use crate::machine::{Defaults, ExecutionState, Limits};
 use crate::read::History;
 use crate::store::catalog::WorkflowCatalog;
+use crate::store::tokens::Tokens;
 use crate::store::{JournalStats, Storage, Store};
 use crate::{ExecutionId, read};
 use drive::Live;
@@ -126,7 +128,8 @@ pub struct Engine {
 ///   At most one of them is held at a time by any task.
 /// - `defining` (async) is held across the append of one definition; no
 ///   other lock is taken while it is held but `catalog` briefly.
-/// - Every other lock (`live`'s map, `catalog`, `handlers`, the indexes,
+///   `changing_tokens` is the same for token changes and `tokens`.
+/// - Every other lock (`live`'s map, `catalog`, `tokens`, `handlers`, the indexes,
 ///   the timer wheel, the agent registry) is a plain mutex or rwlock taken
 ///   for one short operation: never held across an `.await`, and never
 ///   while taking another plain lock.
@@ -143,6 +146,10 @@ struct Inner {
     catalog: RwLock<WorkflowCatalog>,
     /// Held while a definition is appended, so definitions never race.
     defining: Mutex<()>,
+    /// Every access token (read by every authenticated request).
+    tokens: RwLock<Tokens>,
+    /// Held while a token change is appended, so they never race.
+    changing_tokens: Mutex<()>,
     /// The executions that have not ended, each behind its owner lock.
     live: StdMutex<HashMap<ExecutionId, Arc<Mutex<Live>>>>,
     index: index::Index,
@@ -169,6 +176,7 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Engine, Error> {
         let store = Store::open(config.storage)?;
         let catalog = WorkflowCatalog::load(store.journal()).await?;
+        let tokens = Tokens::load(store.journal()).await?;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -184,6 +192,8 @@ impl Engine {
                 snapshot_every: config.snapshot_every.max(1),
                 catalog: RwLock::new(catalog),
                 defining: Mutex::new(()),
+                tokens: RwLock::new(tokens),
+                changing_tokens: Mutex::new(()),
                 live: StdMutex::new(HashMap::new()),
                 index: index::Index::default(),
                 waiters: waiters::Waiters::default(),

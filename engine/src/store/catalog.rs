@@ -19,6 +19,17 @@ use crate::machine;
 use crate::model::Workflow;
 
 const DEFINED: &str = "workflow_defined";
+/// Who defined the version just before it (same append), when someone with
+/// a token did: `{"version", "by"}`. A record of its own, so the
+/// definition's record stays the canonical document it always was.
+const DEFINED_BY: &str = "workflow_defined_by";
+
+/// The stored shape of `workflow_defined_by`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DefinedBy {
+    pub version: String,
+    pub by: String,
+}
 
 /// What the engine knows of workflows.
 #[derive(Debug, Default)]
@@ -58,22 +69,40 @@ impl WorkflowCatalog {
         }
     }
 
-    /// The catalog event that defines `wf` and the seq it must be appended
-    /// at, or `None` if that version is defined already. The caller holds
-    /// definitions exclusively from here until [`Self::defined`], so the
-    /// catalog stream's seqs never race.
-    pub(crate) fn definition(&self, wf: &Workflow, now_ms: u64) -> Option<(u64, NewEvent)> {
+    /// The catalog records that define `wf` (on behalf of `by`) and the seq
+    /// the first must be appended at, or `None` if that version is defined
+    /// already. The caller holds definitions exclusively from here until
+    /// [`Self::defined`], so the catalog stream's seqs never race.
+    pub(crate) fn definition(
+        &self,
+        wf: &Workflow,
+        by: Option<&str>,
+        now_ms: u64,
+    ) -> Option<(u64, Vec<NewEvent>)> {
         if self.by_version.contains_key(wf.version()) {
             return None;
         }
-        let event = NewEvent::new(DEFINED, now_ms, wf.canonical_json().as_bytes().to_vec());
-        Some((self.seq + 1, event))
+        let mut events = vec![NewEvent::new(
+            DEFINED,
+            now_ms,
+            wf.canonical_json().as_bytes().to_vec(),
+        )];
+        if let Some(by) = by {
+            let who = DefinedBy {
+                version: wf.version().to_owned(),
+                by: by.to_owned(),
+            };
+            // Two strings: encoding cannot fail.
+            let payload = serde_json::to_vec(&who).unwrap_or_default();
+            events.push(NewEvent::new(DEFINED_BY, now_ms, payload));
+        }
+        Some((self.seq + 1, events))
     }
 
-    /// Takes in a definition appended at `seq`.
-    pub(crate) fn defined(&mut self, wf: Arc<Workflow>, seq: u64) {
+    /// Takes in a definition whose records were appended up to `last_seq`.
+    pub(crate) fn defined(&mut self, wf: Arc<Workflow>, last_seq: u64) {
         self.insert(wf);
-        self.seq = seq;
+        self.seq = last_seq;
     }
 
     fn insert(&mut self, wf: Arc<Workflow>) {
@@ -113,6 +142,39 @@ impl WorkflowCatalog {
             })
             .collect()
     }
+}
+
+/// A catalog record as an audit shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogRecord {
+    /// A version defined (`name`, `version`).
+    Defined { name: String, version: String },
+    /// Who defined `version` (the record after its definition).
+    DefinedBy(DefinedBy),
+}
+
+/// What catalog `record` holds (`None` for a kind this build does not know).
+pub(crate) fn record_of(
+    record: &retrace_journal::EventRecord,
+) -> Result<Option<CatalogRecord>, Error> {
+    Ok(match record.kind.as_str() {
+        DEFINED => {
+            let wf = Workflow::from_stored_json(&record.payload).map_err(Error::InvalidWorkflow)?;
+            Some(CatalogRecord::Defined {
+                name: wf.name().to_owned(),
+                version: wf.version().to_owned(),
+            })
+        }
+        DEFINED_BY => {
+            let who: DefinedBy =
+                serde_json::from_slice(&record.payload).map_err(|source| Error::Codec {
+                    what: format!("catalog record {} does not decode", record.seq),
+                    source,
+                })?;
+            Some(CatalogRecord::DefinedBy(who))
+        }
+        _ => None,
+    })
 }
 
 impl machine::Versions for WorkflowCatalog {

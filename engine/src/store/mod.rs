@@ -7,10 +7,12 @@
 //!   execution appended as records, snapshots, the newest state rebuilt from
 //!   snapshot + events. [`crate::read`] builds every read on it.
 //! - `codec`: events and states to bytes and back; `catalog`: workflow
-//!   definitions, kept as events of the reserved stream `CATALOG`.
+//!   definitions, kept as events of the reserved stream `CATALOG`;
+//!   `tokens`: access tokens, kept as events of the reserved stream
+//!   `ACCESS`.
 //!
-//! An execution's id names its stream; the nil id names the catalog and is
-//! never an execution. Nothing outside this module and `read` sees a record,
+//! An execution's id names its stream; the nil id names the catalog and the
+//! max id the access tokens, and neither is ever an execution. Nothing outside this module and `read` sees a record,
 //! a stream id or the catalog stream. What only the sled layout has
 //! (`verify`, group-commit statistics) is reached through `Store::local`.
 //!
@@ -19,6 +21,7 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,19 +45,25 @@ use crate::machine::{Event, ExecutionState};
 /// The stream of workflow definitions (never an execution).
 pub(crate) const CATALOG: StreamId = StreamId::NIL;
 
+/// The stream of access tokens (never an execution): the max UUID, which
+/// neither v4 nor v7 ids can be.
+pub(crate) const ACCESS: StreamId = StreamId::from_bytes([0xff; 16]);
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())
 }
 
-/// The execution whose history `stream` is; `None` for the catalog.
+/// The execution whose history `stream` is; `None` for the reserved
+/// streams (the catalog's and the access tokens').
 pub(crate) fn execution_of(stream: StreamId) -> Option<ExecutionId> {
-    (stream != CATALOG).then(|| ExecutionId::from_bytes(*stream.as_bytes()))
+    (stream != CATALOG && stream != ACCESS).then(|| ExecutionId::from_bytes(*stream.as_bytes()))
 }
 
-/// Whether `id` can name an execution at all (the nil id is the catalog's).
+/// Whether `id` can name an execution at all (the nil id is the catalog's,
+/// the max id the access tokens').
 pub(crate) fn is_execution(id: ExecutionId) -> bool {
-    id != ExecutionId::NIL
+    execution_of(stream_of(id)).is_some()
 }
 
 /// Where the journal lives.
@@ -133,9 +142,20 @@ impl Store {
         Ok(Box::pin(async move { appended.await.map(|_| ()) }))
     }
 
-    /// Appends a workflow definition to the catalog stream at `seq`.
-    pub(crate) async fn append_definition(&self, seq: u64, event: NewEvent) -> Result<(), Error> {
-        self.journal.append(CATALOG, seq, vec![event]).await?;
+    /// Appends a workflow definition's records to the catalog stream from
+    /// `seq` on (all or nothing).
+    pub(crate) async fn append_definition(
+        &self,
+        seq: u64,
+        events: Vec<NewEvent>,
+    ) -> Result<(), Error> {
+        self.journal.append(CATALOG, seq, events).await?;
+        Ok(())
+    }
+
+    /// Appends a token change to the access stream at `seq`.
+    pub(crate) async fn append_access(&self, seq: u64, event: NewEvent) -> Result<(), Error> {
+        self.journal.append(ACCESS, seq, vec![event]).await?;
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use tower::ServiceExt;
 
 /// One endpoint of the API's router as `http_request` calls it. The `{…}`
 /// segments of `path` are its parameters, in order: `{execution}`,
-/// `{agent}`, `{task}`, `{workflow}`, `{version}` and `{event}` take an id,
+/// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}` and `{token}` take an id,
 /// a name or a version; `{raw}` is a whole path, under the method `*` (see
 /// [`RAW_METHODS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 35] = [
+pub const ENDPOINTS: [Endpoint; 39] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -78,6 +78,10 @@ pub const ENDPOINTS: [Endpoint; 35] = [
     endpoint("GET", "/metrics"),
     endpoint("GET", "/v1/metrics"),
     endpoint("GET", "/openapi.json"),
+    endpoint("POST", "/v1/tokens"),
+    endpoint("GET", "/v1/tokens"),
+    endpoint("GET", "/v1/tokens/{token}"),
+    endpoint("DELETE", "/v1/tokens/{token}"),
     endpoint("*", "{raw}"),
 ];
 
@@ -128,6 +132,10 @@ pub const SEEDED_WORKFLOWS: [&str; 3] = ["greet", "gated", "hello"];
 /// The event names `{event}` takes with sources 1, 2 and 3: what the first
 /// and second seeded executions wait on, and one nothing waits on.
 pub const SEEDED_EVENTS: [&str; 3] = ["greeting.approved", "go", "expense.approved"];
+
+/// The token names `{token}` takes with sources 1, 2 and 3 (none exists
+/// unless an input made it).
+pub const SEEDED_TOKENS: [&str; 3] = ["root", "ops", "nobody"];
 
 /// The largest request body the router takes in this target (larger is
 /// `413`); the largest example workflow fits.
@@ -275,6 +283,7 @@ impl Existing {
             "workflow" => SEEDED_WORKFLOWS[choice],
             "version" => &self.versions[choice],
             "event" => SEEDED_EVENTS[choice],
+            "token" => SEEDED_TOKENS[choice],
             _ => return None,
         })
     }

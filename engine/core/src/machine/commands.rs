@@ -18,7 +18,10 @@ impl Run<'_, '_, '_> {
     /// `pause`: a running execution stops entering steps.
     pub(super) fn pause(&mut self, reason: String) -> Done {
         match self.state.status {
-            Status::Running => self.emit(Event::ExecutionPaused { reason }),
+            Status::Running => self.emit(Event::ExecutionPaused {
+                reason,
+                by: self.by(),
+            }),
             _ => self.refuse("pause", None),
         }
     }
@@ -31,7 +34,7 @@ impl Run<'_, '_, '_> {
             }
             Status::Paused => {
                 let deferred = self.state.deferred.clone();
-                self.emit(Event::ExecutionResumed)?;
+                self.emit(Event::ExecutionResumed { by: self.by() })?;
                 self.push_deferred(deferred);
                 Ok(())
             }
@@ -58,7 +61,7 @@ impl Run<'_, '_, '_> {
         match (self.state.status, self.state.failed_steps.first().cloned()) {
             (Status::Paused, Some(failed)) => {
                 let deferred = self.state.deferred.clone();
-                self.emit(Event::HeldStepRetried)?;
+                self.emit(Event::HeldStepRetried { by: self.by() })?;
                 if self.state.status == Status::Running {
                     self.push_deferred(deferred);
                 }
@@ -71,7 +74,7 @@ impl Run<'_, '_, '_> {
                 Ok(())
             }
             (Status::CompensationFailed, _) => {
-                self.emit(Event::CompensationRetried)?;
+                self.emit(Event::CompensationRetried { by: self.by() })?;
                 self.next_compensation()
             }
             (Status::Failed, _) => self.refuse("retry", Some("redrive a failed execution")),
@@ -88,6 +91,7 @@ impl Run<'_, '_, '_> {
                 let deferred = self.state.deferred.clone();
                 self.emit(Event::HeldStepSkipped {
                     output: output.clone(),
+                    by: self.by(),
                 })?;
                 if self.state.status == Status::Running {
                     self.push_deferred(deferred);
@@ -103,7 +107,11 @@ impl Run<'_, '_, '_> {
                     .as_ref()
                     .and_then(|c| c.pending.first().copied())
                     .ok_or_else(|| Rejection::Stale("nothing left to undo".into()))?;
-                self.emit(Event::CompensationSkipped { act: 0, of })?;
+                self.emit(Event::CompensationSkipped {
+                    act: 0,
+                    of,
+                    by: self.by(),
+                })?;
                 self.next_compensation()
             }
             _ => self.refuse("skip", Some("nothing failed that waits for an operator")),
@@ -123,7 +131,7 @@ impl Run<'_, '_, '_> {
         }
         match (self.state.status, self.state.failed_steps.last().cloned()) {
             (Status::Failed, Some(failed)) => {
-                self.emit(Event::ExecutionRedriven)?;
+                self.emit(Event::ExecutionRedriven { by: self.by() })?;
                 self.work.push(Work {
                     step: failed.step,
                     thread: failed.thread,
@@ -153,11 +161,15 @@ impl Run<'_, '_, '_> {
                 self.emit(Event::CompensationBegan {
                     reason: CompensationReason::Cancelled { reason },
                     pending,
+                    by: self.by(),
                 })?;
                 return self.next_compensation();
             }
         }
-        self.emit(Event::ExecutionCancelled { reason })
+        self.emit(Event::ExecutionCancelled {
+            reason,
+            by: self.by(),
+        })
     }
 
     /// `terminate`: end now, whatever is running.
@@ -165,6 +177,9 @@ impl Run<'_, '_, '_> {
         if self.state.status.is_terminal() {
             return self.refuse("terminate", None);
         }
-        self.emit(Event::ExecutionTerminated { reason })
+        self.emit(Event::ExecutionTerminated {
+            reason,
+            by: self.by(),
+        })
     }
 }

@@ -45,8 +45,9 @@ impl Run<'_, '_, '_> {
                     CompensationReason::Failed { error } => {
                         self.emit(Event::ExecutionCompensated { error })
                     }
+                    // Asked for by whoever `compensation_began` names.
                     CompensationReason::Cancelled { reason } => {
-                        self.emit(Event::ExecutionCancelled { reason })
+                        self.emit(Event::ExecutionCancelled { reason, by: None })
                     }
                 };
             };
@@ -62,7 +63,11 @@ impl Run<'_, '_, '_> {
                 Some((d, step, step.compensate.as_ref()?))
             });
             let Some((done, step, compensate)) = plan else {
-                self.emit(Event::CompensationSkipped { act: 0, of })?;
+                self.emit(Event::CompensationSkipped {
+                    act: 0,
+                    of,
+                    by: None,
+                })?;
                 continue;
             };
             let act = self.state.next_act;

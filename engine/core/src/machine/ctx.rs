@@ -115,4 +115,11 @@ pub struct Ctx<'a> {
     pub versions: &'a dyn Versions,
     pub defaults: &'a Defaults,
     pub limits: &'a Limits,
+    /// Who asked for this trigger: the access token's name, recorded in
+    /// the command events (`by`); `None` without tokens, and for what the
+    /// engine does by itself (timers, children, continuations).
+    pub by: Option<&'a str>,
+    /// The agent that reported a task's result (`name (id)`), recorded in
+    /// `task_completed`.
+    pub agent: Option<&'a str>,
 }

@@ -52,6 +52,7 @@ pub fn start(
                 .max_transitions()
                 .unwrap_or(ctx.defaults.max_transitions),
             timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
+            by: ctx.by.map(str::to_owned),
         })?;
         run.work.push(Work::to(workflow.start(), None, input));
         let entered = run.enter_queued();
@@ -118,6 +119,8 @@ impl Run<'_, '_, '_> {
             attempt,
             task,
             output: output.clone(),
+            agent: self.ctx.agent.map(str::to_owned),
+            by: self.by(),
         })?;
         self.activation_done(act, Ok(output))
     }
@@ -130,6 +133,7 @@ impl Run<'_, '_, '_> {
             attempt,
             task,
             error: error.clone(),
+            by: self.by(),
         })?;
         self.task_failed(act, attempt, error)
     }
@@ -147,6 +151,7 @@ impl Run<'_, '_, '_> {
             attempt,
             task,
             error: error.clone(),
+            by: None,
         })?;
         self.task_failed(act, attempt, error)
     }
@@ -162,6 +167,7 @@ impl Run<'_, '_, '_> {
             payload: payload.clone(),
             correlation,
             act,
+            by: self.by(),
         })?;
         match act {
             Some(act) => {

@@ -154,6 +154,10 @@ pub enum Event {
         max_transitions: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_at_ms: Option<u64>,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).
@@ -177,12 +181,23 @@ pub enum Event {
         attempt: u32,
         task: String,
         output: Value,
+        /// The agent that reported it (`name (id)`), when one held it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     TaskFailed {
         act: u64,
         attempt: u32,
         task: String,
         error: ErrorInfo,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// The next attempt of a failed task, after `delay_ms` (jitter included).
     RetryScheduled {
@@ -223,6 +238,10 @@ pub enum Event {
         correlation: Option<Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         act: Option<u64>,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A kept signal (number `index` among those kept) was taken by `act`.
     SignalTaken {
@@ -313,17 +332,33 @@ pub enum Event {
         failed: FailedStep,
     },
     /// An operator retries the held failed step.
-    HeldStepRetried,
+    HeldStepRetried {
+        /// Who asked (the access token's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// An operator skips the held failed step; `output` stands for its result.
     HeldStepSkipped {
         output: Value,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// An operator reopens a failed execution at the step that failed.
-    ExecutionRedriven,
+    ExecutionRedriven {
+        /// Who asked (the access token's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Undoing begins: `pending` lists the activations to undo, next first.
     CompensationBegan {
         reason: CompensationReason,
         pending: Vec<u64>,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// Activation `act` undoes activation `of` (of step `step`).
     CompensationStarted {
@@ -344,11 +379,19 @@ pub enum Event {
         error: ErrorInfo,
     },
     /// An operator retries the failed compensation.
-    CompensationRetried,
+    CompensationRetried {
+        /// Who asked (the access token's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// An operator skips undoing `of` (`act` is the failed compensation, or 0).
     CompensationSkipped {
         act: u64,
         of: u64,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A handler workflow starts for an error nobody in the workflow routed.
     HandlerStarted {
@@ -379,8 +422,16 @@ pub enum Event {
     Continued,
     ExecutionPaused {
         reason: String,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
-    ExecutionResumed,
+    ExecutionResumed {
+        /// Who asked (the access token's name).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     ExecutionCompleted {
         output: Value,
     },
@@ -389,9 +440,17 @@ pub enum Event {
     },
     ExecutionCancelled {
         reason: String,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     ExecutionTerminated {
         reason: String,
+        /// Who asked: the access token's name (absent without tokens, and
+        /// for what the engine did by itself).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
 }
 
@@ -421,14 +480,14 @@ impl Event {
             Event::ErrorRouted { .. } => "error_routed",
             Event::BranchCompleted { .. } => "branch_completed",
             Event::FailureHeld { .. } => "failure_held",
-            Event::HeldStepRetried => "held_step_retried",
+            Event::HeldStepRetried { .. } => "held_step_retried",
             Event::HeldStepSkipped { .. } => "held_step_skipped",
-            Event::ExecutionRedriven => "execution_redriven",
+            Event::ExecutionRedriven { .. } => "execution_redriven",
             Event::CompensationBegan { .. } => "compensation_began",
             Event::CompensationStarted { .. } => "compensation_started",
             Event::CompensationCompleted { .. } => "compensation_completed",
             Event::CompensationFailed { .. } => "compensation_failed",
-            Event::CompensationRetried => "compensation_retried",
+            Event::CompensationRetried { .. } => "compensation_retried",
             Event::CompensationSkipped { .. } => "compensation_skipped",
             Event::HandlerStarted { .. } => "handler_started",
             Event::HandlerFinished { .. } => "handler_finished",
@@ -436,7 +495,7 @@ impl Event {
             Event::ExecutionCompensated { .. } => "execution_compensated",
             Event::Continued => "continued",
             Event::ExecutionPaused { .. } => "execution_paused",
-            Event::ExecutionResumed => "execution_resumed",
+            Event::ExecutionResumed { .. } => "execution_resumed",
             Event::ExecutionCompleted { .. } => "execution_completed",
             Event::ExecutionFailed { .. } => "execution_failed",
             Event::ExecutionCancelled { .. } => "execution_cancelled",

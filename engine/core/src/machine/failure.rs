@@ -112,6 +112,7 @@ impl Run<'_, '_, '_> {
             }
             return self.emit(Event::ExecutionPaused {
                 reason: format!("step {} failed ({}): retry or skip it", step.id, error.kind),
+                by: None,
             });
         }
         match thread {
@@ -219,6 +220,7 @@ impl Run<'_, '_, '_> {
         self.emit(Event::CompensationBegan {
             reason: CompensationReason::Failed { error },
             pending,
+            by: None,
         })?;
         self.next_compensation()
     }

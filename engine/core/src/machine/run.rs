@@ -58,6 +58,11 @@ pub(super) struct Run<'s, 'w, 'c> {
 pub(super) type Done = Result<(), Rejection>;
 
 impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
+    /// Who asked for this trigger, as command events record it.
+    pub(super) fn by(&self) -> Option<String> {
+        self.ctx.by.map(str::to_owned)
+    }
+
     pub(super) fn new(state: &'s mut ExecutionState, wf: &'w Workflow, ctx: &'c Ctx<'c>) -> Self {
         Run {
             state,

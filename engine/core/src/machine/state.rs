@@ -354,7 +354,7 @@ pub fn apply(
     if state.seq == 0 && !matches!(event, Event::ExecutionStarted { .. }) {
         return Err(fail("the first event must start the execution".into()));
     }
-    let redrive = matches!(event, Event::ExecutionRedriven);
+    let redrive = matches!(event, Event::ExecutionRedriven { .. });
     if state.status.is_terminal() && !(redrive && state.status == Status::Failed) {
         return Err(fail("the execution has already ended".into()));
     }
@@ -371,8 +371,8 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         Event::ExecutionStarted { .. }
         | Event::Continued
         | Event::ExecutionPaused { .. }
-        | Event::ExecutionResumed
-        | Event::ExecutionRedriven
+        | Event::ExecutionResumed { .. }
+        | Event::ExecutionRedriven { .. }
         | Event::ExecutionCompleted { .. }
         | Event::ExecutionFailed { .. }
         | Event::ExecutionCancelled { .. }
@@ -398,7 +398,7 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         | Event::ParallelStarted { .. }
         | Event::BranchCompleted { .. } => fold_signal_child_or_branch(state, event),
         Event::FailureHeld { .. }
-        | Event::HeldStepRetried
+        | Event::HeldStepRetried { .. }
         | Event::HeldStepSkipped { .. }
         | Event::HandlerStarted { .. }
         | Event::HandlerFinished { .. }
@@ -408,7 +408,7 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         | Event::CompensationCompleted { .. }
         | Event::CompensationSkipped { .. }
         | Event::CompensationFailed { .. }
-        | Event::CompensationRetried
+        | Event::CompensationRetried { .. }
         | Event::ExecutionCompensated { .. } => fold_compensation(state, at_ms, event),
     }
 }
@@ -430,6 +430,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             idempotency_key,
             max_transitions,
             timeout_at_ms,
+            by: _,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -443,7 +444,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.timeout_at_ms = *timeout_at_ms;
             state.started_at_ms = at_ms;
         }
-        Event::ExecutionRedriven => {
+        Event::ExecutionRedriven { .. } => {
             if state.failed_steps.is_empty() {
                 return Err("nothing to redrive from".into());
             }
@@ -464,7 +465,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             }
             state.status = Status::Paused;
         }
-        Event::ExecutionResumed => {
+        Event::ExecutionResumed { .. } => {
             if state.status != Status::Paused {
                 return Err("only a paused execution resumes".into());
             }
@@ -658,6 +659,7 @@ fn fold_signal_child_or_branch(state: &mut ExecutionState, event: &Event) -> Res
             payload,
             correlation,
             act,
+            by: _,
         } => match act {
             Some(act) => live(state, *act)?.waiting = Waiting::Starting,
             None => state.signals.push(KeptSignal {
@@ -727,7 +729,7 @@ fn fold_held_or_handler(
         Event::FailureHeld { failed } => {
             state.failed_steps.push(failed.clone());
         }
-        Event::HeldStepRetried | Event::HeldStepSkipped { .. } => {
+        Event::HeldStepRetried { .. } | Event::HeldStepSkipped { .. } => {
             if state.failed_steps.is_empty() || state.status != Status::Paused {
                 return Err("no failed step is held".into());
             }
@@ -783,7 +785,11 @@ fn fold_held_or_handler(
 /// Undoing completed steps, and the end it leads to.
 fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), String> {
     match event {
-        Event::CompensationBegan { reason, pending } => {
+        Event::CompensationBegan {
+            reason,
+            pending,
+            by: _,
+        } => {
             state.status = Status::Compensating;
             state.activations.clear();
             state.deferred.clear();
@@ -812,7 +818,8 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
                 },
             )?;
         }
-        Event::CompensationCompleted { act, of, .. } | Event::CompensationSkipped { act, of } => {
+        Event::CompensationCompleted { act, of, .. }
+        | Event::CompensationSkipped { act, of, .. } => {
             if let Event::CompensationCompleted { .. } = event
                 && state.activations.remove(act).is_none()
             {
@@ -841,7 +848,7 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
             state.status = Status::CompensationFailed;
             state.metrics.error_count += 1;
         }
-        Event::CompensationRetried => {
+        Event::CompensationRetried { .. } => {
             if state.status != Status::CompensationFailed {
                 return Err("no compensation failed".into());
             }

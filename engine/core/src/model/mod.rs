@@ -69,7 +69,7 @@ pub use hash::canonical_string;
 pub use mapping::Mapping;
 pub use names::{
     NAME_LEN_MAX, check_capability, check_error_type, check_event_name, check_name_chars,
-    check_text, check_workflow_name, escape_text,
+    check_text, check_token_name, check_workflow_name, escape_text,
 };
 pub use path::{ContextPath, Root, Segment};
 pub use problem::{DefinitionError, Problem};

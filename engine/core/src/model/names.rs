@@ -10,6 +10,7 @@
 //! | workflow name   | `A-Z a-z 0-9`   | `A-Z a-z 0-9 _ . -` |
 //! | capability      | `a-z 0-9`       | `a-z 0-9 _ . : -`   |
 //! | event name      | `A-Z a-z 0-9`   | `A-Z a-z 0-9 _ . : / -` |
+//! | token name      | `A-Z a-z 0-9`   | `A-Z a-z 0-9 _ . -` |
 //! | error type      | `A-Z a-z 0-9`   | `A-Z a-z 0-9 _ . : -` |
 //! | variable name   | `A-Z a-z _`     | `A-Z a-z 0-9 _`, not a CEL reserved word |
 //!
@@ -169,6 +170,18 @@ pub fn check_workflow_name(name: &str) -> Result<(), String> {
     check(
         name,
         "workflow name",
+        |c| c.is_ascii_alphanumeric(),
+        |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'),
+        "use letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+    )
+}
+
+/// An access token's name: `ci-deployer`, `agent.builds-1` (the actor the
+/// journal records for what its holder does).
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    check(
+        name,
+        "token name",
         |c| c.is_ascii_alphanumeric(),
         |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'),
         "use letters, digits, `_`, `.` and `-`, starting with a letter or digit",

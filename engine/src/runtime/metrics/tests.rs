@@ -40,6 +40,8 @@ fn completed(act: u64, task: &str) -> Event {
         attempt: 1,
         task: task.to_owned(),
         output: json!(null),
+        agent: None,
+        by: None,
     }
 }
 

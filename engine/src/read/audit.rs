@@ -1,0 +1,175 @@
+//! Who did what: the changes people and services asked for, from the
+//! journal alone, in its order. Token changes (the access stream),
+//! definitions (the catalog), and the command events of executions: starts,
+//! signals, pause, resume, retry, skip, redrive, cancel, terminate; with
+//! `tasks`, agents' task results too.
+//!
+//! Owns which records are changes someone asked for and how each is shown.
+//! It must never leave one out: a change made without a token (a server
+//! with none, or the command line on the data folder) is listed with no
+//! actor.
+
+use crate::ExecutionId;
+use crate::error::Error;
+use crate::machine::{CompensationReason, Event};
+use crate::store::catalog::{self, CatalogRecord};
+use crate::store::{ACCESS, CATALOG, codec, execution_of, tokens};
+
+use super::History;
+
+/// One change someone asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Its place in the whole journal.
+    pub position: u64,
+    pub at_ms: u64,
+    /// The access token's name; `None` when none was needed.
+    pub by: Option<String>,
+    /// `start`, `signal`, `pause`, `resume`, `retry`, `skip`, `redrive`,
+    /// `cancel`, `terminate`, `define`, `token_created`, `token_revoked`,
+    /// and with tasks `task_completed`, `task_failed`.
+    pub action: &'static str,
+    /// What it changed.
+    pub target: AuditTarget,
+    /// A reason, a signal's name, a workflow's name, a role, an agent.
+    pub detail: Option<String>,
+}
+
+/// What a change was made to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Execution(ExecutionId),
+    /// A workflow version (its hash).
+    Workflow(String),
+    Token(String),
+}
+
+impl History {
+    /// The changes recorded from `from_position` on, up to `limit` records
+    /// read, and the position to go on from (`None` at the end).
+    pub async fn audit(
+        &self,
+        from_position: u64,
+        limit: usize,
+        tasks: bool,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), Error> {
+        let records = self
+            .store
+            .journal()
+            .read_global(from_position, limit)
+            .await?;
+        let next = records.last().map(|r| r.position + 1);
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        for record in &records {
+            let entry = |by, action, target, detail| AuditEntry {
+                position: record.position,
+                at_ms: record.recorded_at_ms,
+                by,
+                action,
+                target,
+                detail,
+            };
+            if record.stream == ACCESS {
+                if let Some(change) = tokens::change_of(record)? {
+                    let action = if change.kind == "token_created" {
+                        "token_created"
+                    } else {
+                        "token_revoked"
+                    };
+                    let detail = change.role.map(|r| format!("role {r}"));
+                    entries.push(entry(
+                        change.by,
+                        action,
+                        AuditTarget::Token(change.name),
+                        detail,
+                    ));
+                }
+                continue;
+            }
+            if record.stream == CATALOG {
+                match catalog::record_of(record)? {
+                    Some(CatalogRecord::Defined { name, version }) => entries.push(entry(
+                        None,
+                        "define",
+                        AuditTarget::Workflow(version),
+                        Some(name),
+                    )),
+                    // The same append as its definition, so right after it.
+                    Some(CatalogRecord::DefinedBy(who)) => match entries.last_mut() {
+                        Some(last) if last.target == AuditTarget::Workflow(who.version.clone()) => {
+                            last.by = Some(who.by)
+                        }
+                        _ => entries.push(entry(
+                            Some(who.by),
+                            "define",
+                            AuditTarget::Workflow(who.version),
+                            None,
+                        )),
+                    },
+                    None => {}
+                }
+                continue;
+            }
+            let Some(execution) = execution_of(record.stream) else {
+                continue;
+            };
+            let event = codec::decode(record)?;
+            if let Some((by, action, detail)) = command(event, tasks) {
+                entries.push(entry(by, action, AuditTarget::Execution(execution), detail));
+            }
+        }
+        Ok((entries, next))
+    }
+}
+
+/// The command an execution's event records, if it records one: who, what,
+/// and its detail.
+fn command(event: Event, tasks: bool) -> Option<(Option<String>, &'static str, Option<String>)> {
+    Some(match event {
+        // A child's start is its parent's doing, not anyone's command.
+        Event::ExecutionStarted {
+            parent: None,
+            workflow,
+            by,
+            ..
+        } => (by, "start", Some(workflow)),
+        Event::SignalReceived { name, by, .. } => (by, "signal", Some(name)),
+        Event::ExecutionPaused { reason, by } => (by, "pause", Some(reason)),
+        Event::ExecutionResumed { by } => (by, "resume", None),
+        Event::HeldStepRetried { by } | Event::CompensationRetried { by } => (by, "retry", None),
+        Event::HeldStepSkipped { by, .. } => (by, "skip", None),
+        // The engine skips what it has nothing to undo for by itself.
+        Event::CompensationSkipped { by: Some(by), .. } => (Some(by), "skip", None),
+        Event::ExecutionRedriven { by } => (by, "redrive", None),
+        Event::CompensationBegan {
+            reason: CompensationReason::Cancelled { reason },
+            by,
+            ..
+        } => (by, "cancel", Some(format!("{reason} (compensating)"))),
+        // After compensating, the cancel was `compensation_began`'s.
+        Event::ExecutionCancelled { reason, by } => (by, "cancel", Some(reason)),
+        Event::ExecutionTerminated { reason, by } => (by, "terminate", Some(reason)),
+        Event::TaskCompleted {
+            task, agent, by, ..
+        } if tasks => (
+            by,
+            "task_completed",
+            Some(format!(
+                "{task}{}",
+                agent.map(|a| format!(" by {a}")).unwrap_or_default()
+            )),
+        ),
+        Event::TaskFailed {
+            task, error, by, ..
+        } if tasks => (
+            by,
+            "task_failed",
+            Some(format!(
+                "{task}: {}{}",
+                error.kind,
+                error.agent.map(|a| format!(" by {a}")).unwrap_or_default()
+            )),
+        ),
+        _ => return None,
+    })
+}
