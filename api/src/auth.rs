@@ -105,6 +105,8 @@ pub struct Gate {
     pub routes: Arc<BTreeMap<(Method, &'static str), Access>>,
     /// Event names whose signed events need no token.
     pub secrets: crate::webhook::Secrets,
+    /// Requests per second per token.
+    pub limits: crate::limits::TokenLimits,
 }
 
 /// The routes that take an event, which a signature may authenticate.
@@ -138,7 +140,14 @@ pub async fn authenticate(State(gate): State<Gate>, mut req: Request, next: Next
             access = Access::Open;
         }
     }
-    match admit(&gate.engine, access, req.method(), &route, req.headers()) {
+    let admitted =
+        admit(&gate.engine, access, req.method(), &route, req.headers()).and_then(|caller| {
+            match caller.name() {
+                Some(name) => gate.limits.request(name).map(|()| caller),
+                None => Ok(caller),
+            }
+        });
+    match admitted {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

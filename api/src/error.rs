@@ -64,6 +64,9 @@ pub enum Error {
     Forbidden(String),
     #[error("no token named `{0}`")]
     UnknownToken(String),
+    /// A token over its requests per second or its open streams.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_s: u64 },
     /// An event whose name has a secret, without a valid Standard Webhooks
     /// signature (missing, wrong, stale, or a replay).
     #[error("{0}")]
@@ -172,6 +175,7 @@ pub enum Code {
     Forbidden,
     UnknownToken,
     InvalidToken,
+    RateLimited,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -186,7 +190,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 31] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
@@ -209,6 +213,7 @@ impl Code {
         Code::Conflict,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
+        Code::RateLimited,
         Code::InvalidBody,
         Code::InvalidWorkflow,
         Code::InvalidInput,
@@ -242,6 +247,7 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::UnknownToken => "unknown_token",
             Code::InvalidToken => "invalid_token",
+            Code::RateLimited => "rate_limited",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
             Code::UnsupportedMediaType => "unsupported_media_type",
@@ -273,6 +279,7 @@ impl Code {
             Code::Timeout => StatusCode::REQUEST_TIMEOUT,
             Code::WrongState | Code::NotOutstanding | Code::Conflict => StatusCode::CONFLICT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::InvalidBody
             | Code::InvalidWorkflow
@@ -306,6 +313,7 @@ impl Error {
             Error::Forbidden(_) => Code::Forbidden,
             Error::UnknownToken(_) => Code::UnknownToken,
             Error::InvalidToken(_) => Code::InvalidToken,
+            Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
             Error::InvalidWorkflow(_) => Code::InvalidWorkflow,
             Error::InvalidInput(_) => Code::InvalidInput,
@@ -414,6 +422,12 @@ impl IntoResponse for Error {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer realm=\"retrace\""),
+            );
+        }
+        if let Error::RateLimited { retry_after_s, .. } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_s),
             );
         }
         if let Error::StorageUnavailable(_) = self {

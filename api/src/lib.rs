@@ -30,6 +30,7 @@ pub mod extract;
 pub mod guard;
 pub mod http_metrics;
 pub mod integer;
+pub mod limits;
 pub mod listener;
 pub mod openapi;
 pub mod router;
@@ -38,6 +39,7 @@ pub mod schemas;
 pub mod state;
 pub mod strict;
 pub mod time;
+pub mod tls;
 pub mod views;
 pub mod webhook;
 

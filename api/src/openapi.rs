@@ -292,7 +292,7 @@ fn error_codes(operation_id: &str, access: Access) -> Option<Vec<Code>> {
     let mut codes: Vec<Code> = groups.iter().flat_map(|g| g.iter().copied()).collect();
     codes.push(Internal);
     if access != Access::Open {
-        codes.extend([Unauthenticated, Forbidden]);
+        codes.extend([Unauthenticated, Forbidden, RateLimited]);
     }
     // Probes answer whatever the `Host`; everything else checks it.
     if !matches!(operation_id, "getLiveness" | "getReadiness") {
@@ -358,6 +358,11 @@ fn meaning(code: Code) -> &'static str {
              does not allow. Nothing is recorded."
         }
         UnknownToken => "No token of that name.",
+        RateLimited => {
+            "The token is over its requests per second (`--token-requests-per-s`) or holds \
+             as many open streams as it may (`--token-streams-max`). The answer carries \
+             `Retry-After`; nothing was done."
+        }
         InvalidToken => {
             "A token to create breaks a rule (its name, capabilities on a role other \
              than `agent`, an expiry of 0)."
@@ -865,7 +870,7 @@ mod tests {
         assert_eq!(
             statuses,
             [
-                "200", "400", "401", "403", "404", "409", "413", "415", "422", "500", "503"
+                "200", "400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "503"
             ]
         );
         let RefOr::T(forbidden) = &op.responses.responses["403"] else {

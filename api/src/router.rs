@@ -185,6 +185,7 @@ pub fn app(state: AppState) -> Router {
                 .collect(),
         ),
         secrets: state.config.event_secrets.clone(),
+        limits: state.config.token_limits.clone(),
     };
     let router = router
         .fallback(no_route)

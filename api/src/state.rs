@@ -24,6 +24,8 @@ pub const PAGE_LIMIT_DEFAULT: usize = 100;
 pub const PAGE_LIMIT_MAX_DEFAULT: usize = 1000;
 /// The default wait of a task poll that names no `waitMs`, in milliseconds.
 pub const POLL_WAIT_MS_DEFAULT: u64 = 30_000;
+/// The default cap on the SSE streams one access token holds open.
+pub const TOKEN_STREAMS_MAX_DEFAULT: usize = 256;
 
 /// Limits and options of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct ApiConfig {
     pub allowed_hosts: Vec<String>,
     /// Event names whose events must be signed (see [`crate::webhook`]).
     pub event_secrets: crate::webhook::Secrets,
+    /// Requests per second and open streams per access token.
+    pub token_limits: crate::limits::TokenLimits,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +62,7 @@ impl Default for ApiConfig {
             poll_wait_ms_default: POLL_WAIT_MS_DEFAULT,
             allowed_hosts: Vec::new(),
             event_secrets: crate::webhook::Secrets::default(),
+            token_limits: crate::limits::TokenLimits::new(0, TOKEN_STREAMS_MAX_DEFAULT),
         }
     }
 }

@@ -26,7 +26,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `--server` and `--token` for the client subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArg {
-    /// The server's base URL (plain `http://`).
+    /// The server's base URL (`http://` or `https://`).
     #[arg(long, value_name = "URL", env = "RETRACE_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     #[command(flatten)]
@@ -34,13 +34,15 @@ pub struct ServerArg {
 }
 
 impl ServerArg {
-    /// A client of the server named, with the token given.
+    /// A client of the server named, with the token and TLS files given.
     pub fn client(&self) -> Result<Client> {
-        Ok(Client::new(&self.server)?.with_token(self.token.token.clone()))
+        Client::connect(&self.server, &self.token)
     }
 }
 
-/// `--token` alone, for commands whose server is optional.
+/// How to reach a server beyond its URL: the access token, and for HTTPS
+/// the CA to trust and a client certificate (also for commands whose
+/// server is optional).
 #[derive(Debug, Clone, Default, Args)]
 pub struct TokenArg {
     /// The access token sent as `Authorization: Bearer` (needed once the
@@ -52,6 +54,14 @@ pub struct TokenArg {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// For an `https://` server: trust only this CA (PEM) instead of the
+    /// system's roots (a private or test certificate).
+    #[arg(long, value_name = "FILE", env = "RETRACE_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// For an `https://` server that asks for one: the client certificate
+    /// and its private key, both in this PEM file (mutual TLS).
+    #[arg(long, value_name = "FILE", env = "RETRACE_CLIENT_CERT")]
+    pub client_cert: Option<std::path::PathBuf>,
 }
 
 /// A client of one server.
@@ -77,38 +87,63 @@ impl Client {
     /// a trailing slash).
     pub fn new(base: &str) -> Result<Client> {
         let base = base.trim().trim_end_matches('/').to_owned();
+        Client::build(base, &TokenArg::default())
+    }
+
+    /// A client of the server at `base` with `how`'s token and TLS files.
+    pub fn connect(base: &str, how: &TokenArg) -> Result<Client> {
+        Client::build(base.trim().trim_end_matches('/').to_owned(), how)
+    }
+
+    fn build(base: String, how: &TokenArg) -> Result<Client> {
         match reqwest::Url::parse(&base) {
-            Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
-            Ok(url) if url.scheme() == "https" => {
-                return Err(Error::Usage(format!(
-                    "{base}: this build speaks plain http:// only (put a TLS proxy in front, or use http:// on a trusted network); scheme {} is not supported",
-                    url.scheme()
-                )));
-            }
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
             Ok(_) | Err(_) => {
                 return Err(Error::Usage(format!(
-                    "{base} is not a server URL (expected http://host:port)"
+                    "{base} is not a server URL (expected http://host:port or https://host:port)"
                 )));
             }
         }
-        let http = reqwest::Client::builder()
+        crate::tls::install_crypto();
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // Small requests and SSE frames go out at once (reqwest's
             // default too; said here because the latency depends on it).
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path)
+                .map_err(|e| Error::io(format!("cannot read {what} {}", path.display()), e))
+        };
+        if let Some(ca) = &how.ca_cert {
+            let pem = read(ca, "the CA certificate")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Usage(format!(
+                    "--ca-cert {}: not PEM certificates: {e}",
+                    ca.display()
+                ))
+            })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(file) = &how.client_cert {
+            let pem = read(file, "the client certificate")?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::Usage(format!(
+                    "--client-cert {}: needs a certificate and its private key in PEM: {e}",
+                    file.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::setup("cannot build the HTTP client", e))?;
-        Ok(Client {
-            http,
-            base,
-            token: None,
-        })
-    }
-
-    /// The same client, sending `token` (when given) with every request.
-    pub fn with_token(mut self, token: Option<String>) -> Client {
-        self.token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-        self
+        let token = how
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        Ok(Client { http, base, token })
     }
 
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
@@ -423,10 +458,11 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_servers() {
+    fn only_http_and_https_urls_are_servers() {
         assert!(Client::new("http://127.0.0.1:7700/").is_ok());
+        assert!(Client::new("https://retrace.example").is_ok());
         assert!(matches!(
-            Client::new("https://example.com"),
+            Client::new("ftp://example.com"),
             Err(Error::Usage(_))
         ));
         assert!(matches!(Client::new("localhost"), Err(Error::Usage(_))));

@@ -130,6 +130,36 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub event_secrets: Option<Vec<String>>,
+    /// Serve HTTPS: the certificate chain (PEM, leaf first). Needs
+    /// --tls-key. Without it the server speaks plain HTTP.
+    #[arg(
+        long,
+        env = "RETRACE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(
+        long,
+        env = "RETRACE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate this CA (PEM) signed:
+    /// mutual TLS, for agents that authenticate that way. Needs --tls-cert.
+    #[arg(long, env = "RETRACE_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The requests per second each access token may make (a burst of one
+    /// second's worth); past it, 429 with Retry-After. 0 turns it off.
+    /// Default: 0
+    #[arg(long, env = "RETRACE_TOKEN_REQUESTS_PER_S", value_name = "N")]
+    pub token_requests_per_s: Option<u32>,
+    /// The most SSE streams one access token holds open; past it, 429.
+    /// 0 turns it off. Default: 256
+    #[arg(long, env = "RETRACE_TOKEN_STREAMS_MAX", value_name = "N")]
+    pub token_streams_max: Option<usize>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -161,6 +191,8 @@ pub struct Settings {
     pub cache_bytes: u64,
     /// Serve a folder without tokens beyond loopback (`insecure_no_auth`).
     pub insecure_no_auth: bool,
+    /// HTTPS, when configured (`tls_cert`, `tls_key`, `tls_client_ca`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -195,6 +227,10 @@ pub enum ConfigError {
     HistoryLimit { value: u64 },
     #[error("event_secrets: {0}")]
     EventSecrets(String),
+    #[error(
+        "TLS needs both a certificate and its key (tls_cert and tls_key); tls_client_ca needs them too"
+    )]
+    TlsIncomplete,
 }
 
 fn at(line: usize, column: usize) -> String {
@@ -238,6 +274,11 @@ struct FileSettings {
     insecure_no_auth: Option<bool>,
     /// Event name (or `*`) to its secret.
     event_secrets: Option<std::collections::BTreeMap<String, String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    token_requests_per_s: Option<u32>,
+    token_streams_max: Option<usize>,
 }
 
 fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
@@ -321,6 +362,23 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             allowed_hosts.push(name);
         }
     }
+    // Paths in the file are relative to the file's folder.
+    let in_file = |path: Option<PathBuf>| match (&args.config, path) {
+        (Some(config), Some(path)) => Some(relative_to(config, &path)),
+        (_, path) => path,
+    };
+    let tls_cert = args.tls_cert.or(in_file(file.tls_cert));
+    let tls_key = args.tls_key.or(in_file(file.tls_key));
+    let tls_client_ca = args.tls_client_ca.or(in_file(file.tls_client_ca));
+    let tls = match (tls_cert, tls_key, tls_client_ca) {
+        (Some(cert), Some(key), client_ca) => Some(crate::tls::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, None) => None,
+        _ => return Err(ConfigError::TlsIncomplete),
+    };
     let event_secrets = args.event_secrets.unwrap_or_else(|| {
         file.event_secrets
             .unwrap_or_default()
@@ -348,6 +406,14 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .unwrap_or(POLL_WAIT_MS_DEFAULT),
         allowed_hosts,
         event_secrets,
+        token_limits: crate::limits::TokenLimits::new(
+            args.token_requests_per_s
+                .or(file.token_requests_per_s)
+                .unwrap_or(0),
+            args.token_streams_max
+                .or(file.token_streams_max)
+                .unwrap_or(crate::state::TOKEN_STREAMS_MAX_DEFAULT),
+        ),
     };
     Ok(Settings {
         data: args
@@ -374,6 +440,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .insecure_no_auth
             .or(file.insecure_no_auth)
             .unwrap_or(false),
+        tls,
         config: args.config,
     })
 }

@@ -60,7 +60,7 @@ pub async fn run(args: ExportArgs, out: &mut impl Write) -> Result<()> {
             }
         }
         (None, Some(url)) => {
-            let client = Client::new(&url)?.with_token(args.token.token);
+            let client = Client::connect(&url, &args.token)?;
             server(&client, id, out).await
         }
         (Some(_), Some(_)) | (None, None) => Err(Error::Usage(

@@ -20,7 +20,7 @@ use retrace_engine::read::History;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::Client;
+use super::client::{Client, TokenArg};
 use super::error::{Error, Result};
 
 /// How many events one read (or one page) takes.
@@ -56,16 +56,12 @@ pub enum Source {
 impl Source {
     /// The source named on the command line: `--server <url>`, else a path
     /// (a data folder, or an export file).
-    pub fn open(
-        path: Option<&Path>,
-        server: Option<&str>,
-        token: Option<String>,
-    ) -> Result<Source> {
+    pub fn open(path: Option<&Path>, server: Option<&str>, how: &TokenArg) -> Result<Source> {
         match (path, server) {
             (Some(_), Some(_)) => Err(Error::Usage(
                 "give either a data folder, an export file or --server, not two".into(),
             )),
-            (None, Some(url)) => Ok(Source::Server(Client::new(url)?.with_token(token))),
+            (None, Some(url)) => Ok(Source::Server(Client::connect(url, how)?)),
             (None, None) => Err(Error::Usage(
                 "name a data folder, an export file, or --server <url>".into(),
             )),

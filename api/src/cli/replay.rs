@@ -102,11 +102,7 @@ pub fn positionals(
 
 pub async fn run(args: ReplayArgs, out: &mut impl Write) -> Result<()> {
     let (path, id) = positionals(args.source, args.execution, args.server.as_deref())?;
-    let source = Source::open(
-        path.as_deref(),
-        args.server.as_deref(),
-        args.token.token.clone(),
-    )?;
+    let source = Source::open(path.as_deref(), args.server.as_deref(), &args.token)?;
     let Some(id) = id else {
         let listed = source.executions().await?;
         return list(&listed, args.json, out);

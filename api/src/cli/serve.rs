@@ -74,6 +74,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if addrs.is_empty() {
         anyhow::bail!("cannot listen on {}: it names no address", settings.listen);
     }
+    // Read before the data folder is touched, like every other setting.
+    let tls = match &settings.tls {
+        Some(files) => Some(crate::tls::server_config(files).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let engine = Engine::open(settings.engine_config())
         .await
         .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
@@ -113,7 +118,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .local_addr()
         .context("the listener has no address")?;
     let url_file = settings.data.join(SERVER_URL_FILE);
-    if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(addr))) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(scheme, addr))) {
         tracing::warn!(file = %url_file.display(), error = %e, "cannot write the server's URL");
     }
     let config = settings.api;
@@ -121,20 +127,32 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = state.shutdown.clone();
     let data = settings.data.display();
     match &settings.config {
-        Some(file) => tracing::info!(%addr, %data, config = %file.display(), "listening"),
-        None => tracing::info!(%addr, %data, "listening"),
+        Some(file) => tracing::info!(%addr, %data, scheme, config = %file.display(), "listening"),
+        None => tracing::info!(%addr, %data, scheme, "listening"),
     }
     // Made into a service once: served as a bare router, axum would build
     // every route again for each connection (about 47 KB each).
     let app = crate::app(state).into_make_service();
-    axum::serve(crate::listener::no_delay(listener), app)
-        .with_graceful_shutdown(async move {
-            stop.received().await;
-            tracing::info!("shutting down: finishing requests in flight");
-            shutdown.trigger();
-        })
-        .await
-        .context("the server failed")?;
+    let stopped = async move {
+        stop.received().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        shutdown.trigger();
+    };
+    match tls {
+        Some(config) => {
+            let listener =
+                crate::tls::TlsListener::new(listener, config).context("cannot listen with TLS")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        None => {
+            axum::serve(crate::listener::no_delay(listener), app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
+    .context("the server failed")?;
     engine
         .shutdown()
         .await
@@ -145,11 +163,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// A URL of this server that a command on the same machine can use.
-fn local_url(addr: SocketAddr) -> String {
+fn local_url(scheme: &str, addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }

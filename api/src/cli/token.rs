@@ -235,9 +235,7 @@ async fn revoke_remote(client: &Client, name: &str) -> Result<Value> {
 fn target(at: &WhereArgs) -> Result<Target> {
     match (&at.data, &at.server) {
         (Some(path), None) => Ok(Target::Folder(path.clone())),
-        (None, Some(url)) => Ok(Target::Server(
-            Client::new(url)?.with_token(at.token.token.clone()),
-        )),
+        (None, Some(url)) => Ok(Target::Server(Client::connect(url, &at.token)?)),
         _ => Err(Error::Usage(
             "name the data folder (--data FOLDER) or a server (--server URL)".into(),
         )),
@@ -256,7 +254,7 @@ fn running_server(path: &Path, at: &WhereArgs) -> Result<Client> {
         path.display(),
         url.trim()
     );
-    Ok(Client::new(url.trim())?.with_token(at.token.token.clone()))
+    Client::connect(url.trim(), &at.token)
 }
 
 /// A token as `/v1/tokens` shows it.

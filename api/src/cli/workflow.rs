@@ -97,7 +97,7 @@ pub async fn run(command: WorkflowCommand, out: &mut impl Write) -> Result<()> {
         WorkflowCommand::Validate(args) => {
             let answer = match &args.server {
                 Some(server) => {
-                    let client = Client::new(server)?.with_token(args.token.token.clone());
+                    let client = Client::connect(server, &args.token)?;
                     send(&client, "/v1/workflows/validate", &args.file).await?
                 }
                 None => validate_here(&args.file)?,

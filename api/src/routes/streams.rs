@@ -25,8 +25,10 @@ use retrace_engine::read::GlobalFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Path, Query, execution_id};
+use crate::limits::OpenStream;
 use crate::schemas::{ExecutionEventFrame, GlobalEventFrame};
 use crate::state::AppState;
 use crate::views::{EventView, GlobalEventView};
@@ -72,6 +74,15 @@ struct ResumeHeader {
 }
 
 /// The frame that reports a failure and ends a stream.
+/// The caller's token's count of open streams, one more (refused past its
+/// most).
+fn stream_of(state: &AppState, caller: &Caller) -> Result<Option<OpenStream>, Error> {
+    caller
+        .name()
+        .map(|name| state.config.token_limits.stream(name))
+        .transpose()
+}
+
 fn error_frame(e: &Error) -> Frame {
     Frame::default().event("error").data(e.to_json_string())
 }
@@ -85,14 +96,19 @@ fn frame<T: serde::Serialize>(id: u64, kind: &str, view: &T) -> Frame {
 }
 
 /// Wraps frames as the SSE response: keep-alives, and an end at shutdown.
-fn respond(state: &AppState, frames: impl Stream<Item = Frame> + Send + 'static) -> Response {
+fn respond(
+    state: &AppState,
+    open: Option<OpenStream>,
+    frames: impl Stream<Item = Frame> + Send + 'static,
+) -> Response {
     let shutdown = state.shutdown.clone();
-    // Counted while the stream lives (the guard drops with it).
+    // Counted while the stream lives (the guards drop with it), also
+    // against its token's open streams.
     let client = state.sse_clients.connect();
     let frames = frames
         .take_until(async move { shutdown.triggered().await })
         .map(move |frame| {
-            let _still_connected = &client;
+            let _still_connected = (&client, &open);
             Ok::<_, Infallible>(frame)
         });
     Sse::new(frames)
@@ -156,6 +172,7 @@ pub struct ExecutionStreamQuery {
 )]
 pub async fn execution(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(query): Query<ExecutionStreamQuery>,
     headers: HeaderMap,
@@ -173,6 +190,7 @@ pub async fn execution(
     if summary.status.is_terminal() && after >= last_seq {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
+    let open = stream_of(&state, &caller)?;
     let mut events = state.engine.read().subscribe(id, after.saturating_add(1));
     let frames = async_stream::stream! {
         while let Some(item) = events.next().await {
@@ -191,7 +209,7 @@ pub async fn execution(
             }
         }
     };
-    Ok(respond(&state, frames))
+    Ok(respond(&state, open, frames))
 }
 
 /// Filters of the engine-wide stream, and where it resumes (unknown
@@ -250,6 +268,7 @@ pub struct AllStreamQuery {
 )]
 pub async fn all(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<AllStreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
@@ -265,6 +284,7 @@ pub async fn all(
         workflow: query.workflow,
         types,
     };
+    let open = stream_of(&state, &caller)?;
     let mut events = state
         .engine
         .read()
@@ -283,5 +303,5 @@ pub async fn all(
             }
         }
     };
-    Ok(respond(&state, frames))
+    Ok(respond(&state, open, frames))
 }

@@ -561,3 +561,68 @@ async fn signed_events_need_no_token_and_forged_stale_or_replayed_ones_are_refus
         .unwrap();
     assert_eq!(signal["data"]["by"], "webhook:msg_1", "{signal}");
 }
+
+#[tokio::test]
+async fn a_token_past_its_rate_or_its_streams_gets_429_with_retry_after() {
+    let config = retrace_api::ApiConfig {
+        token_limits: retrace_api::limits::TokenLimits::new(3, 1),
+        ..Default::default()
+    };
+    let s = Server::with_config(config).await;
+    let eyes = token(&s, "eyes", Role::Viewer, None).await;
+    let other = token(&s, "other", Role::Viewer, None).await;
+    for _ in 0..3 {
+        let (status, _) = call(&s, &Method::GET, "/v1/workflows", None, Some(&eyes)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = s
+        .client
+        .get(s.url("/v1/workflows"))
+        .bearer_auth(&eyes)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_error(
+        &answer(response).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    );
+    // Another token has its own budget.
+    let (status, _) = call(&s, &Method::GET, "/v1/workflows", None, Some(&other)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // One open stream per token: a second is refused until the first ends.
+    let stream = |secret: String| {
+        let request = s
+            .client
+            .get(s.url("/v1/events/stream"))
+            .bearer_auth(secret)
+            .header("accept", "text/event-stream");
+        async move { request.send().await.unwrap() }
+    };
+    let first = stream(other.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = stream(other.clone()).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(first);
+    // Counted out once the server sees the connection close (polled, with
+    // a bound).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let third = stream(other.clone()).await;
+        if third.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream is never counted out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

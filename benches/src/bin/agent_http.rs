@@ -20,7 +20,9 @@
 //! Variants (a fresh server and data folder each), as suffixes of both names:
 //! none (one agent process, 8 poll loops), `_agents16` (16 agent processes,
 //! one poll loop each), `_wait` (start-and-wait, `"waitMs": 60000` in the
-//! start, instead of SSE), `_eager` (each completion claims the next tasks).
+//! start, instead of SSE), `_eager` (each completion claims the next tasks),
+//! `_secure` (access tokens on and every request over TLS: what running it
+//! on a shared network costs).
 //! A variant the server does not support prints `scenario=<name>
 //! skipped=<reason>`. After each scenario, the CPU time of the server (and of
 //! the agents) per 1,000 steps goes to stderr.
@@ -92,15 +94,19 @@ struct Variant {
     eager: bool,
     /// Start-and-wait (`waitMs` in the start) instead of the SSE stream.
     wait: bool,
+    /// Access tokens on and HTTPS: the client and the agents each hold a
+    /// token, and every request goes over TLS (certificates made here).
+    secure: bool,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant {
         suffix: "",
         processes: 1,
         loops: 8,
         eager: false,
         wait: false,
+        secure: false,
     },
     Variant {
         suffix: "_agents16",
@@ -108,6 +114,7 @@ const VARIANTS: [Variant; 4] = [
         loops: 1,
         eager: false,
         wait: false,
+        secure: false,
     },
     Variant {
         suffix: "_wait",
@@ -115,6 +122,7 @@ const VARIANTS: [Variant; 4] = [
         loops: 8,
         eager: false,
         wait: true,
+        secure: false,
     },
     Variant {
         suffix: "_eager",
@@ -122,6 +130,15 @@ const VARIANTS: [Variant; 4] = [
         loops: 8,
         eager: true,
         wait: false,
+        secure: false,
+    },
+    Variant {
+        suffix: "_secure",
+        processes: 1,
+        loops: 8,
+        eager: false,
+        wait: false,
+        secure: true,
     },
 ];
 
@@ -219,8 +236,13 @@ impl Bench<'_> {
     async fn variant(&self, variant: Variant) -> anyhow::Result<()> {
         // Declared before the processes, so it is removed after they stop.
         let data = self.args.scratch()?;
-        let server = Server::start(self.retrace, data.path()).await?;
-        let api = Api::new(&server.base)?;
+        let secure = match variant.secure {
+            true => Some(Secure::make(self.retrace, data.path()).await?),
+            false => None,
+        };
+        let server =
+            Server::start(self.retrace, &data.path().join("data"), secure.as_ref()).await?;
+        let api = Api::new(&server.base, secure.as_ref().map(|s| (&s.client, &s.ca)))?;
         api.healthy().await?;
 
         if let Some(reason) = api.unsupported(variant).await? {
@@ -235,7 +257,8 @@ impl Bench<'_> {
         api.define().await?;
         let mut agents = Vec::with_capacity(variant.processes);
         for k in 0..variant.processes {
-            agents.push(Agent::start(self.agent, &server.base, variant, k).await?);
+            let agent = Agent::start(self.agent, &server.base, variant, k, secure.as_ref());
+            agents.push(agent.await?);
         }
         let pids: Vec<u32> = agents.iter().filter_map(|a| a.proc.child.id()).collect();
         let cpu = Cpu {
@@ -371,6 +394,59 @@ impl Proc {
     }
 }
 
+/// What the `_secure` variant runs with: a CA and a server certificate
+/// for 127.0.0.1 (made here), and tokens made on the data folder with
+/// `retrace token create` (an operator's for the client, which also
+/// defines the workflow, and an agent's).
+#[derive(Debug)]
+struct Secure {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client: String,
+    agent: String,
+}
+
+impl Secure {
+    async fn make(retrace: &Path, scratch: &Path) -> anyhow::Result<Secure> {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        let key = KeyPair::generate()?;
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])?.signed_by(&key, &ca)?;
+        let write = |name: &str, text: String| -> anyhow::Result<PathBuf> {
+            let path = scratch.join(name);
+            std::fs::write(&path, text)?;
+            Ok(path)
+        };
+        let data = scratch.join("data");
+        let token = |name: &'static str, role: &'static str| {
+            let mut command = Command::new(retrace);
+            command
+                .args(["token", "create", "--name", name, "--role", role, "--data"])
+                .arg(&data)
+                .env_remove("RETRACE_DATA");
+            async move {
+                let out = command.output().await?;
+                ensure!(
+                    out.status.success(),
+                    "retrace token create: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                Ok::<_, anyhow::Error>(String::from_utf8(out.stdout)?.trim().to_owned())
+            }
+        };
+        Ok(Secure {
+            ca: write("ca.pem", ca.pem())?,
+            cert: write("server.pem", cert.pem())?,
+            key: write("server.key", key.serialize_pem())?,
+            client: token("bench-client", "operator").await?,
+            agent: token("bench-agent", "agent").await?,
+        })
+    }
+}
+
 /// A running `retrace serve`.
 #[derive(Debug)]
 struct Server {
@@ -381,7 +457,7 @@ struct Server {
 impl Server {
     /// Starts `retrace serve` on `data` and an ephemeral loopback port, and
     /// waits for its `listening addr=…` line.
-    async fn start(retrace: &Path, data: &Path) -> anyhow::Result<Server> {
+    async fn start(retrace: &Path, data: &Path, secure: Option<&Secure>) -> anyhow::Result<Server> {
         let mut command = Command::new(retrace);
         // No setting inherited from the environment: flags and defaults only.
         for (name, _) in std::env::vars_os() {
@@ -397,6 +473,13 @@ impl Server {
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if let Some(secure) = secure {
+            command
+                .arg("--tls-cert")
+                .arg(&secure.cert)
+                .arg("--tls-key")
+                .arg(&secure.key);
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx = Mutex::new(Some(tx));
         let proc = Proc::spawn("retrace serve".into(), command, false, move |line| {
@@ -416,9 +499,10 @@ impl Server {
                 proc.tail()
             ),
         };
+        let scheme = if secure.is_some() { "https" } else { "http" };
         Ok(Server {
             proc,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
         })
     }
 
@@ -446,8 +530,20 @@ struct Agent {
 impl Agent {
     /// Starts agent process `k` of `variant` and waits until it has
     /// registered (its `ready <id>` line).
-    async fn start(bin: &Path, base: &str, variant: Variant, k: usize) -> anyhow::Result<Agent> {
+    async fn start(
+        bin: &Path,
+        base: &str,
+        variant: Variant,
+        k: usize,
+        secure: Option<&Secure>,
+    ) -> anyhow::Result<Agent> {
         let mut command = Command::new(bin);
+        if let Some(secure) = secure {
+            command
+                .args(["--token", &secure.agent])
+                .arg("--ca-cert")
+                .arg(&secure.ca);
+        }
         command
             .args(["--server", base, "--loops", &variant.loops.to_string()])
             .args(["--name", &format!("agent-http-{k}")])
@@ -496,10 +592,22 @@ struct Api {
 }
 
 impl Api {
-    fn new(base: &str) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(usize::MAX)
-            .build()?;
+    /// A client of `base`; with `secure`, sending that token and trusting
+    /// only that CA.
+    fn new(base: &str, secure: Option<(&String, &PathBuf)>) -> anyhow::Result<Api> {
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX);
+        if let Some((token, ca)) = secure {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse()?,
+            );
+            let pem = std::fs::read(ca)?;
+            builder = builder
+                .default_headers(headers)
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+        }
+        let http = builder.build()?;
         Ok(Api {
             http,
             base: base.to_owned(),

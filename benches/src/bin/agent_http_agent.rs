@@ -44,6 +44,12 @@ struct AgentArgs {
     /// The name it registers with.
     #[arg(long, default_value = "agent-http-bench")]
     name: String,
+    /// The access token it sends (`Authorization: Bearer`), if any.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// For an `https://` server: the only CA it trusts (PEM).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 /// The most tasks one poll (or one eager completion) claims.
@@ -79,10 +85,22 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         let _ = closed_tx.send(());
     });
 
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .pool_max_idle_per_host(usize::MAX)
-        .build()?;
+        .pool_max_idle_per_host(usize::MAX);
+    if let Some(token) = &args.token {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        builder = builder.default_headers(headers);
+    }
+    if let Some(ca) = &args.ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+    }
+    let http = builder.build()?;
     let agent = Agent {
         http,
         base: args.server.trim_end_matches('/').to_owned(),
