@@ -70,6 +70,9 @@ impl Access {
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     pub token: Option<Token>,
+    /// Why, as the request's `Retrace-Reason` header says: recorded with
+    /// what the request changes.
+    pub reason: Option<String>,
 }
 
 impl Caller {
@@ -80,6 +83,10 @@ impl Caller {
 
     pub fn role(&self) -> Option<Role> {
         self.token.as_ref().map(|t| t.role)
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 }
 
@@ -164,8 +171,16 @@ pub fn admit(
     route: &str,
     headers: &HeaderMap,
 ) -> Result<Caller, Error> {
+    // Only a change records a reason; reads never look at the header.
+    let reason = match *method {
+        Method::GET | Method::HEAD => None,
+        _ => reason(headers)?,
+    };
     if access == Access::Open || !engine.tokens_required() {
-        return Ok(Caller::default());
+        return Ok(Caller {
+            token: None,
+            reason,
+        });
     }
     let secret = bearer(headers)?;
     let token = engine.authenticate(secret).map_err(|why| {
@@ -189,7 +204,36 @@ pub fn admit(
             token.name, token.role,
         )));
     }
-    Ok(Caller { token: Some(token) })
+    Ok(Caller {
+        token: Some(token),
+        reason,
+    })
+}
+
+/// The header a change's reason comes in.
+pub const REASON_HEADER: &str = "retrace-reason";
+
+/// A request's `Retrace-Reason`: free text as a command's `reason` is
+/// (at most as long, no control characters but tab and line breaks),
+/// percent-decoding not applied.
+fn reason(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get(REASON_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        Error::InvalidHeader(format!(
+            "`{REASON_HEADER}` must be visible ASCII (percent-encode the rest)"
+        ))
+    })?;
+    let chars = text.chars().count();
+    let max = crate::routes::commands::REASON_CHARS_MAX;
+    if chars == 0 || chars > max {
+        return Err(Error::InvalidHeader(format!(
+            "`{REASON_HEADER}` must be 1 to {max} characters, not {chars}"
+        )));
+    }
+    retrace_engine::model::check_text(REASON_HEADER, text).map_err(Error::InvalidHeader)?;
+    Ok(Some(text.to_owned()))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.

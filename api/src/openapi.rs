@@ -287,12 +287,16 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
 /// The error codes operation `id` can answer, `internal` included; `None`
 /// for an operation [`ERRORS`] does not name. An operation that needs a
 /// token (`access` is not [`Access::Open`]) can also answer `401` and `403`.
-fn error_codes(operation_id: &str, access: Access) -> Option<Vec<Code>> {
+fn error_codes(operation_id: &str, access: Access, changes: bool) -> Option<Vec<Code>> {
     let (_, groups) = ERRORS.iter().find(|(id, _)| *id == operation_id)?;
     let mut codes: Vec<Code> = groups.iter().flat_map(|g| g.iter().copied()).collect();
     codes.push(Internal);
     if access != Access::Open {
         codes.extend([Unauthenticated, Forbidden, RateLimited]);
+    }
+    // A change may say why (`Retrace-Reason`).
+    if changes {
+        codes.push(InvalidHeader);
     }
     // Probes answer whatever the `Host`; everything else checks it.
     if !matches!(operation_id, "getLiveness" | "getReadiness") {
@@ -315,7 +319,10 @@ fn meaning(code: Code) -> &'static str {
             "A query parameter is unknown, of the wrong type, or out of range \
              (`status=sleeping`, `limit=0`, a `cursor` this API did not issue)."
         }
-        InvalidHeader => "A `Last-Event-ID` that is not a non-negative integer.",
+        InvalidHeader => {
+            "A `Last-Event-ID` that is not a non-negative integer, or a `Retrace-Reason` that \
+             is empty, longer than 1,024 characters, or holds a control character."
+        }
         NotFound => "No route has this path.",
         UnknownWorkflow => "No workflow of that name (or version).",
         UnknownExecution => "No execution with that id (or the id is not one).",
@@ -470,7 +477,7 @@ impl Modify for ErrorResponses {
                 let Some(codes) = operation
                     .operation_id
                     .as_deref()
-                    .and_then(|id| error_codes(id, access))
+                    .and_then(|id| error_codes(id, access, method != axum::http::Method::GET))
                 else {
                     continue;
                 };
@@ -845,7 +852,7 @@ mod tests {
             for operation in operations_mut(item) {
                 let id = operation.operation_id.clone().unwrap_or_default();
                 assert!(
-                    error_codes(&id, Access::Open).is_some(),
+                    error_codes(&id, Access::Open, false).is_some(),
                     "ERRORS does not name {id}"
                 );
                 assert!(ids.insert(id.clone()), "operation id {id} is used twice");

@@ -378,7 +378,9 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([
                 header::CONTENT_TYPE,
+                header::AUTHORIZATION,
                 HeaderName::from_static("last-event-id"),
+                HeaderName::from_static(crate::auth::REASON_HEADER),
             ]),
     )
 }

@@ -300,14 +300,16 @@ async fn the_audit_lists_who_did_what_and_a_forged_actor_fails_verify() {
         serde_json::json!({"reason": "look"}),
     )
     .await;
-    call(
-        base,
-        ops,
-        Method::POST,
-        &on("resume"),
-        serde_json::json!({}),
-    )
-    .await;
+    // Why, for a command with no reason of its own: the header.
+    let resumed = reqwest::Client::new()
+        .post(format!("{base}{}", on("resume")))
+        .bearer_auth(ops)
+        .header("retrace-reason", "checked the logs")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resumed.status().is_success());
     call(
         base,
         app,
@@ -360,6 +362,11 @@ async fn the_audit_lists_who_did_what_and_a_forged_actor_fails_verify() {
     assert_eq!(audited(&one.stdout).len(), 5, "{}", one.stdout);
     let text = run(&["audit", data_arg]).await.expect_code(0);
     assert!(text.stdout.contains("(look)"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("(checked the logs)"),
+        "{}",
+        text.stdout
+    );
 
     // Someone with the folder rewrites who paused it: the chain says so.
     forge_actor(

@@ -147,11 +147,12 @@ pub async fn pause(
     OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
-    let reason = reason(body.reason, "pause")?;
+    let reason = reason(body.reason.or_else(|| caller.reason.clone()), "pause")?;
     answer(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .pause(id, &reason)
             .await?,
     )
@@ -184,6 +185,7 @@ pub async fn resume(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .resume(execution_id(&id)?)
             .await?,
     )
@@ -213,11 +215,12 @@ pub async fn cancel(
     OptionalJson(body): OptionalJson<CancelBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
-    let reason = reason(body.reason, "cancel")?;
+    let reason = reason(body.reason.or_else(|| caller.reason.clone()), "cancel")?;
     answer(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .cancel(id, &reason, body.compensate)
             .await?,
     )
@@ -247,11 +250,12 @@ pub async fn terminate(
     OptionalJson(body): OptionalJson<ReasonBody>,
 ) -> Answer {
     let id = execution_id(&id)?;
-    let reason = reason(body.reason, "terminate")?;
+    let reason = reason(body.reason.or_else(|| caller.reason.clone()), "terminate")?;
     answer(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .terminate(id, &reason)
             .await?,
     )
@@ -284,6 +288,7 @@ pub async fn retry(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .retry(execution_id(&id)?)
             .await?,
     )
@@ -316,6 +321,7 @@ pub async fn skip(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .skip(execution_id(&id)?, body.output)
             .await?,
     )
@@ -348,6 +354,7 @@ pub async fn redrive(
         state
             .engine
             .acting_as(caller.name())
+            .because(caller.reason())
             .redrive(execution_id(&id)?)
             .await?,
     )
@@ -448,6 +455,7 @@ pub async fn signal(
     let signalled = state
         .engine
         .acting_as(by.as_deref())
+        .because(caller.reason())
         .signal(id, &name, body.payload, body.correlation)
         .await?;
     let (outcome, step, activation) = match signalled.reached {
@@ -512,6 +520,7 @@ pub async fn publish(
     let delivered = state
         .engine
         .acting_as(by.as_deref())
+        .because(caller.reason())
         .publish(&name, body.payload, body.correlation)
         .await?;
     Ok(axum::Json(DeliveredView { delivered }))

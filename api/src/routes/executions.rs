@@ -158,6 +158,7 @@ pub async fn start(
     let started = state
         .engine
         .acting_as(caller.name())
+        .because(caller.reason())
         .start(StartRequest {
             workflow: body.workflow,
             version: body.version,

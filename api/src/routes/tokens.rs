@@ -163,7 +163,10 @@ pub async fn create(
         capabilities: body.capabilities,
         expires_at_ms,
     };
-    let (token, secret) = state.engine.create_token(new, caller.name()).await?;
+    let (token, secret) = state
+        .engine
+        .create_token(new, caller.name(), caller.reason())
+        .await?;
     tracing::info!(token = %token.name, role = %token.role, by = ?caller.name(), "token created");
     Ok((
         StatusCode::CREATED,
@@ -241,7 +244,10 @@ pub async fn revoke(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, Error> {
-    let token = state.engine.revoke_token(&name, caller.name()).await?;
+    let token = state
+        .engine
+        .revoke_token(&name, caller.name(), caller.reason())
+        .await?;
     tracing::info!(token = %token.name, by = ?caller.name(), "token revoked");
     let now = state.engine.clock().now_ms();
     Ok(axum::Json(TokenView::new(token, now)))

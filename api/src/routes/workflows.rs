@@ -151,6 +151,7 @@ pub async fn define(
     let defined = state
         .engine
         .acting_as(caller.name())
+        .because(caller.reason())
         .define(workflow)
         .await?;
     let status = if defined.created {

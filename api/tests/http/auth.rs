@@ -19,7 +19,7 @@ async fn token(s: &Server, name: &str, role: Role, capabilities: Option<&[&str]>
         capabilities: capabilities.map(|c| c.iter().map(|s| (*s).to_owned()).collect()),
         expires_at_ms: None,
     };
-    s.engine.create_token(new, None).await.unwrap().1
+    s.engine.create_token(new, None, None).await.unwrap().1
 }
 
 /// Sends `method path` with `body` (for a POST) as the holder of `secret`.

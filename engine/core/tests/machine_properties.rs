@@ -191,6 +191,7 @@ fn run(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<Recorded,
         limits: &limits,
         by: None,
         agent: None,
+        reason: None,
     };
     let (mut state, first) = start(
         id,

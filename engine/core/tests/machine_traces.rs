@@ -487,6 +487,7 @@ impl Harness {
             limits: &self.limits,
             by: None,
             agent: None,
+            reason: None,
         };
         match start(ID, workflow, &ctx, params) {
             Ok((state, events)) => {
@@ -515,6 +516,7 @@ impl Harness {
             limits: &self.limits,
             by: None,
             agent: None,
+            reason: None,
         };
         let before = state.clone();
         match handle(state, workflow, &ctx, trigger) {

@@ -76,7 +76,11 @@ impl History {
                     } else {
                         "token_revoked"
                     };
-                    let detail = change.role.map(|r| format!("role {r}"));
+                    let detail = match (change.role, change.reason) {
+                        (Some(role), Some(reason)) => Some(format!("role {role}: {reason}")),
+                        (Some(role), None) => Some(format!("role {role}")),
+                        (None, reason) => reason,
+                    };
                     entries.push(entry(
                         change.by,
                         action,
@@ -95,17 +99,21 @@ impl History {
                         Some(name),
                     )),
                     // The same append as its definition, so right after it.
-                    Some(CatalogRecord::DefinedBy(who)) => match entries.last_mut() {
-                        Some(last) if last.target == AuditTarget::Workflow(who.version.clone()) => {
-                            last.by = Some(who.by)
+                    Some(CatalogRecord::DefinedBy(who)) => {
+                        let target = AuditTarget::Workflow(who.version.clone());
+                        match entries.last_mut() {
+                            Some(last) if last.target == target => {
+                                last.by = who.by;
+                                if let Some(reason) = who.reason {
+                                    last.detail = Some(match last.detail.take() {
+                                        Some(name) => format!("{name}: {reason}"),
+                                        None => reason,
+                                    });
+                                }
+                            }
+                            _ => entries.push(entry(who.by, "define", target, who.reason)),
                         }
-                        _ => entries.push(entry(
-                            Some(who.by),
-                            "define",
-                            AuditTarget::Workflow(who.version),
-                            None,
-                        )),
-                    },
+                    }
                     None => {}
                 }
                 continue;
@@ -131,16 +139,25 @@ fn command(event: Event, tasks: bool) -> Option<(Option<String>, &'static str, O
             parent: None,
             workflow,
             by,
+            reason,
             ..
-        } => (by, "start", Some(workflow)),
-        Event::SignalReceived { name, by, .. } => (by, "signal", Some(name)),
+        } => (by, "start", Some(because(workflow, reason))),
+        Event::SignalReceived {
+            name, by, reason, ..
+        } => (by, "signal", Some(because(name, reason))),
         Event::ExecutionPaused { reason, by } => (by, "pause", Some(reason)),
-        Event::ExecutionResumed { by } => (by, "resume", None),
-        Event::HeldStepRetried { by } | Event::CompensationRetried { by } => (by, "retry", None),
-        Event::HeldStepSkipped { by, .. } => (by, "skip", None),
+        Event::ExecutionResumed { by, reason } => (by, "resume", reason),
+        Event::HeldStepRetried { by, reason } | Event::CompensationRetried { by, reason } => {
+            (by, "retry", reason)
+        }
+        Event::HeldStepSkipped { by, reason, .. } => (by, "skip", reason),
         // The engine skips what it has nothing to undo for by itself.
-        Event::CompensationSkipped { by: Some(by), .. } => (Some(by), "skip", None),
-        Event::ExecutionRedriven { by } => (by, "redrive", None),
+        Event::CompensationSkipped {
+            by: Some(by),
+            reason,
+            ..
+        } => (Some(by), "skip", reason),
+        Event::ExecutionRedriven { by, reason } => (by, "redrive", reason),
         Event::CompensationBegan {
             reason: CompensationReason::Cancelled { reason },
             by,
@@ -172,4 +189,12 @@ fn command(event: Event, tasks: bool) -> Option<(Option<String>, &'static str, O
         ),
         _ => return None,
     })
+}
+
+/// A detail with the reason given after it.
+fn because(detail: String, reason: Option<String>) -> String {
+    match reason {
+        Some(reason) => format!("{detail}: {reason}"),
+        None => detail,
+    }
 }

@@ -126,15 +126,20 @@ impl Engine {
 
     /// Defines a compiled workflow; the same version again is a no-op.
     pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
-        self.define_as(workflow, None).await
+        self.define_as(workflow, None, None).await
     }
 
     /// Defines a compiled workflow on behalf of `by` (recorded with it).
-    async fn define_as(&self, workflow: Workflow, by: Option<&str>) -> Result<Defined, Error> {
+    async fn define_as(
+        &self,
+        workflow: Workflow,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Defined, Error> {
         let warnings = self.warnings(&workflow);
         let _exclusive = self.inner.defining.lock().await;
         let now = self.inner.clock.now_ms();
-        let definition = self.read_catalog()?.definition(&workflow, by, now);
+        let definition = self.read_catalog()?.definition(&workflow, by, reason, now);
         let Some((seq, events)) = definition else {
             let existing = self
                 .read_catalog()?
@@ -176,6 +181,7 @@ impl Engine {
         Acting {
             engine: self,
             by: by.map(str::to_owned),
+            reason: None,
         }
     }
 
@@ -293,13 +299,24 @@ impl Engine {
 pub struct Acting<'e> {
     engine: &'e Engine,
     by: Option<String>,
+    reason: Option<String>,
 }
 
-impl Acting<'_> {
+impl<'e> Acting<'e> {
+    /// The same, with why (recorded in the events that have no reason of
+    /// their own).
+    pub fn because(self, reason: Option<&str>) -> Acting<'e> {
+        Acting {
+            reason: reason.map(str::to_owned),
+            ..self
+        }
+    }
+
     fn asked(&self) -> Asked<'_> {
         Asked {
             by: self.by.as_deref(),
             agent: None,
+            reason: self.reason.as_deref(),
         }
     }
 
@@ -524,6 +541,8 @@ impl Acting<'_> {
 
     /// Defines a compiled workflow; the same version again is a no-op.
     pub async fn define(&self, workflow: Workflow) -> Result<Defined, Error> {
-        self.engine.define_as(workflow, self.by.as_deref()).await
+        self.engine
+            .define_as(workflow, self.by.as_deref(), self.reason.as_deref())
+            .await
     }
 }

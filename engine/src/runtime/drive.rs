@@ -69,6 +69,8 @@ pub(super) struct Asked<'a> {
     pub by: Option<&'a str>,
     /// The agent reporting a task (`name (id)`).
     pub agent: Option<&'a str>,
+    /// Why, as whoever asked said.
+    pub reason: Option<&'a str>,
 }
 
 impl Asked<'_> {
@@ -76,6 +78,7 @@ impl Asked<'_> {
     pub const ENGINE: Asked<'static> = Asked {
         by: None,
         agent: None,
+        reason: None,
     };
 }
 
@@ -402,6 +405,7 @@ impl Engine {
             limits: &self.inner.limits,
             by: asked.by,
             agent: asked.agent,
+            reason: asked.reason,
         }
     }
 

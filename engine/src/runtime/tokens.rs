@@ -18,10 +18,11 @@ impl Engine {
         &self,
         new: NewToken,
         by: Option<&str>,
+        reason: Option<&str>,
     ) -> Result<(Token, String), Error> {
         let _exclusive = self.inner.changing_tokens.lock().await;
         let now = self.inner.clock.now_ms();
-        let creation = self.read_tokens()?.creation(new, by, now)?;
+        let creation = self.read_tokens()?.creation(new, by, reason, now)?;
         self.inner
             .store
             .append_access(creation.seq, creation.event.clone())
@@ -31,10 +32,15 @@ impl Engine {
     }
 
     /// Revokes the token `name` on behalf of `by`: refused from now on.
-    pub async fn revoke_token(&self, name: &str, by: Option<&str>) -> Result<Token, Error> {
+    pub async fn revoke_token(
+        &self,
+        name: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Token, Error> {
         let _exclusive = self.inner.changing_tokens.lock().await;
         let now = self.inner.clock.now_ms();
-        let (seq, event) = self.read_tokens()?.revocation(name, by, now)?;
+        let (seq, event) = self.read_tokens()?.revocation(name, by, reason, now)?;
         self.inner.store.append_access(seq, event).await?;
         let mut tokens = self.write_tokens()?;
         tokens.revoked(name, by, now, seq);

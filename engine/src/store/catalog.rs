@@ -19,8 +19,8 @@ use crate::machine;
 use crate::model::Workflow;
 
 const DEFINED: &str = "workflow_defined";
-/// Who defined the version just before it (same append), when someone with
-/// a token did: `{"version", "by"}`. A record of its own, so the
+/// Who defined the version just before it (same append), and why, when
+/// either is known: `{"version", "by"?, "reason"?}`. A record of its own, so the
 /// definition's record stays the canonical document it always was.
 const DEFINED_BY: &str = "workflow_defined_by";
 
@@ -28,7 +28,10 @@ const DEFINED_BY: &str = "workflow_defined_by";
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DefinedBy {
     pub version: String,
-    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What the engine knows of workflows.
@@ -77,6 +80,7 @@ impl WorkflowCatalog {
         &self,
         wf: &Workflow,
         by: Option<&str>,
+        reason: Option<&str>,
         now_ms: u64,
     ) -> Option<(u64, Vec<NewEvent>)> {
         if self.by_version.contains_key(wf.version()) {
@@ -87,10 +91,11 @@ impl WorkflowCatalog {
             now_ms,
             wf.canonical_json().as_bytes().to_vec(),
         )];
-        if let Some(by) = by {
+        if by.is_some() || reason.is_some() {
             let who = DefinedBy {
                 version: wf.version().to_owned(),
-                by: by.to_owned(),
+                by: by.map(str::to_owned),
+                reason: reason.map(str::to_owned),
             };
             // Two strings: encoding cannot fail.
             let payload = serde_json::to_vec(&who).unwrap_or_default();

@@ -160,6 +160,8 @@ struct Created {
     hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// The stored shape of `token_revoked`.
@@ -169,6 +171,8 @@ struct RevokedEvent {
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// The token table, folded from the access stream.
@@ -280,6 +284,7 @@ impl Tokens {
         &self,
         new: NewToken,
         by: Option<&str>,
+        reason: Option<&str>,
         now_ms: u64,
     ) -> Result<Creation, Error> {
         check(&new, now_ms)?;
@@ -295,6 +300,7 @@ impl Tokens {
             expires_at_ms: new.expires_at_ms,
             hash: hash.to_hex().to_string(),
             by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
         };
         let payload = serde_json::to_vec(&created).map_err(|source| Error::Codec {
             what: "a token_created event does not encode".into(),
@@ -330,6 +336,7 @@ impl Tokens {
         &self,
         name: &str,
         by: Option<&str>,
+        reason: Option<&str>,
         now_ms: u64,
     ) -> Result<(u64, NewEvent), Error> {
         let (token, _) = self
@@ -342,6 +349,7 @@ impl Tokens {
         let payload = serde_json::to_vec(&RevokedEvent {
             name: name.to_owned(),
             by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
         })
         .map_err(|source| Error::Codec {
             what: "a token_revoked event does not encode".into(),
@@ -443,7 +451,7 @@ impl TokenFolder {
 
     /// Creates a token; returns it and its secret (shown once).
     pub async fn create(&mut self, new: NewToken, now_ms: u64) -> Result<(Token, String), Error> {
-        let c = self.tokens.creation(new, None, now_ms)?;
+        let c = self.tokens.creation(new, None, None, now_ms)?;
         self.store.append_access(c.seq, c.event.clone()).await?;
         self.store.flush().await?;
         self.tokens.created(&c);
@@ -452,7 +460,7 @@ impl TokenFolder {
 
     /// Revokes `name` at once.
     pub async fn revoke(&mut self, name: &str, now_ms: u64) -> Result<Token, Error> {
-        let (seq, event) = self.tokens.revocation(name, None, now_ms)?;
+        let (seq, event) = self.tokens.revocation(name, None, None, now_ms)?;
         self.store.append_access(seq, event).await?;
         self.store.flush().await?;
         self.tokens.revoked(name, None, now_ms, seq);
@@ -471,6 +479,7 @@ pub struct TokenChange {
     /// For a creation: its role.
     pub role: Option<Role>,
     pub by: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// The token change `record` of the access stream holds (`None` for a kind
@@ -493,6 +502,7 @@ pub(crate) fn change_of(
                 name: c.name,
                 role: Some(c.role),
                 by: c.by,
+                reason: c.reason,
             })
         }
         REVOKED => {
@@ -502,6 +512,7 @@ pub(crate) fn change_of(
                 name: v.name,
                 role: None,
                 by: v.by,
+                reason: v.reason,
             })
         }
         _ => None,
@@ -541,7 +552,7 @@ mod tests {
             capabilities: None,
             expires_at_ms: Some(2_000),
         };
-        let c = tokens.creation(new, Some("root"), 1_000).unwrap();
+        let c = tokens.creation(new, Some("root"), None, 1_000).unwrap();
         tokens.created(&c);
         assert!(tokens.required());
         assert_eq!(
@@ -550,7 +561,7 @@ mod tests {
         );
         assert_eq!(tokens.authenticate("rtk_00", 1_500), Err(Refused::Unknown));
         assert_eq!(tokens.authenticate(&c.secret, 2_000), Err(Refused::Expired));
-        let (seq, _) = tokens.revocation("ci", None, 1_600).unwrap();
+        let (seq, _) = tokens.revocation("ci", None, None, 1_600).unwrap();
         tokens.revoked("ci", None, 1_600, seq);
         assert_eq!(tokens.authenticate(&c.secret, 1_700), Err(Refused::Revoked));
         assert!(
@@ -571,6 +582,7 @@ mod tests {
                         capabilities: caps.map(|c| c.into_iter().map(String::from).collect()),
                         expires_at_ms: exp,
                     },
+                    None,
                     None,
                     1_000,
                 )

@@ -34,7 +34,10 @@ impl Run<'_, '_, '_> {
             }
             Status::Paused => {
                 let deferred = self.state.deferred.clone();
-                self.emit(Event::ExecutionResumed { by: self.by() })?;
+                self.emit(Event::ExecutionResumed {
+                    by: self.by(),
+                    reason: self.reason(),
+                })?;
                 self.push_deferred(deferred);
                 Ok(())
             }
@@ -61,7 +64,10 @@ impl Run<'_, '_, '_> {
         match (self.state.status, self.state.failed_steps.first().cloned()) {
             (Status::Paused, Some(failed)) => {
                 let deferred = self.state.deferred.clone();
-                self.emit(Event::HeldStepRetried { by: self.by() })?;
+                self.emit(Event::HeldStepRetried {
+                    by: self.by(),
+                    reason: self.reason(),
+                })?;
                 if self.state.status == Status::Running {
                     self.push_deferred(deferred);
                 }
@@ -74,7 +80,10 @@ impl Run<'_, '_, '_> {
                 Ok(())
             }
             (Status::CompensationFailed, _) => {
-                self.emit(Event::CompensationRetried { by: self.by() })?;
+                self.emit(Event::CompensationRetried {
+                    by: self.by(),
+                    reason: self.reason(),
+                })?;
                 self.next_compensation()
             }
             (Status::Failed, _) => self.refuse("retry", Some("redrive a failed execution")),
@@ -92,6 +101,7 @@ impl Run<'_, '_, '_> {
                 self.emit(Event::HeldStepSkipped {
                     output: output.clone(),
                     by: self.by(),
+                    reason: self.reason(),
                 })?;
                 if self.state.status == Status::Running {
                     self.push_deferred(deferred);
@@ -111,6 +121,7 @@ impl Run<'_, '_, '_> {
                     act: 0,
                     of,
                     by: self.by(),
+                    reason: self.reason(),
                 })?;
                 self.next_compensation()
             }
@@ -131,7 +142,10 @@ impl Run<'_, '_, '_> {
         }
         match (self.state.status, self.state.failed_steps.last().cloned()) {
             (Status::Failed, Some(failed)) => {
-                self.emit(Event::ExecutionRedriven { by: self.by() })?;
+                self.emit(Event::ExecutionRedriven {
+                    by: self.by(),
+                    reason: self.reason(),
+                })?;
                 self.work.push(Work {
                     step: failed.step,
                     thread: failed.thread,

@@ -67,6 +67,7 @@ impl Run<'_, '_, '_> {
                     act: 0,
                     of,
                     by: None,
+                    reason: None,
                 })?;
                 continue;
             };

@@ -122,4 +122,8 @@ pub struct Ctx<'a> {
     /// The agent that reported a task's result (`name (id)`), recorded in
     /// `task_completed`.
     pub agent: Option<&'a str>,
+    /// Why, as whoever asked said: recorded in the command events that
+    /// have no reason of their own (resume, retry, skip, redrive, start,
+    /// signals).
+    pub reason: Option<&'a str>,
 }

@@ -53,6 +53,7 @@ pub fn start(
                 .unwrap_or(ctx.defaults.max_transitions),
             timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
             by: ctx.by.map(str::to_owned),
+            reason: ctx.reason.map(str::to_owned),
         })?;
         run.work.push(Work::to(workflow.start(), None, input));
         let entered = run.enter_queued();
@@ -168,6 +169,7 @@ impl Run<'_, '_, '_> {
             correlation,
             act,
             by: self.by(),
+            reason: self.reason(),
         })?;
         match act {
             Some(act) => {

@@ -158,6 +158,9 @@ pub enum Event {
         /// for what the engine did by itself).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).
@@ -242,6 +245,9 @@ pub enum Event {
         /// for what the engine did by itself).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A kept signal (number `index` among those kept) was taken by `act`.
     SignalTaken {
@@ -336,6 +342,9 @@ pub enum Event {
         /// Who asked (the access token's name).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An operator skips the held failed step; `output` stands for its result.
     HeldStepSkipped {
@@ -344,12 +353,18 @@ pub enum Event {
         /// for what the engine did by itself).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An operator reopens a failed execution at the step that failed.
     ExecutionRedriven {
         /// Who asked (the access token's name).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Undoing begins: `pending` lists the activations to undo, next first.
     CompensationBegan {
@@ -383,6 +398,9 @@ pub enum Event {
         /// Who asked (the access token's name).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// An operator skips undoing `of` (`act` is the failed compensation, or 0).
     CompensationSkipped {
@@ -392,6 +410,9 @@ pub enum Event {
         /// for what the engine did by itself).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A handler workflow starts for an error nobody in the workflow routed.
     HandlerStarted {
@@ -431,6 +452,9 @@ pub enum Event {
         /// Who asked (the access token's name).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// Why, as the caller said (`Retrace-Reason`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     ExecutionCompleted {
         output: Value,

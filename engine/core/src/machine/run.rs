@@ -63,6 +63,11 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         self.ctx.by.map(str::to_owned)
     }
 
+    /// Why, as whoever asked said.
+    pub(super) fn reason(&self) -> Option<String> {
+        self.ctx.reason.map(str::to_owned)
+    }
+
     pub(super) fn new(state: &'s mut ExecutionState, wf: &'w Workflow, ctx: &'c Ctx<'c>) -> Self {
         Run {
             state,

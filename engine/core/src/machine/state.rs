@@ -431,6 +431,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             max_transitions,
             timeout_at_ms,
             by: _,
+            reason: _,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -660,6 +661,7 @@ fn fold_signal_child_or_branch(state: &mut ExecutionState, event: &Event) -> Res
             correlation,
             act,
             by: _,
+            reason: _,
         } => match act {
             Some(act) => live(state, *act)?.waiting = Waiting::Starting,
             None => state.signals.push(KeptSignal {
