@@ -29,6 +29,11 @@ use retrace_engine::store::tokens::{Refused, Role, Token};
 
 use crate::error::Error;
 
+/// Who may call each route: the router's table
+/// ([`crate::router::access_table`]), handed to what needs it (the OpenAPI
+/// document) rather than imported from the router.
+pub type AccessTable = [(Method, &'static str, Access)];
+
 /// Which callers a route serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
@@ -213,6 +218,11 @@ pub fn admit(
 /// The header a change's reason comes in.
 pub const REASON_HEADER: &str = "retrace-reason";
 
+/// The longest reason a change may give, in characters (Unicode scalar
+/// values, as JSON Schema's `maxLength` counts them): in a body's `reason`
+/// or in `Retrace-Reason`.
+pub const REASON_CHARS_MAX: usize = 1024;
+
 /// A request's `Retrace-Reason`: free text as a command's `reason` is
 /// (at most as long, no control characters but tab and line breaks),
 /// percent-decoding not applied.
@@ -226,7 +236,7 @@ fn reason(headers: &HeaderMap) -> Result<Option<String>, Error> {
         ))
     })?;
     let chars = text.chars().count();
-    let max = crate::routes::commands::REASON_CHARS_MAX;
+    let max = REASON_CHARS_MAX;
     if chars == 0 || chars > max {
         return Err(Error::InvalidHeader(format!(
             "`{REASON_HEADER}` must be 1 to {max} characters, not {chars}"

@@ -1,6 +1,6 @@
 //! Request extractors whose rejections are the API's [`Error`]: JSON bodies
-//! (required or optional), query strings, path segments, and the ids that
-//! path segments carry.
+//! (required or optional), events' bodies (signed ones verified first),
+//! query strings, path segments, and the ids that path segments carry.
 //!
 //! Owns turning axum's rejections into stable codes: not JSON → `400
 //! malformed_json`, JSON of the wrong shape (an array where an object is
@@ -193,4 +193,55 @@ pub fn execution_id(text: &str) -> Result<ExecutionId, Error> {
 pub fn agent_id(text: &str) -> Result<AgentId, Error> {
     text.parse()
         .map_err(|_| Error::UnknownAgent(format!("{text} (not an agent id)")))
+}
+
+/// An event's body (optional JSON), verified first when its name has a
+/// secret ([`crate::webhook`]). The name is the route's `{name}`.
+#[derive(Debug)]
+pub struct EventBody<T> {
+    pub body: T,
+    /// The `webhook-id` of a signed event: who sent it, as the history
+    /// records it (`by`: `webhook:<id>`).
+    pub signed: Option<String>,
+}
+
+impl<T> EventBody<T> {
+    /// Who asked, as the history records it: the signed delivery, else the
+    /// caller's `token` (its name).
+    pub fn by(&self, token: Option<&str>) -> Option<String> {
+        match &self.signed {
+            Some(id) => Some(format!("webhook:{id}")),
+            None => token.map(str::to_owned),
+        }
+    }
+}
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for EventBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        let (mut parts, body) = req.into_parts();
+        let name = crate::webhook::event_name(&mut parts).await?;
+        let headers = parts.headers.clone();
+        let req = Request::from_parts(parts, body);
+        let secrets = &state.config.event_secrets;
+        let Some(key) = secrets.key(&name) else {
+            let OptionalJson(body) = OptionalJson::from_request(req, state).await?;
+            return Ok(EventBody { body, signed: None });
+        };
+        let is_json = is_json(&headers);
+        let Body(bytes) = Body::from_request(req, state).await?;
+        let now_s = state.engine.clock().now_ms() / 1000;
+        secrets.verify(key, &headers, &bytes, now_s)?;
+        let id = headers
+            .get(crate::webhook::ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Ok(EventBody {
+            body: OptionalJson::from_bytes(&bytes, is_json)?,
+            signed: Some(id),
+        })
+    }
 }

@@ -20,7 +20,7 @@ use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::{Content, Ref, RefOr, Required, Response};
 use utoipa::{Modify, OpenApi};
 
-use crate::auth::Access;
+use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
     agents, commands, executions, health, metrics, streams, tasks, tokens, workflows,
@@ -113,13 +113,17 @@ The guide, with examples, is `docs/api.md`.";
         (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
         (name = "openapi", description = "This document."),
     ),
-    modifiers(&Security, &ErrorResponses, &OptionalBodies, &Links),
+    modifiers(&OptionalBodies, &Links),
 )]
 struct ApiDoc;
 
-/// The OpenAPI document of the API `app` serves.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI document of the API `app` serves, whose routes `access`
+/// lists.
+pub fn document(access: &AccessTable) -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    Security { access }.modify(&mut doc);
+    ErrorResponses { access }.modify(&mut doc);
+    doc
 }
 
 /// The document as JSON text, pretty-printed: what `GET /openapi.json`
@@ -128,8 +132,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// they are spelled as OpenAPI spells them here. Only a link has such keys
 /// (everything else utoipa writes in camel case), and a string holding one
 /// escapes its quotes, so the replacement touches nothing else.
-pub fn document_text() -> Result<String, serde_json::Error> {
-    let text = serde_json::to_string_pretty(&document())?;
+pub fn document_text(access: &AccessTable) -> Result<String, serde_json::Error> {
+    let text = serde_json::to_string_pretty(&document(access))?;
     Ok(text
         .replace("\"operation_ref\": ", "\"operationRef\": ")
         .replace("\"operation_id\": ", "\"operationId\": ")
@@ -148,8 +152,10 @@ pub fn document_text() -> Result<String, serde_json::Error> {
             `docs/openapi.json` in the source tree of this version).", body = Object),
     ),
 )]
-pub async fn serve() -> Result<impl IntoResponse, crate::Error> {
-    document_text()
+pub async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+) -> Result<impl IntoResponse, crate::Error> {
+    document_text(&state.routes)
         .map(|text| ([(header::CONTENT_TYPE, "application/json")], text))
         .map_err(|e| crate::Error::Internal(format!("the OpenAPI document: {e}")))
 }
@@ -421,12 +427,14 @@ fn meaning(code: Code) -> &'static str {
 
 /// The bearer scheme, and on each operation that needs a token, that it
 /// does and which roles may call it.
-struct Security;
+struct Security<'a> {
+    access: &'a AccessTable,
+}
 
 /// The name of the bearer scheme in `components.securitySchemes`.
 const BEARER: &str = "bearer";
 
-impl Modify for Security {
+impl Modify for Security<'_> {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{
             HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
@@ -446,7 +454,7 @@ impl Modify for Security {
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, operation) in methods_mut(item) {
-                let access = access_of(&method, path);
+                let access = access_of(self.access, &method, path);
                 if access == Access::Open {
                     // Explicitly none: open even when tokens are on.
                     operation.security = Some(vec![SecurityRequirement::default()]);
@@ -467,13 +475,15 @@ impl Modify for Security {
 
 /// Adds to every operation its error responses, one per status, each
 /// listing the codes it stands for.
-struct ErrorResponses;
+struct ErrorResponses<'a> {
+    access: &'a AccessTable,
+}
 
-impl Modify for ErrorResponses {
+impl Modify for ErrorResponses<'_> {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, operation) in methods_mut(item) {
-                let access = access_of(&method, path);
+                let access = access_of(self.access, &method, path);
                 let Some(codes) = operation
                     .operation_id
                     .as_deref()
@@ -798,11 +808,11 @@ impl Modify for Links {
 
 /// Who may call `method` `path`, from the router's table (open for a pair it
 /// does not route, which the tests make sure never happens).
-fn access_of(method: &axum::http::Method, path: &str) -> Access {
-    crate::router::access_table()
-        .into_iter()
+fn access_of(table: &AccessTable, method: &axum::http::Method, path: &str) -> Access {
+    table
+        .iter()
         .find(|(m, p, _)| m == method && *p == path)
-        .map_or(Access::Open, |(_, _, access)| access)
+        .map_or(Access::Open, |(_, _, access)| *access)
 }
 
 /// Each operation of `item` with its method.
@@ -846,7 +856,7 @@ mod tests {
 
     #[test]
     fn every_operation_has_its_error_codes_and_no_others_are_named() {
-        let doc = document();
+        let doc = document(&crate::router::access_table());
         let mut ids = BTreeSet::new();
         for item in doc.paths.paths.clone().values_mut() {
             for operation in operations_mut(item) {
@@ -868,7 +878,7 @@ mod tests {
 
     #[test]
     fn error_responses_carry_the_status_of_their_codes() {
-        let doc = document();
+        let doc = document(&crate::router::access_table());
         let op = doc.paths.paths["/v1/executions/{id}/pause"]
             .post
             .clone()
@@ -902,7 +912,7 @@ mod tests {
 
     #[test]
     fn every_link_leads_to_an_operation_and_fills_what_it_takes() {
-        let text = document_text().unwrap();
+        let text = document_text(&crate::router::access_table()).unwrap();
         for snake in ["operation_ref", "operation_id", "request_body"] {
             assert!(!text.contains(snake), "{snake} is left in the document");
         }
@@ -973,7 +983,7 @@ mod tests {
 
     #[test]
     fn bodies_of_optional_fields_are_required_and_never_null() {
-        let doc = document();
+        let doc = document(&crate::router::access_table());
         let op = doc.paths.paths["/v1/executions/{id}/pause"]
             .post
             .clone()

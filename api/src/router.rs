@@ -222,6 +222,10 @@ pub fn app(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    let state = AppState {
+        routes: access_table().into(),
+        ..state
+    };
     router.with_state(state)
 }
 

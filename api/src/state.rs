@@ -76,6 +76,9 @@ pub struct AppState {
     pub sse_clients: SseClients,
     /// How long requests took (for `/metrics`).
     pub http_metrics: HttpMetrics,
+    /// Who may call each route, as the router's table says (it fills this
+    /// in; the OpenAPI document is drawn from it).
+    pub routes: std::sync::Arc<crate::auth::AccessTable>,
 }
 
 impl AppState {
@@ -86,6 +89,7 @@ impl AppState {
             shutdown: Shutdown::new(),
             sse_clients: SseClients::default(),
             http_metrics: HttpMetrics::default(),
+            routes: std::sync::Arc::new([]),
         }
     }
 }

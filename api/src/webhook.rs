@@ -19,17 +19,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{FromRequest, Request};
 use axum::http::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use serde::de::DeserializeOwned;
 use sha2::Sha256;
 
 use crate::error::Error;
-use crate::extract::{Body, OptionalJson};
-use crate::state::AppState;
 
 /// How far a signature's timestamp may be from the server's clock.
 pub const TOLERANCE_S: u64 = 5 * 60;
@@ -184,57 +180,6 @@ fn bad(message: String) -> Error {
     Error::InvalidSignature(message)
 }
 
-/// An event's body (optional JSON), verified first when its name has a
-/// secret. The name is the route's `{name}`.
-#[derive(Debug)]
-pub struct EventBody<T> {
-    pub body: T,
-    /// The `webhook-id` of a signed event: who sent it, as the history
-    /// records it (`by`: `webhook:<id>`).
-    pub signed: Option<String>,
-}
-
-impl<T> EventBody<T> {
-    /// Who asked, as the history records it: the signed delivery, else the
-    /// caller's token.
-    pub fn by(&self, caller: &crate::auth::Caller) -> Option<String> {
-        match &self.signed {
-            Some(id) => Some(format!("webhook:{id}")),
-            None => caller.name().map(str::to_owned),
-        }
-    }
-}
-
-impl<T: DeserializeOwned + Default> FromRequest<AppState> for EventBody<T> {
-    type Rejection = Error;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
-        let (mut parts, body) = req.into_parts();
-        let name = event_name(&mut parts).await?;
-        let headers = parts.headers.clone();
-        let req = Request::from_parts(parts, body);
-        let secrets = &state.config.event_secrets;
-        let Some(key) = secrets.key(&name) else {
-            let OptionalJson(body) = OptionalJson::from_request(req, state).await?;
-            return Ok(EventBody { body, signed: None });
-        };
-        let is_json = crate::extract::is_json(&headers);
-        let Body(bytes) = Body::from_request(req, state).await?;
-        let now_s = state.engine.clock().now_ms() / 1000;
-        secrets.verify(key, &headers, &bytes, now_s)?;
-        let id = headers
-            .get(ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        Ok(EventBody {
-            body: OptionalJson::from_bytes(&bytes, is_json)?,
-            signed: Some(id),
-        })
-    }
-}
-
 /// The route's `{name}`, percent-decoded.
 pub async fn event_name(parts: &mut axum::http::request::Parts) -> Result<String, Error> {
     use axum::extract::{FromRequestParts, RawPathParams};
@@ -252,7 +197,8 @@ pub async fn event_name(parts: &mut axum::http::request::Parts) -> Result<String
 }
 
 /// Whether a request to an event route may skip the token check: its name
-/// has a secret and it carries a signature (checked by [`EventBody`]).
+/// has a secret and it carries a signature (checked by
+/// [`crate::extract::EventBody`]).
 pub fn signed(secrets: &Secrets, name: &str, headers: &HeaderMap) -> bool {
     secrets.key(name).is_some() && headers.contains_key(SIGNATURE)
 }

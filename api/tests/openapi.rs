@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use reqwest::StatusCode;
-use retrace_api::openapi::document_text;
+use retrace_api::openapi;
 use retrace_api::router::routes;
 use serde_json::{Value, json};
 
@@ -33,14 +33,15 @@ fn committed_path() -> PathBuf {
 /// The document as `docs/openapi.json` holds it: pretty, with a trailing
 /// newline.
 fn generated() -> String {
-    let mut text = document_text().unwrap();
+    let mut text = openapi::document_text(&retrace_api::router::access_table()).unwrap();
     text.push('\n');
     text
 }
 
 /// The document as JSON.
 fn doc() -> Value {
-    serde_json::from_str(&document_text().unwrap()).unwrap()
+    serde_json::from_str(&openapi::document_text(&retrace_api::router::access_table()).unwrap())
+        .unwrap()
 }
 
 const METHODS: [&str; 8] = [

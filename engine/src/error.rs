@@ -36,7 +36,7 @@ pub enum Error {
     Agent(#[from] AgentError),
     /// A token change refused (nothing recorded).
     #[error(transparent)]
-    Token(#[from] crate::store::tokens::TokenError),
+    Token(#[from] TokenError),
     /// The journal holds an event this engine cannot fold.
     #[error(transparent)]
     Replay(#[from] ApplyError),
@@ -74,4 +74,17 @@ pub enum Error {
     /// The engine is shutting down and takes no more work.
     #[error("the engine is shutting down")]
     ShuttingDown,
+}
+
+/// Why a token change is refused (nothing is recorded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a token named `{0}` exists already (revoked tokens keep their names)")]
+    Exists(String),
+    #[error("no token named `{0}`")]
+    Unknown(String),
+    #[error("the token `{0}` is revoked already")]
+    Revoked(String),
 }

@@ -16,14 +16,14 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::Error;
+use crate::extract;
 use crate::extract::{OptionalJson, Path, execution_id};
 use crate::schemas::ExecutionStatus;
 use crate::state::AppState;
-use crate::webhook;
 
 /// The longest `reason`, in characters (Unicode scalar values, as JSON
 /// Schema's `maxLength` counts them).
-pub const REASON_CHARS_MAX: usize = 1024;
+pub use crate::auth::REASON_CHARS_MAX;
 /// The longest event name, in bytes (the workflow language's limit).
 pub const EVENT_NAME_BYTES_MAX: usize = 128;
 
@@ -446,11 +446,11 @@ pub async fn signal(
     State(state): State<AppState>,
     caller: Caller,
     Path((id, name)): Path<(String, String)>,
-    event: webhook::EventBody<EventBody>,
+    event: extract::EventBody<EventBody>,
 ) -> Result<axum::Json<SignalView>, Error> {
     let id = execution_id(&id)?;
     check_event_name(&name)?;
-    let by = event.by(&caller);
+    let by = event.by(caller.name());
     let body = event.body;
     let signalled = state
         .engine
@@ -512,10 +512,10 @@ pub async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    event: webhook::EventBody<EventBody>,
+    event: extract::EventBody<EventBody>,
 ) -> Result<impl IntoResponse, Error> {
     check_event_name(&name)?;
-    let by = event.by(&caller);
+    let by = event.by(caller.name());
     let body = event.body;
     let delivered = state
         .engine

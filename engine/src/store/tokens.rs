@@ -122,18 +122,7 @@ pub struct NewToken {
     pub expires_at_ms: Option<u64>,
 }
 
-/// Why a token change is refused (nothing is recorded).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("a token named `{0}` exists already (revoked tokens keep their names)")]
-    Exists(String),
-    #[error("no token named `{0}`")]
-    Unknown(String),
-    #[error("the token `{0}` is revoked already")]
-    Revoked(String),
-}
+pub use crate::error::TokenError;
 
 /// Why a presented token is refused. Deliberately vague towards the caller
 /// (the HTTP layer says only "missing" or "not valid"); the server's log
