@@ -300,16 +300,21 @@ async fn the_audit_lists_who_did_what_and_a_forged_actor_fails_verify() {
         serde_json::json!({"reason": "look"}),
     )
     .await;
-    // Why, for a command with no reason of its own: the header.
-    let resumed = reqwest::Client::new()
-        .post(format!("{base}{}", on("resume")))
-        .bearer_auth(ops)
-        .header("retrace-reason", "checked the logs")
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resumed.status().is_success());
+    // Why, for a command with no reason of its own: `--reason`, sent as
+    // the `Retrace-Reason` header.
+    run_as(
+        ops,
+        &[
+            "resume",
+            &id,
+            "--reason",
+            "checked the logs",
+            "--server",
+            base,
+        ],
+    )
+    .await
+    .expect_code(0);
     call(
         base,
         app,

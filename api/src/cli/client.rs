@@ -71,6 +71,8 @@ pub struct Client {
     base: String,
     /// Sent as `Authorization: Bearer` with every request.
     token: Option<String>,
+    /// Sent as `Retrace-Reason` with every change.
+    reason: Option<reqwest::header::HeaderValue>,
 }
 
 impl std::fmt::Debug for Client {
@@ -143,7 +145,28 @@ impl Client {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token,
+            reason: None,
+        })
+    }
+
+    /// The same client, saying why with every change (`Retrace-Reason`:
+    /// visible ASCII only, as a header must be).
+    pub fn with_reason(mut self, reason: &str) -> Result<Client> {
+        let value = reason
+            .parse::<reqwest::header::HeaderValue>()
+            .ok()
+            .filter(|v| v.to_str().is_ok() && !reason.is_empty())
+            .ok_or_else(|| {
+                Error::Usage(
+                    "--reason for this command is sent as a header: visible ASCII only".into(),
+                )
+            })?;
+        self.reason = Some(value);
+        Ok(self)
     }
 
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
@@ -162,12 +185,17 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        self.authorized(
+        let changes = method != Method::GET;
+        let request = self.authorized(
             self.http
                 .request(method, self.url(path))
                 .header(ACCEPT, "application/json")
                 .timeout(REQUEST_TIMEOUT),
-        )
+        );
+        match (&self.reason, changes) {
+            (Some(reason), true) => request.header("retrace-reason", reason.clone()),
+            _ => request,
+        }
     }
 
     /// `GET path`, decoded.

@@ -24,6 +24,11 @@ pub struct Target {
     /// The execution id.
     #[arg(value_name = "EXECUTION")]
     pub execution: String,
+    /// Why, recorded with the command (at most 1024 characters): the
+    /// body's `reason` for pause, cancel and terminate, the
+    /// `Retrace-Reason` header (visible ASCII) for the others.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub server: ServerArg,
     /// Print the server's answer (`{"id", "status"}`) as JSON.
@@ -31,22 +36,9 @@ pub struct Target {
     pub json: bool,
 }
 
-/// Options of `pause` and `terminate`.
-#[derive(Debug, Clone, Args)]
-pub struct ReasonArgs {
-    /// Why, recorded in the event (at most 1024 bytes).
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
-    #[command(flatten)]
-    pub target: Target,
-}
-
 /// Options of `cancel`.
 #[derive(Debug, Clone, Args)]
 pub struct CancelArgs {
-    /// Why, recorded in the event (at most 1024 bytes).
-    #[arg(long, value_name = "TEXT")]
-    pub reason: Option<String>,
     /// Undo its completed steps that declare `compensate` first (newest
     /// first).
     #[arg(long)]
@@ -71,7 +63,7 @@ pub struct SkipArgs {
 pub enum Control {
     /// Pauses an execution: no new dispatches; results of tasks already out
     /// are still recorded.
-    Pause(ReasonArgs),
+    Pause(Target),
     /// Resumes an execution an operator paused (one holding a failed step
     /// takes `retry` or `skip`).
     Resume(Target),
@@ -79,7 +71,7 @@ pub enum Control {
     /// declare `compensate` are undone first.
     Cancel(CancelArgs),
     /// Ends an execution at once, without compensation.
-    Terminate(ReasonArgs),
+    Terminate(Target),
     /// Runs again the failed step (or compensation) a paused execution holds.
     Retry(Target),
     /// Skips the failed step (or compensation) a paused execution holds;
@@ -98,21 +90,21 @@ pub async fn run(command: Control, out: &mut impl Write) -> Result<()> {
         }
     };
     let (name, target) = match command {
-        Control::Pause(args) => {
-            reason(&mut body, args.reason);
-            ("pause", args.target)
+        Control::Pause(target) => {
+            reason(&mut body, target.reason.clone());
+            ("pause", target)
         }
         Control::Resume(target) => ("resume", target),
         Control::Cancel(args) => {
-            reason(&mut body, args.reason);
+            reason(&mut body, args.target.reason.clone());
             if args.compensate {
                 body.insert("compensate".into(), Value::Bool(true));
             }
             ("cancel", args.target)
         }
-        Control::Terminate(args) => {
-            reason(&mut body, args.reason);
-            ("terminate", args.target)
+        Control::Terminate(target) => {
+            reason(&mut body, target.reason.clone());
+            ("terminate", target)
         }
         Control::Retry(target) => ("retry", target),
         Control::Skip(args) => {
@@ -124,7 +116,12 @@ pub async fn run(command: Control, out: &mut impl Write) -> Result<()> {
         Control::Redrive(target) => ("redrive", target),
     };
     let id = execution_id(&target.execution)?;
-    let client = target.server.client()?;
+    let mut client = target.server.client()?;
+    if !body.contains_key("reason")
+        && let Some(reason) = &target.reason
+    {
+        client = client.with_reason(reason)?;
+    }
     let answer: Value = client
         .post(&format!("/v1/executions/{id}/{name}"), &Value::Object(body))
         .await?;
