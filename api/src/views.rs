@@ -282,10 +282,7 @@ impl From<&ClaimedTask> for TaskView {
             input: t.spec.input.clone(),
             // What the doc says it is, from the spec: not a difference of
             // two clock readings, which drifts with when they were taken.
-            lease_ms: match t.spec.heartbeat_ms {
-                Some(heartbeat_ms) if heartbeat_ms < t.spec.lease_ms => heartbeat_ms,
-                _ => t.spec.lease_ms,
-            },
+            lease_ms: t.lease_ms(),
             lease_deadline: rfc3339(t.lease_deadline_ms),
             heartbeat_ms: t.spec.heartbeat_ms,
             idempotency_key: t.spec.id.clone(),

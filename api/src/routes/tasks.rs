@@ -361,10 +361,11 @@ pub async fn heartbeat(
     own_task(&state, &caller, &id)?;
     let agent = body.agent_id.as_deref().map(agent_id).transpose()?;
     let claim = state.engine.agents().task_heartbeat(&id, agent.as_ref())?;
-    let now_ms = state.engine.clock().now_ms();
+    // The claim's own length, not the deadline less a later reading of the
+    // clock (which a millisecond's tick in between made 299999).
     Ok(axum::Json(Extended {
         id,
-        lease_ms: claim.lease_deadline_ms.saturating_sub(now_ms),
+        lease_ms: claim.lease_ms(),
         lease_deadline: rfc3339(claim.lease_deadline_ms),
     }))
 }

@@ -46,6 +46,17 @@ pub struct ClaimedTask {
     pub lease_deadline_ms: u64,
 }
 
+impl ClaimedTask {
+    /// How long a claim (fresh, or just heartbeated) lasts: the heartbeat
+    /// interval when it is the shorter, else the lease.
+    pub fn lease_ms(&self) -> u64 {
+        match self.spec.heartbeat_ms {
+            Some(heartbeat_ms) if heartbeat_ms < self.spec.lease_ms => heartbeat_ms,
+            _ => self.spec.lease_ms,
+        }
+    }
+}
+
 /// Which deadline a task missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
