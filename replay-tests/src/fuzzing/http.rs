@@ -20,6 +20,7 @@ use retrace_engine::agents::AgentId;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine;
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use retrace_engine::store::tokens::{NewToken, Role};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::{EventLog, Options};
 use serde_json::{Value, json};
@@ -125,6 +126,12 @@ pub const SOURCE_INPUT: u8 = 0;
 pub const EXTRA_LAST_EVENT_ID: u8 = 1 << 3;
 /// [`HttpInput::extras`]: send the body's length as `Content-Length`.
 pub const EXTRA_CONTENT_LENGTH: u8 = 1 << 4;
+/// [`HttpInput::extras`]: send no access token. Without it every request
+/// carries the seeded admin's, so tokens are on from the start and an input
+/// that makes a token of its own changes nothing for the inputs after it.
+pub const EXTRA_NO_TOKEN: u8 = 1 << 5;
+/// The seeded admin token's name (one no `{token}` source names).
+pub const FUZZ_ADMIN: &str = "fuzz-admin-5e1b";
 
 /// The workflow names `{workflow}` takes with sources 1, 2 and 3 (the third
 /// is not seeded: unknown unless an input defined it).
@@ -148,7 +155,7 @@ pub const HTTP_BODY_BYTES_MAX: usize = 8 * 1024;
 /// - byte 2: where the path parameters come from, 2 bits each (bits 0-1 the
 ///   first, 2-3 the second): [`SOURCE_INPUT`] or an existing object `1..=3`;
 /// - byte 3: extras: bits 0-2 the method of `{raw}` ([`RAW_METHODS`]),
-///   [`EXTRA_LAST_EVENT_ID`], [`EXTRA_CONTENT_LENGTH`];
+///   [`EXTRA_LAST_EVENT_ID`], [`EXTRA_CONTENT_LENGTH`], [`EXTRA_NO_TOKEN`];
 /// - four lines, each ended by `\n`: the first and second parameter, the
 ///   query string (without `?`), and a header value;
 /// - the body: every byte after the fourth line, where `$ID`, `$AGENT` and
@@ -267,6 +274,8 @@ fn path_char(b: u8) -> bool {
 /// parameter: what sources 1, 2 and 3 stand for.
 #[derive(Debug, Clone)]
 struct Existing {
+    /// The seeded admin's bearer token.
+    bearer: String,
     executions: [String; 3],
     tasks: [String; 3],
     agents: [String; 3],
@@ -400,6 +409,11 @@ fn build_request(input: &HttpInput, existing: &Existing) -> Option<(Request<Body
     if input.extras & EXTRA_CONTENT_LENGTH != 0 {
         headers.push((header::CONTENT_LENGTH, HeaderValue::from(body.len())));
     }
+    if input.extras & EXTRA_NO_TOKEN == 0
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", existing.bearer))
+    {
+        headers.push((header::AUTHORIZATION, value));
+    }
     let mut builder = Request::builder().method(method.clone()).uri(&uri);
     for (name, value) in &headers {
         builder = builder.header(name, value);
@@ -478,6 +492,8 @@ struct HttpWorld {
     executions: [ExecutionId; 3],
     agent: AgentId,
     versions: [String; 2],
+    /// The seeded admin token's secret.
+    bearer: String,
     /// How many tasks the runtime has when the engine is idle (its timer and
     /// lease loops).
     idle_tasks: usize,
@@ -625,6 +641,13 @@ impl HttpWorld {
             greet.workflow.version().to_owned(),
             gated.workflow.version().to_owned(),
         ];
+        let admin = NewToken {
+            name: FUZZ_ADMIN.to_owned(),
+            role: Role::Admin,
+            capabilities: None,
+            expires_at_ms: None,
+        };
+        let (_, bearer) = engine.create_token(admin, None, None).await?;
         let agent = register_agent(&engine)?;
         let placeholder = ExecutionId::from_bytes([0; 16]);
         let mut world = HttpWorld {
@@ -633,6 +656,7 @@ impl HttpWorld {
             executions: [placeholder; 3],
             agent,
             versions,
+            bearer,
             idle_tasks,
             inputs: 0,
             stale: false,
@@ -741,6 +765,7 @@ impl HttpWorld {
         let no_execution = "0190a1fb-9628-7012-96b6-9bd448d552cf";
         let no_agent = "6f1c3a52-8f0e-4c55-9d2a-4a3b5c6d7e8f";
         Existing {
+            bearer: self.bearer.clone(),
             executions: self.executions.map(|id| id.to_string()),
             tasks: [
                 self.task_of(0).await,
@@ -827,7 +852,7 @@ fn register_agent(engine: &Engine) -> anyhow::Result<AgentId> {
     let capabilities: Vec<String> = AGENT_CAPABILITIES.map(str::to_owned).to_vec();
     Ok(engine
         .agents()
-        .register("fuzz-agent", &capabilities, None)?)
+        .register_with("fuzz-agent", &capabilities, None, Some(FUZZ_ADMIN))?)
 }
 
 /// Checks an error body: `{"error":{"code","message","details"?}}`, nothing
