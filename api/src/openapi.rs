@@ -85,6 +85,7 @@ The guide, with examples, is `docs/api.md`.";
         agents::unregister,
         agents::heartbeat,
         tasks::poll,
+        tasks::report,
         tasks::complete,
         tasks::fail,
         tasks::heartbeat,
@@ -273,6 +274,7 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
         "failTask",
         &[PATH, JSON_BODY, TASK_RESULT, &[NotYours], APPEND],
     ),
+    ("reportTasks", &[JSON_BODY, &[UnknownAgent, NotYours]]),
     (
         "heartbeatTask",
         &[

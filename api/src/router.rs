@@ -140,6 +140,7 @@ fn endpoints() -> Vec<Endpoint> {
         E::delete("/v1/agents/{id}", A::Agent, agents::unregister),
         E::post("/v1/agents/{id}/heartbeat", A::Agent, agents::heartbeat),
         E::post("/v1/tasks/poll", A::Agent, tasks::poll),
+        E::post("/v1/tasks/report", A::Agent, tasks::report),
         E::post("/v1/tasks/{id}/complete", A::Agent, tasks::complete),
         E::post("/v1/tasks/{id}/fail", A::Agent, tasks::fail),
         E::post("/v1/tasks/{id}/heartbeat", A::Agent, tasks::heartbeat),

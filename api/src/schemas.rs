@@ -51,10 +51,12 @@ impl PartialSchema for Code {
             .description(Some(
                 "An error's stable code. Each implies the response's status: \
                  `bad_request`, `malformed_json`, `invalid_query`, `invalid_header` 400; \
-                 `unauthenticated` 401; `forbidden`, `not_yours`, `cross_site` 403; \
+                 `unauthenticated`, `invalid_signature` 401; `forbidden`, `not_yours`, \
+                 `cross_site` 403; \
                  `not_found` and `unknown_*` 404; `method_not_allowed` 405; `timeout` 408; \
                  `wrong_state`, `not_outstanding`, `conflict` 409; \
                  `payload_too_large` 413; `unsupported_media_type` 415; `invalid_*` 422; \
+                 `rate_limited` 429; \
                  `internal` 500; `unavailable`, `storage_unavailable` 503.",
             ))
             .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))

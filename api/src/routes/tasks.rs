@@ -281,20 +281,7 @@ pub async fn fail(
 ) -> Result<impl IntoResponse, Error> {
     task(&id)?;
     own_task(&state, &caller, &id)?;
-    let kind = body.error.kind;
-    let chars = kind.chars().count();
-    if chars == 0 || chars > ERROR_TYPE_CHARS_MAX {
-        return Err(Error::InvalidBody(format!(
-            "error.type must be 1 to {ERROR_TYPE_CHARS_MAX} characters, not {chars}"
-        )));
-    }
-    // The type is a name (journaled, logged, matched by retry policies);
-    // the message quotes a program's output, so what a log must not show is
-    // written out as escapes rather than refused (see `escape_text`).
-    retrace_engine::model::check_name_chars("error.type", &kind).map_err(Error::InvalidBody)?;
-    let message = retrace_engine::model::escape_text(&body.error.message).into_owned();
-    let mut error = ErrorInfo::new(kind, message);
-    error.retryable = body.error.retryable;
+    let error = error_info(body.error)?;
     state
         .engine
         .acting_as(caller.name())
@@ -306,6 +293,176 @@ pub async fn fail(
         accepted: true,
         tasks: None,
     }))
+}
+
+/// A reported failure as the engine records it, checked.
+fn error_info(body: ErrorBody) -> Result<ErrorInfo, Error> {
+    let kind = body.kind;
+    let chars = kind.chars().count();
+    if chars == 0 || chars > ERROR_TYPE_CHARS_MAX {
+        return Err(Error::InvalidBody(format!(
+            "error.type must be 1 to {ERROR_TYPE_CHARS_MAX} characters, not {chars}"
+        )));
+    }
+    // The type is a name (journaled, logged, matched by retry policies);
+    // the message quotes a program's output, so what a log must not show is
+    // written out as escapes rather than refused (see `escape_text`).
+    retrace_engine::model::check_name_chars("error.type", &kind).map_err(Error::InvalidBody)?;
+    let message = retrace_engine::model::escape_text(&body.message).into_owned();
+    let mut error = ErrorInfo::new(kind, message);
+    error.retryable = body.retryable;
+    Ok(error)
+}
+
+/// The most reports one `POST /v1/tasks/report` carries.
+pub const REPORTS_MAX: usize = 100;
+
+/// Many tasks' results and failures in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = ReportTasks)]
+pub struct ReportBody {
+    /// 1 to 100 reports, recorded independently (each may be refused alone).
+    #[schema(min_items = 1, max_items = 100)]
+    reports: Vec<ReportItem>,
+    /// Claim the agent's next tasks once the reports are recorded, as `POST
+    /// /v1/tasks/poll` would with this body.
+    poll: Option<PollBody>,
+}
+
+/// One task's result (`output`) or failure (`error`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = TaskReport)]
+pub struct ReportItem {
+    /// The task's id.
+    id: String,
+    /// The result: free JSON (`null` when left out). Leave it out with `error`.
+    #[serde(default)]
+    output: Value,
+    /// The failure, instead of a result.
+    error: Option<ErrorBody>,
+}
+
+/// What became of one report.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskReportOutcome)]
+struct ReportOutcome {
+    id: String,
+    /// `true` when recorded; else `error` says why, and nothing changed.
+    accepted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    error: Option<ReportError>,
+}
+
+/// Why one report was refused: the code and message the single-task
+/// endpoints would have answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskReportError)]
+struct ReportError {
+    #[schema(value_type = crate::error::Code)]
+    code: &'static str,
+    message: String,
+}
+
+/// The reports' outcomes, in the order sent.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TasksReported)]
+struct Reported {
+    reports: Vec<ReportOutcome>,
+    /// With `poll`: the tasks claimed next (possibly none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<Vec<TaskView>>,
+}
+
+/// `POST /v1/tasks/report` `{"reports": [{"id", "output"} | {"id", "error"}], "poll"?}`.
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/report",
+    operation_id = "reportTasks",
+    tag = "tasks",
+    summary = "Report many tasks' results and failures at once",
+    description = "Each report is what `POST /v1/tasks/{id}/complete` (with `output`) or         `POST /v1/tasks/{id}/fail` (with `error`) takes, and is recorded or refused on its         own: the answer lists each one's outcome in order, with the code and message the         single-task endpoint would have answered (`not_outstanding`, `unknown_task`,         `not_yours`, ...). Reports of different executions are recorded concurrently, so         the journal commits them together. A body that is not well-formed (more than 100         reports, an ill-formed error type, both `output` and `error`) is refused whole.",
+    request_body = ReportBody,
+    responses(
+        (status = 200, description = "Every report's outcome.", body = Reported),
+    ),
+)]
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ReportBody>,
+) -> Result<impl IntoResponse, Error> {
+    let count = body.reports.len();
+    if count == 0 || count > REPORTS_MAX {
+        return Err(Error::InvalidBody(format!(
+            "reports must hold 1 to {REPORTS_MAX} reports, not {count}"
+        )));
+    }
+    let poll = match &body.poll {
+        Some(p) => {
+            let agent = agent_id(&p.agent_id)?;
+            if state.engine.agents().get(&agent).is_none() {
+                return Err(Error::UnknownAgent(agent.to_string()));
+            }
+            own_agent(&state, &caller, &agent)?;
+            Some((agent, p))
+        }
+        None => None,
+    };
+    // Checked whole before anything is recorded.
+    let mut checked = Vec::with_capacity(count);
+    for item in body.reports {
+        let outcome = match item.error {
+            Some(_) if !item.output.is_null() => {
+                return Err(Error::InvalidBody(format!(
+                    "report of task {}: give `output` or `error`, not both",
+                    item.id
+                )));
+            }
+            Some(e) => Err(error_info(e)?),
+            None => Ok(item.output),
+        };
+        checked.push((item.id, outcome));
+    }
+    let acting = state.engine.acting_as(caller.name());
+    let recorded = checked.into_iter().map(|(id, outcome)| {
+        let (state, caller, acting) = (&state, &caller, &acting);
+        async move {
+            let done = async {
+                task(&id)?;
+                own_task(state, caller, &id)?;
+                match outcome {
+                    Ok(output) => acting.complete_task(&id, output).await,
+                    Err(error) => acting.fail_task(&id, error).await,
+                }
+                .map_err(|e| task_error(&id, e))
+            }
+            .await;
+            match done {
+                Ok(()) => ReportOutcome {
+                    id,
+                    accepted: true,
+                    error: None,
+                },
+                Err(e) => ReportOutcome {
+                    error: Some(ReportError {
+                        code: e.code().as_str(),
+                        message: e.to_string(),
+                    }),
+                    id,
+                    accepted: false,
+                },
+            }
+        }
+    });
+    let reports = futures::future::join_all(recorded).await;
+    let tasks = match poll {
+        Some((agent, p)) => Some(claim(&state, &agent, p).await?),
+        None => None,
+    };
+    Ok(axum::Json(Reported { reports, tasks }))
 }
 
 /// Who heartbeats a task.

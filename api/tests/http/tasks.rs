@@ -354,3 +354,112 @@ async fn a_result_whose_poll_names_an_unknown_agent_is_refused_and_records_nothi
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.get("tasks").is_none(), "{body}");
 }
+
+/// A workflow of one task on `work`, with no retries.
+fn one_task(name: &str) -> Value {
+    json!({"name": name, "steps": [{"id": "t", "type": "task", "capability": "work"}]})
+}
+
+#[tokio::test]
+async fn a_batch_report_records_each_result_or_failure_on_its_own() {
+    let s = Server::start().await;
+    s.define(one_task("single")).await;
+    let agent = s.register(&["work"]).await;
+    let done = s.start_execution("single", json!({})).await;
+    let failed = s.start_execution("single", json!({})).await;
+    let (status, polled) = s
+        .post(
+            "/v1/tasks/poll",
+            json!({"agentId": agent, "waitMs": PATIENCE.as_millis() as u64, "max": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{polled}");
+    let mut ids: Vec<String> = polled["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    while ids.len() < 2 {
+        ids.push(s.claim(&agent).await["id"].as_str().unwrap().to_owned());
+    }
+    let task_of = |execution: &str| {
+        ids.iter()
+            .find(|t| t.starts_with(execution))
+            .unwrap()
+            .clone()
+    };
+    let (ok, bad) = (task_of(&done), task_of(&failed));
+
+    // Ill-formed as a whole: refused whole, nothing recorded.
+    let position = s.position().await;
+    let both =
+        json!({"reports": [{"id": ok, "output": 1, "error": {"type": "x", "message": "m"}}]});
+    assert_error(
+        &s.post("/v1/tasks/report", both).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    let none = json!({"reports": []});
+    assert_error(
+        &s.post("/v1/tasks/report", none).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_eq!(s.position().await, position);
+
+    let no_task = "0190a1fb-9628-7012-96b6-9bd448d552cf.1.1";
+    let (status, body) = s
+        .post(
+            "/v1/tasks/report",
+            json!({"reports": [
+                {"id": ok, "output": {"n": 1}},
+                {"id": bad, "error": {"type": "broken", "message": "no", "retryable": false}},
+                {"id": no_task, "output": 2},
+                {"id": "not-a-task"},
+            ], "poll": {"agentId": agent, "waitMs": 0}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outcomes: Vec<(bool, &str)> = body["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["accepted"].as_bool().unwrap(),
+                r["error"]["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (true, ""),
+            (true, ""),
+            (false, "unknown_task"),
+            (false, "unknown_task")
+        ],
+        "{body}"
+    );
+    assert_eq!(body["tasks"], json!([]));
+    let (_, first) = s.get(&format!("/v1/executions/{done}")).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    assert_eq!(first["output"], json!({"n": 1}));
+    let (_, second) = s.get(&format!("/v1/executions/{failed}")).await;
+    assert_eq!(second["status"], "failed", "{second}");
+
+    // A second report of the same result changes nothing.
+    let position = s.position().await;
+    let (_, again) = s
+        .post(
+            "/v1/tasks/report",
+            json!({"reports": [{"id": ok, "output": 3}]}),
+        )
+        .await;
+    assert_eq!(
+        again["reports"][0]["error"]["code"], "not_outstanding",
+        "{again}"
+    );
+    assert_eq!(s.position().await, position);
+}

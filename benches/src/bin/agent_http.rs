@@ -22,7 +22,8 @@
 //! one poll loop each), `_wait` (start-and-wait, `"waitMs": 60000` in the
 //! start, instead of SSE), `_eager` (each completion claims the next tasks),
 //! `_secure` (access tokens on and every request over TLS: what running it
-//! on a shared network costs).
+//! on a shared network costs), `_batch` (each poll's tasks reported in one
+//! `POST /v1/tasks/report`, which claims the next).
 //! A variant the server does not support prints `scenario=<name>
 //! skipped=<reason>`. After each scenario, the CPU time of the server (and of
 //! the agents) per 1,000 steps goes to stderr.
@@ -92,6 +93,9 @@ struct Variant {
     loops: usize,
     /// Completions claim the next tasks (`poll` in the complete body).
     eager: bool,
+    /// Each poll's tasks are reported in one `POST /v1/tasks/report`, which
+    /// claims the next ones.
+    batch: bool,
     /// Start-and-wait (`waitMs` in the start) instead of the SSE stream.
     wait: bool,
     /// Access tokens on and HTTPS: the client and the agents each hold a
@@ -99,12 +103,13 @@ struct Variant {
     secure: bool,
 }
 
-const VARIANTS: [Variant; 5] = [
+const VARIANTS: [Variant; 6] = [
     Variant {
         suffix: "",
         processes: 1,
         loops: 8,
         eager: false,
+        batch: false,
         wait: false,
         secure: false,
     },
@@ -113,6 +118,7 @@ const VARIANTS: [Variant; 5] = [
         processes: 16,
         loops: 1,
         eager: false,
+        batch: false,
         wait: false,
         secure: false,
     },
@@ -121,6 +127,7 @@ const VARIANTS: [Variant; 5] = [
         processes: 1,
         loops: 8,
         eager: false,
+        batch: false,
         wait: true,
         secure: false,
     },
@@ -129,6 +136,7 @@ const VARIANTS: [Variant; 5] = [
         processes: 1,
         loops: 8,
         eager: true,
+        batch: false,
         wait: false,
         secure: false,
     },
@@ -137,8 +145,18 @@ const VARIANTS: [Variant; 5] = [
         processes: 1,
         loops: 8,
         eager: false,
+        batch: false,
         wait: false,
         secure: true,
+    },
+    Variant {
+        suffix: "_batch",
+        processes: 1,
+        loops: 8,
+        eager: false,
+        batch: true,
+        wait: false,
+        secure: false,
     },
 ];
 
@@ -551,6 +569,9 @@ impl Agent {
             .stdout(Stdio::piped());
         if variant.eager {
             command.arg("--eager");
+        }
+        if variant.batch {
+            command.arg("--batch");
         }
         let mut proc = Proc::spawn(format!("agent {k}"), command, true, |_| {})?;
         let stdin = proc.child.stdin.take().context("stdin is piped")?;

@@ -41,6 +41,10 @@ struct AgentArgs {
     /// body) instead of polling again.
     #[arg(long)]
     eager: bool,
+    /// Report every task one poll claimed in one request (`POST
+    /// /v1/tasks/report`), which also claims the next tasks.
+    #[arg(long)]
+    batch: bool,
     /// The name it registers with.
     #[arg(long, default_value = "agent-http-bench")]
     name: String,
@@ -106,6 +110,7 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         base: args.server.trim_end_matches('/').to_owned(),
         id: String::new(),
         eager: args.eager,
+        batch: args.batch,
     };
     let max_concurrency = (args.loops * MAX).min(10_000);
     let (status, body) = agent
@@ -156,6 +161,7 @@ struct Agent {
     base: String,
     id: String,
     eager: bool,
+    batch: bool,
 }
 
 impl Agent {
@@ -196,6 +202,20 @@ impl Agent {
                     continue;
                 }
             };
+            if self.batch {
+                let mut tasks = tasks;
+                while !tasks.is_empty() {
+                    tasks = match self.report(&tasks).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            eprintln!("{e:#}");
+                            tokio::time::sleep(PAUSE).await;
+                            Vec::new()
+                        }
+                    };
+                }
+                continue;
+            }
             let mut in_flight: FuturesUnordered<_> =
                 tasks.into_iter().map(|t| self.complete(t)).collect();
             while let Some(next) = in_flight.next().await {
@@ -228,6 +248,39 @@ impl Agent {
             .await?;
         if status != StatusCode::OK {
             bail!("completing task {id} answered {status}: {answer}");
+        }
+        Ok(tasks_of(&answer))
+    }
+
+    /// Reports `tasks`' results in one request; the tasks it claimed next.
+    async fn report(&self, tasks: &[Value]) -> anyhow::Result<Vec<Value>> {
+        let mut reports = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let id = task["id"].as_str().context("a task without an id")?;
+            let input = &task["input"];
+            let (acc, i) = match (input["acc"].as_i64(), input["i"].as_i64()) {
+                (Some(acc), Some(i)) => (acc, i),
+                _ => bail!("task {id}: input {input} is not {{\"acc\": <int>, \"i\": <int>}}"),
+            };
+            reports.push(json!({"id": id, "output": {"acc": acc + i}}));
+        }
+        let body = json!({
+            "reports": reports,
+            "poll": {"agentId": self.id, "max": MAX, "waitMs": 0},
+        });
+        let (status, answer) = self.post("/v1/tasks/report", &body).await?;
+        if status != StatusCode::OK {
+            bail!(
+                "reporting {} tasks answered {status}: {answer}",
+                tasks.len()
+            );
+        }
+        let refused: Vec<&Value> = answer["reports"]
+            .as_array()
+            .map(|r| r.iter().filter(|r| r["accepted"] != true).collect())
+            .unwrap_or_default();
+        if !refused.is_empty() {
+            bail!("reports refused: {refused:?}");
         }
         Ok(tasks_of(&answer))
     }

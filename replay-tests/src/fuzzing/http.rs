@@ -44,7 +44,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 39] = [
+pub const ENDPOINTS: [Endpoint; 40] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -83,6 +83,7 @@ pub const ENDPOINTS: [Endpoint; 39] = [
     endpoint("GET", "/v1/tokens"),
     endpoint("GET", "/v1/tokens/{token}"),
     endpoint("DELETE", "/v1/tokens/{token}"),
+    endpoint("POST", "/v1/tasks/report"),
     endpoint("*", "{raw}"),
 ];
 
