@@ -938,6 +938,22 @@ async fn real_answers_match_the_documented_schemas() {
     )
     .await;
 
+    let (status, reported) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/tasks/report",
+            "/v1/tasks/report",
+            Some(json!({"reports": [
+                {"id": "01a1fb96-2826-7012-96b6-9bd448d552cf.1.1", "output": 1},
+                {"id": "01a1fb96-2826-7012-96b6-9bd448d552cf.2.1",
+                 "error": {"type": "x", "message": "m"}},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reported}");
+    assert_eq!(reported["reports"][1]["accepted"], false);
+
     // Tokens, last: the first one switches tokens on.
     let create = json!({"name": "root", "role": "admin"});
     let (status, root) = c
