@@ -411,26 +411,27 @@ pub async fn report(
         }
         None => None,
     };
-    // Checked whole before anything is recorded.
+    let acting = state.engine.acting_as(caller.name());
+    // What the document states of a report (an error type's length and
+    // characters) is checked for all of them first: one that breaks it
+    // refuses the whole body. Both `output` and `error` refuses that report.
     let mut checked = Vec::with_capacity(count);
     for item in body.reports {
         let outcome = match item.error {
-            Some(_) if !item.output.is_null() => {
-                return Err(Error::InvalidBody(format!(
-                    "report of task {}: give `output` or `error`, not both",
-                    item.id
-                )));
-            }
-            Some(e) => Err(error_info(e)?),
-            None => Ok(item.output),
+            Some(_) if !item.output.is_null() => Err(Error::InvalidBody(format!(
+                "report of task {}: give `output` or `error`, not both",
+                item.id
+            ))),
+            Some(e) => Ok(Err(error_info(e)?)),
+            None => Ok(Ok(item.output)),
         };
         checked.push((item.id, outcome));
     }
-    let acting = state.engine.acting_as(caller.name());
     let recorded = checked.into_iter().map(|(id, outcome)| {
         let (state, caller, acting) = (&state, &caller, &acting);
         async move {
             let done = async {
+                let outcome = outcome?;
                 task(&id)?;
                 own_task(state, caller, &id)?;
                 match outcome {
