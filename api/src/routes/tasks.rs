@@ -86,6 +86,24 @@ pub async fn poll(
     Ok(axum::Json(TasksView { tasks }))
 }
 
+/// The agent of a report's `poll` (the caller's own, registered), checked
+/// before anything of the report is recorded.
+fn next_poll<'a>(
+    state: &AppState,
+    caller: &Caller,
+    poll: Option<&'a PollBody>,
+) -> Result<Option<(AgentId, &'a PollBody)>, Error> {
+    let Some(p) = poll else {
+        return Ok(None);
+    };
+    let agent = agent_id(&p.agent_id)?;
+    if state.engine.agents().get(&agent).is_none() {
+        return Err(Error::UnknownAgent(agent.to_string()));
+    }
+    own_agent(state, caller, &agent)?;
+    Ok(Some((agent, p)))
+}
+
 /// Claims tasks for `agent` as `poll` asks (a poll, or a report's `poll`).
 async fn claim(state: &AppState, agent: &AgentId, poll: &PollBody) -> Result<Vec<TaskView>, Error> {
     let wait_ms = poll.wait_ms.unwrap_or(state.config.poll_wait_ms_default);
@@ -196,17 +214,7 @@ pub async fn complete(
     task(&id)?;
     own_task(&state, &caller, &id)?;
     // The poll's agent is checked before anything is recorded.
-    let poll = match &body.poll {
-        Some(p) => {
-            let agent = agent_id(&p.agent_id)?;
-            if state.engine.agents().get(&agent).is_none() {
-                return Err(Error::UnknownAgent(agent.to_string()));
-            }
-            own_agent(&state, &caller, &agent)?;
-            Some((agent, p))
-        }
-        None => None,
-    };
+    let poll = next_poll(&state, &caller, body.poll.as_ref())?;
     state
         .engine
         .acting_as(caller.name())
@@ -383,7 +391,14 @@ struct Reported {
     operation_id = "reportTasks",
     tag = "tasks",
     summary = "Report many tasks' results and failures at once",
-    description = "Each report is what `POST /v1/tasks/{id}/complete` (with `output`) or         `POST /v1/tasks/{id}/fail` (with `error`) takes, and is recorded or refused on its         own: the answer lists each one's outcome in order, with the code and message the         single-task endpoint would have answered (`not_outstanding`, `unknown_task`,         `not_yours`, ...). Reports of different executions are recorded concurrently, so         the journal commits them together. A body that is not well-formed (more than 100         reports, an ill-formed error type, both `output` and `error`) is refused whole.",
+    description = "Each report is what `POST /v1/tasks/{id}/complete` (with `output`) or \
+        `POST /v1/tasks/{id}/fail` (with `error`) takes, and is recorded or refused on its \
+        own: the answer lists each one's outcome in order, with the code and message the \
+        single-task endpoint would have answered (`not_outstanding`, `unknown_task`, \
+        `not_yours`, ...; `invalid_body` for a report with both `output` and `error`). \
+        Reports of different executions are recorded concurrently, so the journal commits \
+        them together. No reports, more than 100, or an ill-formed error type is `422 \
+        invalid_body` for the whole body, and nothing is recorded.",
     request_body = ReportBody,
     responses(
         (status = 200, description = "Every report's outcome.", body = Reported),
@@ -400,17 +415,7 @@ pub async fn report(
             "reports must hold 1 to {REPORTS_MAX} reports, not {count}"
         )));
     }
-    let poll = match &body.poll {
-        Some(p) => {
-            let agent = agent_id(&p.agent_id)?;
-            if state.engine.agents().get(&agent).is_none() {
-                return Err(Error::UnknownAgent(agent.to_string()));
-            }
-            own_agent(&state, &caller, &agent)?;
-            Some((agent, p))
-        }
-        None => None,
-    };
+    let poll = next_poll(&state, &caller, body.poll.as_ref())?;
     let acting = state.engine.acting_as(caller.name());
     // What the document states of a report (an error type's length and
     // characters) is checked for all of them first: one that breaks it
