@@ -23,7 +23,7 @@ use super::client::{Client, TokenArg, encode};
 use super::error::{Error, Result};
 use super::serve::SERVER_URL_FILE;
 use super::write_line as write;
-use crate::time::rfc3339;
+use crate::routes::tokens::TokenView;
 
 /// `retrace token …`.
 #[derive(Debug, Clone, Subcommand)]
@@ -259,30 +259,7 @@ fn running_server(path: &Path, at: &WhereArgs) -> Result<Client> {
 
 /// A token as `/v1/tokens` shows it.
 fn view(t: &Token, now_ms: u64) -> Value {
-    let status = if t.revoked_at_ms.is_some() {
-        "revoked"
-    } else if t.is_active(now_ms) {
-        "active"
-    } else {
-        "expired"
-    };
-    let mut v = json!({
-        "name": t.name,
-        "role": t.role,
-        "status": status,
-        "createdAt": rfc3339(t.created_at_ms),
-    });
-    let mut put = |key: &str, value: Option<Value>| {
-        if let Some(value) = value {
-            v[key] = value;
-        }
-    };
-    put("capabilities", t.capabilities.as_ref().map(|c| json!(c)));
-    put("createdBy", t.created_by.as_ref().map(|b| json!(b)));
-    put("expiresAt", t.expires_at_ms.map(|ms| json!(rfc3339(ms))));
-    put("revokedAt", t.revoked_at_ms.map(|ms| json!(rfc3339(ms))));
-    put("revokedBy", t.revoked_by.as_ref().map(|b| json!(b)));
-    v
+    serde_json::to_value(TokenView::new(t.clone(), now_ms)).unwrap_or(Value::Null)
 }
 
 /// `--expires`: a duration from now, or an RFC 3339 instant.

@@ -91,13 +91,7 @@ pub struct TokenView {
 
 impl TokenView {
     pub fn new(t: Token, now_ms: u64) -> TokenView {
-        let status = if t.revoked_at_ms.is_some() {
-            "revoked"
-        } else if t.is_active(now_ms) {
-            "active"
-        } else {
-            "expired"
-        };
+        let status = t.status(now_ms);
         TokenView {
             name: t.name,
             role: t.role,

@@ -111,6 +111,17 @@ impl Token {
     pub fn is_active(&self, now_ms: u64) -> bool {
         self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|at| now_ms < at)
     }
+
+    /// `active`, `revoked` or `expired`, at `now_ms`.
+    pub fn status(&self, now_ms: u64) -> &'static str {
+        if self.revoked_at_ms.is_some() {
+            "revoked"
+        } else if self.is_active(now_ms) {
+            "active"
+        } else {
+            "expired"
+        }
+    }
 }
 
 /// A token to create.
@@ -192,13 +203,8 @@ impl Tokens {
                 return Ok(tokens);
             }
             for r in records {
-                let bad = |source| Error::Codec {
-                    what: format!("access event {} ({}) does not decode", r.seq, r.kind),
-                    source,
-                };
-                match r.kind.as_str() {
-                    CREATED => {
-                        let c: Created = serde_json::from_slice(&r.payload).map_err(bad)?;
+                match stored(&r)? {
+                    Some(Stored::Created(c)) => {
                         let hash = blake3::Hash::from_hex(&c.hash).map_err(|e| {
                             Error::Inconsistent(format!(
                                 "access event {}: the token hash is not hex: {e}",
@@ -217,15 +223,11 @@ impl Tokens {
                         };
                         tokens.by_name.insert(c.name, (token, hash));
                     }
-                    REVOKED => {
-                        let v: RevokedEvent = serde_json::from_slice(&r.payload).map_err(bad)?;
-                        if let Some((token, _)) = tokens.by_name.get_mut(&v.name) {
-                            token.revoked_at_ms = Some(r.recorded_at_ms);
-                            token.revoked_by = v.by;
-                        }
+                    Some(Stored::Revoked(v)) => {
+                        tokens.mark_revoked(&v.name, v.by, r.recorded_at_ms);
                     }
                     // A kind a later build added: not ours to read.
-                    _ => {}
+                    None => {}
                 }
                 tokens.seq = r.seq;
             }
@@ -349,11 +351,15 @@ impl Tokens {
 
     /// Takes in a revocation appended at `seq`.
     pub(crate) fn revoked(&mut self, name: &str, by: Option<&str>, at_ms: u64, seq: u64) {
+        self.mark_revoked(name, by.map(str::to_owned), at_ms);
+        self.seq = seq;
+    }
+
+    fn mark_revoked(&mut self, name: &str, by: Option<String>, at_ms: u64) {
         if let Some((token, _)) = self.by_name.get_mut(name) {
             token.revoked_at_ms = Some(at_ms);
-            token.revoked_by = by.map(str::to_owned);
+            token.revoked_by = by;
         }
-        self.seq = seq;
     }
 }
 
@@ -476,6 +482,32 @@ pub struct TokenChange {
 pub(crate) fn change_of(
     record: &retrace_journal::EventRecord,
 ) -> Result<Option<TokenChange>, Error> {
+    Ok(stored(record)?.map(|change| match change {
+        Stored::Created(c) => TokenChange {
+            kind: CREATED,
+            name: c.name,
+            role: Some(c.role),
+            by: c.by,
+            reason: c.reason,
+        },
+        Stored::Revoked(v) => TokenChange {
+            kind: REVOKED,
+            name: v.name,
+            role: None,
+            by: v.by,
+            reason: v.reason,
+        },
+    }))
+}
+
+/// A record of the access stream, decoded.
+enum Stored {
+    Created(Created),
+    Revoked(RevokedEvent),
+}
+
+/// What `record` holds (`None` for a kind this build does not know).
+fn stored(record: &retrace_journal::EventRecord) -> Result<Option<Stored>, Error> {
     let bad = |source| Error::Codec {
         what: format!(
             "access event {} ({}) does not decode",
@@ -484,26 +516,12 @@ pub(crate) fn change_of(
         source,
     };
     Ok(match record.kind.as_str() {
-        CREATED => {
-            let c: Created = serde_json::from_slice(&record.payload).map_err(bad)?;
-            Some(TokenChange {
-                kind: CREATED,
-                name: c.name,
-                role: Some(c.role),
-                by: c.by,
-                reason: c.reason,
-            })
-        }
-        REVOKED => {
-            let v: RevokedEvent = serde_json::from_slice(&record.payload).map_err(bad)?;
-            Some(TokenChange {
-                kind: REVOKED,
-                name: v.name,
-                role: None,
-                by: v.by,
-                reason: v.reason,
-            })
-        }
+        CREATED => Some(Stored::Created(
+            serde_json::from_slice(&record.payload).map_err(bad)?,
+        )),
+        REVOKED => Some(Stored::Revoked(
+            serde_json::from_slice(&record.payload).map_err(bad)?,
+        )),
         _ => None,
     })
 }
