@@ -16,7 +16,7 @@
 //! body it did not verify for a name that has a secret, and it compares
 //! signatures in constant time only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
@@ -37,12 +37,21 @@ pub const ID: &str = "webhook-id";
 pub const TIMESTAMP: &str = "webhook-timestamp";
 pub const SIGNATURE: &str = "webhook-signature";
 
+/// The `webhook-id`s taken, oldest first: each with the server's time when
+/// it was taken. One taken more than twice the window ago can never pass
+/// the timestamp check again, so it is forgotten (amortised O(1) a take).
+#[derive(Debug, Default)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<(u64, String)>,
+}
+
 /// The secrets of event names (`*`: every name without its own).
 #[derive(Clone, Default)]
 pub struct Secrets {
     by_name: BTreeMap<String, Arc<[u8]>>,
     /// Seen ids and their timestamps, shared by every clone.
-    seen: Arc<Mutex<HashMap<String, u64>>>,
+    seen: Arc<Mutex<Seen>>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -146,32 +155,26 @@ impl Secrets {
         if !matched {
             return Err(bad(format!("no `{SIGNATURE}` matches this event's secret")));
         }
-        self.take(id, at, now_s)
+        self.take(id, now_s)
     }
 
     /// Remembers `id`; refused when it was taken already.
-    fn take(&self, id: &str, at: u64, now_s: u64) -> Result<(), Error> {
+    fn take(&self, id: &str, now_s: u64) -> Result<(), Error> {
         let mut seen = self
             .seen
             .lock()
             .map_err(|_| Error::Internal("the seen webhook ids lock was poisoned".into()))?;
-        if seen.contains_key(id) {
+        while let Some((taken_s, old)) = seen.order.front()
+            && (taken_s.saturating_add(2 * TOLERANCE_S) < now_s || seen.ids.len() >= SEEN_MAX)
+        {
+            let old = old.clone();
+            seen.ids.remove(&old);
+            seen.order.pop_front();
+        }
+        if !seen.ids.insert(id.to_owned()) {
             return Err(bad(format!("`{ID}` {id} was taken already (a replay)")));
         }
-        if seen.len() >= SEEN_MAX / 2 {
-            // Past twice the window nothing they hold can be sent again.
-            seen.retain(|_, at| at.saturating_add(2 * TOLERANCE_S) >= now_s);
-            if seen.len() >= SEEN_MAX {
-                let oldest = seen
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    seen.remove(&oldest);
-                }
-            }
-        }
-        seen.insert(id.to_owned(), at);
+        seen.order.push_back((now_s, id.to_owned()));
         Ok(())
     }
 }
