@@ -391,6 +391,30 @@ pub mod serve {
     }
 }
 
+/// `builder` with `token` sent as `Authorization: Bearer` on every request
+/// and, for an `https://` server, only the CA in the PEM file `ca` trusted:
+/// how the benchmarks' clients reach a server with access control and TLS.
+pub fn secured(
+    mut builder: reqwest::ClientBuilder,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    if let Some(token) = token {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        builder = builder.default_headers(headers);
+    }
+    if let Some(ca) = ca {
+        let pem =
+            std::fs::read(ca).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", ca.display()))?;
+        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
+    }
+    Ok(builder)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

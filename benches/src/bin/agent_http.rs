@@ -616,19 +616,9 @@ impl Api {
     /// A client of `base`; with `secure`, sending that token and trusting
     /// only that CA.
     fn new(base: &str, secure: Option<(&String, &PathBuf)>) -> anyhow::Result<Api> {
-        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX);
-        if let Some((token, ca)) = secure {
-            let mut headers = reqwest::header::HeaderMap::new();
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                format!("Bearer {token}").parse()?,
-            );
-            let pem = std::fs::read(ca)?;
-            builder = builder
-                .default_headers(headers)
-                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
-        }
-        let http = builder.build()?;
+        let builder = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX);
+        let (token, ca) = secure.map_or((None, None), |(t, ca)| (Some(t.as_str()), Some(ca)));
+        let http = retrace_benches::secured(builder, token, ca.map(PathBuf::as_path))?.build()?;
         Ok(Api {
             http,
             base: base.to_owned(),

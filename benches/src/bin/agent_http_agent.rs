@@ -89,22 +89,11 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         let _ = closed_tx.send(());
     });
 
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(usize::MAX);
-    if let Some(token) = &args.token {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse()?,
-        );
-        builder = builder.default_headers(headers);
-    }
-    if let Some(ca) = &args.ca_cert {
-        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
-        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem)?);
-    }
-    let http = builder.build()?;
+    let http = retrace_benches::secured(builder, args.token.as_deref(), args.ca_cert.as_deref())?
+        .build()?;
     let agent = Agent {
         http,
         base: args.server.trim_end_matches('/').to_owned(),
