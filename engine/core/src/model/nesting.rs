@@ -672,6 +672,19 @@ mod tests {
         }
     }
 
+    /// An alias inside its own anchor nests without end once expanded, but
+    /// its text is shallow: the measure stays at the text's depth and the
+    /// parser refuses it (found by the property below, seed in its
+    /// regression file).
+    #[test]
+    fn an_alias_in_its_own_anchor_is_left_to_the_parser() {
+        let text = "&a [!t : *a}";
+        assert_eq!(deepest(text), 1);
+        assert_eq!(check_yaml(text, 100), Ok(()));
+        let parsed = serde_norway::from_str::<serde_json::Value>(text);
+        assert!(parsed.is_err(), "{parsed:?}");
+    }
+
     /// How deep a parsed value nests: a scalar 0, a collection one more
     /// than its deepest item.
     fn value_depth(value: &serde_json::Value) -> usize {
@@ -777,7 +790,13 @@ mod tests {
                     // measure cannot see (sequences at their key's column).
                     proptest::prop_assert!(measured + 8 >= depth, "{text:?}: {measured} < {depth}");
                 }
-                Err(error) if error.to_string().contains("recursion limit exceeded") => {
+                // An alias inside its own anchor (`&a [*a]`) is refused
+                // with the same message at any depth: only without aliases
+                // does the message mean the text itself nests too deep.
+                Err(error)
+                    if error.to_string().contains("recursion limit exceeded")
+                        && !text.contains('*') =>
+                {
                     proptest::prop_assert!(measured >= 120, "{text:?}: {measured}");
                 }
                 Err(_) => {}
