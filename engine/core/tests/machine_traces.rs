@@ -57,6 +57,8 @@
 //! - `state`: a summary of the state: status, live activations and what
 //!   they wait for, variables, kept signals, deferred and held steps,
 //!   compensation, output and error.
+//! - `progress`: each entered step's standing (`machine::Progress`, folded
+//!   from the recorded events), one per line: `step: state (runs N)`.
 //!
 //! A trigger prints the events it emitted, one per line: the kind, then the
 //! rest of the event as compact JSON with sorted keys; or `rejected:` and
@@ -77,8 +79,9 @@ use std::path::{Path, PathBuf};
 
 use retrace_core::ExecutionId;
 use retrace_core::machine::{
-    Activation, Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, Limits, RetryStrategy,
-    Role, StartParams, Trigger, Versions, Waiting, apply, child_id, handle, pending_effects, start,
+    Activation, Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, Limits, Progress,
+    RetryStrategy, Role, StartParams, Trigger, Versions, Waiting, apply, child_id, handle,
+    pending_effects, start,
 };
 use retrace_core::model::{Workflow, canonical_string};
 use serde_json::{Value, json};
@@ -444,6 +447,7 @@ impl Harness {
             "start" => self.start(&mut args),
             "effects" => self.effects(),
             "state" => self.summary(),
+            "progress" => self.progress(),
             _ => self.trigger(&mut args, &words[0]),
         };
         args.done();
@@ -661,6 +665,26 @@ impl Harness {
             return "(none)".to_string();
         }
         lines.join("\n")
+    }
+
+    /// Each entered step's standing, folded from the recorded events.
+    fn progress(&self) -> String {
+        let id = self.state.as_ref().expect("`start` before `progress`").id;
+        let mut state = ExecutionState::empty(id);
+        let mut progress = Progress::default();
+        for (seq, (at_ms, event)) in (1u64..).zip(&self.history) {
+            progress.observe(&state, event);
+            apply(&mut state, seq, *at_ms, event).expect("the history folds");
+        }
+        let steps = progress.steps(&state);
+        if steps.is_empty() {
+            return "no step entered".to_string();
+        }
+        steps
+            .iter()
+            .map(|(step, p)| format!("{step}: {} (runs {})", p.state.as_str(), p.runs))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn summary(&self) -> String {

@@ -19,13 +19,17 @@
 //! not decode is an error naming where it is.
 
 mod audit;
+mod chain;
 mod names;
+mod replay;
 mod streams;
 
 use std::path::Path;
 
 pub use audit::{AuditEntry, AuditTarget};
+pub use chain::ChainCheck;
 pub use names::{NameLookup, WorkflowNames};
+pub use replay::Replayed;
 pub use streams::{EventStream, GlobalFilter, GlobalStream};
 
 use crate::ExecutionId;

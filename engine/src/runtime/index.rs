@@ -29,6 +29,50 @@ pub struct ExecutionSummary {
     pub started_at_ms: u64,
 }
 
+/// Which executions a list shows, and in which order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub workflow: Option<String>,
+    pub status: Option<Status>,
+    /// Lowercase hex digits the id starts with (dashes left out), at most 32.
+    pub id_prefix: Option<String>,
+    /// Started at or after this instant (ms since the Unix epoch).
+    pub started_from_ms: Option<u64>,
+    /// Started at or before this instant.
+    pub started_to_ms: Option<u64>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+}
+
+impl ListFilter {
+    fn matches(&self, s: &ExecutionSummary) -> bool {
+        self.workflow.as_ref().is_none_or(|w| &s.workflow == w)
+            && self.status.is_none_or(|st| s.status == st)
+            && self.started_from_ms.is_none_or(|t| s.started_at_ms >= t)
+            && self.started_to_ms.is_none_or(|t| s.started_at_ms <= t)
+    }
+}
+
+/// The id whose hex digits are `prefix` followed by `fill`s (a prefix
+/// that is not hex, or too long, gives the nil id: checked by the caller).
+fn padded(prefix: &str, fill: char) -> ExecutionId {
+    let mut hex: String = prefix.chars().take(32).collect();
+    while hex.len() < 32 {
+        hex.push(fill);
+    }
+    hex.parse().unwrap_or(ExecutionId::NIL)
+}
+
+/// Whether a range with these bounds is one a `BTreeMap` takes (it panics
+/// on a start after its end, or equal and both excluded).
+fn range_is_ordered(low: &Bound<ExecutionId>, high: &Bound<ExecutionId>) -> bool {
+    match (low, high) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+        _ => true,
+    }
+}
+
 /// The three indexes.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
@@ -112,26 +156,50 @@ impl Index {
         lock(&self.summaries).get(&id).map(|s| s.workflow.clone())
     }
 
-    /// Up to `limit` executions in id order after `after`, filtered.
+    /// Up to `limit` executions in id order (newest first if the filter
+    /// says so) after `after`, filtered.
     pub(crate) fn list(
         &self,
-        workflow: Option<&str>,
-        status: Option<Status>,
+        filter: &ListFilter,
         after: Option<ExecutionId>,
         limit: usize,
     ) -> Vec<ExecutionSummary> {
         let summaries = lock(&self.summaries);
-        let range = match after {
-            Some(a) => summaries.range((Bound::Excluded(a), Bound::Unbounded)),
-            None => summaries.range(..),
+        // An id prefix is a range of ids: from the prefix padded with 0s
+        // to the prefix padded with fs.
+        let (mut low, mut high) = match &filter.id_prefix {
+            Some(prefix) => (
+                Bound::Included(padded(prefix, '0')),
+                Bound::Included(padded(prefix, 'f')),
+            ),
+            None => (Bound::Unbounded, Bound::Unbounded),
         };
-        range
-            .map(|(_, s)| s)
-            .filter(|s| workflow.is_none_or(|w| s.workflow == w))
-            .filter(|s| status.is_none_or(|st| s.status == st))
-            .take(limit)
-            .cloned()
-            .collect()
+        // The cursor narrows the range on the side the list moves to.
+        if let Some(a) = after {
+            if filter.newest_first {
+                high = match high {
+                    Bound::Included(h) if h < a => Bound::Included(h),
+                    Bound::Excluded(h) if h <= a => Bound::Excluded(h),
+                    _ => Bound::Excluded(a),
+                };
+            } else {
+                low = match low {
+                    Bound::Included(l) if l > a => Bound::Included(l),
+                    Bound::Excluded(l) if l >= a => Bound::Excluded(l),
+                    _ => Bound::Excluded(a),
+                };
+            }
+        }
+        if !range_is_ordered(&low, &high) {
+            return Vec::new();
+        }
+        let range = summaries.range((low, high)).map(|(_, s)| s);
+        let keep = |s: &&ExecutionSummary| filter.matches(s);
+        if filter.newest_first {
+            range.rev().filter(keep).take(limit).cloned().collect()
+        } else {
+            range.filter(keep).take(limit).cloned().collect()
+        }
     }
 
     pub(crate) fn status_counts(&self) -> BTreeMap<Status, u64> {
@@ -234,6 +302,71 @@ mod tests {
         format!("00000000-0000-7000-8000-0000000000{n:02x}")
             .parse()
             .expect("an id")
+    }
+
+    fn summary(n: u8, started_at_ms: u64, workflow: &str, status: Status) -> ExecutionSummary {
+        ExecutionSummary {
+            id: id(n),
+            workflow: workflow.to_owned(),
+            version: "v".to_owned(),
+            status,
+            started_at_ms,
+        }
+    }
+
+    proptest::proptest! {
+        /// The list is the naive answer: every summary the filter keeps,
+        /// sorted by id (reversed for newest first), after the cursor,
+        /// cut at the limit, so an id prefix and a cursor narrow a range
+        /// and never lose or repeat an execution.
+        #[test]
+        fn a_list_is_the_filtered_summaries_in_order(
+            rows in proptest::collection::vec((0u8..64, 0u64..50, 0usize..2, 0usize..2), 0..40),
+            prefix in proptest::option::of("([0-3][0-9a-f]?)?"),
+            workflow in proptest::option::of(0usize..2),
+            from in proptest::option::of(0u64..50),
+            to in proptest::option::of(0u64..50),
+            newest_first in proptest::bool::ANY,
+            after in proptest::option::of(0u8..64),
+            limit in 1usize..8,
+        ) {
+            let names = ["a", "b"];
+            let statuses = [Status::Running, Status::Completed];
+            let index = Index::default();
+            let mut all = BTreeMap::new();
+            for (n, at, w, st) in rows {
+                let s = summary(n, at, names[w], statuses[st]);
+                all.insert(s.id, s.clone());
+                lock(&index.summaries).insert(s.id, s);
+            }
+            // Ids here differ in their last two hex digits (`nn`): the
+            // prefix is the 30 they share and up to both of those.
+            let prefix = prefix.map(|p| format!("000000000000700080000000000000{p}"));
+            let filter = ListFilter {
+                workflow: workflow.map(|w| names[w].to_owned()),
+                status: None,
+                id_prefix: prefix.clone(),
+                started_from_ms: from,
+                started_to_ms: to,
+                newest_first,
+            };
+            let after = after.map(id);
+            let mut expected: Vec<ExecutionSummary> = all
+                .values()
+                .filter(|s| filter.matches(s))
+                .filter(|s| prefix.as_ref().is_none_or(|p| s.id.to_string().replace('-', "").starts_with(p.as_str())))
+                .cloned()
+                .collect();
+            if newest_first {
+                expected.reverse();
+            }
+            let expected: Vec<ExecutionSummary> = expected
+                .into_iter()
+                .filter(|s| after.is_none_or(|a| if newest_first { s.id < a } else { s.id > a }))
+                .take(limit)
+                .collect();
+            proptest::prop_assert_eq!(index.list(&filter, after, limit), expected);
+        }
     }
 
     /// A publish is offered to every waiter it could reach (no value, its

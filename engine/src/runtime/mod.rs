@@ -49,7 +49,7 @@ use tokio::sync::Mutex;
 
 pub use commands::{Acting, Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
-pub use index::ExecutionSummary;
+pub use index::{ExecutionSummary, ListFilter};
 pub use pace::Pacing;
 pub use recover::AGENT_FORGET_MS;
 
@@ -297,7 +297,23 @@ impl Engine {
         after: Option<ExecutionId>,
         limit: usize,
     ) -> Vec<ExecutionSummary> {
-        self.inner.index.list(workflow, status, after, limit)
+        let filter = ListFilter {
+            workflow: workflow.map(str::to_owned),
+            status,
+            ..ListFilter::default()
+        };
+        self.inner.index.list(&filter, after, limit)
+    }
+
+    /// Up to `limit` executions the filter keeps, after `after` in the
+    /// filter's order.
+    pub fn executions_where(
+        &self,
+        filter: &ListFilter,
+        after: Option<ExecutionId>,
+        limit: usize,
+    ) -> Vec<ExecutionSummary> {
+        self.inner.index.list(filter, after, limit)
     }
 
     /// How many executions the engine knows, by status.

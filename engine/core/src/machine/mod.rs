@@ -25,6 +25,7 @@ pub mod event;
 mod failure;
 mod flow;
 mod ids;
+pub mod progress;
 mod run;
 pub mod state;
 mod trigger;
@@ -36,6 +37,7 @@ pub use event::{
     CompensationReason, ErrorInfo, Event, FailedStep, ParentRef, TaskTimeouts, Thread, error_types,
 };
 pub use ids::{child_id, task_execution, task_id};
+pub use progress::{Progress, StepProgress, StepState};
 pub use run::INLINE_CAPABILITIES;
 pub use state::{
     Activation, ApplyError, Compensation, Completed, Counts, Deferred, ExecutionState, KeptSignal,

@@ -39,6 +39,7 @@ mod definition;
 mod document;
 mod expr;
 mod fields;
+mod graph;
 mod hash;
 mod instrument;
 mod mapping;
@@ -65,6 +66,7 @@ pub use definition::{
 };
 pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
+pub use graph::{Edge, EdgeKind, Graph, HANDLERS_NODE, Node, NodeKind, compensation_node};
 pub use hash::canonical_string;
 pub use mapping::Mapping;
 pub use names::{
