@@ -1148,6 +1148,18 @@ impl Model {
             "a task was lost or invented"
         );
         prop_assert_eq!(self.registry.queue_sizes().values().sum::<usize>(), queued);
+        // The oldest queued task of each capability: what the dashboard
+        // shows as a queue's age.
+        let mut oldest: BTreeMap<String, u64> = BTreeMap::new();
+        for (spec, fate) in &self.tasks {
+            if matches!(fate, Fate::Queued { .. }) {
+                let at = oldest
+                    .entry(spec.capability.clone())
+                    .or_insert(spec.scheduled_at_ms);
+                *at = (*at).min(spec.scheduled_at_ms);
+            }
+        }
+        prop_assert_eq!(self.registry.oldest_queued(), oldest);
         for (slot, agent) in self.agents.iter().enumerate() {
             let info = info(&self.registry, agent);
             prop_assert!(info.active_tasks <= info.max_concurrency);

@@ -300,6 +300,13 @@ impl AgentRegistry {
         self.state().queue_sizes()
     }
 
+    /// When the longest-waiting queued task of each capability was
+    /// scheduled, in ms since the Unix epoch (capabilities with none queued
+    /// are left out).
+    pub fn oldest_queued(&self) -> BTreeMap<String, u64> {
+        self.state().oldest_queued()
+    }
+
     /// Tasks queued or claimed.
     pub fn outstanding(&self) -> usize {
         self.state().outstanding()

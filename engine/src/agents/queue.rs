@@ -31,6 +31,17 @@ pub(super) struct QueueKey {
     seq: u64,
 }
 
+impl QueueKey {
+    /// The smallest key of `lane`.
+    fn first_of(lane: Lane) -> QueueKey {
+        QueueKey {
+            lane,
+            scheduled_at_ms: 0,
+            seq: 0,
+        }
+    }
+}
+
 /// One outstanding task.
 #[derive(Debug)]
 pub(super) enum Entry {
@@ -236,5 +247,24 @@ impl Tasks {
         self.queues
             .iter()
             .map(|(capability, queue)| (capability, queue.len()))
+    }
+
+    /// When the longest-waiting queued task of each non-empty queue was
+    /// scheduled: the first of each lane (a lane is in `scheduled_at_ms`
+    /// order), whichever is older.
+    pub(super) fn oldest_queued(&self) -> impl Iterator<Item = (&String, u64)> {
+        self.queues.iter().filter_map(|(capability, queue)| {
+            let requeued = queue.keys().next().filter(|k| k.lane == Lane::Requeued);
+            let fresh = queue
+                .range(QueueKey::first_of(Lane::Fresh)..)
+                .next()
+                .map(|(k, _)| k);
+            let oldest = requeued
+                .into_iter()
+                .chain(fresh)
+                .map(|k| k.scheduled_at_ms)
+                .min()?;
+            Some((capability, oldest))
+        })
     }
 }

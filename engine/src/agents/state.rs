@@ -296,6 +296,15 @@ impl State {
         sizes
     }
 
+    /// When the longest-waiting queued task of each capability was
+    /// scheduled (capabilities with none queued are left out).
+    pub(super) fn oldest_queued(&self) -> BTreeMap<String, u64> {
+        self.tasks
+            .oldest_queued()
+            .map(|(capability, at)| (capability.clone(), at))
+            .collect()
+    }
+
     pub(super) fn outstanding(&self) -> usize {
         self.tasks.len()
     }
