@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
-    agents, commands, executions, health, metrics, streams, tasks, tokens, workflows,
+    agents, commands, dashboard, executions, health, history, metrics, streams, tasks, tokens,
+    workflows,
 };
 
 /// The whole API's description.
@@ -59,15 +60,20 @@ The guide, with examples, is `docs/api.md`.";
         metrics::prometheus,
         metrics::json,
         serve,
+        dashboard::page,
+        dashboard::file,
         workflows::define,
         workflows::list,
         workflows::validate,
         workflows::by_name,
         workflows::version,
+        workflows::graph,
         executions::start,
         executions::list,
         executions::get,
         executions::events,
+        history::replay,
+        history::verify,
         streams::execution,
         commands::pause,
         commands::resume,
@@ -94,7 +100,12 @@ The guide, with examples, is `docs/api.md`.";
         tokens::get,
         tokens::revoke,
     ),
-    components(schemas(crate::error::Body, crate::views::GlobalEventView)),
+    components(schemas(
+        crate::error::Body,
+        crate::views::GlobalEventView,
+        executions::ListOrder,
+        history::StepState,
+    )),
     tags(
         (name = "workflows", description = "Define, validate and read workflow definitions."),
         (name = "executions", description = "Start, list and read executions, page through \
@@ -113,6 +124,8 @@ The guide, with examples, is `docs/api.md`.";
         (name = "health", description = "Liveness and readiness probes."),
         (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
         (name = "openapi", description = "This document."),
+        (name = "dashboard", description = "The dashboard in the browser: a page and its \
+            files, embedded in the binary. It reads everything from this API."),
     ),
     modifiers(&OptionalBodies, &Links),
 )]
@@ -191,6 +204,8 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("getPrometheusMetrics", &[]),
     ("getMetrics", &[]),
     ("getOpenApi", &[]),
+    ("getDashboard", &[]),
+    ("getDashboardFile", &[PATH, &[NotFound]]),
     (
         "defineWorkflow",
         &[
@@ -218,12 +233,18 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ),
     ("getWorkflow", &[PATH, &[UnknownWorkflow]]),
     ("getWorkflowVersion", &[PATH, &[UnknownWorkflow]]),
+    ("getWorkflowGraph", &[PATH, &[UnknownWorkflow]]),
     (
         "startExecution",
         &[JSON_BODY, &[UnknownWorkflow, InvalidInput], APPEND, READ],
     ),
     ("listExecutions", &[&[InvalidQuery]]),
     ("getExecution", &[PATH, &[UnknownExecution], READ]),
+    (
+        "replayExecution",
+        &[PATH, &[InvalidQuery, UnknownExecution], READ],
+    ),
+    ("verifyExecution", &[PATH, &[UnknownExecution], READ]),
     (
         "listExecutionEvents",
         &[PATH, &[InvalidQuery, UnknownExecution], READ],

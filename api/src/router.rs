@@ -30,7 +30,8 @@ use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
-    agents, commands, executions, health, metrics, streams, tasks, tokens, workflows,
+    agents, commands, dashboard, executions, health, history, metrics, streams, tasks, tokens,
+    workflows,
 };
 use crate::state::AppState;
 use crate::{guard, openapi};
@@ -98,6 +99,8 @@ fn endpoints() -> Vec<Endpoint> {
         E::get("/metrics", A::Read, metrics::prometheus),
         E::get("/v1/metrics", A::Read, metrics::json),
         E::get("/openapi.json", A::Open, openapi::serve),
+        E::get("/", A::Open, dashboard::page),
+        E::get("/ui/{file}", A::Open, dashboard::file),
         E::post("/v1/workflows", A::Operate, workflows::define),
         E::get("/v1/workflows", A::Read, workflows::list),
         E::post("/v1/workflows/validate", A::Read, workflows::validate),
@@ -107,10 +110,17 @@ fn endpoints() -> Vec<Endpoint> {
             A::Read,
             workflows::version,
         ),
+        E::get(
+            "/v1/workflows/{name}/versions/{version}/graph",
+            A::Read,
+            workflows::graph,
+        ),
         E::post("/v1/executions", A::Client, executions::start),
         E::get("/v1/executions", A::Read, executions::list),
         E::get("/v1/executions/{id}", A::Read, executions::get),
         E::get("/v1/executions/{id}/events", A::Read, executions::events),
+        E::get("/v1/executions/{id}/replay", A::Read, history::replay),
+        E::get("/v1/executions/{id}/verify", A::Read, history::verify),
         E::get(
             "/v1/executions/{id}/events/stream",
             A::Read,

@@ -324,6 +324,10 @@ pub struct SystemMetrics {
     active_agents: u64,
     /// Tasks waiting for an agent, by capability.
     queue_sizes: BTreeMap<String, u64>,
+    /// How long the longest-waiting queued task has waited, in
+    /// milliseconds, by capability (capabilities with none queued are left
+    /// out).
+    queue_oldest_age_ms: BTreeMap<String, u64>,
     /// Open SSE streams.
     sse_clients: u64,
     journal: JournalMetrics,

@@ -121,3 +121,33 @@ async fn a_missing_folder_is_not_created_and_fails() {
     );
     assert!(!missing.exists());
 }
+
+/// The dashboard's chain badge (`GET /v1/executions/{id}/verify`) on a
+/// running server sees the same flipped byte: broken at seq 4, with the
+/// three events before it intact; the other execution's chain verifies.
+#[tokio::test]
+async fn a_flipped_byte_breaks_the_chain_the_verify_endpoint_checks() {
+    let (data, id) = folder_with_one_execution().await;
+    flip_a_byte(data.path(), id.parse().unwrap(), 4);
+    let server = Server::start(data.path()).await;
+    let (other, _) = hello_to_completion(&server.base, "Bo").await;
+    let check = |id: String| {
+        let url = format!("{}/v1/executions/{id}/verify", server.base);
+        async move {
+            let answer = reqwest::get(&url).await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Value>().await.unwrap()
+        }
+    };
+    let broken = check(id.clone()).await;
+    assert_eq!(broken["verified"], false, "{broken}");
+    assert_eq!(broken["events"], 10, "{broken}");
+    assert_eq!(broken["intact"], 3, "{broken}");
+    let problem = broken["problem"].as_str().unwrap();
+    assert!(problem.contains(&format!("stream {id} seq 4")), "{problem}");
+    let sound = check(other).await;
+    assert_eq!(sound["verified"], true, "{sound}");
+    assert_eq!(sound["intact"], sound["events"], "{sound}");
+    assert!(sound["problem"].is_null(), "{sound}");
+    server.stop().await;
+}

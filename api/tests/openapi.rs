@@ -669,6 +669,17 @@ async fn real_answers_match_the_documented_schemas() {
         None,
     )
     .await;
+    let (status, graph) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/workflows/{name}/versions/{version}/graph",
+            &format!("/v1/workflows/shapes/versions/{version}/graph"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{graph}");
+    assert!(!graph["nodes"].as_array().unwrap().is_empty());
 
     // An agent.
     let (_, registered) = c
@@ -903,6 +914,38 @@ async fn real_answers_match_the_documented_schemas() {
         )
         .await;
     assert!(!page["events"].as_array().unwrap().is_empty());
+    let (status, replayed) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/executions/{id}/replay",
+            &format!("/v1/executions/{two}/replay?until=1"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replayed}");
+    assert_eq!(replayed["until"], 1);
+    let (status, _) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/executions/{id}/replay",
+            &format!("/v1/executions/{two}/replay?until=0"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, chain) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/executions/{id}/verify",
+            &format!("/v1/executions/{two}/verify"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{chain}");
+    assert_eq!(chain["verified"], true);
     c.call(
         &s,
         "GET",

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
 use retrace_engine::machine::Status;
-use retrace_engine::runtime::StartRequest;
+use retrace_engine::runtime::{ListFilter, StartRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::extract::{Json, Path, Query, execution_id};
 use crate::schemas::ExecutionStatus;
 use crate::state::{ApiConfig, AppState};
+use crate::time::parse_rfc3339;
 use crate::views::{EventView, ExecutionSummaryView, ExecutionView};
 
 /// The longest idempotency key, in characters (Unicode scalar values, as
@@ -199,8 +200,8 @@ pub async fn start(
 /// Filters and paging of the execution list (unknown parameters are
 /// refused).
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct ListQuery {
     /// Only executions of this workflow (by name; any text, a name no
     /// workflow has lists nothing).
@@ -220,6 +221,82 @@ pub struct ListQuery {
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
     cursor: Option<String>,
+    /// Only executions whose id starts with these hex digits (1 to 32 of
+    /// them; dashes are ignored, case is not).
+    #[param(pattern = "^[0-9a-fA-F-]{1,36}$")]
+    id_prefix: Option<String>,
+    /// Only executions started at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
+    started_from: Option<String>,
+    /// Only executions started at or before this instant (RFC 3339).
+    #[param(format = DateTime)]
+    started_to: Option<String>,
+    /// `oldest` (the default: id order) or `newest` (newest first).
+    #[param(value_type = Option<ListOrder>)]
+    order: Option<String>,
+}
+
+/// The order of the execution list.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only its schema is used: the query is read as text.
+pub enum ListOrder {
+    Oldest,
+    Newest,
+}
+
+impl ListQuery {
+    /// The engine's filter, with every parameter checked.
+    fn filter(&self) -> Result<ListFilter, Error> {
+        let status = self
+            .status
+            .as_deref()
+            .map(str::parse::<Status>)
+            .transpose()
+            .map_err(Error::InvalidQuery)?;
+        let id_prefix = match &self.id_prefix {
+            None => None,
+            Some(given) => {
+                let hex: String = given.chars().filter(|c| *c != '-').collect();
+                if hex.is_empty() || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(Error::InvalidQuery(format!(
+                        "idPrefix `{given}` is not 1 to 32 hex digits (dashes are ignored)"
+                    )));
+                }
+                Some(hex.to_ascii_lowercase())
+            }
+        };
+        let instant = |name: &str, given: &Option<String>| {
+            given
+                .as_deref()
+                .map(|text| {
+                    parse_rfc3339(text).ok_or_else(|| {
+                        Error::InvalidQuery(format!(
+                            "{name} `{text}` is not an RFC 3339 instant after 1970 \
+                             (like 2026-01-31T09:00:00Z)"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let newest_first = match self.order.as_deref() {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(other) => {
+                return Err(Error::InvalidQuery(format!(
+                    "order `{other}` is neither `oldest` nor `newest`"
+                )));
+            }
+        };
+        Ok(ListFilter {
+            workflow: self.workflow.clone(),
+            status,
+            id_prefix,
+            started_from_ms: instant("startedFrom", &self.started_from)?,
+            started_to_ms: instant("startedTo", &self.started_to)?,
+            newest_first,
+        })
+    }
 }
 
 /// A page of executions.
@@ -232,6 +309,11 @@ struct ListView {
     /// Pass as `cursor` for the next page; `null` on the last page.
     #[schema(value_type = Option<String>, format = "uuid", required = true)]
     next_cursor: Option<ExecutionId>,
+    /// The journal's last position when the page was read: `GET
+    /// /v1/events/stream?after=<position>` shows every change since (list,
+    /// then watch, with nothing missed).
+    #[schema(format = "uint64")]
+    position: u64,
 }
 
 /// A page size from a query: the default when absent, at most the cap.
@@ -243,8 +325,8 @@ pub fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, Err
     }
 }
 
-/// `GET /v1/executions?workflow=&status=&limit=&cursor=`, in id order (ids
-/// are time-ordered, so oldest first).
+/// `GET /v1/executions?workflow=&status=&idPrefix=&startedFrom=&startedTo=&order=&limit=&cursor=`,
+/// in id order (ids are time-ordered, so oldest first), or newest first.
 #[utoipa::path(
     get,
     path = "/v1/executions",
@@ -252,8 +334,9 @@ pub fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, Err
     tag = "executions",
     summary = "List executions",
     description = "In id order, which is start order (ids are time-ordered UUIDv7), \
-        optionally filtered. `nextCursor` is the id of the last execution on the page, \
-        so it stays valid for ever.",
+        or newest first with `order=newest`, optionally filtered. `nextCursor` is the \
+        id of the last execution on the page, so it stays valid for ever (pass it \
+        with the same filters and order).",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of executions.", body = ListView),
@@ -264,12 +347,7 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<impl IntoResponse, Error> {
     let limit = page_limit(query.limit, &state.config)?;
-    let status = query
-        .status
-        .as_deref()
-        .map(str::parse::<Status>)
-        .transpose()
-        .map_err(Error::InvalidQuery)?;
+    let filter = query.filter()?;
     let after = query
         .cursor
         .as_deref()
@@ -284,12 +362,12 @@ pub async fn list(
                 })
         })
         .transpose()?;
-    let mut page = state.engine.executions(
-        query.workflow.as_deref(),
-        status,
-        after,
-        limit.saturating_add(1),
-    );
+    // Read before the list, so a change made while listing is in the
+    // stream after this position (and perhaps in the page too).
+    let position = state.engine.read().last_position().await?;
+    let mut page = state
+        .engine
+        .executions_where(&filter, after, limit.saturating_add(1));
     let next_cursor = if page.len() > limit {
         page.truncate(limit);
         page.last().map(|s| s.id)
@@ -299,6 +377,7 @@ pub async fn list(
     Ok(axum::Json(ListView {
         executions: page.iter().map(ExecutionSummaryView::from).collect(),
         next_cursor,
+        position,
     }))
 }
 

@@ -87,6 +87,18 @@ fn gauge<
     family
 }
 
+fn float_gauge<
+    L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> Family<L, Gauge<f64, std::sync::atomic::AtomicU64>> {
+    let family = Family::<L, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
 fn plain_counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
     registry.register(name, help, ConstCounter::new(value));
 }
@@ -401,6 +413,17 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
             .get_or_create(&CapabilityLabel { capability })
             .set(n as i64);
     }
+    let oldest = float_gauge::<CapabilityLabel>(
+        r,
+        "task_queue_oldest_age_seconds",
+        "How long the longest-waiting queued task has waited, by capability (none queued: absent)",
+    );
+    let now_ms = engine.clock().now_ms();
+    for (capability, at_ms) in engine.agents().oldest_queued() {
+        oldest
+            .get_or_create(&CapabilityLabel { capability })
+            .set(now_ms.saturating_sub(at_ms) as f64 / 1000.0);
+    }
     let agents = gauge::<StatusLabel>(r, "agents", "Registered agents, by status");
     for info in engine.agents().list() {
         let status = match info.status {
@@ -578,6 +601,7 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
     let engine = &state.engine;
     let figures = engine.metrics();
     let counts = engine.status_counts();
+    let now_ms = engine.clock().now_ms();
     let active = counts
         .iter()
         .filter(|(s, _)| !s.is_terminal())
@@ -603,6 +627,12 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
         "avgTaskLatency": if tasks == 0 { 0.0 } else { latency_sum / tasks as f64 },
         "activeAgents": active_agents,
         "queueSizes": engine.agents().queue_sizes(),
+        "queueOldestAgeMs": engine
+            .agents()
+            .oldest_queued()
+            .into_iter()
+            .map(|(capability, at_ms)| (capability, now_ms.saturating_sub(at_ms)))
+            .collect::<std::collections::BTreeMap<_, _>>(),
         "sseClients": state.sse_clients.count(),
         "journal": {"appends": journal.appends, "events": journal.events, "flushes": journal.flushes},
         "healthStatus": if state.shutdown.is_triggered() || engine.storage_health() != StorageHealth::Writable { "degraded" } else { "healthy" },

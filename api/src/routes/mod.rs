@@ -7,8 +7,10 @@
 
 pub mod agents;
 pub mod commands;
+pub mod dashboard;
 pub mod executions;
 pub mod health;
+pub mod history;
 pub mod metrics;
 pub mod streams;
 pub mod tasks;

@@ -365,6 +365,118 @@ pub async fn version(
     Ok(axum::Json(WorkflowView::from(workflow.as_ref())))
 }
 
+/// A workflow version drawn as a graph.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WorkflowGraph)]
+struct GraphView {
+    /// Steps in declaration order (a parallel step before its branches'
+    /// steps), then one node per step's compensation (id
+    /// `<step>~compensate`), then the error handlers' node
+    /// (`~errorHandlers`) if there are handlers.
+    nodes: Vec<NodeView>,
+    edges: Vec<EdgeView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GraphNode)]
+struct NodeView {
+    /// The step's id (or a compensation's or the handlers' id, with `~`).
+    id: String,
+    /// What to write on it: the step's name, a line break, and what it
+    /// runs (capability, event, workflow).
+    label: String,
+    /// `task`, `decision`, `parallel`, `wait`, `event`, `subworkflow`,
+    /// `compensation` or `handler`.
+    kind: String,
+    /// The parallel step whose branch holds it; `null` at the top.
+    #[schema(required = true)]
+    parent: Option<String>,
+    /// That branch's name; `null` at the top.
+    #[schema(required = true)]
+    branch: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = GraphEdge)]
+struct EdgeView {
+    from: String,
+    to: String,
+    /// `next`, `decision` (labelled with the branch key), `default`,
+    /// `branch` (a parallel step to a branch's first step, labelled with
+    /// the branch), `on_error`, `compensate`, or `handler` (labelled with
+    /// the error type).
+    kind: String,
+    #[schema(required = true)]
+    label: Option<String>,
+}
+
+/// The text serde gives a unit variant.
+fn kind_text(kind: impl Serialize) -> String {
+    match serde_json::to_value(kind) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+/// `GET /v1/workflows/{name}/versions/{version}/graph`.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows/{name}/versions/{version}/graph",
+    operation_id = "getWorkflowGraph",
+    tag = "workflows",
+    summary = "Read one version of a workflow as a graph",
+    description = "The version's steps as nodes and every way control can go between \
+        them as edges: what the dashboard draws. Nodes inside a parallel step's branch \
+        name the parallel step as `parent`.",
+    params(
+        ("name" = String, Path, min_length = 1, max_length = 128,
+            pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+            description = "The workflow's name (no workflow has a name spelled otherwise: \
+            `404 unknown_workflow`)."),
+        ("version" = String, Path, pattern = "^[0-9a-f]{64}$",
+            description = "The version: the 64-digit lowercase hex hash of the canonical \
+            definition (`404 unknown_workflow` for another)."),
+    ),
+    responses(
+        (status = 200, description = "The version's graph.", body = GraphView),
+    ),
+)]
+pub async fn graph(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, Error> {
+    let name = path_name("workflow name", name)?;
+    let version = path_name("version", version)?;
+    let workflow = state
+        .engine
+        .workflow(&name, Some(&version))
+        .ok_or_else(|| Error::UnknownWorkflow(format!("{name} at version {version}")))?;
+    let graph = workflow.graph();
+    Ok(axum::Json(GraphView {
+        nodes: graph
+            .nodes
+            .into_iter()
+            .map(|n| NodeView {
+                id: n.id,
+                label: n.label,
+                kind: kind_text(n.kind),
+                parent: n.parent,
+                branch: n.branch,
+            })
+            .collect(),
+        edges: graph
+            .edges
+            .into_iter()
+            .map(|e| EdgeView {
+                from: e.from,
+                to: e.to,
+                kind: kind_text(e.kind),
+                label: e.label,
+            })
+            .collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

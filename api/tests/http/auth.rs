@@ -63,6 +63,7 @@ fn concrete(template: &str) -> String {
         .replace("{id}", "00000000-0000-7000-8000-000000000001")
         .replace("{name}", "nobody")
         .replace("{version}", "0")
+        .replace("{file}", "app.js")
 }
 
 fn code(answer: &(StatusCode, Value)) -> &str {
@@ -125,9 +126,11 @@ async fn a_401_says_how_to_authenticate() {
     assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthenticated");
     let message = answer.1["error"]["message"].as_str().unwrap();
     assert!(message.contains("Authorization: Bearer"), "{message}");
-    // The probes and the API's description stay open.
-    for open in ["/healthz", "/readyz", "/openapi.json"] {
-        assert_eq!(s.get(open).await.0, StatusCode::OK, "{open}");
+    // The probes, the API's description and the dashboard's files (which
+    // hold no data: the page asks for a token) stay open.
+    for open in ["/healthz", "/readyz", "/openapi.json", "/", "/ui/app.js"] {
+        let status = s.client.get(s.url(open)).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::OK, "{open}");
     }
 }
 

@@ -187,6 +187,126 @@ async fn the_list_filters_and_pages_with_a_cursor() {
     }
 }
 
+/// The ids a list path answers, after checking it answered 200.
+async fn listed(s: &Server, path: &str) -> (Vec<String>, Value) {
+    let (status, page) = s.get(path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {page}");
+    let ids = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, page["nextCursor"].clone())
+}
+
+#[tokio::test]
+async fn the_list_goes_newest_first_and_filters_by_id_prefix_and_start_time() {
+    let s = Server::start().await;
+    s.define(inline_chain("done", 1)).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(s.start_execution("done", json!({})).await);
+    }
+    // Newest first, paged with the same cursor rule.
+    let (first, cursor) = listed(&s, "/v1/executions?order=newest&limit=3").await;
+    let mut newest: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(first, newest[..3]);
+    let cursor = cursor.as_str().unwrap().to_owned();
+    let (rest, end) = listed(
+        &s,
+        &format!("/v1/executions?order=newest&limit=3&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(rest, newest.split_off(3));
+    assert_eq!(end, Value::Null);
+    // An id prefix, with or without dashes, in either case.
+    let whole = &ids[2];
+    for prefix in [whole.as_str(), &whole[..13], &whole[..13].to_uppercase()] {
+        let (found, _) = listed(&s, &format!("/v1/executions?idPrefix={prefix}")).await;
+        assert!(found.contains(whole), "{prefix}: {found:?}");
+        assert!(
+            found.iter().all(|f| f.starts_with(&whole[..13])),
+            "{found:?}"
+        );
+    }
+    // Start times: everything started from the third one's start on.
+    let (_, third) = s.get(&format!("/v1/executions/{}", ids[2])).await;
+    let at = third["startTime"].as_str().unwrap();
+    let (from, _) = listed(&s, &format!("/v1/executions?startedFrom={at}")).await;
+    assert!(from.contains(&ids[2]) && from.contains(&ids[3]), "{from:?}");
+    let (to, _) = listed(&s, &format!("/v1/executions?startedTo={at}")).await;
+    assert!(to.contains(&ids[0]) && to.contains(&ids[2]), "{to:?}");
+    let (none, _) = listed(&s, "/v1/executions?startedTo=1999-01-01T00:00:00Z").await;
+    assert!(none.is_empty(), "{none:?}");
+    for bad in [
+        "/v1/executions?order=random",
+        "/v1/executions?idPrefix=xyz",
+        "/v1/executions?idPrefix=",
+        &format!("/v1/executions?idPrefix={}0", "f".repeat(32)),
+        "/v1/executions?startedFrom=yesterday",
+    ] {
+        assert_error(&s.get(bad).await, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+}
+
+/// Time travel: the execution and its steps after any event, as folding
+/// the first `until` events gives them.
+#[tokio::test]
+async fn replay_shows_the_execution_and_its_steps_after_any_event() {
+    let s = Server::start().await;
+    s.define(gated_chain("gated", 2)).await;
+    let id = s.start_execution("gated", json!({"n": 1})).await;
+    // Waiting at the gate: execution_started, step_started, event_awaited.
+    let (status, now) = s.get(&format!("/v1/executions/{id}/replay")).await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    assert_eq!(now["until"], 3);
+    assert_eq!(now["execution"]["status"], "running");
+    assert_eq!(
+        now["steps"],
+        json!({"gate": {"state": "waiting_event", "runs": 1}})
+    );
+    let (status, _) = s
+        .post(
+            &format!("/v1/executions/{id}/signals/go"),
+            json!({"payload": {"k": 2}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, end) = s.get(&format!("/v1/executions/{id}/replay")).await;
+    assert_eq!(end["execution"]["status"], "completed");
+    for step in ["gate", "s0", "s1"] {
+        assert_eq!(end["steps"][step]["state"], "completed", "{end}");
+    }
+    let (_, now) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(end["until"], now["lastSeq"]);
+    assert_eq!(end["execution"]["output"], now["output"]);
+    // Back in time: after the first event, nothing was entered yet.
+    let (_, first) = s.get(&format!("/v1/executions/{id}/replay?until=1")).await;
+    assert_eq!(first["until"], 1);
+    assert_eq!(first["execution"]["status"], "running");
+    assert_eq!(first["execution"]["input"], json!({"n": 1}));
+    assert_eq!(first["steps"], json!({}));
+    // Past the end is the end.
+    let (_, past) = s
+        .get(&format!("/v1/executions/{id}/replay?until=1000"))
+        .await;
+    assert_eq!(past["until"], end["until"]);
+    for bad in ["until=0", "until=x", "at=3"] {
+        assert_error(
+            &s.get(&format!("/v1/executions/{id}/replay?{bad}")).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        );
+    }
+    let nobody = "00000000-0000-7000-8000-000000000001";
+    assert_error(
+        &s.get(&format!("/v1/executions/{nobody}/replay")).await,
+        StatusCode::NOT_FOUND,
+        "unknown_execution",
+    );
+}
+
 #[tokio::test]
 async fn a_waiting_execution_shows_its_current_steps() {
     let s = Server::start().await;

@@ -438,3 +438,38 @@ async fn json_metrics_show_system_and_workflow_figures() {
         "{body}"
     );
 }
+
+/// A queue's age is how long its longest-waiting task has waited: shown
+/// while a task waits, absent once none does.
+#[tokio::test]
+async fn a_queues_age_is_its_oldest_tasks_wait() {
+    let server = Server::start().await;
+    server
+        .define(json!({"name": "queued", "steps": [
+            {"id": "work", "type": "task", "capability": "slow.work"}]}))
+        .await;
+    let started = std::time::Instant::now();
+    server.start_execution("queued", json!({})).await;
+    let (_, body) = server.get("/v1/metrics").await;
+    let waited = started.elapsed().as_millis() as u64;
+    let age = body["system"]["queueOldestAgeMs"]["slow.work"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no age for slow.work: {body}"));
+    assert!(age <= waited, "{age} ms > {waited} ms");
+    assert_eq!(body["system"]["queueSizes"]["slow.work"], json!(1));
+    let (_, text) = scrape(&server, None).await;
+    let m = prometheus_text(&text);
+    let age_s = m.get(
+        "retrace_task_queue_oldest_age_seconds",
+        &[("capability", "slow.work")],
+    );
+    assert!(
+        (0.0..=started.elapsed().as_secs_f64()).contains(&age_s),
+        "{age_s}"
+    );
+    // Claimed: nothing waits, so no age.
+    let agent = server.register(&["slow.work"]).await;
+    server.claim(&agent).await;
+    let (_, body) = server.get("/v1/metrics").await;
+    assert_eq!(body["system"]["queueOldestAgeMs"], json!({}), "{body}");
+}

@@ -274,3 +274,34 @@ async fn an_error_handler_that_is_not_defined_is_recorded_as_unavailable() {
     assert!(at.is_some(), "{kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("execution_failed"));
 }
+
+#[tokio::test]
+async fn a_version_reads_as_a_graph_of_its_steps() {
+    let s = Server::start().await;
+    let version = s.define(gated_chain("drawn", 2)).await;
+    let (status, graph) = s
+        .get(&format!("/v1/workflows/drawn/versions/{version}/graph"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{graph}");
+    let nodes: Vec<(&str, &str)> = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(nodes, [("gate", "event"), ("s0", "task"), ("s1", "task")]);
+    assert_eq!(
+        graph["edges"],
+        json!([
+            {"from": "gate", "to": "s0", "kind": "next", "label": null},
+            {"from": "s0", "to": "s1", "kind": "next", "label": null},
+        ])
+    );
+    let other = "0".repeat(64);
+    assert_error(
+        &s.get(&format!("/v1/workflows/drawn/versions/{other}/graph"))
+            .await,
+        StatusCode::NOT_FOUND,
+        "unknown_workflow",
+    );
+}

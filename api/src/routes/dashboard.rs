@@ -1,0 +1,156 @@
+//! The dashboard: `GET /` and `GET /ui/{file}` answer the page and its
+//! scripts, styles and vendored layout library, embedded in the binary at
+//! build time (no CDN, no files next to the binary). The page reads
+//! everything it shows from the `/v1` API with the token the user gives
+//! it, so the files themselves are open and hold no data.
+//!
+//! Owns the list of embedded files and the headers they are served with (a
+//! Content-Security-Policy that allows only this server's own scripts,
+//! styles and API, and no framing). It must never serve anything but
+//! these files: no data, and no file from disk.
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::Error;
+use crate::extract::Path;
+
+/// One embedded file.
+struct Asset {
+    path: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+/// Every file the dashboard is made of, by its path under `/ui/`.
+const ASSETS: [Asset; 4] = [
+    Asset {
+        path: "index.html",
+        content_type: "text/html; charset=utf-8",
+        body: include_bytes!("../../dashboard/index.html"),
+    },
+    Asset {
+        path: "app.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../dashboard/app.js"),
+    },
+    Asset {
+        path: "style.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../dashboard/style.css"),
+    },
+    Asset {
+        path: "dagre.min.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../dashboard/vendor/dagre.min.js"),
+    },
+];
+
+/// Only this server's own files and API; nothing inline, no framing.
+const POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
+    script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+    form-action 'self'";
+
+fn serve(asset: &Asset) -> Response {
+    let mut response = asset.body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // The files change with the binary: always ask again.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `GET /`: the dashboard's page.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "getDashboard",
+    tag = "dashboard",
+    summary = "The dashboard",
+    description = "The dashboard's page (HTML). It reads everything it shows from this \
+        API, with the token it is given, so the page itself is open.",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+    ),
+)]
+pub async fn page() -> Response {
+    serve(&ASSETS[0])
+}
+
+/// `GET /ui/{file}`: one of the dashboard's files.
+#[utoipa::path(
+    get,
+    path = "/ui/{file}",
+    operation_id = "getDashboardFile",
+    tag = "dashboard",
+    summary = "One of the dashboard's files",
+    params(("file" = String, Path, description = "The file's path under `/ui/`: \
+        `index.html`, `app.js`, `style.css` or `dagre.min.js` (`404 no_route` \
+        for any other).")),
+    responses(
+        (status = 200, description = "The file (HTML, JavaScript or CSS).", body = String,
+            content_type = "text/javascript"),
+    ),
+)]
+pub async fn file(Path(path): Path<String>) -> Result<Response, Error> {
+    ASSETS
+        .iter()
+        .find(|a| a.path == path)
+        .map(serve)
+        .ok_or(Error::NoRoute {
+            method: "GET".into(),
+            path: format!("/ui/{path}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page loads only files this module serves: every `/ui/…` it
+    /// names is embedded, so nothing it needs can be missing.
+    #[test]
+    fn the_page_names_only_embedded_files() {
+        let page = String::from_utf8_lossy(ASSETS[0].body);
+        let named: Vec<&str> = page
+            .split("\"/ui/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(!named.is_empty(), "the page loads no /ui/ file");
+        for path in named {
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "index.html loads /ui/{path}, which is not embedded"
+            );
+        }
+    }
+
+    /// No inline script or style attribute: the policy would block them.
+    #[test]
+    fn the_page_has_nothing_inline_the_policy_blocks() {
+        let page = String::from_utf8_lossy(ASSETS[0].body);
+        for script in page.split("<script").skip(1) {
+            let tag = script.split('>').next().unwrap_or_default();
+            assert!(tag.contains("src="), "an inline <script>: {tag}");
+        }
+        assert!(!page.contains(" style="), "an inline style attribute");
+        assert!(!page.contains(" onclick="), "an inline event handler");
+    }
+}
