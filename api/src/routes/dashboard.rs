@@ -1,8 +1,9 @@
 //! The dashboard: `GET /` and `GET /ui/{file}` answer the page and its
-//! scripts, styles and vendored layout library, embedded in the binary at
-//! build time (no CDN, no files next to the binary). The page reads
-//! everything it shows from the `/v1` API with the token the user gives
-//! it, so the files themselves are open and hold no data.
+//! JavaScript modules, styles and vendored layout library, embedded in the
+//! binary at build time (no CDN, no files next to the binary, no build
+//! step: the modules are served as they are written in `api/dashboard/`).
+//! The page reads everything it shows from the `/v1` API with the token
+//! the user gives it, so the files themselves are open and hold no data.
 //!
 //! Owns the list of embedded files and the headers they are served with (a
 //! Content-Security-Policy that allows only this server's own scripts,
@@ -22,17 +23,31 @@ struct Asset {
     body: &'static [u8],
 }
 
-/// Every file the dashboard is made of, by its path under `/ui/`.
-const ASSETS: [Asset; 4] = [
+/// The content type of every script: the page's modules and dagre.
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+/// One of the page's JavaScript modules, by its file name in
+/// `api/dashboard/` (served under the same name: `/ui/{file}` is one path
+/// segment, so the modules are flat and import each other as `./x.js`).
+macro_rules! module {
+    ($file:literal) => {
+        Asset {
+            path: $file,
+            content_type: JAVASCRIPT,
+            body: include_bytes!(concat!("../../dashboard/", $file)),
+        }
+    };
+}
+
+/// Every file the dashboard is made of, by its path under `/ui/`: the page
+/// first (`GET /` answers it), its styles, dagre (a classic script the
+/// page loads before its modules), and the modules, `main.js` the one the
+/// page loads and the rest imported from it.
+const ASSETS: [Asset; 19] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
         body: include_bytes!("../../dashboard/index.html"),
-    },
-    Asset {
-        path: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../dashboard/app.js"),
     },
     Asset {
         path: "style.css",
@@ -41,9 +56,25 @@ const ASSETS: [Asset; 4] = [
     },
     Asset {
         path: "dagre.min.js",
-        content_type: "text/javascript; charset=utf-8",
+        content_type: JAVASCRIPT,
         body: include_bytes!("../../dashboard/vendor/dagre.min.js"),
     },
+    module!("main.js"),
+    module!("dom.js"),
+    module!("timing.js"),
+    module!("access.js"),
+    module!("api.js"),
+    module!("stream.js"),
+    module!("router.js"),
+    module!("pages.js"),
+    module!("confirm.js"),
+    module!("graph.js"),
+    module!("page-executions.js"),
+    module!("page-execution.js"),
+    module!("page-workflows.js"),
+    module!("page-define.js"),
+    module!("page-agents.js"),
+    module!("page-metrics.js"),
 ];
 
 /// Only this server's own files and API; nothing inline, no framing.
@@ -101,8 +132,9 @@ pub async fn page() -> Response {
     tag = "dashboard",
     summary = "One of the dashboard's files",
     params(("file" = String, Path, description = "The file's path under `/ui/`: \
-        `index.html`, `app.js`, `style.css` or `dagre.min.js` (`404 no_route` \
-        for any other).")),
+        `index.html`, `style.css`, `dagre.min.js`, or one of the page's JavaScript \
+        modules (`main.js` and the modules it imports); `404 no_route` for any \
+        other.")),
     responses(
         (status = 200, description = "The file (HTML, JavaScript or CSS).", body = String,
             content_type = "text/javascript"),
@@ -123,21 +155,76 @@ pub async fn file(Path(path): Path<String>) -> Result<Response, Error> {
 mod tests {
     use super::*;
 
+    /// The `/ui/…` files the page loads (its scripts and styles).
+    fn loaded_by_the_page() -> Vec<&'static str> {
+        let page = std::str::from_utf8(ASSETS[0].body).expect("index.html is UTF-8");
+        page.split("\"/ui/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    /// The files a JavaScript file imports: each `from "./…"`, the one way
+    /// the page's modules import each other.
+    fn imported_by(asset: &Asset) -> Vec<&'static str> {
+        let text = std::str::from_utf8(asset.body).expect("the scripts are UTF-8");
+        text.split("from \"./")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect()
+    }
+
+    fn is_javascript(asset: &Asset) -> bool {
+        asset.content_type == JAVASCRIPT
+    }
+
     /// The page loads only files this module serves: every `/ui/…` it
     /// names is embedded, so nothing it needs can be missing.
     #[test]
     fn the_page_names_only_embedded_files() {
-        let page = String::from_utf8_lossy(ASSETS[0].body);
-        let named: Vec<&str> = page
-            .split("\"/ui/")
-            .skip(1)
-            .filter_map(|rest| rest.split('"').next())
-            .collect();
+        let named = loaded_by_the_page();
         assert!(!named.is_empty(), "the page loads no /ui/ file");
         for path in named {
             assert!(
                 ASSETS.iter().any(|a| a.path == path),
                 "index.html loads /ui/{path}, which is not embedded"
+            );
+        }
+    }
+
+    /// Every module a script imports is embedded, and every embedded file
+    /// is used: the page loads it, or a script it loads imports it (so a
+    /// new module cannot be left out of `ASSETS`, nor an old one kept).
+    #[test]
+    fn every_import_is_embedded_and_every_file_is_used() {
+        let embedded = |path: &str| ASSETS.iter().find(|a| a.path == path);
+        for asset in ASSETS.iter().filter(|a| is_javascript(a)) {
+            for imported in imported_by(asset) {
+                assert!(
+                    embedded(imported).is_some(),
+                    "{} imports ./{imported}, which is not embedded",
+                    asset.path
+                );
+            }
+        }
+        let mut reached = loaded_by_the_page();
+        let mut next = 0;
+        while let Some(path) = reached.get(next).copied() {
+            next += 1;
+            let Some(asset) = embedded(path).filter(|a| is_javascript(a)) else {
+                continue;
+            };
+            for imported in imported_by(asset) {
+                if !reached.contains(&imported) {
+                    reached.push(imported);
+                }
+            }
+        }
+        for asset in &ASSETS[1..] {
+            assert!(
+                reached.contains(&asset.path),
+                "/ui/{} is embedded, but index.html does not load it and no script imports it",
+                asset.path
             );
         }
     }

@@ -63,7 +63,7 @@ fn concrete(template: &str) -> String {
         .replace("{id}", "00000000-0000-7000-8000-000000000001")
         .replace("{name}", "nobody")
         .replace("{version}", "0")
-        .replace("{file}", "app.js")
+        .replace("{file}", "main.js")
 }
 
 fn code(answer: &(StatusCode, Value)) -> &str {
@@ -128,7 +128,7 @@ async fn a_401_says_how_to_authenticate() {
     assert!(message.contains("Authorization: Bearer"), "{message}");
     // The probes, the API's description and the dashboard's files (which
     // hold no data: the page asks for a token) stay open.
-    for open in ["/healthz", "/readyz", "/openapi.json", "/", "/ui/app.js"] {
+    for open in ["/healthz", "/readyz", "/openapi.json", "/", "/ui/main.js"] {
         let status = s.client.get(s.url(open)).send().await.unwrap().status();
         assert_eq!(status, StatusCode::OK, "{open}");
     }
