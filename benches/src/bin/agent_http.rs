@@ -774,7 +774,18 @@ impl Api {
                     );
                     let data: Value = serde_json::from_str(&data)
                         .with_context(|| format!("execution {id}: the terminal event's data"))?;
-                    return check_acc(id, &data["data"]["output"]);
+                    check_acc(id, &data["data"]["output"])?;
+                    // The server ends the stream after the terminal event:
+                    // read to that end, so the connection goes back to the
+                    // pool (dropped mid-body it is closed, and the next
+                    // execution pays a new connection, and a TLS handshake).
+                    while response
+                        .chunk()
+                        .await
+                        .with_context(|| format!("reading {url} to its end"))?
+                        .is_some()
+                    {}
+                    return Ok(());
                 }
             }
             match response
