@@ -69,6 +69,7 @@ The guide, with examples, is `docs/api.md`.";
         workflows::version,
         workflows::graph,
         executions::start,
+        executions::signal_with_start,
         executions::list,
         executions::get,
         executions::events,
@@ -237,6 +238,15 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     (
         "startExecution",
         &[JSON_BODY, &[UnknownWorkflow, InvalidInput], APPEND, READ],
+    ),
+    (
+        "signalWithStart",
+        &[
+            JSON_BODY,
+            &[UnknownWorkflow, InvalidInput, WrongState, InvalidSignature],
+            APPEND,
+            READ,
+        ],
     ),
     ("listExecutions", &[&[InvalidQuery]]),
     ("getExecution", &[PATH, &[UnknownExecution], READ]),

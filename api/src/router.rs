@@ -116,6 +116,11 @@ fn endpoints() -> Vec<Endpoint> {
             workflows::graph,
         ),
         E::post("/v1/executions", A::Client, executions::start),
+        E::post(
+            "/v1/executions/signal-with-start",
+            A::Client,
+            executions::signal_with_start,
+        ),
         E::get("/v1/executions", A::Read, executions::list),
         E::get("/v1/executions/{id}", A::Read, executions::get),
         E::get("/v1/executions/{id}/events", A::Read, executions::events),

@@ -723,6 +723,19 @@ async fn real_answers_match_the_documented_schemas() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let one = started["id"].as_str().unwrap().to_owned();
+    // Signal-with-start on the same key: the signal goes to that one.
+    let (status, signalled) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/executions/signal-with-start",
+            "/v1/executions/signal-with-start",
+            Some(json!({"workflow": "shapes", "idempotencyKey": "one",
+                        "signal": {"name": "nothing.waits", "payload": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{signalled}");
+    assert_eq!(signalled["id"], one.as_str());
     let (_, tasks) = c
         .call(
             &s,

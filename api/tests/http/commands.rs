@@ -294,3 +294,108 @@ async fn a_signal_answers_whether_a_step_took_it_or_it_is_kept() {
     let (_, execution) = s.get(&format!("/v1/executions/{early}")).await;
     assert_eq!(execution["status"], "completed");
 }
+
+/// Signal-with-start: a key that names no execution starts one with the
+/// signal recorded in its first append, before any step; the same key then
+/// signals that execution; an ended one is `409`. Bad input records nothing.
+#[tokio::test]
+async fn signal_with_start_starts_once_then_signals_what_the_key_names() {
+    let s = Server::start().await;
+    s.define(json!({"name": "two_gates", "steps": [
+        {"id": "first", "type": "event", "event": {"name": "go"}, "next": "second"},
+        {"id": "second", "type": "event", "event": {"name": "go"}}
+    ]}))
+    .await;
+    let call = |payload: Value| {
+        json!({"workflow": "two_gates", "input": {"n": 1}, "idempotencyKey": "order-7",
+               "signal": {"name": "go", "payload": payload}})
+    };
+    let (status, first) = s
+        .post("/v1/executions/signal-with-start", call(json!("one")))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(first["created"], true);
+    assert_eq!(first["outcome"], "kept");
+    assert_eq!(first["status"], "running");
+    let id = first["id"].as_str().unwrap().to_owned();
+    // The signal is in the start's append, before the first step: which took it.
+    let kinds = s.kinds(&id).await;
+    assert_eq!(
+        kinds[..5],
+        [
+            "execution_started",
+            "signal_received",
+            "step_started",
+            "event_awaited",
+            "signal_taken"
+        ]
+    );
+    let (status, second) = s
+        .post("/v1/executions/signal-with-start", call(json!("two")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["id"], id.as_str());
+    assert_eq!(second["created"], false);
+    assert_eq!(second["outcome"], "delivered");
+    assert_eq!(second["step"], "second");
+    assert_eq!(second["status"], "completed");
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["output"], "two");
+    // Ended: refused, nothing recorded.
+    let before = s.position().await;
+    let ended = s
+        .post("/v1/executions/signal-with-start", call(json!("three")))
+        .await;
+    assert_error(&ended, StatusCode::CONFLICT, "wrong_state");
+    assert_eq!(s.position().await, before);
+    for (bad, status, code) in [
+        (
+            json!({"workflow": "two_gates", "signal": {"name": "go"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            json!({"workflow": "two_gates", "idempotencyKey": "k2", "signal": {"name": " go"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            json!({"workflow": "two_gates", "idempotencyKey": "", "signal": {"name": "go"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            json!({"workflow": "nobody", "idempotencyKey": "k3", "signal": {"name": "go"}}),
+            StatusCode::NOT_FOUND,
+            "unknown_workflow",
+        ),
+    ] {
+        let answer = s
+            .post("/v1/executions/signal-with-start", bad.clone())
+            .await;
+        assert_error(&answer, status, code);
+        assert_eq!(s.position().await, before, "{bad} recorded something");
+    }
+}
+
+/// An event name with a secret is taken only signed: not through
+/// signal-with-start, which starts nothing then.
+#[tokio::test]
+async fn signal_with_start_refuses_a_name_that_must_be_signed() {
+    let config = retrace_api::ApiConfig {
+        event_secrets: retrace_api::webhook::Secrets::parse(&["go=whsec_c2VjcmV0".to_owned()])
+            .unwrap(),
+        ..Default::default()
+    };
+    let s = Server::with_config(config).await;
+    s.define(gated_chain("gated", 1)).await;
+    let before = s.position().await;
+    let answer = s
+        .post(
+            "/v1/executions/signal-with-start",
+            json!({"workflow": "gated", "idempotencyKey": "k", "signal": {"name": "go"}}),
+        )
+        .await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "invalid_signature");
+    assert_eq!(s.position().await, before);
+}

@@ -39,8 +39,9 @@
 //!   next `limits`.
 //! - `at ms=N`: move the fixed clock; `entropy value=N`: the random bits
 //!   every later trigger gets.
-//! - `start [input=<json>] [key=K] [at=MS] [brief]`: `machine::start`, a
-//!   new execution (with the same id) at `at` (default 0) on the clock.
+//! - `start [input=<json>] [key=K] [signal=N [signal-payload=<json>]]
+//!   [at=MS] [brief]`: `machine::start`, a new execution (with the same id)
+//!   at `at` (default 0) on the clock; with `signal`, signal-with-start.
 //! - Triggers (`machine::handle`), each taking an optional `at=MS` that
 //!   moves the clock first, and an optional flag `brief` that prints how
 //!   many events of each kind and only the last two in full:
@@ -80,8 +81,8 @@ use std::path::{Path, PathBuf};
 use retrace_core::ExecutionId;
 use retrace_core::machine::{
     Activation, Ctx, Defaults, Effect, ErrorInfo, Event, ExecutionState, Limits, Progress,
-    RetryStrategy, Role, StartParams, Trigger, Versions, Waiting, apply, child_id, handle,
-    pending_effects, start,
+    RetryStrategy, Role, StartParams, StartSignal, Trigger, Versions, Waiting, apply, child_id,
+    handle, pending_effects, start,
 };
 use retrace_core::model::{Workflow, canonical_string};
 use serde_json::{Value, json};
@@ -481,6 +482,11 @@ impl Harness {
             input: args.json("input").unwrap_or_else(|| json!({})),
             parent: None,
             idempotency_key: args.text("key"),
+            signal: args.text("signal").map(|name| StartSignal {
+                name,
+                payload: args.json("signal-payload").unwrap_or(Value::Null),
+                correlation: None,
+            }),
         };
         let workflow = self.workflow.as_ref().expect("`workflow` before `start`");
         let ctx = Ctx {

@@ -14,7 +14,7 @@ use super::drive::Asked;
 use crate::ExecutionId;
 use crate::agents::{AgentId, ClaimedTask};
 use crate::error::Error;
-use crate::machine::{self, ErrorInfo, ExecutionState, StartParams, Status, Trigger};
+use crate::machine::{self, ErrorInfo, ExecutionState, StartParams, StartSignal, Status, Trigger};
 use crate::model::{ReferenceKind, Workflow};
 use crate::store::catalog::WorkflowVersions;
 
@@ -323,6 +323,58 @@ impl<'e> Acting<'e> {
     /// Starts an execution. With an idempotency key already used, returns
     /// that execution instead of starting another.
     pub async fn start(&self, request: StartRequest) -> Result<Started, Error> {
+        self.start_with(request, None).await
+    }
+
+    /// Signal-with-start: delivers `signal` to the execution the request's
+    /// idempotency key names (as [`Acting::signal`] does, `wrong_state`
+    /// if it has ended), or starts one with the signal recorded in the
+    /// start's own append, before any step runs: kept, and taken by the
+    /// first step that waits for it. Either the start and its signal are
+    /// both recorded or neither is; racing calls with one key start one
+    /// execution (the loser is a `Conflict`, and retrying signals it).
+    pub async fn signal_with_start(
+        &self,
+        request: StartRequest,
+        signal: StartSignal,
+    ) -> Result<(Started, Signalled), Error> {
+        let known = request
+            .idempotency_key
+            .as_deref()
+            .and_then(|key| self.engine.inner.index.keyed(key));
+        let started = match known {
+            Some(id) => Started {
+                id,
+                status: Status::Running,
+                created: false,
+            },
+            None => self.start_with(request, Some(signal.clone())).await?,
+        };
+        // Started before (also by a start that got its key in between):
+        // the signal goes to it now.
+        if !started.created {
+            let signalled = self
+                .signal(started.id, &signal.name, signal.payload, signal.correlation)
+                .await?;
+            let started = Started {
+                status: signalled.state.status,
+                ..started
+            };
+            return Ok((started, signalled));
+        }
+        let state = self.engine.state(started.id).await?;
+        let signalled = Signalled {
+            state,
+            reached: None,
+        };
+        Ok((started, signalled))
+    }
+
+    async fn start_with(
+        &self,
+        request: StartRequest,
+        signal: Option<StartSignal>,
+    ) -> Result<Started, Error> {
         if let Some(id) = request
             .idempotency_key
             .as_deref()
@@ -355,6 +407,7 @@ impl<'e> Acting<'e> {
             input: request.input,
             parent: None,
             idempotency_key: request.idempotency_key,
+            signal,
         };
         let status = self
             .engine

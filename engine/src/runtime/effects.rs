@@ -278,6 +278,7 @@ impl Engine {
             input,
             parent: Some(parent),
             idempotency_key: None,
+            signal: None,
         };
         match self.start_execution(child, wf, params, Asked::ENGINE).await {
             Ok(_) => Ok(()),

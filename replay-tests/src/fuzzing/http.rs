@@ -44,7 +44,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 40] = [
+pub const ENDPOINTS: [Endpoint; 46] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -84,6 +84,12 @@ pub const ENDPOINTS: [Endpoint; 40] = [
     endpoint("GET", "/v1/tokens/{token}"),
     endpoint("DELETE", "/v1/tokens/{token}"),
     endpoint("POST", "/v1/tasks/report"),
+    endpoint("GET", "/v1/executions/{execution}/replay"),
+    endpoint("GET", "/v1/executions/{execution}/verify"),
+    endpoint("GET", "/v1/workflows/{workflow}/versions/{version}/graph"),
+    endpoint("POST", "/v1/executions/signal-with-start"),
+    endpoint("GET", "/"),
+    endpoint("GET", "/ui/{file}"),
     endpoint("*", "{raw}"),
 ];
 
@@ -144,6 +150,10 @@ pub const SEEDED_EVENTS: [&str; 3] = ["greeting.approved", "go", "expense.approv
 /// The token names `{token}` takes with sources 1, 2 and 3 (none exists
 /// unless an input made it).
 pub const SEEDED_TOKENS: [&str; 3] = ["root", "ops", "nobody"];
+
+/// The dashboard files `{file}` takes with sources 1, 2 and 3 (the third
+/// is none).
+pub const SEEDED_FILES: [&str; 3] = ["main.js", "style.css", "nothing.js"];
 
 /// The largest request body the router takes in this target (larger is
 /// `413`); the largest example workflow fits.
@@ -294,6 +304,7 @@ impl Existing {
             "version" => &self.versions[choice],
             "event" => SEEDED_EVENTS[choice],
             "token" => SEEDED_TOKENS[choice],
+            "file" => SEEDED_FILES[choice],
             _ => return None,
         })
     }

@@ -55,6 +55,18 @@ pub fn start(
             by: ctx.by.map(str::to_owned),
             reason: ctx.reason.map(str::to_owned),
         })?;
+        // No step waits yet: the signal is kept, and the first step that
+        // waits for it takes it.
+        if let Some(signal) = params.signal {
+            run.emit(Event::SignalReceived {
+                name: signal.name,
+                payload: signal.payload,
+                correlation: signal.correlation,
+                act: None,
+                by: ctx.by.map(str::to_owned),
+                reason: ctx.reason.map(str::to_owned),
+            })?;
+        }
         run.work.push(Work::to(workflow.start(), None, input));
         let entered = run.enter_queued();
         run.finish(entered)?

@@ -126,4 +126,16 @@ pub struct StartParams {
     pub input: Value,
     pub parent: Option<ParentRef>,
     pub idempotency_key: Option<String>,
+    /// Signal-with-start: an external event recorded right after the start,
+    /// in the same append, before any step runs; kept for the first step
+    /// that waits for it, as a signal sent before that step is.
+    pub signal: Option<StartSignal>,
+}
+
+/// The signal a start carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartSignal {
+    pub name: String,
+    pub payload: Value,
+    pub correlation: Option<Value>,
 }
