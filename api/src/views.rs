@@ -158,6 +158,9 @@ pub struct ExecutionView {
     /// The key it was started with, if any.
     #[schema(required = true)]
     pub idempotency_key: Option<String>,
+    /// How urgent its tasks are, 0 to 9 (see starting).
+    #[schema(minimum = 0, maximum = 9)]
+    pub priority: u8,
     /// The seq of its last event: where a stream resumes to see what is new.
     pub last_seq: u64,
 }
@@ -239,6 +242,7 @@ impl ExecutionView {
             },
             parent_id: s.parent.map(|p| p.execution),
             idempotency_key: s.idempotency_key.clone(),
+            priority: s.priority,
             last_seq: s.seq,
         }
     }

@@ -15,10 +15,11 @@ use futures::FutureExt;
 use proptest::prelude::*;
 use retrace_engine::ExecutionId;
 use retrace_engine::agents::{
-    AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus, Outcome, Settled,
-    TaskSpec, TimeoutKind,
+    AGING_MS_PER_LEVEL, AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus,
+    Outcome, Settled, TaskSpec, TimeoutKind,
 };
 use retrace_engine::clock::SimClock;
+use retrace_engine::machine::PRIORITY_MAX;
 use serde_json::json;
 
 const START_MS: u64 = 1_000_000;
@@ -56,6 +57,7 @@ fn task(id: &str, capability: &str, scheduled_at_ms: u64) -> TaskSpec {
         schedule_to_start_ms: None,
         heartbeat_ms: None,
         scheduled_at_ms,
+        priority: 0,
     }
 }
 
@@ -874,6 +876,7 @@ enum Op {
         lease_ms: u64,
         start_ms: Option<u64>,
         heartbeat_ms: Option<u64>,
+        priority: u8,
     },
     EnqueueAgain {
         task: usize,
@@ -903,8 +906,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3usize, 1..60u64, proptest::option::of(0..50u64), proptest::option::of(1..40u64))
-            .prop_map(|(capability, lease_ms, start_ms, heartbeat_ms)| Op::Enqueue { capability, lease_ms, start_ms, heartbeat_ms }),
+        4 => (0..3usize, 1..60u64, proptest::option::of(0..50u64), proptest::option::of(1..40u64), 0..=9u8)
+            .prop_map(|(capability, lease_ms, start_ms, heartbeat_ms, priority)| Op::Enqueue { capability, lease_ms, start_ms, heartbeat_ms, priority }),
         1 => (0..64usize).prop_map(|task| Op::EnqueueAgain { task }),
         4 => (0..3usize, 0..4usize).prop_map(|(slot, max)| Op::Poll { slot, max }),
         2 => (0..3usize, 0..64usize).prop_map(|(slot, task)| Op::TaskHeartbeat { slot, task }),
@@ -961,11 +964,13 @@ impl Model {
                 lease_ms,
                 start_ms,
                 heartbeat_ms,
+                priority,
             } => {
                 let spec = TaskSpec {
                     lease_ms,
                     schedule_to_start_ms: start_ms,
                     heartbeat_ms,
+                    priority,
                     ..task(
                         &format!("t{}", self.tasks.len()),
                         CAPABILITIES[capability],
@@ -1214,5 +1219,57 @@ proptest! {
         }
         prop_assert_eq!(model.registry.outstanding(), 0);
         prop_assert_eq!(model.registry.next_deadline_ms(), None);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Priorities with aging: agents are served by effective priority
+    /// (priority, plus one level per `AGING_MS_PER_LEVEL` waited), so every
+    /// claim takes the lowest rank queued, and the stated bound holds: a
+    /// task of priority `p` scheduled at `t` is served before any task
+    /// scheduled after `t + (9 - p) × AGING_MS_PER_LEVEL`.
+    #[test]
+    fn tasks_are_served_by_aged_priority_within_the_stated_bound(
+        ops in proptest::collection::vec((any::<bool>(), 0..=9u8, 0..30_000u64), 1..120),
+    ) {
+        let (clock, registry) = registry();
+        let agent = agent(&registry, &["a"], 1);
+        let mut queued: Vec<TaskSpec> = Vec::new();
+        for (n, (claim, priority, advance_ms)) in ops.into_iter().enumerate() {
+            clock.advance(advance_ms);
+            if !claim {
+                let spec = TaskSpec {
+                    priority,
+                    ..task(&format!("t{n}"), "a", clock_now(&clock))
+                };
+                registry.enqueue(spec.clone());
+                queued.push(spec);
+                continue;
+            }
+            let claimed = registry.claim(&agent, 1).unwrap();
+            let Some(claim) = claimed.first() else {
+                prop_assert!(queued.is_empty(), "nothing claimed with {} queued", queued.len());
+                continue;
+            };
+            let rank = |s: &TaskSpec| {
+                i128::from(s.scheduled_at_ms) - i128::from(s.priority) * i128::from(AGING_MS_PER_LEVEL)
+            };
+            let best = queued.iter().map(rank).min().unwrap();
+            prop_assert_eq!(rank(&claim.spec), best, "not the lowest rank");
+            queued.retain(|s| s.id != claim.spec.id);
+            for waiting in &queued {
+                let bound = waiting.scheduled_at_ms
+                    + u64::from(PRIORITY_MAX - waiting.priority) * AGING_MS_PER_LEVEL;
+                prop_assert!(
+                    claim.spec.scheduled_at_ms <= bound,
+                    "{} (priority {}, at {}) served before {} (priority {}, at {})",
+                    claim.spec.id, claim.spec.priority, claim.spec.scheduled_at_ms,
+                    waiting.id, waiting.priority, waiting.scheduled_at_ms
+                );
+            }
+            registry.settle(&claim.spec.id, Outcome::Succeeded).unwrap();
+        }
     }
 }

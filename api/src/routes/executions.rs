@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
-use retrace_engine::machine::{StartSignal, Status};
+use retrace_engine::machine::{PRIORITY_MAX, StartSignal, Status};
 use retrace_engine::runtime::{ListFilter, StartRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,6 +65,27 @@ pub struct StartBody {
     #[serde(default, deserialize_with = "crate::integer::optional")]
     #[schema(minimum = 0, maximum = 60000, format = "uint64")]
     wait_ms: Option<u64>,
+    /// How urgent its tasks are: 0 (the default) to 9. Agents are served
+    /// by priority, aged by waiting: each 10 s a task waits counts as one
+    /// level more, so a task of priority `p` is served before any task
+    /// scheduled more than `(9 - p) × 10 s` after it. Children inherit it.
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 0, maximum = 9, format = "uint64")]
+    priority: Option<u64>,
+}
+
+/// A start's priority, checked.
+fn priority(given: Option<u64>) -> Result<Option<u8>, Error> {
+    match given {
+        None => Ok(None),
+        Some(p) => u8::try_from(p)
+            .ok()
+            .filter(|p| *p <= PRIORITY_MAX)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::InvalidBody(format!("priority must be 0 to {PRIORITY_MAX}, not {p}"))
+            }),
+    }
 }
 
 /// An execution started (or found by its idempotency key). Exactly these
@@ -156,6 +177,7 @@ pub async fn start(
             "waitMs must be at most {START_WAIT_MS_MAX}, not {wait_ms}"
         )));
     }
+    let priority = priority(body.priority)?;
     let started = state
         .engine
         .acting_as(caller.name())
@@ -165,6 +187,7 @@ pub async fn start(
             version: body.version,
             input: body.input,
             idempotency_key: body.idempotency_key,
+            priority,
         })
         .await?;
     let status = if started.created {
@@ -243,6 +266,10 @@ pub struct SignalWithStartBody {
     )]
     idempotency_key: String,
     signal: SignalSpec,
+    /// A new execution's priority, as in a start (0 to 9).
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 0, maximum = 9, format = "uint64")]
+    priority: Option<u64>,
 }
 
 /// Where a signal-with-start went.
@@ -311,6 +338,7 @@ pub async fn signal_with_start(
     retrace_engine::model::check_name_chars("idempotencyKey", &key).map_err(Error::InvalidBody)?;
     let signal = body.signal;
     crate::routes::commands::check_event_name(&signal.name)?;
+    let priority = priority(body.priority)?;
     if state.config.event_secrets.key(&signal.name).is_some() {
         return Err(Error::InvalidSignature(format!(
             "events named `{}` are taken only signed, and a signal-with-start is not: \
@@ -329,6 +357,7 @@ pub async fn signal_with_start(
                 version: body.version,
                 input: body.input,
                 idempotency_key: Some(key),
+                priority,
             },
             StartSignal {
                 name: signal.name,

@@ -465,3 +465,63 @@ async fn a_batch_report_records_each_result_or_failure_on_its_own() {
     );
     assert_eq!(s.position().await, position);
 }
+
+/// Priorities: a later start of higher priority is served first; a
+/// priority out of range is refused and records nothing.
+#[tokio::test]
+async fn a_higher_priority_is_served_first_and_out_of_range_is_refused() {
+    let s = Server::start().await;
+    s.define(json!({"name": "urgent", "steps": [
+        {"id": "work", "type": "task", "capability": "triage"}]}))
+        .await;
+    let start = |priority: Value| json!({"workflow": "urgent", "input": {"p": priority.clone()}, "priority": priority});
+    let (status, low) = s.post("/v1/executions", start(json!(1))).await;
+    assert_eq!(status, StatusCode::CREATED, "{low}");
+    let (_, high) = s.post("/v1/executions", start(json!(8))).await;
+    let (_, plain) = s
+        .post("/v1/executions", json!({"workflow": "urgent"}))
+        .await;
+    let (_, shown) = s
+        .get(&format!("/v1/executions/{}", high["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(shown["priority"], 8);
+    let (_, shown) = s
+        .get(&format!("/v1/executions/{}", plain["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(shown["priority"], 0);
+    let agent = s.register(&["triage"]).await;
+    let served: Vec<String> = {
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            let (status, polled) = s
+                .post(
+                    "/v1/tasks/poll",
+                    json!({"agentId": agent, "max": 1, "waitMs": 0}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{polled}");
+            let task = polled["tasks"][0].clone();
+            order.push(task["executionId"].as_str().unwrap().to_owned());
+            let (status, _) = s
+                .post(
+                    &format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap()),
+                    json!({"output": 1}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        order
+    };
+    let ids = |v: &Value| v["id"].as_str().unwrap().to_owned();
+    assert_eq!(served, [ids(&high), ids(&low), ids(&plain)]);
+    let before = s.position().await;
+    for bad in [json!(10), json!(-1), json!("high"), json!(2.5)] {
+        let answer = s.post("/v1/executions", start(bad.clone())).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+        assert_eq!(
+            s.position().await,
+            before,
+            "priority {bad} recorded something"
+        );
+    }
+}

@@ -39,9 +39,10 @@
 //!   next `limits`.
 //! - `at ms=N`: move the fixed clock; `entropy value=N`: the random bits
 //!   every later trigger gets.
-//! - `start [input=<json>] [key=K] [signal=N [signal-payload=<json>]]
+//! - `start [input=<json>] [key=K] [priority=P] [signal=N [signal-payload=<json>]]
 //!   [at=MS] [brief]`: `machine::start`, a new execution (with the same id)
-//!   at `at` (default 0) on the clock; with `signal`, signal-with-start.
+//!   at `at` (default 0) on the clock; with `signal`, signal-with-start;
+//!   `priority=P` gives it a priority (shown in `effects` when not 0).
 //! - Triggers (`machine::handle`), each taking an optional `at=MS` that
 //!   moves the clock first, and an optional flag `brief` that prints how
 //!   many events of each kind and only the last two in full:
@@ -482,6 +483,7 @@ impl Harness {
             input: args.json("input").unwrap_or_else(|| json!({})),
             parent: None,
             idempotency_key: args.text("key"),
+            priority: args.number("priority").map(|p| p as u8),
             signal: args.text("signal").map(|name| StartSignal {
                 name,
                 payload: args.json("signal-payload").unwrap_or(Value::Null),
@@ -627,6 +629,13 @@ impl Harness {
     }
 
     fn effects(&self) -> String {
+        /// A priority is shown only when it is not the default.
+        fn shown_priority(priority: u8) -> String {
+            match priority {
+                0 => String::new(),
+                p => format!(" priority={p}"),
+            }
+        }
         let state = self.state.as_ref().expect("`start` before `effects`");
         let lines: Vec<String> = pending_effects(state)
             .into_iter()
@@ -639,11 +648,13 @@ impl Harness {
                     attempt,
                     input,
                     timeouts,
+                    priority,
                 } => format!(
                     "task {task} act={act} step={step} capability={capability} \
-                     attempt={attempt} input={} timeouts={}",
+                     attempt={attempt} input={} timeouts={}{}",
                     compact(&input),
-                    compact(&json!(timeouts))
+                    compact(&json!(timeouts)),
+                    shown_priority(priority)
                 ),
                 Effect::Timer { act, due_at_ms } => format!("timer act={act} due={due_at_ms}"),
                 Effect::Await {
@@ -661,9 +672,11 @@ impl Harness {
                     workflow,
                     version,
                     input,
+                    priority,
                 } => format!(
-                    "child {child} act={act} workflow={workflow} version={version} input={}",
-                    compact(&input)
+                    "child {child} act={act} workflow={workflow} version={version} input={}{}",
+                    compact(&input),
+                    shown_priority(priority)
                 ),
             })
             .collect();

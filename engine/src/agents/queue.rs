@@ -6,9 +6,16 @@
 //! keeps each agent's set of claimed ids in step.
 //!
 //! Queue order: tasks put back by [`Tasks::requeue`] (their agent left) come
-//! before every other task; within each of those two lanes, oldest
-//! `scheduled_at_ms` first, then first enqueued first. An agent offering
-//! several capabilities is served in that order across all of them.
+//! before every other task; within each of those two lanes, by rank, then
+//! first enqueued first. A task's rank is `scheduled_at_ms - priority ×
+//! AGING_MS_PER_LEVEL`: its effective priority rises by one level for every
+//! [`AGING_MS_PER_LEVEL`] it waits, and since every waiting task ages at
+//! the same rate, that order never changes while they wait, so it is a
+//! plain sorted key. The bound it gives: a task of priority `p` scheduled
+//! at `t` is served before any task (of any priority) scheduled after
+//! `t + (9 - p) × AGING_MS_PER_LEVEL`, so nothing starves while agents
+//! keep taking tasks. An agent offering several capabilities is served in
+//! that order across all of them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,22 +29,30 @@ enum Lane {
     Fresh,
 }
 
-/// A task's place in its capability's queue.
+/// How long a wait is worth one priority level.
+pub const AGING_MS_PER_LEVEL: u64 = 10_000;
+
+/// A task's place in its capability's queue (fields in sort order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct QueueKey {
     lane: Lane,
-    scheduled_at_ms: u64,
+    /// `scheduled_at_ms - priority × AGING_MS_PER_LEVEL`: lower is served
+    /// first.
+    rank: i128,
     /// Arrival order; kept through a claim so a requeued task keeps its rank.
     seq: u64,
+    /// Not part of the order (`seq` is unique): how long it has waited.
+    scheduled_at_ms: u64,
 }
 
 impl QueueKey {
-    /// The smallest key of `lane`.
-    fn first_of(lane: Lane) -> QueueKey {
+    fn new(lane: Lane, spec: &TaskSpec, seq: u64) -> QueueKey {
+        let aged = i128::from(spec.priority) * i128::from(AGING_MS_PER_LEVEL);
         QueueKey {
             lane,
-            scheduled_at_ms: 0,
-            seq: 0,
+            rank: i128::from(spec.scheduled_at_ms) - aged,
+            seq,
+            scheduled_at_ms: spec.scheduled_at_ms,
         }
     }
 }
@@ -110,11 +125,7 @@ impl Tasks {
     }
 
     fn insert_queued(&mut self, spec: TaskSpec, lane: Lane, seq: u64, start_by_ms: Option<u64>) {
-        let key = QueueKey {
-            lane,
-            scheduled_at_ms: spec.scheduled_at_ms,
-            seq,
-        };
+        let key = QueueKey::new(lane, &spec, seq);
         self.queues
             .entry(spec.capability.clone())
             .or_default()
@@ -250,20 +261,10 @@ impl Tasks {
     }
 
     /// When the longest-waiting queued task of each non-empty queue was
-    /// scheduled: the first of each lane (a lane is in `scheduled_at_ms`
-    /// order), whichever is older.
+    /// scheduled (a look at every queued task: rank is not age).
     pub(super) fn oldest_queued(&self) -> impl Iterator<Item = (&String, u64)> {
         self.queues.iter().filter_map(|(capability, queue)| {
-            let requeued = queue.keys().next().filter(|k| k.lane == Lane::Requeued);
-            let fresh = queue
-                .range(QueueKey::first_of(Lane::Fresh)..)
-                .next()
-                .map(|(k, _)| k);
-            let oldest = requeued
-                .into_iter()
-                .chain(fresh)
-                .map(|k| k.scheduled_at_ms)
-                .min()?;
+            let oldest = queue.keys().map(|k| k.scheduled_at_ms).min()?;
             Some((capability, oldest))
         })
     }

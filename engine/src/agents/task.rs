@@ -30,8 +30,12 @@ pub struct TaskSpec {
     pub schedule_to_start_ms: Option<u64>,
     /// If set, a claimed task must be heartbeated at least this often.
     pub heartbeat_ms: Option<u64>,
-    /// When the runtime scheduled this attempt; queues serve oldest first.
+    /// When the runtime scheduled this attempt.
     pub scheduled_at_ms: u64,
+    /// Its execution's priority, 0 to 9: with the time it has waited, where
+    /// it stands in its queue (see `queue`).
+    #[serde(default)]
+    pub priority: u8,
 }
 
 /// A task an agent holds, and until when.

@@ -62,6 +62,9 @@ pub struct StartRequest {
     pub version: Option<String>,
     pub input: Value,
     pub idempotency_key: Option<String>,
+    /// How urgent its tasks are, 0 (the default) to
+    /// [`machine::PRIORITY_MAX`]; a higher one is refused.
+    pub priority: Option<u8>,
 }
 
 /// The result of a start.
@@ -408,6 +411,7 @@ impl<'e> Acting<'e> {
             parent: None,
             idempotency_key: request.idempotency_key,
             signal,
+            priority: request.priority,
         };
         let status = self
             .engine

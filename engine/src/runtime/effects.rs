@@ -150,6 +150,7 @@ impl Engine {
                 attempt,
                 input,
                 timeouts,
+                priority,
                 ..
             } => {
                 let handler = self
@@ -190,6 +191,7 @@ impl Engine {
                             schedule_to_start_ms: timeouts.schedule_to_start_ms,
                             heartbeat_ms: timeouts.heartbeat_ms,
                             scheduled_at_ms: self.inner.clock.now_ms(),
+                            priority,
                         });
                     }
                 }
@@ -215,12 +217,13 @@ impl Engine {
                 workflow,
                 version,
                 input,
+                priority,
             } => {
                 let engine = self.clone();
                 let parent = ParentRef { execution: id, act };
                 self.inner.tasks.spawn(async move {
                     engine
-                        .start_child(parent, child, workflow, version, input)
+                        .start_child(parent, child, workflow, version, input, priority)
                         .await
                 });
             }
@@ -236,9 +239,10 @@ impl Engine {
         workflow: String,
         version: String,
         input: Value,
+        priority: u8,
     ) {
         match self
-            .ensure_child(parent, child, &workflow, &version, input.clone())
+            .ensure_child(parent, child, &workflow, &version, input.clone(), priority)
             .await
         {
             Ok(()) => {}
@@ -248,6 +252,7 @@ impl Engine {
                 workflow,
                 version,
                 input,
+                priority,
             }),
             Err(e) => tracing::warn!(%child, error = %e, "child not started"),
         }
@@ -261,6 +266,7 @@ impl Engine {
         workflow: &str,
         version: &str,
         input: Value,
+        priority: u8,
     ) -> Result<(), Error> {
         if let Some(state) = self.inner.store.load_state(child).await? {
             if state.status.is_terminal() {
@@ -279,6 +285,7 @@ impl Engine {
             parent: Some(parent),
             idempotency_key: None,
             signal: None,
+            priority: Some(priority),
         };
         match self.start_execution(child, wf, params, Asked::ENGINE).await {
             Ok(_) => Ok(()),

@@ -41,6 +41,7 @@ pub(super) enum Wake {
         workflow: String,
         version: String,
         input: Value,
+        priority: u8,
     },
 }
 
@@ -119,8 +120,9 @@ impl Engine {
                     workflow,
                     version,
                     input,
+                    priority,
                 } => {
-                    self.start_child(parent, child, workflow, version, input)
+                    self.start_child(parent, child, workflow, version, input, priority)
                         .await
                 }
             }

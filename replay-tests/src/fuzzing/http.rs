@@ -696,6 +696,7 @@ impl HttpWorld {
                 version: Some(version.clone()),
                 input,
                 idempotency_key: None,
+                priority: None,
             })
             .await?;
         if slot == 2 {

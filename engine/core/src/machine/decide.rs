@@ -54,6 +54,7 @@ pub fn start(
             timeout_at_ms: workflow.timeout_ms().map(|t| ctx.now_ms.saturating_add(t)),
             by: ctx.by.map(str::to_owned),
             reason: ctx.reason.map(str::to_owned),
+            priority: params.priority.filter(|p| *p > 0),
         })?;
         // No step waits yet: the signal is kept, and the first step that
         // waits for it takes it.

@@ -23,6 +23,8 @@ pub enum Effect {
         attempt: u32,
         input: Value,
         timeouts: TaskTimeouts,
+        /// The execution's priority, 0 to 9.
+        priority: u8,
     },
     /// Fire `TimerFired { act }` at `due_at_ms` (act 0: the workflow timeout).
     Timer { act: u64, due_at_ms: u64 },
@@ -41,6 +43,8 @@ pub enum Effect {
         workflow: String,
         version: String,
         input: Value,
+        /// The parent's priority, which the child inherits.
+        priority: u8,
     },
 }
 
@@ -90,6 +94,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 attempt: *attempt,
                 input: input.clone(),
                 timeouts: *timeouts,
+                priority: state.priority,
             }),
             Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
                 if !paused {
@@ -127,6 +132,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 workflow: workflow.clone(),
                 version: version.clone(),
                 input: input.clone(),
+                priority: state.priority,
             }),
         }
     }

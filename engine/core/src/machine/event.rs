@@ -161,6 +161,10 @@ pub enum Event {
         /// Why, as the caller said (`Retrace-Reason`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// How urgent its tasks are, 0 (the default, left out) to 9:
+        /// agents are served by priority, aged by waiting (`agents`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<u8>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).

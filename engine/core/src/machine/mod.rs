@@ -43,4 +43,4 @@ pub use state::{
     Activation, ApplyError, Compensation, Completed, Counts, Deferred, ExecutionState, KeptSignal,
     Role, Status, Waiting, apply,
 };
-pub use trigger::{Rejection, StartParams, StartSignal, Trigger};
+pub use trigger::{PRIORITY_MAX, Rejection, StartParams, StartSignal, Trigger};

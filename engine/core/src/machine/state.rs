@@ -243,6 +243,9 @@ pub struct ExecutionState {
     pub idempotency_key: Option<String>,
     pub max_transitions: u64,
     pub timeout_at_ms: Option<u64>,
+    /// How urgent its tasks are, 0 to 9 (from the start).
+    #[serde(default)]
+    pub priority: u8,
     /// Started steps still waiting, by activation id.
     pub activations: BTreeMap<u64, Activation>,
     /// The next activation id.
@@ -306,6 +309,7 @@ impl ExecutionState {
             idempotency_key: None,
             max_transitions: 0,
             timeout_at_ms: None,
+            priority: 0,
             activations: BTreeMap::new(),
             next_act: 1,
             transitions: 0,
@@ -432,6 +436,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             timeout_at_ms,
             by: _,
             reason: _,
+            priority,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -443,6 +448,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.idempotency_key = idempotency_key.clone();
             state.max_transitions = *max_transitions;
             state.timeout_at_ms = *timeout_at_ms;
+            state.priority = priority.unwrap_or(0);
             state.started_at_ms = at_ms;
         }
         Event::ExecutionRedriven { .. } => {

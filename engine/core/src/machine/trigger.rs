@@ -130,7 +130,13 @@ pub struct StartParams {
     /// in the same append, before any step runs; kept for the first step
     /// that waits for it, as a signal sent before that step is.
     pub signal: Option<StartSignal>,
+    /// How urgent its tasks are, 0 to 9 (`None`: 0); checked by the caller
+    /// ([`PRIORITY_MAX`]).
+    pub priority: Option<u8>,
 }
+
+/// The highest priority: 0 (the default) to this.
+pub const PRIORITY_MAX: u8 = 9;
 
 /// The signal a start carries.
 #[derive(Debug, Clone, PartialEq)]

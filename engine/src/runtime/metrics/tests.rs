@@ -22,6 +22,7 @@ fn claimed(id: &str, capability: &str, scheduled_at_ms: u64, claimed_at_ms: u64)
             lease_ms: 60_000,
             schedule_to_start_ms: None,
             heartbeat_ms: None,
+            priority: 0,
             scheduled_at_ms,
         },
         agent: AgentId::random(),
