@@ -19,6 +19,12 @@
 //!   execution completes with the event). ops are publishes.
 //! - `parked_publish_nomatch`: 100 publishes of `ping` with a `k` nobody
 //!   waits for, each timed until the call returns (it reaches nobody).
+//! - `parked_list`: what the execution list (`GET /v1/executions`, the
+//!   dashboard's first page) costs with all of them in the engine: 1,000
+//!   pages of 50, newest first, cycling through no filter, an id prefix, a
+//!   start-time range, and a status nobody has (`completed`, before the
+//!   publishes: the whole index scanned for nothing), each timed. ops are
+//!   pages.
 //!
 //! Run: `cargo run --release -p retrace-benches --bin parked -- --quick`
 
@@ -29,7 +35,7 @@ use anyhow::ensure;
 use futures::StreamExt;
 use retrace_benches::{Args, Picker, folder_bytes, histogram, mb, record, report, rss_bytes};
 use retrace_engine::machine::Status;
-use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use retrace_engine::runtime::{Engine, EngineConfig, ListFilter, StartRequest};
 use serde_json::json;
 
 const WORKFLOW: &str = "parked";
@@ -37,6 +43,7 @@ const WORKFLOW: &str = "parked";
 const IN_FLIGHT: usize = 256;
 const PUBLISHES: u64 = 1_000;
 const NO_MATCH: u64 = 100;
+const LIST_PAGES: u64 = 1_000;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
@@ -97,6 +104,44 @@ fn main() -> anyhow::Result<()> {
                 "scenario=parked executions={executions} rss_mb={rss_mb} rss_per_execution_bytes={per_execution} starts_per_s={:.0} folder_mb={folder}",
                 executions as f64 / parking.as_secs_f64().max(1e-9),
             );
+        }
+
+        // The list, as the dashboard asks for it.
+        if args.wants("parked_list") {
+            let mid = &ids[ids.len() / 2];
+            let prefix: String = mid.to_string().replace('-', "").chars().take(6).collect();
+            let filters = [
+                ListFilter::default(),
+                ListFilter {
+                    id_prefix: Some(prefix),
+                    ..ListFilter::default()
+                },
+                ListFilter {
+                    started_from_ms: Some(0),
+                    started_to_ms: Some(u64::MAX),
+                    ..ListFilter::default()
+                },
+                ListFilter {
+                    status: Some(Status::Completed),
+                    ..ListFilter::default()
+                },
+            ];
+            let mut h = histogram();
+            let t0 = Instant::now();
+            for page in 0..LIST_PAGES {
+                let filter = ListFilter {
+                    newest_first: true,
+                    ..filters[page as usize % filters.len()].clone()
+                };
+                let t = Instant::now();
+                let listed = engine.executions_where(&filter, None, 50);
+                record(&mut h, t.elapsed());
+                ensure!(
+                    filter.status.is_some() || !listed.is_empty(),
+                    "an empty page for {filter:?}"
+                );
+            }
+            report("parked_list", LIST_PAGES, t0.elapsed(), &h);
         }
 
         // Publishes nobody waits for: the cost of looking.
