@@ -256,6 +256,7 @@ mod tests {
                 input: Value::Null,
                 started_at_ms: 0,
                 waiting: Waiting::Starting,
+                priority: None,
             },
         );
         before.variables.insert("old".into(), json!(1));

@@ -101,7 +101,7 @@ fn unknown_fields_are_named_with_a_suggestion() {
         ]}"#,
         expect![[r#"
             steps[0].capability: is required for a `task` step
-            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
+            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
             steps[0].capabilty: unknown field; did you mean `capability`?
             steps[0].nxt: unknown field; did you mean `next`?
             stpes: unknown field; did you mean `steps`?
@@ -523,4 +523,23 @@ fn a_stored_definition_is_read_as_it_was_accepted() {
 
 fn check_stored(json: &str, expected: Expect) {
     expected.assert_eq(&render(Workflow::from_stored_json(json.as_bytes())));
+}
+
+#[test]
+fn a_priority_is_a_task_steps_and_from_0_to_9() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "task", "capability": "x", "priority": 10, "next": "b"},
+            {"id": "b", "type": "task", "capability": "x", "priority": "high", "next": "c"},
+            {"id": "c", "type": "wait", "wait": {"seconds": 1}, "priority": 3, "next": "d"},
+            {"id": "d", "type": "task", "capability": "x", "priority": "${ input.p + }", "next": "e"},
+            {"id": "e", "type": "task", "capability": "x", "priority": "$.input.p"}
+        ]}"#,
+        expect![[r#"
+            steps[0].priority: must be an integer from 0 to 9, or a `$.` path or `${ … }` expression that gives one when the step starts
+            steps[1].priority: must be an integer from 0 to 9, or a `$.` path or `${ … }` expression that gives one when the step starts
+            steps[2].priority: only a `task` step has a priority
+            steps[3].priority: `${ input.p + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 15
+        "#]],
+    );
 }

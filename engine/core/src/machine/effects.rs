@@ -94,7 +94,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 attempt: *attempt,
                 input: input.clone(),
                 timeouts: *timeouts,
-                priority: state.priority,
+                priority: a.priority.unwrap_or(state.priority),
             }),
             Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
                 if !paused {

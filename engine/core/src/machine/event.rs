@@ -174,6 +174,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         thread: Option<Thread>,
         input: Value,
+        /// Its tasks' priority, when the step gives one (a task step's
+        /// `priority`); otherwise they have the execution's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<u8>,
     },
     TaskScheduled {
         act: u64,

@@ -16,7 +16,7 @@ use super::event::{ErrorInfo, Event, Thread, error_types};
 use super::ids::child_id;
 use super::run::{Done, INLINE_CAPABILITIES, Run, Work};
 use super::state::{Status, Waiting, correlates};
-use super::trigger::Rejection;
+use super::trigger::{PRIORITY_MAX, Rejection};
 use crate::model::{Branch, Expr, Step, StepKind, WaitSpec, branch_key};
 
 /// After this many events, one trigger stops entering steps and defers the
@@ -36,11 +36,16 @@ struct Entry<'w> {
 impl Entry<'_> {
     /// The `step_started` event of this entry.
     fn started(&self, input: &Value) -> Event {
+        self.started_with(input, None)
+    }
+
+    fn started_with(&self, input: &Value, priority: Option<u8>) -> Event {
         Event::StepStarted {
             act: self.act,
             step: self.step.id.clone(),
             thread: self.thread,
             input: input.clone(),
+            priority,
         }
     }
 }
@@ -96,6 +101,7 @@ impl<'w> Run<'_, 'w, '_> {
         // Building the context clones input and variables: only when the
         // step has something to evaluate.
         let needs_context = (work.input.is_none() && step.input.is_some())
+            || step.priority.is_some()
             || matches!(
                 &step.kind,
                 StepKind::Decision { .. }
@@ -125,7 +131,14 @@ impl<'w> Run<'_, 'w, '_> {
                 self.complete(at.act, step, at.thread, Some(input.clone()), input)
             }
             StepKind::Task { capability } => {
-                self.emit(at.started(&input))?;
+                let priority = match step_priority(step, &context) {
+                    Ok(priority) => priority,
+                    Err(message) => {
+                        let error = ErrorInfo::new(error_types::EXPRESSION, message);
+                        return self.entry_failed(at, error);
+                    }
+                };
+                self.emit(at.started_with(&input, priority))?;
                 self.schedule_task(at.act, step, capability, 1, input)
             }
             StepKind::Decision { expression, .. } => {
@@ -372,4 +385,24 @@ impl<'w> Run<'_, 'w, '_> {
         let parent_thread = parallel.thread;
         self.complete(t.parallel, step, parent_thread, None, Value::Object(joined))
     }
+}
+
+/// A task step's priority, evaluated in the context its input was: `None`
+/// when it gives none (its tasks get the execution's).
+fn step_priority(step: &Step, context: &Value) -> Result<Option<u8>, String> {
+    let Some(mapping) = &step.priority else {
+        return Ok(None);
+    };
+    let value = mapping.evaluate(context).map_err(|e| e.message)?;
+    value
+        .as_u64()
+        .and_then(|p| u8::try_from(p).ok())
+        .filter(|p| *p <= PRIORITY_MAX)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "the priority of step `{}` must be an integer from 0 to {PRIORITY_MAX}, not {value}",
+                step.id
+            )
+        })
 }

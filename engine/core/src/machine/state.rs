@@ -176,6 +176,9 @@ pub struct Activation {
     pub input: Value,
     pub started_at_ms: u64,
     pub waiting: Waiting,
+    /// Its tasks' priority, when its step gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 /// A signal no step was waiting for yet.
@@ -502,6 +505,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             step,
             thread,
             input,
+            priority,
         } => {
             if let Some(t) = thread
                 && !matches!(
@@ -524,6 +528,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
                     input: input.clone(),
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
+                    priority: *priority,
                 },
             )?;
             state.transitions += 1;
@@ -774,6 +779,7 @@ fn fold_held_or_handler(
                         version: version.clone(),
                         input: input.clone(),
                     },
+                    priority: None,
                 },
             )?;
         }
@@ -823,6 +829,7 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
                     input: input.clone(),
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
+                    priority: None,
                 },
             )?;
         }

@@ -72,6 +72,10 @@ pub(crate) fn compile_step(
         compensate,
         on_failure: step.on_failure.unwrap_or_default(),
         scope: located.scope.clone(),
+        priority: step
+            .priority
+            .as_ref()
+            .and_then(|value| mapping(value, &field(path, "priority"), problems)),
     })
 }
 

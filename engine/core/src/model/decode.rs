@@ -12,6 +12,8 @@
 //! problem paths stay true, and its path is returned in `broken` so later
 //! stages neither compile it nor report problems that only follow from it.
 
+use super::expr::unwrap_braces;
+use crate::machine::PRIORITY_MAX;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -187,6 +189,7 @@ fn decode_step(
         on_error: None,
         compensate: None,
         on_failure: None,
+        priority: None,
     };
     let Some(mut fields) = Fields::open(value, path, problems) else {
         broken.insert(path.to_owned());
@@ -248,9 +251,41 @@ fn decode_step(
         );
     }
     step.on_error = fields.string("onError", problems);
+    step.priority = decode_priority(&step, &mut fields, problems);
     decode_failure_fields(&mut step, &mut fields, problems);
     fields.finish(problems);
     step
+}
+
+/// A task step's `priority`: an integer 0 to 9, or a path or expression
+/// (checked when the step starts).
+fn decode_priority(
+    step: &StepDefinition,
+    fields: &mut Fields<'_>,
+    problems: &mut Problems,
+) -> Option<Value> {
+    let value = fields.raw("priority")?.clone();
+    let at = fields.path_of("priority");
+    if step.step_type != StepType::Task {
+        problems.push(at, "only a `task` step has a priority");
+        return None;
+    }
+    let fits = match &value {
+        Value::Number(n) => n.as_u64().is_some_and(|p| p <= u64::from(PRIORITY_MAX)),
+        Value::String(text) => text.starts_with("$.") || unwrap_braces(text).is_some(),
+        _ => false,
+    };
+    if !fits {
+        problems.push(
+            at,
+            format!(
+                "must be an integer from 0 to {PRIORITY_MAX}, or a `$.` path or `${{ … }}` \
+                 expression that gives one when the step starts"
+            ),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// Decodes the step type's own field, and refuses the other types' fields.

@@ -150,6 +150,10 @@ pub struct StepDefinition {
     pub compensate: Option<CompensateDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// A task step's priority: an integer 0 to 9, or a mapping that gives
+    /// one when the step starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Value>,
 }
 
 /// `decision`: evaluate `expression`, go to the step named by the matching branch.

@@ -39,6 +39,9 @@ pub struct Step {
     pub on_failure: OnFailure,
     /// Whether the step is top-level or inside a parallel branch.
     pub scope: Scope,
+    /// A task step's priority (an integer 0 to 9 when evaluated); without
+    /// one, its execution's.
+    pub priority: Option<Mapping>,
 }
 
 impl Step {
