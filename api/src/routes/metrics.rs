@@ -63,6 +63,11 @@ struct CapabilityLabel {
     capability: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriorityLabel {
+    priority: String,
+}
+
 fn counter<
     L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
 >(
@@ -398,6 +403,21 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
         "Tasks claimed by agents, from scheduled to claimed, by capability.",
         &figures.queue_wait,
     ));
+    let mut by_priority = EngineHistograms::new(
+        "task_queue_wait_by_priority",
+        "Tasks claimed by agents, from scheduled to claimed, by priority (0 to 9).",
+    );
+    by_priority.series = figures
+        .queue_wait_by_priority
+        .iter()
+        .map(|(priority, buckets)| {
+            let label = PriorityLabel {
+                priority: priority.to_string(),
+            };
+            (label, buckets.clone())
+        })
+        .collect();
+    r.register_collector(Box::new(by_priority));
     r.register_collector(by_capability(
         "task_run",
         "Task results of agents, from claimed to result, by capability.",

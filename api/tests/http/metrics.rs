@@ -356,6 +356,14 @@ async fn queue_wait_and_run_time_count_claimed_tasks() {
         1.0
     );
     assert_eq!(m.histogram_count("retrace_task_run_seconds", &build), 1.0);
+    // The same wait by the task's priority (0: the default).
+    assert_eq!(
+        m.histogram_count(
+            "retrace_task_queue_wait_by_priority_seconds",
+            &[("priority", "0")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]

@@ -83,6 +83,9 @@ pub struct Figures {
     /// (scheduled to claimed; count = tasks claimed).
     #[serde(skip)]
     pub queue_wait: BTreeMap<String, Buckets>,
+    /// The same waits by the task's priority (0 to 9).
+    #[serde(skip)]
+    pub queue_wait_by_priority: BTreeMap<u8, Buckets>,
     /// Per capability, how long agents held tasks (claimed to result;
     /// count = results of claimed tasks).
     #[serde(skip)]
@@ -100,6 +103,7 @@ struct Inner {
     workflows: BTreeMap<String, WorkflowSeries>,
     capabilities: BTreeMap<String, Series>,
     queue_wait: BTreeMap<String, Buckets>,
+    queue_wait_by_priority: BTreeMap<u8, Buckets>,
     run_time: BTreeMap<String, Buckets>,
     /// Claimed tasks whose result is not recorded yet, by task id.
     claims: HashMap<String, Claim>,
@@ -281,6 +285,11 @@ impl Recorder {
                         inner.queue_wait.insert(capability.clone(), buckets);
                     }
                 }
+                inner
+                    .queue_wait_by_priority
+                    .entry(task.spec.priority)
+                    .or_default()
+                    .record(waited);
                 inner.claims.insert(
                     task.spec.id.clone(),
                     Claim {
@@ -345,6 +354,7 @@ impl Recorder {
                 .iter()
                 .map(|(k, s)| (k.clone(), s.figures()))
                 .collect(),
+            queue_wait_by_priority: inner.queue_wait_by_priority.clone(),
             queue_wait: inner.queue_wait.clone(),
             run_time: inner.run_time.clone(),
         }
