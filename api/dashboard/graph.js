@@ -14,6 +14,11 @@
  * join node its outgoing edges leave from; each branch's last steps lead
  * to the join.
  *
+ * Each step's node is a button for the keyboard and the mouse (tabindex,
+ * Enter or Space, click): it is selected and handed to the caller's
+ * onSelect. With `withStates`, each node also says its state in words (a
+ * colour is never the only sign) and the node's accessible name says it.
+ *
  * It must never decide a step's state (the caller reads it from /replay)
  * nor let a graph that cannot be drawn fail the page: it says so in the
  * graph's box.
@@ -36,14 +41,22 @@ function nodeLines(node) {
   return lines;
 }
 
-function nodeSize(node) {
+/** A node's size; with states, room for one more line ("waiting: task"). */
+function nodeSize(node, withStates) {
   const lines = nodeLines(node);
+  if (withStates) lines.push("waiting: branches");
   const width = Math.max(textWidth(lines[0], 13), ...lines.slice(1).map((line) => textWidth(line, 11)));
   return { width: Math.max(96, width + 28), height: 26 + 15 * lines.length };
 }
 
+/** A state in words: "waiting: task", "not reached". */
+export function stateText(state) {
+  const text = String(state);
+  return text.startsWith("waiting_") ? `waiting: ${text.slice(8)}` : text.replaceAll("_", " ");
+}
+
 /** The layout: a dagre graph with every node and edge of `graph`. */
-function layoutGraph(graph) {
+function layoutGraph(graph, withStates) {
   const g = new dagre.graphlib.Graph({ compound: true, multigraph: true });
   g.setGraph({ rankdir: "TB", nodesep: 28, ranksep: 36, edgesep: 14, marginx: 16, marginy: 16 });
   g.setDefaultEdgeLabel(() => ({}));
@@ -76,7 +89,7 @@ function layoutGraph(graph) {
     }
   }
   for (const node of graph.nodes) {
-    g.setNode(node.id, { ...nodeSize(node), step: node });
+    g.setNode(node.id, { ...nodeSize(node, withStates), step: node });
     const container = parents.has(node.id) ? `cluster\u0000${node.id}` : containerOf(node);
     if (container) g.setParent(node.id, container);
   }
@@ -160,14 +173,17 @@ function arrowMarker(id, kind) {
  * Draws `graph` as an SVG (id `graph`). Returns `{svg, setStates(steps,
  * current)}`: `steps` is /replay's {stepId: {state, runs}}; each step's
  * node gets class `state-<state>` (`state-not_reached` when absent), and
- * `current` when it runs or waits (or is in the `current` set).
+ * `current` when it runs or waits (or is in the `current` set). Without
+ * `withStates` (a workflow, not an execution) the nodes have no state.
+ * `options`: `withStates` (each node says its state in words) and
+ * `onSelect({id, kind, state, runs})`, called when a node is chosen.
  */
-function drawGraph(graph) {
-  const g = layoutGraph(graph);
+function drawGraph(graph, { withStates = false, onSelect = null } = {}) {
+  const g = layoutGraph(graph, withStates);
   const box = boundsOf(g);
   const prefix = `g${++graphCount}-`;
   const svg = svgEl("svg", {
-    id: "graph", class: "graph", xmlns: SVG_NS, role: "img",
+    id: "graph", class: "graph", xmlns: SVG_NS, role: "group", "aria-label": "The workflow's steps",
     viewBox: `${box.x} ${box.y} ${box.width} ${box.height}`,
     width: Math.ceil(box.width), height: Math.ceil(box.height),
   });
@@ -216,14 +232,38 @@ function drawGraph(graph) {
     const title = svgEl("title", { text: `${step.id} (${step.kind})` });
     const lines = nodeLines(step);
     const top = -n.height / 2 + 24;
-    const group = svgEl("g", { class: `${base} state-not_reached`, "data-step": step.id, transform: `translate(${n.x},${n.y})` },
+    const group = svgEl("g", {
+      class: withStates ? `${base} state-not_reached` : base, "data-step": step.id, transform: `translate(${n.x},${n.y})`,
+      tabindex: 0, role: "button", "aria-label": `${step.id} (${step.kind})`,
+    },
       title,
       svgEl("rect", { x: -n.width / 2, y: -n.height / 2, width: n.width, height: n.height, rx: 8 }),
       lines.map((line, i) => svgEl("text", { class: i ? "detail" : "label", y: top + 15 * i, "text-anchor": "middle", text: line })));
     const runs = svgEl("text", { class: "runs", x: n.width / 2 - 6, y: -n.height / 2 + 12, "text-anchor": "end" });
+    const stateLine = withStates
+      ? svgEl("text", { class: "state", y: top + 15 * lines.length, "text-anchor": "middle", text: "not reached" })
+      : null;
     group.append(runs);
+    if (stateLine) group.append(stateLine);
     nodes.append(group);
-    stepNodes.set(step.id, { group, base, title, runs, step });
+    const entry = { group, base, title, runs, stateLine, step, state: "not_reached", runCount: 0 };
+    stepNodes.set(step.id, entry);
+    const choose = () => select(entry);
+    group.addEventListener("click", choose);
+    group.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        choose();
+      }
+    });
+  }
+
+  let selected = null;
+  function select(entry) {
+    if (selected) selected.group.classList.remove("selected");
+    selected = entry;
+    entry.group.classList.add("selected");
+    if (onSelect) onSelect({ id: entry.step.id, kind: entry.step.kind, state: entry.state, runs: entry.runCount });
   }
 
   function setStates(steps, current = new Set()) {
@@ -231,18 +271,27 @@ function drawGraph(graph) {
       const info = steps && steps[id];
       const state = info && info.state ? String(info.state) : "not_reached";
       const isCurrent = state === "running" || state.startsWith("waiting_") || current.has(id);
-      node.group.setAttribute("class", `${node.base} state-${state}${isCurrent ? " current" : ""}`);
+      node.state = state;
+      node.runCount = info ? info.runs : 0;
+      node.group.setAttribute("class", `${node.base} state-${state}${isCurrent ? " current" : ""}${node === selected ? " selected" : ""}`);
       const runs = info && info.runs > 1 ? `×${info.runs}` : "";
       node.runs.textContent = runs;
-      node.title.textContent = `${id} (${node.step.kind}): ${state.replace("_", " ")}${info ? `, runs: ${info.runs}` : ""}`;
+      const said = `${id} (${node.step.kind}): ${stateText(state)}${info ? `, entered ${info.runs} ${info.runs === 1 ? "time" : "times"}` : ""}${isCurrent ? ", current" : ""}`;
+      node.title.textContent = said;
+      node.group.setAttribute("aria-label", said);
+      if (node.stateLine) node.stateLine.textContent = stateText(state);
     }
+    if (selected && onSelect) onSelect({ id: selected.step.id, kind: selected.step.kind, state: selected.state, runs: selected.runCount });
   }
 
   return { svg, setStates };
 }
 
-/** Fetches and draws a version's graph into `container`; null if it cannot. */
-export async function showGraph(container, name, version) {
+/**
+ * Fetches and draws a version's graph into `container`; null if it
+ * cannot. `options` as drawGraph's.
+ */
+export async function showGraph(container, name, version, options = {}) {
   let graph;
   try {
     graph = await api(`/v1/workflows/${enc(name)}/versions/${enc(version)}/graph`);
@@ -256,7 +305,7 @@ export async function showGraph(container, name, version) {
     return null;
   }
   try {
-    const drawn = drawGraph(graph);
+    const drawn = drawGraph(graph, options);
     container.replaceChildren(drawn.svg);
     return drawn;
   } catch (e) {

@@ -2,12 +2,14 @@
  * retrace dashboard: main.js
  *
  * Owns start-up: the module index.html loads (`<script type="module">`,
- * after dagre). It wires the token form, the confirmation dialog and the
- * error bar's close button, gives the router its page table, and shows
- * the page the hash names. No framework and no build step: each module is
- * a file served flat as /ui/<file> and imported by its relative path; the
- * only library is dagre (vendor/dagre.min.js, served as /ui/dagre.min.js;
- * the global `dagre`).
+ * after the vendored libraries). It wires the token form, the
+ * confirmation dialog and the error bar's close button, gives the router
+ * its page table, and shows the page the hash names. No framework and no
+ * build step: each module is a file served flat as /ui/<file> and
+ * imported by its relative path; the only libraries are dagre
+ * (vendor/dagre.min.js, served as /ui/dagre.min.js; the global `dagre`)
+ * and uPlot (vendor/uPlot.iife.min.js and uPlot.min.css, served as
+ * /ui/uPlot.iife.min.js and /ui/uPlot.min.css; the global `uPlot`).
  *
  * Modules (pages import helpers, never each other; nothing imports main.js):
  *   dom.js               DOM and formatting helpers
@@ -18,13 +20,14 @@
  *   router.js            pages (Page) and the router
  *   pages.js             the page table: which hash shows which page
  *   confirm.js           the confirmation dialog
- *   graph.js             the workflow graph (dagre → SVG)
+ *   graph.js             the workflow graph (dagre → SVG), its nodes keyboard buttons
+ *   timeline.js          an execution's events, a window at a time
  *   page-executions.js   #/executions
  *   page-execution.js    #/executions/<id>
  *   page-workflows.js    #/workflows, #/workflows/<name>[/<version>]
  *   page-define.js       #/define
  *   page-agents.js       #/agents
- *   page-metrics.js      #/metrics
+ *   page-metrics.js      #/metrics (charts by uPlot)
  *
  * It must never hold a page's or a helper's code: only start-up.
  */

@@ -31,7 +31,7 @@ function definitionType(text, chosen) {
 
 export function definePage(page) {
   const text = el("textarea", { id: "define-text", rows: 20, spellcheck: "false", text: EXAMPLE_DEFINITION });
-  const format = el("select", { id: "define-format" },
+  const format = el("select", { id: "define-format", "aria-label": "The definition's format" },
     el("option", { value: "auto", text: "JSON or YAML (by its first character)" }),
     el("option", { value: "json", text: "JSON" }),
     el("option", { value: "yaml", text: "YAML" }));
@@ -54,8 +54,10 @@ export function definePage(page) {
     el("h1", { text: "Define a workflow" }),
     el("p", { class: "muted" }, "A definition in JSON or YAML (", el("code", { text: "docs/dsl.md" }), "). Validate checks it without storing it."),
     el("div", { class: "define-controls" }, format, validate, define),
+    el("label", { for: "define-text", text: "Definition" }),
     text,
     result);
+  page.ready();
 }
 
 /** What validate or define answered, with the warnings (what it names that does not exist yet). */

@@ -2,12 +2,17 @@
  * retrace dashboard: page-execution.js
  *
  * Owns the page of one execution, #/executions/<id>: its header and chain
- * badge, graph, current and failed steps, variables, input, output and
- * error, the event timeline, time travel, and the operator actions.
+ * badge, graph (a step chosen there is described beside it), current and
+ * failed steps, variables, input, output and error, time travel, and the
+ * operator actions; the event timeline is timeline.js's.
  *
  * Live by default: the execution's stream appends each event to the
  * timeline and refreshes the view. Time travel (#travel) shows the
- * execution as it stood after event N (GET /replay?until=N) until "live".
+ * execution as it stood after event N (GET /replay?until=N) until "live";
+ * the state column then says which event it shows (`data-until`). The
+ * page reads a window of events, never the whole history, so it opens as
+ * fast with 10,000 events as with ten, and calls page.ready() once the
+ * graph, the timeline and the state are drawn.
  *
  * It must never import another page, compute a past state itself (the
  * server's /replay does), or send a command the user has not confirmed.
@@ -17,7 +22,8 @@ import { reportFailure, showError } from "./access.js";
 import { api } from "./api.js";
 import { confirmAction } from "./confirm.js";
 import { badge, el, enc, formatJson, formatMs, parseJsonField, shortId, timeEl } from "./dom.js";
-import { showGraph } from "./graph.js";
+import { showGraph, stateText } from "./graph.js";
+import { createTimeline } from "./timeline.js";
 import { coalesce } from "./timing.js";
 
 const TERMINAL_EVENTS = new Set(["execution_completed", "execution_failed", "execution_cancelled", "execution_terminated", "execution_compensated"]);
@@ -53,66 +59,77 @@ export async function executionPage(page, id) {
   if (!page.alive) return;
 
   const x = {
-    page, id, live: view, shown: view, events: [], lastSeq: 0, at: null,
-    graph: null, stream: null, ui: executionLayout(root, view),
+    page, id, live: view, shown: view, lastSeq: view.lastSeq || 0, at: null,
+    graph: null, stream: null, ui: null, timeline: null,
   };
+  x.refreshLive = coalesce(() => refreshLive(x));
+  x.travel = coalesce((seq) => showTravel(x, seq));
+  x.timeline = createTimeline(page, id, { onTravel: (seq) => travelTo(x, seq) });
+  x.timeline.setLast(x.lastSeq);
+  x.ui = executionLayout(root, view, x.timeline.element);
   renderHeader(x);
   renderActions(x);
   renderPanes(x, view, null);
+  updateTravelControls(x);
 
-  const [, graph] = await Promise.all([
-    loadVerification(x),
-    showGraph(x.ui.graphBox, view.workflow, view.version),
-    loadHistory(x),
+  // The graph, the window of events and the steps' states at once.
+  const [graph, , replay] = await Promise.all([
+    showGraph(x.ui.graphBox, view.workflow, view.version, { withStates: true, onSelect: (step) => showSelected(x, step) }),
+    x.timeline.showAround(x.lastSeq),
+    api(`/v1/executions/${enc(id)}/replay?until=${x.lastSeq}`, { quiet: true }).catch(() => null),
   ]);
   if (!page.alive) return;
   x.graph = graph;
+  if (x.at === null) renderPanes(x, view, replay ? replay.steps : null);
   x.ui.slider.addEventListener("input", () => travelTo(x, Number(x.ui.slider.value)));
   x.ui.prev.addEventListener("click", () => travelTo(x, (x.at ?? x.lastSeq) - 1));
   x.ui.next.addEventListener("click", () => travelTo(x, (x.at ?? x.lastSeq) + 1));
   x.ui.liveButton.addEventListener("click", () => goLive(x));
-  x.refreshLive = coalesce(() => refreshLive(x));
-  x.travel = coalesce((seq) => showTravel(x, seq));
-  await refreshLive(x);
+  // What happened meanwhile comes from the stream (it refreshes the view).
   followExecution(x);
+  page.ready();
+  loadVerification(x); // reads the whole chain: after the page is drawn
 }
 
-function executionLayout(root, view) {
+function executionLayout(root, view, timeline) {
   const ui = {
     status: el("span", { id: "status" }),
     asOf: el("span", { id: "as-of", class: "muted" }),
     chain: el("span", { id: "chain", class: "chain pending", text: "checking the chain…" }),
     meta: el("dl", { class: "meta" }),
-    actions: el("section", { id: "actions", class: "actions" }),
-    slider: el("input", { id: "travel-slider", type: "range", min: 1, max: 1, value: 1, step: 1, "aria-label": "Event" }),
-    prev: el("button", { id: "travel-prev", type: "button", title: "The event before", text: "◀" }),
-    next: el("button", { id: "travel-next", type: "button", title: "The event after", text: "▶" }),
+    actions: el("section", { id: "actions", class: "actions", "aria-label": "Actions" }),
+    slider: el("input", { id: "travel-slider", type: "range", min: 1, max: 1, value: 1, step: 1, "aria-label": "Time travel: the event to show the execution after" }),
+    prev: el("button", { id: "travel-prev", type: "button", title: "The event before", "aria-label": "The event before", text: "◀" }),
+    next: el("button", { id: "travel-next", type: "button", title: "The event after", "aria-label": "The event after", text: "▶" }),
     liveButton: el("button", { id: "travel-live", type: "button", text: "Live" }),
-    travelAt: el("span", { id: "travel-at", text: "" }),
+    travelAt: el("span", { id: "travel-at", text: "", "aria-live": "polite" }),
     graphBox: el("div", { id: "graph-box", class: "graph-box" }, el("p", { class: "muted", text: "Loading the graph…" })),
+    selected: el("div", { id: "step-details", class: "step-details", "aria-live": "polite" },
+      el("p", { class: "muted", text: "Choose a step in the graph (click, or Tab to it and press Enter) to see where it stands." })),
+    state: el("section", { id: "state", class: "state-column" }),
     current: el("div", { id: "current-steps" }),
     failed: el("div", { id: "failed-steps" }),
     variables: el("pre", { id: "variables", class: "json" }),
     input: el("pre", { id: "input", class: "json" }),
     output: el("pre", { id: "output", class: "json" }),
     error: el("pre", { id: "error", class: "json" }),
-    timeline: el("ol", { id: "timeline", class: "timeline" }),
   };
+  ui.state.append(
+    el("h2", { text: "Current steps" }), ui.current,
+    el("h2", { text: "Failed steps" }), ui.failed,
+    el("h2", { text: "Variables" }), ui.variables,
+    el("h2", { text: "Input" }), ui.input,
+    el("h2", { text: "Output" }), ui.output,
+    el("h2", { text: "Error" }), ui.error);
   root.append(
     el("h1", {}, "Execution ", el("code", { class: "execution-id", text: view.id }), " ", ui.status, " ", ui.chain, " ", ui.asOf),
     ui.meta,
     ui.actions,
-    el("section", { id: "travel", class: "travel" }, el("strong", { text: "Time travel " }), ui.prev, ui.slider, ui.next, ui.liveButton, ui.travelAt),
+    el("section", { id: "travel", class: "travel", "aria-label": "Time travel" }, el("strong", { text: "Time travel " }), ui.prev, ui.slider, ui.next, ui.liveButton, ui.travelAt),
     el("div", { class: "columns" },
-      el("section", { class: "graph-column" }, el("h2", { text: "Graph" }), ui.graphBox),
-      el("section", { class: "state-column" },
-        el("h2", { text: "Current steps" }), ui.current,
-        el("h2", { text: "Failed steps" }), ui.failed,
-        el("h2", { text: "Variables" }), ui.variables,
-        el("h2", { text: "Input" }), ui.input,
-        el("h2", { text: "Output" }), ui.output,
-        el("h2", { text: "Error" }), ui.error)),
-    el("section", {}, el("h2", { text: "Events" }), ui.timeline));
+      el("section", { class: "graph-column" }, el("h2", { text: "Graph" }), ui.graphBox, ui.selected),
+      ui.state),
+    timeline);
   return ui;
 }
 
@@ -121,7 +138,7 @@ function renderHeader(x) {
   x.ui.status.replaceChildren(badge(v.status));
   x.ui.asOf.textContent = x.at === null ? "" : `as of event ${x.at}`;
   const live = x.live;
-  const item = (term, ...value) => [el("dt", { text: term }), el("dd", {}, ...value)];
+  const item = (term, ...value) => [el("div", {}, el("dt", { text: term }), el("dd", {}, ...value))];
   x.ui.meta.replaceChildren(
     ...item("Workflow", el("a", { href: `#/workflows/${enc(live.workflow)}`, text: live.workflow })),
     ...item("Version", el("a", { href: `#/workflows/${enc(live.workflow)}/${enc(live.version)}`, title: live.version, text: live.version.slice(0, 12) })),
@@ -129,6 +146,7 @@ function renderHeader(x) {
     ...item("Ended", timeEl(live.endTime)),
     ...item("Duration", formatMs(live.metrics && live.metrics.duration)),
     ...item("Steps", stepsSummary(live.metrics)),
+    ...item("Events", String(live.lastSeq)),
     ...(live.parentId ? item("Parent", el("a", { href: `#/executions/${enc(live.parentId)}`, text: live.parentId })) : []),
     ...(live.idempotencyKey ? item("Idempotency key", el("code", { text: live.idempotencyKey })) : []));
 }
@@ -146,34 +164,28 @@ async function loadVerification(x) {
     x.ui.chain.textContent = answer.verified ? "chain verified" : `chain broken: ${answer.problem || "unknown problem"}`;
     x.ui.chain.title = `${answer.events} events checked`;
   } catch (e) {
+    if (!x.page.alive) return;
     x.ui.chain.className = "chain unknown";
     x.ui.chain.textContent = "chain not checked";
     x.ui.chain.title = e.message;
   }
 }
 
-/** Every event so far, page by page. */
-async function loadHistory(x) {
-  for (;;) {
-    const answer = await api(`/v1/executions/${enc(x.id)}/events?after=${x.lastSeq}&limit=1000`);
-    if (!x.page.alive) return;
-    const events = answer.events || [];
-    for (const event of events) addEvent(x, event);
-    if (events.length < 1000) return;
-  }
-}
-
 /**
- * Follows the execution's stream while it has not ended. The server ends
- * the stream after the terminal event; a redrive (afterCommand) follows
- * again.
+ * Follows the execution's stream while it has not ended, from the last
+ * event the page knows. The server ends the stream after the terminal
+ * event; a redrive (afterCommand) follows again.
  */
 function followExecution(x) {
   if (x.stream || ENDED.has(x.live.status)) return;
   const stream = x.page.stream(`/v1/executions/${enc(x.id)}/events/stream`, {
     onEvent({ data }) {
-      if (!data || typeof data.seq !== "number" || data.seq <= x.lastSeq) return;
-      addEvent(x, data);
+      if (!data || typeof data.seq !== "number") return;
+      x.timeline.append(data);
+      if (data.seq > x.lastSeq) {
+        x.lastSeq = data.seq;
+        updateTravelControls(x);
+      }
       if (TERMINAL_EVENTS.has(data.type)) {
         stream.close();
         if (x.stream === stream) x.stream = null;
@@ -187,60 +199,18 @@ function followExecution(x) {
   x.stream = stream;
 }
 
-function addEvent(x, event) {
-  if (event.seq <= x.lastSeq) return;
-  x.events.push(event);
-  x.lastSeq = event.seq;
-  x.ui.timeline.append(timelineItem(x, event));
-  updateTravelControls(x);
-}
-
-function timelineItem(x, event) {
-  const details = el("pre", { class: "json", hidden: true, text: formatJson(event) });
-  const head = el("button", { type: "button", class: "event-head", "aria-expanded": "false" },
-    el("span", { class: "seq", text: `#${event.seq}` }),
-    el("span", { class: `type type-${event.type}`, text: event.type }),
-    timeEl(event.at),
-    summaryOf(event));
-  head.addEventListener("click", () => {
-    details.hidden = !details.hidden;
-    head.setAttribute("aria-expanded", String(!details.hidden));
-  });
-  const here = el("button", { type: "button", class: "travel-here quiet", title: "Show the execution as it stood after this event", text: "travel here" });
-  here.addEventListener("click", () => travelTo(x, event.seq));
-  return el("li", { "data-seq": event.seq, "data-type": event.type }, el("div", { class: "event-row" }, head, here), details);
-}
-
-/** A few words about an event (the step, who, why). */
-function summaryOf(event) {
-  const d = event.data || {};
-  const parts = [];
-  if (d.step) parts.push(d.step);
-  if (d.name) parts.push(d.name);
-  if (d.by) parts.push(`by ${d.by}`);
-  if (d.reason) parts.push(`“${typeof d.reason === "string" ? d.reason : JSON.stringify(d.reason)}”`);
-  if (d.error && d.error.message) parts.push(d.error.message);
-  return parts.length ? el("span", { class: "summary", text: parts.join(" · ") }) : null;
-}
-
 function updateTravelControls(x) {
   const max = Math.max(1, x.lastSeq);
   const at = x.at ?? x.lastSeq;
   x.ui.slider.max = String(max);
   x.ui.slider.value = String(Math.max(1, at));
+  x.ui.slider.setAttribute("aria-valuetext", `event ${at} of ${x.lastSeq}`);
   x.ui.travelAt.textContent = `event ${at} of ${x.lastSeq}${x.at === null ? " (live)" : ""}`;
   x.ui.prev.disabled = at <= 1;
   x.ui.next.disabled = at >= x.lastSeq;
   x.ui.liveButton.disabled = x.at === null;
   x.ui.liveButton.classList.toggle("active", x.at === null);
-}
-
-function markTimeline(x) {
-  for (const item of x.ui.timeline.children) {
-    const seq = Number(item.dataset.seq);
-    item.classList.toggle("future", x.at !== null && seq > x.at);
-    item.classList.toggle("at", x.at !== null && seq === x.at);
-  }
+  x.ui.liveButton.setAttribute("aria-pressed", String(x.at === null));
 }
 
 function travelTo(x, seq) {
@@ -248,22 +218,26 @@ function travelTo(x, seq) {
   seq = Math.max(1, Math.min(seq, x.lastSeq));
   x.at = seq;
   updateTravelControls(x);
-  markTimeline(x);
+  x.timeline.mark(seq);
   x.travel(seq);
 }
 
 async function showTravel(x, seq) {
-  const answer = await api(`/v1/executions/${enc(x.id)}/replay?until=${seq}`);
+  const [answer] = await Promise.all([
+    api(`/v1/executions/${enc(x.id)}/replay?until=${seq}`),
+    x.timeline.reveal(seq),
+  ]);
   if (!x.page.alive || x.at !== seq) return; // moved on meanwhile
   x.shown = answer.execution;
   renderHeader(x);
-  renderPanes(x, answer.execution, answer.steps);
+  renderPanes(x, answer.execution, answer.steps, answer.until);
 }
 
 function goLive(x) {
   x.at = null;
   updateTravelControls(x);
-  markTimeline(x);
+  x.timeline.mark(null);
+  x.timeline.follow().catch(reportFailure);
   x.refreshLive();
 }
 
@@ -276,16 +250,21 @@ async function refreshLive(x) {
   ]);
   if (!x.page.alive) return;
   x.live = view;
-  if (view.lastSeq > x.lastSeq) await loadHistory(x); // a stream that fell behind
+  if (view.lastSeq > x.lastSeq) x.lastSeq = view.lastSeq; // a stream that fell behind
+  x.timeline.setLast(x.lastSeq);
   renderActions(x);
+  updateTravelControls(x);
   if (x.at !== null) return;
   x.shown = view;
   renderHeader(x);
   renderPanes(x, view, replay ? replay.steps : null);
-  updateTravelControls(x);
 }
 
-function renderPanes(x, view, steps) {
+/**
+ * The state column: `view` as the live view or a replay answer shows it;
+ * `until` the event it stands after in time travel (`data-until`).
+ */
+function renderPanes(x, view, steps, until = null) {
   const show = (pre, value) => {
     pre.textContent = formatJson(value === undefined ? null : value);
     pre.classList.toggle("empty", value === null || value === undefined);
@@ -296,16 +275,32 @@ function renderPanes(x, view, steps) {
   show(x.ui.error, view.error);
   x.ui.current.replaceChildren(currentStepsTable(view.currentSteps || []));
   x.ui.failed.replaceChildren(failedStepsList(view.failedSteps || []));
+  if (until === null) x.ui.state.removeAttribute("data-until");
+  else x.ui.state.dataset.until = String(until);
   if (x.graph && steps) {
     x.graph.setStates(steps, new Set((view.currentSteps || []).map((s) => s.stepId)));
   }
+}
+
+/** What the graph's chosen step is doing in the execution shown. */
+function showSelected(x, step) {
+  const current = (x.shown.currentSteps || []).filter((s) => s.stepId === step.id);
+  const failed = (x.shown.failedSteps || []).filter((s) => s.step === step.id);
+  x.ui.selected.dataset.step = step.id;
+  x.ui.selected.replaceChildren(
+    el("h3", {}, "Step ", el("code", { text: step.id }), ` (${step.kind})`),
+    el("p", { class: "step-state" }, el("span", { class: `state-word state-${step.state}`, text: stateText(step.state) }),
+      step.runs ? `, entered ${step.runs} ${step.runs === 1 ? "time" : "times"}` : "",
+      x.at === null ? "" : ` (as of event ${x.at})`),
+    current.length ? el("pre", { class: "json", text: formatJson(current) }) : null,
+    failed.length ? el("pre", { class: "json", text: formatJson(failed) }) : null);
 }
 
 function currentStepsTable(steps) {
   if (!steps.length) return el("p", { class: "muted", text: "none" });
   return el("table", { class: "list compact" },
     el("thead", {}, el("tr", {}, el("th", { text: "Step" }), el("th", { text: "Role" }), el("th", { text: "Since" }), el("th", { text: "Waiting for" }))),
-    el("tbody", {}, steps.map((s) => el("tr", { "data-step": s.stepId },
+    el("tbody", {}, steps.map((s) => el("tr", { "data-step": s.stepId, "data-activation": s.activation },
       el("td", {}, el("code", { text: s.stepId }), s.thread ? el("span", { class: "muted", text: ` (${s.thread.parallel}/${s.thread.branch})` }) : null),
       el("td", { text: s.role }),
       el("td", {}, timeEl(s.startTime)),
@@ -342,7 +337,7 @@ function renderActions(x, force = false) {
   if (!force && x.actionsKey === key) return;
   x.actionsKey = key;
   const buttons = commandsFor(view).map((command) =>
-    el("button", { type: "button", "data-command": command, class: `command command-${command}`, text: COMMANDS[command].title, onclick: () => runCommand(x, command) }));
+    el("button", { type: "button", "data-command": command, class: `command command-${command}`, text: COMMANDS[command].title, onclick: () => runCommand(x, command).catch(reportFailure) }));
   const children = [el("strong", { text: "Actions " }), ...buttons];
   if (!buttons.length) children.push(el("span", { class: "muted", text: ENDED.has(view.status) ? "none: the execution has ended" : "none" }));
   if (view.status === "running" || view.status === "paused") children.push(signalForm(x));
@@ -350,8 +345,8 @@ function renderActions(x, force = false) {
 }
 
 function signalForm(x) {
-  const name = el("input", { id: "signal-name", placeholder: "event name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_.:\\/\\-]*", maxlength: 128 });
-  const payload = el("textarea", { id: "signal-payload", rows: 1, placeholder: "payload (JSON, optional)" });
+  const name = el("input", { id: "signal-name", placeholder: "event name", "aria-label": "Signal name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_.:\\/\\-]*", maxlength: 128 });
+  const payload = el("textarea", { id: "signal-payload", rows: 1, placeholder: "payload (JSON, optional)", "aria-label": "Signal payload (JSON, optional)" });
   const send = el("button", { id: "signal-send", type: "submit", "data-command": "signal", text: "Send signal" });
   const form = el("form", { id: "signal-form", class: "signal" }, el("span", { text: "Signal " }), name, payload, send);
   form.addEventListener("submit", (event) => {
@@ -418,8 +413,8 @@ async function runCommand(x, command) {
 async function afterCommand(x) {
   if (!x.page.alive) return;
   x.at = null;
-  markTimeline(x);
-  await refreshLive(x);
+  x.timeline.mark(null);
+  await Promise.all([refreshLive(x), x.timeline.follow()]);
   followExecution(x);
   loadVerification(x);
 }

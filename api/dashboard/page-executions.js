@@ -6,6 +6,13 @@
  * from the engine-wide stream, which starts after the position its first
  * page was read at (list, then watch).
  *
+ * Built for many executions: the server filters and pages (PAGE_SIZE
+ * rows a page, "More" for the next); the table never holds more rows
+ * than the pages read (a newer execution pushes the last row off, and the
+ * cursor moves back with it); a started execution's row is drawn from its
+ * event alone, and a burst of changes (more than BURST) reads the rows
+ * shown again in one request instead of one request per execution.
+ *
  * It must never import another page, nor call fetch itself (api.js and
  * page.stream() do).
  */
@@ -18,6 +25,8 @@ import { coalesce } from "./timing.js";
 
 const STATUSES = ["running", "paused", "compensating", "compensation_failed", "completed", "failed", "compensated", "cancelled", "terminated"];
 const PAGE_SIZE = 50;
+/** More changes waiting than this: read the rows shown again, in one request. */
+const BURST = 20;
 
 /** The global stream's events that change an execution's row. */
 const ROW_EVENTS = [
@@ -38,7 +47,7 @@ function filtersOf(query) {
   };
 }
 
-function listPath(filters, cursor) {
+function listPath(filters, cursor, limit = PAGE_SIZE) {
   const q = new URLSearchParams();
   if (filters.workflow) q.set("workflow", filters.workflow);
   if (filters.status) q.set("status", filters.status);
@@ -46,7 +55,7 @@ function listPath(filters, cursor) {
   if (filters.from) q.set("startedFrom", filters.from);
   if (filters.to) q.set("startedTo", filters.to);
   if (filters.order === "newest") q.set("order", "newest");
-  q.set("limit", String(PAGE_SIZE));
+  q.set("limit", String(limit));
   if (cursor) q.set("cursor", cursor);
   return `/v1/executions?${q}`;
 }
@@ -140,20 +149,24 @@ export async function executionsPage(page, query) {
 
   const body = el("tbody");
   const table = el("table", { id: "executions", class: "list" },
-    el("thead", {}, el("tr", {}, el("th", { text: "Id" }), el("th", { text: "Workflow" }), el("th", { text: "Status" }), el("th", { text: "Started" }))),
+    el("caption", { class: "visually-hidden", text: "Executions" }),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "Id" }), el("th", { scope: "col", text: "Workflow" }), el("th", { scope: "col", text: "Status" }), el("th", { scope: "col", text: "Started" }))),
     body);
   const empty = el("p", { id: "executions-empty", class: "muted", text: "No executions match.", hidden: true });
   const more = el("button", { id: "more", type: "button", hidden: true, text: "More" });
   root.append(table, empty, more);
 
-  const list = { rows: new Map(), cursor: null, position: null, newest: filters.order === "newest" };
-  const refreshEmpty = () => {
-    empty.hidden = list.rows.size > 0;
+  const list = {
+    rows: new Map(), cursor: null, position: null, capacity: 0, newest: filters.order === "newest", body, more,
+    refreshEmpty() {
+      empty.hidden = list.rows.size > 0;
+    },
   };
 
   const loadPage = async () => {
     const answer = await api(listPath(filters, list.cursor));
     if (!page.alive) return;
+    list.capacity += PAGE_SIZE;
     for (const execution of answer.executions) {
       if (list.rows.has(execution.id)) continue;
       const row = executionRow(execution);
@@ -164,25 +177,49 @@ export async function executionsPage(page, query) {
     // The first page's position: the stream shows every change after it.
     if (list.position === null) list.position = answer.position;
     more.hidden = !list.cursor;
-    refreshEmpty();
+    list.refreshEmpty();
   };
   more.addEventListener("click", () => loadPage().catch(reportFailure));
 
+  /** The rows shown, read again in one request (after a burst of changes). */
+  const reload = async () => {
+    const answer = await api(listPath(filters, null, Math.min(list.capacity, 500)), { quiet: true });
+    if (!page.alive) return;
+    list.rows.clear();
+    body.replaceChildren(...answer.executions.map((execution) => {
+      const row = executionRow(execution);
+      list.rows.set(execution.id, row);
+      return row;
+    }));
+    list.cursor = answer.nextCursor;
+    more.hidden = !list.cursor;
+    list.refreshEmpty();
+  };
+
   await loadPage();
   if (!page.alive) return;
-  followExecutions(page, filters, list, body, refreshEmpty);
+  followExecutions(page, filters, list, reload);
+  page.ready();
 }
 
 /**
- * Keeps the table live from the global stream: on an event that changes
- * an execution's status, refetch that execution and upsert (or drop) its
- * row. The stream starts after the position the list was read at, so it
- * shows exactly the changes since (list, then watch).
+ * Keeps the table live from the global stream. A started execution's row
+ * comes from its event; on another event that changes a shown execution's
+ * status (or, under a status filter, may bring one in), that execution is
+ * read again and its row upserted (or dropped); more than BURST of those
+ * waiting at once read the rows shown again instead. The stream starts
+ * after the position the list was read at, so it shows exactly the
+ * changes since (list, then watch).
  */
-function followExecutions(page, filters, list, body, refreshEmpty) {
+function followExecutions(page, filters, list, reload) {
   const queue = new Set();
   const refetch = coalesce(async () => {
     while (queue.size && page.alive) {
+      if (queue.size > BURST) {
+        queue.clear();
+        await reload();
+        continue;
+      }
       const id = queue.values().next().value;
       queue.delete(id);
       let execution;
@@ -191,8 +228,8 @@ function followExecutions(page, filters, list, body, refreshEmpty) {
       } catch {
         continue;
       }
-      if (page.alive) upsertRow(execution, filters, list, body);
-      refreshEmpty();
+      if (page.alive) upsertRow(execution, filters, list);
+      list.refreshEmpty();
     }
   });
   const q = new URLSearchParams({ type: ROW_EVENTS.join(",") });
@@ -200,11 +237,17 @@ function followExecutions(page, filters, list, body, refreshEmpty) {
   page.stream(`/v1/events/stream?${q}`, {
     onEvent({ data }) {
       if (!data || !data.executionId) return;
+      const shown = list.rows.has(data.executionId);
+      if (data.type === "execution_started" && !shown && data.workflow) {
+        // Everything a new row shows is in its event: no request.
+        upsertRow({ id: data.executionId, workflow: data.workflow, status: "running", startTime: data.at }, filters, list);
+        list.refreshEmpty();
+        return;
+      }
       // An execution not shown can only come in by starting, or, under a
       // status filter, by reaching that status (the other filters hold
       // for good or never).
-      const shown = list.rows.has(data.executionId);
-      if (!shown && data.type !== "execution_started" && !filters.status) return;
+      if (!shown && !filters.status) return;
       if (!shown && !matchesIdPrefix(data.executionId, filters.id)) return;
       queue.add(data.executionId);
       refetch();
@@ -212,12 +255,13 @@ function followExecutions(page, filters, list, body, refreshEmpty) {
   }, list.position);
 }
 
-function upsertRow(execution, filters, list, body) {
-  const existing = list.rows.get(execution.id);
+function upsertRow(execution, filters, list) {
+  const { body, rows } = list;
+  const existing = rows.get(execution.id);
   if (!matchesFilters(execution, filters)) {
     if (existing) {
       existing.remove();
-      list.rows.delete(execution.id);
+      rows.delete(execution.id);
     }
     return;
   }
@@ -226,11 +270,18 @@ function upsertRow(execution, filters, list, body) {
     return;
   }
   // Rows are in id order (ids are time-ordered): find its place.
-  const rows = [...body.children];
-  const before = rows.find((row) => (list.newest ? row.dataset.id < execution.id : row.dataset.id > execution.id));
+  const before = [...body.children].find((row) => (list.newest ? row.dataset.id < execution.id : row.dataset.id > execution.id));
   if (!before && list.cursor) return; // it belongs on a page not loaded yet
   const row = executionRow(execution);
   row.classList.add("fresh");
   body.insertBefore(row, before || null);
-  list.rows.set(execution.id, row);
+  rows.set(execution.id, row);
+  // No more rows than the pages read: the last one goes back to the next page.
+  while (rows.size > list.capacity && body.lastElementChild) {
+    const last = body.lastElementChild;
+    last.remove();
+    rows.delete(last.dataset.id);
+    list.cursor = body.lastElementChild ? body.lastElementChild.dataset.id : null;
+    list.more.hidden = !list.cursor;
+  }
 }

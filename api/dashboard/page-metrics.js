@@ -2,7 +2,11 @@
  * retrace dashboard: page-metrics.js
  *
  * Owns the metrics page, #/metrics: gauges, and rates from /v1/metrics
- * sampled every 2 s while it is shown, drawn as SVG line charts.
+ * sampled every 2 s while it is shown, drawn as line charts by uPlot
+ * (vendor/uPlot.iife.min.js, the global `uPlot`, with its styles
+ * vendor/uPlot.min.css: index.html loads both before the modules). Each
+ * chart's box says how many samples it holds (`data-samples`), and its
+ * legend gives each series' latest rate in words.
  *
  * Counters read from the JSON: executions started (each workflow's
  * totalExecutions), completed and failed (system.executionsByStatus, which
@@ -11,11 +15,12 @@
  * the difference between two samples over the time between them.
  *
  * It must never import another page, nor keep a sample once the page is
- * left (nothing is stored).
+ * left (nothing is stored); a chart that cannot be drawn (uPlot missing)
+ * says so in its box instead of failing the page.
  */
 
 import { api } from "./api.js";
-import { el, formatMs, formatPercent, svgEl } from "./dom.js";
+import { el, formatMs, formatPercent } from "./dom.js";
 
 const SAMPLE_MS = 2000;
 const SAMPLES_KEPT = 150; // five minutes
@@ -49,6 +54,8 @@ export function metricsPage(page) {
   page.root.append(el("h1", { text: "Metrics" }),
     el("p", { class: "muted", text: `Sampled from /v1/metrics every ${SAMPLE_MS / 1000} s while this page is open; rates over the last five minutes.` }),
     gauges, ...charts.map((c) => c.element));
+  charts.forEach((c) => c.mount()); // in the page, so that uPlot can measure its box
+  page.onLeave(() => charts.forEach((c) => c.destroy()));
   let previous = null;
   const rates = [];
   page.every(SAMPLE_MS, async () => {
@@ -65,6 +72,7 @@ export function metricsPage(page) {
       for (const chart of charts) chart.draw(rates);
     }
     previous = now;
+    page.ready();
   });
 }
 
@@ -83,35 +91,45 @@ function gaugeItems(metrics) {
   ];
 }
 
-/** An SVG line chart of rates; `draw(samples)` redraws it. */
+/** The series' colours: the status colours of style.css (canvas cannot read CSS variables). */
+const SERIES_COLOURS = ["#2f6fb3", "#2a7550", "#c53030"];
+
+/**
+ * A uPlot line chart of rates: `mount()` draws it empty once its element
+ * is in the page, `draw(samples)` redraws it, `destroy()` drops it.
+ */
 function lineChart(spec) {
-  const width = 640, height = 180, left = 44, bottom = 20, top = 10;
-  const svg = svgEl("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-label": spec.title });
-  const legend = el("p", { class: "legend" }, spec.series.map(([, label], i) => el("span", { class: `series-${i}` }, "━ ", label, " ")));
-  const element = el("section", { id: spec.id, class: "chart-box" }, el("h2", { text: spec.title }), legend, svg);
-  const draw = (samples) => {
-    const max = Math.max(1, ...samples.flatMap((s) => spec.series.map(([key]) => s.rate[key])));
-    const x = (i) => left + ((width - left - 4) * i) / (SAMPLES_KEPT - 1);
-    const y = (v) => top + (height - top - bottom) * (1 - v / max);
-    const offset = SAMPLES_KEPT - samples.length;
-    const children = [
-      svgEl("line", { class: "axis", x1: left, y1: y(0), x2: width - 4, y2: y(0) }),
-      svgEl("line", { class: "grid", x1: left, y1: y(max / 2), x2: width - 4, y2: y(max / 2) }),
-      svgEl("line", { class: "grid", x1: left, y1: y(max), x2: width - 4, y2: y(max) }),
-      svgEl("text", { class: "tick", x: left - 4, y: y(max) + 4, "text-anchor": "end", text: max.toFixed(max < 10 ? 1 : 0) }),
-      svgEl("text", { class: "tick", x: left - 4, y: y(0) + 4, "text-anchor": "end", text: "0" }),
-      svgEl("text", { class: "tick", x: left, y: height - 4, text: "5 min ago" }),
-      svgEl("text", { class: "tick", x: width - 4, y: height - 4, "text-anchor": "end", text: "now" }),
-    ];
-    spec.series.forEach(([key], i) => {
-      const points = samples.map((s, j) => `${x(offset + j).toFixed(1)},${y(s.rate[key]).toFixed(1)}`).join(" ");
-      children.push(svgEl("polyline", { class: `series series-${i}`, points, "data-series": key }));
-    });
-    const last = samples[samples.length - 1];
-    legend.replaceChildren(...spec.series.map(([key, label], i) =>
-      el("span", { class: `series-${i}` }, "━ ", `${label}: ${last ? last.rate[key].toFixed(2) : "—"}/s `)));
-    svg.replaceChildren(...children);
+  const width = 640, height = 200;
+  const plot = el("div", { class: "plot", role: "img", "aria-label": `${spec.title}, over the last five minutes` });
+  const legend = el("p", { class: "legend", "aria-live": "off" });
+  const element = el("section", { id: spec.id, class: "chart-box", "data-samples": 0 }, el("h2", { text: spec.title }), legend, plot);
+  const showLegend = (last) => legend.replaceChildren(...spec.series.map(([key, label], i) =>
+    el("span", { class: `series-${i}` }, "━ ", `${label}: ${last ? last.rate[key].toFixed(2) : "—"}/s `)));
+  showLegend(null);
+  const options = {
+    width, height,
+    legend: { show: false }, // the legend above says the same in words
+    cursor: { drag: { x: false, y: false } },
+    scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+    axes: [{ stroke: "#595f65", grid: { stroke: "#e5e8ea" } }, { stroke: "#595f65", grid: { stroke: "#e5e8ea" }, size: 48 }],
+    series: [{}, ...spec.series.map(([, label], i) => ({ label, stroke: SERIES_COLOURS[i], width: 2, points: { show: false } }))],
   };
-  draw([]);
-  return { element, draw };
+  let chart = null;
+  const mount = () => {
+    if (typeof uPlot === "undefined") {
+      plot.replaceChildren(el("p", { class: "problem", text: "The chart library (/ui/uPlot.iife.min.js) did not load." }));
+      return;
+    }
+    chart = new uPlot(options, [[], ...spec.series.map(() => [])], plot);
+  };
+  const draw = (samples) => {
+    element.dataset.samples = String(samples.length);
+    showLegend(samples[samples.length - 1]);
+    if (chart) chart.setData([samples.map((s) => s.at / 1000), ...spec.series.map(([key]) => samples.map((s) => s.rate[key]))]);
+  };
+  const destroy = () => {
+    if (chart) chart.destroy();
+    chart = null;
+  };
+  return { element, mount, draw, destroy };
 }

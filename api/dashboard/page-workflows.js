@@ -3,8 +3,8 @@
  *
  * Owns the workflow pages: the list (#/workflows), one workflow
  * (#/workflows/<name>: its versions, and its latest shown) and one version
- * (#/workflows/<name>/<version>): its graph, a form to start an execution
- * of it, and its definition.
+ * (#/workflows/<name>/<version>): its graph (a step chosen there shows its
+ * definition), a form to start an execution of it, and its definition.
  *
  * It must never import another page (it links to them), nor call fetch
  * itself (api.js does).
@@ -60,16 +60,36 @@ export async function versionPage(page, name, version) {
 /** A version's graph, a form to start it, and its definition. */
 async function showVersion(page, version) {
   const graphBox = el("div", { id: "graph-box", class: "graph-box" }, el("p", { class: "muted", text: "Loading the graph…" }));
-  page.root.append(el("h2", { text: "Graph" }), graphBox, startForm(version), el("h2", { text: "Definition" }),
+  const details = el("div", { id: "step-details", class: "step-details", "aria-live": "polite" },
+    el("p", { class: "muted", text: "Choose a step in the graph (click, or Tab to it and press Enter) to see its definition." }));
+  page.root.append(el("h2", { text: "Graph" }), graphBox, details, startForm(version), el("h2", { text: "Definition" }),
     el("pre", { id: "definition", class: "json", text: formatJson(version.definition) }));
-  const drawn = await showGraph(graphBox, version.name, version.version);
-  if (drawn) drawn.setStates({}, new Set());
+  const onSelect = (step) => {
+    details.dataset.step = step.id;
+    details.replaceChildren(el("h3", {}, "Step ", el("code", { text: step.id }), ` (${step.kind})`),
+      el("pre", { class: "json", text: formatJson(stepDefinition(version.definition, step.id)) }));
+  };
+  await showGraph(graphBox, version.name, version.version, { onSelect });
+  page.ready();
+}
+
+/** The object with `"id": stepId` in a definition (a step, in a branch or not), or null. */
+function stepDefinition(value, stepId) {
+  if (!value || typeof value !== "object") return null;
+  if (!Array.isArray(value) && value.id === stepId && typeof value.type === "string") return value;
+  for (const inner of Object.values(value)) {
+    const found = stepDefinition(inner, stepId);
+    if (found) return found;
+  }
+  return null;
 }
 
 function startForm(version) {
-  const input = el("textarea", { id: "start-input", rows: 3, placeholder: "input (JSON, optional)" });
+  const input = el("textarea", { id: "start-input", rows: 3, placeholder: "{}" });
   const form = el("form", { id: "start-form", class: "start" },
-    el("h2", { text: "Start an execution of this version" }), input, el("button", { id: "start", type: "submit", text: "Start" }));
+    el("h2", { text: "Start an execution of this version" }),
+    el("label", { for: "start-input", text: "Input (JSON, optional)" }),
+    input, el("button", { id: "start", type: "submit", text: "Start" }));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const parsed = parseJsonField(input.value);

@@ -6,6 +6,10 @@
  * a route is a `Page`: its own root element under <main>, `alive` until
  * the route changes, and cleanups (streams to close, timers to stop) run
  * when it is left. Asynchronous work checks `page.alive` before it draws.
+ * A page calls `ready()` once its first view is drawn: its root then says
+ * so (`data-ready`; `data-ready-ms`, the milliseconds since the route was
+ * shown; `data-ready-at`, since the document's navigation began), which
+ * the browser test waits for and measures.
  *
  * It must never import a page: main.js gives it the page table (pages.js)
  * through setRoutes(), so that a page may import route() without an
@@ -21,6 +25,16 @@ class Page {
     this.root = root;
     this.alive = true;
     this.cleanups = [];
+    this.shownAt = performance.now();
+  }
+
+  /** Marks the first view drawn (`data-ready`, `data-ready-ms`, `data-ready-at`). */
+  ready() {
+    if (!this.alive || this.root.hasAttribute("data-ready")) return;
+    const now = performance.now();
+    this.root.dataset.readyMs = String(Math.round(now - this.shownAt));
+    this.root.dataset.readyAt = String(Math.round(now));
+    this.root.setAttribute("data-ready", "");
   }
 
   onLeave(fn) {

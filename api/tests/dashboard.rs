@@ -1,24 +1,47 @@
 //! The browser dashboard (`GET /`, `/ui/…`, `api/dashboard/`) in a real
 //! browser: headless Chromium driven through chromedriver (WebDriver), in
 //! front of a real `retrace serve` on a fresh data folder with an access
-//! token. The page asks for the token, lists the executions and adds one
-//! started meanwhile without a reload (the global stream), draws an
-//! execution's graph with each step's state, travels back in its history
-//! and live again, says its hash chain verifies, and pauses it through its
-//! button and confirmation dialog, with a reason the history records. It
-//! also opens the other pages once, and fails on any script error or
-//! Content-Security-Policy violation the browser reports.
+//! token.
+//!
+//! The first test walks through the dashboard as an operator would: the
+//! page asks for the token, lists the executions and adds one started
+//! meanwhile without a reload (the global stream), draws an execution's
+//! graph with each step's state, travels back in its history and live
+//! again, says its hash chain verifies, and pauses and resumes it through
+//! its buttons and confirmation dialog (with a reason the history
+//! records); the same is done from the keyboard alone (Tab, Enter, Escape;
+//! the dialog keeps the focus). While an agent (played over HTTP with an
+//! `agent` token) completes a task, the step's node turns from waiting to
+//! completed without a reload. At every event of an execution, what the
+//! page shows in time travel (status, variables, current steps, input,
+//! output) equals what `retrace replay --until N --json` folds. A
+//! definition with a problem pasted on the define page shows the problem
+//! where the server says it is. The other pages are opened once (the
+//! metrics drawn by uPlot), and any script error or
+//! Content-Security-Policy violation the browser reports fails the test.
+//! It saves screenshots of an execution's page and of the executions list
+//! (PNG, in a 1280×800 window) into `target/dashboard-screenshots/`, or,
+//! with `RETRACE_UPDATE_SCREENSHOTS=1`, into `docs/images/` (the ones
+//! docs/dashboard.md shows).
+//!
+//! The second test measures, and prints (run with `-- --nocapture` to see
+//! the figures; they are never asserted, the machine's speed is not the
+//! test's): an execution of 10,000 events opened (the timeline is a
+//! window, never the whole history), travelled in and paged through; and
+//! the executions list with as many executions as the test can start in
+//! about 10 s, opened, filtered, and kept live while they start.
 //!
 //! Chromium and chromedriver come from the system (Debian and Ubuntu:
 //! `apt-get install chromium chromium-driver`; `scripts/test` installs
 //! them, and `RETRACE_CHROMIUM` / `RETRACE_CHROMEDRIVER` name other
-//! binaries). Without them this test fails and says so: it never passes
+//! binaries). Without them the tests fail and say so: they never pass
 //! without running.
 //!
-//! Every process it starts listens on loopback only and is stopped at the
-//! end, or by a guard if the test fails: chromedriver runs in its own
-//! process group with the Chromium it starts, and the group is killed on
-//! drop. Every wait polls for a condition within [`PATIENCE`].
+//! Every process a test starts listens on loopback only and is stopped at
+//! its end, or by a guard if it fails: chromedriver runs in its own process
+//! group with the Chromium it starts, and the group is killed on drop; the
+//! server is killed when dropped. One test drives a browser at a time.
+//! Every wait polls for a condition within [`PATIENCE`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,11 +49,14 @@ mod cli_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cli_support::{PATIENCE, Server, run};
+use cli_support::{PATIENCE, Server, output, repo, retrace, run};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
+use fantoccini::key::Key;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -53,6 +79,19 @@ const POLL: Duration = Duration::from_millis(25);
 
 /// The reason the test gives when it pauses an execution.
 const REASON: &str = "checking the dashboard";
+
+/// The browser's window: a fixed size, so that screenshots are stable.
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 800;
+
+/// Where screenshots go with this variable set to 1 (the documentation's
+/// images) instead of `target/dashboard-screenshots/`.
+const UPDATE_SCREENSHOTS: &str = "RETRACE_UPDATE_SCREENSHOTS";
+
+/// One test at a time drives a browser: the machine may have two cores,
+/// and the figures the performance test prints are only worth reading
+/// with nothing else running (the tests of one binary run in parallel).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A binary the test needs, or a failure that says how to get it.
 fn required(variable: &str, default: &str, what: &str) -> PathBuf {
@@ -181,7 +220,10 @@ impl ChromeDriver {
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
                     "--no-first-run",
-                    "--window-size=1400,1000",
+                    format!("--window-size={WIDTH},{HEIGHT}"),
+                    // No animation (the pulsing current step): stable screenshots.
+                    "--force-prefers-reduced-motion",
+                    "--hide-scrollbars",
                     format!("--user-data-dir={}", profile.display()),
                 ],
             }),
@@ -235,7 +277,9 @@ impl WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
-/// The API as the test's own client: with the admin token.
+/// The API as the test's own client, with one token (the admin's, or an
+/// agent's).
+#[derive(Clone)]
 struct Api {
     http: reqwest::Client,
     base: String,
@@ -243,12 +287,28 @@ struct Api {
 }
 
 impl Api {
-    async fn send(&self, request: reqwest::RequestBuilder) -> Value {
+    /// The same server, with another token.
+    fn with_token(&self, token: &str) -> Api {
+        Api {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The answer's status and body.
+    async fn answer(&self, request: reqwest::RequestBuilder) -> (reqwest::StatusCode, Value) {
         let response = request.bearer_auth(&self.token).send().await.unwrap();
         let status = response.status();
         let body = response.text().await.unwrap();
+        let value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {body}"));
+        (status, value)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Value {
+        let (status, body) = self.answer(request).await;
         assert!(status.is_success(), "{status}: {body}");
-        serde_json::from_str(&body).unwrap()
+        body
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -261,19 +321,22 @@ impl Api {
             .await
     }
 
-    /// Starts `dash`; its id, once it waits for its event.
-    async fn start(&self) -> String {
+    /// Starts `workflow` with `input`; its id.
+    async fn start_workflow(&self, workflow: &str, input: Value) -> String {
         let started = self
             .post(
                 "/v1/executions",
-                json!({"workflow": "dash", "input": {"n": 1}}),
+                json!({"workflow": workflow, "input": input}),
             )
             .await;
-        let id = started["id"].as_str().unwrap().to_owned();
+        started["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts `dash`; its id, once it waits for its event.
+    async fn start(&self) -> String {
+        let id = self.start_workflow("dash", json!({"n": 1})).await;
         self.execution_until(&id, "waits for `approval`", |execution| {
-            execution["currentSteps"]
-                .as_array()
-                .is_some_and(|steps| steps.iter().any(|s| s["stepId"] == "approval"))
+            waits_at(execution, "approval")
         })
         .await;
         id
@@ -296,6 +359,14 @@ impl Api {
     }
 }
 
+/// Whether `execution` (as `GET /v1/executions/{id}` shows it) waits at
+/// step `step`.
+fn waits_at(execution: &Value, step: &str) -> bool {
+    execution["currentSteps"]
+        .as_array()
+        .is_some_and(|steps| steps.iter().any(|s| s["stepId"] == step))
+}
+
 /// A task the engine runs inline, then an event nobody sends (so each
 /// execution stays running), then another task.
 fn workflow() -> Value {
@@ -309,6 +380,132 @@ fn workflow() -> Value {
     })
 }
 
+/// An order: checked inline, routed by a decision (a review for large
+/// ones), charged by an agent (`payments.charge`), shipped inline, then
+/// waiting for a confirmation nobody sends. It sets variables, so time
+/// travel has something to show at each event.
+fn order_workflow() -> Value {
+    json!({
+        "name": "order",
+        "steps": [
+            {"id": "check", "type": "task", "capability": "transform",
+             "output": {"total": "$.output.total"}, "next": "route"},
+            {"id": "route", "type": "decision",
+             "decision": {"expression": "variables.total > 100",
+                          "branches": {"true": "review", "false": "charge"}}},
+            {"id": "review", "type": "event", "event": {"name": "order.reviewed"}, "next": "charge"},
+            {"id": "charge", "type": "task", "capability": "payments.charge",
+             "input": {"amount": "$.variables.total"},
+             "output": {"receipt": "$.output.receipt"}, "next": "ship"},
+            {"id": "ship", "type": "task", "capability": "noop", "next": "confirm"},
+            {"id": "confirm", "type": "event", "event": {"name": "order.confirmed"}}
+        ]
+    })
+}
+
+/// One step, run inline: each execution completes as it starts.
+fn quick_workflow() -> Value {
+    json!({"name": "quick", "steps": [{"id": "only", "type": "task", "capability": "noop"}]})
+}
+
+/// Counts to `input.until` with inline steps (a transform and a
+/// decision: two events a round), then ends: a long history, fast.
+fn loop_workflow() -> Value {
+    json!({
+        "name": "count",
+        "maxTransitions": 1_000_000,
+        "steps": [
+            {"id": "count", "type": "task", "capability": "transform",
+             "input": "${ has(variables.n) ? variables.n + 1 : 1 }",
+             "output": {"n": "$.output"}, "next": "again"},
+            {"id": "again", "type": "decision",
+             "decision": {"expression": "variables.n < input.until", "branches": {"true": "count"},
+                          "default": "done"}},
+            {"id": "done", "type": "task", "capability": "noop"}
+        ]
+    })
+}
+
+/// Everything one test starts: a server on a fresh data folder with an
+/// admin token, chromedriver, and a browser session.
+struct Session {
+    dir: tempfile::TempDir,
+    server: Server,
+    driver: ChromeDriver,
+    browser: Browser,
+    api: Api,
+    token: String,
+}
+
+impl Session {
+    /// Starts it all; `serve` also gets `server_flags`.
+    async fn start(server_flags: &[&str]) -> Session {
+        let (chromium, chromedriver) = browser_binaries();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data_arg = data.to_str().unwrap();
+        let token = run(&[
+            "token", "create", "--data", data_arg, "--name", "root", "--role", "admin",
+        ])
+        .await
+        .expect_code(0)
+        .stdout
+        .trim()
+        .to_owned();
+        let mut command = retrace();
+        command
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(server_flags);
+        let server = Server::spawn(command, &data).await;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            token: token.clone(),
+        };
+        let driver = ChromeDriver::start(&chromedriver, &dir.path().join("tmp")).await;
+        let browser = Browser {
+            client: driver
+                .open_browser(&chromium, &dir.path().join("profile"))
+                .await,
+            base: server.base.clone(),
+        };
+        browser.fit_viewport().await;
+        Session {
+            dir,
+            server,
+            driver,
+            browser,
+            api,
+            token,
+        }
+    }
+
+    /// Stops the browser, chromedriver and the server; fails on any error
+    /// the browser reported.
+    async fn finish(self) {
+        let Session {
+            dir,
+            server,
+            driver,
+            browser,
+            ..
+        } = self;
+        let errors = browser.errors().await;
+        browser.client.close().await.unwrap();
+        drop(driver);
+        server.stop().await;
+        drop(dir);
+        assert!(
+            errors.is_empty(),
+            "the browser reported errors (script errors or CSP violations):\n{}",
+            errors.join("\n")
+        );
+    }
+}
+
 /// The browser, on the dashboard: what the test does and waits for there.
 struct Browser {
     client: Client,
@@ -319,6 +516,13 @@ impl Browser {
     async fn open(&self, hash: &str) {
         let url = format!("{}/{hash}", self.base);
         self.client.goto(&url).await.unwrap();
+    }
+
+    /// Loads the page anew at `hash` (from a blank page, so the whole
+    /// page, its modules and its data are loaded, not just the route).
+    async fn load(&self, hash: &str) {
+        self.client.goto("about:blank").await.unwrap();
+        self.open(hash).await;
     }
 
     /// Runs `script` in the page; what it returns.
@@ -368,6 +572,22 @@ impl Browser {
     async fn until_true(&self, what: &str, script: &str) {
         self.until(what, script, vec![], |v| v == &json!(true))
             .await;
+    }
+
+    /// Waits until the page shown has drawn its first view; the
+    /// milliseconds it says that took from the route being shown.
+    async fn until_ready(&self, what: &str) -> u64 {
+        self.until_ready_at(what).await.0
+    }
+
+    /// Waits until the page shown has drawn its first view; the
+    /// milliseconds it says that took from the route being shown, and from
+    /// the document's navigation (the page's own clocks).
+    async fn until_ready_at(&self, what: &str) -> (u64, u64) {
+        let script = "const page = document.querySelector('#main > .page[data-ready]'); \
+            return page ? [Number(page.dataset.readyMs), Number(page.dataset.readyAt)] : null;";
+        let times = self.until(what, script, vec![], |v| v.is_array()).await;
+        serde_json::from_value(times).unwrap()
     }
 
     /// Waits until the element `selector` has every class in `has` and
@@ -424,6 +644,43 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot type into {selector}: {e}"));
     }
 
+    /// Presses `key` (down and up) wherever the focus is, as a keyboard would.
+    async fn press(&self, key: Key) {
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key.into() })
+            .then(KeyAction::Up { value: key.into() });
+        self.client
+            .perform_actions(keys)
+            .await
+            .unwrap_or_else(|e| panic!("cannot press {key:?}: {e}"));
+    }
+
+    /// Whether the focused element matches `selector`.
+    async fn focused(&self, selector: &str) -> bool {
+        let script =
+            "return !!document.activeElement && document.activeElement.matches(arguments[0]);";
+        self.eval(script, vec![json!(selector)]).await == json!(true)
+    }
+
+    /// What has the focus, for a failure message.
+    async fn focus_said(&self) -> Value {
+        let script = "const e = document.activeElement; \
+            return e ? `${e.tagName} ${e.id || ''} ${e.getAttribute('class') || ''} ${e.getAttribute('aria-label') || e.textContent.slice(0, 40)}` : null;";
+        self.eval(script, vec![]).await
+    }
+
+    /// Presses Tab until the focus is on `selector` (at most `most` times).
+    async fn tab_to(&self, selector: &str, most: usize) {
+        for _ in 0..most {
+            self.press(Key::Tab).await;
+            if self.focused(selector).await {
+                return;
+            }
+        }
+        let at = self.focus_said().await;
+        panic!("{most} presses of Tab never reached {selector}; the focus is on {at}");
+    }
+
     /// `(id, status)` of each row of the executions table, top to bottom,
     /// once `ready` holds for them.
     async fn until_rows(
@@ -440,6 +697,87 @@ impl Browser {
             })
             .await;
         serde_json::from_value(rows).unwrap()
+    }
+
+    /// Checks the page shown for what a keyboard or screen reader needs:
+    /// every field has a label (a `<label>`, or `aria-label`), every
+    /// button a name, and everything that acts as a button but is not one
+    /// (the graph's nodes) is reachable with Tab.
+    async fn accessible(&self, page: &str) {
+        let problems = self
+            .eval(
+                "const name = (e) => (e.getAttribute('aria-label') || e.textContent || '').trim();
+                 return [
+                   ...[...document.querySelectorAll('input, select, textarea')]
+                     .filter((e) => e.type !== 'hidden' && !(e.labels && e.labels.length)
+                       && !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+                     .map((e) => `a field with no label: ${e.outerHTML.slice(0, 120)}`),
+                   ...[...document.querySelectorAll('button')].filter((e) => !name(e))
+                     .map((e) => `a button with no name: ${e.outerHTML.slice(0, 120)}`),
+                   ...[...document.querySelectorAll('[role=button]')]
+                     .filter((e) => e.getAttribute('tabindex') !== '0' || !name(e))
+                     .map((e) => `a button out of Tab's reach or with no name: ${e.outerHTML.slice(0, 120)}`),
+                 ];",
+                vec![],
+            )
+            .await;
+        assert_eq!(problems, json!([]), "on {page}");
+    }
+
+    /// Makes the page's viewport WIDTH × HEIGHT (the window's size less
+    /// what the browser draws around the page), so screenshots are that.
+    async fn fit_viewport(&self) {
+        let around = self
+            .eval(
+                "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+                vec![],
+            )
+            .await;
+        let (dx, dy): (u32, u32) = serde_json::from_value(around).unwrap();
+        self.client
+            .set_window_size(WIDTH + dx, HEIGHT + dy)
+            .await
+            .unwrap();
+        let inner = self
+            .eval("return [window.innerWidth, window.innerHeight];", vec![])
+            .await;
+        assert_eq!(inner, json!([WIDTH, HEIGHT]), "the viewport's size");
+    }
+
+    /// Saves a screenshot of the window as `name` (PNG): into
+    /// `target/dashboard-screenshots/`, or `docs/images/` with
+    /// `RETRACE_UPDATE_SCREENSHOTS=1`.
+    async fn screenshot(&self, name: &str) {
+        // At the top of the page, with no focus ring or hover drawn.
+        self.eval(
+            "window.scrollTo(0, 0); if (document.activeElement) document.activeElement.blur();",
+            vec![],
+        )
+        .await;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+        // Its size, from the PNG's header (IHDR: width and height, big-endian).
+        let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+        assert_eq!(
+            (size(16), size(20)),
+            (WIDTH, HEIGHT),
+            "{name}: the viewport's size"
+        );
+        let folder = if std::env::var(UPDATE_SCREENSHOTS).is_ok_and(|v| v == "1") {
+            repo().join("docs/images")
+        } else {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| repo().join("target"), PathBuf::from)
+                .join("dashboard-screenshots")
+        };
+        std::fs::create_dir_all(&folder).unwrap();
+        let path = folder.join(name);
+        std::fs::write(&path, &png).unwrap();
+        eprintln!(
+            "dashboard test: saved {} ({} bytes)",
+            path.display(),
+            png.len()
+        );
     }
 
     /// The console's errors that are the page's fault: script errors and
@@ -463,9 +801,8 @@ fn node(step: &str) -> String {
     format!("#graph g.node[data-step=\"{step}\"]")
 }
 
-/// The page asks for the token, takes it, and lists the executions,
-/// newest first.
-async fn sign_in(browser: &Browser, token: &str, newest_first: &[&str]) {
+/// The page asks for the token and takes it; then shows the executions.
+async fn give_token(browser: &Browser, token: &str) {
     browser.open("").await;
     browser
         .until_true(
@@ -476,6 +813,13 @@ async fn sign_in(browser: &Browser, token: &str, newest_first: &[&str]) {
         .await;
     browser.type_into("#token-input", token).await;
     browser.click("#token-submit").await;
+    browser.until_ready("the executions page").await;
+}
+
+/// The page asks for the token, takes it, and lists the executions,
+/// newest first.
+async fn sign_in(browser: &Browser, token: &str, newest_first: &[&str]) {
+    give_token(browser, token).await;
     let listed = browser
         .until_rows("the executions", |rows| rows.len() >= newest_first.len())
         .await;
@@ -498,11 +842,16 @@ async fn list_follows(browser: &Browser, api: &Api, shown: usize) -> String {
         })
         .await;
     assert_eq!(listed.len(), shown + 1, "{listed:?}");
+    not_reloaded(browser).await;
+    started
+}
+
+/// The page has not been loaded again since `window.notReloaded` was set.
+async fn not_reloaded(browser: &Browser) {
     let kept = browser
         .eval("return window.notReloaded === true;", vec![])
         .await;
     assert_eq!(kept, json!(true), "the page was reloaded");
-    started
 }
 
 /// One execution: its graph with each step's state, its chain, its
@@ -520,9 +869,18 @@ async fn execution_page(browser: &Browser, api: &Api, id: &str) -> u64 {
     browser
         .until_classes(&node("finish"), &["state-not_reached"], &["current"])
         .await;
+    // The state in words too, not only in colour.
+    browser
+        .until_text(
+            &format!("{} text.state", node("approval")),
+            "the state in words",
+            |t| t == "waiting: event",
+        )
+        .await;
     browser
         .until_text("#chain", "the chain verified", |t| t == "chain verified")
         .await;
+    browser.accessible("an execution's page").await;
     let last = api.get(&format!("/v1/executions/{id}")).await["lastSeq"]
         .as_u64()
         .unwrap();
@@ -540,6 +898,61 @@ async fn execution_page(browser: &Browser, api: &Api, id: &str) -> u64 {
         )
         .await;
     last
+}
+
+/// From the keyboard alone: Tab to the pause button and Enter open the
+/// dialog with the focus inside; Tab keeps it there; Escape closes it
+/// without pausing and gives the focus back to the button. Tab to a step
+/// of the graph and Enter describe it.
+async fn keyboard(browser: &Browser, api: &Api, id: &str) {
+    let pause = "#actions button[data-command=\"pause\"]";
+    browser.tab_to(pause, 80).await;
+    browser.press(Key::Enter).await;
+    browser
+        .until_true(
+            "the dialog opened from the keyboard, the focus in it",
+            "return document.getElementById('confirm').open \
+             && document.activeElement === document.getElementById('confirm-reason');",
+        )
+        .await;
+    browser.accessible("the confirmation dialog").await;
+    for _ in 0..5 {
+        browser.press(Key::Tab).await;
+        let inside = browser
+            .eval(
+                "return document.getElementById('confirm').contains(document.activeElement);",
+                vec![],
+            )
+            .await;
+        let at = browser.focus_said().await;
+        assert_eq!(inside, json!(true), "Tab left the dialog, for {at}");
+    }
+    browser.press(Key::Escape).await;
+    browser
+        .until_true(
+            "the dialog closed by Escape, the focus back on its button",
+            &format!(
+                "return !document.getElementById('confirm').open \
+                 && document.activeElement === document.querySelector('{}');",
+                pause.replace('\'', "\\'")
+            ),
+        )
+        .await;
+    let execution = api.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(
+        execution["status"], "running",
+        "Escape paused it: {execution}"
+    );
+
+    browser.tab_to(&node("approval"), 40).await;
+    browser.press(Key::Enter).await;
+    browser
+        .until_text(
+            "#step-details[data-step=\"approval\"] .step-state",
+            "the step chosen from the keyboard",
+            |t| t.starts_with("waiting: event"),
+        )
+        .await;
 }
 
 /// Time travel back to the first event (nothing reached yet), one step
@@ -590,11 +1003,11 @@ async fn time_travel(browser: &Browser, last: u64) {
         .await;
 }
 
-/// Pauses the execution through its button and the confirmation dialog,
-/// with a reason; the history records it, and the page follows.
-async fn pause(browser: &Browser, api: &Api, id: &str) {
+/// Runs the command `command` through its button and the confirmation
+/// dialog, with `reason` if any.
+async fn command(browser: &Browser, command: &str, reason: Option<&str>) {
     browser
-        .click("#actions button[data-command=\"pause\"]")
+        .click(&format!("#actions button[data-command=\"{command}\"]"))
         .await;
     browser
         .until_true(
@@ -602,19 +1015,31 @@ async fn pause(browser: &Browser, api: &Api, id: &str) {
             "return document.getElementById('confirm').open;",
         )
         .await;
-    browser.type_into("#confirm-reason", REASON).await;
+    if let Some(reason) = reason {
+        browser.type_into("#confirm-reason", reason).await;
+    }
     browser.click("#confirm-ok").await;
+}
 
-    api.execution_until(id, "paused", |e| e["status"] == "paused")
-        .await;
+/// The event of type `kind` in the execution's history.
+async fn event_of(api: &Api, id: &str, kind: &str) -> Value {
     let events = api.get(&format!("/v1/executions/{id}/events")).await;
-    let paused = events["events"]
+    events["events"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["type"] == "execution_paused")
-        .unwrap_or_else(|| panic!("no execution_paused event: {events}"))
-        .clone();
+        .find(|e| e["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event: {events}"))
+        .clone()
+}
+
+/// Pauses the execution through its button and the confirmation dialog,
+/// with a reason; the history records it, and the page follows.
+async fn pause(browser: &Browser, api: &Api, id: &str) {
+    command(browser, "pause", Some(REASON)).await;
+    api.execution_until(id, "paused", |e| e["status"] == "paused")
+        .await;
+    let paused = event_of(api, id, "execution_paused").await;
     assert_eq!(paused["data"]["reason"], REASON, "{paused}");
     assert_eq!(paused["data"]["by"], "root", "{paused}");
 
@@ -637,8 +1062,267 @@ async fn pause(browser: &Browser, api: &Api, id: &str) {
         .await;
 }
 
+/// Resumes the paused execution through its button and the dialog.
+async fn resume(browser: &Browser, api: &Api, id: &str) {
+    command(browser, "resume", None).await;
+    api.execution_until(id, "resumed", |e| e["status"] == "running")
+        .await;
+    let resumed = event_of(api, id, "execution_resumed").await;
+    assert_eq!(resumed["data"]["by"], "root", "{resumed}");
+    browser
+        .until_text("#status", "the running status again", |t| t == "running")
+        .await;
+    browser
+        .until_true(
+            "the resume in the timeline, and the actions of a running execution",
+            "return !!document.querySelector('#timeline li[data-type=\"execution_resumed\"]') \
+             && !!document.querySelector('#actions button[data-command=\"pause\"]');",
+        )
+        .await;
+}
+
+/// An agent (over HTTP, with an `agent` token) completes the task an
+/// `order` waits on while its page is open: the step's node turns from
+/// waiting for its task to completed, and the next step waits, without a
+/// reload. The execution's id.
+async fn agent_completes_a_task(session: &Session) -> String {
+    let (api, browser) = (&session.api, &session.browser);
+    api.post("/v1/workflows", order_workflow()).await;
+    // The server holds the data folder: the command asks it, as the admin.
+    let mut create = retrace();
+    create.env("RETRACE_TOKEN", &session.token).args([
+        "token",
+        "create",
+        "--data",
+        session.server.data.to_str().unwrap(),
+        "--name",
+        "worker",
+        "--role",
+        "agent",
+        "--capabilities",
+        "payments.charge",
+    ]);
+    let agent_token = output(create).await.expect_code(0).stdout.trim().to_owned();
+    let agent = api.with_token(&agent_token);
+    let registered = agent
+        .post(
+            "/v1/agents",
+            json!({"name": "dashboard-test", "capabilities": ["payments.charge"]}),
+        )
+        .await;
+    let agent_id = registered["id"].as_str().unwrap().to_owned();
+
+    let id = api.start_workflow("order", json!({"total": 42})).await;
+    api.execution_until(&id, "waits for its charge", |e| waits_at(e, "charge"))
+        .await;
+    browser.open(&format!("#/executions/{id}")).await;
+    browser
+        .until_classes(&node("charge"), &["state-waiting_task", "current"], &[])
+        .await;
+    browser
+        .until_classes(&node("check"), &["state-completed"], &["current"])
+        .await;
+    browser
+        .until_classes(&node("review"), &["state-not_reached"], &[])
+        .await;
+    browser
+        .until_classes(&node("confirm"), &["state-not_reached"], &[])
+        .await;
+    browser.eval("window.notReloaded = true;", vec![]).await;
+
+    let polled = agent
+        .post(
+            "/v1/tasks/poll",
+            json!({"agentId": agent_id, "waitMs": 10_000}),
+        )
+        .await;
+    let task = &polled["tasks"][0];
+    assert_eq!(task["stepId"], "charge", "{polled}");
+    assert_eq!(task["input"], json!({"amount": 42}), "{polled}");
+    let task_id = task["id"].as_str().unwrap();
+    agent
+        .post(
+            &format!("/v1/tasks/{task_id}/complete"),
+            json!({"output": {"receipt": "r-42"}}),
+        )
+        .await;
+
+    browser
+        .until_classes(
+            &node("charge"),
+            &["state-completed"],
+            &["current", "state-waiting_task"],
+        )
+        .await;
+    browser
+        .until_classes(&node("ship"), &["state-completed"], &[])
+        .await;
+    browser
+        .until_classes(&node("confirm"), &["state-waiting_event", "current"], &[])
+        .await;
+    browser
+        .until_text("#variables", "the receipt in the variables", |t| {
+            t.contains("\"receipt\": \"r-42\"")
+        })
+        .await;
+    not_reloaded(browser).await;
+    id
+}
+
+/// What the page shows in time travel at event `seq`, once it shows it:
+/// `{status, variables, input, output, current: [[activation, step]…]}`.
+const SHOWN_AT: &str = "const state = document.getElementById('state');
+    if (!state || state.dataset.until !== String(arguments[0])) return null;
+    const json = (id) => JSON.parse(document.getElementById(id).textContent);
+    return {
+      status: document.querySelector('#status .badge').textContent.trim(),
+      variables: json('variables'), input: json('input'), output: json('output'),
+      current: [...document.querySelectorAll('#current-steps tr[data-step]')]
+        .map((row) => [Number(row.dataset.activation), row.dataset.step]),
+    };";
+
+/// `retrace replay --server … --until <seq> --json <id>`: the state after
+/// event `seq`, the CLI's fold.
+async fn replayed(session: &Session, id: &str, seq: u64) -> Value {
+    let mut command = retrace();
+    command.env("RETRACE_TOKEN", &session.token).args([
+        "replay",
+        "--server",
+        &session.server.base,
+        "--until",
+        &seq.to_string(),
+        "--json",
+        id,
+    ]);
+    let out = output(command).await.expect_code(0);
+    let line = out
+        .stdout
+        .lines()
+        .last()
+        .expect("replay prints a line per event");
+    let folded: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(folded["seq"], seq, "{line}");
+    folded["state"].clone()
+}
+
+/// At every event of the execution, what the page shows in time travel is
+/// what `retrace replay --until` folds: status, variables, input, output
+/// and the current steps (activation and step). Then live again.
+async fn travel_matches_replay(session: &Session, id: &str) {
+    let (api, browser) = (&session.api, &session.browser);
+    let last = api.get(&format!("/v1/executions/{id}")).await["lastSeq"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (3..=100).contains(&last),
+        "every event in the timeline's window: {last}"
+    );
+    for seq in 1..=last {
+        browser
+            .click(&format!(
+                "#timeline li[data-seq=\"{seq}\"] button.travel-here"
+            ))
+            .await;
+        let shown = browser
+            .until(
+                &format!("the execution after event {seq}"),
+                SHOWN_AT,
+                vec![json!(seq)],
+                |v| v.is_object(),
+            )
+            .await;
+        let state = replayed(session, id, seq).await;
+        let mut current: Vec<(u64, String)> = state["activations"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|a| {
+                (
+                    a["act"].as_u64().unwrap(),
+                    a["step"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        current.sort();
+        let mut shown_current: Vec<(u64, String)> =
+            serde_json::from_value(shown["current"].clone()).unwrap();
+        shown_current.sort();
+        let at = format!("at event {seq}: the page shows {shown}, replay folds {state}");
+        assert_eq!(shown["status"], state["status"], "status {at}");
+        assert_eq!(shown["variables"], state["variables"], "variables {at}");
+        assert_eq!(shown["input"], state["input"], "input {at}");
+        assert_eq!(
+            shown["output"],
+            state.get("output").cloned().unwrap_or(Value::Null),
+            "output {at}"
+        );
+        assert_eq!(shown_current, current, "current steps {at}");
+    }
+    browser.click("#travel-live").await;
+    let live = format!("event {last} of {last} (live)");
+    browser
+        .until_text("#travel-at", "live after the replay check", |t| t == live)
+        .await;
+    browser
+        .until_true(
+            "the live state column",
+            "return !document.getElementById('state').hasAttribute('data-until');",
+        )
+        .await;
+}
+
+/// A definition with a problem, pasted on the define page and validated:
+/// the page shows each problem the server finds, where it is and what it
+/// is.
+async fn define_shows_problems(browser: &Browser, api: &Api) {
+    let broken = json!({
+        "name": "broken",
+        "steps": [{"id": "first", "type": "task", "capability": "noop", "next": "nowhere"}]
+    })
+    .to_string();
+    let (status, answer) = api
+        .answer(
+            api.http
+                .post(format!("{}/v1/workflows/validate", api.base))
+                .header("Content-Type", "application/json")
+                .body(broken.clone()),
+        )
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    let details = answer["error"]["details"].as_array().unwrap().clone();
+    assert!(!details.is_empty(), "{answer}");
+
+    browser.open("#/define").await;
+    browser.until_ready("the define page").await;
+    let text = browser.element("#define-text").await;
+    text.clear().await.unwrap();
+    text.send_keys(&broken).await.unwrap();
+    browser.accessible("the define page").await;
+    browser.click("#validate").await;
+    let shown = browser
+        .until(
+            "the definition's problems",
+            "return [...document.querySelectorAll('#problems li')]
+                .map((li) => [li.querySelector('code.path').textContent, li.textContent]);",
+            vec![],
+            |v| v.as_array().is_some_and(|a| a.len() == details.len()),
+        )
+        .await;
+    let shown: Vec<(String, String)> = serde_json::from_value(shown).unwrap();
+    for detail in &details {
+        let path = detail["path"].as_str().unwrap_or("(the document)");
+        let message = detail["message"].as_str().unwrap();
+        assert!(
+            shown
+                .iter()
+                .any(|(p, text)| p == path && text.contains(message)),
+            "the page shows {shown:?}, not {detail}"
+        );
+    }
+}
+
 /// The other pages, once each: a version's graph, a definition checked,
-/// agents and queues, metrics charted.
+/// agents and queues, metrics charted by uPlot.
 async fn other_pages(browser: &Browser, version: &str) {
     browser.open(&format!("#/workflows/dash/{version}")).await;
     browser
@@ -647,6 +1331,15 @@ async fn other_pages(browser: &Browser, version: &str) {
             "return document.querySelectorAll('#graph g.node').length;",
             vec![],
             |v| v == &json!(3),
+        )
+        .await;
+    browser.accessible("a workflow version's page").await;
+    browser.click(&node("approval")).await;
+    browser
+        .until_text(
+            "#step-details[data-step=\"approval\"] pre",
+            "the chosen step's definition",
+            |t| t.contains("dash.approved"),
         )
         .await;
     browser.open("#/define").await;
@@ -662,66 +1355,352 @@ async fn other_pages(browser: &Browser, version: &str) {
             t.starts_with("Updated")
         })
         .await;
+    browser
+        .until_true(
+            "the agent registered",
+            "return !!document.querySelector('#agents tr[data-id]');",
+        )
+        .await;
+    browser.accessible("the agents page").await;
     browser.open("#/metrics").await;
     browser
         .until_true(
-            "a rate plotted (two of them: three samples)",
-            "return [...document.querySelectorAll('#chart-executions polyline')] \
-             .some(p => p.getAttribute('points').includes(' '));",
+            "a rate charted by uPlot (two samples)",
+            "const box = document.getElementById('chart-executions'); \
+             return !!box && Number(box.dataset.samples) >= 1 \
+                 && !!box.querySelector('.uplot canvas');",
         )
         .await;
+    browser.accessible("the metrics page").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_follows_replays_and_pauses_executions_in_a_real_browser() {
-    let (chromium, chromedriver) = browser_binaries();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let session = Session::start(&[]).await;
+    let (api, browser) = (&session.api, &session.browser);
 
-    // A server whose data folder holds an admin token, and two executions
-    // waiting for their event.
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_arg = data.to_str().unwrap();
-    let token = run(&[
-        "token", "create", "--data", data_arg, "--name", "root", "--role", "admin",
-    ])
-    .await
-    .expect_code(0)
-    .stdout
-    .trim()
-    .to_owned();
-    let server = Server::start(&data).await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: server.base.clone(),
-        token: token.clone(),
-    };
+    // Two executions waiting for their event.
     let defined = api.post("/v1/workflows", workflow()).await;
     let version = defined["version"].as_str().unwrap().to_owned();
     let first = api.start().await;
     let second = api.start().await;
 
-    let driver = ChromeDriver::start(&chromedriver, &dir.path().join("tmp")).await;
-    let browser = Browser {
-        client: driver
-            .open_browser(&chromium, &dir.path().join("profile"))
-            .await,
-        base: server.base.clone(),
-    };
+    sign_in(browser, &session.token, &[&second, &first]).await;
+    let third = list_follows(browser, api, 2).await;
+    let last = execution_page(browser, api, &third).await;
+    keyboard(browser, api, &third).await;
+    time_travel(browser, last).await;
+    pause(browser, api, &third).await;
+    resume(browser, api, &third).await;
 
-    sign_in(&browser, &token, &[&second, &first]).await;
-    let third = list_follows(&browser, &api, 2).await;
-    let last = execution_page(&browser, &api, &third).await;
-    time_travel(&browser, last).await;
-    pause(&browser, &api, &third).await;
-    other_pages(&browser, &version).await;
+    let order = agent_completes_a_task(&session).await;
+    travel_matches_replay(&session, &order).await;
+    browser.screenshot("dashboard-execution.png").await;
 
-    let errors = browser.errors().await;
-    browser.client.close().await.unwrap();
-    drop(driver);
-    server.stop().await;
-    assert!(
-        errors.is_empty(),
-        "the browser reported errors (script errors or CSP violations):\n{}",
-        errors.join("\n")
+    // The list, with one execution completed and one paused among the
+    // running ones.
+    api.post(&format!("/v1/executions/{first}/pause"), json!({}))
+        .await;
+    api.post("/v1/workflows", quick_workflow()).await;
+    let quick = api.start_workflow("quick", Value::Null).await;
+    api.execution_until(&quick, "completed", |e| e["status"] == "completed")
+        .await;
+    browser.open("#/executions").await;
+    browser
+        .until_rows("the list with the completed execution", |rows| {
+            rows.len() == 5
+                && rows
+                    .first()
+                    .is_some_and(|(id, status)| id == &quick && status == "completed")
+        })
+        .await;
+    browser.screenshot("dashboard-executions.png").await;
+    browser.accessible("the executions list").await;
+
+    define_shows_problems(browser, api).await;
+    other_pages(browser, &version).await;
+    session.finish().await;
+}
+
+/// How long the test starts executions for, and how many requests it
+/// keeps going at once.
+const FLOOD: Duration = Duration::from_secs(10);
+const FLOOD_REQUESTS: usize = 8;
+
+/// An execution of `events` events: opened (a window of events, not the
+/// whole history), travelled to its middle, paged to its start, and live
+/// again. Prints the times.
+async fn long_history(browser: &Browser, id: &str, events: u64) {
+    let started = Instant::now();
+    browser.load(&format!("#/executions/{id}")).await;
+    let (route_ms, navigation_ms) = browser.until_ready_at("the long execution's page").await;
+    let opened = started.elapsed();
+    let shown = browser
+        .eval(
+            "const items = document.querySelectorAll('#timeline li[data-seq]');
+             return { nodes: document.querySelectorAll('#graph g.node').length,
+                      events: items.length,
+                      last: items.length ? Number(items[items.length - 1].dataset.seq) : null };",
+            vec![],
+        )
+        .await;
+    assert_eq!(shown["nodes"], 3, "{shown}");
+    assert_eq!(
+        shown["last"], events,
+        "the timeline ends at the last event: {shown}"
     );
+    let window = shown["events"].as_u64().unwrap();
+    assert!(
+        (1..=301).contains(&window),
+        "a window of events, not the whole history: {shown}"
+    );
+    let live = format!("event {events} of {events} (live)");
+    browser
+        .until_text("#travel-at", "the long execution, live", |t| t == live)
+        .await;
+    eprintln!(
+        "dashboard performance: an execution of {events} events opened in {navigation_ms} ms \
+         by the page's clock (from the navigation's start until its graph, timeline and \
+         state are drawn; {route_ms} ms of it from the route shown, once the page and its \
+         modules had loaded; {} ms as the test saw it, WebDriver included), showing \
+         {window} of its events",
+        opened.as_millis()
+    );
+
+    let middle = events / 2;
+    let started = Instant::now();
+    browser
+        .eval(
+            "const slider = document.getElementById('travel-slider');
+             slider.value = String(arguments[0]);
+             slider.dispatchEvent(new Event('input'));",
+            vec![json!(middle)],
+        )
+        .await;
+    browser
+        .until_true(
+            "the long execution after its middle event",
+            &format!(
+                "return document.getElementById('state').dataset.until === '{middle}' \
+                 && !!document.querySelector('#timeline li.at[data-seq=\"{middle}\"]');"
+            ),
+        )
+        .await;
+    eprintln!(
+        "dashboard performance: travelled to event {middle} of {events} in {} ms \
+         (its state folded by the server, the timeline's window moved there)",
+        started.elapsed().as_millis()
+    );
+
+    let started = Instant::now();
+    browser.click("#timeline-first").await;
+    browser
+        .until_true(
+            "the first events",
+            "return !!document.querySelector('#timeline li[data-seq=\"1\"]') \
+             && document.querySelectorAll('#timeline li[data-seq]').length <= 201;",
+        )
+        .await;
+    eprintln!(
+        "dashboard performance: the first events shown in {} ms",
+        started.elapsed().as_millis()
+    );
+    browser.click("#travel-live").await;
+    browser
+        .until_true(
+            "the latest events again",
+            &format!("return !!document.querySelector('#timeline li[data-seq=\"{events}\"]');"),
+        )
+        .await;
+}
+
+/// The rows' count, and whether every row's `cell` reads `text`.
+const ROWS_READ: &str = "const rows = [...document.querySelectorAll('#executions tr[data-id]')];
+    return { count: rows.length,
+             all: rows.every((row) => row.querySelector(arguments[0]).textContent.trim() === arguments[1]) };";
+
+/// The list with as many executions as the test can start in [`FLOOD`]:
+/// followed while they start (how long the page takes to answer a script
+/// meanwhile), opened, and filtered. Prints the count and the times.
+async fn many_executions(session: &Session) {
+    let (api, browser) = (&session.api, &session.browser);
+    api.post("/v1/workflows", quick_workflow()).await;
+    api.post("/v1/workflows", workflow()).await;
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        waiting.push(api.start().await);
+    }
+    browser.open("#/executions").await;
+    browser
+        .until_rows("the waiting executions listed", |rows| {
+            rows.first()
+                .is_some_and(|(id, _)| id == waiting.last().unwrap())
+        })
+        .await;
+
+    // The flood, while the list is shown and follows it.
+    let started = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + FLOOD;
+    let workers: Vec<_> = (0..FLOOD_REQUESTS)
+        .map(|_| {
+            let (api, started) = (api.clone(), started.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    api.post("/v1/executions", json!({"workflow": "quick"}))
+                        .await;
+                    started.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let (mut slowest, mut probes) = (Duration::ZERO, 0_u32);
+    let flood_began = Instant::now();
+    while Instant::now() < deadline {
+        let asked = Instant::now();
+        browser
+            .eval(
+                "return document.querySelectorAll('#executions tr').length;",
+                vec![],
+            )
+            .await;
+        slowest = slowest.max(asked.elapsed());
+        probes += 1;
+        // A sampling interval, not a synchronisation.
+        tokio::time::sleep(POLL).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let flood_took = flood_began.elapsed();
+    let count = started.load(Ordering::Relaxed);
+    let total = api.get("/v1/metrics").await["system"]["executionsByStatus"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum::<u64>();
+    eprintln!(
+        "dashboard performance: {count} executions started in {} ms over HTTP \
+         ({FLOOD_REQUESTS} requests at a time; {total} executions in all), while the \
+         list followed them: the page answered each of {probes} scripts within {} ms",
+        flood_took.as_millis(),
+        slowest.as_millis()
+    );
+
+    let newest = api.get("/v1/executions?order=newest&limit=1").await["executions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let caught_up = Instant::now();
+    browser
+        .until_rows("the list caught up with the newest execution", |rows| {
+            rows.len() == 50 && rows.first().is_some_and(|(id, _)| id == &newest)
+        })
+        .await;
+    eprintln!(
+        "dashboard performance: the list showed the newest execution (one page of 50 \
+         rows) {} ms after the last one started",
+        caught_up.elapsed().as_millis()
+    );
+
+    let began = Instant::now();
+    browser.load("#/executions").await;
+    let (route_ms, navigation_ms) = browser
+        .until_ready_at("the executions list, loaded anew")
+        .await;
+    browser
+        .until_rows("a page of executions", |rows| rows.len() == 50)
+        .await;
+    eprintln!(
+        "dashboard performance: the list of {total} executions opened in {navigation_ms} ms \
+         by the page's clock ({route_ms} ms of it from its route; {} ms as the test saw \
+         it)",
+        began.elapsed().as_millis()
+    );
+
+    // Filtered by status: the few running among them all.
+    browser
+        .element("#filter-status")
+        .await
+        .select_by_value("running")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    browser.click("#filters button[type=\"submit\"]").await;
+    browser
+        .until(
+            "only the running executions",
+            ROWS_READ,
+            vec![json!(".status"), json!("running")],
+            |v| v["count"] == json!(waiting.len()) && v["all"] == json!(true),
+        )
+        .await;
+    let ready_ms = browser.until_ready("the filtered list").await;
+    eprintln!(
+        "dashboard performance: filtered by status (running: {} of {total}) in {} ms \
+         (the page counts {ready_ms} ms)",
+        waiting.len(),
+        began.elapsed().as_millis()
+    );
+
+    // Filtered by workflow, with no status: a full page of them.
+    browser
+        .element("#filter-status")
+        .await
+        .select_by_value("")
+        .await
+        .unwrap();
+    browser
+        .element("#filter-workflow")
+        .await
+        .clear()
+        .await
+        .unwrap();
+    browser.type_into("#filter-workflow", "quick").await;
+    let began = Instant::now();
+    browser.click("#filters button[type=\"submit\"]").await;
+    browser
+        .until(
+            "only the quick executions",
+            ROWS_READ,
+            vec![json!(".workflow"), json!("quick")],
+            |v| v["count"] == json!(50) && v["all"] == json!(true),
+        )
+        .await;
+    let ready_ms = browser.until_ready("the list filtered by workflow").await;
+    eprintln!(
+        "dashboard performance: filtered by workflow (quick: {count} of {total}) in {} ms \
+         (the page counts {ready_ms} ms)",
+        began.elapsed().as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_opens_long_histories_and_many_executions_quickly() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // Pacing off: the loop journals its events as fast as it can.
+    let session = Session::start(&["--execution-events-per-s", "0"]).await;
+    let (api, browser) = (&session.api, &session.browser);
+
+    api.post("/v1/workflows", loop_workflow()).await;
+    let began = Instant::now();
+    let long = api
+        .post(
+            "/v1/executions",
+            json!({"workflow": "count", "input": {"until": 5_000}, "waitMs": 60_000}),
+        )
+        .await;
+    assert_eq!(long["status"], "completed", "{long}");
+    let events = long["lastSeq"].as_u64().unwrap();
+    assert!(events >= 10_000, "{events} events");
+    eprintln!(
+        "dashboard performance: an execution of {events} events made in {} ms",
+        began.elapsed().as_millis()
+    );
+
+    give_token(browser, &session.token).await;
+    long_history(browser, long["id"].as_str().unwrap(), events).await;
+    many_executions(&session).await;
+    session.finish().await;
 }

@@ -1,7 +1,8 @@
 //! The dashboard: `GET /` and `GET /ui/{file}` answer the page and its
-//! JavaScript modules, styles and vendored layout library, embedded in the
-//! binary at build time (no CDN, no files next to the binary, no build
-//! step: the modules are served as they are written in `api/dashboard/`).
+//! JavaScript modules, styles and vendored libraries (dagre for the graph
+//! layout, uPlot for the charts), embedded in the binary at build time (no
+//! CDN, no files next to the binary, no build step: the modules are served
+//! as they are written in `api/dashboard/`).
 //! The page reads everything it shows from the `/v1` API with the token
 //! the user gives it, so the files themselves are open and hold no data.
 //!
@@ -23,7 +24,7 @@ struct Asset {
     body: &'static [u8],
 }
 
-/// The content type of every script: the page's modules and dagre.
+/// The content type of every script: the page's modules, dagre and uPlot.
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 /// One of the page's JavaScript modules, by its file name in
@@ -40,10 +41,12 @@ macro_rules! module {
 }
 
 /// Every file the dashboard is made of, by its path under `/ui/`: the page
-/// first (`GET /` answers it), its styles, dagre (a classic script the
-/// page loads before its modules), and the modules, `main.js` the one the
-/// page loads and the rest imported from it.
-const ASSETS: [Asset; 19] = [
+/// first (`GET /` answers it), its styles, the vendored libraries (classic
+/// scripts the page loads before its modules, from `api/dashboard/vendor/`
+/// but served flat like everything else: dagre, and uPlot with its
+/// stylesheet), and the modules, `main.js` the one the page loads and the
+/// rest imported from it.
+const ASSETS: [Asset; 22] = [
     Asset {
         path: "index.html",
         content_type: "text/html; charset=utf-8",
@@ -59,6 +62,16 @@ const ASSETS: [Asset; 19] = [
         content_type: JAVASCRIPT,
         body: include_bytes!("../../dashboard/vendor/dagre.min.js"),
     },
+    Asset {
+        path: "uPlot.iife.min.js",
+        content_type: JAVASCRIPT,
+        body: include_bytes!("../../dashboard/vendor/uPlot.iife.min.js"),
+    },
+    Asset {
+        path: "uPlot.min.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../dashboard/vendor/uPlot.min.css"),
+    },
     module!("main.js"),
     module!("dom.js"),
     module!("timing.js"),
@@ -69,6 +82,7 @@ const ASSETS: [Asset; 19] = [
     module!("pages.js"),
     module!("confirm.js"),
     module!("graph.js"),
+    module!("timeline.js"),
     module!("page-executions.js"),
     module!("page-execution.js"),
     module!("page-workflows.js"),
@@ -132,9 +146,9 @@ pub async fn page() -> Response {
     tag = "dashboard",
     summary = "One of the dashboard's files",
     params(("file" = String, Path, description = "The file's path under `/ui/`: \
-        `index.html`, `style.css`, `dagre.min.js`, or one of the page's JavaScript \
-        modules (`main.js` and the modules it imports); `404 no_route` for any \
-        other.")),
+        `index.html`, `style.css`, the vendored `dagre.min.js`, `uPlot.iife.min.js` \
+        and `uPlot.min.css`, or one of the page's JavaScript modules (`main.js` and \
+        the modules it imports); `404 no_route` for any other.")),
     responses(
         (status = 200, description = "The file (HTML, JavaScript or CSS).", body = String,
             content_type = "text/javascript"),
@@ -224,6 +238,33 @@ mod tests {
             assert!(
                 reached.contains(&asset.path),
                 "/ui/{} is embedded, but index.html does not load it and no script imports it",
+                asset.path
+            );
+        }
+    }
+
+    /// Every script is named in index.html: loaded by a `<script>` (the
+    /// vendored libraries, `main.js`) or preloaded (`modulepreload`, every
+    /// module `main.js` imports), so that the browser asks for all of them
+    /// at once instead of one import level after another.
+    #[test]
+    fn the_page_asks_for_every_script_at_once() {
+        let page = std::str::from_utf8(ASSETS[0].body).expect("index.html is UTF-8");
+        let named = |prefix: &str| -> Vec<&str> {
+            page.split(prefix)
+                .skip(1)
+                .filter_map(|rest| rest.split('"').next())
+                .collect()
+        };
+        let scripts = named("<script src=\"/ui/");
+        let module = named("<script type=\"module\" src=\"/ui/");
+        let preloaded = named("<link rel=\"modulepreload\" href=\"/ui/");
+        for asset in ASSETS.iter().filter(|a| is_javascript(a)) {
+            assert!(
+                scripts.contains(&asset.path)
+                    || module.contains(&asset.path)
+                    || preloaded.contains(&asset.path),
+                "index.html neither loads nor preloads /ui/{}",
                 asset.path
             );
         }
