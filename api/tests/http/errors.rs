@@ -124,8 +124,10 @@ async fn a_body_that_is_not_json_is_415() {
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405() {
     let s = Server::start().await;
+    // (`/` is the dashboard's page; its files are only those it embeds.)
     for path in [
-        "/",
+        "/ui/nothing.js",
+        "/ui",
         "/v1",
         "/v1/nothing",
         "/v2/executions",
