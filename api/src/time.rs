@@ -14,11 +14,11 @@ pub fn rfc3339(ms: u64) -> String {
     instant.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// An RFC 3339 instant (any offset) as `ms` since the Unix epoch; `None`
-/// if it is not one, or before 1970.
-pub fn parse_rfc3339(text: &str) -> Option<u64> {
+/// An RFC 3339 instant (any offset) as `ms` since the Unix epoch (negative
+/// before 1970); `None` if it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let instant = DateTime::parse_from_rfc3339(text).ok()?;
-    u64::try_from(instant.timestamp_millis()).ok()
+    Some(instant.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -41,7 +41,7 @@ mod tests {
             parse_rfc3339("2023-11-15T00:13:20.123+02:00"),
             Some(1_700_000_000_123)
         );
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1000));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

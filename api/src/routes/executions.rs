@@ -410,8 +410,8 @@ pub struct ListQuery {
         pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
     )]
     cursor: Option<String>,
-    /// Only executions whose id starts with these hex digits (1 to 32 of
-    /// them; dashes are ignored, case is not).
+    /// Only executions whose id starts with these hex digits (dashes are
+    /// ignored, case is not; more than an id's 32 match nothing).
     #[param(pattern = "^[0-9a-fA-F-]{1,36}$")]
     id_prefix: Option<String>,
     /// Only executions started at or after this instant (RFC 3339).
@@ -447,12 +447,13 @@ impl ListQuery {
             None => None,
             Some(given) => {
                 let hex: String = given.chars().filter(|c| *c != '-').collect();
-                if hex.is_empty() || hex.len() > 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                if given.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                     return Err(Error::InvalidQuery(format!(
-                        "idPrefix `{given}` is not 1 to 32 hex digits (dashes are ignored)"
+                        "idPrefix `{given}` is not hex digits (dashes are ignored)"
                     )));
                 }
-                Some(hex.to_ascii_lowercase())
+                // Only dashes: every id starts so.
+                (!hex.is_empty()).then(|| hex.to_ascii_lowercase())
             }
         };
         let instant = |name: &str, given: &Option<String>| {
@@ -461,12 +462,21 @@ impl ListQuery {
                 .map(|text| {
                     parse_rfc3339(text).ok_or_else(|| {
                         Error::InvalidQuery(format!(
-                            "{name} `{text}` is not an RFC 3339 instant after 1970 \
+                            "{name} `{text}` is not an RFC 3339 instant \
                              (like 2026-01-31T09:00:00Z)"
                         ))
                     })
                 })
                 .transpose()
+        };
+        // Every execution started after 1970: an earlier start of the range
+        // bounds nothing, and an earlier end of it leaves nothing.
+        let started_from_ms =
+            instant("startedFrom", &self.started_from)?.map(|ms| u64::try_from(ms).unwrap_or(0));
+        let started_to_ms = instant("startedTo", &self.started_to)?;
+        let (started_from_ms, started_to_ms) = match started_to_ms {
+            Some(ms) if ms < 0 => (Some(1), Some(0)),
+            to => (started_from_ms, to.map(|ms| u64::try_from(ms).unwrap_or(0))),
         };
         let newest_first = match self.order.as_deref() {
             None | Some("oldest") => false,
@@ -481,8 +491,8 @@ impl ListQuery {
             workflow: self.workflow.clone(),
             status,
             id_prefix,
-            started_from_ms: instant("startedFrom", &self.started_from)?,
-            started_to_ms: instant("startedTo", &self.started_to)?,
+            started_from_ms,
+            started_to_ms,
             newest_first,
         })
     }

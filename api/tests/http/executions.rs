@@ -230,6 +230,10 @@ async fn the_list_goes_newest_first_and_filters_by_id_prefix_and_start_time() {
             "{found:?}"
         );
     }
+    let (longer, _) = listed(&s, &format!("/v1/executions?idPrefix={}0", "f".repeat(32))).await;
+    assert!(longer.is_empty(), "{longer:?}");
+    let (dashes, _) = listed(&s, "/v1/executions?idPrefix=--").await;
+    assert_eq!(dashes.len(), ids.len());
     // Start times: everything started from the third one's start on.
     let (_, third) = s.get(&format!("/v1/executions/{}", ids[2])).await;
     let at = third["startTime"].as_str().unwrap();
@@ -239,11 +243,15 @@ async fn the_list_goes_newest_first_and_filters_by_id_prefix_and_start_time() {
     assert!(to.contains(&ids[0]) && to.contains(&ids[2]), "{to:?}");
     let (none, _) = listed(&s, "/v1/executions?startedTo=1999-01-01T00:00:00Z").await;
     assert!(none.is_empty(), "{none:?}");
+    // Before 1970: a start of the range bounds nothing; an end leaves nothing.
+    let (all, _) = listed(&s, "/v1/executions?startedFrom=1900-01-01T00:00:00Z").await;
+    assert_eq!(all.len(), ids.len(), "{all:?}");
+    let (none, _) = listed(&s, "/v1/executions?startedTo=0307-09-19T14:30:31.0-15:00").await;
+    assert!(none.is_empty(), "{none:?}");
     for bad in [
         "/v1/executions?order=random",
         "/v1/executions?idPrefix=xyz",
         "/v1/executions?idPrefix=",
-        &format!("/v1/executions?idPrefix={}0", "f".repeat(32)),
         "/v1/executions?startedFrom=yesterday",
     ] {
         assert_error(&s.get(bad).await, StatusCode::BAD_REQUEST, "invalid_query");

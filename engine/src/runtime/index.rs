@@ -34,7 +34,8 @@ pub struct ExecutionSummary {
 pub struct ListFilter {
     pub workflow: Option<String>,
     pub status: Option<Status>,
-    /// Lowercase hex digits the id starts with (dashes left out), at most 32.
+    /// Lowercase hex digits the id starts with (dashes left out); more than
+    /// 32 match nothing.
     pub id_prefix: Option<String>,
     /// Started at or after this instant (ms since the Unix epoch).
     pub started_from_ms: Option<u64>,
@@ -164,6 +165,10 @@ impl Index {
         after: Option<ExecutionId>,
         limit: usize,
     ) -> Vec<ExecutionSummary> {
+        // Longer than an id: no id starts so.
+        if filter.id_prefix.as_ref().is_some_and(|p| p.len() > 32) {
+            return Vec::new();
+        }
         let summaries = lock(&self.summaries);
         // An id prefix is a range of ids: from the prefix padded with 0s
         // to the prefix padded with fs.
