@@ -119,6 +119,28 @@ async fn start_status_tail_and_agents_drive_an_execution() {
     .await
     .expect_code(0);
     let id = started.stdout.trim().to_owned();
+    // A priority, and one out of range refused before anything is sent.
+    let urgent = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name":"Di"}"#,
+        "--priority",
+        "7",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let urgent = urgent.stdout.trim().to_owned();
+    let shown = run(&["status", &urgent, "--json", "--server", base])
+        .await
+        .expect_code(0);
+    let shown: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["priority"], 7);
+    let refused = run(&["start", "hello", "--priority", "10", "--server", base]).await;
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--priority"), "{}", refused.stderr);
     let again = run(&[
         "start",
         "hello",

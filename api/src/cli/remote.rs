@@ -35,6 +35,10 @@ pub struct StartArgs {
     /// first execution.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// How urgent its tasks are, 0 (the default) to 9: agents are served by
+    /// priority, aged by waiting.
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub priority: Option<u8>,
     #[command(flatten)]
     pub server: ServerArg,
     /// Print the server's answer as JSON instead of the execution id alone.
@@ -62,6 +66,9 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
     }
     if let Some(key) = args.idempotency_key {
         body.insert("idempotencyKey".into(), Value::String(key));
+    }
+    if let Some(priority) = args.priority {
+        body.insert("priority".into(), Value::from(priority));
     }
     if args.wait {
         body.insert("waitMs".into(), Value::from(START_WAIT_MS));
