@@ -141,6 +141,44 @@ async fn start_status_tail_and_agents_drive_an_execution() {
     let refused = run(&["start", "hello", "--priority", "10", "--server", base]).await;
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("--priority"), "{}", refused.stderr);
+    // Signal-with-start: the first call starts, the second signals.
+    let first = run(&[
+        "signal-with-start",
+        "hello",
+        "greeted",
+        "--idempotency-key",
+        "sws-1",
+        "--input",
+        r#"{"name":"Eve"}"#,
+        "--payload",
+        r#"{"ok":true}"#,
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let line = first.stdout.trim();
+    assert!(
+        line.ends_with("started, then kept: no step waits for it yet"),
+        "{line}"
+    );
+    let sws = line.split(' ').next().unwrap().to_owned();
+    let second = run(&[
+        "signal-with-start",
+        "hello",
+        "greeted",
+        "--idempotency-key",
+        "sws-1",
+        "--server",
+        base,
+        "--json",
+    ])
+    .await
+    .expect_code(0);
+    let second: Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(second["id"], sws.as_str());
+    assert_eq!(second["created"], false);
+    assert_eq!(second["outcome"], "kept");
     let again = run(&[
         "start",
         "hello",

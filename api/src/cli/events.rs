@@ -1,7 +1,9 @@
 //! External events: `retrace signal` sends one to one execution
 //! (`POST /v1/executions/{id}/signals/{name}`), `retrace publish` to every
 //! execution waiting for it (`POST /v1/events/{name}`), both with the body
-//! `{"payload"?, "correlation"?}`.
+//! `{"payload"?, "correlation"?}`; `retrace signal-with-start` sends one to
+//! the execution a key names, started first if there is none (`POST
+//! /v1/executions/signal-with-start`).
 //!
 //! Owns the bodies and the one-line answers: where a signal went (taken by
 //! a waiting step, or kept until one waits), which executions a published
@@ -67,6 +69,38 @@ pub struct SignalArgs {
     pub json: bool,
 }
 
+/// Options of `retrace signal-with-start`.
+#[derive(Debug, Clone, Args)]
+pub struct SignalWithStartArgs {
+    /// The workflow to start when the key names no execution.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: String,
+    /// The event's name (1 to 128 bytes: a letter or digit, then also
+    /// `_ . : / -`).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Names the execution: the one started with this key before, or the
+    /// one this starts.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: String,
+    /// A new execution's input, as JSON (`@file.json` reads it from a file).
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// A version hash to start instead of the newest version.
+    #[arg(long = "workflow-version", value_name = "HASH")]
+    pub version: Option<String>,
+    /// A new execution's priority, 0 (the default) to 9.
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub priority: Option<u8>,
+    #[command(flatten)]
+    pub body: EventBody,
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Print the server's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Options of `retrace publish`.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
@@ -92,13 +126,50 @@ pub enum EventCommand {
     /// Sends an external event to every execution with a step waiting for
     /// it (and a matching correlation); it is not kept for later.
     Publish(PublishArgs),
+    /// Sends an external event to the execution an idempotency key names,
+    /// starting it first (with the event recorded at its start) if the key
+    /// names none.
+    SignalWithStart(SignalWithStartArgs),
 }
 
 pub async fn run(command: EventCommand, out: &mut impl Write) -> Result<()> {
     match command {
         EventCommand::Signal(args) => signal(args, out).await,
         EventCommand::Publish(args) => publish(args, out).await,
+        EventCommand::SignalWithStart(args) => signal_with_start(args, out).await,
     }
+}
+
+async fn signal_with_start(args: SignalWithStartArgs, out: &mut impl Write) -> Result<()> {
+    let mut signal = match args.body.json()? {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    signal.insert("name".into(), Value::String(args.name));
+    let mut body = Map::new();
+    body.insert("workflow".into(), Value::String(args.workflow));
+    body.insert("idempotencyKey".into(), Value::String(args.idempotency_key));
+    body.insert("signal".into(), Value::Object(signal));
+    if let Some(version) = args.version {
+        body.insert("version".into(), Value::String(version));
+    }
+    if let Some(input) = args.input {
+        body.insert("input".into(), json_arg("--input", &input)?);
+    }
+    if let Some(priority) = args.priority {
+        body.insert("priority".into(), Value::from(priority));
+    }
+    let client = args.server.client()?;
+    let answer: Value = client
+        .post("/v1/executions/signal-with-start", &Value::Object(body))
+        .await?;
+    if args.json {
+        return write(out, answer.to_string());
+    }
+    let id = answer.get("id").and_then(Value::as_str).unwrap_or("?");
+    let started = answer.get("created").and_then(Value::as_bool) == Some(true);
+    let how = if started { "started, then " } else { "" };
+    write(out, format!("{id} {how}{}", signal_line(&answer)))
 }
 
 async fn signal(args: SignalArgs, out: &mut impl Write) -> Result<()> {
