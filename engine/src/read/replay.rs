@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use super::History;
 use crate::ExecutionId;
 use crate::error::Error;
-use crate::machine::{ExecutionState, Progress, StepProgress, apply};
-use crate::store::codec::{self, READ_CHUNK};
-use crate::store::{is_execution, stream_of};
+use crate::machine::{ExecutionState, Progress, StepProgress};
+use crate::store::codec;
+use crate::store::is_execution;
 
 /// An execution as it stood after one of its events.
 #[derive(Debug, Clone)]
@@ -33,25 +33,18 @@ impl History {
         if !is_execution(id) {
             return Ok(None);
         }
-        let mut state = ExecutionState::empty(id);
         let mut progress = Progress::default();
         let mut at_ms = 0;
-        while state.seq < until {
-            let records = self
-                .store
-                .journal()
-                .read(stream_of(id), state.seq + 1, READ_CHUNK)
-                .await?;
-            if records.is_empty() {
-                break;
-            }
-            for r in records.iter().take_while(|r| r.seq <= until) {
-                let event = codec::decode(r)?;
-                progress.observe(&state, &event);
-                apply(&mut state, r.seq, r.recorded_at_ms, &event)?;
-                at_ms = r.recorded_at_ms;
-            }
-        }
+        let state = codec::fold_watched(
+            self.store.journal(),
+            ExecutionState::empty(id),
+            until,
+            |before, event, recorded_at_ms| {
+                progress.observe(before, event);
+                at_ms = recorded_at_ms;
+            },
+        )
+        .await?;
         if state.seq == 0 {
             return Ok(None);
         }

@@ -85,8 +85,19 @@ pub(crate) async fn usable_snapshot(
 /// Applies every stored event after `state.seq`, up to seq `until`.
 pub async fn fold_from(
     journal: &dyn Journal,
+    state: ExecutionState,
+    until: u64,
+) -> Result<ExecutionState, Error> {
+    fold_watched(journal, state, until, |_, _, _| {}).await
+}
+
+/// [`fold_from`], showing `watch` each event with the state it is applied
+/// to and the time it was recorded, before it is applied.
+pub async fn fold_watched(
+    journal: &dyn Journal,
     mut state: ExecutionState,
     until: u64,
+    mut watch: impl FnMut(&ExecutionState, &Event, u64),
 ) -> Result<ExecutionState, Error> {
     while state.seq < until {
         let records = journal
@@ -96,7 +107,9 @@ pub async fn fold_from(
             break;
         }
         for r in records.iter().take_while(|r| r.seq <= until) {
-            apply(&mut state, r.seq, r.recorded_at_ms, &decode(r)?)?;
+            let event = decode(r)?;
+            watch(&state, &event, r.recorded_at_ms);
+            apply(&mut state, r.seq, r.recorded_at_ms, &event)?;
         }
     }
     Ok(state)
