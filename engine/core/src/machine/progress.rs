@@ -46,6 +46,24 @@ pub enum StepState {
 }
 
 impl StepState {
+    /// Every standing, in declaration order.
+    pub const ALL: [StepState; 13] = [
+        StepState::Running,
+        StepState::WaitingTask,
+        StepState::WaitingTimer,
+        StepState::WaitingEvent,
+        StepState::WaitingRetry,
+        StepState::WaitingChild,
+        StepState::WaitingBranches,
+        StepState::WaitingOperator,
+        StepState::Completed,
+        StepState::Failed,
+        StepState::Compensating,
+        StepState::Compensated,
+        StepState::Skipped,
+    ];
+
+    /// Its name, as it serializes.
     pub fn as_str(self) -> &'static str {
         match self {
             StepState::Running => "running",
@@ -185,6 +203,22 @@ impl Progress {
     fn set_act(&mut self, act: u64, state: StepState) {
         if let Some(step) = self.acts.get(&act).cloned() {
             self.set(&step, state);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The names the API documents (from `as_str`) are the names answers
+    /// carry (from serde).
+    #[test]
+    fn every_state_serializes_as_its_name() {
+        for state in StepState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
     }
 }

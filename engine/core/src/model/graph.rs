@@ -79,6 +79,58 @@ pub struct Edge {
     pub label: Option<String>,
 }
 
+impl NodeKind {
+    pub const ALL: [NodeKind; 8] = [
+        NodeKind::Task,
+        NodeKind::Decision,
+        NodeKind::Parallel,
+        NodeKind::Wait,
+        NodeKind::Event,
+        NodeKind::Subworkflow,
+        NodeKind::Compensation,
+        NodeKind::Handler,
+    ];
+
+    /// Its name, as it serializes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Task => "task",
+            NodeKind::Decision => "decision",
+            NodeKind::Parallel => "parallel",
+            NodeKind::Wait => "wait",
+            NodeKind::Event => "event",
+            NodeKind::Subworkflow => "subworkflow",
+            NodeKind::Compensation => "compensation",
+            NodeKind::Handler => "handler",
+        }
+    }
+}
+
+impl EdgeKind {
+    pub const ALL: [EdgeKind; 7] = [
+        EdgeKind::Next,
+        EdgeKind::Decision,
+        EdgeKind::Default,
+        EdgeKind::Branch,
+        EdgeKind::OnError,
+        EdgeKind::Compensate,
+        EdgeKind::Handler,
+    ];
+
+    /// Its name, as it serializes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeKind::Next => "next",
+            EdgeKind::Decision => "decision",
+            EdgeKind::Default => "default",
+            EdgeKind::Branch => "branch",
+            EdgeKind::OnError => "on_error",
+            EdgeKind::Compensate => "compensate",
+            EdgeKind::Handler => "handler",
+        }
+    }
+}
+
 /// The id of the node that undoes step `step`.
 pub fn compensation_node(step: &str) -> String {
     format!("{step}~compensate")
@@ -203,6 +255,18 @@ mod tests {
 
     fn workflow(value: serde_json::Value) -> Workflow {
         Workflow::from_value(&value).unwrap()
+    }
+
+    /// The names the API documents (from `as_str`) are the names answers
+    /// carry (from serde).
+    #[test]
+    fn every_kind_serializes_as_its_name() {
+        for kind in NodeKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        for kind in EdgeKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 
     /// Every edge joins two nodes of the graph, and every step is a node:
