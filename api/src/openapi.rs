@@ -23,8 +23,8 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, streams, tasks, tokens,
-    workflows,
+    agents, commands, dashboard, executions, health, history, metrics, signal_with_start, streams,
+    tasks, tokens, workflows,
 };
 
 /// The whole API's description.
@@ -69,7 +69,7 @@ The guide, with examples, is `docs/api.md`.";
         workflows::version,
         workflows::graph,
         executions::start,
-        executions::signal_with_start,
+        signal_with_start::signal_with_start,
         executions::list,
         executions::get,
         executions::events,
@@ -105,7 +105,6 @@ The guide, with examples, is `docs/api.md`.";
         crate::error::Body,
         crate::views::GlobalEventView,
         executions::ListOrder,
-        history::StepState,
     )),
     tags(
         (name = "workflows", description = "Define, validate and read workflow definitions."),

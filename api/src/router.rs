@@ -30,8 +30,8 @@ use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, streams, tasks, tokens,
-    workflows,
+    agents, commands, dashboard, executions, health, history, metrics, signal_with_start, streams,
+    tasks, tokens, workflows,
 };
 use crate::state::AppState;
 use crate::{guard, openapi};
@@ -119,7 +119,7 @@ fn endpoints() -> Vec<Endpoint> {
         E::post(
             "/v1/executions/signal-with-start",
             A::Client,
-            executions::signal_with_start,
+            signal_with_start::signal_with_start,
         ),
         E::get("/v1/executions", A::Read, executions::list),
         E::get("/v1/executions/{id}", A::Read, executions::get),

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use retrace_engine::machine::Status;
-use retrace_engine::model::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
+use retrace_engine::machine::{Status, StepState as EngineStepState};
+use retrace_engine::model::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX, EdgeKind, NodeKind};
 use serde_json::Value;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::extensions::Extensions;
@@ -43,6 +43,109 @@ impl PartialSchema for ExecutionStatus {
 }
 
 impl ToSchema for ExecutionStatus {}
+
+/// A string schema whose values are `names`.
+fn names_schema(description: &str, names: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(names))
+        .into()
+}
+
+/// Where a step stands after some events (a schema only).
+#[derive(Debug)]
+pub struct StepState;
+
+impl PartialSchema for StepState {
+    fn schema() -> RefOr<Schema> {
+        names_schema(
+            "Where a step stands: `running`, waiting for something (`waiting_task`, \
+             `waiting_timer`, `waiting_event`, `waiting_retry`, `waiting_child`, \
+             `waiting_branches`, or `waiting_operator`: failed and held for a retry or \
+             skip), `completed`, `failed`, `compensating`, `compensated` or `skipped`.",
+            EngineStepState::ALL.iter().map(|s| s.as_str()),
+        )
+    }
+}
+
+impl ToSchema for StepState {}
+
+/// Where one step stood, and how many times it was entered.
+#[derive(Debug, ToSchema)]
+pub struct StepProgress {
+    state: StepState,
+    runs: u64,
+}
+
+/// What a node of a workflow's graph stands for (a schema only).
+#[derive(Debug)]
+pub struct GraphNodeKind;
+
+impl PartialSchema for GraphNodeKind {
+    fn schema() -> RefOr<Schema> {
+        names_schema(
+            "A step's type, or `compensation` (a step's undo) or `handler` (the \
+             workflow's error handlers).",
+            NodeKind::ALL.iter().map(|k| k.as_str()),
+        )
+    }
+}
+
+impl ToSchema for GraphNodeKind {}
+
+/// How control goes along an edge of a workflow's graph (a schema only).
+#[derive(Debug)]
+pub struct GraphEdgeKind;
+
+impl PartialSchema for GraphEdgeKind {
+    fn schema() -> RefOr<Schema> {
+        names_schema(
+            "`next`; `decision` (labelled with the branch key) or `default`; `branch` \
+             (a parallel step to a branch's first step, labelled with the branch); \
+             `on_error`; `compensate`; `handler` (labelled with the error type).",
+            EdgeKind::ALL.iter().map(|k| k.as_str()),
+        )
+    }
+}
+
+impl ToSchema for GraphEdgeKind {}
+
+/// A workflow version drawn as a graph.
+#[derive(Debug, ToSchema)]
+pub struct WorkflowGraph {
+    /// Steps in declaration order (a parallel step before its branches'
+    /// steps), then one node per step's compensation (id
+    /// `<step>~compensate`), then the error handlers' node
+    /// (`~errorHandlers`) if there are handlers.
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct GraphNode {
+    /// The step's id (or a compensation's or the handlers' id, with `~`).
+    id: String,
+    /// What to write on it: the step's name, a line break, and what it
+    /// runs (capability, event, workflow).
+    label: String,
+    kind: GraphNodeKind,
+    /// The parallel step whose branch holds it; `null` at the top.
+    #[schema(required = true)]
+    parent: Option<String>,
+    /// That branch's name; `null` at the top.
+    #[schema(required = true)]
+    branch: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+pub struct GraphEdge {
+    from: String,
+    to: String,
+    kind: GraphEdgeKind,
+    #[schema(required = true)]
+    label: Option<String>,
+}
 
 impl PartialSchema for Code {
     fn schema() -> RefOr<Schema> {

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
 use retrace_engine::machine::ExecutionState;
+use retrace_engine::runtime::Signalled;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -414,6 +415,22 @@ pub struct SignalView {
     activation: Option<u64>,
 }
 
+impl From<Signalled> for SignalView {
+    fn from(signalled: Signalled) -> Self {
+        let (outcome, step, activation) = match signalled.reached {
+            Some(r) => ("delivered", Some(r.step), Some(r.activation)),
+            None => ("kept", None, None),
+        };
+        SignalView {
+            id: signalled.state.id,
+            status: signalled.state.status.as_str(),
+            outcome,
+            step,
+            activation,
+        }
+    }
+}
+
 /// `POST /v1/executions/{id}/signals/{name}`: delivers the event to this
 /// execution (kept until a step waits for it, if none does yet).
 #[utoipa::path(
@@ -458,17 +475,7 @@ pub async fn signal(
         .because(caller.reason())
         .signal(id, &name, body.payload, body.correlation)
         .await?;
-    let (outcome, step, activation) = match signalled.reached {
-        Some(r) => ("delivered", Some(r.step), Some(r.activation)),
-        None => ("kept", None, None),
-    };
-    Ok(axum::Json(SignalView {
-        id: signalled.state.id,
-        status: signalled.state.status.as_str(),
-        outcome,
-        step,
-        activation,
-    }))
+    Ok(axum::Json(SignalView::from(signalled)))
 }
 
 /// Where a published event went.

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
-use retrace_engine::machine::{PRIORITY_MAX, StartSignal, Status};
+use retrace_engine::machine::{PRIORITY_MAX, Status};
 use retrace_engine::runtime::{ListFilter, StartRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -74,8 +74,20 @@ pub struct StartBody {
     priority: Option<u64>,
 }
 
+/// An idempotency key, checked: it is journaled with the start, so 1 to
+/// 256 characters and no control or bidirectional characters.
+pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX {
+        return Err(Error::InvalidBody(format!(
+            "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters, not {}",
+            key.chars().count()
+        )));
+    }
+    retrace_engine::model::check_name_chars("idempotencyKey", key).map_err(Error::InvalidBody)
+}
+
 /// A start's priority, checked.
-fn priority(given: Option<u64>) -> Result<Option<u8>, Error> {
+pub fn priority(given: Option<u64>) -> Result<Option<u8>, Error> {
     match given {
         None => Ok(None),
         Some(p) => u8::try_from(p)
@@ -157,18 +169,8 @@ pub async fn start(
     caller: Caller,
     Json(body): Json<StartBody>,
 ) -> Result<impl IntoResponse, Error> {
-    if let Some(key) = &body.idempotency_key
-        && (key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX)
-    {
-        return Err(Error::InvalidBody(format!(
-            "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters, not {}",
-            key.chars().count()
-        )));
-    }
-    // Journaled with the start: no control or bidirectional characters.
     if let Some(key) = &body.idempotency_key {
-        retrace_engine::model::check_name_chars("idempotencyKey", key)
-            .map_err(Error::InvalidBody)?;
+        check_idempotency_key(key)?;
     }
     if let Some(wait_ms) = body.wait_ms
         && wait_ms > START_WAIT_MS_MAX
@@ -218,172 +220,6 @@ pub async fn start(
         execution: ExecutionView::new(&execution, now_ms),
     };
     Ok((status, axum::Json(StartAnswer::Waited(Box::new(view)))))
-}
-
-/// The signal a signal-with-start delivers.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = StartSignal)]
-pub struct SignalSpec {
-    /// The event's name: 1 to 128 characters, `A-Z a-z 0-9` first, then
-    /// also `_ . : / -`.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
-    )]
-    name: String,
-    /// Becomes the waiting step's result: free JSON (`null` when left out).
-    #[serde(default)]
-    payload: Value,
-    /// Free JSON: a step waiting with a correlation takes only an event with
-    /// an equal one.
-    #[schema(value_type = Value, required = false)]
-    correlation: Option<Value>,
-}
-
-/// What to start, unless its key names an execution already, and the
-/// signal to deliver either way.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schema(as = SignalWithStart)]
-pub struct SignalWithStartBody {
-    /// The workflow's name, as in a start.
-    workflow: String,
-    /// A version (64 lowercase hex digits); without it, the newest.
-    version: Option<String>,
-    /// The input of a new execution: free JSON, checked against the
-    /// workflow's `input` schema; `null` when left out.
-    #[serde(default)]
-    input: Value,
-    /// Names the execution: the one started with this key before, or the
-    /// one this request starts. 1 to 256 characters, none of them a control
-    /// character or a bidirectional control.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$"
-    )]
-    idempotency_key: String,
-    signal: SignalSpec,
-    /// A new execution's priority, as in a start (0 to 9).
-    #[serde(default, deserialize_with = "crate::integer::optional")]
-    #[schema(minimum = 0, maximum = 9, format = "uint64")]
-    priority: Option<u64>,
-}
-
-/// Where a signal-with-start went.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = SignalWithStartResult)]
-struct SignalWithStartView {
-    #[schema(value_type = String, format = "uuid")]
-    id: ExecutionId,
-    /// After the signal.
-    #[schema(value_type = ExecutionStatus)]
-    status: &'static str,
-    /// `true` when this request started the execution (the signal recorded
-    /// with its start); `false` when the key named one started before.
-    created: bool,
-    /// `delivered`: a waiting step took it. `kept`: no step waited for it
-    /// when it was recorded (for a new execution: always, since it is
-    /// recorded before any step runs); the first step that waits for it
-    /// takes it.
-    #[schema(value_type = String, example = "kept")]
-    outcome: &'static str,
-    /// The step that took it (`null` when kept).
-    #[schema(required = true)]
-    step: Option<String>,
-    /// That step's activation (`null` when kept).
-    #[schema(required = true)]
-    activation: Option<u64>,
-}
-
-/// `POST /v1/executions/signal-with-start`.
-#[utoipa::path(
-    post,
-    path = "/v1/executions/signal-with-start",
-    operation_id = "signalWithStart",
-    tag = "executions",
-    summary = "Signal an execution, starting it first if its key names none",
-    description = "The execution the idempotency key names gets the signal, as \
-        `POST /v1/executions/{id}/signals/{name}` would deliver it (`409 wrong_state` \
-        if it has ended). If the key names none, the workflow is started with the key, \
-        and the signal is recorded in the start's own append, before any step runs: \
-        kept, and taken by the first step that waits for it. So the start and the \
-        signal are recorded together or not at all, and a retry with the same key \
-        never starts a second execution. An event name with a secret \
-        (`--event-secret`) is refused here (`401 invalid_signature`): send it signed \
-        to the signal route.",
-    request_body = SignalWithStartBody,
-    responses(
-        (status = 201, description = "Started, with the signal recorded at its start.",
-            body = SignalWithStartView),
-        (status = 200, description = "The key named an execution started before: the \
-            signal went to it.", body = SignalWithStartView),
-    ),
-)]
-pub async fn signal_with_start(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(body): Json<SignalWithStartBody>,
-) -> Result<impl IntoResponse, Error> {
-    // Everything is checked before anything is recorded.
-    let key = body.idempotency_key;
-    if key.is_empty() || key.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX {
-        return Err(Error::InvalidBody(format!(
-            "idempotencyKey must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} characters, not {}",
-            key.chars().count()
-        )));
-    }
-    retrace_engine::model::check_name_chars("idempotencyKey", &key).map_err(Error::InvalidBody)?;
-    let signal = body.signal;
-    crate::routes::commands::check_event_name(&signal.name)?;
-    let priority = priority(body.priority)?;
-    if state.config.event_secrets.key(&signal.name).is_some() {
-        return Err(Error::InvalidSignature(format!(
-            "events named `{}` are taken only signed, and a signal-with-start is not: \
-             start the execution, then send the event signed to \
-             POST /v1/executions/{{id}}/signals/{}",
-            signal.name, signal.name
-        )));
-    }
-    let (started, signalled) = state
-        .engine
-        .acting_as(caller.name())
-        .because(caller.reason())
-        .signal_with_start(
-            StartRequest {
-                workflow: body.workflow,
-                version: body.version,
-                input: body.input,
-                idempotency_key: Some(key),
-                priority,
-            },
-            StartSignal {
-                name: signal.name,
-                payload: signal.payload,
-                correlation: signal.correlation,
-            },
-        )
-        .await?;
-    let (outcome, step, activation) = match signalled.reached {
-        Some(r) => ("delivered", Some(r.step), Some(r.activation)),
-        None => ("kept", None, None),
-    };
-    let status = if started.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let view = SignalWithStartView {
-        id: started.id,
-        status: signalled.state.status.as_str(),
-        created: started.created,
-        outcome,
-        step,
-        activation,
-    };
-    Ok((status, axum::Json(view)))
 }
 
 /// Filters and paging of the execution list (unknown parameters are

@@ -14,8 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::Error;
 use crate::extract::{Path, Query, execution_id};
+use crate::schemas;
 use crate::state::AppState;
 use crate::views::ExecutionView;
+use retrace_engine::machine::StepProgress;
 
 /// Where to stop replaying (unknown parameters are refused).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -26,40 +28,6 @@ pub struct ReplayQuery {
     /// left out, the last event.
     #[param(minimum = 1, maximum = 18446744073709551615u64, format = "uint64")]
     until: Option<u64>,
-}
-
-/// Where one step stood.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = StepProgress)]
-struct StepView {
-    /// `running`, `waiting_task`, `waiting_timer`, `waiting_event`,
-    /// `waiting_retry`, `waiting_child`, `waiting_branches`,
-    /// `waiting_operator` (failed and held: retry or skip it), `completed`,
-    /// `failed`, `compensating`, `compensated` or `skipped`.
-    #[schema(value_type = StepState)]
-    state: &'static str,
-    /// How many times it was entered.
-    runs: u64,
-}
-
-/// The states a step can stand in.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // Only its schema is used: answers write `as_str()`.
-pub enum StepState {
-    Running,
-    WaitingTask,
-    WaitingTimer,
-    WaitingEvent,
-    WaitingRetry,
-    WaitingChild,
-    WaitingBranches,
-    WaitingOperator,
-    Completed,
-    Failed,
-    Compensating,
-    Compensated,
-    Skipped,
 }
 
 /// An execution as it stood after one of its events.
@@ -73,7 +41,8 @@ struct ReplayView {
     /// then (`metrics.duration` up to that event's time).
     execution: ExecutionView,
     /// Each step entered by then, by id; a step not listed was not reached.
-    steps: BTreeMap<String, StepView>,
+    #[schema(value_type = BTreeMap<String, schemas::StepProgress>)]
+    steps: BTreeMap<String, StepProgress>,
 }
 
 /// `GET /v1/executions/{id}/replay?until=<seq>`.
@@ -119,17 +88,7 @@ pub async fn replay(
     Ok(axum::Json(ReplayView {
         until: replayed.state.seq,
         execution: ExecutionView::new(&replayed.state, at_ms),
-        steps: replayed
-            .steps
-            .iter()
-            .map(|(step, p)| {
-                let view = StepView {
-                    state: p.state.as_str(),
-                    runs: p.runs,
-                };
-                (step.clone(), view)
-            })
-            .collect(),
+        steps: replayed.steps,
     }))
 }
 

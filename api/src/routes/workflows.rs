@@ -8,6 +8,8 @@
 //! size and depth, is one problem at the empty path, so it is `422
 //! invalid_workflow` here too.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +21,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Body, Path, is_json, media_type};
-use crate::schemas::{WorkflowDefinition, WorkflowYaml};
+use crate::schemas::{self, WorkflowDefinition, WorkflowYaml};
 use crate::state::AppState;
 use crate::views::{VersionView, WorkflowView};
 
@@ -332,6 +334,16 @@ pub async fn by_name(
     }))
 }
 
+/// The version a path names (both segments checked).
+fn pinned(state: &AppState, name: String, version: String) -> Result<Arc<Workflow>, Error> {
+    let name = path_name("workflow name", name)?;
+    let version = path_name("version", version)?;
+    state
+        .engine
+        .workflow(&name, Some(&version))
+        .ok_or_else(|| Error::UnknownWorkflow(format!("{name} at version {version}")))
+}
+
 /// `GET /v1/workflows/{name}/versions/{version}`.
 #[utoipa::path(
     get,
@@ -356,66 +368,8 @@ pub async fn version(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Error> {
-    let name = path_name("workflow name", name)?;
-    let version = path_name("version", version)?;
-    let workflow = state
-        .engine
-        .workflow(&name, Some(&version))
-        .ok_or_else(|| Error::UnknownWorkflow(format!("{name} at version {version}")))?;
+    let workflow = pinned(&state, name, version)?;
     Ok(axum::Json(WorkflowView::from(workflow.as_ref())))
-}
-
-/// A workflow version drawn as a graph.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = WorkflowGraph)]
-struct GraphView {
-    /// Steps in declaration order (a parallel step before its branches'
-    /// steps), then one node per step's compensation (id
-    /// `<step>~compensate`), then the error handlers' node
-    /// (`~errorHandlers`) if there are handlers.
-    nodes: Vec<NodeView>,
-    edges: Vec<EdgeView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = GraphNode)]
-struct NodeView {
-    /// The step's id (or a compensation's or the handlers' id, with `~`).
-    id: String,
-    /// What to write on it: the step's name, a line break, and what it
-    /// runs (capability, event, workflow).
-    label: String,
-    /// `task`, `decision`, `parallel`, `wait`, `event`, `subworkflow`,
-    /// `compensation` or `handler`.
-    kind: String,
-    /// The parallel step whose branch holds it; `null` at the top.
-    #[schema(required = true)]
-    parent: Option<String>,
-    /// That branch's name; `null` at the top.
-    #[schema(required = true)]
-    branch: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = GraphEdge)]
-struct EdgeView {
-    from: String,
-    to: String,
-    /// `next`, `decision` (labelled with the branch key), `default`,
-    /// `branch` (a parallel step to a branch's first step, labelled with
-    /// the branch), `on_error`, `compensate`, or `handler` (labelled with
-    /// the error type).
-    kind: String,
-    #[schema(required = true)]
-    label: Option<String>,
-}
-
-/// The text serde gives a unit variant.
-fn kind_text(kind: impl Serialize) -> String {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(text)) => text,
-        _ => String::new(),
-    }
 }
 
 /// `GET /v1/workflows/{name}/versions/{version}/graph`.
@@ -438,43 +392,15 @@ fn kind_text(kind: impl Serialize) -> String {
             definition (`404 unknown_workflow` for another)."),
     ),
     responses(
-        (status = 200, description = "The version's graph.", body = GraphView),
+        (status = 200, description = "The version's graph.", body = schemas::WorkflowGraph),
     ),
 )]
 pub async fn graph(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, Error> {
-    let name = path_name("workflow name", name)?;
-    let version = path_name("version", version)?;
-    let workflow = state
-        .engine
-        .workflow(&name, Some(&version))
-        .ok_or_else(|| Error::UnknownWorkflow(format!("{name} at version {version}")))?;
-    let graph = workflow.graph();
-    Ok(axum::Json(GraphView {
-        nodes: graph
-            .nodes
-            .into_iter()
-            .map(|n| NodeView {
-                id: n.id,
-                label: n.label,
-                kind: kind_text(n.kind),
-                parent: n.parent,
-                branch: n.branch,
-            })
-            .collect(),
-        edges: graph
-            .edges
-            .into_iter()
-            .map(|e| EdgeView {
-                from: e.from,
-                to: e.to,
-                kind: kind_text(e.kind),
-                label: e.label,
-            })
-            .collect(),
-    }))
+    let workflow = pinned(&state, name, version)?;
+    Ok(axum::Json(workflow.graph()))
 }
 
 #[cfg(test)]
