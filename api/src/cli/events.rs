@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::client::{ServerArg, encode};
 use super::control::id_and_status;
 use super::error::Result;
-use super::remote::{execution_id, json_arg};
+use super::remote::{StartOptions, execution_id, json_arg};
 use super::write_line as write;
 
 /// What an event carries.
@@ -83,15 +83,9 @@ pub struct SignalWithStartArgs {
     /// one this starts.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: String,
-    /// A new execution's input, as JSON (`@file.json` reads it from a file).
-    #[arg(long, value_name = "JSON")]
-    pub input: Option<String>,
-    /// A version hash to start instead of the newest version.
-    #[arg(long = "workflow-version", value_name = "HASH")]
-    pub version: Option<String>,
-    /// A new execution's priority, 0 (the default) to 9.
-    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u8).range(0..=9))]
-    pub priority: Option<u8>,
+    /// What a new execution is started with.
+    #[command(flatten)]
+    pub start: StartOptions,
     #[command(flatten)]
     pub body: EventBody,
     #[command(flatten)]
@@ -150,15 +144,7 @@ async fn signal_with_start(args: SignalWithStartArgs, out: &mut impl Write) -> R
     body.insert("workflow".into(), Value::String(args.workflow));
     body.insert("idempotencyKey".into(), Value::String(args.idempotency_key));
     body.insert("signal".into(), Value::Object(signal));
-    if let Some(version) = args.version {
-        body.insert("version".into(), Value::String(version));
-    }
-    if let Some(input) = args.input {
-        body.insert("input".into(), json_arg("--input", &input)?);
-    }
-    if let Some(priority) = args.priority {
-        body.insert("priority".into(), Value::from(priority));
-    }
+    args.start.write_into(&mut body)?;
     let client = args.server.client()?;
     let answer: Value = client
         .post("/v1/executions/signal-with-start", &Value::Object(body))

@@ -25,20 +25,12 @@ pub struct StartArgs {
     /// The workflow's name.
     #[arg(value_name = "WORKFLOW")]
     pub workflow: String,
-    /// The input, as JSON (`@file.json` reads it from a file).
-    #[arg(long, value_name = "JSON")]
-    pub input: Option<String>,
-    /// A version hash to start instead of the newest version.
-    #[arg(long = "workflow-version", value_name = "HASH")]
-    pub version: Option<String>,
+    #[command(flatten)]
+    pub options: StartOptions,
     /// Starting again with the same key starts nothing and answers with the
     /// first execution.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// How urgent its tasks are, 0 (the default) to 9: agents are served by
-    /// priority, aged by waiting.
-    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u8).range(0..=9))]
-    pub priority: Option<u8>,
     #[command(flatten)]
     pub server: ServerArg,
     /// Print the server's answer as JSON instead of the execution id alone.
@@ -51,6 +43,37 @@ pub struct StartArgs {
     pub wait: bool,
 }
 
+/// What a new execution is started with (`start`, `signal-with-start`).
+#[derive(Debug, Clone, Args)]
+pub struct StartOptions {
+    /// The input, as JSON (`@file.json` reads it from a file).
+    #[arg(long, value_name = "JSON")]
+    pub input: Option<String>,
+    /// A version hash to start instead of the newest version.
+    #[arg(long = "workflow-version", value_name = "HASH")]
+    pub version: Option<String>,
+    /// How urgent its tasks are, 0 (the default) to 9: agents are served by
+    /// priority, aged by waiting.
+    #[arg(long, value_name = "0-9", value_parser = clap::value_parser!(u8).range(0..=9))]
+    pub priority: Option<u8>,
+}
+
+impl StartOptions {
+    /// Writes the options given into a start's body.
+    pub fn write_into(self, body: &mut Map<String, Value>) -> Result<()> {
+        if let Some(version) = self.version {
+            body.insert("version".into(), Value::String(version));
+        }
+        if let Some(input) = self.input {
+            body.insert("input".into(), json_arg("--input", &input)?);
+        }
+        if let Some(priority) = self.priority {
+            body.insert("priority".into(), Value::from(priority));
+        }
+        Ok(())
+    }
+}
+
 /// How long one start-and-wait request waits (the API's most).
 const START_WAIT_MS: u64 = 60_000;
 
@@ -58,17 +81,9 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
     let client = args.server.client()?;
     let mut body = Map::new();
     body.insert("workflow".into(), Value::String(args.workflow));
-    if let Some(version) = args.version {
-        body.insert("version".into(), Value::String(version));
-    }
-    if let Some(input) = args.input {
-        body.insert("input".into(), json_arg("--input", &input)?);
-    }
+    args.options.write_into(&mut body)?;
     if let Some(key) = args.idempotency_key {
         body.insert("idempotencyKey".into(), Value::String(key));
-    }
-    if let Some(priority) = args.priority {
-        body.insert("priority".into(), Value::from(priority));
     }
     if args.wait {
         body.insert("waitMs".into(), Value::from(START_WAIT_MS));
