@@ -1527,6 +1527,48 @@ const ROWS_READ: &str = "const rows = [...document.querySelectorAll('#executions
 /// The list with as many executions as the test can start in [`FLOOD`]:
 /// followed while they start (how long the page takes to answer a script
 /// meanwhile), opened, and filtered. Prints the count and the times.
+/// Opens the list anew and filters it to the `running` executions among
+/// `total`, printing how long each took.
+async fn list_opens_and_filters(browser: &Browser, total: u64, running: usize) {
+    let began = Instant::now();
+    browser.load("#/executions").await;
+    let (route_ms, navigation_ms) = browser
+        .until_ready_at("the executions list, loaded anew")
+        .await;
+    browser
+        .until_rows("a page of executions", |rows| rows.len() == 50)
+        .await;
+    eprintln!(
+        "dashboard performance: the list of {total} executions opened in {navigation_ms} ms \
+         by the page's clock ({route_ms} ms of it from its route; {} ms as the test saw \
+         it)",
+        began.elapsed().as_millis()
+    );
+    // The few running among them all (the server's whole index read).
+    browser
+        .element("#filter-status")
+        .await
+        .select_by_value("running")
+        .await
+        .unwrap();
+    let began = Instant::now();
+    browser.click("#filters button[type=\"submit\"]").await;
+    browser
+        .until(
+            "only the running executions",
+            ROWS_READ,
+            vec![json!(".status"), json!("running")],
+            |v| v["count"] == json!(running) && v["all"] == json!(true),
+        )
+        .await;
+    let ready_ms = browser.until_ready("the filtered list").await;
+    eprintln!(
+        "dashboard performance: filtered by status (running: {running} of {total}) in {} ms \
+         (the page counts {ready_ms} ms)",
+        began.elapsed().as_millis()
+    );
+}
+
 async fn many_executions(session: &Session) {
     let (api, browser) = (&session.api, &session.browser);
     api.post("/v1/workflows", quick_workflow()).await;
@@ -1608,45 +1650,7 @@ async fn many_executions(session: &Session) {
         caught_up.elapsed().as_millis()
     );
 
-    let began = Instant::now();
-    browser.load("#/executions").await;
-    let (route_ms, navigation_ms) = browser
-        .until_ready_at("the executions list, loaded anew")
-        .await;
-    browser
-        .until_rows("a page of executions", |rows| rows.len() == 50)
-        .await;
-    eprintln!(
-        "dashboard performance: the list of {total} executions opened in {navigation_ms} ms \
-         by the page's clock ({route_ms} ms of it from its route; {} ms as the test saw \
-         it)",
-        began.elapsed().as_millis()
-    );
-
-    // Filtered by status: the few running among them all.
-    browser
-        .element("#filter-status")
-        .await
-        .select_by_value("running")
-        .await
-        .unwrap();
-    let began = Instant::now();
-    browser.click("#filters button[type=\"submit\"]").await;
-    browser
-        .until(
-            "only the running executions",
-            ROWS_READ,
-            vec![json!(".status"), json!("running")],
-            |v| v["count"] == json!(waiting.len()) && v["all"] == json!(true),
-        )
-        .await;
-    let ready_ms = browser.until_ready("the filtered list").await;
-    eprintln!(
-        "dashboard performance: filtered by status (running: {} of {total}) in {} ms \
-         (the page counts {ready_ms} ms)",
-        waiting.len(),
-        began.elapsed().as_millis()
-    );
+    list_opens_and_filters(browser, total, waiting.len()).await;
 
     // Filtered by workflow, with no status: a full page of them.
     browser
@@ -1771,41 +1775,6 @@ async fn the_list_stays_responsive_with_100000_executions() {
     );
     let browser = &session.browser;
     give_token(browser, &session.token).await;
-    let began = Instant::now();
-    browser.load("#/executions").await;
-    let (route_ms, navigation_ms) = browser.until_ready_at("the executions list").await;
-    browser
-        .until_rows("a page of executions", |rows| rows.len() == 50)
-        .await;
-    eprintln!(
-        "dashboard performance: the list of {} executions opened in {navigation_ms} ms by \
-         the page's clock ({route_ms} ms of it from its route; {} ms as the test saw it)",
-        MANY + 5,
-        began.elapsed().as_millis()
-    );
-    // The five running ones, found among them all (the whole index read).
-    browser
-        .element("#filter-status")
-        .await
-        .select_by_value("running")
-        .await
-        .unwrap();
-    let began = Instant::now();
-    browser.click("#filters button[type=\"submit\"]").await;
-    browser
-        .until(
-            "only the running executions",
-            ROWS_READ,
-            vec![json!(".status"), json!("running")],
-            |v| v["count"] == json!(5) && v["all"] == json!(true),
-        )
-        .await;
-    let ready_ms = browser.until_ready("the filtered list").await;
-    eprintln!(
-        "dashboard performance: filtered by status (running: 5 of {}) in {} ms (the page \
-         counts {ready_ms} ms)",
-        MANY + 5,
-        began.elapsed().as_millis()
-    );
+    list_opens_and_filters(browser, MANY + 5, 5).await;
     session.finish().await;
 }
