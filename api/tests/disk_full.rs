@@ -29,9 +29,14 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 
 /// The file system the server gets, and what is kept aside on it to be
-/// freed later.
-const TMPFS_BYTES: u64 = 128 << 20;
-const BALLAST_BYTES: u64 = 64 << 20;
+/// freed later. The journal fills what is left (64 MiB less the reserve);
+/// freeing the ballast gives it four times that back. The wake-ups kept
+/// during the outage are written at once when it ends, and sled, being
+/// log-structured, takes several times their size in new segments before
+/// it reclaims old ones: with only as much freed as was filled, that burst
+/// can fill the disk again, and nothing in the test would free it.
+const TMPFS_BYTES: u64 = 320 << 20;
+const BALLAST_BYTES: u64 = 256 << 20;
 /// The journal's reserve (`--min-free-disk-mb`): freeing the ballast leaves
 /// well above it (sled's log-structured writes need room to finish what
 /// was acknowledged), so the outage ends.
