@@ -37,6 +37,9 @@ pub enum Error {
     /// A token change refused (nothing recorded).
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A schedule change refused (nothing recorded).
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     /// The journal holds an event this engine cannot fold.
     #[error(transparent)]
     Replay(#[from] ApplyError),
@@ -74,6 +77,18 @@ pub enum Error {
     /// The engine is shutting down and takes no more work.
     #[error("the engine is shutting down")]
     ShuttingDown,
+}
+
+/// Why a schedule change is refused (nothing is recorded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// Every problem of the schedule as given.
+    #[error("invalid schedule: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("a schedule with id `{0}` exists already")]
+    Exists(String),
+    #[error("no schedule `{0}`")]
+    Unknown(String),
 }
 
 /// Why a token change is refused (nothing is recorded).

@@ -18,6 +18,7 @@ pub mod clock;
 mod error;
 pub mod read;
 pub mod runtime;
+pub mod schedules;
 pub mod store;
 
 pub use error::Error;

@@ -96,6 +96,7 @@ fn line(entry: &AuditEntry, json: bool) -> String {
         AuditTarget::Execution(id) => ("execution", id.to_string()),
         AuditTarget::Workflow(version) => ("workflow", version.clone()),
         AuditTarget::Token(name) => ("token", name.clone()),
+        AuditTarget::Schedule(id) => ("schedule", id.clone()),
     };
     if json {
         let mut v = json!({

@@ -1,6 +1,8 @@
 //! Who did what: the changes people and services asked for, from the
 //! journal alone, in its order. Token changes (the access stream),
-//! definitions (the catalog), and the command events of executions: starts,
+//! definitions (the catalog), schedule changes and manual triggers (the
+//! schedules stream; a schedule's own fires are nobody's command), and the
+//! command events of executions: starts,
 //! signals, pause, resume, retry, skip, redrive, cancel, terminate; with
 //! `tasks`, agents' task results too.
 //!
@@ -12,8 +14,9 @@
 use crate::ExecutionId;
 use crate::error::Error;
 use crate::machine::{CompensationReason, Event};
+use crate::schedules::ScheduleEvent;
 use crate::store::catalog::{self, CatalogRecord};
-use crate::store::{ACCESS, CATALOG, codec, execution_of, tokens};
+use crate::store::{ACCESS, CATALOG, SCHEDULES, codec, execution_of, schedules, tokens};
 
 use super::History;
 
@@ -27,7 +30,8 @@ pub struct AuditEntry {
     pub by: Option<String>,
     /// `start`, `signal`, `pause`, `resume`, `retry`, `skip`, `redrive`,
     /// `cancel`, `terminate`, `define`, `token_created`, `token_revoked`,
-    /// and with tasks `task_completed`, `task_failed`.
+    /// `schedule_created`, `schedule_updated`, `schedule_deleted`,
+    /// `schedule_triggered`, and with tasks `task_completed`, `task_failed`.
     pub action: &'static str,
     /// What it changed.
     pub target: AuditTarget,
@@ -42,6 +46,7 @@ pub enum AuditTarget {
     /// A workflow version (its hash).
     Workflow(String),
     Token(String),
+    Schedule(String),
 }
 
 impl History {
@@ -87,6 +92,31 @@ impl History {
                         AuditTarget::Token(change.name),
                         detail,
                     ));
+                }
+                continue;
+            }
+            if record.stream == SCHEDULES {
+                let change = match schedules::decode(record)? {
+                    Some(ScheduleEvent::ScheduleCreated {
+                        spec, by, reason, ..
+                    }) => Some((spec.id, by, "schedule_created", reason)),
+                    Some(ScheduleEvent::ScheduleUpdated {
+                        spec, by, reason, ..
+                    }) => Some((spec.id, by, "schedule_updated", reason)),
+                    Some(ScheduleEvent::ScheduleDeleted { id, by, reason }) => {
+                        Some((id, by, "schedule_deleted", reason))
+                    }
+                    Some(ScheduleEvent::ScheduleFired {
+                        id,
+                        manual: true,
+                        by,
+                        execution,
+                        ..
+                    }) => Some((id, by, "schedule_triggered", Some(execution.to_string()))),
+                    _ => None,
+                };
+                if let Some((id, by, action, detail)) = change {
+                    entries.push(entry(by, action, AuditTarget::Schedule(id), detail));
                 }
                 continue;
             }

@@ -18,6 +18,7 @@
 //! - `waiters`: callers waiting for an execution to end.
 //! - `timers`, `metrics`, `handlers`: the timer wheel, the counters, and
 //!   in-process task handlers.
+//! - `schedules`: schedule changes and the loop that fires them.
 //! - `pace`: each execution's budget of events per second, which what it
 //!   does by itself (continuations, due timers) waits for.
 //! - Reads of stored history go through [`crate::read::History`]
@@ -36,6 +37,7 @@ pub mod metrics;
 mod outage;
 mod pace;
 mod recover;
+mod schedules;
 mod tasks;
 pub mod timers;
 mod tokens;
@@ -65,6 +67,7 @@ use crate::store::tokens::Tokens;
 use crate::store::{JournalStats, Storage, Store};
 use crate::{ExecutionId, read};
 use drive::Live;
+use recover::upgrade;
 
 /// How an engine is opened.
 #[derive(Debug, Clone)]
@@ -129,6 +132,10 @@ pub struct Engine {
 /// - `defining` (async) is held across the append of one definition; no
 ///   other lock is taken while it is held but `catalog` briefly.
 ///   `changing_tokens` is the same for token changes and `tokens`.
+///   `changing_schedules` is held across one schedule change, or one pass
+///   of the loop that fires schedules (which starts and cancels executions
+///   meanwhile, taking their owner locks one at a time; no execution's
+///   trigger ever takes it).
 /// - Every other lock (`live`'s map, `catalog`, `tokens`, `handlers`, the indexes,
 ///   the timer wheel, the agent registry) is a plain mutex or rwlock taken
 ///   for one short operation: never held across an `.await`, and never
@@ -150,6 +157,13 @@ struct Inner {
     tokens: RwLock<Tokens>,
     /// Held while a token change is appended, so they never race.
     changing_tokens: Mutex<()>,
+    /// Every schedule.
+    schedules: RwLock<crate::schedules::Schedules>,
+    /// Held while schedule events are decided and appended (a change, or
+    /// one pass of the loop that fires), so they never race.
+    changing_schedules: Mutex<()>,
+    /// Wakes the loop that fires schedules.
+    schedules_changed: Arc<tokio::sync::Notify>,
     /// The executions that have not ended, each behind its owner lock.
     live: StdMutex<HashMap<ExecutionId, Arc<Mutex<Live>>>>,
     index: index::Index,
@@ -177,6 +191,7 @@ impl Engine {
         let store = Store::open(config.storage)?;
         let catalog = WorkflowCatalog::load(store.journal()).await?;
         let tokens = Tokens::load(store.journal()).await?;
+        let schedules = crate::store::schedules::load(store.journal()).await?;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -194,6 +209,9 @@ impl Engine {
                 defining: Mutex::new(()),
                 tokens: RwLock::new(tokens),
                 changing_tokens: Mutex::new(()),
+                schedules: RwLock::new(schedules),
+                changing_schedules: Mutex::new(()),
+                schedules_changed: Arc::new(tokio::sync::Notify::new()),
                 live: StdMutex::new(HashMap::new()),
                 index: index::Index::default(),
                 waiters: waiters::Waiters::default(),
@@ -216,6 +234,7 @@ impl Engine {
             "engine opened: executions recovered"
         );
         engine.start_background();
+        engine.run_schedules();
         engine.watch_agents();
         Ok(engine)
     }

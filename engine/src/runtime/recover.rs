@@ -127,6 +127,6 @@ impl Engine {
     }
 }
 
-fn upgrade(weak: &Weak<Inner>) -> Option<Engine> {
+pub(super) fn upgrade(weak: &Weak<Inner>) -> Option<Engine> {
     weak.upgrade().map(|inner| Engine { inner })
 }

@@ -9,10 +9,11 @@
 //! - `codec`: events and states to bytes and back; `catalog`: workflow
 //!   definitions, kept as events of the reserved stream `CATALOG`;
 //!   `tokens`: access tokens, kept as events of the reserved stream
-//!   `ACCESS`.
+//!   `ACCESS`; `schedules`: the events of the reserved stream `SCHEDULES`.
 //!
-//! An execution's id names its stream; the nil id names the catalog and the
-//! max id the access tokens, and neither is ever an execution. Nothing outside this module and `read` sees a record,
+//! An execution's id names its stream; the nil id names the catalog, the
+//! max id the access tokens and the one below it the schedules, and none
+//! of them is ever an execution. Nothing outside this module and `read` sees a record,
 //! a stream id or the catalog stream. What only the sled layout has
 //! (`verify`, group-commit statistics) is reached through `Store::local`.
 //!
@@ -21,6 +22,7 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod schedules;
 pub mod tokens;
 
 use std::path::{Path, PathBuf};
@@ -49,15 +51,22 @@ pub(crate) const CATALOG: StreamId = StreamId::NIL;
 /// neither v4 nor v7 ids can be.
 pub(crate) const ACCESS: StreamId = StreamId::from_bytes([0xff; 16]);
 
+/// The stream of schedules (never an execution): the max UUID less one,
+/// which neither v4 nor v7 ids can be either.
+pub(crate) const SCHEDULES: StreamId = StreamId::from_bytes([
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
+]);
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())
 }
 
 /// The execution whose history `stream` is; `None` for the reserved
-/// streams (the catalog's and the access tokens').
+/// streams (the catalog's, the access tokens' and the schedules').
 pub(crate) fn execution_of(stream: StreamId) -> Option<ExecutionId> {
-    (stream != CATALOG && stream != ACCESS).then(|| ExecutionId::from_bytes(*stream.as_bytes()))
+    (stream != CATALOG && stream != ACCESS && stream != SCHEDULES)
+        .then(|| ExecutionId::from_bytes(*stream.as_bytes()))
 }
 
 /// Whether `id` can name an execution at all (the nil id is the catalog's,
@@ -157,6 +166,28 @@ impl Store {
     pub(crate) async fn append_access(&self, seq: u64, event: NewEvent) -> Result<(), Error> {
         self.journal.append(ACCESS, seq, vec![event]).await?;
         Ok(())
+    }
+
+    /// Appends a schedule event to the schedules stream at `seq`.
+    pub(crate) async fn append_schedule(
+        &self,
+        seq: u64,
+        event: &crate::schedules::ScheduleEvent,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let record = schedules::encode(event, now_ms)?;
+        self.journal.append(SCHEDULES, seq, vec![record]).await?;
+        Ok(())
+    }
+
+    /// Asks the journal to keep the schedules table as the schedules
+    /// stream's snapshot (at the table's seq).
+    pub(crate) fn put_schedules_snapshot(
+        &self,
+        table: &crate::schedules::Schedules,
+    ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
+        let encoded = schedules::encode_snapshot(table)?;
+        Ok(self.journal.put_snapshot(SCHEDULES, table.seq, encoded))
     }
 
     /// Asks the journal to keep `state` as a snapshot (ordered after every

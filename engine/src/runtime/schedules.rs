@@ -1,0 +1,385 @@
+//! Schedules on a running engine: creating, changing, deleting and
+//! triggering them, and the loop that fires them.
+//!
+//! A change is refused whole before anything is recorded (the spec, its
+//! workflow and its input are checked), then appended, then folded into
+//! the table. A fire is two writes in this order: the execution is started
+//! with an idempotency key derived from the schedule and the fire time,
+//! then `schedule_fired` is appended. A crash between the two leaves the
+//! cursor before the fire time, so the next pass fires it again, and the
+//! key gives back the execution already started: each fire time starts
+//! exactly one execution, whatever crashes. `plan::next_step` decides;
+//! this module only performs and records, one step at a time.
+//!
+//! Owns the order of those writes and the loop's wake-ups (the earliest
+//! next fire time, a change, or the end of an execution a buffered fire
+//! waits for). It must never decide what a schedule does next.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::FutureExt;
+
+use super::{Engine, StartRequest, Started, upgrade};
+use crate::ExecutionId;
+use crate::error::{Error, ScheduleError};
+use crate::schedules::{Schedule, ScheduleEvent, ScheduleSpec, Schedules, Step, Timing, next_step};
+use crate::store::schedules::SNAPSHOT_EVERY;
+
+/// How long the loop waits before trying again after a write was refused
+/// (the journal's storage is out, say).
+const RETRY_MS: u64 = 1_000;
+
+impl Engine {
+    /// Creates a schedule on behalf of `by`.
+    pub async fn create_schedule(
+        &self,
+        spec: ScheduleSpec,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Schedule, Error> {
+        let _exclusive = self.inner.changing_schedules.lock().await;
+        let now = self.inner.clock.now_ms();
+        self.check_schedule(&spec, now)?;
+        let seq = {
+            let table = self.read_schedules()?;
+            if table.get(&spec.id).is_some() {
+                return Err(ScheduleError::Exists(spec.id).into());
+            }
+            table.seq + 1
+        };
+        let id = spec.id.clone();
+        let event = ScheduleEvent::ScheduleCreated {
+            spec,
+            by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+        };
+        self.record_schedule(seq, &event, now).await?;
+        self.inner.schedules_changed.notify_one();
+        self.schedule(&id)
+    }
+
+    /// Replaces a schedule's spec (same id) on behalf of `by`. A new timing
+    /// counts from now, and resuming a paused schedule does not fire what
+    /// came due while it was paused.
+    pub async fn update_schedule(
+        &self,
+        spec: ScheduleSpec,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Schedule, Error> {
+        let _exclusive = self.inner.changing_schedules.lock().await;
+        let now = self.inner.clock.now_ms();
+        let (seq, old) = {
+            let table = self.read_schedules()?;
+            let old = table
+                .get(&spec.id)
+                .cloned()
+                .ok_or_else(|| ScheduleError::Unknown(spec.id.clone()))?;
+            (table.seq + 1, old)
+        };
+        self.check_schedule(&spec, now)?;
+        let retimed = old.spec.cron != spec.cron
+            || old.spec.timezone != spec.timezone
+            || old.spec.every_ms != spec.every_ms;
+        let resumed = old.spec.paused && !spec.paused;
+        let anchor_ms = if retimed { now } else { old.anchor_ms };
+        let cursor_ms = if retimed || resumed {
+            old.cursor_ms.max(now)
+        } else {
+            old.cursor_ms
+        };
+        let id = spec.id.clone();
+        let event = ScheduleEvent::ScheduleUpdated {
+            spec,
+            anchor_ms,
+            cursor_ms,
+            by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+        };
+        self.record_schedule(seq, &event, now).await?;
+        self.inner.schedules_changed.notify_one();
+        self.schedule(&id)
+    }
+
+    /// Deletes a schedule on behalf of `by`; what it started runs on.
+    /// Returns it as it was.
+    pub async fn delete_schedule(
+        &self,
+        id: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Schedule, Error> {
+        let _exclusive = self.inner.changing_schedules.lock().await;
+        let now = self.inner.clock.now_ms();
+        let (seq, old) = {
+            let table = self.read_schedules()?;
+            let old = table
+                .get(id)
+                .cloned()
+                .ok_or_else(|| ScheduleError::Unknown(id.to_owned()))?;
+            (table.seq + 1, old)
+        };
+        let event = ScheduleEvent::ScheduleDeleted {
+            id: id.to_owned(),
+            by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+        };
+        self.record_schedule(seq, &event, now).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok(old)
+    }
+
+    /// Starts the schedule's workflow now, on behalf of `by`, whatever its
+    /// timing, overlap policy or pause say; no fire time moves.
+    pub async fn trigger_schedule(
+        &self,
+        id: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<(Schedule, Started), Error> {
+        let _exclusive = self.inner.changing_schedules.lock().await;
+        let now = self.inner.clock.now_ms();
+        let schedule = self.schedule(id)?;
+        let started = self
+            .acting_as(by)
+            .because(reason)
+            .start(start_request(&schedule, schedule.trigger_key(now)))
+            .await?;
+        let event = ScheduleEvent::ScheduleFired {
+            id: id.to_owned(),
+            at_ms: now,
+            execution: started.id,
+            manual: true,
+            by: by.map(str::to_owned),
+        };
+        let seq = self.read_schedules()?.seq + 1;
+        self.record_schedule(seq, &event, now).await?;
+        self.inner.schedules_changed.notify_one();
+        Ok((self.schedule(id)?, started))
+    }
+
+    /// Every schedule, by id.
+    pub fn schedules(&self) -> Result<Vec<Schedule>, Error> {
+        Ok(self.read_schedules()?.list().cloned().collect())
+    }
+
+    pub fn schedule(&self, id: &str) -> Result<Schedule, Error> {
+        self.read_schedules()?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ScheduleError::Unknown(id.to_owned()).into())
+    }
+
+    /// A schedule's next `n` fire times from now (as if it were not paused).
+    pub fn upcoming_fires(&self, schedule: &Schedule, n: usize) -> Vec<u64> {
+        let now = self.inner.clock.now_ms();
+        Timing::of(&schedule.spec, now)
+            .map(|t| t.upcoming(schedule.cursor_ms.max(now), schedule.anchor_ms, n))
+            .unwrap_or_default()
+    }
+
+    /// Every problem of `spec`, its workflow and its input, or its timing.
+    fn check_schedule(&self, spec: &ScheduleSpec, now_ms: u64) -> Result<Timing, Error> {
+        let checked = spec.check(now_ms);
+        let mut problems = checked.as_ref().err().cloned().unwrap_or_default();
+        match self.workflow(&spec.workflow, spec.version.as_deref()) {
+            None if !spec.workflow.is_empty() => problems.push(match &spec.version {
+                Some(v) => format!("workflow `{}` has no version `{v}`", spec.workflow),
+                None => format!("no workflow `{}` is defined", spec.workflow),
+            }),
+            None => {}
+            Some(workflow) => {
+                if let Err(input) = workflow.check_input(&spec.input) {
+                    problems.extend(input.into_iter().map(|p| format!("input: {p}")));
+                }
+            }
+        }
+        match checked {
+            Ok(timing) if problems.is_empty() => Ok(timing),
+            _ => Err(ScheduleError::Invalid(problems).into()),
+        }
+    }
+
+    /// Appends `event` at `seq` and folds it. The caller holds
+    /// `changing_schedules`.
+    async fn record_schedule(
+        &self,
+        seq: u64,
+        event: &ScheduleEvent,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        self.inner.store.append_schedule(seq, event, now_ms).await?;
+        let snapshot = {
+            let mut table = self.write_schedules()?;
+            table.apply(seq, now_ms, event);
+            seq.is_multiple_of(SNAPSHOT_EVERY)
+                .then(|| self.inner.store.put_schedules_snapshot(&table))
+        };
+        // Derived data: nothing waits for it, and a lost one costs only a
+        // longer fold at the next open.
+        if let Some(written) = snapshot.transpose()? {
+            self.inner.tasks.spawn(async move {
+                if let Err(e) = written.await {
+                    tracing::warn!(error = %e, "schedules snapshot not written");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The loop that fires schedules: runs every due step, then sleeps until
+    /// the earliest next fire time, a change, or the end of an execution a
+    /// buffered fire waits for.
+    pub(super) fn run_schedules(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let notify = self.inner.schedules_changed.clone();
+        let clock = self.inner.clock.clone();
+        self.inner.tasks.spawn(async move {
+            let mut watched = HashSet::new();
+            loop {
+                let Some(engine) = upgrade(&weak) else { return };
+                let (wake_at, watch) = engine.run_due_schedules().await;
+                for id in watch {
+                    if watched.insert(id) {
+                        let (ending, notify) = (engine.clone(), notify.clone());
+                        engine.inner.tasks.spawn(async move {
+                            let _ = ending.wait_until_ended(id).await;
+                            notify.notify_one();
+                        });
+                    }
+                }
+                drop(engine);
+                let sleep = match wake_at {
+                    Some(at) => clock.sleep_until(at),
+                    None => futures::future::pending().boxed(),
+                };
+                tokio::select! {
+                    () = sleep => {}
+                    () = notify.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Performs every step now due, schedule by schedule; returns when to
+    /// look again and which executions' ends to watch.
+    async fn run_due_schedules(&self) -> (Option<u64>, Vec<ExecutionId>) {
+        let _exclusive = self.inner.changing_schedules.lock().await;
+        let mut wake_at: Option<u64> = None;
+        let mut watch = Vec::new();
+        let ids: Vec<String> = match self.read_schedules() {
+            Ok(t) => t.list().map(|s| s.spec.id.clone()).collect(),
+            Err(_) => return (None, watch),
+        };
+        let mut soonest = |at: u64| wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+        for id in ids {
+            let mut timing: Option<Timing> = None;
+            loop {
+                let now = self.inner.clock.now_ms();
+                let Ok(Some(schedule)) = self.read_schedules().map(|t| t.get(&id).cloned()) else {
+                    break;
+                };
+                if timing.is_none() {
+                    timing = Timing::of(&schedule.spec, schedule.anchor_ms).ok();
+                }
+                let Some(timing) = &timing else { break };
+                let running = schedule
+                    .last_execution
+                    .and_then(|e| self.summary(e))
+                    .is_some_and(|s| !s.status.is_terminal());
+                let step = next_step(&schedule, timing, now, running);
+                if let Step::Idle {
+                    wake_at_ms,
+                    watch: w,
+                } = step
+                {
+                    if let Some(at) = wake_at_ms {
+                        soonest(at);
+                    }
+                    watch.extend(w);
+                    break;
+                }
+                if let Err(e) = self.take_schedule_step(&schedule, step, now).await {
+                    tracing::warn!(schedule = %id, error = %e,
+                        "schedule step not taken; trying again shortly");
+                    soonest(now + RETRY_MS);
+                    break;
+                }
+            }
+        }
+        (wake_at, watch)
+    }
+
+    /// Performs and records one step that is not `Idle`.
+    async fn take_schedule_step(
+        &self,
+        schedule: &Schedule,
+        step: Step,
+        now: u64,
+    ) -> Result<(), Error> {
+        let id = schedule.spec.id.clone();
+        let event = match step {
+            Step::Idle { .. } => return Ok(()),
+            Step::Skip { at_ms } => ScheduleEvent::ScheduleSkipped { id, at_ms },
+            Step::Buffer { at_ms } => ScheduleEvent::ScheduleBuffered { id, at_ms },
+            Step::Miss { first_ms, last_ms } => {
+                tracing::warn!(schedule = %id, first_ms, last_ms,
+                    "schedule fire times passed outside the catch-up window; not fired");
+                ScheduleEvent::ScheduleMissed {
+                    id,
+                    first_ms,
+                    last_ms,
+                }
+            }
+            Step::Fire { at_ms } | Step::CancelThenFire { at_ms, .. } => {
+                if let Step::CancelThenFire { previous, .. } = step {
+                    let reason = format!("schedule {id}: a new fire time came (cancelPrevious)");
+                    match self.cancel(previous, &reason, false).await {
+                        Ok(_) | Err(Error::Rejected(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let request = start_request(schedule, schedule.fire_key(at_ms));
+                match self.start(request).await {
+                    Ok(started) => ScheduleEvent::ScheduleFired {
+                        id,
+                        at_ms,
+                        execution: started.id,
+                        manual: false,
+                        by: None,
+                    },
+                    Err(e @ (Error::UnknownWorkflow { .. } | Error::InvalidInput(_))) => {
+                        tracing::warn!(schedule = %id, at_ms, error = %e, "schedule fire failed");
+                        ScheduleEvent::ScheduleFailed {
+                            id,
+                            at_ms,
+                            error: e.to_string(),
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let seq = self.read_schedules()?.seq + 1;
+        self.record_schedule(seq, &event, now).await
+    }
+
+    fn read_schedules(&self) -> Result<std::sync::RwLockReadGuard<'_, Schedules>, Error> {
+        self.inner.schedules.read().map_err(|_| Error::Poisoned)
+    }
+
+    fn write_schedules(&self) -> Result<std::sync::RwLockWriteGuard<'_, Schedules>, Error> {
+        self.inner.schedules.write().map_err(|_| Error::Poisoned)
+    }
+}
+
+fn start_request(schedule: &Schedule, key: String) -> StartRequest {
+    StartRequest {
+        workflow: schedule.spec.workflow.clone(),
+        version: schedule.spec.version.clone(),
+        input: schedule.spec.input.clone(),
+        idempotency_key: Some(key),
+        priority: schedule.spec.priority,
+    }
+}
