@@ -475,3 +475,48 @@ async fn an_agent_unseen_for_an_hour_is_forgotten() {
     }
     assert!(listed(alive), "an agent seen within the hour stays");
 }
+
+#[tokio::test]
+async fn a_missed_deadline_is_recorded_and_counted_and_the_execution_goes_on() {
+    let mut w = World::new().await;
+    w.define(json!({
+        "name": "sla",
+        "deadlineMs": 60_000,
+        "steps": [{"id": "work", "type": "task", "capability": "slow", "deadlineMs": 5_000}]
+    }))
+    .await;
+    let id = w.start("sla", json!({})).await;
+    let agent = w.agent(&["slow"]);
+    let task = w.claim(&agent).await;
+    // A crash before the deadline: the recovered engine arms it again.
+    w.crash_and_recover().await;
+    w.clock.advance(5_000);
+    w.wait_for(id, "deadline_missed").await;
+    assert_eq!(w.engine.state(id).await.unwrap().status, Status::Running);
+    let agent = w.agent(&["slow"]);
+    let task = match w.engine.poll_tasks(&agent, 0, 1).await.unwrap().pop() {
+        Some(requeued) => requeued,
+        None => task,
+    };
+    w.clock.advance(55_000);
+    w.wait_for_count(id, "deadline_missed", 2).await;
+    w.complete(&task, json!({"done": true})).await;
+    let ended = w.ended(id).await;
+    assert_eq!(ended.status, Status::Completed);
+    let missed: Vec<_> = w
+        .engine
+        .read()
+        .events_until(id, u64::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            retrace_engine::machine::Event::DeadlineMissed { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missed, vec![Some("work".to_string()), None]);
+    let figures = w.engine.metrics().workflows["sla"].clone();
+    assert_eq!(figures.deadlines_missed, 1);
+    assert_eq!(figures.step_deadlines_missed["work"], 1);
+}

@@ -48,6 +48,7 @@
 //!   many events of each kind and only the last two in full:
 //!   `complete task=T [output=<json>]`, `fail task=T type=X [message=M]
 //!   [retryable=B] [agent=A]`, `timeout task=T [kind=K]`, `timer act=N`,
+//!   `deadline act=N`,
 //!   `signal name=N [payload=<json>] [correlation=<json>]`, `child-completed
 //!   act=N [output=<json>]`, `child-failed act=N type=X [message=M]`,
 //!   `pause [reason=R]`, `resume`, `continue`, `retry`, `skip
@@ -573,6 +574,9 @@ impl Harness {
                 task: self.task(args),
                 kind: args.text("kind").unwrap_or_else(|| "start_to_close".into()),
             },
+            "deadline" => Trigger::DeadlinePassed {
+                act: args.need_number("act"),
+            },
             "timer" => Trigger::TimerFired {
                 act: args.need_number("act"),
             },
@@ -657,6 +661,9 @@ impl Harness {
                     shown_priority(priority)
                 ),
                 Effect::Timer { act, due_at_ms } => format!("timer act={act} due={due_at_ms}"),
+                Effect::Deadline { act, due_at_ms } => {
+                    format!("deadline act={act} due={due_at_ms}")
+                }
                 Effect::Await {
                     act,
                     name,

@@ -101,7 +101,7 @@ fn unknown_fields_are_named_with_a_suggestion() {
         ]}"#,
         expect![[r#"
             steps[0].capability: is required for a `task` step
-            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
+            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
             steps[0].capabilty: unknown field; did you mean `capability`?
             steps[0].nxt: unknown field; did you mean `next`?
             stpes: unknown field; did you mean `steps`?
@@ -306,6 +306,21 @@ fn retry_values_must_be_sane() {
             steps[2].retry.maxAttempts: must be at most 1000
             steps[3].retry.maxAttempts: must be a whole number of at least 1, not the number 2.5
             steps[3].retry.backoffRate: must be a number, not the string "fast"
+        "#]],
+    );
+}
+
+#[test]
+fn deadlines_must_be_positive_milliseconds() {
+    check(
+        r#"{"name": "w", "deadlineMs": 0, "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "deadlineMs": "soon"},
+            {"id": "b", "type": "wait", "wait": {"seconds": 1}, "deadlineMs": 2.5}
+        ]}"#,
+        expect![[r#"
+            steps[0].deadlineMs: must be a whole number of at least 1, not the string "soon"
+            steps[1].deadlineMs: must be a whole number of at least 1, not the number 2.5
+            deadlineMs: must be a whole number of at least 1, not the number 0
         "#]],
     );
 }

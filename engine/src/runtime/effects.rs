@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::drive::{Asked, Live, started_elsewhere};
 use super::outage::{self, Wake};
+use super::timers::Due;
 use super::{Engine, HandlerTask};
 use crate::ExecutionId;
 use crate::agents::TaskSpec;
@@ -137,7 +138,7 @@ impl Engine {
                     .spawn(async move { engine.deliver(child, trigger).await });
             }
             // A stale timer firing is refused by the machine.
-            Effect::Timer { .. } | Effect::Continue { .. } => {}
+            Effect::Timer { .. } | Effect::Deadline { .. } | Effect::Continue { .. } => {}
         }
     }
 
@@ -196,7 +197,12 @@ impl Engine {
                     }
                 }
             }
-            Effect::Timer { act, due_at_ms } => self.inner.timers.arm(id, act, due_at_ms),
+            Effect::Timer { act, due_at_ms } => {
+                self.inner.timers.arm(id, act, due_at_ms, Due::Timer)
+            }
+            Effect::Deadline { act, due_at_ms } => {
+                self.inner.timers.arm(id, act, due_at_ms, Due::Deadline)
+            }
             Effect::Continue { .. } => {
                 let engine = self.clone();
                 self.inner

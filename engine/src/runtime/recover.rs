@@ -11,6 +11,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::Mutex;
 
 use super::drive::Live;
+use super::timers::Due;
 use super::{Engine, Inner};
 use crate::agents::AgentStatus;
 use crate::error::Error;
@@ -48,11 +49,15 @@ impl Engine {
         let clock = self.inner.clock.clone();
         self.inner
             .tasks
-            .spawn(timers.run(clock.clone(), move |execution, act| {
+            .spawn(timers.run(clock.clone(), move |execution, act, what| {
                 if let Some(engine) = upgrade(&weak) {
                     let fired = engine.clone();
+                    let trigger = match what {
+                        Due::Timer => Trigger::TimerFired { act },
+                        Due::Deadline => Trigger::DeadlinePassed { act },
+                    };
                     engine.inner.tasks.spawn(async move {
-                        fired.deliver(execution, Trigger::TimerFired { act }).await;
+                        fired.deliver(execution, trigger).await;
                     });
                 }
             }));

@@ -55,6 +55,7 @@ pub fn start(
             by: ctx.by.map(str::to_owned),
             reason: ctx.reason.map(str::to_owned),
             priority: params.priority.filter(|p| *p > 0),
+            deadline_at_ms: workflow.deadline_ms().map(|d| ctx.now_ms.saturating_add(d)),
         })?;
         // No step waits yet: the signal is kept, and the first step that
         // waits for it takes it.
@@ -107,6 +108,7 @@ impl Run<'_, '_, '_> {
             Trigger::TaskFailed { task, error } => self.task_result_failed(task, error),
             Trigger::TaskTimedOut { task, kind } => self.task_timed_out(task, kind),
             Trigger::TimerFired { act } => self.timer_fired(act),
+            Trigger::DeadlinePassed { act } => self.deadline_passed(act),
             Trigger::Signal {
                 name,
                 payload,
@@ -295,6 +297,32 @@ impl Run<'_, '_, '_> {
             } => Err(Rejection::NotDue { act, due_at_ms }),
             _ => Err(Rejection::Stale(format!("timer of activation {act}"))),
         }
+    }
+
+    /// A deadline (`deadlineMs` of the workflow, act 0, or of a step) is
+    /// due: recorded, and nothing else changes. One that no longer applies
+    /// (its step ended, or it was recorded already) is stale.
+    fn deadline_passed(&mut self, act: u64) -> Done {
+        let (pending, step) = if act == 0 {
+            (self.state.deadline_at_ms, None)
+        } else {
+            match self.state.activations.get(&act) {
+                Some(a) => (a.deadline_at_ms, Some(a.step.clone())),
+                None => (None, None),
+            }
+        };
+        let Some(due_at_ms) = pending else {
+            return Err(Rejection::Stale(format!("deadline of activation {act}")));
+        };
+        if self.ctx.now_ms < due_at_ms {
+            return Err(Rejection::NotDue { act, due_at_ms });
+        }
+        self.emit(Event::DeadlineMissed {
+            act,
+            step,
+            deadline_at_ms: due_at_ms,
+        })?;
+        Ok(())
     }
 
     /// The workflow's own timer (`timeoutMs`, activation 0) is due.

@@ -28,6 +28,9 @@ pub enum Effect {
     },
     /// Fire `TimerFired { act }` at `due_at_ms` (act 0: the workflow timeout).
     Timer { act: u64, due_at_ms: u64 },
+    /// Deliver `DeadlinePassed { act }` at `due_at_ms` (act 0: the
+    /// workflow's deadline). Paused or not: a deadline is wall-clock time.
+    Deadline { act: u64, due_at_ms: u64 },
     /// Deliver events named `name` (whose correlation matches) to this execution.
     Await {
         act: u64,
@@ -54,6 +57,7 @@ impl Effect {
         match self {
             Effect::Task { task, .. } => format!("task:{task}"),
             Effect::Timer { act, due_at_ms } => format!("timer:{act}:{due_at_ms}"),
+            Effect::Deadline { act, due_at_ms } => format!("deadline:{act}:{due_at_ms}"),
             Effect::Await { act, name, .. } => format!("await:{act}:{name}"),
             Effect::Child { child, .. } => format!("child:{child}"),
             Effect::Continue { seq } => format!("continue:{seq}"),
@@ -73,10 +77,19 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
     if let (Some(due_at_ms), false) = (state.timeout_at_ms, paused) {
         out.push(Effect::Timer { act: 0, due_at_ms });
     }
+    if let Some(due_at_ms) = state.deadline_at_ms {
+        out.push(Effect::Deadline { act: 0, due_at_ms });
+    }
     if state.status == Status::Running && !state.deferred.is_empty() {
         out.push(Effect::Continue { seq: state.seq });
     }
     for a in state.activations.values() {
+        if let Some(due_at_ms) = a.deadline_at_ms {
+            out.push(Effect::Deadline {
+                act: a.act,
+                due_at_ms,
+            });
+        }
         match &a.waiting {
             Waiting::Starting | Waiting::Branches { .. } => {}
             Waiting::Task {

@@ -165,6 +165,9 @@ pub enum Event {
         /// agents are served by priority, aged by waiting (`agents`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         priority: Option<u8>,
+        /// When the workflow's `deadlineMs` passes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_at_ms: Option<u64>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).
@@ -178,6 +181,18 @@ pub enum Event {
         /// `priority`); otherwise they have the execution's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         priority: Option<u8>,
+        /// When the step's `deadlineMs` passes, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_at_ms: Option<u64>,
+    },
+    /// A deadline passed before what it was set on ended: activation
+    /// `act`'s step (act 0: the whole execution, `step` absent). Recorded
+    /// for people and metrics; nothing else changes.
+    DeadlineMissed {
+        act: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        deadline_at_ms: u64,
     },
     TaskScheduled {
         act: u64,
@@ -492,6 +507,7 @@ impl Event {
         match self {
             Event::ExecutionStarted { .. } => "execution_started",
             Event::StepStarted { .. } => "step_started",
+            Event::DeadlineMissed { .. } => "deadline_missed",
             Event::TaskScheduled { .. } => "task_scheduled",
             Event::TaskCompleted { .. } => "task_completed",
             Event::TaskFailed { .. } => "task_failed",

@@ -34,18 +34,20 @@ struct Entry<'w> {
 }
 
 impl Entry<'_> {
-    /// The `step_started` event of this entry.
-    fn started(&self, input: &Value) -> Event {
-        self.started_with(input, None)
+    /// The `step_started` event of this entry, at `now_ms` (its deadline
+    /// counts from then).
+    fn started(&self, input: &Value, now_ms: u64) -> Event {
+        self.started_with(input, None, now_ms)
     }
 
-    fn started_with(&self, input: &Value, priority: Option<u8>) -> Event {
+    fn started_with(&self, input: &Value, priority: Option<u8>, now_ms: u64) -> Event {
         Event::StepStarted {
             act: self.act,
             step: self.step.id.clone(),
             thread: self.thread,
             input: input.clone(),
             priority,
+            deadline_at_ms: self.step.deadline_ms.map(|d| now_ms.saturating_add(d)),
         }
     }
 }
@@ -138,7 +140,7 @@ impl<'w> Run<'_, 'w, '_> {
                         return self.entry_failed(at, error);
                     }
                 };
-                self.emit(at.started_with(&input, priority))?;
+                self.emit(at.started_with(&input, priority, self.ctx.now_ms))?;
                 self.schedule_task(at.act, step, capability, 1, input)
             }
             StepKind::Decision { expression, .. } => {
@@ -198,7 +200,7 @@ impl<'w> Run<'_, 'w, '_> {
     /// A parallel step: start it and queue each branch's first step.
     fn enter_parallel(&mut self, at: Entry<'w>, branches: &[Branch], input: Value) -> Done {
         let act = at.act;
-        self.emit(at.started(&input))?;
+        self.emit(at.started(&input, self.ctx.now_ms))?;
         self.emit(Event::ParallelStarted {
             act,
             branches: branches.len(),
@@ -224,7 +226,7 @@ impl<'w> Run<'_, 'w, '_> {
             WaitSpec::Seconds(s) => self.ctx.now_ms.saturating_add(s.saturating_mul(1000)),
             WaitSpec::UntilMs(t) => *t,
         };
-        self.emit(at.started(&input))?;
+        self.emit(at.started(&input, self.ctx.now_ms))?;
         self.emit(Event::TimerStarted {
             act: at.act,
             due_at_ms,
@@ -252,7 +254,7 @@ impl<'w> Run<'_, 'w, '_> {
             },
             None => None,
         };
-        self.emit(at.started(&input))?;
+        self.emit(at.started(&input, self.ctx.now_ms))?;
         let timeout_at_ms = timeout_ms.map(|t| self.ctx.now_ms.saturating_add(t));
         self.emit(Event::EventAwaited {
             act,
@@ -292,7 +294,7 @@ impl<'w> Run<'_, 'w, '_> {
             );
             return self.entry_failed(at, error);
         };
-        self.emit(at.started(&input))?;
+        self.emit(at.started(&input, self.ctx.now_ms))?;
         self.emit(Event::ChildStarted {
             act: at.act,
             child: child_id(self.state.id, at.act),

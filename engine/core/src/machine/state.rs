@@ -179,6 +179,9 @@ pub struct Activation {
     /// Its tasks' priority, when its step gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
+    /// When its step's deadline passes; `None` without one, or once missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at_ms: Option<u64>,
 }
 
 /// A signal no step was waiting for yet.
@@ -249,6 +252,10 @@ pub struct ExecutionState {
     /// How urgent its tasks are, 0 to 9 (from the start).
     #[serde(default)]
     pub priority: u8,
+    /// When the workflow's deadline passes; `None` without one, or once
+    /// missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at_ms: Option<u64>,
     /// Started steps still waiting, by activation id.
     pub activations: BTreeMap<u64, Activation>,
     /// The next activation id.
@@ -313,6 +320,7 @@ impl ExecutionState {
             max_transitions: 0,
             timeout_at_ms: None,
             priority: 0,
+            deadline_at_ms: None,
             activations: BTreeMap::new(),
             next_act: 1,
             transitions: 0,
@@ -417,7 +425,31 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         | Event::CompensationFailed { .. }
         | Event::CompensationRetried { .. }
         | Event::ExecutionCompensated { .. } => fold_compensation(state, at_ms, event),
+        Event::DeadlineMissed {
+            act,
+            step: _,
+            deadline_at_ms,
+        } => fold_deadline_missed(state, *act, *deadline_at_ms),
     }
+}
+
+/// A deadline passed: it is no longer pending (nothing else changes).
+fn fold_deadline_missed(state: &mut ExecutionState, act: u64, at_ms: u64) -> Result<(), String> {
+    let pending = if act == 0 {
+        &mut state.deadline_at_ms
+    } else {
+        match state.activations.get_mut(&act) {
+            Some(a) => &mut a.deadline_at_ms,
+            None => return Err(format!("activation {act} is not live")),
+        }
+    };
+    if *pending != Some(at_ms) {
+        return Err(format!(
+            "no deadline at {at_ms} is pending for activation {act}"
+        ));
+    }
+    *pending = None;
+    Ok(())
 }
 
 /// What a topic's fold answers for an event [`fold`] gave it by mistake.
@@ -440,6 +472,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             by: _,
             reason: _,
             priority,
+            deadline_at_ms,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -452,6 +485,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.max_transitions = *max_transitions;
             state.timeout_at_ms = *timeout_at_ms;
             state.priority = priority.unwrap_or(0);
+            state.deadline_at_ms = *deadline_at_ms;
             state.started_at_ms = at_ms;
         }
         Event::ExecutionRedriven { .. } => {
@@ -506,6 +540,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             thread,
             input,
             priority,
+            deadline_at_ms,
         } => {
             if let Some(t) = thread
                 && !matches!(
@@ -529,6 +564,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
                     priority: *priority,
+                    deadline_at_ms: *deadline_at_ms,
                 },
             )?;
             state.transitions += 1;
@@ -780,6 +816,7 @@ fn fold_held_or_handler(
                         input: input.clone(),
                     },
                     priority: None,
+                    deadline_at_ms: None,
                 },
             )?;
         }
@@ -830,6 +867,7 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
                     started_at_ms: at_ms,
                     waiting: Waiting::Starting,
                     priority: None,
+                    deadline_at_ms: None,
                 },
             )?;
         }

@@ -30,6 +30,10 @@ pub enum Trigger {
     TimerFired {
         act: u64,
     },
+    /// The deadline of activation `act` (0: the workflow's own) is due.
+    DeadlinePassed {
+        act: u64,
+    },
     Signal {
         name: String,
         payload: Value,
@@ -77,6 +81,7 @@ impl Trigger {
             Trigger::TaskFailed { .. } => "fail a task of",
             Trigger::TaskTimedOut { .. } => "time out a task of",
             Trigger::TimerFired { .. } => "fire a timer of",
+            Trigger::DeadlinePassed { .. } => "pass a deadline of",
             Trigger::Signal { .. } => "signal",
             Trigger::ChildCompleted { .. } | Trigger::ChildFailed { .. } => "report a child to",
             Trigger::Pause { .. } => "pause",

@@ -76,6 +76,7 @@ pub(crate) fn compile_step(
             .priority
             .as_ref()
             .and_then(|value| mapping(value, &field(path, "priority"), problems)),
+        deadline_ms: step.deadline_ms,
     })
 }
 

@@ -61,6 +61,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         steps: Vec::new(),
         error_handlers: Vec::new(),
         timeout_ms: None,
+        deadline_ms: None,
         tags: Vec::new(),
         start: None,
         max_transitions: None,
@@ -106,6 +107,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         }
     }
     definition.timeout_ms = doc.positive_u64("timeoutMs", problems);
+    definition.deadline_ms = doc.positive_u64("deadlineMs", problems);
     definition.tags = doc.strings("tags", problems);
     for (at, tag) in definition.tags.iter().enumerate() {
         free_text(index(&doc.path_of("tags"), at), tag, Text::Label, problems);
@@ -190,6 +192,7 @@ fn decode_step(
         compensate: None,
         on_failure: None,
         priority: None,
+        deadline_ms: None,
     };
     let Some(mut fields) = Fields::open(value, path, problems) else {
         broken.insert(path.to_owned());
@@ -252,6 +255,7 @@ fn decode_step(
     }
     step.on_error = fields.string("onError", problems);
     step.priority = decode_priority(&step, &mut fields, problems);
+    step.deadline_ms = fields.positive_u64("deadlineMs", problems);
     decode_failure_fields(&mut step, &mut fields, problems);
     fields.finish(problems);
     step

@@ -37,6 +37,9 @@ pub struct WorkflowDefinition {
     pub error_handlers: Vec<ErrorHandlerDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// A deadline that warns: missed, it is recorded and the execution goes on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +157,9 @@ pub struct StepDefinition {
     /// one when the step starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<Value>,
+    /// Milliseconds from the step starting until its deadline is missed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 /// `decision`: evaluate `expression`, go to the step named by the matching branch.

@@ -42,6 +42,9 @@ pub struct Step {
     /// A task step's priority (an integer 0 to 9 when evaluated); without
     /// one, its execution's.
     pub priority: Option<Mapping>,
+    /// Milliseconds from the step starting until its deadline is missed
+    /// (recorded; the step goes on).
+    pub deadline_ms: Option<u64>,
 }
 
 impl Step {

@@ -148,6 +148,11 @@ impl Workflow {
         self.definition.timeout_ms
     }
 
+    /// The whole execution's deadline (it warns, never fails), in milliseconds.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.definition.deadline_ms
+    }
+
     /// The document's cap on step transitions; the engine applies its own
     /// default when this is `None`.
     pub fn max_transitions(&self) -> Option<u64> {

@@ -48,6 +48,8 @@ struct WorkflowSeries {
     steps: BTreeMap<String, Series>,
     paced: u64,
     history_limit_failures: u64,
+    deadlines_missed: u64,
+    step_deadlines_missed: BTreeMap<String, u64>,
 }
 
 /// Figures for one workflow.
@@ -70,6 +72,10 @@ pub struct WorkflowFigures {
     /// Executions failed because their history reached the engine's
     /// limit (also counted in `ended`, as `failed`).
     pub history_limit_failures: u64,
+    /// Executions that passed the workflow's `deadlineMs` before ending.
+    pub deadlines_missed: u64,
+    /// Step activations that passed their step's `deadlineMs`, by step.
+    pub step_deadlines_missed: BTreeMap<String, u64>,
 }
 
 /// Everything the engine counts.
@@ -181,6 +187,10 @@ impl Recorder {
                 Event::DecisionMade { step, .. } => {
                     step_series(&mut wf.steps, step).record(0);
                 }
+                Event::DeadlineMissed { step: None, .. } => wf.deadlines_missed += 1,
+                Event::DeadlineMissed {
+                    step: Some(step), ..
+                } => *wf.step_deadlines_missed.entry(step.clone()).or_default() += 1,
                 Event::StepFailed { step, .. } => {
                     step_series(&mut wf.steps, step).errors += 1;
                 }
@@ -345,6 +355,8 @@ impl Recorder {
                                 .collect(),
                             paced: w.paced,
                             history_limit_failures: w.history_limit_failures,
+                            deadlines_missed: w.deadlines_missed,
+                            step_deadlines_missed: w.step_deadlines_missed.clone(),
                         },
                     )
                 })
