@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use retrace_engine::ExecutionId;
 use retrace_engine::agents::{
     AGING_MS_PER_LEVEL, AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus,
-    Outcome, Settled, TaskSpec, TimeoutKind,
+    FAIR_TURN_MS, Outcome, Settled, TaskSpec, TimeoutKind,
 };
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::PRIORITY_MAX;
@@ -58,6 +58,7 @@ fn task(id: &str, capability: &str, scheduled_at_ms: u64) -> TaskSpec {
         heartbeat_ms: None,
         scheduled_at_ms,
         priority: 0,
+        fairness_key: None,
     }
 }
 
@@ -1272,4 +1273,91 @@ proptest! {
             registry.settle(&claim.spec.id, Outcome::Succeeded).unwrap();
         }
     }
+
+    /// Invariant 31: tasks with a fairness key are ranked from their key's
+    /// turn (the later of when they were scheduled and the key's clock,
+    /// which each task moves `FAIR_TURN_MS` on), so every claim takes the
+    /// lowest `turn - priority × aging`, each key keeps its own order, and
+    /// the aging bound holds from the turn.
+    #[test]
+    fn keys_take_turns_and_each_key_keeps_its_order(
+        ops in proptest::collection::vec(
+            (any::<bool>(), 0..=2u8, prop_oneof![Just(None), Just(Some("a")), Just(Some("b")), Just(Some("c"))], 0..3_000u64),
+            1..150,
+        ),
+    ) {
+        let (clock, registry) = registry();
+        let agent = agent(&registry, &["q"], 1);
+        // The model: each key's next turn, and each queued task's turn.
+        let mut next_turn: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut queued: Vec<(TaskSpec, u64, usize)> = Vec::new();
+        for (n, (claim, priority, key, advance_ms)) in ops.into_iter().enumerate() {
+            clock.advance(advance_ms);
+            let now = clock_now(&clock);
+            if !claim {
+                let spec = TaskSpec {
+                    priority,
+                    fairness_key: key.map(str::to_owned),
+                    ..task(&format!("t{n}"), "q", now)
+                };
+                let turn = match key {
+                    None => now,
+                    Some(k) => {
+                        let next = next_turn.entry(k).or_insert(0);
+                        let turn = (*next).max(now);
+                        *next = turn + FAIR_TURN_MS;
+                        turn
+                    }
+                };
+                registry.enqueue(spec.clone());
+                queued.push((spec, turn, n));
+                continue;
+            }
+            let claimed = registry.claim(&agent, 1).unwrap();
+            let Some(claim) = claimed.first() else {
+                prop_assert!(queued.is_empty(), "nothing claimed with {} queued", queued.len());
+                continue;
+            };
+            let rank = |(s, turn, n): &(TaskSpec, u64, usize)| {
+                (i128::from(*turn) - i128::from(s.priority) * i128::from(AGING_MS_PER_LEVEL), *n)
+            };
+            let best = queued.iter().min_by_key(|q| rank(q)).unwrap();
+            prop_assert_eq!(&claim.spec.id, &best.0.id, "not the lowest rank");
+            let (_, turn, _) = queued.iter().find(|q| q.0.id == claim.spec.id).cloned().unwrap();
+            queued.retain(|q| q.0.id != claim.spec.id);
+            for (waiting, waiting_turn, _) in &queued {
+                if waiting.fairness_key.is_some() && waiting.fairness_key == claim.spec.fairness_key
+                    && waiting.priority == claim.spec.priority {
+                    prop_assert!(waiting.scheduled_at_ms >= claim.spec.scheduled_at_ms,
+                        "{} overtook {} of its own key", claim.spec.id, waiting.id);
+                }
+                let bound = waiting_turn + u64::from(PRIORITY_MAX - waiting.priority) * AGING_MS_PER_LEVEL;
+                prop_assert!(turn <= bound, "{} served before {} past the bound", claim.spec.id, waiting.id);
+            }
+            registry.settle(&claim.spec.id, Outcome::Succeeded).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_burst_of_one_key_does_not_starve_another() {
+    let (clock, registry) = registry();
+    let agent = agent(&registry, &["q"], 1);
+    let keyed = |id: String, key: &str, at: u64| TaskSpec {
+        fairness_key: Some(key.to_owned()),
+        ..task(&id, "q", at)
+    };
+    for n in 0..100 {
+        registry.enqueue(keyed(format!("a{n}"), "acme", 0));
+    }
+    clock.advance(2_500);
+    registry.enqueue(keyed("b0".into(), "beta", 2_500));
+    let mut order = Vec::new();
+    for _ in 0..5 {
+        let id = claim_ids(&registry, &agent, 1).pop().unwrap();
+        registry.settle(&id, Outcome::Succeeded).unwrap();
+        order.push(id);
+    }
+    // acme's turns are 0, 1 s, 2 s, 3 s…; beta's first is 2.5 s.
+    assert_eq!(order, ["a0", "a1", "a2", "b0", "a3"]);
 }

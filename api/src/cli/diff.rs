@@ -257,6 +257,8 @@ mod tests {
                 started_at_ms: 0,
                 waiting: Waiting::Starting,
                 priority: None,
+                deadline_at_ms: None,
+                fairness_key: None,
             },
         );
         before.variables.insert("old".into(), json!(1));

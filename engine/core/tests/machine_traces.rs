@@ -653,12 +653,16 @@ impl Harness {
                     input,
                     timeouts,
                     priority,
+                    fairness_key,
                 } => format!(
                     "task {task} act={act} step={step} capability={capability} \
-                     attempt={attempt} input={} timeouts={}{}",
+                     attempt={attempt} input={} timeouts={}{}{}",
                     compact(&input),
                     compact(&json!(timeouts)),
-                    shown_priority(priority)
+                    shown_priority(priority),
+                    fairness_key
+                        .map(|k| format!(" fairness={k}"))
+                        .unwrap_or_default()
                 ),
                 Effect::Timer { act, due_at_ms } => format!("timer act={act} due={due_at_ms}"),
                 Effect::Deadline { act, due_at_ms } => {

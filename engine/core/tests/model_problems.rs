@@ -101,7 +101,7 @@ fn unknown_fields_are_named_with_a_suggestion() {
         ]}"#,
         expect![[r#"
             steps[0].capability: is required for a `task` step
-            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
+            steps[0].banana: unknown field; expected one of `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `fairnessKey`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
             steps[0].capabilty: unknown field; did you mean `capability`?
             steps[0].nxt: unknown field; did you mean `next`?
             stpes: unknown field; did you mean `steps`?
@@ -321,6 +321,21 @@ fn deadlines_must_be_positive_milliseconds() {
             steps[0].deadlineMs: must be a whole number of at least 1, not the string "soon"
             steps[1].deadlineMs: must be a whole number of at least 1, not the number 2.5
             deadlineMs: must be a whole number of at least 1, not the number 0
+        "#]],
+    );
+}
+
+#[test]
+fn a_fairness_key_belongs_to_task_steps_and_must_compile() {
+    check(
+        r#"{"name": "w", "fairnessKey": "${ input.tenant + }", "steps": [
+            {"id": "a", "type": "task", "capability": "noop", "fairnessKey": 5},
+            {"id": "b", "type": "wait", "wait": {"seconds": 1}, "fairnessKey": "$.input.t"}
+        ]}"#,
+        expect![[r#"
+            steps[0].fairnessKey: must be a string, not the number 5
+            steps[1].fairnessKey: only a `task` step has a fairness key
+            fairnessKey: `${ input.tenant + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 20
         "#]],
     );
 }

@@ -43,7 +43,7 @@ use crate::clock::Clock;
 
 pub use agent::{AgentId, AgentInfo, AgentOptions, AgentStatus};
 pub use error::AgentError;
-pub use queue::AGING_MS_PER_LEVEL;
+pub use queue::{AGING_MS_PER_LEVEL, FAIR_TURN_MS};
 pub use task::{ClaimedTask, Expired, Outcome, Settled, TaskSpec, TimeoutKind};
 pub use validate::{CAPABILITIES_MAX, MAX_CONCURRENCY_MAX, NAME_CHARS_MAX};
 

@@ -16,6 +16,17 @@
 //! `t + (9 - p) × AGING_MS_PER_LEVEL`, so nothing starves while agents
 //! keep taking tasks. An agent offering several capabilities is served in
 //! that order across all of them.
+//!
+//! Fairness: a task with a fairness key (a tenant, a customer) is ranked
+//! from its key's *turn* rather than from when it was scheduled. Each key
+//! (per capability) has a virtual clock; a task's turn is the later of its
+//! scheduled time and that clock, and the clock then moves
+//! [`FAIR_TURN_MS`] past the turn. So a burst of `n` tasks of one key
+//! takes turns `t, t + 1 s, …, t + (n - 1) s`, and a task of another key
+//! scheduled at `t + d` is served after at most about `d / 1 s` of them,
+//! not after the whole burst; within one key, tasks keep their order. The
+//! aging bound holds with the turn in place of the scheduled time. Tasks
+//! with no key rank as before.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -32,6 +43,9 @@ enum Lane {
 /// How long a wait is worth one priority level.
 pub const AGING_MS_PER_LEVEL: u64 = 10_000;
 
+/// How far one queued task moves its fairness key's next turn.
+pub const FAIR_TURN_MS: u64 = 1_000;
+
 /// A task's place in its capability's queue (fields in sort order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct QueueKey {
@@ -46,11 +60,13 @@ pub(super) struct QueueKey {
 }
 
 impl QueueKey {
-    fn new(lane: Lane, spec: &TaskSpec, seq: u64) -> QueueKey {
+    /// Ranked from `turn_ms`: when it was scheduled, or its fairness key's
+    /// turn.
+    fn new(lane: Lane, spec: &TaskSpec, turn_ms: u64, seq: u64) -> QueueKey {
         let aged = i128::from(spec.priority) * i128::from(AGING_MS_PER_LEVEL);
         QueueKey {
             lane,
-            rank: i128::from(spec.scheduled_at_ms) - aged,
+            rank: i128::from(turn_ms) - aged,
             seq,
             scheduled_at_ms: spec.scheduled_at_ms,
         }
@@ -90,6 +106,9 @@ pub(super) struct Tasks {
     queues: BTreeMap<String, BTreeMap<QueueKey, String>>,
     /// `(deadline, task id)` of every outstanding task that has one.
     deadlines: BTreeSet<(u64, String)>,
+    /// Each fairness key's next turn, per capability. A key whose turn has
+    /// passed ranks nothing later, so it is forgotten now and then.
+    turns: HashMap<(String, String), u64>,
     next_seq: u64,
 }
 
@@ -109,8 +128,27 @@ impl Tasks {
         let start_by_ms = spec
             .schedule_to_start_ms
             .map(|ms| spec.scheduled_at_ms.saturating_add(ms));
-        self.insert_queued(spec, Lane::Fresh, seq, start_by_ms);
+        let turn_ms = self.turn(&spec);
+        self.insert_queued(spec, Lane::Fresh, turn_ms, seq, start_by_ms);
         true
+    }
+
+    /// When `spec` gets its turn, and its key's next turn after it.
+    fn turn(&mut self, spec: &TaskSpec) -> u64 {
+        let Some(key) = &spec.fairness_key else {
+            return spec.scheduled_at_ms;
+        };
+        let now_ms = spec.scheduled_at_ms;
+        if self.turns.len() > 1_024 + 2 * self.entries.len() {
+            self.turns.retain(|_, next| *next > now_ms);
+        }
+        let next = self
+            .turns
+            .entry((spec.capability.clone(), key.clone()))
+            .or_insert(0);
+        let turn = (*next).max(now_ms);
+        *next = turn.saturating_add(FAIR_TURN_MS);
+        turn
     }
 
     /// Puts a claim taken from [`Tasks::take`] back at the front of its
@@ -121,11 +159,19 @@ impl Tasks {
             .spec
             .schedule_to_start_ms
             .map(|ms| now_ms.saturating_add(ms));
-        self.insert_queued(claim.spec, Lane::Requeued, seq, start_by_ms);
+        let turn_ms = claim.spec.scheduled_at_ms;
+        self.insert_queued(claim.spec, Lane::Requeued, turn_ms, seq, start_by_ms);
     }
 
-    fn insert_queued(&mut self, spec: TaskSpec, lane: Lane, seq: u64, start_by_ms: Option<u64>) {
-        let key = QueueKey::new(lane, &spec, seq);
+    fn insert_queued(
+        &mut self,
+        spec: TaskSpec,
+        lane: Lane,
+        turn_ms: u64,
+        seq: u64,
+        start_by_ms: Option<u64>,
+    ) {
+        let key = QueueKey::new(lane, &spec, turn_ms, seq);
         self.queues
             .entry(spec.capability.clone())
             .or_default()

@@ -36,6 +36,10 @@ pub struct TaskSpec {
     /// it stands in its queue (see `queue`).
     #[serde(default)]
     pub priority: u8,
+    /// Whose turn it is among tasks of the same priority: tasks with one key
+    /// take turns with other keys' (see `queue`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
 }
 
 /// A task an agent holds, and until when.

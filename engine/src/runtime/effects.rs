@@ -152,6 +152,7 @@ impl Engine {
                 input,
                 timeouts,
                 priority,
+                fairness_key,
                 ..
             } => {
                 let handler = self
@@ -193,6 +194,7 @@ impl Engine {
                             heartbeat_ms: timeouts.heartbeat_ms,
                             scheduled_at_ms: self.inner.clock.now_ms(),
                             priority,
+                            fairness_key,
                         });
                     }
                 }

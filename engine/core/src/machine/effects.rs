@@ -25,6 +25,9 @@ pub enum Effect {
         timeouts: TaskTimeouts,
         /// The execution's priority, 0 to 9.
         priority: u8,
+        /// Whose turn it is among tasks of the same priority (see the
+        /// agents' queue).
+        fairness_key: Option<String>,
     },
     /// Fire `TimerFired { act }` at `due_at_ms` (act 0: the workflow timeout).
     Timer { act: u64, due_at_ms: u64 },
@@ -108,6 +111,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 input: input.clone(),
                 timeouts: *timeouts,
                 priority: a.priority.unwrap_or(state.priority),
+                fairness_key: a.fairness_key.clone(),
             }),
             Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
                 if !paused {

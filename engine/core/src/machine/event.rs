@@ -184,6 +184,9 @@ pub enum Event {
         /// When the step's `deadlineMs` passes, if it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline_at_ms: Option<u64>,
+        /// Its tasks' fairness key (a task step's `fairnessKey`, evaluated).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fairness_key: Option<String>,
     },
     /// A deadline passed before what it was set on ended: activation
     /// `act`'s step (act 0: the whole execution, `step` absent). Recorded

@@ -37,19 +37,27 @@ impl Entry<'_> {
     /// The `step_started` event of this entry, at `now_ms` (its deadline
     /// counts from then).
     fn started(&self, input: &Value, now_ms: u64) -> Event {
-        self.started_with(input, None, now_ms)
+        self.started_with(input, TaskRank::default(), now_ms)
     }
 
-    fn started_with(&self, input: &Value, priority: Option<u8>, now_ms: u64) -> Event {
+    fn started_with(&self, input: &Value, rank: TaskRank, now_ms: u64) -> Event {
         Event::StepStarted {
             act: self.act,
             step: self.step.id.clone(),
             thread: self.thread,
             input: input.clone(),
-            priority,
+            priority: rank.priority,
             deadline_at_ms: self.step.deadline_ms.map(|d| now_ms.saturating_add(d)),
+            fairness_key: rank.fairness_key,
         }
     }
+}
+
+/// Where a task step's tasks stand in their queue, as its step gives it.
+#[derive(Default)]
+struct TaskRank {
+    priority: Option<u8>,
+    fairness_key: Option<String>,
 }
 
 impl<'w> Run<'_, 'w, '_> {
@@ -104,6 +112,7 @@ impl<'w> Run<'_, 'w, '_> {
         // step has something to evaluate.
         let needs_context = (work.input.is_none() && step.input.is_some())
             || step.priority.is_some()
+            || step.fairness_key.is_some()
             || matches!(
                 &step.kind,
                 StepKind::Decision { .. }
@@ -133,14 +142,20 @@ impl<'w> Run<'_, 'w, '_> {
                 self.complete(at.act, step, at.thread, Some(input.clone()), input)
             }
             StepKind::Task { capability } => {
-                let priority = match step_priority(step, &context) {
-                    Ok(priority) => priority,
+                let rank = step_priority(step, &context).and_then(|priority| {
+                    Ok(TaskRank {
+                        priority,
+                        fairness_key: step_fairness_key(step, &context)?,
+                    })
+                });
+                let rank = match rank {
+                    Ok(rank) => rank,
                     Err(message) => {
                         let error = ErrorInfo::new(error_types::EXPRESSION, message);
                         return self.entry_failed(at, error);
                     }
                 };
-                self.emit(at.started_with(&input, priority, self.ctx.now_ms))?;
+                self.emit(at.started_with(&input, rank, self.ctx.now_ms))?;
                 self.schedule_task(at.act, step, capability, 1, input)
             }
             StepKind::Decision { expression, .. } => {
@@ -391,6 +406,41 @@ impl<'w> Run<'_, 'w, '_> {
 
 /// A task step's priority, evaluated in the context its input was: `None`
 /// when it gives none (its tasks get the execution's).
+/// The longest fairness key, in bytes.
+pub const FAIRNESS_KEY_LEN_MAX: usize = 256;
+
+/// A task step's fairness key: a string as is, a number or a boolean as
+/// its JSON text; `null` is none.
+fn step_fairness_key(step: &Step, context: &Value) -> Result<Option<String>, String> {
+    let Some(mapping) = &step.fairness_key else {
+        return Ok(None);
+    };
+    let key = match mapping.evaluate(context).map_err(|e| e.message)? {
+        Value::Null => return Ok(None),
+        Value::String(text) => text,
+        value @ (Value::Number(_) | Value::Bool(_)) => value.to_string(),
+        other => {
+            let what = if other.is_array() {
+                "an array"
+            } else {
+                "an object"
+            };
+            return Err(format!(
+                "the fairness key of step `{}` must be a string, a number or a boolean, not \
+                 {what}",
+                step.id
+            ));
+        }
+    };
+    if key.len() > FAIRNESS_KEY_LEN_MAX {
+        return Err(format!(
+            "the fairness key of step `{}` is longer than {FAIRNESS_KEY_LEN_MAX} bytes",
+            step.id
+        ));
+    }
+    Ok(Some(key))
+}
+
 fn step_priority(step: &Step, context: &Value) -> Result<Option<u8>, String> {
     let Some(mapping) = &step.priority else {
         return Ok(None);

@@ -182,6 +182,9 @@ pub struct Activation {
     /// When its step's deadline passes; `None` without one, or once missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_at_ms: Option<u64>,
+    /// Its tasks' fairness key, when its step gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
 }
 
 /// A signal no step was waiting for yet.
@@ -541,6 +544,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             input,
             priority,
             deadline_at_ms,
+            fairness_key,
         } => {
             if let Some(t) = thread
                 && !matches!(
@@ -565,6 +569,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
                     waiting: Waiting::Starting,
                     priority: *priority,
                     deadline_at_ms: *deadline_at_ms,
+                    fairness_key: fairness_key.clone(),
                 },
             )?;
             state.transitions += 1;
@@ -817,6 +822,7 @@ fn fold_held_or_handler(
                     },
                     priority: None,
                     deadline_at_ms: None,
+                    fairness_key: None,
                 },
             )?;
         }
@@ -868,6 +874,7 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
                     waiting: Waiting::Starting,
                     priority: None,
                     deadline_at_ms: None,
+                    fairness_key: None,
                 },
             )?;
         }

@@ -15,9 +15,12 @@
 
 use std::collections::BTreeSet;
 
+use serde_json::Value;
+
 use super::compile_step::{compile_step, retry_policy};
 use super::declared::{Declared, declare, locate};
 use super::definition::WorkflowDefinition;
+use super::mapping::Mapping;
 use super::names;
 use super::problem::{Problems, field, index};
 use super::schema::InputSchema;
@@ -52,11 +55,26 @@ pub(crate) fn compile(
         );
     }
     let declared = declare(&located, problems);
-    let steps: Vec<Step> = located
+    let mut steps: Vec<Step> = located
         .iter()
         .filter(|step| !broken.contains(&step.path))
         .filter_map(|step| compile_step(step, &definition.name, &declared, problems))
         .collect();
+    // The workflow's fairness key is every task step's that has none.
+    if let Some(key) = &definition.fairness_key
+        && let Ok(default) =
+            Mapping::compile(&Value::String(key.clone()), "fairnessKey").map_err(|found| {
+                for (path, message) in found {
+                    problems.push(path, message);
+                }
+            })
+    {
+        for step in &mut steps {
+            if matches!(step.kind, StepKind::Task { .. }) && step.fairness_key.is_none() {
+                step.fairness_key = Some(default.clone());
+            }
+        }
+    }
     Compiled {
         steps,
         start: start(definition, &declared, problems),

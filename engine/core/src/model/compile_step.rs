@@ -77,6 +77,13 @@ pub(crate) fn compile_step(
             .as_ref()
             .and_then(|value| mapping(value, &field(path, "priority"), problems)),
         deadline_ms: step.deadline_ms,
+        fairness_key: step.fairness_key.as_ref().and_then(|key| {
+            mapping(
+                &Value::String(key.clone()),
+                &field(path, "fairnessKey"),
+                problems,
+            )
+        }),
     })
 }
 

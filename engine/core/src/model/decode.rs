@@ -62,6 +62,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         error_handlers: Vec::new(),
         timeout_ms: None,
         deadline_ms: None,
+        fairness_key: None,
         tags: Vec::new(),
         start: None,
         max_transitions: None,
@@ -108,6 +109,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
     }
     definition.timeout_ms = doc.positive_u64("timeoutMs", problems);
     definition.deadline_ms = doc.positive_u64("deadlineMs", problems);
+    definition.fairness_key = doc.string("fairnessKey", problems);
     definition.tags = doc.strings("tags", problems);
     for (at, tag) in definition.tags.iter().enumerate() {
         free_text(index(&doc.path_of("tags"), at), tag, Text::Label, problems);
@@ -193,6 +195,7 @@ fn decode_step(
         on_failure: None,
         priority: None,
         deadline_ms: None,
+        fairness_key: None,
     };
     let Some(mut fields) = Fields::open(value, path, problems) else {
         broken.insert(path.to_owned());
@@ -256,6 +259,13 @@ fn decode_step(
     step.on_error = fields.string("onError", problems);
     step.priority = decode_priority(&step, &mut fields, problems);
     step.deadline_ms = fields.positive_u64("deadlineMs", problems);
+    step.fairness_key = fields.string("fairnessKey", problems);
+    if step.fairness_key.is_some() && step.step_type != StepType::Task {
+        problems.push(
+            fields.path_of("fairnessKey"),
+            "only a `task` step has a fairness key",
+        );
+    }
     decode_failure_fields(&mut step, &mut fields, problems);
     fields.finish(problems);
     step

@@ -40,6 +40,9 @@ pub struct WorkflowDefinition {
     /// A deadline that warns: missed, it is recorded and the execution goes on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// The default `fairnessKey` of its task steps (a mapping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +163,10 @@ pub struct StepDefinition {
     /// Milliseconds from the step starting until its deadline is missed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// A task step's fairness key: a mapping that gives a string (a
+    /// tenant, a customer) when the step starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fairness_key: Option<String>,
 }
 
 /// `decision`: evaluate `expression`, go to the step named by the matching branch.

@@ -45,6 +45,9 @@ pub struct Step {
     /// Milliseconds from the step starting until its deadline is missed
     /// (recorded; the step goes on).
     pub deadline_ms: Option<u64>,
+    /// A task step's fairness key (a string when evaluated): its own, else
+    /// the workflow's `fairnessKey`.
+    pub fairness_key: Option<Mapping>,
 }
 
 impl Step {

@@ -23,6 +23,7 @@ fn claimed(id: &str, capability: &str, scheduled_at_ms: u64, claimed_at_ms: u64)
             schedule_to_start_ms: None,
             heartbeat_ms: None,
             priority: 0,
+            fairness_key: None,
             scheduled_at_ms,
         },
         agent: AgentId::random(),
