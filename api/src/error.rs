@@ -15,6 +15,7 @@ use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
+use retrace_engine::schedules::ScheduleError;
 use retrace_engine::store::tokens::TokenError;
 use retrace_engine::store::{JournalError, StorageError};
 use serde::Serialize;
@@ -64,6 +65,8 @@ pub enum Error {
     Forbidden(String),
     #[error("no token named `{0}`")]
     UnknownToken(String),
+    #[error("no schedule `{0}`")]
+    UnknownSchedule(String),
     /// A token over its requests per second or its open streams.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
@@ -89,6 +92,14 @@ pub enum Error {
     InvalidInput(Vec<String>),
     #[error("{0}")]
     InvalidRegistration(String),
+    /// A schedule (or a patch's result) with problems, its shape
+    /// included: every one of them, in `details`.
+    #[error(
+        "invalid schedule ({} problem{})",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" }
+    )]
+    InvalidSchedule(Vec<Problem>),
     /// The command makes no sense in the execution's status.
     #[error("{0}")]
     WrongState(String),
@@ -122,7 +133,9 @@ pub enum Error {
 pub(crate) struct Detail<'a> {
     /// For `invalid_workflow`, a path into the definition as the workflow
     /// language writes it (`steps[0].capability`; empty for the whole
-    /// document); for `invalid_input`, a JSON pointer into the input.
+    /// document); for `invalid_input`, a JSON pointer into the input; for
+    /// `invalid_schedule`, the field of a body of the wrong shape
+    /// (`everyMs`), else empty.
     path: &'a str,
     message: &'a str,
 }
@@ -143,8 +156,9 @@ pub(crate) struct Inner<'a> {
     code: &'static str,
     /// A readable explanation, for people: match on `code`, not on this.
     message: String,
-    /// Only for `invalid_workflow` (one entry per problem) and
-    /// `invalid_input` (one entry per mismatch); absent otherwise.
+    /// Only for `invalid_workflow` and `invalid_schedule` (one entry per
+    /// problem) and `invalid_input` (one entry per mismatch); absent
+    /// otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     details: Option<Vec<Detail<'a>>>,
@@ -175,6 +189,8 @@ pub enum Code {
     Forbidden,
     UnknownToken,
     InvalidToken,
+    InvalidSchedule,
+    UnknownSchedule,
     RateLimited,
     Conflict,
     PayloadTooLarge,
@@ -190,11 +206,12 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 33] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::InvalidHeader,
+        Code::InvalidSchedule,
         Code::Unauthenticated,
         Code::InvalidSignature,
         Code::Forbidden,
@@ -206,6 +223,7 @@ impl Code {
         Code::UnknownAgent,
         Code::UnknownTask,
         Code::UnknownToken,
+        Code::UnknownSchedule,
         Code::MethodNotAllowed,
         Code::Timeout,
         Code::WrongState,
@@ -247,6 +265,8 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::UnknownToken => "unknown_token",
             Code::InvalidToken => "invalid_token",
+            Code::InvalidSchedule => "invalid_schedule",
+            Code::UnknownSchedule => "unknown_schedule",
             Code::RateLimited => "rate_limited",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
@@ -272,7 +292,8 @@ impl Code {
             | Code::UnknownExecution
             | Code::UnknownAgent
             | Code::UnknownTask
-            | Code::UnknownToken => StatusCode::NOT_FOUND,
+            | Code::UnknownToken
+            | Code::UnknownSchedule => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unauthenticated | Code::InvalidSignature => StatusCode::UNAUTHORIZED,
             Code::CrossSite | Code::Forbidden | Code::NotYours => StatusCode::FORBIDDEN,
@@ -285,7 +306,8 @@ impl Code {
             | Code::InvalidWorkflow
             | Code::InvalidInput
             | Code::InvalidRegistration
-            | Code::InvalidToken => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::InvalidToken
+            | Code::InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -312,6 +334,8 @@ impl Error {
             Error::InvalidSignature(_) => Code::InvalidSignature,
             Error::Forbidden(_) => Code::Forbidden,
             Error::UnknownToken(_) => Code::UnknownToken,
+            Error::UnknownSchedule(_) => Code::UnknownSchedule,
+            Error::InvalidSchedule(_) => Code::InvalidSchedule,
             Error::InvalidToken(_) => Code::InvalidToken,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -341,7 +365,7 @@ impl Error {
 
     fn details(&self) -> Option<Vec<Detail<'_>>> {
         match self {
-            Error::InvalidWorkflow(problems) => Some(
+            Error::InvalidWorkflow(problems) | Error::InvalidSchedule(problems) => Some(
                 problems
                     .iter()
                     .map(|p| Detail {
@@ -455,6 +479,19 @@ impl From<EngineError> for Error {
                 TokenError::Invalid(message) => Error::InvalidToken(message),
                 TokenError::Exists(_) | TokenError::Revoked(_) => Error::Conflict(t.to_string()),
                 TokenError::Unknown(name) => Error::UnknownToken(name),
+            },
+            EngineError::Schedule(s) => match s {
+                ScheduleError::Invalid(problems) => Error::InvalidSchedule(
+                    problems
+                        .into_iter()
+                        .map(|message| Problem {
+                            path: String::new(),
+                            message,
+                        })
+                        .collect(),
+                ),
+                ScheduleError::Exists(_) => Error::Conflict(s.to_string()),
+                ScheduleError::Unknown(id) => Error::UnknownSchedule(id),
             },
             EngineError::Journal(j) => j.into(),
             EngineError::ShuttingDown => Error::Unavailable(e.to_string()),

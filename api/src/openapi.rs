@@ -23,15 +23,15 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, signal_with_start, streams,
-    tasks, tokens, workflows,
+    agents, commands, dashboard, executions, health, history, metrics, schedules,
+    signal_with_start, streams, tasks, tokens, workflows,
 };
 
 /// The whole API's description.
 const DESCRIPTION: &str = "\
 The HTTP API of retrace, an event-sourced durable execution engine: define \
-workflows, start and command executions, read their histories as pages or \
-Server-Sent Events, and hand tasks to agents.
+workflows, start and command executions (now or on a schedule), read their \
+histories as pages or Server-Sent Events, and hand tasks to agents.
 
 - **Bodies** are JSON with `Content-Type: application/json` (or any \
 `application/*+json`); workflow definitions may also be YAML. Unknown fields \
@@ -86,6 +86,12 @@ The guide, with examples, is `docs/api.md`.";
         commands::signal,
         streams::all,
         commands::publish,
+        schedules::create,
+        schedules::list,
+        schedules::get,
+        schedules::update,
+        schedules::delete,
+        schedules::trigger,
         agents::register,
         agents::list,
         agents::get,
@@ -115,6 +121,9 @@ The guide, with examples, is `docs/api.md`.";
             execution (signals) or to every waiting one (publish)."),
         (name = "streams", description = "Server-Sent Events: one execution's events, or \
             every execution's. Both resume after `Last-Event-ID` (or `?after=`)."),
+        (name = "schedules", description = "Workflows started on a timetable: a cron \
+            expression in a time zone, or every so many milliseconds, with an overlap \
+            policy and a catch-up window."),
         (name = "agents", description = "Workers in any language that offer capabilities. \
             Registrations live in memory and do not survive a restart."),
         (name = "tasks", description = "Agents long-poll for tasks and report each one's \
@@ -279,6 +288,27 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
         &[PATH, JSON_BODY, APPEND, &[InvalidSignature]],
     ),
     (
+        "createSchedule",
+        &[JSON_BODY, &[InvalidSchedule, Conflict], APPEND],
+    ),
+    ("listSchedules", &[]),
+    ("getSchedule", &[PATH, &[UnknownSchedule]]),
+    (
+        "updateSchedule",
+        &[PATH, JSON_BODY, &[InvalidSchedule, UnknownSchedule], APPEND],
+    ),
+    ("deleteSchedule", &[PATH, &[UnknownSchedule], APPEND]),
+    (
+        "triggerSchedule",
+        &[
+            PATH,
+            JSON_BODY,
+            &[UnknownSchedule, UnknownWorkflow, InvalidInput],
+            APPEND,
+            READ,
+        ],
+    ),
+    (
         "registerAgent",
         &[JSON_BODY, &[InvalidRegistration, Forbidden]],
     ),
@@ -403,6 +433,15 @@ fn meaning(code: Code) -> &'static str {
              does not allow. Nothing is recorded."
         }
         UnknownToken => "No token of that name.",
+        UnknownSchedule => "No schedule with that id.",
+        InvalidSchedule => {
+            "A schedule (or what a patch makes of it) with problems, every one of them in \
+             `details`: a field the schema does not name or of the wrong type, a cron \
+             expression that is not five fields or an alias (or never fires), a time zone \
+             that is not an IANA one, both `cron` and `everyMs` (or neither), a value out \
+             of range, a workflow (or version) not defined, an input its `input` schema \
+             refuses, an `id` a patch changes. Nothing is recorded."
+        }
         RateLimited => {
             "The token is over its requests per second (`--token-requests-per-s`) or holds \
              as many open streams as it may (`--token-streams-max`). The answer carries \
@@ -420,7 +459,8 @@ fn meaning(code: Code) -> &'static str {
         }
         Conflict => {
             "A concurrent change got there first (two starts racing with one \
-             idempotency key, a trigger that became stale); retrying is safe."
+             idempotency key, a trigger that became stale; retrying is safe), or what \
+             the request creates exists already (a schedule's id, a token's name)."
         }
         PayloadTooLarge => "The body is larger than the server's limit (`--max-body-bytes`).",
         UnsupportedMediaType => {
@@ -611,6 +651,7 @@ type LinkSpec = (
 const DEFINED_NAME: &[(&str, &str)] = &[("name", "$response.body#/name")];
 const STARTED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const REGISTERED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const SCHEDULE_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const STARTED: &[&str] = &["200", "201", "202"];
 
 const LINKS: &[LinkSpec] = &[
@@ -738,6 +779,38 @@ const LINKS: &[LinkSpec] = &[
         "NextPage",
         "listExecutions",
         &[("cursor", "$response.body#/nextCursor")],
+        &[],
+    ),
+    (
+        "createSchedule",
+        &["201"],
+        "GetSchedule",
+        "getSchedule",
+        SCHEDULE_ID,
+        &[],
+    ),
+    (
+        "createSchedule",
+        &["201"],
+        "UpdateSchedule",
+        "updateSchedule",
+        SCHEDULE_ID,
+        &[],
+    ),
+    (
+        "createSchedule",
+        &["201"],
+        "TriggerSchedule",
+        "triggerSchedule",
+        SCHEDULE_ID,
+        &[],
+    ),
+    (
+        "createSchedule",
+        &["201"],
+        "DeleteSchedule",
+        "deleteSchedule",
+        SCHEDULE_ID,
         &[],
     ),
     (

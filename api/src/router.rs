@@ -19,7 +19,7 @@ use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -30,8 +30,8 @@ use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, signal_with_start, streams,
-    tasks, tokens, workflows,
+    agents, commands, dashboard, executions, health, history, metrics, schedules,
+    signal_with_start, streams, tasks, tokens, workflows,
 };
 use crate::state::AppState;
 use crate::{guard, openapi};
@@ -69,6 +69,19 @@ impl Endpoint {
             path,
             access,
             route: post(handler),
+        }
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        Endpoint {
+            method: Method::PATCH,
+            path,
+            access,
+            route: patch(handler),
         }
     }
 
@@ -149,6 +162,12 @@ fn endpoints() -> Vec<Endpoint> {
         ),
         E::get("/v1/events/stream", A::Read, streams::all),
         E::post("/v1/events/{name}", A::Client, commands::publish),
+        E::post("/v1/schedules", A::Operate, schedules::create),
+        E::get("/v1/schedules", A::Read, schedules::list),
+        E::get("/v1/schedules/{id}", A::Read, schedules::get),
+        E::patch("/v1/schedules/{id}", A::Operate, schedules::update),
+        E::delete("/v1/schedules/{id}", A::Operate, schedules::delete),
+        E::post("/v1/schedules/{id}/trigger", A::Operate, schedules::trigger),
         E::post("/v1/agents", A::Agent, agents::register),
         E::get("/v1/agents", A::Read, agents::list),
         E::get("/v1/agents/{id}", A::Read, agents::get),
@@ -395,7 +414,7 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,

@@ -44,6 +44,27 @@ impl PartialSchema for ExecutionStatus {
 
 impl ToSchema for ExecutionStatus {}
 
+/// An instant, as the API writes them: RFC 3339 in UTC with milliseconds
+/// (a schema only).
+#[derive(Debug)]
+pub struct Instant;
+
+impl PartialSchema for Instant {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::DateTime,
+            )))
+            .description(Some(
+                "An instant: RFC 3339 in UTC with milliseconds (`2026-01-31T09:00:00.123Z`).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Instant {}
+
 /// A string schema whose values are `names`.
 fn names_schema(description: &str, names: impl IntoIterator<Item = &'static str>) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -276,6 +297,23 @@ impl PartialSchema for WorkflowDefinition {
                 whole(
                     u64::MAX,
                     "Time limit for the whole execution, in milliseconds.",
+                ),
+            )
+            .property(
+                "deadlineMs",
+                whole(
+                    u64::MAX,
+                    "A deadline that warns, in milliseconds from the start: passed \
+                     before the execution ends, `deadline_missed` is recorded.",
+                ),
+            )
+            .property(
+                "fairnessKey",
+                described(
+                    or_null(Type::String),
+                    "The fairness key of every task step that has none of its own: a \
+                     mapping (`$.input.tenant`) whose value takes turns with other keys' \
+                     tasks of the same priority.",
                 ),
             )
             .property(

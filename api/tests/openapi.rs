@@ -1010,6 +1010,121 @@ async fn real_answers_match_the_documented_schemas() {
     assert_eq!(status, StatusCode::OK, "{reported}");
     assert_eq!(reported["reports"][1]["accepted"], false);
 
+    // Schedules: created, refused, read, changed, triggered, deleted.
+    let hourly = json!({"id": "shapes-hourly", "workflow": "shapes", "input": {"n": 5},
+                        "everyMs": 3_600_000, "priority": 2});
+    let (status, created) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/schedules",
+            "/v1/schedules",
+            Some(hourly.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _) = c
+        .call(&s, "POST", "/v1/schedules", "/v1/schedules", Some(hourly))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let bad = json!({"id": "bad", "workflow": "shapes", "cron": "61 * * * *"});
+    let (status, refused) = c
+        .call(&s, "POST", "/v1/schedules", "/v1/schedules", Some(bad))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    c.call(&s, "GET", "/v1/schedules", "/v1/schedules", None)
+        .await;
+    c.call(
+        &s,
+        "GET",
+        "/v1/schedules/{id}",
+        "/v1/schedules/shapes-hourly",
+        None,
+    )
+    .await;
+    let (status, _) = c
+        .call(
+            &s,
+            "GET",
+            "/v1/schedules/{id}",
+            "/v1/schedules/nobody",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, paused) = c
+        .call(
+            &s,
+            "PATCH",
+            "/v1/schedules/{id}",
+            "/v1/schedules/shapes-hourly",
+            Some(json!({"paused": true, "cron": "0 3 * * *", "timezone": "Europe/Berlin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let (status, _) = c
+        .call(
+            &s,
+            "PATCH",
+            "/v1/schedules/{id}",
+            "/v1/schedules/shapes-hourly",
+            Some(json!({"id": "renamed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = c
+        .call(
+            &s,
+            "PATCH",
+            "/v1/schedules/{id}",
+            "/v1/schedules/nobody",
+            Some(json!({"paused": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, triggered) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/schedules/{id}/trigger",
+            "/v1/schedules/shapes-hourly/trigger",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{triggered}");
+    assert_eq!(triggered["schedule"]["recent"][0]["outcome"], "triggered");
+    let (status, _) = c
+        .call(
+            &s,
+            "POST",
+            "/v1/schedules/{id}/trigger",
+            "/v1/schedules/nobody/trigger",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, deleted) = c
+        .call(
+            &s,
+            "DELETE",
+            "/v1/schedules/{id}",
+            "/v1/schedules/shapes-hourly",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["counts"]["fired"], 1);
+    let (status, _) = c
+        .call(
+            &s,
+            "DELETE",
+            "/v1/schedules/{id}",
+            "/v1/schedules/shapes-hourly",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
     // Tokens, last: the first one switches tokens on.
     let create = json!({"name": "root", "role": "admin"});
     let (status, root) = c

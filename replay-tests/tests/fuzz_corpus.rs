@@ -125,7 +125,7 @@ fn http_request_knows_every_route() {
         .filter(|e| e.method != "*")
         .map(|e| {
             // The router names parameters by what they hold, not whose.
-            let path = ["execution", "agent", "task"]
+            let path = ["execution", "agent", "task", "schedule"]
                 .iter()
                 .fold(e.path.to_owned(), |p, k| {
                     p.replace(&format!("{{{k}}}"), "{id}")
@@ -1044,6 +1044,7 @@ fn curl_request(words: &[String]) -> Option<(String, HttpInput)> {
                     | ("task", "$TASK") => Some(0),
                     ("execution", "$OTHER") | ("task", "$OTHER_TASK") => Some(1),
                     ("workflow", v) => fuzzing::SEEDED_WORKFLOWS.iter().position(|w| *w == v),
+                    ("schedule", v) => fuzzing::SEEDED_SCHEDULES.iter().position(|w| *w == v),
                     ("event", v) => fuzzing::SEEDED_EVENTS.iter().position(|e| *e == v),
                     _ => None,
                 };

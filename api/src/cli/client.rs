@@ -234,6 +234,15 @@ impl Client {
         self.send(path, request).await
     }
 
+    /// `PATCH path` with a JSON merge patch (RFC 7396), decoded.
+    pub async fn patch<T: DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T> {
+        let request = self
+            .request(Method::PATCH, path)
+            .header(CONTENT_TYPE, "application/merge-patch+json")
+            .body(patch.to_string());
+        self.send(path, request).await
+    }
+
     /// `DELETE path`, decoded.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(path, self.request(Method::DELETE, path)).await

@@ -17,7 +17,8 @@
 //!   (`remote`), `status` (`status`), `tail` (`tail`), `ls`
 //!   (`list`), `signal` and `publish` (`events`), and the commands on
 //!   one execution — `pause`, `resume`, `cancel`, `terminate`, `retry`,
-//!   `skip`, `redrive` (`control`).
+//!   `skip`, `redrive` (`control`); `schedule create|list|show|pause|
+//!   resume|trigger|delete` (`schedule`).
 //! - `agent`: a small agent (`agent`); `token`: access tokens, on a data
 //!   folder or a server (`token`); `completions`: shell completion
 //!   scripts (`completions`).
@@ -37,6 +38,7 @@ mod list;
 mod logging;
 mod remote;
 mod replay;
+mod schedule;
 mod serve;
 mod signals;
 mod status;
@@ -64,6 +66,7 @@ pub use list::ListArgs;
 pub use logging::LogFormat;
 pub use remote::{AgentsArgs, StartArgs};
 pub use replay::{ReplayArgs, run as replay};
+pub use schedule::ScheduleCommand;
 pub use status::StatusArgs;
 pub use tail::TailArgs;
 pub use token::TokenCommand;
@@ -115,6 +118,12 @@ pub enum Command {
     Control(Control),
     /// Lists the agents registered with a server.
     Agents(AgentsArgs),
+    /// Creates, lists, shows, pauses, resumes, triggers and deletes
+    /// schedules on a server: workflows started on a timetable.
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// Runs a small agent: echoes each task's input, or runs a command.
     Agent(AgentArgs),
     /// Creates, lists and revokes access tokens, on a data folder or a
@@ -155,6 +164,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Event(command) => buffered(|out| block_on(events::run(command, out))),
         Command::Control(command) => buffered(|out| block_on(control::run(command, out))),
         Command::Agents(args) => buffered(|out| block_on(remote::agents(args, out))),
+        Command::Schedule { command } => buffered(|out| block_on(schedule::run(command, out))),
         // Each event is written (and flushed) as it arrives.
         Command::Tail(args) => block_on(tail::run(args, &mut std::io::stdout().lock())),
         Command::Agent(args) => block_on(agent::run(args)),

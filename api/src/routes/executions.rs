@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
 use retrace_engine::machine::{PRIORITY_MAX, Status};
-use retrace_engine::runtime::{ListFilter, StartRequest};
+use retrace_engine::runtime::{ListFilter, StartRequest, Started};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -106,13 +106,23 @@ pub fn priority(given: Option<u64>) -> Result<Option<u8>, Error> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = StartedExecution)]
-struct StartedView {
+pub(crate) struct StartedView {
     #[schema(value_type = String, format = "uuid")]
     id: ExecutionId,
     #[schema(value_type = ExecutionStatus)]
     status: &'static str,
     /// `false` when the idempotency key named an execution started before.
     created: bool,
+}
+
+impl From<&Started> for StartedView {
+    fn from(started: &Started) -> Self {
+        StartedView {
+            id: started.id,
+            status: started.status.as_str(),
+            created: started.created,
+        }
+    }
 }
 
 /// An execution a start waited for (`waitMs`): as `GET` shows it, and
@@ -198,11 +208,7 @@ pub async fn start(
         StatusCode::OK
     };
     let Some(wait_ms) = body.wait_ms else {
-        let view = StartedView {
-            id: started.id,
-            status: started.status.as_str(),
-            created: started.created,
-        };
+        let view = StartedView::from(&started);
         return Ok((status, axum::Json(StartAnswer::Started(view))));
     };
     let wait = std::time::Duration::from_millis(wait_ms);

@@ -12,6 +12,7 @@ pub mod executions;
 pub mod health;
 pub mod history;
 pub mod metrics;
+pub mod schedules;
 pub mod signal_with_start;
 pub mod streams;
 pub mod tasks;

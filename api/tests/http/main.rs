@@ -12,6 +12,7 @@ mod errors;
 mod executions;
 mod logs;
 mod metrics;
+mod schedules;
 mod streams;
 mod support;
 mod tasks;

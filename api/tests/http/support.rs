@@ -156,6 +156,20 @@ impl Server {
         .await
     }
 
+    /// A PATCH with a JSON merge patch (`application/merge-patch+json`).
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        answer(
+            self.client
+                .patch(self.url(path))
+                .header("content-type", "application/merge-patch+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         answer(self.client.delete(self.url(path)).send().await.unwrap()).await
     }

@@ -28,9 +28,9 @@ use tower::ServiceExt;
 
 /// One endpoint of the API's router as `http_request` calls it. The `{…}`
 /// segments of `path` are its parameters, in order: `{execution}`,
-/// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}` and `{token}` take an id,
-/// a name or a version; `{raw}` is a whole path, under the method `*` (see
-/// [`RAW_METHODS`]).
+/// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}`, `{token}` and
+/// `{schedule}` take an id, a name or a version; `{raw}` is a whole path,
+/// under the method `*` (see [`RAW_METHODS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
     pub method: &'static str,
@@ -44,7 +44,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 46] = [
+pub const ENDPOINTS: [Endpoint; 52] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -90,6 +90,12 @@ pub const ENDPOINTS: [Endpoint; 46] = [
     endpoint("POST", "/v1/executions/signal-with-start"),
     endpoint("GET", "/"),
     endpoint("GET", "/ui/{file}"),
+    endpoint("POST", "/v1/schedules"),
+    endpoint("GET", "/v1/schedules"),
+    endpoint("GET", "/v1/schedules/{schedule}"),
+    endpoint("PATCH", "/v1/schedules/{schedule}"),
+    endpoint("DELETE", "/v1/schedules/{schedule}"),
+    endpoint("POST", "/v1/schedules/{schedule}/trigger"),
     endpoint("*", "{raw}"),
 ];
 
@@ -150,6 +156,10 @@ pub const SEEDED_EVENTS: [&str; 3] = ["greeting.approved", "go", "expense.approv
 /// The token names `{token}` takes with sources 1, 2 and 3 (none exists
 /// unless an input made it).
 pub const SEEDED_TOKENS: [&str; 3] = ["root", "ops", "nobody"];
+
+/// The schedule ids `{schedule}` takes with sources 1, 2 and 3 (none exists
+/// unless an input made it; `docs/api.md`'s is the first).
+pub const SEEDED_SCHEDULES: [&str; 3] = ["greet-hourly", "nightly", "nobody"];
 
 /// The dashboard files `{file}` takes with sources 1, 2 and 3 (the third
 /// is none).
@@ -305,6 +315,7 @@ impl Existing {
             "event" => SEEDED_EVENTS[choice],
             "token" => SEEDED_TOKENS[choice],
             "file" => SEEDED_FILES[choice],
+            "schedule" => SEEDED_SCHEDULES[choice],
             _ => return None,
         })
     }
@@ -902,7 +913,10 @@ fn check_error_body(status: Option<StatusCode>, body: &[u8]) -> Result<String, S
         return Err("`error.message` is empty".into());
     }
     if let Some(details) = error.get("details") {
-        if !matches!(code, "invalid_workflow" | "invalid_input") {
+        if !matches!(
+            code,
+            "invalid_workflow" | "invalid_schedule" | "invalid_input"
+        ) {
             return Err(format!("`details` on a `{code}` error"));
         }
         let details = details.as_array().ok_or("`details` is not an array")?;
