@@ -327,6 +327,13 @@ pub struct AgentView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub token: Option<String>,
+    /// The version it declared (absent if none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub version: Option<String>,
+    /// How long it may stay silent before it is shown `offline`: its own,
+    /// else the server's default.
+    pub heartbeat_timeout_ms: u64,
 }
 
 impl From<AgentInfo> for AgentView {
@@ -345,6 +352,8 @@ impl From<AgentInfo> for AgentView {
             last_seen: rfc3339(a.last_seen_ms),
             registered_at: rfc3339(a.registered_at_ms),
             token: a.token,
+            version: a.version,
+            heartbeat_timeout_ms: a.heartbeat_timeout_ms,
         }
     }
 }

@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use retrace_engine::ExecutionId;
 use retrace_engine::agents::{
     AGING_MS_PER_LEVEL, AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus,
-    FAIR_TURN_MS, Outcome, Settled, TaskSpec, TimeoutKind,
+    AgentTraits, FAIR_TURN_MS, Outcome, Settled, TaskSpec, TimeoutKind,
 };
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::PRIORITY_MAX;
@@ -59,6 +59,7 @@ fn task(id: &str, capability: &str, scheduled_at_ms: u64) -> TaskSpec {
         scheduled_at_ms,
         priority: 0,
         fairness_key: None,
+        agent_version: None,
     }
 }
 
@@ -819,6 +820,7 @@ fn agent_info_and_ids_serialize_as_documented() {
             "loadFactor": 0.0,
             "lastSeenMs": START_MS,
             "registeredAtMs": START_MS,
+            "heartbeatTimeoutMs": 30_000,
         })
     );
     assert_eq!(worker.to_string().parse::<AgentId>().unwrap(), worker);
@@ -1360,4 +1362,97 @@ fn a_burst_of_one_key_does_not_starve_another() {
     }
     // acme's turns are 0, 1 s, 2 s, 3 s…; beta's first is 2.5 s.
     assert_eq!(order, ["a0", "a1", "a2", "b0", "a3"]);
+}
+
+fn versioned(registry: &AgentRegistry, version: Option<&str>) -> AgentId {
+    registry
+        .register_as(
+            "worker",
+            &caps(&["img"]),
+            Some(10),
+            None,
+            &AgentTraits {
+                version: version.map(str::to_owned),
+                heartbeat_timeout_ms: None,
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_task_that_requires_a_version_goes_only_to_agents_inside_the_range() {
+    let (_, registry) = registry();
+    let old = versioned(&registry, Some("2.0.3"));
+    let new = versioned(&registry, Some("2.2.0"));
+    let unversioned = versioned(&registry, None);
+    let requiring = |id: &str, at: u64| TaskSpec {
+        agent_version: Some(">=2.1".into()),
+        ..task(id, "img", at)
+    };
+    registry.enqueue(requiring("v1", 0));
+    registry.enqueue(task("any1", "img", 1));
+    registry.enqueue(requiring("v2", 2));
+    registry.enqueue(task("any2", "img", 3));
+    // The old and the unversioned agents skip what they may not take, and
+    // take the rest in order.
+    assert_eq!(claim_ids(&registry, &old, 1), ["any1"]);
+    assert_eq!(claim_ids(&registry, &unversioned, 5), ["any2"]);
+    assert_eq!(claim_ids(&registry, &old, 5), Vec::<String>::new());
+    assert_eq!(claim_ids(&registry, &new, 5), ["v1", "v2"]);
+    assert_eq!(registry.queue_sizes().get("img").copied().unwrap_or(0), 0);
+}
+
+#[test]
+fn what_an_agent_declares_is_checked_and_its_own_timeout_decides_offline() {
+    let (clock, registry) = registry();
+    for (traits, expected) in [
+        (
+            AgentTraits {
+                version: Some("2.1".into()),
+                heartbeat_timeout_ms: None,
+            },
+            "is not a semantic version",
+        ),
+        (
+            AgentTraits {
+                version: None,
+                heartbeat_timeout_ms: Some(999),
+            },
+            "heartbeatTimeoutMs must be 1000",
+        ),
+        (
+            AgentTraits {
+                version: None,
+                heartbeat_timeout_ms: Some(3_600_001),
+            },
+            "heartbeatTimeoutMs must be 1000",
+        ),
+    ] {
+        let before = snapshot(&registry);
+        let err = registry
+            .register_as("w", &caps(&["img"]), None, None, &traits)
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(snapshot(&registry), before, "a refusal changes nothing");
+    }
+    let quick = registry
+        .register_as(
+            "quick",
+            &caps(&["img"]),
+            None,
+            None,
+            &AgentTraits {
+                version: Some("3.0.0-rc.1".into()),
+                heartbeat_timeout_ms: Some(5_000),
+            },
+        )
+        .unwrap();
+    let slow = agent(&registry, &["img"], 1);
+    let shown = info(&registry, &quick);
+    assert_eq!(shown.version.as_deref(), Some("3.0.0-rc.1"));
+    assert_eq!(shown.heartbeat_timeout_ms, 5_000);
+    assert_eq!(info(&registry, &slow).heartbeat_timeout_ms, 30_000);
+    clock.advance(5_001);
+    assert_eq!(info(&registry, &quick).status, AgentStatus::Offline);
+    assert_eq!(info(&registry, &slow).status, AgentStatus::Online);
 }

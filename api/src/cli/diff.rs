@@ -259,6 +259,7 @@ mod tests {
                 priority: None,
                 deadline_at_ms: None,
                 fairness_key: None,
+                agent_version: None,
             },
         );
         before.variables.insert("old".into(), json!(1));

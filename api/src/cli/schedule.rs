@@ -5,7 +5,7 @@
 //! merge patch) and their short output: a schedule as a few labelled lines,
 //! the list as a table, a trigger as the execution it started (the server's
 //! answer with `--json`). It must never check a schedule itself: the server
-//! does (`400 invalid_schedule`, every problem listed), and its error is
+//! does (`422 invalid_schedule`, every problem listed), and its error is
 //! shown as it sent it.
 
 use std::io::Write;

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use retrace_engine::agents::AgentId;
+use retrace_engine::agents::{AgentId, AgentTraits};
 use retrace_engine::store::tokens::Role;
 
 use crate::auth::Caller;
@@ -46,6 +46,20 @@ pub struct RegisterBody {
     #[serde(default, deserialize_with = "crate::integer::optional")]
     #[schema(minimum = 1, maximum = 10000, format = "uint32")]
     max_concurrency: Option<u32>,
+    /// Its version, a semantic version (`2.1.0`, `3.0.0-rc.1`): a task step
+    /// with an `agentVersion` range goes only to agents inside it.
+    #[serde(default)]
+    #[schema(
+        max_length = 256,
+        pattern = "^(0|[1-9][0-9]{0,17})\\.(0|[1-9][0-9]{0,17})\\.(0|[1-9][0-9]{0,17})(-((0|[1-9][0-9]{0,17}|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(\\.(0|[1-9][0-9]{0,17}|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?(\\+[0-9a-zA-Z-]+(\\.[0-9a-zA-Z-]+)*)?$"
+    )]
+    version: Option<String>,
+    /// How long it may stay silent (no poll, no heartbeat) before it is
+    /// shown `offline`: 1000 to 3600000 ms; the server's default (30000)
+    /// when left out.
+    #[serde(default, deserialize_with = "crate::integer::optional")]
+    #[schema(minimum = 1000, maximum = 3600000, format = "uint64")]
+    heartbeat_timeout_ms: Option<u64>,
 }
 
 /// A registration's id.
@@ -87,11 +101,16 @@ pub async fn register(
             allowed.join(", ")
         )));
     }
-    let id = state.engine.agents().register_with(
+    let traits = AgentTraits {
+        version: body.version,
+        heartbeat_timeout_ms: body.heartbeat_timeout_ms,
+    };
+    let id = state.engine.agents().register_as(
         &body.name,
         &body.capabilities,
         body.max_concurrency,
         caller.name(),
+        &traits,
     )?;
     Ok((
         StatusCode::CREATED,

@@ -292,7 +292,10 @@ async fn every_bad_schedule_is_refused_whole_and_records_nothing() {
         );
         let error = &answer.1["error"];
         let message = error["message"].as_str().unwrap();
-        assert!(message.starts_with("invalid schedule ("), "{body}: {message}");
+        assert!(
+            message.starts_with("invalid schedule ("),
+            "{body}: {message}"
+        );
         let details = error["details"].as_array().unwrap();
         assert!(
             details.iter().any(|d| {

@@ -654,14 +654,18 @@ impl Harness {
                     timeouts,
                     priority,
                     fairness_key,
+                    agent_version,
                 } => format!(
                     "task {task} act={act} step={step} capability={capability} \
-                     attempt={attempt} input={} timeouts={}{}{}",
+                     attempt={attempt} input={} timeouts={}{}{}{}",
                     compact(&input),
                     compact(&json!(timeouts)),
                     shown_priority(priority),
                     fairness_key
                         .map(|k| format!(" fairness={k}"))
+                        .unwrap_or_default(),
+                    agent_version
+                        .map(|v| format!(" agent-version={v}"))
                         .unwrap_or_default()
                 ),
                 Effect::Timer { act, due_at_ms } => format!("timer act={act} due={due_at_ms}"),

@@ -12,6 +12,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::validate::Registration;
+
 /// The id of one registration. A fresh one each time an agent registers.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -92,6 +94,12 @@ pub struct AgentInfo {
     /// has tokens: only that token may poll for it and report its tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The version it declared, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// How long it may stay silent before it is shown offline: its own,
+    /// else the registry's default.
+    pub heartbeat_timeout_ms: u64,
 }
 
 /// Limits and defaults of the registry.
@@ -140,6 +148,10 @@ pub(super) struct Agent {
     pub(super) registered_at_ms: u64,
     /// The access token it registered with.
     pub(super) token: Option<String>,
+    /// Its version, if it declared one.
+    pub(super) version: Option<semver::Version>,
+    /// Its own offline threshold, if it declared one.
+    pub(super) heartbeat_timeout_ms: Option<u64>,
     /// Long polls of this agent waiting right now: while one waits, the agent
     /// is plainly alive even if it has not called in for a while.
     pub(super) polls_waiting: u32,
@@ -149,18 +161,18 @@ pub(super) struct Agent {
 impl Agent {
     pub(super) fn new(
         seq: u64,
-        name: String,
-        capabilities: BTreeSet<String>,
-        max_concurrency: u32,
+        registration: Registration,
         token: Option<String>,
         now_ms: u64,
     ) -> Self {
         Agent {
             token,
             seq,
-            name,
-            capabilities,
-            max_concurrency,
+            name: registration.name,
+            capabilities: registration.capabilities,
+            max_concurrency: registration.max_concurrency,
+            version: registration.version,
+            heartbeat_timeout_ms: registration.heartbeat_timeout_ms,
             claimed: BTreeSet::new(),
             last_seen_ms: now_ms,
             registered_at_ms: now_ms,
@@ -193,7 +205,10 @@ impl Agent {
     pub(super) fn info(&self, id: AgentId, options: &AgentOptions, now_ms: u64) -> AgentInfo {
         let active = self.claimed.len();
         let last_seen_ms = self.seen_ms(now_ms);
-        let status = if now_ms.saturating_sub(last_seen_ms) > options.offline_after_ms {
+        let offline_after_ms = self
+            .heartbeat_timeout_ms
+            .unwrap_or(options.offline_after_ms);
+        let status = if now_ms.saturating_sub(last_seen_ms) > offline_after_ms {
             AgentStatus::Offline
         } else if self.free_slots() == 0 {
             AgentStatus::Busy
@@ -219,6 +234,8 @@ impl Agent {
             last_seen_ms,
             registered_at_ms: self.registered_at_ms,
             token: self.token.clone(),
+            version: self.version.as_ref().map(ToString::to_string),
+            heartbeat_timeout_ms: offline_after_ms,
         }
     }
 }

@@ -45,7 +45,10 @@ pub use agent::{AgentId, AgentInfo, AgentOptions, AgentStatus};
 pub use error::AgentError;
 pub use queue::{AGING_MS_PER_LEVEL, FAIR_TURN_MS};
 pub use task::{ClaimedTask, Expired, Outcome, Settled, TaskSpec, TimeoutKind};
-pub use validate::{CAPABILITIES_MAX, MAX_CONCURRENCY_MAX, NAME_CHARS_MAX};
+pub use validate::{
+    AgentTraits, CAPABILITIES_MAX, HEARTBEAT_TIMEOUT_MS_MAX, HEARTBEAT_TIMEOUT_MS_MIN,
+    MAX_CONCURRENCY_MAX, NAME_CHARS_MAX,
+};
 
 use state::State;
 
@@ -124,11 +127,33 @@ impl AgentRegistry {
         max_concurrency: Option<u32>,
         token: Option<&str>,
     ) -> Result<AgentId, AgentError> {
+        self.register_as(
+            name,
+            capabilities,
+            max_concurrency,
+            token,
+            &AgentTraits::default(),
+        )
+    }
+
+    /// Registers an agent as [`Self::register_with`] does, with what it
+    /// declares about itself: a version (semver; task steps may require a
+    /// range of it) and its heartbeat timeout (from
+    /// [`HEARTBEAT_TIMEOUT_MS_MIN`] to [`HEARTBEAT_TIMEOUT_MS_MAX`]).
+    pub fn register_as(
+        &self,
+        name: &str,
+        capabilities: &[String],
+        max_concurrency: Option<u32>,
+        token: Option<&str>,
+        traits: &AgentTraits,
+    ) -> Result<AgentId, AgentError> {
         let now_ms = self.now_ms();
-        let id = self
-            .state()
-            .register(name, capabilities, max_concurrency, token, now_ms)?;
-        tracing::info!(agent = %id, name, capabilities = ?capabilities, token, "agent registered");
+        let id =
+            self.state()
+                .register(name, capabilities, max_concurrency, token, traits, now_ms)?;
+        tracing::info!(agent = %id, name, capabilities = ?capabilities, token,
+            version = traits.version.as_deref(), "agent registered");
         Ok(id)
     }
 

@@ -27,6 +27,11 @@
 //! not after the whole burst; within one key, tasks keep their order. The
 //! aging bound holds with the turn in place of the scheduled time. Tasks
 //! with no key rank as before.
+//!
+//! Versions: a task that requires a version range of its agent
+//! (`agentVersion`) is skipped by agents outside it (and by agents that
+//! declared no version); the agent takes the first task in order it may.
+//! Queues with no such task are served without looking past their head.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -81,6 +86,8 @@ pub(super) enum Entry {
         key: QueueKey,
         /// Schedule-to-start deadline, if any.
         start_by_ms: Option<u64>,
+        /// The agent versions that may take it (`spec.agent_version`, parsed).
+        requires: Option<semver::VersionReq>,
     },
     Claimed {
         claim: ClaimedTask,
@@ -109,6 +116,8 @@ pub(super) struct Tasks {
     /// Each fairness key's next turn, per capability. A key whose turn has
     /// passed ranks nothing later, so it is forgotten now and then.
     turns: HashMap<(String, String), u64>,
+    /// How many queued tasks of each capability require an agent version.
+    versioned: HashMap<String, usize>,
     next_seq: u64,
 }
 
@@ -176,6 +185,15 @@ impl Tasks {
             .entry(spec.capability.clone())
             .or_default()
             .insert(key, spec.id.clone());
+        // A requirement the definition checked; one that does not parse
+        // (a journal from elsewhere) is no requirement.
+        let requires = spec
+            .agent_version
+            .as_deref()
+            .and_then(|r| semver::VersionReq::parse(r).ok());
+        if requires.is_some() {
+            *self.versioned.entry(spec.capability.clone()).or_default() += 1;
+        }
         if let Some(at_ms) = start_by_ms {
             self.deadlines.insert((at_ms, spec.id.clone()));
         }
@@ -186,17 +204,40 @@ impl Tasks {
                 spec,
                 key,
                 start_by_ms,
+                requires,
             },
         );
     }
 
-    /// The id of the queued task to serve next among `capabilities`.
-    pub(super) fn next_for(&self, capabilities: &BTreeSet<String>) -> Option<&str> {
+    /// The id of the queued task to serve next among `capabilities` to an
+    /// agent of `version`.
+    pub(super) fn next_for(
+        &self,
+        capabilities: &BTreeSet<String>,
+        version: Option<&semver::Version>,
+    ) -> Option<&str> {
         capabilities
             .iter()
-            .filter_map(|capability| self.queues.get(capability)?.first_key_value())
+            .filter_map(|capability| {
+                let queue = self.queues.get(capability)?;
+                if self.versioned.get(capability).is_none_or(|n| *n == 0) {
+                    return queue.first_key_value();
+                }
+                queue.iter().find(|(_, id)| self.accepts(id, version))
+            })
             .min_by_key(|(key, _)| **key)
             .map(|(_, id)| id.as_str())
+    }
+
+    /// Whether an agent of `version` may take the queued task `id`.
+    fn accepts(&self, id: &str, version: Option<&semver::Version>) -> bool {
+        match self.entries.get(id) {
+            Some(Entry::Queued {
+                requires: Some(requires),
+                ..
+            }) => version.is_some_and(|v| requires.matches(v)),
+            _ => true,
+        }
     }
 
     /// Claims the queued task `id` for `agent` at `now_ms`; `None` if it is
@@ -275,12 +316,26 @@ impl Tasks {
         if let Some(at_ms) = entry.deadline_ms() {
             self.deadlines.remove(&(at_ms, id.to_owned()));
         }
-        if let Entry::Queued { spec, key, .. } = &entry
-            && let Some(queue) = self.queues.get_mut(&spec.capability)
+        if let Entry::Queued {
+            spec,
+            key,
+            requires,
+            ..
+        } = &entry
         {
-            queue.remove(key);
-            if queue.is_empty() {
-                self.queues.remove(&spec.capability);
+            if let Some(queue) = self.queues.get_mut(&spec.capability) {
+                queue.remove(key);
+                if queue.is_empty() {
+                    self.queues.remove(&spec.capability);
+                }
+            }
+            if requires.is_some()
+                && let Some(n) = self.versioned.get_mut(&spec.capability)
+            {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.versioned.remove(&spec.capability);
+                }
             }
         }
         Some(entry)

@@ -49,28 +49,23 @@ impl State {
         capabilities: &[String],
         max_concurrency: Option<u32>,
         token: Option<&str>,
+        traits: &validate::AgentTraits,
         now_ms: u64,
     ) -> Result<AgentId, AgentError> {
-        let registration = validate::check(
+        let mut registration = validate::check(
             name,
             capabilities,
             max_concurrency,
             self.options.max_concurrency_default,
         )?;
+        (registration.version, registration.heartbeat_timeout_ms) = validate::check_traits(traits)?;
         let mut id = AgentId::random();
         while self.agents.contains_key(&id) {
             id = AgentId::random();
         }
         let seq = self.next_agent_seq;
         self.next_agent_seq += 1;
-        let agent = Agent::new(
-            seq,
-            registration.name,
-            registration.capabilities,
-            registration.max_concurrency,
-            token.map(str::to_owned),
-            now_ms,
-        );
+        let agent = Agent::new(seq, registration, token.map(str::to_owned), now_ms);
         self.agents.insert(id, agent);
         Ok(id)
     }
@@ -172,7 +167,10 @@ impl State {
         let limit = max.min(poll_max_tasks).min(agent.free_slots());
         let mut claimed = Vec::new();
         while claimed.len() < limit {
-            let Some(task_id) = self.tasks.next_for(&agent.capabilities).map(str::to_owned) else {
+            let next = self
+                .tasks
+                .next_for(&agent.capabilities, agent.version.as_ref());
+            let Some(task_id) = next.map(str::to_owned) else {
                 break;
             };
             let Some(claim) = self.tasks.claim(&task_id, *id, now_ms) else {

@@ -40,6 +40,10 @@ pub struct TaskSpec {
     /// take turns with other keys' (see `queue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fairness_key: Option<String>,
+    /// The versions of agents that may take it (a semver requirement);
+    /// `None`: any agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// A task an agent holds, and until when.

@@ -20,11 +20,53 @@ pub const CAPABILITIES_MAX: usize = 100;
 pub const MAX_CONCURRENCY_MAX: u32 = 10_000;
 
 /// A registration that passed every rule.
+/// The shortest and longest silence an agent may declare before it is shown
+/// offline.
+pub const HEARTBEAT_TIMEOUT_MS_MIN: u64 = 1_000;
+pub const HEARTBEAT_TIMEOUT_MS_MAX: u64 = 3_600_000;
+
+/// What an agent may declare about itself besides its name, capabilities
+/// and slots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTraits {
+    /// Its version (semver), which task steps may require a range of.
+    pub version: Option<String>,
+    /// Shown offline after this long without a poll or heartbeat (`None`:
+    /// the registry's default).
+    pub heartbeat_timeout_ms: Option<u64>,
+}
+
 #[derive(Debug)]
 pub(super) struct Registration {
     pub(super) name: String,
     pub(super) capabilities: BTreeSet<String>,
     pub(super) max_concurrency: u32,
+    pub(super) version: Option<semver::Version>,
+    pub(super) heartbeat_timeout_ms: Option<u64>,
+}
+
+/// Checks what an agent declares about itself.
+pub(super) fn check_traits(
+    traits: &AgentTraits,
+) -> Result<(Option<semver::Version>, Option<u64>), AgentError> {
+    let version = match &traits.version {
+        None => None,
+        Some(text) => Some(semver::Version::parse(text).map_err(|e| {
+            AgentError::InvalidRegistration(format!(
+                "version `{}` is not a semantic version (such as `2.1.0`): {e}",
+                text.escape_debug()
+            ))
+        })?),
+    };
+    if let Some(ms) = traits.heartbeat_timeout_ms
+        && !(HEARTBEAT_TIMEOUT_MS_MIN..=HEARTBEAT_TIMEOUT_MS_MAX).contains(&ms)
+    {
+        return Err(AgentError::InvalidRegistration(format!(
+            "heartbeatTimeoutMs must be {HEARTBEAT_TIMEOUT_MS_MIN} to \
+             {HEARTBEAT_TIMEOUT_MS_MAX}, not {ms}"
+        )));
+    }
+    Ok((version, traits.heartbeat_timeout_ms))
 }
 
 /// Checks a registration; `max_concurrency` falls back to `default`.
@@ -61,6 +103,8 @@ pub(super) fn check(
         name: name.to_owned(),
         capabilities: capabilities.iter().cloned().collect(),
         max_concurrency,
+        version: None,
+        heartbeat_timeout_ms: None,
     })
 }
 

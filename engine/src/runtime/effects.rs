@@ -153,6 +153,7 @@ impl Engine {
                 timeouts,
                 priority,
                 fairness_key,
+                agent_version,
                 ..
             } => {
                 let handler = self
@@ -195,6 +196,7 @@ impl Engine {
                             scheduled_at_ms: self.inner.clock.now_ms(),
                             priority,
                             fairness_key,
+                            agent_version,
                         });
                     }
                 }

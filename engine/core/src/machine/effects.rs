@@ -28,6 +28,8 @@ pub enum Effect {
         /// Whose turn it is among tasks of the same priority (see the
         /// agents' queue).
         fairness_key: Option<String>,
+        /// The version its agent must have (a semver requirement).
+        agent_version: Option<String>,
     },
     /// Fire `TimerFired { act }` at `due_at_ms` (act 0: the workflow timeout).
     Timer { act: u64, due_at_ms: u64 },
@@ -112,6 +114,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 timeouts: *timeouts,
                 priority: a.priority.unwrap_or(state.priority),
                 fairness_key: a.fairness_key.clone(),
+                agent_version: a.agent_version.clone(),
             }),
             Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
                 if !paused {

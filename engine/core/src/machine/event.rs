@@ -187,6 +187,10 @@ pub enum Event {
         /// Its tasks' fairness key (a task step's `fairnessKey`, evaluated).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         fairness_key: Option<String>,
+        /// The version its tasks' agents must have (a task step's
+        /// `agentVersion`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_version: Option<String>,
     },
     /// A deadline passed before what it was set on ended: activation
     /// `act`'s step (act 0: the whole execution, `step` absent). Recorded

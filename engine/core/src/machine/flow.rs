@@ -49,6 +49,7 @@ impl Entry<'_> {
             priority: rank.priority,
             deadline_at_ms: self.step.deadline_ms.map(|d| now_ms.saturating_add(d)),
             fairness_key: rank.fairness_key,
+            agent_version: self.step.agent_version.clone(),
         }
     }
 }

@@ -185,6 +185,9 @@ pub struct Activation {
     /// Its tasks' fairness key, when its step gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fairness_key: Option<String>,
+    /// The version its tasks' agents must have, when its step requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// A signal no step was waiting for yet.
@@ -545,6 +548,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             priority,
             deadline_at_ms,
             fairness_key,
+            agent_version,
         } => {
             if let Some(t) = thread
                 && !matches!(
@@ -570,6 +574,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
                     priority: *priority,
                     deadline_at_ms: *deadline_at_ms,
                     fairness_key: fairness_key.clone(),
+                    agent_version: agent_version.clone(),
                 },
             )?;
             state.transitions += 1;
@@ -823,6 +828,7 @@ fn fold_held_or_handler(
                     priority: None,
                     deadline_at_ms: None,
                     fairness_key: None,
+                    agent_version: None,
                 },
             )?;
         }
@@ -875,6 +881,7 @@ fn fold_compensation(state: &mut ExecutionState, at_ms: u64, event: &Event) -> R
                     priority: None,
                     deadline_at_ms: None,
                     fairness_key: None,
+                    agent_version: None,
                 },
             )?;
         }

@@ -77,6 +77,7 @@ pub(crate) fn compile_step(
             .as_ref()
             .and_then(|value| mapping(value, &field(path, "priority"), problems)),
         deadline_ms: step.deadline_ms,
+        agent_version: step.agent_version.clone(),
         fairness_key: step.fairness_key.as_ref().and_then(|key| {
             mapping(
                 &Value::String(key.clone()),

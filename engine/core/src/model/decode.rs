@@ -196,6 +196,7 @@ fn decode_step(
         priority: None,
         deadline_ms: None,
         fairness_key: None,
+        agent_version: None,
     };
     let Some(mut fields) = Fields::open(value, path, problems) else {
         broken.insert(path.to_owned());
@@ -265,6 +266,22 @@ fn decode_step(
             fields.path_of("fairnessKey"),
             "only a `task` step has a fairness key",
         );
+    }
+    step.agent_version = fields.string("agentVersion", problems);
+    if let Some(requirement) = &step.agent_version {
+        let at = fields.path_of("agentVersion");
+        if step.step_type != StepType::Task {
+            problems.push(at, "only a `task` step has an agent version requirement");
+        } else if let Err(e) = semver::VersionReq::parse(requirement) {
+            problems.push(
+                at,
+                format!(
+                    "`{}` is not a version requirement (such as `>=2.1`, `^3`, `=1.4.2` or \
+                     `>=2, <4`): {e}",
+                    requirement.escape_debug()
+                ),
+            );
+        }
     }
     decode_failure_fields(&mut step, &mut fields, problems);
     fields.finish(problems);

@@ -167,6 +167,10 @@ pub struct StepDefinition {
     /// tenant, a customer) when the step starts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fairness_key: Option<String>,
+    /// A task step's requirement on the version of the agent that takes its
+    /// tasks (a semver requirement such as `>=2.1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// `decision`: evaluate `expression`, go to the step named by the matching branch.

@@ -48,6 +48,8 @@ pub struct Step {
     /// A task step's fairness key (a string when evaluated): its own, else
     /// the workflow's `fairnessKey`.
     pub fairness_key: Option<Mapping>,
+    /// A task step's requirement on its agents' version (checked semver).
+    pub agent_version: Option<String>,
 }
 
 impl Step {

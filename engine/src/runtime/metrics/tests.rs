@@ -24,6 +24,7 @@ fn claimed(id: &str, capability: &str, scheduled_at_ms: u64, claimed_at_ms: u64)
             heartbeat_ms: None,
             priority: 0,
             fairness_key: None,
+            agent_version: None,
             scheduled_at_ms,
         },
         agent: AgentId::random(),
