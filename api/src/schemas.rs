@@ -513,6 +513,11 @@ pub struct WorkflowMetrics {
     paced: u64,
     /// Executions failed for reaching the history limit.
     history_limit_failures: u64,
+    /// Executions that passed the workflow's `deadlineMs` before ending.
+    deadlines_missed: u64,
+    /// Step activations that passed their step's `deadlineMs`, by step id
+    /// (steps with none left out).
+    step_deadlines_missed: BTreeMap<String, u64>,
     /// By step id.
     step_metrics: BTreeMap<String, StepMetrics>,
 }

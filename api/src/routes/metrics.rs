@@ -315,6 +315,12 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
         "history_limit_failures",
         "Executions failed for reaching the history limit, by workflow",
     );
+    let deadlines_missed = counter::<StepLabel>(
+        r,
+        "deadlines_missed",
+        "Deadlines (deadlineMs) passed before what they cover ended, by workflow and step \
+         (step empty: the workflow's own)",
+    );
     let mut step_durations = EngineHistograms::new(
         "step_duration",
         "Steps completed, from start to completion (0 for a step that does not wait), \
@@ -336,6 +342,15 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
             history_limit_failures
                 .get_or_create(&label)
                 .inc_by(w.history_limit_failures);
+        }
+        let own = (w.deadlines_missed > 0).then(|| (String::new(), w.deadlines_missed));
+        for (step, n) in own.into_iter().chain(w.step_deadlines_missed.clone()) {
+            deadlines_missed
+                .get_or_create(&StepLabel {
+                    workflow: workflow.clone(),
+                    step,
+                })
+                .inc_by(n);
         }
         for (status, n) in &w.ended {
             ended
@@ -674,6 +689,8 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
                     "averageDuration": w.duration.mean_ms,
                     "paced": w.paced,
                     "historyLimitFailures": w.history_limit_failures,
+                    "deadlinesMissed": w.deadlines_missed,
+                    "stepDeadlinesMissed": w.step_deadlines_missed,
                     "stepMetrics": w.steps.iter().map(|(step, s)| (step.clone(), json!({
                         "count": s.count,
                         "averageDuration": s.mean_ms,

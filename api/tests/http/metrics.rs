@@ -481,3 +481,36 @@ async fn a_queues_age_is_its_oldest_tasks_wait() {
     let (_, body) = server.get("/v1/metrics").await;
     assert_eq!(body["system"]["queueOldestAgeMs"], json!({}), "{body}");
 }
+
+#[tokio::test]
+async fn missed_deadlines_are_counted_by_workflow_and_step() {
+    let s = Server::start().await;
+    s.define(json!({"name": "late", "deadlineMs": 1, "steps": [
+        {"id": "work", "type": "task", "capability": "nobody", "deadlineMs": 1}]}))
+        .await;
+    let id = s.start_execution("late", json!({})).await;
+    // The deadlines pass at once; nobody takes the task.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let figures = loop {
+        let (_, m) = s.get("/v1/metrics").await;
+        let late = m["workflows"]["late"].clone();
+        if late["deadlinesMissed"] == 1 && late["stepDeadlinesMissed"]["work"] == 1 {
+            break late;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never counted: {m}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(figures["activeExecutions"], 1, "the execution goes on");
+    let (_, execution) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(execution["status"], "running");
+    let (_, text) = scrape(&s, None).await;
+    let m = prometheus_text(&text);
+    for step in ["", "work"] {
+        let labels = [("workflow", "late"), ("step", step)];
+        assert_eq!(
+            m.get("retrace_deadlines_missed_total", &labels),
+            1.0,
+            "{text}"
+        );
+    }
+}
