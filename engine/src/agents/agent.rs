@@ -12,8 +12,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::validate::Registration;
-
 /// The id of one registration. A fresh one each time an agent registers.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -132,6 +130,16 @@ struct Stats {
     ended: u64,
     succeeded: u64,
     held_ms_total: u64,
+}
+
+/// A registration that passed `validate`: what a new agent record is made of.
+#[derive(Debug)]
+pub(super) struct Registration {
+    pub(super) name: String,
+    pub(super) capabilities: BTreeSet<String>,
+    pub(super) max_concurrency: u32,
+    pub(super) version: Option<semver::Version>,
+    pub(super) heartbeat_timeout_ms: Option<u64>,
 }
 
 /// The registry's record of one registered agent.

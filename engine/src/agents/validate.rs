@@ -7,8 +7,7 @@
 //! capabilities are spelled as a workflow's, and its name can hold neither a
 //! control character nor a bidirectional override.
 
-use std::collections::BTreeSet;
-
+use super::agent::Registration;
 use super::error::AgentError;
 use crate::model::{check_capability, check_name_chars};
 
@@ -34,15 +33,6 @@ pub struct AgentTraits {
     /// Shown offline after this long without a poll or heartbeat (`None`:
     /// the registry's default).
     pub heartbeat_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug)]
-pub(super) struct Registration {
-    pub(super) name: String,
-    pub(super) capabilities: BTreeSet<String>,
-    pub(super) max_concurrency: u32,
-    pub(super) version: Option<semver::Version>,
-    pub(super) heartbeat_timeout_ms: Option<u64>,
 }
 
 /// Checks what an agent declares about itself.
