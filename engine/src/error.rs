@@ -37,6 +37,9 @@ pub enum Error {
     /// A token change refused (nothing recorded).
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A breaker change refused (nothing recorded).
+    #[error(transparent)]
+    Breaker(#[from] BreakerError),
     /// A schedule change refused (nothing recorded).
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
@@ -77,6 +80,16 @@ pub enum Error {
     /// The engine is shutting down and takes no more work.
     #[error("the engine is shutting down")]
     ShuttingDown,
+}
+
+/// Why a breaker change is refused (nothing is recorded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BreakerError {
+    /// Every problem of the breaker as given.
+    #[error("invalid breaker: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("capability `{0}` has no circuit breaker")]
+    Unknown(String),
 }
 
 /// Why a schedule change is refused (nothing is recorded).

@@ -14,6 +14,7 @@
 //! - [`clock`]: the only source of time (system or simulated).
 
 pub mod agents;
+pub mod breakers;
 pub mod clock;
 mod error;
 pub mod read;

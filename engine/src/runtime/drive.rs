@@ -258,6 +258,7 @@ impl Engine {
             .get_or_insert_with(|| Bucket::full(pacing, instant))
             .charge(pacing, events.len() as u64, instant);
         self.settle_results(events);
+        self.breakers_saw(events, before, now);
         self.reconcile(live);
         let ended = live.state.status.is_terminal();
         if ended || live.unsnapshotted >= self.inner.snapshot_every {

@@ -156,6 +156,9 @@ impl Engine {
                 agent_version,
                 ..
             } => {
+                if !self.breaker_lets(id, &capability, &task) {
+                    return;
+                }
                 let handler = self
                     .inner
                     .handlers

@@ -28,6 +28,7 @@
 //! [`Clock`] and is passed into the machine, so a simulated clock makes
 //! every run reproducible.
 
+mod breakers;
 mod commands;
 mod drive;
 mod effects;
@@ -49,6 +50,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use tokio::sync::Mutex;
 
+pub use breakers::BreakerInfo;
 pub use commands::{Acting, Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::{ExecutionSummary, ListFilter};
@@ -164,6 +166,12 @@ struct Inner {
     changing_schedules: Mutex<()>,
     /// Wakes the loop that fires schedules.
     schedules_changed: Arc<tokio::sync::Notify>,
+    /// Every circuit breaker (asked by every task handed out).
+    breakers: StdMutex<crate::breakers::Breakers>,
+    /// Held while one breaker event is appended, so they never race.
+    changing_breakers: Mutex<()>,
+    /// Breaker state changes waiting to be recorded, in order.
+    breaker_log: breakers::BreakerLog,
     /// The executions that have not ended, each behind its owner lock.
     live: StdMutex<HashMap<ExecutionId, Arc<Mutex<Live>>>>,
     index: index::Index,
@@ -192,6 +200,8 @@ impl Engine {
         let catalog = WorkflowCatalog::load(store.journal()).await?;
         let tokens = Tokens::load(store.journal()).await?;
         let schedules = crate::store::schedules::load(store.journal()).await?;
+        let breakers = crate::store::breakers::load(store.journal()).await?;
+        let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -212,6 +222,9 @@ impl Engine {
                 schedules: RwLock::new(schedules),
                 changing_schedules: Mutex::new(()),
                 schedules_changed: Arc::new(tokio::sync::Notify::new()),
+                breakers: StdMutex::new(breakers),
+                changing_breakers: Mutex::new(()),
+                breaker_log,
                 live: StdMutex::new(HashMap::new()),
                 index: index::Index::default(),
                 waiters: waiters::Waiters::default(),
@@ -235,6 +248,7 @@ impl Engine {
         );
         engine.start_background();
         engine.run_schedules();
+        engine.run_breaker_log(breaker_changes);
         engine.watch_agents();
         Ok(engine)
     }

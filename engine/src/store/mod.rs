@@ -20,6 +20,7 @@
 //! It must never decide anything about an execution, nor hide a journal
 //! error: a read that fails says so.
 
+pub mod breakers;
 pub mod catalog;
 pub mod codec;
 pub mod schedules;
@@ -57,15 +58,22 @@ pub(crate) const SCHEDULES: StreamId = StreamId::from_bytes([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
 ]);
 
+/// The stream of circuit breakers (never an execution): the max UUID less
+/// two.
+pub(crate) const BREAKERS: StreamId = StreamId::from_bytes([
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd,
+]);
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())
 }
 
 /// The execution whose history `stream` is; `None` for the reserved
-/// streams (the catalog's, the access tokens' and the schedules').
+/// streams (the catalog's, the access tokens', the schedules' and the
+/// breakers').
 pub(crate) fn execution_of(stream: StreamId) -> Option<ExecutionId> {
-    (stream != CATALOG && stream != ACCESS && stream != SCHEDULES)
+    (stream != CATALOG && stream != ACCESS && stream != SCHEDULES && stream != BREAKERS)
         .then(|| ExecutionId::from_bytes(*stream.as_bytes()))
 }
 
@@ -177,6 +185,18 @@ impl Store {
     ) -> Result<(), Error> {
         let record = schedules::encode(event, now_ms)?;
         self.journal.append(SCHEDULES, seq, vec![record]).await?;
+        Ok(())
+    }
+
+    /// Appends a breaker event to the breakers stream at `seq`.
+    pub(crate) async fn append_breaker(
+        &self,
+        seq: u64,
+        event: &crate::breakers::BreakerEvent,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let record = breakers::encode(event, now_ms)?;
+        self.journal.append(BREAKERS, seq, vec![record]).await?;
         Ok(())
     }
 

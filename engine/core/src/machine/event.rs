@@ -85,6 +85,9 @@ pub mod error_types {
     pub const UNKNOWN_WORKFLOW: &str = "unknown_workflow";
     /// The execution's history reached the engine's limit on events.
     pub const HISTORY_LIMIT: &str = "history_limit";
+    /// The task's capability has an open circuit breaker: it failed fast,
+    /// with no agent asked (retryable, and routable, like any error).
+    pub const CIRCUIT_OPEN: &str = "circuit_open";
 }
 
 /// The parent of a child execution.

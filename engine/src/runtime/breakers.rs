@@ -1,0 +1,247 @@
+//! Circuit breakers on a running engine: setting and removing them, the
+//! gate every task passes before it is handed out, the results that trip
+//! them, and the log that records each change of state.
+//!
+//! A change of settings is refused whole, appended, then folded. A change
+//! of state is made in memory first (a task must not wait for the journal
+//! to learn that it fails fast) and recorded right after, in order, by one
+//! task that retries while the journal refuses writes; a restart folds the
+//! recorded state back. Results are seen after they are stored, so what a
+//! breaker counts is history, and a fail-fast is itself a recorded
+//! `task_failed` of type `circuit_open` that retries and error routes treat
+//! like any failure.
+//!
+//! Owns the order of those writes. It must never decide a transition
+//! (`breakers::breaker` does).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::Engine;
+use super::metrics::Before;
+use crate::ExecutionId;
+use crate::breakers::{BreakerEvent, BreakerSettings, BreakerState, Breakers, Gate};
+use crate::error::{BreakerError, Error};
+use crate::machine::{ErrorInfo, Event, Trigger, error_types};
+use crate::model::check_capability;
+
+/// How long the log waits before appending again after a refused write.
+const RETRY_MS: u64 = 1_000;
+
+/// A breaker as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerInfo {
+    pub capability: String,
+    pub settings: BreakerSettings,
+    pub state: BreakerState,
+    /// When its state last changed (or it was set).
+    pub changed_at_ms: u64,
+    pub set_at_ms: u64,
+    pub set_by: Option<String>,
+    /// Failures within the window now (counted since the server started).
+    pub recent_failures: usize,
+    /// How many times it has opened.
+    pub opened: u64,
+}
+
+/// Where the state changes go to be recorded.
+pub(super) type BreakerLog = mpsc::UnboundedSender<BreakerEvent>;
+
+impl Engine {
+    /// Sets (or changes) `capability`'s breaker on behalf of `by`. New
+    /// settings keep the state it is in.
+    pub async fn set_breaker(
+        &self,
+        capability: &str,
+        settings: BreakerSettings,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<BreakerInfo, Error> {
+        let mut problems = Vec::new();
+        if let Err(p) = check_capability(capability) {
+            problems.push(p);
+        }
+        if let Err(p) = settings.check() {
+            problems.extend(p);
+        }
+        if !problems.is_empty() {
+            return Err(BreakerError::Invalid(problems).into());
+        }
+        let event = BreakerEvent::BreakerSet {
+            capability: capability.to_owned(),
+            settings,
+            by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+        };
+        self.record_breaker(&event).await?;
+        self.breaker(capability)
+    }
+
+    /// Removes `capability`'s breaker on behalf of `by`; its tasks are
+    /// handed out again whatever it said. Returns it as it was.
+    pub async fn remove_breaker(
+        &self,
+        capability: &str,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<BreakerInfo, Error> {
+        let old = self.breaker(capability)?;
+        let event = BreakerEvent::BreakerRemoved {
+            capability: capability.to_owned(),
+            by: by.map(str::to_owned),
+            reason: reason.map(str::to_owned),
+        };
+        self.record_breaker(&event).await?;
+        Ok(old)
+    }
+
+    /// Every breaker, by capability.
+    pub fn breakers(&self) -> Result<Vec<BreakerInfo>, Error> {
+        let now = self.inner.clock.now_ms();
+        let table = self.lock_breakers()?;
+        Ok(table.list().map(|(c, e)| info(c, e, now)).collect())
+    }
+
+    pub fn breaker(&self, capability: &str) -> Result<BreakerInfo, Error> {
+        let now = self.inner.clock.now_ms();
+        let table = self.lock_breakers()?;
+        table
+            .get(capability)
+            .map(|e| info(capability, e, now))
+            .ok_or_else(|| BreakerError::Unknown(capability.to_owned()).into())
+    }
+
+    /// Whether task `task` of `capability` may be handed out now; if not,
+    /// it is failed fast (`circuit_open`) for execution `id`.
+    pub(super) fn breaker_lets(&self, id: ExecutionId, capability: &str, task: &str) -> bool {
+        let now = self.inner.clock.now_ms();
+        let gate = match self.lock_breakers() {
+            Ok(mut table) => match table.get_mut(capability) {
+                Some(entry) => entry.breaker.gate(task, now),
+                None => Gate::Pass,
+            },
+            Err(_) => Gate::Pass,
+        };
+        match gate {
+            Gate::Pass => true,
+            Gate::Probe(transition) => {
+                tracing::info!(capability, task, "circuit breaker half-open: a probe goes");
+                self.log_breaker(BreakerEvent::of(capability, transition));
+                true
+            }
+            Gate::Refuse => {
+                let error = ErrorInfo {
+                    retryable: Some(true),
+                    ..ErrorInfo::new(
+                        error_types::CIRCUIT_OPEN,
+                        format!(
+                            "the circuit breaker of capability {capability} is open: the task \
+                             failed fast, no agent was asked"
+                        ),
+                    )
+                };
+                let trigger = Trigger::TaskFailed {
+                    task: task.to_owned(),
+                    error,
+                };
+                let engine = self.clone();
+                self.inner
+                    .tasks
+                    .spawn(async move { engine.deliver(id, trigger).await });
+                false
+            }
+        }
+    }
+
+    /// Results just recorded: count failures and probes' outcomes.
+    pub(super) fn breakers_saw(&self, events: &[Event], before: &HashMap<u64, Before>, now: u64) {
+        let Ok(mut table) = self.lock_breakers() else {
+            return;
+        };
+        for event in events {
+            let (act, task, failed) = match event {
+                Event::TaskCompleted { act, task, .. } => (act, task, false),
+                Event::TaskFailed {
+                    act, task, error, ..
+                } if error.kind != error_types::CIRCUIT_OPEN => (act, task, true),
+                _ => continue,
+            };
+            let Some((capability, _)) = before.get(act).and_then(|b| b.task.as_ref()) else {
+                continue;
+            };
+            let Some(entry) = table.get_mut(capability) else {
+                continue;
+            };
+            let transition = if failed {
+                entry.breaker.failed(task, now)
+            } else {
+                entry.breaker.succeeded(task)
+            };
+            if let Some(transition) = transition {
+                tracing::warn!(capability = %capability, ?transition, "circuit breaker changed");
+                self.log_breaker(BreakerEvent::of(capability, transition));
+            }
+        }
+    }
+
+    fn log_breaker(&self, event: BreakerEvent) {
+        if self.inner.breaker_log.send(event).is_err() {
+            tracing::warn!("the breaker log has stopped: a breaker change is not recorded");
+        }
+    }
+
+    /// Appends `event` to the breakers stream and folds it, after whatever
+    /// the log is appending.
+    async fn record_breaker(&self, event: &BreakerEvent) -> Result<(), Error> {
+        let _exclusive = self.inner.changing_breakers.lock().await;
+        let now = self.inner.clock.now_ms();
+        let seq = self.lock_breakers()?.seq + 1;
+        self.inner.store.append_breaker(seq, event, now).await?;
+        self.lock_breakers()?.apply(seq, now, event);
+        Ok(())
+    }
+
+    /// Records the state changes sent to the log, in order, retrying each
+    /// while the journal refuses writes.
+    pub(super) fn run_breaker_log(&self, mut changes: mpsc::UnboundedReceiver<BreakerEvent>) {
+        let weak = Arc::downgrade(&self.inner);
+        let clock = self.inner.clock.clone();
+        self.inner.tasks.spawn(async move {
+            while let Some(event) = changes.recv().await {
+                loop {
+                    let Some(engine) = super::upgrade(&weak) else {
+                        return;
+                    };
+                    match engine.record_breaker(&event).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, kind = event.kind(),
+                                "breaker change not recorded yet; trying again");
+                            drop(engine);
+                            clock.sleep_until(clock.now_ms() + RETRY_MS).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn lock_breakers(&self) -> Result<std::sync::MutexGuard<'_, Breakers>, Error> {
+        self.inner.breakers.lock().map_err(|_| Error::Poisoned)
+    }
+}
+
+fn info(capability: &str, e: &crate::breakers::Entry, now: u64) -> BreakerInfo {
+    BreakerInfo {
+        capability: capability.to_owned(),
+        settings: e.breaker.settings,
+        state: e.breaker.state,
+        changed_at_ms: e.changed_at_ms,
+        set_at_ms: e.set_at_ms,
+        set_by: e.set_by.clone(),
+        recent_failures: e.breaker.recent_failures(now),
+        opened: e.opened,
+    }
+}
