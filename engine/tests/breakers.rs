@@ -177,3 +177,49 @@ async fn a_failed_probe_opens_it_again() {
     let again = until(&w, |b| b.opened == 2).await;
     assert!(matches!(again.state, BreakerState::Open { .. }));
 }
+
+#[tokio::test]
+async fn the_audit_lists_who_set_and_removed_a_breaker_and_not_its_own_changes() {
+    let w = World::new().await;
+    w.define(json!({"name": "call", "steps": [
+        {"id": "hit", "type": "task", "capability": "flaky"}]}))
+        .await;
+    let settings = BreakerSettings {
+        failures: 1,
+        window_ms: 60_000,
+        cool_down_ms: 5_000,
+    };
+    w.engine
+        .set_breaker("flaky", settings, Some("alice"), Some("flapping"))
+        .await
+        .unwrap();
+    let agent = w.agent(&["flaky"]);
+    w.start("call", json!({})).await;
+    let task = w.claim(&agent).await;
+    w.engine
+        .fail_task(&task.spec.id, ErrorInfo::new("boom", "down"))
+        .await
+        .unwrap();
+    until(&w, |b| b.opened == 1).await;
+    w.engine
+        .remove_breaker("flaky", Some("bob"), None)
+        .await
+        .unwrap();
+    let (entries, _) = w.engine.read().audit(1, 1000, false).await.unwrap();
+    let breaker: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action.starts_with("breaker_"))
+        .map(|e| (e.action, e.by.clone(), e.detail.clone()))
+        .collect();
+    assert_eq!(
+        breaker,
+        vec![
+            (
+                "breaker_set",
+                Some("alice".to_string()),
+                Some("1 failures in 60000 ms, cool-down 5000 ms: flapping".to_string())
+            ),
+            ("breaker_removed", Some("bob".to_string()), None),
+        ]
+    );
+}

@@ -1,7 +1,8 @@
 //! Who did what: the changes people and services asked for, from the
 //! journal alone, in its order. Token changes (the access stream),
 //! definitions (the catalog), schedule changes and manual triggers (the
-//! schedules stream; a schedule's own fires are nobody's command), and the
+//! schedules stream; a schedule's own fires are nobody's command), circuit
+//! breakers set and removed (their own opening and closing is not), and the
 //! command events of executions: starts,
 //! signals, pause, resume, retry, skip, redrive, cancel, terminate; with
 //! `tasks`, agents' task results too.
@@ -12,11 +13,14 @@
 //! actor.
 
 use crate::ExecutionId;
+use crate::breakers::BreakerEvent;
 use crate::error::Error;
 use crate::machine::{CompensationReason, Event};
 use crate::schedules::ScheduleEvent;
 use crate::store::catalog::{self, CatalogRecord};
-use crate::store::{ACCESS, CATALOG, SCHEDULES, codec, execution_of, schedules, tokens};
+use crate::store::{
+    ACCESS, BREAKERS, CATALOG, SCHEDULES, breakers, codec, execution_of, schedules, tokens,
+};
 
 use super::History;
 
@@ -31,7 +35,8 @@ pub struct AuditEntry {
     /// `start`, `signal`, `pause`, `resume`, `retry`, `skip`, `redrive`,
     /// `cancel`, `terminate`, `define`, `token_created`, `token_revoked`,
     /// `schedule_created`, `schedule_updated`, `schedule_deleted`,
-    /// `schedule_triggered`, and with tasks `task_completed`, `task_failed`.
+    /// `schedule_triggered`, `breaker_set`, `breaker_removed`, and with tasks
+    /// `task_completed`, `task_failed`.
     pub action: &'static str,
     /// What it changed.
     pub target: AuditTarget,
@@ -47,6 +52,8 @@ pub enum AuditTarget {
     Workflow(String),
     Token(String),
     Schedule(String),
+    /// A capability's circuit breaker.
+    Breaker(String),
 }
 
 impl History {
@@ -92,6 +99,37 @@ impl History {
                         AuditTarget::Token(change.name),
                         detail,
                     ));
+                }
+                continue;
+            }
+            if record.stream == BREAKERS {
+                // A breaker's own changes of state are nobody's command.
+                let change = match breakers::decode(record)? {
+                    Some(BreakerEvent::BreakerSet {
+                        capability,
+                        settings,
+                        by,
+                        reason,
+                    }) => {
+                        let what = format!(
+                            "{} failures in {} ms, cool-down {} ms",
+                            settings.failures, settings.window_ms, settings.cool_down_ms
+                        );
+                        let detail = match reason {
+                            Some(reason) => format!("{what}: {reason}"),
+                            None => what,
+                        };
+                        Some((capability, by, "breaker_set", Some(detail)))
+                    }
+                    Some(BreakerEvent::BreakerRemoved {
+                        capability,
+                        by,
+                        reason,
+                    }) => Some((capability, by, "breaker_removed", reason)),
+                    _ => None,
+                };
+                if let Some((capability, by, action, detail)) = change {
+                    entries.push(entry(by, action, AuditTarget::Breaker(capability), detail));
                 }
                 continue;
             }

@@ -7,8 +7,9 @@
 //! `export`). It pages executions and their events, rebuilds states (from a
 //! snapshot, or from the first event to check one), and streams one
 //! execution or the whole journal, stored events first and then live ones.
-//! The reserved streams (the catalog, the access tokens) are never shown
-//! as executions; `audit` lists what people changed in them.
+//! The reserved streams (the catalog, the access tokens, the schedules,
+//! the circuit breakers) are never shown as executions; `audit` lists what
+//! people changed in them.
 //!
 //! Positions (the whole journal's order) are what the journal promises:
 //! strictly increasing in commit order, possibly with gaps. So every "from
