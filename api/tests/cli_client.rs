@@ -233,7 +233,17 @@ async fn start_status_tail_and_agents_drive_an_execution() {
         listed.stdout
     );
 
-    let mut agent = Agent::start(base, &["--capability", "greet", "--name", "greeter"]);
+    let mut agent = Agent::start(
+        base,
+        &[
+            "--capability",
+            "greet",
+            "--name",
+            "greeter",
+            "--agent-version",
+            "2.1.0",
+        ],
+    );
     let registered = agent.said("registered").await;
     let agent_id = registered.split_whitespace().nth(3).unwrap().to_owned();
     let listed = run(&["agents", "--server", base]).await.expect_code(0);
@@ -245,6 +255,7 @@ async fn start_status_tail_and_agents_drive_an_execution() {
         .expect_code(0);
     let listed: Value = serde_json::from_str(&listed.stdout).unwrap();
     assert_eq!(listed["agents"][0]["capabilities"], json!(["greet"]));
+    assert_eq!(listed["agents"][0]["version"], "2.1.0");
 
     let tail = run(&["tail", &id, "--server", base]).await.expect_code(0);
     let kinds: Vec<&str> = tail

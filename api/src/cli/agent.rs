@@ -50,6 +50,10 @@ pub struct AgentArgs {
     /// it at 60000).
     #[arg(long, value_name = "MS", default_value_t = 20_000)]
     pub poll_wait_ms: u64,
+    /// The semantic version it registers with (`2.1.0`): task steps with an
+    /// `agentVersion` range take only agents inside it.
+    #[arg(long, value_name = "VERSION")]
+    pub agent_version: Option<String>,
     #[command(flatten)]
     pub server: ServerArg,
 }
@@ -147,11 +151,14 @@ impl Agent {
     }
 
     async fn register(&mut self) -> Result<String> {
-        let body = json!({
+        let mut body = json!({
             "name": self.args.name,
             "capabilities": self.args.capabilities,
             "maxConcurrency": 1,
         });
+        if let Some(version) = &self.args.agent_version {
+            body["version"] = json!(version);
+        }
         let registered: Registered = self.client.post("/v1/agents", &body).await?;
         note(&format!(
             "agent {} registered at {} for {}",
