@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
+use retrace_engine::breakers::BreakerError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
 use retrace_engine::schedules::ScheduleError;
@@ -67,6 +68,8 @@ pub enum Error {
     UnknownToken(String),
     #[error("no schedule `{0}`")]
     UnknownSchedule(String),
+    #[error("capability `{0}` has no circuit breaker")]
+    UnknownBreaker(String),
     /// A token over its requests per second or its open streams.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
@@ -100,6 +103,14 @@ pub enum Error {
         if .0.len() == 1 { "" } else { "s" }
     )]
     InvalidSchedule(Vec<Problem>),
+    /// A circuit breaker's settings (or its capability) with problems, its
+    /// body's shape included: every one of them, in `details`.
+    #[error(
+        "invalid breaker ({} problem{})",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" }
+    )]
+    InvalidBreaker(Vec<Problem>),
     /// The command makes no sense in the execution's status.
     #[error("{0}")]
     WrongState(String),
@@ -134,8 +145,8 @@ pub(crate) struct Detail<'a> {
     /// For `invalid_workflow`, a path into the definition as the workflow
     /// language writes it (`steps[0].capability`; empty for the whole
     /// document); for `invalid_input`, a JSON pointer into the input; for
-    /// `invalid_schedule`, the field of a body of the wrong shape
-    /// (`everyMs`), else empty.
+    /// `invalid_schedule` and `invalid_breaker`, the field of a body of the
+    /// wrong shape (`everyMs`), else empty.
     path: &'a str,
     message: &'a str,
 }
@@ -156,9 +167,9 @@ pub(crate) struct Inner<'a> {
     code: &'static str,
     /// A readable explanation, for people: match on `code`, not on this.
     message: String,
-    /// Only for `invalid_workflow` and `invalid_schedule` (one entry per
-    /// problem) and `invalid_input` (one entry per mismatch); absent
-    /// otherwise.
+    /// Only for `invalid_workflow`, `invalid_schedule` and
+    /// `invalid_breaker` (one entry per problem) and `invalid_input` (one
+    /// entry per mismatch); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     details: Option<Vec<Detail<'a>>>,
@@ -191,6 +202,8 @@ pub enum Code {
     InvalidToken,
     InvalidSchedule,
     UnknownSchedule,
+    InvalidBreaker,
+    UnknownBreaker,
     RateLimited,
     Conflict,
     PayloadTooLarge,
@@ -206,12 +219,13 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 33] = [
+    pub const ALL: [Code; 35] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::InvalidHeader,
         Code::InvalidSchedule,
+        Code::InvalidBreaker,
         Code::Unauthenticated,
         Code::InvalidSignature,
         Code::Forbidden,
@@ -224,6 +238,7 @@ impl Code {
         Code::UnknownTask,
         Code::UnknownToken,
         Code::UnknownSchedule,
+        Code::UnknownBreaker,
         Code::MethodNotAllowed,
         Code::Timeout,
         Code::WrongState,
@@ -267,6 +282,8 @@ impl Code {
             Code::InvalidToken => "invalid_token",
             Code::InvalidSchedule => "invalid_schedule",
             Code::UnknownSchedule => "unknown_schedule",
+            Code::InvalidBreaker => "invalid_breaker",
+            Code::UnknownBreaker => "unknown_breaker",
             Code::RateLimited => "rate_limited",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
@@ -293,7 +310,8 @@ impl Code {
             | Code::UnknownAgent
             | Code::UnknownTask
             | Code::UnknownToken
-            | Code::UnknownSchedule => StatusCode::NOT_FOUND,
+            | Code::UnknownSchedule
+            | Code::UnknownBreaker => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unauthenticated | Code::InvalidSignature => StatusCode::UNAUTHORIZED,
             Code::CrossSite | Code::Forbidden | Code::NotYours => StatusCode::FORBIDDEN,
@@ -307,7 +325,8 @@ impl Code {
             | Code::InvalidInput
             | Code::InvalidRegistration
             | Code::InvalidToken
-            | Code::InvalidSchedule => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::InvalidSchedule
+            | Code::InvalidBreaker => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -336,6 +355,8 @@ impl Error {
             Error::UnknownToken(_) => Code::UnknownToken,
             Error::UnknownSchedule(_) => Code::UnknownSchedule,
             Error::InvalidSchedule(_) => Code::InvalidSchedule,
+            Error::UnknownBreaker(_) => Code::UnknownBreaker,
+            Error::InvalidBreaker(_) => Code::InvalidBreaker,
             Error::InvalidToken(_) => Code::InvalidToken,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -365,7 +386,9 @@ impl Error {
 
     fn details(&self) -> Option<Vec<Detail<'_>>> {
         match self {
-            Error::InvalidWorkflow(problems) | Error::InvalidSchedule(problems) => Some(
+            Error::InvalidWorkflow(problems)
+            | Error::InvalidSchedule(problems)
+            | Error::InvalidBreaker(problems) => Some(
                 problems
                     .iter()
                     .map(|p| Detail {
@@ -492,6 +515,18 @@ impl From<EngineError> for Error {
                 ),
                 ScheduleError::Exists(_) => Error::Conflict(s.to_string()),
                 ScheduleError::Unknown(id) => Error::UnknownSchedule(id),
+            },
+            EngineError::Breaker(b) => match b {
+                BreakerError::Invalid(problems) => Error::InvalidBreaker(
+                    problems
+                        .into_iter()
+                        .map(|message| Problem {
+                            path: String::new(),
+                            message,
+                        })
+                        .collect(),
+                ),
+                BreakerError::Unknown(capability) => Error::UnknownBreaker(capability),
             },
             EngineError::Journal(j) => j.into(),
             EngineError::ShuttingDown => Error::Unavailable(e.to_string()),

@@ -4,7 +4,9 @@
 //! refuses `5.0` for a `u64`, which the document cannot say.
 //!
 //! Owns only that reading (`#[serde(default, deserialize_with =
-//! "crate::integer::optional")]` on an `Option` of an unsigned integer). It
+//! "crate::integer::optional")]` on an `Option` of an unsigned integer;
+//! `#[serde(deserialize_with = "crate::integer::required")]` on one that
+//! must be given, `null` refused). It
 //! must never round: `5.5`, a negative number, or one past the field's type
 //! is refused with serde's own message, as `invalid_body`.
 
@@ -20,6 +22,16 @@ where
     T: TryFrom<u64>,
 {
     deserializer.deserialize_option(Optional(PhantomData))
+}
+
+/// A required unsigned integer field: absent is serde's `missing field`,
+/// `null` is refused as any other non-number is.
+pub fn required<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    deserializer.deserialize_any(Unsigned(PhantomData))
 }
 
 struct Optional<T>(PhantomData<T>);
@@ -93,6 +105,29 @@ mod tests {
     struct Body {
         #[serde(default, deserialize_with = "super::optional")]
         n: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Required {
+        #[serde(deserialize_with = "super::required")]
+        n: u32,
+    }
+
+    fn read_required(text: &str) -> Result<u32, String> {
+        serde_json::from_str::<Required>(text)
+            .map(|b| b.n)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_required_integer_must_be_there_and_a_number() {
+        assert_eq!(read_required(r#"{"n": 7.0}"#), Ok(7));
+        assert_eq!(read_required(r#"{"n": 7}"#), Ok(7));
+        let missing = read_required("{}").unwrap_err();
+        assert!(missing.contains("missing field `n`"), "{missing}");
+        for text in [r#"{"n": null}"#, r#"{"n": 7.5}"#, r#"{"n": 4294967296}"#] {
+            assert!(read_required(text).is_err(), "{text} was read");
+        }
     }
 
     fn read(text: &str) -> Result<Option<u32>, String> {

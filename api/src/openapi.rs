@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, schedules,
+    agents, breakers, commands, dashboard, executions, health, history, metrics, schedules,
     signal_with_start, streams, tasks, tokens, workflows,
 };
 
@@ -92,6 +92,10 @@ The guide, with examples, is `docs/api.md`.";
         schedules::update,
         schedules::delete,
         schedules::trigger,
+        breakers::list,
+        breakers::get,
+        breakers::set,
+        breakers::delete,
         agents::register,
         agents::list,
         agents::get,
@@ -124,6 +128,9 @@ The guide, with examples, is `docs/api.md`.";
         (name = "schedules", description = "Workflows started on a timetable: a cron \
             expression in a time zone, or every so many milliseconds, with an overlap \
             policy and a catch-up window."),
+        (name = "breakers", description = "Circuit breakers per capability: after so many \
+            task failures within a window, the capability's tasks fail fast (`circuit_open`) \
+            until a probe after the cool-down succeeds."),
         (name = "agents", description = "Workers in any language that offer capabilities. \
             Registrations live in memory and do not survive a restart."),
         (name = "tasks", description = "Agents long-poll for tasks and report each one's \
@@ -308,6 +315,10 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
             READ,
         ],
     ),
+    ("listBreakers", &[]),
+    ("getBreaker", &[PATH, &[UnknownBreaker]]),
+    ("setBreaker", &[PATH, JSON_BODY, &[InvalidBreaker], APPEND]),
+    ("deleteBreaker", &[PATH, &[UnknownBreaker], APPEND]),
     (
         "registerAgent",
         &[JSON_BODY, &[InvalidRegistration, Forbidden]],
@@ -434,6 +445,12 @@ fn meaning(code: Code) -> &'static str {
         }
         UnknownToken => "No token of that name.",
         UnknownSchedule => "No schedule with that id.",
+        UnknownBreaker => "The capability has no circuit breaker.",
+        InvalidBreaker => {
+            "Circuit breaker settings with problems, every one of them in `details`: a \
+             field the schema does not name, missing or of the wrong type, a value out of \
+             range, a capability that is not well-formed. Nothing is recorded."
+        }
         InvalidSchedule => {
             "A schedule (or what a patch makes of it) with problems, every one of them in \
              `details`: a field the schema does not name or of the wrong type, a cron \
@@ -652,6 +669,7 @@ const DEFINED_NAME: &[(&str, &str)] = &[("name", "$response.body#/name")];
 const STARTED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const REGISTERED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const SCHEDULE_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const BREAKER_CAPABILITY: &[(&str, &str)] = &[("capability", "$response.body#/capability")];
 const STARTED: &[&str] = &["200", "201", "202"];
 
 const LINKS: &[LinkSpec] = &[
@@ -811,6 +829,22 @@ const LINKS: &[LinkSpec] = &[
         "DeleteSchedule",
         "deleteSchedule",
         SCHEDULE_ID,
+        &[],
+    ),
+    (
+        "setBreaker",
+        &["200"],
+        "GetBreaker",
+        "getBreaker",
+        BREAKER_CAPABILITY,
+        &[],
+    ),
+    (
+        "setBreaker",
+        &["200"],
+        "DeleteBreaker",
+        "deleteBreaker",
+        BREAKER_CAPABILITY,
         &[],
     ),
     (

@@ -19,7 +19,7 @@ use axum::handler::Handler;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
-    agents, commands, dashboard, executions, health, history, metrics, schedules,
+    agents, breakers, commands, dashboard, executions, health, history, metrics, schedules,
     signal_with_start, streams, tasks, tokens, workflows,
 };
 use crate::state::AppState;
@@ -69,6 +69,19 @@ impl Endpoint {
             path,
             access,
             route: post(handler),
+        }
+    }
+
+    fn put<H: Handler<T, AppState>, T: 'static>(
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        Endpoint {
+            method: Method::PUT,
+            path,
+            access,
+            route: put(handler),
         }
     }
 
@@ -168,6 +181,22 @@ fn endpoints() -> Vec<Endpoint> {
         E::patch("/v1/schedules/{id}", A::Operate, schedules::update),
         E::delete("/v1/schedules/{id}", A::Operate, schedules::delete),
         E::post("/v1/schedules/{id}/trigger", A::Operate, schedules::trigger),
+        E::get("/v1/breakers", A::Read, breakers::list),
+        E::get(
+            "/v1/capabilities/{capability}/breaker",
+            A::Read,
+            breakers::get,
+        ),
+        E::put(
+            "/v1/capabilities/{capability}/breaker",
+            A::Operate,
+            breakers::set,
+        ),
+        E::delete(
+            "/v1/capabilities/{capability}/breaker",
+            A::Operate,
+            breakers::delete,
+        ),
         E::post("/v1/agents", A::Agent, agents::register),
         E::get("/v1/agents", A::Read, agents::list),
         E::get("/v1/agents/{id}", A::Read, agents::get),
@@ -414,7 +443,13 @@ fn cors(origins: &[HeaderValue]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,

@@ -445,6 +445,22 @@ pub struct EngineMetrics {
     workflows: BTreeMap<String, WorkflowMetrics>,
     /// Task round trips (scheduled to result), by capability.
     capabilities: BTreeMap<String, SeriesFigures>,
+    /// The circuit breakers, by capability (capabilities without one are
+    /// left out).
+    breakers: BTreeMap<String, BreakerFigures>,
+}
+
+/// One capability's circuit breaker.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct BreakerFigures {
+    #[schema(value_type = crate::routes::breakers::StateSchema)]
+    state: String,
+    /// Times it has opened, as recorded.
+    opened: u64,
+    /// Task failures within its window now (counted since the server
+    /// started).
+    recent_failures: u64,
 }
 
 /// The whole engine's figures.

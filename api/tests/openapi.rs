@@ -127,18 +127,23 @@ async fn the_server_routes_every_documented_path_with_exactly_its_methods() {
         by_path.entry(path).or_default().insert(method);
     }
     assert!(
-        by_path.values().flatten().all(|m| m != "PUT"),
+        by_path.values().flatten().all(|m| m != "TRACE"),
         "the probe below needs a method no endpoint takes"
     );
     for (path, methods) in &by_path {
         // A method the path does not take: the router answers 405 and says
         // which methods it takes (GET brings HEAD with it).
         let url = s.url(&concrete(path));
-        let response = s.client.put(&url).send().await.unwrap();
+        let response = s
+            .client
+            .request(reqwest::Method::TRACE, &url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             response.status(),
             StatusCode::METHOD_NOT_ALLOWED,
-            "PUT {url}: the router does not serve {path}"
+            "TRACE {url}: the router does not serve {path}"
         );
         let allow: BTreeSet<String> = response.headers()["allow"]
             .to_str()
@@ -152,7 +157,7 @@ async fn the_server_routes_every_documented_path_with_exactly_its_methods() {
     // The probe tells a path no route has apart.
     let response = s
         .client
-        .put(s.url("/v1/undocumented"))
+        .request(reqwest::Method::TRACE, s.url("/v1/undocumented"))
         .send()
         .await
         .unwrap();
@@ -1120,6 +1125,80 @@ async fn real_answers_match_the_documented_schemas() {
             "DELETE",
             "/v1/schedules/{id}",
             "/v1/schedules/shapes-hourly",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Circuit breakers: set, refused, read, listed (and in the metrics),
+    // removed.
+    let breaker = "/v1/capabilities/{capability}/breaker";
+    let settings = json!({"failures": 5, "windowMs": 60_000, "coolDownMs": 30_000});
+    let (status, set) = c
+        .call(
+            &s,
+            "PUT",
+            breaker,
+            "/v1/capabilities/shapes.work/breaker",
+            Some(settings.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let (status, _) = c
+        .call(
+            &s,
+            "PUT",
+            breaker,
+            "/v1/capabilities/shapes.work/breaker",
+            Some(json!({"failures": 0, "windowMs": 60_000, "coolDownMs": 30_000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = c
+        .call(
+            &s,
+            "PUT",
+            breaker,
+            "/v1/capabilities/shapes.work/breaker",
+            Some(json!({"failures": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    c.call(
+        &s,
+        "GET",
+        breaker,
+        "/v1/capabilities/shapes.work/breaker",
+        None,
+    )
+    .await;
+    let (status, _) = c
+        .call(&s, "GET", breaker, "/v1/capabilities/nobody/breaker", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, listed) = c
+        .call(&s, "GET", "/v1/breakers", "/v1/breakers", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["breakers"][0], set);
+    let (_, metrics) = c.call(&s, "GET", "/v1/metrics", "/v1/metrics", None).await;
+    assert_eq!(metrics["breakers"]["shapes.work"]["state"], "closed");
+    let (status, _) = c
+        .call(
+            &s,
+            "DELETE",
+            breaker,
+            "/v1/capabilities/shapes.work/breaker",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c
+        .call(
+            &s,
+            "DELETE",
+            breaker,
+            "/v1/capabilities/shapes.work/breaker",
             None,
         )
         .await;

@@ -1045,6 +1045,7 @@ fn curl_request(words: &[String]) -> Option<(String, HttpInput)> {
                     ("execution", "$OTHER") | ("task", "$OTHER_TASK") => Some(1),
                     ("workflow", v) => fuzzing::SEEDED_WORKFLOWS.iter().position(|w| *w == v),
                     ("schedule", v) => fuzzing::SEEDED_SCHEDULES.iter().position(|w| *w == v),
+                    ("capability", v) => fuzzing::SEEDED_CAPABILITIES.iter().position(|c| *c == v),
                     ("event", v) => fuzzing::SEEDED_EVENTS.iter().position(|e| *e == v),
                     _ => None,
                 };

@@ -97,6 +97,7 @@ fn line(entry: &AuditEntry, json: bool) -> String {
         AuditTarget::Workflow(version) => ("workflow", version.clone()),
         AuditTarget::Token(name) => ("token", name.clone()),
         AuditTarget::Schedule(id) => ("schedule", id.clone()),
+        AuditTarget::Breaker(capability) => ("breaker", capability.clone()),
     };
     if json {
         let mut v = json!({

@@ -23,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Registry, Unit};
 use retrace_engine::agents::AgentStatus;
+use retrace_engine::breakers::BreakerState;
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::metrics::{BUCKET_BOUNDS_MS, Buckets};
 use retrace_engine::store::StorageHealth;
@@ -252,7 +253,7 @@ pub async fn prometheus(
 ) -> Result<Response, Error> {
     let mut root = Registry::default();
     process::register(&mut root);
-    engine_metrics(&state, root.sub_registry_with_prefix("retrace"));
+    engine_metrics(&state, root.sub_registry_with_prefix("retrace"))?;
 
     let mut body = String::new();
     encode(&mut body, &root).map_err(|e| Error::Internal(format!("cannot encode metrics: {e}")))?;
@@ -272,9 +273,10 @@ pub async fn prometheus(
 }
 
 /// Every `retrace_…` series.
-fn engine_metrics(state: &AppState, r: &mut Registry) {
+fn engine_metrics(state: &AppState, r: &mut Registry) -> Result<(), Error> {
     let engine = &state.engine;
     let figures = engine.metrics();
+    let breakers = engine.breakers()?;
 
     let executions =
         gauge::<StatusLabel>(r, "executions", "Executions the engine knows, by status");
@@ -459,6 +461,25 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
             .get_or_create(&CapabilityLabel { capability })
             .set(now_ms.saturating_sub(at_ms) as f64 / 1000.0);
     }
+    let breaker_state = gauge::<CapabilityLabel>(
+        r,
+        "breaker_state",
+        "Where each capability's circuit breaker stands: 0 closed, 1 open, 2 half-open",
+    );
+    let breaker_opened = counter::<CapabilityLabel>(
+        r,
+        "breaker_opened",
+        "Times each capability's circuit breaker has opened, as recorded",
+    );
+    for b in &breakers {
+        let label = CapabilityLabel {
+            capability: b.capability.clone(),
+        };
+        breaker_state
+            .get_or_create(&label)
+            .set(breaker_state_number(b.state));
+        breaker_opened.get_or_create(&label).inc_by(b.opened);
+    }
     let agents = gauge::<StatusLabel>(r, "agents", "Registered agents, by status");
     for info in engine.agents().list() {
         let status = match info.status {
@@ -509,6 +530,16 @@ fn engine_metrics(state: &AppState, r: &mut Registry) {
         Unit::Seconds,
         state.http_metrics.family(),
     );
+    Ok(())
+}
+
+/// `retrace_breaker_state`'s value for `state`.
+fn breaker_state_number(state: BreakerState) -> i64 {
+    match state {
+        BreakerState::Closed => 0,
+        BreakerState::Open { .. } => 1,
+        BreakerState::HalfOpen => 2,
+    }
 }
 
 /// The `process_*` series of the Prometheus client libraries, read from
@@ -628,7 +659,8 @@ mod process {
     tag = "metrics",
     summary = "The same figures as JSON",
     responses(
-        (status = 200, description = "System, per-workflow and per-capability figures.",
+        (status = 200, description = "System, per-workflow and per-capability figures, \
+            and the circuit breakers.",
             body = crate::schemas::EngineMetrics),
     ),
 )]
@@ -654,6 +686,18 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
         .filter(|a| !matches!(a.status, AgentStatus::Offline))
         .count();
     let journal = engine.journal_stats().unwrap_or_default();
+    let breakers: serde_json::Map<String, Value> = engine
+        .breakers()?
+        .into_iter()
+        .map(|b| {
+            let figures = json!({
+                "state": b.state.as_str(),
+                "opened": b.opened,
+                "recentFailures": b.recent_failures,
+            });
+            (b.capability, figures)
+        })
+        .collect();
     let system = json!({
         "activeWorkflows": active,
         "executionsByStatus": counts.iter().map(|(s, n)| (s.as_str().to_string(), Value::from(*n))).collect::<serde_json::Map<_, _>>(),
@@ -702,7 +746,8 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
         })
         .collect();
     Ok(axum::Json(
-        json!({"system": system, "workflows": workflows, "capabilities": figures.capabilities}),
+        json!({"system": system, "workflows": workflows, "capabilities": figures.capabilities,
+               "breakers": breakers}),
     )
     .into_response())
 }

@@ -6,6 +6,7 @@
 //! request, calls the engine, and shows what it answers.
 
 pub mod agents;
+pub mod breakers;
 pub mod commands;
 pub mod dashboard;
 pub mod executions;

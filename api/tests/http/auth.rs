@@ -64,6 +64,7 @@ fn concrete(template: &str) -> String {
         .replace("{name}", "nobody")
         .replace("{version}", "0")
         .replace("{file}", "main.js")
+        .replace("{capability}", "nobody")
 }
 
 fn code(answer: &(StatusCode, Value)) -> &str {

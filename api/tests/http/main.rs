@@ -6,6 +6,7 @@
 mod agents;
 mod auth;
 mod bounds;
+mod breakers;
 mod commands;
 mod cross_site;
 mod errors;

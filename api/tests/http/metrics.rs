@@ -514,3 +514,33 @@ async fn missed_deadlines_are_counted_by_workflow_and_step() {
         );
     }
 }
+
+/// Each breaker is a gauge of its state and a counter of its openings, in
+/// both formats, and in the JSON.
+#[tokio::test]
+async fn breakers_show_their_state_and_openings() {
+    let server = Server::start().await;
+    let (status, body) = server
+        .put(
+            "/v1/capabilities/billing:charge/breaker",
+            json!({"failures": 2, "windowMs": 60000, "coolDownMs": 60000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let label = [("capability", "billing:charge")];
+    let (_, text) = scrape(&server, None).await;
+    let m = prometheus_text(&text);
+    assert_eq!(m.types["retrace_breaker_state"], "gauge");
+    assert_eq!(m.types["retrace_breaker_opened_total"], "counter");
+    assert_eq!(m.get("retrace_breaker_state", &label), 0.0);
+    assert_eq!(m.get("retrace_breaker_opened_total", &label), 0.0);
+    let (_, text) = scrape(&server, Some("application/openmetrics-text")).await;
+    let m = openmetrics(&text);
+    assert_eq!(m.get("retrace_breaker_state", &label), 0.0);
+    assert_eq!(m.get("retrace_breaker_opened_total", &label), 0.0);
+    let (_, body) = server.get("/v1/metrics").await;
+    assert_eq!(
+        body["breakers"],
+        json!({"billing:charge": {"state": "closed", "opened": 0, "recentFailures": 0}})
+    );
+}

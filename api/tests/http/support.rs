@@ -156,6 +156,19 @@ impl Server {
         .await
     }
 
+    /// A PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        answer(
+            self.client
+                .put(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
     /// A PATCH with a JSON merge patch (`application/merge-patch+json`).
     pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         answer(

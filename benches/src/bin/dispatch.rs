@@ -39,7 +39,11 @@ fn main() -> anyhow::Result<()> {
         } else {
             "dispatch_plain"
         };
-        if args.only.as_ref().is_some_and(|o| !name.starts_with(o.as_str())) {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.starts_with(o.as_str()))
+        {
             continue;
         }
         run(name, tasks, mixed)?;

@@ -17,6 +17,7 @@ use retrace_api::error::Code;
 use retrace_api::{ApiConfig, AppState};
 use retrace_engine::ExecutionId;
 use retrace_engine::agents::AgentId;
+use retrace_engine::breakers::BreakerState;
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine;
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
@@ -28,9 +29,9 @@ use tower::ServiceExt;
 
 /// One endpoint of the API's router as `http_request` calls it. The `{…}`
 /// segments of `path` are its parameters, in order: `{execution}`,
-/// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}`, `{token}` and
-/// `{schedule}` take an id, a name or a version; `{raw}` is a whole path,
-/// under the method `*` (see [`RAW_METHODS`]).
+/// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}`, `{token}`,
+/// `{schedule}` and `{capability}` take an id, a name or a version; `{raw}`
+/// is a whole path, under the method `*` (see [`RAW_METHODS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
     pub method: &'static str,
@@ -44,7 +45,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 52] = [
+pub const ENDPOINTS: [Endpoint; 56] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -96,6 +97,10 @@ pub const ENDPOINTS: [Endpoint; 52] = [
     endpoint("PATCH", "/v1/schedules/{schedule}"),
     endpoint("DELETE", "/v1/schedules/{schedule}"),
     endpoint("POST", "/v1/schedules/{schedule}/trigger"),
+    endpoint("GET", "/v1/breakers"),
+    endpoint("GET", "/v1/capabilities/{capability}/breaker"),
+    endpoint("PUT", "/v1/capabilities/{capability}/breaker"),
+    endpoint("DELETE", "/v1/capabilities/{capability}/breaker"),
     endpoint("*", "{raw}"),
 ];
 
@@ -160,6 +165,11 @@ pub const SEEDED_TOKENS: [&str; 3] = ["root", "ops", "nobody"];
 /// The schedule ids `{schedule}` takes with sources 1, 2 and 3 (none exists
 /// unless an input made it; `docs/api.md`'s is the first).
 pub const SEEDED_SCHEDULES: [&str; 3] = ["greet-hourly", "nightly", "nobody"];
+
+/// The capabilities `{capability}` takes with sources 1, 2 and 3: the
+/// seeded workflows' (`docs/api.md`'s is the first) and one nothing uses.
+/// None has a circuit breaker unless an input set one.
+pub const SEEDED_CAPABILITIES: [&str; 3] = ["users.lookup", "work", "nobody"];
 
 /// The dashboard files `{file}` takes with sources 1, 2 and 3 (the third
 /// is none).
@@ -316,6 +326,7 @@ impl Existing {
             "token" => SEEDED_TOKENS[choice],
             "file" => SEEDED_FILES[choice],
             "schedule" => SEEDED_SCHEDULES[choice],
+            "capability" => SEEDED_CAPABILITIES[choice],
             _ => return None,
         })
     }
@@ -712,6 +723,13 @@ impl HttpWorld {
             .await?;
         if slot == 2 {
             // Past the gate, its task fails for good: `onFailure: pause`.
+            // It must be handed out for that, so a breaker an input opened
+            // on its capability goes first.
+            if let Ok(b) = self.engine.breaker("work")
+                && b.state != BreakerState::Closed
+            {
+                self.engine.remove_breaker("work", None, None).await?;
+            }
             self.engine
                 .signal(started.id, "go", Value::Null, None)
                 .await?;
@@ -750,10 +768,45 @@ impl HttpWorld {
                 self.executions[slot] = self.start_slot(slot).await?;
             }
         }
-        if !settle(self.idle_tasks).await {
+        if !self.quiesce().await {
             anyhow::bail!("the engine does not go idle after a top-up");
         }
         Ok(())
+    }
+
+    /// Waits (up to [`SETTLE_TIMEOUT`] each) until the engine has finished
+    /// the work a request left behind ([`settle`]) and, while any circuit
+    /// breaker exists, until the journal stops moving: the engine records a
+    /// breaker's change of state after the request that caused it, from a
+    /// task that is always alive (so `settle` cannot see it). Whether it
+    /// did.
+    async fn quiesce(&self) -> bool {
+        if !settle(self.idle_tasks).await {
+            return false;
+        }
+        if self.engine.breakers().is_ok_and(|b| b.is_empty()) {
+            return true;
+        }
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let mut last = self.last_position().await;
+        let mut unchanged = 0;
+        while unchanged < 2 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            for _ in 0..32 {
+                tokio::task::yield_now().await;
+            }
+            // The journal's writer thread.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let now = self.last_position().await;
+            if now == last {
+                unchanged += 1;
+            } else {
+                (last, unchanged) = (now, 0);
+            }
+        }
+        true
     }
 
     /// Whether the next input needs a fresh engine.
@@ -853,7 +906,7 @@ impl HttpWorld {
                 }
             }
         };
-        let settled = settle(self.idle_tasks).await;
+        let settled = self.quiesce().await;
         if !settled {
             // Work that does not end (a workflow that loops for ever, say):
             // the next input gets a fresh engine.
@@ -915,7 +968,7 @@ fn check_error_body(status: Option<StatusCode>, body: &[u8]) -> Result<String, S
     if let Some(details) = error.get("details") {
         if !matches!(
             code,
-            "invalid_workflow" | "invalid_schedule" | "invalid_input"
+            "invalid_workflow" | "invalid_schedule" | "invalid_breaker" | "invalid_input"
         ) {
             return Err(format!("`details` on a `{code}` error"));
         }
