@@ -18,9 +18,7 @@ use crate::error::Error;
 use crate::machine::{CompensationReason, Event};
 use crate::schedules::ScheduleEvent;
 use crate::store::catalog::{self, CatalogRecord};
-use crate::store::{
-    ACCESS, BREAKERS, CATALOG, SCHEDULES, breakers, codec, execution_of, schedules, tokens,
-};
+use crate::store::{ACCESS, BREAKERS, CATALOG, SCHEDULES, codec, execution_of, reserved, tokens};
 
 use super::History;
 
@@ -104,7 +102,7 @@ impl History {
             }
             if record.stream == BREAKERS {
                 // A breaker's own changes of state are nobody's command.
-                let change = match breakers::decode(record)? {
+                let change = match reserved::decode::<BreakerEvent>(record)? {
                     Some(BreakerEvent::BreakerSet {
                         capability,
                         settings,
@@ -134,7 +132,7 @@ impl History {
                 continue;
             }
             if record.stream == SCHEDULES {
-                let change = match schedules::decode(record)? {
+                let change = match reserved::decode::<ScheduleEvent>(record)? {
                     Some(ScheduleEvent::ScheduleCreated {
                         spec, by, reason, ..
                     }) => Some((spec.id, by, "schedule_created", reason)),

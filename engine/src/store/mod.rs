@@ -23,6 +23,7 @@
 pub mod breakers;
 pub mod catalog;
 pub mod codec;
+pub(crate) mod reserved;
 pub mod schedules;
 pub mod tokens;
 
@@ -183,7 +184,7 @@ impl Store {
         event: &crate::schedules::ScheduleEvent,
         now_ms: u64,
     ) -> Result<(), Error> {
-        let record = schedules::encode(event, now_ms)?;
+        let record = reserved::encode(event, now_ms)?;
         self.journal.append(SCHEDULES, seq, vec![record]).await?;
         Ok(())
     }
@@ -195,7 +196,7 @@ impl Store {
         event: &crate::breakers::BreakerEvent,
         now_ms: u64,
     ) -> Result<(), Error> {
-        let record = breakers::encode(event, now_ms)?;
+        let record = reserved::encode(event, now_ms)?;
         self.journal.append(BREAKERS, seq, vec![record]).await?;
         Ok(())
     }

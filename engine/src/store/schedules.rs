@@ -9,34 +9,20 @@
 //! Owns the records' encoding. It must never decide anything about a
 //! schedule (`crate::schedules` does).
 
-use retrace_journal::{EventRecord, Journal, NewEvent};
+use retrace_journal::Journal;
 
 use super::SCHEDULES;
+use super::reserved::{self, StreamEvent};
 use crate::error::Error;
 use crate::schedules::{ScheduleEvent, Schedules};
 
-pub(crate) fn encode(event: &ScheduleEvent, now_ms: u64) -> Result<NewEvent, Error> {
-    let payload = serde_json::to_vec(event).map_err(|source| Error::Codec {
-        what: format!("a {} event does not encode", event.kind()),
-        source,
-    })?;
-    Ok(NewEvent::new(event.kind(), now_ms, payload))
-}
+impl StreamEvent for ScheduleEvent {
+    const STREAM: &'static str = "schedules";
+    const KINDS: &'static [&'static str] = &ScheduleEvent::KINDS;
 
-/// The event a record holds; `None` for a kind a later build added.
-pub(crate) fn decode(record: &EventRecord) -> Result<Option<ScheduleEvent>, Error> {
-    if !ScheduleEvent::KINDS.contains(&record.kind.as_str()) {
-        return Ok(None);
+    fn kind(&self) -> &'static str {
+        ScheduleEvent::kind(self)
     }
-    serde_json::from_slice(&record.payload)
-        .map(Some)
-        .map_err(|source| Error::Codec {
-            what: format!(
-                "schedules event {} ({}) does not decode",
-                record.seq, record.kind
-            ),
-            source,
-        })
 }
 
 /// Keep the table as a snapshot every this many events.
@@ -67,18 +53,13 @@ pub async fn load(journal: &dyn Journal) -> Result<Schedules, Error> {
     let mut table = snapshot
         .and_then(|s| decode_snapshot(&s.state).filter(|t: &Schedules| t.seq == s.seq))
         .unwrap_or_default();
-    loop {
-        let records = journal.read(SCHEDULES, table.seq + 1, 256).await?;
-        if records.is_empty() {
-            return Ok(table);
-        }
-        for r in records {
-            match decode(&r)? {
-                Some(event) => table.apply(r.seq, r.recorded_at_ms, &event),
-                None => table.seq = r.seq,
-            }
-        }
-    }
+    let from = table.seq;
+    reserved::fold(journal, SCHEDULES, from, |seq, at_ms, event| match event {
+        Some(event) => table.apply(seq, at_ms, &event),
+        None => table.seq = seq,
+    })
+    .await?;
+    Ok(table)
 }
 
 #[cfg(test)]
