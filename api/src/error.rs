@@ -487,6 +487,17 @@ impl IntoResponse for Error {
     }
 }
 
+/// Problems the engine found in a thing as a whole (no field to point at).
+fn whole(problems: Vec<String>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|message| Problem {
+            path: String::new(),
+            message,
+        })
+        .collect()
+}
+
 impl From<EngineError> for Error {
     fn from(e: EngineError) -> Self {
         match e {
@@ -504,28 +515,12 @@ impl From<EngineError> for Error {
                 TokenError::Unknown(name) => Error::UnknownToken(name),
             },
             EngineError::Schedule(s) => match s {
-                ScheduleError::Invalid(problems) => Error::InvalidSchedule(
-                    problems
-                        .into_iter()
-                        .map(|message| Problem {
-                            path: String::new(),
-                            message,
-                        })
-                        .collect(),
-                ),
+                ScheduleError::Invalid(problems) => Error::InvalidSchedule(whole(problems)),
                 ScheduleError::Exists(_) => Error::Conflict(s.to_string()),
                 ScheduleError::Unknown(id) => Error::UnknownSchedule(id),
             },
             EngineError::Breaker(b) => match b {
-                BreakerError::Invalid(problems) => Error::InvalidBreaker(
-                    problems
-                        .into_iter()
-                        .map(|message| Problem {
-                            path: String::new(),
-                            message,
-                        })
-                        .collect(),
-                ),
+                BreakerError::Invalid(problems) => Error::InvalidBreaker(whole(problems)),
                 BreakerError::Unknown(capability) => Error::UnknownBreaker(capability),
             },
             EngineError::Journal(j) => j.into(),
