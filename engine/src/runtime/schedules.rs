@@ -41,20 +41,16 @@ impl Engine {
         let _exclusive = self.inner.changing_schedules.lock().await;
         let now = self.inner.clock.now_ms();
         self.check_schedule(&spec, now)?;
-        let seq = {
-            let table = self.read_schedules()?;
-            if table.get(&spec.id).is_some() {
-                return Err(ScheduleError::Exists(spec.id).into());
-            }
-            table.seq + 1
-        };
+        if self.read_schedules()?.get(&spec.id).is_some() {
+            return Err(ScheduleError::Exists(spec.id).into());
+        }
         let id = spec.id.clone();
         let event = ScheduleEvent::ScheduleCreated {
             spec,
             by: by.map(str::to_owned),
             reason: reason.map(str::to_owned),
         };
-        self.record_schedule(seq, &event, now).await?;
+        self.record_schedule(&event, now).await?;
         self.inner.schedules_changed.notify_one();
         self.schedule(&id)
     }
@@ -70,14 +66,7 @@ impl Engine {
     ) -> Result<Schedule, Error> {
         let _exclusive = self.inner.changing_schedules.lock().await;
         let now = self.inner.clock.now_ms();
-        let (seq, old) = {
-            let table = self.read_schedules()?;
-            let old = table
-                .get(&spec.id)
-                .cloned()
-                .ok_or_else(|| ScheduleError::Unknown(spec.id.clone()))?;
-            (table.seq + 1, old)
-        };
+        let old = self.schedule(&spec.id)?;
         self.check_schedule(&spec, now)?;
         let retimed = old.spec.cron != spec.cron
             || old.spec.timezone != spec.timezone
@@ -97,7 +86,7 @@ impl Engine {
             by: by.map(str::to_owned),
             reason: reason.map(str::to_owned),
         };
-        self.record_schedule(seq, &event, now).await?;
+        self.record_schedule(&event, now).await?;
         self.inner.schedules_changed.notify_one();
         self.schedule(&id)
     }
@@ -112,20 +101,13 @@ impl Engine {
     ) -> Result<Schedule, Error> {
         let _exclusive = self.inner.changing_schedules.lock().await;
         let now = self.inner.clock.now_ms();
-        let (seq, old) = {
-            let table = self.read_schedules()?;
-            let old = table
-                .get(id)
-                .cloned()
-                .ok_or_else(|| ScheduleError::Unknown(id.to_owned()))?;
-            (table.seq + 1, old)
-        };
+        let old = self.schedule(id)?;
         let event = ScheduleEvent::ScheduleDeleted {
             id: id.to_owned(),
             by: by.map(str::to_owned),
             reason: reason.map(str::to_owned),
         };
-        self.record_schedule(seq, &event, now).await?;
+        self.record_schedule(&event, now).await?;
         self.inner.schedules_changed.notify_one();
         Ok(old)
     }
@@ -153,8 +135,7 @@ impl Engine {
             manual: true,
             by: by.map(str::to_owned),
         };
-        let seq = self.read_schedules()?.seq + 1;
-        self.record_schedule(seq, &event, now).await?;
+        self.record_schedule(&event, now).await?;
         self.inner.schedules_changed.notify_one();
         Ok((self.schedule(id)?, started))
     }
@@ -201,14 +182,10 @@ impl Engine {
         }
     }
 
-    /// Appends `event` at `seq` and folds it. The caller holds
+    /// Appends `event` after the stream's last and folds it. The caller holds
     /// `changing_schedules`.
-    async fn record_schedule(
-        &self,
-        seq: u64,
-        event: &ScheduleEvent,
-        now_ms: u64,
-    ) -> Result<(), Error> {
+    async fn record_schedule(&self, event: &ScheduleEvent, now_ms: u64) -> Result<(), Error> {
+        let seq = self.read_schedules()?.seq + 1;
         self.inner.store.append_schedule(seq, event, now_ms).await?;
         let snapshot = {
             let mut table = self.write_schedules()?;
@@ -361,8 +338,7 @@ impl Engine {
                 }
             }
         };
-        let seq = self.read_schedules()?.seq + 1;
-        self.record_schedule(seq, &event, now).await
+        self.record_schedule(&event, now).await
     }
 
     fn read_schedules(&self) -> Result<std::sync::RwLockReadGuard<'_, Schedules>, Error> {
