@@ -114,6 +114,7 @@ The guide, with examples, is `docs/api.md`.";
     components(schemas(
         crate::error::Body,
         crate::views::GlobalEventView,
+        streams::BreakerChangeView,
         executions::ListOrder,
     )),
     tags(
@@ -130,7 +131,9 @@ The guide, with examples, is `docs/api.md`.";
             policy and a catch-up window."),
         (name = "breakers", description = "Circuit breakers per capability: after so many \
             task failures within a window, the capability's tasks fail fast (`circuit_open`) \
-            until a probe after the cool-down succeeds."),
+            until a probe after the cool-down succeeds. Or, with `perAgent`, one per agent \
+            serving it: an agent whose breaker is open is given none of its tasks until its \
+            probe succeeds."),
         (name = "agents", description = "Workers in any language that offer capabilities. \
             Registrations live in memory and do not survive a restart."),
         (name = "tasks", description = "Agents long-poll for tasks and report each one's \

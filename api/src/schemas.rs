@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use retrace_engine::machine::{Status, StepState as EngineStepState};
-use retrace_engine::model::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX, EdgeKind, NodeKind};
+use retrace_engine::model::{
+    DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX, EdgeKind, LIMIT_MAX, LIMIT_PERIOD_MS_MAX, NodeKind,
+};
 use serde_json::Value;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::extensions::Extensions;
@@ -317,6 +319,48 @@ impl PartialSchema for WorkflowDefinition {
                 ),
             )
             .property(
+                "concurrency",
+                described(
+                    or_null(Type::Object),
+                    "At most `limit` executions of this workflow run at once per `key` \
+                     (a mapping over the start context; absent: one key for the whole \
+                     workflow); the rest wait.",
+                )
+                .property(
+                    "key",
+                    described(or_null(Type::String), "Whose execution it is."),
+                )
+                .property(
+                    "limit",
+                    whole(LIMIT_MAX, "Executions running at once per key."),
+                )
+                .required("limit")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .property(
+                "rateLimit",
+                described(
+                    or_null(Type::Object),
+                    "At most `limit` executions of this workflow start per `periodMs` \
+                     per `key`; the rest wait.",
+                )
+                .property(
+                    "key",
+                    described(or_null(Type::String), "Whose execution it is."),
+                )
+                .property(
+                    "limit",
+                    whole(LIMIT_MAX, "Executions starting per period per key."),
+                )
+                .property(
+                    "periodMs",
+                    whole(LIMIT_PERIOD_MS_MAX, "The sliding period, in milliseconds."),
+                )
+                .required("limit")
+                .required("periodMs")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .property(
                 "maxTransitions",
                 whole(
                     1_000_000,
@@ -427,8 +471,9 @@ pub enum StepRole {
 }
 
 /// Whether an agent can take work now: `online` (seen recently, with a
-/// free slot), `busy` (every slot taken) or `offline` (not seen for 30 s;
-/// polling or heartbeating makes it online again).
+/// free slot), `busy` (every slot it has now taken: its `health.slots`,
+/// fewer than `maxConcurrency` while its tasks fail) or `offline` (not seen
+/// for 30 s; polling or heartbeating makes it online again).
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum AgentStatus {
@@ -450,16 +495,44 @@ pub struct EngineMetrics {
     breakers: BTreeMap<String, BreakerFigures>,
 }
 
+/// Where a circuit breaker stands (only describes the views' `state` in
+/// the OpenAPI document).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case", as = BreakerState)]
+#[allow(dead_code)]
+pub enum BreakerStateSchema {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
 /// One capability's circuit breaker.
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct BreakerFigures {
-    #[schema(value_type = crate::routes::breakers::StateSchema)]
+    #[schema(value_type = BreakerStateSchema)]
     state: String,
     /// Times it has opened, as recorded.
     opened: u64,
     /// Task failures within its window now (counted since the server
     /// started).
+    recent_failures: u64,
+    /// With `perAgent` breakers: each agent's, by agent name (absent
+    /// otherwise).
+    #[schema(nullable = false)]
+    agents: Option<BTreeMap<String, AgentBreakerFigures>>,
+}
+
+/// One agent's breaker of a capability.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct AgentBreakerFigures {
+    #[schema(value_type = BreakerStateSchema)]
+    state: String,
+    /// Times it has opened, as recorded.
+    opened: u64,
+    /// Failures of the agent's tasks within the window now (counted since
+    /// the server started).
     recent_failures: u64,
 }
 
@@ -577,7 +650,7 @@ impl PartialSchema for ExecutionEventFrame {
              event as JSON, exactly as the events page shows it: `EventView`). A \
              journal error ends the stream with a frame whose `event` is `error` and \
              whose `data` is an `ErrorBody`.",
-            "EventView",
+            &["EventView"],
         )
     }
 }
@@ -594,9 +667,11 @@ impl PartialSchema for GlobalEventFrame {
             "One Server-Sent Events frame of the engine-wide stream, as its fields: \
              `id` (the event's position in the whole journal), `event` (the event's \
              type) and `data` (the events-page JSON plus `position`, `executionId` and \
-             `workflow`: `GlobalEventView`). A journal error ends the stream with a \
-             frame whose `event` is `error` and whose `data` is an `ErrorBody`.",
-            "GlobalEventView",
+             `workflow`: `GlobalEventView`); with `include=breakers`, also a circuit \
+             breaker's change, whose `event` starts with `breaker_` and whose `data` is a \
+             `BreakerChangeView`. A journal error ends the stream with a frame whose \
+             `event` is `error` and whose `data` is an `ErrorBody`.",
+            &["GlobalEventView", "BreakerChangeView"],
         )
     }
 }
@@ -610,7 +685,7 @@ impl ToSchema for GlobalEventFrame {}
 /// `itemSchema` does; `data` is JSON text, so its schema is a
 /// `contentSchema` (JSON Schema 2020-12, written through the extensions
 /// map: the builder has no field for it).
-fn frame(description: &str, view: &str) -> RefOr<Schema> {
+fn frame(description: &str, views: &[&str]) -> RefOr<Schema> {
     let json_text = |schema: &str| {
         ObjectBuilder::new()
             .schema_type(Type::String)
@@ -621,30 +696,32 @@ fn frame(description: &str, view: &str) -> RefOr<Schema> {
             )])))
             .build()
     };
-    let event = ObjectBuilder::new()
-        .schema_type(Type::Object)
-        .property(
-            "id",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[0-9]+$"))
-                .description(Some(
-                    "The frame's `id:`: resume after it with `Last-Event-ID`.",
-                )),
-        )
-        .property(
-            "event",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[a-z_]+$"))
-                .description(Some(
-                    "The event's type (`execution_started`, `task_completed`, …).",
-                )),
-        )
-        .property("data", json_text(view))
-        .required("id")
-        .required("event")
-        .required("data");
+    let event = |view: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "id",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+$"))
+                    .description(Some(
+                        "The frame's `id:`: resume after it with `Last-Event-ID`.",
+                    )),
+            )
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[a-z_]+$"))
+                    .description(Some(
+                        "The event's type (`execution_started`, `task_completed`, …).",
+                    )),
+            )
+            .property("data", json_text(view))
+            .required("id")
+            .required("event")
+            .required("data")
+    };
     let error = ObjectBuilder::new()
         .schema_type(Type::Object)
         .property(
@@ -656,8 +733,9 @@ fn frame(description: &str, view: &str) -> RefOr<Schema> {
         .property("data", json_text("ErrorBody"))
         .required("event")
         .required("data");
-    AnyOfBuilder::new()
-        .item(event)
+    views
+        .iter()
+        .fold(AnyOfBuilder::new(), |frames, view| frames.item(event(view)))
         .item(error)
         .description(Some(description))
         .into()

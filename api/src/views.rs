@@ -6,7 +6,8 @@
 //! every value here is copied or reformatted, not derived from history.
 
 use retrace_engine::ExecutionId;
-use retrace_engine::agents::{AgentInfo, AgentStatus, ClaimedTask};
+use retrace_engine::agents::{AgentInfo, AgentStatus, ClaimedTask, Health};
+use retrace_engine::limits::HeldBy;
 use retrace_engine::machine::{
     Activation, ErrorInfo, Event, ExecutionState, FailedStep, Role, Thread,
 };
@@ -170,7 +171,8 @@ pub struct ExecutionView {
 #[serde(rename_all = "camelCase")]
 pub struct CurrentStep {
     pub step_id: String,
-    /// The activation's number within the execution.
+    /// The activation's number within the execution (0 for a step not
+    /// entered yet: its execution waits for a limit).
     pub activation: u64,
     /// `step`, `compensation` or `handler`.
     #[schema(value_type = schemas::StepRole)]
@@ -181,8 +183,9 @@ pub struct CurrentStep {
     #[schema(format = DateTime)]
     pub start_time: String,
     /// What it waits for: `{"for": "task" | "retry" | "timer" | "event" |
-    /// "child" | "branches" | "starting", …}` with the engine's details
-    /// (free JSON beyond `for`).
+    /// "child" | "branches" | "starting" | "limit", …}` with the engine's
+    /// details (free JSON beyond `for`; for a limit: its `name`, `key`,
+    /// `limit` and, live, `inUse`).
     pub waiting: Value,
 }
 
@@ -200,6 +203,49 @@ impl From<&Activation> for CurrentStep {
             start_time: rfc3339(a.started_at_ms),
             waiting: serde_json::to_value(&a.waiting).unwrap_or(Value::Null),
         }
+    }
+}
+
+/// The started steps, then (while the execution waits for its workflow's
+/// limits) the steps it deferred, waiting for the first of its limits.
+fn current_steps(s: &ExecutionState) -> Vec<CurrentStep> {
+    let mut steps: Vec<CurrentStep> = s.activations.values().map(CurrentStep::from).collect();
+    if let Some(first) = s
+        .limits
+        .as_ref()
+        .filter(|gate| gate.waiting)
+        .and_then(|gate| gate.limits.first())
+    {
+        for d in &s.deferred {
+            steps.push(CurrentStep {
+                step_id: d.step.clone(),
+                activation: 0,
+                role: "step",
+                thread: d.thread,
+                start_time: rfc3339(s.started_at_ms),
+                waiting: serde_json::json!({
+                    "for": "limit", "name": first.name, "key": first.key, "limit": first.limit,
+                }),
+            });
+        }
+    }
+    steps
+}
+
+impl ExecutionView {
+    /// Says which limit holds a waiting execution now, and how much of it
+    /// is in use (the engine's limiter knows; the state alone does not).
+    pub fn held_by(mut self, held: Option<HeldBy>) -> Self {
+        let Some(held) = held else { return self };
+        for step in &mut self.current_steps {
+            if step.waiting.get("for").and_then(Value::as_str) == Some("limit") {
+                step.waiting = serde_json::json!({
+                    "for": "limit", "name": held.name, "key": held.key,
+                    "limit": held.limit, "inUse": held.in_use,
+                });
+            }
+        }
+        self
     }
 }
 
@@ -228,7 +274,7 @@ impl ExecutionView {
             output: s.output.clone().unwrap_or(Value::Null),
             error: s.error.clone(),
             variables: serde_json::to_value(&s.variables).unwrap_or(Value::Null),
-            current_steps: s.activations.values().map(CurrentStep::from).collect(),
+            current_steps: current_steps(s),
             failed_steps: s.failed_steps.clone(),
             start_time: rfc3339(s.started_at_ms),
             end_time: s.ended_at_ms.map(rfc3339),
@@ -334,6 +380,8 @@ pub struct AgentView {
     /// How long it may stay silent before it is shown `offline`: its own,
     /// else the server's default.
     pub heartbeat_timeout_ms: u64,
+    /// Its recent results, its effective slots and its routing score.
+    pub health: HealthView,
 }
 
 impl From<AgentInfo> for AgentView {
@@ -354,6 +402,7 @@ impl From<AgentInfo> for AgentView {
             token: a.token,
             version: a.version,
             heartbeat_timeout_ms: a.heartbeat_timeout_ms,
+            health: (&a.health).into(),
         }
     }
 }
@@ -399,6 +448,47 @@ impl From<&Workflow> for WorkflowView {
             label: w.label().map(str::to_owned),
             definition: serde_json::from_str(w.canonical_json())
                 .unwrap_or_else(|_| Value::String(w.canonical_json().to_owned())),
+        }
+    }
+}
+
+/// How well an agent has done lately, and what routing makes of it (see
+/// `docs/api.md`, *Routing by health*).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = AgentHealth)]
+pub struct HealthView {
+    /// The ended tasks (settled or timed out) the figures below are over:
+    /// its last 20, fewer at first.
+    #[schema(minimum = 0, maximum = 20, format = "uint32")]
+    recent_tasks: u32,
+    /// How many of them failed (a timeout is a failure).
+    #[schema(minimum = 0, maximum = 20, format = "uint32")]
+    recent_failures: u32,
+    /// Mean time from claim to result or timeout over them; `0.0` when
+    /// none.
+    #[schema(minimum = 0)]
+    recent_average_task_ms: f64,
+    /// How many tasks it may hold at once now: `max(1, ceil(maxConcurrency
+    /// × (1 - recentFailures / 20)))`.
+    #[schema(minimum = 1, maximum = 10000, format = "uint32")]
+    slots: u32,
+    /// Routing's score: `(1 - recentFailures / 20) / (1 +
+    /// recentAverageTaskMs / 1000) × free slots / slots`. A claim passes a
+    /// task over for a waiting agent whose score is more than 1.5 times
+    /// its own.
+    #[schema(minimum = 0, maximum = 1)]
+    score: f64,
+}
+
+impl From<&Health> for HealthView {
+    fn from(h: &Health) -> Self {
+        HealthView {
+            recent_tasks: h.recent_tasks,
+            recent_failures: h.recent_failures,
+            recent_average_task_ms: h.recent_average_task_ms,
+            slots: h.slots,
+            score: h.score,
         }
     }
 }

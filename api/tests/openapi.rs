@@ -259,16 +259,24 @@ fn the_streams_are_described_as_event_streams() {
             format!("#/components/schemas/{frame}"),
             "{path}"
         );
-        let frames = &doc["components"]["schemas"][frame]["anyOf"];
+        let frames = doc["components"]["schemas"][frame]["anyOf"]
+            .as_array()
+            .unwrap();
         assert_eq!(
             frames[0]["properties"]["data"]["contentSchema"]["$ref"],
             format!("#/components/schemas/{view}")
         );
         assert_eq!(
-            frames[1]["properties"]["data"]["contentSchema"]["$ref"],
+            frames.last().unwrap()["properties"]["data"]["contentSchema"]["$ref"],
             "#/components/schemas/ErrorBody"
         );
     }
+    // The engine-wide stream also carries breaker changes when asked.
+    assert_eq!(
+        doc["components"]["schemas"]["GlobalEventFrame"]["anyOf"][1]["properties"]["data"]["contentSchema"]
+            ["$ref"],
+        "#/components/schemas/BreakerChangeView"
+    );
 }
 
 // ----- real answers against the documented schemas -----

@@ -17,6 +17,7 @@ pub mod agents;
 pub mod breakers;
 pub mod clock;
 mod error;
+pub mod limits;
 pub mod read;
 pub mod runtime;
 pub mod schedules;

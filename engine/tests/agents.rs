@@ -1,14 +1,21 @@
-//! The agent registry: registration rules, routing by capability and load,
-//! queue order, long polls, leases and heartbeats, deadlines, settling,
-//! statistics and status, and a model-based property test of the whole.
+//! The agent registry: registration rules, routing by capability, load and
+//! health (effective slots, tasks left for healthier waiting agents, none
+//! stranded), queue order, long polls, leases and heartbeats, deadlines,
+//! settling, statistics and status, and a model-based property test of the
+//! whole.
 //!
 //! Deadlines run on a simulated clock; only the long-poll waits use real time,
-//! and those tests assert what the poll returns, never how long it took.
+//! and those tests assert what the poll returns, never how long it took. The
+//! health tests and the model poll long polls by hand, so which poll looks
+//! when is exact and nothing waits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -16,7 +23,8 @@ use proptest::prelude::*;
 use retrace_engine::ExecutionId;
 use retrace_engine::agents::{
     AGING_MS_PER_LEVEL, AgentError, AgentId, AgentInfo, AgentOptions, AgentRegistry, AgentStatus,
-    AgentTraits, FAIR_TURN_MS, Outcome, Settled, TaskSpec, TimeoutKind,
+    AgentTraits, ClaimGate, ClaimedTask, FAIR_TURN_MS, HEALTH_WINDOW_TASKS, Outcome, Settled,
+    TaskSpec, TimeoutKind,
 };
 use retrace_engine::clock::SimClock;
 use retrace_engine::machine::PRIORITY_MAX;
@@ -798,6 +806,191 @@ fn idle_agents_can_be_forgotten() {
     assert_eq!(claim_ids(&registry, &busy, 1), ["t"]);
 }
 
+// Routing by health (invariants 34 and 35). Long polls here are futures
+// polled by hand, so which poll looks when is exact.
+
+/// A long poll of `agent` for up to `max` tasks, not yet run.
+fn long_poll(registry: &AgentRegistry, agent: AgentId, max: usize) -> PollFuture {
+    let registry = registry.clone();
+    Box::pin(async move { registry.poll(&agent, 60_000, max).await })
+}
+
+/// Runs the poll once: the ids it answered with, or `None` while it waits.
+fn look(poll: &mut PollFuture) -> Option<Vec<String>> {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    match poll.as_mut().poll(&mut cx) {
+        Poll::Ready(claimed) => Some(ids(claimed.unwrap().iter().map(|c| &c.spec))),
+        Poll::Pending => None,
+    }
+}
+
+/// An agent that has just failed `n` tasks of `capability` (all it held).
+fn failing(
+    registry: &AgentRegistry,
+    name: &str,
+    capabilities: &[&str],
+    max: u32,
+    n: usize,
+) -> AgentId {
+    let agent = registry
+        .register(name, &caps(capabilities), Some(max))
+        .unwrap();
+    for i in 0..n {
+        let id = format!("{name}-failed-{i}");
+        registry.enqueue(task(&id, capabilities[0], 0));
+        assert_eq!(claim_ids(registry, &agent, 1), std::slice::from_ref(&id));
+        registry.settle(&id, Outcome::Failed).unwrap();
+    }
+    agent
+}
+
+#[test]
+fn a_failing_agent_holds_fewer_tasks_at_once_and_recovers() {
+    // Invariant 34: at most max(1, ceil(maxConcurrency × (1 - recent
+    // failures / 20))) at once.
+    let (clock, registry) = registry();
+    let worker = failing(&registry, "w", &["a"], 4, 20);
+    let health = info(&registry, &worker).health;
+    assert_eq!(
+        (health.recent_tasks, health.recent_failures, health.slots),
+        (20, 20, 1)
+    );
+    assert_eq!(health.score, 0.0);
+    for i in 0..60 {
+        registry.enqueue(task(&format!("t{i}"), "a", i));
+    }
+    // Served one at a time, then more as successes push the failures out
+    // of the window of 20: a slot back for every five.
+    let mut successes = 0usize;
+    let mut served = Vec::new();
+    while successes < 24 {
+        let before = info(&registry, &worker);
+        let claimed = claim_ids(&registry, &worker, 10);
+        let failures = 20usize.saturating_sub(successes);
+        let slots = (4 * (20 - failures)).div_ceil(20).max(1);
+        assert_eq!(before.health.recent_failures as usize, failures);
+        assert_eq!(
+            before.health.slots as usize, slots,
+            "after {successes} successes"
+        );
+        assert_eq!(claimed.len(), slots, "after {successes} successes");
+        assert_eq!(info(&registry, &worker).status, AgentStatus::Busy);
+        served.push(claimed.len());
+        clock.advance(10);
+        for id in claimed {
+            registry.settle(&id, Outcome::Succeeded).unwrap();
+            successes += 1;
+        }
+    }
+    assert_eq!(served[..6], [1, 1, 1, 1, 1, 1], "{served:?}");
+    assert_eq!(*served.last().unwrap(), 4, "recovered: {served:?}");
+    let health = info(&registry, &worker).health;
+    assert_eq!((health.recent_failures, health.slots), (0, 4));
+    // The lifetime figures are untouched by the window.
+    assert_eq!(info(&registry, &worker).task_count, 20 + successes as u64);
+
+    // One failure of a fresh agent barely counts.
+    let fresh = failing(&registry, "fresh", &["b"], 10, 1);
+    assert_eq!(info(&registry, &fresh).health.slots, 10);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_healthy_waiting_agent_is_preferred_over_a_failing_one() {
+    let (_, registry) = registry();
+    let flaky = registry
+        .register_as(
+            "flaky",
+            &caps(&["a"]),
+            Some(4),
+            None,
+            &AgentTraits {
+                version: Some("2.0.0".into()),
+                heartbeat_timeout_ms: None,
+            },
+        )
+        .unwrap();
+    for i in 0..8 {
+        let id = format!("f{i}");
+        registry.enqueue(task(&id, "a", 0));
+        claim_ids(&registry, &flaky, 1);
+        registry.settle(&id, Outcome::Failed).unwrap();
+    }
+    let healthy = agent(&registry, &["a"], 2);
+    // 8 of its last 20 failed: 12/20 of its slots (rounded up) and score.
+    let health = info(&registry, &flaky).health;
+    assert_eq!((health.slots, health.score), (3, 0.6));
+    assert_eq!(info(&registry, &healthy).health.score, 1.0);
+
+    // The healthy agent waits; the failing one asks first and is passed
+    // over: the task waits for the healthy one's poll.
+    let mut waiting = long_poll(&registry, healthy, 1);
+    assert_eq!(look(&mut waiting), None);
+    registry.enqueue(task("t1", "a", 1));
+    assert_eq!(claim_ids(&registry, &flaky, 5), Vec::<String>::new());
+    assert_eq!(look(&mut waiting).unwrap(), ["t1"]);
+    registry.settle("t1", Outcome::Succeeded).unwrap();
+
+    // More than the better agents' waiting polls can take: the failing
+    // one takes the excess, in order.
+    let mut waiting = long_poll(&registry, healthy, 1);
+    assert_eq!(look(&mut waiting), None);
+    registry.enqueue(task("t2", "a", 2));
+    registry.enqueue(task("t3", "a", 3));
+    assert_eq!(claim_ids(&registry, &flaky, 5), ["t2"]);
+    assert_eq!(look(&mut waiting).unwrap(), ["t3"]);
+    registry.settle("t2", Outcome::Failed).unwrap();
+
+    // A task the better agent may not take (a version range) is not left
+    // for it.
+    let mut waiting = long_poll(&registry, healthy, 1);
+    assert_eq!(look(&mut waiting), None);
+    registry.enqueue(TaskSpec {
+        agent_version: Some(">=2".into()),
+        ..task("v", "a", 4)
+    });
+    assert_eq!(claim_ids(&registry, &flaky, 5), ["v"]);
+    assert_eq!(look(&mut waiting), None);
+    registry.settle("v", Outcome::Succeeded).unwrap();
+
+    // Nobody better waiting: the failing agent is served.
+    drop(waiting);
+    registry.enqueue(task("t4", "a", 5));
+    assert_eq!(claim_ids(&registry, &flaky, 5), ["t4"]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_passed_over_is_never_stranded() {
+    // Invariant 35: the better agent stops waiting without taking the
+    // task, and the passed-over poll is woken and takes it.
+    let (_, registry) = registry();
+    let flaky = failing(&registry, "flaky", &["a"], 2, 8);
+    let healthy = agent(&registry, &["a"], 2);
+    let mut theirs = long_poll(&registry, healthy, 1);
+    let mut mine = long_poll(&registry, flaky, 1);
+    assert_eq!(look(&mut theirs), None);
+    assert_eq!(look(&mut mine), None);
+    registry.enqueue(task("t", "a", 1));
+    assert_eq!(look(&mut mine), None, "left for the healthy agent");
+    drop(theirs);
+    assert_eq!(look(&mut mine).unwrap(), ["t"]);
+
+    // The better agent fills its slots with a claim of its own while it is
+    // counted on: the passed-over poll looks again and takes the task.
+    registry.settle("t", Outcome::Failed).unwrap();
+    let healthy = agent(&registry, &["a", "b"], 2);
+    let mut theirs = long_poll(&registry, healthy, 1);
+    let mut mine = long_poll(&registry, flaky, 1);
+    assert_eq!(look(&mut theirs), None);
+    assert_eq!(look(&mut mine), None);
+    registry.enqueue(task("w1", "b", 0));
+    registry.enqueue(task("w2", "b", 0));
+    registry.enqueue(task("u", "a", 5));
+    assert_eq!(look(&mut mine), None, "left for the healthy agent");
+    assert_eq!(claim_ids(&registry, &healthy, 2), ["w1", "w2"]);
+    assert_eq!(look(&mut mine).unwrap(), ["u"]);
+    assert_eq!(look(&mut theirs), None, "full");
+}
+
 // Wire shapes.
 
 #[test]
@@ -821,6 +1014,13 @@ fn agent_info_and_ids_serialize_as_documented() {
             "lastSeenMs": START_MS,
             "registeredAtMs": START_MS,
             "heartbeatTimeoutMs": 30_000,
+            "health": {
+                "recentTasks": 0,
+                "recentFailures": 0,
+                "recentAverageTaskMs": 0.0,
+                "slots": 2,
+                "score": 1.0,
+            },
         })
     );
     assert_eq!(worker.to_string().parse::<AgentId>().unwrap(), worker);
@@ -841,6 +1041,17 @@ fn agent_info_and_ids_serialize_as_documented() {
 }
 
 // The model-based property test.
+//
+// Invariant 13 (a task is never held by two agents, never lost, and no
+// agent exceeds its concurrency), with routing by health (invariant 34: an
+// agent never holds more than its effective slots when it claims, and a
+// claim passes a task over exactly as the deferral rule says) and no task
+// stranded by deferral (invariant 35: once every woken poll has looked,
+// no queued task is left while an agent that could take it waits in a
+// poll). The model keeps its own figures (recent results, effective
+// slots, exact scores), a gate of blocked (agent, capability) pairs, and
+// long polls as futures it polls by hand: a poll runs a claim only when the
+// registry woke it, so a missing wake-up shows as a stranded task.
 
 /// What the model knows of one task.
 #[derive(Debug, Clone, PartialEq)]
@@ -852,6 +1063,7 @@ enum Fate {
         slot: usize,
         deadline_ms: u64,
         kind: TimeoutKind,
+        at_ms: u64,
     },
     Settled,
     Expired,
@@ -880,21 +1092,47 @@ enum Op {
         start_ms: Option<u64>,
         heartbeat_ms: Option<u64>,
         priority: u8,
+        versioned: bool,
     },
     EnqueueAgain {
         task: usize,
     },
+    /// A claim that does not wait.
     Poll {
         slot: usize,
         max: usize,
+    },
+    /// A long poll, left waiting if it claims nothing.
+    Wait {
+        slot: usize,
+        max: usize,
+    },
+    /// A waiting long poll given up (its future dropped).
+    GiveUp {
+        poll: usize,
+    },
+    /// One waiting long poll gets to run (if a wake-up reached it, it
+    /// claims once), the others not yet.
+    Look {
+        poll: usize,
+    },
+    /// Every waiting long poll runs until none answers; then no task may
+    /// be stranded.
+    Quiesce {
+        turn: usize,
     },
     TaskHeartbeat {
         slot: usize,
         task: usize,
     },
+    /// A result for a task: with `held`, the `task`-th of those claimed
+    /// (if any), else the `task`-th ever queued (if any). It is a success
+    /// when `roll` is not 0, except that the agent of slot 2 is flaky: its
+    /// tasks succeed only when `roll` is 0.
     Settle {
         task: usize,
-        succeeded: bool,
+        held: bool,
+        roll: u8,
     },
     Withdraw {
         task: usize,
@@ -905,46 +1143,196 @@ enum Op {
     Unregister {
         slot: usize,
     },
+    /// The gate keeps the slot's agent from a capability, or lets it again
+    /// (and then wakes the polls, as the runtime does).
+    Block {
+        slot: usize,
+        capability: usize,
+        blocked: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    // Mostly capability `a`, which every agent offers.
+    let capability = prop_oneof![3 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)];
     prop_oneof![
-        4 => (0..3usize, 1..60u64, proptest::option::of(0..50u64), proptest::option::of(1..40u64), 0..=9u8)
-            .prop_map(|(capability, lease_ms, start_ms, heartbeat_ms, priority)| Op::Enqueue { capability, lease_ms, start_ms, heartbeat_ms, priority }),
+        4 => (capability, 1..6_000u64, proptest::option::of(0..5_000u64), proptest::option::of(1..4_000u64), 0..=9u8, proptest::bool::weighted(0.2))
+            .prop_map(|(capability, lease_ms, start_ms, heartbeat_ms, priority, versioned)| Op::Enqueue { capability, lease_ms, start_ms, heartbeat_ms, priority, versioned }),
         1 => (0..64usize).prop_map(|task| Op::EnqueueAgain { task }),
-        4 => (0..3usize, 0..4usize).prop_map(|(slot, max)| Op::Poll { slot, max }),
-        2 => (0..3usize, 0..64usize).prop_map(|(slot, task)| Op::TaskHeartbeat { slot, task }),
-        3 => (0..64usize, any::<bool>()).prop_map(|(task, succeeded)| Op::Settle { task, succeeded }),
+        2 => (0..3usize, 0..4usize).prop_map(|(slot, max)| Op::Poll { slot, max }),
+        4 => (0..3usize, 1..4usize).prop_map(|(slot, max)| Op::Wait { slot, max }),
+        2 => (0..8usize).prop_map(|poll| Op::GiveUp { poll }),
+        3 => (0..8usize).prop_map(|poll| Op::Look { poll }),
+        3 => (0..8usize).prop_map(|turn| Op::Quiesce { turn }),
+        1 => (0..3usize, 0..64usize).prop_map(|(slot, task)| Op::TaskHeartbeat { slot, task }),
+        5 => (0..64usize, proptest::bool::weighted(0.8), 0..4u8).prop_map(|(task, held, roll)| Op::Settle { task, held, roll }),
         1 => (0..64usize).prop_map(|task| Op::Withdraw { task }),
-        3 => (0..40u64).prop_map(|ms| Op::Advance { ms }),
+        3 => (0..4_000u64).prop_map(|ms| Op::Advance { ms }),
         1 => (0..3usize).prop_map(|slot| Op::Unregister { slot }),
+        1 => (0..3usize, 0..3usize, any::<bool>()).prop_map(|(slot, capability, blocked)| Op::Block { slot, capability, blocked }),
     ]
 }
 
 const CAPABILITIES: [&str; 3] = ["a", "b", "c"];
-/// Each agent slot: its capabilities and its slots.
-const SLOTS: [(&[&str], u32); 3] = [(&["a"], 1), (&["a", "b"], 2), (&["b", "c"], 3)];
+/// Each agent slot: its capabilities, its slots and its version.
+const SLOTS: [(&[&str], u32, Option<&str>); 3] = [
+    (&["a"], 1, Some("1.0.0")),
+    (&["a", "b"], 3, None),
+    (&["a", "b", "c"], 4, Some("2.0.0")),
+];
+/// What a versioned task requires.
+const REQUIRES: &str = ">=1.0.0";
+/// The poll limit of the options the model uses.
+const POLL_MAX_TASKS: usize = 100;
+
+fn slot_name(slot: usize) -> String {
+    format!("w{slot}")
+}
+
+fn register_slot(registry: &AgentRegistry, slot: usize) -> AgentId {
+    let (names, max, version) = SLOTS[slot];
+    registry
+        .register_as(
+            &slot_name(slot),
+            &caps(names),
+            Some(max),
+            None,
+            &AgentTraits {
+                version: version.map(str::to_owned),
+                heartbeat_timeout_ms: None,
+            },
+        )
+        .unwrap()
+}
+
+/// What the registry told the model's gate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum GateCall {
+    Claiming {
+        agent: String,
+        capability: String,
+        task: String,
+    },
+    Ended {
+        agent: String,
+        capability: String,
+        task: String,
+        outcome: Option<Outcome>,
+    },
+}
+
+/// A gate of blocked (agent name, capability) pairs that records what it
+/// is told.
+#[derive(Debug, Default)]
+struct TestGate {
+    blocked: Mutex<BTreeSet<(String, String)>>,
+    calls: Mutex<Vec<GateCall>>,
+}
+
+impl TestGate {
+    fn is_blocked(&self, agent: &str, capability: &str) -> bool {
+        self.blocked
+            .lock()
+            .unwrap()
+            .contains(&(agent.to_owned(), capability.to_owned()))
+    }
+
+    fn take_calls(&self) -> Vec<GateCall> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+impl ClaimGate for TestGate {
+    fn admits(&self, agent: &str, capability: &str, _now_ms: u64) -> bool {
+        !self.is_blocked(agent, capability)
+    }
+
+    fn claiming(&self, agent: &str, capability: &str, task: &str, _now_ms: u64) -> bool {
+        self.calls.lock().unwrap().push(GateCall::Claiming {
+            agent: agent.to_owned(),
+            capability: capability.to_owned(),
+            task: task.to_owned(),
+        });
+        !self.is_blocked(agent, capability)
+    }
+
+    fn ended(
+        &self,
+        agent: &str,
+        capability: &str,
+        task: &str,
+        outcome: Option<Outcome>,
+        _now_ms: u64,
+    ) {
+        self.calls.lock().unwrap().push(GateCall::Ended {
+            agent: agent.to_owned(),
+            capability: capability.to_owned(),
+            task: task.to_owned(),
+            outcome,
+        });
+    }
+}
+
+type PollFuture = Pin<Box<dyn Future<Output = Result<Vec<ClaimedTask>, AgentError>> + Send>>;
+
+/// A long poll the model started and that has not answered yet.
+struct Waiting {
+    slot: usize,
+    max: usize,
+    future: PollFuture,
+}
+
+/// An exact score `num / den`, computed the model's own way.
+#[derive(Debug, Clone, Copy)]
+struct ModelScore {
+    num: u128,
+    den: u128,
+}
+
+impl ModelScore {
+    /// More than one and a half times `other`.
+    fn clearly_beats(self, other: ModelScore) -> bool {
+        2 * self.num * other.den > 3 * other.num * self.den
+    }
+}
 
 struct Model {
     clock: SimClock,
     registry: AgentRegistry,
+    gate: Arc<TestGate>,
     agents: Vec<AgentId>,
+    /// Each slot's last `HEALTH_WINDOW_TASKS` ended tasks: (succeeded, held ms).
+    recent: Vec<VecDeque<(bool, u64)>>,
     tasks: Vec<(TaskSpec, Fate)>,
+    waiting: Vec<Waiting>,
+    /// Gate calls the model expects, in any order.
+    expected_calls: Vec<GateCall>,
 }
 
 impl Model {
     fn new() -> Self {
         let clock = SimClock::new(0);
-        let registry = AgentRegistry::new(Arc::new(clock.clone()), AgentOptions::default());
-        let agents = SLOTS
-            .iter()
-            .map(|(names, max)| agent(&registry, names, *max))
+        let registry = AgentRegistry::new(
+            Arc::new(clock.clone()),
+            AgentOptions {
+                poll_max_tasks: POLL_MAX_TASKS,
+                ..AgentOptions::default()
+            },
+        );
+        let gate = Arc::new(TestGate::default());
+        registry.set_gate(Some(gate.clone()));
+        let agents = (0..SLOTS.len())
+            .map(|slot| register_slot(&registry, slot))
             .collect();
         Model {
             clock,
             registry,
+            gate,
             agents,
+            recent: vec![VecDeque::new(); SLOTS.len()],
             tasks: Vec::new(),
+            waiting: Vec::new(),
+            expected_calls: Vec::new(),
         }
     }
 
@@ -959,6 +1347,199 @@ impl Model {
             .count()
     }
 
+    fn queued_of(&self, capability: &str) -> usize {
+        self.tasks
+            .iter()
+            .filter(|(spec, fate)| {
+                matches!(fate, Fate::Queued { .. }) && spec.capability == capability
+            })
+            .count()
+    }
+
+    /// Failures among the slot's recent tasks.
+    fn failures(&self, slot: usize) -> usize {
+        self.recent[slot].iter().filter(|(ok, _)| !*ok).count()
+    }
+
+    /// `max(1, ceil(max × (20 - failures) / 20))`.
+    fn slots(&self, slot: usize) -> usize {
+        let max = SLOTS[slot].1 as usize;
+        let good = HEALTH_WINDOW_TASKS - self.failures(slot);
+        (max * good).div_ceil(HEALTH_WINDOW_TASKS).max(1)
+    }
+
+    fn free(&self, slot: usize) -> usize {
+        self.slots(slot).saturating_sub(self.claimed_by_slot(slot))
+    }
+
+    /// (20 - failures) / 20 × 1 / (1 + mean ms / 1000) × free / slots, as
+    /// a fraction.
+    fn score(&self, slot: usize) -> ModelScore {
+        let slots = self.slots(slot) as u128;
+        let free = self.free(slot) as u128;
+        let recent = &self.recent[slot];
+        if recent.is_empty() {
+            return ModelScore {
+                num: free,
+                den: slots,
+            };
+        }
+        let window = HEALTH_WINDOW_TASKS as u128;
+        let good = window - self.failures(slot) as u128;
+        let n = recent.len() as u128;
+        let held: u128 = recent.iter().map(|(_, ms)| u128::from(*ms)).sum();
+        ModelScore {
+            num: good * 1000 * n * free,
+            den: window * (1000 * n + held) * slots,
+        }
+    }
+
+    fn record(&mut self, slot: usize, succeeded: bool, held_ms: u64) {
+        let recent = &mut self.recent[slot];
+        if recent.len() == HEALTH_WINDOW_TASKS {
+            recent.pop_front();
+        }
+        recent.push_back((succeeded, held_ms));
+    }
+
+    fn polls_waiting(&self, slot: usize) -> usize {
+        self.waiting.iter().filter(|w| w.slot == slot).count()
+    }
+
+    /// What the slot's waiting polls would take together.
+    fn waiting_max(&self, slot: usize) -> usize {
+        self.waiting
+            .iter()
+            .filter(|w| w.slot == slot)
+            .map(|w| w.max.min(POLL_MAX_TASKS))
+            .sum()
+    }
+
+    /// Whether the slot's agent could take `spec`, slots aside.
+    fn may_take(&self, slot: usize, spec: &TaskSpec) -> bool {
+        let (names, _, version) = SLOTS[slot];
+        names.contains(&spec.capability.as_str())
+            && (spec.agent_version.is_none() || version.is_some())
+            && !self.gate.is_blocked(&slot_name(slot), &spec.capability)
+    }
+
+    /// The deferral rule: whether a claim by `slot` passes `spec` over now.
+    fn defers(&self, slot: usize, spec: &TaskSpec) -> bool {
+        let mine = self.score(slot);
+        let mut room = 0;
+        let mut better = false;
+        for other in 0..SLOTS.len() {
+            if other == slot
+                || self.polls_waiting(other) == 0
+                || !self.may_take(other, spec)
+                || self.free(other) == 0
+                || !self.score(other).clearly_beats(mine)
+            {
+                continue;
+            }
+            better = true;
+            room += self.free(other).min(self.waiting_max(other));
+        }
+        better && self.queued_of(&spec.capability) <= room
+    }
+
+    /// Checks one claim of `slot` (up to `max`) exactly and applies it.
+    fn claimed(
+        &mut self,
+        slot: usize,
+        max: usize,
+        claimed: &[ClaimedTask],
+    ) -> Result<(), TestCaseError> {
+        let now = self.now();
+        let agent = self.agents[slot];
+        let limit = max.min(POLL_MAX_TASKS).min(self.free(slot));
+        prop_assert!(
+            claimed.len() <= limit,
+            "{} claimed, over its effective slots or the limit {}",
+            claimed.len(),
+            limit
+        );
+        for claim in claimed {
+            let index = self.index(&claim.spec.id);
+            let spec = self.tasks[index].0.clone();
+            prop_assert!(
+                matches!(self.tasks[index].1, Fate::Queued { .. }),
+                "{} claimed while {:?}",
+                spec.id,
+                self.tasks[index].1
+            );
+            prop_assert!(
+                self.may_take(slot, &spec),
+                "{} is not w{slot}'s to take",
+                spec.id
+            );
+            prop_assert!(
+                !self.defers(slot, &spec),
+                "{} should have been left for a healthier waiting agent",
+                spec.id
+            );
+            prop_assert_eq!(&claim.spec, &spec);
+            prop_assert_eq!(claim.agent, agent);
+            let (deadline_ms, kind) = lease(&spec, now);
+            prop_assert_eq!(claim.lease_deadline_ms, deadline_ms);
+            self.tasks[index].1 = Fate::Claimed {
+                slot,
+                deadline_ms,
+                kind,
+                at_ms: now,
+            };
+            self.expected_calls.push(GateCall::Claiming {
+                agent: slot_name(slot),
+                capability: spec.capability.clone(),
+                task: spec.id.clone(),
+            });
+        }
+        if claimed.len() < limit {
+            for (spec, fate) in &self.tasks {
+                if matches!(fate, Fate::Queued { .. }) && self.may_take(slot, spec) {
+                    prop_assert!(
+                        self.defers(slot, spec),
+                        "{} was left behind though w{slot} could take it",
+                        spec.id
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls every waiting poll until none answers: what the polls a
+    /// wake-up reached do. Starts at `turn`, so the order varies.
+    fn settle_polls(&mut self, turn: usize) -> Result<(), TestCaseError> {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        loop {
+            let n = self.waiting.len();
+            let mut answered = None;
+            for k in 0..n {
+                let i = (turn + k) % n;
+                if let Poll::Ready(result) = self.waiting[i].future.as_mut().poll(&mut cx) {
+                    answered = Some((i, result));
+                    break;
+                }
+            }
+            let Some((i, result)) = answered else {
+                return Ok(());
+            };
+            let Waiting { slot, max, future } = self.waiting.remove(i);
+            // Its claim happened while the others still waited, and it
+            // still counted as waiting itself: check it before dropping it.
+            match result {
+                Ok(claimed) => {
+                    prop_assert!(!claimed.is_empty(), "a waiting poll answered with nothing");
+                    self.claimed(slot, max, &claimed)?;
+                }
+                Err(AgentError::UnknownAgent(_)) => {}
+                Err(e) => prop_assert!(false, "a poll failed: {e}"),
+            }
+            drop(future);
+        }
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let now = self.now();
         match op.clone() {
@@ -968,12 +1549,14 @@ impl Model {
                 start_ms,
                 heartbeat_ms,
                 priority,
+                versioned,
             } => {
                 let spec = TaskSpec {
                     lease_ms,
                     schedule_to_start_ms: start_ms,
                     heartbeat_ms,
                     priority,
+                    agent_version: versioned.then(|| REQUIRES.to_owned()),
                     ..task(
                         &format!("t{}", self.tasks.len()),
                         CAPABILITIES[capability],
@@ -993,42 +1576,56 @@ impl Model {
                 }
             }
             Op::Poll { slot, max } => {
-                let agent = self.agents[slot];
-                let free = (SLOTS[slot].1 as usize) - self.claimed_by_slot(slot);
                 let claimed = self
                     .registry
-                    .poll(&agent, 0, max)
+                    .poll(&self.agents[slot], 0, max)
                     .now_or_never()
                     .expect("no wait")
                     .unwrap();
-                prop_assert!(claimed.len() <= max.min(free));
-                for claim in &claimed {
-                    let index = self.index(&claim.spec.id);
-                    let (spec, fate) = &mut self.tasks[index];
-                    prop_assert!(
-                        matches!(fate, Fate::Queued { .. }),
-                        "{} claimed while {:?}",
-                        spec.id,
-                        fate
-                    );
-                    prop_assert!(SLOTS[slot].0.contains(&spec.capability.as_str()));
-                    prop_assert_eq!(&claim.spec, &*spec);
-                    prop_assert_eq!(claim.agent, agent);
-                    let (deadline_ms, kind) = lease(spec, now);
-                    prop_assert_eq!(claim.lease_deadline_ms, deadline_ms);
-                    *fate = Fate::Claimed {
-                        slot,
-                        deadline_ms,
-                        kind,
-                    };
+                self.claimed(slot, max, &claimed)?;
+            }
+            Op::Wait { slot, max } => {
+                let registry = self.registry.clone();
+                let agent = self.agents[slot];
+                let mut future: PollFuture =
+                    Box::pin(async move { registry.poll(&agent, 60_000, max).await });
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                match future.as_mut().poll(&mut cx) {
+                    Poll::Ready(result) => {
+                        let claimed = result.unwrap();
+                        prop_assert!(
+                            !claimed.is_empty(),
+                            "a long poll answered at once with nothing"
+                        );
+                        self.claimed(slot, max, &claimed)?;
+                    }
+                    Poll::Pending => {
+                        // It claimed nothing: exactly as a poll that does
+                        // not wait would have.
+                        self.claimed(slot, max, &[])?;
+                        self.waiting.push(Waiting { slot, max, future });
+                    }
                 }
-                if claimed.len() < max.min(free) {
-                    let left = self.tasks.iter().any(|(spec, fate)| {
-                        matches!(fate, Fate::Queued { .. })
-                            && SLOTS[slot].0.contains(&spec.capability.as_str())
-                    });
-                    prop_assert!(!left, "a claimable task was left behind");
+            }
+            Op::GiveUp { poll } => {
+                if poll < self.waiting.len() {
+                    drop(self.waiting.remove(poll));
                 }
+            }
+            Op::Look { poll } => {
+                if poll < self.waiting.len() {
+                    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                    if let Poll::Ready(result) = self.waiting[poll].future.as_mut().poll(&mut cx) {
+                        let Waiting { slot, max, .. } = self.waiting.remove(poll);
+                        let claimed = result.unwrap();
+                        prop_assert!(!claimed.is_empty(), "a waiting poll answered with nothing");
+                        self.claimed(slot, max, &claimed)?;
+                    }
+                }
+            }
+            Op::Quiesce { turn } => {
+                self.settle_polls(turn)?;
+                self.check_not_stranded()?;
             }
             Op::TaskHeartbeat { slot, task } => {
                 let Some((spec, fate)) = self.tasks.get_mut(task) else {
@@ -1041,6 +1638,7 @@ impl Model {
                         slot: holder,
                         deadline_ms,
                         kind,
+                        ..
                     } if *holder == slot => {
                         let claim = result.unwrap();
                         (*deadline_ms, *kind) = lease(spec, now);
@@ -1058,10 +1656,16 @@ impl Model {
                     _ => prop_assert_eq!(result, Err(AgentError::NotOutstanding(spec.id.clone()))),
                 }
             }
-            Op::Settle { task, succeeded } => {
-                let Some((spec, fate)) = self.tasks.get_mut(task) else {
+            Op::Settle { task, held, roll } => {
+                let candidates: Vec<usize> = (0..self.tasks.len())
+                    .filter(|i| !held || matches!(self.tasks[*i].1, Fate::Claimed { .. }))
+                    .collect();
+                let Some(task) = candidates.get(task % candidates.len().max(1)).copied() else {
                     return Ok(());
                 };
+                let (spec, fate) = self.tasks[task].clone();
+                let flaky = matches!(fate, Fate::Claimed { slot: 2, .. });
+                let succeeded = (roll == 0) == flaky;
                 let outcome = if succeeded {
                     Outcome::Succeeded
                 } else {
@@ -1069,46 +1673,97 @@ impl Model {
                 };
                 let result = self.registry.settle(&spec.id, outcome);
                 match fate {
-                    Fate::Claimed { slot, .. } => {
-                        prop_assert_eq!(result.unwrap().agent, Some(self.agents[*slot]));
+                    Fate::Claimed { slot, at_ms, .. } => {
+                        let settled = result.unwrap();
+                        prop_assert_eq!(settled.agent, Some(self.agents[slot]));
+                        prop_assert_eq!(settled.duration_ms, Some(now - at_ms));
+                        self.record(slot, succeeded, now - at_ms);
+                        self.expected_calls.push(GateCall::Ended {
+                            agent: slot_name(slot),
+                            capability: spec.capability.clone(),
+                            task: spec.id.clone(),
+                            outcome: Some(outcome),
+                        });
                     }
                     Fate::Queued { .. } => prop_assert_eq!(result.unwrap().agent, None),
                     _ => prop_assert_eq!(result, Err(AgentError::NotOutstanding(spec.id.clone()))),
                 }
                 if fate.outstanding() {
-                    *fate = Fate::Settled;
+                    self.tasks[task].1 = Fate::Settled;
                 }
             }
             Op::Withdraw { task } => {
-                let Some((spec, fate)) = self.tasks.get_mut(task) else {
+                let Some((spec, fate)) = self.tasks.get(task).cloned() else {
                     return Ok(());
                 };
                 prop_assert_eq!(self.registry.withdraw(&spec.id), fate.outstanding());
+                if let Fate::Claimed { slot, .. } = fate {
+                    self.expected_calls.push(GateCall::Ended {
+                        agent: slot_name(slot),
+                        capability: spec.capability.clone(),
+                        task: spec.id.clone(),
+                        outcome: None,
+                    });
+                }
                 if fate.outstanding() {
-                    *fate = Fate::Withdrawn;
+                    self.tasks[task].1 = Fate::Withdrawn;
                 }
             }
             Op::Advance { ms } => {
                 self.clock.advance(ms);
                 let now = self.now();
                 let mut expected = BTreeSet::new();
+                // Claims that timed out: (deadline, id, slot, held ms, spec).
+                let mut ended = Vec::new();
                 for (spec, fate) in &mut self.tasks {
                     if fate.deadline_ms().is_some_and(|at| at <= now) {
                         let (agent, kind) = match fate {
-                            Fate::Claimed { slot, kind, .. } => (Some(self.agents[*slot]), *kind),
+                            Fate::Claimed {
+                                slot,
+                                kind,
+                                at_ms,
+                                deadline_ms,
+                            } => {
+                                ended.push((
+                                    *deadline_ms,
+                                    spec.id.clone(),
+                                    *slot,
+                                    now - *at_ms,
+                                    spec.clone(),
+                                ));
+                                (Some(self.agents[*slot]), *kind)
+                            }
                             _ => (None, TimeoutKind::ScheduleToStart),
                         };
                         expected.insert((spec.id.clone(), agent, kind));
                         *fate = Fate::Expired;
                     }
                 }
-                let expired: BTreeSet<_> = self
-                    .registry
-                    .expired()
+                let expired: Vec<_> = self.registry.expired();
+                let order: Vec<String> = expired
+                    .iter()
+                    .filter(|e| e.agent.is_some())
+                    .map(|e| e.task.id.clone())
+                    .collect();
+                let expired: BTreeSet<_> = expired
                     .into_iter()
                     .map(|e| (e.task.id, e.agent, e.kind))
                     .collect();
                 prop_assert_eq!(expired, expected);
+                // Earliest deadline first: the order the agents' windows
+                // take the timeouts in.
+                ended.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+                let ids: Vec<String> = ended.iter().map(|e| e.1.clone()).collect();
+                prop_assert_eq!(order, ids);
+                for (_, _, slot, held, spec) in ended {
+                    self.record(slot, false, held);
+                    self.expected_calls.push(GateCall::Ended {
+                        agent: slot_name(slot),
+                        capability: spec.capability.clone(),
+                        task: spec.id.clone(),
+                        outcome: Some(Outcome::Failed),
+                    });
+                }
             }
             Op::Unregister { slot } => {
                 let mut requeued: Vec<String> =
@@ -1118,6 +1773,12 @@ impl Model {
                 for (spec, fate) in &mut self.tasks {
                     if matches!(fate, Fate::Claimed { slot: s, .. } if *s == slot) {
                         expected.push(spec.id.clone());
+                        self.expected_calls.push(GateCall::Ended {
+                            agent: slot_name(slot),
+                            capability: spec.capability.clone(),
+                            task: spec.id.clone(),
+                            outcome: None,
+                        });
                         *fate = Fate::Queued {
                             start_by_ms: spec.schedule_to_start_ms.map(|ms| now + ms),
                         };
@@ -1125,8 +1786,36 @@ impl Model {
                 }
                 expected.sort();
                 prop_assert_eq!(requeued, expected);
-                let (names, max) = SLOTS[slot];
-                self.agents[slot] = agent(&self.registry, names, max);
+                // Its waiting polls were woken and end: unknown agent.
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                let mut i = 0;
+                while i < self.waiting.len() {
+                    if self.waiting[i].slot != slot {
+                        i += 1;
+                        continue;
+                    }
+                    let mut gone = self.waiting.remove(i);
+                    let answer = gone.future.as_mut().poll(&mut cx);
+                    prop_assert!(
+                        matches!(answer, Poll::Ready(Err(AgentError::UnknownAgent(_)))),
+                        "a poll outlived its agent: {:?}",
+                        answer
+                    );
+                }
+                self.agents[slot] = register_slot(&self.registry, slot);
+                self.recent[slot].clear();
+            }
+            Op::Block {
+                slot,
+                capability,
+                blocked,
+            } => {
+                let pair = (slot_name(slot), CAPABILITIES[capability].to_owned());
+                if blocked {
+                    self.gate.blocked.lock().unwrap().insert(pair);
+                } else if self.gate.blocked.lock().unwrap().remove(&pair) {
+                    self.registry.wake();
+                }
             }
         }
         Ok(())
@@ -1139,7 +1828,7 @@ impl Model {
             .expect("a known task")
     }
 
-    fn check_invariants(&self) -> Result<(), TestCaseError> {
+    fn check_invariants(&mut self) -> Result<(), TestCaseError> {
         let outstanding = self
             .tasks
             .iter()
@@ -1172,6 +1861,13 @@ impl Model {
             let info = info(&self.registry, agent);
             prop_assert!(info.active_tasks <= info.max_concurrency);
             prop_assert_eq!(info.active_tasks as usize, self.claimed_by_slot(slot));
+            prop_assert_eq!(info.health.recent_tasks as usize, self.recent[slot].len());
+            prop_assert_eq!(info.health.recent_failures as usize, self.failures(slot));
+            prop_assert_eq!(info.health.slots as usize, self.slots(slot));
+            let s = self.score(slot);
+            prop_assert!((info.health.score - s.num as f64 / s.den as f64).abs() < 1e-9);
+            let busy = self.free(slot) == 0;
+            prop_assert_eq!(info.status == AgentStatus::Busy, busy);
         }
         for (spec, fate) in &self.tasks {
             let holder = match fate {
@@ -1186,6 +1882,33 @@ impl Model {
             .filter_map(|(_, fate)| fate.deadline_ms())
             .min();
         prop_assert_eq!(self.registry.next_deadline_ms(), next);
+        // The gate heard of every claim and every end, exactly.
+        let mut heard = self.gate.take_calls();
+        let mut expected = std::mem::take(&mut self.expected_calls);
+        heard.sort();
+        expected.sort();
+        prop_assert_eq!(heard, expected);
+        Ok(())
+    }
+
+    /// Invariant 35, once every woken poll has run: no queued task is left
+    /// while an agent that could take it waits in a poll.
+    fn check_not_stranded(&self) -> Result<(), TestCaseError> {
+        for (spec, fate) in &self.tasks {
+            if !matches!(fate, Fate::Queued { .. }) {
+                continue;
+            }
+            for slot in 0..SLOTS.len() {
+                prop_assert!(
+                    self.polls_waiting(slot) == 0
+                        || !self.may_take(slot, spec)
+                        || self.free(slot) == 0,
+                    "{} is stranded: w{} waits and could take it",
+                    spec.id,
+                    slot
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -1201,16 +1924,29 @@ fn lease(spec: &TaskSpec, now: u64) -> (u64, TimeoutKind) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// Invariants 13, 34 and 35 against the model (see above).
     #[test]
-    fn the_registry_matches_a_simple_model(ops in proptest::collection::vec(op(), 1..80)) {
+    fn the_registry_matches_a_simple_model(
+        ops in proptest::collection::vec(op(), 1..160),
+    ) {
+        // Long polls time out on tokio's timers, which only a running
+        // runtime fires: this one is never run, only entered.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
         let mut model = Model::new();
         for op in &ops {
             model.apply(op)?;
             model.check_invariants()?;
         }
+        model.settle_polls(0)?;
+        model.check_not_stranded()?;
         // Nothing was lost: every task still outstanding is really there, once.
+        model.waiting.clear();
         let outstanding: Vec<String> = model
             .tasks
             .iter()

@@ -1,7 +1,8 @@
 //! Circuit breakers on a simulated clock: failures within the window open
 //! one, its tasks then fail fast with `circuit_open` (recorded, retried like
 //! any error), a probe after the cool-down decides, and the state survives
-//! a crash.
+//! a crash. Per-agent breakers keep one agent away while others serve the
+//! capability, with the same probe and the same survival.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,7 @@ mod support;
 
 use std::time::Duration;
 
+use retrace_engine::agents::AgentId;
 use retrace_engine::breakers::{BreakerSettings, BreakerState};
 use retrace_engine::machine::{ErrorInfo, Event, Status, error_types};
 use retrace_engine::runtime::BreakerInfo;
@@ -56,6 +58,7 @@ async fn a_breaker_opens_fails_fast_probes_and_closes() {
         failures: 2,
         window_ms: 60_000,
         cool_down_ms: 10_000,
+        per_agent: false,
     };
     let set = w
         .engine
@@ -147,6 +150,7 @@ async fn a_failed_probe_opens_it_again() {
         failures: 1,
         window_ms: 60_000,
         cool_down_ms: 5_000,
+        per_agent: false,
     };
     w.engine
         .set_breaker("flaky", settings, None, None)
@@ -178,6 +182,44 @@ async fn a_failed_probe_opens_it_again() {
 }
 
 #[tokio::test]
+async fn a_withdrawn_probe_lets_the_next_task_probe() {
+    let w = World::new().await;
+    w.define(json!({"name": "call", "steps": [
+        {"id": "hit", "type": "task", "capability": "flaky"}]}))
+        .await;
+    let settings = BreakerSettings {
+        failures: 1,
+        window_ms: 60_000,
+        cool_down_ms: 5_000,
+        per_agent: false,
+    };
+    w.engine
+        .set_breaker("flaky", settings, None, None)
+        .await
+        .unwrap();
+    let agent = w.agent(&["flaky"]);
+    w.start("call", json!({})).await;
+    let task = w.claim(&agent).await;
+    w.fail(&task, "boom", "down").await;
+    until(&w, |b| b.opened == 1).await;
+    w.clock.advance(5_000);
+    // The probe's execution is cancelled before the probe answers.
+    let probing = w.start("call", json!({})).await;
+    let probe = w.claim(&agent).await;
+    assert_eq!(probe.spec.execution, probing);
+    w.engine.cancel(probing, "not needed", false).await.unwrap();
+    // The next task is the probe: handed out, not failed fast.
+    let next = w.start("call", json!({})).await;
+    let second = tokio::time::timeout(Duration::from_secs(20), w.claim(&agent))
+        .await
+        .expect("the next task is never handed out: the breaker waits for the withdrawn probe");
+    assert_eq!(second.spec.execution, next);
+    w.complete(&second, json!({})).await;
+    assert_eq!(w.ended(next).await.status, Status::Completed);
+    until(&w, |b| b.state == BreakerState::Closed).await;
+}
+
+#[tokio::test]
 async fn the_audit_lists_who_set_and_removed_a_breaker_and_not_its_own_changes() {
     let w = World::new().await;
     w.define(json!({"name": "call", "steps": [
@@ -187,6 +229,7 @@ async fn the_audit_lists_who_set_and_removed_a_breaker_and_not_its_own_changes()
         failures: 1,
         window_ms: 60_000,
         cool_down_ms: 5_000,
+        per_agent: false,
     };
     w.engine
         .set_breaker("flaky", settings, Some("alice"), Some("flapping"))
@@ -221,4 +264,189 @@ async fn the_audit_lists_who_set_and_removed_a_breaker_and_not_its_own_changes()
             ("breaker_removed", Some("bob".to_string()), None),
         ]
     );
+}
+
+/// The breaker of the agent called `name` for `flaky`, once `done` holds.
+async fn agent_until(
+    w: &World,
+    name: &str,
+    done: impl Fn(&retrace_engine::runtime::AgentBreakerInfo) -> bool,
+) -> retrace_engine::runtime::AgentBreakerInfo {
+    let b = until(w, |b| b.agents.iter().any(|a| a.agent == name && done(a))).await;
+    b.agents.into_iter().find(|a| a.agent == name).unwrap()
+}
+
+fn named(w: &World, name: &str) -> AgentId {
+    w.engine
+        .agents()
+        .register(name, &["flaky".to_owned()], Some(10))
+        .unwrap()
+}
+
+/// Invariant 36: a per-agent breaker opens after `failures` failures of
+/// that agent within the window and then keeps that agent (by name) from
+/// the capability's tasks while other agents serve them (nothing fails
+/// fast); after the cool-down the agent takes exactly one probe, whose
+/// success closes it; its recorded state survives a crash.
+#[tokio::test]
+async fn a_per_agent_breaker_keeps_one_agent_away_while_others_serve_probes_and_closes() {
+    let mut w = World::new().await;
+    w.define(json!({"name": "call", "steps": [
+        {"id": "hit", "type": "task", "capability": "flaky",
+         "retry": {"maxAttempts": 10, "interval": 1000, "backoffRate": 1}}]}))
+        .await;
+    let settings = BreakerSettings {
+        failures: 2,
+        window_ms: 60_000,
+        cool_down_ms: 10_000,
+        per_agent: true,
+    };
+    let set = w
+        .engine
+        .set_breaker("flaky", settings, None, None)
+        .await
+        .unwrap();
+    assert!(set.settings.per_agent);
+    assert!(set.agents.is_empty(), "made at an agent's first failure");
+
+    // Two failures of `bad` open its breaker, not the capability's.
+    let bad = named(&w, "bad");
+    let first = w.start("call", json!({})).await;
+    let second = w.start("call", json!({})).await;
+    let tasks = w.claim_n(&bad, 2).await;
+    for task in &tasks {
+        w.fail(task, "boom", "down").await;
+    }
+    let open = agent_until(&w, "bad", |a| a.opened == 1).await;
+    assert!(matches!(open.state, BreakerState::Open { .. }), "{open:?}");
+    assert_eq!(
+        w.engine.breaker("flaky").unwrap().state,
+        BreakerState::Closed
+    );
+
+    // The retries go to `good`; `bad` is given none, and nothing fails fast.
+    w.clock.advance(1_000);
+    w.wait_for_count(first, "task_scheduled", 2).await;
+    w.wait_for_count(second, "task_scheduled", 2).await;
+    assert!(w.engine.poll_tasks(&bad, 0, 10).await.unwrap().is_empty());
+    let good = named(&w, "good");
+    let retry = w.claim(&good).await;
+    w.complete(&retry, json!({"ok": true})).await;
+    assert!(w.engine.poll_tasks(&bad, 0, 10).await.unwrap().is_empty());
+    for id in [first, second] {
+        assert!(
+            !failures(&w, id)
+                .await
+                .contains(&error_types::CIRCUIT_OPEN.to_owned()),
+            "a per-agent breaker never fails fast"
+        );
+    }
+
+    // Open survives a crash; registrations do not.
+    w.crash_and_recover().await;
+    let b = w.engine.breaker("flaky").unwrap();
+    assert!(b.settings.per_agent);
+    assert_eq!(b.agents.len(), 1);
+    assert!(matches!(b.agents[0].state, BreakerState::Open { .. }));
+    assert_eq!(b.agents[0].opened, 1);
+    let bad = named(&w, "bad");
+    assert!(w.engine.poll_tasks(&bad, 0, 10).await.unwrap().is_empty());
+
+    // A long poll of `bad` is woken when the cool-down ends, and takes
+    // exactly one probe.
+    let third = w.start("call", json!({})).await;
+    w.wait_for(third, "task_scheduled").await;
+    let engine = w.engine.clone();
+    let waiting = tokio::spawn(async move { engine.poll_tasks(&bad, 60_000, 10).await });
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiting.is_finished(), "still cooling down");
+    w.clock.advance(10_000);
+    let probe = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken at the end of the cool-down")
+        .unwrap()
+        .unwrap();
+    assert_eq!(probe.len(), 1, "exactly one probe");
+    let half = agent_until(&w, "bad", |a| a.state == BreakerState::HalfOpen).await;
+    assert_eq!(half.opened, 1);
+    assert!(
+        w.engine.poll_tasks(&bad, 0, 10).await.unwrap().is_empty(),
+        "one probe at a time"
+    );
+
+    // Its success closes it, and `bad` is served again.
+    w.complete(&probe[0], json!({"ok": true})).await;
+    let closed = agent_until(&w, "bad", |a| a.state == BreakerState::Closed).await;
+    assert_eq!(closed.recent_failures, 0);
+    assert_eq!(closed.opened, 1);
+    let fourth = w.start("call", json!({})).await;
+    w.wait_for(fourth, "task_scheduled").await;
+    let mut served = w.engine.poll_tasks(&bad, 0, 10).await.unwrap();
+    assert!(!served.is_empty(), "closed: served again");
+    for task in served.drain(..) {
+        w.complete(&task, json!({"ok": true})).await;
+    }
+
+    // Switching back to one breaker for the capability drops the agents'.
+    let one = w
+        .engine
+        .set_breaker(
+            "flaky",
+            BreakerSettings {
+                per_agent: false,
+                ..settings
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(one.agents.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_probe_opens_an_agents_breaker_again_and_a_withdrawn_one_frees_the_way() {
+    let w = World::new().await;
+    w.define(json!({"name": "call", "steps": [
+        {"id": "hit", "type": "task", "capability": "flaky"}]}))
+        .await;
+    let settings = BreakerSettings {
+        failures: 1,
+        window_ms: 60_000,
+        cool_down_ms: 5_000,
+        per_agent: true,
+    };
+    w.engine
+        .set_breaker("flaky", settings, None, None)
+        .await
+        .unwrap();
+    let bad = named(&w, "bad");
+    w.start("call", json!({})).await;
+    let task = w.claim(&bad).await;
+    w.fail(&task, "boom", "down").await;
+    agent_until(&w, "bad", |a| a.opened == 1).await;
+
+    // The probe's execution is cancelled: the probe is withdrawn, and the
+    // next task is the probe.
+    w.clock.advance(5_000);
+    let cancelled = w.start("call", json!({})).await;
+    let probe = w.claim(&bad).await;
+    assert_eq!(probe.spec.execution, cancelled);
+    agent_until(&w, "bad", |a| a.state == BreakerState::HalfOpen).await;
+    w.engine
+        .cancel(cancelled, "not needed", false)
+        .await
+        .unwrap();
+    w.ended(cancelled).await;
+    let probing = w.start("call", json!({})).await;
+    let probe = w.claim(&bad).await;
+    assert_eq!(probe.spec.execution, probing);
+    w.fail(&probe, "boom", "still down").await;
+    let again = agent_until(&w, "bad", |a| a.opened == 2).await;
+    assert!(matches!(again.state, BreakerState::Open { .. }));
+    // The capability's own breaker never moved.
+    let b = w.engine.breaker("flaky").unwrap();
+    assert_eq!((b.state, b.opened), (BreakerState::Closed, 0));
 }

@@ -1,7 +1,9 @@
 //! `/v1/capabilities/{capability}/breaker` and `/v1/breakers`: set, read,
-//! list and remove the circuit breakers the engine keeps per capability.
+//! list and remove the circuit breakers the engine keeps per capability
+//! (or, with `perAgent`, per agent serving it).
 //!
-//! Owns the settings body and the breaker view. Every problem of the
+//! Owns the settings body and the breaker view (with its agents' breakers).
+//! Every problem of the
 //! settings as given (the body's shape, a value out of range, a capability
 //! that is not well-formed) is `422 invalid_breaker`, with each problem in
 //! `details`, and nothing is recorded. It must never decide when a breaker
@@ -11,7 +13,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use retrace_engine::breakers::{BreakerSettings, BreakerState};
 use retrace_engine::model::Problem;
-use retrace_engine::runtime::BreakerInfo;
+use retrace_engine::runtime::{AgentBreakerInfo, BreakerInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -42,6 +44,14 @@ pub struct SettingsBody {
     #[serde(deserialize_with = "crate::integer::required")]
     #[schema(minimum = 1000, maximum = 86400000, format = "uint64")]
     cool_down_ms: u64,
+    /// One breaker per agent (by name) serving the capability, each with
+    /// these settings, instead of one for the capability: an agent whose
+    /// breaker is open is given none of the capability's tasks (other
+    /// agents take them; nothing fails fast), and after `coolDownMs` it may
+    /// take one probe task. Default `false`.
+    #[serde(default)]
+    #[schema(default = false)]
+    per_agent: bool,
 }
 
 /// The settings from a JSON object: every shape problem is an
@@ -52,6 +62,7 @@ fn settings_of(body: Map<String, Value>) -> Result<BreakerSettings, Error> {
             failures: b.failures,
             window_ms: b.window_ms,
             cool_down_ms: b.cool_down_ms,
+            per_agent: b.per_agent,
         })
         .map_err(|rejected| {
             Error::InvalidBreaker(vec![Problem {
@@ -62,18 +73,9 @@ fn settings_of(body: Map<String, Value>) -> Result<BreakerSettings, Error> {
 }
 
 /// Where a breaker stands: `closed` (tasks go to agents), `open` (tasks
-/// fail fast with `circuit_open`) or `half_open` (one probe task went
-/// through; the others fail fast until it ends).
-// Only describes `BreakerView::state` in the OpenAPI document.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "snake_case", as = BreakerState)]
-#[allow(dead_code)]
-pub enum StateSchema {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
+/// fail fast with `circuit_open`; an agent's: the agent is given none) or
+/// `half_open` (one probe task went through; the others fail fast, or go
+/// to other agents, until it ends).
 /// A capability's circuit breaker: its settings and where it stands.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -87,7 +89,10 @@ pub struct BreakerView {
     window_ms: u64,
     #[schema(minimum = 1000, maximum = 86400000, format = "uint64")]
     cool_down_ms: u64,
-    #[schema(value_type = StateSchema)]
+    /// One breaker per agent instead of one for the capability.
+    per_agent: bool,
+    /// The capability's own breaker (with `perAgent`, it stays `closed`).
+    #[schema(value_type = crate::schemas::BreakerStateSchema)]
     state: &'static str,
     /// While `open`: since when.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +115,57 @@ pub struct BreakerView {
     /// How many times it has opened, as recorded (a failed probe included).
     #[schema(format = "uint64")]
     opened: u64,
+    /// With `perAgent`: each agent's breaker, by agent name (an agent has
+    /// one from its first failure of the capability on). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    agents: Option<Vec<AgentBreakerView>>,
+}
+
+/// One agent's breaker of a capability with `perAgent` breakers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = AgentBreaker)]
+pub struct AgentBreakerView {
+    /// The agent's name (every registration under that name shares it).
+    name: String,
+    #[schema(value_type = crate::schemas::BreakerStateSchema)]
+    state: &'static str,
+    /// While `open`: since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    opened_at: Option<String>,
+    /// When its state last changed (when it was made, at first).
+    #[schema(format = DateTime)]
+    changed_at: String,
+    /// Failures of this agent's tasks within the window now, counted in
+    /// memory since the server started.
+    #[schema(format = "uint64")]
+    recent_failures: u64,
+    /// How many times it has opened, as recorded (a failed probe included).
+    #[schema(format = "uint64")]
+    opened: u64,
+}
+
+/// `Some(since)` while `state` is open.
+fn opened_at(state: BreakerState) -> Option<String> {
+    match state {
+        BreakerState::Open { since_ms } => Some(rfc3339(since_ms)),
+        BreakerState::Closed | BreakerState::HalfOpen => None,
+    }
+}
+
+impl AgentBreakerView {
+    fn new(a: &AgentBreakerInfo) -> AgentBreakerView {
+        AgentBreakerView {
+            name: a.agent.clone(),
+            state: a.state.as_str(),
+            opened_at: opened_at(a.state),
+            changed_at: rfc3339(a.changed_at_ms),
+            recent_failures: u64::try_from(a.recent_failures).unwrap_or(u64::MAX),
+            opened: a.opened,
+        }
+    }
 }
 
 impl BreakerView {
@@ -119,16 +175,18 @@ impl BreakerView {
             failures: b.settings.failures,
             window_ms: b.settings.window_ms,
             cool_down_ms: b.settings.cool_down_ms,
+            per_agent: b.settings.per_agent,
             state: b.state.as_str(),
-            opened_at: match b.state {
-                BreakerState::Open { since_ms } => Some(rfc3339(since_ms)),
-                BreakerState::Closed | BreakerState::HalfOpen => None,
-            },
+            opened_at: opened_at(b.state),
             changed_at: rfc3339(b.changed_at_ms),
             set_at: rfc3339(b.set_at_ms),
             set_by: b.set_by.clone(),
             recent_failures: u64::try_from(b.recent_failures).unwrap_or(u64::MAX),
             opened: b.opened,
+            agents: b
+                .settings
+                .per_agent
+                .then(|| b.agents.iter().map(AgentBreakerView::new).collect()),
         }
     }
 }
@@ -155,7 +213,13 @@ struct ListView {
         and error handlers treat it as any error; no agent is asked). After \
         `coolDownMs` the next task goes through as the one probe (`half_open`; the \
         others still fail fast): its success closes the breaker, its failure opens it \
-        again. New settings keep the state the breaker is in. Any problem (a field the \
+        again. New settings keep the state the breaker is in. With `perAgent: true`, \
+        each agent (by name) serving the capability has its own breaker with these \
+        settings instead: its failures open it, and while it is open the agent is given \
+        none of the capability's tasks (other agents take them; nothing fails fast); \
+        after `coolDownMs` the agent may take one probe task, whose success closes its \
+        breaker and whose failure opens it again. Switching `perAgent` starts over from \
+        closed, with no agent's breaker. Any problem (a field the \
         schema does not name or of the wrong type, a value out of range, a capability \
         that is not well-formed) is `422 invalid_breaker` with every problem in \
         `details`, and nothing is recorded. Journaled with the token that asked and the \
@@ -290,9 +354,14 @@ mod tests {
             BreakerSettings {
                 failures: 5,
                 window_ms: 60_000,
-                cool_down_ms: 30_000
+                cool_down_ms: 30_000,
+                per_agent: false,
             }
         );
+        let s =
+            read(json!({"failures": 5, "windowMs": 60000, "coolDownMs": 3e4, "perAgent": true}))
+                .unwrap();
+        assert!(s.per_agent);
         for (bad, path) in [
             (json!({"failures": 5, "windowMs": 60000}), ""),
             (
@@ -314,6 +383,14 @@ mod tests {
             (
                 json!({"failures": 5, "windowMs": 1000, "coolDownMs": null}),
                 "coolDownMs",
+            ),
+            (
+                json!({"failures": 5, "windowMs": 1000, "coolDownMs": 1000, "perAgent": 1}),
+                "perAgent",
+            ),
+            (
+                json!({"failures": 5, "windowMs": 1000, "coolDownMs": 1000, "perAgent": null}),
+                "perAgent",
             ),
         ] {
             match read(bad.clone()) {

@@ -223,7 +223,8 @@ pub async fn start(
     let now_ms = state.engine.clock().now_ms();
     let view = WaitedView {
         created: started.created,
-        execution: ExecutionView::new(&execution, now_ms),
+        execution: ExecutionView::new(&execution, now_ms)
+            .held_by(state.engine.limit_holding(&execution)),
     };
     Ok((status, axum::Json(StartAnswer::Waited(Box::new(view)))))
 }
@@ -441,7 +442,10 @@ pub async fn get(
     let id = execution_id(&id)?;
     let execution = state.engine.state(id).await?;
     let now_ms = state.engine.clock().now_ms();
-    Ok(axum::Json(ExecutionView::new(&execution, now_ms)))
+    let held = state.engine.limit_holding(&execution);
+    Ok(axum::Json(
+        ExecutionView::new(&execution, now_ms).held_by(held),
+    ))
 }
 
 /// Paging of an execution's events (unknown parameters are refused).

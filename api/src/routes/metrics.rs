@@ -64,6 +64,28 @@ struct CapabilityLabel {
     capability: String,
 }
 
+/// A breaker's series: its capability, and the agent's name for an
+/// agent's breaker (the label is left out for the capability's own).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct BreakerLabel {
+    capability: String,
+    agent: Option<String>,
+}
+
+impl EncodeLabelSet for BreakerLabel {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeLabel;
+        ("capability", self.capability.as_str()).encode(encoder.encode_label())?;
+        if let Some(agent) = &self.agent {
+            ("agent", agent.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PriorityLabel {
     priority: String,
@@ -461,24 +483,35 @@ fn engine_metrics(state: &AppState, r: &mut Registry) -> Result<(), Error> {
             .get_or_create(&CapabilityLabel { capability })
             .set(now_ms.saturating_sub(at_ms) as f64 / 1000.0);
     }
-    let breaker_state = gauge::<CapabilityLabel>(
+    let breaker_state = gauge::<BreakerLabel>(
         r,
         "breaker_state",
-        "Where each capability's circuit breaker stands: 0 closed, 1 open, 2 half-open",
+        "Where each capability's circuit breaker (with agent: each agent's breaker of it) stands: 0 closed, 1 open, 2 half-open",
     );
-    let breaker_opened = counter::<CapabilityLabel>(
+    let breaker_opened = counter::<BreakerLabel>(
         r,
         "breaker_opened",
-        "Times each capability's circuit breaker has opened, as recorded",
+        "Times each capability's circuit breaker (with agent: each agent's breaker of it) has opened, as recorded",
     );
     for b in &breakers {
-        let label = CapabilityLabel {
+        let label = BreakerLabel {
             capability: b.capability.clone(),
+            agent: None,
         };
         breaker_state
             .get_or_create(&label)
             .set(breaker_state_number(b.state));
         breaker_opened.get_or_create(&label).inc_by(b.opened);
+        for a in &b.agents {
+            let label = BreakerLabel {
+                capability: b.capability.clone(),
+                agent: Some(a.agent.clone()),
+            };
+            breaker_state
+                .get_or_create(&label)
+                .set(breaker_state_number(a.state));
+            breaker_opened.get_or_create(&label).inc_by(a.opened);
+        }
     }
     let agents = gauge::<StatusLabel>(r, "agents", "Registered agents, by status");
     for info in engine.agents().list() {
@@ -517,6 +550,12 @@ fn engine_metrics(state: &AppState, r: &mut Registry) -> Result<(), Error> {
         "journal_writable",
         "1 while the journal takes writes; 0 while its storage refuses them (a full disk, say)",
         i64::from(engine.storage_health() == StorageHealth::Writable),
+    );
+    plain_gauge(
+        r,
+        "executions_waiting_for_limit",
+        "Executions started and waiting for their workflow's concurrency or rate limit",
+        i64::try_from(engine.limit_waiting()).unwrap_or(i64::MAX),
     );
     plain_gauge(
         r,
@@ -690,11 +729,26 @@ pub async fn json(State(state): State<AppState>) -> Result<Response, Error> {
         .breakers()?
         .into_iter()
         .map(|b| {
-            let figures = json!({
+            let mut figures = json!({
                 "state": b.state.as_str(),
                 "opened": b.opened,
                 "recentFailures": b.recent_failures,
             });
+            if b.settings.per_agent {
+                let agents: serde_json::Map<String, Value> = b
+                    .agents
+                    .iter()
+                    .map(|a| {
+                        let agent = json!({
+                            "state": a.state.as_str(),
+                            "opened": a.opened,
+                            "recentFailures": a.recent_failures,
+                        });
+                        (a.agent.clone(), agent)
+                    })
+                    .collect();
+                figures["agents"] = Value::Object(agents);
+            }
             (b.capability, figures)
         })
         .collect();

@@ -1,7 +1,9 @@
 //! Server-Sent Events: one execution's history then its live events
 //! (`id:` = seq, ends after the terminal event), and every execution's
-//! events (`id:` = journal position, never ends by itself). Both resume
-//! after `Last-Event-ID` (or `?after=`) and send keep-alive comments.
+//! events (`id:` = journal position, never ends by itself), with the
+//! circuit breakers' changes among them when asked (`?include=breakers`).
+//! Both resume after `Last-Event-ID` (or `?after=`) and send keep-alive
+//! comments.
 //!
 //! Owns turning the engine's event streams (its read side) into SSE frames,
 //! and ending streams at shutdown. It must never buffer on the engine's
@@ -21,9 +23,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as Frame, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
-use retrace_engine::read::GlobalFilter;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use retrace_engine::read::{BreakerChange, GlobalFilter, Include, JournalEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::Error;
@@ -31,6 +34,7 @@ use crate::extract::{Path, Query, execution_id};
 use crate::limits::OpenStream;
 use crate::schemas::{ExecutionEventFrame, GlobalEventFrame};
 use crate::state::AppState;
+use crate::time::rfc3339;
 use crate::views::{EventView, GlobalEventView};
 
 /// The header a reconnecting SSE client sends with the last `id:` it saw.
@@ -230,9 +234,88 @@ pub struct AllStreamQuery {
     /// `Last-Event-ID` header wins over it.
     #[param(minimum = 0, maximum = 18446744073709551615u64, format = "uint64")]
     after: Option<u64>,
+    /// `breakers`: the circuit breakers' changes too (settings set and
+    /// removed, opened, half-opened, closed), in the same order, as frames
+    /// whose `event:` is their type (`breaker_opened`, …) and whose data is
+    /// a `BreakerChangeView`. Left out, only executions' events are sent.
+    /// `type` applies to them; `workflow` does not (a breaker belongs to no
+    /// execution).
+    #[param(inline)]
+    include: Option<Included>,
 }
 
-/// `GET /v1/events/stream?workflow=&type=`.
+/// What the engine-wide stream sends besides executions' events.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Included {
+    /// The circuit breakers' changes.
+    Breakers,
+}
+
+/// A change of a circuit breaker, as the engine-wide stream sends it with
+/// `include=breakers`: where it is in the journal, whose breaker, what
+/// changed, and where the breaker stands after it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerChangeView {
+    /// The journal-wide position (the stream's `id:`).
+    #[schema(format = "uint64")]
+    position: u64,
+    /// The capability whose breaker changed.
+    #[schema(value_type = crate::schemas::Capability)]
+    capability: String,
+    /// The agent (by name) whose breaker of the capability changed state,
+    /// for a breaker per agent; absent for the capability's own breaker
+    /// and for its settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    agent: Option<String>,
+    /// The change (the frame's `event:`): `breaker_set`, `breaker_removed`,
+    /// `breaker_opened`, `breaker_half_opened` or `breaker_closed`.
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "breaker_opened", pattern = "^breaker_[a-z_]+$")]
+    kind: &'static str,
+    /// Where the breaker stands after an opening (`open`), a probe
+    /// (`half_open`) or a closing (`closed`); absent when its settings were
+    /// set (they keep the state it is in) or it was removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::BreakerStateSchema>, nullable = false)]
+    state: Option<&'static str>,
+    /// When it was recorded (RFC 3339, UTC, milliseconds).
+    #[schema(format = DateTime)]
+    at: String,
+    /// The change's fields as the journal stores them (its JSON without
+    /// the type): `capability`; `failures` for an opening (the failures
+    /// within the window; 1 for a failed probe); `settings`, `by` and
+    /// `reason` for settings set; `by` and `reason` for a removal.
+    data: Value,
+}
+
+impl BreakerChangeView {
+    fn new(change: &BreakerChange) -> BreakerChangeView {
+        let data = match serde_json::to_value(&change.event) {
+            Ok(Value::Object(mut fields)) => {
+                fields.remove("kind");
+                Value::Object(fields)
+            }
+            Ok(other) => other,
+            Err(_) => Value::Object(serde_json::Map::new()),
+        };
+        // As recorded: a state change of one agent's breaker names it.
+        let agent = data.get("agent").and_then(Value::as_str).map(str::to_owned);
+        BreakerChangeView {
+            position: change.position,
+            capability: change.event.capability().to_owned(),
+            agent,
+            kind: change.event.kind(),
+            state: change.state().map(|s| s.as_str()),
+            at: rfc3339(change.at_ms),
+            data,
+        }
+    }
+}
+
+/// `GET /v1/events/stream?workflow=&type=&include=`.
 #[utoipa::path(
     get,
     path = "/v1/events/stream",
@@ -241,6 +324,7 @@ pub struct AllStreamQuery {
     summary = "Stream every execution's events (SSE)",
     description = "Every execution's events in the journal's global order, from the \
         start (or after the given id), then live; it never ends by itself. With \
+        `include=breakers`, the circuit breakers' changes too, in the same order. With \
         filters, ids jump over the events left out, and resuming from the last one \
         seen is still exact.",
     params(
@@ -251,9 +335,13 @@ pub struct AllStreamQuery {
         (status = 200, description = "A Server-Sent Events stream (`text/event-stream`). \
             Each frame has `id:` (the event's position in the whole journal), `event:` \
             (the event's type) and one `data:` line: the events-page JSON plus \
-            `position`, `executionId` and `workflow` (schema `GlobalEventView`); the \
-            schema below is one frame's, read as an object of its fields. Idle streams \
-            get a keep-alive comment line (`:`) every 15 s (the server's \
+            `position`, `executionId` and `workflow` (schema `GlobalEventView`). With \
+            `include=breakers`, a breaker's change is a frame whose `event:` is its \
+            type (`breaker_set`, `breaker_removed`, `breaker_opened`, \
+            `breaker_half_opened`, `breaker_closed`) and whose data is schema \
+            `BreakerChangeView` (`position`, `capability`, `agent`, `type`, `state`, \
+            `at`, `data`). The schema below is one frame's, read as an object of its fields. \
+            Idle streams get a keep-alive comment line (`:`) every 15 s (the server's \
             `sse_keep_alive_ms`). A journal error ends the stream with a frame \
             `event: error` whose data is an error body (schema `ErrorBody`). The stream \
             ends when the server shuts down. On the wire:\n\n\
@@ -284,17 +372,25 @@ pub async fn all(
         workflow: query.workflow,
         types,
     };
+    let include = Include {
+        breakers: matches!(query.include, Some(Included::Breakers)),
+    };
     let open = stream_of(&state, &caller)?;
-    let mut events = state
-        .engine
-        .read()
-        .subscribe_all(after.saturating_add(1), filter);
+    let mut events =
+        state
+            .engine
+            .read()
+            .subscribe_journal(after.saturating_add(1), filter, include);
     let frames = async_stream::stream! {
         while let Some(item) = events.next().await {
             match item {
-                Ok(global) => {
+                Ok(JournalEvent::Execution(global)) => {
                     let view = GlobalEventView::from_global(&global);
                     yield frame(global.event.position, view.event.kind, &view);
+                }
+                Ok(JournalEvent::Breaker(change)) => {
+                    let view = BreakerChangeView::new(&change);
+                    yield frame(change.position, view.kind, &view);
                 }
                 Err(e) => {
                     yield error_frame(&Error::from(e));

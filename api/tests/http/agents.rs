@@ -30,6 +30,12 @@ async fn an_agent_registers_is_listed_heartbeats_and_unregisters() {
     assert_eq!(agent["maxConcurrency"], 4);
     assert_eq!(agent["status"], "online");
     assert!(agent["lastSeen"].as_str().unwrap().ends_with('Z'));
+    // Nothing ended yet: full slots, the best score.
+    assert_eq!(
+        agent["health"],
+        json!({"recentTasks": 0, "recentFailures": 0, "recentAverageTaskMs": 0.0,
+               "slots": 4, "score": 1.0})
+    );
 
     let (status, beat) = s.post_empty(&format!("/v1/agents/{id}/heartbeat")).await;
     assert_eq!(status, StatusCode::OK, "{beat}");

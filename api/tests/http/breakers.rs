@@ -1,7 +1,8 @@
 //! Circuit breakers over real HTTP: set, read, list, change and remove;
 //! every bad setting refused whole with nothing recorded; an unknown one
-//! `404`; and a breaker that opens on a failure and fails the next task
-//! fast, seen in its view and in `/metrics`.
+//! `404`; a breaker that opens on a failure and fails the next task
+//! fast, seen in its view and in `/metrics`; and a per-agent one that
+//! keeps the failing agent away while another serves, shown per agent.
 
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,9 @@ async fn a_breaker_is_set_read_listed_changed_and_removed() {
     assert_eq!(set["state"], "closed");
     assert_eq!(set["recentFailures"], 0);
     assert_eq!(set["opened"], 0);
+    assert_eq!(set["perAgent"], false);
     assert_eq!(set["changedAt"], set["setAt"]);
-    for absent in ["openedAt", "setBy"] {
+    for absent in ["openedAt", "setBy", "agents"] {
         assert!(set.get(absent).is_none(), "{absent}: {set}");
     }
 
@@ -172,6 +174,8 @@ async fn every_bad_setting_is_refused_whole_and_records_nothing() {
             with(json!({"cooldownMs": 1000})),
             "unknown field `cooldownMs`",
         ),
+        (FLAKY, with(json!({"perAgent": "yes"})), "invalid type"),
+        (FLAKY, with(json!({"perAgent": 1})), "invalid type"),
     ] {
         let answer = s.put(path, body.clone()).await;
         assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_breaker");
@@ -187,6 +191,8 @@ async fn every_bad_setting_is_refused_whole_and_records_nothing() {
     // A wrong type names its field.
     let answer = s.put(FLAKY, with(json!({"windowMs": "60000"}))).await;
     assert_eq!(answer.1["error"]["details"][0]["path"], "windowMs");
+    let answer = s.put(FLAKY, with(json!({"perAgent": "true"}))).await;
+    assert_eq!(answer.1["error"]["details"][0]["path"], "perAgent");
     // Several problems at once, each in `details`.
     let answer = s
         .put(
@@ -333,4 +339,127 @@ async fn an_open_breaker_fails_the_next_task_fast_as_circuit_open() {
     let third = s.start_execution("call", json!({})).await;
     let task = s.claim(&agent).await;
     assert!(task["id"].as_str().unwrap().starts_with(&third), "{task}");
+}
+
+/// Registers an agent called `name` offering `flaky`; its id.
+async fn named(s: &Server, name: &str) -> String {
+    let (status, body) = s
+        .post(
+            "/v1/agents",
+            json!({"name": name, "capabilities": ["flaky"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_per_agent_breaker_is_set_shown_and_counted_per_agent() {
+    let s = Server::start().await;
+    s.define(json!({"name": "call", "steps": [
+        {"id": "hit", "type": "task", "capability": "flaky"}]}))
+        .await;
+    let (status, set) = s
+        .put(
+            FLAKY,
+            json!({"failures": 1, "windowMs": 60_000, "coolDownMs": 3_600_000, "perAgent": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["perAgent"], true);
+    assert_eq!(set["agents"], json!([]));
+    assert_eq!(set["state"], "closed");
+
+    // `bad` fails once: its breaker opens, not the capability's.
+    let bad = named(&s, "bad").await;
+    let first = s.start_execution("call", json!({})).await;
+    let task = s.claim(&bad).await;
+    let task_id = task["id"].as_str().unwrap();
+    let (status, failed) = s
+        .post(
+            &format!("/v1/tasks/{task_id}/fail"),
+            json!({"error": {"type": "upstream_down", "message": "502 from upstream"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    let shown = until(&s, FLAKY, |b| b["agents"][0]["opened"] == 1).await;
+    assert_eq!(shown["state"], "closed", "{shown}");
+    assert_eq!(shown["opened"], 0, "{shown}");
+    let agent = &shown["agents"][0];
+    assert_eq!(agent["name"], "bad", "{shown}");
+    assert_eq!(agent["state"], "open", "{shown}");
+    assert!(ms(&agent["openedAt"]) >= ms(&set["setAt"]), "{shown}");
+    assert!(agent["changedAt"].is_string(), "{shown}");
+    assert_eq!(
+        agent["recentFailures"], 0,
+        "cleared when it opened: {shown}"
+    );
+    let (_, listed) = s.get("/v1/breakers").await;
+    assert_eq!(listed["breakers"][0], shown);
+    until(&s, &format!("/v1/executions/{first}"), |e| {
+        e["status"] == "failed"
+    })
+    .await;
+
+    // Its health counts the failure: a twentieth off its slots (rounded
+    // up: still 10) and its score.
+    let (_, health) = s.get(&format!("/v1/agents/{bad}")).await;
+    assert_eq!(health["health"]["recentTasks"], 1, "{health}");
+    assert_eq!(health["health"]["recentFailures"], 1, "{health}");
+    assert_eq!(health["health"]["slots"], 10, "{health}");
+    let score = health["health"]["score"].as_f64().unwrap();
+    assert!(score > 0.5 && score <= 0.95, "{health}");
+
+    // The next task is not failed fast: `bad` is given none, `good` takes it.
+    let second = s.start_execution("call", json!({})).await;
+    let (status, polled) = s
+        .post("/v1/tasks/poll", json!({"agentId": bad, "waitMs": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{polled}");
+    assert_eq!(polled["tasks"], json!([]), "{polled}");
+    let good = named(&s, "good").await;
+    let task = s.claim(&good).await;
+    assert!(task["id"].as_str().unwrap().starts_with(&second), "{task}");
+    assert!(!s.kinds(&second).await.contains(&"task_failed".to_owned()));
+
+    // `/metrics` and `/v1/metrics` count it per agent.
+    let text = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        "retrace_breaker_state{capability=\"flaky\"} 0",
+        "retrace_breaker_state{capability=\"flaky\",agent=\"bad\"} 1",
+        "retrace_breaker_opened_total{capability=\"flaky\",agent=\"bad\"} 1",
+    ] {
+        assert!(lines.contains(&expected), "no `{expected}` in:\n{text}");
+    }
+    let (_, metrics) = s.get("/v1/metrics").await;
+    assert_eq!(
+        metrics["breakers"]["flaky"]["agents"]["bad"],
+        json!({"state": "open", "opened": 1, "recentFailures": 0}),
+        "{metrics}"
+    );
+
+    // One breaker for the capability again: the agents' are gone.
+    let (status, one) = s
+        .put(
+            FLAKY,
+            json!({"failures": 1, "windowMs": 60_000, "coolDownMs": 3_600_000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["perAgent"], false);
+    assert!(one.get("agents").is_none(), "{one}");
+    let (_, metrics) = s.get("/v1/metrics").await;
+    assert!(
+        metrics["breakers"]["flaky"].get("agents").is_none(),
+        "{metrics}"
+    );
 }

@@ -6,11 +6,13 @@
 mod agents;
 mod auth;
 mod bounds;
+mod breaker_streams;
 mod breakers;
 mod commands;
 mod cross_site;
 mod errors;
 mod executions;
+mod limits;
 mod logs;
 mod metrics;
 mod schedules;

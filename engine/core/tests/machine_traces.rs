@@ -598,6 +598,7 @@ impl Harness {
             },
             "resume" => Trigger::Resume,
             "continue" => Trigger::Continue,
+            "limit-acquired" => Trigger::LimitAcquired,
             "retry" => Trigger::Retry,
             "skip" => Trigger::Skip {
                 output: args.json("output").unwrap_or(Value::Null),

@@ -573,3 +573,50 @@ fn a_priority_is_a_task_steps_and_from_0_to_9() {
         "#]],
     );
 }
+
+#[test]
+fn concurrency_and_rate_limits_are_checked_whole() {
+    let with = |limits: &str| {
+        format!(
+            r#"{{"name": "w", {limits}, "steps": [{{"id": "a", "type": "task", "capability": "noop"}}]}}"#
+        )
+    };
+    check(
+        &with(
+            r#""concurrency": {"key": "$.input.account", "limit": 2}, "rateLimit": {"limit": 5, "periodMs": 1000}"#,
+        ),
+        expect![[r#"
+            ok
+        "#]],
+    );
+    check(
+        &with(
+            r#""concurrency": {"limit": 0, "keys": "x"}, "rateLimit": {"key": "${ input. }", "limit": 100001}"#,
+        ),
+        expect![[r#"
+            concurrency.limit: must be a whole number of at least 1, not the number 0
+            concurrency.keys: unknown field; did you mean `key`?
+            rateLimit.limit: must be at most 100000
+            rateLimit.periodMs: is required (the period the limit counts starts in, in milliseconds)
+        "#]],
+    );
+    check(
+        &with(r#""concurrency": 3, "rateLimit": {"limit": 1, "periodMs": 31622400001}"#),
+        expect![[r#"
+            concurrency: must be an object, not the number 3
+            rateLimit.periodMs: must be at most 31622400000 (366 days)
+        "#]],
+    );
+    check(
+        &with(r#""rateLimit": {"key": "${ input. }", "limit": 1, "periodMs": 1000}"#),
+        expect![[r#"
+            rateLimit.key: `${ input. }` is not a valid expression: Syntax error: no viable alternative at input '.  ' at line 1 column 12
+        "#]],
+    );
+    check(
+        &with(r#""concurrency": {"key": "$.input.account"}"#),
+        expect![[r#"
+            concurrency.limit: is required (from 1 to 100000)
+        "#]],
+    );
+}

@@ -1,9 +1,10 @@
 //! The agent types: ids, options, the public view ([`AgentInfo`]) and the
 //! registry's private record of one agent ([`Agent`]) with its statistics.
 //!
-//! Owns how status, load and statistics are derived from the record. It must
-//! never read a clock or touch a task queue: the caller passes `now_ms` and
-//! keeps the set of claimed task ids in step with the queues.
+//! Owns how status, load, statistics and health (its effective slots and
+//! score, from `health`) are derived from the record. It must never read a
+//! clock or touch a task queue: the caller passes `now_ms` and keeps the
+//! set of claimed task ids in step with the queues.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -11,6 +12,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::health::{Health, Recent, Score};
 
 /// The id of one registration. A fresh one each time an agent registers.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -57,7 +60,8 @@ impl FromStr for AgentId {
 pub enum AgentStatus {
     /// Seen recently, with a free slot.
     Online,
-    /// Seen recently, every slot taken.
+    /// Seen recently, every slot it has now taken (its effective slots,
+    /// fewer than `max_concurrency` while it fails: see [`Health`]).
     Busy,
     /// Not seen for longer than `offline_after_ms` (polling or heartbeating
     /// makes it online again).
@@ -98,6 +102,9 @@ pub struct AgentInfo {
     /// How long it may stay silent before it is shown offline: its own,
     /// else the registry's default.
     pub heartbeat_timeout_ms: u64,
+    /// Its recent results and what routing makes of them.
+    #[serde(default)]
+    pub health: Health,
 }
 
 /// Limits and defaults of the registry.
@@ -163,7 +170,15 @@ pub(super) struct Agent {
     /// Long polls of this agent waiting right now: while one waits, the agent
     /// is plainly alive even if it has not called in for a while.
     pub(super) polls_waiting: u32,
+    /// The most tasks its waiting polls would take together (each poll's
+    /// `max`, capped by the poll limit).
+    pub(super) waiting_max: usize,
+    /// Another agent's claim left a task for this one since it last woke
+    /// the polls: when it stops waiting or takes tasks, the polls must
+    /// look again (see `state`).
+    pub(super) counted_on: bool,
     stats: Stats,
+    recent: Recent,
 }
 
 impl Agent {
@@ -185,13 +200,27 @@ impl Agent {
             last_seen_ms: now_ms,
             registered_at_ms: now_ms,
             polls_waiting: 0,
+            waiting_max: 0,
+            counted_on: false,
             stats: Stats::default(),
+            recent: Recent::default(),
         }
+    }
+
+    /// How many tasks it may hold at once now: fewer than its
+    /// `max_concurrency` while its recent tasks fail (see `health`).
+    pub(super) fn slots(&self) -> usize {
+        self.recent.slots(self.max_concurrency) as usize
     }
 
     /// Slots left for new claims.
     pub(super) fn free_slots(&self) -> usize {
-        (self.max_concurrency as usize).saturating_sub(self.claimed.len())
+        self.slots().saturating_sub(self.claimed.len())
+    }
+
+    /// Its routing score now (see `health`).
+    pub(super) fn score(&self) -> Score {
+        self.recent.score(self.max_concurrency, self.claimed.len())
     }
 
     /// Records a held task that ended: settled, or timed out (a failure).
@@ -199,6 +228,7 @@ impl Agent {
         self.stats.ended += 1;
         self.stats.succeeded += u64::from(succeeded);
         self.stats.held_ms_total = self.stats.held_ms_total.saturating_add(held_ms);
+        self.recent.record(succeeded, held_ms);
     }
 
     /// When it was last seen, counting a waiting long poll as seen now.
@@ -244,6 +274,7 @@ impl Agent {
             token: self.token.clone(),
             version: self.version.as_ref().map(ToString::to_string),
             heartbeat_timeout_ms: offline_after_ms,
+            health: self.recent.health(self.max_concurrency, active),
         }
     }
 }

@@ -18,16 +18,61 @@
 //!
 //! Layout: `state` holds every operation as synchronous code that is told the
 //! time; `queue` the tasks and their deadlines; `agent` the agent records and
-//! statistics; `validate` the registration rules; `task` and `error` the
-//! public types. This file is the cheap-to-clone handle: one lock, the clock,
-//! and the wake-ups of waiting polls.
+//! statistics; `health` an agent's recent results, effective slots and
+//! score; `gate` what may keep an agent from a capability (per-agent
+//! circuit breakers, kept by the runtime); `validate` the registration
+//! rules; `task` and `error` the public types. This file is the
+//! cheap-to-clone handle: one lock, the clock, and the wake-ups of waiting
+//! polls.
 //!
 //! A deadline is missed when the clock *reaches* it (`now >= deadline`), so a
 //! runtime that sleeps until [`AgentRegistry::next_deadline_ms`] and then calls
 //! [`AgentRegistry::expired`] always finds the task due.
+//!
+//! # Routing by health
+//!
+//! Every figure below is over an agent's last [`HEALTH_WINDOW_TASKS`] (20)
+//! ended tasks (settled or timed out; a timeout is a failure): `n` of them,
+//! `f` failed, held `h` ms in all (claim to end). A fresh registration
+//! starts with none. A task it has not had yet counts as a success, so the
+//! rate is `r = (20 - f) / 20`: each recent failure takes a twentieth off,
+//! and one failure of a fresh agent barely counts.
+//!
+//! - **Effective slots**: `slots = max(1, ceil(maxConcurrency × r))`. An
+//!   agent never claims past its effective slots: one that failed ten of
+//!   its last twenty holds half as many at once, one that failed them all
+//!   one at a time, and it gets its slots back as successes push the
+//!   failures out of the window.
+//! - **Score**: `score = r × speed × free / slots`, with `speed = 1 / (1 +
+//!   (h / n) / 1000)` (1 when `n = 0`: a task held a second on average
+//!   halves it) and `free` its effective slots not taken. With `n > 0`
+//!   that is `(20 - f) · 1000n · free / (20 · (1000n + h) · slots)`; with
+//!   `n = 0`, `free / slots`. It is in `0..=1`, compared as an exact
+//!   fraction.
+//! - **Clearly better**: a score more than 1.5 times another
+//!   ([`CLEARLY_BETTER`]). Any positive score is clearly better than 0.
+//! - **Deferral**: a claim by agent A passes over a queued task T of
+//!   capability C (A gets nothing for it now; a waiting poll keeps
+//!   waiting) exactly when the set B of *other* agents that are waiting in
+//!   a poll, offer C, may take T (inside its `agentVersion` range, and let
+//!   by the gate), have a free effective slot, and have a score clearly
+//!   better than A's, is not empty, and the tasks of C queued now are no
+//!   more than the sum over B of `min(free slots, what its waiting polls
+//!   would take)`. So A still takes what the better agents cannot, and
+//!   the agent with the best score among those that could take T never
+//!   passes it over.
+//! - **No task stranded**: when an agent some claim passed a task over for
+//!   stops waiting or takes tasks itself, and whenever a claim ends, the
+//!   waiting polls look again; so a queued task is never left while an
+//!   agent that could take it waits in a poll.
+//!
+//! The figures are in [`AgentInfo::health`]. Nothing here depends on
+//! time passing: a score changes only when a claim starts or ends.
 
 mod agent;
 mod error;
+mod gate;
+mod health;
 mod queue;
 mod state;
 mod task;
@@ -43,6 +88,8 @@ use crate::clock::Clock;
 
 pub use agent::{AgentId, AgentInfo, AgentOptions, AgentStatus};
 pub use error::AgentError;
+pub use gate::ClaimGate;
+pub use health::{CLEARLY_BETTER, HEALTH_LATENCY_UNIT_MS, HEALTH_WINDOW_TASKS, Health};
 pub use queue::{AGING_MS_PER_LEVEL, FAIR_TURN_MS};
 pub use task::{ClaimedTask, Expired, Outcome, Settled, TaskSpec, TimeoutKind};
 pub use validate::{
@@ -67,7 +114,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
     /// Wakes waiting polls whenever a claim may have become possible: a task
-    /// was queued or requeued, or a slot was freed.
+    /// was queued or requeued, a slot was freed, an agent a claim left a
+    /// task for stopped waiting or took tasks, or the gate's answer changed.
     wake: Notify,
 }
 
@@ -102,6 +150,20 @@ impl AgentRegistry {
 
     fn wake_polls(&self) {
         self.inner.wake.notify_waiters();
+    }
+
+    /// Sets what may keep agents from their capabilities (`None`:
+    /// nothing). The gate is asked with the registry locked: see
+    /// [`ClaimGate`].
+    pub fn set_gate(&self, gate: Option<Arc<dyn ClaimGate>>) {
+        self.state().set_gate(gate);
+        self.wake_polls();
+    }
+
+    /// Waiting polls look again: for a gate whose answer changed from no to
+    /// yes by itself (a cool-down passed, a setting removed).
+    pub fn wake(&self) {
+        self.wake_polls();
     }
 
     /// Registers an agent: a name of 1 to [`NAME_CHARS_MAX`] characters (no
@@ -211,7 +273,8 @@ impl AgentRegistry {
     /// drops it from its queue or its claim, without touching any statistics.
     /// Returns whether it was outstanding.
     pub fn withdraw(&self, task_id: &str) -> bool {
-        let withdrawn = self.state().withdraw(task_id);
+        let now_ms = self.now_ms();
+        let withdrawn = self.state().withdraw(task_id, now_ms);
         if withdrawn {
             self.wake_polls();
         }
@@ -222,14 +285,20 @@ impl AgentRegistry {
     /// [`AgentRegistry::poll`] for the limits and the order).
     pub fn claim(&self, agent: &AgentId, max: usize) -> Result<Vec<ClaimedTask>, AgentError> {
         let now_ms = self.now_ms();
-        self.state().claim(agent, max, now_ms)
+        let (claimed, wake) = self.state().claim(agent, max, now_ms)?;
+        if wake {
+            self.wake_polls();
+        }
+        Ok(claimed)
     }
 
     /// Claims up to `max` tasks whose capability the agent offers, but no more
-    /// than the options' `poll_max_tasks` nor its free slots (an agent at
-    /// capacity gets none: that is how routing respects load). Oldest
-    /// scheduled first across its capabilities, tasks put back by an
-    /// unregister before all others.
+    /// than the options' `poll_max_tasks` nor its free effective slots (an
+    /// agent at capacity gets none: that is how routing respects load).
+    /// Oldest scheduled first across its capabilities, tasks put back by an
+    /// unregister before all others; capabilities the gate keeps it from
+    /// are left out, and tasks that healthier waiting agents can take are
+    /// passed over (see the module doc).
     ///
     /// If there is nothing to claim, waits up to `wait_ms` (capped by the
     /// options' `poll_wait_max_ms`) of real time for a task or a free slot,
@@ -261,7 +330,7 @@ impl AgentRegistry {
                 return Ok(claimed);
             }
             if waiting.is_none() {
-                waiting = Some(WaitingPoll::start(self, *agent));
+                waiting = Some(WaitingPoll::start(self, *agent, max));
             }
             timed_out = tokio::time::timeout_at(until, notified).await.is_err();
         }
@@ -340,21 +409,25 @@ impl AgentRegistry {
 }
 
 /// Marks an agent as waiting in a poll for as long as it lives, so a long
-/// poll (up to a minute) never shows a live agent as offline. Ends on drop,
-/// which also covers a poll future dropped mid-wait.
+/// poll (up to a minute) never shows a live agent as offline, and so other
+/// agents' claims may leave tasks for it. Ends on drop, which also covers a
+/// poll future dropped mid-wait; if a claim left a task for the agent, the
+/// other polls then look again.
 #[derive(Debug)]
 struct WaitingPoll {
     registry: AgentRegistry,
     agent: AgentId,
+    max: usize,
 }
 
 impl WaitingPoll {
-    fn start(registry: &AgentRegistry, agent: AgentId) -> Self {
+    fn start(registry: &AgentRegistry, agent: AgentId, max: usize) -> Self {
         let now_ms = registry.now_ms();
-        registry.state().poll_waiting(&agent, true, now_ms);
+        registry.state().poll_waiting(&agent, true, max, now_ms);
         WaitingPoll {
             registry: registry.clone(),
             agent,
+            max,
         }
     }
 }
@@ -362,8 +435,12 @@ impl WaitingPoll {
 impl Drop for WaitingPoll {
     fn drop(&mut self) {
         let now_ms = self.registry.now_ms();
-        self.registry
+        let wake = self
+            .registry
             .state()
-            .poll_waiting(&self.agent, false, now_ms);
+            .poll_waiting(&self.agent, false, self.max, now_ms);
+        if wake {
+            self.registry.wake_polls();
+        }
     }
 }

@@ -32,6 +32,10 @@
 //! (`agentVersion`) is skipped by agents outside it (and by agents that
 //! declared no version); the agent takes the first task in order it may.
 //! Queues with no such task are served without looking past their head.
+//!
+//! A claim may also pass over tasks it leaves for a healthier agent (see
+//! `state`): [`Tasks::next_for`] is told which to skip, and the task it
+//! then takes is the first in order that is not skipped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -210,20 +214,23 @@ impl Tasks {
     }
 
     /// The id of the queued task to serve next among `capabilities` to an
-    /// agent of `version`.
+    /// agent of `version`, passing over the ids in `skip`.
     pub(super) fn next_for(
         &self,
         capabilities: &BTreeSet<String>,
         version: Option<&semver::Version>,
+        skip: &BTreeSet<String>,
     ) -> Option<&str> {
         capabilities
             .iter()
             .filter_map(|capability| {
                 let queue = self.queues.get(capability)?;
-                if self.versioned.get(capability).is_none_or(|n| *n == 0) {
+                if skip.is_empty() && self.versioned.get(capability).is_none_or(|n| *n == 0) {
                     return queue.first_key_value();
                 }
-                queue.iter().find(|(_, id)| self.accepts(id, version))
+                queue
+                    .iter()
+                    .find(|(_, id)| !skip.contains(*id) && self.accepts(id, version))
             })
             .min_by_key(|(key, _)| **key)
             .map(|(_, id)| id.as_str())
@@ -238,6 +245,22 @@ impl Tasks {
             }) => version.is_some_and(|v| requires.matches(v)),
             _ => true,
         }
+    }
+
+    /// The capability of the queued task `id` and the agent versions that
+    /// may take it (`None` inside: any).
+    pub(super) fn queued(&self, id: &str) -> Option<(&str, Option<&semver::VersionReq>)> {
+        match self.entries.get(id) {
+            Some(Entry::Queued { spec, requires, .. }) => {
+                Some((spec.capability.as_str(), requires.as_ref()))
+            }
+            _ => None,
+        }
+    }
+
+    /// How many tasks of `capability` are queued.
+    pub(super) fn queue_len(&self, capability: &str) -> usize {
+        self.queues.get(capability).map_or(0, BTreeMap::len)
     }
 
     /// Claims the queued task `id` for `agent` at `now_ms`; `None` if it is

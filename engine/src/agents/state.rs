@@ -2,23 +2,40 @@
 //! synchronous code that is told the time.
 //!
 //! Owns keeping agents and tasks in step: a task is claimed in the queues if
-//! and only if its id is in exactly one agent's `claimed` set. It must never
-//! read a clock, wait, or wake anyone; the handle in `mod.rs` does that.
+//! and only if its id is in exactly one agent's `claimed` set; and routing
+//! by health: which tasks a claim leaves for a healthier waiting agent, and
+//! when that means the waiting polls must look again. It must never read a
+//! clock, wait, or wake anyone; the handle in `mod.rs` does that, when an
+//! operation here says so.
+//!
+//! Deferral (the rule in the module doc of `agents`): a claim by agent A
+//! passes over a queued task T of capability C when the agents B that are
+//! waiting in a poll, offer C, may take T (its version range; the gate),
+//! have a free slot, and whose score clearly beats A's, could take every
+//! queued task of C between them (each B counting its free slots, at most
+//! what its waiting polls would take). Each such B is marked `counted_on`;
+//! when a counted-on agent stops waiting or takes tasks, the operation
+//! says to wake the polls, so a task passed over is looked at again. The
+//! agent with the best score among those that could take T never passes
+//! it over, so T is never left while an agent that could take it waits.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::agent::{Agent, AgentId, AgentInfo, AgentOptions};
 use super::error::AgentError;
+use super::gate::ClaimGate;
 use super::queue::{Entry, Tasks};
 use super::task::{ClaimedTask, Expired, Outcome, Settled, TaskSpec, TimeoutKind};
 use super::validate;
 
 /// A task taken out of the registry: still queued, or claimed (with the
-/// timeout its lease deadline stands for).
+/// timeout its lease deadline stands for, and the holder's name if it is
+/// still registered).
 #[derive(Debug)]
 enum Released {
     Queued(TaskSpec),
-    Claimed(ClaimedTask, TimeoutKind),
+    Claimed(ClaimedTask, TimeoutKind, Option<String>),
 }
 
 #[derive(Debug)]
@@ -27,6 +44,7 @@ pub(super) struct State {
     agents: BTreeMap<AgentId, Agent>,
     next_agent_seq: u64,
     tasks: Tasks,
+    gate: Option<Arc<dyn ClaimGate>>,
 }
 
 impl State {
@@ -36,6 +54,37 @@ impl State {
             agents: BTreeMap::new(),
             next_agent_seq: 0,
             tasks: Tasks::default(),
+            gate: None,
+        }
+    }
+
+    pub(super) fn set_gate(&mut self, gate: Option<Arc<dyn ClaimGate>>) {
+        self.gate = gate;
+    }
+
+    /// Whether the gate lets `agent` take tasks of `capability` now.
+    fn admits(&self, agent: &str, capability: &str, now_ms: u64) -> bool {
+        self.gate
+            .as_ref()
+            .is_none_or(|gate| gate.admits(agent, capability, now_ms))
+    }
+
+    /// Tells the gate that `agent`'s claim on `claim` ended.
+    fn ended(
+        &self,
+        agent: Option<&str>,
+        claim: &ClaimedTask,
+        outcome: Option<Outcome>,
+        now_ms: u64,
+    ) {
+        if let (Some(gate), Some(agent)) = (&self.gate, agent) {
+            gate.ended(
+                agent,
+                &claim.spec.capability,
+                &claim.spec.id,
+                outcome,
+                now_ms,
+            );
         }
     }
 
@@ -84,6 +133,7 @@ impl State {
         let mut claims = Vec::with_capacity(agent.claimed.len());
         for task_id in &agent.claimed {
             if let Some(Entry::Claimed { claim, seq, .. }) = self.tasks.take(task_id) {
+                self.ended(Some(&agent.name), &claim, None, now_ms);
                 claims.push((claim, seq));
             }
         }
@@ -120,15 +170,30 @@ impl State {
         Ok(())
     }
 
-    /// Counts a long poll of `id` starting to wait (`waiting`) or ending.
-    pub(super) fn poll_waiting(&mut self, id: &AgentId, waiting: bool, now_ms: u64) {
-        if let Some(agent) = self.agents.get_mut(id) {
-            if waiting {
-                agent.polls_waiting += 1;
-            } else {
-                agent.polls_waiting = agent.polls_waiting.saturating_sub(1);
-            }
-            agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+    /// Counts a long poll of `id` that would take up to `max` tasks
+    /// starting to wait (`waiting`) or ending. Returns whether the waiting
+    /// polls must look again: a poll of an agent another claim counted on
+    /// ended.
+    pub(super) fn poll_waiting(
+        &mut self,
+        id: &AgentId,
+        waiting: bool,
+        max: usize,
+        now_ms: u64,
+    ) -> bool {
+        let max = max.min(self.options.poll_max_tasks);
+        let Some(agent) = self.agents.get_mut(id) else {
+            return false;
+        };
+        agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
+        if waiting {
+            agent.polls_waiting += 1;
+            agent.waiting_max = agent.waiting_max.saturating_add(max);
+            false
+        } else {
+            agent.polls_waiting = agent.polls_waiting.saturating_sub(1);
+            agent.waiting_max = agent.waiting_max.saturating_sub(max);
+            std::mem::take(&mut agent.counted_on)
         }
     }
 
@@ -151,13 +216,16 @@ impl State {
     }
 
     /// Claims for `id` up to `max` tasks (and no more than the poll limit and
-    /// its free slots), serving order across its capabilities.
+    /// its free slots), serving order across the capabilities the gate lets
+    /// it take, passing over the tasks it leaves for healthier waiting
+    /// agents. Also returns whether the waiting polls must look again (it
+    /// took tasks while another claim counted on it).
     pub(super) fn claim(
         &mut self,
         id: &AgentId,
         max: usize,
         now_ms: u64,
-    ) -> Result<Vec<ClaimedTask>, AgentError> {
+    ) -> Result<(Vec<ClaimedTask>, bool), AgentError> {
         let poll_max_tasks = self.options.poll_max_tasks;
         let agent = self
             .agents
@@ -165,21 +233,95 @@ impl State {
             .ok_or(AgentError::UnknownAgent(*id))?;
         agent.last_seen_ms = agent.last_seen_ms.max(now_ms);
         let limit = max.min(poll_max_tasks).min(agent.free_slots());
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let name = agent.name.clone();
+        let version = agent.version.clone();
+        let mut capabilities = agent.capabilities.clone();
+        capabilities.retain(|capability| self.admits(&name, capability, now_ms));
+        let mut passed_over = BTreeSet::new();
         let mut claimed = Vec::new();
         while claimed.len() < limit {
             let next = self
                 .tasks
-                .next_for(&agent.capabilities, agent.version.as_ref());
+                .next_for(&capabilities, version.as_ref(), &passed_over);
             let Some(task_id) = next.map(str::to_owned) else {
                 break;
             };
+            let Some((capability, requires)) = self.tasks.queued(&task_id) else {
+                break;
+            };
+            let (capability, requires) = (capability.to_owned(), requires.cloned());
+            if self.defers(id, &capability, requires.as_ref(), now_ms) {
+                passed_over.insert(task_id);
+                continue;
+            }
+            if let Some(gate) = &self.gate
+                && !gate.claiming(&name, &capability, &task_id, now_ms)
+            {
+                capabilities.remove(&capability);
+                continue;
+            }
             let Some(claim) = self.tasks.claim(&task_id, *id, now_ms) else {
                 break;
             };
-            agent.claimed.insert(task_id);
+            if let Some(agent) = self.agents.get_mut(id) {
+                agent.claimed.insert(task_id);
+            }
             claimed.push(claim);
         }
-        Ok(claimed)
+        let wake = !claimed.is_empty()
+            && self
+                .agents
+                .get_mut(id)
+                .is_some_and(|agent| std::mem::take(&mut agent.counted_on));
+        Ok((claimed, wake))
+    }
+
+    /// Whether agent `id` leaves a queued task of `capability` (taken by
+    /// agents of `requires`) for healthier agents waiting in a poll (the
+    /// rule in the module doc); marks them counted on when it does.
+    fn defers(
+        &mut self,
+        id: &AgentId,
+        capability: &str,
+        requires: Option<&semver::VersionReq>,
+        now_ms: u64,
+    ) -> bool {
+        let Some(claimer) = self.agents.get(id) else {
+            return false;
+        };
+        let score = claimer.score();
+        let mut better = Vec::new();
+        let mut room = 0usize;
+        for (other_id, other) in &self.agents {
+            if other_id == id
+                || other.polls_waiting == 0
+                || !other.capabilities.contains(capability)
+                || requires.is_some_and(|r| other.version.as_ref().is_none_or(|v| !r.matches(v)))
+            {
+                continue;
+            }
+            let free = other.free_slots();
+            if free == 0
+                || !other.score().clearly_beats(score)
+                || !self.admits(&other.name, capability, now_ms)
+            {
+                continue;
+            }
+            room = room.saturating_add(free.min(other.waiting_max));
+            better.push(*other_id);
+        }
+        if better.is_empty() || self.tasks.queue_len(capability) > room {
+            return false;
+        }
+        for other_id in better {
+            if let Some(other) = self.agents.get_mut(&other_id) {
+                other.counted_on = true;
+            }
+        }
+        true
     }
 
     pub(super) fn task_heartbeat(
@@ -202,10 +344,11 @@ impl State {
             Entry::Claimed {
                 claim, lease_kind, ..
             } => {
-                if let Some(agent) = self.agents.get_mut(&claim.agent) {
+                let name = self.agents.get_mut(&claim.agent).map(|agent| {
                     agent.claimed.remove(task_id);
-                }
-                Released::Claimed(claim, lease_kind)
+                    agent.name.clone()
+                });
+                Released::Claimed(claim, lease_kind, name)
             }
         })
     }
@@ -230,8 +373,9 @@ impl State {
                 agent: None,
                 duration_ms: None,
             }),
-            Some(Released::Claimed(claim, _)) => {
+            Some(Released::Claimed(claim, _, name)) => {
                 let held_ms = self.record(&claim, outcome == Outcome::Succeeded, now_ms);
+                self.ended(name.as_deref(), &claim, Some(outcome), now_ms);
                 Ok(Settled {
                     agent: Some(claim.agent),
                     duration_ms: Some(held_ms),
@@ -240,8 +384,15 @@ impl State {
         }
     }
 
-    pub(super) fn withdraw(&mut self, task_id: &str) -> bool {
-        self.release(task_id).is_some()
+    pub(super) fn withdraw(&mut self, task_id: &str, now_ms: u64) -> bool {
+        match self.release(task_id) {
+            None => false,
+            Some(Released::Queued(_)) => true,
+            Some(Released::Claimed(claim, _, name)) => {
+                self.ended(name.as_deref(), &claim, None, now_ms);
+                true
+            }
+        }
     }
 
     pub(super) fn claimed_by(&self, task_id: &str) -> Option<AgentId> {
@@ -259,8 +410,9 @@ impl State {
                     agent: None,
                     kind: TimeoutKind::ScheduleToStart,
                 }),
-                Some(Released::Claimed(claim, kind)) => {
+                Some(Released::Claimed(claim, kind, name)) => {
                     self.record(&claim, false, now_ms);
+                    self.ended(name.as_deref(), &claim, Some(Outcome::Failed), now_ms);
                     expired.push(Expired {
                         task: claim.spec,
                         agent: Some(claim.agent),

@@ -4,7 +4,10 @@
 //!
 //! Failures are counted in a sliding window kept in memory (derived: after
 //! a restart the count starts again, while the state, being recorded,
-//! carries on). Owns the rules of the states; never records anything.
+//! carries on). The same machine serves a capability's breaker and each
+//! agent's breaker of a capability (`per_agent`): what a refusal means
+//! (fail fast, or not this agent) is the runtime's. Owns the rules of the
+//! states; never records anything.
 
 use std::collections::VecDeque;
 
@@ -19,6 +22,12 @@ pub struct BreakerSettings {
     pub window_ms: u64,
     /// How long it stays open before a probe goes through.
     pub cool_down_ms: u64,
+    /// One breaker per agent (by name) serving the capability, each with
+    /// these settings, instead of one for the capability: an open one
+    /// keeps its agent from the capability's tasks, which other agents
+    /// take (nothing fails fast).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_agent: bool,
 }
 
 impl BreakerSettings {
@@ -138,6 +147,37 @@ impl Breaker {
         }
     }
 
+    /// Whether a task could be handed out at `now_ms` (as [`Self::gate`]
+    /// would say, without changing anything): closed, open past its
+    /// cool-down, or half-open with no probe out.
+    pub fn admits(&self, now_ms: u64) -> bool {
+        match self.state {
+            BreakerState::Closed => true,
+            BreakerState::Open { since_ms } => {
+                now_ms >= since_ms.saturating_add(self.settings.cool_down_ms)
+            }
+            BreakerState::HalfOpen => self.probe.is_none(),
+        }
+    }
+
+    /// When an open breaker lets a probe through; `None` if it is not open.
+    pub fn cool_down_ends_ms(&self) -> Option<u64> {
+        match self.state {
+            BreakerState::Open { since_ms } => {
+                Some(since_ms.saturating_add(self.settings.cool_down_ms))
+            }
+            BreakerState::Closed | BreakerState::HalfOpen => None,
+        }
+    }
+
+    /// Task `task` was handed out but will have no result (withdrawn, or
+    /// put back for another agent): if it was the probe, the next task is.
+    pub fn released(&mut self, task: &str) {
+        if self.state == BreakerState::HalfOpen && self.probe.as_deref() == Some(task) {
+            self.probe = None;
+        }
+    }
+
     /// Failures counted in the window ending at `now_ms`.
     pub fn recent_failures(&self, now_ms: u64) -> usize {
         let window = self.settings.window_ms;
@@ -225,6 +265,7 @@ mod tests {
                 failures: 3,
                 window_ms: 10_000,
                 cool_down_ms: 5_000,
+                per_agent: false,
             },
             BreakerState::Closed,
         )
@@ -272,11 +313,49 @@ mod tests {
     }
 
     #[test]
+    fn admits_says_what_gate_would_and_a_released_probe_frees_the_way() {
+        let mut b = breaker();
+        assert!(b.admits(0));
+        for t in ["a", "b", "c"] {
+            b.failed(t, 1_000);
+        }
+        assert_eq!(b.cool_down_ends_ms(), Some(6_000));
+        assert!(!b.admits(5_999));
+        assert_eq!(b.gate("x", 5_999), Gate::Refuse);
+        assert!(b.admits(6_000));
+        assert_eq!(b.gate("p", 6_000), Gate::Probe(Transition::HalfOpened));
+        assert!(!b.admits(6_001), "the probe is out");
+        assert_eq!(b.cool_down_ends_ms(), None);
+        // A task that was not the probe changes nothing.
+        b.released("x");
+        assert!(!b.admits(6_001));
+        b.released("p");
+        assert!(b.admits(6_001));
+        assert_eq!(b.gate("q", 6_002), Gate::Pass, "the next task is the probe");
+        assert_eq!(b.succeeded("q"), Some(Transition::Closed));
+    }
+
+    #[test]
+    fn per_agent_is_left_out_of_the_json_unless_set() {
+        let mut s = breaker().settings;
+        assert_eq!(
+            serde_json::to_value(s).unwrap(),
+            serde_json::json!({"failures": 3, "windowMs": 10000, "coolDownMs": 5000})
+        );
+        s.per_agent = true;
+        let json = serde_json::to_value(s).unwrap();
+        assert_eq!(json["perAgent"], true);
+        let back: BreakerSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
     fn settings_out_of_range_are_named() {
         let bad = BreakerSettings {
             failures: 0,
             window_ms: 5,
             cool_down_ms: 86_400_001,
+            per_agent: true,
         };
         let problems = bad.check().unwrap_err().join("\n");
         for expected in [

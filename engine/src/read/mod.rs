@@ -6,10 +6,11 @@
 //! read-only ([`History::open_read_only`], for `retrace replay`, `verify` and
 //! `export`). It pages executions and their events, rebuilds states (from a
 //! snapshot, or from the first event to check one), and streams one
-//! execution or the whole journal, stored events first and then live ones.
-//! The reserved streams (the catalog, the access tokens, the schedules,
-//! the circuit breakers) are never shown as executions; `audit` lists what
-//! people changed in them.
+//! execution or the whole journal, stored events first and then live ones
+//! (with, when asked, the circuit breakers' changes). The reserved streams
+//! (the catalog, the access tokens, the schedules, the circuit breakers)
+//! are never shown as executions; `audit` lists what people changed in
+//! them.
 //!
 //! Positions (the whole journal's order) are what the journal promises:
 //! strictly increasing in commit order, possibly with gaps. So every "from
@@ -21,6 +22,7 @@
 
 mod audit;
 mod chain;
+mod limits;
 mod names;
 mod replay;
 mod streams;
@@ -29,9 +31,12 @@ use std::path::Path;
 
 pub use audit::{AuditEntry, AuditTarget};
 pub use chain::ChainCheck;
+pub use limits::LimitPeak;
 pub use names::{NameLookup, WorkflowNames};
 pub use replay::Replayed;
-pub use streams::{EventStream, GlobalFilter, GlobalStream};
+pub use streams::{
+    BreakerChange, EventStream, GlobalFilter, GlobalStream, Include, JournalEvent, JournalStream,
+};
 
 use crate::ExecutionId;
 use crate::error::Error;

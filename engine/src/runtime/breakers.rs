@@ -2,6 +2,16 @@
 //! gate every task passes before it is handed out, the results that trip
 //! them, and the log that records each change of state.
 //!
+//! Per-agent breakers (`perAgent` settings) are asked by the agent
+//! registry instead, through its [`ClaimGate`]: at every claim (an agent
+//! whose breaker is open is not given the capability's tasks; past the
+//! cool-down it may take one probe), and when a claim ends (a result the
+//! runtime stored and settled, a timeout, or no result). The registry
+//! calls the gate with its own lock held, and the gate takes the table's:
+//! nothing here calls the registry with the table locked. A loop wakes the
+//! waiting polls when an agent's cool-down ends, since nothing else
+//! happens then.
+//!
 //! A change of settings is refused whole, appended, then folded. A change
 //! of state is made in memory first (a task must not wait for the journal
 //! to learn that it fails fast) and recorded right after, in order, by one
@@ -15,13 +25,14 @@
 //! (`breakers::breaker` does).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::Engine;
 use super::metrics::Before;
+use super::{Engine, Inner};
 use crate::ExecutionId;
+use crate::agents::{ClaimGate, Outcome};
 use crate::breakers::{BreakerEvent, BreakerSettings, BreakerState, Breakers, Gate};
 use crate::error::{BreakerError, Error};
 use crate::machine::{ErrorInfo, Event, Trigger, error_types};
@@ -44,6 +55,23 @@ pub struct BreakerInfo {
     pub recent_failures: usize,
     /// How many times it has opened.
     pub opened: u64,
+    /// With `per_agent` settings, each agent's breaker that there is (made
+    /// at its first failure), by name; empty otherwise.
+    pub agents: Vec<AgentBreakerInfo>,
+}
+
+/// One agent's breaker of a capability, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBreakerInfo {
+    /// The agent's name.
+    pub agent: String,
+    pub state: BreakerState,
+    /// When its state last changed (or it was made).
+    pub changed_at_ms: u64,
+    /// Failures of this agent within the window now.
+    pub recent_failures: usize,
+    /// How many times it has opened.
+    pub opened: u64,
 }
 
 /// Where the state changes go to be recorded.
@@ -51,7 +79,8 @@ pub(super) type BreakerLog = mpsc::UnboundedSender<BreakerEvent>;
 
 impl Engine {
     /// Sets (or changes) `capability`'s breaker on behalf of `by`. New
-    /// settings keep the state it is in.
+    /// settings keep the state it is in, unless they switch `per_agent`:
+    /// then it starts closed, with no agent's breaker.
     pub async fn set_breaker(
         &self,
         capability: &str,
@@ -76,6 +105,8 @@ impl Engine {
             reason: reason.map(str::to_owned),
         };
         self.record_breaker(&event).await?;
+        // An agent's breaker may have gone, or its cool-down shrunk.
+        self.inner.agents.wake();
         self.breaker(capability)
     }
 
@@ -94,6 +125,7 @@ impl Engine {
             reason: reason.map(str::to_owned),
         };
         self.record_breaker(&event).await?;
+        self.inner.agents.wake();
         Ok(old)
     }
 
@@ -101,7 +133,7 @@ impl Engine {
     pub fn breakers(&self) -> Result<Vec<BreakerInfo>, Error> {
         let now = self.inner.clock.now_ms();
         let table = self.lock_breakers()?;
-        Ok(table.list().map(|(c, e)| info(c, e, now)).collect())
+        Ok(table.list().map(|(c, e)| info(&table, c, e, now)).collect())
     }
 
     pub fn breaker(&self, capability: &str) -> Result<BreakerInfo, Error> {
@@ -109,18 +141,20 @@ impl Engine {
         let table = self.lock_breakers()?;
         table
             .get(capability)
-            .map(|e| info(capability, e, now))
+            .map(|e| info(&table, capability, e, now))
             .ok_or_else(|| BreakerError::Unknown(capability.to_owned()).into())
     }
 
     /// Whether task `task` of `capability` may be handed out now; if not,
-    /// it is failed fast (`circuit_open`) for execution `id`.
+    /// it is failed fast (`circuit_open`) for execution `id`. A capability
+    /// with per-agent breakers always lets it: the registry asks the
+    /// agent's breaker when an agent claims it.
     pub(super) fn breaker_lets(&self, id: ExecutionId, capability: &str, task: &str) -> bool {
         let now = self.inner.clock.now_ms();
         let gate = match self.lock_breakers() {
             Ok(mut table) => match table.get_mut(capability) {
-                Some(entry) => entry.breaker.gate(task, now),
-                None => Gate::Pass,
+                Some(entry) if !entry.breaker.settings.per_agent => entry.breaker.gate(task, now),
+                _ => Gate::Pass,
             },
             Err(_) => Gate::Pass,
         };
@@ -128,7 +162,7 @@ impl Engine {
             Gate::Pass => true,
             Gate::Probe(transition) => {
                 tracing::info!(capability, task, "circuit breaker half-open: a probe goes");
-                self.log_breaker(BreakerEvent::of(capability, transition));
+                self.log_breaker(BreakerEvent::of(capability, None, transition));
                 true
             }
             Gate::Refuse => {
@@ -155,7 +189,20 @@ impl Engine {
         }
     }
 
-    /// Results just recorded: count failures and probes' outcomes.
+    /// A task handed out will have no result (its execution no longer
+    /// wants it): if it was its capability breaker's probe, the next task
+    /// is, so a half-open breaker never waits for a result that cannot come.
+    pub(super) fn breaker_released(&self, capability: &str, task: &str) {
+        if let Ok(mut table) = self.lock_breakers()
+            && let Some(entry) = table.get_mut(capability)
+        {
+            entry.breaker.released(task);
+        }
+    }
+
+    /// Results just recorded: count failures and probes' outcomes (of
+    /// capabilities' own breakers; agents' breakers count them when the
+    /// registry settles the claim).
     pub(super) fn breakers_saw(&self, events: &[Event], before: &HashMap<u64, Before>, now: u64) {
         let Ok(mut table) = self.lock_breakers() else {
             return;
@@ -171,7 +218,10 @@ impl Engine {
             let Some((capability, _)) = before.get(act).and_then(|b| b.task.as_ref()) else {
                 continue;
             };
-            let Some(entry) = table.get_mut(capability) else {
+            let Some(entry) = table
+                .get_mut(capability)
+                .filter(|e| !e.breaker.settings.per_agent)
+            else {
                 continue;
             };
             let transition = if failed {
@@ -181,7 +231,7 @@ impl Engine {
             };
             if let Some(transition) = transition {
                 tracing::warn!(capability = %capability, ?transition, "circuit breaker changed");
-                self.log_breaker(BreakerEvent::of(capability, transition));
+                self.log_breaker(BreakerEvent::of(capability, None, transition));
             }
         }
     }
@@ -231,9 +281,146 @@ impl Engine {
     fn lock_breakers(&self) -> Result<std::sync::MutexGuard<'_, Breakers>, Error> {
         self.inner.breakers.lock().map_err(|_| Error::Poisoned)
     }
+
+    /// Makes the agent registry ask the agents' breakers, and starts the
+    /// loop that wakes its waiting polls when an agent's cool-down ends.
+    pub(super) fn run_agent_breakers(&self) {
+        let gate = AgentBreakers {
+            engine: Arc::downgrade(&self.inner),
+        };
+        self.inner.agents.set_gate(Some(Arc::new(gate)));
+        let weak = Arc::downgrade(&self.inner);
+        let clock = self.inner.clock.clone();
+        self.inner.tasks.spawn(async move {
+            let mut looked_ms = clock.now_ms();
+            loop {
+                let Some(engine) = super::upgrade(&weak) else {
+                    return;
+                };
+                let now = clock.now_ms();
+                let ends: Vec<u64> = match engine.lock_breakers() {
+                    Ok(table) => table
+                        .all_agents()
+                        .filter_map(|(_, _, e)| e.breaker.cool_down_ends_ms())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                if ends.iter().any(|end| *end > looked_ms && *end <= now) {
+                    engine.inner.agents.wake();
+                }
+                looked_ms = now;
+                // A breaker opened from now on ends its cool-down at least
+                // `MS_MIN` later, so looking that often misses none.
+                let next = ends
+                    .into_iter()
+                    .filter(|end| *end > now)
+                    .fold(now.saturating_add(BreakerSettings::MS_MIN), u64::min);
+                drop(engine);
+                clock.sleep_until(next).await;
+            }
+        });
+    }
 }
 
-fn info(capability: &str, e: &crate::breakers::Entry, now: u64) -> BreakerInfo {
+/// The agent registry's [`ClaimGate`]: each agent's breaker of each
+/// capability with per-agent breakers. Holds the engine weakly (the
+/// registry is the engine's).
+#[derive(Debug)]
+struct AgentBreakers {
+    engine: Weak<Inner>,
+}
+
+impl AgentBreakers {
+    /// `f` over the table, or `otherwise` once the engine is gone.
+    fn with<T>(&self, otherwise: T, f: impl FnOnce(&Engine, &mut Breakers) -> T) -> T {
+        let Some(engine) = super::upgrade(&self.engine) else {
+            return otherwise;
+        };
+        let Ok(mut table) = engine.lock_breakers() else {
+            return otherwise;
+        };
+        f(&engine, &mut table)
+    }
+}
+
+impl ClaimGate for AgentBreakers {
+    fn admits(&self, agent: &str, capability: &str, now_ms: u64) -> bool {
+        self.with(true, |_, table| {
+            table
+                .agent(capability, agent)
+                .is_none_or(|e| e.breaker.admits(now_ms))
+        })
+    }
+
+    fn claiming(&self, agent: &str, capability: &str, task: &str, now_ms: u64) -> bool {
+        self.with(true, |engine, table| {
+            let Some(entry) = table.agent_mut(capability, agent) else {
+                return true;
+            };
+            match entry.breaker.gate(task, now_ms) {
+                Gate::Pass => true,
+                Gate::Probe(transition) => {
+                    tracing::info!(
+                        capability,
+                        agent,
+                        task,
+                        "an agent's circuit breaker is half-open: it takes a probe"
+                    );
+                    engine.log_breaker(BreakerEvent::of(capability, Some(agent), transition));
+                    true
+                }
+                Gate::Refuse => false,
+            }
+        })
+    }
+
+    fn ended(
+        &self,
+        agent: &str,
+        capability: &str,
+        task: &str,
+        outcome: Option<Outcome>,
+        now_ms: u64,
+    ) {
+        self.with((), |engine, table| {
+            let transition = match outcome {
+                Some(Outcome::Failed) => table
+                    .agent_or_new(capability, agent, now_ms)
+                    .and_then(|e| e.breaker.failed(task, now_ms)),
+                Some(Outcome::Succeeded) => table
+                    .agent_mut(capability, agent)
+                    .and_then(|e| e.breaker.succeeded(task)),
+                None => {
+                    if let Some(e) = table.agent_mut(capability, agent) {
+                        e.breaker.released(task);
+                    }
+                    None
+                }
+            };
+            if let Some(transition) = transition {
+                tracing::warn!(
+                    capability,
+                    agent,
+                    ?transition,
+                    "an agent's circuit breaker changed"
+                );
+                engine.log_breaker(BreakerEvent::of(capability, Some(agent), transition));
+            }
+        });
+    }
+}
+
+fn info(table: &Breakers, capability: &str, e: &crate::breakers::Entry, now: u64) -> BreakerInfo {
+    let agents = table
+        .agents_of(capability)
+        .map(|(agent, a)| AgentBreakerInfo {
+            agent: agent.clone(),
+            state: a.breaker.state,
+            changed_at_ms: a.changed_at_ms,
+            recent_failures: a.breaker.recent_failures(now),
+            opened: a.opened,
+        })
+        .collect();
     BreakerInfo {
         capability: capability.to_owned(),
         settings: e.breaker.settings,
@@ -243,5 +430,6 @@ fn info(capability: &str, e: &crate::breakers::Entry, now: u64) -> BreakerInfo {
         set_by: e.set_by.clone(),
         recent_failures: e.breaker.recent_failures(now),
         opened: e.opened,
+        agents,
     }
 }

@@ -251,6 +251,7 @@ impl Engine {
             events,
         );
         self.inner.index.record(&live.state);
+        self.limits_saw(&live.state);
         live.unsnapshotted += events.len() as u64;
         let pacing = self.inner.pacing;
         let instant = tokio::time::Instant::now();

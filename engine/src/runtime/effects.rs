@@ -107,8 +107,11 @@ impl Engine {
     fn withdraw(&self, state: &ExecutionState, effect: Effect) {
         let id = state.id;
         match effect {
-            Effect::Task { task, .. } => {
+            Effect::Task {
+                task, capability, ..
+            } => {
                 self.inner.agents.withdraw(&task);
+                self.breaker_released(&capability, &task);
             }
             Effect::Await {
                 act,

@@ -19,6 +19,8 @@
 //! - `timers`, `metrics`, `handlers`: the timer wheel, the counters, and
 //!   in-process task handlers.
 //! - `schedules`: schedule changes and the loop that fires them.
+//! - `limits`: the limiter fed with limited executions' states, and the
+//!   loop that lets waiting ones go (`limit_acquired`).
 //! - `pace`: each execution's budget of events per second, which what it
 //!   does by itself (continuations, due timers) waits for.
 //! - Reads of stored history go through [`crate::read::History`]
@@ -34,6 +36,7 @@ mod drive;
 mod effects;
 mod handlers;
 mod index;
+mod limits;
 pub mod metrics;
 mod outage;
 mod pace;
@@ -50,7 +53,7 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use tokio::sync::Mutex;
 
-pub use breakers::BreakerInfo;
+pub use breakers::{AgentBreakerInfo, BreakerInfo};
 pub use commands::{Acting, Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::{ExecutionSummary, ListFilter};
@@ -139,9 +142,12 @@ pub struct Engine {
 ///   meanwhile, taking their owner locks one at a time; no execution's
 ///   trigger ever takes it).
 /// - Every other lock (`live`'s map, `catalog`, `tokens`, `handlers`, the indexes,
-///   the timer wheel, the agent registry) is a plain mutex or rwlock taken
+///   the timer wheel, the agent registry, the limiter) is a plain mutex or rwlock taken
 ///   for one short operation: never held across an `.await`, and never
-///   while taking another plain lock.
+///   while taking another plain lock. One exception: a claim in the agent
+///   registry asks the agents' circuit breakers (`breakers`, through the
+///   registry's gate) with the registry locked; so the registry's lock is
+///   always taken before `breakers`, never the other way round.
 #[derive(Debug)]
 struct Inner {
     store: Store,
@@ -172,6 +178,10 @@ struct Inner {
     changing_breakers: Mutex<()>,
     /// Breaker state changes waiting to be recorded, in order.
     breaker_log: breakers::BreakerLog,
+    /// Every limited execution's standing under its workflow's limits.
+    limiter: StdMutex<crate::limits::Limiter>,
+    /// Wakes the loop that lets waiting executions go.
+    limits_changed: Arc<tokio::sync::Notify>,
     /// The executions that have not ended, each behind its owner lock.
     live: StdMutex<HashMap<ExecutionId, Arc<Mutex<Live>>>>,
     index: index::Index,
@@ -225,6 +235,8 @@ impl Engine {
                 breakers: StdMutex::new(breakers),
                 changing_breakers: Mutex::new(()),
                 breaker_log,
+                limiter: StdMutex::new(crate::limits::Limiter::default()),
+                limits_changed: Arc::new(tokio::sync::Notify::new()),
                 live: StdMutex::new(HashMap::new()),
                 index: index::Index::default(),
                 waiters: waiters::Waiters::default(),
@@ -249,6 +261,8 @@ impl Engine {
         engine.start_background();
         engine.run_schedules();
         engine.run_breaker_log(breaker_changes);
+        engine.run_agent_breakers();
+        engine.run_limits();
         engine.watch_agents();
         Ok(engine)
     }

@@ -8,6 +8,8 @@
 
 use std::sync::{Arc, Weak};
 
+use futures::FutureExt;
+
 use tokio::sync::Mutex;
 
 use super::drive::Live;
@@ -26,6 +28,7 @@ impl Engine {
                 continue;
             };
             self.inner.index.record(&state);
+            self.limits_recovered(&state);
             if !state.status.is_terminal() {
                 let workflow = self.workflow_of(&state)?;
                 let live = Arc::new(Mutex::new(Live::new(state, workflow)));
@@ -134,4 +137,21 @@ impl Engine {
 
 pub(super) fn upgrade(weak: &Weak<Inner>) -> Option<Engine> {
     weak.upgrade().map(|inner| Engine { inner })
+}
+
+/// A loop's wait between rounds: until the clock reaches `at` (none: no
+/// time to wait for), or until `woken` is notified, whichever is first.
+pub(super) async fn sleep_or_woken(
+    clock: &Arc<dyn crate::clock::Clock>,
+    at: Option<u64>,
+    woken: &tokio::sync::Notify,
+) {
+    let sleep = match at {
+        Some(at) => clock.sleep_until(at),
+        None => futures::future::pending().boxed(),
+    };
+    tokio::select! {
+        () = sleep => {}
+        () = woken.notified() => {}
+    }
 }

@@ -18,8 +18,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::FutureExt;
-
+use super::recover::sleep_or_woken;
 use super::{Engine, StartRequest, Started, upgrade};
 use crate::ExecutionId;
 use crate::error::{Error, ScheduleError};
@@ -227,14 +226,7 @@ impl Engine {
                     }
                 }
                 drop(engine);
-                let sleep = match wake_at {
-                    Some(at) => clock.sleep_until(at),
-                    None => futures::future::pending().boxed(),
-                };
-                tokio::select! {
-                    () = sleep => {}
-                    () = notify.notified() => {}
-                }
+                sleep_or_woken(&clock, wake_at, &notify).await;
             }
         });
     }

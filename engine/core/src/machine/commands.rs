@@ -49,7 +49,10 @@ impl Run<'_, '_, '_> {
     /// many events as one append should carry.
     pub(super) fn continue_deferred(&mut self) -> Done {
         match self.state.status {
-            Status::Running if !self.state.deferred.is_empty() => {
+            // Deferred for a limit, the limiter's grant enters them.
+            Status::Running
+                if !self.state.deferred.is_empty() && !self.state.waiting_for_limit() =>
+            {
                 let deferred = self.state.deferred.clone();
                 self.emit(Event::Continued)?;
                 self.push_deferred(deferred);

@@ -18,7 +18,7 @@
 use crate::ExecutionId;
 use serde_json::Value;
 
-use super::event::{ErrorInfo, Event, error_types};
+use super::event::{ErrorInfo, Event, LimitKey, error_types};
 use super::run::{Done, Run, Work};
 use super::state::{ExecutionState, Role, Status, Waiting};
 use crate::model::Workflow;
@@ -69,8 +69,12 @@ pub fn start(
                 reason: ctx.reason.map(str::to_owned),
             })?;
         }
-        run.work.push(Work::to(workflow.start(), None, input));
-        let entered = run.enter_queued();
+        let entered = run.wait_for_limits().and_then(|()| {
+            if !run.state.status.is_terminal() {
+                run.work.push(Work::to(workflow.start(), None, input));
+            }
+            run.enter_queued()
+        });
         run.finish(entered)?
     };
     Ok((state, events))
@@ -119,12 +123,55 @@ impl Run<'_, '_, '_> {
             Trigger::Pause { reason } => self.pause(reason),
             Trigger::Resume => self.resume(),
             Trigger::Continue => self.continue_deferred(),
+            Trigger::LimitAcquired => self.limit_acquired(),
             Trigger::Retry => self.retry(),
             Trigger::Skip { output } => self.skip(output),
             Trigger::Redrive => self.redrive(),
             Trigger::Cancel { reason, compensate } => self.cancel(reason, compensate),
             Trigger::Terminate { reason } => self.terminate(reason),
         }
+    }
+
+    /// A new execution of a workflow with limits waits for them: each
+    /// one's key for it is recorded (one that cannot be evaluated fails
+    /// the execution; the engine checks the keys with the input before
+    /// starting, so only an input it never saw can do that).
+    fn wait_for_limits(&mut self) -> Done {
+        if self.wf.limits().is_empty() {
+            return Ok(());
+        }
+        let context = self.context(&Value::Null);
+        let mut limits = Vec::new();
+        for limit in self.wf.limits() {
+            match limit.key_of(&context) {
+                Ok(key) => limits.push(LimitKey {
+                    name: limit.kind.as_str().to_owned(),
+                    key,
+                    limit: limit.limit,
+                    period_ms: limit.period_ms,
+                }),
+                Err(message) => {
+                    let error = ErrorInfo::new(error_types::EXPRESSION, message);
+                    return self.fail_execution(error);
+                }
+            }
+        }
+        self.emit(Event::LimitWaiting { limits })
+    }
+
+    /// Its limits let it go: what it deferred is entered (now if it runs,
+    /// on resume if it is paused).
+    fn limit_acquired(&mut self) -> Done {
+        if self.state.status.is_terminal() || !self.state.waiting_for_limit() {
+            return Err(Rejection::Stale("it waits for no limit".into()));
+        }
+        let deferred = self.state.deferred.clone();
+        let running = self.state.status == Status::Running;
+        self.emit(Event::LimitAcquired)?;
+        if running {
+            self.push_deferred(deferred);
+        }
+        Ok(())
     }
 
     /// An outstanding task attempt succeeded.

@@ -85,7 +85,9 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
     if let Some(due_at_ms) = state.deadline_at_ms {
         out.push(Effect::Deadline { act: 0, due_at_ms });
     }
-    if state.status == Status::Running && !state.deferred.is_empty() {
+    // Waiting for its workflow's limits is not an effect: the runtime's
+    // limiter reads the limits from the state itself.
+    if state.status == Status::Running && !state.deferred.is_empty() && !state.waiting_for_limit() {
         out.push(Effect::Continue { seq: state.seq });
     }
     for a in state.activations.values() {

@@ -90,6 +90,20 @@ pub mod error_types {
     pub const CIRCUIT_OPEN: &str = "circuit_open";
 }
 
+/// One limit of its workflow an execution counts under: which (`name`:
+/// `concurrency` or `rateLimit`), its key for this execution, and the
+/// limit as the execution's version declared it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitKey {
+    pub name: String,
+    pub key: String,
+    pub limit: u32,
+    /// For `rateLimit`: the period its starts are counted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_ms: Option<u64>,
+}
+
 /// The parent of a child execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
@@ -474,6 +488,15 @@ pub enum Event {
     /// The deferred steps are entered now (after a resume, or after one
     /// trigger produced as many events as one append should carry).
     Continued,
+    /// The execution waits for its workflow's limits before its first
+    /// step, which is deferred meanwhile.
+    LimitWaiting {
+        limits: Vec<LimitKey>,
+    },
+    /// Its limits let it go: from now it counts against each (a
+    /// concurrency slot until it ends, a start in its rate window), and
+    /// what it deferred is entered (once it runs, if it is paused).
+    LimitAcquired,
     ExecutionPaused {
         reason: String,
         /// Who asked: the access token's name (absent without tokens, and
@@ -552,6 +575,8 @@ impl Event {
             Event::HandlerUnavailable { .. } => "handler_unavailable",
             Event::ExecutionCompensated { .. } => "execution_compensated",
             Event::Continued => "continued",
+            Event::LimitWaiting { .. } => "limit_waiting",
+            Event::LimitAcquired => "limit_acquired",
             Event::ExecutionPaused { .. } => "execution_paused",
             Event::ExecutionResumed { .. } => "execution_resumed",
             Event::ExecutionCompleted { .. } => "execution_completed",

@@ -75,7 +75,10 @@ impl<'w> Run<'_, 'w, '_> {
             {
                 continue;
             }
-            if self.state.status != Status::Running || self.events.len() >= EVENTS_PER_TRIGGER {
+            if self.state.status != Status::Running
+                || self.state.waiting_for_limit()
+                || self.events.len() >= EVENTS_PER_TRIGGER
+            {
                 self.emit(Event::StepDeferred {
                     step: work.step,
                     thread: work.thread,

@@ -34,13 +34,14 @@ pub use ctx::{Ctx, Defaults, HISTORY_EVENTS_MAX_DEFAULT, Limits, RetryStrategy, 
 pub use decide::{handle, start};
 pub use effects::{Effect, pending_effects};
 pub use event::{
-    CompensationReason, ErrorInfo, Event, FailedStep, ParentRef, TaskTimeouts, Thread, error_types,
+    CompensationReason, ErrorInfo, Event, FailedStep, LimitKey, ParentRef, TaskTimeouts, Thread,
+    error_types,
 };
 pub use ids::{child_id, task_execution, task_id};
 pub use progress::{Progress, StepProgress, StepState};
 pub use run::INLINE_CAPABILITIES;
 pub use state::{
     Activation, ApplyError, Compensation, Completed, Counts, Deferred, ExecutionState, KeptSignal,
-    Role, Status, Waiting, apply,
+    LimitGate, Role, Status, Waiting, apply,
 };
 pub use trigger::{PRIORITY_MAX, Rejection, StartParams, StartSignal, Trigger};

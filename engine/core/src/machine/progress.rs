@@ -35,6 +35,8 @@ pub enum StepState {
     WaitingBranches,
     /// Failed and held for an operator's retry or skip (`onFailure: pause`).
     WaitingOperator,
+    /// Not entered yet: the execution waits for its workflow's limits.
+    WaitingLimit,
     Completed,
     Failed,
     /// Its compensation runs.
@@ -47,7 +49,7 @@ pub enum StepState {
 
 impl StepState {
     /// Every standing, in declaration order.
-    pub const ALL: [StepState; 13] = [
+    pub const ALL: [StepState; 14] = [
         StepState::Running,
         StepState::WaitingTask,
         StepState::WaitingTimer,
@@ -56,6 +58,7 @@ impl StepState {
         StepState::WaitingChild,
         StepState::WaitingBranches,
         StepState::WaitingOperator,
+        StepState::WaitingLimit,
         StepState::Completed,
         StepState::Failed,
         StepState::Compensating,
@@ -74,6 +77,7 @@ impl StepState {
             StepState::WaitingChild => "waiting_child",
             StepState::WaitingBranches => "waiting_branches",
             StepState::WaitingOperator => "waiting_operator",
+            StepState::WaitingLimit => "waiting_limit",
             StepState::Completed => "completed",
             StepState::Failed => "failed",
             StepState::Compensating => "compensating",
@@ -168,6 +172,17 @@ impl Progress {
             };
             if let Some(p) = steps.get_mut(&a.step) {
                 p.state = state;
+            }
+        }
+        if now.waiting_for_limit() {
+            for d in &now.deferred {
+                steps
+                    .entry(d.step.clone())
+                    .or_insert(StepProgress {
+                        state: StepState::WaitingLimit,
+                        runs: 0,
+                    })
+                    .state = StepState::WaitingLimit;
             }
         }
         steps

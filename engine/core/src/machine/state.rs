@@ -15,7 +15,7 @@ use crate::ExecutionId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::event::{ErrorInfo, Event, ParentRef, TaskTimeouts, Thread, present};
+use super::event::{ErrorInfo, Event, LimitKey, ParentRef, TaskTimeouts, Thread, present};
 // Stored in events, so defined with them; also reachable here, where they
 // always were.
 pub use super::event::{CompensationReason, FailedStep};
@@ -262,6 +262,9 @@ pub struct ExecutionState {
     /// missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_at_ms: Option<u64>,
+    /// The workflow's limits it counts under; `None` without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitGate>,
     /// Started steps still waiting, by activation id.
     pub activations: BTreeMap<u64, Activation>,
     /// The next activation id.
@@ -280,6 +283,27 @@ pub struct ExecutionState {
     pub ended_at_ms: Option<u64>,
     /// The seq of the last event applied.
     pub seq: u64,
+}
+
+/// The limits an execution counts under, and whether they let it go yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitGate {
+    pub limits: Vec<LimitKey>,
+    /// Whether it waits for them: from the start, and again after a
+    /// redrive (a failed execution gave its slot back).
+    pub waiting: bool,
+    /// When they let it go, each time (a start in a rate window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acquired_at_ms: Vec<u64>,
+}
+
+impl ExecutionState {
+    /// Whether it waits for its workflow's limits (what it would enter is
+    /// deferred until they let it go).
+    pub fn waiting_for_limit(&self) -> bool {
+        self.limits.as_ref().is_some_and(|gate| gate.waiting)
+    }
 }
 
 /// An event that cannot follow the state it is applied to: the history is
@@ -327,6 +351,7 @@ impl ExecutionState {
             timeout_at_ms: None,
             priority: 0,
             deadline_at_ms: None,
+            limits: None,
             activations: BTreeMap::new(),
             next_act: 1,
             transitions: 0,
@@ -436,6 +461,29 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
             step: _,
             deadline_at_ms,
         } => fold_deadline_missed(state, *act, *deadline_at_ms),
+        Event::LimitWaiting { limits } => {
+            if state.limits.is_some() {
+                return Err("its limits were already recorded".into());
+            }
+            state.limits = Some(LimitGate {
+                limits: limits.clone(),
+                waiting: true,
+                acquired_at_ms: Vec::new(),
+            });
+            Ok(())
+        }
+        Event::LimitAcquired => {
+            let Some(gate) = state.limits.as_mut().filter(|g| g.waiting) else {
+                return Err("it waits for no limit".into());
+            };
+            gate.waiting = false;
+            gate.acquired_at_ms.push(at_ms);
+            // Running, it enters what it deferred now; paused, on resume.
+            if state.status == Status::Running {
+                state.deferred.clear();
+            }
+            Ok(())
+        }
     }
 }
 
@@ -502,6 +550,10 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.status = Status::Running;
             state.ended_at_ms = None;
             state.error = None;
+            // It gave its slots back when it failed: it waits for them again.
+            if let Some(gate) = &mut state.limits {
+                gate.waiting = true;
+            }
         }
         Event::Continued => {
             if state.status != Status::Running || state.deferred.is_empty() {

@@ -53,6 +53,8 @@ pub enum Trigger {
     Resume,
     /// Enter the steps deferred because one trigger produced enough events.
     Continue,
+    /// Its workflow's limits let it go (the runtime's limiter decides).
+    LimitAcquired,
     /// Retry the held failed step (`onFailure: pause`) or the failed
     /// compensation.
     Retry,
@@ -87,6 +89,7 @@ impl Trigger {
             Trigger::Pause { .. } => "pause",
             Trigger::Resume => "resume",
             Trigger::Continue => "continue",
+            Trigger::LimitAcquired => "let through a limit",
             Trigger::Retry => "retry",
             Trigger::Skip { .. } => "skip",
             Trigger::Redrive => "redrive",

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::compile_step::{compile_step, retry_policy};
 use super::declared::{Declared, declare, locate};
 use super::definition::WorkflowDefinition;
+use super::limits::{Limit, compile_limits};
 use super::mapping::Mapping;
 use super::names;
 use super::problem::{Problems, field, index};
@@ -35,6 +36,7 @@ pub(crate) struct Compiled {
     pub(crate) start: String,
     pub(crate) error_handlers: Vec<ErrorHandler>,
     pub(crate) input_schema: Option<InputSchema>,
+    pub(crate) limits: Vec<Limit>,
 }
 
 /// Compiles `definition`, pushing every problem found.
@@ -80,6 +82,7 @@ pub(crate) fn compile(
         start: start(definition, &declared, problems),
         error_handlers: error_handlers(definition, broken, &declared, problems),
         input_schema: schemas(definition, problems),
+        limits: compile_limits(definition, problems),
     }
 }
 

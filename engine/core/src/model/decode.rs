@@ -25,6 +25,7 @@ use super::definition::{
     WorkflowDefinition,
 };
 use super::fields::{Fields, must_be};
+use super::limits::decode_limits;
 use super::names;
 use super::problem::{Problems, field, index};
 
@@ -63,6 +64,8 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         timeout_ms: None,
         deadline_ms: None,
         fairness_key: None,
+        concurrency: None,
+        rate_limit: None,
         tags: Vec::new(),
         start: None,
         max_transitions: None,
@@ -110,6 +113,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
     definition.timeout_ms = doc.positive_u64("timeoutMs", problems);
     definition.deadline_ms = doc.positive_u64("deadlineMs", problems);
     definition.fairness_key = doc.string("fairnessKey", problems);
+    (definition.concurrency, definition.rate_limit) = decode_limits(&mut doc, problems);
     definition.tags = doc.strings("tags", problems);
     for (at, tag) in definition.tags.iter().enumerate() {
         free_text(index(&doc.path_of("tags"), at), tag, Text::Label, problems);

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::limits::{ConcurrencyDefinition, RateLimitDefinition};
+
 /// A whole workflow document.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -43,6 +45,12 @@ pub struct WorkflowDefinition {
     /// The default `fairnessKey` of its task steps (a mapping).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fairness_key: Option<String>,
+    /// How many of its executions run at once, per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyDefinition>,
+    /// How many of its executions start per period, per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitDefinition>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

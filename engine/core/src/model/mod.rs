@@ -42,6 +42,7 @@ mod fields;
 mod graph;
 mod hash;
 mod instrument;
+mod limits;
 mod mapping;
 mod names;
 mod nesting;
@@ -68,6 +69,10 @@ pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
 pub use graph::{Edge, EdgeKind, Graph, HANDLERS_NODE, Node, NodeKind, compensation_node};
 pub use hash::canonical_string;
+pub use limits::{
+    ConcurrencyDefinition, LIMIT_KEY_LEN_MAX, LIMIT_MAX, LIMIT_PERIOD_MS_MAX, Limit, LimitKind,
+    RateLimitDefinition,
+};
 pub use mapping::Mapping;
 pub use names::{
     NAME_LEN_MAX, check_capability, check_error_type, check_event_name, check_name_chars,

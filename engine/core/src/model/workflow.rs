@@ -15,6 +15,7 @@ use super::decode::{Admission, decode};
 use super::definition::WorkflowDefinition;
 use super::document::{parse_json, parse_yaml};
 use super::hash::{canonical_json, version_hash};
+use super::limits::{Limit, start_context};
 use super::problem::{DefinitionError, Problems};
 use super::references::{WorkflowReference, references};
 use super::schema::InputSchema;
@@ -32,6 +33,7 @@ pub struct Workflow {
     start: String,
     error_handlers: Vec<ErrorHandler>,
     input_schema: Option<InputSchema>,
+    limits: Vec<Limit>,
 }
 
 impl Workflow {
@@ -86,6 +88,7 @@ impl Workflow {
             start: compiled.start,
             error_handlers: compiled.error_handlers,
             input_schema: compiled.input_schema,
+            limits: compiled.limits,
         })
     }
 
@@ -153,6 +156,13 @@ impl Workflow {
         self.definition.deadline_ms
     }
 
+    /// Its limits on its own executions (`concurrency`, then `rateLimit`):
+    /// an execution of a workflow with any waits for them before its first
+    /// step.
+    pub fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
     /// The document's cap on step transitions; the engine applies its own
     /// default when this is `None`.
     pub fn max_transitions(&self) -> Option<u64> {
@@ -194,10 +204,25 @@ impl Workflow {
 
     /// Checks an execution's input against the input schema (always `Ok`
     /// without one); the error lists each violation with its JSON pointer.
+    /// The keys of its limits are evaluated over the input too: an input
+    /// they cannot be taken from is refused here, before anything starts.
     pub fn check_input(&self, input: &Value) -> Result<(), Vec<String>> {
-        match &self.input_schema {
-            Some(schema) => schema.check(input),
-            None => Ok(()),
+        if let Some(schema) = &self.input_schema {
+            schema.check(input)?;
+        }
+        if self.limits.is_empty() {
+            return Ok(());
+        }
+        let context = start_context(&self.definition, input);
+        let problems: Vec<String> = self
+            .limits
+            .iter()
+            .filter_map(|limit| limit.key_of(&context).err())
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
         }
     }
 }
