@@ -40,6 +40,9 @@ pub enum Error {
     /// A breaker change refused (nothing recorded).
     #[error(transparent)]
     Breaker(#[from] BreakerError),
+    /// A capability limits change refused (nothing recorded).
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
     /// A schedule change refused (nothing recorded).
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
@@ -89,6 +92,16 @@ pub enum BreakerError {
     #[error("invalid breaker: {}", .0.join("; "))]
     Invalid(Vec<String>),
     #[error("capability `{0}` has no circuit breaker")]
+    Unknown(String),
+}
+
+/// Why a capability limits change is refused (nothing is recorded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitsError {
+    /// Every problem of the limits as given.
+    #[error("invalid limits: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("capability `{0}` has no limits")]
     Unknown(String),
 }
 

@@ -98,6 +98,7 @@ fn line(entry: &AuditEntry, json: bool) -> String {
         AuditTarget::Token(name) => ("token", name.clone()),
         AuditTarget::Schedule(id) => ("schedule", id.clone()),
         AuditTarget::Breaker(capability) => ("breaker", capability.clone()),
+        AuditTarget::Limits(capability) => ("limits", capability.clone()),
     };
     if json {
         let mut v = json!({

@@ -13,6 +13,9 @@
 //!   agent is 1.4.0), so every claim's order is the aged priority with the
 //!   keys taking turns, and the queue is looked past its head.
 //!
+//! - `dispatch_capability_limited`: the mixed tasks with the capability's
+//!   limits set (`concurrency` and `rateLimit`, never binding): what
+//!   checking a capability's limits and counting its window cost a claim.
 //! - `dispatch_limited`: the mixed tasks, each of an execution of a
 //!   workflow with `concurrency: {key, limit: 1}` over 100 keys
 //!   (`i % 100`): 100 hold a slot at first and the rest wait in the
@@ -38,14 +41,19 @@ use retrace_engine::agents::{
     AgentId, AgentOptions, AgentRegistry, AgentTraits, Outcome, TaskSpec,
 };
 use retrace_engine::clock::{Clock, SimClock};
-use retrace_engine::limits::Limiter;
+use retrace_engine::limits::{CapabilityLimits, CapabilityRate, Limiter};
 use retrace_engine::machine::{ExecutionState, LimitGate, LimitKey, Status};
 use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
     let tasks: u64 = if args.quick { 1_000 } else { 10_000 };
-    for name in ["dispatch_plain", "dispatch_mixed", "dispatch_limited"] {
+    for name in [
+        "dispatch_plain",
+        "dispatch_mixed",
+        "dispatch_capability_limited",
+        "dispatch_limited",
+    ] {
         if args
             .only
             .as_ref()
@@ -55,7 +63,8 @@ fn main() -> anyhow::Result<()> {
         }
         match name {
             "dispatch_limited" => limited(name, tasks)?,
-            _ => run(name, tasks, name == "dispatch_mixed")?,
+            "dispatch_capability_limited" => run(name, tasks, true, true)?,
+            _ => run(name, tasks, name == "dispatch_mixed", false)?,
         }
     }
     Ok(())
@@ -180,8 +189,21 @@ fn limited(name: &str, tasks: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(name: &str, tasks: u64, mixed: bool) -> anyhow::Result<()> {
+fn run(name: &str, tasks: u64, mixed: bool, limited: bool) -> anyhow::Result<()> {
     let (clock, registry, agent) = setup()?;
+    if limited {
+        // Limits that never bind: what checking them costs a claim.
+        registry.set_capability_limits(
+            "work",
+            Some(CapabilityLimits {
+                concurrency: Some(100_000),
+                rate_limit: Some(CapabilityRate {
+                    limit: 100_000,
+                    period_ms: 1_000,
+                }),
+            }),
+        );
+    }
     let enqueued = Instant::now();
     for i in 0..tasks {
         clock.advance(1);

@@ -70,6 +70,7 @@
 //! time passing: a score changes only when a claim starts or ends.
 
 mod agent;
+mod caps;
 mod error;
 mod gate;
 mod health;
@@ -85,8 +86,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use crate::limits::CapabilityLimits;
 
 pub use agent::{AgentId, AgentInfo, AgentOptions, AgentStatus};
+pub use caps::CapabilityStanding;
 pub use error::AgentError;
 pub use gate::ClaimGate;
 pub use health::{CLEARLY_BETTER, HEALTH_LATENCY_UNIT_MS, HEALTH_WINDOW_TASKS, Health};
@@ -400,6 +403,74 @@ impl AgentRegistry {
     /// are left out).
     pub fn oldest_queued(&self) -> BTreeMap<String, u64> {
         self.state().oldest_queued()
+    }
+
+    /// Sets (or with `None` removes) `capability`'s limits across all
+    /// agents; polls look again.
+    pub fn set_capability_limits(&self, capability: &str, limits: Option<CapabilityLimits>) {
+        self.state().caps.set(capability, limits);
+        self.wake_polls();
+    }
+
+    /// Claims of `capability` recorded before a restart (their instants,
+    /// oldest first): its rate window starts with them.
+    pub fn seed_capability_claims(&self, capability: &str, claims: impl IntoIterator<Item = u64>) {
+        self.state().caps.seed(capability, claims);
+    }
+
+    /// Queues a task outstanding at a restart: an agent may still be
+    /// working on it, so it holds a slot of its capability's concurrency
+    /// limit until it is claimed again, settled or withdrawn, or
+    /// `until_ms` (when its lease would have run out).
+    pub fn enqueue_recovered(&self, task: TaskSpec, until_ms: u64) -> bool {
+        let (capability, id) = (task.capability.clone(), task.id.clone());
+        let mut state = self.state();
+        let queued = state.enqueue(task);
+        if queued {
+            state.caps.phantom(&capability, &id, until_ms);
+        }
+        drop(state);
+        if queued {
+            self.wake_polls();
+        }
+        queued
+    }
+
+    /// Whether claims of `capability` count in a rate window (the runtime
+    /// records them before the agent hears of them).
+    pub fn rate_limited(&self, capability: &str) -> bool {
+        self.state().caps.rate_limited(capability)
+    }
+
+    /// The limits `capability` has in the registry.
+    pub fn capability_limits(&self, capability: &str) -> Option<CapabilityLimits> {
+        self.state().caps.limits(capability)
+    }
+
+    /// Where `capability` stands under its limits now, and how many of its
+    /// tasks are queued.
+    pub fn capability_standing(&self, capability: &str) -> (CapabilityStanding, usize) {
+        let now_ms = self.now_ms();
+        let mut state = self.state();
+        (
+            state.capability_standing(capability, now_ms),
+            state.queued_of(capability),
+        )
+    }
+
+    /// When a full rate window next has room (polls waiting on it must
+    /// look again then).
+    pub fn next_capability_room_ms(&self) -> Option<u64> {
+        let now_ms = self.now_ms();
+        self.state().caps.next_room_ms(now_ms)
+    }
+
+    /// Puts claims back at the front of their queues (same attempt): the
+    /// runtime could not record them, so no agent may have them.
+    pub fn give_back(&self, task_ids: &[String]) {
+        let now_ms = self.now_ms();
+        self.state().give_back(task_ids, now_ms);
+        self.wake_polls();
     }
 
     /// Tasks queued or claimed.

@@ -122,6 +122,8 @@ pub(super) struct Tasks {
     turns: HashMap<(String, String), u64>,
     /// How many queued tasks of each capability require an agent version.
     versioned: HashMap<String, usize>,
+    /// How many tasks of each capability are claimed (no zero kept).
+    claimed: HashMap<String, usize>,
     next_seq: u64,
 }
 
@@ -284,6 +286,10 @@ impl Tasks {
     }
 
     fn insert_claimed(&mut self, claim: ClaimedTask, lease_kind: TimeoutKind, seq: u64) {
+        *self
+            .claimed
+            .entry(claim.spec.capability.clone())
+            .or_default() += 1;
         let id = claim.spec.id.clone();
         self.deadlines.insert((claim.lease_deadline_ms, id.clone()));
         self.entries.insert(
@@ -361,7 +367,20 @@ impl Tasks {
                 }
             }
         }
+        if let Entry::Claimed { claim, .. } = &entry
+            && let Some(n) = self.claimed.get_mut(&claim.spec.capability)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.claimed.remove(&claim.spec.capability);
+            }
+        }
         Some(entry)
+    }
+
+    /// How many tasks of `capability` are claimed now.
+    pub(super) fn claimed_of(&self, capability: &str) -> usize {
+        self.claimed.get(capability).copied().unwrap_or(0)
     }
 
     /// Ids of the tasks whose deadline is at or before `now_ms`, earliest first.

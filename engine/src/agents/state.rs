@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::agent::{Agent, AgentId, AgentInfo, AgentOptions};
+use super::caps::{CapabilityStanding, Caps};
 use super::error::AgentError;
 use super::gate::ClaimGate;
 use super::queue::{Entry, Tasks};
@@ -45,6 +46,8 @@ pub(super) struct State {
     next_agent_seq: u64,
     tasks: Tasks,
     gate: Option<Arc<dyn ClaimGate>>,
+    /// Capabilities' limits across all agents.
+    pub(super) caps: Caps,
 }
 
 impl State {
@@ -55,6 +58,7 @@ impl State {
             next_agent_seq: 0,
             tasks: Tasks::default(),
             gate: None,
+            caps: Caps::default(),
         }
     }
 
@@ -257,6 +261,13 @@ impl State {
                 passed_over.insert(task_id);
                 continue;
             }
+            // The capability's limits across all agents: none of its tasks
+            // in this claim once one has no room.
+            let claimed_of = self.tasks.claimed_of(&capability);
+            if !self.caps.room(&capability, &task_id, claimed_of, now_ms) {
+                capabilities.remove(&capability);
+                continue;
+            }
             if let Some(gate) = &self.gate
                 && !gate.claiming(&name, &capability, &task_id, now_ms)
             {
@@ -266,6 +277,7 @@ impl State {
             let Some(claim) = self.tasks.claim(&task_id, *id, now_ms) else {
                 break;
             };
+            self.caps.claimed(&capability, &task_id, now_ms);
             if let Some(agent) = self.agents.get_mut(id) {
                 agent.claimed.insert(task_id);
             }
@@ -367,7 +379,9 @@ impl State {
         outcome: Outcome,
         now_ms: u64,
     ) -> Result<Settled, AgentError> {
-        match self.release(task_id) {
+        let released = self.release(task_id);
+        self.caps_gone(released.as_ref(), task_id);
+        match released {
             None => Err(AgentError::NotOutstanding(task_id.to_owned())),
             Some(Released::Queued(_)) => Ok(Settled {
                 agent: None,
@@ -385,12 +399,55 @@ impl State {
     }
 
     pub(super) fn withdraw(&mut self, task_id: &str, now_ms: u64) -> bool {
-        match self.release(task_id) {
+        let released = self.release(task_id);
+        self.caps_gone(released.as_ref(), task_id);
+        match released {
             None => false,
             Some(Released::Queued(_)) => true,
             Some(Released::Claimed(claim, _, name)) => {
                 self.ended(name.as_deref(), &claim, None, now_ms);
                 true
+            }
+        }
+    }
+
+    /// A task that will never run again frees the slot it held since a
+    /// restart, if it held one.
+    fn caps_gone(&mut self, released: Option<&Released>, task_id: &str) {
+        let capability = match released {
+            Some(Released::Queued(spec)) => &spec.capability,
+            Some(Released::Claimed(claim, ..)) => &claim.spec.capability,
+            None => return,
+        };
+        self.caps.gone(capability, task_id);
+    }
+
+    /// Where `capability` stands under its limits.
+    pub(super) fn capability_standing(
+        &mut self,
+        capability: &str,
+        now_ms: u64,
+    ) -> CapabilityStanding {
+        let claimed = self.tasks.claimed_of(capability);
+        self.caps.standing(capability, None, claimed, now_ms)
+    }
+
+    /// Tasks of `capability` queued now.
+    pub(super) fn queued_of(&self, capability: &str) -> usize {
+        self.tasks.queue_len(capability)
+    }
+
+    /// Puts claims the runtime could not record back at the front of
+    /// their queues, their agents' slots freed.
+    pub(super) fn give_back(&mut self, task_ids: &[String], now_ms: u64) {
+        for task_id in task_ids {
+            if let Some(Entry::Claimed { claim, seq, .. }) = self.tasks.take(task_id) {
+                let name = self.agents.get_mut(&claim.agent).map(|agent| {
+                    agent.claimed.remove(task_id);
+                    agent.name.clone()
+                });
+                self.ended(name.as_deref(), &claim, None, now_ms);
+                self.tasks.requeue(claim, seq, now_ms);
             }
         }
     }

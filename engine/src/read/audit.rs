@@ -2,8 +2,9 @@
 //! journal alone, in its order. Token changes (the access stream),
 //! definitions (the catalog), schedule changes and manual triggers (the
 //! schedules stream; a schedule's own fires are nobody's command), circuit
-//! breakers set and removed (their own opening and closing is not), and the
-//! command events of executions: starts,
+//! breakers set and removed (their own opening and closing is not),
+//! capabilities' limits set and removed (claims are not), and the command
+//! events of executions: starts,
 //! signals, pause, resume, retry, skip, redrive, cancel, terminate; with
 //! `tasks`, agents' task results too.
 //!
@@ -15,10 +16,13 @@
 use crate::ExecutionId;
 use crate::breakers::BreakerEvent;
 use crate::error::Error;
+use crate::limits::LimitsEvent;
 use crate::machine::{CompensationReason, Event};
 use crate::schedules::ScheduleEvent;
 use crate::store::catalog::{self, CatalogRecord};
-use crate::store::{ACCESS, BREAKERS, CATALOG, SCHEDULES, codec, execution_of, reserved, tokens};
+use crate::store::{
+    ACCESS, BREAKERS, CATALOG, LIMITS, SCHEDULES, codec, execution_of, reserved, tokens,
+};
 
 use super::History;
 
@@ -33,7 +37,8 @@ pub struct AuditEntry {
     /// `start`, `signal`, `pause`, `resume`, `retry`, `skip`, `redrive`,
     /// `cancel`, `terminate`, `define`, `token_created`, `token_revoked`,
     /// `schedule_created`, `schedule_updated`, `schedule_deleted`,
-    /// `schedule_triggered`, `breaker_set`, `breaker_removed`, and with tasks
+    /// `schedule_triggered`, `breaker_set`, `breaker_removed`, `limits_set`,
+    /// `limits_removed`, and with tasks
     /// `task_completed`, `task_failed`.
     pub action: &'static str,
     /// What it changed.
@@ -52,6 +57,8 @@ pub enum AuditTarget {
     Schedule(String),
     /// A capability's circuit breaker.
     Breaker(String),
+    /// A capability's limits.
+    Limits(String),
 }
 
 impl History {
@@ -110,8 +117,15 @@ impl History {
                         reason,
                     }) => {
                         let what = format!(
-                            "{} failures in {} ms, cool-down {} ms",
-                            settings.failures, settings.window_ms, settings.cool_down_ms
+                            "{} failures in {} ms, cool-down {} ms{}",
+                            settings.failures,
+                            settings.window_ms,
+                            settings.cool_down_ms,
+                            if settings.per_agent {
+                                ", per agent"
+                            } else {
+                                ""
+                            }
                         );
                         let detail = match reason {
                             Some(reason) => format!("{what}: {reason}"),
@@ -128,6 +142,41 @@ impl History {
                 };
                 if let Some((capability, by, action, detail)) = change {
                     entries.push(entry(by, action, AuditTarget::Breaker(capability), detail));
+                }
+                continue;
+            }
+            if record.stream == LIMITS {
+                // Claims are nobody's command.
+                let change = match reserved::decode::<LimitsEvent>(record)? {
+                    Some(LimitsEvent::CapabilityLimitsSet {
+                        capability,
+                        limits,
+                        by,
+                        reason,
+                    }) => {
+                        let mut what = Vec::new();
+                        if let Some(n) = limits.concurrency {
+                            what.push(format!("{n} at once"));
+                        }
+                        if let Some(rate) = limits.rate_limit {
+                            what.push(format!("{} per {} ms", rate.limit, rate.period_ms));
+                        }
+                        let what = what.join(", ");
+                        let detail = match reason {
+                            Some(reason) => format!("{what}: {reason}"),
+                            None => what,
+                        };
+                        Some((capability, by, "limits_set", Some(detail)))
+                    }
+                    Some(LimitsEvent::CapabilityLimitsRemoved {
+                        capability,
+                        by,
+                        reason,
+                    }) => Some((capability, by, "limits_removed", reason)),
+                    _ => None,
+                };
+                if let Some((capability, by, action, detail)) = change {
+                    entries.push(entry(by, action, AuditTarget::Limits(capability), detail));
                 }
                 continue;
             }

@@ -262,6 +262,9 @@ impl Engine {
         max: usize,
     ) -> Result<Vec<ClaimedTask>, Error> {
         let claimed = self.inner.agents.poll(agent, wait_ms, max).await?;
+        // A claim a rate window counts is recorded before the agent hears
+        // of it (see `capability_limits`).
+        self.record_claims(&claimed).await?;
         // Queue wait and run time are measured from the claim.
         self.inner.metrics.claimed(&claimed, &self.inner.agents);
         Ok(claimed)

@@ -17,6 +17,7 @@
 //! are not stored: it runs only after `drive` has appended them.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 use tokio::time::Instant;
@@ -189,7 +190,7 @@ impl Engine {
                         });
                     }
                     None => {
-                        self.inner.agents.enqueue(TaskSpec {
+                        let spec = TaskSpec {
                             id: task,
                             execution: id,
                             step,
@@ -203,7 +204,15 @@ impl Engine {
                             priority,
                             fairness_key,
                             agent_version,
-                        });
+                        };
+                        // Outstanding at a restart: an agent may still run
+                        // it, so it holds its capability's slot a while.
+                        if self.inner.recovering.load(Ordering::SeqCst) {
+                            let until_ms = self.inner.clock.now_ms().saturating_add(spec.lease_ms);
+                            self.inner.agents.enqueue_recovered(spec, until_ms);
+                        } else {
+                            self.inner.agents.enqueue(spec);
+                        }
                     }
                 }
             }

@@ -31,6 +31,7 @@
 //! every run reproducible.
 
 mod breakers;
+mod capability_limits;
 mod commands;
 mod drive;
 mod effects;
@@ -47,13 +48,14 @@ pub mod timers;
 mod tokens;
 mod waiters;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use tokio::sync::Mutex;
 
 pub use breakers::{AgentBreakerInfo, BreakerInfo};
+pub use capability_limits::{CapabilityLimitsInfo, LimitsSource};
 pub use commands::{Acting, Defined, Reached, Signalled, StartRequest, Started, Warning};
 pub use handlers::{HandlerTask, TaskHandler};
 pub use index::{ExecutionSummary, ListFilter};
@@ -61,6 +63,8 @@ pub use pace::Pacing;
 pub use recover::AGENT_FORGET_MS;
 
 pub use crate::store::catalog::WorkflowVersions;
+
+use crate::limits::CapabilityLimits;
 
 use crate::agents::{AgentOptions, AgentRegistry};
 use crate::clock::{Clock, SystemClock};
@@ -88,6 +92,9 @@ pub struct EngineConfig {
     /// Write a snapshot of an execution every this many events (and when it ends).
     pub snapshot_every: u64,
     pub agents: AgentOptions,
+    /// Capabilities' limits from the server's configuration (those set
+    /// through the API win over them).
+    pub capability_limits: BTreeMap<String, CapabilityLimits>,
     /// In-process handlers by capability. Given here, they take their tasks
     /// from the start, including those a recovery re-queues; one registered
     /// later with [`Engine::register_handler`] takes only tasks queued after.
@@ -108,6 +115,7 @@ impl EngineConfig {
             pacing: Pacing::default(),
             snapshot_every: 500,
             agents: AgentOptions::default(),
+            capability_limits: BTreeMap::new(),
             handlers: Vec::new(),
         }
     }
@@ -178,6 +186,18 @@ struct Inner {
     changing_breakers: Mutex<()>,
     /// Breaker state changes waiting to be recorded, in order.
     breaker_log: breakers::BreakerLog,
+    /// Capabilities' limits set through the API, and the claims their
+    /// rate windows count, as recorded.
+    limits_table: StdMutex<crate::limits::LimitsTable>,
+    /// Held while limits events are appended, so they never race.
+    changing_limits: Mutex<()>,
+    /// Capabilities' limits from the server's configuration.
+    config_limits: BTreeMap<String, CapabilityLimits>,
+    /// Wakes the loop that wakes polls when a rate window has room.
+    capability_rooms: Arc<tokio::sync::Notify>,
+    /// Set while recovery re-queues outstanding tasks (each holds a slot
+    /// of its capability's concurrency limit until claimed again).
+    recovering: std::sync::atomic::AtomicBool,
     /// Every limited execution's standing under its workflow's limits.
     limiter: StdMutex<crate::limits::Limiter>,
     /// Wakes the loop that lets waiting executions go.
@@ -211,6 +231,8 @@ impl Engine {
         let tokens = Tokens::load(store.journal()).await?;
         let schedules = crate::store::schedules::load(store.journal()).await?;
         let breakers = crate::store::breakers::load(store.journal()).await?;
+        capability_limits::check_config(&config.capability_limits)?;
+        let limits_table = crate::store::limits::load(store.journal()).await?;
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
@@ -235,6 +257,11 @@ impl Engine {
                 breakers: StdMutex::new(breakers),
                 changing_breakers: Mutex::new(()),
                 breaker_log,
+                limits_table: StdMutex::new(limits_table),
+                changing_limits: Mutex::new(()),
+                config_limits: config.capability_limits,
+                capability_rooms: Arc::new(tokio::sync::Notify::new()),
+                recovering: std::sync::atomic::AtomicBool::new(false),
                 limiter: StdMutex::new(crate::limits::Limiter::default()),
                 limits_changed: Arc::new(tokio::sync::Notify::new()),
                 live: StdMutex::new(HashMap::new()),
@@ -249,6 +276,7 @@ impl Engine {
         });
         let engine = Engine { inner };
         let started = std::time::Instant::now();
+        engine.load_capability_limits();
         engine.recover().await?;
         let live = engine.lock_live().len();
         tracing::info!(
@@ -263,6 +291,7 @@ impl Engine {
         engine.run_breaker_log(breaker_changes);
         engine.run_agent_breakers();
         engine.run_limits();
+        engine.run_capability_rooms();
         engine.watch_agents();
         Ok(engine)
     }

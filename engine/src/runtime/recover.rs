@@ -6,6 +6,7 @@
 //! engine re-arms exactly what a running one had. It must never perform an
 //! effect a state does not ask for.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use futures::FutureExt;
@@ -36,10 +37,12 @@ impl Engine {
                 unfinished.push(live);
             }
         }
+        self.inner.recovering.store(true, Ordering::SeqCst);
         for live in unfinished {
             let mut live = live.lock().await;
             self.reconcile(&mut live);
         }
+        self.inner.recovering.store(false, Ordering::SeqCst);
         Ok(())
     }
 

@@ -9,10 +9,12 @@
 //! - `codec`: events and states to bytes and back; `catalog`: workflow
 //!   definitions, kept as events of the reserved stream `CATALOG`;
 //!   `tokens`: access tokens, kept as events of the reserved stream
-//!   `ACCESS`; `schedules`: the events of the reserved stream `SCHEDULES`.
+//!   `ACCESS`; `schedules`, `breakers`, `limits`: the events of the
+//!   reserved streams `SCHEDULES`, `BREAKERS` and `LIMITS`.
 //!
 //! An execution's id names its stream; the nil id names the catalog, the
-//! max id the access tokens and the one below it the schedules, and none
+//! max id the access tokens, the ones below it the schedules, the
+//! breakers and the limits, and none
 //! of them is ever an execution. Nothing outside this module and `read` sees a record,
 //! a stream id or the catalog stream. What only the sled layout has
 //! (`verify`, group-commit statistics) is reached through `Store::local`.
@@ -23,6 +25,7 @@
 pub mod breakers;
 pub mod catalog;
 pub mod codec;
+pub mod limits;
 pub(crate) mod reserved;
 pub mod schedules;
 pub mod tokens;
@@ -65,17 +68,23 @@ pub(crate) const BREAKERS: StreamId = StreamId::from_bytes([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd,
 ]);
 
+/// The stream of capability limits and the claims their rate windows
+/// count (never an execution): the max UUID less three.
+pub(crate) const LIMITS: StreamId = StreamId::from_bytes([
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc,
+]);
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())
 }
 
 /// The execution whose history `stream` is; `None` for the reserved
-/// streams (the catalog's, the access tokens', the schedules' and the
-/// breakers').
+/// streams (the catalog's, the access tokens', the schedules', the
+/// breakers' and the limits').
 pub(crate) fn execution_of(stream: StreamId) -> Option<ExecutionId> {
-    (stream != CATALOG && stream != ACCESS && stream != SCHEDULES && stream != BREAKERS)
-        .then(|| ExecutionId::from_bytes(*stream.as_bytes()))
+    let reserved = [CATALOG, ACCESS, SCHEDULES, BREAKERS, LIMITS].contains(&stream);
+    (!reserved).then(|| ExecutionId::from_bytes(*stream.as_bytes()))
 }
 
 /// Whether `id` can name an execution at all (the nil id is the catalog's,
@@ -199,6 +208,31 @@ impl Store {
         let record = reserved::encode(event, now_ms)?;
         self.journal.append(BREAKERS, seq, vec![record]).await?;
         Ok(())
+    }
+
+    /// Appends limits events to the limits stream, the first at `seq`.
+    pub(crate) async fn append_limits(
+        &self,
+        seq: u64,
+        events: &[crate::limits::LimitsEvent],
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let records = events
+            .iter()
+            .map(|event| reserved::encode(event, now_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.journal.append(LIMITS, seq, records).await?;
+        Ok(())
+    }
+
+    /// Asks the journal to keep the limits table as the limits stream's
+    /// snapshot (at the table's seq).
+    pub(crate) fn put_limits_snapshot(
+        &self,
+        table: &crate::limits::LimitsTable,
+    ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
+        let encoded = limits::encode_snapshot(table)?;
+        Ok(self.journal.put_snapshot(LIMITS, table.seq, encoded))
     }
 
     /// Asks the journal to keep the schedules table as the schedules
