@@ -85,16 +85,34 @@ impl Caps {
         }
     }
 
-    /// Whether `task` of `capability` may be claimed now, `claimed` of its
-    /// tasks being claimed.
+    /// Whether `task` of `capability` may be claimed now, `claimed` saying
+    /// how many of its tasks are (asked only if it has a concurrency
+    /// limit). The same rule as [`Caps::standing`], on the claim's path.
     pub(super) fn room(
         &mut self,
         capability: &str,
         task: &str,
-        claimed: usize,
+        claimed: impl FnOnce() -> usize,
         now_ms: u64,
     ) -> bool {
-        self.standing(capability, Some(task), claimed, now_ms).room
+        let Some(cap) = self.by_capability.get_mut(capability) else {
+            return true;
+        };
+        let Some(limits) = cap.limits else {
+            return true;
+        };
+        if let Some(n) = limits.concurrency {
+            if !cap.phantoms.is_empty() {
+                cap.phantoms.retain(|_, until| *until > now_ms);
+            }
+            let own = usize::from(cap.phantoms.contains_key(task));
+            if claimed() + cap.phantoms.len() - own >= n as usize {
+                return false;
+            }
+        }
+        limits
+            .rate_limit
+            .is_none_or(|r| cap.in_window(now_ms) < r.limit as usize)
     }
 
     /// Where `capability` stands; with `task`, as seen by a claim of it

@@ -263,7 +263,8 @@ impl State {
             }
             // The capability's limits across all agents: none of its tasks
             // in this claim once one has no room.
-            let claimed_of = self.tasks.claimed_of(&capability);
+            let tasks = &self.tasks;
+            let claimed_of = || tasks.claimed_of(&capability);
             if !self.caps.room(&capability, &task_id, claimed_of, now_ms) {
                 capabilities.remove(&capability);
                 continue;
