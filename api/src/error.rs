@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use retrace_engine::Error as EngineError;
 use retrace_engine::agents::AgentError;
 use retrace_engine::breakers::BreakerError;
+use retrace_engine::limits::LimitsError;
 use retrace_engine::machine::Rejection;
 use retrace_engine::model::Problem;
 use retrace_engine::schedules::ScheduleError;
@@ -70,6 +71,10 @@ pub enum Error {
     UnknownSchedule(String),
     #[error("capability `{0}` has no circuit breaker")]
     UnknownBreaker(String),
+    /// A capability with no limits in force (to read), or none set through
+    /// the API (to remove); the message says which.
+    #[error("{0}")]
+    UnknownLimits(String),
     /// A token over its requests per second or its open streams.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
@@ -111,6 +116,14 @@ pub enum Error {
         if .0.len() == 1 { "" } else { "s" }
     )]
     InvalidBreaker(Vec<Problem>),
+    /// A capability's limits (or the capability) with problems, the body's
+    /// shape included: every one of them, in `details`.
+    #[error(
+        "invalid limits ({} problem{})",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" }
+    )]
+    InvalidLimits(Vec<Problem>),
     /// The command makes no sense in the execution's status.
     #[error("{0}")]
     WrongState(String),
@@ -145,8 +158,8 @@ pub(crate) struct Detail<'a> {
     /// For `invalid_workflow`, a path into the definition as the workflow
     /// language writes it (`steps[0].capability`; empty for the whole
     /// document); for `invalid_input`, a JSON pointer into the input; for
-    /// `invalid_schedule` and `invalid_breaker`, the field of a body of the
-    /// wrong shape (`everyMs`), else empty.
+    /// `invalid_schedule`, `invalid_breaker` and `invalid_limits`, the field
+    /// of a body of the wrong shape (`everyMs`), else empty.
     path: &'a str,
     message: &'a str,
 }
@@ -167,8 +180,8 @@ pub(crate) struct Inner<'a> {
     code: &'static str,
     /// A readable explanation, for people: match on `code`, not on this.
     message: String,
-    /// Only for `invalid_workflow`, `invalid_schedule` and
-    /// `invalid_breaker` (one entry per problem) and `invalid_input` (one
+    /// Only for `invalid_workflow`, `invalid_schedule`, `invalid_breaker`
+    /// and `invalid_limits` (one entry per problem) and `invalid_input` (one
     /// entry per mismatch); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -204,6 +217,8 @@ pub enum Code {
     UnknownSchedule,
     InvalidBreaker,
     UnknownBreaker,
+    InvalidLimits,
+    UnknownLimits,
     RateLimited,
     Conflict,
     PayloadTooLarge,
@@ -219,13 +234,14 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 35] = [
+    pub const ALL: [Code; 37] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
         Code::InvalidHeader,
         Code::InvalidSchedule,
         Code::InvalidBreaker,
+        Code::InvalidLimits,
         Code::Unauthenticated,
         Code::InvalidSignature,
         Code::Forbidden,
@@ -239,6 +255,7 @@ impl Code {
         Code::UnknownToken,
         Code::UnknownSchedule,
         Code::UnknownBreaker,
+        Code::UnknownLimits,
         Code::MethodNotAllowed,
         Code::Timeout,
         Code::WrongState,
@@ -284,6 +301,8 @@ impl Code {
             Code::UnknownSchedule => "unknown_schedule",
             Code::InvalidBreaker => "invalid_breaker",
             Code::UnknownBreaker => "unknown_breaker",
+            Code::InvalidLimits => "invalid_limits",
+            Code::UnknownLimits => "unknown_limits",
             Code::RateLimited => "rate_limited",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
@@ -311,7 +330,8 @@ impl Code {
             | Code::UnknownTask
             | Code::UnknownToken
             | Code::UnknownSchedule
-            | Code::UnknownBreaker => StatusCode::NOT_FOUND,
+            | Code::UnknownBreaker
+            | Code::UnknownLimits => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unauthenticated | Code::InvalidSignature => StatusCode::UNAUTHORIZED,
             Code::CrossSite | Code::Forbidden | Code::NotYours => StatusCode::FORBIDDEN,
@@ -326,7 +346,8 @@ impl Code {
             | Code::InvalidRegistration
             | Code::InvalidToken
             | Code::InvalidSchedule
-            | Code::InvalidBreaker => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::InvalidBreaker
+            | Code::InvalidLimits => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -357,6 +378,8 @@ impl Error {
             Error::InvalidSchedule(_) => Code::InvalidSchedule,
             Error::UnknownBreaker(_) => Code::UnknownBreaker,
             Error::InvalidBreaker(_) => Code::InvalidBreaker,
+            Error::UnknownLimits(_) => Code::UnknownLimits,
+            Error::InvalidLimits(_) => Code::InvalidLimits,
             Error::InvalidToken(_) => Code::InvalidToken,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -388,7 +411,8 @@ impl Error {
         match self {
             Error::InvalidWorkflow(problems)
             | Error::InvalidSchedule(problems)
-            | Error::InvalidBreaker(problems) => Some(
+            | Error::InvalidBreaker(problems)
+            | Error::InvalidLimits(problems) => Some(
                 problems
                     .iter()
                     .map(|p| Detail {
@@ -523,6 +547,10 @@ impl From<EngineError> for Error {
                 BreakerError::Invalid(problems) => Error::InvalidBreaker(whole(problems)),
                 BreakerError::Unknown(capability) => Error::UnknownBreaker(capability),
             },
+            EngineError::Limits(l) => match l {
+                LimitsError::Invalid(problems) => Error::InvalidLimits(whole(problems)),
+                LimitsError::Unknown(capability) => Error::UnknownLimits(no_limits(&capability)),
+            },
             EngineError::Journal(j) => j.into(),
             EngineError::ShuttingDown => Error::Unavailable(e.to_string()),
             EngineError::Replay(_)
@@ -534,6 +562,15 @@ impl From<EngineError> for Error {
             | EngineError::Poisoned => Error::Internal(e.to_string()),
         }
     }
+}
+
+/// The message of `unknown_limits` for a capability with no limits in
+/// force.
+fn no_limits(capability: &str) -> String {
+    format!(
+        "capability `{capability}` has no limits (none set through the API, none in the \
+         server's configuration)"
+    )
 }
 
 /// `UnknownWorkflow` renders as "no workflow x at version y"; the API's own

@@ -6,7 +6,9 @@
 //! Owns only that reading (`#[serde(default, deserialize_with =
 //! "crate::integer::optional")]` on an `Option` of an unsigned integer;
 //! `#[serde(deserialize_with = "crate::integer::required")]` on one that
-//! must be given, `null` refused). It
+//! must be given, `null` refused; `#[serde(default, deserialize_with =
+//! "crate::integer::present")]` on an `Option` that may be left out but is
+//! never `null`). It
 //! must never round: `5.5`, a negative number, or one past the field's type
 //! is refused with serde's own message, as `invalid_body`.
 
@@ -32,6 +34,17 @@ where
     T: TryFrom<u64>,
 {
     deserializer.deserialize_any(Unsigned(PhantomData))
+}
+
+/// An optional unsigned integer field that is never `null`: absent is
+/// `None` (with `#[serde(default)]`), `null` is refused as any other
+/// non-number is.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    required(deserializer).map(Some)
 }
 
 struct Optional<T>(PhantomData<T>);
@@ -127,6 +140,22 @@ mod tests {
         assert!(missing.contains("missing field `n`"), "{missing}");
         for text in [r#"{"n": null}"#, r#"{"n": 7.5}"#, r#"{"n": 4294967296}"#] {
             assert!(read_required(text).is_err(), "{text} was read");
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Present {
+        #[serde(default, deserialize_with = "super::present")]
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn a_present_integer_may_be_left_out_but_not_null() {
+        let read = |text: &str| serde_json::from_str::<Present>(text).map(|b| b.n);
+        assert_eq!(read(r#"{"n": 7.0}"#).unwrap(), Some(7));
+        assert_eq!(read("{}").unwrap(), None);
+        for text in [r#"{"n": null}"#, r#"{"n": 7.5}"#, r#"{"n": -1}"#] {
+            assert!(read(text).is_err(), "{text} was read");
         }
     }
 

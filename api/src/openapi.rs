@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
 use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
-    agents, breakers, commands, dashboard, executions, health, history, metrics, schedules,
+    agents, breakers, commands, dashboard, executions, health, history, limits, metrics, schedules,
     signal_with_start, streams, tasks, tokens, workflows,
 };
 
@@ -96,6 +96,10 @@ The guide, with examples, is `docs/api.md`.";
         breakers::get,
         breakers::set,
         breakers::delete,
+        limits::list,
+        limits::get,
+        limits::set,
+        limits::delete,
         agents::register,
         agents::list,
         agents::get,
@@ -134,6 +138,10 @@ The guide, with examples, is `docs/api.md`.";
             until a probe after the cool-down succeeds. Or, with `perAgent`, one per agent \
             serving it: an agent whose breaker is open is given none of its tasks until its \
             probe succeeds."),
+        (name = "limits", description = "Limits on a capability's tasks across all agents: \
+            how many are claimed at once (`concurrency`) and how many per period \
+            (`rateLimit`), set through the API or by the server's configuration. A task \
+            over a limit stays queued until there is room."),
         (name = "agents", description = "Workers in any language that offer capabilities. \
             Registrations live in memory and do not survive a restart."),
         (name = "tasks", description = "Agents long-poll for tasks and report each one's \
@@ -146,7 +154,7 @@ The guide, with examples, is `docs/api.md`.";
         (name = "dashboard", description = "The dashboard in the browser: a page and its \
             files, embedded in the binary. It reads everything from this API."),
     ),
-    modifiers(&OptionalBodies, &Links),
+    modifiers(&OptionalBodies, &Links, &AtLeastOne),
 )]
 struct ApiDoc;
 
@@ -322,6 +330,13 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("getBreaker", &[PATH, &[UnknownBreaker]]),
     ("setBreaker", &[PATH, JSON_BODY, &[InvalidBreaker], APPEND]),
     ("deleteBreaker", &[PATH, &[UnknownBreaker], APPEND]),
+    ("listCapabilityLimits", &[]),
+    ("getCapabilityLimits", &[PATH, &[UnknownLimits]]),
+    (
+        "setCapabilityLimits",
+        &[PATH, JSON_BODY, &[InvalidLimits], APPEND],
+    ),
+    ("deleteCapabilityLimits", &[PATH, &[UnknownLimits], APPEND]),
     (
         "registerAgent",
         &[JSON_BODY, &[InvalidRegistration, Forbidden]],
@@ -453,6 +468,16 @@ fn meaning(code: Code) -> &'static str {
             "Circuit breaker settings with problems, every one of them in `details`: a \
              field the schema does not name, missing or of the wrong type, a value out of \
              range, a capability that is not well-formed. Nothing is recorded."
+        }
+        UnknownLimits => {
+            "The capability has no limits in force (to read), or none set through the API \
+             (to remove: the server's configuration's are not removed this way)."
+        }
+        InvalidLimits => {
+            "Capability limits with problems, every one of them in `details`: a field the \
+             schema does not name or of the wrong type, neither `concurrency` nor \
+             `rateLimit`, a value out of range (a limit of 0, say), a capability that is \
+             not well-formed. Nothing is recorded."
         }
         InvalidSchedule => {
             "A schedule (or what a patch makes of it) with problems, every one of them in \
@@ -613,6 +638,25 @@ impl Modify for ErrorResponses<'_> {
     }
 }
 
+/// Bodies whose fields are each optional but that need at least one of
+/// them: `minProperties: 1` (their unknown fields are refused, so one of
+/// theirs). utoipa 5.5 writes a struct's `min_properties` as
+/// `maxProperties`, so it is set here.
+struct AtLeastOne;
+
+impl Modify for AtLeastOne {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["CapabilityLimits"] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+                object.min_properties = Some(1);
+            }
+        }
+    }
+}
+
 /// A body whose fields are all optional (`request_body(content =
 /// Option<T>)`) is not one that may be `null` (a `null` body is refused):
 /// its schema is `T`'s. It is also `required`: a `POST` must say
@@ -672,7 +716,8 @@ const DEFINED_NAME: &[(&str, &str)] = &[("name", "$response.body#/name")];
 const STARTED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const REGISTERED_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
 const SCHEDULE_ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
-const BREAKER_CAPABILITY: &[(&str, &str)] = &[("capability", "$response.body#/capability")];
+/// A breaker's or a capability's limits' capability.
+const CAPABILITY: &[(&str, &str)] = &[("capability", "$response.body#/capability")];
 const STARTED: &[&str] = &["200", "201", "202"];
 
 const LINKS: &[LinkSpec] = &[
@@ -839,7 +884,7 @@ const LINKS: &[LinkSpec] = &[
         &["200"],
         "GetBreaker",
         "getBreaker",
-        BREAKER_CAPABILITY,
+        CAPABILITY,
         &[],
     ),
     (
@@ -847,7 +892,23 @@ const LINKS: &[LinkSpec] = &[
         &["200"],
         "DeleteBreaker",
         "deleteBreaker",
-        BREAKER_CAPABILITY,
+        CAPABILITY,
+        &[],
+    ),
+    (
+        "setCapabilityLimits",
+        &["200"],
+        "GetCapabilityLimits",
+        "getCapabilityLimits",
+        CAPABILITY,
+        &[],
+    ),
+    (
+        "setCapabilityLimits",
+        &["200"],
+        "DeleteCapabilityLimits",
+        "deleteCapabilityLimits",
+        CAPABILITY,
         &[],
     ),
     (

@@ -30,7 +30,7 @@ use crate::error::Error;
 use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
-    agents, breakers, commands, dashboard, executions, health, history, metrics, schedules,
+    agents, breakers, commands, dashboard, executions, health, history, limits, metrics, schedules,
     signal_with_start, streams, tasks, tokens, workflows,
 };
 use crate::state::AppState;
@@ -196,6 +196,18 @@ fn endpoints() -> Vec<Endpoint> {
             "/v1/capabilities/{capability}/breaker",
             A::Operate,
             breakers::delete,
+        ),
+        E::get("/v1/limits", A::Read, limits::list),
+        E::get("/v1/capabilities/{capability}/limits", A::Read, limits::get),
+        E::put(
+            "/v1/capabilities/{capability}/limits",
+            A::Operate,
+            limits::set,
+        ),
+        E::delete(
+            "/v1/capabilities/{capability}/limits",
+            A::Operate,
+            limits::delete,
         ),
         E::post("/v1/agents", A::Agent, agents::register),
         E::get("/v1/agents", A::Read, agents::list),

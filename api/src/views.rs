@@ -185,7 +185,9 @@ pub struct CurrentStep {
     /// What it waits for: `{"for": "task" | "retry" | "timer" | "event" |
     /// "child" | "branches" | "starting" | "limit", …}` with the engine's
     /// details (free JSON beyond `for`; for a limit: its `name`, `key`,
-    /// `limit` and, live, `inUse`).
+    /// `limit` and, live, `inUse`; a task kept queued by its capability's
+    /// limits is shown waiting for the limit, `name` `concurrency` or
+    /// `rateLimit` and `key` the capability, with the task's fields).
     pub waiting: Value,
 }
 
@@ -233,16 +235,45 @@ fn current_steps(s: &ExecutionState) -> Vec<CurrentStep> {
 }
 
 impl ExecutionView {
-    /// Says which limit holds a waiting execution now, and how much of it
-    /// is in use (the engine's limiter knows; the state alone does not).
-    pub fn held_by(mut self, held: Option<HeldBy>) -> Self {
-        let Some(held) = held else { return self };
+    /// Says which limit holds each waiting step now, and how much of it is
+    /// in use (the engine knows; the state alone does not). `held`: the
+    /// workflow limit a waiting execution waits for. `task_held`: given a
+    /// task's id and capability, the capability limit that keeps it
+    /// queued, if one does; such a step of a running execution is shown
+    /// waiting for that limit, keeping its task's fields.
+    pub fn held_by(
+        mut self,
+        held: Option<HeldBy>,
+        task_held: impl Fn(&str, &str) -> Option<HeldBy>,
+    ) -> Self {
+        let running = self.status == "running";
         for step in &mut self.current_steps {
-            if step.waiting.get("for").and_then(Value::as_str) == Some("limit") {
-                step.waiting = serde_json::json!({
-                    "for": "limit", "name": held.name, "key": held.key,
-                    "limit": held.limit, "inUse": held.in_use,
-                });
+            match step.waiting.get("for").and_then(Value::as_str) {
+                Some("limit") => {
+                    if let Some(held) = &held {
+                        step.waiting = serde_json::json!({
+                            "for": "limit", "name": held.name, "key": held.key,
+                            "limit": held.limit, "inUse": held.in_use,
+                        });
+                    }
+                }
+                Some("task") if running => {
+                    let text = |field: &str| step.waiting.get(field).and_then(Value::as_str);
+                    let Some(held) = text("task")
+                        .zip(text("capability"))
+                        .and_then(|(task, capability)| task_held(task, capability))
+                    else {
+                        continue;
+                    };
+                    if let Some(waiting) = step.waiting.as_object_mut() {
+                        waiting.insert("for".into(), "limit".into());
+                        waiting.insert("name".into(), held.name.into());
+                        waiting.insert("key".into(), held.key.into());
+                        waiting.insert("limit".into(), held.limit.into());
+                        waiting.insert("inUse".into(), held.in_use.into());
+                    }
+                }
+                _ => {}
             }
         }
         self

@@ -312,6 +312,65 @@ async fn a_value_of_the_wrong_type_is_refused_with_its_line() {
 }
 
 #[tokio::test]
+async fn capability_limits_in_the_file_are_in_force_and_bad_ones_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_file(
+        dir.path(),
+        "data = \"data\"\nlisten = \"127.0.0.1:0\"\n\n\
+         [capability_limits.\"images.resize\"]\nconcurrency = 4\n\
+         rate_limit = { limit = 100, period_ms = 60000 }\n",
+    );
+    let server = Server::spawn(serve(&["--config", config.to_str().unwrap()]), &data).await;
+    let limits: Value = reqwest::get(format!("{}/v1/limits", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        limits,
+        json!({"capabilities": [{"capability": "images.resize", "concurrency": 4,
+            "rateLimit": {"limit": 100, "periodMs": 60000}, "source": "config",
+            "running": 0, "inWindow": 0, "queued": 0}]})
+    );
+    server.stop().await;
+
+    // Checked whole at start: every problem named, nothing created.
+    let (stderr, config) = refused(
+        "data = \"data\"\nlisten = \"127.0.0.1:0\"\n\
+         [capability_limits.work]\nconcurrency = 0\nrate_limit = { limit = 5, period_ms = 0 }\n",
+        &[],
+    )
+    .await;
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(
+            "capability_limits.\"work\": concurrency: must be from 1 to 100000, not 0; \
+             capability_limits.\"work\": rateLimit.periodMs: must be from 1"
+        ),
+        "{stderr}"
+    );
+    let (stderr, _) = refused(
+        "data = \"data\"\n[capability_limits.\"Images\"]\nconcurrency = 1\n",
+        &["--listen", "127.0.0.1:0"],
+    )
+    .await;
+    assert!(
+        stderr.contains("capability `Images` is not well-formed"),
+        "{stderr}"
+    );
+    // A key the table does not have, with its line.
+    let (stderr, _) = refused(
+        "data = \"data\"\n[capability_limits.work]\nconcurrency = 1\nburst = 2\n",
+        &["--listen", "127.0.0.1:0"],
+    )
+    .await;
+    assert!(stderr.contains("line 4"), "{stderr}");
+    assert!(stderr.contains("unknown field `burst`"), "{stderr}");
+}
+
+#[tokio::test]
 async fn a_missing_file_is_refused_and_nothing_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = serve(&["--config", "missing.toml", "--listen", "127.0.0.1:0"]);
@@ -397,6 +456,12 @@ async fn the_example_config_file_is_accepted_and_documented() {
             "docs/api.md describes `{key}`"
         );
     }
+    // Capability limits have no default: shown commented out, and described.
+    assert!(
+        text.contains("# [capability_limits.\""),
+        "the example shows `capability_limits`"
+    );
+    assert!(doc.contains("`capability_limits`"));
     // Used as it is, from a temporary folder, so its relative data folder
     // lands there; only the port is overridden (7700 may be taken).
     let dir = tempfile::tempdir().unwrap();

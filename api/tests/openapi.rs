@@ -331,6 +331,20 @@ impl Conformance {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
+        if status == StatusCode::NO_CONTENT {
+            let documented = &self.doc["paths"][template][&method_lower]["responses"]["204"];
+            assert!(
+                documented.is_object() && documented.get("content").is_none(),
+                "{method} {path} answered 204, which the document does not list without a body"
+            );
+            assert!(
+                text.is_empty(),
+                "{method} {path}: a 204 with a body: {text}"
+            );
+            self.exercised
+                .insert((method.to_owned(), template.to_owned()));
+            return (status, Value::Null);
+        }
         let body: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
         let operation = &self.doc["paths"][template][&method_lower];
@@ -1211,6 +1225,72 @@ async fn real_answers_match_the_documented_schemas() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Capability limits: set, refused, read, listed, removed (and then
+    // unknown).
+    let limits = "/v1/capabilities/{capability}/limits";
+    let (status, set) = c
+        .call(
+            &s,
+            "PUT",
+            limits,
+            "/v1/capabilities/shape.work/limits",
+            Some(json!({"concurrency": 4, "rateLimit": {"limit": 100, "periodMs": 60_000}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    for bad in [
+        json!({"concurrency": 0}),
+        json!({}),
+        json!({"concurrency": 1, "burst": 2}),
+    ] {
+        let (status, _) = c
+            .call(
+                &s,
+                "PUT",
+                limits,
+                "/v1/capabilities/shape.work/limits",
+                Some(bad),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (status, shown) = c
+        .call(
+            &s,
+            "GET",
+            limits,
+            "/v1/capabilities/shape.work/limits",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["capability"], set["capability"]);
+    let (status, listed) = c.call(&s, "GET", "/v1/limits", "/v1/limits", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["capabilities"][0]["capability"], "shape.work");
+    let (status, _) = c
+        .call(
+            &s,
+            "DELETE",
+            limits,
+            "/v1/capabilities/shape.work/limits",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for method in ["GET", "DELETE"] {
+        let (status, _) = c
+            .call(
+                &s,
+                method,
+                limits,
+                "/v1/capabilities/shape.work/limits",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
 
     // Tokens, last: the first one switches tokens on.
     let create = json!({"name": "root", "role": "admin"});

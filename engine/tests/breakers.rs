@@ -450,3 +450,143 @@ async fn a_failed_probe_opens_an_agents_breaker_again_and_a_withdrawn_one_frees_
     let b = w.engine.breaker("flaky").unwrap();
     assert_eq!((b.state, b.opened), (BreakerState::Closed, 0));
 }
+
+mod breaker_model {
+    //! Invariant 32 as a property on a simulated clock: one breaker against
+    //! the rules as written, over random hand-outs, results, withdrawals
+    //! and time. Closed, every task goes and `failures` failures reported
+    //! within `windowMs` open it; open, every task is refused until
+    //! `coolDownMs` has passed; then exactly one task goes, as the probe,
+    //! and nothing else until it reports (or is withdrawn); its success
+    //! closes the breaker, its failure opens it again from that instant.
+
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+    use retrace_engine::breakers::{Breaker, BreakerSettings, BreakerState, Gate, Transition};
+
+    const FAILURES: u32 = 3;
+    const WINDOW_MS: u64 = 1_000;
+    const COOL_DOWN_MS: u64 = 500;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        HandOut,
+        Succeed(usize),
+        Fail(usize),
+        Withdraw(usize),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::HandOut),
+            2 => any::<usize>().prop_map(Op::Succeed),
+            3 => any::<usize>().prop_map(Op::Fail),
+            1 => any::<usize>().prop_map(Op::Withdraw),
+            2 => (1u64..700).prop_map(Op::Advance),
+        ]
+    }
+
+    /// The rules, kept independently of the breaker.
+    #[derive(Debug)]
+    enum Rules {
+        Closed { failed_at: Vec<u64> },
+        Open { since: u64 },
+        HalfOpen { probe: Option<String> },
+    }
+
+    proptest! {
+        #[test]
+        fn a_breaker_opens_probes_and_closes_as_specified(ops in prop::collection::vec(op(), 1..200)) {
+            let settings = BreakerSettings {
+                failures: FAILURES,
+                window_ms: WINDOW_MS,
+                cool_down_ms: COOL_DOWN_MS,
+                per_agent: false,
+            };
+            let mut breaker = Breaker::new(settings, BreakerState::Closed);
+            let mut rules = Rules::Closed { failed_at: Vec::new() };
+            let mut now = 0u64;
+            let mut out: BTreeSet<String> = BTreeSet::new();
+            let mut next = 0;
+            for op in ops {
+                let pick = |n: usize, out: &BTreeSet<String>| out.iter().nth(n % out.len().max(1)).cloned();
+                match op {
+                    Op::HandOut => {
+                        let task = format!("t{next}");
+                        next += 1;
+                        let gate = breaker.gate(&task, now);
+                        let expected = match &mut rules {
+                            Rules::Closed { .. } => Gate::Pass,
+                            Rules::Open { since } if now >= *since + COOL_DOWN_MS => {
+                                rules = Rules::HalfOpen { probe: Some(task.clone()) };
+                                Gate::Probe(Transition::HalfOpened)
+                            }
+                            Rules::Open { .. } => Gate::Refuse,
+                            Rules::HalfOpen { probe: probe @ None } => {
+                                *probe = Some(task.clone());
+                                Gate::Pass
+                            }
+                            Rules::HalfOpen { .. } => Gate::Refuse,
+                        };
+                        prop_assert_eq!(&gate, &expected, "handing out {} at {}", task, now);
+                        if gate != Gate::Refuse {
+                            out.insert(task);
+                        }
+                    }
+                    Op::Succeed(n) => if let Some(task) = pick(n, &out) {
+                        out.remove(&task);
+                        let got = breaker.succeeded(&task);
+                        let expected = match &rules {
+                            Rules::HalfOpen { probe: Some(p) } if *p == task => {
+                                rules = Rules::Closed { failed_at: Vec::new() };
+                                Some(Transition::Closed)
+                            }
+                            _ => None,
+                        };
+                        prop_assert_eq!(got, expected);
+                    },
+                    Op::Fail(n) => if let Some(task) = pick(n, &out) {
+                        out.remove(&task);
+                        let got = breaker.failed(&task, now);
+                        let expected = match &mut rules {
+                            Rules::HalfOpen { probe: Some(p) } if *p == task => {
+                                rules = Rules::Open { since: now };
+                                Some(Transition::Opened { failures: 1 })
+                            }
+                            Rules::Closed { failed_at } => {
+                                failed_at.push(now);
+                                let within = failed_at.iter().filter(|at| **at + WINDOW_MS > now).count();
+                                if within >= FAILURES as usize {
+                                    rules = Rules::Open { since: now };
+                                    Some(Transition::Opened { failures: within as u32 })
+                                } else {
+                                    None
+                                }
+                            }
+                            _ => None,
+                        };
+                        prop_assert_eq!(got, expected, "{} failed at {}", task, now);
+                    },
+                    Op::Withdraw(n) => if let Some(task) = pick(n, &out) {
+                        out.remove(&task);
+                        breaker.released(&task);
+                        if let Rules::HalfOpen { probe } = &mut rules
+                            && probe.as_deref() == Some(task.as_str())
+                        {
+                            *probe = None;
+                        }
+                    },
+                    Op::Advance(ms) => now += ms,
+                }
+                let state = match &rules {
+                    Rules::Closed { .. } => BreakerState::Closed,
+                    Rules::Open { since } => BreakerState::Open { since_ms: *since },
+                    Rules::HalfOpen { .. } => BreakerState::HalfOpen,
+                };
+                prop_assert_eq!(breaker.state, state);
+            }
+        }
+    }
+}

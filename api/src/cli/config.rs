@@ -1,6 +1,10 @@
 //! `retrace serve`'s settings: the configuration file, and how every source
 //! is merged into the values the server runs with.
 //!
+//! Capability limits (`[capability_limits."<capability>"]`) are the file's
+//! only: no flag or variable gives them, and each is checked whole here
+//! (the engine's own check) so a bad one stops the server at once.
+//!
 //! Owns the precedence — a flag on the command line, then its environment
 //! variable (clap folds those two into [`ServeArgs`], leaving `None` when
 //! neither is given), then the `--config` file, then the built-in default —
@@ -10,13 +14,16 @@
 //! nothing. There is no implicit file: without `--config` (or
 //! `RETRACE_CONFIG`) none is read.
 
+use std::collections::BTreeMap;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
+use retrace_engine::limits::{CapabilityLimits, CapabilityRate};
 use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
+use retrace_engine::model::check_capability;
 use retrace_engine::runtime::{EngineConfig, Pacing};
 use retrace_engine::store::{CACHE_BYTES_DEFAULT, JournalOptions, MIN_FREE_BYTES_DEFAULT, Storage};
 
@@ -193,6 +200,9 @@ pub struct Settings {
     pub insecure_no_auth: bool,
     /// HTTPS, when configured (`tls_cert`, `tls_key`, `tls_client_ca`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The limits on capabilities' tasks (`capability_limits`, the file's
+    /// only), each checked.
+    pub capability_limits: BTreeMap<String, CapabilityLimits>,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -231,6 +241,17 @@ pub enum ConfigError {
         "TLS needs both a certificate and its key (tls_cert and tls_key); tls_client_ca needs them too"
     )]
     TlsIncomplete,
+    /// Capability limits that cannot be used: every problem of every
+    /// capability, each as `capability_limits."<capability>": <problem>`.
+    #[error(
+        "the config file {} is invalid: {}",
+        .path.display(),
+        .problems.join("; ")
+    )]
+    CapabilityLimits {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 fn at(line: usize, column: usize) -> String {
@@ -279,6 +300,57 @@ struct FileSettings {
     tls_client_ca: Option<PathBuf>,
     token_requests_per_s: Option<u32>,
     token_streams_max: Option<usize>,
+    /// Capability to its limits: `[capability_limits."images.resize"]`.
+    capability_limits: Option<BTreeMap<String, FileCapabilityLimits>>,
+}
+
+/// One capability's limits in the file: `concurrency = 4`,
+/// `rate_limit = { limit = 100, period_ms = 60000 }`, or both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCapabilityLimits {
+    concurrency: Option<u32>,
+    rate_limit: Option<FileRate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRate {
+    limit: u32,
+    period_ms: u64,
+}
+
+/// The file's capability limits as the engine takes them, each checked
+/// whole: the capability's name, and the engine's own check of the limits.
+fn capability_limits(
+    path: Option<&Path>,
+    file: Option<BTreeMap<String, FileCapabilityLimits>>,
+) -> Result<BTreeMap<String, CapabilityLimits>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (capability, given) in file.unwrap_or_default() {
+        let limits = CapabilityLimits {
+            concurrency: given.concurrency,
+            rate_limit: given.rate_limit.map(|r| CapabilityRate {
+                limit: r.limit,
+                period_ms: r.period_ms,
+            }),
+        };
+        let found = check_capability(&capability)
+            .err()
+            .into_iter()
+            .chain(limits.check().err().unwrap_or_default());
+        problems.extend(found.map(|p| format!("capability_limits.\"{capability}\": {p}")));
+        out.insert(capability, limits);
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError::CapabilityLimits {
+            path: path.map(Path::to_owned).unwrap_or_default(),
+            problems,
+        })
+    }
 }
 
 fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderValue>>, D::Error> {
@@ -388,6 +460,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     });
     let event_secrets =
         crate::webhook::Secrets::parse(&event_secrets).map_err(ConfigError::EventSecrets)?;
+    let capability_limits = capability_limits(args.config.as_deref(), file.capability_limits)?;
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -441,6 +514,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .or(file.insecure_no_auth)
             .unwrap_or(false),
         tls,
+        capability_limits,
         config: args.config,
     })
 }
@@ -460,6 +534,7 @@ impl Settings {
             },
             limits: self.limits,
             pacing: self.pacing,
+            capability_limits: self.capability_limits.clone(),
             ..EngineConfig::folder(&self.data)
         }
     }
@@ -664,6 +739,101 @@ mod tests {
         let (_dir, path) = file("max_history_events = -1\n");
         let e = resolve(with_file(&path)).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn capability_limits_come_from_the_file_checked_whole() {
+        let (_dir, path) = file(
+            "[capability_limits.\"images.resize\"]\nconcurrency = 4\n\
+             rate_limit = { limit = 100, period_ms = 60000 }\n\n\
+             [capability_limits.\"billing:charge\"]\nrate_limit = { limit = 1, period_ms = 1 }\n",
+        );
+        let settings = resolve(with_file(&path)).unwrap();
+        let resize = CapabilityLimits {
+            concurrency: Some(4),
+            rate_limit: Some(CapabilityRate {
+                limit: 100,
+                period_ms: 60_000,
+            }),
+        };
+        let charge = CapabilityLimits {
+            concurrency: None,
+            rate_limit: Some(CapabilityRate {
+                limit: 1,
+                period_ms: 1,
+            }),
+        };
+        assert_eq!(
+            settings.capability_limits,
+            BTreeMap::from([
+                ("billing:charge".to_owned(), charge),
+                ("images.resize".to_owned(), resize),
+            ])
+        );
+        assert_eq!(
+            settings.engine_config().capability_limits,
+            settings.capability_limits
+        );
+        assert!(
+            resolve(ServeArgs::default())
+                .unwrap()
+                .capability_limits
+                .is_empty()
+        );
+
+        for (text, says) in [
+            (
+                "[capability_limits.work]\nconcurrency = 0\n",
+                "capability_limits.\"work\": concurrency: must be from 1 to 100000, not 0",
+            ),
+            (
+                "[capability_limits.work]\n",
+                "capability_limits.\"work\": give `concurrency`, `rateLimit` or both",
+            ),
+            (
+                "[capability_limits.work]\nrate_limit = { limit = 100001, period_ms = 0 }\n",
+                "rateLimit.limit: must be from 1 to 100000, not 100001; \
+                 capability_limits.\"work\": rateLimit.periodMs: must be from 1",
+            ),
+            (
+                "[capability_limits.a]\nconcurrency = 0\n[capability_limits.b]\n",
+                "capability_limits.\"a\": concurrency: must be from 1 to 100000, not 0; \
+                 capability_limits.\"b\": give `concurrency`",
+            ),
+            (
+                "[capability_limits.\"Work\"]\nconcurrency = 1\n",
+                "capability_limits.\"Work\": capability `Work` is not well-formed",
+            ),
+        ] {
+            let (_dir, path) = file(text);
+            let e = resolve(with_file(&path)).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains(says), "{text}: {e}");
+        }
+        // Shape problems are the parser's, with their line.
+        for (text, says) in [
+            (
+                "[capability_limits.work]\nconcurrency = 1\nburst = 2\n",
+                "unknown field `burst`",
+            ),
+            (
+                "[capability_limits.work]\nconcurrency = -1\n",
+                "invalid value",
+            ),
+            (
+                "[capability_limits.work]\nrateLimit = { limit = 1, period_ms = 1 }\n",
+                "unknown field `rateLimit`",
+            ),
+            (
+                "[capability_limits.work]\nrate_limit = { limit = 1 }\n",
+                "missing field `period_ms`",
+            ),
+        ] {
+            let (_dir, path) = file(text);
+            let e = resolve(with_file(&path)).unwrap_err().to_string();
+            assert!(e.contains("line "), "{text}: {e}");
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]

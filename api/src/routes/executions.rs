@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
-use retrace_engine::machine::{PRIORITY_MAX, Status};
-use retrace_engine::runtime::{ListFilter, StartRequest, Started};
+use retrace_engine::machine::{ExecutionState, PRIORITY_MAX, Status};
+use retrace_engine::runtime::{Engine, ListFilter, StartRequest, Started};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -220,11 +220,9 @@ pub async fn start(
         Some(execution) => (status, execution),
         None => (StatusCode::ACCEPTED, state.engine.state(started.id).await?),
     };
-    let now_ms = state.engine.clock().now_ms();
     let view = WaitedView {
         created: started.created,
-        execution: ExecutionView::new(&execution, now_ms)
-            .held_by(state.engine.limit_holding(&execution)),
+        execution: shown(&state.engine, &execution),
     };
     Ok((status, axum::Json(StartAnswer::Waited(Box::new(view)))))
 }
@@ -441,11 +439,22 @@ pub async fn get(
 ) -> Result<impl IntoResponse, Error> {
     let id = execution_id(&id)?;
     let execution = state.engine.state(id).await?;
-    let now_ms = state.engine.clock().now_ms();
-    let held = state.engine.limit_holding(&execution);
-    Ok(axum::Json(
-        ExecutionView::new(&execution, now_ms).held_by(held),
-    ))
+    Ok(axum::Json(shown(&state.engine, &execution)))
+}
+
+/// An execution as it stands now, with the limit that holds each of its
+/// waiting steps: its workflow's, or, for a task not claimed yet, its
+/// capability's.
+fn shown(engine: &Engine, execution: &ExecutionState) -> ExecutionView {
+    let now_ms = engine.clock().now_ms();
+    ExecutionView::new(execution, now_ms).held_by(
+        engine.limit_holding(execution),
+        |task, capability| match engine.agents().claimed_by(task) {
+            // Claimed: it runs, no limit holds it.
+            Some(_) => None,
+            None => engine.capability_held(capability),
+        },
+    )
 }
 
 /// Paging of an execution's events (unknown parameters are refused).

@@ -513,6 +513,30 @@ fn engine_metrics(state: &AppState, r: &mut Registry) -> Result<(), Error> {
             breaker_opened.get_or_create(&label).inc_by(a.opened);
         }
     }
+    let limits_running = gauge::<CapabilityLabel>(
+        r,
+        "capability_tasks_running",
+        "Tasks claimed now of each capability with limits, across all agents (after a restart, \
+         with the tasks outstanding at the restart that may still run)",
+    );
+    let limits_in_window = gauge::<CapabilityLabel>(
+        r,
+        "capability_claims_in_window",
+        "Claims within the rate limit's window now, of each capability with a rate limit",
+    );
+    for l in engine.capability_limits() {
+        let label = CapabilityLabel {
+            capability: l.capability,
+        };
+        limits_running
+            .get_or_create(&label)
+            .set(i64::try_from(l.running).unwrap_or(i64::MAX));
+        if l.limits.rate_limit.is_some() {
+            limits_in_window
+                .get_or_create(&label)
+                .set(i64::try_from(l.in_window).unwrap_or(i64::MAX));
+        }
+    }
     let agents = gauge::<StatusLabel>(r, "agents", "Registered agents, by status");
     for info in engine.agents().list() {
         let status = match info.status {

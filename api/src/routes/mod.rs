@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod executions;
 pub mod health;
 pub mod history;
+pub mod limits;
 pub mod metrics;
 pub mod schedules;
 pub mod signal_with_start;

@@ -8,6 +8,7 @@ mod auth;
 mod bounds;
 mod breaker_streams;
 mod breakers;
+mod capability_limits;
 mod commands;
 mod cross_site;
 mod errors;

@@ -49,6 +49,15 @@ impl Server {
     }
 
     pub async fn with_config(config: ApiConfig) -> Server {
+        Server::with_configs(config, |engine| engine).await
+    }
+
+    /// A server whose engine is opened with the test's configuration as
+    /// `engine` changes it.
+    pub async fn with_configs(
+        config: ApiConfig,
+        engine: impl FnOnce(EngineConfig) -> EngineConfig + Send + 'static,
+    ) -> Server {
         let data = tempfile::tempdir().unwrap();
         let path = data.path().to_path_buf();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +67,7 @@ impl Server {
             .unwrap();
         let (state, addr) = runtime
             .spawn(async move {
-                let engine = Engine::open(EngineConfig {
+                let engine = Engine::open(engine(EngineConfig {
                     // Not flushing each commit keeps the tests fast;
                     // durability is the journal's own tests' business.
                     storage: Storage::Folder {
@@ -70,7 +79,7 @@ impl Server {
                         },
                     },
                     ..EngineConfig::folder(path)
-                })
+                }))
                 .await
                 .unwrap();
                 let state = AppState::new(engine, config);

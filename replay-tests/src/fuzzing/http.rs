@@ -45,7 +45,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 56] = [
+pub const ENDPOINTS: [Endpoint; 60] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -101,6 +101,10 @@ pub const ENDPOINTS: [Endpoint; 56] = [
     endpoint("GET", "/v1/capabilities/{capability}/breaker"),
     endpoint("PUT", "/v1/capabilities/{capability}/breaker"),
     endpoint("DELETE", "/v1/capabilities/{capability}/breaker"),
+    endpoint("GET", "/v1/limits"),
+    endpoint("GET", "/v1/capabilities/{capability}/limits"),
+    endpoint("PUT", "/v1/capabilities/{capability}/limits"),
+    endpoint("DELETE", "/v1/capabilities/{capability}/limits"),
     endpoint("*", "{raw}"),
 ];
 
@@ -168,7 +172,7 @@ pub const SEEDED_SCHEDULES: [&str; 3] = ["greet-hourly", "nightly", "nobody"];
 
 /// The capabilities `{capability}` takes with sources 1, 2 and 3: the
 /// seeded workflows' (`docs/api.md`'s is the first) and one nothing uses.
-/// None has a circuit breaker unless an input set one.
+/// None has a circuit breaker or limits unless an input set them.
 pub const SEEDED_CAPABILITIES: [&str; 3] = ["users.lookup", "work", "nobody"];
 
 /// The dashboard files `{file}` takes with sources 1, 2 and 3 (the third
@@ -776,15 +780,18 @@ impl HttpWorld {
 
     /// Waits (up to [`SETTLE_TIMEOUT`] each) until the engine has finished
     /// the work a request left behind ([`settle`]) and, while any circuit
-    /// breaker exists, until the journal stops moving: the engine records a
-    /// breaker's change of state after the request that caused it, from a
-    /// task that is always alive (so `settle` cannot see it). Whether it
+    /// breaker or capability limit exists, until the journal stops moving:
+    /// the engine records a breaker's change of state after the request
+    /// that caused it, from a task that is always alive (so `settle` cannot
+    /// see it), and a limit may let a held task go after it. Whether it
     /// did.
     async fn quiesce(&self) -> bool {
         if !settle(self.idle_tasks).await {
             return false;
         }
-        if self.engine.breakers().is_ok_and(|b| b.is_empty()) {
+        if self.engine.breakers().is_ok_and(|b| b.is_empty())
+            && self.engine.capability_limits().is_empty()
+        {
             return true;
         }
         let deadline = Instant::now() + SETTLE_TIMEOUT;
@@ -968,7 +975,11 @@ fn check_error_body(status: Option<StatusCode>, body: &[u8]) -> Result<String, S
     if let Some(details) = error.get("details") {
         if !matches!(
             code,
-            "invalid_workflow" | "invalid_schedule" | "invalid_breaker" | "invalid_input"
+            "invalid_workflow"
+                | "invalid_schedule"
+                | "invalid_breaker"
+                | "invalid_limits"
+                | "invalid_input"
         ) {
             return Err(format!("`details` on a `{code}` error"));
         }
