@@ -2,8 +2,8 @@
 //! agents (`concurrency`), tasks claimed per period (`rateLimit`); a task
 //! over a limit stays queued and says what holds it; the server
 //! configuration's limits, the API's over them; and both holding across a
-//! crash: recorded claims refill the window, tasks outstanding at the crash
-//! hold their slots.
+//! crash: recorded claims refill the window, and tasks claimed before the
+//! crash hold their slots.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -127,7 +127,7 @@ async fn a_long_poll_is_woken_when_a_rate_window_has_room() {
 }
 
 #[tokio::test]
-async fn tasks_outstanding_at_a_crash_hold_their_slots_until_reported() {
+async fn a_task_claimed_before_a_crash_holds_its_slot_until_claimed_again_or_reported() {
     let mut w = World::new().await;
     w.engine
         .set_capability_limits("crm.pull", concurrency(1), None, None)
@@ -138,20 +138,19 @@ async fn tasks_outstanding_at_a_crash_hold_their_slots_until_reported() {
     let held = w.engine.poll_tasks(&a, 0, 10).await.unwrap();
     assert_eq!(held.len(), 1);
     w.crash_and_recover().await;
-    // Claims are not recorded: either task may be running, so both hold a
-    // slot, over the limit of one, and neither is handed out...
+    // The claim was recorded: its agent may still be working, so the task
+    // holds the only slot, and the other one waits...
     let info = w.engine.capability_limit("crm.pull").unwrap();
-    assert_eq!((info.running, info.queued), (2, 2));
+    assert_eq!((info.running, info.queued), (1, 2));
+    // ...while the held task itself may be claimed again (its own slot).
     let b = w.agent(&["crm.pull"]);
+    let again = w.engine.poll_tasks(&b, 0, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].spec.id, held[0].spec.id);
     assert_eq!(take(&w, &b).await, 0);
-    // ...until the old claim reports: one slot held, and the other task,
-    // holding it, may go.
+    // The old claim reports: its result is taken, the slot is free.
     w.complete(&held[0], json!({})).await;
-    let next = w.engine.poll_tasks(&b, 0, 10).await.unwrap();
-    assert_eq!(next.len(), 1);
-    assert_ne!(next[0].spec.id, held[0].spec.id);
-    let info = w.engine.capability_limit("crm.pull").unwrap();
-    assert_eq!((info.running, info.queued), (1, 0));
+    assert_eq!(take(&w, &b).await, 1);
 }
 
 #[tokio::test]
@@ -267,8 +266,8 @@ async fn bad_limits_are_refused_whole_and_record_nothing() {
 mod registry_model {
     //! Invariant 37 on the registry alone, across restarts: random tasks,
     //! claims by two agents, results, time passing, and restarts (a new
-    //! registry given the outstanding tasks as recovered and the recorded
-    //! claims). Agents of an earlier registry keep working on what they
+    //! registry given the outstanding tasks, the claimed ones as recovered,
+    //! and the recorded claims). Agents of an earlier registry keep working on what they
     //! held until they report it or its lease ends. After every step, the
     //! tasks really running (held by an agent, this registry's or an
     //! earlier one's) never exceed the concurrency limit, and no period
@@ -386,8 +385,14 @@ mod registry_model {
                     Op::Restart => {
                         let (fresh, fresh_agents) = registry(&clock);
                         fresh.seed_capability_claims("c", claims.iter().copied());
-                        for (s, _) in outstanding.values() {
-                            fresh.enqueue_recovered(s.clone(), now + s.lease_ms);
+                        // Claims are recorded: the claimed tasks are the
+                        // ones an agent may still be running.
+                        for (s, until) in outstanding.values() {
+                            if until.is_some() {
+                                fresh.enqueue_recovered(s.clone(), now + s.lease_ms);
+                            } else {
+                                fresh.enqueue(s.clone());
+                            }
                         }
                         reg = fresh;
                         agents = fresh_agents;

@@ -1,17 +1,15 @@
 //! Capability limits as the registry enforces them: whether one more task
 //! of a capability may be claimed now, across all agents.
 //!
-//! - `concurrency`: tasks claimed at once. After a restart, every task
-//!   outstanding at the restart holds a slot (a *phantom*: an agent may
-//!   still be working on it; claims are not recorded, so which were
-//!   running is not known) until its result arrives, it is withdrawn, or
-//!   its lease would have run out. A phantom task may be claimed again
-//!   while phantoms and claims together are within the limit (its claim
-//!   takes its own slot over, so the sum does not grow); any other task
-//!   only while they are below it. So when more tasks were outstanding at
-//!   the restart than the limit, the capability's tasks wait until enough
-//!   of them are reported or their leases would have ended: never more
-//!   run at once than the limit allows.
+//! - `concurrency`: tasks claimed at once. After a restart, a task that
+//!   was claimed (the runtime records claims of limited capabilities) and
+//!   is still outstanding holds a slot (a *phantom*: its agent may still be
+//!   working on it) until its result arrives, it is withdrawn, or its
+//!   lease would have run out. A phantom task may be claimed again while
+//!   phantoms and claims together are within the limit (its claim takes
+//!   its own slot over, so the sum does not grow); any other task only
+//!   while they are below it. So never more run at once than the limit
+//!   allows, old claims included.
 //! - `rateLimit`: tasks claimed per period, a sliding window of claim
 //!   instants; after a restart it starts with the claims the journal
 //!   recorded (the runtime records each claim of a rate-limited capability

@@ -418,8 +418,8 @@ impl AgentRegistry {
         self.state().caps.seed(capability, claims);
     }
 
-    /// Queues a task outstanding at a restart: an agent may still be
-    /// working on it, so it holds a slot of its capability's concurrency
+    /// Queues a task claimed before a restart and still outstanding: an
+    /// agent may still be working on it, so it holds a slot of its capability's concurrency
     /// limit until it is claimed again, settled or withdrawn, or
     /// `until_ms` (when its lease would have run out).
     pub fn enqueue_recovered(&self, task: TaskSpec, until_ms: u64) -> bool {
@@ -471,6 +471,11 @@ impl AgentRegistry {
         let now_ms = self.now_ms();
         self.state().give_back(task_ids, now_ms);
         self.wake_polls();
+    }
+
+    /// Whether task `id` is queued or claimed.
+    pub fn is_outstanding(&self, id: &str) -> bool {
+        self.state().is_outstanding(id)
     }
 
     /// Tasks queued or claimed.

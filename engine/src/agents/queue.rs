@@ -378,6 +378,11 @@ impl Tasks {
         Some(entry)
     }
 
+    /// Whether task `id` is queued or claimed.
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
     /// How many tasks of `capability` are claimed now.
     pub(super) fn claimed_of(&self, capability: &str) -> usize {
         self.claimed.get(capability).copied().unwrap_or(0)

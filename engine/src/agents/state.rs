@@ -453,6 +453,10 @@ impl State {
         }
     }
 
+    pub(super) fn is_outstanding(&self, task_id: &str) -> bool {
+        self.tasks.contains(task_id)
+    }
+
     pub(super) fn claimed_by(&self, task_id: &str) -> Option<AgentId> {
         self.tasks.claimed_by(task_id)
     }

@@ -3,10 +3,10 @@
 //! (`rateLimit`). Their settings, and the claims a rate window counts, as
 //! the events of the reserved stream `LIMITS` and the table they fold into.
 //!
-//! A claim of a capability with a rate limit is recorded
-//! (`capability_tasks_claimed`) before the agent is told of it, so the
-//! windows rebuilt after a crash hold every claim handed out: a rate limit
-//! holds across restarts. The table keeps, per capability, no more claims
+//! A claim of a limited capability is recorded (`capability_tasks_claimed`)
+//! before the agent is told of it, so the windows rebuilt after a crash
+//! hold every claim handed out, and the tasks an agent may still be
+//! running are known: both limits hold across restarts. The table keeps, per capability, no more claims
 //! than its limit (older ones cannot matter), so it stays small as the
 //! stream grows; it is the stream's snapshot.
 //!
@@ -14,7 +14,7 @@
 //! never read a clock, decide a claim (`agents` does, told the limits), or
 //! do IO.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -98,10 +98,16 @@ pub enum LimitsEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// `count` tasks of a rate-limited capability claimed, at the record's
-    /// instant.
+    /// Tasks of a limited capability claimed, at the record's instant:
+    /// `count` of them (what a rate window counts), and with a concurrency
+    /// limit their ids (`tasks`: which may be running after a restart).
     #[serde(rename_all = "camelCase")]
-    CapabilityTasksClaimed { capability: String, count: u32 },
+    CapabilityTasksClaimed {
+        capability: String,
+        count: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tasks: Vec<String>,
+    },
 }
 
 impl LimitsEvent {
@@ -144,6 +150,10 @@ pub struct Recorded {
     /// `MAX_KEPT` (more can never matter to a limit of at most that).
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub claims: VecDeque<u64>,
+    /// Tasks recorded as claimed that may still be outstanding (pruned to
+    /// the outstanding ones whenever the table is kept as a snapshot).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub claimed_tasks: BTreeSet<String>,
 }
 
 /// The most claims kept per capability: the largest limit.
@@ -177,14 +187,32 @@ impl LimitsTable {
                     entry.set_at_ms = at_ms;
                 }
             }
-            LimitsEvent::CapabilityTasksClaimed { count, .. } => {
+            LimitsEvent::CapabilityTasksClaimed { count, tasks, .. } => {
                 let entry = self.by_capability.entry(capability).or_default();
                 for _ in 0..*count {
                     entry.claims.push_back(at_ms);
                 }
+                entry.claimed_tasks.extend(tasks.iter().cloned());
                 entry.trim();
             }
         }
+    }
+}
+
+impl LimitsTable {
+    /// Forgets the claimed tasks that are no longer outstanding.
+    pub fn retain_outstanding(&mut self, outstanding: impl Fn(&str) -> bool) {
+        for entry in self.by_capability.values_mut() {
+            entry.claimed_tasks.retain(|task| outstanding(task));
+        }
+    }
+
+    /// Whether `task` of `capability` was recorded as claimed (so an agent
+    /// may still be running it).
+    pub fn was_claimed(&self, capability: &str, task: &str) -> bool {
+        self.by_capability
+            .get(capability)
+            .is_some_and(|e| e.claimed_tasks.contains(task))
     }
 }
 
@@ -253,11 +281,15 @@ mod tests {
             &LimitsEvent::CapabilityTasksClaimed {
                 capability: "c".into(),
                 count: 3,
+                tasks: vec!["t1".into()],
             },
         );
         let entry = &table.by_capability["c"];
         assert_eq!(entry.limits, Some(limits));
         assert_eq!(entry.claims, [20, 20]);
+        assert!(table.was_claimed("c", "t1"));
+        table.retain_outstanding(|_| false);
+        assert!(!table.was_claimed("c", "t1"));
         assert_eq!(table.seq, 2);
         table.apply(
             3,

@@ -4,13 +4,14 @@
 //! window counts before the agent hears of them, and the loop that wakes
 //! waiting polls when a full window has room again.
 //!
-//! A change is refused whole, appended, then folded. A claim of a
-//! rate-limited capability is appended (`capability_tasks_claimed`) before
-//! the poll answers; if the journal refuses, the claims go back to their
-//! queues and the poll fails, so every claim an agent ever heard of is in
-//! the window a restart rebuilds. Tasks outstanding at a restart hold a
-//! concurrency slot until reported, withdrawn, or their lease would have
-//! run out (`agents::caps`).
+//! A change is refused whole, appended, then folded. A claim of a limited
+//! capability is appended (`capability_tasks_claimed`: how many, for a
+//! rate window; which tasks, for a concurrency limit) before the poll
+//! answers; if the journal refuses, the claims go back to their queues and
+//! the poll fails. So every claim an agent ever heard of is in the window a
+//! restart rebuilds, and a task recorded as claimed and still outstanding
+//! at a restart holds its concurrency slot until it is reported, withdrawn,
+//! or its lease would have run out (`agents::caps`).
 //!
 //! Owns the order of those writes. It must never decide a claim (the
 //! registry does).
@@ -240,25 +241,38 @@ impl Engine {
         })
     }
 
-    /// Records the claims a rate window counts before the agent hears of
-    /// them; if the journal refuses, every claim goes back to its queue and
-    /// the poll fails.
+    /// Records the claims of limited capabilities before the agent hears
+    /// of them: how many a rate window counts, and which tasks a
+    /// concurrency limit must know may be running after a restart. If the
+    /// journal refuses, every claim goes back to its queue and the poll
+    /// fails.
     pub(super) async fn record_claims(&self, claimed: &[ClaimedTask]) -> Result<(), Error> {
-        let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut by_capability: BTreeMap<&str, (u32, Vec<String>)> = BTreeMap::new();
         for claim in claimed {
-            if self.inner.agents.rate_limited(&claim.spec.capability) {
-                *counts.entry(&claim.spec.capability).or_default() += 1;
+            let capability = claim.spec.capability.as_str();
+            let Some(limits) = self.inner.agents.capability_limits(capability) else {
+                continue;
+            };
+            let entry = by_capability.entry(capability).or_default();
+            if limits.rate_limit.is_some() {
+                entry.0 += 1;
+            }
+            if limits.concurrency.is_some() {
+                entry.1.push(claim.spec.id.clone());
             }
         }
-        if counts.is_empty() {
+        if by_capability.is_empty() {
             return Ok(());
         }
-        let events: Vec<LimitsEvent> = counts
+        let events: Vec<LimitsEvent> = by_capability
             .into_iter()
-            .map(|(capability, count)| LimitsEvent::CapabilityTasksClaimed {
-                capability: capability.to_owned(),
-                count,
-            })
+            .map(
+                |(capability, (count, tasks))| LimitsEvent::CapabilityTasksClaimed {
+                    capability: capability.to_owned(),
+                    count,
+                    tasks,
+                },
+            )
             .collect();
         if let Err(e) = self.record_limits(&events).await {
             let ids: Vec<String> = claimed.iter().map(|c| c.spec.id.clone()).collect();
@@ -268,6 +282,12 @@ impl Engine {
         // A window may be full now: the loop looks when it has room.
         self.inner.capability_rooms.notify_one();
         Ok(())
+    }
+
+    /// Whether `task` of `capability` was recorded as claimed: queued
+    /// again at a restart, an agent may still be running it.
+    pub(super) fn was_claimed(&self, capability: &str, task: &str) -> bool {
+        self.limits_table().was_claimed(capability, task)
     }
 
     /// Appends `events` to the limits stream, one record each, and folds
@@ -283,7 +303,13 @@ impl Engine {
                 table.apply(seq, now, event);
             }
             let crossed = (first..=table.seq).any(|seq| seq % SNAPSHOT_EVERY == 0);
-            crossed.then(|| self.inner.store.put_limits_snapshot(&table))
+            crossed.then(|| {
+                // Only tasks still outstanding may be running after a
+                // restart: the others need not be kept.
+                let agents = &self.inner.agents;
+                table.retain_outstanding(|task| agents.is_outstanding(task));
+                self.inner.store.put_limits_snapshot(&table)
+            })
         };
         if let Some(Ok(written)) = snapshot {
             self.inner.tasks.spawn(async move {

@@ -205,9 +205,11 @@ impl Engine {
                             fairness_key,
                             agent_version,
                         };
-                        // Outstanding at a restart: an agent may still run
+                        // Claimed before a restart: an agent may still run
                         // it, so it holds its capability's slot a while.
-                        if self.inner.recovering.load(Ordering::SeqCst) {
+                        if self.inner.recovering.load(Ordering::SeqCst)
+                            && self.was_claimed(&spec.capability, &spec.id)
+                        {
                             let until_ms = self.inner.clock.now_ms().saturating_add(spec.lease_ms);
                             self.inner.agents.enqueue_recovered(spec, until_ms);
                         } else {
