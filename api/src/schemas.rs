@@ -263,6 +263,15 @@ impl PartialSchema for WorkflowDefinition {
                 ),
             )
             .property(
+                "language",
+                whole(
+                    2,
+                    "The version of the workflow language the document is written in \
+                     (`docs/dsl.md`, Language versions): 1, or 2 (the orchestrator \
+                     specification's dialect). Left out, the newest (2) is recorded.",
+                ),
+            )
+            .property(
                 "input",
                 described(
                     SchemaType::AnyValue,

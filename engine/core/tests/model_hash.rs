@@ -170,9 +170,11 @@ fn every_change_of_content_changes_the_version() {
     }
 }
 
-/// Any JSON value that a mapping reads as a literal.
+/// Any JSON value that a mapping reads as a literal: no string starts with
+/// `$` (a path or an expression) or holds `${` (a template).
 fn literal() -> impl Strategy<Value = Value> {
     let text = any::<String>().prop_map(|s| {
+        let s = s.replace("${", "$ {");
         if s.starts_with('$') {
             Value::String(format!("x{s}"))
         } else {

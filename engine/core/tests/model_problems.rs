@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use expect_test::{Expect, expect};
-use retrace_core::model::Workflow;
+use retrace_core::model::{Language, Workflow};
 
 fn render(result: Result<Workflow, retrace_core::model::DefinitionError>) -> String {
     match result {
@@ -253,8 +253,9 @@ fn parallel_steps_need_named_branches_with_steps() {
 
 #[test]
 fn expressions_and_paths_are_checked_when_defined() {
+    // Language 1: no dialect (see the language 2 test below).
     check(
-        r#"{"name": "w", "steps": [
+        r#"{"name": "w", "language": 1, "steps": [
             {"id": "d", "type": "decision", "decision": {
                 "expression": "size($.variables.issues) >", "branches": {"true": "t"}}},
             {"id": "t", "type": "task", "capability": "noop", "input": {
@@ -541,13 +542,40 @@ fn a_stored_definition_is_read_as_it_was_accepted() {
             maxTransitions: must be a whole number of at least 1, not the number 0
         "#]],
     );
-    // A definition valid now reads the same either way.
+    // A definition stored without a language is language 1; defined now,
+    // the same document is recorded as the newest language, and reads back
+    // as that, with its version.
     let fine = r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "noop"}]}"#;
-    assert_eq!(
-        Workflow::from_stored_json(fine.as_bytes())
-            .unwrap()
-            .version(),
-        Workflow::from_json(fine.as_bytes()).unwrap().version()
+    let stored = Workflow::from_stored_json(fine.as_bytes()).unwrap();
+    assert_eq!(stored.language(), Language::V1);
+    let defined = Workflow::from_json(fine.as_bytes()).unwrap();
+    assert_eq!(defined.language(), Language::NEWEST);
+    let again = Workflow::from_stored_json(defined.canonical_json().as_bytes()).unwrap();
+    assert_eq!(again.version(), defined.version());
+    assert_eq!(again.language(), Language::NEWEST);
+}
+
+#[test]
+fn language_2_checks_its_expressions_and_templates_when_defined() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "t", "type": "task", "capability": "noop", "input": {
+                "a": "$.variables.projectPath ||",
+                "b": "$.nope.x || 1",
+                "c": "Feature: ${ input.feature",
+                "d": "Feature: ${ input.feature + }",
+                "e": "${ HOME } and ${ input.x }",
+                "f": "$ not a path, a literal",
+                "g": "\\${ stays text }"
+            }}
+        ]}"#,
+        expect![[r#"
+            steps[0].input.a: `$.variables.projectPath ||` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 27
+            steps[0].input.b: `$.nope.x || 1` has a `$` outside a string at line 1 column 1; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`, `workflowName`, `executionId`, `stepId`
+            steps[0].input.c: `Feature: ${ input.feature` has a `${` at byte 9 that no `}` closes; write `\${` for a literal `${`
+            steps[0].input.d: `${ input.feature + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 21
+            steps[0].input.e: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`, `workflowName`, `executionId`, `stepId`
+        "#]],
     );
 }
 

@@ -142,9 +142,15 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
     }
 
     /// The context expressions and mappings see.
+    ///
+    /// In language 2 it also holds the flat context the orchestrator
+    /// specification gives a handler workflow: `workflowName`,
+    /// `executionId` and `stepId` from the input the engine starts a
+    /// handler with, and `error` falls back to the input's `error` (the
+    /// error being handled) while the execution has none of its own.
     pub(super) fn context(&self, output: &Value) -> Value {
         let s = &*self.state;
-        json!({
+        let mut context = json!({
             "input": s.input,
             "variables": s.variables,
             "output": output,
@@ -155,7 +161,19 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 "version": s.version,
                 "startedAtMs": s.started_at_ms,
             },
-        })
+        });
+        if self.wf.language().has_dialect()
+            && let Value::Object(roots) = &mut context
+        {
+            let from_input = |key: &str| s.input.get(key).cloned().unwrap_or(Value::Null);
+            roots.insert("workflowName".to_owned(), from_input("workflow"));
+            roots.insert("executionId".to_owned(), from_input("executionId"));
+            roots.insert("stepId".to_owned(), from_input("stepId"));
+            if s.error.is_none() {
+                roots.insert("error".to_owned(), from_input("error"));
+            }
+        }
+        context
     }
 
     /// Schedules attempt `attempt` of a task for activation `act`.

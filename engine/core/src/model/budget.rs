@@ -326,7 +326,7 @@ impl Budget {
 
 /// The shape of a function added to a CEL context (the `cel` crate's own
 /// `Function`, which it does not export by name).
-type ChargeFn = Box<
+pub(super) type ChargeFn = Box<
     dyn for<'a, 'b> Fn(&mut FunctionContext<'a, 'b>) -> Result<CowVal<'a, 'b>, ExecutionError>
         + Send
         + Sync,

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::compile_step::{compile_step, retry_policy};
 use super::declared::{Declared, declare, locate};
 use super::definition::WorkflowDefinition;
+use super::language::Language;
 use super::limits::{Limit, compile_limits};
 use super::mapping::Mapping;
 use super::names;
@@ -57,19 +58,22 @@ pub(crate) fn compile(
         );
     }
     let declared = declare(&located, problems);
+    let language = Language::of(definition.language);
     let mut steps: Vec<Step> = located
         .iter()
         .filter(|step| !broken.contains(&step.path))
-        .filter_map(|step| compile_step(step, &definition.name, &declared, problems))
+        .filter_map(|step| compile_step(step, &definition.name, &declared, language, problems))
         .collect();
     // The workflow's fairness key is every task step's that has none.
     if let Some(key) = &definition.fairness_key
         && let Ok(default) =
-            Mapping::compile(&Value::String(key.clone()), "fairnessKey").map_err(|found| {
-                for (path, message) in found {
-                    problems.push(path, message);
-                }
-            })
+            Mapping::compile_in(&Value::String(key.clone()), "fairnessKey", language).map_err(
+                |found| {
+                    for (path, message) in found {
+                        problems.push(path, message);
+                    }
+                },
+            )
     {
         for step in &mut steps {
             if matches!(step.kind, StepKind::Task { .. }) && step.fairness_key.is_none() {

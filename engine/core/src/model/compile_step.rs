@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::declared::{Declared, Located};
 use super::definition::{RetryDefinition, StepType, TimeoutDefinition};
 use super::expr::Expr;
+use super::language::Language;
 use super::mapping::Mapping;
 use super::problem::{Problems, field};
 use super::step::{Branch, Compensation, RetryPolicy, Step, StepKind, Timeouts, WaitSpec};
@@ -24,6 +25,7 @@ pub(crate) fn compile_step(
     located: &Located<'_>,
     workflow_name: &str,
     declared: &Declared,
+    language: Language,
     problems: &mut Problems,
 ) -> Option<Step> {
     let step = located.definition;
@@ -40,13 +42,13 @@ pub(crate) fn compile_step(
     let input = step
         .input
         .as_ref()
-        .and_then(|value| mapping(value, &field(path, "input"), problems));
+        .and_then(|value| mapping(language, value, &field(path, "input"), problems));
     let output = step.output.as_ref().map(|outputs| {
         let output_path = field(path, "output");
         outputs
             .iter()
             .filter_map(|(name, value)| {
-                let mapping = mapping(value, &field(&output_path, name), problems)?;
+                let mapping = mapping(language, value, &field(&output_path, name), problems)?;
                 Some((name.clone(), mapping))
             })
             .collect::<BTreeMap<_, _>>()
@@ -54,11 +56,16 @@ pub(crate) fn compile_step(
     let compensate = step.compensate.as_ref().map(|compensate| Compensation {
         capability: compensate.capability.clone(),
         input: compensate.input.as_ref().and_then(|value| {
-            mapping(value, &field(&field(path, "compensate"), "input"), problems)
+            mapping(
+                language,
+                value,
+                &field(&field(path, "compensate"), "input"),
+                problems,
+            )
         }),
         retry: compensate.retry.as_ref().map(retry_policy),
     });
-    let kind = kind(located, workflow_name, declared, problems)?;
+    let kind = kind(located, workflow_name, declared, language, problems)?;
     Some(Step {
         id: step.id.clone(),
         name: step.name.clone().unwrap_or_else(|| step.id.clone()),
@@ -75,11 +82,12 @@ pub(crate) fn compile_step(
         priority: step
             .priority
             .as_ref()
-            .and_then(|value| mapping(value, &field(path, "priority"), problems)),
+            .and_then(|value| mapping(language, value, &field(path, "priority"), problems)),
         deadline_ms: step.deadline_ms,
         agent_version: step.agent_version.clone(),
         fairness_key: step.fairness_key.as_ref().and_then(|key| {
             mapping(
+                language,
                 &Value::String(key.clone()),
                 &field(path, "fairnessKey"),
                 problems,
@@ -93,6 +101,7 @@ fn kind(
     located: &Located<'_>,
     workflow_name: &str,
     declared: &Declared,
+    language: Language,
     problems: &mut Problems,
 ) -> Option<StepKind> {
     let step = located.definition;
@@ -122,6 +131,7 @@ fn kind(
                 );
             }
             let expression = expression(
+                language,
                 &decision.expression,
                 &field(&decision_path, "expression"),
                 problems,
@@ -176,6 +186,7 @@ fn kind(
             let event = step.event.as_ref()?;
             let correlation = match &event.correlation {
                 Some(source) => Some(expression(
+                    language,
                     source,
                     &field(&field(path, "event"), "correlation"),
                     problems,
@@ -208,8 +219,13 @@ fn kind(
 }
 
 /// Compiles a mapping, pushing each bad path or expression inside it.
-fn mapping(value: &Value, path: &str, problems: &mut Problems) -> Option<Mapping> {
-    match Mapping::compile(value, path) {
+fn mapping(
+    language: Language,
+    value: &Value,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Mapping> {
+    match Mapping::compile_in(value, path, language) {
         Ok(mapping) => Some(mapping),
         Err(found) => {
             for (path, message) in found {
@@ -221,8 +237,13 @@ fn mapping(value: &Value, path: &str, problems: &mut Problems) -> Option<Mapping
 }
 
 /// Compiles an expression field (bare or `${ … }`).
-fn expression(source: &str, path: &str, problems: &mut Problems) -> Option<Expr> {
-    Expr::compile(source)
+fn expression(
+    language: Language,
+    source: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<Expr> {
+    Expr::compile_in(source, language)
         .map_err(|message| problems.push(path, message))
         .ok()
 }

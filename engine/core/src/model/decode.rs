@@ -25,6 +25,7 @@ use super::definition::{
     WorkflowDefinition,
 };
 use super::fields::{Fields, must_be};
+use super::language::Language;
 use super::limits::decode_limits;
 use super::names;
 use super::problem::{Problems, field, index};
@@ -57,6 +58,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
         name: String::new(),
         description: None,
         version: None,
+        language: None,
         input: None,
         output: None,
         steps: Vec::new(),
@@ -87,6 +89,7 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
     if let Some(text) = &definition.version {
         free_text(doc.path_of("version"), text, Text::Label, problems);
     }
+    definition.language = language(&mut doc, admission, problems);
     definition.input = schema(&mut doc, "input", problems);
     definition.output = schema(&mut doc, "output", problems);
     if let Some(steps) = doc.required_array("steps", problems) {
@@ -122,6 +125,29 @@ pub(crate) fn decode(value: &Value, admission: Admission, problems: &mut Problem
     definition.max_transitions = max_transitions(&mut doc, admission, problems);
     doc.finish(problems);
     Decoded { definition, broken }
+}
+
+/// `language`: a version of the workflow language; a new definition that
+/// gives none is recorded with the newest (a stored one without it is
+/// version 1, the language before versions, and stays without it, so its
+/// version hash is unchanged).
+fn language(doc: &mut Fields<'_>, admission: Admission, problems: &mut Problems) -> Option<u64> {
+    if !doc.has("language") {
+        return (admission == Admission::New).then_some(Language::NEWEST.number());
+    }
+    let number = doc.positive_u64("language", problems)?;
+    if Language::from_number(number).is_none() {
+        let known: Vec<String> = Language::ALL.iter().map(|l| l.to_string()).collect();
+        problems.push(
+            doc.path_of("language"),
+            format!(
+                "{number} is not a version of the workflow language; the versions are {}",
+                known.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(number)
 }
 
 /// `maxTransitions`: a whole number from 1 to

@@ -7,6 +7,9 @@
 //! must never gain a default that is not in the document: re-serializing one
 //! is the canonical form the version hash is taken of, so it must say exactly
 //! what was written (absent stays absent, `[]` and absent lists are one thing).
+//! The one exception is `language`: a new definition that does not give one
+//! is recorded with the newest version of the language (see `language`), so
+//! that its meaning is written into the canonical form and the version hash.
 //!
 //! Mappings (`input`, `output`, `compensate.input`) and JSON Schemas are kept
 //! as the raw JSON they were written as.
@@ -28,6 +31,11 @@ pub struct WorkflowDefinition {
     /// The document's own version label; the real version is the content hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// The version of the workflow language the document is written in
+    /// (see [`Language`](super::Language)); absent only in a definition
+    /// stored before versions existed, which is version 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub language: Option<u64>,
     /// JSON Schema the execution input must satisfy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,

@@ -35,8 +35,10 @@ use serde_json::Value;
 
 use super::budget::{Budget, RESULT_BYTES_MAX};
 use super::cel_json::{to_cel, to_json};
+use super::dialect;
 use super::hash::canonical_string;
 use super::instrument::{instrument, literal_patterns};
+use super::language::Language;
 use super::path::Root;
 use super::pattern::{Literals, literals};
 use super::stack::{evaluate_on_large_stack, on_large_stack};
@@ -80,6 +82,9 @@ pub struct Expr {
     /// The patterns of `matches` written as string literals, compiled when
     /// first needed.
     patterns: Arc<Literals>,
+    /// The language it was written in: which roots it reads, and whether the
+    /// dialect's functions are in its tree (see `dialect`).
+    language: Language,
 }
 
 impl fmt::Debug for Expr {
@@ -90,7 +95,7 @@ impl fmt::Debug for Expr {
 
 impl PartialEq for Expr {
     fn eq(&self, other: &Expr) -> bool {
-        self.source == other.source
+        self.source == other.source && self.language == other.language
     }
 }
 
@@ -105,8 +110,14 @@ pub struct EvalError {
 
 impl Expr {
     /// Compiles `source`, written bare (`size(input.items) > 0`) or wrapped
-    /// (`${ size(input.items) > 0 }`). The error is a problem message.
+    /// (`${ size(input.items) > 0 }`), as language 1 reads it. The error is a
+    /// problem message.
     pub fn compile(source: &str) -> Result<Expr, String> {
+        Expr::compile_in(source, Language::V1)
+    }
+
+    /// Compiles `source` as `language` reads it.
+    pub fn compile_in(source: &str, language: Language) -> Result<Expr, String> {
         if source.len() > EXPRESSION_LEN_MAX {
             return Err(format!(
                 "the expression is longer than {EXPRESSION_LEN_MAX} bytes"
@@ -121,20 +132,21 @@ impl Expr {
         if text.trim().is_empty() {
             return Err("the expression is empty".to_owned());
         }
-        let text = blank_dollar_roots(&text).map_err(|at| {
+        let text = blank_dollar_roots(&text, language).map_err(|at| {
             let (line, column) = line_column(&text, at);
             format!(
                 "`{source}` has a `$` outside a string at line {line} column {column}; in an \
                  expression `$.` may only come before one of {}",
-                Root::listed()
+                Root::listed_in(language)
             )
         })?;
-        let (program, deep, patterns) = compile_program(source, text)?;
+        let (program, deep, patterns) = compile_program(source, text, language)?;
         Ok(Expr {
             source: source.to_owned(),
             program: Arc::new(program),
             deep,
             patterns: Arc::new(patterns),
+            language,
         })
     }
 
@@ -171,7 +183,10 @@ impl Expr {
         let budget = Arc::new(Budget::new(Arc::clone(&self.patterns)));
         let mut cel_context = Context::with_env(Arc::clone(&ENV));
         budget.install(&mut cel_context, &ENV).map_err(failed)?;
-        for root in Root::ALL {
+        if self.language.has_dialect() {
+            dialect::install(&mut cel_context).map_err(failed)?;
+        }
+        for &root in Root::of(self.language) {
             let value = context.get(root.as_str()).map_or(cel::Value::Null, to_cel);
             cel_context.add_variable_from_value(root.as_str(), value);
         }
@@ -221,7 +236,11 @@ fn describe(error: &cel::ExecutionError) -> String {
 /// [`EXPRESSION_DEPTH_MAX`] is refused there, which bounds the recursion of
 /// every later evaluation on the caller's stack. Also says whether the tree,
 /// once it has the charges, is deeper than that.
-fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool, Literals), String> {
+fn compile_program(
+    source: &str,
+    text: String,
+    language: Language,
+) -> Result<(IdedExpr, bool, Literals), String> {
     let compiled = on_large_stack(|| {
         let program = ENV.parser().parse(&text).map_err(|errors| {
             let details: Vec<String> = errors
@@ -241,8 +260,15 @@ fn compile_program(source: &str, text: String) -> Result<(IdedExpr, bool, Litera
                  several steps or variables"
             ));
         }
-        check_names(source, &program)?;
+        check_names(source, &program, language)?;
         let program = instrument(program);
+        // After the charges, so the dialect's calls are charged as the
+        // operators they stand for (not at all: see `dialect`).
+        let program = if language.has_dialect() {
+            dialect::rewrite(program)
+        } else {
+            program
+        };
         let deep = depth(&program) > EXPRESSION_DEPTH_MAX;
         // Compiled when an evaluation first needs them, never here: a
         // definition costs no regex compilation, and one that does not
@@ -271,7 +297,7 @@ pub fn branch_key(value: &Value) -> String {
 
 /// Replaces each `$.` written before a root with two spaces, outside string
 /// literals and comments; any other `$` there is an error, at that byte.
-fn blank_dollar_roots(text: &str) -> Result<String, usize> {
+fn blank_dollar_roots(text: &str, language: Language) -> Result<String, usize> {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -291,7 +317,7 @@ fn blank_dollar_roots(text: &str) -> Result<String, usize> {
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
-            if !after.starts_with('.') || Root::parse(&rest[..len]).is_none() {
+            if !after.starts_with('.') || Root::parse_in(&rest[..len], language).is_none() {
                 return Err(at);
             }
             out.push_str("  ");
@@ -318,7 +344,7 @@ fn line_column(text: &str, at: usize) -> (usize, usize) {
 
 /// The byte just past the string literal whose opening quote is at `start`
 /// (the end of `text` if it is not closed; CEL then reports it).
-fn string_literal_end(text: &str, start: usize) -> usize {
+pub(super) fn string_literal_end(text: &str, start: usize) -> usize {
     let bytes = text.as_bytes();
     let quote = bytes[start];
     // A prefix of `r`/`R` (possibly with `b`/`B`) makes the literal raw.
@@ -349,14 +375,16 @@ fn string_literal_end(text: &str, start: usize) -> usize {
 
 /// Refuses identifiers that are neither a root, a comprehension variable nor
 /// a CEL built-in, so `${ HOME }` or `inputs.x` fail when defined, not when run.
-fn check_names(source: &str, root: &IdedExpr) -> Result<(), String> {
+fn check_names(source: &str, root: &IdedExpr, language: Language) -> Result<(), String> {
     let mut bound = Vec::new();
     let mut used = Vec::new();
     collect_names(root, &mut bound, &mut used);
     let mut unknown: Vec<&str> = used
         .into_iter()
         .filter(|name| {
-            Root::parse(name).is_none() && !BUILTIN_NAMES.contains(name) && !bound.contains(name)
+            Root::parse_in(name, language).is_none()
+                && !BUILTIN_NAMES.contains(name)
+                && !bound.contains(name)
         })
         .collect();
     unknown.sort_unstable();
@@ -368,7 +396,7 @@ fn check_names(source: &str, root: &IdedExpr) -> Result<(), String> {
             Err(format!(
                 "`{source}` reads {}, which is not defined; an expression reads {}",
                 names.join(", "),
-                Root::listed()
+                Root::listed_in(language)
             ))
         }
     }
@@ -439,19 +467,19 @@ mod tests {
     #[test]
     fn dollar_roots_are_blanked_outside_strings_only() {
         assert_eq!(
-            blank_dollar_roots(r#"$.input.a + "$.input" + '$.x' + r"\$.y""#),
+            blank_dollar_roots(r#"$.input.a + "$.input" + '$.x' + r"\$.y""#, Language::V1),
             Ok(r#"  input.a + "$.input" + '$.x' + r"\$.y""#.to_owned())
         );
         assert_eq!(
-            blank_dollar_roots(r#""a \" $.b" + $.variables.c"#),
+            blank_dollar_roots(r#""a \" $.b" + $.variables.c"#, Language::V1),
             Ok(r#""a \" $.b" +   variables.c"#.to_owned())
         );
         assert_eq!(
-            blank_dollar_roots("'''it's $.x''' + $.output // $.nothing"),
+            blank_dollar_roots("'''it's $.x''' + $.output // $.nothing", Language::V1),
             Ok("'''it's $.x''' +   output // $.nothing".to_owned())
         );
-        assert_eq!(blank_dollar_roots("$.workflowName"), Err(0));
-        assert_eq!(blank_dollar_roots("'é' + $ b"), Err(7));
+        assert_eq!(blank_dollar_roots("$.workflowName", Language::V1), Err(0));
+        assert_eq!(blank_dollar_roots("'é' + $ b", Language::V1), Err(7));
         assert_eq!(line_column("ab\ncd$", 5), (2, 3));
     }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::definition::WorkflowDefinition;
 use super::fields::Fields;
+use super::language::Language;
 use super::mapping::Mapping;
 use super::problem::Problems;
 
@@ -205,7 +206,11 @@ pub(crate) fn compile_limits(
         let path = format!("{}.key", kind.as_str());
         let key = match key {
             None => None,
-            Some(text) => match Mapping::compile(&Value::String(text.clone()), &path) {
+            Some(text) => match Mapping::compile_in(
+                &Value::String(text.clone()),
+                &path,
+                Language::of(definition.language),
+            ) {
                 Ok(mapping) => Some(mapping),
                 Err(found) => {
                     for (path, message) in found {

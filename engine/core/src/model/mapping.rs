@@ -4,14 +4,23 @@
 //! Owns how a mapping's JSON is read: a string starting with `$.` is a path,
 //! a string that is wholly `${ … }` is an expression, every other string and
 //! every non-string is a literal; objects and arrays are read item by item.
-//! It must never evaluate anything at compile time, and never turn a missing
-//! path into an error (it is `null`); an expression's failure is an error.
+//! In language 2 (see `language`) a `$.` string that is not a plain path is
+//! an expression, and a string with `${ … }` inside it is a template: each
+//! `${ … }` is evaluated and spliced in (a string as it is, any other value
+//! as compact JSON), and `\${` stands for a literal `${`. A
+//! `${ secret('name') }` is never evaluated: it stays in the mapped value as
+//! written, for the engine to fill in where the value is used, so a secret
+//! never reaches the journal. It must never evaluate anything at compile
+//! time, and never turn a missing path into an error (it is `null`); an
+//! expression's failure is an error.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::expr::{EvalError, Expr, unwrap_braces};
+use super::expr::{EvalError, Expr, string_literal_end, unwrap_braces};
+use super::hash::canonical_string;
+use super::language::Language;
 use super::path::ContextPath;
 use super::problem::{field, index};
 
@@ -28,14 +37,35 @@ pub enum Mapping {
     Object(BTreeMap<String, Mapping>),
     /// An array with at least one path or expression inside.
     Array(Vec<Mapping>),
+    /// Language 2: a string with `${ … }` inside it, in parts.
+    Template(Vec<Part>),
+}
+
+/// A piece of a template string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// Text as written (with `\${` read as `${`).
+    Text(String),
+    /// `${ … }`: its value, spliced in.
+    Expr(Expr),
 }
 
 impl Mapping {
-    /// Compiles `value` (found at problem path `path`); the error lists every
-    /// bad path or expression inside as `(path, message)`.
+    /// Compiles `value` (found at problem path `path`) as language 1 reads
+    /// it; the error lists every bad path or expression inside as
+    /// `(path, message)`.
     pub fn compile(value: &Value, path: &str) -> Result<Mapping, Vec<(String, String)>> {
+        Mapping::compile_in(value, path, Language::V1)
+    }
+
+    /// Compiles `value` as `language` reads it.
+    pub fn compile_in(
+        value: &Value,
+        path: &str,
+        language: Language,
+    ) -> Result<Mapping, Vec<(String, String)>> {
         let mut problems = Vec::new();
-        let mapping = compile_into(value, path, &mut problems);
+        let mapping = compile_into(value, path, language, &mut problems);
         if problems.is_empty() {
             Ok(mapping)
         } else {
@@ -61,6 +91,19 @@ impl Mapping {
                 .map(|item| item.evaluate(context))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
+            Mapping::Template(parts) => {
+                let mut text = String::new();
+                for part in parts {
+                    match part {
+                        Part::Text(written) => text.push_str(written),
+                        Part::Expr(expr) => match expr.evaluate(context)? {
+                            Value::String(value) => text.push_str(&value),
+                            other => text.push_str(&canonical_string(&other)),
+                        },
+                    }
+                }
+                Ok(Value::String(text))
+            }
         }
     }
 
@@ -70,15 +113,38 @@ impl Mapping {
     }
 }
 
-fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>) -> Mapping {
+fn compile_into(
+    value: &Value,
+    path: &str,
+    language: Language,
+    problems: &mut Vec<(String, String)>,
+) -> Mapping {
     match value {
-        Value::String(text) if text.starts_with("$.") => match ContextPath::parse(text) {
-            Ok(parsed) => Mapping::Path(parsed),
-            Err(message) => {
-                problems.push((path.to_owned(), message));
-                Mapping::Literal(Value::Null)
+        Value::String(text) if text.starts_with("$.") => {
+            match ContextPath::parse_in(text, language) {
+                Ok(parsed) => Mapping::Path(parsed),
+                Err(_) if language.has_dialect() => match Expr::compile_in(text, language) {
+                    Ok(expr) => Mapping::Expr(expr),
+                    Err(message) => {
+                        problems.push((path.to_owned(), message));
+                        Mapping::Literal(Value::Null)
+                    }
+                },
+                Err(message) => {
+                    problems.push((path.to_owned(), message));
+                    Mapping::Literal(Value::Null)
+                }
             }
-        },
+        }
+        Value::String(text) if language.has_dialect() && text.contains("${") => {
+            match template(text, language) {
+                Ok(mapping) => mapping,
+                Err(message) => {
+                    problems.push((path.to_owned(), message));
+                    Mapping::Literal(Value::Null)
+                }
+            }
+        }
         Value::String(text) if unwrap_braces(text).is_some() => match Expr::compile(text) {
             Ok(expr) => Mapping::Expr(expr),
             Err(message) => {
@@ -89,7 +155,10 @@ fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>)
         Value::Object(map) => {
             let fields: BTreeMap<String, Mapping> = map
                 .iter()
-                .map(|(key, item)| (key.clone(), compile_into(item, &field(path, key), problems)))
+                .map(|(key, item)| {
+                    let at = field(path, key);
+                    (key.clone(), compile_into(item, &at, language, problems))
+                })
                 .collect();
             if fields.values().all(Mapping::is_literal) {
                 Mapping::Literal(value.clone())
@@ -101,7 +170,7 @@ fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>)
             let items: Vec<Mapping> = items
                 .iter()
                 .enumerate()
-                .map(|(at, item)| compile_into(item, &index(path, at), problems))
+                .map(|(at, item)| compile_into(item, &index(path, at), language, problems))
                 .collect();
             if items.iter().all(Mapping::is_literal) {
                 Mapping::Literal(value.clone())
@@ -111,4 +180,101 @@ fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>)
         }
         literal => Mapping::Literal(literal.clone()),
     }
+}
+
+/// Reads a language 2 string with `${` in it: one `${ … }` that is the
+/// whole string is an expression (its value keeps its type), anything else
+/// is a template. A `${ secret('name') }` stays text.
+fn template(text: &str, language: Language) -> Result<Mapping, String> {
+    let mut parts: Vec<Part> = Vec::new();
+    let mut literal = String::new();
+    let mut at = 0;
+    while at < text.len() {
+        let rest = &text[at..];
+        if rest.starts_with("\\${") {
+            literal.push_str("${");
+            at += 3;
+            continue;
+        }
+        if !rest.starts_with("${") {
+            let first = rest.chars().next().map_or(1, char::len_utf8);
+            let next = rest[first..]
+                .find(['$', '\\'])
+                .map_or(text.len(), |n| at + first + n);
+            literal.push_str(&text[at..next]);
+            at = next;
+            continue;
+        }
+        let end = closing_brace(text, at + 2).ok_or_else(|| {
+            format!(
+                "`{text}` has a `${{` at byte {at} that no `}}` closes; write `\\${{` for a \
+                 literal `${{`"
+            )
+        })?;
+        let written = &text[at..=end];
+        if is_secret(&text[at + 2..end]) {
+            literal.push_str(written);
+        } else {
+            if !literal.is_empty() {
+                parts.push(Part::Text(std::mem::take(&mut literal)));
+            }
+            parts.push(Part::Expr(Expr::compile_in(written, language)?));
+        }
+        at = end + 1;
+    }
+    if !literal.is_empty() {
+        parts.push(Part::Text(literal));
+    }
+    Ok(match parts.as_slice() {
+        [] => Mapping::Literal(Value::String(String::new())),
+        [Part::Text(only)] => Mapping::Literal(Value::String(only.clone())),
+        [Part::Expr(only)] if only.source() == text => Mapping::Expr(only.clone()),
+        _ => Mapping::Template(parts),
+    })
+}
+
+/// The byte of the `}` that closes the `${` whose inside starts at `from`:
+/// braces inside nest, and string literals are skipped.
+fn closing_brace(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut at = from;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' | b'\'' => {
+                at = string_literal_end(text, at);
+                continue;
+            }
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return Some(at),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Whether the inside of a `${ … }` is `secret('name')` (or with double
+/// quotes), which names a secret of the engine's configuration.
+pub fn is_secret(inside: &str) -> bool {
+    let Some(call) = inside.trim().strip_prefix("secret(") else {
+        return false;
+    };
+    let Some(argument) = call.strip_suffix(')') else {
+        return false;
+    };
+    let argument = argument.trim();
+    let quoted = |q: char| {
+        argument
+            .strip_prefix(q)
+            .and_then(|a| a.strip_suffix(q))
+            .is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            })
+    };
+    quoted('\'') || quoted('"')
 }

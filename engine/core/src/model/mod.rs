@@ -36,12 +36,14 @@ mod declared;
 mod decode;
 mod decode_failure;
 mod definition;
+mod dialect;
 mod document;
 mod expr;
 mod fields;
 mod graph;
 mod hash;
 mod instrument;
+mod language;
 mod limits;
 mod mapping;
 mod names;
@@ -69,6 +71,7 @@ pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
 pub use graph::{Edge, EdgeKind, Graph, HANDLERS_NODE, Node, NodeKind, compensation_node};
 pub use hash::canonical_string;
+pub use language::Language;
 pub use limits::{
     ConcurrencyDefinition, LIMIT_KEY_LEN_MAX, LIMIT_MAX, LIMIT_PERIOD_MS_MAX, Limit, LimitKind,
     RateLimitDefinition,

@@ -20,6 +20,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use super::language::Language;
+
 /// The top-level names of the evaluation context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Root {
@@ -33,10 +35,19 @@ pub enum Root {
     Error,
     /// Facts about the execution the engine provides (its id, the workflow, ...).
     Execution,
+    /// Language 2: the failed workflow's name, in a handler workflow (its
+    /// input's `workflow`).
+    WorkflowName,
+    /// Language 2: the failed execution's id, in a handler workflow (its
+    /// input's `executionId`).
+    ExecutionId,
+    /// Language 2: the failed step's id, in a handler workflow (its input's
+    /// `stepId`).
+    StepId,
 }
 
 impl Root {
-    /// Every root, in the order the documentation lists them.
+    /// Every root of language 1, in the order the documentation lists them.
     pub const ALL: [Root; 5] = [
         Root::Input,
         Root::Variables,
@@ -44,6 +55,29 @@ impl Root {
         Root::Error,
         Root::Execution,
     ];
+
+    /// The flat context of a handler workflow, as the orchestrator
+    /// specification writes it: roots in language 2 only.
+    pub const FLAT: [Root; 3] = [Root::WorkflowName, Root::ExecutionId, Root::StepId];
+
+    /// Every root of `language`, in the order the documentation lists them.
+    pub fn of(language: Language) -> &'static [Root] {
+        const WITH_FLAT: [Root; 8] = [
+            Root::Input,
+            Root::Variables,
+            Root::Output,
+            Root::Error,
+            Root::Execution,
+            Root::WorkflowName,
+            Root::ExecutionId,
+            Root::StepId,
+        ];
+        if language.has_dialect() {
+            &WITH_FLAT
+        } else {
+            &Root::ALL
+        }
+    }
 
     /// The root's name, as written in paths and expressions.
     pub fn as_str(self) -> &'static str {
@@ -53,17 +87,28 @@ impl Root {
             Root::Output => "output",
             Root::Error => "error",
             Root::Execution => "execution",
+            Root::WorkflowName => "workflowName",
+            Root::ExecutionId => "executionId",
+            Root::StepId => "stepId",
         }
     }
 
-    /// The root named `name`, if there is one.
+    /// The root named `name` in language 1, if there is one.
     pub fn parse(name: &str) -> Option<Root> {
-        Root::ALL.into_iter().find(|root| root.as_str() == name)
+        Root::parse_in(name, Language::V1)
     }
 
-    /// The roots as a list for messages: "`input`, `variables`, ...".
-    pub(crate) fn listed() -> String {
-        let names: Vec<String> = Root::ALL
+    /// The root named `name` in `language`, if there is one.
+    pub fn parse_in(name: &str, language: Language) -> Option<Root> {
+        Root::of(language)
+            .iter()
+            .copied()
+            .find(|root| root.as_str() == name)
+    }
+
+    /// The roots of `language` as a list for messages.
+    pub(crate) fn listed_in(language: Language) -> String {
+        let names: Vec<String> = Root::of(language)
             .iter()
             .map(|root| format!("`{}`", root.as_str()))
             .collect();
@@ -86,6 +131,8 @@ pub struct ContextPath {
     source: String,
     root: Root,
     segments: Vec<Segment>,
+    /// Language 2: `.length` of an array or a string is its size.
+    dialect: bool,
 }
 
 impl fmt::Debug for ContextPath {
@@ -95,19 +142,25 @@ impl fmt::Debug for ContextPath {
 }
 
 impl ContextPath {
-    /// Parses `text`, which starts with `$.`; the error says how to fix it.
+    /// Parses `text`, which starts with `$.`, as language 1 reads it; the
+    /// error says how to fix it.
     pub fn parse(text: &str) -> Result<ContextPath, String> {
+        ContextPath::parse_in(text, Language::V1)
+    }
+
+    /// Parses `text`, which starts with `$.`, as `language` reads it.
+    pub fn parse_in(text: &str, language: Language) -> Result<ContextPath, String> {
         let rest = text.strip_prefix("$.").ok_or_else(|| not_a_path(text))?;
         let root_len = rest.find(|c: char| !is_name_char(c)).unwrap_or(rest.len());
         let (root_name, mut rest) = rest.split_at(root_len);
-        let root = match Root::parse(root_name) {
+        let root = match Root::parse_in(root_name, language) {
             Some(root) => root,
             None if root_name.is_empty() => return Err(not_a_path(text)),
             None => {
                 return Err(format!(
                     "`{text}` starts with the unknown root `{root_name}`; a path starts with \
                      `$.` and one of {}",
-                    Root::listed()
+                    Root::listed_in(language)
                 ));
             }
         };
@@ -121,6 +174,7 @@ impl ContextPath {
             source: text.to_owned(),
             root,
             segments,
+            dialect: language.has_dialect(),
         })
     }
 
@@ -152,8 +206,49 @@ impl ContextPath {
     }
 
     /// The value at this path in `context`; `null` if it leads nowhere.
+    /// In language 2, `.length` of an array or a string is its size (in
+    /// code points), as in the specification's dialect.
     pub fn lookup(&self, context: &Value) -> Value {
-        self.find(context).cloned().unwrap_or(Value::Null)
+        if !self.dialect {
+            return self.find(context).cloned().unwrap_or(Value::Null);
+        }
+        let Some(mut value) = context.get(self.root.as_str()) else {
+            return Value::Null;
+        };
+        for (at, segment) in self.segments.iter().enumerate() {
+            let next = match (segment, value) {
+                (Segment::Field(name), Value::Array(items)) if name == "length" => {
+                    Some(Value::from(items.len()))
+                }
+                (Segment::Field(name), Value::String(text)) if name == "length" => {
+                    Some(Value::from(text.chars().count()))
+                }
+                (Segment::Field(name), Value::Object(map)) => match map.get(name) {
+                    Some(found) => {
+                        value = found;
+                        None
+                    }
+                    None => return Value::Null,
+                },
+                (Segment::Index(i), Value::Array(items)) => match items.get(*i) {
+                    Some(found) => {
+                        value = found;
+                        None
+                    }
+                    None => return Value::Null,
+                },
+                _ => return Value::Null,
+            };
+            if let Some(size) = next {
+                // Nothing is below a size.
+                return if at + 1 == self.segments.len() {
+                    size
+                } else {
+                    Value::Null
+                };
+            }
+        }
+        value.clone()
     }
 }
 

@@ -15,6 +15,7 @@ use super::decode::{Admission, decode};
 use super::definition::WorkflowDefinition;
 use super::document::{parse_json, parse_yaml};
 use super::hash::{canonical_json, version_hash};
+use super::language::Language;
 use super::limits::{Limit, start_context};
 use super::problem::{DefinitionError, Problems};
 use super::references::{WorkflowReference, references};
@@ -100,6 +101,11 @@ impl Workflow {
     /// The version: lowercase hex blake3 of [`canonical_json`](Self::canonical_json).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// The version of the workflow language the definition is read with.
+    pub fn language(&self) -> Language {
+        Language::of(self.definition.language)
     }
 
     /// The document's own `version` label, if it has one.
