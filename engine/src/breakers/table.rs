@@ -254,11 +254,24 @@ impl Breakers {
             .retain(|(c, agent), _| c != capability || agent.is_none());
     }
 
-    /// Folds the event stored at `seq`, recorded at `at_ms`. A state change
-    /// is folded whether or not the in-memory breaker made it already (the
-    /// runtime changes the breaker, then records), so folding is also how a
-    /// restart gets the state back.
+    /// Folds the event stored at `seq`, recorded at `at_ms`, as reading the
+    /// stream back at open does: a state change sets the breaker's state.
     pub fn apply(&mut self, seq: u64, at_ms: u64, event: &BreakerEvent) {
+        self.fold(seq, at_ms, event, Fold::Restore);
+    }
+
+    /// Notes the event the runtime just stored at `seq`: settings and
+    /// removals as [`Self::apply`] does, but a state change only counts (its
+    /// instant, the openings). The live breaker made that change before it
+    /// was recorded (the log records asynchronously, in order) and may be
+    /// past it by now: setting the state from the record would take the
+    /// breaker back (a probe handed out, then an older `opened` recorded,
+    /// would lose the probe and its success).
+    pub fn note_recorded(&mut self, seq: u64, at_ms: u64, event: &BreakerEvent) {
+        self.fold(seq, at_ms, event, Fold::Count);
+    }
+
+    fn fold(&mut self, seq: u64, at_ms: u64, event: &BreakerEvent, how: Fold) {
         self.seq = seq;
         let capability = event.capability();
         match event {
@@ -318,15 +331,27 @@ impl Breakers {
                 };
                 // The live breaker may be ahead (it changed, then recorded):
                 // only a restart's fold sets the state from the record.
-                entry.breaker.restore(state);
+                if how == Fold::Restore {
+                    entry.breaker.restore(state);
+                }
                 entry.changed_at_ms = at_ms;
             }
         }
     }
 }
 
+/// What folding a recorded state change does to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fold {
+    /// Reading the stream back: the record is the state.
+    Restore,
+    /// The runtime's own record of a change it made: the state is the live one.
+    Count,
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::breaker::Gate;
     use super::*;
 
     fn settings(per_agent: bool) -> BreakerSettings {
@@ -345,6 +370,42 @@ mod tests {
             by: None,
             reason: None,
         }
+    }
+
+    /// The log records changes after the live breaker made them, and may
+    /// lag: a probe handed out before `opened` is recorded must stay the
+    /// probe, and its success must close the breaker.
+    #[test]
+    fn a_recorded_change_never_takes_the_live_breaker_back() {
+        let mut t = Breakers::default();
+        t.apply(1, 100, &set("pay", false));
+        let breaker = &mut t.get_mut("pay").unwrap().breaker;
+        assert_eq!(breaker.failed("t1", 200), None);
+        let opened = breaker
+            .failed("t2", 200)
+            .expect("the second failure opens it");
+        let Gate::Probe(half_opened) = breaker.gate("t3", 5_200) else {
+            panic!("the cool-down is over: t3 is the probe");
+        };
+        // Only now does the log record the opening, then the half-opening.
+        t.note_recorded(2, 5_300, &BreakerEvent::of("pay", None, opened));
+        t.note_recorded(3, 5_300, &BreakerEvent::of("pay", None, half_opened));
+        let entry = t.get_mut("pay").unwrap();
+        assert_eq!(entry.breaker.state, BreakerState::HalfOpen);
+        assert_eq!(entry.opened, 1, "the opening is counted");
+        assert_eq!(
+            entry.breaker.succeeded("t3"),
+            Some(Transition::Closed),
+            "the probe's success closes it"
+        );
+        // Read back at open, the same records are the state.
+        let mut read_back = Breakers::default();
+        read_back.apply(1, 100, &set("pay", false));
+        read_back.apply(2, 5_300, &BreakerEvent::of("pay", None, opened));
+        assert_eq!(
+            read_back.get("pay").unwrap().breaker.state,
+            BreakerState::Open { since_ms: 5_300 }
+        );
     }
 
     #[test]

@@ -249,7 +249,7 @@ impl Engine {
         let now = self.inner.clock.now_ms();
         let seq = self.lock_breakers()?.seq + 1;
         self.inner.store.append_breaker(seq, event, now).await?;
-        self.lock_breakers()?.apply(seq, now, event);
+        self.lock_breakers()?.note_recorded(seq, now, event);
         Ok(())
     }
 
