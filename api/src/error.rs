@@ -530,6 +530,9 @@ impl From<EngineError> for Error {
             EngineError::UnknownExecution(id) => Error::UnknownExecution(id.to_string()),
             EngineError::UnknownTask(task) => Error::UnknownTask(task),
             EngineError::InvalidInput(problems) => Error::InvalidInput(problems),
+            EngineError::InvalidTags(problems) => {
+                Error::InvalidBody(format!("tags: {}", problems.join("; ")))
+            }
             EngineError::Rejected(r) => r.into(),
             EngineError::Conflict(message) => Error::Conflict(message),
             EngineError::Agent(a) => a.into(),

@@ -162,6 +162,9 @@ pub struct ExecutionView {
     /// How urgent its tasks are, 0 to 9 (see starting).
     #[schema(minimum = 0, maximum = 9)]
     pub priority: u8,
+    /// Its tags: the start's, and those its steps set since (by which
+    /// `GET /v1/executions?tag=key:value` finds it).
+    pub tags: std::collections::BTreeMap<String, String>,
     /// The seq of its last event: where a stream resumes to see what is new.
     pub last_seq: u64,
 }
@@ -320,6 +323,7 @@ impl ExecutionView {
             parent_id: s.parent.map(|p| p.execution),
             idempotency_key: s.idempotency_key.clone(),
             priority: s.priority,
+            tags: s.tags.clone(),
             last_seq: s.seq,
         }
     }

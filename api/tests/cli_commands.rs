@@ -453,6 +453,58 @@ async fn ls_lists_executions_page_after_page() {
         .await
         .expect_code(0);
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    // Several statuses, newest first; tags given at the start.
+    let out = run(&[
+        "ls",
+        "--status",
+        "terminated,running",
+        "--newest",
+        "--all",
+        "--json",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let page: Value = serde_json::from_str(&out.stdout).unwrap();
+    let newest: Vec<&str> = page["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(newest, expected);
+    let tagged = run(&[
+        "start",
+        "hello",
+        "--input",
+        r#"{"name": "T"}"#,
+        "--tag",
+        "customer=acme",
+        "--tag",
+        "tier=gold",
+        "--server",
+        base,
+    ])
+    .await
+    .expect_code(0);
+    let tagged = tagged.stdout.trim().to_owned();
+    let out = run(&["ls", "--tag", "customer=acme", "--json", "--server", base])
+        .await
+        .expect_code(0);
+    let page: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        page["executions"].as_array().unwrap().len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(page["executions"][0]["id"], tagged.as_str());
+    let out = run(&["ls", "--tag", "customer", "--server", base])
+        .await
+        .expect_code(2);
+    assert!(out.stderr.contains("KEY=VALUE"), "{}", out.stderr);
     refused(
         run(&["ls", "--status", "sleeping", "--server", base]).await,
         "invalid_query",

@@ -28,6 +28,9 @@ pub enum Error {
     UnknownTask(String),
     #[error("the input does not match the workflow's input schema: {}", .0.join("; "))]
     InvalidInput(Vec<String>),
+    /// A start's tags break their rules (nothing recorded).
+    #[error("invalid tags: {}", .0.join("; "))]
+    InvalidTags(Vec<String>),
     #[error(transparent)]
     Rejected(#[from] Rejection),
     #[error("{0}")]

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::client::{ServerArg, encode};
 use super::control::id_and_status;
 use super::error::Result;
-use super::remote::{StartOptions, execution_id, json_arg};
+use super::remote::{StartOptions, TagArgs, execution_id, json_arg};
 use super::write_line as write;
 
 /// What an event carries.
@@ -87,6 +87,8 @@ pub struct SignalWithStartArgs {
     #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]
+    pub tags: TagArgs,
+    #[command(flatten)]
     pub body: EventBody,
     #[command(flatten)]
     pub server: ServerArg,
@@ -145,6 +147,7 @@ async fn signal_with_start(args: SignalWithStartArgs, out: &mut impl Write) -> R
     body.insert("idempotencyKey".into(), Value::String(args.idempotency_key));
     body.insert("signal".into(), Value::Object(signal));
     args.start.write_into(&mut body)?;
+    args.tags.write_into(&mut body)?;
     let client = args.server.client()?;
     let answer: Value = client
         .post("/v1/executions/signal-with-start", &Value::Object(body))

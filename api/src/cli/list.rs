@@ -24,9 +24,30 @@ pub struct ListArgs {
     pub workflow: Option<String>,
     /// Only executions with this status (running, paused, compensating,
     /// compensation_failed, completed, failed, compensated, cancelled,
-    /// terminated).
-    #[arg(long, value_name = "STATUS")]
+    /// terminated), or any of several separated by commas.
+    #[arg(long, value_name = "STATUS[,STATUS]")]
     pub status: Option<String>,
+    /// Only executions with this tag, `KEY=VALUE`.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub tag: Option<String>,
+    /// Only executions started at or after this instant (RFC 3339).
+    #[arg(long, value_name = "INSTANT")]
+    pub started_from: Option<String>,
+    /// Only executions started at or before this instant (RFC 3339).
+    #[arg(long, value_name = "INSTANT")]
+    pub started_to: Option<String>,
+    /// Only executions that ended at or after this instant (RFC 3339).
+    #[arg(long, value_name = "INSTANT")]
+    pub ended_from: Option<String>,
+    /// Only executions that ended at or before this instant (RFC 3339).
+    #[arg(long, value_name = "INSTANT")]
+    pub ended_to: Option<String>,
+    /// Only executions whose id starts with these hex digits.
+    #[arg(long, value_name = "HEX")]
+    pub id_prefix: Option<String>,
+    /// Newest first (the default is oldest first).
+    #[arg(long)]
+    pub newest: bool,
     /// At most this many executions, the oldest first.
     #[arg(long, value_name = "N", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "all")]
@@ -54,6 +75,26 @@ pub async fn run(args: ListArgs, out: &mut impl Write) -> Result<()> {
     }
     if let Some(status) = &args.status {
         filters.push_str(&format!("&status={}", encode(status)));
+    }
+    if let Some(tag) = &args.tag {
+        let Some((key, value)) = tag.split_once('=') else {
+            return Err(Error::Usage(format!("--tag `{tag}` is not KEY=VALUE")));
+        };
+        filters.push_str(&format!("&tag={}", encode(&format!("{key}:{value}"))));
+    }
+    for (name, given) in [
+        ("startedFrom", &args.started_from),
+        ("startedTo", &args.started_to),
+        ("endedFrom", &args.ended_from),
+        ("endedTo", &args.ended_to),
+        ("idPrefix", &args.id_prefix),
+    ] {
+        if let Some(value) = given {
+            filters.push_str(&format!("&{name}={}", encode(value)));
+        }
+    }
+    if args.newest {
+        filters.push_str("&order=newest");
     }
     let mut executions: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;

@@ -27,6 +27,8 @@ pub struct StartArgs {
     pub workflow: String,
     #[command(flatten)]
     pub options: StartOptions,
+    #[command(flatten)]
+    pub tags: TagArgs,
     /// Starting again with the same key starts nothing and answers with the
     /// first execution.
     #[arg(long, value_name = "KEY")]
@@ -58,6 +60,32 @@ pub struct StartOptions {
     pub priority: Option<u8>,
 }
 
+/// The tags a new execution is started with (`start`, `signal-with-start`).
+#[derive(Debug, Clone, Args)]
+pub struct TagArgs {
+    /// A tag to find the execution by, `KEY=VALUE` (repeat for more).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+}
+
+impl TagArgs {
+    /// Writes the tags given into a start's body as `tags`.
+    pub fn write_into(self, body: &mut Map<String, Value>) -> Result<()> {
+        if self.tags.is_empty() {
+            return Ok(());
+        }
+        let mut tags = Map::new();
+        for tag in self.tags {
+            let Some((key, value)) = tag.split_once('=') else {
+                return Err(Error::Usage(format!("--tag `{tag}` is not KEY=VALUE")));
+            };
+            tags.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+        body.insert("tags".into(), Value::Object(tags));
+        Ok(())
+    }
+}
+
 impl StartOptions {
     /// Writes the options given into a start's body.
     pub fn write_into(self, body: &mut Map<String, Value>) -> Result<()> {
@@ -82,6 +110,7 @@ pub async fn start(args: StartArgs, out: &mut impl Write) -> Result<()> {
     let mut body = Map::new();
     body.insert("workflow".into(), Value::String(args.workflow));
     args.options.write_into(&mut body)?;
+    args.tags.write_into(&mut body)?;
     if let Some(key) = args.idempotency_key {
         body.insert("idempotencyKey".into(), Value::String(key));
     }

@@ -72,6 +72,12 @@ pub struct StartBody {
     #[serde(default, deserialize_with = "crate::integer::optional")]
     #[schema(minimum = 0, maximum = 9, format = "uint64")]
     priority: Option<u64>,
+    /// Tags to find it by (`GET /v1/executions?tag=key:value`): at most
+    /// 32; keys `A-Z a-z 0-9` first, then also `_ . : / -`, at most 64
+    /// bytes; values at most 256 bytes, no control characters. Steps may
+    /// add more (their `tags` mapping).
+    #[serde(default)]
+    tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An idempotency key, checked: it is journaled with the start, so 1 to
@@ -200,6 +206,7 @@ pub async fn start(
             input: body.input,
             idempotency_key: body.idempotency_key,
             priority,
+            tags: body.tags.unwrap_or_default(),
         })
         .await?;
     let status = if started.created {
@@ -236,8 +243,9 @@ pub struct ListQuery {
     /// Only executions of this workflow (by name; any text, a name no
     /// workflow has lists nothing).
     workflow: Option<String>,
-    /// Only executions in this status.
-    #[param(value_type = Option<ExecutionStatus>)]
+    /// Only executions in this status, or in any of several separated by
+    /// commas (`running,paused`).
+    #[param(value_type = Option<String>, pattern = "^[a-z_]+(,[a-z_]+)*$")]
     status: Option<String>,
     /// The page size: 100 when left out (the server's
     /// `page_limit_default`); more than the server's `page_limit_max` (1000
@@ -261,6 +269,16 @@ pub struct ListQuery {
     /// Only executions started at or before this instant (RFC 3339).
     #[param(format = DateTime)]
     started_to: Option<String>,
+    /// Only executions that ended at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
+    ended_from: Option<String>,
+    /// Only executions that ended at or before this instant (RFC 3339).
+    #[param(format = DateTime)]
+    ended_to: Option<String>,
+    /// Only executions with this tag: `key:value` (the first `:` ends the
+    /// key).
+    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}:")]
+    tag: Option<String>,
     /// `oldest` (the default: id order) or `newest` (newest first).
     #[param(value_type = Option<ListOrder>)]
     order: Option<String>,
@@ -278,12 +296,25 @@ pub enum ListOrder {
 impl ListQuery {
     /// The engine's filter, with every parameter checked.
     fn filter(&self) -> Result<ListFilter, Error> {
-        let status = self
-            .status
-            .as_deref()
-            .map(str::parse::<Status>)
-            .transpose()
-            .map_err(Error::InvalidQuery)?;
+        let statuses = match self.status.as_deref() {
+            None => Vec::new(),
+            Some(listed) => listed
+                .split(',')
+                .map(str::parse::<Status>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Error::InvalidQuery)?,
+        };
+        let tags = match self.tag.as_deref() {
+            None => Vec::new(),
+            Some(given) => match given.split_once(':') {
+                Some((key, value)) if !key.is_empty() => vec![(key.to_owned(), value.to_owned())],
+                _ => {
+                    return Err(Error::InvalidQuery(format!(
+                        "tag `{given}` is not `key:value`"
+                    )));
+                }
+            },
+        };
         let id_prefix = match &self.id_prefix {
             None => None,
             Some(given) => {
@@ -319,6 +350,15 @@ impl ListQuery {
             Some(ms) if ms < 0 => (Some(1), Some(0)),
             to => (started_from_ms, to.map(|ms| u64::try_from(ms).unwrap_or(0))),
         };
+        let ended = |name: &str, given: &Option<String>| {
+            instant(name, given).map(|ms| ms.map(|ms| u64::try_from(ms).unwrap_or(0)))
+        };
+        let ended_from_ms = ended("endedFrom", &self.ended_from)?;
+        let ended_to_ms = match instant("endedTo", &self.ended_to)? {
+            // Before 1970: nothing ended then.
+            Some(ms) if ms < 0 => return Ok(ListFilter::nothing()),
+            to => to.map(|ms| u64::try_from(ms).unwrap_or(0)),
+        };
         let newest_first = match self.order.as_deref() {
             None | Some("oldest") => false,
             Some("newest") => true,
@@ -330,10 +370,13 @@ impl ListQuery {
         };
         Ok(ListFilter {
             workflow: self.workflow.clone(),
-            status,
+            statuses,
+            tags,
             id_prefix,
             started_from_ms,
             started_to_ms,
+            ended_from_ms,
+            ended_to_ms,
             newest_first,
         })
     }

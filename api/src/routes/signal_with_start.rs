@@ -68,6 +68,9 @@ pub struct SignalWithStartBody {
     )]
     idempotency_key: String,
     signal: SignalSpec,
+    /// A new execution's tags, as in a start.
+    #[serde(default)]
+    tags: Option<std::collections::BTreeMap<String, String>>,
     /// A new execution's priority, as in a start (0 to 9).
     #[serde(default, deserialize_with = "crate::integer::optional")]
     #[schema(minimum = 0, maximum = 9, format = "uint64")]
@@ -141,6 +144,7 @@ pub async fn signal_with_start(
                 input: body.input,
                 idempotency_key: Some(key),
                 priority,
+                tags: body.tags.unwrap_or_default(),
             },
             StartSignal {
                 name: signal.name,

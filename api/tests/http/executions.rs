@@ -467,3 +467,122 @@ async fn a_wait_over_the_limit_is_refused_before_anything_starts() {
     );
     assert_eq!(s.position().await, position);
 }
+
+/// A workflow that tags its execution from its input and from a step's
+/// result, then waits for an event (so it can be left running).
+fn tagging(name: &str) -> Value {
+    json!({"name": name, "steps": [
+        {"id": "score", "type": "task", "capability": "transform",
+         "input": {"grade": "$.input.grade"},
+         "tags": {"grade": "$.output.grade", "stage": "scored"}, "next": "hold"},
+        {"id": "hold", "type": "event", "event": {"name": "go"}}
+    ]})
+}
+
+#[tokio::test]
+async fn executions_are_tagged_at_the_start_and_by_steps_and_found_by_tag_status_and_end() {
+    let s = Server::start().await;
+    s.define(tagging("tagged")).await;
+    s.define(inline_chain("done", 1)).await;
+    let start = |grade: &str, customer: &str| {
+        json!({"workflow": "tagged", "input": {"grade": grade},
+               "tags": {"customer": customer, "team/region": "eu:1"}})
+    };
+    let (status, a) = s.post("/v1/executions", start("A", "acme")).await;
+    assert_eq!(status, StatusCode::CREATED, "{a}");
+    let a = a["id"].as_str().unwrap().to_owned();
+    let (_, b) = s.post("/v1/executions", start("B", "acme")).await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    let (_, c) = s.post("/v1/executions", start("A", "globex")).await;
+    let c = c["id"].as_str().unwrap().to_owned();
+    let done = s.start_execution("done", json!({})).await;
+
+    let (_, shown) = s.get(&format!("/v1/executions/{a}")).await;
+    assert_eq!(
+        shown["tags"],
+        json!({"customer": "acme", "team/region": "eu:1", "grade": "A", "stage": "scored"})
+    );
+    let (found, _) = listed(&s, "/v1/executions?tag=customer:acme").await;
+    assert_eq!(found, [a.clone(), b.clone()]);
+    let (found, _) = listed(&s, "/v1/executions?tag=grade:A").await;
+    assert_eq!(found, [a.clone(), c.clone()]);
+    // The first `:` ends the key.
+    let (found, _) = listed(&s, "/v1/executions?tag=team/region:eu:1&order=newest").await;
+    assert_eq!(found, [c.clone(), b.clone(), a.clone()]);
+    let (found, _) = listed(&s, "/v1/executions?tag=customer:initech").await;
+    assert!(found.is_empty());
+    // Several statuses; and by the end.
+    let (found, _) = listed(&s, "/v1/executions?status=completed,running").await;
+    assert_eq!(found.len(), 4);
+    let (found, _) = listed(&s, "/v1/executions?status=completed").await;
+    assert_eq!(found, [done.as_str()]);
+    let (found, _) = listed(&s, "/v1/executions?endedFrom=1970-01-01T00:00:00Z").await;
+    assert_eq!(found, [done.as_str()], "only ended executions have an end");
+    let (found, _) = listed(&s, "/v1/executions?endedTo=1970-01-01T00:00:00Z").await;
+    assert!(found.is_empty());
+
+    // Bad tags and bad filters are refused, and nothing is recorded.
+    let before = s.position().await;
+    for tags in [
+        json!({"-bad": "x"}),
+        json!({"k": "a\u{202E}b"}),
+        json!({"k": "v".repeat(257)}),
+        json!(
+            (0..33)
+                .map(|n| (format!("k{n}"), json!("v")))
+                .collect::<serde_json::Map<_, _>>()
+        ),
+    ] {
+        let answer = s
+            .post(
+                "/v1/executions",
+                json!({"workflow": "tagged", "input": {"grade": "A"}, "tags": tags}),
+            )
+            .await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    }
+    for query in [
+        "tag=nokey",
+        "tag=:v",
+        "status=running,nope",
+        "endedFrom=yesterday",
+    ] {
+        let answer = s.get(&format!("/v1/executions?{query}")).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    assert_eq!(s.position().await, before);
+}
+
+#[tokio::test]
+async fn a_step_whose_tag_does_not_evaluate_to_a_value_fails_with_an_expression_error() {
+    let s = Server::start().await;
+    s.define(json!({"name": "badtag", "steps": [
+        {"id": "t", "type": "task", "capability": "noop", "tags": {"k": "$.output.missing"}}
+    ]}))
+    .await;
+    let id = s.start_execution("badtag", json!({})).await;
+    let (_, shown) = s.get(&format!("/v1/executions/{id}")).await;
+    assert_eq!(shown["status"], json!("failed"), "{shown}");
+    assert_eq!(shown["error"]["type"], json!("expression_error"));
+    assert!(
+        shown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tag k"),
+        "{shown}"
+    );
+    // A tag key that breaks the rules is a definition problem.
+    let (status, answer) = s
+        .post(
+            "/v1/workflows",
+            json!({"name": "badkey", "steps": [
+            {"id": "t", "type": "task", "capability": "noop", "tags": {"a b": "x"}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(
+        answer["error"]["details"][0]["path"],
+        json!("steps[0].tags[\"a b\"]"),
+        "{answer}"
+    );
+}

@@ -122,7 +122,7 @@ fn main() -> anyhow::Result<()> {
                     ..ListFilter::default()
                 },
                 ListFilter {
-                    status: Some(Status::Completed),
+                    statuses: vec![Status::Completed],
                     ..ListFilter::default()
                 },
             ];
@@ -137,7 +137,7 @@ fn main() -> anyhow::Result<()> {
                 let listed = engine.executions_where(&filter, None, 50);
                 record(&mut h, t.elapsed());
                 ensure!(
-                    filter.status.is_some() || !listed.is_empty(),
+                    !filter.statuses.is_empty() || !listed.is_empty(),
                     "an empty page for {filter:?}"
                 );
             }

@@ -485,6 +485,7 @@ impl Harness {
             parent: None,
             idempotency_key: args.text("key"),
             priority: args.number("priority").map(|p| p as u8),
+            tags: Default::default(),
             signal: args.text("signal").map(|name| StartSignal {
                 name,
                 payload: args.json("signal-payload").unwrap_or(Value::Null),

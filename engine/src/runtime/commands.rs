@@ -65,6 +65,10 @@ pub struct StartRequest {
     /// How urgent its tasks are, 0 (the default) to
     /// [`machine::PRIORITY_MAX`]; a higher one is refused.
     pub priority: Option<u8>,
+    /// The execution's tags, by which it can be searched; they must keep
+    /// [`machine::tags::check_tags`]' rules (checked before anything is
+    /// recorded).
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The result of a start.
@@ -406,6 +410,7 @@ impl<'e> Acting<'e> {
         workflow
             .check_input(&request.input)
             .map_err(Error::InvalidInput)?;
+        crate::machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
         // Time-ordered (UUIDv7): new executions' keys land together at the
         // end of the journal's key space, and listing by id lists by start.
         let id = ExecutionId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
@@ -415,6 +420,7 @@ impl<'e> Acting<'e> {
             idempotency_key: request.idempotency_key,
             signal,
             priority: request.priority,
+            tags: request.tags,
         };
         let status = self
             .engine

@@ -313,6 +313,7 @@ impl Engine {
             idempotency_key: None,
             signal: None,
             priority: Some(priority),
+            tags: Default::default(),
         };
         match self.start_execution(child, wf, params, Asked::ENGINE).await {
             Ok(_) => Ok(()),

@@ -27,13 +27,20 @@ pub struct ExecutionSummary {
     pub version: String,
     pub status: Status,
     pub started_at_ms: u64,
+    /// When it ended; `None` while it has not.
+    pub ended_at_ms: Option<u64>,
+    /// Its tags (the start's and its steps').
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Which executions a list shows, and in which order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFilter {
     pub workflow: Option<String>,
-    pub status: Option<Status>,
+    /// In one of these statuses; any when empty.
+    pub statuses: Vec<Status>,
+    /// With every one of these tags (key, value).
+    pub tags: Vec<(String, String)>,
     /// Lowercase hex digits the id starts with (dashes left out); more than
     /// 32 match nothing.
     pub id_prefix: Option<String>,
@@ -41,16 +48,39 @@ pub struct ListFilter {
     pub started_from_ms: Option<u64>,
     /// Started at or before this instant.
     pub started_to_ms: Option<u64>,
+    /// Ended at or after this instant (a running execution has not).
+    pub ended_from_ms: Option<u64>,
+    /// Ended at or before this instant.
+    pub ended_to_ms: Option<u64>,
     /// Newest first instead of oldest first.
     pub newest_first: bool,
 }
 
 impl ListFilter {
+    /// A filter nothing passes.
+    pub fn nothing() -> ListFilter {
+        ListFilter {
+            started_from_ms: Some(1),
+            started_to_ms: Some(0),
+            ..ListFilter::default()
+        }
+    }
+
     fn matches(&self, s: &ExecutionSummary) -> bool {
         self.workflow.as_ref().is_none_or(|w| &s.workflow == w)
-            && self.status.is_none_or(|st| s.status == st)
+            && (self.statuses.is_empty() || self.statuses.contains(&s.status))
             && self.started_from_ms.is_none_or(|t| s.started_at_ms >= t)
             && self.started_to_ms.is_none_or(|t| s.started_at_ms <= t)
+            && self
+                .ended_from_ms
+                .is_none_or(|t| s.ended_at_ms.is_some_and(|e| e >= t))
+            && self
+                .ended_to_ms
+                .is_none_or(|t| s.ended_at_ms.is_some_and(|e| e <= t))
+            && self
+                .tags
+                .iter()
+                .all(|(k, v)| s.tags.get(k).is_some_and(|found| found == v))
     }
 }
 
@@ -137,6 +167,8 @@ impl Index {
                 version: state.version.clone(),
                 status: state.status,
                 started_at_ms: state.started_at_ms,
+                ended_at_ms: state.ended_at_ms,
+                tags: state.tags.clone(),
             },
         );
         if let Some(key) = &state.idempotency_key {
@@ -316,6 +348,8 @@ mod tests {
             version: "v".to_owned(),
             status,
             started_at_ms,
+            ended_at_ms: None,
+            tags: BTreeMap::new(),
         }
     }
 
@@ -349,11 +383,11 @@ mod tests {
             let prefix = prefix.map(|p| format!("000000000000700080000000000000{p}"));
             let filter = ListFilter {
                 workflow: workflow.map(|w| names[w].to_owned()),
-                status: None,
                 id_prefix: prefix.clone(),
                 started_from_ms: from,
                 started_to_ms: to,
                 newest_first,
+                ..ListFilter::default()
             };
             let after = after.map(id);
             let mut expected: Vec<ExecutionSummary> = all

@@ -375,7 +375,7 @@ impl Engine {
     ) -> Vec<ExecutionSummary> {
         let filter = ListFilter {
             workflow: workflow.map(str::to_owned),
-            status,
+            statuses: status.into_iter().collect(),
             ..ListFilter::default()
         };
         self.inner.index.list(&filter, after, limit)

@@ -349,5 +349,6 @@ fn start_request(schedule: &Schedule, key: String) -> StartRequest {
         input: schedule.spec.input.clone(),
         idempotency_key: Some(key),
         priority: schedule.spec.priority,
+        tags: Default::default(),
     }
 }

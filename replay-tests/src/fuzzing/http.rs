@@ -723,6 +723,7 @@ impl HttpWorld {
                 input,
                 idempotency_key: None,
                 priority: None,
+                tags: Default::default(),
             })
             .await?;
         if slot == 2 {

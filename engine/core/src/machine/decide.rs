@@ -56,6 +56,7 @@ pub fn start(
             reason: ctx.reason.map(str::to_owned),
             priority: params.priority.filter(|p| *p > 0),
             deadline_at_ms: workflow.deadline_ms().map(|d| ctx.now_ms.saturating_add(d)),
+            tags: params.tags,
         })?;
         // No step waits yet: the signal is kept, and the first step that
         // waits for it takes it.

@@ -185,6 +185,9 @@ pub enum Event {
         /// When the workflow's `deadlineMs` passes.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline_at_ms: Option<u64>,
+        /// The execution's tags, as the start gave them.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).
@@ -360,6 +363,9 @@ pub enum Event {
             deserialize_with = "present"
         )]
         input: Option<Value>,
+        /// The tags its `tags` mapping set on the execution.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
     },
     StepFailed {
         act: u64,

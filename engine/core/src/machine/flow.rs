@@ -16,6 +16,7 @@ use super::event::{ErrorInfo, Event, Thread, error_types};
 use super::ids::child_id;
 use super::run::{Done, INLINE_CAPABILITIES, Run, Work};
 use super::state::{Status, Waiting, correlates};
+use super::tags::{check_tags, tag_value};
 use super::trigger::{PRIORITY_MAX, Rejection};
 use crate::model::{Branch, Expr, Step, StepKind, WaitSpec, branch_key};
 
@@ -350,6 +351,10 @@ impl<'w> Run<'_, 'w, '_> {
                 }
             }
         }
+        let tags = match self.step_tags(step, &output) {
+            Ok(tags) => tags,
+            Err(error) => return self.step_failed(act, step, thread, error, None),
+        };
         self.emit(Event::StepCompleted {
             act,
             step: step.id.clone(),
@@ -357,6 +362,7 @@ impl<'w> Run<'_, 'w, '_> {
             output: output.clone(),
             variables,
             input: inline_input,
+            tags,
         })?;
         match &step.next {
             Some(next) => {
@@ -365,6 +371,36 @@ impl<'w> Run<'_, 'w, '_> {
             }
             None => self.thread_ended(thread, output),
         }
+    }
+
+    /// The tags a completing step's `tags` mapping sets, each value read by
+    /// [`tag_value`]; the execution's tags with them must keep
+    /// [`check_tags`]' bounds, or the step fails.
+    fn step_tags(
+        &self,
+        step: &Step,
+        output: &Value,
+    ) -> Result<BTreeMap<String, String>, ErrorInfo> {
+        let mut tags = BTreeMap::new();
+        if step.tags.is_empty() {
+            return Ok(tags);
+        }
+        let context = self.context(output);
+        for (key, mapping) in &step.tags {
+            let value = mapping
+                .evaluate(&context)
+                .map_err(|e| e.message)
+                .and_then(|v| tag_value(&v))
+                .map_err(|message| {
+                    ErrorInfo::new(error_types::EXPRESSION, format!("tag {key}: {message}"))
+                })?;
+            tags.insert(key.clone(), value);
+        }
+        let mut all = self.state.tags.clone();
+        all.extend(tags.clone());
+        check_tags(&all)
+            .map_err(|problems| ErrorInfo::new(error_types::EXPRESSION, problems.join("; ")))?;
+        Ok(tags)
     }
 
     /// A thread ran out of steps: the execution or a branch is done.

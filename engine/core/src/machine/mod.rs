@@ -28,6 +28,7 @@ mod ids;
 pub mod progress;
 mod run;
 pub mod state;
+pub mod tags;
 mod trigger;
 
 pub use ctx::{Ctx, Defaults, HISTORY_EVENTS_MAX_DEFAULT, Limits, RetryStrategy, Versions};

@@ -258,6 +258,9 @@ pub struct ExecutionState {
     /// How urgent its tasks are, 0 to 9 (from the start).
     #[serde(default)]
     pub priority: u8,
+    /// Its tags: the start's, and what its steps set since.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// When the workflow's deadline passes; `None` without one, or once
     /// missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,6 +353,7 @@ impl ExecutionState {
             max_transitions: 0,
             timeout_at_ms: None,
             priority: 0,
+            tags: BTreeMap::new(),
             deadline_at_ms: None,
             limits: None,
             activations: BTreeMap::new(),
@@ -527,6 +531,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             reason: _,
             priority,
             deadline_at_ms,
+            tags,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -540,6 +545,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.timeout_at_ms = *timeout_at_ms;
             state.priority = priority.unwrap_or(0);
             state.deadline_at_ms = *deadline_at_ms;
+            state.tags = tags.clone();
             state.started_at_ms = at_ms;
         }
         Event::ExecutionRedriven { .. } => {
@@ -653,6 +659,7 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             output,
             variables,
             input,
+            tags,
             ..
         } => {
             if input.is_some() {
@@ -662,6 +669,9 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             }
             for (name, value) in variables {
                 state.variables.insert(name.clone(), value.clone());
+            }
+            for (key, value) in tags {
+                state.tags.insert(key.clone(), value.clone());
             }
             state.completed.push(Completed {
                 act: *act,

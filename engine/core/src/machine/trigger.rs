@@ -6,6 +6,8 @@
 //! depend on the code that does.
 
 use crate::ExecutionId;
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::event::{ErrorInfo, ParentRef};
@@ -141,6 +143,9 @@ pub struct StartParams {
     /// How urgent its tasks are, 0 to 9 (`None`: 0); checked by the caller
     /// ([`PRIORITY_MAX`]).
     pub priority: Option<u8>,
+    /// The execution's tags; checked by the caller
+    /// ([`check_tags`](super::tags::check_tags)).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The highest priority: 0 (the default) to this.

@@ -53,6 +53,16 @@ pub(crate) fn compile_step(
             })
             .collect::<BTreeMap<_, _>>()
     });
+    let tags_path = field(path, "tags");
+    let tags = step
+        .tags
+        .iter()
+        .flatten()
+        .filter_map(|(key, value)| {
+            let mapping = mapping(language, value, &field(&tags_path, key), problems)?;
+            Some((key.clone(), mapping))
+        })
+        .collect::<BTreeMap<_, _>>();
     let compensate = step.compensate.as_ref().map(|compensate| Compensation {
         capability: compensate.capability.clone(),
         input: compensate.input.as_ref().and_then(|value| {
@@ -85,6 +95,7 @@ pub(crate) fn compile_step(
             .and_then(|value| mapping(language, value, &field(path, "priority"), problems)),
         deadline_ms: step.deadline_ms,
         agent_version: step.agent_version.clone(),
+        tags,
         fairness_key: step.fairness_key.as_ref().and_then(|key| {
             mapping(
                 language,

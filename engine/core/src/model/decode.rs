@@ -14,6 +14,7 @@
 
 use super::expr::unwrap_braces;
 use crate::machine::PRIORITY_MAX;
+use crate::machine::tags::{TAGS_MAX, check_tag_key};
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -227,6 +228,7 @@ fn decode_step(
         deadline_ms: None,
         fairness_key: None,
         agent_version: None,
+        tags: None,
     };
     let Some(mut fields) = Fields::open(value, path, problems) else {
         broken.insert(path.to_owned());
@@ -280,6 +282,7 @@ fn decode_step(
     }
     step.input = fields.raw("input").cloned();
     step.output = decode_output(&mut fields, problems);
+    step.tags = decode_step_tags(&mut fields, problems);
     step.next = fields.string("next", problems);
     if step.step_type == StepType::Decision && step.next.is_some() {
         problems.push(
@@ -569,6 +572,33 @@ fn decode_output(
     for name in map.keys() {
         if let Err(message) = names::check_variable_name(name) {
             problems.push(field(&fields.path_of("output"), name), message);
+        }
+    }
+    Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// A step's `tags`: an object from tag keys to mappings.
+fn decode_step_tags(
+    fields: &mut Fields<'_>,
+    problems: &mut Problems,
+) -> Option<std::collections::BTreeMap<String, Value>> {
+    let map = fields.raw("tags")?;
+    let Value::Object(map) = map else {
+        problems.push(
+            fields.path_of("tags"),
+            must_be("an object from tag keys to mappings", map),
+        );
+        return None;
+    };
+    if map.len() > TAGS_MAX {
+        problems.push(
+            fields.path_of("tags"),
+            format!("sets at most {TAGS_MAX} tags, not {}", map.len()),
+        );
+    }
+    for key in map.keys() {
+        if let Err(message) = check_tag_key(key) {
+            problems.push(field(&fields.path_of("tags"), key), message);
         }
     }
     Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

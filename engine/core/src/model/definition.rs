@@ -187,6 +187,10 @@ pub struct StepDefinition {
     /// tasks (a semver requirement such as `>=2.1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// Tags the step sets on its execution when it completes: tag keys to
+    /// mappings, evaluated like `output`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, Value>>,
 }
 
 /// `decision`: evaluate `expression`, go to the step named by the matching branch.

@@ -50,6 +50,9 @@ pub struct Step {
     pub fairness_key: Option<Mapping>,
     /// A task step's requirement on its agents' version (checked semver).
     pub agent_version: Option<String>,
+    /// The tags the step sets on its execution when it completes, each a
+    /// mapping read like `output`'s (empty without `tags`).
+    pub tags: BTreeMap<String, Mapping>,
 }
 
 impl Step {
