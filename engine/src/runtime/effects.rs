@@ -183,7 +183,11 @@ impl Engine {
                         self.inner.tasks.spawn(async move {
                             let result = match handler.call(call).await {
                                 Ok(output) => Trigger::TaskCompleted { task, output },
-                                Err(error) => Trigger::TaskFailed { task, error },
+                                Err(error) => Trigger::TaskFailed {
+                                    task,
+                                    error,
+                                    retry_after_ms: None,
+                                },
                             };
                             // Kept through a storage outage, like a timer.
                             engine.deliver(id, result).await;
