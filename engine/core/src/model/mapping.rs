@@ -2,8 +2,10 @@
 //! which build JSON out of the evaluation context.
 //!
 //! Owns how a mapping's JSON is read: a string starting with `$.` is a path,
-//! a string that is wholly `${ … }` is an expression, every other string and
-//! every non-string is a literal; objects and arrays are read item by item.
+//! a string that is wholly `${ … }` is an expression (but for a secret
+//! reference, `${ secret('NAME') }`, which is kept as written), every other
+//! string and every non-string is a literal; objects and arrays are read
+//! item by item.
 //! It must never evaluate anything at compile time, and never turn a missing
 //! path into an error (it is `null`); an expression's failure is an error.
 
@@ -14,6 +16,7 @@ use serde_json::Value;
 use super::expr::{EvalError, Expr, unwrap_braces};
 use super::path::ContextPath;
 use super::problem::{field, index};
+use super::secret_ref::{SecretRefError, is_secret_ref, secret_refs};
 
 /// A compiled mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +73,19 @@ impl Mapping {
     }
 }
 
+/// Whether `value`, read as a mapping, is a literal: no path and no
+/// expression anywhere inside (the rules of [`Mapping::compile`], without
+/// compiling anything).
+pub(crate) fn is_literal_value(value: &Value) -> bool {
+    match value {
+        Value::String(text) if text.starts_with("$.") => false,
+        Value::String(text) => is_secret_ref(text) || unwrap_braces(text).is_none(),
+        Value::Object(map) => map.values().all(is_literal_value),
+        Value::Array(items) => items.iter().all(is_literal_value),
+        _ => true,
+    }
+}
+
 fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>) -> Mapping {
     match value {
         Value::String(text) if text.starts_with("$.") => match ContextPath::parse(text) {
@@ -79,13 +95,25 @@ fn compile_into(value: &Value, path: &str, problems: &mut Vec<(String, String)>)
                 Mapping::Literal(Value::Null)
             }
         },
-        Value::String(text) if unwrap_braces(text).is_some() => match Expr::compile(text) {
-            Ok(expr) => Mapping::Expr(expr),
-            Err(message) => {
-                problems.push((path.to_owned(), message));
-                Mapping::Literal(Value::Null)
+        // A secret reference is text the runtime substitutes when it makes
+        // a request (`secret_ref`): kept as written, never evaluated, so
+        // only the reference is ever recorded.
+        Value::String(text) if is_secret_ref(text) => Mapping::Literal(value.clone()),
+        Value::String(text) if unwrap_braces(text).is_some() => {
+            // Meant as a secret reference, but malformed: say so, rather
+            // than what CEL makes of it.
+            let compiled = match secret_refs(text) {
+                Err(SecretRefError::Malformed(message)) => Err(message),
+                _ => Expr::compile(text),
+            };
+            match compiled {
+                Ok(expr) => Mapping::Expr(expr),
+                Err(message) => {
+                    problems.push((path.to_owned(), message));
+                    Mapping::Literal(Value::Null)
+                }
             }
-        },
+        }
         Value::Object(map) => {
             let fields: BTreeMap<String, Mapping> = map
                 .iter()
