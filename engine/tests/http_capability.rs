@@ -190,6 +190,16 @@ async fn answer(state: Shared, request: Request<Body>) -> Response<Body> {
             .header("location", query.get("to").cloned().unwrap_or_default())
             .body(Body::empty())
             .unwrap(),
+        "/loop" => Response::builder()
+            .status(307)
+            .header("location", "/loop")
+            .body(Body::empty())
+            .unwrap(),
+        "/to-ftp" => Response::builder()
+            .status(301)
+            .header("location", "ftp://files.example.com/x")
+            .body(Body::empty())
+            .unwrap(),
         "/echo" => Response::builder()
             .status(200)
             .header("content-type", "application/json")
@@ -647,6 +657,115 @@ async fn a_response_over_the_limit_fails() {
     );
 }
 
+#[tokio::test]
+async fn what_goes_wrong_on_the_way_has_its_type_and_retryability() {
+    let w = World::new(loopback()).await;
+    let server = TestServer::start(&w.clock).await;
+    // Nobody listens on a port just given back.
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    // A server that promises 100 bytes, sends 3 and hangs up.
+    let cut = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cut_addr = cut.local_addr().unwrap();
+    let cutting = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut socket, _) = cut.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+                .await;
+        }
+    });
+    w.define(one_call(
+        "anywhere",
+        json!({"method": "GET", "url": "$.input.url"}),
+        json!({}),
+    ))
+    .await;
+    for (url, kind, retryable, says) in [
+        (
+            format!("http://{closed}/"),
+            "http_connect",
+            true,
+            "cannot connect",
+        ),
+        (
+            format!("http://{cut_addr}/"),
+            "http_io",
+            true,
+            "the exchange failed",
+        ),
+        (
+            server.url("/loop"),
+            "http_redirect",
+            false,
+            "more than 10 redirects",
+        ),
+        (
+            server.url("/to-ftp"),
+            "http_redirect",
+            false,
+            "301 Moved Permanently to a `ftp:` URL; only http and https are followed",
+        ),
+    ] {
+        let id = w.start("anywhere", json!({"url": url})).await;
+        let error = w.ended(id).await.error.unwrap();
+        assert_eq!(error.kind, kind, "{url}: {}", error.message);
+        assert_eq!(error.retryable, Some(retryable), "{url}");
+        assert!(error.message.contains(says), "{url}: {}", error.message);
+    }
+    assert_eq!(
+        server.seen().iter().filter(|s| s.path == "/loop").count(),
+        11,
+        "the first request and 10 redirects"
+    );
+    cutting.abort();
+}
+
+#[tokio::test]
+async fn a_request_waiting_for_a_turn_past_its_schedule_to_start_times_out() {
+    let w = World::new(HttpOptions {
+        max_concurrency: 1,
+        ..loopback()
+    })
+    .await;
+    let mut server = TestServer::start(&w.clock).await;
+    w.define(one_call(
+        "held",
+        json!({"method": "GET", "url": server.url("/hold")}),
+        json!({}),
+    ))
+    .await;
+    w.define(one_call(
+        "impatient",
+        json!({"method": "GET", "url": server.url("/json")}),
+        json!({"timeout": {"scheduleToStartMs": 1000}}),
+    ))
+    .await;
+    let holding = w.start("held", json!({})).await;
+    server.arrival().await;
+    let waiting = w.start("impatient", json!({})).await;
+    wait_for(&w.engine, waiting, "task_scheduled", 1).await;
+    w.clock.advance(1_000);
+    let error = w.ended(waiting).await.error.unwrap();
+    assert_eq!(error.kind, "timeout", "{}", error.message);
+    assert!(
+        error.message.contains("schedule_to_start"),
+        "{}",
+        error.message
+    );
+    server.shared.gate.add_permits(1);
+    assert_eq!(w.ended(holding).await.status, Status::Completed);
+    assert!(
+        server.seen().iter().all(|s| s.path != "/json"),
+        "the impatient request was never made"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The address policy.
 // ---------------------------------------------------------------------------
@@ -670,6 +789,15 @@ async fn loopback_is_refused_by_default_as_a_literal_and_as_a_name() {
         (
             format!("http://localhost:{port}/json"),
             "of localhost is refused: it is loopback",
+        ),
+        // 127.0.0.1 written as one number is still an IP literal.
+        (
+            format!("http://2130706433:{port}/json"),
+            "the address 127.0.0.1 of 127.0.0.1 is refused",
+        ),
+        (
+            format!("http://[::ffff:127.0.0.1]:{port}/json"),
+            "the address ::ffff:127.0.0.1 of [::ffff:7f00:1] is refused: it is loopback",
         ),
     ] {
         let id = w.start("inside", json!({"url": url})).await;
