@@ -356,7 +356,8 @@ impl Engine {
     /// Runs tasks of `capability` in this process instead of handing them
     /// to agents, from now on: tasks already queued for agents stay there
     /// (give handlers in [`EngineConfig::handlers`] to have them from the
-    /// start, recovered tasks included).
+    /// start, recovered tasks included). Not `http`: the engine performs
+    /// that capability itself, whatever handler is registered for it.
     pub fn register_handler(&self, capability: &str, handler: Arc<dyn TaskHandler>) {
         if let Ok(mut h) = self.inner.handlers.write() {
             h.insert(capability.to_string(), handler);
