@@ -562,6 +562,7 @@ impl From<EngineError> for Error {
             | EngineError::Inconsistent(_)
             | EngineError::NotADataFolder { .. }
             | EngineError::Locked { .. }
+            | EngineError::HttpClient(_)
             | EngineError::Poisoned => Error::Internal(e.to_string()),
         }
     }

@@ -17,7 +17,7 @@ use tokio::process::Command;
 
 mod cli_support;
 
-use cli_support::{Server, hello_json, output, repo, retrace};
+use cli_support::{Server, define, execution, hello_json, output, repo, retrace, run, start};
 
 /// Writes `text` as `retrace.toml` in `folder`; its path.
 fn config_file(folder: &Path, text: &str) -> PathBuf {
@@ -439,7 +439,7 @@ async fn the_example_config_file_is_accepted_and_documented() {
         .collect();
     // Every key but the TLS files, which have no default and are shown
     // commented out.
-    assert_eq!(keys.len(), 18, "the example sets every key: {keys:?}");
+    assert_eq!(keys.len(), 22, "the example sets every key: {keys:?}");
     for key in ["tls_cert", "tls_key", "tls_client_ca"] {
         assert!(
             text.contains(&format!("# {key} = ")),
@@ -462,6 +462,15 @@ async fn the_example_config_file_is_accepted_and_documented() {
         "the example shows `capability_limits`"
     );
     assert!(doc.contains("`capability_limits`"));
+    // So have secrets; the http capability's keys are a table's.
+    assert!(
+        text.contains("# [secrets]"),
+        "the example shows `[secrets]`"
+    );
+    assert!(text.contains("\n[http]\n"), "the example sets `[http]`");
+    for table in ["`[http]`", "`[secrets]`"] {
+        assert!(doc.contains(table), "docs/api.md describes {table}");
+    }
     // Used as it is, from a temporary folder, so its relative data folder
     // lands there; only the port is overridden (7700 may be taken).
     let dir = tempfile::tempdir().unwrap();
@@ -494,4 +503,129 @@ async fn the_api_references_sample_file_is_accepted() {
         "human",
     ];
     serves_with(dir.path(), sample, &flags, &data).await;
+}
+
+#[tokio::test]
+async fn the_http_capability_takes_its_policy_and_secrets_from_the_file_and_the_environment() {
+    const FROM_FILE: &str = "file-s3cr3t-Qm4R8";
+    const LOSES: &str = "file-loses-Wn7T3";
+    const FROM_ENV: &str = "env-s3cr3t-Kp2V6";
+    // The service the workflow calls: it logs what it got and echoes it.
+    type Seen =
+        std::sync::Arc<std::sync::Mutex<Vec<(String, std::collections::BTreeMap<String, String>)>>>;
+    let seen: Seen = Seen::default();
+    let log = seen.clone();
+    let router = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let log = log.clone();
+            async move {
+                let headers: std::collections::BTreeMap<String, String> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                log.lock().unwrap().push((uri.to_string(), headers.clone()));
+                axum::Json(json!({"got": headers, "uri": uri.to_string()}))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let called = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "[http]\nallow = [\"127.0.0.1/32\"]\nmax_concurrency = 2\n\n\
+             [secrets]\nfrom_file = \"{FROM_FILE}\"\nOVERRIDDEN = \"{LOSES}\"\n"
+        ),
+    );
+    let mut command = serve(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    command
+        .env("RETRACE_SECRET_OVERRIDDEN", FROM_ENV)
+        .env("RUST_LOG", "debug");
+    let server = Server::spawn(command, &data).await;
+    define(
+        &server.base,
+        dir.path(),
+        json!({"name": "call_home", "steps": [
+            {"id": "call", "type": "task", "capability": "http",
+             "input": {"method": "POST", "url": format!("{called}/hook"),
+                       "headers": {"Authorization": "Bearer ${ secret('FROM_FILE') }",
+                                   "X-Other": "${ secret('overridden') }"},
+                       "query": {"sig": "${ secret('FROM_FILE') }"},
+                       "body": {"n": 1}}}
+        ]}),
+    )
+    .await;
+    let id = start(&server.base, "call_home", json!({})).await;
+    // `retrace tail` ends when the execution does.
+    let tail = run(&["tail", &id, "--server", &server.base])
+        .await
+        .expect_code(0);
+    let shown = execution(&server.base, &id).await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    assert_eq!(
+        shown["output"]["body"]["got"]["authorization"],
+        "Bearer [redacted]"
+    );
+
+    // The values went out: the file's, and the environment's over the file's.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    let (uri, headers) = &seen[0];
+    assert_eq!(uri, &format!("/hook?sig={FROM_FILE}"));
+    assert_eq!(headers["authorization"], format!("Bearer {FROM_FILE}"));
+    assert_eq!(headers["x-other"], FROM_ENV);
+
+    let (code, log) = server.stop_with("TERM").await;
+    assert_eq!(code, 0, "{log}");
+    let settings = log
+        .lines()
+        .find(|line| line.contains("the http capability"))
+        .unwrap_or_else(|| panic!("no line about the http capability in:\n{log}"));
+    assert!(settings.contains("127.0.0.1/32"), "{settings}");
+    assert!(
+        settings.contains("FROM_FILE") && settings.contains("OVERRIDDEN"),
+        "{settings}"
+    );
+    // Nothing the server said, showed or stored holds a value.
+    let mut stored = Vec::new();
+    let mut folders = vec![data.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                stored.push((path.clone(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    assert!(
+        stored
+            .iter()
+            .any(|(_, bytes)| bytes.windows(6).any(|w| w == b"secret")),
+        "the journal holds the references"
+    );
+    for value in [FROM_FILE, LOSES, FROM_ENV] {
+        assert!(!log.contains(value), "the log holds {value}:\n{log}");
+        assert!(!tail.stdout.contains(value), "{}", tail.stdout);
+        assert!(!shown.to_string().contains(value), "{shown}");
+        for (path, bytes) in &stored {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                "{} holds {value}",
+                path.display()
+            );
+        }
+    }
 }

@@ -83,6 +83,10 @@ pub enum Error {
     Inconsistent(String),
     #[error("an internal lock was poisoned by a panic")]
     Poisoned,
+    /// The built-in `http` capability's client cannot be built (its TLS
+    /// setup failed).
+    #[error("the http capability's client cannot be built: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// The engine is shutting down and takes no more work.
     #[error("the engine is shutting down")]
     ShuttingDown,

@@ -11,12 +11,15 @@
 //! - [`store`]: the journal boundary: where the journal is, and the only
 //!   code that knows records, streams and the codec.
 //! - [`agents`]: the agent registry and task queues the runtime uses.
+//! - [`http`]: the built-in `http` capability: requests the engine makes
+//!   itself, under an outbound address policy, with secrets substituted.
 //! - [`clock`]: the only source of time (system or simulated).
 
 pub mod agents;
 pub mod breakers;
 pub mod clock;
 mod error;
+pub mod http;
 pub mod limits;
 pub mod read;
 pub mod runtime;

@@ -3,24 +3,33 @@
 //!
 //! Capability limits (`[capability_limits."<capability>"]`) are the file's
 //! only: no flag or variable gives them, and each is checked whole here
-//! (the engine's own check) so a bad one stops the server at once.
+//! (the engine's own check) so a bad one stops the server at once. The
+//! built-in `http` capability's settings are the `[http]` table, whose keys
+//! are the `--http-*` flags' names without the prefix. Its secrets are the
+//! `[secrets]` table and the `RETRACE_SECRET_<NAME>` variables (which win),
+//! never a flag: a command line is visible to every user of the machine.
 //!
 //! Owns the precedence — a flag on the command line, then its environment
 //! variable (clap folds those two into [`ServeArgs`], leaving `None` when
 //! neither is given), then the `--config` file, then the built-in default —
 //! the file's format (TOML, unknown keys refused), and checking the merged
-//! values. It reads the one file it is given and nothing else: it must never
-//! create, open or bind anything, so a configuration it refuses changes
-//! nothing. There is no implicit file: without `--config` (or
-//! `RETRACE_CONFIG`) none is read.
+//! values. It reads the one file it is given (and the secrets' environment
+//! variables) and nothing else: it must never create, open or bind
+//! anything, so a configuration it refuses changes nothing. There is no
+//! implicit file: without `--config` (or `RETRACE_CONFIG`) none is read.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use clap::{Args, ValueEnum};
+use retrace_engine::http::{
+    AddressPolicy, HttpOptions, MAX_CONCURRENCY_DEFAULT, MAX_RESPONSE_BYTES_DEFAULT, PolicyError,
+    Secrets, SecretsError,
+};
 use retrace_engine::limits::{CapabilityLimits, CapabilityRate};
 use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
 use retrace_engine::model::check_capability;
@@ -167,6 +176,38 @@ pub struct ServeArgs {
     /// 0 turns it off. Default: 256
     #[arg(long, env = "RETRACE_TOKEN_STREAMS_MAX", value_name = "N")]
     pub token_streams_max: Option<usize>,
+    /// The built-in `http` capability: the most requests under way at once
+    /// (the rest wait their turn). At least 1. File: `[http]
+    /// max_concurrency`. Default: 64
+    #[arg(long, env = "RETRACE_HTTP_MAX_CONCURRENCY", value_name = "N")]
+    pub http_max_concurrency: Option<NonZeroUsize>,
+    /// The built-in `http` capability: the largest response body it reads;
+    /// a larger one fails the task (`http_response_too_large`). File:
+    /// `[http] max_response_bytes`. Default: 1048576
+    #[arg(long, env = "RETRACE_HTTP_MAX_RESPONSE_BYTES", value_name = "BYTES")]
+    pub http_max_response_bytes: Option<NonZeroU64>,
+    /// An address or CIDR block the built-in `http` capability may reach
+    /// although it is refused by default (loopback, private, link-local…),
+    /// such as 10.1.0.0/16 (repeat the flag, or separate with commas in
+    /// the variable). File: `[http] allow`.
+    #[arg(
+        long = "http-allow",
+        env = "RETRACE_HTTP_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub http_allow: Option<Vec<String>>,
+    /// An address or CIDR block the built-in `http` capability may not
+    /// reach (repeat the flag, or separate with commas in the variable);
+    /// the most specific block of allow and deny decides. File: `[http]
+    /// deny`.
+    #[arg(
+        long = "http-deny",
+        env = "RETRACE_HTTP_DENY",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub http_deny: Option<Vec<String>>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -203,6 +244,9 @@ pub struct Settings {
     /// The limits on capabilities' tasks (`capability_limits`, the file's
     /// only), each checked.
     pub capability_limits: BTreeMap<String, CapabilityLimits>,
+    /// The built-in `http` capability (`[http]`, `http_*` flags) and the
+    /// secrets it substitutes (`[secrets]`, `RETRACE_SECRET_<NAME>`).
+    pub http: HttpOptions,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -241,6 +285,12 @@ pub enum ConfigError {
         "TLS needs both a certificate and its key (tls_cert and tls_key); tls_client_ca needs them too"
     )]
     TlsIncomplete,
+    /// Address blocks of the `http` capability's policy that do not parse.
+    #[error("http: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    HttpPolicy(Vec<PolicyError>),
+    /// Secrets that cannot be used (never shows a value).
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
     /// Capability limits that cannot be used: every problem of every
     /// capability, each as `capability_limits."<capability>": <problem>`.
     #[error(
@@ -302,6 +352,20 @@ struct FileSettings {
     token_streams_max: Option<usize>,
     /// Capability to its limits: `[capability_limits."images.resize"]`.
     capability_limits: Option<BTreeMap<String, FileCapabilityLimits>>,
+    /// The built-in `http` capability: `[http]`.
+    http: Option<FileHttp>,
+    /// Secret name to value: `[secrets]`.
+    secrets: Option<BTreeMap<String, String>>,
+}
+
+/// The `[http]` table: the `http_*` flags without their prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    max_concurrency: Option<NonZeroUsize>,
+    max_response_bytes: Option<NonZeroU64>,
+    allow: Option<Vec<String>>,
+    deny: Option<Vec<String>>,
 }
 
 /// One capability's limits in the file: `concurrency = 4`,
@@ -374,8 +438,18 @@ fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<Option<LogFormat>, D::E
 }
 
 /// Merges the command line (flags over environment variables, as clap
-/// parsed them), the configuration file it names, and the defaults.
+/// parsed them), the configuration file it names, and the defaults; the
+/// secrets also come from the process's `RETRACE_SECRET_<NAME>` variables.
 pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
+    resolve_with(args, std::env::vars_os())
+}
+
+/// [`resolve`], with the environment's variables given (`vars`: only the
+/// secrets' are read from it; clap has read the flags' already).
+pub fn resolve_with(
+    args: ServeArgs,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Settings, ConfigError> {
     let file = match &args.config {
         Some(path) => read(path)?,
         None => FileSettings::default(),
@@ -461,6 +535,24 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     let event_secrets =
         crate::webhook::Secrets::parse(&event_secrets).map_err(ConfigError::EventSecrets)?;
     let capability_limits = capability_limits(args.config.as_deref(), file.capability_limits)?;
+    let file_http = file.http.unwrap_or_default();
+    let policy = AddressPolicy::parse(
+        &args.http_allow.or(file_http.allow).unwrap_or_default(),
+        &args.http_deny.or(file_http.deny).unwrap_or_default(),
+    )
+    .map_err(ConfigError::HttpPolicy)?;
+    let http = HttpOptions {
+        max_concurrency: args
+            .http_max_concurrency
+            .or(file_http.max_concurrency)
+            .map_or(MAX_CONCURRENCY_DEFAULT, NonZeroUsize::get),
+        max_response_bytes: args
+            .http_max_response_bytes
+            .or(file_http.max_response_bytes)
+            .map_or(MAX_RESPONSE_BYTES_DEFAULT, NonZeroU64::get),
+        policy,
+        secrets: Secrets::from_sources(file.secrets.unwrap_or_default(), vars)?,
+    };
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -515,6 +607,7 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             .unwrap_or(false),
         tls,
         capability_limits,
+        http,
         config: args.config,
     })
 }
@@ -535,6 +628,7 @@ impl Settings {
             limits: self.limits,
             pacing: self.pacing,
             capability_limits: self.capability_limits.clone(),
+            http: self.http.clone(),
             ..EngineConfig::folder(&self.data)
         }
     }
@@ -837,6 +931,104 @@ mod tests {
     }
 
     #[test]
+    fn the_http_settings_and_secrets_come_from_the_file_the_environment_and_flags() {
+        let (_dir, path) = file(
+            "[http]\nmax_concurrency = 8\nmax_response_bytes = 4096\n\
+             allow = [\"127.0.0.1/32\", \"10.0.0.0/8\"]\ndeny = [\"10.9.0.0/16\"]\n\n\
+             [secrets]\napi_token = \"from-the-file\"\nOTHER = \"other-value\"\n",
+        );
+        let vars = [(
+            OsString::from("RETRACE_SECRET_API_TOKEN"),
+            OsString::from("from-the-environment"),
+        )];
+        let settings = resolve_with(
+            ServeArgs {
+                http_max_concurrency: NonZeroUsize::new(2),
+                ..with_file(&path)
+            },
+            vars,
+        )
+        .unwrap();
+        let http = &settings.http;
+        assert_eq!(http.max_concurrency, 2, "the flag wins");
+        assert_eq!(http.max_response_bytes, 4096);
+        assert_eq!(
+            http.policy,
+            AddressPolicy::parse(
+                &["127.0.0.1/32".into(), "10.0.0.0/8".into()],
+                &["10.9.0.0/16".into()]
+            )
+            .unwrap()
+        );
+        assert_eq!(http.secrets.get("API_TOKEN"), Some("from-the-environment"));
+        assert_eq!(http.secrets.get("other"), Some("other-value"));
+        assert_eq!(settings.engine_config().http, *http);
+        // Names only, wherever the settings are shown.
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("API_TOKEN"), "{shown}");
+        assert!(
+            !shown.contains("from-the-") && !shown.contains("other-value"),
+            "{shown}"
+        );
+
+        let defaults = resolve_with(ServeArgs::default(), []).unwrap().http;
+        assert_eq!(defaults, HttpOptions::default());
+        assert_eq!(defaults.max_concurrency, MAX_CONCURRENCY_DEFAULT);
+        assert_eq!(defaults.max_response_bytes, MAX_RESPONSE_BYTES_DEFAULT);
+
+        let flags = resolve_with(
+            ServeArgs {
+                http_allow: Some(vec!["192.168.0.0/16".into()]),
+                http_deny: Some(vec!["192.168.9.9".into()]),
+                http_max_response_bytes: NonZeroU64::new(10),
+                ..with_file(&path)
+            },
+            [],
+        )
+        .unwrap()
+        .http;
+        assert_eq!(flags.policy.allowed(), ["192.168.0.0/16".parse().unwrap()]);
+        assert_eq!(flags.policy.denied(), ["192.168.9.9/32".parse().unwrap()]);
+        assert_eq!(flags.max_response_bytes, 10);
+        assert_eq!(flags.secrets.get("api_token"), Some("from-the-file"));
+    }
+
+    #[test]
+    fn bad_http_settings_and_secrets_stop_the_server_without_showing_a_value() {
+        for (text, says) in [
+            (
+                "[http]\nallow = [\"10.0.0.0/33\", \"localhost\"]\n",
+                "http: `10.0.0.0/33` is not an IP address or a CIDR block",
+            ),
+            ("[http]\nmax_concurrency = 0\n", "line 2"),
+            ("[http]\nproxy = \"x\"\n", "unknown field `proxy`"),
+            (
+                "[secrets]\n\"api-token\" = \"hunter2\"\n",
+                "secrets: secret name `api-token` is not well-formed",
+            ),
+            (
+                "[secrets]\ntoken = \"hunter2\"\nTOKEN = \"hunter3\"\n",
+                "name one secret (names ignore case)",
+            ),
+        ] {
+            let (_dir, path) = file(text);
+            let e = resolve_with(with_file(&path), []).unwrap_err().to_string();
+            assert!(e.contains(says), "{text}: {e}");
+            assert!(!e.contains("hunter"), "{text}: {e}");
+        }
+        let (_dir, path) = file("");
+        let vars = [(
+            OsString::from("RETRACE_SECRET_BAD-NAME"),
+            OsString::from("hunter2"),
+        )];
+        let e = resolve_with(with_file(&path), vars)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("RETRACE_SECRET_BAD-NAME"), "{e}");
+        assert!(!e.contains("hunter"), "{e}");
+    }
+
+    #[test]
     fn position_counts_lines_and_characters() {
         assert_eq!(position("a\nbé = 1\n", 6), (2, 4, "bé = 1".to_owned()));
         assert_eq!(position("x", 0), (1, 1, "x".to_owned()));
@@ -863,6 +1055,8 @@ mod tests {
             format!("Default: {}", SSE_KEEP_ALIVE_DEFAULT.as_millis()),
             format!("Default: {HISTORY_EVENTS_MAX_DEFAULT}"),
             format!("Default: {}", Pacing::EVENTS_PER_S_DEFAULT),
+            format!("Default: {MAX_CONCURRENCY_DEFAULT}"),
+            format!("Default: {MAX_RESPONSE_BYTES_DEFAULT}"),
             "Default: human".to_owned(),
         ] {
             assert!(help.contains(&default), "`{default}` in:\n{help}");

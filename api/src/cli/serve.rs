@@ -82,6 +82,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let engine = Engine::open(settings.engine_config())
         .await
         .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
+    let http = &settings.http;
+    tracing::info!(
+        max_concurrency = http.max_concurrency,
+        max_response_bytes = http.max_response_bytes,
+        allow = ?http.policy.allowed().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        deny = ?http.policy.denied().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        secrets = ?http.secrets.names().collect::<Vec<_>>(),
+        "the http capability: its limits, the address blocks allowed and denied besides \
+         the default refused ranges, the names of the secrets it can substitute"
+    );
     let loopback = addrs.iter().all(|a| a.ip().is_loopback());
     if !engine.tokens_required() {
         if !loopback && !settings.insecure_no_auth {

@@ -49,8 +49,18 @@ pub fn retrace() -> Command {
         "RETRACE_SERVER",
         "RETRACE_TOKEN",
         "RETRACE_INSECURE_NO_AUTH",
+        "RETRACE_HTTP_MAX_CONCURRENCY",
+        "RETRACE_HTTP_MAX_RESPONSE_BYTES",
+        "RETRACE_HTTP_ALLOW",
+        "RETRACE_HTTP_DENY",
     ] {
         command.env_remove(name);
+    }
+    // Secrets too: a test gives those it means to.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RETRACE_SECRET_") {
+            command.env_remove(name);
+        }
     }
     command
         .env("RUST_LOG", "info")

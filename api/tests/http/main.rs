@@ -13,6 +13,7 @@ mod commands;
 mod cross_site;
 mod errors;
 mod executions;
+mod http_capability;
 mod limits;
 mod logs;
 mod metrics;

@@ -218,7 +218,13 @@ fn run(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<Recorded,
             Action::Fail { which, retryable } => pick(*which).map(|task| {
                 let mut error = ErrorInfo::new("broke", "random failure");
                 error.retryable = Some(*retryable);
-                Trigger::TaskFailed { task, error }
+                // Now and then the performer was told when to retry.
+                let retry_after_ms = (n % 3 == 0).then_some(n as u64 * 250);
+                Trigger::TaskFailed {
+                    task,
+                    error,
+                    retry_after_ms,
+                }
             }),
             Action::TimeOut(i) => pick(*i).map(|task| Trigger::TaskTimedOut {
                 task,

@@ -47,7 +47,7 @@
 //!   moves the clock first, and an optional flag `brief` that prints how
 //!   many events of each kind and only the last two in full:
 //!   `complete task=T [output=<json>]`, `fail task=T type=X [message=M]
-//!   [retryable=B] [agent=A]`, `timeout task=T [kind=K]`, `timer act=N`,
+//!   [retryable=B] [agent=A] [retry-after=MS]`, `timeout task=T [kind=K]`, `timer act=N`,
 //!   `deadline act=N`,
 //!   `signal name=N [payload=<json>] [correlation=<json>]`, `child-completed
 //!   act=N [output=<json>]`, `child-failed act=N type=X [message=M]`,
@@ -570,6 +570,7 @@ impl Harness {
             "fail" => Trigger::TaskFailed {
                 task: self.task(args),
                 error: error(args),
+                retry_after_ms: args.number("retry-after"),
             },
             "timeout" => Trigger::TaskTimedOut {
                 task: self.task(args),

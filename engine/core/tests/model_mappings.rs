@@ -60,6 +60,36 @@ fn everything_else_is_literal() {
 }
 
 #[test]
+fn a_secret_reference_is_kept_as_written_not_evaluated() {
+    // The runtime substitutes it when it makes a request; what a mapping
+    // yields, and so what is recorded, is the reference.
+    let mapping = json!({
+        "whole": "${ secret('API_TOKEN') }",
+        "tight": "${secret(\"API_TOKEN\")}",
+        "inside": "Bearer ${ secret('API_TOKEN') }",
+        "computed": "$.input.path",
+    });
+    let applied = apply(mapping, &context());
+    assert_eq!(applied["whole"], "${ secret('API_TOKEN') }");
+    assert_eq!(applied["tight"], "${secret(\"API_TOKEN\")}");
+    assert_eq!(applied["inside"], "Bearer ${ secret('API_TOKEN') }");
+    assert!(
+        Mapping::compile(&json!("${ secret('X') }"), "input")
+            .unwrap()
+            .is_literal()
+    );
+    // Meant as one but malformed: the problem says how to write it.
+    let problems = Mapping::compile(&json!({"h": "${ secret(X) }"}), "input").unwrap_err();
+    assert_eq!(problems[0].0, "input.h");
+    assert!(
+        problems[0]
+            .1
+            .contains("does not complete a secret reference"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn a_missing_path_is_null() {
     let mapping = json!({
         "a": "$.input.nope",

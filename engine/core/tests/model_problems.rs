@@ -648,3 +648,60 @@ fn concurrency_and_rate_limits_are_checked_whole() {
         "#]],
     );
 }
+
+#[test]
+fn an_http_tasks_literal_input_is_checked_when_defined() {
+    // Wholly literal: every problem of its shape.
+    check(
+        r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "http",
+            "input": {"method": "FETCH", "url": "example.com/x", "timeout": 5,
+                      "headers": {"Host": "h", "X-Key": "${ secret(KEY) }"}}}]}"#,
+        expect![[r#"
+            steps[0].input.headers.X-Key: `${ secret(` at byte 0 does not complete a secret reference; write `${ secret('NAME') }`
+            steps[0].input.timeout: unknown field of the http capability; did you mean `timeoutMs`?
+            steps[0].input.headers.Host: the engine writes the `Host` header itself; leave it out
+            steps[0].input.method: `FETCH` is not a method the http capability makes; expected one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS
+            steps[0].input.url: `example.com/x` is not an absolute URL: relative URL without a base
+        "#]],
+    );
+    // Partly computed: what is literal is checked, what is computed waits
+    // for the run; required fields must be there.
+    check(
+        r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "http",
+            "input": {"url": "$.input.url", "timeoutMs": -1,
+                      "headers": {"X-Id": "$.input.id", "X-Bad": 3},
+                      "query": {"q": "${ input.q }", "r": {"x": 1}}}}]}"#,
+        expect![[r#"
+            steps[0].input.method: is required by the http capability
+            steps[0].input.headers.X-Bad: must be a string, not the number 3
+            steps[0].input.query.r: must be a string, a number, a boolean or an array of them, not an object
+            steps[0].input.timeoutMs: must be a whole number of milliseconds from 1 to 86400000, not the number -1
+        "#]],
+    );
+    // A compensation's input too; an input that is not an object.
+    check(
+        r#"{"name": "w", "steps": [{"id": "a", "type": "task", "capability": "http",
+            "input": ["GET"],
+            "compensate": {"capability": "http", "input": {"method": "DELETE"}}}]}"#,
+        expect![[r#"
+            steps[0].input: the http capability's input must be an object with `method` and `url` (and optionally `headers`, `query`, `body`, `timeoutMs`), not an array
+            steps[0].compensate.input.url: is required by the http capability
+        "#]],
+    );
+    // Sound: literal, computed, secret references; other capabilities'
+    // inputs are theirs to judge.
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "task", "capability": "http", "next": "b",
+             "input": {"method": "post", "url": "https://api.example.com/${ secret('TENANT') }/orders",
+                       "headers": {"Authorization": "Bearer ${ secret('API_TOKEN') }",
+                                   "X-Api-Key": "${ secret(\"API_KEY\") }"},
+                       "query": {"tag": ["a", 1, true]}, "body": {"id": "$.input.id"},
+                       "timeoutMs": 2000}},
+            {"id": "b", "type": "task", "capability": "http", "next": "c", "input": "$.input.request"},
+            {"id": "c", "type": "task", "capability": "http.get", "input": {"method": "FETCH"}}]}"#,
+        expect![[r#"
+            ok
+        "#]],
+    );
+}

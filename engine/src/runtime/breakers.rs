@@ -179,6 +179,7 @@ impl Engine {
                 let trigger = Trigger::TaskFailed {
                     task: task.to_owned(),
                     error,
+                    retry_after_ms: None,
                 };
                 let engine = self.clone();
                 self.inner

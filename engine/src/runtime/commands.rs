@@ -600,6 +600,7 @@ impl<'e> Acting<'e> {
         let trigger = Trigger::TaskFailed {
             task: task.to_string(),
             error,
+            retry_after_ms: None,
         };
         self.engine.drive(id, trigger, self.asked()).await?;
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! After every trigger (and at recovery, from nothing) the effects the state
 //! wants ([`pending_effects`]) are compared with those armed: what is new is
-//! performed (a task queued for agents or handed to an in-process handler,
+//! performed (a task queued for agents, handed to an in-process handler or
+//! performed by the built-in `http` capability (`runtime::http`),
 //! a timer armed, an awaited event listened for, a child started, a
 //! continuation scheduled), and what is no longer wanted is withdrawn (a
 //! task taken back, a listener dropped, a child that runs on cancelled).
@@ -32,6 +33,7 @@ use crate::error::Error;
 use crate::machine::{
     Effect, ErrorInfo, ExecutionState, ParentRef, StartParams, Status, Trigger, pending_effects,
 };
+use crate::model::HTTP_CAPABILITY;
 
 impl Engine {
     /// Performs the effects the state now needs and drops those it no
@@ -111,6 +113,9 @@ impl Engine {
             Effect::Task {
                 task, capability, ..
             } => {
+                if capability == HTTP_CAPABILITY {
+                    self.withdraw_http(&task);
+                }
                 self.inner.agents.withdraw(&task);
                 self.breaker_released(&capability, &task);
             }
@@ -163,6 +168,9 @@ impl Engine {
                 if !self.breaker_lets(id, &capability, &task) {
                     return;
                 }
+                if capability == HTTP_CAPABILITY {
+                    return self.perform_http(id, effect);
+                }
                 let handler = self
                     .inner
                     .handlers
@@ -183,7 +191,11 @@ impl Engine {
                         self.inner.tasks.spawn(async move {
                             let result = match handler.call(call).await {
                                 Ok(output) => Trigger::TaskCompleted { task, output },
-                                Err(error) => Trigger::TaskFailed { task, error },
+                                Err(error) => Trigger::TaskFailed {
+                                    task,
+                                    error,
+                                    retry_after_ms: None,
+                                },
                             };
                             // Kept through a storage outage, like a timer.
                             engine.deliver(id, result).await;

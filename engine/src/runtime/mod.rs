@@ -23,6 +23,8 @@
 //!   loop that lets waiting ones go (`limit_acquired`).
 //! - `pace`: each execution's budget of events per second, which what it
 //!   does by itself (continuations, due timers) waits for.
+//! - `http`: the built-in `http` capability's tasks, performed on tasks of
+//!   their own (bounded in number) and reported as an agent would.
 //! - Reads of stored history go through [`crate::read::History`]
 //!   ([`Engine::read`]); the journal itself is behind [`crate::store`].
 //!
@@ -36,6 +38,7 @@ mod commands;
 mod drive;
 mod effects;
 mod handlers;
+mod http;
 mod index;
 mod limits;
 pub mod metrics;
@@ -99,6 +102,9 @@ pub struct EngineConfig {
     /// from the start, including those a recovery re-queues; one registered
     /// later with [`Engine::register_handler`] takes only tasks queued after.
     pub handlers: Vec<(String, Arc<dyn TaskHandler>)>,
+    /// The built-in `http` capability: how many requests at once, the
+    /// largest response, the outbound address policy, the secrets.
+    pub http: crate::http::HttpOptions,
 }
 
 impl EngineConfig {
@@ -117,6 +123,7 @@ impl EngineConfig {
             agents: AgentOptions::default(),
             capability_limits: BTreeMap::new(),
             handlers: Vec::new(),
+            http: crate::http::HttpOptions::default(),
         }
     }
 
@@ -209,6 +216,9 @@ struct Inner {
     waiters: waiters::Waiters,
     agents: AgentRegistry,
     handlers: RwLock<HashMap<String, Arc<dyn TaskHandler>>>,
+    /// The built-in `http` capability's client, turns and requests under
+    /// way (its own plain lock, for one insert or removal).
+    http: http::HttpTasks,
     timers: timers::Timers,
     metrics: metrics::Recorder,
     tasks: tasks::Tasks,
@@ -233,6 +243,7 @@ impl Engine {
         let breakers = crate::store::breakers::load(store.journal()).await?;
         capability_limits::check_config(&config.capability_limits)?;
         let limits_table = crate::store::limits::load(store.journal()).await?;
+        let http = http::HttpTasks::new(&config.http, config.clock.clone())?;
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
@@ -268,6 +279,7 @@ impl Engine {
                 index: index::Index::default(),
                 waiters: waiters::Waiters::default(),
                 handlers: RwLock::new(config.handlers.into_iter().collect()),
+                http,
                 timers: timers::Timers::default(),
                 metrics: metrics::Recorder::default(),
                 tasks: tasks::Tasks::default(),
@@ -344,7 +356,8 @@ impl Engine {
     /// Runs tasks of `capability` in this process instead of handing them
     /// to agents, from now on: tasks already queued for agents stay there
     /// (give handlers in [`EngineConfig::handlers`] to have them from the
-    /// start, recovered tasks included).
+    /// start, recovered tasks included). Not `http`: the engine performs
+    /// that capability itself, whatever handler is registered for it.
     pub fn register_handler(&self, capability: &str, handler: Arc<dyn TaskHandler>) {
         if let Ok(mut h) = self.inner.handlers.write() {
             h.insert(capability.to_string(), handler);

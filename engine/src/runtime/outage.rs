@@ -5,7 +5,8 @@
 //! changes nothing (a failed append puts the execution back to what is
 //! stored). A command's caller sees the error and can retry; a wake-up the
 //! engine gives itself (a timer firing, a lease expiring, a child's end,
-//! a continuation, an in-process handler's result) has no caller. Those are
+//! a continuation, an in-process handler's or the `http` capability's
+//! result) has no caller. Those are
 //! kept here and delivered again once the journal takes writes, so an
 //! outage delays executions but never strands one. Delivering one twice is
 //! harmless: the machine refuses a trigger that no longer applies.
@@ -34,6 +35,9 @@ const WATCH_MS: u64 = 250;
 pub(super) enum Wake {
     /// A trigger the engine gives an execution itself.
     Trigger(ExecutionId, Trigger),
+    /// An outcome of the built-in `http` capability, recorded with its
+    /// performer.
+    Report(ExecutionId, Trigger),
     /// A child execution a parent waits for, not started yet.
     Child {
         parent: ParentRef,
@@ -114,6 +118,7 @@ impl Engine {
         for wake in triggers {
             match wake {
                 Wake::Trigger(id, trigger) => self.deliver(id, trigger).await,
+                Wake::Report(id, trigger) => self.deliver_report(id, trigger).await,
                 Wake::Child {
                     parent,
                     child,

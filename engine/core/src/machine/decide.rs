@@ -110,7 +110,11 @@ impl Run<'_, '_, '_> {
     fn trigger(&mut self, trigger: Trigger) -> Done {
         match trigger {
             Trigger::TaskCompleted { task, output } => self.task_completed(task, output),
-            Trigger::TaskFailed { task, error } => self.task_result_failed(task, error),
+            Trigger::TaskFailed {
+                task,
+                error,
+                retry_after_ms,
+            } => self.task_result_failed(task, error, retry_after_ms),
             Trigger::TaskTimedOut { task, kind } => self.task_timed_out(task, kind),
             Trigger::TimerFired { act } => self.timer_fired(act),
             Trigger::DeadlinePassed { act } => self.deadline_passed(act),
@@ -189,8 +193,15 @@ impl Run<'_, '_, '_> {
         self.activation_done(act, Ok(output))
     }
 
-    /// An outstanding task attempt failed, as its agent reports.
-    fn task_result_failed(&mut self, task: String, error: ErrorInfo) -> Done {
+    /// An outstanding task attempt failed, as its agent (or the engine's
+    /// built-in `http`) reports; `retry_after_ms` is the least a retry
+    /// must wait, when the performer was told one.
+    fn task_result_failed(
+        &mut self,
+        task: String,
+        error: ErrorInfo,
+        retry_after_ms: Option<u64>,
+    ) -> Done {
         let (act, attempt) = self.outstanding(&task)?;
         self.emit(Event::TaskFailed {
             act,
@@ -198,8 +209,9 @@ impl Run<'_, '_, '_> {
             task,
             error: error.clone(),
             by: self.by(),
+            retry_after_ms,
         })?;
-        self.task_failed(act, attempt, error)
+        self.task_failed(act, attempt, error, retry_after_ms)
     }
 
     /// An outstanding task attempt ran out of time (`kind` says which limit).
@@ -216,8 +228,9 @@ impl Run<'_, '_, '_> {
             task,
             error: error.clone(),
             by: None,
+            retry_after_ms: None,
         })?;
-        self.task_failed(act, attempt, error)
+        self.task_failed(act, attempt, error, None)
     }
 
     /// An external event: completes the step waiting for it, or is kept.

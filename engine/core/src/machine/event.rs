@@ -251,6 +251,12 @@ pub enum Event {
         /// for what the engine did by itself).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// The least time the next attempt must wait, when whoever
+        /// performed the task was told so (an HTTP `Retry-After`): a retry
+        /// then waits the longer of its policy's delay and this. Absent
+        /// otherwise, and in histories written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// The next attempt of a failed task, after `delay_ms` (jitter included).
     RetryScheduled {

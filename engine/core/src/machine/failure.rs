@@ -4,7 +4,8 @@
 //! step or the execution (which compensates first when it can).
 //!
 //! Owns the retry decision (which policy applies, the delay with its jitter,
-//! recorded in `retry_scheduled`) and the order in which a failure looks for
+//! at least a `Retry-After` the failure carries, recorded in
+//! `retry_scheduled`) and the order in which a failure looks for
 //! somewhere to go. Built on `run` and `compensation`. It must never enter a
 //! step itself: a route only queues the target for `flow` to enter.
 
@@ -19,8 +20,18 @@ use crate::ExecutionId;
 use crate::model::{HandlerTarget, OnFailure, Step};
 
 impl Run<'_, '_, '_> {
-    /// A task attempt failed: retry it, or fail what it was for.
-    pub(super) fn task_failed(&mut self, act: u64, attempt: u32, error: ErrorInfo) -> Done {
+    /// A task attempt failed: retry it, or fail what it was for. A retry
+    /// waits the policy's delay, or `retry_after_ms` when that is longer
+    /// (the performer was told to wait at least so long: an HTTP
+    /// `Retry-After`); it never makes a retry of an error the policy would
+    /// not retry.
+    pub(super) fn task_failed(
+        &mut self,
+        act: u64,
+        attempt: u32,
+        error: ErrorInfo,
+        retry_after_ms: Option<u64>,
+    ) -> Done {
         let Some(a) = self.state.activations.get(&act) else {
             return Err(Rejection::Stale(format!("activation {act}")));
         };
@@ -45,7 +56,7 @@ impl Run<'_, '_, '_> {
         });
         if let Some(p) = retry {
             let unit = (self.ctx.entropy >> 11) as f64 / (1u64 << 53) as f64;
-            let delay_ms = p.delay_ms(attempt, unit);
+            let delay_ms = p.delay_ms(attempt, unit).max(retry_after_ms.unwrap_or(0));
             return self.emit(Event::RetryScheduled {
                 act,
                 attempt: attempt + 1,

@@ -23,6 +23,9 @@ pub enum Trigger {
     TaskFailed {
         task: String,
         error: ErrorInfo,
+        /// The least time a retry must wait (an HTTP `Retry-After`), when
+        /// the performer was told one; recorded in `task_failed`.
+        retry_after_ms: Option<u64>,
     },
     TaskTimedOut {
         task: String,

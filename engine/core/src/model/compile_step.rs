@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::declared::{Declared, Located};
 use super::definition::{RetryDefinition, StepType, TimeoutDefinition};
 use super::expr::Expr;
+use super::http::{HTTP_CAPABILITY, check_http_input};
 use super::language::Language;
 use super::mapping::Mapping;
 use super::problem::{Problems, field};
@@ -76,6 +77,18 @@ pub(crate) fn compile_step(
         retry: compensate.retry.as_ref().map(retry_policy),
     });
     let kind = kind(located, workflow_name, declared, language, problems)?;
+    // The built-in `http` capability's input, as far as it is literal.
+    if let (StepKind::Task { capability }, Some(input)) = (&kind, &step.input)
+        && capability == HTTP_CAPABILITY
+    {
+        check_http_input(input, &field(path, "input"), problems);
+    }
+    if let Some(compensate) = &step.compensate
+        && let Some(input) = &compensate.input
+        && compensate.capability == HTTP_CAPABILITY
+    {
+        check_http_input(input, &field(&field(path, "compensate"), "input"), problems);
+    }
     Some(Step {
         id: step.id.clone(),
         name: step.name.clone().unwrap_or_else(|| step.id.clone()),

@@ -240,7 +240,7 @@ pub(crate) fn kind(value: &Value) -> String {
 }
 
 /// The known field closest to `key`, if it is close enough to be a typo.
-fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
+pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     let key_lower = key.to_ascii_lowercase();
     known
         .iter()

@@ -7,12 +7,12 @@
 //! In language 2 (see `language`) a `$.` string that is not a plain path is
 //! an expression, and a string with `${ … }` inside it is a template: each
 //! `${ … }` is evaluated and spliced in (a string as it is, any other value
-//! as compact JSON), and `\${` stands for a literal `${`. A
-//! `${ secret('name') }` is never evaluated: it stays in the mapped value as
-//! written, for the engine to fill in where the value is used, so a secret
-//! never reaches the journal. It must never evaluate anything at compile
-//! time, and never turn a missing path into an error (it is `null`); an
-//! expression's failure is an error.
+//! as compact JSON), and `\${` stands for a literal `${`. In both, a secret
+//! reference, `${ secret('NAME') }` (see `secret_ref`), is never evaluated:
+//! it stays in the mapped value as written, for the runtime to fill in where
+//! the value is used, so a secret never reaches the journal. It must never
+//! evaluate anything at compile time, and never turn a missing path into an
+//! error (it is `null`); an expression's failure is an error.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,7 @@ use super::hash::canonical_string;
 use super::language::Language;
 use super::path::ContextPath;
 use super::problem::{field, index};
+use super::secret_ref::{SecretRefError, is_secret_ref, secret_refs};
 
 /// A compiled mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,45 +114,60 @@ impl Mapping {
     }
 }
 
+/// Whether `value`, read as a mapping, is a literal: no path and no
+/// expression anywhere inside. It answers for every language at once, so a
+/// string with `${` in it that is not wholly a secret reference (an
+/// expression in language 1, a template in language 2) is not one.
+pub(crate) fn is_literal_value(value: &Value) -> bool {
+    match value {
+        Value::String(text) if text.starts_with("$.") => false,
+        Value::String(text) => is_secret_ref(text) || !text.contains("${"),
+        Value::Object(map) => map.values().all(is_literal_value),
+        Value::Array(items) => items.iter().all(is_literal_value),
+        _ => true,
+    }
+}
+
 fn compile_into(
     value: &Value,
     path: &str,
     language: Language,
     problems: &mut Vec<(String, String)>,
 ) -> Mapping {
+    let mut refuse = |message: String| {
+        problems.push((path.to_owned(), message));
+        Mapping::Literal(Value::Null)
+    };
     match value {
         Value::String(text) if text.starts_with("$.") => {
             match ContextPath::parse_in(text, language) {
                 Ok(parsed) => Mapping::Path(parsed),
                 Err(_) if language.has_dialect() => match Expr::compile_in(text, language) {
                     Ok(expr) => Mapping::Expr(expr),
-                    Err(message) => {
-                        problems.push((path.to_owned(), message));
-                        Mapping::Literal(Value::Null)
-                    }
+                    Err(message) => refuse(message),
                 },
-                Err(message) => {
-                    problems.push((path.to_owned(), message));
-                    Mapping::Literal(Value::Null)
-                }
+                Err(message) => refuse(message),
             }
         }
+        // A secret reference is text the runtime substitutes when it makes
+        // a request (`secret_ref`): kept as written, never evaluated, so
+        // only the reference is ever recorded.
+        Value::String(text) if is_secret_ref(text) => Mapping::Literal(value.clone()),
         Value::String(text) if language.has_dialect() && text.contains("${") => {
-            match template(text, language) {
-                Ok(mapping) => mapping,
-                Err(message) => {
-                    problems.push((path.to_owned(), message));
-                    Mapping::Literal(Value::Null)
-                }
+            template(text, language).unwrap_or_else(refuse)
+        }
+        Value::String(text) if unwrap_braces(text).is_some() => {
+            // Meant as a secret reference, but malformed: say so, rather
+            // than what CEL makes of it.
+            let compiled = match secret_refs(text) {
+                Err(SecretRefError::Malformed(message)) => Err(message),
+                _ => Expr::compile(text),
+            };
+            match compiled {
+                Ok(expr) => Mapping::Expr(expr),
+                Err(message) => refuse(message),
             }
         }
-        Value::String(text) if unwrap_braces(text).is_some() => match Expr::compile(text) {
-            Ok(expr) => Mapping::Expr(expr),
-            Err(message) => {
-                problems.push((path.to_owned(), message));
-                Mapping::Literal(Value::Null)
-            }
-        },
         Value::Object(map) => {
             let fields: BTreeMap<String, Mapping> = map
                 .iter()
@@ -212,9 +228,12 @@ fn template(text: &str, language: Language) -> Result<Mapping, String> {
             )
         })?;
         let written = &text[at..=end];
-        if is_secret(&text[at + 2..end]) {
+        if is_secret_ref(written) {
             literal.push_str(written);
         } else {
+            if let Err(SecretRefError::Malformed(message)) = secret_refs(written) {
+                return Err(message);
+            }
             if !literal.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut literal)));
             }
@@ -253,28 +272,4 @@ fn closing_brace(text: &str, from: usize) -> Option<usize> {
         at += 1;
     }
     None
-}
-
-/// Whether the inside of a `${ … }` is `secret('name')` (or with double
-/// quotes), which names a secret of the engine's configuration.
-pub fn is_secret(inside: &str) -> bool {
-    let Some(call) = inside.trim().strip_prefix("secret(") else {
-        return false;
-    };
-    let Some(argument) = call.strip_suffix(')') else {
-        return false;
-    };
-    let argument = argument.trim();
-    let quoted = |q: char| {
-        argument
-            .strip_prefix(q)
-            .and_then(|a| a.strip_suffix(q))
-            .is_some_and(|name| {
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-            })
-    };
-    quoted('\'') || quoted('"')
 }

@@ -22,6 +22,10 @@
 //!   the CEL tree), and the regular expressions of `matches`, compiled under
 //!   size limits;
 //! - `hash`: the canonical form and the version;
+//! - `http`, `secret_ref`: the built-in `http` capability's input (checked
+//!   where it is literal when a workflow is defined, and whole when the
+//!   runtime performs the task), and secret references
+//!   (`${ secret('NAME') }`), which mappings keep as written;
 //! - `stack`: the large stack the CEL parser needs, so that no expression a
 //!   user writes can overflow a thread's stack.
 //!
@@ -42,6 +46,7 @@ mod expr;
 mod fields;
 mod graph;
 mod hash;
+mod http;
 mod instrument;
 mod language;
 mod limits;
@@ -53,6 +58,7 @@ mod pattern;
 mod problem;
 mod references;
 mod schema;
+mod secret_ref;
 mod stack;
 mod step;
 mod tree;
@@ -71,6 +77,10 @@ pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
 pub use graph::{Edge, EdgeKind, Graph, HANDLERS_NODE, Node, NodeKind, compensation_node};
 pub use hash::canonical_string;
+pub use http::{
+    HTTP_CAPABILITY, HTTP_MANAGED_HEADERS, HTTP_METHODS, HTTP_TIMEOUT_MS_MAX, HTTP_URL_LEN_MAX,
+    HttpBody, HttpRequest,
+};
 pub use language::Language;
 pub use limits::{
     ConcurrencyDefinition, LIMIT_KEY_LEN_MAX, LIMIT_MAX, LIMIT_PERIOD_MS_MAX, Limit, LimitKind,
@@ -85,6 +95,10 @@ pub use path::{ContextPath, Root, Segment};
 pub use problem::{DefinitionError, Problem};
 pub use references::{ReferenceKind, WorkflowReference};
 pub use schema::{INPUT_PROBLEMS_MAX, InputSchema};
+pub use secret_ref::{
+    SECRET_NAME_LEN_MAX, SecretRef, SecretRefError, check_secret_name, is_secret_ref, secret_refs,
+    substitute_secrets,
+};
 pub use step::{
     Branch, Compensation, ErrorHandler, HandlerTarget, RetryPolicy, Scope, Step, StepKind,
     Timeouts, WaitSpec,
