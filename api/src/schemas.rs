@@ -196,6 +196,32 @@ impl ToSchema for Code {
     }
 }
 
+/// A start's `tags`: at most 32, each key `A-Z a-z 0-9` first, then also
+/// `_ . : / -` (at most 64), each value at most 256 characters with no
+/// control or bidirectional character (the engine's `machine::tags`).
+pub fn tags_schema() -> Schema {
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$"));
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(256))
+        .pattern(Some(
+            "^[^\\u0000-\\u001F\\u007F-\\u009F\\u061C\\u200E\\u200F\\u202A-\\u202E\\u2066-\\u2069]*$",
+        ));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(
+            "Tags to find the execution by (`GET /v1/executions?tag=key:value`): at most 32; \
+             keys `A-Z a-z 0-9` first, then also `_ . : / -`, at most 64 characters; values \
+             at most 256 characters, with no control or bidirectional character.",
+        ))
+        .property_names(Some(key))
+        .additional_properties(Some(value))
+        .max_properties(Some(32))
+        .into()
+}
+
 /// A workflow definition in JSON (a schema only).
 #[derive(Debug)]
 pub struct WorkflowDefinition;

@@ -179,6 +179,12 @@ async fn schemathesis_finds_no_difference_between_the_document_and_the_server() 
         .arg(&config)
         .args(["run", &document])
         .args(["--checks", "all"])
+        // Every check but "a deleted resource answers 404": revoking a token
+        // (`DELETE /v1/tokens/{name}`) keeps it, `status: revoked`, for the
+        // audit, so reading it back is 200 by design. The check cannot be
+        // switched off for that one operation in the stateful phase (its
+        // per-operation setting is not read there).
+        .args(["--exclude-checks", "use_after_free"])
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--seed", SEED, "--max-examples", MAX_EXAMPLES])
         // One worker: several share Python's parser, which is not safe

@@ -74,9 +74,10 @@ pub struct StartBody {
     priority: Option<u64>,
     /// Tags to find it by (`GET /v1/executions?tag=key:value`): at most
     /// 32; keys `A-Z a-z 0-9` first, then also `_ . : / -`, at most 64
-    /// bytes; values at most 256 bytes, no control characters. Steps may
+    /// bytes; values at most 256 characters, no control characters. Steps may
     /// add more (their `tags` mapping).
     #[serde(default)]
+    #[schema(schema_with = crate::schemas::tags_schema)]
     tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -245,7 +246,10 @@ pub struct ListQuery {
     workflow: Option<String>,
     /// Only executions in this status, or in any of several separated by
     /// commas (`running,paused`).
-    #[param(value_type = Option<String>, pattern = "^[a-z_]+(,[a-z_]+)*$")]
+    #[param(
+        value_type = Option<String>,
+        pattern = "^(running|paused|compensating|compensation_failed|completed|failed|compensated|cancelled|terminated)(,(running|paused|compensating|compensation_failed|completed|failed|compensated|cancelled|terminated))*$"
+    )]
     status: Option<String>,
     /// The page size: 100 when left out (the server's
     /// `page_limit_default`); more than the server's `page_limit_max` (1000

@@ -70,6 +70,7 @@ pub struct SignalWithStartBody {
     signal: SignalSpec,
     /// A new execution's tags, as in a start.
     #[serde(default)]
+    #[schema(schema_with = crate::schemas::tags_schema)]
     tags: Option<std::collections::BTreeMap<String, String>>,
     /// A new execution's priority, as in a start (0 to 9).
     #[serde(default, deserialize_with = "crate::integer::optional")]

@@ -157,16 +157,18 @@ async fn a_literal_input_of_the_wrong_shape_is_refused_when_defined() {
     let paths: Vec<&str> = details.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
+        // The malformed reference is found as the header's template is
+        // read (language 2), before the shape of the literal parts.
         [
+            "steps[0].input.headers.Authorization",
             "steps[0].input.method",
             "steps[0].input.url",
-            "steps[0].input.headers.Authorization",
         ],
         "{details:?}"
     );
-    assert!(details[1].1.contains("must be an http:// or https:// URL"));
+    assert!(details[2].1.contains("must be an http:// or https:// URL"));
     assert!(
-        details[2]
+        details[0]
             .1
             .contains("does not complete a secret reference")
     );

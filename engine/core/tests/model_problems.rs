@@ -101,7 +101,7 @@ fn unknown_fields_are_named_with_a_suggestion() {
         ]}"#,
         expect![[r#"
             steps[0].capability: is required for a `task` step
-            steps[0].banana: unknown field; expected one of `agentVersion`, `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `fairnessKey`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `timeout`, `type`, `wait`
+            steps[0].banana: unknown field; expected one of `agentVersion`, `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `fairnessKey`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `tags`, `timeout`, `type`, `wait`
             steps[0].capabilty: unknown field; did you mean `capability`?
             steps[0].nxt: unknown field; did you mean `next`?
             stpes: unknown field; did you mean `steps`?

@@ -16,7 +16,8 @@ pub const TAGS_MAX: usize = 32;
 /// The longest tag key, in bytes.
 pub const TAG_KEY_LEN_MAX: usize = 64;
 
-/// The longest tag value, in bytes.
+/// The longest tag value, in characters (as JSON Schema's `maxLength`
+/// counts them).
 pub const TAG_VALUE_LEN_MAX: usize = 256;
 
 /// Whether `key` may name a tag: `A-Z a-z 0-9` first, then also
@@ -36,12 +37,12 @@ pub fn check_tag_key(key: &str) -> Result<(), String> {
 }
 
 /// Whether `value` may be a tag's value: at most [`TAG_VALUE_LEN_MAX`]
-/// bytes, no control or bidirectional control character.
+/// characters, no control or bidirectional control character.
 pub fn check_tag_value(value: &str) -> Result<(), String> {
-    if value.len() > TAG_VALUE_LEN_MAX {
+    let chars = value.chars().count();
+    if chars > TAG_VALUE_LEN_MAX {
         return Err(format!(
-            "a tag value is at most {TAG_VALUE_LEN_MAX} bytes, not {}",
-            value.len()
+            "a tag value is at most {TAG_VALUE_LEN_MAX} characters, not {chars}"
         ));
     }
     crate::model::check_name_chars("a tag value", value)

@@ -202,6 +202,11 @@ fn compile_into(
 /// whole string is an expression (its value keeps its type), anything else
 /// is a template. A `${ secret('name') }` stays text.
 fn template(text: &str, language: Language) -> Result<Mapping, String> {
+    // A secret reference that does not complete, said where it is in the
+    // whole string.
+    if let Err(SecretRefError::Malformed(message)) = secret_refs(text) {
+        return Err(message);
+    }
     let mut parts: Vec<Part> = Vec::new();
     let mut literal = String::new();
     let mut at = 0;
@@ -231,9 +236,6 @@ fn template(text: &str, language: Language) -> Result<Mapping, String> {
         if is_secret_ref(written) {
             literal.push_str(written);
         } else {
-            if let Err(SecretRefError::Malformed(message)) = secret_refs(written) {
-                return Err(message);
-            }
             if !literal.is_empty() {
                 parts.push(Part::Text(std::mem::take(&mut literal)));
             }
