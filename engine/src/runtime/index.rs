@@ -10,7 +10,7 @@
 //!
 //! It must never decide anything: it only answers "which" and "how many".
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
@@ -107,7 +107,7 @@ fn range_is_ordered(low: &Bound<ExecutionId>, high: &Bound<ExecutionId>) -> bool
 /// The three indexes.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    summaries: Mutex<BTreeMap<ExecutionId, ExecutionSummary>>,
+    summaries: Mutex<Listing>,
     idempotency: Mutex<HashMap<String, ExecutionId>>,
     /// Executions waiting for named events: name -> its waiters.
     awaiting: Mutex<HashMap<String, Waiters>>,
@@ -150,6 +150,72 @@ fn scalar_key(value: &Value) -> Option<String> {
     }
 }
 
+/// The executions' summaries by id, and the ids by tag and by status, so
+/// that a list filtered by a tag or a status walks only the executions that
+/// have it (the smallest such set), not every execution.
+#[derive(Debug, Default)]
+struct Listing {
+    by_id: BTreeMap<ExecutionId, ExecutionSummary>,
+    by_tag: HashMap<(String, String), BTreeSet<ExecutionId>>,
+    by_status: HashMap<Status, BTreeSet<ExecutionId>>,
+}
+
+impl Listing {
+    /// Puts `summary` in, in place of what it said before.
+    fn insert(&mut self, summary: ExecutionSummary) {
+        let id = summary.id;
+        if let Some(old) = self.by_id.remove(&id) {
+            for tag in old.tags {
+                if let Some(ids) = self.by_tag.get_mut(&tag) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.by_tag.remove(&tag);
+                    }
+                }
+            }
+            if let Some(ids) = self.by_status.get_mut(&old.status) {
+                ids.remove(&id);
+            }
+        }
+        for tag in &summary.tags {
+            self.by_tag
+                .entry((tag.0.clone(), tag.1.clone()))
+                .or_default()
+                .insert(id);
+        }
+        self.by_status.entry(summary.status).or_default().insert(id);
+        self.by_id.insert(id, summary);
+    }
+
+    /// The ids a filter's tags and statuses allow, as the smallest set
+    /// among them (several statuses: their sets each); `None` when the
+    /// filter names neither, or when that set is not smaller than all.
+    fn candidates(&self, filter: &ListFilter) -> Option<Vec<&BTreeSet<ExecutionId>>> {
+        static NONE: BTreeSet<ExecutionId> = BTreeSet::new();
+        let mut options: Vec<Vec<&BTreeSet<ExecutionId>>> = filter
+            .tags
+            .iter()
+            .map(|tag| vec![self.by_tag.get(tag).unwrap_or(&NONE)])
+            .collect();
+        if !filter.statuses.is_empty() {
+            let mut statuses = filter.statuses.clone();
+            statuses.sort();
+            statuses.dedup();
+            options.push(
+                statuses
+                    .iter()
+                    .map(|st| self.by_status.get(st).unwrap_or(&NONE))
+                    .collect(),
+            );
+        }
+        let size = |sets: &Vec<&BTreeSet<ExecutionId>>| sets.iter().map(|s| s.len()).sum::<usize>();
+        options
+            .into_iter()
+            .min_by_key(size)
+            .filter(|sets| size(sets) < self.by_id.len())
+    }
+}
+
 /// A poisoned index is still a consistent map (every operation is one
 /// insert or remove), so a panic elsewhere does not stop the engine.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,18 +225,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Index {
     /// Records what `state` says now: its summary and its idempotency key.
     pub(crate) fn record(&self, state: &ExecutionState) {
-        lock(&self.summaries).insert(
-            state.id,
-            ExecutionSummary {
-                id: state.id,
-                workflow: state.workflow.clone(),
-                version: state.version.clone(),
-                status: state.status,
-                started_at_ms: state.started_at_ms,
-                ended_at_ms: state.ended_at_ms,
-                tags: state.tags.clone(),
-            },
-        );
+        lock(&self.summaries).insert(ExecutionSummary {
+            id: state.id,
+            workflow: state.workflow.clone(),
+            version: state.version.clone(),
+            status: state.status,
+            started_at_ms: state.started_at_ms,
+            ended_at_ms: state.ended_at_ms,
+            tags: state.tags.clone(),
+        });
         if let Some(key) = &state.idempotency_key {
             lock(&self.idempotency).insert(key.clone(), state.id);
         }
@@ -178,15 +241,18 @@ impl Index {
 
     /// How many executions it lists.
     pub(crate) fn len(&self) -> usize {
-        lock(&self.summaries).len()
+        lock(&self.summaries).by_id.len()
     }
 
     pub(crate) fn summary(&self, id: ExecutionId) -> Option<ExecutionSummary> {
-        lock(&self.summaries).get(&id).cloned()
+        lock(&self.summaries).by_id.get(&id).cloned()
     }
 
     pub(crate) fn workflow_of(&self, id: ExecutionId) -> Option<String> {
-        lock(&self.summaries).get(&id).map(|s| s.workflow.clone())
+        lock(&self.summaries)
+            .by_id
+            .get(&id)
+            .map(|s| s.workflow.clone())
     }
 
     /// Up to `limit` executions in id order (newest first if the filter
@@ -230,19 +296,40 @@ impl Index {
         if !range_is_ordered(&low, &high) {
             return Vec::new();
         }
-        let range = summaries.range((low, high)).map(|(_, s)| s);
         let keep = |s: &&ExecutionSummary| filter.matches(s);
-        if filter.newest_first {
-            range.rev().filter(keep).take(limit).cloned().collect()
-        } else {
-            range.filter(keep).take(limit).cloned().collect()
+        let Some(sets) = summaries.candidates(filter) else {
+            let range = summaries.by_id.range((low, high)).map(|(_, s)| s);
+            return if filter.newest_first {
+                range.rev().filter(keep).take(limit).cloned().collect()
+            } else {
+                range.filter(keep).take(limit).cloned().collect()
+            };
+        };
+        // Each set's first `limit` kept executions in the list's order; the
+        // list's first `limit` are among them.
+        let mut found: Vec<&ExecutionSummary> = Vec::new();
+        for set in sets {
+            let ids = set.range((low, high));
+            let summaries = |id: &ExecutionId| summaries.by_id.get(id);
+            if filter.newest_first {
+                found.extend(ids.rev().filter_map(summaries).filter(keep).take(limit));
+            } else {
+                found.extend(ids.filter_map(summaries).filter(keep).take(limit));
+            }
         }
+        found.sort_by_key(|s| s.id);
+        if filter.newest_first {
+            found.reverse();
+        }
+        found.into_iter().take(limit).cloned().collect()
     }
 
     pub(crate) fn status_counts(&self) -> BTreeMap<Status, u64> {
         let mut counts = BTreeMap::new();
-        for s in lock(&self.summaries).values() {
-            *counts.entry(s.status).or_insert(0) += 1;
+        for (status, ids) in &lock(&self.summaries).by_status {
+            if !ids.is_empty() {
+                counts.insert(*status, ids.len() as u64);
+            }
         }
         counts
     }
@@ -360,7 +447,9 @@ mod tests {
         /// and never lose or repeat an execution.
         #[test]
         fn a_list_is_the_filtered_summaries_in_order(
-            rows in proptest::collection::vec((0u8..64, 0u64..50, 0usize..2, 0usize..2), 0..40),
+            rows in proptest::collection::vec((0u8..64, 0u64..50, 0usize..2, 0usize..3, 0usize..3), 0..40),
+            tag in proptest::option::of(0usize..3),
+            wanted in proptest::collection::vec(0usize..3, 0..3),
             prefix in proptest::option::of("([0-3][0-9a-f]?)?"),
             workflow in proptest::option::of(0usize..2),
             from in proptest::option::of(0u64..50),
@@ -370,13 +459,19 @@ mod tests {
             limit in 1usize..8,
         ) {
             let names = ["a", "b"];
-            let statuses = [Status::Running, Status::Completed];
+            let statuses = [Status::Running, Status::Completed, Status::Failed];
+            let tags = [("tier", "gold"), ("tier", "silver"), ("team", "gold")];
             let index = Index::default();
             let mut all = BTreeMap::new();
-            for (n, at, w, st) in rows {
-                let s = summary(n, at, names[w], statuses[st]);
+            // An id seen again is the same execution, changed: its status
+            // and tags move in the index.
+            for (n, at, w, st, t) in rows {
+                let mut s = summary(n, at, names[w], statuses[st]);
+                if let Some((k, v)) = tags.get(t) {
+                    s.tags.insert((*k).to_owned(), (*v).to_owned());
+                }
                 all.insert(s.id, s.clone());
-                lock(&index.summaries).insert(s.id, s);
+                lock(&index.summaries).insert(s);
             }
             // Ids here differ in their last two hex digits (`nn`): the
             // prefix is the 30 they share and up to both of those.
@@ -387,6 +482,11 @@ mod tests {
                 started_from_ms: from,
                 started_to_ms: to,
                 newest_first,
+                statuses: wanted.iter().map(|w| statuses[*w]).collect(),
+                tags: tag
+                    .map(|t| (tags[t].0.to_owned(), tags[t].1.to_owned()))
+                    .into_iter()
+                    .collect(),
                 ..ListFilter::default()
             };
             let after = after.map(id);
