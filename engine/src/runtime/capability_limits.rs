@@ -25,7 +25,7 @@ use crate::agents::ClaimedTask;
 use crate::error::{Error, LimitsError};
 use crate::limits::{CapabilityLimits, HeldBy, LimitsEvent, LimitsTable};
 use crate::model::check_capability;
-use crate::store::limits::SNAPSHOT_EVERY;
+use crate::store::reserved::SNAPSHOT_EVERY;
 
 /// Where a capability's limits in force come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,7 +308,7 @@ impl Engine {
                 // restart: the others need not be kept.
                 let agents = &self.inner.agents;
                 table.retain_outstanding(|task| agents.is_outstanding(task));
-                self.inner.store.put_limits_snapshot(&table)
+                self.inner.store.put_table_snapshot(&*table)
             })
         };
         if let Some(Ok(written)) = snapshot {

@@ -239,10 +239,12 @@ impl Engine {
         let store = Store::open(config.storage)?;
         let catalog = WorkflowCatalog::load(store.journal()).await?;
         let tokens = Tokens::load(store.journal()).await?;
-        let schedules = crate::store::schedules::load(store.journal()).await?;
+        let schedules =
+            crate::store::reserved::load::<crate::schedules::Schedules>(store.journal()).await?;
         let breakers = crate::store::breakers::load(store.journal()).await?;
         capability_limits::check_config(&config.capability_limits)?;
-        let limits_table = crate::store::limits::load(store.journal()).await?;
+        let limits_table =
+            crate::store::reserved::load::<crate::limits::LimitsTable>(store.journal()).await?;
         let http = http::HttpTasks::new(&config.http, config.clock.clone())?;
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {

@@ -23,7 +23,7 @@ use super::{Engine, StartRequest, Started, upgrade};
 use crate::ExecutionId;
 use crate::error::{Error, ScheduleError};
 use crate::schedules::{Schedule, ScheduleEvent, ScheduleSpec, Schedules, Step, Timing, next_step};
-use crate::store::schedules::SNAPSHOT_EVERY;
+use crate::store::reserved::SNAPSHOT_EVERY;
 
 /// How long the loop waits before trying again after a write was refused
 /// (the journal's storage is out, say).
@@ -190,7 +190,7 @@ impl Engine {
             let mut table = self.write_schedules()?;
             table.apply(seq, now_ms, event);
             seq.is_multiple_of(SNAPSHOT_EVERY)
-                .then(|| self.inner.store.put_schedules_snapshot(&table))
+                .then(|| self.inner.store.put_table_snapshot(&*table))
         };
         // Derived data: nothing waits for it, and a lost one costs only a
         // longer fold at the next open.

@@ -225,24 +225,14 @@ impl Store {
         Ok(())
     }
 
-    /// Asks the journal to keep the limits table as the limits stream's
+    /// Asks the journal to keep a reserved stream's table as the stream's
     /// snapshot (at the table's seq).
-    pub(crate) fn put_limits_snapshot(
+    pub(crate) fn put_table_snapshot<T: reserved::SnapshotTable>(
         &self,
-        table: &crate::limits::LimitsTable,
+        table: &T,
     ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
-        let encoded = limits::encode_snapshot(table)?;
-        Ok(self.journal.put_snapshot(LIMITS, table.seq, encoded))
-    }
-
-    /// Asks the journal to keep the schedules table as the schedules
-    /// stream's snapshot (at the table's seq).
-    pub(crate) fn put_schedules_snapshot(
-        &self,
-        table: &crate::schedules::Schedules,
-    ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
-        let encoded = schedules::encode_snapshot(table)?;
-        Ok(self.journal.put_snapshot(SCHEDULES, table.seq, encoded))
+        let encoded = reserved::encode_snapshot(table)?;
+        Ok(self.journal.put_snapshot(T::STREAM, table.seq(), encoded))
     }
 
     /// Asks the journal to keep `state` as a snapshot (ordered after every

@@ -1,19 +1,16 @@
 //! Schedules in the journal: the events of the reserved stream
 //! `SCHEDULES` as records (JSON payloads, the event's kind as the record's
 //! kind), and the table rebuilt from them at open. The stream grows by one
-//! event per fire time, so every `SNAPSHOT_EVERY` events the table is kept
-//! as the stream's snapshot, and opening folds only the events after it.
-//! A snapshot is derived data: one that does not decode is ignored and the
-//! whole stream folded instead.
+//! event per fire time, so the table is a [`SnapshotTable`], kept as the
+//! stream's snapshot now and then.
 //!
 //! Owns the records' encoding. It must never decide anything about a
 //! schedule (`crate::schedules` does).
 
-use retrace_journal::Journal;
+use retrace_journal::StreamId;
 
 use super::SCHEDULES;
-use super::reserved::{self, StreamEvent};
-use crate::error::Error;
+use super::reserved::{SnapshotTable, StreamEvent};
 use crate::schedules::{ScheduleEvent, Schedules};
 
 impl StreamEvent for ScheduleEvent {
@@ -25,41 +22,21 @@ impl StreamEvent for ScheduleEvent {
     }
 }
 
-/// Keep the table as a snapshot every this many events.
-pub(crate) const SNAPSHOT_EVERY: u64 = 1_000;
+impl SnapshotTable for Schedules {
+    type Event = ScheduleEvent;
+    const STREAM: StreamId = SCHEDULES;
 
-/// The snapshot format's version, first in its bytes.
-const SNAPSHOT_VERSION: u8 = 1;
-
-pub(crate) fn encode_snapshot(table: &Schedules) -> Result<Vec<u8>, Error> {
-    let mut bytes = vec![SNAPSHOT_VERSION];
-    serde_json::to_writer(&mut bytes, table).map_err(|source| Error::Codec {
-        what: "the schedules table does not encode".into(),
-        source,
-    })?;
-    Ok(bytes)
-}
-
-fn decode_snapshot(bytes: &[u8]) -> Option<Schedules> {
-    match bytes.split_first() {
-        Some((&SNAPSHOT_VERSION, json)) => serde_json::from_slice(json).ok(),
-        _ => None,
+    fn seq(&self) -> u64 {
+        self.seq
     }
-}
 
-/// Rebuilds the table from its newest snapshot and the events after it.
-pub async fn load(journal: &dyn Journal) -> Result<Schedules, Error> {
-    let snapshot = journal.latest_snapshot(SCHEDULES).await?;
-    let mut table = snapshot
-        .and_then(|s| decode_snapshot(&s.state).filter(|t: &Schedules| t.seq == s.seq))
-        .unwrap_or_default();
-    let from = table.seq;
-    reserved::fold(journal, SCHEDULES, from, |seq, at_ms, event| match event {
-        Some(event) => table.apply(seq, at_ms, &event),
-        None => table.seq = seq,
-    })
-    .await?;
-    Ok(table)
+    fn apply(&mut self, seq: u64, at_ms: u64, event: &ScheduleEvent) {
+        Schedules::apply(self, seq, at_ms, event);
+    }
+
+    fn skip(&mut self, seq: u64) {
+        self.seq = seq;
+    }
 }
 
 #[cfg(test)]
@@ -67,6 +44,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::store::reserved::{decode_snapshot, encode_snapshot};
 
     #[test]
     fn a_snapshot_reads_back_and_a_damaged_one_is_ignored() {
@@ -93,8 +71,11 @@ mod tests {
             },
         );
         let bytes = encode_snapshot(&table).unwrap();
-        assert_eq!(decode_snapshot(&bytes), Some(table));
-        assert_eq!(decode_snapshot(&bytes[..bytes.len() - 1]), None);
-        assert_eq!(decode_snapshot(&[2, b'{', b'}']), None);
+        assert_eq!(decode_snapshot::<Schedules>(&bytes), Some(table));
+        assert_eq!(
+            decode_snapshot::<Schedules>(&bytes[..bytes.len() - 1]),
+            None
+        );
+        assert_eq!(decode_snapshot::<Schedules>(&[2, b'{', b'}']), None);
     }
 }
