@@ -196,6 +196,17 @@ impl ToSchema for Code {
     }
 }
 
+/// The `{capability}` path parameter of the routes on one capability
+/// (its breaker, its limits), as the engine's capability names are spelled.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only its parameter's schema is used: the path is read as text.
+pub struct CapabilityPath {
+    /// The capability: 1 to 128 characters, `a-z 0-9` first, then also `_ . : -`.
+    #[param(min_length = 1, max_length = 128, pattern = "^[a-z0-9][a-z0-9_.:-]*$")]
+    capability: String,
+}
+
 /// A start's `tags`: at most 32, each key `A-Z a-z 0-9` first, then also
 /// `_ . : / -` (at most 64), each value at most 256 characters with no
 /// control or bidirectional character (the engine's `machine::tags`).

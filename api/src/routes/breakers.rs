@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Json, Path};
+use crate::schemas::CapabilityPath;
 use crate::state::AppState;
 use crate::strict;
 use crate::time::rfc3339;
@@ -279,10 +280,7 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Er
     tag = "breakers",
     summary = "Read a capability's circuit breaker",
     params(
-        ("capability" = String, Path, min_length = 1, max_length = 128,
-            pattern = "^[a-z0-9][a-z0-9_.:-]*$",
-            description = "The capability: 1 to 128 characters, `a-z 0-9` first, then \
-                also `_ . : -`."),
+        CapabilityPath,
     ),
     responses(
         (status = 200, description = "The breaker: its settings and where it stands.",
@@ -307,10 +305,7 @@ pub async fn get(
     description = "The capability's tasks go to agents again, whatever the breaker said. \
         Journaled with the token that asked and the `Retrace-Reason` header.",
     params(
-        ("capability" = String, Path, min_length = 1, max_length = 128,
-            pattern = "^[a-z0-9][a-z0-9_.:-]*$",
-            description = "The capability: 1 to 128 characters, `a-z 0-9` first, then \
-                also `_ . : -`."),
+        CapabilityPath,
     ),
     responses(
         (status = 200, description = "Removed: the breaker as it was.", body = BreakerView),

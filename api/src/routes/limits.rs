@@ -24,6 +24,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::Error;
 use crate::extract::{Json, Path};
+use crate::schemas::CapabilityPath;
 use crate::state::AppState;
 use crate::strict;
 use crate::time::rfc3339;
@@ -257,10 +258,7 @@ pub async fn list(State(state): State<AppState>) -> Result<impl IntoResponse, Er
     tag = "limits",
     summary = "Read the limits on a capability's tasks",
     params(
-        ("capability" = String, Path, min_length = 1, max_length = 128,
-            pattern = "^[a-z0-9][a-z0-9_.:-]*$",
-            description = "The capability: 1 to 128 characters, `a-z 0-9` first, then \
-                also `_ . : -`."),
+        CapabilityPath,
     ),
     responses(
         (status = 200, description = "The limits in force and how much of them is in use.",
@@ -288,10 +286,7 @@ pub async fn get(
         be removed this way). Journaled with the token that asked and the \
         `Retrace-Reason` header.",
     params(
-        ("capability" = String, Path, min_length = 1, max_length = 128,
-            pattern = "^[a-z0-9][a-z0-9_.:-]*$",
-            description = "The capability: 1 to 128 characters, `a-z 0-9` first, then \
-                also `_ . : -`."),
+        CapabilityPath,
     ),
     responses(
         (status = 204, description = "Removed."),
