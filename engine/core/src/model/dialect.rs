@@ -51,15 +51,19 @@ const LENGTH_FN: &str = "@length";
 /// `@truthy(x)`: whether JavaScript would take `x` as true.
 const TRUTHY_FN: &str = "@truthy";
 
-/// `tree` with the dialect's meaning (see the module doc).
-pub(crate) fn rewrite(tree: IdedExpr) -> IdedExpr {
+/// `tree` with the dialect's meaning (see the module doc), and whether it
+/// now calls the dialect's functions (then an evaluation must
+/// [`install`] them).
+pub(crate) fn rewrite(tree: IdedExpr) -> (IdedExpr, bool) {
     let next_id = max_id(&tree) + 1;
-    Rewriter {
+    let mut rewriter = Rewriter {
         next_id,
         binds: 0,
         lenient: false,
-    }
-    .walk(tree)
+        calls: false,
+    };
+    let tree = rewriter.walk(tree);
+    (tree, rewriter.calls)
 }
 
 /// Adds the dialect's functions to an evaluation's context.
@@ -178,6 +182,8 @@ struct Rewriter {
     /// Whether the walk is inside an operand of `||` or `&&`, where what
     /// leads nowhere is `null`.
     lenient: bool,
+    /// Whether a dialect function was put in the tree.
+    calls: bool,
 }
 
 impl Rewriter {
@@ -188,6 +194,7 @@ impl Rewriter {
     }
 
     fn call(&mut self, name: &str, args: Vec<IdedExpr>) -> IdedExpr {
+        self.calls |= [GET_FN, INDEX_FN, LENGTH_FN, TRUTHY_FN].contains(&name);
         self.node(Node::Call(CallExpr {
             func_name: name.to_owned(),
             target: None,

@@ -82,9 +82,12 @@ pub struct Expr {
     /// The patterns of `matches` written as string literals, compiled when
     /// first needed.
     patterns: Arc<Literals>,
-    /// The language it was written in: which roots it reads, and whether the
-    /// dialect's functions are in its tree (see `dialect`).
+    /// The language it was written in: which roots it reads.
     language: Language,
+    /// Whether its tree calls the dialect's functions (see `dialect`), so
+    /// that an evaluation must add them; most expressions, of either
+    /// language, call none and pay nothing for them.
+    dialect: bool,
 }
 
 impl fmt::Debug for Expr {
@@ -140,13 +143,14 @@ impl Expr {
                 Root::listed_in(language)
             )
         })?;
-        let (program, deep, patterns) = compile_program(source, text, language)?;
+        let (program, deep, patterns, dialect) = compile_program(source, text, language)?;
         Ok(Expr {
             source: source.to_owned(),
             program: Arc::new(program),
             deep,
             patterns: Arc::new(patterns),
             language,
+            dialect,
         })
     }
 
@@ -183,7 +187,7 @@ impl Expr {
         let budget = Arc::new(Budget::new(Arc::clone(&self.patterns)));
         let mut cel_context = Context::with_env(Arc::clone(&ENV));
         budget.install(&mut cel_context, &ENV).map_err(failed)?;
-        if self.language.has_dialect() {
+        if self.dialect {
             dialect::install(&mut cel_context).map_err(failed)?;
         }
         for &root in Root::of(self.language) {
@@ -235,12 +239,13 @@ fn describe(error: &cel::ExecutionError) -> String {
 /// Parsing runs on a large stack (see `stack`), and a tree deeper than
 /// [`EXPRESSION_DEPTH_MAX`] is refused there, which bounds the recursion of
 /// every later evaluation on the caller's stack. Also says whether the tree,
-/// once it has the charges, is deeper than that.
+/// once it has the charges, is deeper than that, and whether it calls the
+/// dialect's functions.
 fn compile_program(
     source: &str,
     text: String,
     language: Language,
-) -> Result<(IdedExpr, bool, Literals), String> {
+) -> Result<(IdedExpr, bool, Literals, bool), String> {
     let compiled = on_large_stack(|| {
         let program = ENV.parser().parse(&text).map_err(|errors| {
             let details: Vec<String> = errors
@@ -264,10 +269,10 @@ fn compile_program(
         let program = instrument(program);
         // After the charges, so the dialect's calls are charged as the
         // operators they stand for (not at all: see `dialect`).
-        let program = if language.has_dialect() {
+        let (program, dialect) = if language.has_dialect() {
             dialect::rewrite(program)
         } else {
-            program
+            (program, false)
         };
         let deep = depth(&program) > EXPRESSION_DEPTH_MAX;
         // Compiled when an evaluation first needs them, never here: a
@@ -275,7 +280,7 @@ fn compile_program(
         // compile fails the evaluations that reach it, not the definition (a
         // workflow an earlier build accepted must still load).
         let patterns = literals(literal_patterns(&program));
-        Ok((program, deep, patterns))
+        Ok((program, deep, patterns, dialect))
     });
     compiled.map_err(|message| format!("`{source}`: {message}"))?
 }
