@@ -139,6 +139,13 @@ pub fn waiting(w: &Waiting) -> String {
         Waiting::Branches { outputs } => {
             format!("waits for its branches ({} ended)", outputs.len())
         }
+        Waiting::Items(items) => format!(
+            "waits for its items ({} of {} ended, {} failed, {} running)",
+            items.ended,
+            items.todo.len(),
+            items.failed,
+            items.launched - items.ended
+        ),
     }
 }
 

@@ -755,6 +755,9 @@ impl Harness {
         if !s.failed_steps.is_empty() {
             line("held", json!(s.failed_steps));
         }
+        for m in &s.failed_maps {
+            line(&format!("failed map {}", m.step), json!(m.states));
+        }
         if let Some(c) = &s.compensation {
             line("compensation", json!(c));
         }
@@ -916,5 +919,13 @@ fn waiting(waiting: &Waiting) -> String {
             let ended: Vec<usize> = outputs.iter().map(|(b, _)| *b).collect();
             format!("branches (ended: {ended:?})")
         }
+        Waiting::Items(items) => format!(
+            "items ({} of {} ended, {} failed, {} running, next {:?})",
+            items.ended,
+            items.todo.len(),
+            items.failed,
+            items.launched - items.ended,
+            items.next_to_launch()
+        ),
     }
 }

@@ -101,10 +101,36 @@ fn unknown_fields_are_named_with_a_suggestion() {
         ]}"#,
         expect![[r#"
             steps[0].capability: is required for a `task` step
-            steps[0].banana: unknown field; expected one of `agentVersion`, `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `fairnessKey`, `id`, `input`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `tags`, `timeout`, `type`, `wait`
+            steps[0].banana: unknown field; expected one of `agentVersion`, `capability`, `compensate`, `deadlineMs`, `decision`, `event`, `fairnessKey`, `id`, `input`, `map`, `name`, `next`, `onError`, `onFailure`, `output`, `parallel`, `priority`, `retry`, `subworkflow`, `tags`, `timeout`, `type`, `wait`
             steps[0].capabilty: unknown field; did you mean `capability`?
             steps[0].nxt: unknown field; did you mean `next`?
             stpes: unknown field; did you mean `steps`?
+        "#]],
+    );
+}
+
+#[test]
+fn map_steps_and_their_item_flow() {
+    check(
+        r#"{"name": "w", "steps": [
+            {"id": "a", "type": "map", "map": {"steps": []}, "next": "inner"},
+            {"id": "b", "type": "map", "map": {"items": "$.nope", "maxConcurrency": 0,
+              "toleratedFailures": -1, "toleratedFailurePercent": 101, "itmes": 1,
+              "steps": [{"id": "inner", "type": "task", "capability": "noop", "next": "c"}]}},
+            {"id": "c", "type": "map", "map": {"items": "$.input", "maxConcurrency": 10001,
+              "steps": [{"id": "d", "type": "task", "capability": "noop", "input": "$.item.x"}]}}
+        ]}"#,
+        expect![[r#"
+            steps[0].map.items: is required: a mapping that gives the array to run the steps for, such as `$.input.files`
+            steps[0].map.steps: must contain at least one step
+            steps[1].map.maxConcurrency: must be a whole number of at least 1, not the number 0
+            steps[1].map.toleratedFailures: must be a whole number of at least 0, not the number -1
+            steps[1].map.toleratedFailurePercent: must be a percentage from 0 to 100, not 101
+            steps[1].map.itmes: unknown field; did you mean `items`?
+            steps[2].map.maxConcurrency: must be at most 10000
+            steps[0].next: step `inner` is inside the item steps of map step `b`; a top-level step can only lead to a top-level step
+            steps[1].map.items: `$.nope` has a `$` outside a string at line 1 column 1; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`, `item`, `index`, `workflowName`, `executionId`, `stepId`
+            steps[1].map.steps[0].next: step `c` is outside the item steps of map step `b`; an item step can only lead to a step of the same item flow
         "#]],
     );
 }
@@ -120,7 +146,7 @@ fn step_types_and_their_own_fields() {
             {"type": "task", "capability": "noop"}
         ]}"#,
         expect![[r#"
-            steps[0].type: unknown step type `taks`; expected one of task, decision, parallel, wait, event, subworkflow
+            steps[0].type: unknown step type `taks`; expected one of task, decision, parallel, map, wait, event, subworkflow
             steps[1].decision: does not belong to a `task` step (it is for `decision` steps)
             steps[1].wait: does not belong to a `task` step (it is for `wait` steps)
             steps[2].next: does not belong to a `decision` step, which goes where its branches say
@@ -273,9 +299,9 @@ fn expressions_and_paths_are_checked_when_defined() {
             steps[2].event.timeoutMs: must be a whole number of at least 1, not the number 0
             steps[0].decision.expression: `size($.variables.issues) >` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 27
             steps[1].input.a: `$.variables.projectPath || $.input.projectPath` is not a well-formed path (`$.` then a root, then `.field` or `[index]` parts); to compute a value write an expression instead: `${ $.variables.projectPath || $.input.projectPath }`
-            steps[1].input.b: `$.workflowName` starts with the unknown root `workflowName`; a path starts with `$.` and one of `input`, `variables`, `output`, `error`, `execution`
-            steps[1].input.c[1]: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`
-            steps[1].input.d: `${ $.input.x + $.nope }` has a `$` outside a string at line 1 column 16; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`
+            steps[1].input.b: `$.workflowName` starts with the unknown root `workflowName`; a path starts with `$.` and one of `input`, `variables`, `output`, `error`, `execution`, `item`, `index`
+            steps[1].input.c[1]: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`, `item`, `index`
+            steps[1].input.d: `${ $.input.x + $.nope }` has a `$` outside a string at line 1 column 16; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`, `item`, `index`
             steps[1].input.e: the expression is empty
             steps[1].output.v: `${ output.x + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 16
             steps[2].event.correlation: `input.id ==` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 12
@@ -571,10 +597,10 @@ fn language_2_checks_its_expressions_and_templates_when_defined() {
         ]}"#,
         expect![[r#"
             steps[0].input.a: `$.variables.projectPath ||` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 27
-            steps[0].input.b: `$.nope.x || 1` has a `$` outside a string at line 1 column 1; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`, `workflowName`, `executionId`, `stepId`
+            steps[0].input.b: `$.nope.x || 1` has a `$` outside a string at line 1 column 1; in an expression `$.` may only come before one of `input`, `variables`, `output`, `error`, `execution`, `item`, `index`, `workflowName`, `executionId`, `stepId`
             steps[0].input.c: `Feature: ${ input.feature` has a `${` at byte 9 that no `}` closes; write `\${` for a literal `${`
             steps[0].input.d: `${ input.feature + }` is not a valid expression: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} at line 1 column 21
-            steps[0].input.e: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`, `workflowName`, `executionId`, `stepId`
+            steps[0].input.e: `${ HOME }` reads `HOME`, which is not defined; an expression reads `input`, `variables`, `output`, `error`, `execution`, `item`, `index`, `workflowName`, `executionId`, `stepId`
         "#]],
     );
 }

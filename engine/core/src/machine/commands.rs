@@ -51,7 +51,7 @@ impl Run<'_, '_, '_> {
         match self.state.status {
             // Deferred for a limit, the limiter's grant enters them.
             Status::Running
-                if !self.state.deferred.is_empty() && !self.state.waiting_for_limit() =>
+                if self.state.has_deferred_work() && !self.state.waiting_for_limit() =>
             {
                 let deferred = self.state.deferred.clone();
                 self.emit(Event::Continued)?;

@@ -73,7 +73,7 @@ impl Run<'_, '_, '_> {
             };
             let act = self.state.next_act;
             let input = match &compensate.input {
-                Some(mapping) => mapping.evaluate(&self.context(&done.output)),
+                Some(mapping) => mapping.evaluate(&self.context(&done.output, None)),
                 None => Ok(done.output.clone()),
             };
             let input = match input {

@@ -74,7 +74,7 @@ pub fn start(
             if !run.state.status.is_terminal() {
                 run.work.push(Work::to(workflow.start(), None, input));
             }
-            run.enter_queued()
+            run.drain()
         });
         run.finish(entered)?
     };
@@ -89,7 +89,7 @@ pub fn handle(
     trigger: Trigger,
 ) -> Result<Vec<Event>, Rejection> {
     let mut run = Run::new(state, workflow, ctx);
-    let handled = run.trigger(trigger).and_then(|()| run.enter_queued());
+    let handled = run.trigger(trigger).and_then(|()| run.drain());
     run.finish(handled)
 }
 
@@ -145,7 +145,7 @@ impl Run<'_, '_, '_> {
         if self.wf.limits().is_empty() {
             return Ok(());
         }
-        let context = self.context(&Value::Null);
+        let context = self.context(&Value::Null, None);
         let mut limits = Vec::new();
         for limit in self.wf.limits() {
             match limit.key_of(&context) {

@@ -87,7 +87,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
     }
     // Waiting for its workflow's limits is not an effect: the runtime's
     // limiter reads the limits from the state itself.
-    if state.status == Status::Running && !state.deferred.is_empty() && !state.waiting_for_limit() {
+    if state.status == Status::Running && state.has_deferred_work() && !state.waiting_for_limit() {
         out.push(Effect::Continue { seq: state.seq });
     }
     for a in state.activations.values() {
@@ -98,7 +98,7 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
             });
         }
         match &a.waiting {
-            Waiting::Starting | Waiting::Branches { .. } => {}
+            Waiting::Starting | Waiting::Branches { .. } | Waiting::Items(_) => {}
             Waiting::Task {
                 attempt,
                 task,

@@ -48,7 +48,28 @@ pub struct ErrorInfo {
     /// `false` when whoever reported it says retrying cannot help.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
+    /// A map step's failed items (the first [`FAILED_ITEMS_SHOWN`], in item
+    /// order), when too many of them failed.
+    /// Boxed, so an error stays small where there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Box<FailedItems>>,
 }
+
+/// A map step's failed items, as its error lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FailedItems(pub Vec<FailedItem>);
+
+/// One failed item of a map step, as its error lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedItem {
+    pub index: usize,
+    pub error: ErrorInfo,
+}
+
+/// How many failed items a map step's error lists at most; the message
+/// says how many failed in all.
+pub const FAILED_ITEMS_SHOWN: usize = 100;
 
 impl ErrorInfo {
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
@@ -59,6 +80,7 @@ impl ErrorInfo {
             attempt: None,
             agent: None,
             retryable: None,
+            items: None,
         }
     }
 
@@ -88,6 +110,8 @@ pub mod error_types {
     /// The task's capability has an open circuit breaker: it failed fast,
     /// with no agent asked (retryable, and routable, like any error).
     pub const CIRCUIT_OPEN: &str = "circuit_open";
+    /// More of a map step's items failed than it tolerates.
+    pub const ITEMS_FAILED: &str = "items_failed";
 }
 
 /// One limit of its workflow an execution counts under: which (`name`:
@@ -391,6 +415,38 @@ pub enum Event {
         branch: usize,
         output: Value,
     },
+    /// A map step took its items: the array its `items` gave, recorded
+    /// once here and never again, and how many may run at once. On a
+    /// redrive or retry of a map step that failed, `items` is empty and
+    /// `redrive` is set: the step takes the items and results of its failed
+    /// run, and runs again only the items that did not complete.
+    MapStarted {
+        act: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_concurrency: Option<u32>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        redrive: bool,
+    },
+    /// Item `item` of map step `act` starts its flow (with the item as the
+    /// first step's `$.output`).
+    ItemStarted {
+        act: u64,
+        item: usize,
+    },
+    /// Item `item`'s flow ended: `output` is the result of its last step.
+    ItemCompleted {
+        act: u64,
+        item: usize,
+        output: Value,
+    },
+    /// Item `item`'s flow failed with an error nothing in it routed.
+    ItemFailed {
+        act: u64,
+        item: usize,
+        error: ErrorInfo,
+    },
     /// A step failed with `onFailure: pause` (the execution pauses next), or
     /// failed the execution: what an operator can retry, skip or redrive.
     FailureHeld {
@@ -572,6 +628,10 @@ impl Event {
             Event::StepFailed { .. } => "step_failed",
             Event::ErrorRouted { .. } => "error_routed",
             Event::BranchCompleted { .. } => "branch_completed",
+            Event::MapStarted { .. } => "map_started",
+            Event::ItemStarted { .. } => "item_started",
+            Event::ItemCompleted { .. } => "item_completed",
+            Event::ItemFailed { .. } => "item_failed",
             Event::FailureHeld { .. } => "failure_held",
             Event::HeldStepRetried { .. } => "held_step_retried",
             Event::HeldStepSkipped { .. } => "held_step_skipped",

@@ -11,13 +11,16 @@
 
 use serde_json::{Value, json};
 
-use super::event::{CompensationReason, ErrorInfo, Event, FailedStep, Thread, error_types};
+use super::event::{
+    CompensationReason, ErrorInfo, Event, FAILED_ITEMS_SHOWN, FailedItem, FailedItems, FailedStep,
+    Thread, error_types,
+};
 use super::ids::child_id;
 use super::run::{Done, Run, Work};
-use super::state::{Role, Status};
+use super::state::{ItemState, Role, Status, Waiting};
 use super::trigger::Rejection;
 use crate::ExecutionId;
-use crate::model::{HandlerTarget, OnFailure, Step};
+use crate::model::{HandlerTarget, OnFailure, Step, StepKind};
 
 impl Run<'_, '_, '_> {
     /// A task attempt failed: retry it, or fail what it was for. A retry
@@ -127,13 +130,17 @@ impl Run<'_, '_, '_> {
             });
         }
         match thread {
-            // An unrouted error in a branch fails the parallel step.
+            // An unrouted error in a branch fails the parallel step; in a
+            // map item, the item.
             Some(t) => {
                 let Some(parallel) = self.state.activations.get(&t.parallel) else {
                     return Err(Rejection::Stale(format!("activation {}", t.parallel)));
                 };
                 let (pact, pthread) = (parallel.act, parallel.thread);
                 let pstep = self.step(&parallel.step)?;
+                if let Waiting::Items(_) = parallel.waiting {
+                    return self.item_failed(pact, pstep, t.branch, error);
+                }
                 self.step_failed(pact, pstep, pthread, error, None)
             }
             None => {
@@ -145,6 +152,54 @@ impl Run<'_, '_, '_> {
                 }
             }
         }
+    }
+
+    /// Item `item` of map step activation `act` failed: the step fails
+    /// when more items failed than it tolerates (its items still running
+    /// are dropped with it), else the item's end is counted.
+    fn item_failed(&mut self, act: u64, step: &Step, item: usize, error: ErrorInfo) -> Done {
+        self.emit(Event::ItemFailed { act, item, error })?;
+        let StepKind::Map(spec) = &step.kind else {
+            return Err(Rejection::UnknownStep(step.id.clone()));
+        };
+        let Some(a) = self.state.activations.get(&act) else {
+            return Err(Rejection::Stale(format!("activation {act}")));
+        };
+        let Waiting::Items(items) = &a.waiting else {
+            return Err(Rejection::Stale(format!(
+                "activation {act} is not a map step"
+            )));
+        };
+        if !spec.tolerated.exceeded(items.failed, items.items.len()) {
+            return self.map_progressed(act);
+        }
+        let failed: Vec<FailedItem> = items
+            .states
+            .iter()
+            .enumerate()
+            .filter_map(|(index, s)| match s {
+                ItemState::Failed(error) => Some(FailedItem {
+                    index,
+                    error: error.clone(),
+                }),
+                _ => None,
+            })
+            .take(FAILED_ITEMS_SHOWN)
+            .collect();
+        let error = ErrorInfo {
+            items: Some(Box::new(FailedItems(failed))),
+            ..ErrorInfo::new(
+                error_types::ITEMS_FAILED,
+                format!(
+                    "{} of {} items failed, more than map step `{}` tolerates",
+                    items.failed,
+                    items.items.len(),
+                    step.id
+                ),
+            )
+        };
+        let thread = a.thread;
+        self.step_failed(act, step, thread, error, None)
     }
 
     /// Runs the handler workflow `name` as a child with the error as input;

@@ -15,15 +15,30 @@ use serde_json::{Value, json};
 use super::event::{ErrorInfo, Event, Thread, error_types};
 use super::ids::child_id;
 use super::run::{Done, INLINE_CAPABILITIES, Run, Work};
-use super::state::{Status, Waiting, correlates};
+use super::state::{ItemState, Status, Waiting, correlates};
 use super::tags::{check_tags, tag_value};
 use super::trigger::{PRIORITY_MAX, Rejection};
-use crate::model::{Branch, Expr, Step, StepKind, WaitSpec, branch_key};
+use crate::model::{Branch, Expr, MapSpec, Step, StepKind, WaitSpec, branch_key};
 
 /// After this many events, one trigger stops entering steps and defers the
 /// rest to a `Continue` trigger, so one append never outgrows the journal's
 /// limit however long a loop of inline steps runs.
 pub const EVENTS_PER_TRIGGER: usize = 1000;
+
+/// The most items one map step takes.
+pub const MAP_ITEMS_MAX: usize = 100_000;
+
+/// "an object", "a string", ... for messages.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
 
 /// The step being entered: the activation it takes, its definition, and the
 /// thread it runs in.
@@ -121,16 +136,20 @@ impl<'w> Run<'_, 'w, '_> {
             || matches!(
                 &step.kind,
                 StepKind::Decision { .. }
+                    | StepKind::Map(_)
                     | StepKind::Event {
                         correlation: Some(_),
                         ..
                     }
             );
         let context = if needs_context {
-            self.context(&work.from_output)
+            self.context(&work.from_output, work.thread)
         } else {
             Value::Null
         };
+        // An operator's retry or a redrive enters the step with its input
+        // known: a map step then runs only the items that did not complete.
+        let again = work.input.is_some();
         let input = match (work.input, &step.input) {
             (Some(input), _) => input,
             (None, Some(mapping)) => match mapping.evaluate(&context) {
@@ -167,6 +186,7 @@ impl<'w> Run<'_, 'w, '_> {
                 self.enter_decision(at, expression, &context, work.from_output)
             }
             StepKind::Parallel { branches } => self.enter_parallel(at, branches, input),
+            StepKind::Map(spec) => self.enter_map(at, spec, &context, input, again),
             StepKind::Wait(spec) => self.enter_wait(at, spec, input),
             StepKind::Event {
                 name,
@@ -238,6 +258,160 @@ impl<'w> Run<'_, 'w, '_> {
                 .push(Work::to(b.start.clone(), thread, input.clone()));
         }
         Ok(())
+    }
+
+    /// A map step: take its items (or, entered again after it failed, its
+    /// failed run's items), then end at once if nothing is left to run.
+    /// Items start later, as room allows ([`Run::launch_items`]).
+    fn enter_map(
+        &mut self,
+        at: Entry<'w>,
+        spec: &MapSpec,
+        context: &Value,
+        input: Value,
+        again: bool,
+    ) -> Done {
+        let act = at.act;
+        let redrive = again
+            && self
+                .state
+                .failed_maps
+                .iter()
+                .any(|m| m.step == at.step.id && m.thread == at.thread);
+        let items = if redrive {
+            Vec::new()
+        } else {
+            match spec.items.evaluate(context) {
+                Ok(Value::Array(items)) if items.len() <= MAP_ITEMS_MAX => items,
+                Ok(Value::Array(items)) => {
+                    let error = ErrorInfo::new(
+                        error_types::EXPRESSION,
+                        format!(
+                            "the items of map step `{}` are {} elements, more than the \
+                             {MAP_ITEMS_MAX} one map step takes",
+                            at.step.id,
+                            items.len()
+                        ),
+                    );
+                    return self.entry_failed(at, error);
+                }
+                Ok(other) => {
+                    let error = ErrorInfo::new(
+                        error_types::EXPRESSION,
+                        format!(
+                            "the items of map step `{}` must be an array, not {}",
+                            at.step.id,
+                            json_kind(&other)
+                        ),
+                    );
+                    return self.entry_failed(at, error);
+                }
+                Err(e) => {
+                    let error = ErrorInfo::new(error_types::EXPRESSION, e.message);
+                    return self.entry_failed(at, error);
+                }
+            }
+        };
+        self.emit(at.started(&input, self.ctx.now_ms))?;
+        self.emit(Event::MapStarted {
+            act,
+            items,
+            max_concurrency: spec.max_concurrency,
+            redrive,
+        })?;
+        self.map_progressed(act)
+    }
+
+    /// Starts waiting items of every map step with room for them, as many
+    /// as this trigger's events allow (each item's start and first step
+    /// take about three); what is left waits for a `Continue`. Whether it
+    /// started any.
+    fn launch_items(&mut self) -> Result<bool, Rejection> {
+        if self.state.status != Status::Running || self.state.waiting_for_limit() {
+            return Ok(false);
+        }
+        let mut batch = EVENTS_PER_TRIGGER.saturating_sub(self.events.len()) / 3;
+        if batch == 0 {
+            return Ok(false);
+        }
+        let maps: Vec<u64> = self
+            .state
+            .activations
+            .iter()
+            .filter(
+                |(_, a)| matches!(&a.waiting, Waiting::Items(i) if i.next_to_launch().is_some()),
+            )
+            .map(|(act, _)| *act)
+            .collect();
+        let mut started = Vec::new();
+        for act in maps {
+            while batch > 0 {
+                let Some(a) = self.state.activations.get(&act) else {
+                    break;
+                };
+                let Waiting::Items(items) = &a.waiting else {
+                    break;
+                };
+                let Some(item) = items.next_to_launch() else {
+                    break;
+                };
+                let value = items.items.get(item).cloned().unwrap_or(Value::Null);
+                let StepKind::Map(spec) = &self.step(&a.step)?.kind else {
+                    return Err(Rejection::UnknownStep(a.step.clone()));
+                };
+                let start = spec.each.start.clone();
+                self.emit(Event::ItemStarted { act, item })?;
+                let thread = Some(Thread {
+                    parallel: act,
+                    branch: item,
+                });
+                started.push(Work::to(start, thread, value));
+                batch -= 1;
+            }
+        }
+        // Entered in item order.
+        let any = !started.is_empty();
+        self.work.extend(started.into_iter().rev());
+        Ok(any)
+    }
+
+    /// Enters queued steps and starts map items until neither has anything
+    /// left to do in this trigger.
+    pub(super) fn drain(&mut self) -> Done {
+        loop {
+            self.enter_queued()?;
+            if !self.launch_items()? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An item of map step `act` ended (or the step just took its items):
+    /// when every item it runs has ended, the step completes with their
+    /// results in item order (`null` for a failed item it tolerated).
+    pub(super) fn map_progressed(&mut self, act: u64) -> Done {
+        let Some(a) = self.state.activations.get(&act) else {
+            return Err(Rejection::Stale(format!("activation {act}")));
+        };
+        let Waiting::Items(items) = &a.waiting else {
+            return Err(Rejection::Stale(format!(
+                "activation {act} is not a map step"
+            )));
+        };
+        if !items.all_ended() {
+            return Ok(());
+        }
+        let results = items
+            .states
+            .iter()
+            .map(|s| match s {
+                ItemState::Done(output) => output.clone(),
+                ItemState::Open | ItemState::Failed(_) => Value::Null,
+            })
+            .collect();
+        let thread = a.thread;
+        let step = self.step(&a.step)?;
+        self.complete(act, step, thread, None, Value::Array(results))
     }
 
     /// A wait step: start its timer.
@@ -335,7 +509,7 @@ impl<'w> Run<'_, 'w, '_> {
     ) -> Done {
         let mut variables = BTreeMap::new();
         if let Some(mappings) = &step.output {
-            let context = self.context(&output);
+            let context = self.context(&output, thread);
             for (name, mapping) in mappings {
                 match mapping.evaluate(&context) {
                     Ok(v) => {
@@ -351,9 +525,12 @@ impl<'w> Run<'_, 'w, '_> {
                 }
             }
         }
-        let tags = match self.step_tags(step, &output) {
+        let tags = match self.step_tags(step, thread, &output) {
             Ok(tags) => tags,
-            Err(error) => return self.step_failed(act, step, thread, error, None),
+            Err(message) => {
+                let error = ErrorInfo::new(error_types::EXPRESSION, message);
+                return self.step_failed(act, step, thread, error, None);
+            }
         };
         self.emit(Event::StepCompleted {
             act,
@@ -375,31 +552,30 @@ impl<'w> Run<'_, 'w, '_> {
 
     /// The tags a completing step's `tags` mapping sets, each value read by
     /// [`tag_value`]; the execution's tags with them must keep
-    /// [`check_tags`]' bounds, or the step fails.
+    /// [`check_tags`]' bounds, or the step fails (with an expression
+    /// error with this message).
     fn step_tags(
         &self,
         step: &Step,
+        thread: Option<Thread>,
         output: &Value,
-    ) -> Result<BTreeMap<String, String>, ErrorInfo> {
+    ) -> Result<BTreeMap<String, String>, String> {
         let mut tags = BTreeMap::new();
         if step.tags.is_empty() {
             return Ok(tags);
         }
-        let context = self.context(output);
+        let context = self.context(output, thread);
         for (key, mapping) in &step.tags {
             let value = mapping
                 .evaluate(&context)
                 .map_err(|e| e.message)
                 .and_then(|v| tag_value(&v))
-                .map_err(|message| {
-                    ErrorInfo::new(error_types::EXPRESSION, format!("tag {key}: {message}"))
-                })?;
+                .map_err(|message| format!("tag {key}: {message}"))?;
             tags.insert(key.clone(), value);
         }
         let mut all = self.state.tags.clone();
         all.extend(tags.clone());
-        check_tags(&all)
-            .map_err(|problems| ErrorInfo::new(error_types::EXPRESSION, problems.join("; ")))?;
+        check_tags(&all).map_err(|problems| problems.join("; "))?;
         Ok(tags)
     }
 
@@ -408,6 +584,15 @@ impl<'w> Run<'_, 'w, '_> {
         let Some(t) = thread else {
             return self.emit(Event::ExecutionCompleted { output });
         };
+        if let Some(Waiting::Items(_)) = self.state.activations.get(&t.parallel).map(|a| &a.waiting)
+        {
+            self.emit(Event::ItemCompleted {
+                act: t.parallel,
+                item: t.branch,
+                output,
+            })?;
+            return self.map_progressed(t.parallel);
+        }
         self.emit(Event::BranchCompleted {
             act: t.parallel,
             branch: t.branch,

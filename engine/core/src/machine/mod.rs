@@ -35,14 +35,15 @@ pub use ctx::{Ctx, Defaults, HISTORY_EVENTS_MAX_DEFAULT, Limits, RetryStrategy, 
 pub use decide::{handle, start};
 pub use effects::{Effect, pending_effects};
 pub use event::{
-    CompensationReason, ErrorInfo, Event, FailedStep, LimitKey, ParentRef, TaskTimeouts, Thread,
-    error_types,
+    CompensationReason, ErrorInfo, Event, FAILED_ITEMS_SHOWN, FailedItem, FailedItems, FailedStep,
+    LimitKey, ParentRef, TaskTimeouts, Thread, error_types,
 };
+pub use flow::MAP_ITEMS_MAX;
 pub use ids::{child_id, task_execution, task_id};
 pub use progress::{Progress, StepProgress, StepState};
 pub use run::INLINE_CAPABILITIES;
 pub use state::{
-    Activation, ApplyError, Compensation, Completed, Counts, Deferred, ExecutionState, KeptSignal,
-    LimitGate, Role, Status, Waiting, apply,
+    Activation, ApplyError, Compensation, Completed, Counts, Deferred, ExecutionState, FailedMap,
+    ItemState, Items, KeptSignal, LimitGate, Role, Status, Waiting, apply,
 };
 pub use trigger::{PRIORITY_MAX, Rejection, StartParams, StartSignal, Trigger};

@@ -95,7 +95,7 @@ impl StepState {
             Waiting::Timer { .. } => StepState::WaitingTimer,
             Waiting::Event { .. } => StepState::WaitingEvent,
             Waiting::Child { .. } => StepState::WaitingChild,
-            Waiting::Branches { .. } => StepState::WaitingBranches,
+            Waiting::Branches { .. } | Waiting::Items(_) => StepState::WaitingBranches,
         }
     }
 }

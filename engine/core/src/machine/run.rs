@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::ctx::Ctx;
 use super::event::{Event, TaskTimeouts, Thread};
 use super::ids::task_id;
-use super::state::{Deferred, ExecutionState, Role, apply};
+use super::state::{Deferred, ExecutionState, Role, Waiting, apply};
 use super::trigger::Rejection;
 use crate::model::{Step, StepKind, Workflow};
 
@@ -141,14 +141,17 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
         }
     }
 
-    /// The context expressions and mappings see.
+    /// The context expressions and mappings see, for a step in `thread`.
+    ///
+    /// In a map step's item flow (at any depth of parallel steps inside
+    /// it) it holds the item as `item` and its position as `index`.
     ///
     /// In language 2 it also holds the flat context the orchestrator
     /// specification gives a handler workflow: `workflowName`,
     /// `executionId` and `stepId` from the input the engine starts a
     /// handler with, and `error` falls back to the input's `error` (the
     /// error being handled) while the execution has none of its own.
-    pub(super) fn context(&self, output: &Value) -> Value {
+    pub(super) fn context(&self, output: &Value, thread: Option<Thread>) -> Value {
         let s = &*self.state;
         let mut context = json!({
             "input": s.input,
@@ -173,7 +176,26 @@ impl<'s, 'w, 'c> Run<'s, 'w, 'c> {
                 roots.insert("error".to_owned(), from_input("error"));
             }
         }
+        if let Some((item, index)) = self.item_of(thread)
+            && let Value::Object(roots) = &mut context
+        {
+            roots.insert("item".to_owned(), item.clone());
+            roots.insert("index".to_owned(), json!(index));
+        }
         context
+    }
+
+    /// The map item a step in `thread` runs for: the innermost map step
+    /// among the steps whose branches it is in.
+    fn item_of(&self, mut thread: Option<Thread>) -> Option<(&Value, usize)> {
+        while let Some(t) = thread {
+            let a = self.state.activations.get(&t.parallel)?;
+            if let Waiting::Items(items) = &a.waiting {
+                return items.items.get(t.branch).map(|item| (item, t.branch));
+            }
+            thread = a.thread;
+        }
+        None
     }
 
     /// Schedules attempt `attempt` of a task for activation `act`.

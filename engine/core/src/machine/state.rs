@@ -163,6 +163,72 @@ pub enum Waiting {
         /// enums, and a snapshot must decode to exactly this state.
         outputs: Vec<(usize, Value)>,
     },
+    /// A map step's items: see [`Items`].
+    Items(Items),
+}
+
+/// A map step's items and where each stands.
+///
+/// The activation runs the items of `todo` in that order (every item, or
+/// on a redrive those that did not complete), at most `max_concurrency` at
+/// once: `todo[..launched]` have started and `ended` of them have ended,
+/// so `launched - ended` are in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Items {
+    pub items: Vec<Value>,
+    /// One per item.
+    pub states: Vec<ItemState>,
+    pub todo: Vec<usize>,
+    pub launched: usize,
+    pub ended: usize,
+    /// How many of `todo` failed.
+    pub failed: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+impl Items {
+    /// The next item to start, if one may start now.
+    pub fn next_to_launch(&self) -> Option<usize> {
+        let in_flight = self.launched - self.ended;
+        let room = self
+            .max_concurrency
+            .is_none_or(|cap| in_flight < cap as usize);
+        if room {
+            self.todo.get(self.launched).copied()
+        } else {
+            None
+        }
+    }
+
+    /// Whether every item this activation runs has ended.
+    pub fn all_ended(&self) -> bool {
+        self.ended == self.todo.len()
+    }
+}
+
+/// Where one item of a map step stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemState {
+    /// Not ended (not started, or running).
+    Open,
+    /// Its flow ended with this result.
+    Done(Value),
+    /// Its flow failed with this error.
+    Failed(ErrorInfo),
+}
+
+/// The items of a map step that failed, kept so a redrive or retry of that
+/// step runs again only the items that did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedMap {
+    pub step: String,
+    pub thread: Option<Thread>,
+    pub items: Vec<Value>,
+    pub states: Vec<ItemState>,
 }
 
 /// One started step: an activation.
@@ -280,6 +346,10 @@ pub struct ExecutionState {
     /// Failed steps an operator may retry or skip, oldest first (paused),
     /// or the one a failed execution would be redriven from.
     pub failed_steps: Vec<FailedStep>,
+    /// Map steps that failed, with their items' results, for a redrive
+    /// or retry of them (one per step and thread, the latest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_maps: Vec<FailedMap>,
     pub compensation: Option<Compensation>,
     pub metrics: Counts,
     pub started_at_ms: u64,
@@ -302,6 +372,15 @@ pub struct LimitGate {
 }
 
 impl ExecutionState {
+    /// Whether it has work a `Continue` would do: steps deferred to keep
+    /// appends small, or map items with room to start.
+    pub fn has_deferred_work(&self) -> bool {
+        !self.deferred.is_empty()
+            || self.activations.values().any(
+                |a| matches!(&a.waiting, Waiting::Items(items) if items.next_to_launch().is_some()),
+            )
+    }
+
     /// Whether it waits for its workflow's limits (what it would enter is
     /// deferred until they let it go).
     pub fn waiting_for_limit(&self) -> bool {
@@ -363,6 +442,7 @@ impl ExecutionState {
             deferred: Vec::new(),
             completed: Vec::new(),
             failed_steps: Vec::new(),
+            failed_maps: Vec::new(),
             compensation: None,
             metrics: Counts::default(),
             started_at_ms: 0,
@@ -447,6 +527,10 @@ fn fold(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<(), Str
         | Event::ChildFailed { .. }
         | Event::ParallelStarted { .. }
         | Event::BranchCompleted { .. } => fold_signal_child_or_branch(state, event),
+        Event::MapStarted { .. }
+        | Event::ItemStarted { .. }
+        | Event::ItemCompleted { .. }
+        | Event::ItemFailed { .. } => fold_map(state, event),
         Event::FailureHeld { .. }
         | Event::HeldStepRetried { .. }
         | Event::HeldStepSkipped { .. }
@@ -562,7 +646,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             }
         }
         Event::Continued => {
-            if state.status != Status::Running || state.deferred.is_empty() {
+            if state.status != Status::Running || !state.has_deferred_work() {
                 return Err("nothing deferred to continue".into());
             }
             state.deferred.clear();
@@ -611,11 +695,12 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             if let Some(t) = thread
                 && !matches!(
                     state.activations.get(&t.parallel).map(|a| &a.waiting),
-                    Some(Waiting::Branches { .. })
+                    Some(Waiting::Branches { .. } | Waiting::Items(_))
                 )
             {
                 return Err(format!(
-                    "its branch belongs to activation {}, which is not a live parallel step",
+                    "its branch belongs to activation {}, which is not a live parallel or \
+                     map step",
                     t.parallel
                 ));
             }
@@ -682,7 +767,10 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
         }
         Event::StepFailed { act, .. } => {
             // A step can fail before it started (its input did not evaluate).
-            if state.activations.contains_key(act) {
+            if let Some(a) = state.activations.get(act) {
+                if let Waiting::Items(items) = &a.waiting {
+                    keep_failed_map(state, *act, items.clone());
+                }
                 remove_with_descendants(state, *act);
             } else {
                 inline(state, *act)?;
@@ -838,6 +926,114 @@ fn fold_signal_child_or_branch(state: &mut ExecutionState, event: &Event) -> Res
         other => return Err(misrouted(other)),
     }
     Ok(())
+}
+
+/// Map steps: their items, each item's start and end.
+fn fold_map(state: &mut ExecutionState, event: &Event) -> Result<(), String> {
+    match event {
+        Event::MapStarted {
+            act,
+            items,
+            max_concurrency,
+            redrive,
+        } => {
+            let a = state
+                .activations
+                .get(act)
+                .ok_or_else(|| format!("activation {act} is not live"))?;
+            let (items, states) = if *redrive {
+                let at = state
+                    .failed_maps
+                    .iter()
+                    .position(|m| m.step == a.step && m.thread == a.thread)
+                    .ok_or_else(|| format!("step {} has no failed items to run again", a.step))?;
+                let failed = state.failed_maps.remove(at);
+                let states = failed
+                    .states
+                    .into_iter()
+                    .map(|s| match s {
+                        ItemState::Done(output) => ItemState::Done(output),
+                        ItemState::Open | ItemState::Failed(_) => ItemState::Open,
+                    })
+                    .collect();
+                (failed.items, states)
+            } else {
+                // A fresh run forgets an earlier failed run of the step.
+                let (step, thread) = (a.step.clone(), a.thread);
+                state
+                    .failed_maps
+                    .retain(|m| !(m.step == step && m.thread == thread));
+                (items.clone(), vec![ItemState::Open; items.len()])
+            };
+            let todo = states
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s, ItemState::Open))
+                .map(|(i, _)| i)
+                .collect();
+            live(state, *act)?.waiting = Waiting::Items(Items {
+                items,
+                states,
+                todo,
+                launched: 0,
+                ended: 0,
+                failed: 0,
+                max_concurrency: *max_concurrency,
+            });
+        }
+        Event::ItemStarted { act, item } => {
+            let items = live_items(state, *act)?;
+            if items.next_to_launch() != Some(*item) {
+                return Err(format!("item {item} is not the next to start"));
+            }
+            items.launched += 1;
+        }
+        Event::ItemCompleted { act, item, .. } | Event::ItemFailed { act, item, .. } => {
+            let items = live_items(state, *act)?;
+            // `todo` is in item order, so a binary search finds it.
+            let launched = items.todo[..items.launched].binary_search(item).is_ok();
+            match items.states.get(*item) {
+                Some(ItemState::Open) if launched => {}
+                _ => return Err(format!("item {item} is not running")),
+            }
+            items.states[*item] = match event {
+                Event::ItemCompleted { output, .. } => ItemState::Done(output.clone()),
+                Event::ItemFailed { error, .. } => {
+                    items.failed += 1;
+                    ItemState::Failed(error.clone())
+                }
+                other => return Err(misrouted(other)),
+            };
+            items.ended += 1;
+        }
+        other => return Err(misrouted(other)),
+    }
+    Ok(())
+}
+
+fn live_items(state: &mut ExecutionState, act: u64) -> Result<&mut Items, String> {
+    match &mut live(state, act)?.waiting {
+        Waiting::Items(items) => Ok(items),
+        other => Err(format!("activation {act} waits for {other:?}")),
+    }
+}
+
+/// Keeps the items of map step activation `act`, which failed, for a
+/// redrive or retry of its step.
+fn keep_failed_map(state: &mut ExecutionState, act: u64, items: Items) {
+    let Some(a) = state.activations.get(&act) else {
+        return;
+    };
+    let (step, thread) = (a.step.clone(), a.thread);
+    state
+        .failed_maps
+        .retain(|m| !(m.step == step && m.thread == thread));
+    state.failed_maps.push(FailedMap {
+        step,
+        thread,
+        items: items.items,
+        states: items.states,
+    });
 }
 
 /// Failed steps held for an operator, and handler workflows.
@@ -1026,19 +1222,13 @@ fn inline(state: &mut ExecutionState, act: u64) -> Result<(), String> {
 /// Removes activation `act` and every activation inside its branches (a
 /// failed parallel step takes its unfinished branches with it).
 fn remove_with_descendants(state: &mut ExecutionState, act: u64) {
-    let mut gone = vec![act];
-    let mut i = 0;
-    while i < gone.len() {
-        let parent = gone[i];
-        let children: Vec<u64> = state
-            .activations
-            .values()
-            .filter(|a| a.thread.is_some_and(|t| t.parallel == parent))
-            .map(|a| a.act)
-            .filter(|a| !gone.contains(a))
-            .collect();
-        gone.extend(children);
-        i += 1;
+    // An activation inside a branch started after its parallel step (ids
+    // only grow), so one pass in id order finds every descendant.
+    let mut gone = std::collections::BTreeSet::from([act]);
+    for a in state.activations.range(act..).map(|(_, a)| a) {
+        if a.thread.is_some_and(|t| gone.contains(&t.parallel)) {
+            gone.insert(a.act);
+        }
     }
     for a in gone {
         state.activations.remove(&a);

@@ -122,12 +122,13 @@ fn error_handlers(
         let name = &handler.handler;
         let target = match declared.scope(name) {
             Some(Scope::Top) => HandlerTarget::Step(name.clone()),
-            Some(Scope::Branch { parallel, .. }) => {
+            Some(inner @ (Scope::Branch { .. } | Scope::Items { .. })) => {
                 problems.push(
                     handler_path,
                     format!(
-                        "step `{name}` is inside a branch of parallel step `{parallel}`; an \
-                         error handler must be a top-level step or a workflow name"
+                        "step `{name}` is inside {}; an error handler must be a top-level \
+                         step or a workflow name",
+                        inner.describe()
                     ),
                 );
                 continue;

@@ -18,7 +18,9 @@ use super::http::{HTTP_CAPABILITY, check_http_input};
 use super::language::Language;
 use super::mapping::Mapping;
 use super::problem::{Problems, field};
-use super::step::{Branch, Compensation, RetryPolicy, Step, StepKind, Timeouts, WaitSpec};
+use super::step::{
+    Branch, Compensation, MapSpec, RetryPolicy, Step, StepKind, Timeouts, Tolerance, WaitSpec,
+};
 
 /// Compiles `located`; `None` if its kind cannot be built (problems pushed,
 /// or already pushed by the decoder).
@@ -190,6 +192,27 @@ fn kind(
                 });
             }
             Some(StepKind::Parallel { branches })
+        }
+        StepType::Map => {
+            let map = step.map.as_ref()?;
+            let map_path = field(path, "map");
+            let items = mapping(language, &map.items, &field(&map_path, "items"), problems);
+            let max_concurrency = map
+                .max_concurrency
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            Some(StepKind::Map(MapSpec {
+                items: items?,
+                each: Branch {
+                    name: "items".to_owned(),
+                    start: map.steps.first()?.id.clone(),
+                    steps: map.steps.iter().map(|s| s.id.clone()).collect(),
+                },
+                max_concurrency,
+                tolerated: Tolerance {
+                    count: map.tolerated_failures,
+                    percent: map.tolerated_failure_percent,
+                },
+            }))
         }
         StepType::Wait => {
             let wait = step.wait.as_ref()?;

@@ -5,7 +5,8 @@
 //! [`Declared`] (every declared id, with its first declaration) and the rule
 //! a target must follow: a top-level step may only lead (`next`, decision
 //! branches and default, `onError`) to a top-level step; a step in a
-//! parallel branch only to a step of the same branch. Step ids are unique
+//! parallel branch only to a step of the same branch, and a step of a map's
+//! item flow only to a step of that flow. Step ids are unique
 //! across the whole workflow.
 //!
 //! Used by `compile` and `compile_step`, and depends on neither. It must
@@ -48,19 +49,26 @@ impl Declared {
         match self.ids.get(target) {
             None => problems.push(path, format!("no step has the id `{target}`")),
             Some((found, _)) if found == scope => {}
-            Some((Scope::Branch { parallel, .. }, _)) if *scope == Scope::Top => problems.push(
+            Some((inner, _)) if *scope == Scope::Top => problems.push(
                 path,
                 format!(
-                    "step `{target}` is inside a branch of parallel step `{parallel}`; a \
-                     top-level step can only lead to a top-level step"
+                    "step `{target}` is inside {}; a top-level step can only lead to a \
+                     top-level step",
+                    inner.describe()
                 ),
             ),
             Some(_) => problems.push(
                 path,
-                format!(
-                    "step `{target}` is outside this branch; a step in a parallel branch can \
-                     only lead to a step of the same branch"
-                ),
+                match scope {
+                    Scope::Items { map } => format!(
+                        "step `{target}` is outside the item steps of map step `{map}`; an \
+                         item step can only lead to a step of the same item flow"
+                    ),
+                    _ => format!(
+                        "step `{target}` is outside this branch; a step in a parallel \
+                         branch can only lead to a step of the same branch"
+                    ),
+                },
             ),
         }
     }
@@ -81,6 +89,13 @@ pub(crate) fn locate<'a>(
             scope: scope.clone(),
             definition: step,
         });
+        if let Some(map) = &step.map {
+            let items_scope = Scope::Items {
+                map: step.id.clone(),
+            };
+            let steps_path = field(&field(&step_path, "map"), "steps");
+            locate(&map.steps, &steps_path, &items_scope, out);
+        }
         let Some(parallel) = &step.parallel else {
             continue;
         };

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::decode_failure::{decode_error_handler, decode_failure_fields};
 use super::definition::{
-    BranchDefinition, DecisionDefinition, ErrorHandlerDefinition, EventDefinition,
+    BranchDefinition, DecisionDefinition, ErrorHandlerDefinition, EventDefinition, MapDefinition,
     ParallelDefinition, StepDefinition, StepType, SubworkflowDefinition, WaitDefinition,
     WorkflowDefinition,
 };
@@ -213,6 +213,7 @@ fn decode_step(
         capability: None,
         decision: None,
         parallel: None,
+        map: None,
         wait: None,
         event: None,
         subworkflow: None,
@@ -392,6 +393,7 @@ fn decode_type_fields(
         }
         StepType::Decision => step.decision = decode_decision(fields, problems),
         StepType::Parallel => step.parallel = decode_parallel(fields, problems, broken),
+        StepType::Map => step.map = decode_map(fields, problems, broken),
         StepType::Wait => step.wait = decode_wait(fields, problems),
         StepType::Event => step.event = decode_event(fields, problems),
         StepType::Subworkflow => step.subworkflow = decode_subworkflow(fields, problems),
@@ -497,6 +499,61 @@ fn decode_parallel(
     }
     block.finish(problems);
     Some(ParallelDefinition { branches })
+}
+
+/// The most items a `map` step may declare it runs at once.
+pub const MAP_CONCURRENCY_MAX: u64 = 10_000;
+
+fn decode_map(
+    fields: &mut Fields<'_>,
+    problems: &mut Problems,
+    broken: &mut BTreeSet<String>,
+) -> Option<MapDefinition> {
+    let mut block = open_block(fields, "map", problems)?;
+    let items = block.raw("items").cloned();
+    if items.is_none() {
+        problems.push(
+            block.path_of("items"),
+            "is required: a mapping that gives the array to run the steps for, such as \
+             `$.input.files`",
+        );
+    }
+    let steps = match block.required_array("steps", problems) {
+        Some(steps) => {
+            if steps.is_empty() {
+                problems.push(block.path_of("steps"), "must contain at least one step");
+            }
+            decode_steps(steps, &block.path_of("steps"), problems, broken)
+        }
+        None => Vec::new(),
+    };
+    let max_concurrency = block.positive_u64("maxConcurrency", problems);
+    if let Some(n) = max_concurrency
+        && n > MAP_CONCURRENCY_MAX
+    {
+        problems.push(
+            block.path_of("maxConcurrency"),
+            format!("must be at most {MAP_CONCURRENCY_MAX}"),
+        );
+    }
+    let tolerated_failures = block.u64("toleratedFailures", problems);
+    let tolerated_failure_percent = block.f64("toleratedFailurePercent", problems);
+    if let Some(p) = tolerated_failure_percent
+        && !(0.0..=100.0).contains(&p)
+    {
+        problems.push(
+            block.path_of("toleratedFailurePercent"),
+            format!("must be a percentage from 0 to 100, not {p}"),
+        );
+    }
+    block.finish(problems);
+    Some(MapDefinition {
+        items: items?,
+        steps,
+        max_concurrency,
+        tolerated_failures,
+        tolerated_failure_percent,
+    })
 }
 
 fn decode_wait(fields: &mut Fields<'_>, problems: &mut Problems) -> Option<WaitDefinition> {

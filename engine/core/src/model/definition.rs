@@ -89,6 +89,7 @@ pub enum StepType {
     Task,
     Decision,
     Parallel,
+    Map,
     Wait,
     Event,
     Subworkflow,
@@ -96,10 +97,11 @@ pub enum StepType {
 
 impl StepType {
     /// Every step type, in the order the documentation lists them.
-    pub const ALL: [StepType; 6] = [
+    pub const ALL: [StepType; 7] = [
         StepType::Task,
         StepType::Decision,
         StepType::Parallel,
+        StepType::Map,
         StepType::Wait,
         StepType::Event,
         StepType::Subworkflow,
@@ -111,6 +113,7 @@ impl StepType {
             StepType::Task => "task",
             StepType::Decision => "decision",
             StepType::Parallel => "parallel",
+            StepType::Map => "map",
             StepType::Wait => "wait",
             StepType::Event => "event",
             StepType::Subworkflow => "subworkflow",
@@ -128,6 +131,7 @@ impl StepType {
             StepType::Task => "capability",
             StepType::Decision => "decision",
             StepType::Parallel => "parallel",
+            StepType::Map => "map",
             StepType::Wait => "wait",
             StepType::Event => "event",
             StepType::Subworkflow => "subworkflow",
@@ -150,6 +154,8 @@ pub struct StepDefinition {
     pub decision: Option<DecisionDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parallel: Option<ParallelDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitDefinition>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +219,24 @@ pub struct ParallelDefinition {
 pub struct BranchDefinition {
     pub name: String,
     pub steps: Vec<StepDefinition>,
+}
+
+/// `map`: run `steps` once per element of the array `items` evaluates to,
+/// at most `maxConcurrency` at a time, then go to the step's `next` with
+/// the items' results in item order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapDefinition {
+    /// A mapping that must give an array when the step starts.
+    pub items: Value,
+    /// The flow each item runs; its entry is its first step.
+    pub steps: Vec<StepDefinition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerated_failures: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerated_failure_percent: Option<f64>,
 }
 
 /// `wait`: a duration or an instant; exactly one of the two.

@@ -29,6 +29,7 @@ pub enum NodeKind {
     Task,
     Decision,
     Parallel,
+    Map,
     Wait,
     Event,
     Subworkflow,
@@ -47,9 +48,10 @@ pub struct Node {
     /// workflow.
     pub label: String,
     pub kind: NodeKind,
-    /// The parallel step whose branch it belongs to; `None` at the top.
+    /// The parallel step whose branch it belongs to (or the map step whose
+    /// item flow); `None` at the top.
     pub parent: Option<String>,
-    /// That branch's name.
+    /// That branch's name (`items` in a map step).
     pub branch: Option<String>,
 }
 
@@ -80,10 +82,11 @@ pub struct Edge {
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 8] = [
+    pub const ALL: [NodeKind; 9] = [
         NodeKind::Task,
         NodeKind::Decision,
         NodeKind::Parallel,
+        NodeKind::Map,
         NodeKind::Wait,
         NodeKind::Event,
         NodeKind::Subworkflow,
@@ -97,6 +100,7 @@ impl NodeKind {
             NodeKind::Task => "task",
             NodeKind::Decision => "decision",
             NodeKind::Parallel => "parallel",
+            NodeKind::Map => "map",
             NodeKind::Wait => "wait",
             NodeKind::Event => "event",
             NodeKind::Subworkflow => "subworkflow",
@@ -158,6 +162,13 @@ impl Workflow {
                 StepKind::Parallel { branches } => {
                     (NodeKind::Parallel, format!("{} branches", branches.len()))
                 }
+                StepKind::Map(map) => (
+                    NodeKind::Map,
+                    match map.max_concurrency {
+                        Some(n) => format!("each item, {n} at a time"),
+                        None => "each item".to_owned(),
+                    },
+                ),
                 StepKind::Wait(_) => (NodeKind::Wait, "wait".to_owned()),
                 StepKind::Event { name, .. } => (NodeKind::Event, format!("event {name}")),
                 StepKind::Subworkflow { workflow, .. } => {
@@ -175,6 +186,7 @@ impl Workflow {
                     });
                     (Some(parallel.clone()), name)
                 }
+                super::step::Scope::Items { map } => (Some(map.clone()), Some("items".to_owned())),
             };
             nodes.push(Node {
                 id: step.id.clone(),
@@ -193,6 +205,14 @@ impl Workflow {
                     if let Some(to) = default {
                         edges.push(edge(&step.id, to, EdgeKind::Default, None));
                     }
+                }
+                StepKind::Map(map) => {
+                    edges.push(edge(
+                        &step.id,
+                        &map.each.start,
+                        EdgeKind::Branch,
+                        Some("each item"),
+                    ));
                 }
                 StepKind::Parallel { branches } => {
                     for b in branches {

@@ -66,12 +66,13 @@ mod workflow;
 
 pub use budget::{EVAL_DATA_MAX, EVAL_STEPS_MAX, RESULT_BYTES_MAX};
 pub use compile::STEPS_MAX;
+pub use decode::MAP_CONCURRENCY_MAX;
 pub use decode_failure::MAX_ATTEMPTS_MAX;
 pub use definition::{
     BranchDefinition, CompensateDefinition, DecisionDefinition, DetailedTimeout,
-    ErrorHandlerDefinition, EventDefinition, OnFailure, ParallelDefinition, RetryDefinition,
-    StepDefinition, StepType, SubworkflowDefinition, TimeoutDefinition, WaitDefinition,
-    WorkflowDefinition,
+    ErrorHandlerDefinition, EventDefinition, MapDefinition, OnFailure, ParallelDefinition,
+    RetryDefinition, StepDefinition, StepType, SubworkflowDefinition, TimeoutDefinition,
+    WaitDefinition, WorkflowDefinition,
 };
 pub use document::{DOCUMENT_BYTES_MAX, DOCUMENT_DEPTH_MAX};
 pub use expr::{EXPRESSION_DEPTH_MAX, EXPRESSION_LEN_MAX, EvalError, Expr, branch_key};
@@ -100,7 +101,7 @@ pub use secret_ref::{
     substitute_secrets,
 };
 pub use step::{
-    Branch, Compensation, ErrorHandler, HandlerTarget, RetryPolicy, Scope, Step, StepKind,
-    Timeouts, WaitSpec,
+    Branch, Compensation, ErrorHandler, HandlerTarget, MapSpec, RetryPolicy, Scope, Step, StepKind,
+    Timeouts, Tolerance, WaitSpec,
 };
 pub use workflow::Workflow;

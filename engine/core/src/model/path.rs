@@ -1,13 +1,14 @@
 //! Context paths: the `$.input.user.name` / `$.variables.items[0]` strings of
 //! a mapping.
 //!
-//! Owns the path grammar, the five context roots, and looking a path up in an
+//! Owns the path grammar, the context roots, and looking a path up in an
 //! evaluation context. It must never evaluate anything richer than a lookup;
 //! a string that needs an operator is an expression (`${ … }`, see `expr`).
 //!
 //! ```text
 //! path    = "$." root *( "." name / "[" index "]" / "[" quoted "]" )
 //! root    = "input" / "variables" / "output" / "error" / "execution"
+//!         / "item" / "index"
 //! name    = 1*( ALPHA / DIGIT / "_" / "-" )
 //! index   = 1*DIGIT
 //! quoted  = "'" *( any but "'" ) "'"  /  DQUOTE *( any but DQUOTE ) DQUOTE
@@ -35,6 +36,11 @@ pub enum Root {
     Error,
     /// Facts about the execution the engine provides (its id, the workflow, ...).
     Execution,
+    /// In a map step's item flow: the item (`null` elsewhere).
+    Item,
+    /// In a map step's item flow: the item's position, from 0 (`null`
+    /// elsewhere).
+    Index,
     /// Language 2: the failed workflow's name, in a handler workflow (its
     /// input's `workflow`).
     WorkflowName,
@@ -48,12 +54,14 @@ pub enum Root {
 
 impl Root {
     /// Every root of language 1, in the order the documentation lists them.
-    pub const ALL: [Root; 5] = [
+    pub const ALL: [Root; 7] = [
         Root::Input,
         Root::Variables,
         Root::Output,
         Root::Error,
         Root::Execution,
+        Root::Item,
+        Root::Index,
     ];
 
     /// The flat context of a handler workflow, as the orchestrator
@@ -62,12 +70,14 @@ impl Root {
 
     /// Every root of `language`, in the order the documentation lists them.
     pub fn of(language: Language) -> &'static [Root] {
-        const WITH_FLAT: [Root; 8] = [
+        const WITH_FLAT: [Root; 10] = [
             Root::Input,
             Root::Variables,
             Root::Output,
             Root::Error,
             Root::Execution,
+            Root::Item,
+            Root::Index,
             Root::WorkflowName,
             Root::ExecutionId,
             Root::StepId,
@@ -87,6 +97,8 @@ impl Root {
             Root::Output => "output",
             Root::Error => "error",
             Root::Execution => "execution",
+            Root::Item => "item",
+            Root::Index => "index",
             Root::WorkflowName => "workflowName",
             Root::ExecutionId => "executionId",
             Root::StepId => "stepId",

@@ -59,6 +59,9 @@ fn in_steps(steps: &[StepDefinition], at: &str, out: &mut Vec<WorkflowReference>
                 version: sub.version.clone(),
             });
         }
+        if let Some(map) = &step.map {
+            in_steps(&map.steps, &format!("{here}.map.steps"), out);
+        }
         if let Some(parallel) = &step.parallel {
             for (b, branch) in parallel.branches.iter().enumerate() {
                 in_steps(

@@ -79,6 +79,19 @@ pub enum Scope {
     Top,
     /// A step of branch number `branch` (from 0) of the parallel step `parallel`.
     Branch { parallel: String, branch: usize },
+    /// A step of the flow the map step `map` runs for each item.
+    Items { map: String },
+}
+
+impl Scope {
+    /// Where the scope is, for messages: "a branch of parallel step `p`".
+    pub fn describe(&self) -> String {
+        match self {
+            Scope::Top => "the workflow's top level".to_owned(),
+            Scope::Branch { parallel, .. } => format!("a branch of parallel step `{parallel}`"),
+            Scope::Items { map } => format!("the item steps of map step `{map}`"),
+        }
+    }
 }
 
 /// What a step does.
@@ -94,6 +107,8 @@ pub enum StepKind {
     },
     /// Run every branch; when all have ended, go to `next`.
     Parallel { branches: Vec<Branch> },
+    /// Run the flow `each` once per element of the array `items` gives.
+    Map(MapSpec),
     /// A durable timer.
     Wait(WaitSpec),
     /// Wait for the external event `name` (whose correlation value, if any,
@@ -120,6 +135,44 @@ pub struct Branch {
     /// The ids of the branch's own steps, in declaration order (steps of
     /// parallel steps nested in it are not listed; they have their own branch).
     pub steps: Vec<String>,
+}
+
+/// What a map step runs, over what, and how many items may fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapSpec {
+    /// Evaluated when the step starts (like `input`); must give an array.
+    pub items: Mapping,
+    /// The item flow: its entry is `each.start`, its own steps `each.steps`.
+    pub each: Branch,
+    /// The most items in flight at once; `None` is no cap.
+    pub max_concurrency: Option<u32>,
+    /// How many items may fail before the step fails.
+    pub tolerated: Tolerance,
+}
+
+/// How many failed items a map step tolerates.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tolerance {
+    /// At most this many (`toleratedFailures`).
+    pub count: Option<u64>,
+    /// At most this percentage of all items (`toleratedFailurePercent`).
+    pub percent: Option<f64>,
+}
+
+impl Tolerance {
+    /// Whether `failed` failures out of `items` are more than tolerated.
+    /// Neither bound given tolerates none; with both, exceeding either is
+    /// too many.
+    pub fn exceeded(&self, failed: usize, items: usize) -> bool {
+        let failed_u = failed as u64;
+        match (self.count, self.percent) {
+            (None, None) => failed > 0,
+            (count, percent) => {
+                count.is_some_and(|c| failed_u > c)
+                    || percent.is_some_and(|p| failed as f64 * 100.0 > p * items as f64)
+            }
+        }
+    }
 }
 
 /// How long a wait step waits.
