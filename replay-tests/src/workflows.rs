@@ -1,7 +1,8 @@
 //! Random workflows for the recovery tests: every step type (task,
-//! decision, parallel, wait, event, subworkflow) with retries, error routes
-//! and compensations, in the names the world expects (`s<n>`, branch steps
-//! `s<n>a`/`s<n>b`, capabilities `work` and `undo`, the event
+//! decision, parallel, map, wait, event, subworkflow) with retries, error
+//! routes and compensations, in the names the world expects (`s<n>`, branch
+//! steps `s<n>a`/`s<n>b`, a map's item step `s<n>m`, capabilities `work`
+//! and `undo`, the event
 //! [`crate::world::EVENT`]).
 //!
 //! Owns the generators only; it must never run anything.
@@ -22,6 +23,7 @@ pub enum Shape {
     Wait,
     Event,
     Parallel,
+    Map,
     Decision,
     Child,
 }
@@ -34,6 +36,7 @@ pub fn shape() -> impl Strategy<Value = Shape> {
         1 => Just(Shape::Wait),
         1 => Just(Shape::Event),
         1 => Just(Shape::Parallel),
+        1 => Just(Shape::Map),
         1 => Just(Shape::Decision),
         1 => Just(Shape::Child),
     ]
@@ -75,6 +78,14 @@ pub fn workflows(shapes: &[Shape]) -> Vec<Value> {
             Shape::Parallel => json!({"id": id, "type": "parallel", "parallel": {"branches": [
                 {"name": "a", "steps": [task(&format!("{id}a"), 1, true)]},
                 {"name": "b", "steps": [task(&format!("{id}b"), 2, false)]}]}}),
+            // Three items, two at a time; an item's task writes no variable
+            // (the items would race for it), the step writes their results.
+            Shape::Map => {
+                let mut item = task(&format!("{id}m"), 1, true);
+                item.as_object_mut().map(|t| t.remove("output"));
+                json!({"id": id, "type": "map", "output": {id.clone(): "$.output"},
+                    "map": {"items": "${ [1, 2, 3] }", "maxConcurrency": 2, "steps": [item]}})
+            }
             Shape::Decision => json!({"id": id, "type": "decision", "decision": {
                 "expression": "input.flag", "branches": {"true": format!("{id}t")},
                 "default": "recover"}}),

@@ -43,9 +43,10 @@ pub type Calls = Arc<Mutex<Vec<(u32, String)>>>;
 /// What the scripted agent saw the engine do that it must never do.
 pub type Violations = Arc<Mutex<Vec<String>>>;
 
-/// Whether `step` is a step of a parallel branch (named `s<n>a`, `s<n>b`).
+/// Whether `step` is a step of a parallel branch (named `s<n>a`, `s<n>b`)
+/// or a map's item step (`s<n>m`): steps that run beside others.
 fn in_branch(step: &str) -> bool {
-    step.ends_with(['a', 'b']) && step.starts_with('s')
+    step.ends_with(['a', 'b', 'm']) && step.starts_with('s')
 }
 
 fn roll(seed: u64, step: &str, attempt: u32) -> [u8; 32] {
@@ -58,7 +59,7 @@ fn roll(seed: u64, step: &str, attempt: u32) -> [u8; 32] {
 
 /// How attempt `attempt` of step `step` turns out, from the seed alone.
 ///
-/// Branch steps always succeed by their second attempt: when one branch
+/// Branch and map item steps always succeed by their second attempt: when one branch
 /// fails for good while another runs, which finishes first is a race in
 /// any real system, and this world must end the same on every run. (The
 /// machine's property test covers failing branches; it has no races.)

@@ -1,8 +1,8 @@
 //! Invariant 3: crash at any point, recover, and the outcome is the same as
 //! with no crash.
 //!
-//! Random workflows use every step type (task, decision, parallel, wait,
-//! event, subworkflow) with retries, error routes and compensations; each
+//! Random workflows use every step type (task, decision, parallel, map,
+//! wait, event, subworkflow) with retries, error routes and compensations; each
 //! task's outcome is fixed by (seed, step, attempt). Tasks are answered by
 //! in-process handlers, or by a scripted agent that polls like a remote one
 //! and also lets tasks time out, answers late or twice, and pauses,

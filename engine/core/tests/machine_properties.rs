@@ -1,6 +1,6 @@
 //! Property test of the pure state machine: random small workflows (tasks
 //! with retries, compensations, error routes and `onFailure: pause`, waits,
-//! events, parallel branches) driven by random agent behaviour (success,
+//! events, parallel branches, map steps) driven by random agent behaviour (success,
 //! failure retryable or not, timeout, late duplicates) and random operator
 //! commands. After every case:
 //!
@@ -55,6 +55,12 @@ enum Shape {
     Parallel {
         compensate: [bool; 2],
     },
+    Map {
+        items: usize,
+        max_concurrency: Option<u32>,
+        tolerated: Option<u64>,
+        compensate: bool,
+    },
 }
 
 fn shape() -> impl Strategy<Value = Shape> {
@@ -64,6 +70,10 @@ fn shape() -> impl Strategy<Value = Shape> {
         1 => Just(Shape::Wait),
         1 => Just(Shape::Event),
         1 => any::<[bool; 2]>().prop_map(|compensate| Shape::Parallel { compensate }),
+        2 => (0usize..5, prop::option::of(1u32..3), prop::option::of(0u64..3), any::<bool>())
+            .prop_map(|(items, max_concurrency, tolerated, compensate)| Shape::Map {
+                items, max_concurrency, tolerated, compensate,
+            }),
     ]
 }
 
@@ -104,6 +114,25 @@ fn workflow(shapes: &[Shape]) -> Value {
                 json!({"id": id, "type": "parallel", "parallel": {"branches": [
                 {"name": "a", "steps": [task(&format!("{id}a"), 0, compensate[0])]},
                 {"name": "b", "steps": [task(&format!("{id}b"), 1, compensate[1])]}]}})
+            }
+            Shape::Map {
+                items,
+                max_concurrency,
+                tolerated,
+                compensate,
+            } => {
+                let list: Vec<usize> = (0..*items).collect();
+                let mut map = json!({
+                    "items": format!("${{ {} }}", json!(list)),
+                    "steps": [task(&format!("{id}m"), 1, *compensate)],
+                });
+                if let Some(n) = max_concurrency {
+                    map["maxConcurrency"] = json!(n);
+                }
+                if let Some(n) = tolerated {
+                    map["toleratedFailures"] = json!(n);
+                }
+                json!({"id": id, "type": "map", "map": map})
             }
         };
         if i + 1 < shapes.len() {
