@@ -478,14 +478,28 @@ pub struct ErrorInfo {
     /// `false` when whoever reported it says retrying cannot help.
     #[schema(required = false)]
     retryable: bool,
+    /// For `items_failed`: the map step's failed items (the first 100, in
+    /// item order).
+    #[schema(required = false)]
+    items: Vec<FailedItem>,
 }
 
-/// Which parallel branch a step runs in.
+/// One failed item of a map step.
+#[derive(Debug, ToSchema)]
+pub struct FailedItem {
+    /// The item's position, from 0.
+    index: u64,
+    /// Why its flow failed.
+    #[schema(no_recursion)]
+    error: ErrorInfo,
+}
+
+/// Which parallel branch, or which item of a map step, a step runs in.
 #[derive(Debug, ToSchema)]
 pub struct Thread {
-    /// The activation of the parallel step.
+    /// The activation of the parallel (or map) step.
     parallel: u64,
-    /// The branch's index.
+    /// The branch's index (the item's, in a map step).
     branch: u64,
 }
 

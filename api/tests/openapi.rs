@@ -210,6 +210,40 @@ fn integers<'a>(doc: &'a Value, schema: &'a Value, at: String, out: &mut Vec<(St
 /// The server refuses every integer outside its type's range or the
 /// field's own, so the document states both ends of every integer a
 /// request can carry (parameters and JSON bodies).
+/// Every `$ref` string anywhere in `value`.
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("$ref", Value::String(r)) => {
+                        out.insert(r.clone());
+                    }
+                    _ => references(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_reference_names_a_schema_the_document_has() {
+    let doc = doc();
+    let mut found = BTreeSet::new();
+    references(&doc, &mut found);
+    assert!(!found.is_empty());
+    let dangling: Vec<&String> = found
+        .iter()
+        .filter(|r| {
+            r.strip_prefix("#/components/schemas/")
+                .is_none_or(|name| doc["components"]["schemas"].get(name).is_none())
+        })
+        .collect();
+    assert!(dangling.is_empty(), "references to nothing: {dangling:?}");
+}
+
 #[test]
 fn every_integer_a_request_carries_has_its_range() {
     let doc = doc();
