@@ -97,6 +97,15 @@ pub fn rss_bytes(pid: Option<u32>) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The most resident memory this process has had (`VmHWM` of
+/// `/proc/self/status`), in bytes; `None` where `/proc` cannot say.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// CPU seconds (user + system) process `pid`, or this process with `None`,
 /// has used so far (`/proc/<pid>/stat`); `None` where `/proc` cannot say.
 pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {

@@ -586,8 +586,7 @@ impl<'e> Acting<'e> {
             agent: agent.as_deref(),
             ..self.asked()
         };
-        self.engine.drive(id, trigger, asked).await?;
-        Ok(())
+        self.engine.drive_unseen(id, trigger, asked).await
     }
 
     /// Records a task's failure (it retries or routes per the step), with
@@ -602,8 +601,7 @@ impl<'e> Acting<'e> {
             error,
             retry_after_ms: None,
         };
-        self.engine.drive(id, trigger, self.asked()).await?;
-        Ok(())
+        self.engine.drive_unseen(id, trigger, self.asked()).await
     }
 
     /// Defines a compiled workflow; the same version again is a no-op.

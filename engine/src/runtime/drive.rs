@@ -133,6 +133,22 @@ impl Engine {
         Ok(live.state.clone())
     }
 
+    /// Like `drive`, without a copy of the state after it (which costs in
+    /// proportion to the state: a map step's items, every completed step).
+    pub(super) async fn drive_unseen(
+        &self,
+        id: ExecutionId,
+        trigger: Trigger,
+        asked: Asked<'_>,
+    ) -> Result<(), Error> {
+        let live = self.live_for(id, trigger.command())?;
+        let mut live = self.lock_fresh(&live).await?;
+        let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
+        self.drive_locked(&mut live, trigger, asked)
+            .instrument(span)
+            .await
+    }
+
     /// The live execution `id`, or why a `command` cannot reach it: it has
     /// ended (its status says so) or does not exist.
     pub(super) fn live_for(
@@ -152,8 +168,8 @@ impl Engine {
 
     /// Like `drive`, for triggers nobody waits on (timers, leases, children).
     pub(super) async fn deliver(&self, id: ExecutionId, trigger: Trigger) {
-        match self.drive(id, trigger.clone(), Asked::ENGINE).await {
-            Ok(_) => {}
+        match self.drive_unseen(id, trigger.clone(), Asked::ENGINE).await {
+            Ok(()) => {}
             Err(Error::Rejected(r)) => {
                 tracing::debug!(execution = %id, reason = %r, "trigger refused")
             }

@@ -188,8 +188,8 @@ impl Engine {
             agent: Some(HTTP_AGENT),
             ..Asked::ENGINE
         };
-        match self.drive(id, trigger.clone(), asked).await {
-            Ok(_) => {}
+        match self.drive_unseen(id, trigger.clone(), asked).await {
+            Ok(()) => {}
             Err(Error::Rejected(r)) => {
                 tracing::debug!(execution = %id, reason = %r, "http task outcome refused")
             }

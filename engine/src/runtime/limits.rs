@@ -98,8 +98,11 @@ impl Engine {
     /// Records a grant: `limit_acquired`. One the execution refuses is
     /// taken back; one the journal refuses is kept for when it writes.
     async fn acquire(&self, id: ExecutionId) {
-        match self.drive(id, Trigger::LimitAcquired, Asked::ENGINE).await {
-            Ok(_) => {}
+        match self
+            .drive_unseen(id, Trigger::LimitAcquired, Asked::ENGINE)
+            .await
+        {
+            Ok(()) => {}
             Err(e) if outage::is_storage_outage(&e) => {
                 self.keep_for_later(outage::Wake::Trigger(id, Trigger::LimitAcquired));
             }
