@@ -120,6 +120,7 @@ The guide, with examples, is `docs/api.md`.";
         crate::views::GlobalEventView,
         streams::BreakerChangeView,
         executions::ListOrder,
+        executions::TagFilter,
     )),
     tags(
         (name = "workflows", description = "Define, validate and read workflow definitions."),

@@ -27,9 +27,10 @@ pub struct ListArgs {
     /// terminated), or any of several separated by commas.
     #[arg(long, value_name = "STATUS[,STATUS]")]
     pub status: Option<String>,
-    /// Only executions with this tag, `KEY=VALUE`.
+    /// Only executions with this tag, `KEY=VALUE`; given more than once,
+    /// only executions with every one of them.
     #[arg(long, value_name = "KEY=VALUE")]
-    pub tag: Option<String>,
+    pub tag: Vec<String>,
     /// Only executions started at or after this instant (RFC 3339).
     #[arg(long, value_name = "INSTANT")]
     pub started_from: Option<String>,
@@ -76,7 +77,7 @@ pub async fn run(args: ListArgs, out: &mut impl Write) -> Result<()> {
     if let Some(status) = &args.status {
         filters.push_str(&format!("&status={}", encode(status)));
     }
-    if let Some(tag) = &args.tag {
+    for tag in &args.tag {
         let Some((key, value)) = tag.split_once('=') else {
             return Err(Error::Usage(format!("--tag `{tag}` is not KEY=VALUE")));
         };

@@ -4,7 +4,7 @@
 //! must never change an execution except by starting one; commands live in
 //! `commands`.
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use retrace_engine::ExecutionId;
@@ -280,13 +280,20 @@ pub struct ListQuery {
     #[param(format = DateTime)]
     ended_to: Option<String>,
     /// Only executions with this tag: `key:value` (the first `:` ends the
-    /// key).
-    #[param(pattern = "^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}:")]
-    tag: Option<String>,
+    /// key). Given more than once, only executions with every one of them.
+    #[serde(default)]
+    #[param(value_type = Option<Vec<TagFilter>>)]
+    tag: Vec<String>,
     /// `oldest` (the default: id order) or `newest` (newest first).
     #[param(value_type = Option<ListOrder>)]
     order: Option<String>,
 }
+
+/// A tag to filter by: `key:value`.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}:")]
+#[allow(dead_code)] // Only its schema is used: the query is read as text.
+pub struct TagFilter(String);
 
 /// The order of the execution list.
 #[derive(Debug, ToSchema)]
@@ -298,6 +305,24 @@ pub enum ListOrder {
 }
 
 impl ListQuery {
+    /// Reads a query string: `tag` may be given more than once, every
+    /// other parameter at most once (a repeated one is refused).
+    fn parse(raw: &str) -> Result<ListQuery, Error> {
+        let mut tags = Vec::new();
+        let mut rest = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+            if key == "tag" {
+                tags.push(value.into_owned());
+            } else {
+                rest.append_pair(&key, &value);
+            }
+        }
+        let mut query: ListQuery = serde_urlencoded::from_str(&rest.finish())
+            .map_err(|e| Error::InvalidQuery(format!("Failed to deserialize query string: {e}")))?;
+        query.tag = tags;
+        Ok(query)
+    }
+
     /// The engine's filter, with every parameter checked.
     fn filter(&self) -> Result<ListFilter, Error> {
         let statuses = match self.status.as_deref() {
@@ -308,17 +333,16 @@ impl ListQuery {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Error::InvalidQuery)?,
         };
-        let tags = match self.tag.as_deref() {
-            None => Vec::new(),
-            Some(given) => match given.split_once(':') {
-                Some((key, value)) if !key.is_empty() => vec![(key.to_owned(), value.to_owned())],
-                _ => {
-                    return Err(Error::InvalidQuery(format!(
-                        "tag `{given}` is not `key:value`"
-                    )));
-                }
-            },
-        };
+        let tags = self
+            .tag
+            .iter()
+            .map(|given| match given.split_once(':') {
+                Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+                _ => Err(Error::InvalidQuery(format!(
+                    "tag `{given}` is not `key:value`"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let id_prefix = match &self.id_prefix {
             None => None,
             Some(given) => {
@@ -431,8 +455,9 @@ pub fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, Err
 )]
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<impl IntoResponse, Error> {
+    let query = ListQuery::parse(raw.as_deref().unwrap_or_default())?;
     let limit = page_limit(query.limit, &state.config)?;
     let filter = query.filter()?;
     let after = query

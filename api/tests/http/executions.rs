@@ -511,6 +511,11 @@ async fn executions_are_tagged_at_the_start_and_by_steps_and_found_by_tag_status
     assert_eq!(found, [c.clone(), b.clone(), a.clone()]);
     let (found, _) = listed(&s, "/v1/executions?tag=customer:initech").await;
     assert!(found.is_empty());
+    // Given more than once, every one of them.
+    let (found, _) = listed(&s, "/v1/executions?tag=customer:acme&tag=grade:A").await;
+    assert_eq!(found, [a.as_str()]);
+    let (found, _) = listed(&s, "/v1/executions?tag=grade:A&tag=customer:globex").await;
+    assert_eq!(found, [c.as_str()]);
     // Several statuses; and by the end.
     let (found, _) = listed(&s, "/v1/executions?status=completed,running").await;
     assert_eq!(found.len(), 4);
