@@ -473,6 +473,14 @@ fn meaning(code: Code) -> &'static str {
             "The capability has no limits in force (to read), or none set through the API \
              (to remove: the server's configuration's are not removed this way)."
         }
+        UnknownWebhook => "No webhook subscription with that id.",
+        InvalidWebhook => {
+            "A webhook subscription with problems, every one of them in `details` (its \
+             `path` the field): a field the schema does not name or of the wrong type, a URL \
+             that is not `http(s)`, holds a user or password, or whose IP-literal address \
+             the server's outbound policy refuses, no event kind or one the history does \
+             not have, a workflow name that is not well-formed. Nothing is recorded."
+        }
         InvalidLimits => {
             "Capability limits with problems, every one of them in `details`: a field the \
              schema does not name or of the wrong type, neither `concurrency` nor \
