@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use retrace_api::ApiConfig;
 use retrace_engine::http::{AddressPolicy, HttpOptions};
+use retrace_engine::read::AuditTarget;
 use retrace_engine::runtime::EngineConfig;
 use retrace_engine::webhooks::WebhookOptions;
 use serde_json::{Value, json};
@@ -305,6 +306,15 @@ async fn subscriptions_are_created_listed_read_and_deleted_and_bad_ones_change_n
     );
     let (_, list) = s.get("/v1/webhooks").await;
     assert_eq!(list["webhooks"], json!([]));
+    // Who made and deleted it is in the audit; the secret is not.
+    let (audit, _) = s.engine.read().audit(1, 1_000, false).await.unwrap();
+    let changes: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.target == AuditTarget::Webhook(id.clone()))
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(changes, ["webhook_created", "webhook_deleted"]);
+    assert!(!format!("{audit:?}").contains(secret));
 }
 
 #[tokio::test]
