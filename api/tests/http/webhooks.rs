@@ -74,13 +74,10 @@ impl Receiver {
                         signature: header("webhook-signature"),
                         body: body.to_vec(),
                     };
-                    let status = {
-                        let mut log = log.lock().unwrap();
-                        let status = answer(&request, log.len());
-                        log.push(request);
-                        counted.send_replace(log.len());
-                        status
-                    };
+                    let mut log = log.lock().unwrap();
+                    let status = answer(&request, log.len());
+                    log.push(request);
+                    counted.send_replace(log.len());
                     status
                 }
             },

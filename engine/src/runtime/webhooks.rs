@@ -356,7 +356,8 @@ impl Engine {
         let snapshot = {
             let mut table = self.webhooks_table();
             table.apply(seq, now, event);
-            (seq % SNAPSHOT_EVERY == 0).then(|| self.inner.store.put_table_snapshot(&*table))
+            seq.is_multiple_of(SNAPSHOT_EVERY)
+                .then(|| self.inner.store.put_table_snapshot(&*table))
         };
         if let Some(Ok(written)) = snapshot {
             self.inner.tasks.spawn(async move {
