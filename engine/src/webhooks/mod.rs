@@ -20,10 +20,13 @@
 //! - `retry`: when the next attempt of a delivery is due, and when it is
 //!   given up.
 //!
-//! Delivering (the HTTP requests, the loop over the journal, the writes)
-//! is the runtime's (`runtime::webhooks`). Nothing here does IO, reads a
-//! clock, or touches the journal; and no secret ever reaches an error
-//! message, a log line, a `Debug` output or an execution's history.
+//! Owns what a subscription is and means: its checks, its recorded life,
+//! its signature, its body, its retry schedule. Delivering (the HTTP
+//! requests, the loop over the journal, the writes) is the runtime's
+//! (`runtime::webhooks`). Nothing here may do IO (but draw a new secret's
+//! bytes from the operating system), read a clock, or touch the journal;
+//! and no secret may ever reach an error message, a log line, a `Debug`
+//! output or an execution's history.
 
 pub mod payload;
 pub mod retry;
