@@ -20,6 +20,7 @@ use retrace_engine::model::Problem;
 use retrace_engine::schedules::ScheduleError;
 use retrace_engine::store::tokens::TokenError;
 use retrace_engine::store::{JournalError, StorageError};
+use retrace_engine::webhooks::WebhookError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -75,6 +76,8 @@ pub enum Error {
     /// the API (to remove); the message says which.
     #[error("{0}")]
     UnknownLimits(String),
+    #[error("no webhook `{0}`")]
+    UnknownWebhook(String),
     /// A token over its requests per second or its open streams.
     #[error("{message}")]
     RateLimited { message: String, retry_after_s: u64 },
@@ -124,6 +127,14 @@ pub enum Error {
         if .0.len() == 1 { "" } else { "s" }
     )]
     InvalidLimits(Vec<Problem>),
+    /// A webhook subscription with problems, its body's shape included:
+    /// every one of them, in `details`.
+    #[error(
+        "invalid webhook ({} problem{})",
+        .0.len(),
+        if .0.len() == 1 { "" } else { "s" }
+    )]
+    InvalidWebhook(Vec<Problem>),
     /// The command makes no sense in the execution's status.
     #[error("{0}")]
     WrongState(String),
@@ -159,7 +170,9 @@ pub(crate) struct Detail<'a> {
     /// language writes it (`steps[0].capability`; empty for the whole
     /// document); for `invalid_input`, a JSON pointer into the input; for
     /// `invalid_schedule`, `invalid_breaker` and `invalid_limits`, the field
-    /// of a body of the wrong shape (`everyMs`), else empty.
+    /// of a body of the wrong shape (`everyMs`), else empty; for
+    /// `invalid_webhook`, the field at fault (`url`, `events`, `workflow`),
+    /// empty for the body as a whole.
     path: &'a str,
     message: &'a str,
 }
@@ -180,9 +193,9 @@ pub(crate) struct Inner<'a> {
     code: &'static str,
     /// A readable explanation, for people: match on `code`, not on this.
     message: String,
-    /// Only for `invalid_workflow`, `invalid_schedule`, `invalid_breaker`
-    /// and `invalid_limits` (one entry per problem) and `invalid_input` (one
-    /// entry per mismatch); absent otherwise.
+    /// Only for `invalid_workflow`, `invalid_schedule`, `invalid_breaker`,
+    /// `invalid_limits` and `invalid_webhook` (one entry per problem) and
+    /// `invalid_input` (one entry per mismatch); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     details: Option<Vec<Detail<'a>>>,
@@ -219,6 +232,8 @@ pub enum Code {
     UnknownBreaker,
     InvalidLimits,
     UnknownLimits,
+    InvalidWebhook,
+    UnknownWebhook,
     RateLimited,
     Conflict,
     PayloadTooLarge,
@@ -234,7 +249,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, by status.
-    pub const ALL: [Code; 37] = [
+    pub const ALL: [Code; 39] = [
         Code::BadRequest,
         Code::MalformedJson,
         Code::InvalidQuery,
@@ -242,6 +257,7 @@ impl Code {
         Code::InvalidSchedule,
         Code::InvalidBreaker,
         Code::InvalidLimits,
+        Code::InvalidWebhook,
         Code::Unauthenticated,
         Code::InvalidSignature,
         Code::Forbidden,
@@ -256,6 +272,7 @@ impl Code {
         Code::UnknownSchedule,
         Code::UnknownBreaker,
         Code::UnknownLimits,
+        Code::UnknownWebhook,
         Code::MethodNotAllowed,
         Code::Timeout,
         Code::WrongState,
@@ -303,6 +320,8 @@ impl Code {
             Code::UnknownBreaker => "unknown_breaker",
             Code::InvalidLimits => "invalid_limits",
             Code::UnknownLimits => "unknown_limits",
+            Code::InvalidWebhook => "invalid_webhook",
+            Code::UnknownWebhook => "unknown_webhook",
             Code::RateLimited => "rate_limited",
             Code::Conflict => "conflict",
             Code::PayloadTooLarge => "payload_too_large",
@@ -331,7 +350,8 @@ impl Code {
             | Code::UnknownToken
             | Code::UnknownSchedule
             | Code::UnknownBreaker
-            | Code::UnknownLimits => StatusCode::NOT_FOUND,
+            | Code::UnknownLimits
+            | Code::UnknownWebhook => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Unauthenticated | Code::InvalidSignature => StatusCode::UNAUTHORIZED,
             Code::CrossSite | Code::Forbidden | Code::NotYours => StatusCode::FORBIDDEN,
@@ -347,7 +367,8 @@ impl Code {
             | Code::InvalidToken
             | Code::InvalidSchedule
             | Code::InvalidBreaker
-            | Code::InvalidLimits => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::InvalidLimits
+            | Code::InvalidWebhook => StatusCode::UNPROCESSABLE_ENTITY,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Code::Unavailable | Code::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -380,6 +401,8 @@ impl Error {
             Error::InvalidBreaker(_) => Code::InvalidBreaker,
             Error::UnknownLimits(_) => Code::UnknownLimits,
             Error::InvalidLimits(_) => Code::InvalidLimits,
+            Error::UnknownWebhook(_) => Code::UnknownWebhook,
+            Error::InvalidWebhook(_) => Code::InvalidWebhook,
             Error::InvalidToken(_) => Code::InvalidToken,
             Error::RateLimited { .. } => Code::RateLimited,
             Error::PayloadTooLarge { .. } => Code::PayloadTooLarge,
@@ -412,7 +435,8 @@ impl Error {
             Error::InvalidWorkflow(problems)
             | Error::InvalidSchedule(problems)
             | Error::InvalidBreaker(problems)
-            | Error::InvalidLimits(problems) => Some(
+            | Error::InvalidLimits(problems)
+            | Error::InvalidWebhook(problems) => Some(
                 problems
                     .iter()
                     .map(|p| Detail {
@@ -554,6 +578,10 @@ impl From<EngineError> for Error {
                 LimitsError::Invalid(problems) => Error::InvalidLimits(whole(problems)),
                 LimitsError::Unknown(capability) => Error::UnknownLimits(no_limits(&capability)),
             },
+            EngineError::Webhook(w) => match w {
+                WebhookError::Invalid(problems) => Error::InvalidWebhook(fields(problems)),
+                WebhookError::Unknown(id) => Error::UnknownWebhook(id),
+            },
             EngineError::Journal(j) => j.into(),
             EngineError::ShuttingDown => Error::Unavailable(e.to_string()),
             EngineError::Replay(_)
@@ -566,6 +594,23 @@ impl From<EngineError> for Error {
             | EngineError::Poisoned => Error::Internal(e.to_string()),
         }
     }
+}
+
+/// Problems the engine names the field of, as `<field>: <message>`.
+fn fields(problems: Vec<String>) -> Vec<Problem> {
+    problems
+        .into_iter()
+        .map(|p| match p.split_once(": ") {
+            Some((path, message)) if !path.contains(' ') => Problem {
+                path: path.to_owned(),
+                message: message.to_owned(),
+            },
+            _ => Problem {
+                path: String::new(),
+                message: p,
+            },
+        })
+        .collect()
 }
 
 /// The message of `unknown_limits` for a capability with no limits in

@@ -24,7 +24,7 @@ use crate::auth::{Access, AccessTable};
 use crate::error::Code::{self, *};
 use crate::routes::{
     agents, breakers, commands, dashboard, executions, health, history, limits, metrics, schedules,
-    signal_with_start, streams, tasks, tokens, workflows,
+    signal_with_start, streams, tasks, tokens, webhooks, workflows,
 };
 
 /// The whole API's description.
@@ -114,6 +114,10 @@ The guide, with examples, is `docs/api.md`.";
         tokens::list,
         tokens::get,
         tokens::revoke,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::delete,
     ),
     components(schemas(
         crate::error::Body,
@@ -149,6 +153,9 @@ The guide, with examples, is `docs/api.md`.";
             result, failure or liveness."),
         (name = "tokens", description = "Access tokens and their roles (admins only). \
             Once one exists, every request but the probes and this document needs one."),
+        (name = "webhooks", description = "Outbound webhooks (admins only): URLs \
+            subscribed to executions' events, each delivery signed per Standard Webhooks, \
+            at least once, in the journal's order, retried for a bounded time."),
         (name = "health", description = "Liveness and readiness probes."),
         (name = "metrics", description = "The engine's figures, as Prometheus text or JSON."),
         (name = "openapi", description = "This document."),
@@ -380,6 +387,13 @@ const ERRORS: &[(&str, &[&[Code]])] = &[
     ("listTokens", &[]),
     ("getToken", &[PATH, &[UnknownToken]]),
     ("revokeToken", &[PATH, &[UnknownToken], APPEND]),
+    (
+        "createWebhook",
+        &[JSON_BODY, &[InvalidWebhook], APPEND, READ],
+    ),
+    ("listWebhooks", &[]),
+    ("getWebhook", &[PATH, &[UnknownWebhook]]),
+    ("deleteWebhook", &[PATH, &[UnknownWebhook], APPEND]),
 ];
 
 /// The error codes operation `id` can answer, `internal` included; `None`
@@ -473,6 +487,14 @@ fn meaning(code: Code) -> &'static str {
         UnknownLimits => {
             "The capability has no limits in force (to read), or none set through the API \
              (to remove: the server's configuration's are not removed this way)."
+        }
+        UnknownWebhook => "No webhook subscription with that id.",
+        InvalidWebhook => {
+            "A webhook subscription with problems, every one of them in `details` (its \
+             `path` the field): a field the schema does not name or of the wrong type, a URL \
+             that is not `http(s)`, holds a user or password, or whose IP-literal address \
+             the server's outbound policy refuses, no event kind or one the history does \
+             not have, a workflow name that is not well-formed. Nothing is recorded."
         }
         InvalidLimits => {
             "Capability limits with problems, every one of them in `details`: a field the \

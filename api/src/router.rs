@@ -31,7 +31,7 @@ use crate::extract::is_json;
 use crate::http_metrics::{HttpMetrics, UNMATCHED};
 use crate::routes::{
     agents, breakers, commands, dashboard, executions, health, history, limits, metrics, schedules,
-    signal_with_start, streams, tasks, tokens, workflows,
+    signal_with_start, streams, tasks, tokens, webhooks, workflows,
 };
 use crate::state::AppState;
 use crate::{guard, openapi};
@@ -223,6 +223,10 @@ fn endpoints() -> Vec<Endpoint> {
         E::get("/v1/tokens", A::Admin, tokens::list),
         E::get("/v1/tokens/{name}", A::Admin, tokens::get),
         E::delete("/v1/tokens/{name}", A::Admin, tokens::revoke),
+        E::post("/v1/webhooks", A::Admin, webhooks::create),
+        E::get("/v1/webhooks", A::Admin, webhooks::list),
+        E::get("/v1/webhooks/{id}", A::Admin, webhooks::get),
+        E::delete("/v1/webhooks/{id}", A::Admin, webhooks::delete),
     ]
 }
 

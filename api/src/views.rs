@@ -15,7 +15,7 @@ use retrace_engine::model::Workflow;
 use retrace_engine::read::{GlobalEvent, HistoryEvent};
 use retrace_engine::runtime::ExecutionSummary;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::schemas::{self, ExecutionStatus};
@@ -82,16 +82,10 @@ impl GlobalEventView {
     }
 }
 
-/// The event's JSON without its `type` tag.
+/// The event's JSON without its `type` tag (the engine's rendering, which
+/// webhook deliveries share).
 fn event_data(event: &Event) -> Value {
-    match serde_json::to_value(event) {
-        Ok(Value::Object(mut fields)) => {
-            fields.remove("type");
-            Value::Object(fields)
-        }
-        Ok(other) => other,
-        Err(_) => Value::Object(Map::new()),
-    }
+    retrace_engine::webhooks::payload::event_data(event)
 }
 
 /// One line of the execution list.

@@ -439,7 +439,7 @@ async fn the_example_config_file_is_accepted_and_documented() {
         .collect();
     // Every key but the TLS files, which have no default and are shown
     // commented out.
-    assert_eq!(keys.len(), 22, "the example sets every key: {keys:?}");
+    assert_eq!(keys.len(), 24, "the example sets every key: {keys:?}");
     for key in ["tls_cert", "tls_key", "tls_client_ca"] {
         assert!(
             text.contains(&format!("# {key} = ")),
@@ -468,7 +468,11 @@ async fn the_example_config_file_is_accepted_and_documented() {
         "the example shows `[secrets]`"
     );
     assert!(text.contains("\n[http]\n"), "the example sets `[http]`");
-    for table in ["`[http]`", "`[secrets]`"] {
+    assert!(
+        text.contains("\n[webhooks]\n"),
+        "the example sets `[webhooks]`"
+    );
+    for table in ["`[http]`", "`[secrets]`", "`[webhooks]`"] {
         assert!(doc.contains(table), "docs/api.md describes {table}");
     }
     // Used as it is, from a temporary folder, so its relative data folder

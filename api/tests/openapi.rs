@@ -1326,6 +1326,40 @@ async fn real_answers_match_the_documented_schemas() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
+    // Webhooks: created (with its secret), refused, read, listed, deleted
+    // (and then unknown).
+    let hook = json!({"url": "https://hooks.example.com/retrace",
+        "events": ["execution_completed"], "workflow": "shape"});
+    let (status, created) = c
+        .call(&s, "POST", "/v1/webhooks", "/v1/webhooks", Some(hook))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hook_id = created["id"].as_str().unwrap().to_owned();
+    for bad in [
+        json!({"url": "http://10.0.0.1/", "events": ["execution_completed"]}),
+        json!({"url": "https://e.com/", "events": ["nope"]}),
+        json!({"url": "https://e.com/", "events": [], "extra": 1}),
+    ] {
+        let (status, _) = c
+            .call(&s, "POST", "/v1/webhooks", "/v1/webhooks", Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let one = format!("/v1/webhooks/{hook_id}");
+    let (status, shown) = c.call(&s, "GET", "/v1/webhooks/{id}", &one, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["id"], created["id"]);
+    let (status, _) = c
+        .call(&s, "GET", "/v1/webhooks", "/v1/webhooks", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = c.call(&s, "DELETE", "/v1/webhooks/{id}", &one, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for method in ["GET", "DELETE"] {
+        let (status, _) = c.call(&s, method, "/v1/webhooks/{id}", &one, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
     // Tokens, last: the first one switches tokens on.
     let create = json!({"name": "root", "role": "admin"});
     let (status, root) = c

@@ -49,6 +49,9 @@ pub enum Error {
     /// A schedule change refused (nothing recorded).
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// A webhook subscription refused, or one that does not exist.
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     /// The journal holds an event this engine cannot fold.
     #[error(transparent)]
     Replay(#[from] ApplyError),
@@ -135,4 +138,15 @@ pub enum TokenError {
     Unknown(String),
     #[error("the token `{0}` is revoked already")]
     Revoked(String),
+}
+
+/// A webhook subscription refused (nothing recorded), or one that does
+/// not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// Every problem of the spec, each naming its field.
+    #[error("invalid webhook: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("no webhook `{0}`")]
+    Unknown(String),
 }

@@ -13,6 +13,8 @@
 //! - [`agents`]: the agent registry and task queues the runtime uses.
 //! - [`http`]: the built-in `http` capability: requests the engine makes
 //!   itself, under an outbound address policy, with secrets substituted.
+//! - [`webhooks`]: outbound webhooks: subscriptions, their checks, the
+//!   signature and the body of a delivery (delivered by the runtime).
 //! - [`clock`]: the only source of time (system or simulated).
 
 pub mod agents;
@@ -25,6 +27,7 @@ pub mod read;
 pub mod runtime;
 pub mod schedules;
 pub mod store;
+pub mod webhooks;
 
 pub use error::Error;
 pub use retrace_core::{ExecutionId, machine, model};

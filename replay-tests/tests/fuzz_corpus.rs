@@ -125,7 +125,7 @@ fn http_request_knows_every_route() {
         .filter(|e| e.method != "*")
         .map(|e| {
             // The router names parameters by what they hold, not whose.
-            let path = ["execution", "agent", "task", "schedule"]
+            let path = ["execution", "agent", "task", "schedule", "webhook"]
                 .iter()
                 .fold(e.path.to_owned(), |p, k| {
                     p.replace(&format!("{{{k}}}"), "{id}")

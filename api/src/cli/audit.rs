@@ -99,6 +99,7 @@ fn line(entry: &AuditEntry, json: bool) -> String {
         AuditTarget::Schedule(id) => ("schedule", id.clone()),
         AuditTarget::Breaker(capability) => ("breaker", capability.clone()),
         AuditTarget::Limits(capability) => ("limits", capability.clone()),
+        AuditTarget::Webhook(id) => ("webhook", id.clone()),
     };
     if json {
         let mut v = json!({

@@ -35,6 +35,8 @@ use retrace_engine::machine::{HISTORY_EVENTS_MAX_DEFAULT, Limits};
 use retrace_engine::model::check_capability;
 use retrace_engine::runtime::{EngineConfig, Pacing};
 use retrace_engine::store::{CACHE_BYTES_DEFAULT, JournalOptions, MIN_FREE_BYTES_DEFAULT, Storage};
+use retrace_engine::webhooks::WebhookOptions;
+use retrace_engine::webhooks::retry::{MAX_DELAY_MS_DEFAULT, RETRY_FOR_MS_DEFAULT};
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
@@ -208,6 +210,17 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub http_deny: Option<Vec<String>>,
+    /// Outbound webhooks: how long after its first attempt a delivery is
+    /// still tried, in ms; then it is given up (counted, its error shown)
+    /// and delivery moves on. At least 1. File: `[webhooks] retry_for_ms`.
+    /// Default: 3600000 (an hour)
+    #[arg(long, env = "RETRACE_WEBHOOK_RETRY_FOR_MS", value_name = "MS")]
+    pub webhook_retry_for_ms: Option<NonZeroU64>,
+    /// Outbound webhooks: the longest delay between two attempts of a
+    /// delivery, in ms (delays double from 1 s up to it). At least 1.
+    /// File: `[webhooks] max_delay_ms`. Default: 300000 (5 minutes)
+    #[arg(long, env = "RETRACE_WEBHOOK_MAX_DELAY_MS", value_name = "MS")]
+    pub webhook_max_delay_ms: Option<NonZeroU64>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -247,6 +260,8 @@ pub struct Settings {
     /// The built-in `http` capability (`[http]`, `http_*` flags) and the
     /// secrets it substitutes (`[secrets]`, `RETRACE_SECRET_<NAME>`).
     pub http: HttpOptions,
+    /// Outbound webhooks' retries (`[webhooks]`, `webhook_*` flags).
+    pub webhooks: WebhookOptions,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
 }
@@ -354,6 +369,8 @@ struct FileSettings {
     capability_limits: Option<BTreeMap<String, FileCapabilityLimits>>,
     /// The built-in `http` capability: `[http]`.
     http: Option<FileHttp>,
+    /// Outbound webhooks: `[webhooks]`.
+    webhooks: Option<FileWebhooks>,
     /// Secret name to value: `[secrets]`.
     secrets: Option<BTreeMap<String, String>>,
 }
@@ -366,6 +383,14 @@ struct FileHttp {
     max_response_bytes: Option<NonZeroU64>,
     allow: Option<Vec<String>>,
     deny: Option<Vec<String>>,
+}
+
+/// The `[webhooks]` table: the `webhook_*` flags without their prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWebhooks {
+    retry_for_ms: Option<NonZeroU64>,
+    max_delay_ms: Option<NonZeroU64>,
 }
 
 /// One capability's limits in the file: `concurrency = 4`,
@@ -553,6 +578,18 @@ pub fn resolve_with(
         policy,
         secrets: Secrets::from_sources(file.secrets.unwrap_or_default(), vars)?,
     };
+    let file_webhooks = file.webhooks.unwrap_or_default();
+    let webhooks = WebhookOptions {
+        retry_for_ms: args
+            .webhook_retry_for_ms
+            .or(file_webhooks.retry_for_ms)
+            .map_or(RETRY_FOR_MS_DEFAULT, NonZeroU64::get),
+        max_delay_ms: args
+            .webhook_max_delay_ms
+            .or(file_webhooks.max_delay_ms)
+            .map_or(MAX_DELAY_MS_DEFAULT, NonZeroU64::get),
+        ..WebhookOptions::default()
+    };
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -608,6 +645,7 @@ pub fn resolve_with(
         tls,
         capability_limits,
         http,
+        webhooks,
         config: args.config,
     })
 }
@@ -629,6 +667,7 @@ impl Settings {
             pacing: self.pacing,
             capability_limits: self.capability_limits.clone(),
             http: self.http.clone(),
+            webhooks: self.webhooks,
             ..EngineConfig::folder(&self.data)
         }
     }

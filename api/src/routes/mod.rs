@@ -19,4 +19,5 @@ pub mod signal_with_start;
 pub mod streams;
 pub mod tasks;
 pub mod tokens;
+pub mod webhooks;
 pub mod workflows;

@@ -53,6 +53,8 @@ pub fn retrace() -> Command {
         "RETRACE_HTTP_MAX_RESPONSE_BYTES",
         "RETRACE_HTTP_ALLOW",
         "RETRACE_HTTP_DENY",
+        "RETRACE_WEBHOOK_RETRY_FOR_MS",
+        "RETRACE_WEBHOOK_MAX_DELAY_MS",
     ] {
         command.env_remove(name);
     }

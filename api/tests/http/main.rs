@@ -21,4 +21,5 @@ mod schedules;
 mod streams;
 mod support;
 mod tasks;
+mod webhooks;
 mod workflows;

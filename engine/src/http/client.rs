@@ -177,6 +177,39 @@ impl Resolve for PolicyResolver {
     }
 }
 
+/// A client that connects only where `policy` allows: no proxy, no
+/// automatic redirects, no `Referer`, names resolved by [`PolicyResolver`]
+/// (an IP-literal URL is not resolved: its caller checks it). Outbound
+/// webhooks are delivered with one too.
+pub(crate) fn policy_client(policy: Arc<AddressPolicy>) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .dns_resolver(Arc::new(PolicyResolver { policy }))
+        .build()
+}
+
+/// Why a request failed, in words that hold no URL: the refused address
+/// when the resolver refused one, else the error and its causes.
+pub(crate) fn failure_reason(error: reqwest::Error) -> String {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return refused.to_string();
+        }
+        source = e.source();
+    }
+    let what = if error.is_timeout() {
+        "timed out: "
+    } else if error.is_connect() {
+        "cannot connect: "
+    } else {
+        ""
+    };
+    format!("{what}{}", causes(&error.without_url()))
+}
+
 /// What the input asked for, secrets in place.
 #[derive(Debug)]
 struct Prepared {
@@ -208,14 +241,7 @@ impl HttpClient {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, reqwest::Error> {
         let policy = Arc::new(options.policy.clone());
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .dns_resolver(Arc::new(PolicyResolver {
-                policy: Arc::clone(&policy),
-            }))
-            .build()?;
+        let client = policy_client(Arc::clone(&policy))?;
         Ok(HttpClient {
             client,
             policy,

@@ -25,7 +25,7 @@ mod client;
 pub mod policy;
 pub mod secrets;
 
-pub(crate) use client::{HttpCall, HttpClient};
+pub(crate) use client::{HttpCall, HttpClient, failure_reason, policy_client};
 pub use policy::{AddressPolicy, PolicyError, Refusal};
 pub use secrets::{REDACTED, SECRET_ENV_PREFIX, Secrets, SecretsError};
 

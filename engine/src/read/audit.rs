@@ -3,7 +3,8 @@
 //! definitions (the catalog), schedule changes and manual triggers (the
 //! schedules stream; a schedule's own fires are nobody's command), circuit
 //! breakers set and removed (their own opening and closing is not),
-//! capabilities' limits set and removed (claims are not), and the command
+//! capabilities' limits set and removed (claims are not), webhook
+//! subscriptions made and deleted (deliveries are not), and the command
 //! events of executions: starts,
 //! signals, pause, resume, retry, skip, redrive, cancel, terminate; with
 //! `tasks`, agents' task results too.
@@ -21,8 +22,9 @@ use crate::machine::{CompensationReason, Event};
 use crate::schedules::ScheduleEvent;
 use crate::store::catalog::{self, CatalogRecord};
 use crate::store::{
-    ACCESS, BREAKERS, CATALOG, LIMITS, SCHEDULES, codec, execution_of, reserved, tokens,
+    ACCESS, BREAKERS, CATALOG, LIMITS, SCHEDULES, WEBHOOKS, codec, execution_of, reserved, tokens,
 };
+use crate::webhooks::WebhookEvent;
 
 use super::History;
 
@@ -38,7 +40,7 @@ pub struct AuditEntry {
     /// `cancel`, `terminate`, `define`, `token_created`, `token_revoked`,
     /// `schedule_created`, `schedule_updated`, `schedule_deleted`,
     /// `schedule_triggered`, `breaker_set`, `breaker_removed`, `limits_set`,
-    /// `limits_removed`, and with tasks
+    /// `limits_removed`, `webhook_created`, `webhook_deleted`, and with tasks
     /// `task_completed`, `task_failed`.
     pub action: &'static str,
     /// What it changed.
@@ -59,6 +61,8 @@ pub enum AuditTarget {
     Breaker(String),
     /// A capability's limits.
     Limits(String),
+    /// A webhook subscription (its id).
+    Webhook(String),
 }
 
 impl History {
@@ -177,6 +181,33 @@ impl History {
                 };
                 if let Some((capability, by, action, detail)) = change {
                     entries.push(entry(by, action, AuditTarget::Limits(capability), detail));
+                }
+                continue;
+            }
+            if record.stream == WEBHOOKS {
+                // Deliveries are nobody's command; the secret is never shown.
+                let change = match reserved::decode::<WebhookEvent>(record)? {
+                    Some(WebhookEvent::WebhookCreated {
+                        id,
+                        spec,
+                        by,
+                        reason,
+                        ..
+                    }) => {
+                        let what = format!("{} ({})", spec.url, spec.events.join(", "));
+                        let detail = match reason {
+                            Some(reason) => format!("{what}: {reason}"),
+                            None => what,
+                        };
+                        Some((id, by, "webhook_created", Some(detail)))
+                    }
+                    Some(WebhookEvent::WebhookDeleted { id, by, reason }) => {
+                        Some((id, by, "webhook_deleted", reason))
+                    }
+                    _ => None,
+                };
+                if let Some((id, by, action, detail)) = change {
+                    entries.push(entry(by, action, AuditTarget::Webhook(id), detail));
                 }
                 continue;
             }

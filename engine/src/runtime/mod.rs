@@ -25,6 +25,8 @@
 //!   does by itself (continuations, due timers) waits for.
 //! - `http`: the built-in `http` capability's tasks, performed on tasks of
 //!   their own (bounded in number) and reported as an agent would.
+//! - `webhooks`: webhook subscriptions, and one loop per subscription that
+//!   delivers its events from its recorded cursor, signed, in order.
 //! - Reads of stored history go through [`crate::read::History`]
 //!   ([`Engine::read`]); the journal itself is behind [`crate::store`].
 //!
@@ -50,6 +52,7 @@ mod tasks;
 pub mod timers;
 mod tokens;
 mod waiters;
+mod webhooks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -64,6 +67,7 @@ pub use handlers::{HandlerTask, TaskHandler};
 pub use index::{ExecutionSummary, ListFilter};
 pub use pace::Pacing;
 pub use recover::AGENT_FORGET_MS;
+pub use webhooks::{Retrying, WebhookInfo};
 
 pub use crate::store::catalog::WorkflowVersions;
 
@@ -105,6 +109,9 @@ pub struct EngineConfig {
     /// The built-in `http` capability: how many requests at once, the
     /// largest response, the outbound address policy, the secrets.
     pub http: crate::http::HttpOptions,
+    /// Outbound webhooks: how long and how often a delivery is tried (their
+    /// address policy is `http`'s).
+    pub webhooks: crate::webhooks::WebhookOptions,
 }
 
 impl EngineConfig {
@@ -124,6 +131,7 @@ impl EngineConfig {
             capability_limits: BTreeMap::new(),
             handlers: Vec::new(),
             http: crate::http::HttpOptions::default(),
+            webhooks: crate::webhooks::WebhookOptions::default(),
         }
     }
 
@@ -156,6 +164,9 @@ pub struct Engine {
 ///   of the loop that fires schedules (which starts and cancels executions
 ///   meanwhile, taking their owner locks one at a time; no execution's
 ///   trigger ever takes it).
+///   `changing_webhooks` is held across one webhooks event's append (a
+///   subscription made or deleted, a delivery settled), with `webhooks`
+///   taken briefly; never across a delivery.
 /// - Every other lock (`live`'s map, `catalog`, `tokens`, `handlers`, the indexes,
 ///   the timer wheel, the agent registry, the limiter) is a plain mutex or rwlock taken
 ///   for one short operation: never held across an `.await`, and never
@@ -202,6 +213,12 @@ struct Inner {
     config_limits: BTreeMap<String, CapabilityLimits>,
     /// Wakes the loop that wakes polls when a rate window has room.
     capability_rooms: Arc<tokio::sync::Notify>,
+    /// Every webhook subscription and its recorded cursor.
+    webhooks: StdMutex<crate::webhooks::Webhooks>,
+    /// Held while a webhooks event is appended, so they never race.
+    changing_webhooks: Mutex<()>,
+    /// The webhooks' client, settings, loops and retries under way.
+    deliveries: Arc<webhooks::Deliveries>,
     /// Set while recovery re-queues outstanding tasks (each holds a slot
     /// of its capability's concurrency limit until claimed again).
     recovering: std::sync::atomic::AtomicBool,
@@ -246,6 +263,9 @@ impl Engine {
         let limits_table =
             crate::store::reserved::load::<crate::limits::LimitsTable>(store.journal()).await?;
         let http = http::HttpTasks::new(&config.http, config.clock.clone())?;
+        let webhooks =
+            crate::store::reserved::load::<crate::webhooks::Webhooks>(store.journal()).await?;
+        let deliveries = Arc::new(webhooks::Deliveries::new(&config.http, config.webhooks)?);
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
@@ -274,6 +294,9 @@ impl Engine {
                 changing_limits: Mutex::new(()),
                 config_limits: config.capability_limits,
                 capability_rooms: Arc::new(tokio::sync::Notify::new()),
+                webhooks: StdMutex::new(webhooks),
+                changing_webhooks: Mutex::new(()),
+                deliveries,
                 recovering: std::sync::atomic::AtomicBool::new(false),
                 limiter: StdMutex::new(crate::limits::Limiter::default()),
                 limits_changed: Arc::new(tokio::sync::Notify::new()),
@@ -306,6 +329,7 @@ impl Engine {
         engine.run_agent_breakers();
         engine.run_limits();
         engine.run_capability_rooms();
+        engine.run_webhooks();
         engine.watch_agents();
         Ok(engine)
     }

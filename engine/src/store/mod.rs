@@ -9,12 +9,13 @@
 //! - `codec`: events and states to bytes and back; `catalog`: workflow
 //!   definitions, kept as events of the reserved stream `CATALOG`;
 //!   `tokens`: access tokens, kept as events of the reserved stream
-//!   `ACCESS`; `schedules`, `breakers`, `limits`: the events of the
-//!   reserved streams `SCHEDULES`, `BREAKERS` and `LIMITS`.
+//!   `ACCESS`; `schedules`, `breakers`, `limits`, `webhooks`: the events
+//!   of the reserved streams `SCHEDULES`, `BREAKERS`, `LIMITS` and
+//!   `WEBHOOKS`.
 //!
 //! An execution's id names its stream; the nil id names the catalog, the
 //! max id the access tokens, the ones below it the schedules, the
-//! breakers and the limits, and none
+//! breakers, the limits and the webhooks, and none
 //! of them is ever an execution. Nothing outside this module and `read` sees a record,
 //! a stream id or the catalog stream. What only the sled layout has
 //! (`verify`, group-commit statistics) is reached through `Store::local`.
@@ -29,6 +30,7 @@ pub mod limits;
 pub(crate) mod reserved;
 pub mod schedules;
 pub mod tokens;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,6 +76,12 @@ pub(crate) const LIMITS: StreamId = StreamId::from_bytes([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc,
 ]);
 
+/// The stream of webhook subscriptions and their delivery cursors (never
+/// an execution): the max UUID less four.
+pub(crate) const WEBHOOKS: StreamId = StreamId::from_bytes([
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb,
+]);
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())
@@ -81,9 +89,9 @@ pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
 
 /// The execution whose history `stream` is; `None` for the reserved
 /// streams (the catalog's, the access tokens', the schedules', the
-/// breakers' and the limits').
+/// breakers', the limits' and the webhooks').
 pub(crate) fn execution_of(stream: StreamId) -> Option<ExecutionId> {
-    let reserved = [CATALOG, ACCESS, SCHEDULES, BREAKERS, LIMITS].contains(&stream);
+    let reserved = [CATALOG, ACCESS, SCHEDULES, BREAKERS, LIMITS, WEBHOOKS].contains(&stream);
     (!reserved).then(|| ExecutionId::from_bytes(*stream.as_bytes()))
 }
 
@@ -222,6 +230,18 @@ impl Store {
             .map(|event| reserved::encode(event, now_ms))
             .collect::<Result<Vec<_>, _>>()?;
         self.journal.append(LIMITS, seq, records).await?;
+        Ok(())
+    }
+
+    /// Appends a webhooks event to the webhooks stream at `seq`.
+    pub(crate) async fn append_webhook(
+        &self,
+        seq: u64,
+        event: &crate::webhooks::WebhookEvent,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        let record = reserved::encode(event, now_ms)?;
+        self.journal.append(WEBHOOKS, seq, vec![record]).await?;
         Ok(())
     }
 

@@ -30,7 +30,8 @@ use tower::ServiceExt;
 /// One endpoint of the API's router as `http_request` calls it. The `{…}`
 /// segments of `path` are its parameters, in order: `{execution}`,
 /// `{agent}`, `{task}`, `{workflow}`, `{version}`, `{event}`, `{token}`,
-/// `{schedule}` and `{capability}` take an id, a name or a version; `{raw}`
+/// `{schedule}`, `{capability}` and `{webhook}` take an id, a name or a
+/// version; `{raw}`
 /// is a whole path, under the method `*` (see [`RAW_METHODS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
@@ -45,7 +46,7 @@ const fn endpoint(method: &'static str, path: &'static str) -> Endpoint {
 /// The router's table (`retrace_api::router::routes()`), by index, and a
 /// last one for any path. The seeds name endpoints by index: add new ones
 /// before `{raw}`, and rewrite the seeds (`fuzz/README.md`).
-pub const ENDPOINTS: [Endpoint; 60] = [
+pub const ENDPOINTS: [Endpoint; 64] = [
     endpoint("POST", "/v1/workflows"),
     endpoint("POST", "/v1/workflows/validate"),
     endpoint("GET", "/v1/workflows"),
@@ -105,6 +106,10 @@ pub const ENDPOINTS: [Endpoint; 60] = [
     endpoint("GET", "/v1/capabilities/{capability}/limits"),
     endpoint("PUT", "/v1/capabilities/{capability}/limits"),
     endpoint("DELETE", "/v1/capabilities/{capability}/limits"),
+    endpoint("POST", "/v1/webhooks"),
+    endpoint("GET", "/v1/webhooks"),
+    endpoint("GET", "/v1/webhooks/{webhook}"),
+    endpoint("DELETE", "/v1/webhooks/{webhook}"),
     endpoint("*", "{raw}"),
 ];
 
@@ -174,6 +179,15 @@ pub const SEEDED_SCHEDULES: [&str; 3] = ["greet-hourly", "nightly", "nobody"];
 /// seeded workflows' (`docs/api.md`'s is the first) and one nothing uses.
 /// None has a circuit breaker or limits unless an input set them.
 pub const SEEDED_CAPABILITIES: [&str; 3] = ["users.lookup", "work", "nobody"];
+
+/// The webhook ids `{webhook}` takes with sources 1, 2 and 3: none exists
+/// (ids are made by the server, and every subscription an input made is
+/// deleted before the next input).
+pub const SEEDED_WEBHOOKS: [&str; 3] = [
+    "01a1fbb0-7c4e-7d11-8b8e-2f4d5c6a7b8c",
+    "00000000-0000-0000-0000-000000000000",
+    "nobody",
+];
 
 /// The dashboard files `{file}` takes with sources 1, 2 and 3 (the third
 /// is none).
@@ -331,6 +345,7 @@ impl Existing {
             "file" => SEEDED_FILES[choice],
             "schedule" => SEEDED_SCHEDULES[choice],
             "capability" => SEEDED_CAPABILITIES[choice],
+            "webhook" => SEEDED_WEBHOOKS[choice],
             _ => return None,
         })
     }
@@ -761,6 +776,14 @@ impl HttpWorld {
 
     /// Replaces what inputs ended or removed: an ended execution, the agent.
     async fn top_up(&mut self) -> anyhow::Result<()> {
+        // A subscription an input made keeps a delivery loop alive (so the
+        // engine would never look idle) and would post the next inputs'
+        // events to whatever address it names: it goes first.
+        for webhook in self.engine.webhooks() {
+            self.engine
+                .delete_webhook(&webhook.webhook.id, None, None)
+                .await?;
+        }
         if self.engine.agents().get(&self.agent).is_none() {
             self.agent = register_agent(&self.engine)?;
         }
@@ -980,6 +1003,7 @@ fn check_error_body(status: Option<StatusCode>, body: &[u8]) -> Result<String, S
                 | "invalid_schedule"
                 | "invalid_breaker"
                 | "invalid_limits"
+                | "invalid_webhook"
                 | "invalid_input"
         ) {
             return Err(format!("`details` on a `{code}` error"));

@@ -603,6 +603,60 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event type, as [`Event::kind`] names them (what a webhook
+    /// subscription may ask for).
+    pub const KINDS: [&'static str; 49] = [
+        "execution_started",
+        "step_started",
+        "deadline_missed",
+        "task_scheduled",
+        "task_completed",
+        "task_failed",
+        "retry_scheduled",
+        "timer_started",
+        "timer_fired",
+        "event_awaited",
+        "signal_received",
+        "signal_taken",
+        "child_started",
+        "parallel_started",
+        "child_completed",
+        "child_failed",
+        "step_deferred",
+        "decision_made",
+        "step_completed",
+        "step_failed",
+        "error_routed",
+        "branch_completed",
+        "map_started",
+        "item_started",
+        "item_completed",
+        "item_failed",
+        "failure_held",
+        "held_step_retried",
+        "held_step_skipped",
+        "execution_redriven",
+        "compensation_began",
+        "compensation_started",
+        "compensation_completed",
+        "compensation_failed",
+        "compensation_retried",
+        "compensation_skipped",
+        "handler_started",
+        "handler_finished",
+        "handler_unavailable",
+        "execution_compensated",
+        "continued",
+        "limit_waiting",
+        "limit_acquired",
+        "execution_paused",
+        "execution_resumed",
+        "execution_completed",
+        "execution_failed",
+        "execution_cancelled",
+        "execution_terminated",
+    ];
+
     /// The event's type name, as stored in the journal record's `kind`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -668,5 +722,35 @@ impl Event {
                 | Event::ExecutionCancelled { .. }
                 | Event::ExecutionTerminated { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod kinds_tests {
+    use super::Event;
+
+    /// `KINDS` lists exactly the names `kind` gives: a variant added to
+    /// `kind` and not to `KINDS` fails here.
+    #[test]
+    fn kinds_lists_every_kind_once() {
+        let source = include_str!("event.rs");
+        let body = source
+            .split("pub fn kind(&self) -> &'static str {")
+            .nth(1)
+            .and_then(|rest| rest.split("pub fn is_terminal").next())
+            .unwrap_or_default();
+        let mut named: Vec<&str> = body
+            .split("=> \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        named.sort_unstable();
+        let mut listed = Event::KINDS.to_vec();
+        listed.sort_unstable();
+        let before = listed.len();
+        listed.dedup();
+        assert_eq!(listed.len(), before, "a kind is listed twice");
+        assert_eq!(listed, named);
+        assert!(Event::KINDS.contains(&Event::Continued.kind()));
     }
 }
