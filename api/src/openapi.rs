@@ -162,7 +162,7 @@ The guide, with examples, is `docs/api.md`.";
         (name = "dashboard", description = "The dashboard in the browser: a page and its \
             files, embedded in the binary. It reads everything from this API."),
     ),
-    modifiers(&OptionalBodies, &Links, &AtLeastOne),
+    modifiers(&OptionalBodies, &Links, &AtLeastOne, &UniqueItems),
 )]
 struct ApiDoc;
 
@@ -675,6 +675,25 @@ impl Modify for AtLeastOne {
         for name in ["CapabilityLimits"] {
             if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
                 object.min_properties = Some(1);
+            }
+        }
+    }
+}
+
+/// Lists whose items must each be different (utoipa 5.5 has no field
+/// attribute for `uniqueItems`): a webhook's event kinds.
+struct UniqueItems;
+
+impl Modify for UniqueItems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (name, field) in [("WebhookSpec", "events")] {
+            if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name)
+                && let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut(field)
+            {
+                array.unique_items = true;
             }
         }
     }

@@ -46,6 +46,25 @@ impl PartialSchema for ExecutionStatus {
 
 impl ToSchema for ExecutionStatus {}
 
+/// An event kind of executions' histories (a schema only).
+#[derive(Debug)]
+pub struct EventKind;
+
+impl PartialSchema for EventKind {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "An event kind of executions' histories, as `GET \
+                 /v1/executions/{id}/events` names them.",
+            ))
+            .enum_values(Some(retrace_engine::machine::Event::KINDS.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for EventKind {}
+
 /// An instant, as the API writes them: RFC 3339 in UTC with milliseconds
 /// (a schema only).
 #[derive(Debug)]

@@ -39,11 +39,21 @@ pub struct WebhookBody {
     url: String,
     /// The event kinds to send, as the history names them
     /// (`execution_completed`, `step_failed`, …): at least one, each once.
-    #[schema(min_items = 1, example = json!(["execution_completed", "execution_failed"]))]
+    #[schema(
+        value_type = Vec<crate::schemas::EventKind>,
+        min_items = 1,
+        example = json!(["execution_completed", "execution_failed"])
+    )]
     events: Vec<String>,
     /// Only events of executions of this workflow.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false, example = "billing.invoice")]
+    #[schema(
+        nullable = false,
+        example = "billing.invoice",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )]
     workflow: Option<String>,
 }
 
