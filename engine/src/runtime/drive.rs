@@ -124,13 +124,8 @@ impl Engine {
         trigger: Trigger,
         asked: Asked<'_>,
     ) -> Result<ExecutionState, Error> {
-        let live = self.live_for(id, trigger.command())?;
-        let mut live = self.lock_fresh(&live).await?;
-        let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
-        self.drive_locked(&mut live, trigger, asked)
-            .instrument(span)
-            .await?;
-        Ok(live.state.clone())
+        self.drive_then(id, trigger, asked, |state| state.clone())
+            .await
     }
 
     /// Like `drive`, without a copy of the state after it (which costs in
@@ -141,12 +136,25 @@ impl Engine {
         trigger: Trigger,
         asked: Asked<'_>,
     ) -> Result<(), Error> {
+        self.drive_then(id, trigger, asked, |_| ()).await
+    }
+
+    /// Drives a trigger under the execution's lock, then reads what
+    /// `then` takes from the state before the lock is let go.
+    async fn drive_then<T>(
+        &self,
+        id: ExecutionId,
+        trigger: Trigger,
+        asked: Asked<'_>,
+        then: impl FnOnce(&ExecutionState) -> T,
+    ) -> Result<T, Error> {
         let live = self.live_for(id, trigger.command())?;
         let mut live = self.lock_fresh(&live).await?;
         let span = tracing::debug_span!("execution", %id, workflow = %live.state.workflow);
         self.drive_locked(&mut live, trigger, asked)
             .instrument(span)
-            .await
+            .await?;
+        Ok(then(&live.state))
     }
 
     /// The live execution `id`, or why a `command` cannot reach it: it has
