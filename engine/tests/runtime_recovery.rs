@@ -314,3 +314,110 @@ async fn a_handler_given_at_open_takes_the_tasks_recovery_requeues() {
     let end = engine.wait_until_ended(id).await.unwrap();
     assert_eq!(end.output, Some(json!({"doubled": 10})));
 }
+
+/// The journal `store` holds, opened as a new process would.
+fn reopened(store: &retrace_journal::store::memory::MemoryStore) -> retrace_journal::EventLog {
+    retrace_journal::EventLog::in_memory(store.duplicate(), retrace_journal::Options::default())
+        .unwrap()
+}
+
+/// Rebuilding at open by one scan of the journal gives exactly the states
+/// that folding each execution from its own events gives: executions that
+/// ended (their snapshot is their head), that wait with a snapshot behind
+/// them, and that wait without one.
+#[tokio::test]
+async fn rebuilding_by_scan_gives_what_rebuilding_by_reads_gives() {
+    use retrace_engine::store::rebuild::{Rebuild, rebuild_all};
+    let w = World::new().await;
+    define_all(&w).await;
+    w.define(json!({
+        "name": "long", "maxTransitions": 100000,
+        "steps": [
+            {"id": "count", "type": "task", "capability": "transform",
+             "input": "${ has(variables.n) ? variables.n + 1 : 1 }",
+             "output": {"n": "$.output"}, "next": "more"},
+            {"id": "more", "type": "decision",
+             "decision": {"expression": "variables.n < 1200", "branches": {"true": "count", "false": "gate"}}},
+            {"id": "gate", "type": "event", "event": {"name": "finish"}}
+        ]
+    }))
+    .await;
+    w.define(
+        json!({"name": "quick", "steps": [{"id": "n", "type": "task", "capability": "noop"}]}),
+    )
+    .await;
+    let long = w.start("long", json!({})).await;
+    let mut ids = vec![long];
+    for n in 0..5 {
+        ids.push(w.start("quick", json!({"n": n})).await);
+        ids.push(w.start("tour", json!({"n": n})).await);
+    }
+    w.wait_for(long, "event_awaited").await;
+    let agent = w.agent(&["work"]);
+    let t = w.claim(&agent).await;
+    w.complete(&t, answer(&t.spec.step, &t.spec.input)).await;
+
+    let heads: Vec<(retrace_engine::ExecutionId, u64)> = w
+        .engine
+        .read()
+        .all_executions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e.last_seq))
+        .collect();
+    assert_eq!(heads.len(), ids.len());
+    let journal = reopened(&w.store);
+    let by_reads = rebuild_all(&journal, &heads, Rebuild::Reads).await.unwrap();
+    let by_scan = rebuild_all(&journal, &heads, Rebuild::Scan).await.unwrap();
+    let auto = rebuild_all(&journal, &heads, Rebuild::Auto).await.unwrap();
+    assert_eq!(by_scan, by_reads);
+    assert_eq!(auto, by_reads);
+    for (state, (id, last_seq)) in by_scan.iter().zip(&heads) {
+        assert_eq!((state.id, state.seq), (*id, *last_seq));
+        assert_eq!(state, &w.state(*id).await, "the engine's own state of {id}");
+    }
+    let ended = by_scan.iter().filter(|s| s.status.is_terminal()).count();
+    assert!(ended >= 5, "{ended} ended");
+    assert!(by_scan.iter().any(|s| s.status == Status::Running));
+}
+
+/// A scan checks each record's chain link as a read does: a record altered
+/// on disk is refused both ways, never folded.
+#[tokio::test]
+async fn an_altered_record_is_refused_by_scan_and_by_reads() {
+    use retrace_engine::store::rebuild::{Rebuild, rebuild_all};
+    let w = World::new().await;
+    w.define(json!({"name": "parked", "steps": [
+        {"id": "n", "type": "task", "capability": "noop", "next": "gate"},
+        {"id": "gate", "type": "event", "event": {"name": "never"}}
+    ]}))
+    .await;
+    // Waiting, so it has no snapshot: its events are folded.
+    let id = w.start("parked", json!({"n": 1})).await;
+    let heads = vec![(id, w.state(id).await.seq)];
+    // Enough appends after it that opening the journal (which checks the
+    // records after its last head checkpoint) does not reach it.
+    for n in 0..100 {
+        w.start("parked", json!({"n": n})).await;
+    }
+    let disk = w.store.duplicate();
+    // The execution's step_completed record: flip a byte of its payload.
+    let (key, mut value) = disk
+        .raw_entries()
+        .into_iter()
+        .find(|(k, v)| {
+            k[0] == b'l'
+                && v.get(1..17) == Some(id.as_bytes().as_slice())
+                && v.windows(14).any(|w| w == b"step_completed")
+        })
+        .expect("the record");
+    let at = value.len() - 40;
+    value[at] ^= 0x01;
+    disk.raw_put(key, value);
+    let journal = reopened(&disk);
+    for how in [Rebuild::Reads, Rebuild::Scan] {
+        let e = rebuild_all(&journal, &heads, how).await.unwrap_err();
+        assert!(e.to_string().contains("JOURNAL-CORRUPT"), "{how:?}: {e}");
+    }
+}

@@ -86,6 +86,32 @@ impl EventRecord {
     pub fn hash_hex(&self) -> String {
         blake3::Hash::from(self.hash).to_hex().to_string()
     }
+
+    /// Whether this record follows `prev_hash` in its stream's chain: its
+    /// stored hash is `blake3(prev_hash || its encoding)`. What
+    /// [`Journal::read`](crate::Journal::read) checks of every record it
+    /// returns, for readers of [`Journal::read_global`](crate::Journal::read_global),
+    /// which cannot (a record there comes without its predecessor). The
+    /// encoding is recomputed from the fields, which the format fixes byte
+    /// for byte, straight into the hasher.
+    pub fn chains_to(&self, prev_hash: &[u8; HASH_LEN]) -> bool {
+        let body = BodyRef {
+            stream: *self.stream.as_bytes(),
+            seq: self.seq,
+            position: self.position,
+            prev_position: self.prev_position,
+            recorded_at_ms: self.recorded_at_ms,
+            kind: &self.kind,
+            payload: &self.payload,
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(prev_hash);
+        hasher.update(&[FORMAT_VERSION]);
+        // Writing into a hasher cannot fail, and a record that was decoded
+        // is within the limit; either way a failure means "does not chain".
+        bincode::encode_into_std_write(&body, &mut hasher, config()).is_ok()
+            && *hasher.finalize().as_bytes() == self.hash
+    }
 }
 
 #[derive(Encode)]
@@ -330,6 +356,28 @@ mod tests {
         let (value2, _) = encode(at(id, 2, 11), &ev, &hash).unwrap();
         assert!(decode(exactly(id, 2, 11), &value2, Some(&hash)).is_ok());
         assert!(decode(exactly(id, 2, 11), &value2, Some(&GENESIS_HASH)).is_err());
+    }
+
+    #[test]
+    fn a_decoded_record_chains_to_its_predecessor_and_nothing_else() {
+        let (id, ev) = sample();
+        let (v1, h1) = encode(at(id, 1, 1), &ev, &GENESIS_HASH).unwrap();
+        let (v2, _) = encode(at(id, 2, 5), &ev, &h1).unwrap();
+        let r1 = decode(Expect::Position(1), &v1, None).unwrap();
+        let r2 = decode(Expect::Position(5), &v2, None).unwrap();
+        assert!(r1.chains_to(&GENESIS_HASH));
+        assert!(r2.chains_to(&h1));
+        assert!(!r2.chains_to(&GENESIS_HASH));
+        // Any field changed after the fact breaks the link.
+        let mut changed = r2.clone();
+        changed.payload.push(b' ');
+        assert!(!changed.chains_to(&h1));
+        let mut moved = r2.clone();
+        moved.position += 1;
+        assert!(!moved.chains_to(&h1));
+        let mut renamed = r2;
+        renamed.kind.push('x');
+        assert!(!renamed.chains_to(&h1));
     }
 
     #[test]

@@ -44,6 +44,7 @@ use retrace_benches::serve::{Server, binary, wait_for_200};
 use retrace_benches::{Args, folder_bytes, histogram, mb, record, report, rss_bytes};
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use retrace_engine::store::rebuild::Rebuild;
 use serde_json::{Value, json};
 
 /// The command line: the common flags, where `retrace` is, and the folder.
@@ -68,6 +69,19 @@ struct BenchArgs {
     /// Keep the folder built and print its path, for `--reuse`.
     #[arg(long)]
     keep: bool,
+    /// How `recovery_open` rebuilds the executions: `auto` (the engine's
+    /// default), `scan` (one pass over the journal) or `reads` (each
+    /// execution from its own events).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "scan", "reads"])]
+    rebuild: String,
+}
+
+fn rebuild_of(name: &str) -> Rebuild {
+    match name {
+        "scan" => Rebuild::Scan,
+        "reads" => Rebuild::Reads,
+        _ => Rebuild::Auto,
+    }
 }
 
 const WORKFLOW: &str = "recovery100";
@@ -106,7 +120,7 @@ fn main() -> anyhow::Result<()> {
         };
         if args.common.wants("recovery_open") {
             if args.reuse.is_some() {
-                open(&dir, args.snapshot_every).await?;
+                open(&dir, args.snapshot_every, rebuild_of(&args.rebuild)).await?;
             } else {
                 // Not in this process, whose heap the build has grown.
                 open_in_fresh_process(&args, &dir).await?;
@@ -188,10 +202,14 @@ async fn build(dir: &Path, executions: u64, snapshot_every: u64) -> anyhow::Resu
 }
 
 /// `recovery_open`: the in-process engine opened on the folder.
-async fn open(dir: &Path, snapshot_every: u64) -> anyhow::Result<()> {
+async fn open(dir: &Path, snapshot_every: u64, rebuild: Rebuild) -> anyhow::Result<()> {
     let rss_before = rss_bytes(None);
     let t = Instant::now();
-    let engine = Engine::open(config(dir, snapshot_every)).await?;
+    let engine = Engine::open(EngineConfig {
+        rebuild,
+        ..config(dir, snapshot_every)
+    })
+    .await?;
     let took = t.elapsed();
     let rss_after = rss_bytes(None);
 
@@ -216,7 +234,7 @@ async fn open(dir: &Path, snapshot_every: u64) -> anyhow::Result<()> {
         _ => "unknown".to_owned(),
     };
     println!(
-        "scenario=recovery_open seconds={:.2} events={events} executions={} unfinished={unfinished} journal_records={records} snapshot_every={snapshot_every} rss_mb={rss} folder_mb={}",
+        "scenario=recovery_open seconds={:.2} events={events} executions={} unfinished={unfinished} journal_records={records} snapshot_every={snapshot_every} rebuild={rebuild:?} rss_mb={rss} folder_mb={}",
         took.as_secs_f64(),
         stored.len(),
         folder_bytes(dir).map_or_else(|| "unknown".to_owned(), mb),
@@ -234,6 +252,7 @@ async fn open_in_fresh_process(args: &BenchArgs, dir: &Path) -> anyhow::Result<(
         .arg(dir)
         .args(["--only", "recovery_open"])
         .args(["--snapshot-every", &args.snapshot_every.to_string()])
+        .args(["--rebuild", &args.rebuild])
         .kill_on_drop(true)
         .status()
         .await

@@ -112,6 +112,9 @@ pub struct EngineConfig {
     /// Outbound webhooks: how long and how often a delivery is tried (their
     /// address policy is `http`'s).
     pub webhooks: crate::webhooks::WebhookOptions,
+    /// How the executions are rebuilt as the engine opens (by default, one
+    /// pass over the journal when most of it is needed).
+    pub rebuild: crate::store::rebuild::Rebuild,
 }
 
 impl EngineConfig {
@@ -132,6 +135,7 @@ impl EngineConfig {
             handlers: Vec::new(),
             http: crate::http::HttpOptions::default(),
             webhooks: crate::webhooks::WebhookOptions::default(),
+            rebuild: crate::store::rebuild::Rebuild::Auto,
         }
     }
 
@@ -267,6 +271,7 @@ impl Engine {
             crate::store::reserved::load::<crate::webhooks::Webhooks>(store.journal()).await?;
         let deliveries = Arc::new(webhooks::Deliveries::new(&config.http, config.webhooks)?);
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
+        let rebuild = config.rebuild;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -314,7 +319,7 @@ impl Engine {
         let engine = Engine { inner };
         let started = std::time::Instant::now();
         engine.load_capability_limits();
-        engine.recover().await?;
+        engine.recover(rebuild).await?;
         let live = engine.lock_live().len();
         tracing::info!(
             executions = engine.inner.index.len(),

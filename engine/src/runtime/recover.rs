@@ -19,21 +19,25 @@ use super::{Engine, Inner};
 use crate::agents::AgentStatus;
 use crate::error::Error;
 use crate::machine::Trigger;
+use crate::store::rebuild::{Rebuild, rebuild_all};
 
 impl Engine {
     /// Rebuilds every execution from the journal and re-arms the unfinished.
-    pub(super) async fn recover(&self) -> Result<(), Error> {
+    pub(super) async fn recover(&self, how: Rebuild) -> Result<(), Error> {
+        let heads: Vec<_> = (self.read().all_executions().await?)
+            .into_iter()
+            .map(|stored| (stored.id, stored.last_seq))
+            .collect();
+        let states = rebuild_all(self.inner.store.journal(), &heads, how).await?;
         let mut unfinished = Vec::new();
-        for stored in self.read().all_executions().await? {
-            let Some(state) = self.inner.store.load_state(stored.id).await? else {
-                continue;
-            };
+        for state in states {
             self.inner.index.record(&state);
             self.limits_recovered(&state);
             if !state.status.is_terminal() {
+                let id = state.id;
                 let workflow = self.workflow_of(&state)?;
                 let live = Arc::new(Mutex::new(Live::new(state, workflow)));
-                self.lock_live().insert(stored.id, live.clone());
+                self.lock_live().insert(id, live.clone());
                 unfinished.push(live);
             }
         }

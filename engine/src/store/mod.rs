@@ -27,6 +27,7 @@ pub mod breakers;
 pub mod catalog;
 pub mod codec;
 pub mod limits;
+pub mod rebuild;
 pub(crate) mod reserved;
 pub mod schedules;
 pub mod tokens;
