@@ -34,3 +34,41 @@ fn events_written_before_deadlines_decode_without_one() {
         assert_eq!(serde_json::to_value(&event).unwrap(), old);
     }
 }
+
+/// A history written before `execution_started` named the compensable
+/// steps keeps every step's output (any of them may be undone); one that
+/// names them keeps only theirs.
+#[test]
+fn states_keep_the_outputs_their_history_says_may_be_undone() {
+    use retrace_core::ExecutionId;
+    use retrace_core::machine::{ExecutionState, apply};
+    let fold = |started: serde_json::Value| {
+        let history = [
+            started,
+            json!({"type": "step_completed", "act": 1, "step": "a", "output": {"n": 1}, "input": {}}),
+            json!({"type": "step_completed", "act": 2, "step": "b", "output": {"n": 2}, "input": {}}),
+        ];
+        let mut state = ExecutionState::empty(ExecutionId::from_bytes([1; 16]));
+        for (i, e) in history.into_iter().enumerate() {
+            let event: Event = serde_json::from_value(e).unwrap();
+            apply(&mut state, i as u64 + 1, 0, &event).unwrap();
+        }
+        state
+            .completed
+            .iter()
+            .map(|c| (c.step.clone(), c.output.clone()))
+            .collect::<Vec<_>>()
+    };
+    let old = json!({"type": "execution_started", "workflow": "w", "version": "v",
+                     "input": {}, "maxTransitions": 10});
+    assert_eq!(
+        fold(old),
+        [
+            ("a".to_owned(), json!({"n": 1})),
+            ("b".to_owned(), json!({"n": 2}))
+        ]
+    );
+    let new = json!({"type": "execution_started", "workflow": "w", "version": "v",
+                     "input": {}, "maxTransitions": 10, "compensable": ["b"]});
+    assert_eq!(fold(new), [("b".to_owned(), json!({"n": 2}))]);
+}

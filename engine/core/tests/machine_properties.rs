@@ -375,16 +375,31 @@ fn check(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<(), Tes
             );
         }
         if let Event::CompensationBegan { pending, .. } = e {
-            // Exactly the completed steps that declare compensate, newest first.
-            let expected: Vec<u64> = replayed
-                .completed
+            // Exactly the completed steps that declare compensate, newest
+            // first, as the history so far says.
+            let expected: Vec<u64> = r.events[..i]
                 .iter()
                 .rev()
-                .filter(|c| wf.step(&c.step).is_some_and(|s| s.compensate.is_some()))
-                .map(|c| c.act)
+                .filter_map(|(_, e)| match e {
+                    Event::StepCompleted { act, step, .. }
+                        if wf.step(step).is_some_and(|s| s.compensate.is_some()) =>
+                    {
+                        Some(*act)
+                    }
+                    _ => None,
+                })
                 .collect();
             prop_assert_eq!(pending, &expected);
         }
+        // The state keeps the outputs of steps that may be undone, and of
+        // no other.
+        prop_assert!(
+            replayed
+                .completed
+                .iter()
+                .all(|c| wf.step(&c.step).is_some_and(|s| s.compensate.is_some())),
+            "the state keeps the output of a step that declares no compensate"
+        );
         apply(&mut replayed, i as u64 + 1, *at, e)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }

@@ -57,6 +57,13 @@ pub fn start(
             priority: params.priority.filter(|p| *p > 0),
             deadline_at_ms: workflow.deadline_ms().map(|d| ctx.now_ms.saturating_add(d)),
             tags: params.tags,
+            compensable: Some(
+                workflow
+                    .steps()
+                    .filter(|s| s.compensate.is_some())
+                    .map(|s| s.id.clone())
+                    .collect(),
+            ),
         })?;
         // No step waits yet: the signal is kept, and the first step that
         // waits for it takes it.

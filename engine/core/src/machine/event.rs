@@ -10,7 +10,7 @@
 //! never depend on the state or the deciding code: both are built on the
 //! events, not the other way round.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ExecutionId;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -212,6 +212,11 @@ pub enum Event {
         /// The execution's tags, as the start gave them.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         tags: BTreeMap<String, String>,
+        /// The steps that declare `compensate`: the state keeps the output
+        /// of these alone, for their undoing. Absent from histories written
+        /// before it was recorded, whose states keep every output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compensable: Option<BTreeSet<String>>,
     },
     /// A step that waits for something began (inline steps never start: they
     /// only complete).

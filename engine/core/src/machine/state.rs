@@ -9,7 +9,7 @@
 //! split by topic, one function each; `fold` routes every event by name,
 //! without a `_` arm.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ExecutionId;
 use serde::{Deserialize, Serialize};
@@ -342,7 +342,13 @@ pub struct ExecutionState {
     pub transitions: u64,
     pub signals: Vec<KeptSignal>,
     pub deferred: Vec<Deferred>,
+    /// Completed steps that may be undone (those `compensable` names),
+    /// oldest first.
     pub completed: Vec<Completed>,
+    /// The steps that declare `compensate` (from `execution_started`);
+    /// `None` for histories that did not record it: every step is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensable: Option<BTreeSet<String>>,
     /// Failed steps an operator may retry or skip, oldest first (paused),
     /// or the one a failed execution would be redriven from.
     pub failed_steps: Vec<FailedStep>,
@@ -441,6 +447,7 @@ impl ExecutionState {
             signals: Vec::new(),
             deferred: Vec::new(),
             completed: Vec::new(),
+            compensable: None,
             failed_steps: Vec::new(),
             failed_maps: Vec::new(),
             compensation: None,
@@ -616,6 +623,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             priority,
             deadline_at_ms,
             tags,
+            compensable,
         } => {
             if state.seq != 0 {
                 return Err("the execution was already started".into());
@@ -630,6 +638,7 @@ fn fold_execution(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Resu
             state.priority = priority.unwrap_or(0);
             state.deadline_at_ms = *deadline_at_ms;
             state.tags = tags.clone();
+            state.compensable = compensable.clone();
             state.started_at_ms = at_ms;
         }
         Event::ExecutionRedriven { .. } => {
@@ -758,11 +767,15 @@ fn fold_step(state: &mut ExecutionState, at_ms: u64, event: &Event) -> Result<()
             for (key, value) in tags {
                 state.tags.insert(key.clone(), value.clone());
             }
-            state.completed.push(Completed {
-                act: *act,
-                step: step.clone(),
-                output: output.clone(),
-            });
+            // Only what may be undone is kept: a long history of steps
+            // without `compensate` keeps none of their outputs.
+            if state.compensable.as_ref().is_none_or(|c| c.contains(step)) {
+                state.completed.push(Completed {
+                    act: *act,
+                    step: step.clone(),
+                    output: output.clone(),
+                });
+            }
             state.metrics.completed_steps += 1;
         }
         Event::StepFailed { act, .. } => {
