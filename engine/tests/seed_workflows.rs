@@ -131,11 +131,17 @@ async fn feature_implementation_joins_three_branches() {
         .await;
     let s = w.ended(id).await;
     assert_completed(&s);
-    let joined = s
-        .completed
-        .iter()
-        .find(|c| c.step == "implement_components")
-        .map(|c| c.output.clone())
+    let history = w.engine.read().events_until(id, u64::MAX).await.unwrap();
+    let joined = history
+        .into_iter()
+        .find_map(|h| match h.event {
+            retrace_engine::machine::Event::StepCompleted { step, output, .. }
+                if step == "implement_components" =>
+            {
+                Some(output)
+            }
+            _ => None,
+        })
         .unwrap();
     let branches: Vec<&String> = joined.as_object().unwrap().keys().collect();
     assert_eq!(branches, ["Data Services", "UI Components", "Unit Tests"]);
