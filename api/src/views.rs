@@ -208,7 +208,11 @@ impl From<&Activation> for CurrentStep {
 /// The started steps, then (while the execution waits for its workflow's
 /// limits) the steps it deferred, waiting for the first of its limits.
 fn current_steps(s: &ExecutionState) -> Vec<CurrentStep> {
-    let mut steps: Vec<CurrentStep> = s.activations.values().map(CurrentStep::from).collect();
+    let mut steps: Vec<CurrentStep> = s
+        .activations
+        .values()
+        .map(|a| CurrentStep::from(&**a))
+        .collect();
     if let Some(first) = s
         .limits
         .as_ref()

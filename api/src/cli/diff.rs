@@ -64,8 +64,8 @@ pub fn changes(before: &ExecutionState, after: &ExecutionState) -> Vec<String> {
 }
 
 fn activations(
-    before: &BTreeMap<u64, Activation>,
-    after: &BTreeMap<u64, Activation>,
+    before: &BTreeMap<u64, Box<Activation>>,
+    after: &BTreeMap<u64, Box<Activation>>,
     lines: &mut Vec<String>,
 ) {
     for (act, a) in after {
@@ -255,7 +255,7 @@ mod tests {
         before.seq = 1;
         before.activations.insert(
             1,
-            Activation {
+            Box::new(Activation {
                 act: 1,
                 role: Role::Step,
                 step: "greet".into(),
@@ -267,7 +267,7 @@ mod tests {
                 deadline_at_ms: None,
                 fairness_key: None,
                 agent_version: None,
-            },
+            }),
         );
         before.variables.insert("old".into(), json!(1));
         let mut after = state();

@@ -626,7 +626,11 @@ impl Harness {
         let act: u64 = raw.parse().unwrap_or_else(|_| {
             panic!("{}: `task={raw}` is neither N nor E.N.A", args.at);
         });
-        match self.state.as_ref().and_then(|s| s.activations.get(&act)) {
+        match self
+            .state
+            .as_ref()
+            .and_then(|s| s.activations.get(&act).map(|a| &**a))
+        {
             Some(Activation {
                 waiting: Waiting::Task { task, .. },
                 ..

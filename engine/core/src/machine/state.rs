@@ -335,7 +335,7 @@ pub struct ExecutionState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitGate>,
     /// Started steps still waiting, by activation id.
-    pub activations: BTreeMap<u64, Activation>,
+    pub activations: BTreeMap<u64, Box<Activation>>,
     /// The next activation id.
     pub next_act: u64,
     /// Steps entered so far (started or inline), for the transition limit.
@@ -463,6 +463,7 @@ impl ExecutionState {
         self.activations
             .values()
             .find(|a| matches!(&a.waiting, Waiting::Task { task: t, .. } if t == task))
+            .map(|a| &**a)
     }
 
     /// The activation waiting on child `child`.
@@ -470,6 +471,7 @@ impl ExecutionState {
         self.activations
             .values()
             .find(|a| matches!(&a.waiting, Waiting::Child { child: c, .. } if *c == child))
+            .map(|a| &**a)
     }
 }
 
@@ -1210,7 +1212,9 @@ fn begin(state: &mut ExecutionState, activation: Activation) -> Result<(), Strin
         return Err(format!("expected activation {}", state.next_act));
     }
     state.next_act += 1;
-    state.activations.insert(activation.act, activation);
+    state
+        .activations
+        .insert(activation.act, Box::new(activation));
     Ok(())
 }
 
@@ -1218,6 +1222,7 @@ fn live(state: &mut ExecutionState, act: u64) -> Result<&mut Activation, String>
     state
         .activations
         .get_mut(&act)
+        .map(|a| &mut **a)
         .ok_or_else(|| format!("activation {act} is not live"))
 }
 
