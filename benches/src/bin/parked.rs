@@ -26,6 +26,10 @@
 //!   publishes: the whole index scanned for nothing), each timed. ops are
 //!   pages.
 //!
+//! `--cache-mb <n>` sets the journal's page cache (sled's `cache_capacity`,
+//! 1,024 MiB by default, `retrace serve --cache-mb`), to tell the engine's
+//! own memory from the pages sled keeps.
+//!
 //! Run: `cargo run --release -p retrace-benches --bin parked -- --quick`
 
 use std::collections::HashSet;
@@ -36,6 +40,7 @@ use futures::StreamExt;
 use retrace_benches::{Args, Picker, folder_bytes, histogram, mb, record, report, rss_bytes};
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::{Engine, EngineConfig, ListFilter, StartRequest};
+use retrace_engine::store::Storage;
 use serde_json::json;
 
 const WORKFLOW: &str = "parked";
@@ -45,8 +50,23 @@ const PUBLISHES: u64 = 1_000;
 const NO_MATCH: u64 = 100;
 const LIST_PAGES: u64 = 1_000;
 
+/// The command line: the common flags and the journal's cache.
+#[derive(Debug, clap::Parser)]
+#[command(
+    about = "The parked-executions benchmark: prints one line of figures per scenario, asserts nothing"
+)]
+struct BenchArgs {
+    #[command(flatten)]
+    common: Args,
+    /// The journal's page cache, in MiB (sled's default: 1,024).
+    #[arg(long, value_name = "MIB")]
+    cache_mb: Option<u64>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse()?;
+    let bench = <BenchArgs as clap::Parser>::parse();
+    bench.common.create_dir()?;
+    let args = bench.common;
     let executions: u64 = if args.quick { 10_000 } else { 100_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -54,7 +74,11 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let dir = args.scratch()?;
-        let engine = Engine::open(EngineConfig::folder(dir.path())).await?;
+        let mut config = EngineConfig::folder(dir.path());
+        if let (Some(mb), Storage::Folder { options, .. }) = (bench.cache_mb, &mut config.storage) {
+            options.cache_bytes = mb << 20;
+        }
+        let engine = Engine::open(config).await?;
         let workflow = json!({"name": WORKFLOW, "steps": [
             {"id": "wait", "type": "event", "event": {"name": "ping", "correlation": "input.k"}}
         ]});
