@@ -421,3 +421,43 @@ async fn an_altered_record_is_refused_by_scan_and_by_reads() {
         assert!(e.to_string().contains("JOURNAL-CORRUPT"), "{how:?}: {e}");
     }
 }
+
+/// A snapshot is written every `snapshot_every` (500) events unless the
+/// events since the last one take fewer bytes than it did: a big state is
+/// not written again after every few hundred small events.
+#[tokio::test]
+async fn a_big_state_is_not_snapshotted_again_after_a_few_small_events() {
+    let w = World::new().await;
+    // 1,200 rounds of two small steps: ~2,400 events of ~150 bytes, made in
+    // triggers of 1,000 events (the machine yields, `continued`); a few
+    // hundred bytes of state for the one, 200 KB for the other.
+    w.define(json!({
+        "name": "many", "maxTransitions": 100000,
+        "steps": [
+            {"id": "count", "type": "task", "capability": "transform",
+             "input": "${ has(variables.n) ? variables.n + 1 : 1 }",
+             "output": {"n": "$.output"}, "next": "more"},
+            {"id": "more", "type": "decision",
+             "decision": {"expression": "variables.n < 1200", "branches": {"true": "count", "false": "gate"}}},
+            {"id": "gate", "type": "event", "event": {"name": "go"}}
+        ]
+    }))
+    .await;
+    let small = w.start("many", json!({})).await;
+    let big = w.start("many", json!({"blob": "x".repeat(200_000)})).await;
+    for id in [small, big] {
+        w.wait_for(id, "event_awaited").await;
+        assert!(w.state(id).await.seq > 2000);
+    }
+    let read = w.engine.read();
+    let seq_of = |s: Option<retrace_engine::read::StoredSnapshot>| s.expect("a snapshot").seq;
+    // Both have their first after the first trigger (1,001 events); the
+    // small one another after each trigger since, the big one none after
+    // ~150 KB of events.
+    assert!(seq_of(read.snapshot(small).await.unwrap()) > 2000);
+    let big_seq = seq_of(read.snapshot(big).await.unwrap());
+    assert!(
+        (1000..2000).contains(&big_seq),
+        "a 200 KB state was written again after ~150 KB of events (at {big_seq})"
+    );
+}

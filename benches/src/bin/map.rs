@@ -8,6 +8,9 @@
 //! - `map10k_noop`: no concurrency cap (items start as fast as each
 //!   trigger's event budget allows).
 //! - `map10k_noop_c100`: `maxConcurrency: 100`.
+//! - `map10k_task_c1000`: each item a task step run by an in-process
+//!   handler that answers its input, `maxConcurrency: 1000`: 1,000 tasks
+//!   in flight in one execution, each result finding its item's step.
 //!
 //! - `map10k_noop_paced`: no cap, with the engine's default pacing (each
 //!   execution records at most 1,000 events a second by itself after a
@@ -19,21 +22,23 @@
 //!
 //! Run: `cargo run --release -p retrace-benches --bin map -- --quick`
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::ensure;
+use futures::FutureExt;
 use retrace_benches::{Args, histogram, mb, peak_rss_bytes, record, report};
 use retrace_engine::ExecutionId;
 use retrace_engine::machine::Status;
-use retrace_engine::runtime::{Engine, EngineConfig, Pacing, StartRequest};
+use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, Pacing, StartRequest};
 use serde_json::{Value, json};
 
 const ITEMS: u64 = 10_000;
 
-fn workflow(name: &str, max_concurrency: Option<u32>) -> Value {
+fn workflow(name: &str, capability: &str, max_concurrency: Option<u32>) -> Value {
     let mut map = json!({
         "items": "$.input.items",
-        "steps": [{"id": "copy", "type": "task", "capability": "noop"}],
+        "steps": [{"id": "copy", "type": "task", "capability": capability}],
     });
     if let Some(n) = max_concurrency {
         map["maxConcurrency"] = json!(n);
@@ -54,22 +59,35 @@ fn main() -> anyhow::Result<()> {
         let dir = args.scratch()?;
         let mut config = EngineConfig::folder(dir.path());
         config.pacing = Pacing::off();
+        // A task item records six events: 60,000 for 10,000 items.
+        config.limits.history_events_max = 100_000;
         let unpaced = Engine::open(config).await?;
         let paced_dir = args.scratch()?;
         let paced = Engine::open(EngineConfig::folder(paced_dir.path())).await?;
         let items: Vec<Value> = (0..ITEMS)
             .map(|i| json!({"file": format!("f{i}")}))
             .collect();
-        for (scenario, cap, engine, runs) in [
-            ("map10k_noop", None, &unpaced, runs),
-            ("map10k_noop_c100", Some(100), &unpaced, runs),
-            ("map10k_noop_paced", None, &paced, 1),
+        unpaced.register_handler(
+            "bench_item",
+            Arc::new(|t: HandlerTask| async move { Ok(t.input) }.boxed()),
+        );
+        for (scenario, capability, cap, engine, runs) in [
+            ("map10k_noop", "noop", None, &unpaced, runs),
+            ("map10k_noop_c100", "noop", Some(100), &unpaced, runs),
+            (
+                "map10k_task_c1000",
+                "bench_item",
+                Some(1000),
+                &unpaced,
+                runs,
+            ),
+            ("map10k_noop_paced", "noop", None, &paced, 1),
         ] {
             if !args.wants(scenario) {
                 continue;
             }
             engine
-                .define_json(workflow(scenario, cap).to_string().as_bytes())
+                .define_json(workflow(scenario, capability, cap).to_string().as_bytes())
                 .await?;
             let mut h = histogram();
             let started = Instant::now();

@@ -21,7 +21,7 @@ use crate::ExecutionId;
 use crate::agents::Outcome;
 use crate::error::Error;
 use crate::machine::{
-    self, Ctx, Effect, Event, ExecutionState, Rejection, StartParams, Status, Trigger,
+    self, Ctx, Effect, EffectKey, Event, ExecutionState, Rejection, StartParams, Status, Trigger,
 };
 use crate::model::Workflow;
 use crate::store::JournalError;
@@ -33,9 +33,12 @@ pub(super) struct Live {
     pub(super) state: ExecutionState,
     pub(super) workflow: Arc<Workflow>,
     /// Keys of the effects performed and still wanted.
-    pub(super) armed: HashMap<String, Effect>,
-    /// Events since the last snapshot.
+    pub(super) armed: HashMap<EffectKey<'static>, Effect>,
+    /// Events since the last snapshot, and their payloads' bytes.
     pub(super) unsnapshotted: u64,
+    pub(super) unsnapshotted_bytes: u64,
+    /// The size of the last snapshot written here (0: none yet).
+    pub(super) snapshot_bytes: u64,
     /// Its budget of events per second (`pace`); `None` until its first
     /// commit here, which is a full bucket.
     pub(super) pace: Option<Bucket>,
@@ -55,6 +58,8 @@ impl Live {
             workflow,
             armed: HashMap::new(),
             unsnapshotted: 0,
+            unsnapshotted_bytes: 0,
+            snapshot_bytes: 0,
             pace: None,
             paced_logged: false,
             stale: false,
@@ -252,9 +257,9 @@ impl Engine {
                     .awaits(name, correlation.as_ref(), id, a.act);
             }
         }
-        let appended = match self.inner.store.append(id, first_seq, events, now) {
-            Ok(appended) => appended.await.map_err(Error::from),
-            Err(e) => Err(e),
+        let (appended, bytes) = match self.inner.store.append(id, first_seq, events, now) {
+            Ok((appended, bytes)) => (appended.await.map_err(Error::from), bytes),
+            Err(e) => (Err(e), 0),
         };
         if let Err(e) = appended {
             self.undo(live).await;
@@ -277,6 +282,7 @@ impl Engine {
         self.inner.index.record(&live.state);
         self.limits_saw(&live.state);
         live.unsnapshotted += events.len() as u64;
+        live.unsnapshotted_bytes += bytes;
         let pacing = self.inner.pacing;
         let instant = tokio::time::Instant::now();
         live.pace
@@ -286,11 +292,20 @@ impl Engine {
         self.breakers_saw(events, before, now);
         self.reconcile(live);
         let ended = live.state.status.is_terminal();
-        if ended || live.unsnapshotted >= self.inner.snapshot_every {
+        // Every `snapshot_every` events, unless the events since the last
+        // snapshot take fewer bytes than it did: a big state (a map with
+        // thousands of items) is then not written again after every
+        // thousand small events. Replaying from a snapshot so taken reads
+        // at most about its own size in events.
+        let due = live.unsnapshotted >= self.inner.snapshot_every
+            && live.unsnapshotted_bytes >= live.snapshot_bytes;
+        if ended || due {
             live.unsnapshotted = 0;
+            live.unsnapshotted_bytes = 0;
             // A snapshot is derived data: nothing waits for it (the journal
             // takes the request when called, after the events it covers).
-            let written = self.inner.store.put_snapshot(&live.state)?;
+            let (written, bytes) = self.inner.store.put_snapshot(&live.state)?;
+            live.snapshot_bytes = bytes;
             self.inner.tasks.spawn(async move {
                 if let Err(e) = written.await {
                     tracing::warn!(execution = %id, error = %e, "snapshot not written");

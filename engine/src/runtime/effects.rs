@@ -1,7 +1,7 @@
 //! Effects: what a live execution waits on, made to happen.
 //!
 //! After every trigger (and at recovery, from nothing) the effects the state
-//! wants ([`pending_effects`]) are compared with those armed: what is new is
+//! wants ([`visit_pending`](crate::machine::visit_pending), keys first) are compared with those armed: what is new is
 //! performed (a task queued for agents, handed to an in-process handler or
 //! performed by the built-in `http` capability (`runtime::http`),
 //! a timer armed, an awaited event listened for, a child started, a
@@ -17,7 +17,7 @@
 //! It must never decide what an effect means, nor perform one whose events
 //! are not stored: it runs only after `drive` has appended them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use serde_json::Value;
@@ -31,7 +31,8 @@ use crate::ExecutionId;
 use crate::agents::TaskSpec;
 use crate::error::Error;
 use crate::machine::{
-    Effect, ErrorInfo, ExecutionState, ParentRef, StartParams, Status, Trigger, pending_effects,
+    Effect, EffectKey, ErrorInfo, ExecutionState, ParentRef, StartParams, Status, Trigger,
+    visit_pending,
 };
 use crate::model::HTTP_CAPABILITY;
 
@@ -40,25 +41,35 @@ impl Engine {
     /// longer does.
     pub(super) fn reconcile(&self, live: &mut Live) {
         let id = live.state.id;
-        let wanted: HashMap<String, Effect> = pending_effects(&live.state)
-            .into_iter()
-            .map(|e| (e.key(), e))
-            .collect();
-        let gone: Vec<String> = live
+        // Keys alone for what is armed already (most of it, after most
+        // triggers): an execution with many steps waiting pays a key each,
+        // not a copy of each one's input.
+        let mut wanted: HashSet<EffectKey<'_>> = HashSet::new();
+        let mut new: Vec<(EffectKey<'static>, Effect)> = Vec::new();
+        {
+            // A map of owned keys is one of borrowed keys (the key type is
+            // covariant), so borrowed keys can be looked up in it.
+            let armed: &HashMap<EffectKey<'_>, Effect> = &live.armed;
+            visit_pending(&live.state, &mut |key, make| {
+                if !armed.contains_key(&key) && !wanted.contains(&key) {
+                    new.push((key.clone().into_owned(), make()));
+                }
+                wanted.insert(key);
+            });
+        }
+        let gone: Vec<EffectKey<'static>> = live
             .armed
             .keys()
-            .filter(|k| !wanted.contains_key(*k))
+            .filter(|k| !wanted.contains(*k))
             .cloned()
             .collect();
+        drop(wanted);
         for key in gone {
             if let Some(effect) = live.armed.remove(&key) {
                 self.withdraw(&live.state, effect);
             }
         }
-        for (key, effect) in wanted {
-            if live.armed.contains_key(&key) {
-                continue;
-            }
+        for (key, effect) in new {
             match self.paced_until(live, &effect) {
                 Some(at) => self.perform_later(live, at, effect.clone()),
                 None => self.perform(id, &effect),

@@ -162,20 +162,22 @@ impl Store {
         self.journal.as_ref()
     }
 
-    /// Appends `events` as `first_seq…` of execution `id`, recorded at `now`.
+    /// Appends `events` as `first_seq…` of execution `id`, recorded at
+    /// `now`. Also says how many bytes their payloads take.
     pub(crate) fn append(
         &self,
         id: ExecutionId,
         first_seq: u64,
         events: &[Event],
         now: u64,
-    ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
+    ) -> Result<(BoxFuture<'static, Result<(), JournalError>>, u64), Error> {
         let records = events
             .iter()
             .map(|e| codec::encode(e, now))
             .collect::<Result<Vec<NewEvent>, _>>()?;
+        let bytes = records.iter().map(|r| r.payload.len() as u64).sum();
         let appended = self.journal.append(stream_of(id), first_seq, records);
-        Ok(Box::pin(async move { appended.await.map(|_| ()) }))
+        Ok((Box::pin(async move { appended.await.map(|_| ()) }), bytes))
     }
 
     /// Appends a workflow definition's records to the catalog stream from
@@ -257,15 +259,17 @@ impl Store {
     }
 
     /// Asks the journal to keep `state` as a snapshot (ordered after every
-    /// append already acknowledged).
+    /// append already acknowledged). Also says how many bytes it takes.
     pub(crate) fn put_snapshot(
         &self,
         state: &ExecutionState,
-    ) -> Result<BoxFuture<'static, Result<(), JournalError>>, Error> {
+    ) -> Result<(BoxFuture<'static, Result<(), JournalError>>, u64), Error> {
         let encoded = codec::encode_state(state)?;
-        Ok(self
+        let bytes = encoded.len() as u64;
+        let written = self
             .journal
-            .put_snapshot(stream_of(state.id), state.seq, encoded))
+            .put_snapshot(stream_of(state.id), state.seq, encoded);
+        Ok((written, bytes))
     }
 
     /// Everything acknowledged so far is durable once this returns.

@@ -4,6 +4,8 @@
 //! engine would have armed. It must never change the state or decide
 //! anything: it only reads.
 
+use std::borrow::Cow;
+
 use crate::ExecutionId;
 use serde_json::Value;
 
@@ -56,16 +58,56 @@ pub enum Effect {
     },
 }
 
+/// What identifies an effect across triggers: two effects with equal keys
+/// are the same, so the runtime performs each once. Borrowed from the
+/// state while the runtime compares what is wanted with what is armed;
+/// owned (`'static`) for what it keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EffectKey<'a> {
+    Task(Cow<'a, str>),
+    Timer { act: u64, due_at_ms: u64 },
+    Deadline { act: u64, due_at_ms: u64 },
+    Await { act: u64, name: Cow<'a, str> },
+    Child(ExecutionId),
+    Continue(u64),
+}
+
+impl EffectKey<'_> {
+    /// The key with nothing borrowed.
+    pub fn into_owned(self) -> EffectKey<'static> {
+        match self {
+            EffectKey::Task(task) => EffectKey::Task(Cow::Owned(task.into_owned())),
+            EffectKey::Timer { act, due_at_ms } => EffectKey::Timer { act, due_at_ms },
+            EffectKey::Deadline { act, due_at_ms } => EffectKey::Deadline { act, due_at_ms },
+            EffectKey::Await { act, name } => EffectKey::Await {
+                act,
+                name: Cow::Owned(name.into_owned()),
+            },
+            EffectKey::Child(child) => EffectKey::Child(child),
+            EffectKey::Continue(seq) => EffectKey::Continue(seq),
+        }
+    }
+}
+
 impl Effect {
     /// A stable identity for the effect.
-    pub fn key(&self) -> String {
+    pub fn key(&self) -> EffectKey<'_> {
         match self {
-            Effect::Task { task, .. } => format!("task:{task}"),
-            Effect::Timer { act, due_at_ms } => format!("timer:{act}:{due_at_ms}"),
-            Effect::Deadline { act, due_at_ms } => format!("deadline:{act}:{due_at_ms}"),
-            Effect::Await { act, name, .. } => format!("await:{act}:{name}"),
-            Effect::Child { child, .. } => format!("child:{child}"),
-            Effect::Continue { seq } => format!("continue:{seq}"),
+            Effect::Task { task, .. } => EffectKey::Task(Cow::Borrowed(task)),
+            Effect::Timer { act, due_at_ms } => EffectKey::Timer {
+                act: *act,
+                due_at_ms: *due_at_ms,
+            },
+            Effect::Deadline { act, due_at_ms } => EffectKey::Deadline {
+                act: *act,
+                due_at_ms: *due_at_ms,
+            },
+            Effect::Await { act, name, .. } => EffectKey::Await {
+                act: *act,
+                name: Cow::Borrowed(name),
+            },
+            Effect::Child { child, .. } => EffectKey::Child(*child),
+            Effect::Continue { seq } => EffectKey::Continue(*seq),
         }
     }
 }
@@ -75,26 +117,44 @@ impl Effect {
 /// out, timers wait for the resume.
 pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
     let mut out = Vec::new();
+    visit_pending(state, &mut |key, make| {
+        let effect = make();
+        debug_assert_eq!(effect.key(), key, "a key that is not its effect's");
+        out.push(effect);
+    });
+    out
+}
+
+/// [`pending_effects`], each given as its key and a way to build it, so a
+/// caller that already has an effect (most of them, after most triggers)
+/// pays for its key alone: no input is copied, no string allocated.
+pub fn visit_pending<'a>(
+    state: &'a ExecutionState,
+    f: &mut dyn FnMut(EffectKey<'a>, &dyn Fn() -> Effect),
+) {
     if state.status.is_terminal() {
-        return out;
+        return;
     }
     let paused = state.status == Status::Paused;
     if let (Some(due_at_ms), false) = (state.timeout_at_ms, paused) {
-        out.push(Effect::Timer { act: 0, due_at_ms });
+        let timer = Effect::Timer { act: 0, due_at_ms };
+        f(timer.key().into_owned(), &|| timer.clone());
     }
     if let Some(due_at_ms) = state.deadline_at_ms {
-        out.push(Effect::Deadline { act: 0, due_at_ms });
+        let deadline = Effect::Deadline { act: 0, due_at_ms };
+        f(deadline.key().into_owned(), &|| deadline.clone());
     }
     // Waiting for its workflow's limits is not an effect: the runtime's
     // limiter reads the limits from the state itself.
     if state.status == Status::Running && state.has_deferred_work() && !state.waiting_for_limit() {
-        out.push(Effect::Continue { seq: state.seq });
+        let seq = state.seq;
+        f(EffectKey::Continue(seq), &|| Effect::Continue { seq });
     }
     for a in state.activations.values() {
+        let act = a.act;
         if let Some(due_at_ms) = a.deadline_at_ms {
-            out.push(Effect::Deadline {
-                act: a.act,
-                due_at_ms,
+            f(EffectKey::Deadline { act, due_at_ms }, &|| {
+                Effect::Deadline { act, due_at_ms }
             });
         }
         match &a.waiting {
@@ -106,9 +166,9 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 input,
                 timeouts,
                 ..
-            } => out.push(Effect::Task {
+            } => f(EffectKey::Task(Cow::Borrowed(task)), &|| Effect::Task {
                 task: task.clone(),
-                act: a.act,
+                act,
                 step: a.step.clone(),
                 capability: capability.clone(),
                 attempt: *attempt,
@@ -120,9 +180,10 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
             }),
             Waiting::Retry { due_at_ms, .. } | Waiting::Timer { due_at_ms } => {
                 if !paused {
-                    out.push(Effect::Timer {
-                        act: a.act,
-                        due_at_ms: *due_at_ms,
+                    let due_at_ms = *due_at_ms;
+                    f(EffectKey::Timer { act, due_at_ms }, &|| Effect::Timer {
+                        act,
+                        due_at_ms,
                     });
                 }
             }
@@ -131,15 +192,19 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 correlation,
                 timeout_at_ms,
             } => {
-                out.push(Effect::Await {
-                    act: a.act,
+                let key = EffectKey::Await {
+                    act,
+                    name: Cow::Borrowed(name),
+                };
+                f(key, &|| Effect::Await {
+                    act,
                     name: name.clone(),
                     correlation: correlation.clone(),
                 });
-                if let (Some(due_at_ms), false) = (timeout_at_ms, paused) {
-                    out.push(Effect::Timer {
-                        act: a.act,
-                        due_at_ms: *due_at_ms,
+                if let (Some(due_at_ms), false) = (*timeout_at_ms, paused) {
+                    f(EffectKey::Timer { act, due_at_ms }, &|| Effect::Timer {
+                        act,
+                        due_at_ms,
                     });
                 }
             }
@@ -148,8 +213,8 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
                 workflow,
                 version,
                 input,
-            } => out.push(Effect::Child {
-                act: a.act,
+            } => f(EffectKey::Child(*child), &|| Effect::Child {
+                act,
                 child: *child,
                 workflow: workflow.clone(),
                 version: version.clone(),
@@ -158,5 +223,4 @@ pub fn pending_effects(state: &ExecutionState) -> Vec<Effect> {
             }),
         }
     }
-    out
 }

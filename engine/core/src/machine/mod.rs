@@ -33,7 +33,7 @@ mod trigger;
 
 pub use ctx::{Ctx, Defaults, HISTORY_EVENTS_MAX_DEFAULT, Limits, RetryStrategy, Versions};
 pub use decide::{handle, start};
-pub use effects::{Effect, pending_effects};
+pub use effects::{Effect, EffectKey, pending_effects, visit_pending};
 pub use event::{
     CompensationReason, ErrorInfo, Event, FAILED_ITEMS_SHOWN, FailedItem, FailedItems, FailedStep,
     LimitKey, ParentRef, TaskTimeouts, Thread, error_types,
