@@ -461,3 +461,32 @@ async fn a_big_state_is_not_snapshotted_again_after_a_few_small_events() {
         "a 200 KB state was written again after ~150 KB of events (at {big_seq})"
     );
 }
+
+/// A graceful shutdown snapshots every unfinished execution with events
+/// since its last snapshot, so the next open starts each from there; the
+/// state it rebuilds is the one the engine had.
+#[tokio::test]
+async fn shutdown_snapshots_the_unfinished_and_the_next_open_agrees() {
+    let w = World::new().await;
+    define_all(&w).await;
+    let id = w.start("tour", json!({"n": 1})).await;
+    w.wait_for(id, "task_scheduled").await;
+    let before = w.state(id).await;
+    assert!(before.seq < 500);
+    assert!(w.engine.read().snapshot(id).await.unwrap().is_none());
+    w.engine.shutdown().await.unwrap();
+    let snapshot = w
+        .engine
+        .read()
+        .snapshot(id)
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(snapshot.seq, before.seq);
+    assert_eq!(snapshot.state.as_ref().ok(), Some(&before));
+    let reopened = open(&w.store.duplicate(), &w.clock).await;
+    assert_eq!(
+        reopened.read().state(id).await.unwrap().as_ref(),
+        Some(&before)
+    );
+}

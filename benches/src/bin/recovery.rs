@@ -74,6 +74,12 @@ struct BenchArgs {
     /// execution from its own events).
     #[arg(long, default_value = "auto", value_parser = ["auto", "scan", "reads"])]
     rebuild: String,
+    /// End the build with a graceful shutdown, which snapshots every
+    /// unfinished execution (a planned restart). By default the build's
+    /// engine is dropped without one, as a crash leaves the folder, so the
+    /// open replays every history.
+    #[arg(long)]
+    graceful: bool,
 }
 
 fn rebuild_of(name: &str) -> Rebuild {
@@ -108,7 +114,7 @@ fn main() -> anyhow::Result<()> {
             None => {
                 scratch = args.common.scratch()?;
                 let dir = scratch.path().to_owned();
-                build(&dir, executions, args.snapshot_every).await?;
+                build(&dir, executions, args.snapshot_every, args.graceful).await?;
                 if args.keep {
                     let kept = scratch.keep();
                     eprintln!("  kept the folder: {}", kept.display());
@@ -158,7 +164,12 @@ fn config(dir: &Path, snapshot_every: u64) -> EngineConfig {
 }
 
 /// Builds the folder: `executions` executions, each left waiting.
-async fn build(dir: &Path, executions: u64, snapshot_every: u64) -> anyhow::Result<()> {
+async fn build(
+    dir: &Path,
+    executions: u64,
+    snapshot_every: u64,
+    graceful: bool,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let engine = Engine::open(config(dir, snapshot_every)).await?;
     engine
@@ -190,13 +201,22 @@ async fn build(dir: &Path, executions: u64, snapshot_every: u64) -> anyhow::Resu
     }
     drop(starts);
     let stats = engine.journal_stats().unwrap_or_default();
-    engine.shutdown().await?;
+    if graceful {
+        engine.shutdown().await?;
+    }
+    // Every start was acknowledged, so its events are on disk either way;
+    // dropping the last handle stops the journal's writer.
     drop(engine);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "  built {executions} executions, {} events, in {secs:.1} s ({:.0} events/s, snapshot_every {snapshot_every})",
+        "  built {executions} executions, {} events, in {secs:.1} s ({:.0} events/s, snapshot_every {snapshot_every}, {})",
         stats.events,
         stats.events as f64 / secs.max(1e-9),
+        if graceful {
+            "ended with a graceful shutdown"
+        } else {
+            "ended as a crash would"
+        },
     );
     Ok(())
 }

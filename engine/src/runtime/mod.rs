@@ -345,6 +345,7 @@ impl Engine {
     /// more happens on its own: call this last.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.inner.tasks.shutdown().await;
+        self.snapshot_live().await;
         match self.inner.store.flush().await {
             Err(e) if outage::is_storage_outage(&e) => {
                 let kept = self.inner.kept.len();
@@ -355,6 +356,38 @@ impl Engine {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// Snapshots every unfinished execution that has events since its last
+    /// snapshot, so the next open (a planned restart, an upgrade) loads
+    /// each from its snapshot instead of replaying its history. Derived
+    /// data: one that cannot be written is reported and skipped.
+    async fn snapshot_live(&self) {
+        let live: Vec<Arc<Mutex<Live>>> = self.lock_live().values().cloned().collect();
+        let mut written = Vec::new();
+        for live in live {
+            let mut live = live.lock().await;
+            if live.stale || live.unsnapshotted == 0 {
+                continue;
+            }
+            match self.inner.store.put_snapshot(&live.state) {
+                Ok((write, _)) => {
+                    live.unsnapshotted = 0;
+                    written.push((live.state.id, write));
+                }
+                Err(e) => tracing::warn!(execution = %live.state.id, error = %e,
+                    "snapshot at shutdown not written"),
+            }
+        }
+        let count = written.len();
+        for (id, write) in written {
+            if let Err(e) = write.await {
+                tracing::warn!(execution = %id, error = %e, "snapshot at shutdown not written");
+            }
+        }
+        if count > 0 {
+            tracing::info!(executions = count, "snapshots written at shutdown");
         }
     }
 
