@@ -364,8 +364,15 @@ impl Engine {
     /// each from its snapshot instead of replaying its history. Derived
     /// data: one that cannot be written is reported and skipped.
     async fn snapshot_live(&self) {
+        if let crate::store::StorageHealth::Unavailable { reason, .. } =
+            self.inner.store.journal().health()
+        {
+            tracing::warn!(%reason, "no snapshots at shutdown: the journal takes no writes");
+            return;
+        }
         let live: Vec<Arc<Mutex<Live>>> = self.lock_live().values().cloned().collect();
         let mut written = Vec::new();
+        let mut failed: Option<String> = None;
         for live in live {
             let mut live = live.lock().await;
             if live.stale || live.unsnapshotted == 0 {
@@ -374,20 +381,28 @@ impl Engine {
             match self.inner.store.put_snapshot(&live.state) {
                 Ok((write, _)) => {
                     live.unsnapshotted = 0;
-                    written.push((live.state.id, write));
+                    written.push(write);
                 }
-                Err(e) => tracing::warn!(execution = %live.state.id, error = %e,
-                    "snapshot at shutdown not written"),
+                Err(e) => failed = failed.or(Some(e.to_string())),
             }
         }
         let count = written.len();
-        for (id, write) in written {
+        let mut not_written = 0;
+        for write in written {
             if let Err(e) = write.await {
-                tracing::warn!(execution = %id, error = %e, "snapshot at shutdown not written");
+                not_written += 1;
+                failed = failed.or(Some(e.to_string()));
             }
         }
-        if count > 0 {
-            tracing::info!(executions = count, "snapshots written at shutdown");
+        // One line, however many: a snapshot is derived data, and the next
+        // open replays what has none.
+        match failed {
+            Some(error) => tracing::warn!(written = count - not_written, %error,
+                "some snapshots at shutdown not written; the next open replays those executions"),
+            None if count > 0 => {
+                tracing::info!(executions = count, "snapshots written at shutdown")
+            }
+            None => {}
         }
     }
 
