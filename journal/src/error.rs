@@ -115,6 +115,14 @@ pub enum StorageError {
         "the disk under the journal has {free} bytes free, below the {reserve} bytes it keeps in reserve"
     )]
     LowSpace { free: u64, reserve: u64 },
+    /// A networked store failed; `action` says what was asked of it (e.g.
+    /// "cannot publish to NATS").
+    #[error("{action}: {source}")]
+    Remote {
+        action: String,
+        #[source]
+        source: BoxedSource,
+    },
     /// Anything else, in words (a store that is not sled, a poisoned lock).
     #[error("{0}")]
     Other(String),
@@ -140,7 +148,7 @@ impl From<sled::Error> for Error {
 
 impl Error {
     /// A record that failed a check of ours (no underlying error).
-    pub(crate) fn corrupt(stream: StreamId, seq: u64, reason: impl Into<String>) -> Error {
+    pub fn corrupt(stream: StreamId, seq: u64, reason: impl Into<String>) -> Error {
         Error::Corrupt {
             stream,
             seq,

@@ -367,6 +367,7 @@ mod tests {
             kind: "k".into(),
             payload: vec![0; payload],
             hash: [0; 32],
+            format: crate::record::FORMAT_VERSION,
         })
     }
 

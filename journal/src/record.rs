@@ -16,6 +16,21 @@
 //! 1), the back-link that lets a stream's history be walked without a
 //! per-event index.
 //!
+//! A store that places records itself (a networked log numbers a message
+//! only when it commits it) writes format [`FORMAT_PLACED_BY_STORE`]
+//! instead: the same fields less `position` and `prev_position`, hashed the
+//! same way. Its position and back-link are where the store keeps it, which
+//! the store checks as it reads (a record is only ever read where it was
+//! committed); the chain still covers the stream, seq, time, kind and
+//! payload of every event, so nothing of an event can change unnoticed.
+//!
+//! ```text
+//! [0]        FORMAT_PLACED_BY_STORE
+//! [1..n-32]  bincode 2 body: stream [16] | seq u64 | recorded_at_ms u64 |
+//!            kind (u64 len + utf-8) | payload (u64 len + bytes)
+//! [n-32..n]  hash = blake3(prev_hash || value[0..n-32])
+//! ```
+//!
 //! Owns the record's bytes: encoding, chaining, decoding and checking one
 //! record. It must never touch storage, and never change a byte of the
 //! format without a new `FORMAT_VERSION`.
@@ -27,6 +42,9 @@ use crate::stream::StreamId;
 
 /// The record format this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
+/// The record format of a store that places records itself: no position
+/// and no back-link inside the hashed bytes (see the module doc).
+pub const FORMAT_PLACED_BY_STORE: u8 = 2;
 /// Length of a record hash.
 pub const HASH_LEN: usize = 32;
 /// The `prev_hash` of the first record of every stream.
@@ -79,6 +97,9 @@ pub struct EventRecord {
     pub payload: Vec<u8>,
     /// `blake3(prev_hash || encoded record)`.
     pub hash: [u8; HASH_LEN],
+    /// The record format it was written in ([`FORMAT_VERSION`] or
+    /// [`FORMAT_PLACED_BY_STORE`]): which fields its hash covers.
+    pub format: u8,
 }
 
 impl EventRecord {
@@ -95,6 +116,32 @@ impl EventRecord {
     /// encoding is recomputed from the fields, which the format fixes byte
     /// for byte, straight into the hasher.
     pub fn chains_to(&self, prev_hash: &[u8; HASH_LEN]) -> bool {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(prev_hash);
+        hasher.update(&[self.format]);
+        let encoded = match self.format {
+            FORMAT_VERSION => self.encode_body_into(&mut hasher),
+            FORMAT_PLACED_BY_STORE => bincode::encode_into_std_write(
+                &UnplacedRef {
+                    stream: *self.stream.as_bytes(),
+                    seq: self.seq,
+                    recorded_at_ms: self.recorded_at_ms,
+                    kind: &self.kind,
+                    payload: &self.payload,
+                },
+                &mut hasher,
+                config(),
+            )
+            .is_ok(),
+            _ => false,
+        };
+        // Writing into a hasher cannot fail, and a record that was decoded
+        // is within the limit; either way a failure means "does not chain".
+        encoded && *hasher.finalize().as_bytes() == self.hash
+    }
+
+    /// Writes the format-1 body of this record into `hasher`.
+    fn encode_body_into(&self, hasher: &mut blake3::Hasher) -> bool {
         let body = BodyRef {
             stream: *self.stream.as_bytes(),
             seq: self.seq,
@@ -104,13 +151,7 @@ impl EventRecord {
             kind: &self.kind,
             payload: &self.payload,
         };
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(prev_hash);
-        hasher.update(&[FORMAT_VERSION]);
-        // Writing into a hasher cannot fail, and a record that was decoded
-        // is within the limit; either way a failure means "does not chain".
-        bincode::encode_into_std_write(&body, &mut hasher, config()).is_ok()
-            && *hasher.finalize().as_bytes() == self.hash
+        bincode::encode_into_std_write(&body, hasher, config()).is_ok()
     }
 }
 
@@ -136,6 +177,24 @@ struct Body {
     payload: Vec<u8>,
 }
 
+#[derive(Encode)]
+struct UnplacedRef<'a> {
+    stream: [u8; 16],
+    seq: u64,
+    recorded_at_ms: u64,
+    kind: &'a str,
+    payload: &'a [u8],
+}
+
+#[derive(Decode)]
+struct Unplaced {
+    stream: [u8; 16],
+    seq: u64,
+    recorded_at_ms: u64,
+    kind: String,
+    payload: Vec<u8>,
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard()
         .with_little_endian()
@@ -144,7 +203,7 @@ fn config() -> impl bincode::config::Config {
 }
 
 /// Checks an event before anything is written.
-pub(crate) fn validate(event: &NewEvent) -> Result<()> {
+pub fn validate(event: &NewEvent) -> Result<()> {
     if event.kind.is_empty() || event.kind.len() > MAX_KIND_BYTES {
         return Err(Error::InvalidAppend(format!(
             "event kind must be 1 to {MAX_KIND_BYTES} bytes, got {}",
@@ -310,6 +369,108 @@ pub(crate) fn decode(
         kind: body.kind,
         payload: body.payload,
         hash,
+        format: FORMAT_VERSION,
+    })
+}
+
+/// Encodes one event in [`FORMAT_PLACED_BY_STORE`] as `seq` of `stream`,
+/// chained to `prev_hash`. Returns the value to store and its hash.
+pub fn encode_unplaced(
+    stream: StreamId,
+    seq: u64,
+    event: &NewEvent,
+    prev_hash: &[u8; HASH_LEN],
+) -> Result<(Vec<u8>, [u8; HASH_LEN])> {
+    let body = UnplacedRef {
+        stream: *stream.as_bytes(),
+        seq,
+        recorded_at_ms: event.recorded_at_ms,
+        kind: &event.kind,
+        payload: &event.payload,
+    };
+    let mut value = Vec::with_capacity(1 + 40 + event.kind.len() + event.payload.len() + HASH_LEN);
+    value.push(FORMAT_PLACED_BY_STORE);
+    bincode::encode_into_std_write(&body, &mut value, config())
+        .map_err(|e| Error::InvalidAppend(format!("cannot encode event: {e}")))?;
+    let hash = chain_hash(prev_hash, &value);
+    value.extend_from_slice(&hash);
+    Ok((value, hash))
+}
+
+/// Where the store found a [`FORMAT_PLACED_BY_STORE`] record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placed {
+    pub position: u64,
+    pub prev_position: u64,
+    /// The stream and seq it must be, when the reader knows (reading one
+    /// stream); `None` when it does not (reading the whole journal).
+    pub expect: Option<(StreamId, u64)>,
+}
+
+/// Decodes a [`FORMAT_PLACED_BY_STORE`] value found at `placed`. With
+/// `prev_hash`, the chain link is checked too.
+pub fn decode_unplaced(
+    placed: Placed,
+    value: &[u8],
+    prev_hash: Option<&[u8; HASH_LEN]>,
+) -> Result<EventRecord> {
+    let (stream, seq) = placed.expect.unwrap_or((StreamId::NIL, 0));
+    let corrupt = |reason: String| Error::corrupt(stream, seq, reason);
+    if value.len() < 1 + HASH_LEN {
+        return Err(corrupt(format!(
+            "record is truncated ({} bytes)",
+            value.len()
+        )));
+    }
+    if value[0] != FORMAT_PLACED_BY_STORE {
+        return Err(corrupt(format!(
+            "record format {} where format {FORMAT_PLACED_BY_STORE} was expected",
+            value[0]
+        )));
+    }
+    let (hashed, hash) = value.split_at(value.len() - HASH_LEN);
+    let hash: [u8; HASH_LEN] = hash
+        .try_into()
+        .map_err(|_| corrupt("record hash is truncated".into()))?;
+    if let Some(prev) = prev_hash
+        && chain_hash(prev, hashed) != hash
+    {
+        return Err(corrupt(
+            "hash does not match the chain (record altered or out of place)".into(),
+        ));
+    }
+    let (body, used): (Unplaced, usize) = bincode::decode_from_slice(&hashed[1..], config())
+        .map_err(|e| Error::Corrupt {
+            stream,
+            seq,
+            reason: format!("record does not decode: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    if used != hashed.len() - 1 {
+        return Err(corrupt(format!(
+            "record has {} trailing bytes",
+            hashed.len() - 1 - used
+        )));
+    }
+    let found = StreamId::from_bytes(body.stream);
+    if let Some(expected) = placed.expect
+        && (found, body.seq) != expected
+    {
+        return Err(corrupt(format!(
+            "record says stream {found} seq {}, which is not where it is stored",
+            body.seq
+        )));
+    }
+    Ok(EventRecord {
+        stream: found,
+        seq: body.seq,
+        position: placed.position,
+        prev_position: placed.prev_position,
+        recorded_at_ms: body.recorded_at_ms,
+        kind: body.kind,
+        payload: body.payload,
+        hash,
+        format: FORMAT_PLACED_BY_STORE,
     })
 }
 
@@ -378,6 +539,63 @@ mod tests {
         let mut renamed = r2;
         renamed.kind.push('x');
         assert!(!renamed.chains_to(&h1));
+    }
+
+    #[test]
+    fn a_record_placed_by_its_store_round_trips_chains_and_keeps_no_place_in_its_hash() {
+        let (id, ev) = sample();
+        let (v1, h1) = encode_unplaced(id, 1, &ev, &GENESIS_HASH).unwrap();
+        let (v2, h2) = encode_unplaced(id, 2, &ev, &h1).unwrap();
+        let at = |position, prev_position, expect| Placed {
+            position,
+            prev_position,
+            expect,
+        };
+        let r1 = decode_unplaced(at(4096, 0, Some((id, 1))), &v1, Some(&GENESIS_HASH)).unwrap();
+        let r2 = decode_unplaced(at(8192, 4096, None), &v2, Some(&h1)).unwrap();
+        assert_eq!((r1.position, r1.prev_position, r1.hash), (4096, 0, h1));
+        assert_eq!((r2.seq, r2.position, r2.prev_position), (2, 8192, 4096));
+        assert_eq!(
+            (r2.kind.as_str(), r2.payload.as_slice()),
+            ("step_completed", ev.payload.as_slice())
+        );
+        assert_eq!((r1.format, r2.hash), (FORMAT_PLACED_BY_STORE, h2));
+        assert!(r1.chains_to(&GENESIS_HASH) && r2.chains_to(&h1));
+        assert!(!r2.chains_to(&GENESIS_HASH));
+        // The place is the store's: the same bytes chain wherever they are.
+        let mut moved = r2.clone();
+        moved.position += 7;
+        assert!(moved.chains_to(&h1));
+        // Everything of the event is covered.
+        let mut changed = r2.clone();
+        changed.payload.push(b' ');
+        assert!(!changed.chains_to(&h1));
+        let mut renumbered = r2;
+        renumbered.seq = 3;
+        assert!(!renumbered.chains_to(&h1));
+        // Found where another was expected, or in the wrong format: refused.
+        assert!(decode_unplaced(at(1, 0, Some((id, 2))), &v1, None).is_err());
+        assert!(decode_unplaced(at(1, 0, None), &v1, Some(&h1)).is_err());
+        let (format1, _) = encode(
+            Place {
+                stream: id,
+                seq: 1,
+                position: 1,
+                prev_position: 0,
+            },
+            &ev,
+            &GENESIS_HASH,
+        )
+        .unwrap();
+        assert!(decode_unplaced(at(1, 0, None), &format1, None).is_err());
+        for i in 0..v1.len() {
+            let mut bad = v1.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                decode_unplaced(at(1, 0, Some((id, 1))), &bad, Some(&GENESIS_HASH)).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
+        }
     }
 
     #[test]

@@ -466,6 +466,7 @@ impl Writer {
                 kind: event.kind,
                 payload: event.payload,
                 hash,
+                format: record::FORMAT_VERSION,
             }));
             h = Head {
                 last_seq: seq,

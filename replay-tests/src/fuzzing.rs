@@ -491,6 +491,7 @@ fn record_with(payload: &[u8]) -> EventRecord {
         kind: "fuzz".into(),
         payload: payload.to_vec(),
         hash: [0; 32],
+        format: retrace_journal::record::FORMAT_VERSION,
     }
 }
 

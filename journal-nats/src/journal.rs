@@ -1,0 +1,530 @@
+//! `NatsJournal`: opening the journal on a NATS server or cluster (creating
+//! its stream and bucket the first time), and the [`Journal`]
+//! implementation over the other modules.
+//!
+//! Owns the connection and the handles every part shares. It must never
+//! publish an event itself (only the writer does) nor keep anything that
+//! is not also on the server, except caches that the server corrects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+use futures::future::{self, BoxFuture};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use retrace_journal::{
+    Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StorageError,
+    StreamHead, StreamId, Subscription, Tail,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::direct::{self, remote};
+use crate::envelope::{self, Check};
+use crate::heads::{Head, Heads};
+use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY, sequence_of};
+use crate::tail;
+use crate::writer::{Request, Writer};
+
+/// Messages one read asks the server for at a time.
+const READ_BATCH: usize = 512;
+
+/// Where the journal is and how it is laid out.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// NATS server addresses, e.g. `nats://127.0.0.1:4222`; the client
+    /// connects to one and learns the rest of the cluster from it.
+    pub servers: Vec<String>,
+    /// Subject prefix; the stream and bucket names derive from it
+    /// (`retrace` → `RETRACE_EVENTS`, `RETRACE_SNAPSHOTS`).
+    pub prefix: String,
+    /// Replicas of the stream and bucket when this creates them (1 for one
+    /// server, 3 for a cluster of three).
+    pub replicas: usize,
+    /// Partitions when this creates the stream (afterwards the stream's own
+    /// count holds).
+    pub partitions: u32,
+    /// How long opening waits for the server to answer (a cluster elects
+    /// its JetStream leader first).
+    pub open_wait: Duration,
+}
+
+impl NatsOptions {
+    /// One server at `url`, default names, one replica.
+    pub fn new(url: impl Into<String>) -> NatsOptions {
+        NatsOptions {
+            servers: vec![url.into()],
+            prefix: "retrace".into(),
+            replicas: 1,
+            partitions: PARTITIONS_DEFAULT,
+            open_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The journal on a JetStream stream. Clones share one connection and one
+/// append pipeline; the journal closes (its subscriptions end) when the
+/// last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct NatsJournal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    reader: Reader,
+    requests: mpsc::UnboundedSender<Request>,
+    snapshots: kv::Store,
+    /// Dropped with the journal: every subscription watches it.
+    closed: watch::Sender<()>,
+    /// When the connection was first seen down (0: it is up).
+    down_since_ms: AtomicU64,
+}
+
+/// What reading needs: shared by the journal, the writer and the tails.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader {
+    pub client: async_nats::Client,
+    pub stream: stream::Stream,
+    pub names: Names,
+    pub heads: Arc<Heads>,
+}
+
+fn other(action: &str, reason: impl std::fmt::Display) -> Error {
+    Error::Storage(StorageError::Other(format!("{action}: {reason}")))
+}
+
+impl NatsJournal {
+    /// Connects and opens the journal, creating its stream and bucket if
+    /// they do not exist yet.
+    pub async fn open(options: NatsOptions) -> Result<NatsJournal> {
+        let servers = options.servers.join(",");
+        let client = async_nats::ConnectOptions::new()
+            .name("retrace")
+            .connection_timeout(options.open_wait)
+            .connect(options.servers.as_slice())
+            .await
+            .map_err(|e| remote(format!("cannot connect to NATS at {servers}"), e))?;
+        let js = jetstream::new(client.clone());
+        let wanted = Names::new(&options.prefix, options.partitions);
+        let deadline = tokio::time::Instant::now() + options.open_wait;
+        // A cluster answers only once it has elected its JetStream leader.
+        let stream = loop {
+            let config = stream::Config {
+                name: wanted.events.clone(),
+                subjects: vec![wanted.all_events()],
+                allow_direct: true,
+                storage: stream::StorageType::File,
+                num_replicas: options.replicas,
+                metadata: HashMap::from([(
+                    PARTITIONS_KEY.to_owned(),
+                    options.partitions.to_string(),
+                )]),
+                ..Default::default()
+            };
+            match js.get_or_create_stream(config).await {
+                Ok(stream) => break stream,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "NATS JetStream not ready yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => {
+                    return Err(remote(
+                        format!("cannot open stream {} on NATS at {servers}", wanted.events),
+                        e,
+                    ));
+                }
+            }
+        };
+        let partitions = stream
+            .cached_info()
+            .config
+            .metadata
+            .get(PARTITIONS_KEY)
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                other(
+                    &format!("stream {} on NATS", wanted.events),
+                    format!("its metadata has no {PARTITIONS_KEY}: it was not made by retrace"),
+                )
+            })?;
+        let names = Names::new(&options.prefix, partitions);
+        let snapshots = match js.get_key_value(names.snapshots.clone()).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: names.snapshots.clone(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: options.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| remote(format!("cannot open bucket {}", names.snapshots), e))?,
+        };
+        let heads = Arc::new(Heads::default());
+        let mut subjects = stream
+            .info_with_subjects(names.all_events())
+            .await
+            .map_err(|e| remote("cannot list the journal's streams on NATS", e))?;
+        while let Some((subject, _)) = subjects
+            .try_next()
+            .await
+            .map_err(|e| remote("cannot list the journal's streams on NATS", e))?
+        {
+            if let Some(id) = names.stream_of(&subject) {
+                heads.add_id(id);
+            }
+        }
+        let reader = Reader {
+            client: client.clone(),
+            stream,
+            names,
+            heads: heads.clone(),
+        };
+        let (requests, queue) = mpsc::unbounded_channel();
+        let writer = Writer {
+            js,
+            reader: reader.clone(),
+            heads,
+            max_payload: client.server_info().max_payload,
+        };
+        tokio::spawn(writer.run(queue));
+        let (closed, _) = watch::channel(());
+        Ok(NatsJournal {
+            inner: Arc::new(Inner {
+                reader,
+                requests,
+                snapshots,
+                closed,
+                down_since_ms: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl Reader {
+    /// The head of `stream` as the server holds it now, remembered.
+    pub async fn fetch_head(&self, id: StreamId) -> Result<Option<Head>> {
+        let subject = self.names.subject(id);
+        let last = match self.stream.direct_get_last_for_subject(subject).await {
+            Ok(message) => message,
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(remote("cannot read a stream's head from NATS", e)),
+        };
+        let records = envelope::decode(last.sequence, &last.payload, Check::Alone)?;
+        if records.first().map(|r| r.stream) != Some(id) {
+            return Err(Error::corrupt(
+                id,
+                0,
+                format!(
+                    "message {} on the stream's subject holds another stream",
+                    last.sequence
+                ),
+            ));
+        }
+        let head = envelope::head_after(&records);
+        if let Some(head) = head {
+            self.heads.learn(id, head);
+        }
+        Ok(head)
+    }
+
+    /// Events of one stream with `seq >= from_seq`, read from its first
+    /// message so each is checked against the chain.
+    async fn read(&self, id: StreamId, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        if let Some(head) = self.heads.get(id)
+            && from_seq > head.last_seq
+        {
+            return Ok(out);
+        }
+        let subject = self.names.subject(id);
+        let mut head = Head::EMPTY;
+        let mut from = 1;
+        loop {
+            let page =
+                direct::read_batch(&self.client, &self.names.events, from, &subject, READ_BATCH)
+                    .await?;
+            for message in &page.messages {
+                let check = Check::Continues {
+                    stream: id,
+                    after: head,
+                };
+                let records = envelope::decode(message.sequence, &message.payload, check)?;
+                head = envelope::head_after(&records).unwrap_or(head);
+                for record in records {
+                    if record.seq >= from_seq && out.len() < limit {
+                        out.push(record);
+                    }
+                }
+                from = message.sequence + 1;
+            }
+            if out.len() >= limit || !page.more || page.messages.is_empty() {
+                break;
+            }
+        }
+        if out.len() < limit {
+            // Read to the end: this is the head.
+            self.heads.learn(id, head);
+        }
+        Ok(out)
+    }
+
+    async fn read_global(&self, from_position: u64, limit: usize) -> Result<Vec<EventRecord>> {
+        let mut out = Vec::new();
+        let all = self.names.all_events();
+        let mut from = sequence_of(from_position).max(1);
+        while out.len() < limit {
+            let page = direct::read_batch(&self.client, &self.names.events, from, &all, READ_BATCH)
+                .await?;
+            for message in &page.messages {
+                let records = envelope::decode(message.sequence, &message.payload, Check::Alone)?;
+                if self.names.stream_of(&message.subject) != records.first().map(|r| r.stream) {
+                    return Err(other(
+                        "reading the journal",
+                        format!(
+                            "message {} is on another stream's subject",
+                            message.sequence
+                        ),
+                    ));
+                }
+                for record in records {
+                    if record.position >= from_position && out.len() < limit {
+                        out.push(record);
+                    }
+                }
+                from = message.sequence + 1;
+            }
+            if !page.more || page.messages.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn head(&self, id: StreamId) -> Result<Option<Head>> {
+        match self.heads.get(id) {
+            Some(head) => Ok(Some(head)),
+            None => self.fetch_head(id).await,
+        }
+    }
+
+    async fn last_position(&self) -> Result<u64> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| remote("cannot read the journal's state from NATS", e))?;
+        let last = info.state.last_sequence;
+        if last == 0 {
+            return Ok(0);
+        }
+        let message = self
+            .stream
+            .direct_get(last)
+            .await
+            .map_err(|e| remote("cannot read the journal's last message from NATS", e))?;
+        let records = envelope::decode(last, &message.payload, Check::Alone)?;
+        Ok(records.last().map_or(0, |r| r.position))
+    }
+}
+
+fn stream_head(id: StreamId, head: Head) -> StreamHead {
+    StreamHead {
+        stream: id,
+        last_seq: head.last_seq,
+        last_position: head.last_position,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Journal for NatsJournal {
+    fn append(
+        &self,
+        stream: StreamId,
+        expected_seq: u64,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'static, Result<Appended>> {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            stream,
+            expected_seq,
+            events,
+            reply,
+        };
+        if self.inner.requests.send(request).is_err() {
+            return future::ready(Err(Error::Closed)).boxed();
+        }
+        async move { answer.await.unwrap_or(Err(Error::Closed)) }.boxed()
+    }
+
+    fn read(
+        &self,
+        stream: StreamId,
+        from_seq: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
+        self.inner.reader.read(stream, from_seq, limit).boxed()
+    }
+
+    fn read_global(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<EventRecord>>> {
+        self.inner.reader.read_global(from_position, limit).boxed()
+    }
+
+    fn head(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<StreamHead>>> {
+        async move {
+            Ok(self
+                .inner
+                .reader
+                .head(stream)
+                .await?
+                .map(|h| stream_head(stream, h)))
+        }
+        .boxed()
+    }
+
+    fn streams(
+        &self,
+        after: Option<StreamId>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StreamHead>>> {
+        async move {
+            let reader = &self.inner.reader;
+            let ids = reader.heads.ids_after(after, limit);
+            let heads = futures::stream::iter(ids)
+                .map(|id| async move { (id, reader.head(id).await) })
+                .buffered(32)
+                .collect::<Vec<_>>()
+                .await;
+            let mut out = Vec::with_capacity(heads.len());
+            for (id, head) in heads {
+                if let Some(head) = head? {
+                    out.push(stream_head(id, head));
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn last_position(&self) -> BoxFuture<'_, Result<u64>> {
+        self.inner.reader.last_position().boxed()
+    }
+
+    fn subscribe(&self, from: Tail) -> Subscription {
+        tail::subscribe(
+            self.inner.reader.clone(),
+            from,
+            self.inner.closed.subscribe(),
+        )
+    }
+
+    fn put_snapshot(
+        &self,
+        stream: StreamId,
+        seq: u64,
+        state: Vec<u8>,
+    ) -> BoxFuture<'static, Result<()>> {
+        let reader = self.inner.reader.clone();
+        let snapshots = self.inner.snapshots.clone();
+        let put = async move {
+            let last_seq = reader.head(stream).await?.map_or(0, |h| h.last_seq);
+            if seq == 0 || seq > last_seq {
+                return Err(Error::InvalidAppend(format!(
+                    "a snapshot of stream {stream} at seq {seq}, which has {last_seq} events"
+                )));
+            }
+            let mut value = Vec::with_capacity(8 + state.len());
+            value.extend_from_slice(&seq.to_le_bytes());
+            value.extend_from_slice(&state);
+            snapshots
+                .put(reader.names.snapshot_key(stream), Bytes::from(value))
+                .await
+                .map_err(|e| remote("cannot store a snapshot on NATS", e))?;
+            Ok(())
+        };
+        // The request is made now, whether or not the caller awaits it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let task = runtime.spawn(put);
+                async move {
+                    task.await
+                        .unwrap_or_else(|e| Err(other("storing a snapshot", e)))
+                }
+                .boxed()
+            }
+            Err(_) => put.boxed(),
+        }
+    }
+
+    fn latest_snapshot(&self, stream: StreamId) -> BoxFuture<'_, Result<Option<Snapshot>>> {
+        async move {
+            let key = self.inner.reader.names.snapshot_key(stream);
+            let Some(value) = self
+                .inner
+                .snapshots
+                .get(key)
+                .await
+                .map_err(|e| remote("cannot read a snapshot from NATS", e))?
+            else {
+                return Ok(None);
+            };
+            let seq: [u8; 8] = value
+                .get(..8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| {
+                    Error::CorruptIndex(format!("the snapshot of {stream} is truncated"))
+                })?;
+            Ok(Some(Snapshot {
+                stream,
+                seq: u64::from_le_bytes(seq),
+                state: value[8..].to_vec(),
+            }))
+        }
+        .boxed()
+    }
+
+    /// An acknowledged append is already as durable as the stream is
+    /// configured to make it: nothing to wait for.
+    fn flush(&self) -> BoxFuture<'static, Result<()>> {
+        future::ready(Ok(())).boxed()
+    }
+
+    fn health(&self) -> Health {
+        use async_nats::connection::State;
+        let state = self.inner.reader.client.connection_state();
+        if state == State::Connected {
+            self.inner.down_since_ms.store(0, Ordering::Relaxed);
+            return Health::Writable;
+        }
+        let since = match self.inner.down_since_ms.compare_exchange(
+            0,
+            now_ms(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => self.inner.down_since_ms.load(Ordering::Relaxed),
+            Err(earlier) => earlier,
+        };
+        Health::Unavailable {
+            since_ms: since,
+            reason: format!("the connection to NATS is {state:?}"),
+        }
+    }
+}

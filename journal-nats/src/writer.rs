@@ -1,0 +1,227 @@
+//! The append pipeline: one task takes append requests in call order,
+//! publishes each as one message conditional on its stream's last message,
+//! and answers each when the server acknowledges it.
+//!
+//! Publishes are pipelined (many acknowledgements in flight, which is how
+//! JetStream group-commits), except that an append to a stream with an
+//! append still in flight waits for it: the next one is built on the head
+//! that one ends in. While it waits, later requests wait behind it, so
+//! messages reach the server in call order and positions follow the calls.
+//!
+//! Owns the in-flight appends and the only code that publishes events. It
+//! must never answer an append before the server acknowledged it, nor
+//! publish one that was not checked against its stream's head.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use retrace_journal::record::{self, MAX_EVENTS_PER_APPEND};
+use retrace_journal::{Appended, Error, NewEvent, Result, StreamId};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::direct::remote;
+use crate::heads::{Head, Heads};
+use crate::journal::Reader;
+use crate::names::position;
+
+/// One append, as asked.
+pub(crate) struct Request {
+    pub stream: StreamId,
+    pub expected_seq: u64,
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// An acknowledged (or refused) append, for the task to book.
+struct Done {
+    stream: StreamId,
+    outcome: Result<Appended>,
+    head: Option<Head>,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+pub(crate) struct Writer {
+    pub js: async_nats::jetstream::Context,
+    pub reader: Reader,
+    pub heads: Arc<Heads>,
+    /// The largest message the server takes.
+    pub max_payload: usize,
+}
+
+impl Writer {
+    /// Runs until every sender of `requests` is gone and every append in
+    /// flight is answered.
+    pub async fn run(self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut busy: HashSet<StreamId> = HashSet::new();
+        let mut held: Option<Request> = None;
+        let mut open = true;
+        loop {
+            if let Some(request) = held.take() {
+                if !busy.contains(&request.stream) {
+                    if let Some(flight) = self.start(request).await {
+                        busy.insert(flight.0);
+                        in_flight.push(flight.1);
+                    }
+                    continue;
+                }
+                held = Some(request);
+            }
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    busy.remove(&done.stream);
+                    self.book(done);
+                }
+                request = requests.recv(), if open && held.is_none() => match request {
+                    Some(request) => held = Some(request),
+                    None => open = false,
+                },
+                else => break,
+            }
+        }
+    }
+
+    /// Checks and publishes one append; answers it at once if it is refused
+    /// before publishing. Returns its acknowledgement to wait for.
+    async fn start(&self, request: Request) -> Option<(StreamId, BoxFuture<'static, Done>)> {
+        let Request {
+            stream,
+            expected_seq,
+            events,
+            reply,
+        } = request;
+        match self.prepare(stream, expected_seq, &events).await {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+            Ok((head, message, last_hash)) => {
+                let n = events.len();
+                let publish = PublishMessage::build()
+                    .payload(Bytes::from(message))
+                    .expected_last_subject_sequence(head.last_message());
+                let subject = self.reader.names.subject(stream);
+                let sent = self.js.send_publish(subject, publish).await;
+                let reader = self.reader.clone();
+                let ack = async move {
+                    let acked = match sent {
+                        Ok(ack) => ack.await,
+                        Err(e) => Err(e),
+                    };
+                    let (outcome, head) = match acked {
+                        Ok(ack) => {
+                            let appended = Appended {
+                                stream,
+                                first_seq: head.last_seq + 1,
+                                last_seq: head.last_seq + n as u64,
+                                first_position: position(ack.sequence, 0),
+                                last_position: position(ack.sequence, n - 1),
+                            };
+                            let after = Head {
+                                last_seq: appended.last_seq,
+                                last_position: appended.last_position,
+                                last_hash,
+                            };
+                            (Ok(appended), Some(after))
+                        }
+                        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                            // Another writer moved the stream on: say where to.
+                            let actual = match reader.fetch_head(stream).await {
+                                Ok(h) => h.map_or(1, |h| h.last_seq + 1),
+                                Err(e) => return Done::failed(stream, e, reply),
+                            };
+                            let conflict = Error::SeqConflict {
+                                stream,
+                                expected: expected_seq,
+                                actual,
+                            };
+                            (Err(conflict), None)
+                        }
+                        Err(e) => (Err(remote("cannot append to NATS", e)), None),
+                    };
+                    Done {
+                        stream,
+                        outcome,
+                        head,
+                        reply,
+                    }
+                };
+                Some((stream, Box::pin(ack)))
+            }
+        }
+    }
+
+    /// The head an append builds on, its message, and its last hash; or why
+    /// it is refused without publishing.
+    async fn prepare(
+        &self,
+        stream: StreamId,
+        expected_seq: u64,
+        events: &[NewEvent],
+    ) -> Result<(Head, Vec<u8>, [u8; 32])> {
+        if events.is_empty() {
+            return Err(Error::InvalidAppend(
+                "an append needs at least one event".into(),
+            ));
+        }
+        if events.len() > MAX_EVENTS_PER_APPEND {
+            return Err(Error::InvalidAppend(format!(
+                "an append holds at most {MAX_EVENTS_PER_APPEND} events, got {}",
+                events.len()
+            )));
+        }
+        for event in events {
+            record::validate(event)?;
+        }
+        let head = match self.heads.get(stream) {
+            Some(head) => head,
+            // A stream the caller takes for new needs no lookup: if it is
+            // not, the server refuses the append (its subject is not empty).
+            None if expected_seq == 1 => Head::EMPTY,
+            None => self.reader.fetch_head(stream).await?.unwrap_or(Head::EMPTY),
+        };
+        if expected_seq != head.last_seq + 1 {
+            return Err(Error::SeqConflict {
+                stream,
+                expected: expected_seq,
+                actual: head.last_seq + 1,
+            });
+        }
+        let (message, last_hash) = crate::envelope::encode(stream, &head, events)?;
+        if message.len() > self.max_payload {
+            return Err(Error::InvalidAppend(format!(
+                "the append takes {} bytes; the NATS server takes messages of at most {} bytes (its max_payload)",
+                message.len(),
+                self.max_payload
+            )));
+        }
+        Ok((head, message, last_hash))
+    }
+
+    fn book(&self, done: Done) {
+        match done.head {
+            Some(head) => self.heads.learn(done.stream, head),
+            // Refused or unknown: what the server holds is to be read again.
+            None => self.heads.forget(done.stream),
+        }
+        let _ = done.reply.send(done.outcome);
+    }
+}
+
+impl Done {
+    fn failed(stream: StreamId, e: Error, reply: oneshot::Sender<Result<Appended>>) -> Done {
+        Done {
+            stream,
+            outcome: Err(e),
+            head: None,
+            reply,
+        }
+    }
+}
