@@ -9,6 +9,11 @@
 //! clients hold an operator's token and the agent its own (made on the data
 //! folder before the first start), so recovery is proved with auth on.
 //!
+//! The same run is made with the journal on a real `nats-server`
+//! (`serve --nats`): there the server starts with no tokens (they would be
+//! made over the API, not on a folder), and at the end every stream's
+//! chain is read back and checked from NATS.
+//!
 //! `RETRACE_KILL_ROUNDS` (default 4) sets the number of kills,
 //! `RETRACE_KILL_SEED` repeats a run.
 
@@ -19,6 +24,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use retrace_journal::Journal;
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -31,11 +39,23 @@ struct Server {
     base: String,
 }
 
-async fn serve(data: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+/// Where the server keeps its journal.
+enum Backend {
+    Folder(std::path::PathBuf),
+    /// The URL of a NATS server.
+    Nats(String),
+}
+
+async fn serve(backend: &Backend) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_retrace"));
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    match backend {
+        Backend::Folder(data) => command.arg("--data").arg(data),
+        Backend::Nats(url) => command.args(["--nats", url]),
+    };
+    let mut child = command
         .env_remove("RETRACE_DATA")
+        .env_remove("RETRACE_NATS")
         .env_remove("RETRACE_LISTEN")
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -221,6 +241,63 @@ async fn tail(http: reqwest::Client, b: Base, seen: Arc<Mutex<BTreeMap<(String, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_work_survives_sigkill_of_the_server() {
+    let data = tempfile::tempdir().unwrap();
+    let backend = Backend::Folder(data.path().to_owned());
+    let http = client_as(&token(data.path(), "ops", "operator").await);
+    let agent_http = client_as(&token(data.path(), "counter", "agent").await);
+    let server = survives_sigkills(&backend, http, agent_http).await;
+    // A clean stop, then every chain verifies.
+    stop(server).await;
+    let store = retrace_journal::store::sled::SledStore::open(data.path()).unwrap();
+    let report = retrace_journal::verify_store(&store).unwrap();
+    assert!(report.is_sound(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_work_survives_sigkill_of_the_server_on_nats() {
+    let nats = NatsServer::start();
+    let backend = Backend::Nats(nats.url());
+    let server = survives_sigkills(&backend, reqwest::Client::new(), reqwest::Client::new()).await;
+    stop(server).await;
+    // Every stream reads back whole from NATS, each event checked against
+    // its chain as it is read.
+    let journal = NatsJournal::open(NatsOptions::new(nats.url()))
+        .await
+        .unwrap();
+    let mut after = None;
+    let mut streams = 0;
+    loop {
+        let page = journal.streams(after, 100).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream);
+        for head in &page {
+            let records = journal.read(head.stream, 1, usize::MAX).await.unwrap();
+            assert_eq!(records.len() as u64, head.last_seq, "{head:?}");
+            streams += 1;
+        }
+    }
+    assert!(streams > 5, "the executions and the catalog are streams");
+}
+
+/// SIGTERM, and the server exits 0.
+async fn stop(mut server: Server) {
+    let pid = server.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(server.child.wait().await.unwrap().success());
+}
+
+/// Starts, kills and restarts the server on `backend` while clients start
+/// executions and an agent completes them; checks every acknowledged
+/// execution completed and every event shown is stored. Returns the server
+/// still running.
+async fn survives_sigkills(
+    backend: &Backend,
+    http: reqwest::Client,
+    agent_http: reqwest::Client,
+) -> Server {
     let seed = std::env::var("RETRACE_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -236,11 +313,7 @@ async fn acknowledged_work_survives_sigkill_of_the_server() {
         .unwrap_or(4);
     eprintln!("server kill test: seed {seed} (RETRACE_KILL_SEED), {rounds} kills");
     let mut rng = Rng(seed);
-    let data = tempfile::tempdir().unwrap();
-    let http = client_as(&token(data.path(), "ops", "operator").await);
-    let agent_http = client_as(&token(data.path(), "counter", "agent").await);
-
-    let mut server = serve(data.path()).await;
+    let mut server = serve(backend).await;
     let b: Base = Arc::new(Mutex::new(server.base.clone()));
     let r = http
         .post(format!("{}/v1/workflows", server.base))
@@ -287,7 +360,7 @@ async fn acknowledged_work_survives_sigkill_of_the_server() {
         }
         server.child.start_kill().unwrap(); // SIGKILL
         server.child.wait().await.unwrap();
-        server = serve(data.path()).await;
+        server = serve(backend).await;
         *b.lock().unwrap() = server.base.clone();
     }
 
@@ -361,15 +434,6 @@ async fn acknowledged_work_survives_sigkill_of_the_server() {
         }
     }
 
-    // A clean stop, then every chain verifies.
-    let pid = server.child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(server.child.wait().await.unwrap().success());
-    let store = retrace_journal::store::sled::SledStore::open(data.path()).unwrap();
-    let report = retrace_journal::verify_store(&store).unwrap();
-    assert!(report.is_sound(), "seed {seed}: {report:?}");
     assert!(acknowledged.len() as u64 >= 5 * (rounds + 1));
+    server
 }

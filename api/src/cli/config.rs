@@ -221,6 +221,28 @@ pub struct ServeArgs {
     /// File: `[webhooks] max_delay_ms`. Default: 300000 (5 minutes)
     #[arg(long, env = "RETRACE_WEBHOOK_MAX_DELAY_MS", value_name = "MS")]
     pub webhook_max_delay_ms: Option<NonZeroU64>,
+    /// Keep the journal on NATS JetStream instead of the data folder: the
+    /// servers' addresses (repeat the flag, or separate with commas in the
+    /// variable), e.g. nats://127.0.0.1:4222. The servers need JetStream
+    /// and NATS 2.11 or later. File: `[nats] servers`. Default: none (the
+    /// data folder)
+    #[arg(
+        long = "nats",
+        env = "RETRACE_NATS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub nats: Option<Vec<String>>,
+    /// The subject prefix of the journal on NATS; its stream and bucket are
+    /// named after it (`retrace` → RETRACE_EVENTS, RETRACE_SNAPSHOTS).
+    /// File: `[nats] prefix`. Default: retrace
+    #[arg(long, env = "RETRACE_NATS_PREFIX", value_name = "PREFIX")]
+    pub nats_prefix: Option<String>,
+    /// Replicas of the journal's stream and bucket when this server creates
+    /// them (1 for one NATS server, 3 for a cluster of three). File: `[nats]
+    /// replicas`. Default: 1
+    #[arg(long, env = "RETRACE_NATS_REPLICAS", value_name = "N")]
+    pub nats_replicas: Option<NonZeroUsize>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -264,7 +286,20 @@ pub struct Settings {
     pub webhooks: WebhookOptions,
     /// The configuration file read, if any (for the log).
     pub config: Option<PathBuf>,
+    /// The journal on NATS, when configured (`nats`, `nats_*`, `[nats]`).
+    pub nats: Option<NatsSettings>,
 }
+
+/// Where the journal is on NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsSettings {
+    pub servers: Vec<String>,
+    pub prefix: String,
+    pub replicas: usize,
+}
+
+/// The subject prefix on NATS when no source names one.
+pub const NATS_PREFIX_DEFAULT: &str = "retrace";
 
 /// Why the settings cannot be used. Each names the file, and where in it,
 /// when the file is the cause.
@@ -296,6 +331,9 @@ pub enum ConfigError {
     HistoryLimit { value: u64 },
     #[error("event_secrets: {0}")]
     EventSecrets(String),
+    /// NATS settings that cannot be used.
+    #[error("nats: {0}")]
+    Nats(String),
     #[error(
         "TLS needs both a certificate and its key (tls_cert and tls_key); tls_client_ca needs them too"
     )]
@@ -373,6 +411,17 @@ struct FileSettings {
     webhooks: Option<FileWebhooks>,
     /// Secret name to value: `[secrets]`.
     secrets: Option<BTreeMap<String, String>>,
+    /// The journal on NATS: `[nats]`.
+    nats: Option<FileNats>,
+}
+
+/// The `[nats]` table: the `nats*` flags without their prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNats {
+    servers: Option<Vec<String>>,
+    prefix: Option<String>,
+    replicas: Option<NonZeroUsize>,
 }
 
 /// The `[http]` table: the `http_*` flags without their prefix.
@@ -590,6 +639,12 @@ pub fn resolve_with(
             .map_or(MAX_DELAY_MS_DEFAULT, NonZeroU64::get),
         ..WebhookOptions::default()
     };
+    let file_nats = file.nats.unwrap_or_default();
+    let nats = nats_settings(
+        args.nats.or(file_nats.servers),
+        args.nats_prefix.or(file_nats.prefix),
+        args.nats_replicas.or(file_nats.replicas),
+    )?;
     let api = ApiConfig {
         max_body_bytes: args
             .max_body_bytes
@@ -647,7 +702,46 @@ pub fn resolve_with(
         http,
         webhooks,
         config: args.config,
+        nats,
     })
+}
+
+/// The NATS settings, if servers are named; the prefix must be a plain
+/// subject token.
+fn nats_settings(
+    servers: Option<Vec<String>>,
+    prefix: Option<String>,
+    replicas: Option<NonZeroUsize>,
+) -> Result<Option<NatsSettings>, ConfigError> {
+    let servers: Vec<String> = servers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        if prefix.is_some() || replicas.is_some() {
+            return Err(ConfigError::Nats(
+                "nats_prefix and nats_replicas need NATS servers (--nats URL)".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    let prefix = prefix.unwrap_or_else(|| NATS_PREFIX_DEFAULT.to_owned());
+    if prefix.is_empty()
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::Nats(format!(
+            "nats_prefix {prefix:?} must be letters, digits, '-' or '_' (one subject token)"
+        )));
+    }
+    Ok(Some(NatsSettings {
+        servers,
+        prefix,
+        replicas: replicas.map_or(1, NonZeroUsize::get),
+    }))
 }
 
 impl Settings {

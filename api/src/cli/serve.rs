@@ -1,5 +1,6 @@
-//! `retrace serve`: opens the engine on a data folder and serves the HTTP
-//! API until SIGINT or SIGTERM.
+//! `retrace serve`: opens the engine on a data folder (or, with `--nats`, on
+//! a journal on NATS JetStream) and serves the HTTP API until SIGINT or
+//! SIGTERM.
 //!
 //! Owns the server's life: its options (merged with the configuration file
 //! by [`super::config`]: flag, then environment variable, then file, then
@@ -11,10 +12,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use retrace_engine::runtime::Engine;
+use retrace_engine::runtime::{Engine, EngineConfig};
+use retrace_engine::store::Storage;
+use retrace_journal_nats::{NatsJournal, NatsOptions};
 use tokio::net::TcpListener;
 
 use super::config::{self, ServeArgs, Settings};
@@ -79,9 +83,31 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(files) => Some(crate::tls::server_config(files).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    let engine = Engine::open(settings.engine_config())
-        .await
-        .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
+    let engine = match &settings.nats {
+        None => Engine::open(settings.engine_config())
+            .await
+            .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?,
+        Some(nats) => {
+            let servers = nats.servers.join(",");
+            let journal = NatsJournal::open(NatsOptions {
+                servers: nats.servers.clone(),
+                prefix: nats.prefix.clone(),
+                replicas: nats.replicas,
+                ..NatsOptions::new(servers.clone())
+            })
+            .await
+            .with_context(|| format!("cannot open the journal on NATS at {servers}"))?;
+            tracing::info!(servers, prefix = %nats.prefix, replicas = nats.replicas,
+                "the journal is on NATS JetStream");
+            let config = EngineConfig {
+                storage: Storage::Journal(Arc::new(journal)),
+                ..settings.engine_config()
+            };
+            Engine::open(config)
+                .await
+                .with_context(|| format!("cannot open the journal on NATS at {servers}"))?
+        }
+    };
     let http = &settings.http;
     tracing::info!(
         max_concurrency = http.max_concurrency,
@@ -127,9 +153,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("the listener has no address")?;
-    let url_file = settings.data.join(SERVER_URL_FILE);
+    // With the journal on NATS there is no data folder to write it in.
+    let url_file = settings
+        .nats
+        .is_none()
+        .then(|| settings.data.join(SERVER_URL_FILE));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(scheme, addr))) {
+    if let Some(url_file) = &url_file
+        && let Err(e) = std::fs::write(url_file, format!("{}\n", local_url(scheme, addr)))
+    {
         tracing::warn!(file = %url_file.display(), error = %e, "cannot write the server's URL");
     }
     let config = settings.api;
@@ -167,7 +199,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("cannot flush the journal")?;
-    let _ = std::fs::remove_file(&url_file);
+    if let Some(url_file) = &url_file {
+        let _ = std::fs::remove_file(url_file);
+    }
     tracing::info!("stopped");
     Ok(())
 }
