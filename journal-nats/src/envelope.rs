@@ -159,6 +159,15 @@ pub(crate) fn decode(sequence: u64, payload: &[u8], check: Check) -> Result<Vec<
     Ok(out)
 }
 
+/// The position a message says its stream's previous event is at, read
+/// without decoding the rest (to see whether a tail missed a message).
+pub(crate) fn prev_position(payload: &[u8]) -> Option<u64> {
+    if payload.first() != Some(&ENVELOPE_VERSION) {
+        return None;
+    }
+    Some(u64::from_le_bytes(payload.get(1..9)?.try_into().ok()?))
+}
+
 /// The head a stream has after the records of one of its messages.
 pub(crate) fn head_after(records: &[EventRecord]) -> Option<Head> {
     records.last().map(|r| Head {
@@ -205,6 +214,8 @@ mod tests {
         let next = decode(9, &second, Check::Continues { stream: s, after }).unwrap();
         assert_eq!((next[0].seq, next[0].prev_position), (3, position(7, 1)));
         assert!(next[0].chains_to(&h1));
+        assert_eq!(prev_position(&second), Some(position(7, 1)));
+        assert_eq!(prev_position(&first), Some(0));
         assert_eq!(decode(9, &second, Check::Alone).unwrap(), next);
         // Out of place: read as the stream's first message, or by another stream.
         assert!(decode(9, &second, Check::first_of(s)).is_err());

@@ -19,17 +19,19 @@ use retrace_journal::{
     Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StorageError,
     StreamHead, StreamId, Subscription, Tail,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::direct::{self, remote};
 use crate::envelope::{self, Check};
 use crate::heads::{Head, Heads};
+use crate::live::{self, Live};
 use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY, sequence_of};
 use crate::tail;
 use crate::writer::{Request, Writer};
 
 /// Messages one read asks the server for at a time.
-const READ_BATCH: usize = 512;
+pub(crate) const READ_BATCH: usize = 512;
 
 /// Where the journal is and how it is laid out.
 #[derive(Debug, Clone)]
@@ -77,10 +79,19 @@ struct Inner {
     reader: Reader,
     requests: mpsc::UnboundedSender<Request>,
     snapshots: kv::Store,
-    /// Dropped with the journal: every subscription watches it.
-    closed: watch::Sender<()>,
+    /// The live feed every tail follows; it closes with the journal.
+    feed: broadcast::Sender<Live>,
+    feed_task: JoinHandle<()>,
     /// When the connection was first seen down (0: it is up).
     down_since_ms: AtomicU64,
+}
+
+/// Closing the journal closes its feed, which ends its tails (each after
+/// what was stored by then).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.feed_task.abort();
+    }
 }
 
 /// What reading needs: shared by the journal, the writer and the tails.
@@ -101,9 +112,16 @@ impl NatsJournal {
     /// they do not exist yet.
     pub async fn open(options: NatsOptions) -> Result<NatsJournal> {
         let servers = options.servers.join(",");
+        // Reconnects and slow-consumer warnings reach the live feed, which
+        // then has its tails read what they may have missed.
+        let (events, events_rx) = mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .name("retrace")
             .connection_timeout(options.open_wait)
+            .event_callback(move |event| {
+                let _ = events.send(event);
+                async {}
+            })
             .connect(options.servers.as_slice())
             .await
             .map_err(|e| remote(format!("cannot connect to NATS at {servers}"), e))?;
@@ -122,6 +140,7 @@ impl NatsJournal {
                     PARTITIONS_KEY.to_owned(),
                     options.partitions.to_string(),
                 )]),
+                republish: Some(republish(&wanted)),
                 ..Default::default()
             };
             match js.get_or_create_stream(config).await {
@@ -152,6 +171,14 @@ impl NatsJournal {
                 )
             })?;
         let names = Names::new(&options.prefix, partitions);
+        if stream.cached_info().config.republish.as_ref() != Some(&republish(&names)) {
+            let mut config = stream.cached_info().config.clone();
+            config.republish = Some(republish(&names));
+            js.update_stream(config)
+                .await
+                .map_err(|e| remote(format!("cannot update stream {}", names.events), e))?;
+        }
+        let (feed, feed_task) = live::start(&client, &names, events_rx).await?;
         let snapshots = match js.get_key_value(names.snapshots.clone()).await {
             Ok(store) => store,
             Err(_) => js
@@ -193,13 +220,13 @@ impl NatsJournal {
             max_payload: client.server_info().max_payload,
         };
         tokio::spawn(writer.run(queue));
-        let (closed, _) = watch::channel(());
         Ok(NatsJournal {
             inner: Arc::new(Inner {
                 reader,
                 requests,
                 snapshots,
-                closed,
+                feed,
+                feed_task,
                 down_since_ms: AtomicU64::new(0),
             }),
         })
@@ -336,6 +363,15 @@ impl Reader {
     }
 }
 
+/// The stream republishes what it stores to the live feed's subject.
+fn republish(names: &Names) -> stream::Republish {
+    stream::Republish {
+        source: names.all_events(),
+        destination: names.stored_events(),
+        headers_only: false,
+    }
+}
+
 fn stream_head(id: StreamId, head: Head) -> StreamHead {
     StreamHead {
         stream: id,
@@ -428,11 +464,7 @@ impl Journal for NatsJournal {
     }
 
     fn subscribe(&self, from: Tail) -> Subscription {
-        tail::subscribe(
-            self.inner.reader.clone(),
-            from,
-            self.inner.closed.subscribe(),
-        )
+        tail::subscribe(self.inner.reader.clone(), from, self.inner.feed.subscribe())
     }
 
     fn put_snapshot(

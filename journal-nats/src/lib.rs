@@ -31,7 +31,8 @@
 //! direct     batched direct reads of stored messages
 //! heads      what is known of each stream's last event; the stream ids
 //! writer     the append pipeline: one task, requests in call order
-//! tail       subscriptions: ordered consumers
+//! live       the live feed: what the stream stored, republished
+//! tail       subscriptions: stored messages, then the live feed
 //! journal    `NatsJournal`: opening, the `Journal` implementation
 //! server     (feature `testkit`) real nats-server processes for tests
 //! ```
@@ -45,6 +46,7 @@ mod direct;
 mod envelope;
 mod heads;
 mod journal;
+mod live;
 mod names;
 #[cfg(feature = "testkit")]
 pub mod server;

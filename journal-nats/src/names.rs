@@ -70,6 +70,11 @@ impl Names {
         format!("{}.ev.>", self.prefix)
     }
 
+    /// Where the stream republishes what it stored (the live feed).
+    pub fn stored_events(&self) -> String {
+        format!("{}.stored.>", self.prefix)
+    }
+
     /// The partition of a stream: FNV-1a of its id, modulo the partitions.
     pub fn partition(&self, stream: StreamId) -> u32 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

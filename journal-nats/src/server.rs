@@ -48,6 +48,14 @@ pub fn require_binary() {
     }
 }
 
+/// How often the server syncs its files: `always` (every message, so an
+/// acknowledged append survives a power loss with one replica), unless
+/// `RETRACE_NATS_SYNC_INTERVAL` says otherwise (`2m`, NATS's own default:
+/// what durability on one server costs, measured by the benches).
+fn sync_interval() -> String {
+    std::env::var("RETRACE_NATS_SYNC_INTERVAL").unwrap_or_else(|_| "always".to_owned())
+}
+
 /// A free loopback port (free when asked; the server takes it soon after).
 fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
@@ -78,8 +86,9 @@ impl NatsServer {
             format!(
                 "listen: 127.0.0.1:{port}\n\
                  max_payload: 8MB\n\
-                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                store.display()
+                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: \"{}\"\n}}\n",
+                store.display(),
+                sync_interval()
             ),
         )
         .expect("write the NATS config");
@@ -97,6 +106,11 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The folder of its data and log.

