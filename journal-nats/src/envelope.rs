@@ -16,7 +16,7 @@
 //! never talk to NATS.
 
 use bincode::{Decode, Encode};
-use retrace_journal::record::{self, GENESIS_HASH, HASH_LEN, Placed};
+use retrace_journal::record::{self, HASH_LEN, Placed};
 use retrace_journal::{Error, EventRecord, NewEvent, Result, StreamId};
 
 use crate::heads::Head;
@@ -176,9 +176,6 @@ pub(crate) fn head_after(records: &[EventRecord]) -> Option<Head> {
         last_hash: r.hash,
     })
 }
-
-/// The head of an empty stream.
-pub(crate) const EMPTY_HASH: [u8; HASH_LEN] = GENESIS_HASH;
 
 #[cfg(test)]
 mod tests {

@@ -14,9 +14,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use retrace_journal::StreamId;
-use retrace_journal::record::HASH_LEN;
+use retrace_journal::record::{GENESIS_HASH, HASH_LEN};
 
-use crate::envelope::EMPTY_HASH;
 use crate::names::sequence_of;
 
 /// A stream's last event.
@@ -32,7 +31,7 @@ impl Head {
     pub const EMPTY: Head = Head {
         last_seq: 0,
         last_position: 0,
-        last_hash: EMPTY_HASH,
+        last_hash: GENESIS_HASH,
     };
 
     /// The message sequence of the stream's last append (0 for none): what

@@ -16,22 +16,19 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use retrace_journal::{
-    Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StorageError,
-    StreamHead, StreamId, Subscription, Tail,
+    Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StreamHead,
+    StreamId, Subscription, Tail,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::direct::{self, remote};
-use crate::envelope::{self, Check};
+use crate::direct::remote;
 use crate::heads::{Head, Heads};
 use crate::live::{self, Live};
-use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY, sequence_of};
+use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
+use crate::reader::{Reader, other};
 use crate::tail;
 use crate::writer::{Request, Writer};
-
-/// Messages one read asks the server for at a time.
-pub(crate) const READ_BATCH: usize = 512;
 
 /// Where the journal is and how it is laid out.
 #[derive(Debug, Clone)]
@@ -92,19 +89,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.feed_task.abort();
     }
-}
-
-/// What reading needs: shared by the journal, the writer and the tails.
-#[derive(Debug, Clone)]
-pub(crate) struct Reader {
-    pub client: async_nats::Client,
-    pub stream: stream::Stream,
-    pub names: Names,
-    pub heads: Arc<Heads>,
-}
-
-fn other(action: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Storage(StorageError::Other(format!("{action}: {reason}")))
 }
 
 impl NatsJournal {
@@ -230,136 +214,6 @@ impl NatsJournal {
                 down_since_ms: AtomicU64::new(0),
             }),
         })
-    }
-}
-
-impl Reader {
-    /// The head of `stream` as the server holds it now, remembered.
-    pub async fn fetch_head(&self, id: StreamId) -> Result<Option<Head>> {
-        let subject = self.names.subject(id);
-        let last = match self.stream.direct_get_last_for_subject(subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(remote("cannot read a stream's head from NATS", e)),
-        };
-        let records = envelope::decode(last.sequence, &last.payload, Check::Alone)?;
-        if records.first().map(|r| r.stream) != Some(id) {
-            return Err(Error::corrupt(
-                id,
-                0,
-                format!(
-                    "message {} on the stream's subject holds another stream",
-                    last.sequence
-                ),
-            ));
-        }
-        let head = envelope::head_after(&records);
-        if let Some(head) = head {
-            self.heads.learn(id, head);
-        }
-        Ok(head)
-    }
-
-    /// Events of one stream with `seq >= from_seq`, read from its first
-    /// message so each is checked against the chain.
-    async fn read(&self, id: StreamId, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        if let Some(head) = self.heads.get(id)
-            && from_seq > head.last_seq
-        {
-            return Ok(out);
-        }
-        let subject = self.names.subject(id);
-        let mut head = Head::EMPTY;
-        let mut from = 1;
-        loop {
-            let page =
-                direct::read_batch(&self.client, &self.names.events, from, &subject, READ_BATCH)
-                    .await?;
-            for message in &page.messages {
-                let check = Check::Continues {
-                    stream: id,
-                    after: head,
-                };
-                let records = envelope::decode(message.sequence, &message.payload, check)?;
-                head = envelope::head_after(&records).unwrap_or(head);
-                for record in records {
-                    if record.seq >= from_seq && out.len() < limit {
-                        out.push(record);
-                    }
-                }
-                from = message.sequence + 1;
-            }
-            if out.len() >= limit || !page.more || page.messages.is_empty() {
-                break;
-            }
-        }
-        if out.len() < limit {
-            // Read to the end: this is the head.
-            self.heads.learn(id, head);
-        }
-        Ok(out)
-    }
-
-    async fn read_global(&self, from_position: u64, limit: usize) -> Result<Vec<EventRecord>> {
-        let mut out = Vec::new();
-        let all = self.names.all_events();
-        let mut from = sequence_of(from_position).max(1);
-        while out.len() < limit {
-            let page = direct::read_batch(&self.client, &self.names.events, from, &all, READ_BATCH)
-                .await?;
-            for message in &page.messages {
-                let records = envelope::decode(message.sequence, &message.payload, Check::Alone)?;
-                if self.names.stream_of(&message.subject) != records.first().map(|r| r.stream) {
-                    return Err(other(
-                        "reading the journal",
-                        format!(
-                            "message {} is on another stream's subject",
-                            message.sequence
-                        ),
-                    ));
-                }
-                for record in records {
-                    if record.position >= from_position && out.len() < limit {
-                        out.push(record);
-                    }
-                }
-                from = message.sequence + 1;
-            }
-            if !page.more || page.messages.is_empty() {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    async fn head(&self, id: StreamId) -> Result<Option<Head>> {
-        match self.heads.get(id) {
-            Some(head) => Ok(Some(head)),
-            None => self.fetch_head(id).await,
-        }
-    }
-
-    async fn last_position(&self) -> Result<u64> {
-        let mut stream = self.stream.clone();
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| remote("cannot read the journal's state from NATS", e))?;
-        let last = info.state.last_sequence;
-        if last == 0 {
-            return Ok(0);
-        }
-        let message = self
-            .stream
-            .direct_get(last)
-            .await
-            .map_err(|e| remote("cannot read the journal's last message from NATS", e))?;
-        let records = envelope::decode(last, &message.payload, Check::Alone)?;
-        Ok(records.last().map_or(0, |r| r.position))
     }
 }
 

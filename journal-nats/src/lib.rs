@@ -30,6 +30,7 @@
 //! envelope   one append's message: encoding, decoding, chain checks
 //! direct     batched direct reads of stored messages
 //! heads      what is known of each stream's last event; the stream ids
+//! reader     reads: one stream, everything, a head, the last position
 //! writer     the append pipeline: one task, requests in call order
 //! live       the live feed: what the stream stored, republished
 //! tail       subscriptions: stored messages, then the live feed
@@ -48,6 +49,7 @@ mod heads;
 mod journal;
 mod live;
 mod names;
+mod reader;
 #[cfg(feature = "testkit")]
 pub mod server;
 mod tail;

@@ -23,9 +23,9 @@ use tokio::sync::broadcast;
 use crate::direct::{self, Stored};
 use crate::envelope::{self, Check};
 use crate::heads::Head;
-use crate::journal::{READ_BATCH, Reader};
 use crate::live::Live;
 use crate::names::sequence_of;
+use crate::reader::{READ_BATCH, Reader};
 
 /// Where a tail is.
 struct Place {

@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
-use crate::journal::Reader;
 use crate::names::position;
+use crate::reader::Reader;
 
 /// One append, as asked.
 pub(crate) struct Request {
