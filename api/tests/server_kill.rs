@@ -360,7 +360,10 @@ async fn survives_sigkills(
         }
         server.child.start_kill().unwrap(); // SIGKILL
         server.child.wait().await.unwrap();
+        let killed = std::time::Instant::now();
         server = serve(backend).await;
+        // On NATS this includes waiting for the killed server's leases.
+        eprintln!("restarted after a SIGKILL: listening {:?} after the kill", killed.elapsed());
         *b.lock().unwrap() = server.base.clone();
     }
 

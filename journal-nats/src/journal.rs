@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
+use crate::lease::{self, Leases, Ownership};
 use crate::live::{self, Live};
 use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
 use crate::reader::{Reader, other};
@@ -48,6 +49,10 @@ pub struct NatsOptions {
     /// How long opening waits for the server to answer (a cluster elects
     /// its JetStream leader first).
     pub open_wait: Duration,
+    /// Take every partition's lease and fence appends with it (what a
+    /// server that appends does), or `None`: no leases (tests of the
+    /// journal alone, readers).
+    pub ownership: Option<Ownership>,
 }
 
 impl NatsOptions {
@@ -59,6 +64,7 @@ impl NatsOptions {
             replicas: 1,
             partitions: PARTITIONS_DEFAULT,
             open_wait: Duration::from_secs(30),
+            ownership: None,
         }
     }
 }
@@ -79,6 +85,8 @@ struct Inner {
     /// The live feed every tail follows; it closes with the journal.
     feed: broadcast::Sender<Live>,
     feed_task: JoinHandle<()>,
+    /// The partitions held, when this journal appends under leases.
+    leases: Option<Leases>,
     /// When the connection was first seen down (0: it is up).
     down_since_ms: AtomicU64,
 }
@@ -116,7 +124,7 @@ impl NatsJournal {
         let stream = loop {
             let config = stream::Config {
                 name: wanted.events.clone(),
-                subjects: vec![wanted.all_events()],
+                subjects: subjects(&wanted),
                 allow_direct: true,
                 storage: stream::StorageType::File,
                 num_replicas: options.replicas,
@@ -155,13 +163,23 @@ impl NatsJournal {
                 )
             })?;
         let names = Names::new(&options.prefix, partitions);
-        if stream.cached_info().config.republish.as_ref() != Some(&republish(&names)) {
-            let mut config = stream.cached_info().config.clone();
+        let config = &stream.cached_info().config;
+        if config.republish.as_ref() != Some(&republish(&names))
+            || config.subjects != subjects(&names)
+        {
+            let mut config = config.clone();
             config.republish = Some(republish(&names));
+            config.subjects = subjects(&names);
             js.update_stream(config)
                 .await
                 .map_err(|e| remote(format!("cannot update stream {}", names.events), e))?;
         }
+        let leases = match &options.ownership {
+            Some(ownership) => {
+                Some(lease::take_all(&js, &stream, &names, options.replicas, ownership).await?)
+            }
+            None => None,
+        };
         let (feed, feed_task) = live::start(&client, &names, events_rx).await?;
         let snapshots = match js.get_key_value(names.snapshots.clone()).await {
             Ok(store) => store,
@@ -202,6 +220,7 @@ impl NatsJournal {
             reader: reader.clone(),
             heads,
             max_payload: client.server_info().max_payload,
+            fences: leases.as_ref().map(|l| l.fences.clone()),
         };
         tokio::spawn(writer.run(queue));
         Ok(NatsJournal {
@@ -211,10 +230,16 @@ impl NatsJournal {
                 snapshots,
                 feed,
                 feed_task,
+                leases,
                 down_since_ms: AtomicU64::new(0),
             }),
         })
     }
+}
+
+/// The stream's subjects: events, and the partitions' fences.
+fn subjects(names: &Names) -> Vec<String> {
+    vec![names.all_events(), names.all_fences()]
 }
 
 /// The stream republishes what it stores to the live feed's subject.
@@ -238,6 +263,17 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl NatsJournal {
+    /// Gives up every partition at once (a graceful stop), so that another
+    /// server takes them without waiting for the leases to end. Appends
+    /// are refused afterwards.
+    pub async fn release(&self) {
+        if let Some(leases) = &self.inner.leases {
+            leases.release().await;
+        }
+    }
 }
 
 impl Journal for NatsJournal {
@@ -395,7 +431,8 @@ impl Journal for NatsJournal {
     fn health(&self) -> Health {
         use async_nats::connection::State;
         let state = self.inner.reader.client.connection_state();
-        if state == State::Connected {
+        let lost = self.inner.leases.as_ref().and_then(|l| l.fences.lost());
+        if state == State::Connected && lost.is_none() {
             self.inner.down_since_ms.store(0, Ordering::Relaxed);
             return Health::Writable;
         }
@@ -410,7 +447,7 @@ impl Journal for NatsJournal {
         };
         Health::Unavailable {
             since_ms: since,
-            reason: format!("the connection to NATS is {state:?}"),
+            reason: lost.unwrap_or_else(|| format!("the connection to NATS is {state:?}")),
         }
     }
 }

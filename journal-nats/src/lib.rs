@@ -21,6 +21,10 @@
 //!   stream's last append (`Nats-Expected-Last-Subject-Sequence`), so an
 //!   append that does not follow the history it was built on is refused by
 //!   the server, from any writer.
+//! - A server that appends holds every partition's lease (bucket
+//!   `<PREFIX>_LEASES`) and fences its appends with it, so a second server
+//!   on the same journal cannot start, and one that lost a partition cannot
+//!   write to it (see `lease`).
 //! - Snapshots live in a key-value bucket (`<PREFIX>_SNAPSHOTS`), one key
 //!   per stream, history 1.
 //!
@@ -32,6 +36,7 @@
 //! heads      what is known of each stream's last event; the stream ids
 //! reader     reads: one stream, everything, a head, the last position
 //! writer     the append pipeline: one task, requests in call order
+//! lease      partitions' leases and the fences appends carry
 //! live       the live feed: what the stream stored, republished
 //! tail       subscriptions: stored messages, then the live feed
 //! journal    `NatsJournal`: opening, the `Journal` implementation
@@ -47,6 +52,7 @@ mod direct;
 mod envelope;
 mod heads;
 mod journal;
+mod lease;
 mod live;
 mod names;
 mod reader;
@@ -56,4 +62,5 @@ mod tail;
 mod writer;
 
 pub use journal::{NatsJournal, NatsOptions};
+pub use lease::Ownership;
 pub use names::{EVENTS_PER_MESSAGE, PARTITIONS_DEFAULT};

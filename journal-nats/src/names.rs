@@ -70,6 +70,11 @@ impl Names {
         format!("{}.ev.>", self.prefix)
     }
 
+    /// Every partition's fence subject.
+    pub fn all_fences(&self) -> String {
+        format!("{}.fence.>", self.prefix)
+    }
+
     /// Where the stream republishes what it stored (the live feed).
     pub fn stored_events(&self) -> String {
         format!("{}.stored.>", self.prefix)

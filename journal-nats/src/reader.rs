@@ -148,21 +148,22 @@ impl Reader {
     }
 
     pub async fn last_position(&self) -> Result<u64> {
-        let mut stream = self.stream.clone();
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| remote("cannot read the journal's state from NATS", e))?;
-        let last = info.state.last_sequence;
-        if last == 0 {
-            return Ok(0);
-        }
-        let message = self
+        // The last event message (the stream also holds fences).
+        let last = match self
             .stream
-            .direct_get(last)
+            .direct_get_last_for_subject(self.names.all_events())
             .await
-            .map_err(|e| remote("cannot read the journal's last message from NATS", e))?;
-        let records = envelope::decode(last, &message.payload, Check::Alone)?;
+        {
+            Ok(message) => message,
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(remote(
+                    "cannot read the journal's last message from NATS",
+                    e,
+                ));
+            }
+        };
+        let records = envelope::decode(last.sequence, &last.payload, Check::Alone)?;
         Ok(records.last().map_or(0, |r| r.position))
     }
 }

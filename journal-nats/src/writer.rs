@@ -22,11 +22,16 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use retrace_journal::record::{self, MAX_EVENTS_PER_APPEND};
-use retrace_journal::{Appended, Error, NewEvent, Result, StreamId};
+use retrace_journal::{Appended, Error, NewEvent, Result, StorageError, StreamId};
+
+/// The header that points the expected-last-sequence check at another
+/// subject (NATS 2.12): the partition's fence.
+const EXPECTED_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 use tokio::sync::{mpsc, oneshot};
 
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
+use crate::lease::{Fences, Leases};
 use crate::names::position;
 use crate::reader::Reader;
 
@@ -52,6 +57,8 @@ pub(crate) struct Writer {
     pub heads: Arc<Heads>,
     /// The largest message the server takes.
     pub max_payload: usize,
+    /// The partitions held, when appends are fenced (see `lease`).
+    pub fences: Option<Arc<Fences>>,
 }
 
 impl Writer {
@@ -102,11 +109,20 @@ impl Writer {
                 let _ = reply.send(Err(e));
                 None
             }
-            Ok((head, message, last_hash)) => {
+            Ok((head, message, last_hash, fence)) => {
                 let n = events.len();
-                let publish = PublishMessage::build()
-                    .payload(Bytes::from(message))
-                    .expected_last_subject_sequence(head.last_message());
+                let publish = PublishMessage::build().payload(Bytes::from(message));
+                let fenced = fence.is_some();
+                // Fenced: the partition's fence must still be ours (which
+                // makes this server the stream's only writer). Otherwise:
+                // the stream's last message must be the head built on.
+                let publish = match fence {
+                    Some((fence, subject)) => publish
+                        .expected_last_subject_sequence(fence)
+                        .header(EXPECTED_SUBJECT, subject.as_str()),
+                    None => publish.expected_last_subject_sequence(head.last_message()),
+                };
+
                 let subject = self.reader.names.subject(stream);
                 let sent = self.js.send_publish(subject, publish).await;
                 let reader = self.reader.clone();
@@ -130,6 +146,12 @@ impl Writer {
                                 last_hash,
                             };
                             (Ok(appended), Some(after))
+                        }
+                        Err(e) if fenced && e.kind() == PublishErrorKind::WrongLastSequence => {
+                            let lost = Error::Storage(StorageError::Other(format!(
+                                "the append to stream {stream} is refused: another retrace server took its partition"
+                            )));
+                            (Err(lost), None)
                         }
                         Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                             // Another writer moved the stream on: say where to.
@@ -165,7 +187,7 @@ impl Writer {
         stream: StreamId,
         expected_seq: u64,
         events: &[NewEvent],
-    ) -> Result<(Head, Vec<u8>, [u8; 32])> {
+    ) -> Result<(Head, Vec<u8>, [u8; 32], Option<(u64, String)>)> {
         if events.is_empty() {
             return Err(Error::InvalidAppend(
                 "an append needs at least one event".into(),
@@ -180,11 +202,25 @@ impl Writer {
         for event in events {
             record::validate(event)?;
         }
+        let fence = match &self.fences {
+            None => None,
+            Some(fences) => {
+                let partition = self.reader.names.partition(stream);
+                let fence = fences.fence(partition).ok_or_else(|| {
+                    Error::Storage(StorageError::Other(format!(
+                        "this server does not hold partition {partition} (of stream {stream}); another retrace server does"
+                    )))
+                })?;
+                Some((fence, Leases::fence_subject(&self.reader.names, partition)))
+            }
+        };
         let head = match self.heads.get(stream) {
             Some(head) => head,
-            // A stream the caller takes for new needs no lookup: if it is
-            // not, the server refuses the append (its subject is not empty).
-            None if expected_seq == 1 => Head::EMPTY,
+            // Unfenced, a stream the caller takes for new needs no lookup:
+            // if it is not, the server refuses the append (its subject is
+            // not empty). Fenced, the server checks the fence instead, so
+            // the head must be known.
+            None if expected_seq == 1 && fence.is_none() => Head::EMPTY,
             None => self.reader.fetch_head(stream).await?.unwrap_or(Head::EMPTY),
         };
         if expected_seq != head.last_seq + 1 {
@@ -202,7 +238,7 @@ impl Writer {
                 self.max_payload
             )));
         }
-        Ok((head, message, last_hash))
+        Ok((head, message, last_hash, fence))
     }
 
     fn book(&self, done: Done) {

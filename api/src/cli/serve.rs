@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use retrace_engine::runtime::{Engine, EngineConfig};
 use retrace_engine::store::Storage;
-use retrace_journal_nats::{NatsJournal, NatsOptions};
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use tokio::net::TcpListener;
 
 use super::config::{self, ServeArgs, Settings};
@@ -83,22 +83,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(files) => Some(crate::tls::server_config(files).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    // On NATS, this server holds every partition's lease while it runs
+    // (so a second server on the same journal is refused), and gives them
+    // up when it stops.
+    let mut on_nats: Option<NatsJournal> = None;
     let engine = match &settings.nats {
         None => Engine::open(settings.engine_config())
             .await
             .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?,
         Some(nats) => {
             let servers = nats.servers.join(",");
+            let node = node_name();
             let journal = NatsJournal::open(NatsOptions {
                 servers: nats.servers.clone(),
                 prefix: nats.prefix.clone(),
                 replicas: nats.replicas,
+                ownership: Some(Ownership::new(node.clone())),
                 ..NatsOptions::new(servers.clone())
             })
             .await
             .with_context(|| format!("cannot open the journal on NATS at {servers}"))?;
-            tracing::info!(servers, prefix = %nats.prefix, replicas = nats.replicas,
-                "the journal is on NATS JetStream");
+            tracing::info!(servers, prefix = %nats.prefix, replicas = nats.replicas, node,
+                "the journal is on NATS JetStream; this server holds it");
+            on_nats = Some(journal.clone());
             let config = EngineConfig {
                 storage: Storage::Journal(Arc::new(journal)),
                 ..settings.engine_config()
@@ -122,6 +129,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if !engine.tokens_required() {
         if !loopback && !settings.insecure_no_auth {
             engine.shutdown().await.ok();
+            if let Some(journal) = &on_nats {
+                journal.release().await;
+            }
             anyhow::bail!(
                 "refusing to serve {} on {} with no access token: anyone who reaches it \
                  could run and change everything. Create an admin token first \
@@ -199,11 +209,24 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .shutdown()
         .await
         .context("cannot flush the journal")?;
+    if let Some(journal) = on_nats {
+        journal.release().await;
+    }
     if let Some(url_file) = &url_file {
         let _ = std::fs::remove_file(url_file);
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// This server's name in the journal's leases: the host and the process.
+fn node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "retrace".to_owned());
+    format!("{host}:{}", std::process::id())
 }
 
 /// A URL of this server that a command on the same machine can use.

@@ -1,0 +1,148 @@
+//! `retrace serve --nats` with real processes: a second server on the same
+//! journal waits while the first holds it, and takes it over as soon as
+//! the first stops gracefully (its leases released, not left to end); the
+//! executions the first started are the second's to finish.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use retrace_journal_nats::server::NatsServer;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+/// A watchdog for waits that must end (not a synchronisation).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn serve(nats: &str) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats", nats])
+        .env_remove("RETRACE_DATA")
+        .env_remove("RETRACE_NATS")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Reads log lines until one contains `what`; returns it.
+async fn until(lines: &mut Lines<BufReader<ChildStderr>>, what: &str) -> String {
+    tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(what) {
+                return line;
+            }
+        }
+        panic!("the server exited before logging {what:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what:?} in the log within {PATIENCE:?}"))
+}
+
+fn base(listening: &str) -> String {
+    let addr = listening.split("addr=").nth(1).unwrap();
+    format!("http://{}", addr.split_whitespace().next().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_stops() {
+    let nats = NatsServer::start();
+    let (mut first, mut first_log) = serve(&nats.url());
+    let first_base = base(&until(&mut first_log, "listening").await);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{first_base}/v1/workflows"))
+        .json(&json!({"name": "waits", "steps": [
+            {"id": "w", "type": "task", "capability": "later"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let started: Value = http
+        .post(format!("{first_base}/v1/executions"))
+        .json(&json!({"workflow": "waits", "input": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["id"].as_str().unwrap().to_owned();
+
+    // The second server finds the journal held, and waits.
+    let (mut second, mut second_log) = serve(&nats.url());
+    let waiting = until(&mut second_log, "held by another server").await;
+    assert!(
+        waiting.contains(&std::process::id().to_string()) || waiting.contains("holder"),
+        "{waiting}"
+    );
+    let pid = first.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(first.wait().await.unwrap().success());
+    let stopped = Instant::now();
+    let second_base = base(&until(&mut second_log, "listening").await);
+    eprintln!(
+        "handover after a graceful stop: the second server listened {:?} after the first exited",
+        stopped.elapsed()
+    );
+    tokio::spawn(async move { while let Ok(Some(_)) = second_log.next_line().await {} });
+
+    // The execution the first started is the second's: its task is there
+    // to take, and completing it completes the execution.
+    let agent: Value = http
+        .post(format!("{second_base}/v1/agents"))
+        .json(&json!({"name": "a", "capabilities": ["later"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let polled: Value = http
+        .post(format!("{second_base}/v1/tasks/poll"))
+        .json(&json!({"agentId": agent["id"], "waitMs": 10000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task = &polled["tasks"][0];
+    assert_eq!(task["executionId"], id, "{polled}");
+    let r = http
+        .post(format!(
+            "{second_base}/v1/tasks/{}/complete",
+            task["id"].as_str().unwrap()
+        ))
+        .json(&json!({"output": {"done": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let done: Value = http
+        .get(format!("{second_base}/v1/executions/{id}?waitMs=10000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let pid = second.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(second.wait().await.unwrap().success());
+}

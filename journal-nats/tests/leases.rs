@@ -1,0 +1,141 @@
+//! Leases and fences against a real `nats-server`: a second server cannot
+//! take a journal another holds, takes it at once when it is released, and
+//! a server whose partitions were taken cannot append, whatever it sends
+//! (the NATS server refuses it on the fence).
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use retrace_journal::{Health, Journal, NewEvent, StreamId};
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
+
+fn owned(server: &NatsServer, node: &str, wait: Duration) -> NatsOptions {
+    owned_for(server, node, wait, Duration::from_secs(2))
+}
+
+fn owned_for(server: &NatsServer, node: &str, wait: Duration, ttl: Duration) -> NatsOptions {
+    NatsOptions {
+        ownership: Some(Ownership {
+            ttl,
+            wait,
+            ..Ownership::new(node)
+        }),
+        ..NatsOptions::new(server.url())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_journal_is_refused_to_a_second_server_until_released() {
+    let server = NatsServer::start();
+    let a = NatsJournal::open(owned(&server, "node-a", Duration::ZERO))
+        .await
+        .expect("the first server takes every partition");
+    let refused = NatsJournal::open(owned(&server, "node-b", Duration::from_millis(300))).await;
+    let message = refused.expect_err("a held journal is refused").to_string();
+    assert!(message.contains("held by node-a"), "{message}");
+    a.release().await;
+    let b = NatsJournal::open(owned(&server, "node-b", Duration::ZERO))
+        .await
+        .expect("released partitions are taken at once");
+    let id = StreamId::from_bytes([5; 16]);
+    b.append(id, 1, vec![NewEvent::new("k", 1, vec![])])
+        .await
+        .expect("the new holder appends");
+    // The one that let go appends nothing more.
+    assert!(
+        a.append(id, 2, vec![NewEvent::new("k", 2, vec![])])
+            .await
+            .is_err()
+    );
+}
+
+/// Removes every lease behind its holder's back: what a holder paused
+/// (SIGSTOP) past its leases finds when it wakes.
+async fn end_leases_of(server: &NatsServer) {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let leases = jetstream::new(client)
+        .get_key_value("RETRACE_LEASES")
+        .await
+        .expect("the leases bucket");
+    for partition in 0..retrace_journal_nats::PARTITIONS_DEFAULT {
+        leases
+            .purge(format!("p{partition}"))
+            .await
+            .expect("purge a lease");
+    }
+}
+
+/// A server paused past its leases, whose partitions another took, wakes
+/// and appends: NATS refuses it on the fence (its own leases, long, have
+/// not told it yet), and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_partitions_were_taken_cannot_append() {
+    let server = NatsServer::start();
+    let old = NatsJournal::open(owned_for(
+        &server,
+        "old",
+        Duration::ZERO,
+        Duration::from_secs(60),
+    ))
+    .await
+    .expect("open");
+    let id = StreamId::from_bytes([6; 16]);
+    old.append(id, 1, vec![NewEvent::new("k", 1, vec![])])
+        .await
+        .expect("append while holding");
+    end_leases_of(&server).await;
+    let new = NatsJournal::open(owned(&server, "new", Duration::from_secs(5)))
+        .await
+        .expect("the new server takes the free partitions");
+    let refused = old
+        .append(id, 2, vec![NewEvent::new("k", 2, vec![])])
+        .await
+        .expect_err("the old server's append is refused by the fence");
+    assert!(
+        refused
+            .to_string()
+            .contains("another retrace server took its partition"),
+        "refused by NATS on the fence: {refused}"
+    );
+    let stored = new.read(id, 1, usize::MAX).await.expect("read");
+    assert_eq!(stored.len(), 1, "nothing of the refused append is stored");
+    new.append(id, 2, vec![NewEvent::new("k", 2, vec![])])
+        .await
+        .expect("the new holder goes on from the stored history");
+}
+
+/// A server whose partitions were taken notices at its next renewal: its
+/// health says so, and it refuses appends before sending them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_notices_its_partitions_were_taken() {
+    let server = NatsServer::start();
+    let old = NatsJournal::open(owned(&server, "old", Duration::ZERO))
+        .await
+        .expect("open");
+    end_leases_of(&server).await;
+    let _new = NatsJournal::open(owned(&server, "new", Duration::from_secs(5)))
+        .await
+        .expect("the new server takes the free partitions");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while old.health() == Health::Writable {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loss is never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match old.health() {
+        Health::Unavailable { reason, .. } => assert!(reason.contains("taken"), "{reason}"),
+        Health::Writable => unreachable!(),
+    }
+    let id = StreamId::from_bytes([7; 16]);
+    let refused = old
+        .append(id, 1, vec![NewEvent::new("k", 1, vec![])])
+        .await
+        .expect_err("refused");
+    assert!(
+        refused.to_string().contains("does not hold partition"),
+        "{refused}"
+    );
+}
