@@ -363,7 +363,10 @@ async fn survives_sigkills(
         let killed = std::time::Instant::now();
         server = serve(backend).await;
         // On NATS this includes waiting for the killed server's leases.
-        eprintln!("restarted after a SIGKILL: listening {:?} after the kill", killed.elapsed());
+        eprintln!(
+            "restarted after a SIGKILL: listening {:?} after the kill",
+            killed.elapsed()
+        );
         *b.lock().unwrap() = server.base.clone();
     }
 
