@@ -84,6 +84,12 @@ impl Heads {
         }
     }
 
+    /// Whether `stream` is among the known ids (listed at open, or appended
+    /// to since).
+    pub fn knows(&self, stream: StreamId) -> bool {
+        lock(&self.ids).contains(&stream)
+    }
+
     /// Up to `limit` known stream ids after `after`, in id order.
     pub fn ids_after(&self, after: Option<StreamId>, limit: usize) -> Vec<StreamId> {
         let ids = lock(&self.ids);

@@ -199,6 +199,9 @@ impl NatsJournal {
                 .await
                 .map_err(|e| remote(format!("cannot open bucket {}", names.snapshots), e))?,
         };
+        // Listed after the leases are taken: with its partitions fenced, no
+        // other server creates a stream in them, so a stream not listed
+        // here (nor appended to by this server since) has no events.
         let heads = Arc::new(Heads::default());
         let mut subjects = stream
             .info_with_subjects(names.all_events())

@@ -254,11 +254,15 @@ impl Writer {
         };
         let head = match self.heads.get(stream) {
             Some(head) => head,
-            // Unfenced, a stream the caller takes for new needs no lookup:
-            // if it is not, the server refuses the append (its subject is
-            // not empty). Fenced, the server checks the fence instead, so
-            // the head must be known.
-            None if expected_seq == 1 && fence.is_none() => Head::EMPTY,
+            // A stream the caller takes for new needs no lookup. Unfenced,
+            // if it is not new the server refuses the append (its subject is
+            // not empty). Fenced, the server checks the fence instead; but
+            // the stream ids were listed after this server fenced its
+            // partitions, and it alone has written to them since, so a
+            // stream it does not know has no events.
+            None if expected_seq == 1 && (fence.is_none() || !self.heads.knows(stream)) => {
+                Head::EMPTY
+            }
             None => self.reader.fetch_head(stream).await?.unwrap_or(Head::EMPTY),
         };
         if expected_seq != head.last_seq + 1 {

@@ -141,3 +141,39 @@ async fn a_server_notices_its_partitions_were_taken() {
         "{refused}"
     );
 }
+
+/// A server that takes over a journal knows its streams: an append that
+/// takes an existing stream for new is refused, never stored as a second
+/// seq 1 (the fence alone would let it through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_holder_refuses_to_start_an_existing_stream_again() {
+    let server = NatsServer::start();
+    let first = NatsJournal::open(owned(&server, "first", Duration::ZERO))
+        .await
+        .expect("open");
+    let id = StreamId::from_bytes([8; 16]);
+    first
+        .append(
+            id,
+            1,
+            vec![NewEvent::new("k", 1, vec![]), NewEvent::new("k", 2, vec![])],
+        )
+        .await
+        .expect("append");
+    first.release().await;
+    drop(first);
+    let second = NatsJournal::open(owned(&server, "second", Duration::ZERO))
+        .await
+        .expect("open");
+    let again = second
+        .append(id, 1, vec![NewEvent::new("k", 1, vec![])])
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(retrace_journal::Error::SeqConflict { actual: 3, .. })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(second.read(id, 1, usize::MAX).await.expect("read").len(), 2);
+}
