@@ -146,3 +146,103 @@ async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_
         .unwrap();
     assert!(second.wait().await.unwrap().success());
 }
+
+/// The fencing test with real processes: a server paused (SIGSTOP) past its
+/// leases, whose journal another server took meanwhile, is resumed; what it
+/// then tries to record is refused (`503`), nothing of it is stored, and its
+/// `/readyz` says it no longer takes work. The executions it started before
+/// the pause are the new server's to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() {
+    let nats = NatsServer::start();
+    let (mut old, mut old_log) = serve(&nats.url());
+    let old_base = base(&until(&mut old_log, "listening").await);
+    tokio::spawn(async move { while let Ok(Some(_)) = old_log.next_line().await {} });
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{old_base}/v1/workflows"))
+        .json(&json!({"name": "waits", "steps": [
+            {"id": "w", "type": "task", "capability": "later"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let before: Value = http
+        .post(format!("{old_base}/v1/executions"))
+        .json(&json!({"workflow": "waits", "input": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    signal(&old, "-STOP");
+    // The new server takes the journal once the paused one's leases end.
+    let (mut new, mut new_log) = serve(&nats.url());
+    let new_base = base(&until(&mut new_log, "listening").await);
+    tokio::spawn(async move { while let Ok(Some(_)) = new_log.next_line().await {} });
+    signal(&old, "-CONT");
+
+    // Whatever the resumed server tries to record is refused.
+    let refused = http
+        .post(format!("{old_base}/v1/executions"))
+        .json(&json!({"workflow": "waits", "input": {}, "idempotencyKey": "after-the-pause"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503, "{}", refused.text().await.unwrap());
+    // And it says so (once its renewal has seen the loss).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let ready = http.get(format!("{old_base}/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed server never said it lost its journal"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing of it is stored: the new server knows only the first execution.
+    let listed: Value = http
+        .get(format!("{new_base}/v1/executions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [before["id"].as_str().unwrap()], "{listed}");
+    // The new server starts what the old one could not.
+    let started = http
+        .post(format!("{new_base}/v1/executions"))
+        .json(&json!({"workflow": "waits", "input": {}, "idempotencyKey": "after-the-pause"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    old.start_kill().unwrap();
+    old.wait().await.unwrap();
+    signal(&new, "-TERM");
+    assert!(new.wait().await.unwrap().success());
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}

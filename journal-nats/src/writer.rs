@@ -186,9 +186,9 @@ impl Writer {
                             (Ok(appended), Some(after))
                         }
                         Err(e) if fenced && refused_on_sequence(&e) => {
-                            let lost = Error::Storage(StorageError::Other(format!(
+                            let lost = unavailable(format!(
                                 "the append to stream {stream} is refused: another retrace server took its partition"
-                            )));
+                            ));
                             (Err(lost), None)
                         }
                         Err(e) if refused_on_sequence(&e) => {
@@ -204,7 +204,15 @@ impl Writer {
                             };
                             (Err(conflict), None)
                         }
-                        Err(e) => (Err(remote("cannot append to NATS", e)), None),
+                        // Not stored, or not known to be (no acknowledgement):
+                        // the caller may try again; the head is read again.
+                        Err(e) => (
+                            Err(Error::Unavailable(Arc::new(remote(
+                                "cannot append to NATS",
+                                e,
+                            )))),
+                            None,
+                        ),
                     };
                     Done {
                         stream,
@@ -245,9 +253,9 @@ impl Writer {
             Some(fences) => {
                 let partition = self.reader.names.partition(stream);
                 let fence = fences.fence(partition).ok_or_else(|| {
-                    Error::Storage(StorageError::Other(format!(
+                    unavailable(format!(
                         "this server does not hold partition {partition} (of stream {stream}); another retrace server does"
-                    )))
+                    ))
                 })?;
                 Some((fence, Leases::fence_subject(&self.reader.names, partition)))
             }
@@ -291,6 +299,12 @@ impl Writer {
         }
         let _ = done.reply.send(done.outcome);
     }
+}
+
+/// Appends are refused here until this changes (the partition is held
+/// again, NATS answers again).
+fn unavailable(why: String) -> Error {
+    Error::Unavailable(Arc::new(Error::Storage(StorageError::Other(why))))
 }
 
 /// How often a publish a cluster's leader left undecided is sent again,
