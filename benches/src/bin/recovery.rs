@@ -32,10 +32,20 @@
 //! execution, no unfinished execution then has a snapshot, and each is
 //! rebuilt from its first event.
 //!
+//! With `--nats`, the same executions are built on a journal on a
+//! `nats-server` this starts (one server; `RETRACE_NATS_SYNC_INTERVAL` as
+//! for the tests), the building server gives its partitions up, and a new
+//! engine opens the journal: `scenario=recovery_open_nats seconds=<s>
+//! journal_open_seconds=<s> events=<n> executions=<n>` (the journal's open
+//! takes the partitions' leases; the rest is the engine rebuilding every
+//! execution from NATS). That is the handover of a dead server's work,
+//! less the lease's end.
+//!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/recovery --quick`
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -44,7 +54,10 @@ use retrace_benches::serve::{Server, binary, wait_for_200};
 use retrace_benches::{Args, folder_bytes, histogram, mb, record, report, rss_bytes};
 use retrace_engine::machine::Status;
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
+use retrace_engine::store::Storage;
 use retrace_engine::store::rebuild::Rebuild;
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use serde_json::{Value, json};
 
 /// The command line: the common flags, where `retrace` is, and the folder.
@@ -80,6 +93,12 @@ struct BenchArgs {
     /// open replays every history.
     #[arg(long)]
     graceful: bool,
+    /// Build and open on a journal on a nats-server this starts (one
+    /// server, NATS's own sync) instead of a data folder: the build's
+    /// server gives its partitions up (as a stopped server's end), and a
+    /// new one opens the journal; prints `recovery_open_nats`.
+    #[arg(long, conflicts_with_all = ["reuse", "keep"])]
+    nats: bool,
 }
 
 fn rebuild_of(name: &str) -> Rebuild {
@@ -106,6 +125,9 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if args.nats {
+        return rt.block_on(on_nats(executions, &args));
+    }
     rt.block_on(async {
         // Declared first, so the folder is removed after everything using it.
         let scratch;
@@ -138,6 +160,83 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// `recovery_open_nats`: the same executions built on a journal on NATS,
+/// then a new engine (and journal) opened on it, timed.
+async fn on_nats(executions: u64, args: &BenchArgs) -> anyhow::Result<()> {
+    let server = NatsServer::start();
+    let journal_options = NatsOptions {
+        ownership: Some(Ownership::new("recovery-bench")),
+        ..NatsOptions::new(server.url())
+    };
+    let nats_config = |journal: &NatsJournal| EngineConfig {
+        storage: Storage::Journal(Arc::new(journal.clone())),
+        snapshot_every: args.snapshot_every,
+        rebuild: rebuild_of(&args.rebuild),
+        ..EngineConfig::folder("unused")
+    };
+    {
+        let journal = NatsJournal::open(journal_options.clone()).await?;
+        let started = Instant::now();
+        let engine = Engine::open(nats_config(&journal)).await?;
+        engine
+            .define_json(workflow().to_string().as_bytes())
+            .await?;
+        let mut starts = futures::stream::iter(0..executions)
+            .map(|i| {
+                let engine = engine.clone();
+                async move {
+                    engine
+                        .start(StartRequest {
+                            workflow: WORKFLOW.into(),
+                            input: json!({"i": i}),
+                            ..StartRequest::default()
+                        })
+                        .await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(IN_FLIGHT);
+        while let Some(done) = starts.next().await {
+            done?;
+        }
+        drop(starts);
+        if args.graceful {
+            engine.shutdown().await?;
+        }
+        drop(engine);
+        journal.release().await;
+        eprintln!(
+            "  built {executions} executions on NATS in {:.1} s ({})",
+            started.elapsed().as_secs_f64(),
+            if args.graceful {
+                "ended with a graceful shutdown"
+            } else {
+                "ended as a crash would, leases released"
+            },
+        );
+    }
+    let t = Instant::now();
+    let journal = NatsJournal::open(journal_options).await?;
+    let leases = t.elapsed();
+    let engine = Engine::open(nats_config(&journal)).await?;
+    let took = t.elapsed();
+    let stored = engine.read().all_executions().await?;
+    let events: u64 = stored.iter().map(|e| e.last_seq).sum();
+    engine.shutdown().await?;
+    let mut h = histogram();
+    record(&mut h, took);
+    report("recovery_open_nats", events, took, &h);
+    println!(
+        "scenario=recovery_open_nats seconds={:.2} journal_open_seconds={:.2} events={events} executions={} snapshot_every={} rebuild={}",
+        took.as_secs_f64(),
+        leases.as_secs_f64(),
+        stored.len(),
+        args.snapshot_every,
+        args.rebuild,
+    );
+    Ok(())
 }
 
 /// 100 inline steps, then an event step nothing publishes.
