@@ -45,6 +45,9 @@ impl Head {
 pub(crate) struct Heads {
     heads: Mutex<HashMap<StreamId, Head>>,
     ids: Mutex<BTreeSet<StreamId>>,
+    /// Per stream, a seq and the message holding it (from its snapshot): a
+    /// read after that seq starts at that message, not the first.
+    marks: Mutex<HashMap<StreamId, (u64, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +73,20 @@ impl Heads {
         }
         drop(heads);
         self.add_id(stream);
+    }
+
+    /// Remembers that `seq` of `stream` is in the message at `message`.
+    pub fn mark(&self, stream: StreamId, seq: u64, message: u64) {
+        lock(&self.marks).insert(stream, (seq, message));
+    }
+
+    /// The message a read of `stream` from `from_seq` can start at, with the
+    /// seq it holds: the newest mark before `from_seq`.
+    pub fn mark_before(&self, stream: StreamId, from_seq: u64) -> Option<(u64, u64)> {
+        lock(&self.marks)
+            .get(&stream)
+            .copied()
+            .filter(|(seq, _)| *seq < from_seq)
     }
 
     /// Forgets what is known of a stream (another writer moved it on).

@@ -374,6 +374,14 @@ impl Journal for NatsJournal {
     ) -> BoxFuture<'static, Result<()>> {
         let reader = self.inner.reader.clone();
         let snapshots = self.inner.snapshots.clone();
+        // The message holding `seq`, when it is the stream's last (as right
+        // after the append it follows): a read after the snapshot starts
+        // there. 0 when not known.
+        let message = reader
+            .heads
+            .get(stream)
+            .filter(|h| h.last_seq == seq)
+            .map_or(0, |h| h.last_message());
         let put = async move {
             let last_seq = reader.head(stream).await?.map_or(0, |h| h.last_seq);
             if seq == 0 || seq > last_seq {
@@ -381,8 +389,9 @@ impl Journal for NatsJournal {
                     "a snapshot of stream {stream} at seq {seq}, which has {last_seq} events"
                 )));
             }
-            let mut value = Vec::with_capacity(8 + state.len());
+            let mut value = Vec::with_capacity(16 + state.len());
             value.extend_from_slice(&seq.to_le_bytes());
+            value.extend_from_slice(&message.to_le_bytes());
             value.extend_from_slice(&state);
             snapshots
                 .put(reader.names.snapshot_key(stream), Bytes::from(value))
@@ -416,16 +425,23 @@ impl Journal for NatsJournal {
             else {
                 return Ok(None);
             };
-            let seq: [u8; 8] = value
-                .get(..8)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| {
-                    Error::CorruptIndex(format!("the snapshot of {stream} is truncated"))
-                })?;
+            let word = |at: usize| -> Result<u64> {
+                value
+                    .get(at..at + 8)
+                    .and_then(|s| s.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .ok_or_else(|| {
+                        Error::CorruptIndex(format!("the snapshot of {stream} is truncated"))
+                    })
+            };
+            let (seq, message) = (word(0)?, word(8)?);
+            if message > 0 {
+                self.inner.reader.heads.mark(stream, seq, message);
+            }
             Ok(Some(Snapshot {
                 stream,
-                seq: u64::from_le_bytes(seq),
-                state: value[8..].to_vec(),
+                seq,
+                state: value[16..].to_vec(),
             }))
         }
         .boxed()

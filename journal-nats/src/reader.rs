@@ -79,6 +79,48 @@ impl Reader {
         let subject = self.names.subject(id);
         let mut head = Head::EMPTY;
         let mut from = 1;
+        // After a snapshot, start at the message holding its seq: its
+        // records before `from_seq` are the anchor (their stored hash, as a
+        // read from the middle of a sled stream takes its predecessor's);
+        // those after it are chain-checked from there.
+        if let Some((_, message)) = self.heads.mark_before(id, from_seq) {
+            let page =
+                direct::read_batch(&self.client, &self.names.events, message, &subject, 1).await?;
+            if let Some(first) = page.messages.first().filter(|m| m.sequence == message) {
+                let records = envelope::decode(first.sequence, &first.payload, Check::Alone)?;
+                if records.first().map(|r| r.stream) != Some(id) {
+                    return Err(Error::corrupt(
+                        id,
+                        from_seq,
+                        format!("the message its snapshot names ({message}) holds another stream"),
+                    ));
+                }
+                let mut anchored: Option<Head> = None;
+                for record in records {
+                    if let Some(prev) = anchored
+                        && !record.chains_to(&prev.last_hash)
+                    {
+                        return Err(Error::corrupt(
+                            id,
+                            record.seq,
+                            "hash does not match the chain (record altered or out of place)",
+                        ));
+                    }
+                    anchored = Some(Head {
+                        last_seq: record.seq,
+                        last_position: record.position,
+                        last_hash: record.hash,
+                    });
+                    if record.seq >= from_seq && out.len() < limit {
+                        out.push(record);
+                    }
+                }
+                if let Some(anchored) = anchored {
+                    head = anchored;
+                    from = message + 1;
+                }
+            }
+        }
         loop {
             let page =
                 direct::read_batch(&self.client, &self.names.events, from, &subject, READ_BATCH)
