@@ -95,10 +95,7 @@ impl Heads {
     }
 
     pub fn add_id(&self, stream: StreamId) {
-        let mut ids = lock(&self.ids);
-        if !ids.contains(&stream) {
-            ids.insert(stream);
-        }
+        lock(&self.ids).insert(stream);
     }
 
     /// Whether `stream` is among the known ids (listed at open, or appended

@@ -111,10 +111,6 @@ fn key(partition: u32) -> String {
     format!("p{partition}")
 }
 
-fn fence_subject(names: &Names, partition: u32) -> String {
-    format!("{}.fence.{partition}", names.prefix)
-}
-
 /// Opens the leases bucket and takes every partition, waiting up to
 /// `ownership.wait` for those another server holds; then renews them.
 pub(crate) async fn take_all(
@@ -194,10 +190,7 @@ async fn take(
     {
         Ok(revision) => {
             let fence = js
-                .publish(
-                    fence_subject(names, partition),
-                    Bytes::from(node.to_owned()),
-                )
+                .publish(names.fence(partition), Bytes::from(node.to_owned()))
                 .await
                 .map_err(|e| remote("cannot fence a partition on NATS", e))?
                 .await
@@ -238,7 +231,7 @@ async fn renew(
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
                     // Expired (or taken): ours again only if nobody fenced it since.
                     let fenced = stream
-                        .direct_get_last_for_subject(fence_subject(&names, partition))
+                        .direct_get_last_for_subject(names.fence(partition))
                         .await
                         .map(|m| m.sequence);
                     match fenced {
@@ -287,10 +280,5 @@ impl Leases {
                 tracing::warn!(partition, error = %e, "cannot release a partition's lease; it ends by itself");
             }
         }
-    }
-
-    /// The fence subject of a partition, for the writer's appends.
-    pub fn fence_subject(names: &Names, partition: u32) -> String {
-        fence_subject(names, partition)
     }
 }

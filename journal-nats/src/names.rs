@@ -70,6 +70,11 @@ impl Names {
         format!("{}.ev.>", self.prefix)
     }
 
+    /// A partition's fence subject (see `lease`).
+    pub fn fence(&self, partition: u32) -> String {
+        format!("{}.fence.{partition}", self.prefix)
+    }
+
     /// Every partition's fence subject.
     pub fn all_fences(&self) -> String {
         format!("{}.fence.>", self.prefix)

@@ -97,6 +97,7 @@ pub(crate) fn subscribe(
         let mut place = Place { from, one, next, head: Head::EMPTY };
         let mut feed = feed;
         let mut read_stored = true;
+        let mut closed = false;
         loop {
             if read_stored {
                 loop {
@@ -119,6 +120,9 @@ pub(crate) fn subscribe(
                 }
                 read_stored = false;
             }
+            if closed {
+                break;
+            }
             match feed.recv().await {
                 Ok(Live::Stored(live)) => {
                     let (message, stream) = &*live;
@@ -137,25 +141,8 @@ pub(crate) fn subscribe(
                 }
                 // The journal closed: what is stored now, then the end.
                 Err(broadcast::error::RecvError::Closed) => {
-                    loop {
-                        let page = direct::read_batch(
-                            &reader.client,
-                            &reader.names.events,
-                            place.next,
-                            &filter,
-                            READ_BATCH,
-                        )
-                        .await?;
-                        for message in &page.messages {
-                            for record in place.take(message)? {
-                                yield record;
-                            }
-                        }
-                        if !page.more || page.messages.is_empty() {
-                            break;
-                        }
-                    }
-                    break;
+                    read_stored = true;
+                    closed = true;
                 }
             }
         }

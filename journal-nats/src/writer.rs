@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
-use crate::lease::{Fences, Leases};
+use crate::lease::Fences;
 use crate::names::position;
 use crate::reader::Reader;
 
@@ -257,7 +257,7 @@ impl Writer {
                         "this server does not hold partition {partition} (of stream {stream}); another retrace server does"
                     ))
                 })?;
-                Some((fence, Leases::fence_subject(&self.reader.names, partition)))
+                Some((fence, self.reader.names.fence(partition)))
             }
         };
         let head = match self.heads.get(stream) {

@@ -295,6 +295,56 @@ pub(crate) enum Expect {
     },
 }
 
+/// Checks a stored value's framing (length, format version, chain link
+/// when `prev_hash` is given, a body that decodes whole) and decodes its
+/// body; `stream` and `seq` name the record in errors.
+fn framed<B: bincode::Decode<()>>(
+    value: &[u8],
+    version: u8,
+    prev_hash: Option<&[u8; HASH_LEN]>,
+    stream: StreamId,
+    seq: u64,
+) -> Result<(B, [u8; HASH_LEN])> {
+    let corrupt = |reason: String| Error::corrupt(stream, seq, reason);
+    if value.len() < 1 + HASH_LEN {
+        return Err(corrupt(format!(
+            "record is truncated ({} bytes)",
+            value.len()
+        )));
+    }
+    if value[0] != version {
+        return Err(corrupt(format!(
+            "record format version {} where {version} was expected (this build reads {FORMAT_VERSION} and {FORMAT_PLACED_BY_STORE})",
+            value[0]
+        )));
+    }
+    let (hashed, hash) = value.split_at(value.len() - HASH_LEN);
+    let hash: [u8; HASH_LEN] = hash
+        .try_into()
+        .map_err(|_| corrupt("record hash is truncated".into()))?;
+    if let Some(prev) = prev_hash
+        && chain_hash(prev, hashed) != hash
+    {
+        return Err(corrupt(
+            "hash does not match the chain (record altered or out of place)".into(),
+        ));
+    }
+    let (body, used): (B, usize) =
+        bincode::decode_from_slice(&hashed[1..], config()).map_err(|e| Error::Corrupt {
+            stream,
+            seq,
+            reason: format!("record does not decode: {e}"),
+            source: Some(Box::new(e)),
+        })?;
+    if used != hashed.len() - 1 {
+        return Err(corrupt(format!(
+            "record has {} trailing bytes",
+            hashed.len() - 1 - used
+        )));
+    }
+    Ok((body, hash))
+}
+
 /// Decodes a stored value. A record that is not where it was expected is
 /// refused. With `prev_hash`, the chain link is checked too.
 pub(crate) fn decode(
@@ -308,43 +358,7 @@ pub(crate) fn decode(
         Expect::Position(_) => peek_place(value).unwrap_or((StreamId::NIL, 0)),
     };
     let corrupt = |reason: String| Error::corrupt(stream, seq, reason);
-    if value.len() < 1 + HASH_LEN {
-        return Err(corrupt(format!(
-            "record is truncated ({} bytes)",
-            value.len()
-        )));
-    }
-    if value[0] != FORMAT_VERSION {
-        return Err(corrupt(format!(
-            "unknown record format version {} (this build reads {FORMAT_VERSION})",
-            value[0]
-        )));
-    }
-    let split = value.len() - HASH_LEN;
-    let (hashed, hash) = value.split_at(split);
-    let hash: [u8; HASH_LEN] = hash
-        .try_into()
-        .map_err(|_| corrupt("record hash is truncated".into()))?;
-    if let Some(prev) = prev_hash
-        && chain_hash(prev, hashed) != hash
-    {
-        return Err(corrupt(
-            "hash does not match the chain (record altered or out of place)".into(),
-        ));
-    }
-    let (body, used): (Body, usize) =
-        bincode::decode_from_slice(&hashed[1..], config()).map_err(|e| Error::Corrupt {
-            stream,
-            seq,
-            reason: format!("record does not decode: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-    if used != hashed.len() - 1 {
-        return Err(corrupt(format!(
-            "record has {} trailing bytes",
-            hashed.len() - 1 - used
-        )));
-    }
+    let (body, hash): (Body, _) = framed(value, FORMAT_VERSION, prev_hash, stream, seq)?;
     let found = StreamId::from_bytes(body.stream);
     let misplaced = match expect {
         Expect::Position(p) => body.position != p,
@@ -416,42 +430,8 @@ pub fn decode_unplaced(
 ) -> Result<EventRecord> {
     let (stream, seq) = placed.expect.unwrap_or((StreamId::NIL, 0));
     let corrupt = |reason: String| Error::corrupt(stream, seq, reason);
-    if value.len() < 1 + HASH_LEN {
-        return Err(corrupt(format!(
-            "record is truncated ({} bytes)",
-            value.len()
-        )));
-    }
-    if value[0] != FORMAT_PLACED_BY_STORE {
-        return Err(corrupt(format!(
-            "record format {} where format {FORMAT_PLACED_BY_STORE} was expected",
-            value[0]
-        )));
-    }
-    let (hashed, hash) = value.split_at(value.len() - HASH_LEN);
-    let hash: [u8; HASH_LEN] = hash
-        .try_into()
-        .map_err(|_| corrupt("record hash is truncated".into()))?;
-    if let Some(prev) = prev_hash
-        && chain_hash(prev, hashed) != hash
-    {
-        return Err(corrupt(
-            "hash does not match the chain (record altered or out of place)".into(),
-        ));
-    }
-    let (body, used): (Unplaced, usize) = bincode::decode_from_slice(&hashed[1..], config())
-        .map_err(|e| Error::Corrupt {
-            stream,
-            seq,
-            reason: format!("record does not decode: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-    if used != hashed.len() - 1 {
-        return Err(corrupt(format!(
-            "record has {} trailing bytes",
-            hashed.len() - 1 - used
-        )));
-    }
+    let (body, hash): (Unplaced, _) =
+        framed(value, FORMAT_PLACED_BY_STORE, prev_hash, stream, seq)?;
     let found = StreamId::from_bytes(body.stream);
     if let Some(expected) = placed.expect
         && (found, body.seq) != expected
