@@ -5,9 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli_support;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use cli_support::signal;
 use retrace_journal_nats::server::NatsServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -57,39 +60,17 @@ async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_
     let (mut first, mut first_log) = serve(&nats.url());
     let first_base = base(&until(&mut first_log, "listening").await);
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{first_base}/v1/workflows"))
-        .json(&json!({"name": "waits", "steps": [
-            {"id": "w", "type": "task", "capability": "later"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let started: Value = http
-        .post(format!("{first_base}/v1/executions"))
-        .json(&json!({"workflow": "waits", "input": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = started["id"].as_str().unwrap().to_owned();
+    let id = define_and_start(&http, &first_base).await;
 
     // The second server finds the journal held, and waits.
     let (mut second, mut second_log) = serve(&nats.url());
     let waiting = until(&mut second_log, "held by another server").await;
+    let first_pid = first.id().unwrap();
     assert!(
-        waiting.contains(&std::process::id().to_string()) || waiting.contains("holder"),
-        "{waiting}"
+        waiting.contains(&format!(":{first_pid}")),
+        "it names the holder (host:pid): {waiting}"
     );
-    let pid = first.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(first.wait().await.unwrap().success());
+    stop(&mut first).await;
     let stopped = Instant::now();
     let second_base = base(&until(&mut second_log, "listening").await);
     eprintln!(
@@ -139,12 +120,7 @@ async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
-    let pid = second.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(second.wait().await.unwrap().success());
+    stop(&mut second).await;
 }
 
 /// The fencing test with real processes: a server paused (SIGSTOP) past its
@@ -159,31 +135,14 @@ async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() 
     let old_base = base(&until(&mut old_log, "listening").await);
     tokio::spawn(async move { while let Ok(Some(_)) = old_log.next_line().await {} });
     let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{old_base}/v1/workflows"))
-        .json(&json!({"name": "waits", "steps": [
-            {"id": "w", "type": "task", "capability": "later"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let before: Value = http
-        .post(format!("{old_base}/v1/executions"))
-        .json(&json!({"workflow": "waits", "input": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = define_and_start(&http, &old_base).await;
 
-    signal(&old, "-STOP");
+    signal(&old, "STOP");
     // The new server takes the journal once the paused one's leases end.
     let (mut new, mut new_log) = serve(&nats.url());
     let new_base = base(&until(&mut new_log, "listening").await);
     tokio::spawn(async move { while let Ok(Some(_)) = new_log.next_line().await {} });
-    signal(&old, "-CONT");
+    signal(&old, "CONT");
 
     // Whatever the resumed server tries to record is refused.
     let refused = http
@@ -221,7 +180,7 @@ async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() 
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [before["id"].as_str().unwrap()], "{listed}");
+    assert_eq!(ids, [before.as_str()], "{listed}");
     // The new server starts what the old one could not.
     let started = http
         .post(format!("{new_base}/v1/executions"))
@@ -232,17 +191,35 @@ async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() 
     assert_eq!(started.status(), 201);
     old.start_kill().unwrap();
     old.wait().await.unwrap();
-    signal(&new, "-TERM");
-    assert!(new.wait().await.unwrap().success());
+    stop(&mut new).await;
 }
 
-fn signal(child: &Child, name: &str) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args([name, &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+/// Defines a workflow of one task step nobody takes and starts it; the
+/// execution's id.
+async fn define_and_start(http: &reqwest::Client, base: &str) -> String {
+    let r = http
+        .post(format!("{base}/v1/workflows"))
+        .json(&json!({"name": "waits", "steps": [
+            {"id": "w", "type": "task", "capability": "later"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let started: Value = http
+        .post(format!("{base}/v1/executions"))
+        .json(&json!({"workflow": "waits", "input": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    started["id"].as_str().unwrap().to_owned()
+}
+
+/// SIGTERM, and the server exits 0.
+async fn stop(child: &mut Child) {
+    signal(child, "TERM");
+    assert!(child.wait().await.unwrap().success());
 }
