@@ -78,59 +78,36 @@ impl Reader {
         }
         let subject = self.names.subject(id);
         let mut head = Head::EMPTY;
-        let mut from = 1;
-        // After a snapshot, start at the message holding its seq: its
-        // records before `from_seq` are the anchor (their stored hash, as a
-        // read from the middle of a sled stream takes its predecessor's);
-        // those after it are chain-checked from there.
-        if let Some((_, message)) = self.heads.mark_before(id, from_seq) {
-            let page =
-                direct::read_batch(&self.client, &self.names.events, message, &subject, 1).await?;
-            if let Some(first) = page.messages.first().filter(|m| m.sequence == message) {
-                let records = envelope::decode(first.sequence, &first.payload, Check::Alone)?;
-                if records.first().map(|r| r.stream) != Some(id) {
-                    return Err(Error::corrupt(
-                        id,
-                        from_seq,
-                        format!("the message its snapshot names ({message}) holds another stream"),
-                    ));
-                }
-                let mut anchored: Option<Head> = None;
-                for record in records {
-                    if let Some(prev) = anchored
-                        && !record.chains_to(&prev.last_hash)
-                    {
-                        return Err(Error::corrupt(
-                            id,
-                            record.seq,
-                            "hash does not match the chain (record altered or out of place)",
-                        ));
-                    }
-                    anchored = Some(Head {
-                        last_seq: record.seq,
-                        last_position: record.position,
-                        last_hash: record.hash,
-                    });
-                    if record.seq >= from_seq && out.len() < limit {
-                        out.push(record);
-                    }
-                }
-                if let Some(anchored) = anchored {
-                    head = anchored;
-                    from = message + 1;
-                }
-            }
-        }
-        loop {
+        // After a snapshot, start at the message holding its seq (see
+        // `anchored`); otherwise at the stream's first message.
+        let mut anchor = self.heads.mark_before(id, from_seq).map(|(_, m)| m);
+        let mut from = anchor.unwrap_or(1);
+        'pages: loop {
             let page =
                 direct::read_batch(&self.client, &self.names.events, from, &subject, READ_BATCH)
                     .await?;
+            if anchor.is_some() && page.messages.is_empty() {
+                // The message the snapshot named is gone: from the start.
+                (anchor, head, from) = (None, Head::EMPTY, 1);
+                continue;
+            }
             for message in &page.messages {
-                let check = Check::Continues {
-                    stream: id,
-                    after: head,
+                let records = match anchor.take() {
+                    Some(expected) if expected == message.sequence => anchored(id, message)?,
+                    // The message the snapshot named is gone: from the start.
+                    Some(_) => {
+                        (head, from) = (Head::EMPTY, 1);
+                        out.clear();
+                        continue 'pages;
+                    }
+                    None => {
+                        let check = Check::Continues {
+                            stream: id,
+                            after: head,
+                        };
+                        envelope::decode(message.sequence, &message.payload, check)?
+                    }
                 };
-                let records = envelope::decode(message.sequence, &message.payload, check)?;
                 head = envelope::head_after(&records).unwrap_or(head);
                 for record in records {
                     if record.seq >= from_seq && out.len() < limit {
@@ -208,4 +185,32 @@ impl Reader {
         let records = envelope::decode(last.sequence, &last.payload, Check::Alone)?;
         Ok(records.last().map_or(0, |r| r.position))
     }
+}
+
+/// The records of the message a snapshot named, read as the start of a
+/// stream's history: its first record is the anchor (its stored hash, as a
+/// read from the middle of a sled stream takes its predecessor's), and each
+/// after it must chain to the one before; the message must be the stream's.
+fn anchored(id: StreamId, message: &direct::Stored) -> Result<Vec<EventRecord>> {
+    let records = envelope::decode(message.sequence, &message.payload, Check::Alone)?;
+    if records.first().map(|r| r.stream) != Some(id) {
+        return Err(Error::corrupt(
+            id,
+            0,
+            format!(
+                "the message its snapshot names ({}) holds another stream",
+                message.sequence
+            ),
+        ));
+    }
+    for pair in records.windows(2) {
+        if !pair[1].chains_to(&pair[0].hash) {
+            return Err(Error::corrupt(
+                id,
+                pair[1].seq,
+                "hash does not match the chain (record altered or out of place)",
+            ));
+        }
+    }
+    Ok(records)
 }
