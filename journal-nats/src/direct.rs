@@ -23,6 +23,26 @@ pub(crate) struct Stored {
     pub payload: Bytes,
 }
 
+impl Stored {
+    /// A stored message as the server hands it out (a direct get's reply,
+    /// or a republished copy): its sequence and subject are in headers.
+    pub(crate) fn of(message: async_nats::Message) -> Option<Stored> {
+        Some(Stored {
+            sequence: header(&message, "Nats-Sequence")?.parse().ok()?,
+            subject: header(&message, "Nats-Subject")?,
+            payload: message.payload,
+        })
+    }
+}
+
+fn header(message: &async_nats::Message, name: &str) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
 /// One page of a read.
 #[derive(Debug)]
 pub(crate) struct Page {
@@ -86,18 +106,11 @@ pub(crate) async fn read_batch(
                 return Err(failed(&action, format!("no answer within {BATCH_WAIT:?}")));
             }
         };
-        let header = |name: &str| {
-            reply
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
         if let Some(status) = reply.status {
             return match status.as_u16() {
                 // End of batch: says how many matching messages remain.
                 204 => {
-                    let pending = header("Nats-Num-Pending")
+                    let pending = header(&reply, "Nats-Num-Pending")
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0);
                     Ok(Page {
@@ -118,15 +131,12 @@ pub(crate) async fn read_batch(
                 )),
             };
         }
-        let sequence = header("Nats-Sequence")
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| failed(&action, "a reply without Nats-Sequence".into()))?;
-        let subject = header("Nats-Subject")
-            .ok_or_else(|| failed(&action, "a reply without Nats-Subject".into()))?;
-        messages.push(Stored {
-            sequence,
-            subject,
-            payload: reply.payload,
-        });
+        let stored = Stored::of(reply).ok_or_else(|| {
+            failed(
+                &action,
+                "a reply without Nats-Sequence or Nats-Subject".into(),
+            )
+        })?;
+        messages.push(stored);
     }
 }

@@ -58,19 +58,12 @@ pub(crate) async fn start(
             tokio::select! {
                 message = stored.next() => {
                     let Some(message) = message else { break };
-                    let header = |name: &str| {
-                        message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned())
-                    };
-                    let (Some(sequence), Some(subject)) = (
-                        header("Nats-Sequence").and_then(|s| s.parse::<u64>().ok()),
-                        header("Nats-Subject"),
-                    ) else {
+                    let Some(stored) = Stored::of(message) else {
                         // Not a republished message: tails read the stream.
                         let _ = sender.send(Live::Resync);
                         continue;
                     };
-                    let stream = names.stream_of(&subject);
-                    let stored = Stored { sequence, subject, payload: message.payload };
+                    let stream = names.stream_of(&stored.subject);
                     let _ = sender.send(Live::Stored(Arc::new((stored, stream))));
                 }
                 event = events.recv() => match event {
