@@ -8,16 +8,22 @@
 //! that one ends in. While it waits, later requests wait behind it, so
 //! messages reach the server in call order and positions follow the calls.
 //!
+//! An append that got no answer is sent again, the same message with the
+//! same id (which the server stores once), until the server decides it:
+//! an append reported failed is one the server did not store, so nothing
+//! a caller was told failed shows up later behind its back.
+//!
 //! Owns the in-flight appends and the only code that publishes events. It
-//! must never answer an append before the server acknowledged it, nor
-//! publish one that was not checked against its stream's head.
+//! must never answer an append before the server acknowledged it, never
+//! report one failed that the server may still store, nor publish one that
+//! was not checked against its stream's head.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -133,87 +139,38 @@ impl Writer {
                 None
             }
             Ok((head, message, last_hash, fence)) => {
-                let n = events.len();
-                let publish = PublishMessage::build().payload(Bytes::from(message));
-                let fenced = fence.is_some();
+                // The message's id is its last event's hash: a resend of the
+                // same message is recognised by the server as a duplicate
+                // (within the stream's duplicate window) and stored once.
+                let publish = PublishMessage::build()
+                    .payload(Bytes::from(message))
+                    .message_id(message_id(&last_hash));
                 // Fenced: the partition's fence must still be ours (which
                 // makes this server the stream's only writer). Otherwise:
                 // the stream's last message must be the head built on.
-                let publish = match fence {
+                let publish = match &fence {
                     Some((fence, subject)) => publish
-                        .expected_last_subject_sequence(fence)
+                        .expected_last_subject_sequence(*fence)
                         .header(EXPECTED_SUBJECT, subject.as_str()),
                     None => publish.expected_last_subject_sequence(head.last_message()),
                 };
-
                 let subject = self.reader.names.subject(stream);
                 let sent = self.js.send_publish(subject.clone(), publish.clone()).await;
-                let reader = self.reader.clone();
+                let append = Sent {
+                    stream,
+                    expected_seq,
+                    head,
+                    events: events.len(),
+                    last_hash,
+                    subject,
+                    publish,
+                    fence: fence.map(|(fence, _)| (self.reader.names.partition(stream), fence)),
+                };
                 let js = self.js.clone();
+                let reader = self.reader.clone();
+                let fences = self.fences.clone();
                 let ack = async move {
-                    let mut sent = sent;
-                    let mut tries = 0u32;
-                    let acked = loop {
-                        let acked = match sent {
-                            Ok(ack) => ack.await,
-                            Err(e) => Err(e),
-                        };
-                        match acked {
-                            // A cluster's leader decided nothing (see
-                            // `undecided`): the same message again.
-                            Err(e) if undecided(&e) && tries < UNDECIDED_TRIES => {
-                                tries += 1;
-                                tokio::time::sleep(UNDECIDED_PAUSE * tries.min(20)).await;
-                                sent = js.send_publish(subject.clone(), publish.clone()).await;
-                            }
-                            acked => break acked,
-                        }
-                    };
-                    let (outcome, head) = match acked {
-                        Ok(ack) => {
-                            let appended = Appended {
-                                stream,
-                                first_seq: head.last_seq + 1,
-                                last_seq: head.last_seq + n as u64,
-                                first_position: position(ack.sequence, 0),
-                                last_position: position(ack.sequence, n - 1),
-                            };
-                            let after = Head {
-                                last_seq: appended.last_seq,
-                                last_position: appended.last_position,
-                                last_hash,
-                            };
-                            (Ok(appended), Some(after))
-                        }
-                        Err(e) if fenced && refused_on_sequence(&e) => {
-                            let lost = unavailable(format!(
-                                "the append to stream {stream} is refused: another retrace server took its partition"
-                            ));
-                            (Err(lost), None)
-                        }
-                        Err(e) if refused_on_sequence(&e) => {
-                            // Another writer moved the stream on: say where to.
-                            let actual = match reader.fetch_head(stream).await {
-                                Ok(h) => h.map_or(1, |h| h.last_seq + 1),
-                                Err(e) => return Done::failed(stream, e, reply),
-                            };
-                            let conflict = Error::SeqConflict {
-                                stream,
-                                expected: expected_seq,
-                                actual,
-                            };
-                            (Err(conflict), None)
-                        }
-                        // Not stored, or not known to be (no acknowledgement):
-                        // the caller may try again; the head is read again.
-                        Err(e) => (
-                            Err(Error::Unavailable(Arc::new(remote(
-                                "cannot append to NATS",
-                                e,
-                            )))),
-                            None,
-                        ),
-                    };
+                    let (outcome, head) = append.settle(sent, &js, &reader, fences).await;
                     Done {
                         stream,
                         outcome,
@@ -307,37 +264,161 @@ fn unavailable(why: String) -> Error {
     Error::Unavailable(Arc::new(Error::Storage(StorageError::Other(why))))
 }
 
-/// How often a publish a cluster's leader left undecided is sent again,
-/// and the pause before each (growing with the tries, to 20 times it).
-const UNDECIDED_TRIES: u32 = 200;
-const UNDECIDED_PAUSE: Duration = Duration::from_millis(1);
-
 /// Whether NATS refused a publish because its expected last sequence is
 /// not what the checked subject holds (10071): someone else wrote there.
 fn refused_on_sequence(e: &PublishError) -> bool {
     e.kind() == PublishErrorKind::WrongLastSequence
 }
 
-/// Whether a cluster's leader refused a publish without comparing (the
-/// constant error 10164): another conditional write on the checked subject
-/// is still marked in flight, often the previous append of the same lane,
-/// already acknowledged, whose mark the leader clears only after its
-/// acknowledgement. It decides nothing and stored nothing: send it again.
+/// Whether a cluster's leader refused a publish without deciding it, so
+/// that sending it again is the way on: the constant error 10164 (another
+/// conditional write on the checked subject is still marked in flight,
+/// often the previous append of the same lane, already acknowledged, whose
+/// mark the leader clears only after its acknowledgement), or 10158 (a
+/// message with the same id, an earlier send of this one, is still being
+/// agreed on).
 fn undecided(e: &PublishError) -> bool {
+    use async_nats::jetstream::ErrorCode;
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
         .is_some_and(|e| {
-            e.error_code() == async_nats::jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+            e.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
+                || e.error_code() == ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT
         })
 }
 
-impl Done {
-    fn failed(stream: StreamId, e: Error, reply: oneshot::Sender<Result<Appended>>) -> Done {
-        Done {
-            stream,
-            outcome: Err(e),
-            head: None,
-            reply,
+/// A message's id (`Nats-Msg-Id`): the first half of its last event's
+/// hash, in hex. The hash covers the stream, the seq and the content, so
+/// two messages share an id only if they are the same append.
+fn message_id(last_hash: &[u8; 32]) -> String {
+    last_hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How long an append whose outcome is unknown (no acknowledgement came:
+/// a timeout, a lost connection, a leader being elected) is sent again
+/// before it is reported failed. Well under the stream's duplicate window
+/// (NATS's default, 2 minutes), so the server still knows a resend of a
+/// message it stored.
+const DOUBT_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The longest pause between two sends of one message.
+const RESEND_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// One append on its way: what is needed to send it again and to book it.
+struct Sent {
+    stream: StreamId,
+    expected_seq: u64,
+    head: Head,
+    events: usize,
+    last_hash: [u8; 32],
+    subject: String,
+    publish: PublishMessage,
+    /// The partition and the fence the append carries, when fenced.
+    fence: Option<(u32, u64)>,
+}
+
+impl Sent {
+    /// Waits for the server's answer, sending the same message again
+    /// (same id) while the answer is unknown or undecided, so an append is
+    /// reported failed only when it is known not stored (or after
+    /// [`DOUBT_PATIENCE`] without any answer). Returns the outcome and,
+    /// when stored, the stream's new head.
+    async fn settle(
+        self,
+        sent: std::result::Result<PublishAckFuture, PublishError>,
+        js: &async_nats::jetstream::Context,
+        reader: &Reader,
+        fences: Option<Arc<Fences>>,
+    ) -> (Result<Appended>, Option<Head>) {
+        let deadline = tokio::time::Instant::now() + DOUBT_PATIENCE;
+        let mut sent = sent;
+        let mut tries = 0u32;
+        // Whether an earlier send may have been stored (it got no answer).
+        let mut maybe_stored = false;
+        loop {
+            let acked = match sent {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            let e = match acked {
+                Ok(ack) => return self.stored(ack.sequence),
+                Err(e) => e,
+            };
+            if refused_on_sequence(&e) {
+                return self.refused(maybe_stored, reader).await;
+            }
+            // Not decided (said so, or no answer at all): send it again
+            // while this server holds the partition and has patience.
+            maybe_stored |= !undecided(&e);
+            let lost = self.fence.is_some_and(|(partition, fence)| {
+                fences.as_ref().and_then(|f| f.fence(partition)) != Some(fence)
+            });
+            if lost || tokio::time::Instant::now() >= deadline {
+                tracing::warn!(stream = %self.stream, error = %e,
+                    "an append got no answer from NATS; reported failed");
+                let e = Error::Unavailable(Arc::new(remote("cannot append to NATS", e)));
+                return (Err(e), None);
+            }
+            tracing::debug!(stream = %self.stream, error = %e, "sending an append again");
+            tries += 1;
+            let pause = Duration::from_millis(1 << tries.min(10)).min(RESEND_PAUSE_MAX);
+            tokio::time::sleep(pause).await;
+            sent = js
+                .send_publish(self.subject.clone(), self.publish.clone())
+                .await;
         }
+    }
+
+    /// The append is stored as message `message`.
+    fn stored(&self, message: u64) -> (Result<Appended>, Option<Head>) {
+        let appended = Appended {
+            stream: self.stream,
+            first_seq: self.head.last_seq + 1,
+            last_seq: self.head.last_seq + self.events as u64,
+            first_position: position(message, 0),
+            last_position: position(message, self.events - 1),
+        };
+        let after = Head {
+            last_seq: appended.last_seq,
+            last_position: appended.last_position,
+            last_hash: self.last_hash,
+        };
+        (Ok(appended), Some(after))
+    }
+
+    /// The server compared the expected sequence and refused the append.
+    async fn refused(
+        &self,
+        maybe_stored: bool,
+        reader: &Reader,
+    ) -> (Result<Appended>, Option<Head>) {
+        if self.fence.is_some() {
+            // The fence moved: another server took the partition. Whatever
+            // an earlier send stored, that server reads it.
+            let lost = unavailable(format!(
+                "the append to stream {} is refused: another retrace server took its partition",
+                self.stream
+            ));
+            return (Err(lost), None);
+        }
+        // Another writer moved the stream on, or an earlier send of this
+        // very message did (a single server compares before it looks for
+        // duplicates): say which.
+        let head = match reader.fetch_head(self.stream).await {
+            Ok(head) => head,
+            Err(e) => return (Err(e), None),
+        };
+        if let Some(head) = head
+            && maybe_stored
+            && head.last_hash == self.last_hash
+        {
+            return self.stored(head.last_message());
+        }
+        let conflict = Error::SeqConflict {
+            stream: self.stream,
+            expected: self.expected_seq,
+            actual: head.map_or(1, |h| h.last_seq + 1),
+        };
+        (Err(conflict), None)
     }
 }
