@@ -283,6 +283,16 @@ impl NatsJournal {
             leases.release().await;
         }
     }
+
+    /// Completes once this server lost its partitions (another server
+    /// took one, and this one then gave the rest up); why. Never, without
+    /// leases.
+    pub async fn lost(&self) -> String {
+        match &self.inner.leases {
+            Some(leases) => leases.fences.until_lost().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 impl Journal for NatsJournal {

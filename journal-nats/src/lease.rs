@@ -16,8 +16,9 @@
 //!
 //! The holder renews its keys every `ttl / 3`. A key that expired while
 //! nobody fenced the partition (NATS unreachable for a while) is taken
-//! again with the same fence; one fenced by another is lost, and the
-//! journal says so in its health.
+//! again with the same fence; one fenced by another is lost, and with it
+//! every other (they are released at once, so the server that took one
+//! takes them all), and the journal says so in its health.
 //!
 //! Owns the leases and the fences. It must never let an append through on
 //! a fence it does not hold, nor take a partition another holds.
@@ -30,6 +31,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use retrace_journal::{Error, Result, StorageError};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::direct::remote;
@@ -40,12 +42,18 @@ use crate::names::Names;
 pub struct Ownership {
     /// This server's name, shown to another that finds a partition taken.
     pub node: String,
+    /// Where other servers reach this one (its API's URL), kept in its
+    /// leases next to its name; `None` when it is not reachable.
+    pub url: Option<String>,
     /// How long a lease lasts unless renewed: how soon another server can
     /// take the partitions of one that died.
     pub ttl: Duration,
     /// How long opening waits for partitions another server holds (one that
-    /// was killed holds them for up to `ttl`).
+    /// was killed holds them for up to `ttl`); `Duration::MAX` waits until
+    /// they are free (a server standing by).
     pub wait: Duration,
+    /// Told, while opening waits, which server holds the journal.
+    pub holder: Option<watch::Sender<Option<Holder>>>,
 }
 
 impl Ownership {
@@ -53,8 +61,51 @@ impl Ownership {
     pub fn new(node: impl Into<String>) -> Ownership {
         Ownership {
             node: node.into(),
+            url: None,
             ttl: Duration::from_secs(3),
             wait: Duration::from_secs(10),
+            holder: None,
+        }
+    }
+
+    /// What this server's leases hold: its name, then its URL if it has one.
+    fn value(&self) -> Bytes {
+        match &self.url {
+            Some(url) => Bytes::from(format!("{} {url}", self.node)),
+            None => Bytes::from(self.node.clone()),
+        }
+    }
+}
+
+/// The server holding a partition, as its lease names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub node: String,
+    /// Where it serves its API, if it said.
+    pub url: Option<String>,
+}
+
+impl Holder {
+    fn parse(value: &[u8]) -> Holder {
+        let value = String::from_utf8_lossy(value);
+        match value.split_once(' ') {
+            Some((node, url)) => Holder {
+                node: node.to_owned(),
+                url: Some(url.to_owned()),
+            },
+            None => Holder {
+                node: value.into_owned(),
+                url: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.url {
+            Some(url) => write!(f, "{} ({url})", self.node),
+            None => f.write_str(&self.node),
         }
     }
 }
@@ -69,11 +120,20 @@ struct Held {
 }
 
 /// The partitions this server holds, shared with the writer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Fences {
     held: Mutex<BTreeMap<u32, Held>>,
     /// Why a partition was lost, if one was.
-    lost: Mutex<Option<String>>,
+    lost: watch::Sender<Option<String>>,
+}
+
+impl Default for Fences {
+    fn default() -> Fences {
+        Fences {
+            held: Mutex::new(BTreeMap::new()),
+            lost: watch::Sender::new(None),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,7 +149,17 @@ impl Fences {
 
     /// Why a partition was lost, if one was.
     pub fn lost(&self) -> Option<String> {
-        lock(&self.lost).clone()
+        self.lost.borrow().clone()
+    }
+
+    /// Completes once a partition is lost; why.
+    pub async fn until_lost(&self) -> String {
+        let mut lost = self.lost.subscribe();
+        match lost.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // The sender lives as long as `self`.
+            Err(_) => String::new(),
+        }
     }
 }
 
@@ -136,17 +206,34 @@ pub(crate) async fn take_all(
             .map_err(|e| remote(format!("cannot open bucket {bucket_name}"), e))?,
     };
     let fences = Arc::new(Fences::default());
-    let deadline = tokio::time::Instant::now() + ownership.wait;
-    let mut told = false;
+    let deadline = tokio::time::Instant::now().checked_add(ownership.wait);
+    let mut told: Option<Holder> = None;
+    // Every server takes the partitions in the same order, so the one that
+    // has partition 0 takes them all: two never each hold a part.
     for partition in 0..names.partitions {
         let held = loop {
-            match take(js, &bucket, names, partition, &ownership.node).await? {
+            let waiting = deadline.is_none_or(|d| tokio::time::Instant::now() < d);
+            let taken = match take(js, &bucket, names, partition, &ownership.value()).await {
+                Ok(taken) => taken,
+                // NATS not answering yet (a cluster electing its leaders):
+                // a server waiting for the journal keeps trying.
+                Err(e) if waiting => {
+                    tracing::debug!(partition, error = %e, "cannot take a partition yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match taken {
                 Ok(held) => break held,
-                Err(holder) if tokio::time::Instant::now() < deadline => {
-                    if !told {
-                        told = true;
-                        tracing::info!(partition, holder, wait = ?ownership.wait,
+                Err(holder) if waiting => {
+                    if told.as_ref() != Some(&holder) {
+                        tracing::info!(partition, %holder, wait = ?ownership.wait,
                             "the journal's partitions are held by another server; waiting for them");
+                        if let Some(tell) = &ownership.holder {
+                            tell.send_replace(Some(holder.clone()));
+                        }
+                        told = Some(holder);
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -175,22 +262,19 @@ pub(crate) async fn take_all(
     })
 }
 
-/// Takes one partition: its lease, then a fence. `Ok(Err(holder))` when
-/// another server holds it.
+/// Takes one partition: its lease (holding `value`), then a fence.
+/// `Ok(Err(holder))` when another server holds it.
 async fn take(
     js: &jetstream::Context,
     bucket: &kv::Store,
     names: &Names,
     partition: u32,
-    node: &str,
-) -> Result<std::result::Result<Held, String>> {
-    match bucket
-        .create(key(partition), Bytes::from(node.to_owned()))
-        .await
-    {
+    value: &Bytes,
+) -> Result<std::result::Result<Held, Holder>> {
+    match bucket.create(key(partition), value.clone()).await {
         Ok(revision) => {
             let fence = js
-                .publish(names.fence(partition), Bytes::from(node.to_owned()))
+                .publish(names.fence(partition), value.clone())
                 .await
                 .map_err(|e| remote("cannot fence a partition on NATS", e))?
                 .await
@@ -200,8 +284,11 @@ async fn take(
         }
         Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
             let holder = bucket.get(key(partition)).await.ok().flatten().map_or_else(
-                || "another server".to_owned(),
-                |v| String::from_utf8_lossy(&v).into_owned(),
+                || Holder {
+                    node: "another server".to_owned(),
+                    url: None,
+                },
+                |v| Holder::parse(&v),
             );
             Ok(Err(holder))
         }
@@ -209,7 +296,10 @@ async fn take(
     }
 }
 
-/// Renews every held lease every `ttl / 3`, until aborted.
+/// Renews every held lease every `ttl / 3`, all at once, until aborted.
+/// A partition lost (taken by another server, or expired and fenced by
+/// one) gives every other up too: holding part of a journal serves
+/// nobody, and the server that took one takes the rest at once.
 async fn renew(
     bucket: kv::Store,
     stream: stream::Stream,
@@ -221,46 +311,88 @@ async fn renew(
     loop {
         tokio::time::sleep(every).await;
         let held: Vec<(u32, Held)> = lock(&fences.held).iter().map(|(p, h)| (*p, *h)).collect();
-        for (partition, h) in held {
-            let value = Bytes::from(ownership.node.clone());
-            let renewed = match bucket
-                .update(key(partition), value.clone(), h.revision)
-                .await
-            {
-                Ok(revision) => Some(revision),
-                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                    // Expired (or taken): ours again only if nobody fenced it since.
-                    let fenced = stream
-                        .direct_get_last_for_subject(names.fence(partition))
-                        .await
-                        .map(|m| m.sequence);
-                    match fenced {
-                        Ok(last) if last == h.fence => {
-                            bucket.create(key(partition), value).await.ok()
-                        }
-                        _ => None,
-                    }
-                }
-                // NATS unreachable: try again next round (the fence still holds).
-                Err(_) => continue,
-            };
-            match renewed {
-                Some(revision) => {
-                    if let Some(held) = lock(&fences.held).get_mut(&partition) {
+        let value = ownership.value();
+        let renewals = held.iter().map(|(partition, h)| {
+            renew_one(&bucket, &stream, &names, *partition, *h, value.clone())
+        });
+        let outcomes = futures::future::join_all(renewals).await;
+        let mut lost = None;
+        for ((partition, _), outcome) in held.iter().zip(outcomes) {
+            match outcome {
+                Renewal::Renewed(revision) => {
+                    if let Some(held) = lock(&fences.held).get_mut(partition) {
                         held.revision = revision;
                     }
                 }
-                None => {
-                    lock(&fences.held).remove(&partition);
-                    let why = format!(
-                        "partition {partition} was taken by another retrace server; appends to it are refused"
-                    );
-                    tracing::error!(partition, "{why}");
-                    *lock(&fences.lost) = Some(why);
-                }
+                Renewal::Unreachable => {}
+                Renewal::Lost => lost = Some(*partition),
             }
         }
+        if let Some(partition) = lost {
+            let why = format!(
+                "partition {partition} was taken by another retrace server; appends are refused"
+            );
+            tracing::error!(partition, "{why}; giving up every partition");
+            let rest: Vec<(u32, Held)> = std::mem::take(&mut *lock(&fences.held))
+                .into_iter()
+                .collect();
+            fences.lost.send_replace(Some(why));
+            give_up(&bucket, rest).await;
+            return;
+        }
     }
+}
+
+enum Renewal {
+    Renewed(u64),
+    /// NATS did not answer: try again next round (the fence still holds).
+    Unreachable,
+    Lost,
+}
+
+async fn renew_one(
+    bucket: &kv::Store,
+    stream: &stream::Stream,
+    names: &Names,
+    partition: u32,
+    h: Held,
+    value: Bytes,
+) -> Renewal {
+    match bucket
+        .update(key(partition), value.clone(), h.revision)
+        .await
+    {
+        Ok(revision) => Renewal::Renewed(revision),
+        Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+            // Expired (or taken): ours again only if nobody fenced it since.
+            let fenced = stream
+                .direct_get_last_for_subject(names.fence(partition))
+                .await
+                .map(|m| m.sequence);
+            match fenced {
+                Ok(last) if last == h.fence => match bucket.create(key(partition), value).await {
+                    Ok(revision) => Renewal::Renewed(revision),
+                    Err(_) => Renewal::Lost,
+                },
+                Ok(_) => Renewal::Lost,
+                Err(_) => Renewal::Unreachable,
+            }
+        }
+        Err(_) => Renewal::Unreachable,
+    }
+}
+
+/// Deletes the keys of `held`, each only if still ours.
+async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>) {
+    let deletes = held.into_iter().map(|(partition, h)| async move {
+        if let Err(e) = bucket
+            .delete_expect_revision(key(partition), Some(h.revision))
+            .await
+        {
+            tracing::warn!(partition, error = %e, "cannot release a partition's lease; it ends by itself");
+        }
+    });
+    futures::future::join_all(deletes).await;
 }
 
 impl Leases {
@@ -271,14 +403,6 @@ impl Leases {
         let held: Vec<(u32, Held)> = std::mem::take(&mut *lock(&self.fences.held))
             .into_iter()
             .collect();
-        for (partition, h) in held {
-            if let Err(e) = self
-                .bucket
-                .delete_expect_revision(key(partition), Some(h.revision))
-                .await
-            {
-                tracing::warn!(partition, error = %e, "cannot release a partition's lease; it ends by itself");
-            }
-        }
+        give_up(&self.bucket, held).await;
     }
 }

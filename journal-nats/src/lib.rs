@@ -62,5 +62,5 @@ mod tail;
 mod writer;
 
 pub use journal::{NatsJournal, NatsOptions};
-pub use lease::Ownership;
+pub use lease::{Holder, Ownership};
 pub use names::{EVENTS_PER_MESSAGE, PARTITIONS_DEFAULT};
