@@ -27,6 +27,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod guard;
 pub mod http_metrics;
 pub mod integer;

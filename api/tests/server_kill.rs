@@ -86,6 +86,19 @@ async fn serve(backend: &Backend) -> Server {
     })
     .await
     .expect("the server says where it listens");
+    // On NATS it listens at once and serves once it holds the journal.
+    if !matches!(backend, Backend::Folder(_)) {
+        tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("this server holds the journal") {
+                    return;
+                }
+            }
+            panic!("the server exited before holding the journal");
+        })
+        .await
+        .expect("the server takes the journal");
+    }
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Server {
@@ -405,7 +418,7 @@ async fn survives_sigkills(
         server = serve(backend).await;
         // On NATS this includes waiting for the killed server's leases.
         eprintln!(
-            "restarted after a SIGKILL: listening {:?} after the kill",
+            "restarted after a SIGKILL: serving {:?} after the kill",
             killed.elapsed()
         );
         *b.lock().unwrap() = server.base.clone();

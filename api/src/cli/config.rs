@@ -243,6 +243,13 @@ pub struct ServeArgs {
     /// replicas`. Default: 1
     #[arg(long, env = "RETRACE_NATS_REPLICAS", value_name = "N")]
     pub nats_replicas: Option<NonZeroUsize>,
+    /// The URL other retrace servers on the same journal reach this one at
+    /// (they forward to the one holding the journal), e.g.
+    /// http://10.0.0.5:7700. File: `[nats] advertise`. Default: this
+    /// server's own listen address (a loopback one when it listens on every
+    /// address)
+    #[arg(long, env = "RETRACE_NATS_ADVERTISE", value_name = "URL")]
+    pub nats_advertise: Option<String>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -296,6 +303,8 @@ pub struct NatsSettings {
     pub servers: Vec<String>,
     pub prefix: String,
     pub replicas: usize,
+    /// Where other servers reach this one; `None`: its listen address.
+    pub advertise: Option<String>,
 }
 
 /// The subject prefix on NATS when no source names one.
@@ -422,6 +431,7 @@ struct FileNats {
     servers: Option<Vec<String>>,
     prefix: Option<String>,
     replicas: Option<NonZeroUsize>,
+    advertise: Option<String>,
 }
 
 /// The `[http]` table: the `http_*` flags without their prefix.
@@ -644,6 +654,7 @@ pub fn resolve_with(
         args.nats.or(file_nats.servers),
         args.nats_prefix.or(file_nats.prefix),
         args.nats_replicas.or(file_nats.replicas),
+        args.nats_advertise.or(file_nats.advertise),
     )?;
     let api = ApiConfig {
         max_body_bytes: args
@@ -712,6 +723,7 @@ fn nats_settings(
     servers: Option<Vec<String>>,
     prefix: Option<String>,
     replicas: Option<NonZeroUsize>,
+    advertise: Option<String>,
 ) -> Result<Option<NatsSettings>, ConfigError> {
     let servers: Vec<String> = servers
         .unwrap_or_default()
@@ -720,9 +732,10 @@ fn nats_settings(
         .filter(|s| !s.is_empty())
         .collect();
     if servers.is_empty() {
-        if prefix.is_some() || replicas.is_some() {
+        if prefix.is_some() || replicas.is_some() || advertise.is_some() {
             return Err(ConfigError::Nats(
-                "nats_prefix and nats_replicas need NATS servers (--nats URL)".into(),
+                "nats_prefix, nats_replicas and nats_advertise need NATS servers (--nats URL)"
+                    .into(),
             ));
         }
         return Ok(None);
@@ -737,10 +750,19 @@ fn nats_settings(
             "nats_prefix {prefix:?} must be letters, digits, '-' or '_' (one subject token)"
         )));
     }
+    let advertise = match advertise.map(|a| a.trim().trim_end_matches('/').to_owned()) {
+        Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+            return Err(ConfigError::Nats(format!(
+                "nats_advertise {url:?} must be an http:// or https:// URL"
+            )));
+        }
+        advertise => advertise,
+    };
     Ok(Some(NatsSettings {
         servers,
         prefix,
         replicas: replicas.map_or(1, NonZeroUsize::get),
+        advertise,
     }))
 }
 
@@ -924,6 +946,7 @@ mod tests {
                 ],
                 prefix: NATS_PREFIX_DEFAULT.into(),
                 replicas: 3,
+                advertise: None,
             })
         );
         let flags = resolve(ServeArgs {
@@ -949,6 +972,24 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(matches!(alone, Err(ConfigError::Nats(m)) if m.contains("--nats")));
+        let advertised = resolve(ServeArgs {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            nats_advertise: Some("http://10.0.0.5:7700/".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap()
+        .nats
+        .unwrap();
+        assert_eq!(
+            advertised.advertise.as_deref(),
+            Some("http://10.0.0.5:7700")
+        );
+        let not_a_url = resolve(ServeArgs {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            nats_advertise: Some("10.0.0.5:7700".into()),
+            ..ServeArgs::default()
+        });
+        assert!(matches!(not_a_url, Err(ConfigError::Nats(m)) if m.contains("http://")));
     }
 
     #[test]

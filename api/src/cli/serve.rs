@@ -9,6 +9,11 @@
 //! is refused at once), and graceful shutdown — stop accepting, end streams
 //! and long polls, let in-flight requests (and so their appends) finish,
 //! flush the journal, exit 0. It must never serve on a half-opened engine.
+//!
+//! On NATS, several servers may run on one journal: the one holding every
+//! partition serves; the others listen too and forward each request to it
+//! ([`crate::forward`]) until it stops or dies, when one of them takes the
+//! partitions and serves.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -20,11 +25,13 @@ use retrace_engine::runtime::{Engine, EngineConfig};
 use retrace_engine::store::Storage;
 use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
-use super::config::{self, ServeArgs, Settings};
+use super::config::{self, NatsSettings, ServeArgs, Settings};
 use super::logging;
 use super::signals::Stop;
-use crate::state::AppState;
+use crate::forward::Front;
+use crate::state::{AppState, Shutdown};
 
 /// The file in the data folder where a running server writes its own URL
 /// (a loopback one when it listens on every address), so `retrace token`
@@ -83,38 +90,192 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(files) => Some(crate::tls::server_config(files).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    // On NATS, this server holds every partition's lease while it runs
-    // (so a second server on the same journal is refused), and gives them
-    // up when it stops.
-    let mut on_nats: Option<NatsJournal> = None;
-    let engine = match &settings.nats {
-        None => Engine::open(settings.engine_config())
-            .await
-            .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?,
-        Some(nats) => {
-            let servers = nats.servers.join(",");
-            let node = node_name();
+    match settings.nats.clone() {
+        None => serve_folder(settings, stop, addrs, tls).await,
+        Some(nats) => serve_nats(settings, nats, stop, addrs, tls).await,
+    }
+}
+
+/// Serves the engine on its data folder.
+async fn serve_folder(
+    settings: Settings,
+    stop: Stop,
+    addrs: Vec<SocketAddr>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
+    let engine = Engine::open(settings.engine_config())
+        .await
+        .with_context(|| format!("cannot open the data folder {}", settings.data.display()))?;
+    log_http(&settings);
+    if let Err(e) = check_access(&engine, &addrs, &settings) {
+        engine.shutdown().await.ok();
+        return Err(e);
+    }
+    let listener = TcpListener::bind(addrs.as_slice())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    let url_file = settings.data.join(SERVER_URL_FILE);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(scheme, addr))) {
+        tracing::warn!(file = %url_file.display(), error = %e, "cannot write the server's URL");
+    }
+    let state = AppState::new(engine.clone(), settings.api);
+    let shutdown = state.shutdown.clone();
+    let data = settings.data.display();
+    match &settings.config {
+        Some(file) => tracing::info!(%addr, %data, scheme, config = %file.display(), "listening"),
+        None => tracing::info!(%addr, %data, scheme, "listening"),
+    }
+    let app = crate::app(state);
+    listen(listener, tls, app, stop, shutdown).await?;
+    engine
+        .shutdown()
+        .await
+        .context("cannot flush the journal")?;
+    let _ = std::fs::remove_file(&url_file);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves on a journal on NATS: listens at once, forwarding every request
+/// to the server that holds the journal while another does (this one
+/// stands by), and serves its own engine from the moment it holds every
+/// partition (at once when nobody else does; after the holder stops or
+/// its leases end otherwise). Gives the partitions up when it stops; one
+/// that lost them (paused past its leases) stands by again.
+async fn serve_nats(
+    settings: Settings,
+    nats: NatsSettings,
+    stop: Stop,
+    addrs: Vec<SocketAddr>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addrs.as_slice())
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = nats
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local_url(scheme, addr));
+    let servers = nats.servers.join(",");
+    let node = node_name();
+    let (tell, holder) = watch::channel(None);
+    let shutdown = Shutdown::new();
+    let front = Front::standing_by(holder, url.clone(), shutdown.clone());
+    tracing::info!(%addr, scheme, %url, servers, prefix = %nats.prefix, node,
+        "listening; the journal is on NATS JetStream");
+    let mut server = tokio::spawn(listen(
+        listener,
+        tls,
+        front.router(),
+        stop,
+        shutdown.clone(),
+    ));
+    loop {
+        let ownership = Ownership {
+            url: Some(url.clone()),
+            // Stands by for as long as another server holds the journal.
+            wait: Duration::MAX,
+            holder: Some(tell.clone()),
+            ..Ownership::new(node.clone())
+        };
+        let opening = async {
             let journal = NatsJournal::open(NatsOptions {
                 servers: nats.servers.clone(),
                 prefix: nats.prefix.clone(),
                 replicas: nats.replicas,
-                ownership: Some(Ownership::new(node.clone())),
+                ownership: Some(ownership),
                 ..NatsOptions::new(servers.clone())
             })
             .await
             .with_context(|| format!("cannot open the journal on NATS at {servers}"))?;
-            tracing::info!(servers, prefix = %nats.prefix, replicas = nats.replicas, node,
-                "the journal is on NATS JetStream; this server holds it");
-            on_nats = Some(journal.clone());
             let config = EngineConfig {
-                storage: Storage::Journal(Arc::new(journal)),
+                storage: Storage::Journal(Arc::new(journal.clone())),
                 ..settings.engine_config()
             };
-            Engine::open(config)
-                .await
-                .with_context(|| format!("cannot open the journal on NATS at {servers}"))?
+            match Engine::open(config).await {
+                Ok(engine) => Ok((journal, engine)),
+                Err(e) => {
+                    journal.release().await;
+                    Err(anyhow::Error::new(e)
+                        .context(format!("cannot open the journal on NATS at {servers}")))
+                }
+            }
+        };
+        let (journal, engine) = tokio::select! {
+            opened = opening => match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    shutdown.trigger();
+                    server.abort();
+                    return Err(e);
+                }
+            },
+            // Stopped while standing by: nothing of the journal is held.
+            served = &mut server => {
+                served.context("the server failed")??;
+                tracing::info!("stopped");
+                return Ok(());
+            }
+        };
+        log_http(&settings);
+        if let Err(e) = check_access(&engine, &addrs, &settings) {
+            engine.shutdown().await.ok();
+            journal.release().await;
+            server.abort();
+            return Err(e);
         }
-    };
+        // Streams and long polls of this engine end when the server stops
+        // or when it loses the journal.
+        let ending = Shutdown::new();
+        let ends_with_server = tokio::spawn({
+            let (shutdown, ending) = (shutdown.clone(), ending.clone());
+            async move {
+                shutdown.triggered().await;
+                ending.trigger();
+            }
+        });
+        let mut state = AppState::new(engine.clone(), settings.api.clone());
+        state.shutdown = ending.clone();
+        front.serve(crate::app(state));
+        tracing::info!(
+            node,
+            "this server holds the journal: serving its own engine"
+        );
+        tokio::select! {
+            served = &mut server => {
+                served.context("the server failed")??;
+                let flushed = engine.shutdown().await;
+                journal.release().await;
+                flushed.context("cannot flush the journal")?;
+                tracing::info!("stopped");
+                return Ok(());
+            }
+            // Paused or cut off past its leases, another server took the
+            // journal: this one stands by again (NATS refuses whatever its
+            // engine still tries to record).
+            why = journal.lost() => {
+                front.stand_by();
+                ending.trigger();
+                ends_with_server.abort();
+                let _ = engine.shutdown().await;
+                journal.release().await;
+                tell.send_replace(None);
+                tracing::warn!(why, "this server lost the journal to another: standing by again");
+            }
+        }
+    }
+}
+
+/// Logs what the `http` capability may do.
+fn log_http(settings: &Settings) {
     let http = &settings.http;
     tracing::info!(
         max_concurrency = http.max_concurrency,
@@ -125,66 +286,54 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "the http capability: its limits, the address blocks allowed and denied besides \
          the default refused ranges, the names of the secrets it can substitute"
     );
+}
+
+/// Refuses to serve an engine with no access token beyond loopback,
+/// unless told to; logs what access is required.
+fn check_access(engine: &Engine, addrs: &[SocketAddr], settings: &Settings) -> anyhow::Result<()> {
     let loopback = addrs.iter().all(|a| a.ip().is_loopback());
-    if !engine.tokens_required() {
-        if !loopback && !settings.insecure_no_auth {
-            engine.shutdown().await.ok();
-            if let Some(journal) = &on_nats {
-                journal.release().await;
-            }
-            anyhow::bail!(
-                "refusing to serve {} on {} with no access token: anyone who reaches it \
-                 could run and change everything. Create an admin token first \
-                 (`retrace token create --data {} --name admin --role admin`), listen on \
-                 127.0.0.1, or pass --insecure-no-auth",
-                settings.data.display(),
-                settings.listen,
-                settings.data.display()
-            );
-        }
-        if loopback {
-            tracing::info!(
-                "no access tokens: every caller that reaches this loopback address is \
-                 allowed everything (`retrace token create` turns tokens on)"
-            );
-        } else {
-            tracing::warn!(
-                listen = %settings.listen,
-                "--insecure-no-auth: no access tokens, and anyone who reaches this address \
-                 is allowed everything"
-            );
-        }
-    } else {
+    if engine.tokens_required() {
         tracing::info!("access tokens required on every route but the probes");
+        return Ok(());
     }
-    let listener = TcpListener::bind(addrs.as_slice())
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("the listener has no address")?;
-    // With the journal on NATS there is no data folder to write it in.
-    let url_file = settings
-        .nats
-        .is_none()
-        .then(|| settings.data.join(SERVER_URL_FILE));
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    if let Some(url_file) = &url_file
-        && let Err(e) = std::fs::write(url_file, format!("{}\n", local_url(scheme, addr)))
-    {
-        tracing::warn!(file = %url_file.display(), error = %e, "cannot write the server's URL");
+    if !loopback && !settings.insecure_no_auth {
+        anyhow::bail!(
+            "refusing to serve {} on {} with no access token: anyone who reaches it \
+             could run and change everything. Create an admin token first \
+             (`retrace token create --data {} --name admin --role admin`), listen on \
+             127.0.0.1, or pass --insecure-no-auth",
+            settings.data.display(),
+            settings.listen,
+            settings.data.display()
+        );
     }
-    let config = settings.api;
-    let state = AppState::new(engine.clone(), config);
-    let shutdown = state.shutdown.clone();
-    let data = settings.data.display();
-    match &settings.config {
-        Some(file) => tracing::info!(%addr, %data, scheme, config = %file.display(), "listening"),
-        None => tracing::info!(%addr, %data, scheme, "listening"),
+    if loopback {
+        tracing::info!(
+            "no access tokens: every caller that reaches this loopback address is \
+             allowed everything (`retrace token create` turns tokens on)"
+        );
+    } else {
+        tracing::warn!(
+            listen = %settings.listen,
+            "--insecure-no-auth: no access tokens, and anyone who reaches this address \
+             is allowed everything"
+        );
     }
+    Ok(())
+}
+
+/// Serves `app` on `listener` until a stop signal, then flips `shutdown`
+/// (ending streams and long polls) and lets requests in flight finish.
+async fn listen(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    stop: Stop,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     // Made into a service once: served as a bare router, axum would build
     // every route again for each connection (about 47 KB each).
-    let app = crate::app(state).into_make_service();
+    let app = app.into_make_service();
     let stopped = async move {
         stop.received().await;
         tracing::info!("shutting down: finishing requests in flight");
@@ -204,19 +353,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .await
         }
     }
-    .context("the server failed")?;
-    engine
-        .shutdown()
-        .await
-        .context("cannot flush the journal")?;
-    if let Some(journal) = on_nats {
-        journal.release().await;
-    }
-    if let Some(url_file) = &url_file {
-        let _ = std::fs::remove_file(url_file);
-    }
-    tracing::info!("stopped");
-    Ok(())
+    .context("the server failed")
 }
 
 /// This server's name in the journal's leases: the host and the process.

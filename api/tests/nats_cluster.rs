@@ -1,0 +1,532 @@
+//! Chaos with real processes: three `retrace serve` nodes on one journal,
+//! replicated on a cluster of three NATS servers (R=3). One node holds the
+//! journal and serves; the others stand by and forward every request to
+//! it. Clients start executions of a 10-step workflow through every node
+//! (with idempotency keys, retrying after errors), an agent on every node
+//! completes tasks, and a client tails the engine-wide stream through one.
+//! In each round a node chosen at random is SIGKILLed and started again,
+//! and in every third round a NATS server is SIGKILLed too. At the end:
+//! every acknowledged start completed with its expected output, no step's
+//! task was completed twice in any history, every event a client was
+//! shown is stored with the same hash, and every stream's chain reads back
+//! from NATS. For each round that killed the holder, the handover (from
+//! the kill until another node serves) is printed.
+//!
+//! `RETRACE_CHAOS_EXECUTIONS` (default 1,000), `RETRACE_CHAOS_ROUNDS`
+//! (default 10), `RETRACE_CHAOS_SEED` repeats a run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use retrace_journal::Journal;
+use retrace_journal_nats::server::NatsCluster;
+use retrace_journal_nats::{NatsJournal, NatsOptions};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A watchdog for waits that must end (not a synchronisation).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The pause before a client tries a refused request again (a client's
+/// backoff, not a synchronisation).
+const RETRY: Duration = Duration::from_millis(20);
+
+const NODES: usize = 3;
+const STEPS: i64 = 10;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// One `retrace serve` process.
+struct Node {
+    child: Child,
+    base: String,
+    /// When it logged that it holds the journal, if it has.
+    holds_since: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Node {
+    async fn start(nats: &[String]) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--nats-replicas", "3"])
+            .arg("--nats")
+            .arg(nats.join(","))
+            .env_remove("RETRACE_DATA")
+            .env_remove("RETRACE_NATS")
+            .env("RUST_LOG", "info,retrace_journal_nats=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening")
+                    && let Some(rest) = line.split("addr=").nth(1)
+                {
+                    return rest.split_whitespace().next().unwrap().to_string();
+                }
+            }
+            panic!("a node exited before listening");
+        })
+        .await
+        .expect("a node says where it listens");
+        let holds_since = Arc::new(Mutex::new(None));
+        let holds = holds_since.clone();
+        let pid = child.id().unwrap_or(0);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                // Shown when the test fails: what each node said of note.
+                if (line.contains("WARN")
+                    || line.contains("ERROR")
+                    || line.contains("journal")
+                    || line.contains("again"))
+                    && !line.contains("request failed")
+                {
+                    eprintln!("node {pid}: {line}");
+                }
+                if line.contains("this server holds the journal") {
+                    *holds.lock().unwrap() = Some(Instant::now());
+                } else if line.contains("standing by again") {
+                    *holds.lock().unwrap() = None;
+                }
+            }
+        });
+        Node {
+            child,
+            base: format!("http://{addr}"),
+            holds_since,
+        }
+    }
+
+    fn holds(&self) -> Option<Instant> {
+        *self.holds_since.lock().unwrap()
+    }
+}
+
+/// The nodes' current URLs (a node restarted listens elsewhere).
+type Bases = Arc<Mutex<Vec<String>>>;
+
+fn base_of(bases: &Bases, i: usize) -> String {
+    bases.lock().unwrap()[i % NODES].clone()
+}
+
+/// An agent on node `i` that adds one to `n`, registering again whenever
+/// the journal's holder does not know it (a new holder, or a restart).
+async fn agent(http: reqwest::Client, bases: Bases, i: usize) {
+    let mut agent: Option<String> = None;
+    loop {
+        let url = base_of(&bases, i);
+        let Some(id) = agent.clone() else {
+            let r = http
+                .post(format!("{url}/v1/agents"))
+                .json(&json!({"name": format!("counter-{i}"), "capabilities": ["count"], "maxConcurrency": 50}))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 201 => {
+                    let body: Value = r.json().await.unwrap();
+                    agent = Some(body["id"].as_str().unwrap().to_string());
+                }
+                _ => tokio::time::sleep(RETRY).await,
+            }
+            continue;
+        };
+        let r = http
+            .post(format!("{url}/v1/tasks/poll"))
+            .json(&json!({"agentId": id, "waitMs": 500, "max": 20}))
+            .send()
+            .await;
+        let Ok(r) = r else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        if r.status() == 404 {
+            agent = None;
+            continue;
+        }
+        if !r.status().is_success() {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        let Ok(body) = r.json::<Value>().await else {
+            continue;
+        };
+        for t in body["tasks"].as_array().cloned().unwrap_or_default() {
+            let n = t["input"]["n"].as_i64().unwrap();
+            // A result not taken for now (`503`, or no answer) is sent
+            // again, through whichever node is this agent's now, as an
+            // agent does until its claim ends; a new holder that does not
+            // know the claim refuses it, and the task comes back to it.
+            let path = format!("/v1/tasks/{}/complete", t["id"].as_str().unwrap());
+            let _ = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let r = http
+                        .post(format!("{}{path}", base_of(&bases, i)))
+                        .json(&json!({"output": {"n": n + 1}}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() != 503 => break,
+                        _ => tokio::time::sleep(RETRY).await,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Follows the engine-wide stream through node 0 and records every event
+/// it is shown.
+async fn tail(
+    http: reqwest::Client,
+    bases: Bases,
+    seen: Arc<Mutex<BTreeMap<(String, u64), String>>>,
+) {
+    let mut last: Option<String> = None;
+    loop {
+        let mut req = http.get(format!("{}/v1/events/stream", base_of(&bases, 0)));
+        if let Some(id) = &last {
+            req = req.header("Last-Event-ID", id);
+        }
+        let Ok(mut r) = req.send().await else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        if !r.status().is_success() {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        }
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = r.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = None;
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = Some(v.trim().to_string());
+                    }
+                }
+                if let (Some(id), Some(data)) = (id, data)
+                    && let Ok(v) = serde_json::from_str::<Value>(&data)
+                {
+                    let key = (
+                        v["executionId"].as_str().unwrap_or("").to_string(),
+                        v["seq"].as_u64().unwrap_or(0),
+                    );
+                    seen.lock()
+                        .unwrap()
+                        .insert(key, v["hash"].as_str().unwrap_or("").to_string());
+                    last = Some(id);
+                }
+            }
+        }
+    }
+}
+
+/// A 10-step workflow: each step's task adds one to `n`.
+fn workflow() -> Value {
+    let steps: Vec<Value> = (0..STEPS)
+        .map(|i| {
+            let mut step = json!({"id": format!("s{i}"), "type": "task", "capability": "count"});
+            if i == 0 {
+                step["input"] = json!({"n": "$.input.n"});
+            }
+            if i + 1 < STEPS {
+                step["next"] = json!(format!("s{}", i + 1));
+            }
+            step
+        })
+        .collect();
+    json!({"name": "counter10", "steps": steps})
+}
+
+/// Sends until a node answers with a success; the answer's body.
+async fn until_done(
+    http: &reqwest::Client,
+    bases: &Bases,
+    first: usize,
+    send: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> Value {
+    tokio::time::timeout(PATIENCE, async {
+        let mut i = first;
+        loop {
+            if let Ok(r) = send(http, &base_of(bases, i)).send().await
+                && r.status().is_success()
+                && let Ok(body) = r.json::<Value>().await
+            {
+                return body;
+            }
+            i += 1;
+            tokio::time::sleep(RETRY).await;
+        }
+    })
+    .await
+    .expect("some node answers")
+}
+
+/// Waits until a node other than `except` logged, after `since`, that it
+/// holds the journal; when.
+async fn new_holder(nodes: &Mutex<Vec<Node>>, except: Option<usize>, since: Instant) -> Instant {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let held = nodes
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != except)
+                .filter_map(|(_, n)| n.holds())
+                .find(|at| *at >= since);
+            if let Some(at) = held {
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("another node takes the journal")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
+    let executions = env_or("RETRACE_CHAOS_EXECUTIONS", 1_000);
+    let rounds = env_or("RETRACE_CHAOS_ROUNDS", 10);
+    let seed = env_or(
+        "RETRACE_CHAOS_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    eprintln!("chaos: seed {seed} (RETRACE_CHAOS_SEED), {executions} executions, {rounds} rounds");
+    let mut rng = Rng(seed);
+    let mut cluster = NatsCluster::start(3);
+    let nats = cluster.urls();
+    let started = Instant::now();
+    let mut first = Vec::new();
+    for _ in 0..NODES {
+        first.push(Node::start(&nats).await);
+    }
+    let nodes = Mutex::new(first);
+    new_holder(&nodes, None, started).await;
+    let bases: Bases = Arc::new(Mutex::new(
+        nodes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.base.clone())
+            .collect(),
+    ));
+    let http = reqwest::Client::new();
+    let definition = workflow();
+    until_done(&http, &bases, 0, |c, b| {
+        c.post(format!("{b}/v1/workflows")).json(&definition)
+    })
+    .await;
+    let agents: Vec<_> = (0..NODES)
+        .map(|i| tokio::spawn(agent(http.clone(), bases.clone(), i)))
+        .collect();
+    let seen = Arc::new(Mutex::new(BTreeMap::new()));
+    let tailer = tokio::spawn(tail(http.clone(), bases.clone(), seen.clone()));
+
+    // Acknowledged starts: id -> n.
+    let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
+    let per_round = executions.div_ceil(rounds + 1);
+    let mut next = 0i64;
+    let mut handovers: Vec<Duration> = Vec::new();
+    for round in 0..=rounds {
+        let nats_down = (round % 3 == 2).then(|| {
+            let k = (rng.next() % 3) as usize;
+            cluster.node(k).kill();
+            k
+        });
+        for _ in 0..per_round {
+            if next as u64 >= executions {
+                break;
+            }
+            let n = next;
+            let body = json!({"workflow": "counter10", "input": {"n": n * 100}, "idempotencyKey": format!("exec-{n}")});
+            let r = until_done(&http, &bases, n as usize, |c, b| {
+                c.post(format!("{b}/v1/executions")).json(&body)
+            })
+            .await;
+            acknowledged.insert(r["id"].as_str().unwrap().to_string(), n * 100);
+            next += 1;
+        }
+        if round == rounds {
+            break;
+        }
+        let k = (rng.next() % NODES as u64) as usize;
+        let was_holder = {
+            let mut nodes = nodes.lock().unwrap();
+            let node = &mut nodes[k];
+            let holder = node.holds().is_some();
+            node.child.start_kill().unwrap(); // SIGKILL
+            holder
+        };
+        let killed = Instant::now();
+        {
+            let mut nodes = nodes.lock().unwrap();
+            // Reaped before it is replaced (kill_on_drop would do it too).
+            let _ = nodes[k].child.try_wait();
+        }
+        let replacement = Node::start(&nats).await;
+        bases.lock().unwrap()[k] = replacement.base.clone();
+        nodes.lock().unwrap()[k] = replacement;
+        if was_holder {
+            let at = new_holder(&nodes, None, killed).await;
+            let handover = at - killed;
+            eprintln!(
+                "round {round}: holder (node {k}) SIGKILLed{}; another node serves {handover:?} later",
+                nats_down.map_or(String::new(), |j| format!(", NATS server {j} down"))
+            );
+            handovers.push(handover);
+        } else {
+            eprintln!(
+                "round {round}: standing-by node {k} SIGKILLed{}",
+                nats_down.map_or(String::new(), |j| format!(", NATS server {j} down"))
+            );
+        }
+        if let Some(j) = nats_down {
+            cluster.node(j).restart();
+        }
+    }
+
+    // Every acknowledged execution completes with its expected output.
+    for (i, (id, n)) in acknowledged.iter().enumerate() {
+        let done = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let s = until_done(&http, &bases, i, |c, b| {
+                    c.get(format!("{b}/v1/executions/{id}?waitMs=2000"))
+                })
+                .await;
+                if s["status"] != "running" {
+                    return s;
+                }
+            }
+        })
+        .await;
+        let Ok(done) = done else {
+            let page = until_done(&http, &bases, i, |c, b| {
+                c.get(format!("{b}/v1/executions/{id}/events?limit=1000"))
+            })
+            .await;
+            let events: Vec<String> = page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| format!("{} {} {}", e["seq"], e["type"], e["data"]))
+                .collect();
+            panic!("seed {seed}: execution {id} never ended: {events:#?}");
+        };
+        assert_eq!(done["status"], "completed", "seed {seed}: {done}");
+        assert_eq!(done["output"], json!({"n": n + STEPS}), "seed {seed}: {id}");
+    }
+    for a in agents {
+        a.abort();
+    }
+    tailer.abort();
+
+    // No step's task completed twice in any history, and every event a
+    // client was shown is stored with the same hash.
+    let shown = seen.lock().unwrap().clone();
+    assert!(!shown.is_empty());
+    for (i, id) in acknowledged.keys().enumerate() {
+        let page = until_done(&http, &bases, i, |c, b| {
+            c.get(format!("{b}/v1/executions/{id}/events?limit=1000"))
+        })
+        .await;
+        let events = page["events"].as_array().unwrap();
+        let completed: Vec<u64> = events
+            .iter()
+            .filter(|e| e["type"] == "task_completed")
+            .map(|e| e["data"]["act"].as_u64().unwrap())
+            .collect();
+        let distinct: BTreeSet<u64> = completed.iter().copied().collect();
+        assert_eq!(
+            (completed.len(), distinct.len()),
+            (STEPS as usize, STEPS as usize),
+            "seed {seed}: {id}: each step's task completed once: {completed:?}"
+        );
+        let stored: BTreeMap<u64, &str> = events
+            .iter()
+            .map(|e| (e["seq"].as_u64().unwrap(), e["hash"].as_str().unwrap()))
+            .collect();
+        for ((eid, seq), hash) in shown.range((id.clone(), 0)..=(id.clone(), u64::MAX)) {
+            assert_eq!(eid, id);
+            assert_eq!(
+                stored.get(seq).copied(),
+                Some(hash.as_str()),
+                "seed {seed}: event {seq} of {id} shown, then lost"
+            );
+        }
+    }
+    if !handovers.is_empty() {
+        handovers.sort();
+        eprintln!(
+            "handover after a SIGKILL of the holder: {} times, median {:?}, max {:?}",
+            handovers.len(),
+            handovers[handovers.len() / 2],
+            handovers[handovers.len() - 1]
+        );
+    }
+
+    // Stopped gracefully, one after another; then every chain reads back.
+    for node in nodes.into_inner().unwrap() {
+        let mut child = node.child;
+        let pid = child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(child.wait().await.unwrap().success());
+    }
+    let journal = NatsJournal::open(NatsOptions {
+        servers: nats,
+        replicas: 3,
+        ..NatsOptions::new("")
+    })
+    .await
+    .unwrap();
+    let mut after = None;
+    let mut streams = 0;
+    loop {
+        let page = journal.streams(after, 100).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream);
+        for head in &page {
+            let records = journal.read(head.stream, 1, usize::MAX).await.unwrap();
+            assert_eq!(records.len() as u64, head.last_seq, "{head:?}");
+            streams += 1;
+        }
+    }
+    assert!(streams as u64 > executions, "every execution is a stream");
+}
