@@ -223,7 +223,21 @@ impl Agent {
                 format!("failed: {message}"),
             ),
         };
-        let reported: Result<Value> = self.client.post(&path, &body).await;
+        // A report the server could not take for now (it is away, or its
+        // journal refuses writes for a moment) is sent again until it is
+        // taken, refused, or the task's claim has ended (the task is then
+        // someone else's).
+        let claimed_until = tokio::time::Instant::now() + Duration::from_millis(task.lease_ms);
+        let mut pause = Duration::from_millis(100);
+        let reported: Result<Value> = loop {
+            match self.client.post(&path, &body).await {
+                Err(e) if passing(&e) && tokio::time::Instant::now() + pause < claimed_until => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                reported => break reported,
+            }
+        };
         let what = format!(
             "task {} (step {} on {}, attempt {})",
             task.id, task.step_id, task.capability, task.attempt
