@@ -302,11 +302,32 @@ pub fn app(state: AppState) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     };
+    // Outermost: a change runs to its end even if its client leaves.
+    let router = router.layer(middleware::from_fn(run_to_completion));
     let state = AppState {
         routes: access_table().into(),
         ..state
     };
     router.with_state(state)
+}
+
+/// Runs a request that changes something in a task of its own, so it
+/// finishes even if its client leaves (a connection dropped mid-request,
+/// or the server forwarding it killed): dropped half-way, a command whose
+/// events were already sent to the journal would not perform their
+/// effects (a task recorded as scheduled but never offered to an agent).
+/// Reads, and polls (whose claims are only worth making for a client
+/// still there), stop with their client as before.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || req.uri().path() == "/v1/tasks/poll";
+    if reads {
+        return next.run(req).await;
+    }
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => Error::Internal(format!("the request stopped: {e}")).into_response(),
+    }
 }
 
 async fn no_route(method: Method, uri: Uri) -> Error {

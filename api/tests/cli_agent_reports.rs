@@ -71,7 +71,11 @@ async fn a_report_refused_for_now_is_sent_again_until_taken() {
     let mut agent = Agent::start(&base, &["--capability", "c"]);
     let said = agent.said("task task-1").await;
     assert!(said.contains("completed"), "{said}");
-    assert_eq!(reports.load(Ordering::SeqCst), 3, "sent until taken, once taken");
+    assert_eq!(
+        reports.load(Ordering::SeqCst),
+        3,
+        "sent until taken, once taken"
+    );
     agent.stop().await;
     server.abort();
 }

@@ -180,8 +180,11 @@ async fn agent(http: reqwest::Client, bases: Bases, i: usize) {
             // again, through whichever node is this agent's now, as an
             // agent does until its claim ends; a new holder that does not
             // know the claim refuses it, and the task comes back to it.
+            // Each on its own, as an agent with many slots reports: one
+            // result waiting never holds up polling for the next tasks.
             let path = format!("/v1/tasks/{}/complete", t["id"].as_str().unwrap());
-            let _ = tokio::time::timeout(PATIENCE, async {
+            let (http, bases) = (http.clone(), bases.clone());
+            tokio::spawn(tokio::time::timeout(PATIENCE, async move {
                 loop {
                     let r = http
                         .post(format!("{}{path}", base_of(&bases, i)))
@@ -193,8 +196,7 @@ async fn agent(http: reqwest::Client, bases: Bases, i: usize) {
                         _ => tokio::time::sleep(RETRY).await,
                     }
                 }
-            })
-            .await;
+            }));
         }
     }
 }
@@ -251,11 +253,19 @@ async fn tail(
     }
 }
 
-/// A 10-step workflow: each step's task adds one to `n`.
+/// A 10-step workflow: each step's task adds one to `n`, its claim lasting
+/// 10 s.
 fn workflow() -> Value {
     let steps: Vec<Value> = (0..STEPS)
         .map(|i| {
-            let mut step = json!({"id": format!("s{i}"), "type": "task", "capability": "count"});
+            // A poll whose answer was lost with the node forwarding it
+            // leaves its task claimed until the claim ends: 10 s here, then
+            // the next attempt (the default would be 5 minutes).
+            let mut step = json!({
+                "id": format!("s{i}"), "type": "task", "capability": "count",
+                "timeout": {"startToCloseMs": 10000},
+                "retry": {"maxAttempts": 10, "interval": 100}
+            });
             if i == 0 {
                 step["input"] = json!({"n": "$.input.n"});
             }

@@ -216,11 +216,14 @@ impl NatsJournal {
                 heads.add_id(id);
             }
         }
+        // As the stream was made (by whichever server made it).
+        let replicated = stream.cached_info().config.num_replicas > 1;
         let reader = Reader {
             client: client.clone(),
             stream,
             names,
             heads: heads.clone(),
+            replicated,
         };
         let (requests, queue) = mpsc::unbounded_channel();
         let writer = Writer {

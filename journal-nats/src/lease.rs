@@ -207,13 +207,71 @@ pub(crate) async fn take_all(
     };
     let fences = Arc::new(Fences::default());
     let deadline = tokio::time::Instant::now().checked_add(ownership.wait);
-    let mut told: Option<Holder> = None;
-    // Every server takes the partitions in the same order, so the one that
-    // has partition 0 takes them all: two never each hold a part.
-    for partition in 0..names.partitions {
-        let held = loop {
-            let waiting = deadline.is_none_or(|d| tokio::time::Instant::now() < d);
-            let taken = match take(js, &bucket, names, partition, &ownership.value()).await {
+    let wait = Wait {
+        js,
+        bucket: &bucket,
+        names,
+        ownership,
+        deadline,
+    };
+    // Every server takes partition 0 first, and only the one that has it
+    // takes the others: two never each hold a part. The others are then
+    // free, or about to be (a dead holder's leases end together), and are
+    // taken side by side; what is held is renewed from the first.
+    let first = wait.take(0, ownership.holder.as_ref()).await?;
+    lock(&fences.held).insert(0, first);
+    let renewal = tokio::spawn(renew(
+        bucket.clone(),
+        stream.clone(),
+        names.clone(),
+        ownership.clone(),
+        fences.clone(),
+    ));
+    let rest = (1..names.partitions).map(|partition| {
+        let fences = fences.clone();
+        let wait = &wait;
+        async move {
+            let held = wait.take(partition, None).await?;
+            lock(&fences.held).insert(partition, held);
+            Ok::<(), Error>(())
+        }
+    });
+    if let Err(e) = futures::future::try_join_all(rest).await {
+        renewal.abort();
+        return Err(e);
+    }
+    Ok(Leases {
+        fences,
+        bucket,
+        renewal,
+    })
+}
+
+/// How opening waits for partitions another server holds.
+struct Wait<'a> {
+    js: &'a jetstream::Context,
+    bucket: &'a kv::Store,
+    names: &'a Names,
+    ownership: &'a Ownership,
+    /// `None`: for as long as it takes.
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Wait<'_> {
+    /// Takes `partition`, waiting while another server holds it (telling
+    /// `tell` who does) or NATS does not answer, until the deadline.
+    async fn take(
+        &self,
+        partition: u32,
+        tell: Option<&watch::Sender<Option<Holder>>>,
+    ) -> Result<Held> {
+        let mut told: Option<Holder> = None;
+        loop {
+            let waiting = self
+                .deadline
+                .is_none_or(|d| tokio::time::Instant::now() < d);
+            let value = self.ownership.value();
+            let taken = match take(self.js, self.bucket, self.names, partition, &value).await {
                 Ok(taken) => taken,
                 // NATS not answering yet (a cluster electing its leaders):
                 // a server waiting for the journal keeps trying.
@@ -225,12 +283,13 @@ pub(crate) async fn take_all(
                 Err(e) => return Err(e),
             };
             match taken {
-                Ok(held) => break held,
+                Ok(held) => return Ok(held),
                 Err(holder) if waiting => {
                     if told.as_ref() != Some(&holder) {
-                        tracing::info!(partition, %holder, wait = ?ownership.wait,
-                            "the journal's partitions are held by another server; waiting for them");
-                        if let Some(tell) = &ownership.holder {
+                        // Said once, for partition 0 (the one waited on).
+                        if let Some(tell) = tell {
+                            tracing::info!(partition, %holder, wait = ?self.ownership.wait,
+                                "the journal's partitions are held by another server; waiting for them");
                             tell.send_replace(Some(holder.clone()));
                         }
                         told = Some(holder);
@@ -241,25 +300,12 @@ pub(crate) async fn take_all(
                     return Err(Error::Storage(StorageError::Other(format!(
                         "partition {partition} of the journal {} is held by {holder}: another retrace \
                          server is running on this journal (one that stopped frees it within {:?})",
-                        names.events, ownership.ttl
+                        self.names.events, self.ownership.ttl
                     ))));
                 }
             }
-        };
-        lock(&fences.held).insert(partition, held);
+        }
     }
-    let renewal = tokio::spawn(renew(
-        bucket.clone(),
-        stream.clone(),
-        names.clone(),
-        ownership.clone(),
-        fences.clone(),
-    ));
-    Ok(Leases {
-        fences,
-        bucket,
-        renewal,
-    })
 }
 
 /// Takes one partition: its lease (holding `value`), then a fence.

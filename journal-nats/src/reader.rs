@@ -5,6 +5,13 @@
 //! Owns reading one stream (from its first message, chain-checked), the
 //! whole journal (in position order), a stream's head and the last
 //! position. It must never write.
+//!
+//! On a replicated stream, direct gets are answered by any replica, and a
+//! follower may be behind (one that restarted serves them once 90 %
+//! caught up). So there a stream's head is asked of the stream's leader,
+//! and a read of a stream that ends short of the head known for it is
+//! made again until a replica answers up to it: a read never returns less
+//! than what was acknowledged.
 
 use std::sync::Arc;
 
@@ -26,20 +33,38 @@ pub(crate) struct Reader {
     pub stream: stream::Stream,
     pub names: Names,
     pub heads: Arc<Heads>,
+    /// Whether the stream has several replicas (some may be behind).
+    pub replicated: bool,
 }
+
+/// How often a read that a replica behind answered is made again, and the
+/// pause before each.
+const BEHIND_TRIES: u32 = 100;
+const BEHIND_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub(crate) fn other(action: &str, reason: impl std::fmt::Display) -> Error {
     Error::Storage(StorageError::Other(format!("{action}: {reason}")))
 }
 
 impl Reader {
-    /// The head of `stream` as the server holds it now, remembered.
+    /// The head of `stream` as the server holds it now, remembered (on a
+    /// replicated stream, as its leader holds it).
     pub async fn fetch_head(&self, id: StreamId) -> Result<Option<Head>> {
         let subject = self.names.subject(id);
-        let last = match self.stream.direct_get_last_for_subject(subject).await {
-            Ok(message) => message,
-            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(remote("cannot read a stream's head from NATS", e)),
+        let last = if self.replicated {
+            match self.stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(remote("cannot read a stream's head from NATS", e)),
+            }
+        } else {
+            match self.stream.direct_get_last_for_subject(subject).await {
+                Ok(message) => message,
+                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(remote("cannot read a stream's head from NATS", e)),
+            }
         };
         let records = envelope::decode(last.sequence, &last.payload, Check::Alone)?;
         if records.first().map(|r| r.stream) != Some(id) {
@@ -67,14 +92,54 @@ impl Reader {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<EventRecord>> {
-        let mut out = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
+        if !self.replicated {
+            return self
+                .read_once(id, from_seq, limit)
+                .await
+                .map(|(out, _)| out);
+        }
+        // What the read must reach: the head known, else the leader's.
+        let known = match self.heads.get(id) {
+            Some(head) => Some(head),
+            None => self.fetch_head(id).await?,
+        };
+        let mut tries = 0;
+        loop {
+            let (out, reached) = self.read_once(id, from_seq, limit).await?;
+            let behind = known.is_some_and(|k| reached.is_some_and(|r| r < k.last_seq));
+            if !behind {
+                return Ok(out);
+            }
+            tries += 1;
+            if tries >= BEHIND_TRIES {
+                return Err(Error::Unavailable(Arc::new(other(
+                    "reading a stream from NATS",
+                    format!(
+                        "the replicas answering stay behind its acknowledged head ({})",
+                        known.map_or(0, |k| k.last_seq)
+                    ),
+                ))));
+            }
+            tokio::time::sleep(BEHIND_PAUSE).await;
+        }
+    }
+
+    /// One read; with the last seq it reached when it read to the end
+    /// (`None` when it stopped at `limit`).
+    async fn read_once(
+        &self,
+        id: StreamId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<EventRecord>, Option<u64>)> {
+        let mut out = Vec::new();
         if let Some(head) = self.heads.get(id)
             && from_seq > head.last_seq
         {
-            return Ok(out);
+            return Ok((out, None));
         }
         let subject = self.names.subject(id);
         let mut head = Head::EMPTY;
@@ -121,10 +186,12 @@ impl Reader {
             }
         }
         if out.len() < limit {
-            // Read to the end: this is the head.
+            // Read to the end: this is the head (of the replica that
+            // answered; the cache only ever moves forward).
             self.heads.learn(id, head);
+            return Ok((out, Some(head.last_seq)));
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     pub async fn read_global(&self, from_position: u64, limit: usize) -> Result<Vec<EventRecord>> {

@@ -34,7 +34,11 @@
 //! `_nats`, and the NATS server's CPU per 1,000 steps is printed too. With
 //! `--nats-cluster` instead, a cluster of three servers keeps the journal
 //! replicated three times (names end in `_nats_r3`; the CPU of all three
-//! servers is summed).
+//! servers is summed). `--nodes N` (with `--nats` or `--nats-cluster`)
+//! runs N retrace servers on the journal: the first holds it, the others
+//! stand by and forward; clients and agents are spread over all of them
+//! (as behind a load balancer), so most requests take one forwarding hop.
+//! Names end in `_n<N>`, and the CPU of all servers is summed.
 //!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/agent_http --quick`
@@ -77,6 +81,10 @@ struct BenchArgs {
     /// each variant, replicated three times.
     #[arg(long, conflicts_with = "nats")]
     nats_cluster: bool,
+    /// Retrace servers on the journal (on NATS only): one serves, the
+    /// others forward to it.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nodes: usize,
 }
 
 const BUILD: &str = "cargo build --release -p retrace-api -p retrace-benches";
@@ -213,13 +221,26 @@ fn run() -> anyhow::Result<bool> {
         .enable_all()
         .build()?;
     let clock_ticks = clock_ticks();
+    ensure!(
+        args.nodes >= 1 && (args.nodes == 1 || args.nats || args.nats_cluster),
+        "--nodes N needs N >= 1, and more than one needs --nats or --nats-cluster"
+    );
+    // Leaked once: the scenario names borrow it for the whole run.
+    let backend_name: &'static str = Box::leak(
+        match (args.nats, args.nats_cluster) {
+            (true, _) => "_nats".to_owned(),
+            (_, true) => "_nats_r3".to_owned(),
+            _ => String::new(),
+        }
+        .into_boxed_str(),
+    );
+    let backend_name: &'static str = match args.nodes {
+        1 => backend_name,
+        n => Box::leak(format!("{backend_name}_n{n}").into_boxed_str()),
+    };
     let mut all_ok = true;
     for variant in VARIANTS {
-        let backend = match (args.nats, args.nats_cluster) {
-            (true, _) => "_nats",
-            (_, true) => "_nats_r3",
-            _ => "",
-        };
+        let backend = backend_name;
         let names = [variant.sequential(backend), variant.concurrent(backend)];
         if !names.iter().any(|n| args.common.wants(n)) {
             continue;
@@ -235,6 +256,7 @@ fn run() -> anyhow::Result<bool> {
                 (_, true) => Some(3),
                 _ => None,
             },
+            nodes: args.nodes,
             backend,
         };
         if let Err(e) = rt.block_on(bench.variant(variant)) {
@@ -277,6 +299,8 @@ struct Bench<'a> {
     clock_ticks: f64,
     /// How many nats-servers keep the journal (and its replicas), if any.
     nats: Option<usize>,
+    /// Retrace servers on the journal.
+    nodes: usize,
     /// `_nats` or nothing: the end of each scenario's name.
     backend: &'static str,
 }
@@ -302,14 +326,23 @@ impl Bench<'_> {
             true => Some(Secure::make(self.retrace, data.path()).await?),
             false => None,
         };
-        let server = Server::start(
-            self.retrace,
-            &data.path().join("data"),
-            secure.as_ref(),
-            nats.as_ref().map(|c| (c.urls().join(","), c.urls().len())),
-        )
-        .await?;
-        let api = Api::new(&server.base, secure.as_ref().map(|s| (&s.client, &s.ca)))?;
+        // The first serves (it starts first and takes the journal); the
+        // others stand by.
+        let mut servers = Vec::with_capacity(self.nodes);
+        for _ in 0..self.nodes {
+            servers.push(
+                Server::start(
+                    self.retrace,
+                    &data.path().join("data"),
+                    secure.as_ref(),
+                    nats.as_ref().map(|c| (c.urls().join(","), c.urls().len())),
+                )
+                .await?,
+            );
+        }
+        let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+        let mut api = Api::new(&bases[0], secure.as_ref().map(|s| (&s.client, &s.ca)))?;
+        api.bases = bases.clone();
         api.healthy().await?;
 
         if let Some(reason) = api.unsupported(variant).await? {
@@ -318,18 +351,22 @@ impl Bench<'_> {
                     println!("scenario={name} skipped={}", one_line(&reason));
                 }
             }
-            return server.stop().await;
+            return stop_all(servers).await;
         }
 
         api.define().await?;
         let mut agents = Vec::with_capacity(variant.processes);
         for k in 0..variant.processes {
-            let agent = Agent::start(self.agent, &server.base, variant, k, secure.as_ref());
+            let base = &bases[k % bases.len()];
+            let agent = Agent::start(self.agent, base, variant, k, secure.as_ref());
             agents.push(agent.await?);
         }
         let pids: Vec<u32> = agents.iter().filter_map(|a| a.proc.child.id()).collect();
         let cpu = Cpu {
-            server: server.proc.child.id().context("the server has exited")?,
+            servers: servers
+                .iter()
+                .map(|s| s.proc.child.id().context("a server has exited"))
+                .collect::<anyhow::Result<_>>()?,
             agents: pids,
             nats: nats.as_ref().map(NatsCluster::pids).unwrap_or_default(),
             ticks: self.clock_ticks,
@@ -344,9 +381,9 @@ impl Bench<'_> {
             let before = cpu.sample();
             let mut h = histogram();
             let started = Instant::now();
-            for _ in 0..SEQUENTIAL {
+            for i in 0..SEQUENTIAL {
                 let t = Instant::now();
-                api.execution(variant.wait).await?;
+                api.on(i).execution(variant.wait).await?;
                 record(&mut h, t.elapsed());
             }
             report(&name, SEQUENTIAL as u64, started.elapsed(), &h);
@@ -371,8 +408,17 @@ impl Bench<'_> {
         for agent in agents {
             agent.stop().await?;
         }
-        server.stop().await
+        stop_all(servers).await
     }
+}
+
+/// Stops the servers, the standing-by ones first (the holder's stop would
+/// otherwise hand the journal over to one of them).
+async fn stop_all(servers: Vec<Server>) -> anyhow::Result<()> {
+    for server in servers.into_iter().rev() {
+        server.stop().await?;
+    }
+    Ok(())
 }
 
 /// A child process with its stderr kept (the last lines) or passed on.
@@ -562,12 +608,23 @@ impl Server {
                 .arg(&secure.key);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let tx = Mutex::new(Some(tx));
+        // On NATS a server listens at once, and is ready once it holds the
+        // journal or stands by for the one that does.
+        let on_nats = nats.is_some();
+        let state = Mutex::new((Some(tx), None::<String>));
         let proc = Proc::spawn("retrace serve".into(), command, false, move |line| {
+            let Ok(mut state) = state.lock() else { return };
             if line.contains("listening")
                 && let Some(addr) = field(line, "addr")
-                && let Ok(mut tx) = tx.lock()
-                && let Some(tx) = tx.take()
+            {
+                state.1 = Some(addr);
+            }
+            let ready = !on_nats
+                || line.contains("this server holds the journal")
+                || line.contains("held by another server");
+            if ready
+                && let Some(addr) = state.1.clone()
+                && let Some(tx) = state.0.take()
             {
                 let _ = tx.send(addr);
             }
@@ -673,6 +730,8 @@ async fn drain(mut from: impl AsyncRead + Unpin) {
 struct Api {
     http: reqwest::Client,
     base: String,
+    /// Every server's URL: requests are spread over them.
+    bases: Vec<String>,
 }
 
 impl Api {
@@ -685,6 +744,7 @@ impl Api {
         Ok(Api {
             http,
             base: base.to_owned(),
+            bases: vec![base.to_owned()],
         })
     }
 
@@ -883,6 +943,15 @@ impl Api {
     /// `CLIENTS` clients, each starting its next execution as soon as the
     /// last one ended, until `duration` has passed: the merged latencies,
     /// the executions, and the time until the last one ended.
+    /// This client, talking to the `i`th server (round robin).
+    fn on(&self, i: usize) -> Api {
+        let mut api = self.clone();
+        if !self.bases.is_empty() {
+            api.base = self.bases[i % self.bases.len()].clone();
+        }
+        api
+    }
+
     async fn closed_loop(
         &self,
         wait: bool,
@@ -891,8 +960,8 @@ impl Api {
         let started = Instant::now();
         let deadline = started + duration;
         let mut clients = JoinSet::new();
-        for _ in 0..CLIENTS {
-            let api = self.clone();
+        for c in 0..CLIENTS {
+            let api = self.on(c);
             clients.spawn(async move {
                 let mut h = histogram();
                 let mut executions = 0u64;
@@ -949,7 +1018,7 @@ fn take_frame(buffer: &mut Vec<u8>) -> Option<(String, String)> {
 /// The CPU time of the server and the agents, read from `/proc`.
 #[derive(Debug)]
 struct Cpu {
-    server: u32,
+    servers: Vec<u32>,
     agents: Vec<u32>,
     /// The nats-servers keeping the journal, if any do.
     nats: Vec<u32>,
@@ -968,7 +1037,17 @@ impl Cpu {
     /// (server, agents, nats-server) CPU time so far; `None` where `/proc`
     /// cannot say (or there is no nats-server).
     fn sample(&self) -> (Option<CpuTime>, Option<CpuTime>, Option<CpuTime>) {
-        let server = cpu_time(self.server, self.ticks);
+        let server = self
+            .servers
+            .iter()
+            .map(|&pid| cpu_time(pid, self.ticks))
+            .try_fold(CpuTime::default(), |sum, t| {
+                let t = t?;
+                Some(CpuTime {
+                    user: sum.user + t.user,
+                    sys: sum.sys + t.sys,
+                })
+            });
         let agents = self
             .agents
             .iter()
