@@ -121,13 +121,15 @@ async fn front(State(front): State<Front>, request: Request) -> Response {
 }
 
 /// Headers that describe one connection, not the request: never passed on.
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// `Host` is passed on: the holder checks it (and a browser's `Origin`
+/// against it) as the client sent it, so a name allowed on every server
+/// (`--allowed-host`) works through any of them.
+const HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::TE,
     header::TRAILER,
     header::UPGRADE,
-    header::HOST,
 ];
 
 fn end_to_end(headers: &HeaderMap) -> HeaderMap {

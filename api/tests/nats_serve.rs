@@ -83,6 +83,19 @@ async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_
         .await
         .unwrap();
     assert_eq!(forwarded["status"], "running", "{forwarded}");
+    // A browser's write through it (its Origin is the standing-by
+    // server's) passes the holder's cross-site check: the Host it checks
+    // against is the one the browser sent.
+    let r = http
+        .post(format!("{second_base}/v1/workflows"))
+        .header("origin", &second_base)
+        .json(&json!({"name": "waits", "steps": [
+            {"id": "w", "type": "task", "capability": "later"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     // An event stream through it is the first's, forwarded as it goes.
     let mut stream = http
         .get(format!("{second_base}/v1/executions/{id}/events/stream"))
