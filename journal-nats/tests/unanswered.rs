@@ -46,10 +46,16 @@ async fn writer(
             Err(e) => {
                 failed += 1;
                 // What a failed append left: it must not have been stored.
-                let stored = journal
-                    .read(stream, 1, usize::MAX)
-                    .await
-                    .expect("the stream reads back once NATS answers");
+                // (A read may fail too while NATS catches up: read again.)
+                let stored = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                    loop {
+                        if let Ok(stored) = journal.read(stream, 1, usize::MAX).await {
+                            return stored;
+                        }
+                    }
+                })
+                .await
+                .expect("the stream reads back once NATS answers");
                 assert_eq!(
                     stored.len(),
                     acknowledged.len(),
