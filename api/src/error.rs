@@ -147,7 +147,8 @@ pub enum Error {
     NotYours(String),
     #[error("{0}")]
     Conflict(String),
-    /// The server is shutting down.
+    /// The server is shutting down, or it stands by (a journal on NATS
+    /// another server holds) and cannot reach the holder.
     #[error("{0}")]
     Unavailable(String),
     /// The journal's storage refuses writes (a full disk, say); the server

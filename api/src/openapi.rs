@@ -556,7 +556,9 @@ fn meaning(code: Code) -> &'static str {
             "A bug or a damaged journal (the message carries the journal's stable code, \
              such as `[JOURNAL-CORRUPT]`)."
         }
-        Unavailable => "The server is shutting down.",
+        Unavailable => {
+            "The server is shutting down, or it stands by on a journal on NATS and cannot reach the server holding it: nothing was done; retry."
+        }
         StorageUnavailable => {
             "The journal's storage refuses writes (a full disk, say): nothing was recorded. \
              The answer carries `Retry-After`; the server resumes on its own once the \
