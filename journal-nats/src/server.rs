@@ -271,26 +271,30 @@ impl NatsCluster {
             node.spawn()?;
         }
         if n > 1 {
-            cluster.wait_healthy(&monitors);
+            cluster.wait_healthy(&monitors)?;
         }
         Ok(cluster)
     }
 
     /// Waits until every server's `/healthz` says it is ready (its
     /// JetStream has a meta leader and is current): requests sent before
-    /// that can go unanswered for a long while.
-    fn wait_healthy(&self, monitors: &[u16]) {
+    /// that can go unanswered for a long while. A cluster that does not
+    /// get there (a route or monitor port taken by another process between
+    /// choosing and binding it) is an error to start again from.
+    fn wait_healthy(&self, monitors: &[u16]) -> Result<(), String> {
         let started = Instant::now();
         for port in monitors {
             while !healthy(*port) {
-                assert!(
-                    started.elapsed() < READY_WAIT,
-                    "the NATS cluster was not healthy within {READY_WAIT:?}:\n{}",
-                    self.logs()
-                );
+                if started.elapsed() >= READY_WAIT {
+                    return Err(format!(
+                        "the NATS cluster was not healthy within {READY_WAIT:?}:\n{}",
+                        self.logs()
+                    ));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// Every server's `nats://` URL.
