@@ -287,10 +287,12 @@ impl Wait<'_> {
                 Err(holder) if waiting => {
                     if told.as_ref() != Some(&holder) {
                         // Said once, for partition 0 (the one waited on).
+                        // Told first, then said: once the line is out,
+                        // requests are forwarded to the holder it names.
                         if let Some(tell) = tell {
+                            tell.send_replace(Some(holder.clone()));
                             tracing::info!(partition, %holder, wait = ?self.ownership.wait,
                                 "the journal's partitions are held by another server; waiting for them");
-                            tell.send_replace(Some(holder.clone()));
                         }
                         told = Some(holder);
                     }
