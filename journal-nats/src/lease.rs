@@ -14,9 +14,11 @@
 //! holder still sends is refused by the NATS server itself, however late
 //! it arrives: a paused process that wakes up cannot write.
 //!
-//! The holder renews its keys every `ttl / 3`. A key that expired while
-//! nobody fenced the partition (NATS unreachable for a while) is taken
-//! again with the same fence; one fenced by another is lost, and with it
+//! The holder renews its keys every `ttl / 3`. A renewal that timed out
+//! but landed later leaves the key with our value at a revision we did not
+//! hear of: it is still ours. A key that expired while nobody fenced the
+//! partition (NATS unreachable for a while) is taken again with the same
+//! fence (both read from the leaders, as a follower may be behind); one fenced by another is lost, and with it
 //! every other (they are released at once, so the server that took one
 //! takes them all), and the journal says so in its health.
 //!
@@ -412,15 +414,38 @@ async fn renew_one(
     {
         Ok(revision) => Renewal::Renewed(revision),
         Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-            // Expired (or taken): ours again only if nobody fenced it since.
+            // A renewal of ours that timed out may have landed after all
+            // (NATS answering late): the key then holds our value, written
+            // over our own revision, so nobody took it in between. Asked of
+            // the bucket's leader: a follower may still show what expired.
+            let subject = format!("{}{}", bucket.prefix, key(partition));
+            match bucket
+                .stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+            {
+                Ok(last) if !removed(&last.headers) => {
+                    return if last.payload == value {
+                        Renewal::Renewed(last.sequence)
+                    } else {
+                        Renewal::Lost
+                    };
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {}
+                Err(_) => return Renewal::Unreachable,
+            }
+            // Expired: ours again only if nobody fenced it since (asked of
+            // the stream's leader too).
             let fenced = stream
-                .direct_get_last_for_subject(names.fence(partition))
+                .get_last_raw_message_by_subject(&names.fence(partition))
                 .await
                 .map(|m| m.sequence);
             match fenced {
                 Ok(last) if last == h.fence => match bucket.create(key(partition), value).await {
                     Ok(revision) => Renewal::Renewed(revision),
-                    Err(_) => Renewal::Lost,
+                    Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Renewal::Lost,
+                    Err(_) => Renewal::Unreachable,
                 },
                 Ok(_) => Renewal::Lost,
                 Err(_) => Renewal::Unreachable,
@@ -428,6 +453,13 @@ async fn renew_one(
         }
         Err(_) => Renewal::Unreachable,
     }
+}
+
+/// Whether a key's last message is a delete or a purge marker.
+fn removed(headers: &async_nats::HeaderMap) -> bool {
+    headers
+        .get("KV-Operation")
+        .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE")
 }
 
 /// Deletes the keys of `held`, each only if still ours.
