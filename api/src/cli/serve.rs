@@ -111,12 +111,7 @@ async fn serve_folder(
         engine.shutdown().await.ok();
         return Err(e);
     }
-    let listener = TcpListener::bind(addrs.as_slice())
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("the listener has no address")?;
+    let (listener, addr) = bind(&addrs, &settings.listen).await?;
     let url_file = settings.data.join(SERVER_URL_FILE);
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Err(e) = std::fs::write(&url_file, format!("{}\n", local_url(scheme, addr))) {
@@ -153,12 +148,7 @@ async fn serve_nats(
     addrs: Vec<SocketAddr>,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(addrs.as_slice())
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("the listener has no address")?;
+    let (listener, addr) = bind(&addrs, &settings.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = nats
         .advertise
@@ -272,6 +262,18 @@ async fn serve_nats(
             }
         }
     }
+}
+
+/// Listens on `addrs` (resolved from `listen`); the listener and its
+/// address.
+async fn bind(addrs: &[SocketAddr], listen: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addrs)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    Ok((listener, addr))
 }
 
 /// Logs what the `http` capability may do.
