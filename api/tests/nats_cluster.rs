@@ -17,14 +17,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod kill_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use retrace_journal::Journal;
+use kill_support::{Rng, every_stream_reads_back, follow_all_events};
+use retrace_journal_nats::NatsOptions;
 use retrace_journal_nats::server::NatsCluster;
-use retrace_journal_nats::{NatsJournal, NatsOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -44,17 +46,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// One `retrace serve` process.
@@ -201,58 +192,6 @@ async fn agent(http: reqwest::Client, bases: Bases, i: usize) {
     }
 }
 
-/// Follows the engine-wide stream through node 0 and records every event
-/// it is shown.
-async fn tail(
-    http: reqwest::Client,
-    bases: Bases,
-    seen: Arc<Mutex<BTreeMap<(String, u64), String>>>,
-) {
-    let mut last: Option<String> = None;
-    loop {
-        let mut req = http.get(format!("{}/v1/events/stream", base_of(&bases, 0)));
-        if let Some(id) = &last {
-            req = req.header("Last-Event-ID", id);
-        }
-        let Ok(mut r) = req.send().await else {
-            tokio::time::sleep(RETRY).await;
-            continue;
-        };
-        if !r.status().is_success() {
-            tokio::time::sleep(RETRY).await;
-            continue;
-        }
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = r.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(v.trim().to_string());
-                    }
-                }
-                if let (Some(id), Some(data)) = (id, data)
-                    && let Ok(v) = serde_json::from_str::<Value>(&data)
-                {
-                    let key = (
-                        v["executionId"].as_str().unwrap_or("").to_string(),
-                        v["seq"].as_u64().unwrap_or(0),
-                    );
-                    seen.lock()
-                        .unwrap()
-                        .insert(key, v["hash"].as_str().unwrap_or("").to_string());
-                    last = Some(id);
-                }
-            }
-        }
-    }
-}
-
 /// A 10-step workflow: each step's task adds one to `n`, its claim lasting
 /// 10 s.
 fn workflow() -> Value {
@@ -365,7 +304,15 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
         .map(|i| tokio::spawn(agent(http.clone(), bases.clone(), i)))
         .collect();
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
-    let tailer = tokio::spawn(tail(http.clone(), bases.clone(), seen.clone()));
+    // Through node 0, whichever process it is now.
+    let tailer = tokio::spawn(follow_all_events(
+        http.clone(),
+        {
+            let bases = bases.clone();
+            move || base_of(&bases, 0)
+        },
+        seen.clone(),
+    ));
 
     // Acknowledged starts: id -> n.
     let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
@@ -519,24 +466,11 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
             .unwrap();
         assert!(child.wait().await.unwrap().success());
     }
-    let journal = NatsJournal::open(NatsOptions {
+    let streams = every_stream_reads_back(NatsOptions {
         servers: nats,
         replicas: 3,
         ..NatsOptions::new("")
     })
-    .await
-    .unwrap();
-    let mut after = None;
-    let mut streams = 0;
-    loop {
-        let page = journal.streams(after, 100).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.stream);
-        for head in &page {
-            let records = journal.read(head.stream, 1, usize::MAX).await.unwrap();
-            assert_eq!(records.len() as u64, head.last_seq, "{head:?}");
-            streams += 1;
-        }
-    }
+    .await;
     assert!(streams as u64 > executions, "every execution is a stream");
 }

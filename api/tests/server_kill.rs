@@ -20,14 +20,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod kill_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use retrace_journal::Journal;
+use kill_support::{Rng, every_stream_reads_back, follow_all_events};
+use retrace_journal_nats::NatsOptions;
 use retrace_journal_nats::server::NatsServer;
-use retrace_journal_nats::{NatsJournal, NatsOptions};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -96,17 +98,6 @@ async fn serve(backend: &Backend) -> Server {
     Server {
         child,
         base: format!("http://{addr}"),
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 
@@ -211,48 +202,6 @@ async fn agent(http: reqwest::Client, b: Base) {
     }
 }
 
-/// Follows the engine-wide stream and records every event it is shown.
-async fn tail(http: reqwest::Client, b: Base, seen: Arc<Mutex<BTreeMap<(String, u64), String>>>) {
-    let mut last: Option<String> = None;
-    loop {
-        let mut req = http.get(format!("{}/v1/events/stream", base(&b)));
-        if let Some(id) = &last {
-            req = req.header("Last-Event-ID", id);
-        }
-        let Ok(mut r) = req.send().await else {
-            continue;
-        };
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = r.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = None;
-                for line in frame.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_string());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data = Some(v.trim().to_string());
-                    }
-                }
-                if let (Some(id), Some(data)) = (id, data)
-                    && let Ok(v) = serde_json::from_str::<Value>(&data)
-                {
-                    let key = (
-                        v["executionId"].as_str().unwrap_or("").to_string(),
-                        v["seq"].as_u64().unwrap_or(0),
-                    );
-                    seen.lock()
-                        .unwrap()
-                        .insert(key, v["hash"].as_str().unwrap_or("").to_string());
-                    last = Some(id);
-                }
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_work_survives_sigkill_of_the_server() {
     let data = tempfile::tempdir().unwrap();
@@ -273,25 +222,7 @@ async fn acknowledged_work_survives_sigkill_of_the_server_on_nats() {
     let backend = Backend::Nats(nats.url());
     let server = survives_sigkills(&backend, reqwest::Client::new(), reqwest::Client::new()).await;
     stop(server).await;
-    every_stream_reads_back(NatsOptions::new(nats.url())).await;
-}
-
-/// Every stream reads back whole from NATS, each event checked against
-/// its chain as it is read.
-async fn every_stream_reads_back(options: NatsOptions) {
-    let journal = NatsJournal::open(options).await.unwrap();
-    let mut after = None;
-    let mut streams = 0;
-    loop {
-        let page = journal.streams(after, 100).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = Some(last.stream);
-        for head in &page {
-            let records = journal.read(head.stream, 1, usize::MAX).await.unwrap();
-            assert_eq!(records.len() as u64, head.last_seq, "{head:?}");
-            streams += 1;
-        }
-    }
+    let streams = every_stream_reads_back(NatsOptions::new(nats.url())).await;
     assert!(streams > 5, "the executions and the catalog are streams");
 }
 
@@ -341,7 +272,14 @@ async fn survives_sigkills(
     assert_eq!(r.status(), 201);
     let agent_task = tokio::spawn(agent(agent_http, b.clone()));
     let seen = Arc::new(Mutex::new(BTreeMap::new()));
-    let tail_task = tokio::spawn(tail(http.clone(), b.clone(), seen.clone()));
+    let tail_task = tokio::spawn(follow_all_events(
+        http.clone(),
+        {
+            let b = b.clone();
+            move || base(&b)
+        },
+        seen.clone(),
+    ));
 
     // Acknowledged starts: id -> n.
     let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
