@@ -1037,43 +1037,23 @@ impl Cpu {
     /// (server, agents, nats-server) CPU time so far; `None` where `/proc`
     /// cannot say (or there is no nats-server).
     fn sample(&self) -> (Option<CpuTime>, Option<CpuTime>, Option<CpuTime>) {
-        let server = self
-            .servers
-            .iter()
-            .map(|&pid| cpu_time(pid, self.ticks))
-            .try_fold(CpuTime::default(), |sum, t| {
-                let t = t?;
-                Some(CpuTime {
-                    user: sum.user + t.user,
-                    sys: sum.sys + t.sys,
-                })
-            });
-        let agents = self
-            .agents
-            .iter()
-            .map(|&pid| cpu_time(pid, self.ticks))
-            .try_fold(CpuTime::default(), |sum, t| {
-                let t = t?;
-                Some(CpuTime {
-                    user: sum.user + t.user,
-                    sys: sum.sys + t.sys,
-                })
-            });
         let nats = (!self.nats.is_empty())
-            .then(|| {
-                self.nats
-                    .iter()
-                    .map(|&pid| cpu_time(pid, self.ticks))
-                    .try_fold(CpuTime::default(), |sum, t| {
-                        let t = t?;
-                        Some(CpuTime {
-                            user: sum.user + t.user,
-                            sys: sum.sys + t.sys,
-                        })
-                    })
-            })
+            .then(|| self.total(&self.nats))
             .flatten();
-        (server, agents, nats)
+        (self.total(&self.servers), self.total(&self.agents), nats)
+    }
+
+    /// The CPU time of `pids` together; `None` if `/proc` cannot say for one.
+    fn total(&self, pids: &[u32]) -> Option<CpuTime> {
+        pids.iter()
+            .map(|&pid| cpu_time(pid, self.ticks))
+            .try_fold(CpuTime::default(), |sum, t| {
+                let t = t?;
+                Some(CpuTime {
+                    user: sum.user + t.user,
+                    sys: sum.sys + t.sys,
+                })
+            })
     }
 
     /// Prints the CPU seconds used since `before`, per 1,000 steps.
