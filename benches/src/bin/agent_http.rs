@@ -225,22 +225,18 @@ fn run() -> anyhow::Result<bool> {
         args.nodes >= 1 && (args.nodes == 1 || args.nats || args.nats_cluster),
         "--nodes N needs N >= 1, and more than one needs --nats or --nats-cluster"
     );
-    // Leaked once: the scenario names borrow it for the whole run.
-    let backend_name: &'static str = Box::leak(
-        match (args.nats, args.nats_cluster) {
-            (true, _) => "_nats".to_owned(),
-            (_, true) => "_nats_r3".to_owned(),
-            _ => String::new(),
-        }
-        .into_boxed_str(),
-    );
-    let backend_name: &'static str = match args.nodes {
-        1 => backend_name,
-        n => Box::leak(format!("{backend_name}_n{n}").into_boxed_str()),
+    // The end of every scenario's name: the journal, then the servers.
+    let mut backend = match (args.nats, args.nats_cluster) {
+        (true, _) => "_nats".to_owned(),
+        (_, true) => "_nats_r3".to_owned(),
+        _ => String::new(),
     };
+    if args.nodes > 1 {
+        backend.push_str(&format!("_n{}", args.nodes));
+    }
+    let backend = backend.as_str();
     let mut all_ok = true;
     for variant in VARIANTS {
-        let backend = backend_name;
         let names = [variant.sequential(backend), variant.concurrent(backend)];
         if !names.iter().any(|n| args.common.wants(n)) {
             continue;
@@ -301,8 +297,9 @@ struct Bench<'a> {
     nats: Option<usize>,
     /// Retrace servers on the journal.
     nodes: usize,
-    /// `_nats` or nothing: the end of each scenario's name.
-    backend: &'static str,
+    /// `_nats`, `_nats_r3` or nothing, then `_n<N>` for N servers: the end
+    /// of each scenario's name.
+    backend: &'a str,
 }
 
 impl Bench<'_> {
