@@ -3,7 +3,12 @@
 //! fresh build's disk and time down). Run one file's tests with a filter:
 //! `cargo test -p retrace-engine --test engine runtime_steps::`.
 
+/// These run on the in-memory journal; `on_nats` runs many again on NATS.
+const BACKEND: support::Backend = support::Backend::Memory;
+
 mod support;
+
+mod on_nats;
 
 mod agents;
 mod breakers;

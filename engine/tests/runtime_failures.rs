@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
+use super::support;
 
 use retrace_engine::machine::{Event, Status, error_types};
 use serde_json::json;

@@ -13,7 +13,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
+use super::support;
 
 use std::sync::Arc;
 
@@ -32,11 +32,7 @@ async fn world(history_events_max: u64, pacing: Pacing) -> World {
     let store = MemoryStore::new();
     let clock = SimClock::new(T0);
     let engine = open(&store, &clock, history_events_max, pacing).await;
-    World {
-        store,
-        clock,
-        engine,
-    }
+    World::in_memory(store, clock, engine)
 }
 
 async fn open(
@@ -314,11 +310,7 @@ async fn a_definition_stored_before_the_maximum_still_opens_and_is_bounded() {
         journal.flush().await.unwrap();
     }
     let engine = open(&store, &clock, 1_000, Pacing::off()).await;
-    let w = World {
-        store,
-        clock,
-        engine,
-    };
+    let w = World::in_memory(store, clock, engine);
     let id = w.start("old", json!({})).await;
     let end = w.ended(id).await;
     assert_eq!(end.max_transitions, 9_223_372_036_854_775_807);

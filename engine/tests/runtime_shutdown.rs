@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use crate::support;
+use super::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
+use super::support;
 
 use futures::StreamExt;
 use retrace_engine::machine::{Status, error_types};

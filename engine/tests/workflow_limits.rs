@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support;
+use super::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

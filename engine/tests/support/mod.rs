@@ -1,6 +1,7 @@
-//! Shared harness for the runtime tests: an engine over an in-memory journal
-//! and a simulated clock, scripted agents, and a "crash" that drops the
-//! engine and opens a new one over the same store.
+//! Shared harness for the runtime tests: an engine over a journal (in
+//! memory, or on a real NATS server: the module that includes this one says
+//! which, as `super::BACKEND`) and a simulated clock, scripted agents, and a
+//! "crash" that drops the engine and opens a new one over the same store.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,36 +15,124 @@ use retrace_engine::machine::{ErrorInfo, ExecutionState, Status};
 use retrace_engine::runtime::{Engine, EngineConfig, StartRequest};
 use retrace_journal::store::memory::MemoryStore;
 use retrace_journal::{EventLog, Options};
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use serde_json::{Value, json};
 
 pub const T0: u64 = 1_700_000_000_000;
 
+/// The journal the tests' engines run on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    /// The sled journal's code over an in-memory store.
+    Memory,
+    /// The journal on a real `nats-server` (one per test, on loopback),
+    /// holding its partitions by lease as `retrace serve --nats` does.
+    Nats,
+}
+
+/// How many cases a property test runs: `n` in memory, a quarter on NATS
+/// (where each case starts a server and every crash takes the partitions
+/// again).
+pub fn cases(n: u32) -> u32 {
+    match super::BACKEND {
+        Backend::Memory => n,
+        Backend::Nats => n.div_ceil(4),
+    }
+}
+
 pub struct World {
+    /// The in-memory store (unused on NATS).
     pub store: MemoryStore,
     pub clock: SimClock,
     pub engine: Engine,
+    /// The journal `engine` is on (`None` when the test opened it).
+    journal: Option<Arc<dyn retrace_journal::Journal>>,
+    /// On NATS: the journal the engine is on, then its server (stopped
+    /// when the world is dropped, after the engine).
+    nats: Option<(NatsJournal, NatsServer)>,
 }
 
 impl World {
     pub async fn new() -> World {
         let store = MemoryStore::new();
         let clock = SimClock::new(T0);
-        let engine = open(&store, &clock).await;
+        match super::BACKEND {
+            Backend::Memory => {
+                let journal = in_memory(&store);
+                let engine = open_on(journal.clone(), &clock).await;
+                World {
+                    store,
+                    clock,
+                    engine,
+                    journal: Some(journal),
+                    nats: None,
+                }
+            }
+            Backend::Nats => {
+                let server = NatsServer::start();
+                let on_nats = open_nats(&server).await;
+                let journal: Arc<dyn retrace_journal::Journal> = Arc::new(on_nats.clone());
+                let engine = open_on(journal.clone(), &clock).await;
+                World {
+                    store,
+                    clock,
+                    engine,
+                    journal: Some(journal),
+                    nats: Some((on_nats, server)),
+                }
+            }
+        }
+    }
+
+    /// A world around an engine the test opened over `store` itself.
+    pub fn in_memory(store: MemoryStore, clock: SimClock, engine: Engine) -> World {
         World {
             store,
             clock,
             engine,
+            journal: None,
+            nats: None,
         }
+    }
+
+    /// The journal the engine is on.
+    pub fn journal(&self) -> &dyn retrace_journal::Journal {
+        self.journal
+            .as_deref()
+            .expect("a world whose engine its test opened has no journal here")
     }
 
     /// A crash: the disk is frozen as it is now, everything in memory is
     /// lost, and a new engine recovers from the frozen disk. (The old engine
     /// may linger in tasks it spawned; it writes to the old store, which the
     /// new engine never sees, as nothing a dead process does reaches disk.)
+    ///
+    /// On NATS the old engine's journal gives its partitions up and a new
+    /// journal takes them, fencing the old one: whatever the lingering
+    /// engine still sends is refused by the NATS server.
     pub async fn crash_and_recover(&mut self) {
-        let disk = self.store.duplicate();
-        self.store = disk.clone();
-        let new = open(&disk, &self.clock).await;
+        self.crash_and_recover_after(|_| ()).await
+    }
+
+    /// A crash, then `down` (time passing, say) while no engine runs: the
+    /// old one may still do things meanwhile, and none of it is kept.
+    pub async fn crash_and_recover_after(&mut self, down: impl FnOnce(&SimClock)) {
+        let journal: Arc<dyn retrace_journal::Journal> = match &mut self.nats {
+            None => {
+                let disk = self.store.duplicate();
+                self.store = disk.clone();
+                in_memory(&disk)
+            }
+            Some((journal, server)) => {
+                journal.release().await;
+                *journal = open_nats(server).await;
+                Arc::new(journal.clone())
+            }
+        };
+        down(&self.clock);
+        let new = open_on(journal.clone(), &self.clock).await;
+        self.journal = Some(journal);
         drop(std::mem::replace(&mut self.engine, new));
     }
 
@@ -150,9 +239,23 @@ impl World {
 }
 
 pub async fn open(store: &MemoryStore, clock: &SimClock) -> Engine {
-    let journal = EventLog::in_memory(store.clone(), Options::default()).unwrap();
-    let config = EngineConfig::journal(Arc::new(journal), Arc::new(clock.clone()));
+    open_on(in_memory(store), clock).await
+}
+
+fn in_memory(store: &MemoryStore) -> Arc<dyn retrace_journal::Journal> {
+    Arc::new(EventLog::in_memory(store.clone(), Options::default()).unwrap())
+}
+
+async fn open_on(journal: Arc<dyn retrace_journal::Journal>, clock: &SimClock) -> Engine {
+    let config = EngineConfig::journal(journal, Arc::new(clock.clone()));
     Engine::open(config).await.unwrap()
+}
+
+/// The journal on `server`, its partitions held as a serving node holds them.
+async fn open_nats(server: &NatsServer) -> NatsJournal {
+    let mut options = NatsOptions::new(server.url());
+    options.ownership = Some(Ownership::new("engine-tests"));
+    NatsJournal::open(options).await.unwrap()
 }
 
 pub fn assert_completed(state: &ExecutionState) {
