@@ -94,6 +94,12 @@ impl Heads {
         lock(&self.heads).remove(&stream);
     }
 
+    /// Forgets what is known of every stream `of` says yes to (a partition
+    /// taken from another server, which appended to its streams).
+    pub fn forget_where(&self, of: impl Fn(StreamId) -> bool) {
+        lock(&self.heads).retain(|id, _| !of(*id));
+    }
+
     pub fn add_id(&self, stream: StreamId) {
         lock(&self.ids).insert(stream);
     }

@@ -6,7 +6,7 @@
 //! publish an event itself (only the writer does) nor keep anything that
 //! is not also on the server, except caches that the server corrects.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,7 +19,7 @@ use retrace_journal::{
     Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StreamHead,
     StreamId, Subscription, Tail,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::direct::remote;
@@ -28,6 +28,7 @@ use crate::lease::{self, Leases, Ownership};
 use crate::live::{self, Live};
 use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
 use crate::reader::{Reader, other};
+use crate::share;
 use crate::tail;
 use crate::writer::{Request, Writer};
 
@@ -179,12 +180,6 @@ impl NatsJournal {
                 .await
                 .map_err(|e| remote(format!("cannot update stream {}", names.events), e))?;
         }
-        let leases = match &options.ownership {
-            Some(ownership) => {
-                Some(lease::take_all(&js, &stream, &names, options.replicas, ownership).await?)
-            }
-            None => None,
-        };
         let (feed, feed_task) = live::start(&client, &names, events_rx).await?;
         let snapshots = match js.get_key_value(names.snapshots.clone()).await {
             Ok(store) => store,
@@ -202,20 +197,25 @@ impl NatsJournal {
         // Listed after the leases are taken: with its partitions fenced, no
         // other server creates a stream in them, so a stream not listed
         // here (nor appended to by this server since) has no events.
+        // Sharing, each partition taken is listed again as it is taken.
         let heads = Arc::new(Heads::default());
-        let mut subjects = stream
-            .info_with_subjects(names.all_events())
-            .await
-            .map_err(|e| remote("cannot list the journal's streams on NATS", e))?;
-        while let Some((subject, _)) = subjects
-            .try_next()
-            .await
-            .map_err(|e| remote("cannot list the journal's streams on NATS", e))?
-        {
-            if let Some(id) = names.stream_of(&subject) {
-                heads.add_id(id);
+        let leases = match &options.ownership {
+            Some(ownership) if ownership.share => {
+                list_streams(&stream, &names, &heads, names.all_events()).await?;
+                let gained = gained(&stream, &names, &heads);
+                Some(share::share(&js, &stream, &names, options.replicas, ownership, gained).await?)
             }
-        }
+            Some(ownership) => {
+                let leases =
+                    lease::take_all(&js, &stream, &names, options.replicas, ownership).await?;
+                list_streams(&stream, &names, &heads, names.all_events()).await?;
+                Some(leases)
+            }
+            None => {
+                list_streams(&stream, &names, &heads, names.all_events()).await?;
+                None
+            }
+        };
         // As the stream was made (by whichever server made it).
         let replicated = stream.cached_info().config.num_replicas > 1;
         let reader = Reader {
@@ -247,6 +247,44 @@ impl NatsJournal {
             }),
         })
     }
+}
+
+/// Adds the streams with a subject matching `subjects` to the known ids.
+async fn list_streams(
+    stream: &stream::Stream,
+    names: &Names,
+    heads: &Heads,
+    subjects: String,
+) -> Result<()> {
+    let mut listed = stream
+        .info_with_subjects(subjects)
+        .await
+        .map_err(|e| remote("cannot list the journal's streams on NATS", e))?;
+    while let Some((subject, _)) = listed
+        .try_next()
+        .await
+        .map_err(|e| remote("cannot list the journal's streams on NATS", e))?
+    {
+        if let Some(id) = names.stream_of(&subject) {
+            heads.add_id(id);
+        }
+    }
+    Ok(())
+}
+
+/// What a sharing server does with a partition it took, before appending
+/// to it: what it knew of its streams is forgotten (their holder until now
+/// appended to them) and its streams are listed again.
+fn gained(stream: &stream::Stream, names: &Names, heads: &Arc<Heads>) -> share::Gained {
+    let (stream, names, heads) = (stream.clone(), names.clone(), heads.clone());
+    Arc::new(move |partition| {
+        let (stream, names, heads) = (stream.clone(), names.clone(), heads.clone());
+        async move {
+            heads.forget_where(|id| names.partition(id) == partition);
+            list_streams(&stream, &names, &heads, names.partition_events(partition)).await
+        }
+        .boxed()
+    })
 }
 
 /// The stream's subjects: events, and the partitions' fences.
@@ -285,6 +323,20 @@ impl NatsJournal {
         if let Some(leases) = &self.inner.leases {
             leases.release().await;
         }
+    }
+
+    /// The partitions this journal holds (appends to others are refused),
+    /// now and as they change; empty without leases.
+    pub fn partitions(&self) -> watch::Receiver<BTreeSet<u32>> {
+        match &self.inner.leases {
+            Some(leases) => leases.fences.partitions(),
+            None => watch::Sender::new(BTreeSet::new()).subscribe(),
+        }
+    }
+
+    /// The partition `stream` is in.
+    pub fn partition_of(&self, stream: StreamId) -> u32 {
+        self.inner.reader.names.partition(stream)
     }
 
     /// Completes once this server lost its partitions (another server

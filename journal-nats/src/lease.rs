@@ -17,15 +17,20 @@
 //! The holder renews its keys every `ttl / 3`. A renewal that timed out
 //! but landed later leaves the key with our value at a revision we did not
 //! hear of: it is still ours. A key that expired while nobody fenced the
-//! partition (NATS unreachable for a while) is taken again with the same
-//! fence (both read from the leaders, as a follower may be behind); one fenced by another is lost, and with it
-//! every other (they are released at once, so the server that took one
-//! takes them all), and the journal says so in its health.
+//! partition is taken again with the same fence (both read from the
+//! leaders, as a follower may be behind); one fenced by another is lost.
+//! So is one NATS has not renewed for a whole `ttl` (counted from when the
+//! last acknowledged write was sent): cut off from NATS, the holder cannot
+//! tell whether another server took it, nor append meanwhile, so it stops
+//! claiming it (and a server standing by forwards to whoever holds it
+//! instead of to this one). Taking every partition, one lost gives up every
+//! other (released at once, so the server that took one takes them all),
+//! and the journal says so in its health; sharing, only that one is lost.
 //!
 //! Owns the leases and the fences. It must never let an append through on
 //! a fence it does not hold, nor take a partition another holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +61,11 @@ pub struct Ownership {
     pub wait: Duration,
     /// Told, while opening waits, which server holds the journal.
     pub holder: Option<watch::Sender<Option<Holder>>>,
+    /// Take every partition (one server holds the journal; the default), or
+    /// this server's share of them among the servers sharing it (see
+    /// `share`): opening then takes what is free of its share at once and
+    /// goes on taking and giving partitions up as servers come and go.
+    pub share: bool,
 }
 
 impl Ownership {
@@ -67,11 +77,12 @@ impl Ownership {
             ttl: Duration::from_secs(3),
             wait: Duration::from_secs(10),
             holder: None,
+            share: false,
         }
     }
 
     /// What this server's leases hold: its name, then its URL if it has one.
-    fn value(&self) -> Bytes {
+    pub(crate) fn value(&self) -> Bytes {
         match &self.url {
             Some(url) => Bytes::from(format!("{} {url}", self.node)),
             None => Bytes::from(self.node.clone()),
@@ -88,7 +99,7 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn parse(value: &[u8]) -> Holder {
+    pub(crate) fn parse(value: &[u8]) -> Holder {
         let value = String::from_utf8_lossy(value);
         match value.split_once(' ') {
             Some((node, url)) => Holder {
@@ -114,18 +125,25 @@ impl std::fmt::Display for Holder {
 
 /// One held partition.
 #[derive(Debug, Clone, Copy)]
-struct Held {
+pub(crate) struct Held {
     /// The lease key's revision, for the next renewal.
     revision: u64,
     /// The sequence of our fence message.
     fence: u64,
+    /// When the last write of the key that NATS acknowledged was sent: the
+    /// key lasts at least `ttl` from then (NATS counts from when it stored
+    /// it, which is later).
+    written: tokio::time::Instant,
 }
 
 /// The partitions this server holds, shared with the writer.
 #[derive(Debug)]
 pub(crate) struct Fences {
     held: Mutex<BTreeMap<u32, Held>>,
-    /// Why a partition was lost, if one was.
+    /// The held partitions' numbers, for whoever watches them.
+    partitions: watch::Sender<BTreeSet<u32>>,
+    /// Why a partition was lost, if one was (taking every partition: losing
+    /// one gives up all).
     lost: watch::Sender<Option<String>>,
 }
 
@@ -133,6 +151,7 @@ impl Default for Fences {
     fn default() -> Fences {
         Fences {
             held: Mutex::new(BTreeMap::new()),
+            partitions: watch::Sender::new(BTreeSet::new()),
             lost: watch::Sender::new(None),
         }
     }
@@ -147,6 +166,40 @@ impl Fences {
     /// server does not hold it.
     pub fn fence(&self, partition: u32) -> Option<u64> {
         lock(&self.held).get(&partition).map(|h| h.fence)
+    }
+
+    /// Appends to `partition` carry `held`'s fence from now on.
+    pub fn hold(&self, partition: u32, held: Held) {
+        lock(&self.held).insert(partition, held);
+        self.partitions.send_modify(|p| {
+            p.insert(partition);
+        });
+    }
+
+    /// Appends to `partition` are refused from now on; what was held.
+    pub fn forget(&self, partition: u32) -> Option<Held> {
+        let held = lock(&self.held).remove(&partition);
+        self.partitions.send_modify(|p| {
+            p.remove(&partition);
+        });
+        held
+    }
+
+    /// Appends to every partition are refused from now on; what was held.
+    pub fn forget_all(&self) -> Vec<(u32, Held)> {
+        let held = std::mem::take(&mut *lock(&self.held));
+        self.partitions.send_replace(BTreeSet::new());
+        held.into_iter().collect()
+    }
+
+    /// Every held partition, and its lease.
+    pub fn held(&self) -> Vec<(u32, Held)> {
+        lock(&self.held).iter().map(|(p, h)| (*p, *h)).collect()
+    }
+
+    /// The held partitions' numbers, now and as they change.
+    pub fn partitions(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.partitions.subscribe()
     }
 
     /// Why a partition was lost, if one was.
@@ -170,7 +223,10 @@ impl Fences {
 pub(crate) struct Leases {
     pub fences: Arc<Fences>,
     bucket: kv::Store,
+    /// Renews the leases (and, sharing, takes and gives partitions up).
     renewal: JoinHandle<()>,
+    /// Sharing: the members bucket and this server's key in it.
+    member: Option<(kv::Store, String)>,
 }
 
 impl Drop for Leases {
@@ -179,8 +235,34 @@ impl Drop for Leases {
     }
 }
 
-fn key(partition: u32) -> String {
+pub(crate) fn key(partition: u32) -> String {
     format!("p{partition}")
+}
+
+/// Opens (or makes) the bucket `<PREFIX>_<what>` whose keys expire `ttl`
+/// after they were last written.
+pub(crate) async fn bucket(
+    js: &jetstream::Context,
+    names: &Names,
+    what: &str,
+    replicas: usize,
+    ttl: Duration,
+) -> Result<kv::Store> {
+    let name = format!("{}_{what}", names.events.trim_end_matches("_EVENTS"));
+    match js.get_key_value(name.clone()).await {
+        Ok(bucket) => Ok(bucket),
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: name.clone(),
+                history: 1,
+                max_age: ttl,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| remote(format!("cannot open bucket {name}"), e)),
+    }
 }
 
 /// Opens the leases bucket and takes every partition, waiting up to
@@ -192,21 +274,7 @@ pub(crate) async fn take_all(
     replicas: usize,
     ownership: &Ownership,
 ) -> Result<Leases> {
-    let bucket_name = format!("{}_LEASES", names.events.trim_end_matches("_EVENTS"));
-    let bucket = match js.get_key_value(bucket_name.clone()).await {
-        Ok(bucket) => bucket,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: bucket_name.clone(),
-                history: 1,
-                max_age: ownership.ttl,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| remote(format!("cannot open bucket {bucket_name}"), e))?,
-    };
+    let bucket = bucket(js, names, "LEASES", replicas, ownership.ttl).await?;
     let fences = Arc::new(Fences::default());
     let deadline = tokio::time::Instant::now().checked_add(ownership.wait);
     let wait = Wait {
@@ -221,7 +289,7 @@ pub(crate) async fn take_all(
     // free, or about to be (a dead holder's leases end together), and are
     // taken side by side; what is held is renewed from the first.
     let first = wait.take(0, ownership.holder.as_ref()).await?;
-    lock(&fences.held).insert(0, first);
+    fences.hold(0, first);
     let renewal = tokio::spawn(renew(
         bucket.clone(),
         stream.clone(),
@@ -234,7 +302,7 @@ pub(crate) async fn take_all(
         let wait = &wait;
         async move {
             let held = wait.take(partition, None).await?;
-            lock(&fences.held).insert(partition, held);
+            fences.hold(partition, held);
             Ok::<(), Error>(())
         }
     });
@@ -246,6 +314,7 @@ pub(crate) async fn take_all(
         fences,
         bucket,
         renewal,
+        member: None,
     })
 }
 
@@ -314,13 +383,14 @@ impl Wait<'_> {
 
 /// Takes one partition: its lease (holding `value`), then a fence.
 /// `Ok(Err(holder))` when another server holds it.
-async fn take(
+pub(crate) async fn take(
     js: &jetstream::Context,
     bucket: &kv::Store,
     names: &Names,
     partition: u32,
     value: &Bytes,
 ) -> Result<std::result::Result<Held, Holder>> {
+    let written = tokio::time::Instant::now();
     match bucket.create(key(partition), value.clone()).await {
         Ok(revision) => {
             let fence = js
@@ -330,7 +400,11 @@ async fn take(
                 .await
                 .map_err(|e| remote("cannot fence a partition on NATS", e))?
                 .sequence;
-            Ok(Ok(Held { revision, fence }))
+            Ok(Ok(Held {
+                revision,
+                fence,
+                written,
+            }))
         }
         Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
             let holder = bucket.get(key(partition)).await.ok().flatten().map_or_else(
@@ -360,37 +434,65 @@ async fn renew(
     let every = ownership.ttl / 3;
     loop {
         tokio::time::sleep(every).await;
-        let held: Vec<(u32, Held)> = lock(&fences.held).iter().map(|(p, h)| (*p, *h)).collect();
-        let value = ownership.value();
-        let renewals = held.iter().map(|(partition, h)| {
-            renew_one(&bucket, &stream, &names, *partition, *h, value.clone())
-        });
-        let outcomes = futures::future::join_all(renewals).await;
-        let mut lost = None;
-        for ((partition, _), outcome) in held.iter().zip(outcomes) {
-            match outcome {
-                Renewal::Renewed(revision) => {
-                    if let Some(held) = lock(&fences.held).get_mut(partition) {
-                        held.revision = revision;
-                    }
-                }
-                Renewal::Unreachable => {}
-                Renewal::Lost => lost = Some(*partition),
-            }
-        }
-        if let Some(partition) = lost {
-            let why = format!(
-                "partition {partition} was taken by another retrace server; appends are refused"
-            );
+        let lost = renew_held(&bucket, &stream, &names, &ownership, &fences).await;
+        if let Some((partition, why)) = lost.first() {
+            let why = format!("partition {partition} {why}; appends are refused");
             tracing::error!(partition, "{why}; giving up every partition");
-            let rest: Vec<(u32, Held)> = std::mem::take(&mut *lock(&fences.held))
-                .into_iter()
-                .collect();
+            let rest = fences.forget_all();
             fences.lost.send_replace(Some(why));
             give_up(&bucket, rest).await;
             return;
         }
     }
+}
+
+/// Renews every held lease once, all at once; the partitions found lost,
+/// each with why (no longer held: appends to them are refused from now
+/// on). A lease NATS has not renewed for `ttl` is lost too: it may have
+/// ended, and another server may hold the partition (this one cannot tell
+/// while NATS does not answer it; it could not append anyway).
+pub(crate) async fn renew_held(
+    bucket: &kv::Store,
+    stream: &stream::Stream,
+    names: &Names,
+    ownership: &Ownership,
+    fences: &Fences,
+) -> Vec<(u32, &'static str)> {
+    let held = fences.held();
+    let value = ownership.value();
+    let sent = tokio::time::Instant::now();
+    let renewals = held
+        .iter()
+        .map(|(partition, h)| renew_one(bucket, stream, names, *partition, *h, value.clone()));
+    // Not waited for past the first lease's end: NATS not answering would
+    // otherwise keep a lease that ended claimed for a request's timeout.
+    let ends = held.iter().map(|(_, h)| h.written + ownership.ttl).min();
+    let outcomes = match ends {
+        Some(ends) => tokio::time::timeout_at(ends, futures::future::join_all(renewals))
+            .await
+            .unwrap_or_else(|_| held.iter().map(|_| Renewal::Unreachable).collect()),
+        None => Vec::new(),
+    };
+    let mut lost = Vec::new();
+    for ((partition, h), outcome) in held.iter().zip(outcomes) {
+        let why = match outcome {
+            Renewal::Renewed(revision) => {
+                if let Some(held) = lock(&fences.held).get_mut(partition) {
+                    held.revision = revision;
+                    held.written = sent;
+                }
+                continue;
+            }
+            Renewal::Unreachable if h.written + ownership.ttl > tokio::time::Instant::now() => {
+                continue;
+            }
+            Renewal::Unreachable => "was not renewed for its whole lease (NATS did not answer)",
+            Renewal::Lost => "was taken by another retrace server",
+        };
+        fences.forget(*partition);
+        lost.push((*partition, why));
+    }
+    lost
 }
 
 enum Renewal {
@@ -463,7 +565,7 @@ fn removed(headers: &async_nats::HeaderMap) -> bool {
 }
 
 /// Deletes the keys of `held`, each only if still ours.
-async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>) {
+pub(crate) async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>) {
     let deletes = held.into_iter().map(|(partition, h)| async move {
         if let Err(e) = bucket
             .delete_expect_revision(key(partition), Some(h.revision))
@@ -476,13 +578,33 @@ async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>) {
 }
 
 impl Leases {
+    /// The leases of a server sharing the journal, `member` being its key
+    /// in the members bucket.
+    pub(crate) fn shared(
+        fences: Arc<Fences>,
+        bucket: kv::Store,
+        renewal: JoinHandle<()>,
+        member: (kv::Store, String),
+    ) -> Leases {
+        Leases {
+            fences,
+            bucket,
+            renewal,
+            member: Some(member),
+        }
+    }
+
     /// Gives every partition up at once (a graceful stop), so another
     /// server takes them without waiting for the leases to end.
     pub async fn release(&self) {
         self.renewal.abort();
-        let held: Vec<(u32, Held)> = std::mem::take(&mut *lock(&self.fences.held))
-            .into_iter()
-            .collect();
-        give_up(&self.bucket, held).await;
+        // Sharing: leaving first, so the others count without this server
+        // at their next round and take what it gives up.
+        if let Some((members, key)) = &self.member
+            && let Err(e) = members.delete(key).await
+        {
+            tracing::warn!(error = %e, "cannot leave the servers sharing the journal; it ends by itself");
+        }
+        give_up(&self.bucket, self.fences.forget_all()).await;
     }
 }

@@ -37,6 +37,7 @@
 //! reader     reads: one stream, everything, a head, the last position
 //! writer     the append pipeline: one task, requests in call order
 //! lease      partitions' leases and the fences appends carry
+//! share      partitions shared among several servers (rendezvous hashing)
 //! live       the live feed: what the stream stored, republished
 //! tail       subscriptions: stored messages, then the live feed
 //! journal    `NatsJournal`: opening, the `Journal` implementation
@@ -58,6 +59,7 @@ mod names;
 mod reader;
 #[cfg(feature = "testkit")]
 pub mod server;
+mod share;
 mod tail;
 mod writer;
 

@@ -70,6 +70,11 @@ impl Names {
         format!("{}.ev.>", self.prefix)
     }
 
+    /// The event subjects of one partition.
+    pub fn partition_events(&self, partition: u32) -> String {
+        format!("{}.ev.{partition}.>", self.prefix)
+    }
+
     /// A partition's fence subject (see `lease`).
     pub fn fence(&self, partition: u32) -> String {
         format!("{}.fence.{partition}", self.prefix)

@@ -168,9 +168,8 @@ impl Writer {
                 };
                 let js = self.js.clone();
                 let reader = self.reader.clone();
-                let fences = self.fences.clone();
                 let ack = async move {
-                    let (outcome, head) = append.settle(sent, &js, &reader, fences).await;
+                    let (outcome, head) = append.settle(sent, &js, &reader).await;
                     Done {
                         stream,
                         outcome,
@@ -328,7 +327,6 @@ impl Sent {
         sent: std::result::Result<PublishAckFuture, PublishError>,
         js: &async_nats::jetstream::Context,
         reader: &Reader,
-        fences: Option<Arc<Fences>>,
     ) -> (Result<Appended>, Option<Head>) {
         let deadline = tokio::time::Instant::now() + DOUBT_PATIENCE;
         let mut sent = sent;
@@ -348,12 +346,13 @@ impl Sent {
                 return self.refused(maybe_stored, reader).await;
             }
             // Not decided (said so, or no answer at all): send it again
-            // while this server holds the partition and has patience.
+            // while there is patience, even if this server let the
+            // partition go meanwhile (its lease ran out while NATS did not
+            // answer): until another server fences the partition, a send
+            // may still be stored, and once one has, NATS refuses the next
+            // send and the head says whether an earlier one was stored.
             maybe_stored |= !undecided(&e);
-            let lost = self.fence.is_some_and(|(partition, fence)| {
-                fences.as_ref().and_then(|f| f.fence(partition)) != Some(fence)
-            });
-            if lost || tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(stream = %self.stream, error = %e,
                     "an append got no answer from NATS; reported failed");
                 let e = Error::Unavailable(Arc::new(remote("cannot append to NATS", e)));
@@ -392,27 +391,31 @@ impl Sent {
         maybe_stored: bool,
         reader: &Reader,
     ) -> (Result<Appended>, Option<Head>) {
-        if self.fence.is_some() {
-            // The fence moved: another server took the partition. Whatever
-            // an earlier send stored, that server reads it.
-            let lost = unavailable(format!(
-                "the append to stream {} is refused: another retrace server took its partition",
-                self.stream
-            ));
-            return (Err(lost), None);
-        }
-        // Another writer moved the stream on, or an earlier send of this
-        // very message did (a single server compares before it looks for
-        // duplicates): say which.
-        let head = match reader.fetch_head(self.stream).await {
-            Ok(head) => head,
-            Err(e) => return (Err(e), None),
+        // Fenced, the fence moved: another server took the partition, and
+        // no send of this message is stored after its fence. Unfenced,
+        // another writer moved the stream on. Either way an earlier send of
+        // this very message may have been stored first (a single server
+        // compares before it looks for duplicates): the head says.
+        let head = if maybe_stored || self.fence.is_none() {
+            match reader.fetch_head(self.stream).await {
+                Ok(head) => head,
+                Err(e) => return (Err(e), None),
+            }
+        } else {
+            None
         };
         if let Some(head) = head
             && maybe_stored
             && head.last_hash == self.last_hash
         {
             return self.stored(head.last_message());
+        }
+        if self.fence.is_some() {
+            let lost = unavailable(format!(
+                "the append to stream {} is refused: another retrace server took its partition",
+                self.stream
+            ));
+            return (Err(lost), None);
         }
         let conflict = Error::SeqConflict {
             stream: self.stream,

@@ -1,0 +1,148 @@
+//! Servers sharing one journal's partitions, against a real `nats-server`:
+//! their shares never overlap and together cover every partition; each
+//! appends only to its own; a server that leaves (gracefully or by dying)
+//! has its partitions taken by the others, one that joins takes its share
+//! from them; and a server taking a partition appends after what its old
+//! holder wrote, whatever it had read of it before.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use retrace_journal::{Journal, NewEvent, StreamId};
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership, PARTITIONS_DEFAULT};
+
+const TTL: Duration = Duration::from_secs(2);
+
+/// How long a change of members may take to settle before the test fails
+/// (a dead server's leases end after `TTL`; the rest is rounds).
+const SETTLE: Duration = Duration::from_secs(20);
+
+async fn sharing(server: &NatsServer, node: &str) -> NatsJournal {
+    NatsJournal::open(NatsOptions {
+        ownership: Some(Ownership {
+            ttl: TTL,
+            share: true,
+            ..Ownership::new(node)
+        }),
+        ..NatsOptions::new(server.url())
+    })
+    .await
+    .expect("a sharing server opens the journal")
+}
+
+fn every_partition() -> BTreeSet<u32> {
+    (0..PARTITIONS_DEFAULT).collect()
+}
+
+/// Waits until the journals' shares are disjoint, non-empty and cover every
+/// partition; how long that took. Panics after `SETTLE`.
+async fn settled(journals: &[&NatsJournal]) -> Duration {
+    let started = Instant::now();
+    let mut watches: Vec<_> = journals.iter().map(|j| j.partitions()).collect();
+    let done = tokio::time::timeout(SETTLE, async {
+        loop {
+            let shares: Vec<BTreeSet<u32>> = watches
+                .iter_mut()
+                .map(|w| w.borrow_and_update().clone())
+                .collect();
+            let total: usize = shares.iter().map(BTreeSet::len).sum();
+            let union: BTreeSet<u32> = shares.iter().flatten().copied().collect();
+            if union == every_partition()
+                && total == union.len()
+                && shares.iter().all(|s| !s.is_empty())
+            {
+                return;
+            }
+            let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+            let _ = futures::future::select_all(changes).await;
+        }
+    })
+    .await;
+    let shares: Vec<usize> = watches.iter().map(|w| w.borrow().len()).collect();
+    assert!(
+        done.is_ok(),
+        "shares did not settle within {SETTLE:?}: {shares:?}"
+    );
+    started.elapsed()
+}
+
+/// A stream id in `partition`.
+fn stream_in(journal: &NatsJournal, partition: u32) -> StreamId {
+    (0u32..)
+        .map(|i| {
+            let mut bytes = [7u8; 16];
+            bytes[..4].copy_from_slice(&i.to_le_bytes());
+            StreamId::from_bytes(bytes)
+        })
+        .find(|id| journal.partition_of(*id) == partition)
+        .expect("some id falls in every partition")
+}
+
+fn event(n: u64) -> Vec<NewEvent> {
+    vec![NewEvent::new("k", n, vec![])]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_share_the_partitions_and_take_over_those_of_one_that_leaves() {
+    let server = NatsServer::start();
+    let a = sharing(&server, "node-a").await;
+    let b = sharing(&server, "node-b").await;
+    let c = sharing(&server, "node-c").await;
+    let took = settled(&[&a, &b, &c]).await;
+    eprintln!(
+        "three servers share the journal {took:?} after the last opened: {} / {} / {}",
+        a.partitions().borrow().len(),
+        b.partitions().borrow().len(),
+        c.partitions().borrow().len()
+    );
+
+    // Each appends to its own partitions only; a refused append stores
+    // nothing.
+    let of_c = *c.partitions().borrow().first().expect("c holds some");
+    let x = stream_in(&c, of_c);
+    c.append(x, 1, event(1))
+        .await
+        .expect("c appends to its own");
+    let refused = a.append(x, 2, event(2)).await;
+    assert!(refused.is_err(), "a appended to a partition of c's");
+    // Both others read it (and know its head at 1), then c appends again.
+    assert_eq!(a.read(x, 1, 10).await.expect("a reads").len(), 1);
+    assert_eq!(b.read(x, 1, 10).await.expect("b reads").len(), 1);
+    c.append(x, 2, event(2)).await.expect("c appends again");
+
+    // c leaves gracefully: a and b take its partitions; whichever took
+    // x's appends after what c wrote, not after what it had read.
+    c.release().await;
+    let took = settled(&[&a, &b]).await;
+    eprintln!("a graceful leave: its partitions taken {took:?} later");
+    let heir = if a.partitions().borrow().contains(&of_c) {
+        &a
+    } else {
+        &b
+    };
+    heir.append(x, 3, event(3))
+        .await
+        .expect("the new holder appends the next event");
+    let read = a.read(x, 1, 10).await.expect("the chain reads back");
+    assert_eq!(
+        read.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert!(c.append(x, 4, event(4)).await.is_err(), "c let it go");
+
+    // d joins: it takes its share from a and b.
+    let d = sharing(&server, "node-d").await;
+    let took = settled(&[&a, &b, &d]).await;
+    eprintln!("a server joining: its share taken {took:?} after it opened");
+
+    // b dies (its leases are not released): a and d take its partitions
+    // once its leases end.
+    drop(b);
+    let took = settled(&[&a, &d]).await;
+    eprintln!("a server dying: its partitions taken {took:?} later (leases of {TTL:?})");
+    assert!(
+        took >= TTL / 2,
+        "taken before the dead server's leases ended"
+    );
+}
