@@ -227,6 +227,8 @@ pub(crate) struct Leases {
     renewal: JoinHandle<()>,
     /// Sharing: the members bucket and this server's key in it.
     member: Option<(kv::Store, String)>,
+    /// What this server's leases hold.
+    value: Bytes,
 }
 
 impl Drop for Leases {
@@ -315,6 +317,7 @@ pub(crate) async fn take_all(
         bucket,
         renewal,
         member: None,
+        value: ownership.value(),
     })
 }
 
@@ -440,7 +443,7 @@ async fn renew(
             tracing::error!(partition, "{why}; giving up every partition");
             let rest = fences.forget_all();
             fences.lost.send_replace(Some(why));
-            give_up(&bucket, rest).await;
+            give_up(&bucket, rest, &ownership.value()).await;
             return;
         }
     }
@@ -565,13 +568,45 @@ fn removed(headers: &async_nats::HeaderMap) -> bool {
 }
 
 /// Deletes the keys of `held`, each only if still ours.
-pub(crate) async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>) {
+///
+/// A renewal that timed out may have landed after all, leaving the key with
+/// our value at a revision we did not hear of: then that revision is read
+/// (from the bucket's leader) and deleted, or the partition would stay
+/// taken by nobody until the key ends.
+pub(crate) async fn give_up(bucket: &kv::Store, held: Vec<(u32, Held)>, value: &Bytes) {
     let deletes = held.into_iter().map(|(partition, h)| async move {
-        if let Err(e) = bucket
-            .delete_expect_revision(key(partition), Some(h.revision))
-            .await
-        {
-            tracing::warn!(partition, error = %e, "cannot release a partition's lease; it ends by itself");
+        let mut revision = h.revision;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let Err(e) = bucket
+                .delete_expect_revision(key(partition), Some(revision))
+                .await
+            else {
+                return;
+            };
+            let subject = format!("{}{}", bucket.prefix, key(partition));
+            match bucket
+                .stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+            {
+                Ok(last)
+                    if tries < 3
+                        && !removed(&last.headers)
+                        && last.payload == *value
+                        && last.sequence != revision =>
+                {
+                    revision = last.sequence;
+                }
+                // Another's now, or gone: nothing of ours to delete.
+                Ok(_) => return,
+                Err(e2) if e2.kind() == stream::LastRawMessageErrorKind::NoMessageFound => return,
+                Err(_) => {
+                    tracing::warn!(partition, error = %e, "cannot release a partition's lease; it ends by itself");
+                    return;
+                }
+            }
         }
     });
     futures::future::join_all(deletes).await;
@@ -585,12 +620,14 @@ impl Leases {
         bucket: kv::Store,
         renewal: JoinHandle<()>,
         member: (kv::Store, String),
+        value: Bytes,
     ) -> Leases {
         Leases {
             fences,
             bucket,
             renewal,
             member: Some(member),
+            value,
         }
     }
 
@@ -605,6 +642,6 @@ impl Leases {
         {
             tracing::warn!(error = %e, "cannot leave the servers sharing the journal; it ends by itself");
         }
-        give_up(&self.bucket, self.fences.forget_all()).await;
+        give_up(&self.bucket, self.fences.forget_all(), &self.value).await;
     }
 }

@@ -105,7 +105,8 @@ pub(crate) async fn share(
             sharing.settle(&wanted).await;
         }
     });
-    Ok(Leases::shared(fences, leases, renewal, member))
+    let value = ownership.value();
+    Ok(Leases::shared(fences, leases, renewal, member, value))
 }
 
 /// What one sharing server works with.
@@ -162,7 +163,7 @@ impl Sharing {
                 partitions = ?unwanted.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
                 "giving partitions up to the servers they prefer"
             );
-            lease::give_up(&self.leases, unwanted).await;
+            lease::give_up(&self.leases, unwanted, &self.ownership.value()).await;
         }
         let missing: Vec<u32> = wanted
             .iter()
@@ -184,7 +185,7 @@ impl Sharing {
                     Ok(()) => self.fences.hold(partition, held),
                     Err(e) => {
                         tracing::warn!(partition, error = %e, "cannot read a partition taken; giving it up");
-                        lease::give_up(&self.leases, vec![(partition, held)]).await;
+                        lease::give_up(&self.leases, vec![(partition, held)], &value).await;
                     }
                 },
                 Ok(Err(holder)) => {

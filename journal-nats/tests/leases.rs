@@ -177,3 +177,35 @@ async fn a_new_holder_refuses_to_start_an_existing_stream_again() {
     );
     assert_eq!(second.read(id, 1, usize::MAX).await.expect("read").len(), 2);
 }
+
+/// A renewal that timed out but landed leaves the key with the holder's
+/// value at a revision it did not hear of (written here behind its back):
+/// releasing still frees the partitions at once, instead of leaving them
+/// taken by nobody until the keys end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renewed_behind_its_holders_back_is_still_released() {
+    let server = NatsServer::start();
+    let holder = NatsJournal::open(owned_for(
+        &server,
+        "holder",
+        Duration::ZERO,
+        Duration::from_secs(60),
+    ))
+    .await
+    .expect("open");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let leases = jetstream::new(client)
+        .get_key_value("RETRACE_LEASES")
+        .await
+        .expect("the leases bucket");
+    for partition in 0..retrace_journal_nats::PARTITIONS_DEFAULT {
+        leases
+            .put(format!("p{partition}"), "holder".into())
+            .await
+            .expect("a late renewal lands");
+    }
+    holder.release().await;
+    NatsJournal::open(owned(&server, "next", Duration::from_millis(500)))
+        .await
+        .expect("released partitions are taken at once");
+}
