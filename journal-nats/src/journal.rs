@@ -224,6 +224,10 @@ impl NatsJournal {
             names,
             heads: heads.clone(),
             replicated,
+            shared: leases
+                .as_ref()
+                .filter(|_| options.ownership.as_ref().is_some_and(|o| o.share))
+                .map(|l| l.fences.clone()),
         };
         let (requests, queue) = mpsc::unbounded_channel();
         let writer = Writer {

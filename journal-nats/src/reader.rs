@@ -21,6 +21,7 @@ use retrace_journal::{Error, EventRecord, Result, StorageError, StreamId};
 use crate::direct::{self, remote};
 use crate::envelope::{self, Check};
 use crate::heads::{Head, Heads};
+use crate::lease::Fences;
 use crate::names::{Names, sequence_of};
 
 /// Messages one read asks the server for at a time.
@@ -35,6 +36,10 @@ pub(crate) struct Reader {
     pub heads: Arc<Heads>,
     /// Whether the stream has several replicas (some may be behind).
     pub replicated: bool,
+    /// Sharing the journal: the partitions held. Only their streams' cached
+    /// heads are trusted (this server is their only writer); other servers
+    /// move the others on.
+    pub shared: Option<Arc<Fences>>,
 }
 
 /// How often a read that a replica behind answered is made again, and the
@@ -47,6 +52,14 @@ pub(crate) fn other(action: &str, reason: impl std::fmt::Display) -> Error {
 }
 
 impl Reader {
+    /// The head cached for `id`, if it can be trusted to be the latest.
+    fn cached(&self, id: StreamId) -> Option<Head> {
+        match &self.shared {
+            Some(fences) if fences.fence(self.names.partition(id)).is_none() => None,
+            _ => self.heads.get(id),
+        }
+    }
+
     /// The head of `stream` as the server holds it now, remembered (on a
     /// replicated stream, as its leader holds it).
     pub async fn fetch_head(&self, id: StreamId) -> Result<Option<Head>> {
@@ -102,7 +115,7 @@ impl Reader {
                 .map(|(out, _)| out);
         }
         // What the read must reach: the head known, else the leader's.
-        let known = match self.heads.get(id) {
+        let known = match self.cached(id) {
             Some(head) => Some(head),
             None => self.fetch_head(id).await?,
         };
@@ -136,7 +149,7 @@ impl Reader {
         limit: usize,
     ) -> Result<(Vec<EventRecord>, Option<u64>)> {
         let mut out = Vec::new();
-        if let Some(head) = self.heads.get(id)
+        if let Some(head) = self.cached(id)
             && from_seq > head.last_seq
         {
             return Ok((out, None));
@@ -227,7 +240,7 @@ impl Reader {
     }
 
     pub async fn head(&self, id: StreamId) -> Result<Option<Head>> {
-        match self.heads.get(id) {
+        match self.cached(id) {
             Some(head) => Ok(Some(head)),
             None => self.fetch_head(id).await,
         }

@@ -110,6 +110,14 @@ async fn servers_share_the_partitions_and_take_over_those_of_one_that_leaves() {
     assert_eq!(a.read(x, 1, 10).await.expect("a reads").len(), 1);
     assert_eq!(b.read(x, 1, 10).await.expect("b reads").len(), 1);
     c.append(x, 2, event(2)).await.expect("c appends again");
+    // What c appended since is read by the others (their cached heads of
+    // c's streams are not taken for the latest).
+    for other in [&a, &b] {
+        let next = other.read(x, 2, 10).await.expect("read on");
+        assert_eq!(next.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2]);
+        let head = other.head(x).await.expect("a head").expect("x exists");
+        assert_eq!(head.last_seq, 2);
+    }
 
     // c leaves gracefully: a and b take its partitions; whichever took
     // x's appends after what c wrote, not after what it had read.
