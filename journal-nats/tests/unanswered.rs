@@ -3,7 +3,8 @@
 //! flight, then resumed, and it passes on what it held. An append is
 //! either acknowledged and stored once, or reported failed and never
 //! stored: no append reported failed shows up in the stream later, none
-//! is stored twice.
+//! is stored twice. And the journal, cut off past its leases, gives its
+//! partitions up by itself.
 
 use std::time::Duration;
 
@@ -88,8 +89,20 @@ async fn an_unanswered_append_is_stored_once_or_reported_failed_and_never_stored
     // Let appends flow, then hold them in the paused server.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = cluster.node(0).pid().expect("the server runs");
+    let lost = tokio::spawn({
+        let journal = journal.clone();
+        async move { journal.lost().await }
+    });
     signal(pid, "STOP");
     tokio::time::sleep(PAUSE).await;
+    // Cut off from NATS past its leases (3 s), the journal stopped claiming
+    // its partitions by itself, while still cut off.
+    assert!(
+        lost.is_finished(),
+        "a journal NATS did not answer for {PAUSE:?} still claims its partitions"
+    );
+    let why = lost.await.expect("the watch ends");
+    assert!(why.contains("not renewed"), "{why}");
     signal(pid, "CONT");
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.send(true).expect("the writers listen");
