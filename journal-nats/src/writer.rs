@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
 use crate::lease::Fences;
-use crate::names::position;
+use crate::names::{position, sequence_of};
 use crate::reader::Reader;
 
 /// One append, as asked.
@@ -385,6 +385,24 @@ impl Sent {
         (Ok(appended), Some(after))
     }
 
+    /// The message holding this append, if an earlier send of it is
+    /// stored: its last event is in the stream, with its hash.
+    async fn find_stored(&self, reader: &Reader, head: Option<Head>) -> Result<Option<u64>> {
+        let last_seq = self.head.last_seq + self.events as u64;
+        let Some(head) = head else { return Ok(None) };
+        if head.last_seq < last_seq {
+            return Ok(None);
+        }
+        if head.last_seq == last_seq {
+            return Ok((head.last_hash == self.last_hash).then(|| head.last_message()));
+        }
+        let records = reader.read(self.stream, last_seq, 1).await?;
+        Ok(records
+            .first()
+            .filter(|r| r.seq == last_seq && r.hash == self.last_hash)
+            .map(|r| sequence_of(r.position)))
+    }
+
     /// The server compared the expected sequence and refused the append.
     async fn refused(
         &self,
@@ -395,7 +413,8 @@ impl Sent {
         // no send of this message is stored after its fence. Unfenced,
         // another writer moved the stream on. Either way an earlier send of
         // this very message may have been stored first (a single server
-        // compares before it looks for duplicates): the head says.
+        // compares before it looks for duplicates), and others appended
+        // after it since: the stream says.
         let head = if maybe_stored || self.fence.is_none() {
             match reader.fetch_head(self.stream).await {
                 Ok(head) => head,
@@ -404,11 +423,12 @@ impl Sent {
         } else {
             None
         };
-        if let Some(head) = head
-            && maybe_stored
-            && head.last_hash == self.last_hash
-        {
-            return self.stored(head.last_message());
+        if maybe_stored {
+            match self.find_stored(reader, head).await {
+                Ok(Some(message)) => return self.stored(message),
+                Ok(None) => {}
+                Err(e) => return (Err(e), None),
+            }
         }
         if self.fence.is_some() {
             let lost = unavailable(format!(
