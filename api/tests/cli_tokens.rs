@@ -406,3 +406,88 @@ fn forge_actor(data: &std::path::Path, marker: &[u8], from: &[u8], to: &[u8]) {
     store.apply(vec![Op::Put(key, value)]).unwrap();
     store.flush().unwrap();
 }
+
+/// On a journal on NATS (which has no data folder to write to): the first
+/// token is made with `--nats` before any server runs; every server on the
+/// journal then requires it; while one holds the journal, `--nats` goes
+/// through that server; once it stopped, straight to NATS again.
+#[tokio::test]
+async fn tokens_made_on_a_journal_on_nats_guard_the_servers_on_it() {
+    let nats = retrace_journal_nats::server::NatsServer::start();
+    let url = nats.url();
+    let made = run(&[
+        "token", "create", "--nats", &url, "--name", "root", "--role", "admin",
+    ])
+    .await
+    .expect_code(0);
+    let root = made.stdout.trim().to_owned();
+    assert!(root.starts_with("rtk_"), "{root}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = retrace();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats", &url])
+        .env_remove("RETRACE_DATA");
+    let server = Server::spawn(command, dir.path()).await;
+    let base = server.base.clone();
+    // It serves once it holds the journal (it listens before).
+    let holds = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while !server.log().contains("this server holds the journal") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(holds.is_ok(), "{}", server.log());
+    assert!(
+        server.log().contains("access tokens required"),
+        "{}",
+        server.log()
+    );
+    let file = hello_json();
+    let file = file.to_str().unwrap();
+    let refused = run(&["workflow", "apply", file, "--server", &base]).await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("unauthenticated"),
+        "{}",
+        refused.stderr
+    );
+    run_as(&root, &["workflow", "apply", file, "--server", &base])
+        .await
+        .expect_code(0);
+
+    // The server holds the journal: `--nats` asks it, as the admin.
+    let through = run_as(
+        &root,
+        &[
+            "token", "create", "--nats", &url, "--name", "worker", "--role", "agent",
+        ],
+    )
+    .await
+    .expect_code(0);
+    assert!(
+        through.stderr.contains("holds the journal: asking it at"),
+        "{}",
+        through.stderr
+    );
+    server.stop().await;
+
+    // Stopped (its leases released): straight to NATS.
+    run(&["token", "revoke", "worker", "--nats", &url])
+        .await
+        .expect_code(0);
+    let listed = run(&["token", "list", "--nats", &url, "--json"])
+        .await
+        .expect_code(0);
+    let tokens: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let status = |name: &str| {
+        tokens["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .map(|t| t["status"].clone())
+    };
+    assert_eq!(status("root"), Some(serde_json::json!("active")));
+    assert_eq!(status("worker"), Some(serde_json::json!("revoked")));
+}

@@ -5,7 +5,10 @@
 //! directly; when a running server holds the folder, the command goes to
 //! that server instead (the address it wrote into the folder,
 //! `server.url`), with `--token`/`RETRACE_TOKEN` once the server holds
-//! tokens. With `--server URL` it always goes over HTTP (`/v1/tokens`).
+//! tokens. With `--nats URL` the same goes for a journal on NATS: appended
+//! directly while no server holds the journal (this command takes its
+//! partitions for the while), else sent to the server whose lease names
+//! it. With `--server URL` it always goes over HTTP (`/v1/tokens`).
 //!
 //! Owns these commands' arguments and output: a new token's secret alone on
 //! standard output (so `TOKEN=$(retrace token create …)` keeps it), the
@@ -13,11 +16,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use retrace_engine::store::tokens::{self, NewToken, Role, Token, TokenFolder};
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use super::client::{Client, TokenArg, encode};
 use super::error::{Error, Result};
@@ -48,6 +54,28 @@ pub struct WhereArgs {
         conflicts_with = "server"
     )]
     pub data: Option<PathBuf>,
+    /// A journal on NATS instead: its servers, comma-separated
+    /// (`nats://127.0.0.1:4222`). When a retrace server holds the journal,
+    /// the command is sent to that server.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        conflicts_with_all = ["data", "server"]
+    )]
+    pub nats: Option<Vec<String>>,
+    /// With `--nats`: the journal's subject prefix (as `serve --nats-prefix`).
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "retrace",
+        requires = "nats"
+    )]
+    pub nats_prefix: String,
+    /// With `--nats`: the stream's replicas, when this makes the journal (as
+    /// `serve --nats-replicas`).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "nats")]
+    pub nats_replicas: usize,
     /// A running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -94,6 +122,52 @@ pub struct RevokeArgs {
 enum Target {
     Folder(PathBuf),
     Server(Client),
+    Nats(Vec<String>),
+}
+
+/// A journal on NATS, held by this command for the while, or the server
+/// that holds it.
+enum OnNats {
+    Held(TokenFolder, NatsJournal),
+    Server(Client),
+}
+
+/// Takes the journal on NATS (its partitions' leases, waited for briefly),
+/// or finds the server holding it.
+async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
+    let (tell, holder) = watch::channel(None);
+    let ownership = Ownership {
+        holder: Some(tell),
+        wait: Duration::from_millis(500),
+        ..Ownership::new(format!("retrace-token-{}", std::process::id()))
+    };
+    let opened = NatsJournal::open(NatsOptions {
+        servers: servers.to_vec(),
+        prefix: at.nats_prefix.clone(),
+        replicas: at.nats_replicas,
+        ownership: Some(ownership),
+        ..NatsOptions::new(servers.join(","))
+    })
+    .await;
+    match opened {
+        Ok(journal) => match TokenFolder::on_journal(Arc::new(journal.clone())).await {
+            Ok(folder) => Ok(OnNats::Held(folder, journal)),
+            Err(e) => {
+                journal.release().await;
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let held_by = holder.borrow().clone();
+            match held_by.and_then(|h| h.url.map(|url| (h.node, url))) {
+                Some((node, url)) => {
+                    eprintln!("retrace: the server {node} holds the journal: asking it at {url}");
+                    Client::connect(&url, &at.token).map(OnNats::Server)
+                }
+                None => Err(retrace_engine::Error::from(e).into()),
+            }
+        }
+    }
 }
 
 pub async fn run(command: TokenCommand, out: &mut impl Write) -> Result<()> {
@@ -130,6 +204,15 @@ async fn create(args: CreateArgs, out: &mut impl Write) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
         Target::Server(client) => create_remote(&client, &new, now).await?,
+        Target::Nats(servers) => match on_nats(&servers, &args.at).await? {
+            OnNats::Held(mut folder, journal) => {
+                let created = folder.create(new, now).await;
+                journal.release().await;
+                let (token, secret) = created?;
+                (view(&token, now), secret)
+            }
+            OnNats::Server(client) => create_remote(&client, &new, now).await?,
+        },
     };
     if args.at.json {
         return write(out, json!({ "secret": secret, "token": view }).to_string());
@@ -167,6 +250,14 @@ async fn list(args: WhereArgs, out: &mut impl Write) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
         Target::Server(client) => list_remote(&client).await?,
+        Target::Nats(servers) => match on_nats(&servers, &args).await? {
+            OnNats::Held(folder, journal) => {
+                let tokens = folder.tokens().list();
+                journal.release().await;
+                tokens.iter().map(|t| view(t, now)).collect()
+            }
+            OnNats::Server(client) => list_remote(&client).await?,
+        },
     };
     if args.json {
         return write(out, json!({ "tokens": views }).to_string());
@@ -221,6 +312,14 @@ async fn revoke(args: RevokeArgs, out: &mut impl Write) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
         Target::Server(client) => revoke_remote(&client, &args.name).await?,
+        Target::Nats(servers) => match on_nats(&servers, &args.at).await? {
+            OnNats::Held(mut folder, journal) => {
+                let revoked = folder.revoke(&args.name, now).await;
+                journal.release().await;
+                view(&revoked?, now)
+            }
+            OnNats::Server(client) => revoke_remote(&client, &args.name).await?,
+        },
     };
     if args.at.json {
         return write(out, view.to_string());
@@ -233,11 +332,14 @@ async fn revoke_remote(client: &Client, name: &str) -> Result<Value> {
 }
 
 fn target(at: &WhereArgs) -> Result<Target> {
-    match (&at.data, &at.server) {
-        (Some(path), None) => Ok(Target::Folder(path.clone())),
-        (None, Some(url)) => Ok(Target::Server(Client::connect(url, &at.token)?)),
+    match (&at.data, &at.server, &at.nats) {
+        (Some(path), None, None) => Ok(Target::Folder(path.clone())),
+        (None, Some(url), None) => Ok(Target::Server(Client::connect(url, &at.token)?)),
+        (None, None, Some(servers)) => Ok(Target::Nats(servers.clone())),
         _ => Err(Error::Usage(
-            "name the data folder (--data FOLDER) or a server (--server URL)".into(),
+            "name the data folder (--data FOLDER), a journal on NATS (--nats URL) or a \
+             server (--server URL)"
+                .into(),
         )),
     }
 }

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use retrace_journal::{Journal, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -436,6 +437,14 @@ impl TokenFolder {
             path: path.to_owned(),
             options: super::JournalOptions::default(),
         })?;
+        let tokens = Tokens::load(store.journal()).await?;
+        Ok(TokenFolder { store, tokens })
+    }
+
+    /// The tokens of a journal opened elsewhere (on NATS, its partitions
+    /// held by the caller).
+    pub async fn on_journal(journal: Arc<dyn Journal>) -> Result<TokenFolder, Error> {
+        let store = Store::open(Storage::Journal(journal))?;
         let tokens = Tokens::load(store.journal()).await?;
         Ok(TokenFolder { store, tokens })
     }
