@@ -1811,8 +1811,15 @@ impl Model {
                 blocked,
             } => {
                 let pair = (slot_name(slot), CAPABILITIES[capability].to_owned());
+                // The engine changes what the gate answers only with a
+                // wake-up after it (an agent's breaker opens at a claim's
+                // end, which wakes the polls; setting or removing a breaker
+                // and a cool-down's end wake them too), so the model wakes
+                // on both: a task passed over for an agent the gate then
+                // refuses is looked at again.
                 if blocked {
                     self.gate.blocked.lock().unwrap().insert(pair);
+                    self.registry.wake();
                 } else if self.gate.blocked.lock().unwrap().remove(&pair) {
                     self.registry.wake();
                 }
