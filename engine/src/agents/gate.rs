@@ -8,7 +8,11 @@
 //! first, the gate's own after, never the other way round). Whoever changes
 //! a gate's answer from no to yes without a claim ending (a cool-down
 //! passed, a setting removed) calls [`super::AgentRegistry::wake`] so
-//! waiting polls look again.
+//! waiting polls look again. From yes to no it changes only when a claim
+//! ends (an agent's breaker opening on a failure), which wakes the polls
+//! too, or with a setting changed, which wakes them: so a task passed over
+//! for an agent that the gate then refuses is looked at again (invariant
+//! 35; the model test blocks and wakes likewise).
 
 use std::fmt;
 
