@@ -17,6 +17,23 @@ async fn run_as(token: &str, args: &[&str]) -> cli_support::Output {
     cli_support::output(command).await
 }
 
+/// The server at `base` refuses a client command without a token, and
+/// serves it with `token`.
+async fn refuses_then_serves(base: &str, token: &str) {
+    let file = hello_json();
+    let file = file.to_str().unwrap();
+    let refused = run(&["workflow", "apply", file, "--server", base]).await;
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("unauthenticated"),
+        "{}",
+        refused.stderr
+    );
+    run_as(token, &["workflow", "apply", file, "--server", base])
+        .await
+        .expect_code(0);
+}
+
 #[tokio::test]
 async fn tokens_made_on_the_folder_guard_the_server_its_clients_and_its_agents() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,18 +68,7 @@ async fn tokens_made_on_the_folder_guard_the_server_its_clients_and_its_agents()
     );
 
     // Without a token the server refuses; with one it serves.
-    let file = hello_json();
-    let file = file.to_str().unwrap();
-    let refused = run(&["workflow", "apply", file, "--server", base]).await;
-    assert_eq!(refused.code, 1);
-    assert!(
-        refused.stderr.contains("unauthenticated"),
-        "{}",
-        refused.stderr
-    );
-    run_as(&root, &["workflow", "apply", file, "--server", base])
-        .await
-        .expect_code(0);
+    refuses_then_serves(base, &root).await;
 
     // While the server runs, `--data` goes through it (as the admin).
     let worker = run_as(
@@ -443,18 +449,7 @@ async fn tokens_made_on_a_journal_on_nats_guard_the_servers_on_it() {
         "{}",
         server.log()
     );
-    let file = hello_json();
-    let file = file.to_str().unwrap();
-    let refused = run(&["workflow", "apply", file, "--server", &base]).await;
-    assert_eq!(refused.code, 1);
-    assert!(
-        refused.stderr.contains("unauthenticated"),
-        "{}",
-        refused.stderr
-    );
-    run_as(&root, &["workflow", "apply", file, "--server", &base])
-        .await
-        .expect_code(0);
+    refuses_then_serves(&base, &root).await;
 
     // The server holds the journal: `--nats` asks it, as the admin.
     let through = run_as(

@@ -164,7 +164,7 @@ impl Writer {
                     last_hash,
                     subject,
                     publish,
-                    fence: fence.map(|(fence, _)| (self.reader.names.partition(stream), fence)),
+                    fenced: fence.is_some(),
                 };
                 let js = self.js.clone();
                 let reader = self.reader.clone();
@@ -312,8 +312,8 @@ struct Sent {
     last_hash: [u8; 32],
     subject: String,
     publish: PublishMessage,
-    /// The partition and the fence the append carries, when fenced.
-    fence: Option<(u32, u64)>,
+    /// Whether the append carries its partition's fence.
+    fenced: bool,
 }
 
 impl Sent {
@@ -415,7 +415,7 @@ impl Sent {
         // this very message may have been stored first (a single server
         // compares before it looks for duplicates), and others appended
         // after it since: the stream says.
-        let head = if maybe_stored || self.fence.is_none() {
+        let head = if maybe_stored || !self.fenced {
             match reader.fetch_head(self.stream).await {
                 Ok(head) => head,
                 Err(e) => return (Err(e), None),
@@ -430,7 +430,7 @@ impl Sent {
                 Err(e) => return (Err(e), None),
             }
         }
-        if self.fence.is_some() {
+        if self.fenced {
             let lost = unavailable(format!(
                 "the append to stream {} is refused: another retrace server took its partition",
                 self.stream

@@ -50,14 +50,20 @@ async fn a_held_journal_is_refused_to_a_second_server_until_released() {
     );
 }
 
+/// The leases bucket, through a client of its own (behind the journals'
+/// backs).
+async fn leases_bucket(server: &NatsServer) -> async_nats::jetstream::kv::Store {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    jetstream::new(client)
+        .get_key_value("RETRACE_LEASES")
+        .await
+        .expect("the leases bucket")
+}
+
 /// Removes every lease behind its holder's back: what a holder paused
 /// (SIGSTOP) past its leases finds when it wakes.
 async fn end_leases_of(server: &NatsServer) {
-    let client = async_nats::connect(server.url()).await.expect("connect");
-    let leases = jetstream::new(client)
-        .get_key_value("RETRACE_LEASES")
-        .await
-        .expect("the leases bucket");
+    let leases = leases_bucket(server).await;
     for partition in 0..retrace_journal_nats::PARTITIONS_DEFAULT {
         leases
             .purge(format!("p{partition}"))
@@ -193,11 +199,7 @@ async fn a_lease_renewed_behind_its_holders_back_is_still_released() {
     ))
     .await
     .expect("open");
-    let client = async_nats::connect(server.url()).await.expect("connect");
-    let leases = jetstream::new(client)
-        .get_key_value("RETRACE_LEASES")
-        .await
-        .expect("the leases bucket");
+    let leases = leases_bucket(&server).await;
     for partition in 0..retrace_journal_nats::PARTITIONS_DEFAULT {
         leases
             .put(format!("p{partition}"), "holder".into())

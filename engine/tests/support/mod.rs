@@ -57,31 +57,21 @@ impl World {
     pub async fn new() -> World {
         let store = MemoryStore::new();
         let clock = SimClock::new(T0);
-        match super::BACKEND {
-            Backend::Memory => {
-                let journal = in_memory(&store);
-                let engine = open_on(journal.clone(), &clock).await;
-                World {
-                    store,
-                    clock,
-                    engine,
-                    journal: Some(journal),
-                    nats: None,
-                }
-            }
+        let (journal, nats): (Arc<dyn retrace_journal::Journal>, _) = match super::BACKEND {
+            Backend::Memory => (in_memory(&store), None),
             Backend::Nats => {
                 let server = NatsServer::start();
                 let on_nats = open_nats(&server).await;
-                let journal: Arc<dyn retrace_journal::Journal> = Arc::new(on_nats.clone());
-                let engine = open_on(journal.clone(), &clock).await;
-                World {
-                    store,
-                    clock,
-                    engine,
-                    journal: Some(journal),
-                    nats: Some((on_nats, server)),
-                }
+                (Arc::new(on_nats.clone()), Some((on_nats, server)))
             }
+        };
+        let engine = open_on(journal.clone(), &clock).await;
+        World {
+            store,
+            clock,
+            engine,
+            journal: Some(journal),
+            nats,
         }
     }
 
