@@ -38,6 +38,9 @@ mod runtime_steps;
 mod schedules;
 #[path = "seed_workflows.rs"]
 mod seed_workflows;
+// Only here: engines sharing one journal's partitions.
+#[path = "shared_engines.rs"]
+mod shared_engines;
 #[path = "spec_workflows.rs"]
 mod spec_workflows;
 #[path = "workflow_limits.rs"]

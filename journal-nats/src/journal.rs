@@ -522,6 +522,17 @@ impl Journal for NatsJournal {
         future::ready(Ok(())).boxed()
     }
 
+    /// Sharing the partitions with other servers: their count and those
+    /// this server holds. Holding all of them or none (one server serves),
+    /// no share: the engine on it treats every stream as its own.
+    fn share(&self) -> Option<retrace_journal::Share> {
+        self.inner.reader.shared.as_ref()?;
+        Some(retrace_journal::Share {
+            partitions: self.inner.reader.names.partitions,
+            held: self.partitions(),
+        })
+    }
+
     fn health(&self) -> Health {
         use async_nats::connection::State;
         let state = self.inner.reader.client.connection_state();

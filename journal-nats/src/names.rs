@@ -90,14 +90,9 @@ impl Names {
         format!("{}.stored.>", self.prefix)
     }
 
-    /// The partition of a stream: FNV-1a of its id, modulo the partitions.
+    /// The partition of a stream (see [`retrace_journal::partition_of`]).
     pub fn partition(&self, stream: StreamId) -> u32 {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in stream.as_bytes() {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        (hash % u64::from(self.partitions.max(1))) as u32
+        retrace_journal::partition_of(stream, self.partitions)
     }
 
     /// The subject a stream's appends are published on.

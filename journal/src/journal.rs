@@ -9,6 +9,7 @@
 use futures::future::BoxFuture;
 
 use crate::error::Result;
+use crate::partition::Share;
 use crate::record::{EventRecord, NewEvent};
 use crate::stream::StreamId;
 use crate::subscription::Subscription;
@@ -141,6 +142,13 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// says why until it takes writes again.
     fn health(&self) -> Health {
         Health::Writable
+    }
+
+    /// The partitions this server holds, when it shares the journal with
+    /// other servers (each appending to its own partitions); `None` when it
+    /// may append to every stream.
+    fn share(&self) -> Option<Share> {
+        None
     }
 }
 

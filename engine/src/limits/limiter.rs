@@ -334,6 +334,12 @@ impl Limiter {
         !self.dirty.is_empty() || self.next_due_ms().is_some_and(|at| at <= now_ms)
     }
 
+    /// Forgets an execution another server drives now (its partition
+    /// moved): it neither waits nor holds here any more.
+    pub fn let_go(&mut self, id: ExecutionId) {
+        self.forget(id);
+    }
+
     /// What holds a waiting execution: the first of its limits with no
     /// room, or (all have room: it is next) its first.
     pub fn held_by(&self, state: &ExecutionState, now_ms: u64) -> Option<HeldBy> {

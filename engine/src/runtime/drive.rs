@@ -188,6 +188,10 @@ impl Engine {
             }
             // Nobody else would deliver it again: keep it for when the
             // journal takes writes (see `outage`).
+            // Its partition moved to another server since (see `share`).
+            Err(_) if !self.owns(id) => {
+                tracing::debug!(execution = %id, "trigger not delivered: another server drives it")
+            }
             Err(e) if outage::is_storage_outage(&e) => {
                 self.keep_for_later(outage::Wake::Trigger(id, trigger))
             }

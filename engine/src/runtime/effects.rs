@@ -296,6 +296,11 @@ impl Engine {
             .await
         {
             Ok(()) => {}
+            // Another server drives the child's partition (see `share`):
+            // not kept, as no outage ends.
+            Err(e) if !self.owns(child) => {
+                tracing::warn!(%child, error = %e, "child not started: another server holds its partition")
+            }
             Err(e) if outage::is_storage_outage(&e) => self.keep_for_later(Wake::Child {
                 parent,
                 child,

@@ -164,19 +164,7 @@ impl Listing {
     /// Puts `summary` in, in place of what it said before.
     fn insert(&mut self, summary: ExecutionSummary) {
         let id = summary.id;
-        if let Some(old) = self.by_id.remove(&id) {
-            for tag in old.tags {
-                if let Some(ids) = self.by_tag.get_mut(&tag) {
-                    ids.remove(&id);
-                    if ids.is_empty() {
-                        self.by_tag.remove(&tag);
-                    }
-                }
-            }
-            if let Some(ids) = self.by_status.get_mut(&old.status) {
-                ids.remove(&id);
-            }
-        }
+        self.remove(id);
         for tag in &summary.tags {
             self.by_tag
                 .entry((tag.0.clone(), tag.1.clone()))
@@ -185,6 +173,24 @@ impl Listing {
         }
         self.by_status.entry(summary.status).or_default().insert(id);
         self.by_id.insert(id, summary);
+    }
+
+    /// Takes `id` out, with its tags and status.
+    fn remove(&mut self, id: ExecutionId) {
+        let Some(old) = self.by_id.remove(&id) else {
+            return;
+        };
+        for tag in old.tags {
+            if let Some(ids) = self.by_tag.get_mut(&tag) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_tag.remove(&tag);
+                }
+            }
+        }
+        if let Some(ids) = self.by_status.get_mut(&old.status) {
+            ids.remove(&id);
+        }
     }
 
     /// The ids a filter's tags and statuses allow, as the smallest set
@@ -237,6 +243,24 @@ impl Index {
         if let Some(key) = &state.idempotency_key {
             lock(&self.idempotency).insert(key.clone(), state.id);
         }
+    }
+
+    /// Forgets every execution `theirs` picks (another server drives them
+    /// now): its summary, its idempotency key, its waits; how many.
+    pub(crate) fn forget_where(&self, theirs: impl Fn(ExecutionId) -> bool) -> usize {
+        let mut listing = lock(&self.summaries);
+        let ids: Vec<ExecutionId> = listing
+            .by_id
+            .keys()
+            .copied()
+            .filter(|id| theirs(*id))
+            .collect();
+        for id in &ids {
+            listing.remove(*id);
+        }
+        drop(listing);
+        lock(&self.idempotency).retain(|_, id| !theirs(*id));
+        ids.len()
     }
 
     /// How many executions it lists.

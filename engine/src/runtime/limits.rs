@@ -23,7 +23,7 @@ use crate::limits::{HeldBy, Limiter};
 use crate::machine::{ExecutionState, Trigger};
 
 impl Engine {
-    fn limiter(&self) -> MutexGuard<'_, Limiter> {
+    pub(super) fn limiter(&self) -> MutexGuard<'_, Limiter> {
         self.inner
             .limiter
             .lock()

@@ -48,6 +48,7 @@ mod outage;
 mod pace;
 mod recover;
 mod schedules;
+mod share;
 mod tasks;
 pub mod timers;
 mod tokens;
@@ -245,6 +246,9 @@ struct Inner {
     tasks: tasks::Tasks,
     /// Wake-ups that failed while the journal refused writes.
     kept: outage::Kept,
+    /// The partitions whose executions this engine drives, when it shares
+    /// the journal with other servers.
+    owned: share::Owned,
 }
 
 impl Drop for Inner {
@@ -272,6 +276,7 @@ impl Engine {
         let deliveries = Arc::new(webhooks::Deliveries::new(&config.http, config.webhooks)?);
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let rebuild = config.rebuild;
+        let share = store.journal().share();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -314,6 +319,7 @@ impl Engine {
                 metrics: metrics::Recorder::default(),
                 tasks: tasks::Tasks::default(),
                 kept: outage::Kept::default(),
+                owned: share::Owned::new(share),
             }
         });
         let engine = Engine { inner };
@@ -329,6 +335,7 @@ impl Engine {
             "engine opened: executions recovered"
         );
         engine.start_background();
+        engine.follow_share();
         engine.run_schedules();
         engine.run_breaker_log(breaker_changes);
         engine.run_agent_breakers();

@@ -22,13 +22,27 @@ use crate::machine::Trigger;
 use crate::store::rebuild::{Rebuild, rebuild_all};
 
 impl Engine {
-    /// Rebuilds every execution from the journal and re-arms the unfinished.
+    /// Rebuilds every execution from the journal (those this engine drives,
+    /// when it shares the journal) and re-arms the unfinished.
     pub(super) async fn recover(&self, how: Rebuild) -> Result<(), Error> {
+        self.own_what_is_held();
         let heads: Vec<_> = (self.read().all_executions().await?)
             .into_iter()
+            .filter(|stored| self.owns(stored.id))
             .map(|stored| (stored.id, stored.last_seq))
             .collect();
         let states = rebuild_all(self.inner.store.journal(), &heads, how).await?;
+        let unfinished = self.make_live(states)?;
+        self.reconcile_recovered(unfinished).await;
+        Ok(())
+    }
+
+    /// Takes rebuilt states in: each is indexed, and each unfinished one
+    /// made live (its effects not armed yet); those.
+    pub(super) fn make_live(
+        &self,
+        states: Vec<crate::machine::ExecutionState>,
+    ) -> Result<Vec<Arc<Mutex<Live>>>, Error> {
         let mut unfinished = Vec::new();
         for state in states {
             self.inner.index.record(&state);
@@ -41,13 +55,17 @@ impl Engine {
                 unfinished.push(live);
             }
         }
+        Ok(unfinished)
+    }
+
+    /// Arms what recovered executions wait on, from nothing.
+    pub(super) async fn reconcile_recovered(&self, unfinished: Vec<Arc<Mutex<Live>>>) {
         self.inner.recovering.store(true, Ordering::SeqCst);
         for live in unfinished {
             let mut live = live.lock().await;
             self.reconcile(&mut live);
         }
         self.inner.recovering.store(false, Ordering::SeqCst);
-        Ok(())
     }
 
     /// Starts the loops that wake executions: due timers and expired task

@@ -40,6 +40,14 @@ impl Timers {
         self.changed.notify_one();
     }
 
+    /// Disarms every timer of `execution` (its partition moved to another
+    /// server, which arms them there).
+    pub fn forget(&self, execution: ExecutionId) {
+        if let Ok(mut due) = self.due.lock() {
+            due.retain(|(_, e, _, _)| *e != execution);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.due.lock().map_or(0, |d| d.len())
     }

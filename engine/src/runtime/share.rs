@@ -1,0 +1,249 @@
+//! Sharing the journal with other servers: the executions this engine
+//! drives are those of the partitions its journal holds.
+//!
+//! A journal shared by several servers ([`Journal::share`]) splits the
+//! executions into partitions by a hash of their ids, and each server's
+//! journal holds some of them at a time (appends to the others are refused
+//! by the journal's fences). The engine follows what its journal holds:
+//! it recovers the executions of a partition the journal gains (as opening
+//! recovers every execution: rebuilt, their effects re-armed), drops from
+//! memory those of a partition it loses (their tasks taken back from the
+//! agents' queues, their timers and listeners disarmed; nothing recorded),
+//! and starts new executions only in partitions it holds. Without a share
+//! the engine holds every execution, as it always did.
+//!
+//! Owns which partitions the engine drives (`owned`, which trails the
+//! journal's: a partition is owned once its executions are recovered, and
+//! no longer once the journal lost it). It must never record anything for
+//! an execution it drops: the server that took the partition drives it,
+//! and the journal's fences refuse whatever this one still sends.
+//!
+//! [`Journal::share`]: crate::store::Journal::share
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, watch};
+
+use super::drive::Live;
+use super::{Engine, upgrade};
+use crate::ExecutionId;
+use crate::error::Error;
+use crate::machine::Effect;
+use crate::model::HTTP_CAPABILITY;
+use crate::store::rebuild::{Rebuild, rebuild_all};
+use crate::store::{JournalError, StorageError, stream_of};
+
+/// What an engine on a shared journal holds.
+#[derive(Debug)]
+pub(super) struct Owned {
+    /// The journal's share (`None`: the engine holds every execution).
+    pub share: Option<crate::store::Share>,
+    /// The partitions whose executions this engine drives.
+    partitions: std::sync::RwLock<BTreeSet<u32>>,
+    /// The same, told once a change is done (the executions of a partition
+    /// gained recovered, of one lost dropped).
+    told: watch::Sender<BTreeSet<u32>>,
+}
+
+impl Owned {
+    pub(super) fn new(share: Option<crate::store::Share>) -> Owned {
+        Owned {
+            share,
+            partitions: std::sync::RwLock::new(BTreeSet::new()),
+            told: watch::Sender::new(BTreeSet::new()),
+        }
+    }
+
+    fn partitions(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<u32>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn change(&self, change: impl FnOnce(&mut BTreeSet<u32>)) {
+        change(&mut self.partitions.write().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Tells the watchers what is owned now.
+    fn tell(&self) {
+        let now = self.partitions().clone();
+        self.told.send_replace(now);
+    }
+}
+
+impl Engine {
+    /// Whether this engine drives execution `id` (always, without a share).
+    pub(super) fn owns(&self, id: ExecutionId) -> bool {
+        let owned = &self.inner.owned;
+        match &owned.share {
+            None => true,
+            Some(share) => owned
+                .partitions()
+                .contains(&share.partition_of(stream_of(id))),
+        }
+    }
+
+    /// The partitions this engine drives, now and as they change, when it
+    /// shares the journal with other servers (`None`: it drives every
+    /// execution).
+    pub fn partitions(&self) -> Option<watch::Receiver<BTreeSet<u32>>> {
+        self.inner.owned.share.as_ref()?;
+        Some(self.inner.owned.told.subscribe())
+    }
+
+    /// A fresh execution id (UUIDv7: time-ordered), in a partition this
+    /// engine drives: drawn again until one falls there (with P partitions
+    /// of which it holds H, about P / H draws).
+    pub(super) fn fresh_id(&self) -> Result<ExecutionId, Error> {
+        let draw = || ExecutionId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
+        let owned = &self.inner.owned;
+        let Some(share) = &owned.share else {
+            return Ok(draw());
+        };
+        let held = owned.partitions();
+        if held.is_empty() {
+            // Brief: while the servers sharing the journal settle.
+            return Err(Error::Journal(JournalError::Unavailable(Arc::new(
+                JournalError::Storage(StorageError::Other(
+                    "this server holds no partition of the journal yet".into(),
+                )),
+            ))));
+        }
+        loop {
+            let id = draw();
+            if held.contains(&share.partition_of(stream_of(id))) {
+                return Ok(id);
+            }
+        }
+    }
+
+    /// Takes, as the engine opens, the partitions the journal holds then:
+    /// recovery rebuilds only their executions.
+    pub(super) fn own_what_is_held(&self) {
+        if let Some(share) = &self.inner.owned.share {
+            let held = share.held();
+            self.inner.owned.change(|owned| *owned = held);
+            self.inner.owned.tell();
+        }
+    }
+
+    /// Follows the journal's share from now on: recovers what it gains,
+    /// drops what it loses, one change at a time.
+    pub(super) fn follow_share(&self) {
+        let Some(share) = &self.inner.owned.share else {
+            return;
+        };
+        let mut held = share.held.clone();
+        let weak = Arc::downgrade(&self.inner);
+        self.inner.tasks.spawn(async move {
+            loop {
+                let now = held.borrow_and_update().clone();
+                let Some(engine) = upgrade(&weak) else { return };
+                let owned = engine.inner.owned.partitions().clone();
+                let lost: BTreeSet<u32> = owned.difference(&now).copied().collect();
+                let gained: BTreeSet<u32> = now.difference(&owned).copied().collect();
+                if !lost.is_empty() {
+                    engine.drop_partitions(&lost).await;
+                }
+                if !gained.is_empty()
+                    && let Err(e) = engine.gain_partitions(&gained).await
+                {
+                    // Not owned, so tried again at the next change; the
+                    // journal still holds them, so nobody else drives
+                    // them meanwhile.
+                    tracing::warn!(error = %e, partitions = ?gained,
+                        "cannot recover the executions of partitions taken; they wait for the next change");
+                }
+                drop(engine);
+                if held.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Recovers the executions of `partitions` (taken by the journal) and
+    /// drives them from now on.
+    async fn gain_partitions(&self, partitions: &BTreeSet<u32>) -> Result<(), Error> {
+        let Some(share) = &self.inner.owned.share else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let heads: Vec<_> = (self.read().all_executions().await?)
+            .into_iter()
+            .filter(|stored| partitions.contains(&share.partition_of(stream_of(stored.id))))
+            .map(|stored| (stored.id, stored.last_seq))
+            .collect();
+        let states = rebuild_all(self.inner.store.journal(), &heads, Rebuild::Auto).await?;
+        let lives = self.make_live(states)?;
+        let unfinished = lives.len();
+        self.inner
+            .owned
+            .change(|owned| owned.extend(partitions.iter().copied()));
+        self.reconcile_recovered(lives).await;
+        self.inner.owned.tell();
+        tracing::info!(partitions = ?partitions, executions = heads.len(), unfinished,
+            ms = started.elapsed().as_millis() as u64,
+            "partitions taken: their executions recovered");
+        Ok(())
+    }
+
+    /// Stops driving the executions of `partitions` (the journal lost or
+    /// gave them up): forgets them, takes their queued tasks back, disarms
+    /// their timers and listeners. Nothing is recorded.
+    async fn drop_partitions(&self, partitions: &BTreeSet<u32>) {
+        let Some(share) = &self.inner.owned.share else {
+            return;
+        };
+        self.inner.owned.change(|owned| {
+            owned.retain(|p| !partitions.contains(p));
+        });
+        let theirs = |id: ExecutionId| partitions.contains(&share.partition_of(stream_of(id)));
+        let dropped: Vec<Arc<Mutex<Live>>> = {
+            let mut live = self.lock_live();
+            let ids: Vec<ExecutionId> = live.keys().copied().filter(|id| theirs(*id)).collect();
+            ids.iter().filter_map(|id| live.remove(id)).collect()
+        };
+        let count = dropped.len();
+        for live in dropped {
+            let mut live = live.lock().await;
+            let id = live.state.id;
+            for (_, effect) in live.armed.drain() {
+                self.disarm(id, effect);
+            }
+            self.limiter().let_go(id);
+            // A later trigger finds it gone, not deciding on what it held.
+            live.stale = true;
+        }
+        let forgotten = self.inner.index.forget_where(theirs);
+        self.inner.owned.tell();
+        tracing::info!(partitions = ?partitions, executions = forgotten, unfinished = count,
+            "partitions given up: their executions dropped here");
+    }
+
+    /// Undoes, here only, what an effect armed: unlike withdrawing it, it
+    /// asks nothing of anyone (a child runs on; the server that took its
+    /// parent's partition waits for it).
+    fn disarm(&self, id: ExecutionId, effect: Effect) {
+        match effect {
+            Effect::Task {
+                task, capability, ..
+            } => {
+                if capability == HTTP_CAPABILITY {
+                    self.withdraw_http(&task);
+                }
+                self.inner.agents.withdraw(&task);
+                self.breaker_released(&capability, &task);
+            }
+            Effect::Await {
+                act,
+                name,
+                correlation,
+            } => self
+                .inner
+                .index
+                .no_longer_awaits(&name, correlation.as_ref(), id, act),
+            Effect::Timer { .. } | Effect::Deadline { .. } => self.inner.timers.forget(id),
+            Effect::Child { .. } | Effect::Continue { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Engines sharing one journal on a real `nats-server`, each driving the
+//! executions of the partitions its journal holds: each starts executions
+//! only in its own partitions; a server joining takes its share with their
+//! unfinished executions (the other drops them: it records nothing more for
+//! them); a server dying has its executions taken by the others once its
+//! leases end. Every execution completes, and completes its task once.
+//!
+//! Steps are handled in-process and held at a gate until the test lets them
+//! go, so executions are mid-flight when their partitions move.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt};
+use retrace_engine::ExecutionId;
+use retrace_engine::clock::SystemClock;
+use retrace_engine::machine::{ErrorInfo, Status};
+use retrace_engine::runtime::{Engine, EngineConfig, HandlerTask, StartRequest, TaskHandler};
+use retrace_journal::StreamId;
+use retrace_journal_nats::server::NatsServer;
+use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership, PARTITIONS_DEFAULT};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// Short leases, so a dead server's partitions move in a few seconds.
+const TTL: Duration = Duration::from_secs(2);
+
+/// How long anything here may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Which engines were handed each execution's task, in order.
+type Calls = Arc<watch::Sender<HashMap<ExecutionId, Vec<&'static str>>>>;
+
+/// An engine on its own sharing journal, with the gate's handler.
+struct Node {
+    engine: Engine,
+    journal: NatsJournal,
+}
+
+async fn node(
+    server: &NatsServer,
+    name: &'static str,
+    open: &watch::Receiver<bool>,
+    calls: &Calls,
+) -> Node {
+    let journal = NatsJournal::open(NatsOptions {
+        ownership: Some(Ownership {
+            ttl: TTL,
+            share: true,
+            ..Ownership::new(name)
+        }),
+        ..NatsOptions::new(server.url())
+    })
+    .await
+    .expect("a sharing server opens the journal");
+    let (open, calls) = (open.clone(), calls.clone());
+    let gate = move |task: HandlerTask| -> BoxFuture<'static, Result<Value, ErrorInfo>> {
+        calls.send_modify(|calls| calls.entry(task.execution).or_default().push(name));
+        let mut open = open.clone();
+        async move {
+            let _ = open.wait_for(|open| *open).await;
+            Ok(json!({"by": name}))
+        }
+        .boxed()
+    };
+    let config = EngineConfig {
+        handlers: vec![("gate".into(), Arc::new(gate) as Arc<dyn TaskHandler>)],
+        ..EngineConfig::journal(Arc::new(journal.clone()), Arc::new(SystemClock))
+    };
+    let engine = Engine::open(config).await.expect("the engine opens");
+    Node { engine, journal }
+}
+
+fn partition(id: ExecutionId) -> u32 {
+    retrace_journal::partition_of(StreamId::from_bytes(*id.as_bytes()), PARTITIONS_DEFAULT)
+}
+
+/// Waits until the engines' partitions are disjoint, non-empty and cover
+/// every partition (each engine's trails its journal's: it has recovered
+/// what it drives).
+async fn settled(nodes: &[&Node]) {
+    let mut watches: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            n.engine
+                .partitions()
+                .expect("the engine shares its journal")
+        })
+        .collect();
+    let every: BTreeSet<u32> = (0..PARTITIONS_DEFAULT).collect();
+    let done = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let shares: Vec<BTreeSet<u32>> = watches
+                .iter_mut()
+                .map(|w| w.borrow_and_update().clone())
+                .collect();
+            let total: usize = shares.iter().map(BTreeSet::len).sum();
+            let union: BTreeSet<u32> = shares.iter().flatten().copied().collect();
+            if union == every && total == union.len() && shares.iter().all(|s| !s.is_empty()) {
+                return;
+            }
+            let changes = watches.iter_mut().map(|w| Box::pin(w.changed()));
+            let _ = futures::future::select_all(changes).await;
+        }
+    })
+    .await;
+    let shares: Vec<usize> = watches.iter().map(|w| w.borrow().len()).collect();
+    assert!(
+        done.is_ok(),
+        "the engines' shares did not settle: {shares:?}"
+    );
+}
+
+async fn start(node: &Node, n: usize) -> Vec<ExecutionId> {
+    start_of(node, "moving", n).await
+}
+
+async fn start_of(node: &Node, workflow: &str, n: usize) -> Vec<ExecutionId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let started = node
+            .engine
+            .start(StartRequest {
+                workflow: workflow.into(),
+                input: json!({"i": i}),
+                ..StartRequest::default()
+            })
+            .await
+            .expect("a start on a server holding partitions");
+        ids.push(started.id);
+    }
+    ids
+}
+
+const WORKFLOW: &str = r#"{
+    "name": "moving",
+    "steps": [
+        {"id": "gate", "type": "task", "capability": "gate", "next": "nap"},
+        {"id": "nap", "type": "wait", "wait": {"seconds": 1}}
+    ]
+}"#;
+
+/// A step for agents (no in-process handler): its task waits in the
+/// queue of the engine driving the execution.
+const FOR_AGENTS: &str = r#"{
+    "name": "for_agents",
+    "steps": [{"id": "work", "type": "task", "capability": "queued"}]
+}"#;
+
+/// Claims and completes, through an agent of `node`, the `n` tasks its
+/// queue holds.
+async fn work_off(node: &Node, n: usize) {
+    let agent = node
+        .engine
+        .agents()
+        .register("worker", &["queued".to_owned()], Some(100))
+        .unwrap();
+    let mut done = 0;
+    while done < n {
+        let tasks = node
+            .engine
+            .poll_tasks(&agent, 5_000, n - done)
+            .await
+            .unwrap();
+        for task in tasks {
+            node.engine
+                .complete_task(&task.spec.id, json!({}))
+                .await
+                .unwrap();
+            done += 1;
+        }
+    }
+}
+
+/// Waits until `id` has completed (following its history, from any
+/// server), then checks its history: its task completed once.
+async fn completed_once(reader: &Engine, id: ExecutionId) {
+    let mut tail = reader.read().subscribe(id, 1);
+    let mut completed_tasks = 0;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = tail.next().await {
+            match event.expect("a readable history").event.kind() {
+                "task_completed" => completed_tasks += 1,
+                "execution_completed" => return,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "{id} did not complete");
+    assert_eq!(
+        completed_tasks, 1,
+        "{id} completed its task {completed_tasks} times"
+    );
+    let state = reader.read().state(id).await.unwrap().unwrap();
+    assert_eq!(state.status, Status::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_joining_takes_its_share_of_the_executions_mid_flight() {
+    let server = NatsServer::start();
+    let (open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    a.engine.define_json(FOR_AGENTS.as_bytes()).await.unwrap();
+    assert_eq!(
+        a.engine.partitions().unwrap().borrow().len() as u32,
+        PARTITIONS_DEFAULT,
+        "alone, a server drives every partition"
+    );
+    let from_a = start(&a, 24).await;
+    let for_agents = start_of(&a, "for_agents", 24).await;
+
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let (held_a, held_b) = (
+        a.engine.partitions().unwrap().borrow().clone(),
+        b.engine.partitions().unwrap().borrow().clone(),
+    );
+    let from_b = start(&b, 24).await;
+    for id in &from_b {
+        assert!(
+            held_b.contains(&partition(*id)),
+            "b started {id} outside its share"
+        );
+    }
+    let moved: Vec<ExecutionId> = from_a
+        .iter()
+        .copied()
+        .filter(|id| held_b.contains(&partition(*id)))
+        .collect();
+    assert!(
+        !moved.is_empty(),
+        "some of a's executions fall in b's share"
+    );
+
+    // What moved has its task queued again by b; a let go of it.
+    let mut seen = calls.subscribe();
+    let queued_by_b = tokio::time::timeout(
+        PATIENCE,
+        seen.wait_for(|seen| {
+            moved
+                .iter()
+                .all(|id| seen.get(id).is_some_and(|by| by.contains(&"b")))
+        }),
+    )
+    .await;
+    let queued_by_b = queued_by_b.is_ok_and(|r| r.is_ok());
+    assert!(queued_by_b, "b did not take up the executions it gained");
+    // Each engine lists, and queues the tasks of, only what it drives.
+    let (on_a, on_b): (Vec<ExecutionId>, Vec<ExecutionId>) = for_agents
+        .iter()
+        .partition(|id| held_a.contains(&partition(**id)));
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "both hold some");
+    let queued = |node: &Node| node.engine.agents().queue_sizes().get("queued").copied();
+    assert_eq!(
+        queued(&a),
+        Some(on_a.len()),
+        "a took back the tasks of what moved"
+    );
+    let listed = |node: &Node| node.engine.status_counts().values().sum::<u64>() as usize;
+    let a_holds = from_a
+        .iter()
+        .chain(&for_agents)
+        .filter(|id| held_a.contains(&partition(**id)))
+        .count();
+    assert_eq!(listed(&a), a_holds, "a lists only what it drives");
+    tokio::time::timeout(PATIENCE, work_off(&a, on_a.len()))
+        .await
+        .expect("a's agent does a's tasks");
+    tokio::time::timeout(PATIENCE, work_off(&b, on_b.len()))
+        .await
+        .expect("b's agent does b's tasks, those that moved too");
+
+    open.send_replace(true);
+    for id in from_a.iter().chain(&from_b).chain(&for_agents) {
+        completed_once(&a.engine, *id).await;
+    }
+    for id in &from_a {
+        if held_a.contains(&partition(*id)) {
+            assert_eq!(calls.borrow()[id], vec!["a"], "{id} stayed on a");
+        }
+    }
+    a.engine.shutdown().await.unwrap();
+    b.engine.shutdown().await.unwrap();
+    a.journal.release().await;
+    b.journal.release().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
+    let server = NatsServer::start();
+    let (open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let from_a = start(&a, 16).await;
+    let from_b = start(&b, 16).await;
+
+    // b dies: its tasks stop, its leases are not given up but run out.
+    b.engine.shutdown().await.unwrap();
+    drop(b);
+    let every: BTreeSet<u32> = (0..PARTITIONS_DEFAULT).collect();
+    let mut held = a.engine.partitions().unwrap();
+    let taken = tokio::time::timeout(PATIENCE, held.wait_for(|held| *held == every)).await;
+    assert!(taken.is_ok(), "a did not take the dead server's partitions");
+
+    open.send_replace(true);
+    for id in from_a.iter().chain(&from_b) {
+        completed_once(&a.engine, *id).await;
+    }
+    let calls = calls.borrow().clone();
+    for id in &from_b {
+        assert_eq!(calls[id].last(), Some(&"a"), "{id} finished on a");
+    }
+    a.engine.shutdown().await.unwrap();
+    a.journal.release().await;
+}

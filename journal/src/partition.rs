@@ -1,0 +1,74 @@
+//! Partitions and shares: how a journal that several servers share says
+//! which streams this server may append to now.
+//!
+//! A shared journal splits its streams into a fixed number of partitions by
+//! a hash of their ids ([`partition_of`]), and each server holds some of
+//! them at a time; the [`Share`] a journal hands out is that count and the
+//! set held, kept current. A journal only one process writes (the sled
+//! journal) has no share: it holds every stream.
+//!
+//! Owns the hash that places a stream, which every backend and every
+//! server must compute alike (a stream's partition is part of where it is
+//! stored). It must never change for a stored journal.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::watch;
+
+use crate::stream::StreamId;
+
+/// The partition of `stream` among `partitions`: FNV-1a of its id's bytes,
+/// modulo the count (0 partitions count as one).
+pub fn partition_of(stream: StreamId, partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in stream.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}
+
+/// The partitions a server holds of a journal it shares with others.
+#[derive(Debug, Clone)]
+pub struct Share {
+    /// How many partitions the journal has.
+    pub partitions: u32,
+    /// The partitions this server holds, changed as it gains and loses them.
+    /// An append to a stream outside them is refused.
+    pub held: watch::Receiver<BTreeSet<u32>>,
+}
+
+impl Share {
+    /// The partition of `stream`.
+    pub fn partition_of(&self, stream: StreamId) -> u32 {
+        partition_of(stream, self.partitions)
+    }
+
+    /// The partitions held now.
+    pub fn held(&self) -> BTreeSet<u32> {
+        self.held.borrow().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_falls_in_one_partition_below_the_count() {
+        for n in 0..200u8 {
+            let stream = StreamId::from_bytes([n; 16]);
+            assert!(partition_of(stream, 64) < 64);
+            assert_eq!(partition_of(stream, 1), 0);
+            assert_eq!(partition_of(stream, 0), 0);
+        }
+    }
+
+    /// The placement is part of where a stream is stored: pinned, so a
+    /// change to the hash shows up here before it strands a journal.
+    #[test]
+    fn the_placement_of_a_stream_never_changes() {
+        assert_eq!(partition_of(StreamId::NIL, 64), 37);
+        assert_eq!(partition_of(StreamId::from_bytes([0xff; 16]), 64), 21);
+    }
+}
