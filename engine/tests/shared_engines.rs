@@ -323,3 +323,123 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     a.engine.shutdown().await.unwrap();
     a.journal.release().await;
 }
+
+/// A parent whose step is a child execution of `moving`.
+const FAMILY: &str = r#"{
+    "name": "family",
+    "steps": [{"id": "call", "type": "subworkflow", "subworkflow": {"workflow": "moving"}}]
+}"#;
+
+/// Waits until `id` has ended (following its history, from any server);
+/// the kind of its last event.
+async fn ended(reader: &Engine, id: ExecutionId) -> String {
+    let mut tail = reader.read().subscribe(id, 1);
+    let end = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = tail.next().await {
+            let kind = event.expect("a readable history").event.kind();
+            if matches!(
+                kind,
+                "execution_completed"
+                    | "execution_failed"
+                    | "execution_cancelled"
+                    | "execution_terminated"
+            ) {
+                return kind.to_owned();
+            }
+        }
+        "the history ended".to_owned()
+    })
+    .await;
+    end.unwrap_or_else(|_| panic!("{id} did not end"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_in_another_servers_partitions_start_report_and_are_cancelled_through_the_journal()
+{
+    let server = NatsServer::start();
+    let (open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    a.engine.define_json(FAMILY.as_bytes()).await.unwrap();
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let held_a = a.engine.partitions().unwrap().borrow().clone();
+    let parents: Vec<ExecutionId> = [
+        start_of(&a, "family", 12).await,
+        start_of(&b, "family", 12).await,
+    ]
+    .concat();
+
+    // Every child is started, by whichever server holds its partition.
+    let mut seen = calls.subscribe();
+    let started = tokio::time::timeout(PATIENCE, seen.wait_for(|c| c.len() == parents.len())).await;
+    assert!(started.is_ok_and(|s| s.is_ok()), "not every child started");
+    let children: HashMap<ExecutionId, ExecutionId> = {
+        let mut children = HashMap::new();
+        for child in calls.borrow().keys() {
+            let state = a.engine.read().state(*child).await.unwrap().unwrap();
+            children.insert(
+                state.parent.expect("a child has a parent").execution,
+                *child,
+            );
+        }
+        children
+    };
+    let owner = |id: ExecutionId| {
+        if held_a.contains(&partition(id)) {
+            "a"
+        } else {
+            "b"
+        }
+    };
+    let crossing = parents
+        .iter()
+        .filter(|p| owner(**p) != owner(children[*p]))
+        .count();
+    assert!(
+        crossing > 0,
+        "some children fall in the other server's partitions"
+    );
+    for (parent, child) in &children {
+        assert_eq!(
+            calls.borrow()[child],
+            vec![owner(*child)],
+            "{child} (of {parent}) ran where its partition is"
+        );
+    }
+
+    // Cancelling a parent cancels its child, wherever it runs.
+    let (cancelled, rest) = parents.split_at(4);
+    for parent in cancelled {
+        let engine = if owner(*parent) == "a" {
+            &a.engine
+        } else {
+            &b.engine
+        };
+        engine
+            .cancel(*parent, "no longer needed", false)
+            .await
+            .unwrap();
+    }
+    for parent in cancelled {
+        assert_eq!(
+            ended(&a.engine, children[parent]).await,
+            "execution_cancelled"
+        );
+    }
+
+    // The others' children end, and their ends reach their parents.
+    open.send_replace(true);
+    for parent in rest {
+        assert_eq!(
+            ended(&b.engine, children[parent]).await,
+            "execution_completed"
+        );
+        assert_eq!(ended(&b.engine, *parent).await, "execution_completed");
+    }
+    a.engine.shutdown().await.unwrap();
+    b.engine.shutdown().await.unwrap();
+    a.journal.release().await;
+    b.journal.release().await;
+}

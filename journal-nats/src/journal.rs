@@ -16,14 +16,15 @@ use bytes::Bytes;
 use futures::future::{self, BoxFuture};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use retrace_journal::{
-    Appended, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot, StreamHead,
-    StreamId, Subscription, Tail,
+    Appended, Delivery, Error, EventRecord, Health, Journal, NewEvent, Result, Snapshot,
+    StreamHead, StreamId, Subscription, Tail,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
+use crate::inbox;
 use crate::lease::{self, Leases, Ownership};
 use crate::live::{self, Live};
 use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
@@ -90,6 +91,18 @@ struct Inner {
     leases: Option<Leases>,
     /// When the connection was first seen down (0: it is up).
     down_since_ms: AtomicU64,
+    /// Sharing: the messages between servers (see `inbox`).
+    inbox: Option<Inbox>,
+}
+
+/// What sends to and receives from the inbox.
+#[derive(Debug)]
+struct Inbox {
+    js: jetstream::Context,
+    stream: stream::Stream,
+    /// The task consuming this server's partitions' inboxes, once the
+    /// inbox was handed out.
+    receiving: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Closing the journal closes its feed, which ends its tails (each after
@@ -97,6 +110,15 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.feed_task.abort();
+        if let Some(inbox) = &self.inbox
+            && let Some(task) = inbox
+                .receiving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        {
+            task.abort();
+        }
     }
 }
 
@@ -229,6 +251,14 @@ impl NatsJournal {
                 .filter(|_| options.ownership.as_ref().is_some_and(|o| o.share))
                 .map(|l| l.fences.clone()),
         };
+        let inbox = match &options.ownership {
+            Some(ownership) if ownership.share => Some(Inbox {
+                stream: inbox::open(&js, &reader.names, options.replicas).await?,
+                js: js.clone(),
+                receiving: std::sync::Mutex::new(None),
+            }),
+            _ => None,
+        };
         let (requests, queue) = mpsc::unbounded_channel();
         let writer = Writer {
             js,
@@ -248,6 +278,7 @@ impl NatsJournal {
                 feed_task,
                 leases,
                 down_since_ms: AtomicU64::new(0),
+                inbox,
             }),
         })
     }
@@ -531,6 +562,32 @@ impl Journal for NatsJournal {
             partitions: self.inner.reader.names.partitions,
             held: self.partitions(),
         })
+    }
+
+    fn send(&self, to: StreamId, message: Vec<u8>) -> BoxFuture<'static, Result<()>> {
+        match &self.inner.inbox {
+            Some(inbox) => inbox::send(&inbox.js, &self.inner.reader.names, to, message),
+            None => future::ready(Err(Error::Storage(
+                "this journal is not shared: it has no inbox".into(),
+            )))
+            .boxed(),
+        }
+    }
+
+    fn inbox(&self) -> Option<mpsc::Receiver<Delivery>> {
+        let inbox = self.inner.inbox.as_ref()?;
+        let mut receiving = inbox.receiving.lock().unwrap_or_else(|p| p.into_inner());
+        if receiving.is_some() {
+            return None;
+        }
+        let (deliveries, received) = mpsc::channel(64);
+        *receiving = Some(inbox::receive(
+            inbox.stream.clone(),
+            self.inner.reader.names.clone(),
+            self.partitions(),
+            deliveries,
+        ));
+        Some(received)
     }
 
     fn health(&self) -> Health {

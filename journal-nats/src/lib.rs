@@ -52,6 +52,7 @@
 mod direct;
 mod envelope;
 mod heads;
+mod inbox;
 mod journal;
 mod lease;
 mod live;

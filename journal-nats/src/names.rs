@@ -42,6 +42,9 @@ pub(crate) struct Names {
     pub events: String,
     /// The key-value bucket of snapshots, e.g. `RETRACE_SNAPSHOTS`.
     pub snapshots: String,
+    /// The work-queue stream of messages between servers, e.g.
+    /// `RETRACE_INBOX` (see `inbox`).
+    pub inbox: String,
     pub partitions: u32,
 }
 
@@ -61,6 +64,7 @@ impl Names {
             prefix: prefix.to_owned(),
             events: format!("{upper}_EVENTS"),
             snapshots: format!("{upper}_SNAPSHOTS"),
+            inbox: format!("{upper}_INBOX"),
             partitions,
         }
     }
@@ -73,6 +77,16 @@ impl Names {
     /// The event subjects of one partition.
     pub fn partition_events(&self, partition: u32) -> String {
         format!("{}.ev.{partition}.>", self.prefix)
+    }
+
+    /// The subject of the messages to a partition's holder (see `inbox`).
+    pub fn inbox_subject(&self, partition: u32) -> String {
+        format!("{}.in.{partition}", self.prefix)
+    }
+
+    /// Every partition's inbox subject.
+    pub fn all_inboxes(&self) -> String {
+        format!("{}.in.>", self.prefix)
     }
 
     /// A partition's fence subject (see `lease`).

@@ -154,3 +154,62 @@ async fn servers_share_the_partitions_and_take_over_those_of_one_that_leaves() {
         "taken before the dead server's leases ended"
     );
 }
+
+/// The next delivery of an inbox, or a failure after `SETTLE`.
+async fn next(
+    inbox: &mut tokio::sync::mpsc::Receiver<retrace_journal::Delivery>,
+) -> retrace_journal::Delivery {
+    tokio::time::timeout(SETTLE, inbox.recv())
+        .await
+        .expect("a message arrives")
+        .expect("the inbox is open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_reaches_the_holder_of_its_partition_until_one_is_done_with_it() {
+    let server = NatsServer::start();
+    let a = sharing(&server, "node-a").await;
+    let b = sharing(&server, "node-b").await;
+    settled(&[&a, &b]).await;
+    let mut inbox_a = a.inbox().expect("a sharing journal has an inbox");
+    let mut inbox_b = b.inbox().expect("a sharing journal has an inbox");
+    assert!(a.inbox().is_none(), "the inbox is handed out once");
+
+    // Sent from either server, each message arrives at the holder of its
+    // stream's partition.
+    let of_a = *a.partitions().borrow().first().expect("a holds some");
+    let of_b = *b.partitions().borrow().first().expect("b holds some");
+    let (to_a, to_b) = (stream_in(&a, of_a), stream_in(&a, of_b));
+    b.send(to_a, b"for a".to_vec()).await.expect("sent");
+    a.send(to_b, b"for b".to_vec()).await.expect("sent");
+    let got = next(&mut inbox_a).await;
+    assert_eq!((got.to, got.message.as_slice()), (to_a, &b"for a"[..]));
+    got.done();
+    let got = next(&mut inbox_b).await;
+    assert_eq!((got.to, got.message.as_slice()), (to_b, &b"for b"[..]));
+
+    // One its holder cannot handle now arrives again; done, never again.
+    got.later();
+    let again = next(&mut inbox_b).await;
+    assert_eq!(again.message, b"for b");
+    again.done();
+
+    // One handed out when its holder dies unanswered arrives at the
+    // partition's next holder.
+    a.send(to_b, b"outlives b".to_vec()).await.expect("sent");
+    let unanswered = next(&mut inbox_b).await;
+    assert_eq!(unanswered.message, b"outlives b");
+    drop(inbox_b);
+    drop(b);
+    std::mem::forget(unanswered);
+    let got = next(&mut inbox_a).await;
+    assert_eq!((got.to, got.message.as_slice()), (to_b, &b"outlives b"[..]));
+    assert!(
+        a.partitions().borrow().contains(&of_b),
+        "it arrived once a held the partition"
+    );
+    got.done();
+    // Nothing else is pending: every message was done with once.
+    a.send(to_a, b"last".to_vec()).await.expect("sent");
+    assert_eq!(next(&mut inbox_a).await.message, b"last");
+}

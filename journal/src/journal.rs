@@ -9,7 +9,7 @@
 use futures::future::BoxFuture;
 
 use crate::error::Result;
-use crate::partition::Share;
+use crate::partition::{Delivery, Share};
 use crate::record::{EventRecord, NewEvent};
 use crate::stream::StreamId;
 use crate::subscription::Subscription;
@@ -148,6 +148,27 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// other servers (each appending to its own partitions); `None` when it
     /// may append to every stream.
     fn share(&self) -> Option<Share> {
+        None
+    }
+
+    /// Sends `message` to the server holding `to`'s partition (a shared
+    /// journal): once acknowledged, it arrives in that server's
+    /// [`inbox`](Journal::inbox), again and again (there, or at whichever
+    /// server holds the partition next) until one is done with it. A
+    /// journal that is not shared has no inbox and refuses.
+    fn send(&self, to: StreamId, message: Vec<u8>) -> BoxFuture<'static, Result<()>> {
+        let _ = (to, message);
+        Box::pin(async {
+            Err(crate::Error::Storage(
+                "this journal is not shared: it has no inbox".into(),
+            ))
+        })
+    }
+
+    /// The messages sent to the streams of the partitions this server
+    /// holds, as they arrive; handed out once (`None` afterwards, and for a
+    /// journal that is not shared).
+    fn inbox(&self) -> Option<tokio::sync::mpsc::Receiver<Delivery>> {
         None
     }
 }

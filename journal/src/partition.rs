@@ -7,13 +7,20 @@
 //! set held, kept current. A journal only one process writes (the sled
 //! journal) has no share: it holds every stream.
 //!
+//! Servers sharing a journal talk to each other through it: a message sent
+//! to a stream ([`Journal::send`](crate::Journal::send)) arrives, as a
+//! [`Delivery`], in the inbox of whichever server holds the stream's
+//! partition, and keeps arriving (there, or at the next holder) until one
+//! says it is done with it.
+//!
 //! Owns the hash that places a stream, which every backend and every
 //! server must compute alike (a stream's partition is part of where it is
-//! stored). It must never change for a stored journal.
+//! stored), and the shape of a delivery. It must never change the hash for
+//! a stored journal.
 
 use std::collections::BTreeSet;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::stream::StreamId;
 
@@ -47,6 +54,43 @@ impl Share {
     /// The partitions held now.
     pub fn held(&self) -> BTreeSet<u32> {
         self.held.borrow().clone()
+    }
+}
+
+/// A message sent to a stream, as it arrives at the server holding the
+/// stream's partition. Say [`Delivery::done`] once it is handled for good;
+/// [`Delivery::later`] (or dropping it) has it arrive again.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The stream it was sent to.
+    pub to: StreamId,
+    pub message: Vec<u8>,
+    handled: oneshot::Sender<bool>,
+}
+
+impl Delivery {
+    /// A delivery, and what its handler will answer (`true`: done).
+    pub fn new(to: StreamId, message: Vec<u8>) -> (Delivery, oneshot::Receiver<bool>) {
+        let (handled, answer) = oneshot::channel();
+        (
+            Delivery {
+                to,
+                message,
+                handled,
+            },
+            answer,
+        )
+    }
+
+    /// Handled for good: it is not delivered again.
+    pub fn done(self) {
+        let _ = self.handled.send(true);
+    }
+
+    /// Not handled now (this server no longer holds the stream, or cannot
+    /// write): delivered again a little later, here or at the next holder.
+    pub fn later(self) {
+        let _ = self.handled.send(false);
     }
 }
 

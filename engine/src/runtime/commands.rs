@@ -582,6 +582,13 @@ impl<'e> Acting<'e> {
             output,
         };
         let agent = self.engine.holder(task);
+        // Its execution moved to another server (see `share`).
+        if !self.engine.owns(id) {
+            return self
+                .engine
+                .report_elsewhere(id, trigger, agent.as_deref())
+                .await;
+        }
         let asked = Asked {
             agent: agent.as_deref(),
             ..self.asked()
@@ -601,6 +608,9 @@ impl<'e> Acting<'e> {
             error,
             retry_after_ms: None,
         };
+        if !self.engine.owns(id) {
+            return self.engine.report_elsewhere(id, trigger, None).await;
+        }
         self.engine.drive_unseen(id, trigger, self.asked()).await
     }
 

@@ -181,6 +181,10 @@ impl Engine {
 
     /// Like `drive`, for triggers nobody waits on (timers, leases, children).
     pub(super) async fn deliver(&self, id: ExecutionId, trigger: Trigger) {
+        // Another server drives it (see `share`).
+        if !self.owns(id) {
+            return self.deliver_elsewhere(id, trigger).await;
+        }
         match self.drive_unseen(id, trigger.clone(), Asked::ENGINE).await {
             Ok(()) => {}
             Err(Error::Rejected(r)) => {
@@ -188,10 +192,8 @@ impl Engine {
             }
             // Nobody else would deliver it again: keep it for when the
             // journal takes writes (see `outage`).
-            // Its partition moved to another server since (see `share`).
-            Err(_) if !self.owns(id) => {
-                tracing::debug!(execution = %id, "trigger not delivered: another server drives it")
-            }
+            // Its partition moved to another server meanwhile.
+            Err(_) if !self.owns(id) => Box::pin(self.deliver_elsewhere(id, trigger)).await,
             Err(e) if outage::is_storage_outage(&e) => {
                 self.keep_for_later(outage::Wake::Trigger(id, trigger))
             }

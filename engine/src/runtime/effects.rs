@@ -291,16 +291,17 @@ impl Engine {
         input: Value,
         priority: u8,
     ) {
+        // Another server drives the child's partition (see `share`).
+        if !self.owns(child) {
+            return self
+                .start_child_elsewhere(parent, child, workflow, version, input, priority)
+                .await;
+        }
         match self
             .ensure_child(parent, child, &workflow, &version, input.clone(), priority)
             .await
         {
             Ok(()) => {}
-            // Another server drives the child's partition (see `share`):
-            // not kept, as no outage ends.
-            Err(e) if !self.owns(child) => {
-                tracing::warn!(%child, error = %e, "child not started: another server holds its partition")
-            }
             Err(e) if outage::is_storage_outage(&e) => self.keep_for_later(Wake::Child {
                 parent,
                 child,
@@ -314,7 +315,7 @@ impl Engine {
     }
 
     /// Starts a child unless it exists; if it has ended, tells the parent.
-    async fn ensure_child(
+    pub(super) async fn ensure_child(
         &self,
         parent: ParentRef,
         child: ExecutionId,

@@ -41,6 +41,7 @@ mod drive;
 mod effects;
 mod handlers;
 mod http;
+mod inbox;
 mod index;
 mod limits;
 pub mod metrics;
@@ -336,6 +337,7 @@ impl Engine {
         );
         engine.start_background();
         engine.follow_share();
+        engine.run_inbox();
         engine.run_schedules();
         engine.run_breaker_log(breaker_changes);
         engine.run_agent_breakers();

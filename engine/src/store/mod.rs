@@ -44,7 +44,7 @@ use retrace_journal::{EventLog, NewEvent, Options, StreamId};
 
 pub use retrace_journal::store::sled::CACHE_BYTES_DEFAULT;
 pub use retrace_journal::{
-    Error as JournalError, Health as StorageHealth, Journal, MIN_FREE_BYTES_DEFAULT,
+    Delivery, Error as JournalError, Health as StorageHealth, Journal, MIN_FREE_BYTES_DEFAULT,
     Options as JournalOptions, Share, Stats as JournalStats, StorageError,
 };
 
