@@ -309,8 +309,11 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     drop(b);
     let every: BTreeSet<u32> = (0..PARTITIONS_DEFAULT).collect();
     let mut held = a.engine.partitions().unwrap();
-    let taken = tokio::time::timeout(PATIENCE, held.wait_for(|held| *held == every)).await;
-    assert!(taken.is_ok(), "a did not take the dead server's partitions");
+    // (The watch's guard let go at once: it holds off the engine's next change.)
+    let taken = tokio::time::timeout(PATIENCE, held.wait_for(|held| *held == every))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(taken, "a did not take the dead server's partitions");
 
     open.send_replace(true);
     for id in from_a.iter().chain(&from_b) {
@@ -373,8 +376,10 @@ async fn children_in_another_servers_partitions_start_report_and_are_cancelled_t
 
     // Every child is started, by whichever server holds its partition.
     let mut seen = calls.subscribe();
-    let started = tokio::time::timeout(PATIENCE, seen.wait_for(|c| c.len() == parents.len())).await;
-    assert!(started.is_ok_and(|s| s.is_ok()), "not every child started");
+    let started = tokio::time::timeout(PATIENCE, seen.wait_for(|c| c.len() == parents.len()))
+        .await
+        .is_ok_and(|s| s.is_ok());
+    assert!(started, "not every child started");
     let children: HashMap<ExecutionId, ExecutionId> = {
         let mut children = HashMap::new();
         for child in calls.borrow().keys() {
@@ -442,4 +447,86 @@ async fn children_in_another_servers_partitions_start_report_and_are_cancelled_t
     b.engine.shutdown().await.unwrap();
     a.journal.release().await;
     b.journal.release().await;
+}
+
+/// Waits until `holds` says yes (what the engines take in from the journal
+/// gives no signal of its own); fails after `PATIENCE`.
+async fn until(what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !holds() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_home_server_records_reaches_every_server_and_only_it_records_it() {
+    use retrace_engine::store::tokens::{NewToken, Role};
+    let server = NatsServer::start();
+    let (_open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let (home, other) = if a.engine.partitions().unwrap().borrow().contains(&0) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+
+    // A definition and a token made at the home are taken in elsewhere.
+    home.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    until("the other server knows the definition", || {
+        other.engine.workflow("moving", None).is_some()
+    })
+    .await;
+    let (_, secret) = home
+        .engine
+        .create_token(
+            NewToken {
+                name: "ops".into(),
+                role: Role::Operator,
+                capabilities: None,
+                expires_at_ms: None,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    until("the other server checks the token", || {
+        other.engine.authenticate(&secret).is_ok()
+    })
+    .await;
+    assert!(other.engine.tokens_required());
+    // The other started what the home defined.
+    let started = start(other, 1).await;
+    assert!(
+        other
+            .engine
+            .partitions()
+            .unwrap()
+            .borrow()
+            .contains(&partition(started[0]))
+    );
+
+    // Elsewhere a definition is refused, and nothing is recorded.
+    let refused = other.engine.define_json(FAMILY.as_bytes()).await;
+    assert!(refused.is_err(), "only the home server records definitions");
+    assert!(home.engine.workflow("family", None).is_none());
+    assert!(other.engine.workflow("family", None).is_none());
+
+    // The home leaves; the other becomes it, and defines on what the
+    // stream holds.
+    home.engine.shutdown().await.unwrap();
+    home.journal.release().await;
+    let mut held = other.engine.partitions().unwrap();
+    let took = tokio::time::timeout(PATIENCE, held.wait_for(|h| h.contains(&0)))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(took, "the other took partition 0");
+    other.engine.define_json(FAMILY.as_bytes()).await.unwrap();
+    assert!(other.engine.workflow("family", None).is_some());
+    other.engine.shutdown().await.unwrap();
+    other.journal.release().await;
 }

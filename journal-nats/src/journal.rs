@@ -27,7 +27,7 @@ use crate::heads::{Head, Heads};
 use crate::inbox;
 use crate::lease::{self, Leases, Ownership};
 use crate::live::{self, Live};
-use crate::names::{Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
+use crate::names::{LAYOUT, LAYOUT_KEY, Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
 use crate::reader::{Reader, other};
 use crate::share;
 use crate::tail;
@@ -154,10 +154,10 @@ impl NatsJournal {
                 allow_direct: true,
                 storage: stream::StorageType::File,
                 num_replicas: options.replicas,
-                metadata: HashMap::from([(
-                    PARTITIONS_KEY.to_owned(),
-                    options.partitions.to_string(),
-                )]),
+                metadata: HashMap::from([
+                    (PARTITIONS_KEY.to_owned(), options.partitions.to_string()),
+                    (LAYOUT_KEY.to_owned(), LAYOUT.to_owned()),
+                ]),
                 republish: Some(republish(&wanted)),
                 ..Default::default()
             };
@@ -190,6 +190,17 @@ impl NatsJournal {
                     format!("its metadata has no {PARTITIONS_KEY}: it was not made by retrace"),
                 )
             })?;
+        let layout = stream.cached_info().config.metadata.get(LAYOUT_KEY);
+        if layout.map(String::as_str) != Some(LAYOUT) {
+            return Err(other(
+                &format!("stream {} on NATS", wanted.events),
+                format!(
+                    "it places streams in partitions by layout {}, and this build reads layout \
+                     {LAYOUT} only (an earlier build made it): use a new --nats-prefix",
+                    layout.map_or("1", String::as_str)
+                ),
+            ));
+        }
         let names = Names::new(&options.prefix, partitions);
         let config = &stream.cached_info().config;
         if config.republish.as_ref() != Some(&republish(&names))

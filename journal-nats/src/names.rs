@@ -23,6 +23,12 @@ pub const PARTITIONS_DEFAULT: u32 = 64;
 /// The stream metadata key that records the partition count.
 pub(crate) const PARTITIONS_KEY: &str = "retrace.partitions";
 
+/// The stream metadata key that records how streams are placed in
+/// partitions, and the rule this build places them by (2: home streams in
+/// partition 0, see `retrace_journal::is_home`; before, no key).
+pub(crate) const LAYOUT_KEY: &str = "retrace.layout";
+pub(crate) const LAYOUT: &str = "2";
+
 /// The position of event `index` of the message at `sequence`.
 pub(crate) fn position(sequence: u64, index: usize) -> u64 {
     (sequence << INDEX_BITS) | index as u64

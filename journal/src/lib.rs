@@ -78,7 +78,7 @@ pub use error::{BoxedSource, Error, Result, StorageError};
 pub use journal::{Appended, Health, Journal, Snapshot, StreamHead, Tail};
 pub use log::EventLog;
 pub use options::{MIN_FREE_BYTES_DEFAULT, Options};
-pub use partition::{Delivery, Share, partition_of};
+pub use partition::{Delivery, Share, is_home, partition_of};
 pub use record::{EventRecord, NewEvent};
 pub use shared::Stats;
 pub use stream::StreamId;

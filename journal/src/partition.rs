@@ -25,14 +25,27 @@ use tokio::sync::{oneshot, watch};
 use crate::stream::StreamId;
 
 /// The partition of `stream` among `partitions`: FNV-1a of its id's bytes,
-/// modulo the count (0 partitions count as one).
+/// modulo the count (0 partitions count as one); a home stream's is 0.
 pub fn partition_of(stream: StreamId, partitions: u32) -> u32 {
+    if is_home(stream) {
+        return 0;
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in stream.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     (hash % u64::from(partitions.max(1))) as u32
+}
+
+/// Whether `stream` is a home stream: the nil id, or one whose first 15
+/// bytes are all `0xff` (ids no UUIDv4 or v7 can be, which a journal's user
+/// reserves for what is not one history among many: retrace's catalog,
+/// tokens, schedules, breakers, limits and webhooks). Home streams all live
+/// in partition 0, so one server (its holder) writes every one of them.
+pub fn is_home(stream: StreamId) -> bool {
+    let bytes = stream.as_bytes();
+    stream == StreamId::NIL || bytes[..15].iter().all(|b| *b == 0xff)
 }
 
 /// The partitions a server holds of a journal it shares with others.
@@ -112,7 +125,22 @@ mod tests {
     /// change to the hash shows up here before it strands a journal.
     #[test]
     fn the_placement_of_a_stream_never_changes() {
-        assert_eq!(partition_of(StreamId::NIL, 64), 37);
-        assert_eq!(partition_of(StreamId::from_bytes([0xff; 16]), 64), 21);
+        assert_eq!(partition_of(StreamId::from_bytes([7; 16]), 64), 53);
+        assert_eq!(partition_of(StreamId::from_bytes([0xfe; 16]), 64), 37);
+    }
+
+    #[test]
+    fn home_streams_live_in_partition_zero() {
+        let mut top = [0xff; 16];
+        for last in [0x00, 0xfb, 0xfc, 0xfd, 0xfe, 0xff] {
+            top[15] = last;
+            assert!(is_home(StreamId::from_bytes(top)));
+            assert_eq!(partition_of(StreamId::from_bytes(top), 64), 0);
+        }
+        assert_eq!(partition_of(StreamId::NIL, 64), 0);
+        let mut almost = [0xff; 16];
+        almost[14] = 0xfe;
+        assert!(!is_home(StreamId::from_bytes(almost)));
+        assert!(!is_home(StreamId::from_bytes([1; 16])));
     }
 }

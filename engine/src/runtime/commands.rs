@@ -145,6 +145,7 @@ impl Engine {
     ) -> Result<Defined, Error> {
         let warnings = self.warnings(&workflow);
         let _exclusive = self.inner.defining.lock().await;
+        self.catalog_caught_up().await?;
         let now = self.inner.clock.now_ms();
         let definition = self.read_catalog()?.definition(&workflow, by, reason, now);
         let Some((seq, events)) = definition else {

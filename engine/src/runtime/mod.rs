@@ -40,6 +40,7 @@ mod commands;
 mod drive;
 mod effects;
 mod handlers;
+mod home;
 mod http;
 mod inbox;
 mod index;
@@ -337,6 +338,7 @@ impl Engine {
         );
         engine.start_background();
         engine.follow_share();
+        engine.follow_home();
         engine.run_inbox();
         engine.run_schedules();
         engine.run_breaker_log(breaker_changes);

@@ -84,7 +84,8 @@ impl Engine {
 
     /// The partitions this engine drives, now and as they change, when it
     /// shares the journal with other servers (`None`: it drives every
-    /// execution).
+    /// execution). Let a borrow of it go at once: the engine's next change
+    /// waits for it.
     pub fn partitions(&self) -> Option<watch::Receiver<BTreeSet<u32>>> {
         self.inner.owned.share.as_ref()?;
         Some(self.inner.owned.told.subscribe())

@@ -21,6 +21,7 @@ impl Engine {
         reason: Option<&str>,
     ) -> Result<(Token, String), Error> {
         let _exclusive = self.inner.changing_tokens.lock().await;
+        self.tokens_caught_up().await?;
         let now = self.inner.clock.now_ms();
         let creation = self.read_tokens()?.creation(new, by, reason, now)?;
         self.inner
@@ -39,6 +40,7 @@ impl Engine {
         reason: Option<&str>,
     ) -> Result<Token, Error> {
         let _exclusive = self.inner.changing_tokens.lock().await;
+        self.tokens_caught_up().await?;
         let now = self.inner.clock.now_ms();
         let (seq, event) = self.read_tokens()?.revocation(name, by, reason, now)?;
         self.inner.store.append_access(seq, event).await?;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use retrace_journal::{Journal, NewEvent};
+use retrace_journal::{EventRecord, Journal, NewEvent};
 
 use super::CATALOG;
 use crate::error::Error;
@@ -55,21 +55,47 @@ impl WorkflowCatalog {
     /// Rebuilds the catalog from its stream.
     pub async fn load(journal: &dyn Journal) -> Result<WorkflowCatalog, Error> {
         let mut catalog = WorkflowCatalog::default();
+        catalog.catch_up(journal).await?;
+        Ok(catalog)
+    }
+
+    /// Reads and takes in what the stream holds past what it took in.
+    pub(crate) async fn catch_up(&mut self, journal: &dyn Journal) -> Result<(), Error> {
         loop {
-            let records = journal.read(CATALOG, catalog.seq + 1, 256).await?;
+            let records = journal.read(CATALOG, self.seq + 1, 256).await?;
             if records.is_empty() {
-                return Ok(catalog);
+                return Ok(());
             }
-            for r in records {
-                if r.kind == DEFINED {
-                    // As accepted then: bounds added since do not refuse it.
-                    let wf =
-                        Workflow::from_stored_json(&r.payload).map_err(Error::InvalidWorkflow)?;
-                    catalog.insert(Arc::new(wf));
-                }
-                catalog.seq = r.seq;
-            }
+            self.take_in(&records)?;
         }
+    }
+
+    /// Takes in the catalog stream's `records`, those it has not yet (in
+    /// order, from the one after its last).
+    pub(crate) fn take_in(&mut self, records: &[EventRecord]) -> Result<(), Error> {
+        for r in records {
+            if r.seq <= self.seq {
+                continue;
+            }
+            if r.seq != self.seq + 1 {
+                return Err(Error::Inconsistent(format!(
+                    "catalog event {} read after {}",
+                    r.seq, self.seq
+                )));
+            }
+            if r.kind == DEFINED {
+                // As accepted then: bounds added since do not refuse it.
+                let wf = Workflow::from_stored_json(&r.payload).map_err(Error::InvalidWorkflow)?;
+                self.insert(Arc::new(wf));
+            }
+            self.seq = r.seq;
+        }
+        Ok(())
+    }
+
+    /// The catalog stream's last seq taken in.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
     }
 
     /// The catalog records that define `wf` (on behalf of `by`) and the seq

@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use retrace_journal::{Journal, NewEvent};
+use retrace_journal::{EventRecord, Journal, NewEvent};
 use serde::{Deserialize, Serialize};
 
 use super::{ACCESS, Storage, Store};
@@ -198,41 +198,68 @@ impl Tokens {
     /// Rebuilds the table from its stream.
     pub async fn load(journal: &dyn Journal) -> Result<Tokens, Error> {
         let mut tokens = Tokens::default();
+        tokens.catch_up(journal).await?;
+        Ok(tokens)
+    }
+
+    /// Reads and takes in what the stream holds past what it took in.
+    pub(crate) async fn catch_up(&mut self, journal: &dyn Journal) -> Result<(), Error> {
         loop {
-            let records = journal.read(ACCESS, tokens.seq + 1, 256).await?;
+            let records = journal.read(ACCESS, self.seq + 1, 256).await?;
             if records.is_empty() {
-                return Ok(tokens);
+                return Ok(());
             }
-            for r in records {
-                match stored(&r)? {
-                    Some(Stored::Created(c)) => {
-                        let hash = blake3::Hash::from_hex(&c.hash).map_err(|e| {
-                            Error::Inconsistent(format!(
-                                "access event {}: the token hash is not hex: {e}",
-                                r.seq
-                            ))
-                        })?;
-                        let token = Token {
-                            name: c.name.clone(),
-                            role: c.role,
-                            capabilities: c.capabilities,
-                            created_at_ms: r.recorded_at_ms,
-                            created_by: c.by,
-                            expires_at_ms: c.expires_at_ms,
-                            revoked_at_ms: None,
-                            revoked_by: None,
-                        };
-                        tokens.by_name.insert(c.name, (token, hash));
-                    }
-                    Some(Stored::Revoked(v)) => {
-                        tokens.mark_revoked(&v.name, v.by, r.recorded_at_ms);
-                    }
-                    // A kind a later build added: not ours to read.
-                    None => {}
-                }
-                tokens.seq = r.seq;
-            }
+            self.take_in(&records)?;
         }
+    }
+
+    /// The access stream's last seq taken in.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Takes in the access stream's `records`, those it has not yet (in
+    /// order, from the one after its last).
+    pub(crate) fn take_in(&mut self, records: &[EventRecord]) -> Result<(), Error> {
+        for r in records {
+            if r.seq <= self.seq {
+                continue;
+            }
+            if r.seq != self.seq + 1 {
+                return Err(Error::Inconsistent(format!(
+                    "access event {} read after {}",
+                    r.seq, self.seq
+                )));
+            }
+            match stored(r)? {
+                Some(Stored::Created(c)) => {
+                    let hash = blake3::Hash::from_hex(&c.hash).map_err(|e| {
+                        Error::Inconsistent(format!(
+                            "access event {}: the token hash is not hex: {e}",
+                            r.seq
+                        ))
+                    })?;
+                    let token = Token {
+                        name: c.name.clone(),
+                        role: c.role,
+                        capabilities: c.capabilities,
+                        created_at_ms: r.recorded_at_ms,
+                        created_by: c.by,
+                        expires_at_ms: c.expires_at_ms,
+                        revoked_at_ms: None,
+                        revoked_by: None,
+                    };
+                    self.by_name.insert(c.name, (token, hash));
+                }
+                Some(Stored::Revoked(v)) => {
+                    self.mark_revoked(&v.name, v.by, r.recorded_at_ms);
+                }
+                // A kind a later build added: not ours to read.
+                None => {}
+            }
+            self.seq = r.seq;
+        }
+        Ok(())
     }
 
     /// Whether any token was ever created: from then on every call needs one.
