@@ -530,3 +530,50 @@ async fn what_the_home_server_records_reaches_every_server_and_only_it_records_i
     other.engine.shutdown().await.unwrap();
     other.journal.release().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_an_idempotency_key_is_decided_by_the_holder_of_the_keys_partition() {
+    let server = NatsServer::start();
+    let (_open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let keyed = |key: &str| StartRequest {
+        workflow: "moving".into(),
+        idempotency_key: Some(key.into()),
+        ..StartRequest::default()
+    };
+    for i in 0..16 {
+        let key = format!("order-{i}");
+        let home_of_key = a.engine.key_partition(&key).unwrap();
+        assert_eq!(
+            b.engine.key_partition(&key),
+            Some(home_of_key),
+            "every server agrees"
+        );
+        let (holder, other) = if a
+            .engine
+            .partitions()
+            .unwrap()
+            .borrow()
+            .contains(&home_of_key)
+        {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        };
+        let refused = other.engine.start(keyed(&key)).await;
+        assert!(refused.is_err(), "{key}: started away from its partition");
+        let first = holder.engine.start(keyed(&key)).await.unwrap();
+        assert!(first.created);
+        assert_eq!(partition(first.id), home_of_key);
+        let again = holder.engine.start(keyed(&key)).await.unwrap();
+        assert_eq!((again.id, again.created), (first.id, false));
+    }
+    a.engine.shutdown().await.unwrap();
+    b.engine.shutdown().await.unwrap();
+    a.journal.release().await;
+    b.journal.release().await;
+}

@@ -414,7 +414,7 @@ impl<'e> Acting<'e> {
         crate::machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
         // Time-ordered (UUIDv7): new executions' keys land together at the
         // end of the journal's key space, and listing by id lists by start.
-        let id = self.engine.fresh_id()?;
+        let id = self.engine.fresh_id(request.idempotency_key.as_deref())?;
         let params = StartParams {
             input: request.input,
             parent: None,

@@ -93,28 +93,55 @@ impl Engine {
 
     /// A fresh execution id (UUIDv7: time-ordered), in a partition this
     /// engine drives: drawn again until one falls there (with P partitions
-    /// of which it holds H, about P / H draws).
-    pub(super) fn fresh_id(&self) -> Result<ExecutionId, Error> {
+    /// of which it holds H, about P / H draws). With an idempotency key, in
+    /// the key's own partition ([`Engine::key_partition`]), so every start
+    /// with one key is decided by one server (about P draws); refused if
+    /// another server holds it.
+    pub(super) fn fresh_id(&self, key: Option<&str>) -> Result<ExecutionId, Error> {
         let draw = || ExecutionId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
         let owned = &self.inner.owned;
         let Some(share) = &owned.share else {
             return Ok(draw());
         };
         let held = owned.partitions();
-        if held.is_empty() {
+        let unavailable = |why: String| {
+            Error::Journal(JournalError::Unavailable(Arc::new(JournalError::Storage(
+                StorageError::Other(why),
+            ))))
+        };
+        let wanted = match key.and_then(|key| self.key_partition(key)) {
+            Some(partition) if !held.contains(&partition) => {
+                return Err(unavailable(format!(
+                    "executions with this idempotency key start in partition {partition}, \
+                     which another server holds"
+                )));
+            }
+            Some(partition) => Some(partition),
             // Brief: while the servers sharing the journal settle.
-            return Err(Error::Journal(JournalError::Unavailable(Arc::new(
-                JournalError::Storage(StorageError::Other(
+            None if held.is_empty() => {
+                return Err(unavailable(
                     "this server holds no partition of the journal yet".into(),
-                )),
-            ))));
-        }
+                ));
+            }
+            None => None,
+        };
         loop {
             let id = draw();
-            if held.contains(&share.partition_of(stream_of(id))) {
+            let partition = share.partition_of(stream_of(id));
+            if wanted.map_or(held.contains(&partition), |w| w == partition) {
                 return Ok(id);
             }
         }
+    }
+
+    /// The partition whose holder starts the executions with idempotency
+    /// key `key`, on a journal several servers share (`None` otherwise).
+    pub fn key_partition(&self, key: &str) -> Option<u32> {
+        let share = self.inner.owned.share.as_ref()?;
+        let hash = blake3::hash(key.as_bytes());
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&hash.as_bytes()[..16]);
+        Some(share.partition_of(retrace_journal::StreamId::from_bytes(bytes)))
     }
 
     /// Takes, as the engine opens, the partitions the journal holds then:
