@@ -200,8 +200,36 @@ async fn completed_once(reader: &Engine, id: ExecutionId) {
     assert_eq!(state.status, Status::Completed);
 }
 
+/// A name for a server joining `a` that takes partition 0 (the home) from
+/// it, or leaves it to `a`: the journal's rendezvous rule (the highest
+/// blake3 of name and partition wins), computed here.
+fn joiner(takes_home: bool) -> &'static str {
+    let rank = |name: &str| {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(name.as_bytes());
+        hasher.update(&0u32.to_le_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+        u64::from_le_bytes(first)
+    };
+    ["b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
+        .into_iter()
+        .find(|name| (rank(name) > rank("a")) == takes_home)
+        .expect("one of ten names ranks either way")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_joining_takes_its_share_of_the_executions_mid_flight() {
+    joining(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_joining_as_the_home_takes_the_tasks_for_agents_too() {
+    joining(true).await
+}
+
+/// `a` runs alone, then another server joins (taking the home, or not).
+async fn joining(takes_home: bool) {
     let server = NatsServer::start();
     let (open, opened) = watch::channel(false);
     let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
@@ -216,8 +244,13 @@ async fn a_server_joining_takes_its_share_of_the_executions_mid_flight() {
     let from_a = start(&a, 24).await;
     let for_agents = start_of(&a, "for_agents", 24).await;
 
-    let b = node(&server, "b", &opened, &calls).await;
+    let joined = joiner(takes_home);
+    let b = node(&server, joined, &opened, &calls).await;
     settled(&[&a, &b]).await;
+    assert_eq!(
+        b.engine.partitions().unwrap().borrow().contains(&0),
+        takes_home
+    );
     let (held_a, held_b) = (
         a.engine.partitions().unwrap().borrow().clone(),
         b.engine.partitions().unwrap().borrow().clone(),
@@ -246,23 +279,29 @@ async fn a_server_joining_takes_its_share_of_the_executions_mid_flight() {
         seen.wait_for(|seen| {
             moved
                 .iter()
-                .all(|id| seen.get(id).is_some_and(|by| by.contains(&"b")))
+                .all(|id| seen.get(id).is_some_and(|by| by.contains(&joined)))
         }),
     )
     .await;
     let queued_by_b = queued_by_b.is_ok_and(|r| r.is_ok());
     assert!(queued_by_b, "b did not take up the executions it gained");
-    // Each engine lists, and queues the tasks of, only what it drives.
+    // Each engine lists only what it drives; the tasks for agents of
+    // both wait in one queue, the home's (the holder of partition 0).
     let (on_a, on_b): (Vec<ExecutionId>, Vec<ExecutionId>) = for_agents
         .iter()
         .partition(|id| held_a.contains(&partition(**id)));
     assert!(!on_a.is_empty() && !on_b.is_empty(), "both hold some");
+    let (home, away) = if held_a.contains(&0) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     let queued = |node: &Node| node.engine.agents().queue_sizes().get("queued").copied();
-    assert_eq!(
-        queued(&a),
-        Some(on_a.len()),
-        "a took back the tasks of what moved"
-    );
+    until("the home queues every task for agents", || {
+        queued(home) == Some(for_agents.len())
+    })
+    .await;
+    assert_eq!(queued(away), None, "only the home queues tasks for agents");
     let listed = |node: &Node| node.engine.status_counts().values().sum::<u64>() as usize;
     let a_holds = from_a
         .iter()
@@ -270,12 +309,11 @@ async fn a_server_joining_takes_its_share_of_the_executions_mid_flight() {
         .filter(|id| held_a.contains(&partition(**id)))
         .count();
     assert_eq!(listed(&a), a_holds, "a lists only what it drives");
-    tokio::time::timeout(PATIENCE, work_off(&a, on_a.len()))
+    // An agent of the home's does them all; each result reaches the
+    // server driving its execution.
+    tokio::time::timeout(PATIENCE, work_off(home, for_agents.len()))
         .await
-        .expect("a's agent does a's tasks");
-    tokio::time::timeout(PATIENCE, work_off(&b, on_b.len()))
-        .await
-        .expect("b's agent does b's tasks, those that moved too");
+        .expect("the home's agent does every task");
 
     open.send_replace(true);
     for id in from_a.iter().chain(&from_b).chain(&for_agents) {
@@ -299,32 +337,65 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
     let a = node(&server, "a", &opened, &calls).await;
     a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
+    a.engine.define_json(FOR_AGENTS.as_bytes()).await.unwrap();
     let b = node(&server, "b", &opened, &calls).await;
     settled(&[&a, &b]).await;
     let from_a = start(&a, 16).await;
     let from_b = start(&b, 16).await;
+    let for_agents = [
+        start_of(&a, "for_agents", 8).await,
+        start_of(&b, "for_agents", 8).await,
+    ]
+    .concat();
 
-    // b dies: its tasks stop, its leases are not given up but run out.
-    b.engine.shutdown().await.unwrap();
-    drop(b);
+    // The home dies (its tasks stop, its leases are not given up but run
+    // out): the other takes its partitions, becomes the home, reads the
+    // home's tables again (a breaker set since it opened) and queues every
+    // task for agents again.
+    let (home, survivor) = if a.engine.partitions().unwrap().borrow().contains(&0) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let settings = retrace_engine::breakers::BreakerSettings {
+        failures: 5,
+        window_ms: 60_000,
+        cool_down_ms: 60_000,
+        per_agent: false,
+    };
+    home.engine
+        .set_breaker("queued", settings, None, None)
+        .await
+        .unwrap();
+    assert!(survivor.engine.breaker("queued").is_err(), "not followed");
+    home.engine.shutdown().await.unwrap();
+    drop(home);
     let every: BTreeSet<u32> = (0..PARTITIONS_DEFAULT).collect();
-    let mut held = a.engine.partitions().unwrap();
+    let mut held = survivor.engine.partitions().unwrap();
     // (The watch's guard let go at once: it holds off the engine's next change.)
     let taken = tokio::time::timeout(PATIENCE, held.wait_for(|held| *held == every))
         .await
         .is_ok_and(|r| r.is_ok());
-    assert!(taken, "a did not take the dead server's partitions");
+    assert!(
+        taken,
+        "the survivor did not take the dead server's partitions"
+    );
+    tokio::time::timeout(PATIENCE, work_off(&survivor, for_agents.len()))
+        .await
+        .expect("the new home's agent does every task for agents");
 
     open.send_replace(true);
-    for id in from_a.iter().chain(&from_b) {
-        completed_once(&a.engine, *id).await;
+    for id in from_a.iter().chain(&from_b).chain(&for_agents) {
+        completed_once(&survivor.engine, *id).await;
     }
     let calls = calls.borrow().clone();
-    for id in &from_b {
-        assert_eq!(calls[id].last(), Some(&"a"), "{id} finished on a");
+    let name = |id| calls[&id].last().copied();
+    let last = name(from_a[0]).expect("handed out");
+    for id in from_a.iter().chain(&from_b) {
+        assert_eq!(name(*id), Some(last), "{id} finished on the survivor");
     }
-    a.engine.shutdown().await.unwrap();
-    a.journal.release().await;
+    survivor.engine.shutdown().await.unwrap();
+    survivor.journal.release().await;
 }
 
 /// A parent whose step is a child execution of `moving`.

@@ -482,6 +482,11 @@ impl AgentRegistry {
     pub fn outstanding(&self) -> usize {
         self.state().outstanding()
     }
+
+    /// The ids of the tasks queued or claimed.
+    pub fn outstanding_ids(&self) -> Vec<String> {
+        self.state().outstanding_ids()
+    }
 }
 
 /// Marks an agent as waiting in a poll for as long as it lives, so a long

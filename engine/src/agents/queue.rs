@@ -378,6 +378,11 @@ impl Tasks {
         Some(entry)
     }
 
+    /// The ids of every task queued or claimed.
+    pub(super) fn ids(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
     /// Whether task `id` is queued or claimed.
     pub(super) fn contains(&self, id: &str) -> bool {
         self.entries.contains_key(id)

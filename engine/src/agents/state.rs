@@ -520,4 +520,8 @@ impl State {
     pub(super) fn outstanding(&self) -> usize {
         self.tasks.len()
     }
+
+    pub(super) fn outstanding_ids(&self) -> Vec<String> {
+        self.tasks.ids()
+    }
 }

@@ -24,18 +24,16 @@
 //! Owns the order of those writes. It must never decide a transition
 //! (`breakers::breaker` does).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
-use super::metrics::Before;
 use super::{Engine, Inner};
 use crate::ExecutionId;
 use crate::agents::{ClaimGate, Outcome};
 use crate::breakers::{BreakerEvent, BreakerSettings, BreakerState, Breakers, Gate};
 use crate::error::{BreakerError, Error};
-use crate::machine::{ErrorInfo, Event, Trigger, error_types};
+use crate::machine::{ErrorInfo, Trigger, error_types};
 use crate::model::check_capability;
 
 /// How long the log waits before appending again after a refused write.
@@ -201,39 +199,28 @@ impl Engine {
         }
     }
 
-    /// Results just recorded: count failures and probes' outcomes (of
-    /// capabilities' own breakers; agents' breakers count them when the
-    /// registry settles the claim).
-    pub(super) fn breakers_saw(&self, events: &[Event], before: &HashMap<u64, Before>, now: u64) {
+    /// A result just recorded, of a task of `capability`: counts for its
+    /// breaker (a capability's own; agents' breakers count results when
+    /// the registry settles the claim).
+    pub(super) fn breaker_counts(&self, capability: &str, task: &str, failed: bool, now: u64) {
         let Ok(mut table) = self.lock_breakers() else {
             return;
         };
-        for event in events {
-            let (act, task, failed) = match event {
-                Event::TaskCompleted { act, task, .. } => (act, task, false),
-                Event::TaskFailed {
-                    act, task, error, ..
-                } if error.kind != error_types::CIRCUIT_OPEN => (act, task, true),
-                _ => continue,
-            };
-            let Some((capability, _)) = before.get(act).and_then(|b| b.task.as_ref()) else {
-                continue;
-            };
-            let Some(entry) = table
-                .get_mut(capability)
-                .filter(|e| !e.breaker.settings.per_agent)
-            else {
-                continue;
-            };
-            let transition = if failed {
-                entry.breaker.failed(task, now)
-            } else {
-                entry.breaker.succeeded(task)
-            };
-            if let Some(transition) = transition {
-                tracing::warn!(capability = %capability, ?transition, "circuit breaker changed");
-                self.log_breaker(BreakerEvent::of(capability, None, transition));
-            }
+        let Some(entry) = table
+            .get_mut(capability)
+            .filter(|e| !e.breaker.settings.per_agent)
+        else {
+            return;
+        };
+        let transition = if failed {
+            entry.breaker.failed(task, now)
+        } else {
+            entry.breaker.succeeded(task)
+        };
+        drop(table);
+        if let Some(transition) = transition {
+            tracing::warn!(capability = %capability, ?transition, "circuit breaker changed");
+            self.log_breaker(BreakerEvent::of(capability, None, transition));
         }
     }
 
@@ -265,6 +252,16 @@ impl Engine {
                     let Some(engine) = super::upgrade(&weak) else {
                         return;
                     };
+                    // Only the home records (see `home`): elsewhere (a
+                    // breaker of tasks performed here) the state stays in
+                    // memory.
+                    if !engine.is_home() {
+                        tracing::debug!(
+                            kind = event.kind(),
+                            "breaker change kept here: not the home"
+                        );
+                        break;
+                    }
                     match engine.record_breaker(&event).await {
                         Ok(()) => break,
                         Err(e) => {

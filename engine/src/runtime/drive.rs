@@ -18,7 +18,6 @@ use tracing::Instrument;
 use super::pace::Bucket;
 use super::{Engine, metrics, outage};
 use crate::ExecutionId;
-use crate::agents::Outcome;
 use crate::error::Error;
 use crate::machine::{
     self, Ctx, Effect, EffectKey, Event, ExecutionState, Rejection, StartParams, Status, Trigger,
@@ -294,8 +293,9 @@ impl Engine {
         live.pace
             .get_or_insert_with(|| Bucket::full(pacing, instant))
             .charge(pacing, events.len() as u64, instant);
-        self.settle_results(events);
-        self.breakers_saw(events, before, now);
+        // Results settle before reconcile withdraws what is no longer
+        // outstanding (see `dispatch`).
+        self.tasks_settled(id, events, before, now);
         self.reconcile(live);
         let ended = live.state.status.is_terminal();
         // Every `snapshot_every` events, unless the events since the last
@@ -347,22 +347,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Results are recorded: settle their tasks with the registry (its
-    /// agent statistics) before reconcile withdraws what is no longer
-    /// outstanding. A timed-out task was removed already; that is fine.
-    fn settle_results(&self, events: &[Event]) {
-        for event in events {
-            let settled = match event {
-                Event::TaskCompleted { task, .. } => Some((task, Outcome::Succeeded)),
-                Event::TaskFailed { task, .. } => Some((task, Outcome::Failed)),
-                _ => None,
-            };
-            if let Some((task, outcome)) = settled {
-                let _ = self.inner.agents.settle(task, outcome);
-            }
-        }
     }
 
     /// After a failed append, what the live state holds is ahead of the

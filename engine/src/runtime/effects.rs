@@ -127,8 +127,7 @@ impl Engine {
                 if capability == HTTP_CAPABILITY {
                     self.withdraw_http(&task);
                 }
-                self.inner.agents.withdraw(&task);
-                self.breaker_released(&capability, &task);
+                self.unqueue_task(id, &task, &capability);
             }
             Effect::Await {
                 act,
@@ -176,19 +175,38 @@ impl Engine {
                 agent_version,
                 ..
             } => {
-                if !self.breaker_lets(id, &capability, &task) {
-                    return;
-                }
-                if capability == HTTP_CAPABILITY {
-                    return self.perform_http(id, effect);
-                }
                 let handler = self
                     .inner
                     .handlers
                     .read()
                     .ok()
                     .and_then(|h| h.get(&capability).cloned());
+                if capability != HTTP_CAPABILITY && handler.is_none() {
+                    // For agents: queued where they poll (see `dispatch`).
+                    let spec = TaskSpec {
+                        id: task,
+                        execution: id,
+                        step,
+                        capability,
+                        attempt,
+                        input,
+                        lease_ms: timeouts.start_to_close_ms,
+                        schedule_to_start_ms: timeouts.schedule_to_start_ms,
+                        heartbeat_ms: timeouts.heartbeat_ms,
+                        scheduled_at_ms: self.inner.clock.now_ms(),
+                        priority,
+                        fairness_key,
+                        agent_version,
+                    };
+                    let recovered = self.inner.recovering.load(Ordering::SeqCst);
+                    return self.queue_task(spec, recovered);
+                }
+                if !self.breaker_lets(id, &capability, &task) {
+                    return;
+                }
                 match handler {
+                    _ if capability == HTTP_CAPABILITY => self.perform_http(id, effect),
+                    None => {}
                     Some(handler) => {
                         let engine = self.clone();
                         let call = HandlerTask {
@@ -211,33 +229,6 @@ impl Engine {
                             // Kept through a storage outage, like a timer.
                             engine.deliver(id, result).await;
                         });
-                    }
-                    None => {
-                        let spec = TaskSpec {
-                            id: task,
-                            execution: id,
-                            step,
-                            capability,
-                            attempt,
-                            input,
-                            lease_ms: timeouts.start_to_close_ms,
-                            schedule_to_start_ms: timeouts.schedule_to_start_ms,
-                            heartbeat_ms: timeouts.heartbeat_ms,
-                            scheduled_at_ms: self.inner.clock.now_ms(),
-                            priority,
-                            fairness_key,
-                            agent_version,
-                        };
-                        // Claimed before a restart: an agent may still run
-                        // it, so it holds its capability's slot a while.
-                        if self.inner.recovering.load(Ordering::SeqCst)
-                            && self.was_claimed(&spec.capability, &spec.id)
-                        {
-                            let until_ms = self.inner.clock.now_ms().saturating_add(spec.lease_ms);
-                            self.inner.agents.enqueue_recovered(spec, until_ms);
-                        } else {
-                            self.inner.agents.enqueue(spec);
-                        }
                     }
                 }
             }

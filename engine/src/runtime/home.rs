@@ -12,9 +12,16 @@
 //! stream; an engine that does not hold partition 0 cannot make one (the
 //! journal refuses its append).
 //!
-//! Owns the following of the home streams. It must never change a table
-//! but by what its stream holds, in order, under the same lock its own
-//! changes take.
+//! The other home streams are recorded by loops (schedules firing,
+//! webhook deliveries, breaker states, capability claims) that run at the
+//! home only: a server that becomes the home reads their tables again
+//! (the previous home recorded into them since it opened) and starts the
+//! loops; one that stops being it stops them.
+//!
+//! Owns the following of the home streams and the handing of the home's
+//! work from one server to the next. It must never change a table but by
+//! what its stream holds, in order, under the same lock its own changes
+//! take.
 
 use std::sync::{Arc, Weak};
 
@@ -22,7 +29,7 @@ use retrace_journal::Tail;
 
 use super::{Engine, Inner, upgrade};
 use crate::error::Error;
-use crate::store::{ACCESS, CATALOG};
+use crate::store::{ACCESS, CATALOG, reserved};
 use retrace_journal::EventRecord;
 
 /// How long a follower whose tail failed waits before it reads on.
@@ -68,6 +75,41 @@ impl Engine {
         let from = self.seq_of(Followed::Tokens)? + 1;
         let records = self.inner.store.journal().read(ACCESS, from, 256).await?;
         self.take_in(Followed::Tokens, &records)
+    }
+
+    /// Reads the tables of the home streams again, each under the lock
+    /// its changes take, and starts the work that records into them.
+    pub(super) async fn take_up_home(&self) -> Result<(), Error> {
+        let journal = self.inner.store.journal();
+        {
+            let _exclusive = self.inner.changing_schedules.lock().await;
+            let schedules = reserved::load::<crate::schedules::Schedules>(journal).await?;
+            *self.inner.schedules.write().map_err(|_| Error::Poisoned)? = schedules;
+        }
+        {
+            let _exclusive = self.inner.changing_breakers.lock().await;
+            let breakers = crate::store::breakers::load(journal).await?;
+            *self.inner.breakers.lock().map_err(|_| Error::Poisoned)? = breakers;
+        }
+        {
+            let _exclusive = self.inner.changing_limits.lock().await;
+            let limits = reserved::load::<crate::limits::LimitsTable>(journal).await?;
+            *self
+                .inner
+                .limits_table
+                .lock()
+                .map_err(|_| Error::Poisoned)? = limits;
+        }
+        self.load_capability_limits();
+        {
+            let _exclusive = self.inner.changing_webhooks.lock().await;
+            let webhooks = reserved::load::<crate::webhooks::Webhooks>(journal).await?;
+            *self.inner.webhooks.lock().map_err(|_| Error::Poisoned)? = webhooks;
+        }
+        self.run_webhooks();
+        self.inner.schedules_changed.notify_one();
+        self.inner.capability_rooms.notify_one();
+        Ok(())
     }
 
     fn seq_of(&self, followed: Followed) -> Result<u64, Error> {

@@ -32,8 +32,8 @@ use crate::store::{Delivery, stream_of};
 
 /// What one engine asks of the execution a message is sent to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Message {
+#[serde(tag = "message", rename_all = "snake_case")]
+pub(super) enum Message {
     ChildCompleted {
         child: ExecutionId,
         output: Value,
@@ -60,6 +60,14 @@ enum Message {
     },
     Terminate {
         reason: String,
+    },
+    TaskTimedOut {
+        task: String,
+        kind: String,
+    },
+    /// About tasks for agents, for the home (see `dispatch`).
+    Tasks {
+        task: super::dispatch::ToHome,
     },
     /// Start the execution it is sent to, as `parent`'s child.
     StartChild {
@@ -94,6 +102,7 @@ impl Message {
             },
             Trigger::Cancel { reason, compensate } => Message::Cancel { reason, compensate },
             Trigger::Terminate { reason } => Message::Terminate { reason },
+            Trigger::TaskTimedOut { task, kind } => Message::TaskTimedOut { task, kind },
             _ => return None,
         })
     }
@@ -115,7 +124,8 @@ impl Message {
             },
             Message::Cancel { reason, compensate } => Trigger::Cancel { reason, compensate },
             Message::Terminate { reason } => Trigger::Terminate { reason },
-            Message::StartChild { .. } => return None,
+            Message::TaskTimedOut { task, kind } => Trigger::TaskTimedOut { task, kind },
+            Message::StartChild { .. } | Message::Tasks { .. } => return None,
         })
     }
 }
@@ -123,7 +133,7 @@ impl Message {
 impl Engine {
     /// Sends `message` to the server driving `to`; refused (an outage)
     /// while NATS does not take it.
-    async fn send(&self, to: ExecutionId, message: &Message) -> Result<(), Error> {
+    pub(super) async fn send(&self, to: ExecutionId, message: &Message) -> Result<(), Error> {
         let bytes = serde_json::to_vec(message).map_err(|source| Error::Codec {
             what: "a message to another server".into(),
             source,
@@ -243,6 +253,14 @@ impl Engine {
                 self.ensure_child(parent, to, &workflow, &version, input, priority)
                     .await
             }
+            Message::Tasks { task } => {
+                // Not the home (any more): it arrives again at the next.
+                if !matches!(task, super::dispatch::ToHome::Resend) && !self.is_home() {
+                    return delivery.later();
+                }
+                self.at_home(to, task);
+                Ok(())
+            }
             message => {
                 let agent = match &message {
                     Message::TaskCompleted { agent, .. } => agent.clone(),
@@ -308,6 +326,10 @@ mod tests {
                 compensate: true,
             },
             Trigger::Terminate { reason: "r".into() },
+            Trigger::TaskTimedOut {
+                task: "t".into(),
+                kind: "start_to_close".into(),
+            },
         ] {
             let message = Message::of(&trigger).expect("it crosses");
             let bytes = serde_json::to_vec(&message).unwrap();

@@ -37,6 +37,7 @@
 mod breakers;
 mod capability_limits;
 mod commands;
+mod dispatch;
 mod drive;
 mod effects;
 mod handlers;
@@ -251,6 +252,8 @@ struct Inner {
     /// The partitions whose executions this engine drives, when it shares
     /// the journal with other servers.
     owned: share::Owned,
+    /// Messages about tasks for the home, sent in order (see `dispatch`).
+    outbox: dispatch::Outbox,
 }
 
 impl Drop for Inner {
@@ -279,6 +282,7 @@ impl Engine {
         let (breaker_log, breaker_changes) = tokio::sync::mpsc::unbounded_channel();
         let rebuild = config.rebuild;
         let share = store.journal().share();
+        let (outbox, to_home) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let lookup: read::NameLookup =
@@ -322,6 +326,7 @@ impl Engine {
                 tasks: tasks::Tasks::default(),
                 kept: outage::Kept::default(),
                 owned: share::Owned::new(share),
+                outbox,
             }
         });
         let engine = Engine { inner };
@@ -340,6 +345,12 @@ impl Engine {
         engine.follow_share();
         engine.follow_home();
         engine.run_inbox();
+        engine.run_outbox(to_home);
+        if let Some(share) = &engine.inner.owned.share
+            && engine.is_home()
+        {
+            engine.became_home(share.partitions);
+        }
         engine.run_schedules();
         engine.run_breaker_log(breaker_changes);
         engine.run_agent_breakers();

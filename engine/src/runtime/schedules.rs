@@ -234,6 +234,10 @@ impl Engine {
     /// Performs every step now due, schedule by schedule; returns when to
     /// look again and which executions' ends to watch.
     async fn run_due_schedules(&self) -> (Option<u64>, Vec<ExecutionId>) {
+        // Firing is the home's work (see `home`); a new home wakes this.
+        if !self.is_home() {
+            return (None, Vec::new());
+        }
         let _exclusive = self.inner.changing_schedules.lock().await;
         let mut wake_at: Option<u64> = None;
         let mut watch = Vec::new();

@@ -63,6 +63,11 @@ impl Owned {
         change(&mut self.partitions.write().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Every partition owned now.
+    pub(super) fn all(&self) -> BTreeSet<u32> {
+        self.partitions().clone()
+    }
+
     /// Tells the watchers what is owned now.
     fn tell(&self) {
         let now = self.partitions().clone();
@@ -80,6 +85,21 @@ impl Engine {
                 .partitions()
                 .contains(&share.partition_of(stream_of(id))),
         }
+    }
+
+    /// Whether this engine drives the executions of `partition` (always,
+    /// without a share).
+    pub(super) fn owns_partition(&self, partition: u32) -> bool {
+        self.inner.owned.share.is_none() || self.inner.owned.partitions().contains(&partition)
+    }
+
+    /// The partition of execution `id` (0 without a share).
+    pub(super) fn partition_of(&self, id: ExecutionId) -> u32 {
+        self.inner
+            .owned
+            .share
+            .as_ref()
+            .map_or(0, |share| share.partition_of(stream_of(id)))
     }
 
     /// The partitions this engine drives, now and as they change, when it
@@ -161,6 +181,7 @@ impl Engine {
             return;
         };
         let mut held = share.held.clone();
+        let share_partitions = share.partitions;
         let weak = Arc::downgrade(&self.inner);
         self.inner.tasks.spawn(async move {
             loop {
@@ -171,6 +192,9 @@ impl Engine {
                 let gained: BTreeSet<u32> = now.difference(&owned).copied().collect();
                 if !lost.is_empty() {
                     engine.drop_partitions(&lost).await;
+                    if lost.contains(&0) {
+                        engine.left_home();
+                    }
                 }
                 if !gained.is_empty()
                     && let Err(e) = engine.gain_partitions(&gained).await
@@ -180,6 +204,8 @@ impl Engine {
                     // them meanwhile.
                     tracing::warn!(error = %e, partitions = ?gained,
                         "cannot recover the executions of partitions taken; they wait for the next change");
+                } else if gained.contains(&0) {
+                    engine.became_home(share_partitions);
                 }
                 drop(engine);
                 if held.changed().await.is_err() {
@@ -253,14 +279,16 @@ impl Engine {
     /// parent's partition waits for it).
     fn disarm(&self, id: ExecutionId, effect: Effect) {
         match effect {
+            // An agent's task stays queued at the home: the server that
+            // took the partition queues the same task id again (and a
+            // withdrawal sent now could arrive after that). An `http` one
+            // performed here stops.
             Effect::Task {
                 task, capability, ..
             } => {
                 if capability == HTTP_CAPABILITY {
                     self.withdraw_http(&task);
                 }
-                self.inner.agents.withdraw(&task);
-                self.breaker_released(&capability, &task);
             }
             Effect::Await {
                 act,

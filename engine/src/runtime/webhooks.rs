@@ -377,6 +377,14 @@ impl Engine {
         }
     }
 
+    /// Stops every delivery loop (this engine is no longer the home, whose
+    /// work they are).
+    pub(super) fn stop_webhooks(&self) {
+        for (_, run) in locked(&self.inner.deliveries.runs).drain() {
+            run.cancel();
+        }
+    }
+
     /// Starts `id`'s delivery loop, stopped when it is deleted or the
     /// engine shuts down.
     fn spawn_webhook(&self, id: &str) {
@@ -396,6 +404,10 @@ impl Engine {
 /// as it is settled; ends when the subscription is gone.
 async fn deliver_loop(weak: Weak<Inner>, id: String) {
     let Some(engine) = upgrade(&weak) else { return };
+    // Deliveries are the home's work (see `home`).
+    if !engine.is_home() {
+        return;
+    }
     let Some(webhook) = engine.webhooks_table().get(&id).cloned() else {
         return;
     };
