@@ -648,3 +648,73 @@ async fn a_start_with_an_idempotency_key_is_decided_by_the_holder_of_the_keys_pa
     a.journal.release().await;
     b.journal.release().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_fires_schedules_whose_executions_start_wherever_their_partition_is() {
+    let server = NatsServer::start();
+    let (_open, opened) = watch::channel(false);
+    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let a = node(&server, "a", &opened, &calls).await;
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let (home, other) = if a.engine.partitions().unwrap().borrow().contains(&0) {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let tick =
+        r#"{"name": "tick", "steps": [{"id": "z", "type": "wait", "wait": {"seconds": 0}}]}"#;
+    home.engine.define_json(tick.as_bytes()).await.unwrap();
+    until("the other knows tick", || {
+        other.engine.workflow("tick", None).is_some()
+    })
+    .await;
+    let spec: retrace_engine::schedules::ScheduleSpec =
+        serde_json::from_value(json!({"id": "s", "workflow": "tick", "everyMs": 1000})).unwrap();
+    home.engine.create_schedule(spec, None, None).await.unwrap();
+
+    // Manual triggers and timed fires alike: each execution starts on
+    // the server holding its partition, and ends.
+    let mut fired = Vec::new();
+    for _ in 0..12 {
+        let (_, started) = home.engine.trigger_schedule("s", None, None).await.unwrap();
+        fired.push(started.id);
+    }
+    until("three timed fires", || {
+        home.engine.schedule("s").is_ok_and(|s| {
+            s.recent
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.outcome,
+                        retrace_engine::schedules::Outcome::Started { manual: false, .. }
+                    )
+                })
+                .count()
+                >= 3
+        })
+    })
+    .await;
+    fired.extend(home.engine.schedule("s").unwrap().recent.iter().filter_map(
+        |r| match &r.outcome {
+            retrace_engine::schedules::Outcome::Started { execution, .. } => Some(*execution),
+            _ => None,
+        },
+    ));
+    fired.sort();
+    fired.dedup();
+    let held_by_other = other.engine.partitions().unwrap().borrow().clone();
+    assert!(
+        fired
+            .iter()
+            .any(|id| held_by_other.contains(&partition(*id))),
+        "some fired executions fall in the other server's partitions"
+    );
+    for id in &fired {
+        assert_eq!(ended(&home.engine, *id).await, "execution_completed");
+    }
+    a.engine.shutdown().await.unwrap();
+    b.engine.shutdown().await.unwrap();
+    a.journal.release().await;
+    b.journal.release().await;
+}

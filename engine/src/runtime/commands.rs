@@ -622,3 +622,51 @@ impl<'e> Acting<'e> {
             .await
     }
 }
+
+impl Engine {
+    /// Starts execution `id` as `request` asks (its checks as any start's),
+    /// on behalf of `by`; one that exists already is the one asked for.
+    pub(super) async fn start_with_id(
+        &self,
+        id: ExecutionId,
+        request: StartRequest,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Started, Error> {
+        let workflow = self
+            .workflow(&request.workflow, request.version.as_deref())
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: request.workflow.clone(),
+                version: request.version.clone(),
+            })?;
+        workflow
+            .check_input(&request.input)
+            .map_err(Error::InvalidInput)?;
+        crate::machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
+        let params = StartParams {
+            input: request.input,
+            parent: None,
+            idempotency_key: request.idempotency_key,
+            signal: None,
+            priority: request.priority,
+            tags: request.tags,
+        };
+        let asked = self.acting_as(by).because(reason);
+        match self
+            .start_execution(id, workflow, params, asked.asked())
+            .await
+        {
+            Ok(status) => Ok(Started {
+                id,
+                status,
+                created: true,
+            }),
+            Err(e) if super::drive::started_elsewhere(&e) => Ok(Started {
+                id,
+                status: self.summary(id).map_or(Status::Running, |s| s.status),
+                created: false,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -69,6 +69,15 @@ pub(super) enum Message {
     Tasks {
         task: super::dispatch::ToHome,
     },
+    /// Start the execution it is sent to, as asked (a schedule's fire).
+    Start {
+        workflow: String,
+        version: Option<String>,
+        input: Value,
+        idempotency_key: Option<String>,
+        priority: Option<u8>,
+        by: Option<String>,
+    },
     /// Start the execution it is sent to, as `parent`'s child.
     StartChild {
         parent: ParentRef,
@@ -125,7 +134,9 @@ impl Message {
             Message::Cancel { reason, compensate } => Trigger::Cancel { reason, compensate },
             Message::Terminate { reason } => Trigger::Terminate { reason },
             Message::TaskTimedOut { task, kind } => Trigger::TaskTimedOut { task, kind },
-            Message::StartChild { .. } | Message::Tasks { .. } => return None,
+            Message::StartChild { .. } | Message::Start { .. } | Message::Tasks { .. } => {
+                return None;
+            }
         })
     }
 }
@@ -178,6 +189,24 @@ impl Engine {
             *by = agent.map(str::to_owned);
         }
         self.send(to, &message).await
+    }
+
+    /// Has the server driving `id`'s partition start it as `request` asks.
+    pub(super) async fn start_elsewhere(
+        &self,
+        id: ExecutionId,
+        request: &super::StartRequest,
+        by: Option<&str>,
+    ) -> Result<(), Error> {
+        let message = Message::Start {
+            workflow: request.workflow.clone(),
+            version: request.version.clone(),
+            input: request.input.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            priority: request.priority,
+            by: by.map(str::to_owned),
+        };
+        self.send(id, &message).await
     }
 
     /// Has the server driving `child`'s partition start it.
@@ -252,6 +281,26 @@ impl Engine {
             } => {
                 self.ensure_child(parent, to, &workflow, &version, input, priority)
                     .await
+            }
+            Message::Start {
+                workflow,
+                version,
+                input,
+                idempotency_key,
+                priority,
+                by,
+            } => {
+                let request = super::StartRequest {
+                    workflow,
+                    version,
+                    input,
+                    idempotency_key,
+                    priority,
+                    tags: Default::default(),
+                };
+                self.start_with_id(to, request, by.as_deref(), None)
+                    .await
+                    .map(|_| ())
             }
             Message::Tasks { task } => {
                 // Not the home (any more): it arrives again at the next.

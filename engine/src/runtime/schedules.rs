@@ -22,6 +22,7 @@ use super::recover::sleep_or_woken;
 use super::{Engine, StartRequest, Started, upgrade};
 use crate::ExecutionId;
 use crate::error::{Error, ScheduleError};
+use crate::machine::Status;
 use crate::schedules::{Schedule, ScheduleEvent, ScheduleSpec, Schedules, Step, Timing, next_step};
 use crate::store::reserved::SNAPSHOT_EVERY;
 
@@ -123,9 +124,12 @@ impl Engine {
         let now = self.inner.clock.now_ms();
         let schedule = self.schedule(id)?;
         let started = self
-            .acting_as(by)
-            .because(reason)
-            .start(start_request(&schedule, schedule.trigger_key(now)))
+            .start_fired(
+                start_request(&schedule, schedule.trigger_key(now)),
+                now,
+                by,
+                reason,
+            )
             .await?;
         let event = ScheduleEvent::ScheduleFired {
             id: id.to_owned(),
@@ -314,7 +318,7 @@ impl Engine {
                     }
                 }
                 let request = start_request(schedule, schedule.fire_key(at_ms));
-                match self.start(request).await {
+                match self.start_fired(request, at_ms, None, None).await {
                     Ok(started) => ScheduleEvent::ScheduleFired {
                         id,
                         at_ms,
@@ -344,6 +348,69 @@ impl Engine {
     fn write_schedules(&self) -> Result<std::sync::RwLockWriteGuard<'_, Schedules>, Error> {
         self.inner.schedules.write().map_err(|_| Error::Poisoned)
     }
+}
+
+impl Engine {
+    /// Starts a schedule's execution for the fire (or manual trigger) at
+    /// `at_ms`, whose request's idempotency key names it: its id derives
+    /// from that key ([`fired_id`]), so a fire made again (after a crash
+    /// between the start and `schedule_fired`) starts nothing new, and on
+    /// a journal several servers share, the home (which fires) knows the
+    /// id before the server holding its partition starts it (sent there
+    /// through the journal, started once however often it arrives).
+    async fn start_fired(
+        &self,
+        request: StartRequest,
+        at_ms: u64,
+        by: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Started, Error> {
+        let key = request.idempotency_key.clone().unwrap_or_default();
+        if let Some(id) = self.inner.index.keyed(&key) {
+            let status = self.summary(id).map_or(Status::Running, |s| s.status);
+            return Ok(Started {
+                id,
+                status,
+                created: false,
+            });
+        }
+        let id = fired_id(&key, at_ms);
+        // Refused here, as on one server, before anything is sent.
+        let workflow = self
+            .workflow(&request.workflow, request.version.as_deref())
+            .ok_or_else(|| Error::UnknownWorkflow {
+                name: request.workflow.clone(),
+                version: request.version.clone(),
+            })?;
+        workflow
+            .check_input(&request.input)
+            .map_err(Error::InvalidInput)?;
+        if !self.owns(id) {
+            self.start_elsewhere(id, &request, by).await?;
+            return Ok(Started {
+                id,
+                status: Status::Running,
+                created: true,
+            });
+        }
+        self.start_with_id(id, request, by, reason).await
+    }
+}
+
+/// The id of the execution a schedule starts for the fire whose
+/// idempotency key is `key` at `at_ms`: a UUIDv7 whose time is the fire
+/// time (so listing by id lists by fire) and whose other bits are the
+/// key's hash.
+fn fired_id(key: &str, at_ms: u64) -> ExecutionId {
+    let hash = blake3::hash(key.as_bytes());
+    let h = hash.as_bytes();
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&at_ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70 | (h[0] & 0x0f);
+    bytes[7] = h[1];
+    bytes[8] = 0x80 | (h[2] & 0x3f);
+    bytes[9..].copy_from_slice(&h[3..10]);
+    ExecutionId::from_bytes(bytes)
 }
 
 fn start_request(schedule: &Schedule, key: String) -> StartRequest {
