@@ -7,9 +7,11 @@
 //! by the journal's fences). The engine follows what its journal holds:
 //! it recovers the executions of a partition the journal gains (as opening
 //! recovers every execution: rebuilt, their effects re-armed), drops from
-//! memory those of a partition it loses (their tasks taken back from the
-//! agents' queues, their timers and listeners disarmed; nothing recorded),
-//! and starts new executions only in partitions it holds. Without a share
+//! memory those of a partition it loses (their timers and listeners
+//! disarmed, their `http` calls stopped, forgotten by the index and the
+//! limiter; nothing recorded, and their tasks for agents left queued at the
+//! home for the new holder, see `dispatch`), and starts new executions only
+//! in partitions it holds. Without a share
 //! the engine holds every execution, as it always did.
 //!
 //! Owns which partitions the engine drives (`owned`, which trails the
@@ -242,8 +244,8 @@ impl Engine {
     }
 
     /// Stops driving the executions of `partitions` (the journal lost or
-    /// gave them up): forgets them, takes their queued tasks back, disarms
-    /// their timers and listeners. Nothing is recorded.
+    /// gave them up): forgets them, disarms their timers and listeners.
+    /// Nothing is recorded.
     async fn drop_partitions(&self, partitions: &BTreeSet<u32>) {
         let Some(share) = &self.inner.owned.share else {
             return;
