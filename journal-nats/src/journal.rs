@@ -6,7 +6,7 @@
 //! publish an event itself (only the writer does) nor keep anything that
 //! is not also on the server, except caches that the server corrects.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::direct::remote;
 use crate::heads::{Head, Heads};
 use crate::inbox;
-use crate::lease::{self, Leases, Ownership};
+use crate::lease::{self, Holder, Leases, Ownership};
 use crate::live::{self, Live};
 use crate::names::{LAYOUT, LAYOUT_KEY, Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
 use crate::reader::{Reader, other};
@@ -377,6 +377,16 @@ impl NatsJournal {
         match &self.inner.leases {
             Some(leases) => leases.fences.partitions(),
             None => watch::Sender::new(BTreeSet::new()).subscribe(),
+        }
+    }
+
+    /// Sharing: which server holds each partition (its name and URL), as
+    /// the leases say, now and as it changes; empty otherwise. Let a borrow
+    /// of it go at once.
+    pub fn holders(&self) -> watch::Receiver<BTreeMap<u32, Holder>> {
+        match self.inner.leases.as_ref().and_then(Leases::holders) {
+            Some(holders) => holders,
+            None => watch::Sender::new(BTreeMap::new()).subscribe(),
         }
     }
 

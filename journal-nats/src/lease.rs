@@ -229,11 +229,16 @@ pub(crate) struct Leases {
     member: Option<(kv::Store, String)>,
     /// What this server's leases hold.
     value: Bytes,
+    /// Sharing: who holds each partition, and the task that follows it.
+    holders: Option<(crate::share::Holders, JoinHandle<()>)>,
 }
 
 impl Drop for Leases {
     fn drop(&mut self) {
         self.renewal.abort();
+        if let Some((_, task)) = &self.holders {
+            task.abort();
+        }
     }
 }
 
@@ -318,6 +323,7 @@ pub(crate) async fn take_all(
         renewal,
         member: None,
         value: ownership.value(),
+        holders: None,
     })
 }
 
@@ -621,6 +627,7 @@ impl Leases {
         renewal: JoinHandle<()>,
         member: (kv::Store, String),
         value: Bytes,
+        holders: (crate::share::Holders, JoinHandle<()>),
     ) -> Leases {
         Leases {
             fences,
@@ -628,7 +635,13 @@ impl Leases {
             renewal,
             member: Some(member),
             value,
+            holders: Some(holders),
         }
+    }
+
+    /// Sharing: who holds each partition, as the leases say.
+    pub fn holders(&self) -> Option<crate::share::Holders> {
+        self.holders.as_ref().map(|(holders, _)| holders.clone())
     }
 
     /// Gives every partition up at once (a graceful stop), so another

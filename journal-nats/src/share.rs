@@ -24,18 +24,20 @@
 //! never take a partition another holds (the lease decides), nor give up
 //! one that prefers this server.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use retrace_journal::Result;
 
 use crate::direct::remote;
-use crate::lease::{self, Fences, Held, Leases, Ownership};
+use crate::lease::{self, Fences, Held, Holder, Leases, Ownership};
 use crate::names::Names;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How often a missing partition of this server's share is tried again.
 const RETRY: Duration = Duration::from_millis(100);
@@ -106,7 +108,51 @@ pub(crate) async fn share(
         }
     });
     let value = ownership.value();
-    Ok(Leases::shared(fences, leases, renewal, member, value))
+    let holders = follow_holders(leases.clone());
+    Ok(Leases::shared(
+        fences, leases, renewal, member, value, holders,
+    ))
+}
+
+/// Which server holds each partition, as the leases bucket says, kept
+/// current by a watch of the bucket (a lease that ran out unrenewed stays
+/// named until another server takes its partition: NATS tells no watcher
+/// when a key ages out).
+pub(crate) type Holders = watch::Receiver<BTreeMap<u32, Holder>>;
+
+/// Follows the leases bucket into [`Holders`]; the task ends with its
+/// owner's abort.
+fn follow_holders(bucket: kv::Store) -> (Holders, JoinHandle<()>) {
+    let (tell, holders) = watch::channel(BTreeMap::new());
+    let task = tokio::spawn(async move {
+        loop {
+            match bucket.watch_with_history(">").await {
+                Ok(mut entries) => {
+                    while let Some(entry) = entries.next().await {
+                        let Ok(entry) = entry else { break };
+                        let Some(partition) = entry
+                            .key
+                            .strip_prefix('p')
+                            .and_then(|p| p.parse::<u32>().ok())
+                        else {
+                            continue;
+                        };
+                        tell.send_modify(|holders| match entry.operation {
+                            kv::Operation::Put => {
+                                holders.insert(partition, Holder::parse(&entry.value));
+                            }
+                            kv::Operation::Delete | kv::Operation::Purge => {
+                                holders.remove(&partition);
+                            }
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot watch the leases bucket"),
+            }
+            tokio::time::sleep(RETRY * 10).await;
+        }
+    });
+    (holders, task)
 }
 
 /// What one sharing server works with.

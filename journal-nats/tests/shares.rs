@@ -213,3 +213,71 @@ async fn a_message_reaches_the_holder_of_its_partition_until_one_is_done_with_it
     a.send(to_a, b"last".to_vec()).await.expect("sent");
     assert_eq!(next(&mut inbox_a).await.message, b"last");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_server_knows_who_holds_each_partition() {
+    let server = NatsServer::start();
+    let open = |node: &'static str| {
+        let url = format!("http://{node}.example");
+        NatsJournal::open(NatsOptions {
+            ownership: Some(Ownership {
+                ttl: TTL,
+                share: true,
+                url: Some(url),
+                ..Ownership::new(node)
+            }),
+            ..NatsOptions::new(server.url())
+        })
+    };
+    let a = open("node-a").await.expect("opens");
+    let b = open("node-b").await.expect("opens");
+    settled(&[&a, &b]).await;
+    // What each holds, as every server's map of the leases says.
+    let held = |j: &NatsJournal, node: &str| -> Vec<(u32, String, Option<String>)> {
+        j.partitions()
+            .borrow()
+            .iter()
+            .map(|p| (*p, node.to_owned(), Some(format!("http://{node}.example"))))
+            .collect()
+    };
+    let mut expected = held(&a, "node-a");
+    expected.extend(held(&b, "node-b"));
+    expected.sort();
+    for journal in [&a, &b] {
+        let mut holders = journal.holders();
+        let agreed = tokio::time::timeout(
+            SETTLE,
+            holders.wait_for(|h| {
+                let mut seen: Vec<_> = h
+                    .iter()
+                    .map(|(p, holder)| (*p, holder.node.clone(), holder.url.clone()))
+                    .collect();
+                seen.sort();
+                seen == expected
+            }),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        assert!(
+            agreed,
+            "the leases' holders as watched differ from the shares"
+        );
+    }
+    // One leaves gracefully: its partitions are named for the other.
+    b.release().await;
+    settled(&[&a]).await;
+    let mut holders = a.holders();
+    let moved = tokio::time::timeout(
+        SETTLE,
+        holders.wait_for(|h| {
+            h.len() == PARTITIONS_DEFAULT as usize
+                && h.values().all(|holder| holder.node == "node-a")
+        }),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    assert!(
+        moved,
+        "the leaving server's partitions are named for the other"
+    );
+}
