@@ -17,6 +17,9 @@
 //! - [`openapi`]: the OpenAPI document of the API (`GET /openapi.json`,
 //!   copied to `docs/openapi.json`).
 //! - [`state`]: what handlers share, the limits, and the shutdown switch.
+//! - [`forward`]: the front of `serve --nats` (forwarding to the server
+//!   that holds the journal); [`placement`]: where each endpoint is served
+//!   when servers share a journal's partitions.
 //! - [`cli`]: the `retrace` binary's subcommands: `serve`; offline `replay`,
 //!   `verify`, `export`; client commands against a server; `agent`.
 //!
@@ -34,6 +37,7 @@ pub mod integer;
 pub mod limits;
 pub mod listener;
 pub mod openapi;
+pub mod placement;
 pub mod router;
 pub mod routes;
 pub mod schemas;
