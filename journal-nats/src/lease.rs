@@ -114,6 +114,12 @@ impl Holder {
     }
 }
 
+/// Which server holds each partition, as the leases bucket says, kept
+/// current by a watch of the bucket (see `share`: a lease that ran out
+/// unrenewed stays named until another server takes its partition, as NATS
+/// tells no watcher when a key ages out).
+pub(crate) type Holders = watch::Receiver<std::collections::BTreeMap<u32, Holder>>;
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.url {
@@ -230,7 +236,7 @@ pub(crate) struct Leases {
     /// What this server's leases hold.
     value: Bytes,
     /// Sharing: who holds each partition, and the task that follows it.
-    holders: Option<(crate::share::Holders, JoinHandle<()>)>,
+    holders: Option<(Holders, JoinHandle<()>)>,
 }
 
 impl Drop for Leases {
@@ -627,7 +633,7 @@ impl Leases {
         renewal: JoinHandle<()>,
         member: (kv::Store, String),
         value: Bytes,
-        holders: (crate::share::Holders, JoinHandle<()>),
+        holders: (Holders, JoinHandle<()>),
     ) -> Leases {
         Leases {
             fences,
@@ -640,7 +646,7 @@ impl Leases {
     }
 
     /// Sharing: who holds each partition, as the leases say.
-    pub fn holders(&self) -> Option<crate::share::Holders> {
+    pub fn holders(&self) -> Option<Holders> {
         self.holders.as_ref().map(|(holders, _)| holders.clone())
     }
 

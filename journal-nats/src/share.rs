@@ -34,7 +34,7 @@ use futures::{StreamExt, TryStreamExt};
 use retrace_journal::Result;
 
 use crate::direct::remote;
-use crate::lease::{self, Fences, Held, Holder, Leases, Ownership};
+use crate::lease::{self, Fences, Held, Holder, Holders, Leases, Ownership};
 use crate::names::Names;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -113,12 +113,6 @@ pub(crate) async fn share(
         fences, leases, renewal, member, value, holders,
     ))
 }
-
-/// Which server holds each partition, as the leases bucket says, kept
-/// current by a watch of the bucket (a lease that ran out unrenewed stays
-/// named until another server takes its partition: NATS tells no watcher
-/// when a key ages out).
-pub(crate) type Holders = watch::Receiver<BTreeMap<u32, Holder>>;
 
 /// Follows the leases bucket into [`Holders`]; the task ends with its
 /// owner's abort.

@@ -23,9 +23,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::inbox::{Message, ToHome};
 use super::metrics::Before;
 use super::{Engine, upgrade};
 use crate::ExecutionId;
@@ -33,29 +33,6 @@ use crate::agents::{Outcome, TaskSpec};
 use crate::machine::{Effect, Event, error_types};
 use crate::model::HTTP_CAPABILITY;
 use crate::store::stream_of;
-
-/// What an engine tells the home about its tasks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(super) enum ToHome {
-    /// Queue it (`recovered`: queued again by a recovery, so one recorded
-    /// as claimed may still run on an agent).
-    Enqueue { spec: TaskSpec, recovered: bool },
-    /// Its execution no longer wants it.
-    Withdraw { task: String, capability: String },
-    /// Its result was recorded.
-    Settled {
-        task: String,
-        capability: Option<String>,
-        outcome: Outcome,
-        /// A failure that counts for its capability's breaker (not one it
-        /// failed fast itself).
-        counts: bool,
-    },
-    /// Send the outstanding tasks of the partition of the stream this is
-    /// sent to again (a new home asks).
-    Resend,
-}
 
 /// The address of the home: the nil id is a home stream's (partition 0).
 const HOME: ExecutionId = ExecutionId::from_bytes([0; 16]);
@@ -195,7 +172,7 @@ impl Engine {
                         break;
                     }
                     let to = if resend { execution } else { HOME };
-                    let wrapped = super::inbox::Message::Tasks {
+                    let wrapped = Message::Tasks {
                         task: message.clone(),
                     };
                     match engine.send(to, &wrapped).await {

@@ -26,6 +26,7 @@ use super::drive::Asked;
 use super::outage::{self, Wake};
 use super::{Engine, upgrade};
 use crate::ExecutionId;
+use crate::agents::{Outcome, TaskSpec};
 use crate::error::Error;
 use crate::machine::{ErrorInfo, ParentRef, Trigger};
 use crate::store::{Delivery, stream_of};
@@ -67,7 +68,7 @@ pub(super) enum Message {
     },
     /// About tasks for agents, for the home (see `dispatch`).
     Tasks {
-        task: super::dispatch::ToHome,
+        task: ToHome,
     },
     /// Start the execution it is sent to, as asked (a schedule's fire).
     Start {
@@ -86,6 +87,29 @@ pub(super) enum Message {
         input: Value,
         priority: u8,
     },
+}
+
+/// What an engine tells the home about its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(super) enum ToHome {
+    /// Queue it (`recovered`: queued again by a recovery, so one recorded
+    /// as claimed may still run on an agent).
+    Enqueue { spec: TaskSpec, recovered: bool },
+    /// Its execution no longer wants it.
+    Withdraw { task: String, capability: String },
+    /// Its result was recorded.
+    Settled {
+        task: String,
+        capability: Option<String>,
+        outcome: Outcome,
+        /// A failure that counts for its capability's breaker (not one it
+        /// failed fast itself).
+        counts: bool,
+    },
+    /// Send the outstanding tasks of the partition of the stream this is
+    /// sent to again (a new home asks).
+    Resend,
 }
 
 impl Message {
@@ -304,7 +328,7 @@ impl Engine {
             }
             Message::Tasks { task } => {
                 // Not the home (any more): it arrives again at the next.
-                if !matches!(task, super::dispatch::ToHome::Resend) && !self.is_home() {
+                if !matches!(task, ToHome::Resend) && !self.is_home() {
                     return delivery.later();
                 }
                 self.at_home(to, task);
