@@ -246,7 +246,8 @@ impl Index {
     }
 
     /// Forgets every execution `theirs` picks (another server drives them
-    /// now): its summary, its idempotency key, its waits; how many.
+    /// now): its summary, its idempotency key, its waits for events; how
+    /// many.
     pub(crate) fn forget_where(&self, theirs: impl Fn(ExecutionId) -> bool) -> usize {
         let mut listing = lock(&self.summaries);
         let ids: Vec<ExecutionId> = listing
@@ -260,6 +261,15 @@ impl Index {
         }
         drop(listing);
         lock(&self.idempotency).retain(|_, id| !theirs(*id));
+        lock(&self.awaiting).retain(|_, waiters| {
+            waiters.any.retain(|(id, _)| !theirs(*id));
+            waiters.compound.retain(|(id, _)| !theirs(*id));
+            waiters.scalar.retain(|_, set| {
+                set.retain(|(id, _)| !theirs(*id));
+                !set.is_empty()
+            });
+            !waiters.is_empty()
+        });
         ids.len()
     }
 

@@ -263,45 +263,27 @@ impl Engine {
         for live in dropped {
             let mut live = live.lock().await;
             let id = live.state.id;
+            // Its agents' tasks stay queued at the home (the new holder
+            // queues the same task ids again, and a withdrawal sent now
+            // could arrive after that); its `http` calls stop. Its timers
+            // and waits are forgotten below, with every dropped one's.
             for (_, effect) in live.armed.drain() {
-                self.disarm(id, effect);
+                if let Effect::Task {
+                    task, capability, ..
+                } = effect
+                    && capability == HTTP_CAPABILITY
+                {
+                    self.withdraw_http(&task);
+                }
             }
             self.limiter().let_go(id);
             // A later trigger finds it gone, not deciding on what it held.
             live.stale = true;
         }
+        self.inner.timers.forget_where(theirs);
         let forgotten = self.inner.index.forget_where(theirs);
         self.inner.owned.tell();
         tracing::info!(partitions = ?partitions, executions = forgotten, unfinished = count,
             "partitions given up: their executions dropped here");
-    }
-
-    /// Undoes, here only, what an effect armed: unlike withdrawing it, it
-    /// asks nothing of anyone (a child runs on; the server that took its
-    /// parent's partition waits for it).
-    fn disarm(&self, id: ExecutionId, effect: Effect) {
-        match effect {
-            // An agent's task stays queued at the home: the server that
-            // took the partition queues the same task id again (and a
-            // withdrawal sent now could arrive after that). An `http` one
-            // performed here stops.
-            Effect::Task {
-                task, capability, ..
-            } => {
-                if capability == HTTP_CAPABILITY {
-                    self.withdraw_http(&task);
-                }
-            }
-            Effect::Await {
-                act,
-                name,
-                correlation,
-            } => self
-                .inner
-                .index
-                .no_longer_awaits(&name, correlation.as_ref(), id, act),
-            Effect::Timer { .. } | Effect::Deadline { .. } => self.inner.timers.forget(id),
-            Effect::Child { .. } | Effect::Continue { .. } => {}
-        }
     }
 }

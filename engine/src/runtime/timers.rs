@@ -40,11 +40,11 @@ impl Timers {
         self.changed.notify_one();
     }
 
-    /// Disarms every timer of `execution` (its partition moved to another
-    /// server, which arms them there).
-    pub fn forget(&self, execution: ExecutionId) {
+    /// Disarms every timer of the executions `theirs` picks (their
+    /// partitions moved to another server, which arms them there).
+    pub fn forget_where(&self, theirs: impl Fn(ExecutionId) -> bool) {
         if let Ok(mut due) = self.due.lock() {
-            due.retain(|(_, e, _, _)| *e != execution);
+            due.retain(|(_, e, _, _)| !theirs(*e));
         }
     }
 
