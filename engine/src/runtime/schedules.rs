@@ -403,14 +403,10 @@ impl Engine {
 /// key's hash.
 fn fired_id(key: &str, at_ms: u64) -> ExecutionId {
     let hash = blake3::hash(key.as_bytes());
-    let h = hash.as_bytes();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&at_ms.to_be_bytes()[2..]);
-    bytes[6] = 0x70 | (h[0] & 0x0f);
-    bytes[7] = h[1];
-    bytes[8] = 0x80 | (h[2] & 0x3f);
-    bytes[9..].copy_from_slice(&h[3..10]);
-    ExecutionId::from_bytes(bytes)
+    let mut rest = [0u8; 10];
+    rest.copy_from_slice(&hash.as_bytes()[..10]);
+    let id = uuid::Builder::from_unix_timestamp_millis(at_ms, &rest).into_uuid();
+    ExecutionId::from_bytes(*id.as_bytes())
 }
 
 fn start_request(schedule: &Schedule, key: String) -> StartRequest {
@@ -421,5 +417,27 @@ fn start_request(schedule: &Schedule, key: String) -> StartRequest {
         idempotency_key: Some(key),
         priority: schedule.spec.priority,
         tags: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fires_id_is_a_uuidv7_of_its_fire_time_and_the_same_for_its_key() {
+        let at_ms = 1_700_000_123_456;
+        let id = uuid::Uuid::from_bytes(*fired_id("schedule:s:1:1", at_ms).as_bytes());
+        assert_eq!(id.get_version_num(), 7);
+        let (secs, nanos) = id.get_timestamp().expect("a v7 id has a time").to_unix();
+        assert_eq!(secs * 1_000 + u64::from(nanos) / 1_000_000, at_ms);
+        assert_eq!(
+            fired_id("schedule:s:1:1", at_ms),
+            fired_id("schedule:s:1:1", at_ms)
+        );
+        assert_ne!(
+            fired_id("schedule:s:1:1", at_ms),
+            fired_id("schedule:s:1:2", at_ms)
+        );
     }
 }
