@@ -323,7 +323,7 @@ impl<'e> Acting<'e> {
         }
     }
 
-    fn asked(&self) -> Asked<'_> {
+    pub(super) fn asked(&self) -> Asked<'_> {
         Asked {
             by: self.by.as_deref(),
             agent: None,
@@ -386,52 +386,17 @@ impl<'e> Acting<'e> {
         request: StartRequest,
         signal: Option<StartSignal>,
     ) -> Result<Started, Error> {
-        if let Some(id) = request
-            .idempotency_key
-            .as_deref()
-            .and_then(|key| self.engine.inner.index.keyed(key))
-        {
-            let status = self
-                .engine
-                .summary(id)
-                .map_or(Status::Running, |s| s.status);
-            return Ok(Started {
-                id,
-                status,
-                created: false,
-            });
+        let engine = &self.engine;
+        if let Some(started) = engine.started_by_key(request.idempotency_key.as_deref()) {
+            return Ok(started);
         }
-        let workflow = self
-            .engine
-            .workflow(&request.workflow, request.version.as_deref())
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: request.workflow.clone(),
-                version: request.version.clone(),
-            })?;
-        workflow
-            .check_input(&request.input)
-            .map_err(Error::InvalidInput)?;
-        crate::machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
+        let workflow = engine.startable(&request)?;
         // Time-ordered (UUIDv7): new executions' keys land together at the
         // end of the journal's key space, and listing by id lists by start.
-        let id = self.engine.fresh_id(request.idempotency_key.as_deref())?;
-        let params = StartParams {
-            input: request.input,
-            parent: None,
-            idempotency_key: request.idempotency_key,
-            signal,
-            priority: request.priority,
-            tags: request.tags,
-        };
-        let status = self
-            .engine
-            .start_execution(id, workflow, params, self.asked())
-            .await?;
-        Ok(Started {
-            id,
-            status,
-            created: true,
-        })
+        let id = engine.fresh_id(request.idempotency_key.as_deref())?;
+        engine
+            .start_with_id(id, workflow, request, signal, self.asked())
+            .await
     }
 
     /// Delivers an external event to one execution: to the step waiting for
@@ -624,15 +589,22 @@ impl<'e> Acting<'e> {
 }
 
 impl Engine {
-    /// Starts execution `id` as `request` asks (its checks as any start's),
-    /// on behalf of `by`; one that exists already is the one asked for.
-    pub(super) async fn start_with_id(
-        &self,
-        id: ExecutionId,
-        request: StartRequest,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<Started, Error> {
+    /// The execution idempotency key `key` started, answered as a start
+    /// that created nothing.
+    pub(super) fn started_by_key(&self, key: Option<&str>) -> Option<Started> {
+        let id = self.inner.index.keyed(key?)?;
+        let status = self.summary(id).map_or(Status::Running, |s| s.status);
+        Some(Started {
+            id,
+            status,
+            created: false,
+        })
+    }
+
+    /// The workflow `request` starts, once the request passes every check
+    /// a start makes before anything is recorded (the version exists, the
+    /// input fits it and its limits' keys, the tags are well formed).
+    pub(super) fn startable(&self, request: &StartRequest) -> Result<Arc<Workflow>, Error> {
         let workflow = self
             .workflow(&request.workflow, request.version.as_deref())
             .ok_or_else(|| Error::UnknownWorkflow {
@@ -642,20 +614,30 @@ impl Engine {
         workflow
             .check_input(&request.input)
             .map_err(Error::InvalidInput)?;
-        crate::machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
+        machine::tags::check_tags(&request.tags).map_err(Error::InvalidTags)?;
+        Ok(workflow)
+    }
+
+    /// Starts execution `id` of `workflow` (checked by [`Engine::startable`])
+    /// as `request` asks; one that exists already (a start sent twice) is
+    /// the one asked for.
+    pub(super) async fn start_with_id(
+        &self,
+        id: ExecutionId,
+        workflow: Arc<Workflow>,
+        request: StartRequest,
+        signal: Option<StartSignal>,
+        asked: Asked<'_>,
+    ) -> Result<Started, Error> {
         let params = StartParams {
             input: request.input,
             parent: None,
             idempotency_key: request.idempotency_key,
-            signal: None,
+            signal,
             priority: request.priority,
             tags: request.tags,
         };
-        let asked = self.acting_as(by).because(reason);
-        match self
-            .start_execution(id, workflow, params, asked.asked())
-            .await
-        {
+        match self.start_execution(id, workflow, params, asked).await {
             Ok(status) => Ok(Started {
                 id,
                 status,

@@ -322,9 +322,15 @@ impl Engine {
                     priority,
                     tags: Default::default(),
                 };
-                self.start_with_id(to, request, by.as_deref(), None)
-                    .await
-                    .map(|_| ())
+                match self.startable(&request) {
+                    Ok(workflow) => {
+                        let acting = self.acting_as(by.as_deref());
+                        self.start_with_id(to, workflow, request, None, acting.asked())
+                            .await
+                            .map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Message::Tasks { task } => {
                 // Not the home (any more): it arrives again at the next.

@@ -365,26 +365,15 @@ impl Engine {
         by: Option<&str>,
         reason: Option<&str>,
     ) -> Result<Started, Error> {
-        let key = request.idempotency_key.clone().unwrap_or_default();
-        if let Some(id) = self.inner.index.keyed(&key) {
-            let status = self.summary(id).map_or(Status::Running, |s| s.status);
-            return Ok(Started {
-                id,
-                status,
-                created: false,
-            });
+        if let Some(started) = self.started_by_key(request.idempotency_key.as_deref()) {
+            return Ok(started);
         }
-        let id = fired_id(&key, at_ms);
         // Refused here, as on one server, before anything is sent.
-        let workflow = self
-            .workflow(&request.workflow, request.version.as_deref())
-            .ok_or_else(|| Error::UnknownWorkflow {
-                name: request.workflow.clone(),
-                version: request.version.clone(),
-            })?;
-        workflow
-            .check_input(&request.input)
-            .map_err(Error::InvalidInput)?;
+        let workflow = self.startable(&request)?;
+        let id = fired_id(
+            request.idempotency_key.as_deref().unwrap_or_default(),
+            at_ms,
+        );
         if !self.owns(id) {
             self.start_elsewhere(id, &request, by).await?;
             return Ok(Started {
@@ -393,7 +382,9 @@ impl Engine {
                 created: true,
             });
         }
-        self.start_with_id(id, request, by, reason).await
+        let acting = self.acting_as(by).because(reason);
+        self.start_with_id(id, workflow, request, None, acting.asked())
+            .await
     }
 }
 
