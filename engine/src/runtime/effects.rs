@@ -282,16 +282,16 @@ impl Engine {
         input: Value,
         priority: u8,
     ) {
-        // Another server drives the child's partition (see `share`).
-        if !self.owns(child) {
-            return self
-                .start_child_elsewhere(parent, child, workflow, version, input, priority)
-                .await;
-        }
-        match self
-            .ensure_child(parent, child, &workflow, &version, input.clone(), priority)
-            .await
-        {
+        // Another server drives the child's partition (see `share`): it
+        // starts it.
+        let started = if self.owns(child) {
+            self.ensure_child(parent, child, &workflow, &version, input.clone(), priority)
+                .await
+        } else {
+            self.start_child_elsewhere(parent, child, &workflow, &version, &input, priority)
+                .await
+        };
+        match started {
             Ok(()) => {}
             Err(e) if outage::is_storage_outage(&e) => self.keep_for_later(Wake::Child {
                 parent,

@@ -238,30 +238,19 @@ impl Engine {
         &self,
         parent: ParentRef,
         child: ExecutionId,
-        workflow: String,
-        version: String,
-        input: Value,
+        workflow: &str,
+        version: &str,
+        input: &Value,
         priority: u8,
-    ) {
+    ) -> Result<(), Error> {
         let message = Message::StartChild {
             parent,
-            workflow: workflow.clone(),
-            version: version.clone(),
+            workflow: workflow.to_owned(),
+            version: version.to_owned(),
             input: input.clone(),
             priority,
         };
-        match self.send(child, &message).await {
-            Ok(()) => {}
-            Err(e) if outage::is_storage_outage(&e) => self.keep_for_later(Wake::Child {
-                parent,
-                child,
-                workflow,
-                version,
-                input,
-                priority,
-            }),
-            Err(e) => tracing::warn!(%child, error = %e, "child start not sent to its server"),
-        }
+        self.send(child, &message).await
     }
 
     /// Handles what arrives for the executions this engine drives, each
