@@ -223,7 +223,14 @@ impl Engine {
             for live in lives {
                 let live = live.lock().await;
                 for effect in live.armed.values() {
-                    if let Some(spec) = engine.agent_task(live.state.id, effect) {
+                    let Effect::Task { capability, .. } = effect else {
+                        continue;
+                    };
+                    if engine.handled_here(capability) {
+                        continue;
+                    }
+                    let now_ms = engine.inner.clock.now_ms();
+                    if let Some(spec) = task_spec(live.state.id, effect.clone(), now_ms) {
                         engine.queue_task(spec, true);
                     }
                 }
@@ -266,7 +273,7 @@ impl Engine {
 
     /// Whether tasks of `capability` are performed by this engine itself
     /// (in-process handlers, `http`), not by agents.
-    fn handled_here(&self, capability: &str) -> bool {
+    pub(super) fn handled_here(&self, capability: &str) -> bool {
         capability == HTTP_CAPABILITY
             || self
                 .inner
@@ -274,40 +281,41 @@ impl Engine {
                 .read()
                 .is_ok_and(|h| h.contains_key(capability))
     }
+}
 
-    /// The spec of an armed effect that is a task for agents.
-    fn agent_task(&self, execution: ExecutionId, effect: &Effect) -> Option<TaskSpec> {
-        let Effect::Task {
-            task,
-            step,
-            capability,
-            attempt,
-            input,
-            timeouts,
-            priority,
-            fairness_key,
-            agent_version,
-            ..
-        } = effect.clone()
-        else {
-            return None;
-        };
-        (!self.handled_here(&capability)).then(|| TaskSpec {
-            id: task,
-            execution,
-            step,
-            capability,
-            attempt,
-            input,
-            lease_ms: timeouts.start_to_close_ms,
-            schedule_to_start_ms: timeouts.schedule_to_start_ms,
-            heartbeat_ms: timeouts.heartbeat_ms,
-            scheduled_at_ms: self.inner.clock.now_ms(),
-            priority,
-            fairness_key,
-            agent_version,
-        })
-    }
+/// The spec of a task effect, as the agents' registry queues it (`None`
+/// for another effect).
+pub(super) fn task_spec(execution: ExecutionId, effect: Effect, now_ms: u64) -> Option<TaskSpec> {
+    let Effect::Task {
+        task,
+        step,
+        capability,
+        attempt,
+        input,
+        timeouts,
+        priority,
+        fairness_key,
+        agent_version,
+        ..
+    } = effect
+    else {
+        return None;
+    };
+    Some(TaskSpec {
+        id: task,
+        execution,
+        step,
+        capability,
+        attempt,
+        input,
+        lease_ms: timeouts.start_to_close_ms,
+        schedule_to_start_ms: timeouts.schedule_to_start_ms,
+        heartbeat_ms: timeouts.heartbeat_ms,
+        scheduled_at_ms: now_ms,
+        priority,
+        fairness_key,
+        agent_version,
+    })
 }
 
 /// An execution id in `partition` (any: it only addresses the partition).

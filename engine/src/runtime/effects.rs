@@ -23,12 +23,12 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::dispatch::task_spec;
 use super::drive::{Asked, Live, started_elsewhere};
 use super::outage::{self, Wake};
 use super::timers::Due;
 use super::{Engine, HandlerTask};
 use crate::ExecutionId;
-use crate::agents::TaskSpec;
 use crate::error::Error;
 use crate::machine::{
     Effect, EffectKey, ErrorInfo, ExecutionState, ParentRef, StartParams, Status, Trigger,
@@ -162,6 +162,16 @@ impl Engine {
     }
 
     fn perform(&self, id: ExecutionId, effect: &Effect) {
+        // For agents: queued where they poll (see `dispatch`).
+        if let Effect::Task { capability, .. } = effect
+            && !self.handled_here(capability)
+        {
+            if let Some(spec) = task_spec(id, effect.clone(), self.inner.clock.now_ms()) {
+                let recovered = self.inner.recovering.load(Ordering::SeqCst);
+                self.queue_task(spec, recovered);
+            }
+            return;
+        }
         match effect.clone() {
             Effect::Task {
                 task,
@@ -169,68 +179,42 @@ impl Engine {
                 capability,
                 attempt,
                 input,
-                timeouts,
-                priority,
-                fairness_key,
-                agent_version,
                 ..
             } => {
+                if !self.breaker_lets(id, &capability, &task) {
+                    return;
+                }
+                if capability == HTTP_CAPABILITY {
+                    return self.perform_http(id, effect);
+                }
                 let handler = self
                     .inner
                     .handlers
                     .read()
                     .ok()
                     .and_then(|h| h.get(&capability).cloned());
-                if capability != HTTP_CAPABILITY && handler.is_none() {
-                    // For agents: queued where they poll (see `dispatch`).
-                    let spec = TaskSpec {
-                        id: task,
-                        execution: id,
-                        step,
-                        capability,
-                        attempt,
-                        input,
-                        lease_ms: timeouts.start_to_close_ms,
-                        schedule_to_start_ms: timeouts.schedule_to_start_ms,
-                        heartbeat_ms: timeouts.heartbeat_ms,
-                        scheduled_at_ms: self.inner.clock.now_ms(),
-                        priority,
-                        fairness_key,
-                        agent_version,
+                let Some(handler) = handler else { return };
+                let engine = self.clone();
+                let call = HandlerTask {
+                    task: task.clone(),
+                    execution: id,
+                    step,
+                    capability,
+                    attempt,
+                    input,
+                };
+                self.inner.tasks.spawn(async move {
+                    let result = match handler.call(call).await {
+                        Ok(output) => Trigger::TaskCompleted { task, output },
+                        Err(error) => Trigger::TaskFailed {
+                            task,
+                            error,
+                            retry_after_ms: None,
+                        },
                     };
-                    let recovered = self.inner.recovering.load(Ordering::SeqCst);
-                    return self.queue_task(spec, recovered);
-                }
-                if !self.breaker_lets(id, &capability, &task) {
-                    return;
-                }
-                match handler {
-                    _ if capability == HTTP_CAPABILITY => self.perform_http(id, effect),
-                    None => {}
-                    Some(handler) => {
-                        let engine = self.clone();
-                        let call = HandlerTask {
-                            task: task.clone(),
-                            execution: id,
-                            step,
-                            capability,
-                            attempt,
-                            input,
-                        };
-                        self.inner.tasks.spawn(async move {
-                            let result = match handler.call(call).await {
-                                Ok(output) => Trigger::TaskCompleted { task, output },
-                                Err(error) => Trigger::TaskFailed {
-                                    task,
-                                    error,
-                                    retry_after_ms: None,
-                                },
-                            };
-                            // Kept through a storage outage, like a timer.
-                            engine.deliver(id, result).await;
-                        });
-                    }
-                }
+                    // Kept through a storage outage, like a timer.
+                    engine.deliver(id, result).await;
+                });
             }
             Effect::Timer { act, due_at_ms } => {
                 self.inner.timers.arm(id, act, due_at_ms, Due::Timer)
