@@ -73,16 +73,7 @@ impl WorkflowCatalog {
     /// Takes in the catalog stream's `records`, those it has not yet (in
     /// order, from the one after its last).
     pub(crate) fn take_in(&mut self, records: &[EventRecord]) -> Result<(), Error> {
-        for r in records {
-            if r.seq <= self.seq {
-                continue;
-            }
-            if r.seq != self.seq + 1 {
-                return Err(Error::Inconsistent(format!(
-                    "catalog event {} read after {}",
-                    r.seq, self.seq
-                )));
-            }
+        for r in super::past(records, self.seq, "catalog")? {
             if r.kind == DEFINED {
                 // As accepted then: bounds added since do not refuse it.
                 let wf = Workflow::from_stored_json(&r.payload).map_err(Error::InvalidWorkflow)?;

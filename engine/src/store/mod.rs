@@ -83,6 +83,27 @@ pub(crate) const WEBHOOKS: StreamId = StreamId::from_bytes([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb,
 ]);
 
+/// The records of a home stream (`what`: for errors) that come after
+/// `seq`, the last one taken in: those at or before it are skipped, and the
+/// rest must follow on from it one by one.
+pub(crate) fn past<'a>(
+    records: &'a [retrace_journal::EventRecord],
+    seq: u64,
+    what: &str,
+) -> Result<&'a [retrace_journal::EventRecord], Error> {
+    let new = &records[records.partition_point(|r| r.seq <= seq)..];
+    for (i, r) in new.iter().enumerate() {
+        let expected = seq + 1 + i as u64;
+        if r.seq != expected {
+            return Err(Error::Inconsistent(format!(
+                "{what} event {} read where {expected} was next",
+                r.seq
+            )));
+        }
+    }
+    Ok(new)
+}
+
 /// The stream that holds `id`'s history.
 pub(crate) fn stream_of(id: ExecutionId) -> StreamId {
     StreamId::from_bytes(*id.as_bytes())

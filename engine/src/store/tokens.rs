@@ -221,16 +221,7 @@ impl Tokens {
     /// Takes in the access stream's `records`, those it has not yet (in
     /// order, from the one after its last).
     pub(crate) fn take_in(&mut self, records: &[EventRecord]) -> Result<(), Error> {
-        for r in records {
-            if r.seq <= self.seq {
-                continue;
-            }
-            if r.seq != self.seq + 1 {
-                return Err(Error::Inconsistent(format!(
-                    "access event {} read after {}",
-                    r.seq, self.seq
-                )));
-            }
+        for r in super::past(records, self.seq, "access")? {
             match stored(r)? {
                 Some(Stored::Created(c)) => {
                     let hash = blake3::Hash::from_hex(&c.hash).map_err(|e| {
