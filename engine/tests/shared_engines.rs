@@ -75,6 +75,32 @@ async fn node(
     Node { engine, journal }
 }
 
+impl Node {
+    /// A graceful stop: the engine shuts down, then its partitions are
+    /// given up at once.
+    async fn stop(&self) {
+        self.engine.shutdown().await.unwrap();
+        self.journal.release().await;
+    }
+
+    fn holds(&self, partition: u32) -> bool {
+        self.engine
+            .partitions()
+            .unwrap()
+            .borrow()
+            .contains(&partition)
+    }
+}
+
+/// `a` and `b`, the home (the holder of partition 0) first.
+fn home_first<'n>(a: &'n Node, b: &'n Node) -> (&'n Node, &'n Node) {
+    if a.holds(0) { (a, b) } else { (b, a) }
+}
+
+fn no_calls() -> Calls {
+    Arc::new(watch::Sender::new(HashMap::new()))
+}
+
 fn partition(id: ExecutionId) -> u32 {
     retrace_journal::partition_of(StreamId::from_bytes(*id.as_bytes()), PARTITIONS_DEFAULT)
 }
@@ -201,20 +227,14 @@ async fn completed_once(reader: &Engine, id: ExecutionId) {
 }
 
 /// A name for a server joining `a` that takes partition 0 (the home) from
-/// it, or leaves it to `a`: the journal's rendezvous rule (the highest
-/// blake3 of name and partition wins), computed here.
+/// it, or leaves it to `a`, by the journal's rendezvous rule.
 fn joiner(takes_home: bool) -> &'static str {
-    let rank = |name: &str| {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(name.as_bytes());
-        hasher.update(&0u32.to_le_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
-        u64::from_le_bytes(first)
-    };
     ["b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
         .into_iter()
-        .find(|name| (rank(name) > rank("a")) == takes_home)
+        .find(|name| {
+            let nodes = ["a".to_owned(), (*name).to_owned()];
+            (retrace_journal_nats::preferred(&nodes, 0) == Some(*name)) == takes_home
+        })
         .expect("one of ten names ranks either way")
 }
 
@@ -232,7 +252,7 @@ async fn a_server_joining_as_the_home_takes_the_tasks_for_agents_too() {
 async fn joining(takes_home: bool) {
     let server = NatsServer::start();
     let (open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
     a.engine.define_json(FOR_AGENTS.as_bytes()).await.unwrap();
@@ -247,10 +267,7 @@ async fn joining(takes_home: bool) {
     let joined = joiner(takes_home);
     let b = node(&server, joined, &opened, &calls).await;
     settled(&[&a, &b]).await;
-    assert_eq!(
-        b.engine.partitions().unwrap().borrow().contains(&0),
-        takes_home
-    );
+    assert_eq!(b.holds(0), takes_home);
     let (held_a, held_b) = (
         a.engine.partitions().unwrap().borrow().clone(),
         b.engine.partitions().unwrap().borrow().clone(),
@@ -324,17 +341,15 @@ async fn joining(takes_home: bool) {
             assert_eq!(calls.borrow()[id], vec!["a"], "{id} stayed on a");
         }
     }
-    a.engine.shutdown().await.unwrap();
-    b.engine.shutdown().await.unwrap();
-    a.journal.release().await;
-    b.journal.release().await;
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     let server = NatsServer::start();
     let (open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
     a.engine.define_json(FOR_AGENTS.as_bytes()).await.unwrap();
@@ -352,11 +367,7 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     // out): the other takes its partitions, becomes the home, reads the
     // home's tables again (a breaker set since it opened) and queues every
     // task for agents again.
-    let (home, survivor) = if a.engine.partitions().unwrap().borrow().contains(&0) {
-        (a, b)
-    } else {
-        (b, a)
-    };
+    let (home, survivor) = if a.holds(0) { (a, b) } else { (b, a) };
     let settings = retrace_engine::breakers::BreakerSettings {
         failures: 5,
         window_ms: 60_000,
@@ -394,8 +405,7 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
     for id in from_a.iter().chain(&from_b) {
         assert_eq!(name(*id), Some(last), "{id} finished on the survivor");
     }
-    survivor.engine.shutdown().await.unwrap();
-    survivor.journal.release().await;
+    survivor.stop().await;
 }
 
 /// A parent whose step is a child execution of `moving`.
@@ -432,7 +442,7 @@ async fn children_in_another_servers_partitions_start_report_and_are_cancelled_t
 {
     let server = NatsServer::start();
     let (open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
     a.engine.define_json(FAMILY.as_bytes()).await.unwrap();
@@ -514,10 +524,8 @@ async fn children_in_another_servers_partitions_start_report_and_are_cancelled_t
         );
         assert_eq!(ended(&b.engine, *parent).await, "execution_completed");
     }
-    a.engine.shutdown().await.unwrap();
-    b.engine.shutdown().await.unwrap();
-    a.journal.release().await;
-    b.journal.release().await;
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Waits until `holds` says yes (what the engines take in from the journal
@@ -535,15 +543,11 @@ async fn what_the_home_server_records_reaches_every_server_and_only_it_records_i
     use retrace_engine::store::tokens::{NewToken, Role};
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     let b = node(&server, "b", &opened, &calls).await;
     settled(&[&a, &b]).await;
-    let (home, other) = if a.engine.partitions().unwrap().borrow().contains(&0) {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let (home, other) = home_first(&a, &b);
 
     // A definition and a token made at the home are taken in elsewhere.
     home.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
@@ -589,8 +593,7 @@ async fn what_the_home_server_records_reaches_every_server_and_only_it_records_i
 
     // The home leaves; the other becomes it, and defines on what the
     // stream holds.
-    home.engine.shutdown().await.unwrap();
-    home.journal.release().await;
+    home.stop().await;
     let mut held = other.engine.partitions().unwrap();
     let took = tokio::time::timeout(PATIENCE, held.wait_for(|h| h.contains(&0)))
         .await
@@ -598,15 +601,14 @@ async fn what_the_home_server_records_reaches_every_server_and_only_it_records_i
     assert!(took, "the other took partition 0");
     other.engine.define_json(FAMILY.as_bytes()).await.unwrap();
     assert!(other.engine.workflow("family", None).is_some());
-    other.engine.shutdown().await.unwrap();
-    other.journal.release().await;
+    other.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_with_an_idempotency_key_is_decided_by_the_holder_of_the_keys_partition() {
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     a.engine.define_json(WORKFLOW.as_bytes()).await.unwrap();
     let b = node(&server, "b", &opened, &calls).await;
@@ -624,13 +626,7 @@ async fn a_start_with_an_idempotency_key_is_decided_by_the_holder_of_the_keys_pa
             Some(home_of_key),
             "every server agrees"
         );
-        let (holder, other) = if a
-            .engine
-            .partitions()
-            .unwrap()
-            .borrow()
-            .contains(&home_of_key)
-        {
+        let (holder, other) = if a.holds(home_of_key) {
             (&a, &b)
         } else {
             (&b, &a)
@@ -643,25 +639,19 @@ async fn a_start_with_an_idempotency_key_is_decided_by_the_holder_of_the_keys_pa
         let again = holder.engine.start(keyed(&key)).await.unwrap();
         assert_eq!((again.id, again.created), (first.id, false));
     }
-    a.engine.shutdown().await.unwrap();
-    b.engine.shutdown().await.unwrap();
-    a.journal.release().await;
-    b.journal.release().await;
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_home_fires_schedules_whose_executions_start_wherever_their_partition_is() {
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
-    let calls: Calls = Arc::new(watch::Sender::new(HashMap::new()));
+    let calls = no_calls();
     let a = node(&server, "a", &opened, &calls).await;
     let b = node(&server, "b", &opened, &calls).await;
     settled(&[&a, &b]).await;
-    let (home, other) = if a.engine.partitions().unwrap().borrow().contains(&0) {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
+    let (home, other) = home_first(&a, &b);
     let tick =
         r#"{"name": "tick", "steps": [{"id": "z", "type": "wait", "wait": {"seconds": 0}}]}"#;
     home.engine.define_json(tick.as_bytes()).await.unwrap();
@@ -713,8 +703,6 @@ async fn the_home_fires_schedules_whose_executions_start_wherever_their_partitio
     for id in &fired {
         assert_eq!(ended(&home.engine, *id).await, "execution_completed");
     }
-    a.engine.shutdown().await.unwrap();
-    b.engine.shutdown().await.unwrap();
-    a.journal.release().await;
-    b.journal.release().await;
+    a.stop().await;
+    b.stop().await;
 }

@@ -67,3 +67,4 @@ mod writer;
 pub use journal::{NatsJournal, NatsOptions};
 pub use lease::{Holder, Ownership};
 pub use names::{EVENTS_PER_MESSAGE, PARTITIONS_DEFAULT};
+pub use share::preferred;

@@ -262,9 +262,10 @@ pub(crate) fn preferring(me: &str, nodes: &[String], partitions: u32) -> BTreeSe
         .collect()
 }
 
-/// The member a partition prefers: the highest hash of (name, partition),
-/// ties to the lower name.
-fn preferred(nodes: &[String], partition: u32) -> Option<&str> {
+/// The server among `nodes` (their names) that `partition` prefers: the
+/// highest hash of (name, partition), ties to the lower name. Settled,
+/// it is the one holding the partition.
+pub fn preferred(nodes: &[String], partition: u32) -> Option<&str> {
     nodes
         .iter()
         .map(|n| (rank(n, partition), std::cmp::Reverse(n.as_str())))
