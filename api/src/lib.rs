@@ -17,8 +17,9 @@
 //! - [`openapi`]: the OpenAPI document of the API (`GET /openapi.json`,
 //!   copied to `docs/openapi.json`).
 //! - [`state`]: what handlers share, the limits, and the shutdown switch.
-//! - [`forward`]: the front of `serve --nats` (forwarding to the server
-//!   that holds the journal); [`placement`]: where each endpoint is served
+//! - [`front`]: the front of `serve --nats` (each request served here or
+//!   forwarded to the server holding what it names, lists and publishes
+//!   asked of every server); [`placement`]: where each endpoint is served
 //!   when servers share a journal's partitions.
 //! - [`cli`]: the `retrace` binary's subcommands: `serve`; offline `replay`,
 //!   `verify`, `export`; client commands against a server; `agent`.
@@ -30,7 +31,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod extract;
-pub mod forward;
+pub mod front;
 pub mod guard;
 pub mod http_metrics;
 pub mod integer;

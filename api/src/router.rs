@@ -1,6 +1,7 @@
 //! The router: every endpoint with who may call it, and the layers around
-//! them (body limit, request logs and timings, CORS when configured, the
-//! cross-site guard, tokens and roles, panics as `500`, and
+//! them (body limit, request logs and timings, CORS when configured, where
+//! a request is served when servers share a journal, the cross-site guard,
+//! tokens and roles, panics as `500`, and
 //! JSON bodies for the framework's own error responses).
 //!
 //! Owns the URL space (`endpoints`: every method and path, and the
@@ -34,7 +35,7 @@ use crate::routes::{
     signal_with_start, streams, tasks, tokens, webhooks, workflows,
 };
 use crate::state::AppState;
-use crate::{guard, openapi};
+use crate::{front, guard, openapi};
 
 /// One endpoint: a method and a path, and the handler that answers them.
 struct Endpoint {
@@ -291,7 +292,14 @@ pub fn app(state: AppState) -> Router {
                 ),
             },
             guard::cross_site,
-        ))
+        ));
+    // Sharing a journal: before anything else on a route, the request goes
+    // where it is served, which checks it.
+    let router = match state.front.clone() {
+        Some(front) => router.route_layer(middleware::from_fn_with_state(front, front::place)),
+        None => router,
+    };
+    let router = router
         .layer(middleware::from_fn_with_state(max_body_bytes, json_errors))
         .layer(CatchPanicLayer::custom(on_panic))
         .layer(middleware::from_fn_with_state(

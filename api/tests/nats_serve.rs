@@ -1,198 +1,418 @@
-//! `retrace serve --nats` with real processes: a second server on the same
-//! journal stands by while the first holds it, forwarding requests to it,
-//! and takes it over as soon as the first stops gracefully (its leases
-//! released, not left to end); the executions the first started are the
-//! second's to finish.
+//! `retrace serve --nats` with real processes: servers on one journal share
+//! it. Each drives the executions of its share of the partitions, and any
+//! of them serves any request — reads, commands and event streams of an
+//! execution the other drives, lists and published events gathered from
+//! both, starts placed by their idempotency key, agents' tasks from every
+//! partition. A server stopping gives its partitions to the other, which
+//! finishes their executions; a server paused past its leases records
+//! nothing when resumed, and takes its share again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli_support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cli_support::signal;
+use retrace_journal_nats::PARTITIONS_DEFAULT;
 use retrace_journal_nats::server::NatsServer;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 /// A watchdog for waits that must end (not a synchronisation).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn serve(nats: &str) -> (Child, Lines<BufReader<ChildStderr>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--nats", nats])
-        .env_remove("RETRACE_DATA")
-        .env_remove("RETRACE_NATS")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    (child, lines)
+/// A client's pause before asking again (a backoff, not a synchronisation).
+const AGAIN: Duration = Duration::from_millis(20);
+
+/// One `retrace serve --nats` process.
+struct Server {
+    child: Child,
+    base: String,
 }
 
-/// Reads log lines until one contains `what`; returns it.
-async fn until(lines: &mut Lines<BufReader<ChildStderr>>, what: &str) -> String {
-    tokio::time::timeout(PATIENCE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(what) {
-                return line;
+impl Server {
+    async fn start(nats: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--nats", nats])
+            .env_remove("RETRACE_DATA")
+            .env_remove("RETRACE_NATS")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let listening = tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("listening") {
+                    return line;
+                }
             }
+            panic!("the server exited before listening");
+        })
+        .await
+        .expect("the server listens");
+        // Shown when the test fails: what it said of note.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("WARN") || line.contains("ERROR") || line.contains("partitions") {
+                    eprintln!("server {pid}: {line}");
+                }
+            }
+        });
+        let addr = listening.split("addr=").nth(1).unwrap();
+        Server {
+            child,
+            base: format!("http://{}", addr.split_whitespace().next().unwrap()),
         }
-        panic!("the server exited before logging {what:?}");
+    }
+
+    /// SIGTERM, and the server exits 0.
+    async fn stop(mut self) {
+        signal(&self.child, "TERM");
+        assert!(self.child.wait().await.unwrap().success());
+    }
+}
+
+/// How many partitions the server at `base` drives, by its metrics.
+async fn driven(http: &reqwest::Client, base: &str) -> Option<usize> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("retrace_partitions_driven "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Waits until the servers at `bases` together drive every partition,
+/// each some (only one: all); how long that took.
+async fn spread(http: &reqwest::Client, bases: &[&str]) -> Duration {
+    let since = Instant::now();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut counts = Vec::new();
+            for base in bases {
+                counts.push(driven(http, base).await.unwrap_or(0));
+            }
+            if counts.iter().sum::<usize>() == PARTITIONS_DEFAULT as usize
+                && counts.iter().all(|n| *n > 0)
+            {
+                return since.elapsed();
+            }
+            tokio::time::sleep(AGAIN).await;
+        }
     })
     .await
-    .unwrap_or_else(|_| panic!("no {what:?} in the log within {PATIENCE:?}"))
+    .expect("the servers share the partitions")
 }
 
-fn base(listening: &str) -> String {
-    let addr = listening.split("addr=").nth(1).unwrap();
-    format!("http://{}", addr.split_whitespace().next().unwrap())
+/// Sends until the answer is not `503` (a partition moving); the answer.
+async fn send(request: impl Fn() -> reqwest::RequestBuilder) -> (u16, Value) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = request().send().await.unwrap();
+            let status = r.status().as_u16();
+            if status != 503 {
+                return (status, r.json().await.unwrap_or(Value::Null));
+            }
+            tokio::time::sleep(AGAIN).await;
+        }
+    })
+    .await
+    .expect("a server answers")
+}
+
+async fn define(http: &reqwest::Client, base: &str, workflow: Value) {
+    let (status, body) = send(|| http.post(format!("{base}/v1/workflows")).json(&workflow)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Starts `workflow` through `base`; its id, and whether it was created.
+async fn start(
+    http: &reqwest::Client,
+    base: &str,
+    workflow: &str,
+    input: Value,
+    key: Option<&str>,
+) -> (String, bool) {
+    let mut body = json!({"workflow": workflow, "input": input});
+    if let Some(key) = key {
+        body["idempotencyKey"] = json!(key);
+    }
+    let (status, started) = send(|| http.post(format!("{base}/v1/executions")).json(&body)).await;
+    assert!(status == 201 || status == 200, "{status} {started}");
+    (
+        started["id"].as_str().unwrap().to_owned(),
+        started["created"].as_bool().unwrap(),
+    )
+}
+
+/// Every execution the list through `base` shows, page by page.
+async fn list_all(http: &reqwest::Client, base: &str, order: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/executions?limit=7&order={order}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = send(|| http.get(&url)).await;
+        assert_eq!(status, 200, "{page}");
+        let executions = page["executions"].as_array().unwrap();
+        assert!(executions.len() <= 7, "{page}");
+        ids.extend(
+            executions
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return ids,
+        }
+    }
+}
+
+/// An agent through `base` that takes `capability`'s tasks until it was
+/// given a task of each of `executions`, completing each through `complete_at`
+/// (registering again when the home does not know it: the home moved).
+/// The executions whose tasks it completed, with how many times.
+async fn work(
+    http: &reqwest::Client,
+    (base, complete_at): (&str, &str),
+    capability: &str,
+    executions: &BTreeSet<String>,
+) -> BTreeMap<String, usize> {
+    let mut done: BTreeMap<String, usize> = BTreeMap::new();
+    let mut agent: Option<String> = None;
+    tokio::time::timeout(PATIENCE, async {
+        while !executions.iter().all(|id| done.contains_key(id)) {
+            let Some(id) = agent.clone() else {
+                let (status, body) = send(|| {
+                    http.post(format!("{base}/v1/agents")).json(
+                        &json!({"name": "a", "capabilities": [capability], "maxConcurrency": 50}),
+                    )
+                })
+                .await;
+                assert_eq!(status, 201, "{body}");
+                agent = Some(body["id"].as_str().unwrap().to_owned());
+                continue;
+            };
+            let (status, polled) = send(|| {
+                http.post(format!("{base}/v1/tasks/poll"))
+                    .json(&json!({"agentId": id, "waitMs": 1000, "max": 50}))
+            })
+            .await;
+            if status == 404 {
+                agent = None;
+                continue;
+            }
+            assert_eq!(status, 200, "{polled}");
+            for task in polled["tasks"].as_array().unwrap() {
+                let path = format!("/v1/tasks/{}/complete", task["id"].as_str().unwrap());
+                let (status, body) = send(|| {
+                    http.post(format!("{complete_at}{path}"))
+                        .json(&json!({"output": {"done": true}}))
+                })
+                .await;
+                assert_eq!(status, 200, "{body}");
+                let execution = task["executionId"].as_str().unwrap().to_owned();
+                *done.entry(execution).or_default() += 1;
+            }
+        }
+    })
+    .await
+    .expect("the agent is given every execution's task");
+    done
+}
+
+/// A task step of `capability` nobody takes until the test's agent does.
+fn waits(name: &str, capability: &str) -> Value {
+    json!({"name": name, "steps": [{"id": "w", "type": "task", "capability": capability}]})
+}
+
+/// An execution waiting for event `ping` correlated by its input's `k`.
+fn hears() -> Value {
+    json!({"name": "hears", "steps": [
+        {"id": "e", "type": "event", "event": {"name": "ping", "correlation": "input.k"}}
+    ]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_server_waits_for_the_journal_and_takes_it_over_when_the_first_stops() {
+async fn two_servers_share_the_journal_and_either_serves_every_request() {
     let nats = NatsServer::start();
-    let (mut first, mut first_log) = serve(&nats.url());
-    let first_base = base(&until(&mut first_log, "listening").await);
-    until(&mut first_log, "this server holds the journal").await;
     let http = reqwest::Client::new();
-    let id = define_and_start(&http, &first_base).await;
+    let a = Server::start(&nats.url()).await;
+    spread(&http, &[&a.base]).await;
+    define(&http, &a.base, waits("waits", "later")).await;
+    define(&http, &a.base, waits("early", "early")).await;
+    let b = Server::start(&nats.url()).await;
+    let joined = spread(&http, &[&a.base, &b.base]).await;
+    eprintln!("a second server drives its share {joined:?} after it listens");
+    // A definition made through either is every server's.
+    define(&http, &b.base, hears()).await;
 
-    // The second server finds the journal held, stands by, and forwards
-    // what it is asked to the first (named, with its URL, in the leases).
-    let (mut second, mut second_log) = serve(&nats.url());
-    let second_base = base(&until(&mut second_log, "listening").await);
-    let waiting = until(&mut second_log, "held by another server").await;
-    let first_pid = first.id().unwrap();
-    assert!(
-        waiting.contains(&format!(":{first_pid} ({first_base})")),
-        "it names the holder (host:pid and URL): {waiting}"
-    );
-    let forwarded: Value = http
-        .get(format!("{second_base}/v1/executions/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(forwarded["status"], "running", "{forwarded}");
-    // A browser's write through it (its Origin is the standing-by
-    // server's) passes the holder's cross-site check: the Host it checks
-    // against is the one the browser sent.
-    let r = http
-        .post(format!("{second_base}/v1/workflows"))
-        .header("origin", &second_base)
-        .json(&json!({"name": "waits", "steps": [
-            {"id": "w", "type": "task", "capability": "later"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    // An event stream through it is the first's, forwarded as it goes.
-    let mut stream = http
-        .get(format!("{second_base}/v1/executions/{id}/events/stream"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
-    let shown = tokio::time::timeout(PATIENCE, async {
-        let mut shown = String::new();
-        while !shown.contains("execution_started") {
-            let chunk = stream.chunk().await.unwrap().expect("the stream goes on");
-            shown.push_str(&String::from_utf8_lossy(&chunk));
+    // Started without a key through each server, in partitions of its own.
+    let (mut early, mut ids) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..20 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let workflow = if i < 10 { "early" } else { "waits" };
+        let (id, _) = start(&http, base, workflow, json!({"i": i}), None).await;
+        if i < 10 {
+            early.insert(id.clone());
         }
-        shown
-    })
-    .await
-    .expect("the forwarded stream shows the execution's start");
-    assert!(shown.contains("event: execution_started"), "{shown}");
-    drop(stream);
-    stop(&mut first).await;
-    let stopped = Instant::now();
-    until(&mut second_log, "this server holds the journal").await;
-    eprintln!(
-        "handover after a graceful stop: the second server serves {:?} after the first exited",
-        stopped.elapsed()
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = second_log.next_line().await {} });
+        ids.insert(id);
+    }
+    // Read through either server, whichever drives it.
+    for id in &ids {
+        for base in [&a.base, &b.base] {
+            let (status, body) = send(|| http.get(format!("{base}/v1/executions/{id}"))).await;
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (200, Some("running")),
+                "{body}"
+            );
+        }
+    }
+    // Listed through either, page by page, each once, in order.
+    let oldest: Vec<String> = ids.iter().cloned().collect();
+    let newest: Vec<String> = ids.iter().rev().cloned().collect();
+    for base in [&a.base, &b.base] {
+        assert_eq!(list_all(&http, base, "oldest").await, oldest);
+        assert_eq!(list_all(&http, base, "newest").await, newest);
+    }
+    // A key names one execution whichever server is asked.
+    let (keyed, created) = start(&http, &a.base, "waits", json!({}), Some("k-1")).await;
+    assert!(created);
+    let (again, created) = start(&http, &b.base, "waits", json!({}), Some("k-1")).await;
+    assert_eq!((&again, created), (&keyed, false));
+    ids.insert(keyed);
 
-    // The execution the first started is the second's: its task is there
-    // to take, and completing it completes the execution.
-    let agent: Value = http
-        .post(format!("{second_base}/v1/agents"))
-        .json(&json!({"name": "a", "capabilities": ["later"]}))
-        .send()
-        .await
+    // An event published through one server reaches the executions waiting
+    // for it on both.
+    let mut hearing = BTreeSet::new();
+    for i in 0..8 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        hearing.insert(start(&http, base, "hears", json!({"k": 7}), None).await.0);
+    }
+    let (status, published) = send(|| {
+        http.post(format!("{}/v1/events/ping", a.base))
+            .json(&json!({"correlation": 7, "payload": {"pong": true}}))
+    })
+    .await;
+    assert_eq!(status, 200, "{published}");
+    let delivered: BTreeSet<String> = published["delivered"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let polled: Value = http
-        .post(format!("{second_base}/v1/tasks/poll"))
-        .json(&json!({"agentId": agent["id"], "waitMs": 10000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let task = &polled["tasks"][0];
-    assert_eq!(task["executionId"], id, "{polled}");
-    let r = http
-        .post(format!(
-            "{second_base}/v1/tasks/{}/complete",
-            task["id"].as_str().unwrap()
-        ))
-        .json(&json!({"output": {"done": true}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    let done: Value = http
-        .get(format!("{second_base}/v1/executions/{id}?waitMs=10000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(done["status"], "completed", "{done}");
-    stop(&mut second).await;
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, hearing);
+    for id in &hearing {
+        let (_, done) =
+            send(|| http.get(format!("{}/v1/executions/{id}?waitMs=10000", b.base))).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+
+    // An execution's stream through the server that does not drive it.
+    let id = ids.iter().next().unwrap();
+    for base in [&a.base, &b.base] {
+        let mut stream = http
+            .get(format!("{base}/v1/executions/{id}/events/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        let shown = tokio::time::timeout(PATIENCE, async {
+            let mut shown = String::new();
+            while !shown.contains("event: execution_started") {
+                let chunk = stream.chunk().await.unwrap().expect("the stream goes on");
+                shown.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            shown
+        })
+        .await;
+        assert!(shown.is_ok(), "the stream through {base} shows the start");
+    }
+
+    // An agent through b is given the tasks of every partition (the home
+    // dispatches them all); their results, sent through a, reach the
+    // servers driving the executions.
+    let done = work(&http, (&b.base, &a.base), "early", &early).await;
+    assert!(done.values().all(|n| *n == 1), "{done:?}");
+    assert_eq!(done.keys().cloned().collect::<BTreeSet<_>>(), early);
+
+    // b stops: its partitions are a's at once, and a finishes their
+    // executions (an agent through a takes what is left).
+    let stopped = Instant::now();
+    b.stop().await;
+    let took = spread(&http, &[&a.base]).await;
+    eprintln!(
+        "after a graceful stop the other server drives every partition {:?} later",
+        stopped.elapsed().max(took)
+    );
+    let rest: BTreeSet<String> = ids
+        .iter()
+        .filter(|id| !done.contains_key(*id))
+        .cloned()
+        .collect();
+    let more = work(&http, (&a.base, &a.base), "later", &rest).await;
+    assert_eq!(more.keys().cloned().collect::<BTreeSet<_>>(), rest);
+    for id in &ids {
+        let (_, ended) =
+            send(|| http.get(format!("{}/v1/executions/{id}?waitMs=10000", a.base))).await;
+        assert_eq!(ended["status"], "completed", "{ended}");
+        let (_, page) = send(|| http.get(format!("{}/v1/executions/{id}/events", a.base))).await;
+        let completed = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "task_completed")
+            .count();
+        assert_eq!(
+            completed,
+            1,
+            "{id}: its task completed once ({:?} {:?})",
+            done.get(id),
+            more.get(id)
+        );
+    }
+    a.stop().await;
 }
 
 /// The fencing test with real processes: a server paused (SIGSTOP) past its
-/// leases, whose journal another server took meanwhile, is resumed; its
-/// engine records nothing (a start it was sent while paused is refused,
-/// or forwarded once it stands by again), and it stands by, forwarding to
-/// the new holder. The executions it started before the pause are the new
-/// server's to finish.
+/// leases, whose partitions another server took meanwhile, is resumed; its
+/// engine records nothing (a start it was sent while paused is refused, or
+/// forwarded once it knows it drives nothing), and it takes its share
+/// again. The executions it started before the pause are finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() {
+async fn a_paused_server_whose_partitions_were_taken_records_nothing_when_resumed() {
     let nats = NatsServer::start();
-    let (mut old, mut old_log) = serve(&nats.url());
-    let old_base = base(&until(&mut old_log, "listening").await);
-    until(&mut old_log, "this server holds the journal").await;
     let http = reqwest::Client::new();
-    let before = define_and_start(&http, &old_base).await;
+    let old = Server::start(&nats.url()).await;
+    spread(&http, &[&old.base]).await;
+    define(&http, &old.base, waits("waits", "later")).await;
+    let (before, _) = start(&http, &old.base, "waits", json!({}), None).await;
 
-    signal(&old, "STOP");
-    // The new server takes the journal once the paused one's leases end.
-    let (mut new, mut new_log) = serve(&nats.url());
-    let new_base = base(&until(&mut new_log, "listening").await);
-    until(&mut new_log, "this server holds the journal").await;
-    tokio::spawn(async move { while let Ok(Some(_)) = new_log.next_line().await {} });
-    // A start sent to the paused server waits in its socket; it is
-    // handled when the server resumes, by then without its journal.
+    signal(&old.child, "STOP");
+    // The new server takes every partition once the paused one's leases end.
+    let new = Server::start(&nats.url()).await;
+    spread(&http, &[&new.base]).await;
+    // A start sent to the paused server waits in its socket; it is handled
+    // when the server resumes, by then without its partitions.
     let late = tokio::spawn({
-        let (http, old_base) = (http.clone(), old_base.clone());
+        let (http, old_base) = (http.clone(), old.base.clone());
         async move {
             http.post(format!("{old_base}/v1/executions"))
                 .json(
@@ -203,13 +423,7 @@ async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() 
                 .unwrap()
         }
     });
-    signal(&old, "CONT");
-    // It notices, gives everything up and stands by again.
-    until(&mut old_log, "standing by again").await;
-    tokio::spawn(async move { while let Ok(Some(_)) = old_log.next_line().await {} });
-    // Its own engine recorded nothing: the start was refused (`503`,
-    // NATS refusing the append on the fence) or, handled after it stood
-    // by, forwarded to the new server, which started it.
+    signal(&old.child, "CONT");
     let late = late.await.unwrap();
     let status = late.status();
     let body: Value = late.json().await.unwrap();
@@ -220,77 +434,36 @@ async fn a_paused_server_whose_journal_was_taken_records_nothing_when_resumed() 
         201 => expected.push(body["id"].as_str().unwrap().to_owned()),
         other => panic!("the late start answered {other}: {body}"),
     }
-    let listed: Value = http
-        .get(format!("{new_base}/v1/executions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut ids: Vec<String> = listed["executions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
+    // It takes its share again.
+    spread(&http, &[&old.base, &new.base]).await;
+    // Its engine recorded nothing while it had lost its partitions: what
+    // is listed (through either) is what was acknowledged.
     expected.sort();
-    assert_eq!(ids, expected, "{listed}");
-    // Through the old server, requests reach the new one now (once it has
-    // read who holds the journal: `503` until then, as a client retries).
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let again = http
-                .post(format!("{old_base}/v1/executions"))
-                .json(
-                    &json!({"workflow": "waits", "input": {}, "idempotencyKey": "after-the-pause"}),
-                )
-                .send()
-                .await
-                .unwrap();
-            if again.status().is_success() {
-                break;
-            }
-            assert_eq!(again.status(), 503);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the old server forwards to the new one");
-    let ready = http.get(format!("{old_base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200, "the holder's readiness, forwarded");
-    old.start_kill().unwrap();
-    old.wait().await.unwrap();
-    stop(&mut new).await;
-}
-
-/// Defines a workflow of one task step nobody takes and starts it; the
-/// execution's id.
-async fn define_and_start(http: &reqwest::Client, base: &str) -> String {
-    let r = http
-        .post(format!("{base}/v1/workflows"))
-        .json(&json!({"name": "waits", "steps": [
-            {"id": "w", "type": "task", "capability": "later"}
-        ]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let started: Value = http
-        .post(format!("{base}/v1/executions"))
-        .json(&json!({"workflow": "waits", "input": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    started["id"].as_str().unwrap().to_owned()
-}
-
-/// SIGTERM, and the server exits 0.
-async fn stop(child: &mut Child) {
-    signal(child, "TERM");
-    assert!(child.wait().await.unwrap().success());
+    for base in [&old.base, &new.base] {
+        assert_eq!(list_all(&http, base, "oldest").await, expected);
+    }
+    // The key names one execution through either server now.
+    let (first, _) = start(
+        &http,
+        &old.base,
+        "waits",
+        json!({}),
+        Some("after-the-pause"),
+    )
+    .await;
+    let (second, created) = start(
+        &http,
+        &new.base,
+        "waits",
+        json!({}),
+        Some("after-the-pause"),
+    )
+    .await;
+    assert_eq!((&first, created), (&second, false));
+    expected.push(first);
+    let expected: BTreeSet<String> = expected.into_iter().collect();
+    let done = work(&http, (&new.base, &old.base), "later", &expected).await;
+    assert!(done.values().all(|n| *n == 1), "{done:?}");
+    new.stop().await;
+    old.stop().await;
 }

@@ -80,21 +80,27 @@ async fn serve(backend: &Backend) -> Server {
     })
     .await
     .expect("the server says where it listens");
-    // On NATS it listens at once and serves once it holds the journal.
-    if !matches!(backend, Backend::Folder(_)) {
-        tokio::time::timeout(PATIENCE, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("this server holds the journal") {
-                    return;
-                }
-            }
-            panic!("the server exited before holding the journal");
-        })
-        .await
-        .expect("the server takes the journal");
-    }
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // On NATS it serves every execution once it drives every partition:
+    // after a SIGKILL, once the killed server's leases ended.
+    if !matches!(backend, Backend::Folder(_)) {
+        let metrics = format!("http://{addr}/metrics");
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let text = match reqwest::get(&metrics).await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                if text.lines().any(|l| l == "retrace_partitions_driven 64") {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the server drives every partition");
+    }
     Server {
         child,
         base: format!("http://{addr}"),

@@ -10,10 +10,9 @@
 //! and long polls, let in-flight requests (and so their appends) finish,
 //! flush the journal, exit 0. It must never serve on a half-opened engine.
 //!
-//! On NATS, several servers may run on one journal: the one holding every
-//! partition serves; the others listen too and forward each request to it
-//! ([`crate::forward`]) until it stops or dies, when one of them takes the
-//! partitions and serves.
+//! On NATS, several servers may run on one journal: each drives the
+//! executions of its share of the partitions, and any of them takes any
+//! request ([`crate::front`] sends it where it is served).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,12 +24,11 @@ use retrace_engine::runtime::{Engine, EngineConfig};
 use retrace_engine::store::Storage;
 use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::config::{self, NatsSettings, ServeArgs, Settings};
 use super::logging;
 use super::signals::Stop;
-use crate::forward::Front;
+use crate::front::Front;
 use crate::state::{AppState, Shutdown};
 
 /// The file in the data folder where a running server writes its own URL
@@ -135,12 +133,12 @@ async fn serve_folder(
     Ok(())
 }
 
-/// Serves on a journal on NATS: listens at once, forwarding every request
-/// to the server that holds the journal while another does (this one
-/// stands by), and serves its own engine from the moment it holds every
-/// partition (at once when nobody else does; after the holder stops or
-/// its leases end otherwise). Gives the partitions up when it stops; one
-/// that lost them (paused past its leases) stands by again.
+/// Serves on a journal on NATS, sharing it with every other server on it:
+/// the journal's leases give this server its share of the partitions (all
+/// of them while it is alone), its engine drives their executions, and
+/// the front ([`crate::front`]) serves each request here or forwards it to
+/// the server holding what it names. Partitions move as servers come and
+/// go (the engine follows); stopping gives this server's up at once.
 async fn serve_nats(
     settings: Settings,
     nats: NatsSettings,
@@ -156,113 +154,58 @@ async fn serve_nats(
         .unwrap_or_else(|| local_url(scheme, addr));
     let servers = nats.servers.join(",");
     let node = node_name();
-    let (tell, holder) = watch::channel(None);
-    let shutdown = Shutdown::new();
-    let front = Front::standing_by(holder, url.clone(), shutdown.clone());
-    tracing::info!(%addr, scheme, %url, servers, prefix = %nats.prefix, node,
-        "listening; the journal is on NATS JetStream");
-    let mut server = tokio::spawn(listen(
-        listener,
-        tls,
-        front.router(),
-        stop,
-        shutdown.clone(),
-    ));
-    loop {
-        let ownership = Ownership {
-            url: Some(url.clone()),
-            // Stands by for as long as another server holds the journal.
-            wait: Duration::MAX,
-            holder: Some(tell.clone()),
-            ..Ownership::new(node.clone())
-        };
-        let opening = async {
-            let journal = NatsJournal::open(NatsOptions {
-                servers: nats.servers.clone(),
-                prefix: nats.prefix.clone(),
-                replicas: nats.replicas,
-                ownership: Some(ownership),
-                ..NatsOptions::new(servers.clone())
-            })
-            .await
-            .with_context(|| format!("cannot open the journal on NATS at {servers}"))?;
-            let config = EngineConfig {
-                storage: Storage::Journal(Arc::new(journal.clone())),
-                snapshot_every: NATS_SNAPSHOT_EVERY,
-                ..settings.engine_config()
-            };
-            match Engine::open(config).await {
-                Ok(engine) => Ok((journal, engine)),
-                Err(e) => {
-                    journal.release().await;
-                    Err(anyhow::Error::new(e)
-                        .context(format!("cannot open the journal on NATS at {servers}")))
-                }
-            }
-        };
-        let (journal, engine) = tokio::select! {
-            opened = opening => match opened {
-                Ok(opened) => opened,
-                Err(e) => {
-                    shutdown.trigger();
-                    server.abort();
-                    return Err(e);
-                }
-            },
-            // Stopped while standing by: nothing of the journal is held.
-            served = &mut server => {
-                served.context("the server failed")??;
-                tracing::info!("stopped");
-                return Ok(());
-            }
-        };
-        log_http(&settings);
-        if let Err(e) = check_access(&engine, &addrs, &settings) {
-            engine.shutdown().await.ok();
+    let ownership = Ownership {
+        url: Some(url.clone()),
+        share: true,
+        ..Ownership::new(node.clone())
+    };
+    let journal = NatsJournal::open(NatsOptions {
+        servers: nats.servers.clone(),
+        prefix: nats.prefix.clone(),
+        replicas: nats.replicas,
+        ownership: Some(ownership),
+        ..NatsOptions::new(servers.clone())
+    })
+    .await
+    .with_context(|| format!("cannot open the journal on NATS at {servers}"))?;
+    let config = EngineConfig {
+        storage: Storage::Journal(Arc::new(journal.clone())),
+        snapshot_every: NATS_SNAPSHOT_EVERY,
+        ..settings.engine_config()
+    };
+    let engine = match Engine::open(config).await {
+        Ok(engine) => engine,
+        Err(e) => {
             journal.release().await;
-            server.abort();
-            return Err(e);
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot open the journal on NATS at {servers}")));
         }
-        // Streams and long polls of this engine end when the server stops
-        // or when it loses the journal.
-        let ending = Shutdown::new();
-        let ends_with_server = tokio::spawn({
-            let (shutdown, ending) = (shutdown.clone(), ending.clone());
-            async move {
-                shutdown.triggered().await;
-                ending.trigger();
-            }
-        });
-        let mut state = AppState::new(engine.clone(), settings.api.clone());
-        state.shutdown = ending.clone();
-        front.serve(crate::app(state));
-        tracing::info!(
-            node,
-            "this server holds the journal: serving its own engine"
-        );
-        tokio::select! {
-            served = &mut server => {
-                served.context("the server failed")??;
-                let flushed = engine.shutdown().await;
-                journal.release().await;
-                flushed.context("cannot flush the journal")?;
-                tracing::info!("stopped");
-                return Ok(());
-            }
-            // Paused or cut off past its leases, another server took the
-            // journal: this one stands by again (NATS refuses whatever its
-            // engine still tries to record).
-            why = journal.lost() => {
-                front.stand_by();
-                ending.trigger();
-                ends_with_server.abort();
-                let _ = engine.shutdown().await;
-                journal.release().await;
-                tell.send_replace(None);
-                tracing::warn!(why, "this server lost the journal to another: standing by again");
-            }
-        }
+    };
+    log_http(&settings);
+    if let Err(e) = check_access(&engine, &addrs, &settings) {
+        engine.shutdown().await.ok();
+        journal.release().await;
+        return Err(e);
     }
+    let mut state = AppState::new(engine.clone(), settings.api.clone());
+    state.front = Some(Front::new(
+        engine.clone(),
+        journal.holders(),
+        url.clone(),
+        state.shutdown.clone(),
+        settings.api.clone(),
+    ));
+    let shutdown = state.shutdown.clone();
+    let held = engine.partitions().map_or(0, |p| p.borrow().len());
+    tracing::info!(%addr, scheme, %url, servers, prefix = %nats.prefix, node, partitions = held,
+        "listening; the journal is on NATS JetStream, shared with every server on it");
+    let served = listen(listener, tls, crate::app(state), stop, shutdown).await;
+    let flushed = engine.shutdown().await;
+    journal.release().await;
+    served?;
+    flushed.context("cannot flush the journal")?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// How many events apart a server on NATS snapshots an execution. Taking

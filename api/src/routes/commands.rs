@@ -487,6 +487,25 @@ pub struct DeliveredView {
     delivered: Vec<ExecutionId>,
 }
 
+/// One answer merged from the answers of several servers sharing a
+/// journal to the same publish (each delivered it to the executions it
+/// drives).
+pub(crate) fn merge_delivered(answers: &[axum::body::Bytes]) -> Result<Vec<u8>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        delivered: Vec<ExecutionId>,
+    }
+    let mut delivered = Vec::new();
+    for answer in answers {
+        let answer: Answer = serde_json::from_slice(answer)
+            .map_err(|e| Error::Internal(format!("a server answered a publish unread: {e}")))?;
+        delivered.extend(answer.delivered);
+    }
+    delivered.sort();
+    serde_json::to_vec(&DeliveredView { delivered })
+        .map_err(|e| Error::Internal(format!("cannot write the merged answer: {e}")))
+}
+
 /// `POST /v1/events/{name}`: delivers the event to every execution waiting
 /// on `name` whose correlation matches.
 #[utoipa::path(

@@ -427,6 +427,57 @@ struct ListView {
     position: u64,
 }
 
+/// One page merged from the pages several servers sharing a journal
+/// answered for the same `raw` query (each lists the executions of its
+/// partitions): the first `limit` in the query's order of them all, a next
+/// cursor when any server has more, and the earliest position (a stream
+/// read from it misses none of the changes made while listing).
+pub(crate) fn merge_pages(
+    raw: &str,
+    config: &ApiConfig,
+    pages: &[axum::body::Bytes],
+) -> Result<Vec<u8>, Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Page {
+        executions: Vec<serde_json::Value>,
+        next_cursor: Option<String>,
+        position: u64,
+    }
+    let query = ListQuery::parse(raw)?;
+    let limit = page_limit(query.limit, config)?;
+    let newest_first = query.filter()?.newest_first;
+    let mut executions = Vec::new();
+    let mut more = false;
+    let mut position = u64::MAX;
+    for page in pages {
+        let page: Page = serde_json::from_slice(page)
+            .map_err(|e| Error::Internal(format!("a server answered a list unread: {e}")))?;
+        more |= page.next_cursor.is_some();
+        position = position.min(page.position);
+        executions.extend(page.executions);
+    }
+    // Ids are UUIDs written hyphenated in lower case: as text, in id order.
+    let id = |e: &serde_json::Value| e["id"].as_str().unwrap_or_default().to_owned();
+    executions.sort_by_key(id);
+    if newest_first {
+        executions.reverse();
+    }
+    more |= executions.len() > limit;
+    executions.truncate(limit);
+    let next_cursor = if more {
+        executions.last().map(id)
+    } else {
+        None
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "executions": executions,
+        "nextCursor": next_cursor,
+        "position": position,
+    }))
+    .map_err(|e| Error::Internal(format!("cannot write the merged list: {e}")))
+}
+
 /// A page size from a query: the default when absent, at most the cap.
 pub fn page_limit(limit: Option<usize>, config: &ApiConfig) -> Result<usize, Error> {
     match limit {

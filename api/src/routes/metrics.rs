@@ -581,6 +581,22 @@ fn engine_metrics(state: &AppState, r: &mut Registry) -> Result<(), Error> {
         "Executions started and waiting for their workflow's concurrency or rate limit",
         i64::try_from(engine.limit_waiting()).unwrap_or(i64::MAX),
     );
+    // Sharing a journal on NATS with other servers only.
+    if let Some(partitions) = engine.partitions() {
+        let driven = partitions.borrow().len();
+        plain_gauge(
+            r,
+            "partitions_driven",
+            "The partitions of the shared journal whose executions this server drives",
+            i64::try_from(driven).unwrap_or(i64::MAX),
+        );
+        plain_gauge(
+            r,
+            "home",
+            "1 while this server is the home (holds partition 0: engine-wide records, agents' tasks)",
+            i64::from(engine.drives_partition(0)),
+        );
+    }
     plain_gauge(
         r,
         "sse_clients",

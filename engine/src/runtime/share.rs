@@ -104,6 +104,25 @@ impl Engine {
             .map_or(0, |share| share.partition_of(stream_of(id)))
     }
 
+    /// The partition of execution `id` on a journal several servers share
+    /// (`None` otherwise: this engine drives every execution).
+    pub fn execution_partition(&self, id: ExecutionId) -> Option<u32> {
+        let share = self.inner.owned.share.as_ref()?;
+        Some(share.partition_of(stream_of(id)))
+    }
+
+    /// Whether this engine drives the executions of `partition` now (has
+    /// recovered them); always, when it does not share its journal.
+    pub fn drives_partition(&self, partition: u32) -> bool {
+        self.owns_partition(partition)
+    }
+
+    /// Whether this engine drives any partition now (always, when it does
+    /// not share its journal).
+    pub fn drives_any(&self) -> bool {
+        self.inner.owned.share.is_none() || !self.inner.owned.partitions().is_empty()
+    }
+
     /// The partitions this engine drives, now and as they change, when it
     /// shares the journal with other servers (`None`: it drives every
     /// execution). Let a borrow of it go at once: the engine's next change
