@@ -147,8 +147,10 @@ pub enum Error {
     NotYours(String),
     #[error("{0}")]
     Conflict(String),
-    /// The server is shutting down, or it stands by (a journal on NATS
-    /// another server holds) and cannot reach the holder.
+    /// The server is shutting down, or (servers sharing a journal on NATS)
+    /// the server holding what the request names cannot be reached or is
+    /// not known yet (its partition is moving between servers), or one
+    /// asked for its part of a merged answer did not give it.
     #[error("{0}")]
     Unavailable(String),
     /// The journal's storage refuses writes (a full disk, say); the server

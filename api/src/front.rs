@@ -37,6 +37,46 @@ use crate::state::{ApiConfig, Shutdown};
 /// its receiver serves it itself, never sending it on.
 pub const FORWARDED: &str = "retrace-forwarded";
 
+/// The header of a list's or a publish's answer, sharing a journal: the
+/// partitions the answering engine drove all the while it answered
+/// (comma-separated), so the front knows whether the answers it merges
+/// cover every partition.
+pub const COVERED: &str = "retrace-partitions";
+
+/// The partitions an engine drives as it begins an answer (see
+/// [`COVERED`]); `None` when it does not share its journal.
+#[derive(Debug)]
+pub struct Covered(Option<BTreeSet<u32>>);
+
+impl Covered {
+    pub fn begin(engine: &Engine) -> Covered {
+        Covered(engine.partitions().map(|p| p.borrow().clone()))
+    }
+
+    /// The [`COVERED`] header: what was driven at the beginning and still
+    /// is (none when not sharing).
+    pub fn end(self, engine: &Engine) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let (Some(before), Some(now)) = (self.0, engine.partitions()) {
+            let now = now.borrow().clone();
+            let both: Vec<String> = before.intersection(&now).map(u32::to_string).collect();
+            if let Ok(value) = HeaderValue::from_str(&both.join(",")) {
+                headers.insert(HeaderName::from_static(COVERED), value);
+            }
+        }
+        headers
+    }
+}
+
+/// The partitions an answer says it covered.
+fn covered(headers: &HeaderMap) -> impl Iterator<Item = u32> + '_ {
+    headers
+        .get(COVERED)
+        .and_then(|v| v.to_str().ok())
+        .into_iter()
+        .flat_map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()))
+}
+
 /// What the front needs to place requests: this server's engine and URL,
 /// and who holds each partition.
 #[derive(Clone)]
@@ -145,9 +185,22 @@ impl Front {
     /// their answers (a failure of this server's is the answer; another
     /// server's makes the answer `503`: it would be incomplete).
     async fn everywhere(&self, route: &str, request: Request, next: Next) -> Response {
-        let others = self.others();
-        if others.is_empty() || forwarded(&request) {
+        if forwarded(&request) {
             return next.run(request).await;
+        }
+        let others = self.others();
+        if others.is_empty() {
+            // Alone (or the others not known yet): this answer must cover
+            // every partition itself.
+            let mut here = next.run(request).await;
+            if here.status().is_success() {
+                let seen: BTreeSet<u32> = covered(here.headers()).collect();
+                if let Some(missing) = self.missing(&seen) {
+                    return incomplete(missing, route).into_response();
+                }
+                here.headers_mut().remove(COVERED);
+            }
+            return here;
         }
         let (parts, body) = request.into_parts();
         let body = match axum::body::to_bytes(body, self.config.max_body_bytes).await {
@@ -164,8 +217,9 @@ impl Front {
             async move {
                 let answer = self.forward(url, request).await;
                 let status = answer.status();
-                let read = axum::body::to_bytes(answer.into_body(), usize::MAX).await;
-                (url, status, read)
+                let (head, body) = answer.into_parts();
+                let read = axum::body::to_bytes(body, usize::MAX).await;
+                (url, status, head.headers, read)
             }
         });
         let here = next.run(Request::from_parts(parts.clone(), Body::from(body.clone())));
@@ -182,9 +236,13 @@ impl Front {
                     .into_response();
             }
         }
-        for (url, status, read) in theirs {
+        let mut seen: BTreeSet<u32> = covered(&head.headers).collect();
+        for (url, status, headers, read) in theirs {
             match read {
-                Ok(bytes) if status.is_success() => answers.push(bytes),
+                Ok(bytes) if status.is_success() => {
+                    seen.extend(covered(&headers));
+                    answers.push(bytes);
+                }
                 _ => {
                     return Error::Unavailable(format!(
                         "the server at {url} holding some of the executions answered {status}; \
@@ -194,6 +252,13 @@ impl Front {
                 }
             }
         }
+        // A partition moving between servers while they answered (or with
+        // no holder yet) is in no answer: the merged one would miss its
+        // executions.
+        if let Some(missing) = self.missing(&seen) {
+            return incomplete(missing, route).into_response();
+        }
+        head.headers.remove(COVERED);
         let merged = match route {
             "/v1/executions" => crate::routes::executions::merge_pages(
                 parts.uri.query().unwrap_or_default(),
@@ -209,6 +274,12 @@ impl Front {
             }
             Err(e) => e.into_response(),
         }
+    }
+
+    /// A partition no answer covered, if one was not.
+    fn missing(&self, seen: &BTreeSet<u32>) -> Option<u32> {
+        let count = self.engine.partition_count().unwrap_or(0);
+        (0..count).find(|p| !seen.contains(p))
     }
 
     /// Sends `request` to the server at `url`; its answer, streamed.
@@ -292,6 +363,19 @@ pub async fn place(State(front): State<Front>, request: Request, next: Next) -> 
 struct Keyed {
     #[serde(rename = "idempotencyKey")]
     idempotency_key: Option<String>,
+}
+
+/// The answer when the answers gathered miss `partition`: it was moving
+/// between servers (or had no holder yet) while they answered.
+fn incomplete(partition: u32, route: &str) -> Error {
+    let delivered = match route {
+        "/v1/executions" => "",
+        _ => " (the event was delivered to the executions of the others)",
+    };
+    Error::Unavailable(format!(
+        "partition {partition} is moving between servers, so the answer would be \
+         incomplete{delivered}; retry shortly"
+    ))
 }
 
 fn forwarded(request: &Request) -> bool {

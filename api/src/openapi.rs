@@ -557,7 +557,12 @@ fn meaning(code: Code) -> &'static str {
              such as `[JOURNAL-CORRUPT]`)."
         }
         Unavailable => {
-            "The server is shutting down, or it stands by on a journal on NATS and cannot reach the server holding it: nothing was done; retry."
+            "The server is shutting down, or, on a journal servers share on NATS, the server \
+             holding what the request names cannot be reached or is not known yet (its \
+             partition is moving between servers), or a server asked for its part of a list \
+             or a publish did not answer: retry. Nothing was done, unless the server serving \
+             it failed before answering (retry a start with its idempotency key), or a \
+             publish reached the executions of the servers that answered."
         }
         StorageUnavailable => {
             "The journal's storage refuses writes (a full disk, say): nothing was recorded. \

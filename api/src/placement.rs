@@ -1,7 +1,8 @@
 //! Where each endpoint is served when several servers share a journal on
 //! NATS (each driving the executions of its partitions, one of them the
-//! home: see `docs/scaling.md`). The front of such a server (next to
-//! come) answers a request itself or forwards it by this table.
+//! home: see `docs/scaling.md`). The front of such a server
+//! ([`crate::front`]) answers a request itself or forwards it by this
+//! table.
 //!
 //! Owns that table, one entry per route of [`crate::router::routes`]. It
 //! must never decide anything about a request but where it goes.

@@ -1,8 +1,9 @@
 //! `retrace agent` sends a task's result again while the server cannot
-//! take it for now (`503`: its journal refuses writes for a moment, or a
-//! server standing by has no holder to forward to), instead of dropping it
-//! and leaving the task claimed until its lease ends. The server here is a
-//! stand-in that answers the first two reports `503`.
+//! take it for now (`503`: its journal refuses writes for a moment, or the
+//! server holding what it names is not known yet, a partition moving
+//! between servers on NATS), instead of dropping it and leaving the task
+//! claimed until its lease ends. The server here is a stand-in that
+//! answers the first two reports `503`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

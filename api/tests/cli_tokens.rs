@@ -446,7 +446,7 @@ async fn tokens_made_on_a_journal_on_nats_guard_the_servers_on_it() {
     );
     refuses_then_serves(&base, &root).await;
 
-    // The server holds the journal: `--nats` asks it, as the admin.
+    // A server runs on the journal: `--nats` asks it, as the admin.
     let through = run_as(
         &root,
         &[
@@ -456,7 +456,7 @@ async fn tokens_made_on_a_journal_on_nats_guard_the_servers_on_it() {
     .await
     .expect_code(0);
     assert!(
-        through.stderr.contains("holds the journal: asking it at"),
+        through.stderr.contains("runs on the journal: asking it at"),
         "{}",
         through.stderr
     );

@@ -1,16 +1,16 @@
-//! Chaos with real processes: three `retrace serve` nodes on one journal,
-//! replicated on a cluster of three NATS servers (R=3). One node holds the
-//! journal and serves; the others stand by and forward every request to
-//! it. Clients start executions of a 10-step workflow through every node
-//! (with idempotency keys, retrying after errors), an agent on every node
-//! completes tasks, and a client tails the engine-wide stream through one.
-//! In each round a node chosen at random is SIGKILLed and started again,
-//! and in every third round a NATS server is SIGKILLed too. At the end:
-//! every acknowledged start completed with its expected output, no step's
-//! task was completed twice in any history, every event a client was
-//! shown is stored with the same hash, and every stream's chain reads back
-//! from NATS. For each round that killed the holder, the handover (from
-//! the kill until another node serves) is printed.
+//! Chaos with real processes: three `retrace serve` nodes sharing one
+//! journal, replicated on a cluster of three NATS servers (R=3). Each node
+//! drives the executions of its share of the partitions; any node takes
+//! any request. Clients start executions of a 10-step workflow through
+//! every node (with idempotency keys, retrying after errors), an agent on
+//! every node completes tasks, and a client tails the engine-wide stream
+//! through one. In each round a node chosen at random is SIGKILLed and
+//! started again, and in every third round a NATS server is SIGKILLed too.
+//! At the end: every acknowledged start completed with its expected output,
+//! no step's task was completed twice in any history, every event a client
+//! was shown is stored with the same hash, and every stream's chain reads
+//! back from NATS. For each round, the handover (from the kill until the
+//! live nodes drive every partition again) is printed.
 //!
 //! `RETRACE_CHAOS_EXECUTIONS` (default 1,000), `RETRACE_CHAOS_ROUNDS`
 //! (default 10), `RETRACE_CHAOS_SEED` repeats a run.
@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kill_support::{Rng, every_stream_reads_back, follow_all_events};
-use retrace_journal_nats::NatsOptions;
 use retrace_journal_nats::server::NatsCluster;
+use retrace_journal_nats::{NatsOptions, PARTITIONS_DEFAULT};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -48,16 +48,10 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// How many times a holder lost the journal without being killed (cut off
-/// from NATS past its leases, so another node took over).
-static LOST_WITHOUT_KILL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 /// One `retrace serve` process.
 struct Node {
     child: Child,
     base: String,
-    /// When it logged that it holds the journal, if it has.
-    holds_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Node {
@@ -77,49 +71,69 @@ impl Node {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let addr = tokio::time::timeout(PATIENCE, async {
+            let mut said = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("listening")
                     && let Some(rest) = line.split("addr=").nth(1)
                 {
                     return rest.split_whitespace().next().unwrap().to_string();
                 }
+                said.push(line);
             }
-            panic!("a node exited before listening");
+            panic!("a node exited before listening: {}", said.join("\n"));
         })
         .await
         .expect("a node says where it listens");
-        let holds_since = Arc::new(Mutex::new(None));
-        let holds = holds_since.clone();
         let pid = child.id().unwrap_or(0);
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 // Shown when the test fails: what each node said of note.
-                if (line.contains("WARN")
-                    || line.contains("ERROR")
-                    || line.contains("journal")
-                    || line.contains("again"))
+                if (line.contains("WARN") || line.contains("ERROR") || line.contains("home"))
                     && !line.contains("request failed")
+                    && !line.contains("retrace_api::requests")
+                    && !line.contains("not renewed for its whole lease")
                 {
                     eprintln!("node {pid}: {line}");
-                }
-                if line.contains("this server holds the journal") {
-                    *holds.lock().unwrap() = Some(Instant::now());
-                } else if line.contains("standing by again") {
-                    *holds.lock().unwrap() = None;
-                    LOST_WITHOUT_KILL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         });
         Node {
             child,
             base: format!("http://{addr}"),
-            holds_since,
         }
     }
+}
 
-    fn holds(&self) -> Option<Instant> {
-        *self.holds_since.lock().unwrap()
-    }
+/// How many partitions the node at `base` drives, by its metrics (none
+/// while it does not answer).
+async fn driven(http: &reqwest::Client, base: &str) -> usize {
+    let Ok(r) = http.get(format!("{base}/metrics")).send().await else {
+        return 0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("retrace_partitions_driven "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the nodes at `bases` together drive every partition; when.
+async fn every_partition_driven(http: &reqwest::Client, bases: &Bases) -> Instant {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let now: Vec<String> = bases.lock().unwrap().clone();
+            let mut sum = 0;
+            for base in &now {
+                sum += driven(http, base).await;
+            }
+            if sum == PARTITIONS_DEFAULT as usize {
+                return Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the live nodes drive every partition")
 }
 
 /// The nodes' current URLs (a node restarted listens elsewhere).
@@ -246,29 +260,6 @@ async fn until_done(
     .expect("some node answers")
 }
 
-/// Waits until a node other than `except` logged, after `since`, that it
-/// holds the journal (and holds it still); when.
-async fn new_holder(nodes: &Mutex<Vec<Node>>, except: Option<usize>, since: Instant) -> Instant {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let held = nodes
-                .lock()
-                .unwrap()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != except)
-                .filter_map(|(_, n)| n.holds())
-                .find(|at| *at >= since);
-            if let Some(at) = held {
-                return at;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("another node takes the journal")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
     let executions = env_or("RETRACE_CHAOS_EXECUTIONS", 1_000);
@@ -289,17 +280,14 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
     for _ in 0..NODES {
         first.push(Node::start(&nats).await);
     }
-    let nodes = Mutex::new(first);
-    new_holder(&nodes, None, started).await;
-    let bases: Bases = Arc::new(Mutex::new(
-        nodes
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| n.base.clone())
-            .collect(),
-    ));
+    let bases: Bases = Arc::new(Mutex::new(first.iter().map(|n| n.base.clone()).collect()));
+    let mut nodes = first;
     let http = reqwest::Client::new();
+    every_partition_driven(&http, &bases).await;
+    eprintln!(
+        "three nodes share the partitions {:?} after the first started",
+        started.elapsed()
+    );
     let definition = workflow();
     until_done(&http, &bases, 0, |c, b| {
         c.post(format!("{b}/v1/workflows")).json(&definition)
@@ -323,10 +311,10 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
     let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
     let per_round = executions.div_ceil(rounds + 1);
     let mut next = 0i64;
-    // Handovers after the holder was SIGKILLed: in rounds with every NATS
+    // Handovers after a node was SIGKILLed: in rounds with every NATS
     // server up, and in rounds with one down (where a stream whose leader
     // it was has none until NATS elects one, 4-9 s later by nats-server's
-    // Raft timeouts, and the holder may lose its leases without a kill).
+    // Raft timeouts, and a node may lose leases without a kill).
     let mut handovers: Vec<Duration> = Vec::new();
     let mut handovers_nats_down: Vec<Duration> = Vec::new();
     for round in 0..=rounds {
@@ -352,50 +340,24 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
             break;
         }
         let k = (rng.next() % NODES as u64) as usize;
-        // When the node killed began to hold the journal, if it did.
-        let was_holder = {
-            let mut nodes = nodes.lock().unwrap();
-            let node = &mut nodes[k];
-            let holder = node.holds();
-            node.child.start_kill().unwrap(); // SIGKILL
-            holder
-        };
+        nodes[k].child.start_kill().unwrap(); // SIGKILL
         let killed = Instant::now();
-        {
-            let mut nodes = nodes.lock().unwrap();
-            // Reaped before it is replaced (kill_on_drop would do it too).
-            let _ = nodes[k].child.try_wait();
-        }
+        // Reaped before it is replaced (kill_on_drop would do it too).
+        let _ = nodes[k].child.wait().await;
+        // Its partitions are taken once its leases end: by the others, or
+        // by its replacement if it is preferred for them.
         let replacement = Node::start(&nats).await;
         bases.lock().unwrap()[k] = replacement.base.clone();
-        nodes.lock().unwrap()[k] = replacement;
-        if let Some(held_since) = was_holder {
-            // The next to hold it after the node killed. (That may be
-            // before the kill: a holder cut off from NATS past its leases
-            // says it stands by a little after another takes over.)
-            let at = new_holder(&nodes, None, held_since).await;
-            if at < killed {
-                eprintln!("round {round}: node {k} SIGKILLed, which had just lost the journal");
-                if let Some(j) = nats_down {
-                    cluster.node(j).restart();
-                }
-                continue;
-            }
-            let handover = at - killed;
-            eprintln!(
-                "round {round}: holder (node {k}) SIGKILLed{}; another node serves {handover:?} later",
-                nats_down.map_or(String::new(), |j| format!(", NATS server {j} down"))
-            );
-            if nats_down.is_some() {
-                handovers_nats_down.push(handover);
-            } else {
-                handovers.push(handover);
-            }
+        nodes[k] = replacement;
+        let handover = every_partition_driven(&http, &bases).await - killed;
+        eprintln!(
+            "round {round}: node {k} SIGKILLed{}; every partition driven again {handover:?} later",
+            nats_down.map_or(String::new(), |j| format!(", NATS server {j} down"))
+        );
+        if nats_down.is_some() {
+            handovers_nats_down.push(handover);
         } else {
-            eprintln!(
-                "round {round}: standing-by node {k} SIGKILLed{}",
-                nats_down.map_or(String::new(), |j| format!(", NATS server {j} down"))
-            );
+            handovers.push(handover);
         }
         if let Some(j) = nats_down {
             cluster.node(j).restart();
@@ -471,10 +433,6 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
             );
         }
     }
-    eprintln!(
-        "holders that lost the journal without a kill: {}",
-        LOST_WITHOUT_KILL.load(std::sync::atomic::Ordering::Relaxed)
-    );
     for (mut times, when) in [
         (handovers, "every NATS server up"),
         (handovers_nats_down, "a NATS server down"),
@@ -482,7 +440,7 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
         if !times.is_empty() {
             times.sort();
             eprintln!(
-                "handover after a SIGKILL of the holder, {when}: {} times, median {:?}, max {:?}",
+                "handover after a SIGKILL of a node, {when}: {} times, median {:?}, max {:?}",
                 times.len(),
                 times[times.len() / 2],
                 times[times.len() - 1]
@@ -491,7 +449,7 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
     }
 
     // Stopped gracefully, one after another; then every chain reads back.
-    for node in nodes.into_inner().unwrap() {
+    for node in nodes {
         let mut child = node.child;
         let pid = child.id().unwrap().to_string();
         std::process::Command::new("kill")

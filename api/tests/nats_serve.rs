@@ -257,14 +257,57 @@ async fn two_servers_share_the_journal_and_either_serves_every_request() {
     spread(&http, &[&a.base]).await;
     define(&http, &a.base, waits("waits", "later")).await;
     define(&http, &a.base, waits("early", "early")).await;
+    let mut ids = BTreeSet::new();
+    for i in 0..6 {
+        ids.insert(
+            start(&http, &a.base, "waits", json!({"first": i}), None)
+                .await
+                .0,
+        );
+    }
+    // While b joins (partitions moving to it mid-list), a list through a is
+    // whole or refused, never missing what is moving.
+    let (stop_listing, listing) = tokio::sync::watch::channel(false);
+    let lister = tokio::spawn({
+        let (http, base, ids) = (http.clone(), a.base.clone(), ids.clone());
+        async move {
+            let (mut whole, mut refused) = (0, 0);
+            while !*listing.borrow() {
+                let r = http
+                    .get(format!("{base}/v1/executions"))
+                    .send()
+                    .await
+                    .unwrap();
+                if r.status() == 503 {
+                    refused += 1;
+                    continue;
+                }
+                let page: Value = r.json().await.unwrap();
+                let listed: BTreeSet<String> = page["executions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap().to_owned())
+                    .collect();
+                assert_eq!(listed, ids, "a list while partitions move");
+                whole += 1;
+            }
+            (whole, refused)
+        }
+    });
     let b = Server::start(&nats.url()).await;
     let joined = spread(&http, &[&a.base, &b.base]).await;
     eprintln!("a second server drives its share {joined:?} after it listens");
+    stop_listing.send_replace(true);
+    let (whole, refused) = lister.await.unwrap();
+    eprintln!(
+        "while it joined, a list through the first was whole {whole} times, refused {refused}"
+    );
     // A definition made through either is every server's.
     define(&http, &b.base, hears()).await;
 
     // Started without a key through each server, in partitions of its own.
-    let (mut early, mut ids) = (BTreeSet::new(), BTreeSet::new());
+    let mut early = BTreeSet::new();
     for i in 0..20 {
         let base = if i % 2 == 0 { &a.base } else { &b.base };
         let workflow = if i < 10 { "early" } else { "waits" };

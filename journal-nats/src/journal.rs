@@ -28,6 +28,7 @@ use crate::inbox;
 use crate::lease::{self, Holder, Leases, Ownership};
 use crate::live::{self, Live};
 use crate::names::{LAYOUT, LAYOUT_KEY, Names, PARTITIONS_DEFAULT, PARTITIONS_KEY};
+use crate::patience::patiently;
 use crate::reader::{Reader, other};
 use crate::share;
 use crate::tail;
@@ -209,23 +210,36 @@ impl NatsJournal {
             let mut config = config.clone();
             config.republish = Some(republish(&names));
             config.subjects = subjects(&names);
-            js.update_stream(config)
-                .await
-                .map_err(|e| remote(format!("cannot update stream {}", names.events), e))?;
+            patiently(deadline, || async {
+                js.update_stream(config.clone())
+                    .await
+                    .map_err(|e| remote(format!("cannot update stream {}", names.events), e))
+            })
+            .await?;
         }
         let (feed, feed_task) = live::start(&client, &names, events_rx).await?;
-        let snapshots = match js.get_key_value(names.snapshots.clone()).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: names.snapshots.clone(),
-                    history: 1,
-                    storage: stream::StorageType::File,
-                    num_replicas: options.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| remote(format!("cannot open bucket {}", names.snapshots), e))?,
+        let snapshots = patiently(deadline, || async {
+            match js.get_key_value(names.snapshots.clone()).await {
+                Ok(store) => Ok(store),
+                Err(_) => js
+                    .create_key_value(kv::Config {
+                        bucket: names.snapshots.clone(),
+                        history: 1,
+                        storage: stream::StorageType::File,
+                        num_replicas: options.replicas,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| remote(format!("cannot open bucket {}", names.snapshots), e)),
+            }
+        })
+        .await?;
+        // Opened before any lease is taken: nothing is held if it fails.
+        let inbox_stream = match &options.ownership {
+            Some(ownership) if ownership.share => {
+                Some(patiently(deadline, || inbox::open(&js, &names, options.replicas)).await?)
+            }
+            _ => None,
         };
         // Listed after the leases are taken: with its partitions fenced, no
         // other server creates a stream in them, so a stream not listed
@@ -234,9 +248,14 @@ impl NatsJournal {
         let heads = Arc::new(Heads::default());
         let leases = match &options.ownership {
             Some(ownership) if ownership.share => {
-                list_streams(&stream, &names, &heads, names.all_events()).await?;
+                patiently(deadline, || {
+                    list_streams(&stream, &names, &heads, names.all_events())
+                })
+                .await?;
                 let gained = gained(&stream, &names, &heads);
-                Some(share::share(&js, &stream, &names, options.replicas, ownership, gained).await?)
+                let shared =
+                    share::share(&js, &stream, &names, options.replicas, ownership, gained);
+                Some(shared.await?)
             }
             Some(ownership) => {
                 let leases =
@@ -262,14 +281,11 @@ impl NatsJournal {
                 .filter(|_| options.ownership.as_ref().is_some_and(|o| o.share))
                 .map(|l| l.fences.clone()),
         };
-        let inbox = match &options.ownership {
-            Some(ownership) if ownership.share => Some(Inbox {
-                stream: inbox::open(&js, &reader.names, options.replicas).await?,
-                js: js.clone(),
-                receiving: std::sync::Mutex::new(None),
-            }),
-            _ => None,
-        };
+        let inbox = inbox_stream.map(|stream| Inbox {
+            stream,
+            js: js.clone(),
+            receiving: std::sync::Mutex::new(None),
+        });
         let (requests, queue) = mpsc::unbounded_channel();
         let writer = Writer {
             js,

@@ -22,10 +22,11 @@
 //! So is one NATS has not renewed for a whole `ttl` (counted from when the
 //! last acknowledged write was sent): cut off from NATS, the holder cannot
 //! tell whether another server took it, nor append meanwhile, so it stops
-//! claiming it (and a server standing by forwards to whoever holds it
-//! instead of to this one). Taking every partition, one lost gives up every
-//! other (released at once, so the server that took one takes them all),
-//! and the journal says so in its health; sharing, only that one is lost.
+//! claiming it (and the servers sharing the journal forward what it names
+//! to whoever takes it next instead of to this one). Taking every
+//! partition, one lost gives up every other (released at once, so the
+//! server that took one takes them all), and the journal says so in its
+//! health; sharing, only that one is lost.
 //!
 //! Owns the leases and the fences. It must never let an append through on
 //! a fence it does not hold, nor take a partition another holds.
@@ -55,16 +56,21 @@ pub struct Ownership {
     /// How long a lease lasts unless renewed: how soon another server can
     /// take the partitions of one that died.
     pub ttl: Duration,
-    /// How long opening waits for partitions another server holds (one that
-    /// was killed holds them for up to `ttl`); `Duration::MAX` waits until
-    /// they are free (a server standing by).
+    /// Taking every partition: how long opening waits for partitions
+    /// another server holds (one that was killed holds them for up to
+    /// `ttl`); `Duration::MAX` waits until they are free. `retrace token
+    /// --nats` waits briefly, then asks the server holding them.
     pub wait: Duration,
-    /// Told, while opening waits, which server holds the journal.
+    /// Told, while opening waits, which server holds partition 0 (the one
+    /// waited on first), for a caller that asks that server instead
+    /// (`retrace token --nats`).
     pub holder: Option<watch::Sender<Option<Holder>>>,
-    /// Take every partition (one server holds the journal; the default), or
-    /// this server's share of them among the servers sharing it (see
-    /// `share`): opening then takes what is free of its share at once and
-    /// goes on taking and giving partitions up as servers come and go.
+    /// Take every partition (this process holds the whole journal, as
+    /// `retrace token --nats` does for the while; the default), or this
+    /// server's share of them among the servers sharing it (`retrace serve
+    /// --nats`; see `share`): opening then takes what is free of its share
+    /// at once and goes on taking and giving partitions up as servers come
+    /// and go.
     pub share: bool,
 }
 
@@ -374,7 +380,7 @@ impl Wait<'_> {
                     if told.as_ref() != Some(&holder) {
                         // Said once, for partition 0 (the one waited on).
                         // Told first, then said: once the line is out,
-                        // requests are forwarded to the holder it names.
+                        // the waiting command knows whom to ask instead.
                         if let Some(tell) = tell {
                             tell.send_replace(Some(holder.clone()));
                             tracing::info!(partition, %holder, wait = ?self.ownership.wait,

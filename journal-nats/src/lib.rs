@@ -57,6 +57,7 @@ mod journal;
 mod lease;
 mod live;
 mod names;
+mod patience;
 mod reader;
 #[cfg(feature = "testkit")]
 pub mod server;

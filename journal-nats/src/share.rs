@@ -36,11 +36,16 @@ use retrace_journal::Result;
 use crate::direct::remote;
 use crate::lease::{self, Fences, Held, Holder, Holders, Leases, Ownership};
 use crate::names::Names;
+use crate::patience::patiently;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How often a missing partition of this server's share is tried again.
 const RETRY: Duration = Duration::from_millis(100);
+
+/// How long opening waits for NATS to answer (a cluster electing leaders
+/// after one of its servers died takes a few seconds).
+const OPEN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Done once a partition is taken and before its fence is handed to the
 /// writer (what is cached of its streams is read again: another server
@@ -58,8 +63,16 @@ pub(crate) async fn share(
     ownership: &Ownership,
     gained: Gained,
 ) -> Result<Leases> {
-    let leases = lease::bucket(js, names, "LEASES", replicas, ownership.ttl).await?;
-    let members = lease::bucket(js, names, "MEMBERS", replicas, ownership.ttl).await?;
+    // Nothing is held until `join`: each step may be tried again.
+    let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+    let leases = patiently(deadline, || {
+        lease::bucket(js, names, "LEASES", replicas, ownership.ttl)
+    })
+    .await?;
+    let members = patiently(deadline, || {
+        lease::bucket(js, names, "MEMBERS", replicas, ownership.ttl)
+    })
+    .await?;
     let sharing = Sharing {
         js: js.clone(),
         stream: stream.clone(),
@@ -70,7 +83,7 @@ pub(crate) async fn share(
         fences: Arc::new(Fences::default()),
         gained,
     };
-    let mut wanted = sharing.join().await?;
+    let mut wanted = patiently(deadline, || sharing.join()).await?;
     sharing.settle(&wanted).await;
     let fences = sharing.fences.clone();
     let member = (sharing.members.clone(), member_key(&sharing.ownership.node));

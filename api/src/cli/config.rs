@@ -244,7 +244,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RETRACE_NATS_REPLICAS", value_name = "N")]
     pub nats_replicas: Option<NonZeroUsize>,
     /// The URL other retrace servers on the same journal reach this one at
-    /// (they forward to the one holding the journal), e.g.
+    /// (they forward it the requests for what it drives), e.g.
     /// http://10.0.0.5:7700. File: `[nats] advertise`. Default: this
     /// server's own listen address (a loopback one when it listens on every
     /// address)

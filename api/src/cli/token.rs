@@ -6,9 +6,9 @@
 //! that server instead (the address it wrote into the folder,
 //! `server.url`), with `--token`/`RETRACE_TOKEN` once the server holds
 //! tokens. With `--nats URL` the same goes for a journal on NATS: appended
-//! directly while no server holds the journal (this command takes its
-//! partitions for the while), else sent to the server whose lease names
-//! it. With `--server URL` it always goes over HTTP (`/v1/tokens`).
+//! directly while no server runs on the journal (this command takes its
+//! partitions for the while), else sent to a server whose lease names it
+//! (which passes it on to the home, where tokens are recorded). With `--server URL` it always goes over HTTP (`/v1/tokens`).
 //!
 //! Owns these commands' arguments and output: a new token's secret alone on
 //! standard output (so `TOKEN=$(retrace token create …)` keeps it), the
@@ -55,8 +55,8 @@ pub struct WhereArgs {
     )]
     pub data: Option<PathBuf>,
     /// A journal on NATS instead: its servers, comma-separated
-    /// (`nats://127.0.0.1:4222`). When a retrace server holds the journal,
-    /// the command is sent to that server.
+    /// (`nats://127.0.0.1:4222`). When retrace servers run on the journal,
+    /// the command is sent to one of them.
     #[arg(
         long,
         value_name = "URL",
@@ -161,7 +161,7 @@ async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
             let held_by = holder.borrow().clone();
             match held_by.and_then(|h| h.url.map(|url| (h.node, url))) {
                 Some((node, url)) => {
-                    eprintln!("retrace: the server {node} holds the journal: asking it at {url}");
+                    eprintln!("retrace: the server {node} runs on the journal: asking it at {url}");
                     Client::connect(&url, &at.token).map(OnNats::Server)
                 }
                 None => Err(retrace_engine::Error::from(e).into()),

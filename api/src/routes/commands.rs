@@ -502,6 +502,7 @@ pub(crate) fn merge_delivered(answers: &[axum::body::Bytes]) -> Result<Vec<u8>, 
         delivered.extend(answer.delivered);
     }
     delivered.sort();
+    delivered.dedup();
     serde_json::to_vec(&DeliveredView { delivered })
         .map_err(|e| Error::Internal(format!("cannot write the merged answer: {e}")))
 }
@@ -543,11 +544,15 @@ pub async fn publish(
     check_event_name(&name)?;
     let by = event.by(caller.name());
     let body = event.body;
+    let covered = crate::front::Covered::begin(&state.engine);
     let delivered = state
         .engine
         .acting_as(by.as_deref())
         .because(caller.reason())
         .publish(&name, body.payload, body.correlation)
         .await?;
-    Ok(axum::Json(DeliveredView { delivered }))
+    Ok((
+        covered.end(&state.engine),
+        axum::Json(DeliveredView { delivered }),
+    ))
 }

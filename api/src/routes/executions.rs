@@ -460,6 +460,8 @@ pub(crate) fn merge_pages(
     // Ids are UUIDs written hyphenated in lower case: as text, in id order.
     let id = |e: &serde_json::Value| e["id"].as_str().unwrap_or_default().to_owned();
     executions.sort_by_key(id);
+    // A partition that moved while the servers answered may be in two.
+    executions.dedup_by_key(|e| id(e));
     if newest_first {
         executions.reverse();
     }
@@ -525,6 +527,7 @@ pub async fn list(
                 })
         })
         .transpose()?;
+    let covered = crate::front::Covered::begin(&state.engine);
     // Read before the list, so a change made while listing is in the
     // stream after this position (and perhaps in the page too).
     let position = state.engine.read().last_position().await?;
@@ -537,11 +540,12 @@ pub async fn list(
     } else {
         None
     };
-    Ok(axum::Json(ListView {
+    let view = ListView {
         executions: page.iter().map(ExecutionSummaryView::from).collect(),
         next_cursor,
         position,
-    }))
+    };
+    Ok((covered.end(&state.engine), axum::Json(view)))
 }
 
 /// `GET /v1/executions/{id}`.

@@ -35,10 +35,12 @@
 //! `--nats-cluster` instead, a cluster of three servers keeps the journal
 //! replicated three times (names end in `_nats_r3`; the CPU of all three
 //! servers is summed). `--nodes N` (with `--nats` or `--nats-cluster`)
-//! runs N retrace servers on the journal: the first holds it, the others
-//! stand by and forward; clients and agents are spread over all of them
-//! (as behind a load balancer), so most requests take one forwarding hop.
-//! Names end in `_n<N>`, and the CPU of all servers is summed.
+//! runs N retrace servers sharing the journal (each drives the executions
+//! of its share of the partitions; agents' tasks are queued at the home,
+//! the holder of partition 0); clients and agents are spread over all of
+//! them (as behind a load balancer), so a request reaching a server that
+//! does not hold what it names takes one forwarding hop. Names end in
+//! `_n<N>`, and the CPU of all servers is summed.
 //!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/agent_http --quick`
@@ -323,8 +325,8 @@ impl Bench<'_> {
             true => Some(Secure::make(self.retrace, data.path()).await?),
             false => None,
         };
-        // The first serves (it starts first and takes the journal); the
-        // others stand by.
+        // On NATS they share the journal: measured once the partitions are
+        // spread over all of them.
         let mut servers = Vec::with_capacity(self.nodes);
         for _ in 0..self.nodes {
             servers.push(
@@ -341,6 +343,9 @@ impl Bench<'_> {
         let mut api = Api::new(&bases[0], secure.as_ref().map(|s| (&s.client, &s.ca)))?;
         api.bases = bases.clone();
         api.healthy().await?;
+        if nats.is_some() {
+            api.shared().await?;
+        }
 
         if let Some(reason) = api.unsupported(variant).await? {
             for name in &names {
@@ -409,8 +414,7 @@ impl Bench<'_> {
     }
 }
 
-/// Stops the servers, the standing-by ones first (the holder's stop would
-/// otherwise hand the journal over to one of them).
+/// Stops the servers, the last started first.
 async fn stop_all(servers: Vec<Server>) -> anyhow::Result<()> {
     for server in servers.into_iter().rev() {
         server.stop().await?;
@@ -605,9 +609,6 @@ impl Server {
                 .arg(&secure.key);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        // On NATS a server listens at once, and is ready once it holds the
-        // journal or stands by for the one that does.
-        let on_nats = nats.is_some();
         let state = Mutex::new((Some(tx), None::<String>));
         let proc = Proc::spawn("retrace serve".into(), command, false, move |line| {
             let Ok(mut state) = state.lock() else { return };
@@ -616,11 +617,7 @@ impl Server {
             {
                 state.1 = Some(addr);
             }
-            let ready = !on_nats
-                || line.contains("this server holds the journal")
-                || line.contains("held by another server");
-            if ready
-                && let Some(addr) = state.1.clone()
+            if let Some(addr) = state.1.clone()
                 && let Some(tx) = state.0.take()
             {
                 let _ = tx.send(addr);
@@ -779,6 +776,36 @@ impl Api {
                 Ok(r) => bail!("GET {url} answered {}", r.status()),
                 Err(e) => return Err(anyhow::Error::new(e).context(format!("GET {url}"))),
             }
+        }
+    }
+
+    /// Waits until the servers sharing a journal on NATS drive every
+    /// partition between them, each some.
+    async fn shared(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + PROCESS_PATIENCE;
+        loop {
+            let mut driven = Vec::new();
+            for base in &self.bases {
+                let text = match self.http.get(format!("{base}/metrics")).send().await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let n: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("retrace_partitions_driven "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                driven.push(n);
+            }
+            let all = retrace_journal_nats::PARTITIONS_DEFAULT as usize;
+            if driven.iter().sum::<usize>() == all && driven.iter().all(|n| *n > 0) {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the servers did not share the partitions within {PROCESS_PATIENCE:?}: {driven:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -111,6 +111,12 @@ impl Engine {
         Some(share.partition_of(stream_of(id)))
     }
 
+    /// How many partitions a journal several servers share has (`None`
+    /// otherwise).
+    pub fn partition_count(&self) -> Option<u32> {
+        Some(self.inner.owned.share.as_ref()?.partitions)
+    }
+
     /// Whether this engine drives the executions of `partition` now (has
     /// recovered them); always, when it does not share its journal.
     pub fn drives_partition(&self, partition: u32) -> bool {
