@@ -21,13 +21,13 @@
 //! never decide anything about a task (the registry and the breakers do).
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
 use super::inbox::{Message, ToHome};
 use super::metrics::Before;
-use super::{Engine, upgrade};
+use super::{Engine, Inner, upgrade};
 use crate::ExecutionId;
 use crate::agents::{Outcome, TaskSpec};
 use crate::machine::{Effect, Event, error_types};
@@ -156,33 +156,33 @@ impl Engine {
         }
     }
 
-    /// The task that sends the messages to the home, one at a time, each
-    /// until it is taken (or its execution is no longer driven here).
+    /// The task that sends the messages to the home, in order, each until
+    /// it is taken: all those ready at once in one message (up to
+    /// `OUTBOX_BATCH`), a `Resend` on its own (it goes to a partition's
+    /// holder, not to the home).
     pub(super) fn run_outbox(&self, mut outbox: mpsc::UnboundedReceiver<(ExecutionId, ToHome)>) {
         let weak = Arc::downgrade(&self.inner);
         self.inner.tasks.spawn(async move {
-            while let Some((execution, message)) = outbox.recv().await {
-                loop {
-                    let Some(engine) = upgrade(&weak) else { return };
-                    // A `Resend` goes to the partition's holder; the rest
-                    // to the home, which may have come here meanwhile.
-                    let resend = matches!(message, ToHome::Resend);
-                    if !resend && engine.is_home() {
-                        engine.at_home(execution, message);
-                        break;
+            let mut ready = std::collections::VecDeque::new();
+            while let Some(first) = outbox.recv().await {
+                ready.push_back(first);
+                while ready.len() < OUTBOX_BATCH {
+                    match outbox.try_recv() {
+                        Ok(next) => ready.push_back(next),
+                        Err(_) => break,
                     }
-                    let to = if resend { execution } else { HOME };
-                    let wrapped = Message::Tasks {
-                        task: message.clone(),
-                    };
-                    match engine.send(to, &wrapped).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot send a task message to the home; trying again");
-                            let clock = engine.inner.clock.clone();
-                            drop(engine);
-                            clock.sleep_until(clock.now_ms() + 1_000).await;
-                        }
+                }
+                while let Some((execution, message)) = ready.pop_front() {
+                    let mut batch = vec![message];
+                    let resend = |m: &ToHome| matches!(m, ToHome::Resend);
+                    while !resend(&batch[0])
+                        && ready.front().is_some_and(|(_, next)| !resend(next))
+                        && let Some((_, next)) = ready.pop_front()
+                    {
+                        batch.push(next);
+                    }
+                    if !send_to_home(&weak, execution, batch).await {
+                        return;
                     }
                 }
             }
@@ -327,4 +327,47 @@ fn first_in(partition: u32, partitions: u32) -> Option<ExecutionId> {
             ExecutionId::from_bytes(bytes)
         })
         .find(|id| retrace_journal::partition_of(stream_of(*id), partitions) == partition)
+}
+
+/// How many messages for the home one NATS message carries at most.
+const OUTBOX_BATCH: usize = 256;
+
+/// Sends `batch` (messages for the home in order, or one `Resend` for the
+/// holder of `execution`'s partition) until it is taken, or handles it here
+/// when this engine is the home; `false` once the engine is gone.
+async fn send_to_home(weak: &Weak<Inner>, execution: ExecutionId, batch: Vec<ToHome>) -> bool {
+    loop {
+        let Some(engine) = upgrade(weak) else {
+            return false;
+        };
+        let resend = matches!(batch.as_slice(), [ToHome::Resend]);
+        // The home may have come here meanwhile.
+        if !resend && engine.is_home() {
+            for message in batch {
+                engine.at_home(execution, message);
+            }
+            return true;
+        }
+        let (to, wrapped) = match batch.as_slice() {
+            [one] => (
+                if resend { execution } else { HOME },
+                Message::Tasks { task: one.clone() },
+            ),
+            _ => (
+                HOME,
+                Message::TaskBatch {
+                    tasks: batch.clone(),
+                },
+            ),
+        };
+        match engine.send(to, &wrapped).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot send a task message to the home; trying again");
+                let clock = engine.inner.clock.clone();
+                drop(engine);
+                clock.sleep_until(clock.now_ms() + 1_000).await;
+            }
+        }
+    }
 }

@@ -70,6 +70,11 @@ pub(super) enum Message {
     Tasks {
         task: ToHome,
     },
+    /// Several of those, in the order they were sent (one message through
+    /// NATS for all an engine had ready to send).
+    TaskBatch {
+        tasks: Vec<ToHome>,
+    },
     /// Start the execution it is sent to, as asked (a schedule's fire).
     Start {
         workflow: String,
@@ -158,7 +163,10 @@ impl Message {
             Message::Cancel { reason, compensate } => Trigger::Cancel { reason, compensate },
             Message::Terminate { reason } => Trigger::Terminate { reason },
             Message::TaskTimedOut { task, kind } => Trigger::TaskTimedOut { task, kind },
-            Message::StartChild { .. } | Message::Start { .. } | Message::Tasks { .. } => {
+            Message::StartChild { .. }
+            | Message::Start { .. }
+            | Message::Tasks { .. }
+            | Message::TaskBatch { .. } => {
                 return None;
             }
         })
@@ -327,6 +335,15 @@ impl Engine {
                     return delivery.later();
                 }
                 self.at_home(to, task);
+                Ok(())
+            }
+            Message::TaskBatch { tasks } => {
+                if !self.is_home() {
+                    return delivery.later();
+                }
+                for task in tasks {
+                    self.at_home(to, task);
+                }
                 Ok(())
             }
             message => {
