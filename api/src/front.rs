@@ -153,19 +153,29 @@ impl Front {
         }
     }
 
+    /// The request's head and its whole body (read to look into, or to
+    /// send to several servers), or the answer to a body over the limit.
+    async fn buffered(
+        &self,
+        request: Request,
+    ) -> Result<(axum::http::request::Parts, axum::body::Bytes), Response> {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, self.config.max_body_bytes).await {
+            Ok(body) => Ok((parts, body)),
+            Err(_) => Err(Error::PayloadTooLarge {
+                limit_bytes: self.config.max_body_bytes,
+            }
+            .into_response()),
+        }
+    }
+
     /// A start: in the partition of its idempotency key (whose holder
     /// decides every start with that key), or, without one, here (in a
     /// partition of this server's own) unless this server drives none.
     async fn start(&self, request: Request, next: Next) -> Response {
-        let (parts, body) = request.into_parts();
-        let body = match axum::body::to_bytes(body, self.config.max_body_bytes).await {
-            Ok(body) => body,
-            Err(_) => {
-                return Error::PayloadTooLarge {
-                    limit_bytes: self.config.max_body_bytes,
-                }
-                .into_response();
-            }
+        let (parts, body) = match self.buffered(request).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let key = serde_json::from_slice::<Keyed>(&body)
             .ok()
@@ -202,15 +212,9 @@ impl Front {
             }
             return here;
         }
-        let (parts, body) = request.into_parts();
-        let body = match axum::body::to_bytes(body, self.config.max_body_bytes).await {
-            Ok(body) => body,
-            Err(_) => {
-                return Error::PayloadTooLarge {
-                    limit_bytes: self.config.max_body_bytes,
-                }
-                .into_response();
-            }
+        let (parts, body) = match self.buffered(request).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let asked = others.iter().map(|url| {
             let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
