@@ -4,7 +4,9 @@
 //! Every sharing server keeps a member key in the bucket
 //! `<PREFIX>_MEMBERS` (holding its name and URL, like its leases), which
 //! expires `ttl` after it was last written. Each round (every `ttl / 3`)
-//! a server renews its leases and its member key and lists the members.
+//! a server renews its leases and its member key and lists the members;
+//! it lists them once more half-way through a round, so a member that
+//! died (its key ended with its leases) is noticed sooner.
 //! A partition prefers the member whose hash of (its name, the partition)
 //! is highest (rendezvous hashing), so a server joining or leaving moves
 //! only the partitions that rank it first, about one in N. A server takes
@@ -90,15 +92,22 @@ pub(crate) async fn share(
     let renewal = tokio::spawn(async move {
         let every = sharing.ownership.ttl / 3;
         let mut next = tokio::time::Instant::now() + every;
+        // The members are listed twice a round: a server that died is
+        // noticed (and its partitions taken) half a round sooner.
+        let listing = every / 2;
+        let mut next_listing = tokio::time::Instant::now() + listing;
         loop {
             let missing = wanted.iter().any(|p| sharing.fences.fence(*p).is_none());
+            let wake = next.min(next_listing);
             if missing {
-                tokio::time::sleep_until(next.min(tokio::time::Instant::now() + RETRY)).await;
+                tokio::time::sleep_until(wake.min(tokio::time::Instant::now() + RETRY)).await;
             } else {
-                tokio::time::sleep_until(next).await;
+                tokio::time::sleep_until(wake).await;
             }
-            if tokio::time::Instant::now() >= next {
-                next = tokio::time::Instant::now() + every;
+            let now = tokio::time::Instant::now();
+            let renewing = now >= next;
+            if renewing {
+                next = now + every;
                 let lost = lease::renew_held(
                     &sharing.leases,
                     &sharing.stream,
@@ -110,7 +119,16 @@ pub(crate) async fn share(
                 for (partition, why) in lost {
                     tracing::warn!(partition, "a partition {why}; appends to it are refused");
                 }
-                match sharing.join().await {
+            }
+            if renewing || now >= next_listing {
+                next_listing = now + listing;
+                // The member key is written with the leases, so it ends
+                // when they do.
+                let members = match renewing {
+                    true => sharing.join().await,
+                    false => sharing.wanted().await,
+                };
+                match members {
                     Ok(now) => wanted = now,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot list the servers sharing the journal")
@@ -183,6 +201,11 @@ impl Sharing {
             .put(member_key(&self.ownership.node), me)
             .await
             .map_err(|e| remote("cannot write this server's member key on NATS", e))?;
+        self.wanted().await
+    }
+
+    /// The partitions that prefer this server among the members listed now.
+    async fn wanted(&self) -> Result<BTreeSet<u32>> {
         let keys: Vec<String> = self
             .members
             .keys()

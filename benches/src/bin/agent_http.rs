@@ -883,9 +883,50 @@ impl Api {
                 self.start_and_follow().await
             }
         };
-        tokio::time::timeout(EXECUTION_PATIENCE, run)
+        match tokio::time::timeout(EXECUTION_PATIENCE, run).await {
+            Ok(ended) => ended,
+            Err(_) => bail!(
+                "an execution did not end within {EXECUTION_PATIENCE:?}; {}",
+                self.oldest_running().await
+            ),
+        }
+    }
+
+    /// What the oldest running execution last recorded: why one did not
+    /// end, for whoever reads the failure.
+    async fn oldest_running(&self) -> String {
+        let get = |path: String| async move {
+            let r = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .ok()?;
+            r.json::<Value>().await.ok()
+        };
+        let Some(list) = get("/v1/executions?status=running&limit=1".into()).await else {
+            return "the running executions cannot be listed".into();
+        };
+        let Some(id) = list["executions"][0]["id"].as_str().map(str::to_owned) else {
+            return "none is running".into();
+        };
+        let events = get(format!("/v1/executions/{id}/events?limit=1000"))
             .await
-            .with_context(|| format!("an execution did not end within {EXECUTION_PATIENCE:?}"))?
+            .unwrap_or_default();
+        let last: Vec<String> = events["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take(6)
+            .rev()
+            .map(|e| format!("{} {} {}", e["seq"], e["type"], e["data"]))
+            .collect();
+        format!(
+            "the oldest running, {id}, last recorded: {}",
+            last.join(" | ")
+        )
     }
 
     async fn start_and_follow(&self) -> anyhow::Result<()> {
