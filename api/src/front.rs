@@ -29,6 +29,7 @@ use retrace_journal_nats::Holder;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::covered::{COVERED, covered};
 use crate::error::Error;
 use crate::placement::{Placement, placement};
 use crate::state::{ApiConfig, Shutdown};
@@ -36,46 +37,6 @@ use crate::state::{ApiConfig, Shutdown};
 /// The header a forwarded request carries (the forwarding server's URL):
 /// its receiver serves it itself, never sending it on.
 pub const FORWARDED: &str = "retrace-forwarded";
-
-/// The header of a list's or a publish's answer, sharing a journal: the
-/// partitions the answering engine drove all the while it answered
-/// (comma-separated), so the front knows whether the answers it merges
-/// cover every partition.
-pub const COVERED: &str = "retrace-partitions";
-
-/// The partitions an engine drives as it begins an answer (see
-/// [`COVERED`]); `None` when it does not share its journal.
-#[derive(Debug)]
-pub struct Covered(Option<BTreeSet<u32>>);
-
-impl Covered {
-    pub fn begin(engine: &Engine) -> Covered {
-        Covered(engine.partitions().map(|p| p.borrow().clone()))
-    }
-
-    /// The [`COVERED`] header: what was driven at the beginning and still
-    /// is (none when not sharing).
-    pub fn end(self, engine: &Engine) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let (Some(before), Some(now)) = (self.0, engine.partitions()) {
-            let now = now.borrow().clone();
-            let both: Vec<String> = before.intersection(&now).map(u32::to_string).collect();
-            if let Ok(value) = HeaderValue::from_str(&both.join(",")) {
-                headers.insert(HeaderName::from_static(COVERED), value);
-            }
-        }
-        headers
-    }
-}
-
-/// The partitions an answer says it covered.
-fn covered(headers: &HeaderMap) -> impl Iterator<Item = u32> + '_ {
-    headers
-        .get(COVERED)
-        .and_then(|v| v.to_str().ok())
-        .into_iter()
-        .flat_map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()))
-}
 
 /// What the front needs to place requests: this server's engine and URL,
 /// and who holds each partition.

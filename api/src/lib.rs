@@ -20,7 +20,8 @@
 //! - [`front`]: the front of `serve --nats` (each request served here or
 //!   forwarded to the server holding what it names, lists and publishes
 //!   asked of every server); [`placement`]: where each endpoint is served
-//!   when servers share a journal's partitions.
+//!   when servers share a journal's partitions; [`covered`]: the
+//!   partitions an answer to be merged covered.
 //! - [`cli`]: the `retrace` binary's subcommands: `serve`; offline `replay`,
 //!   `verify`, `export`; client commands against a server; `agent`.
 //!
@@ -29,6 +30,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod covered;
 pub mod error;
 pub mod extract;
 pub mod front;

@@ -250,6 +250,16 @@ pub fn access_table() -> Vec<(Method, &'static str, Access)> {
 
 /// The HTTP API over `state`'s engine.
 pub fn app(state: AppState) -> Router {
+    build(state, None)
+}
+
+/// The HTTP API of a server sharing its journal with others: each request
+/// served here or sent where `front` says it is served.
+pub fn shared_app(state: AppState, front: front::Front) -> Router {
+    build(state, Some(front))
+}
+
+fn build(state: AppState, front: Option<front::Front>) -> Router {
     let max_body_bytes = state.config.max_body_bytes;
     let cors = cors(&state.config.cors_origins);
     // Endpoints on one path merge into one method router (which answers
@@ -295,7 +305,7 @@ pub fn app(state: AppState) -> Router {
         ));
     // Sharing a journal: before anything else on a route, the request goes
     // where it is served, which checks it.
-    let router = match state.front.clone() {
+    let router = match front {
         Some(front) => router.route_layer(middleware::from_fn_with_state(front, front::place)),
         None => router,
     };

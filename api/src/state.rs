@@ -79,9 +79,6 @@ pub struct AppState {
     /// Who may call each route, as the router's table says (it fills this
     /// in; the OpenAPI document is drawn from it).
     pub routes: std::sync::Arc<crate::auth::AccessTable>,
-    /// Sharing a journal with other servers: where each request is served
-    /// (see [`crate::front`]); `None` serves every request here.
-    pub front: Option<crate::front::Front>,
 }
 
 impl AppState {
@@ -93,7 +90,6 @@ impl AppState {
             sse_clients: SseClients::default(),
             http_metrics: HttpMetrics::default(),
             routes: std::sync::Arc::new([]),
-            front: None,
         }
     }
 }

@@ -187,19 +187,26 @@ async fn serve_nats(
         journal.release().await;
         return Err(e);
     }
-    let mut state = AppState::new(engine.clone(), settings.api.clone());
-    state.front = Some(Front::new(
+    let state = AppState::new(engine.clone(), settings.api.clone());
+    let front = Front::new(
         engine.clone(),
         journal.holders(),
         url.clone(),
         state.shutdown.clone(),
         settings.api.clone(),
-    ));
+    );
     let shutdown = state.shutdown.clone();
     let held = engine.partitions().map_or(0, |p| p.borrow().len());
     tracing::info!(%addr, scheme, %url, servers, prefix = %nats.prefix, node, partitions = held,
         "listening; the journal is on NATS JetStream, shared with every server on it");
-    let served = listen(listener, tls, crate::app(state), stop, shutdown).await;
+    let served = listen(
+        listener,
+        tls,
+        crate::router::shared_app(state, front),
+        stop,
+        shutdown,
+    )
+    .await;
     let flushed = engine.shutdown().await;
     journal.release().await;
     served?;

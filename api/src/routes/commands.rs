@@ -544,7 +544,7 @@ pub async fn publish(
     check_event_name(&name)?;
     let by = event.by(caller.name());
     let body = event.body;
-    let covered = crate::front::Covered::begin(&state.engine);
+    let covered = crate::covered::Covered::begin(&state.engine);
     let delivered = state
         .engine
         .acting_as(by.as_deref())

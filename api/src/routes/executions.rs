@@ -527,7 +527,7 @@ pub async fn list(
                 })
         })
         .transpose()?;
-    let covered = crate::front::Covered::begin(&state.engine);
+    let covered = crate::covered::Covered::begin(&state.engine);
     // Read before the list, so a change made while listing is in the
     // stream after this position (and perhaps in the page too).
     let position = state.engine.read().last_position().await?;
