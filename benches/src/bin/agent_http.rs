@@ -42,6 +42,9 @@
 //! does not hold what it names takes one forwarding hop. Names end in
 //! `_n<N>`, and the CPU of all servers is summed.
 //!
+//! `RETRACE_BENCH_SERVER_LOG=<filter>` (a `RUST_LOG` filter) has the servers
+//! log at that filter to this bench's stderr, to see why a run failed.
+//!
 //! Run: `cargo build --release -p retrace-api -p retrace-benches &&
 //! target/release/agent_http --quick`
 
@@ -610,19 +613,31 @@ impl Server {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let state = Mutex::new((Some(tx), None::<String>));
-        let proc = Proc::spawn("retrace serve".into(), command, false, move |line| {
-            let Ok(mut state) = state.lock() else { return };
-            if line.contains("listening")
-                && let Some(addr) = field(line, "addr")
-            {
-                state.1 = Some(addr);
-            }
-            if let Some(addr) = state.1.clone()
-                && let Some(tx) = state.0.take()
-            {
-                let _ = tx.send(addr);
-            }
-        })?;
+        // `RETRACE_BENCH_SERVER_LOG=<filter>`: the servers log at that
+        // filter, passed on to this bench's stderr (to see why a run
+        // failed).
+        let log = std::env::var("RETRACE_BENCH_SERVER_LOG").ok();
+        if let Some(filter) = &log {
+            command.env("RUST_LOG", filter);
+        }
+        let proc = Proc::spawn(
+            "retrace serve".into(),
+            command,
+            log.is_some(),
+            move |line| {
+                let Ok(mut state) = state.lock() else { return };
+                if line.contains("listening")
+                    && let Some(addr) = field(line, "addr")
+                {
+                    state.1 = Some(addr);
+                }
+                if let Some(addr) = state.1.clone()
+                    && let Some(tx) = state.0.take()
+                {
+                    let _ = tx.send(addr);
+                }
+            },
+        )?;
         let addr = match tokio::time::timeout(PROCESS_PATIENCE, rx).await {
             Ok(Ok(addr)) => addr,
             Ok(Err(_)) => bail!("retrace serve exited before listening:\n{}", proc.tail()),

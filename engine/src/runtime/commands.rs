@@ -267,6 +267,10 @@ impl Engine {
         max: usize,
     ) -> Result<Vec<ClaimedTask>, Error> {
         let claimed = self.inner.agents.poll(agent, wait_ms, max).await?;
+        if !claimed.is_empty() {
+            let tasks: Vec<&str> = claimed.iter().map(|c| c.spec.id.as_str()).collect();
+            tracing::debug!(%agent, ?tasks, "tasks claimed");
+        }
         // A claim a rate window counts is recorded before the agent hears
         // of it (see `capability_limits`).
         self.record_claims(&claimed).await?;

@@ -193,6 +193,7 @@ impl Engine {
     /// holder of the partition it was sent to.
     pub(super) fn at_home(&self, execution: ExecutionId, message: ToHome) {
         let now = self.inner.clock.now_ms();
+        tracing::debug!(?message, "a message about tasks for agents, at the home");
         match message {
             ToHome::Enqueue { spec, recovered } => self.enqueue_here(spec, recovered),
             ToHome::Withdraw { task, capability } => self.withdraw_here(&task, &capability),
