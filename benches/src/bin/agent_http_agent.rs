@@ -10,7 +10,10 @@
 //! "waitMs": 0}` in the body of `POST /v1/tasks/{id}/complete`), and the loop
 //! goes on with those before it polls again.
 //!
-//! Once registered it prints `ready <agent id>` on stdout. It stops on
+//! Once registered it prints `ready <agent id>` on stdout. When a poll
+//! finds it unknown (`404 unknown_agent`: the server restarted, or the home
+//! of servers sharing a journal moved, and registrations live in the
+//! home's memory) it registers again and carries on. It stops on
 //! SIGTERM, SIGINT or when its stdin closes (so it never outlives the
 //! benchmark): it unregisters and exits 0. Errors from the server are
 //! written to stderr and the loop carries on after a short pause.
@@ -18,6 +21,7 @@
 //! Run by `agent_http`; by hand: `agent_http_agent --server http://127.0.0.1:7700`.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -94,31 +98,19 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(usize::MAX);
     let http = retrace_benches::secured(builder, args.token.as_deref(), args.ca_cert.as_deref())?
         .build()?;
+    let max_concurrency = (args.loops * MAX).min(10_000);
     let agent = Agent {
         http,
         base: args.server.trim_end_matches('/').to_owned(),
-        id: String::new(),
+        id: Arc::new(tokio::sync::RwLock::new(String::new())),
+        registration: json!({"name": args.name, "capabilities": ["step"], "maxConcurrency": max_concurrency}),
         eager: args.eager,
         batch: args.batch,
     };
-    let max_concurrency = (args.loops * MAX).min(10_000);
-    let (status, body) = agent
-        .post(
-            "/v1/agents",
-            &json!({"name": args.name, "capabilities": ["step"], "maxConcurrency": max_concurrency}),
-        )
-        .await?;
-    if status != StatusCode::CREATED {
-        bail!("registering answered {status}: {body}");
-    }
-    let id = body["id"]
-        .as_str()
-        .context("the registration answer has no id")?
-        .to_owned();
-    let agent = Agent { id, ..agent };
+    agent.register("").await?;
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "ready {}", agent.id)?;
+        writeln!(out, "ready {}", agent.id().await)?;
         out.flush()?;
     }
 
@@ -148,12 +140,38 @@ async fn run(args: AgentArgs) -> anyhow::Result<()> {
 struct Agent {
     http: reqwest::Client,
     base: String,
-    id: String,
+    /// Its id now: registered again when the server no longer knows it
+    /// (a restart, or the home of servers sharing a journal moved).
+    id: Arc<tokio::sync::RwLock<String>>,
+    /// What it registers with.
+    registration: Value,
     eager: bool,
     batch: bool,
 }
 
 impl Agent {
+    async fn id(&self) -> String {
+        self.id.read().await.clone()
+    }
+
+    /// Registers, unless another loop already registered again since `stale`
+    /// was the id.
+    async fn register(&self, stale: &str) -> anyhow::Result<()> {
+        let mut id = self.id.write().await;
+        if *id != stale {
+            return Ok(());
+        }
+        let (status, body) = self.post("/v1/agents", &self.registration).await?;
+        if status != StatusCode::CREATED {
+            bail!("registering answered {status}: {body}");
+        }
+        *id = body["id"]
+            .as_str()
+            .context("the registration answer has no id")?
+            .to_owned();
+        Ok(())
+    }
+
     /// `POST` a JSON body; the status and the JSON answer (`null` if none).
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
         let url = format!("{}{path}", self.base);
@@ -176,10 +194,18 @@ impl Agent {
     /// Polls, completes what it got (and, eagerly, what completing got),
     /// and polls again, until it is dropped.
     async fn poll_loop(&self) -> anyhow::Result<()> {
-        let poll = json!({"agentId": self.id, "max": MAX, "waitMs": WAIT_MS});
         loop {
+            let id = self.id().await;
+            let poll = json!({"agentId": id, "max": MAX, "waitMs": WAIT_MS});
             let tasks = match self.post("/v1/tasks/poll", &poll).await {
                 Ok((StatusCode::OK, body)) => tasks_of(&body),
+                Ok((StatusCode::NOT_FOUND, body)) if body["error"]["code"] == "unknown_agent" => {
+                    if let Err(e) = self.register(&id).await {
+                        eprintln!("{e:#}");
+                        tokio::time::sleep(PAUSE).await;
+                    }
+                    continue;
+                }
                 Ok((status, body)) => {
                     eprintln!("poll answered {status}: {body}");
                     tokio::time::sleep(PAUSE).await;
@@ -230,7 +256,7 @@ impl Agent {
         };
         let mut body = json!({"output": {"acc": acc + i}});
         if self.eager {
-            body["poll"] = json!({"agentId": self.id, "max": MAX, "waitMs": 0});
+            body["poll"] = json!({"agentId": self.id().await, "max": MAX, "waitMs": 0});
         }
         let (status, answer) = self
             .post(&format!("/v1/tasks/{id}/complete"), &body)
@@ -255,7 +281,7 @@ impl Agent {
         }
         let body = json!({
             "reports": reports,
-            "poll": {"agentId": self.id, "max": MAX, "waitMs": 0},
+            "poll": {"agentId": self.id().await, "max": MAX, "waitMs": 0},
         });
         let (status, answer) = self.post("/v1/tasks/report", &body).await?;
         if status != StatusCode::OK {
@@ -275,7 +301,7 @@ impl Agent {
     }
 
     async fn unregister(&self) -> anyhow::Result<()> {
-        let url = format!("{}/v1/agents/{}", self.base, self.id);
+        let url = format!("{}/v1/agents/{}", self.base, self.id().await);
         let response = self
             .http
             .delete(&url)
