@@ -44,7 +44,7 @@ impl Engine {
     /// Whether this engine is the home: holds partition 0 (always, on a
     /// journal nobody shares).
     pub(super) fn is_home(&self) -> bool {
-        self.inner.owned.share.is_none() || self.owns_partition(0)
+        self.drives_partition(0)
     }
 
     /// Queues a task for agents, here or at the home.
@@ -251,7 +251,7 @@ impl Engine {
             }
             engine.resend_tasks(&engine.inner.owned.all());
             for partition in 0..partitions {
-                if engine.owns_partition(partition) {
+                if engine.drives_partition(partition) {
                     continue;
                 }
                 if let Some(to) = first_in(partition, partitions) {
@@ -337,31 +337,23 @@ const OUTBOX_BATCH: usize = 256;
 /// holder of `execution`'s partition) until it is taken, or handles it here
 /// when this engine is the home; `false` once the engine is gone.
 async fn send_to_home(weak: &Weak<Inner>, execution: ExecutionId, batch: Vec<ToHome>) -> bool {
+    let resend = matches!(batch.as_slice(), [ToHome::Resend]);
+    let to = if resend { execution } else { HOME };
+    let message = Message::Tasks { tasks: batch };
     loop {
         let Some(engine) = upgrade(weak) else {
             return false;
         };
-        let resend = matches!(batch.as_slice(), [ToHome::Resend]);
         // The home may have come here meanwhile.
         if !resend && engine.is_home() {
-            for message in batch {
-                engine.at_home(execution, message);
+            if let Message::Tasks { tasks } = message {
+                for task in tasks {
+                    engine.at_home(execution, task);
+                }
             }
             return true;
         }
-        let (to, wrapped) = match batch.as_slice() {
-            [one] => (
-                if resend { execution } else { HOME },
-                Message::Tasks { task: one.clone() },
-            ),
-            _ => (
-                HOME,
-                Message::TaskBatch {
-                    tasks: batch.clone(),
-                },
-            ),
-        };
-        match engine.send(to, &wrapped).await {
+        match engine.send(to, &message).await {
             Ok(()) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot send a task message to the home; trying again");

@@ -66,13 +66,11 @@ pub(super) enum Message {
         task: String,
         kind: String,
     },
-    /// About tasks for agents, for the home (see `dispatch`).
+    /// About tasks for agents, in the order they were sent: for the home
+    /// (all an engine had ready, in one message through NATS), or a lone
+    /// `Resend` for the holder of the partition it is sent to (see
+    /// `dispatch`).
     Tasks {
-        task: ToHome,
-    },
-    /// Several of those, in the order they were sent (one message through
-    /// NATS for all an engine had ready to send).
-    TaskBatch {
         tasks: Vec<ToHome>,
     },
     /// Start the execution it is sent to, as asked (a schedule's fire).
@@ -163,10 +161,7 @@ impl Message {
             Message::Cancel { reason, compensate } => Trigger::Cancel { reason, compensate },
             Message::Terminate { reason } => Trigger::Terminate { reason },
             Message::TaskTimedOut { task, kind } => Trigger::TaskTimedOut { task, kind },
-            Message::StartChild { .. }
-            | Message::Start { .. }
-            | Message::Tasks { .. }
-            | Message::TaskBatch { .. } => {
+            Message::StartChild { .. } | Message::Start { .. } | Message::Tasks { .. } => {
                 return None;
             }
         })
@@ -329,16 +324,10 @@ impl Engine {
                     Err(e) => Err(e),
                 }
             }
-            Message::Tasks { task } => {
+            Message::Tasks { tasks } => {
                 // Not the home (any more): it arrives again at the next.
-                if !matches!(task, ToHome::Resend) && !self.is_home() {
-                    return delivery.later();
-                }
-                self.at_home(to, task);
-                Ok(())
-            }
-            Message::TaskBatch { tasks } => {
-                if !self.is_home() {
+                let for_home = tasks.iter().any(|t| !matches!(t, ToHome::Resend));
+                if for_home && !self.is_home() {
                     return delivery.later();
                 }
                 for task in tasks {

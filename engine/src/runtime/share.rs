@@ -80,28 +80,12 @@ impl Owned {
 impl Engine {
     /// Whether this engine drives execution `id` (always, without a share).
     pub(super) fn owns(&self, id: ExecutionId) -> bool {
-        let owned = &self.inner.owned;
-        match &owned.share {
-            None => true,
-            Some(share) => owned
-                .partitions()
-                .contains(&share.partition_of(stream_of(id))),
-        }
-    }
-
-    /// Whether this engine drives the executions of `partition` (always,
-    /// without a share).
-    pub(super) fn owns_partition(&self, partition: u32) -> bool {
-        self.inner.owned.share.is_none() || self.inner.owned.partitions().contains(&partition)
+        self.drives_partition(self.partition_of(id))
     }
 
     /// The partition of execution `id` (0 without a share).
     pub(super) fn partition_of(&self, id: ExecutionId) -> u32 {
-        self.inner
-            .owned
-            .share
-            .as_ref()
-            .map_or(0, |share| share.partition_of(stream_of(id)))
+        self.execution_partition(id).unwrap_or(0)
     }
 
     /// The partition of execution `id` on a journal several servers share
@@ -120,7 +104,7 @@ impl Engine {
     /// Whether this engine drives the executions of `partition` now (has
     /// recovered them); always, when it does not share its journal.
     pub fn drives_partition(&self, partition: u32) -> bool {
-        self.owns_partition(partition)
+        self.inner.owned.share.is_none() || self.inner.owned.partitions().contains(&partition)
     }
 
     /// Whether this engine drives any partition now (always, when it does
