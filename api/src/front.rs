@@ -159,49 +159,34 @@ impl Front {
         if forwarded(&request) {
             return next.run(request).await;
         }
+        let query = request.uri().query().unwrap_or_default().to_owned();
         let others = self.others();
-        if others.is_empty() {
-            // Alone (or the others not known yet): this answer must cover
-            // every partition itself.
-            let mut here = next.run(request).await;
-            if here.status().is_success() {
-                let seen: BTreeSet<u32> = covered(here.headers()).collect();
-                if let Some(missing) = self.missing(&seen) {
-                    return incomplete(missing, route).into_response();
+        // Alone (or the others not known yet), this answer is the whole.
+        let (here, theirs) = if others.is_empty() {
+            (next.run(request).await, Vec::new())
+        } else {
+            let (parts, body) = match self.buffered(request).await {
+                Ok(read) => read,
+                Err(refused) => return refused,
+            };
+            let asked = others.iter().map(|url| {
+                let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+                async move {
+                    let answer = self.forward(url, request).await;
+                    let status = answer.status();
+                    let (head, body) = answer.into_parts();
+                    let read = axum::body::to_bytes(body, usize::MAX).await;
+                    (url, status, head.headers, read)
                 }
-                here.headers_mut().remove(COVERED);
-            }
-            return here;
-        }
-        let (parts, body) = match self.buffered(request).await {
-            Ok(read) => read,
-            Err(refused) => return refused,
+            });
+            let here = next.run(Request::from_parts(parts.clone(), Body::from(body.clone())));
+            futures::join!(here, futures::future::join_all(asked))
         };
-        let asked = others.iter().map(|url| {
-            let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
-            async move {
-                let answer = self.forward(url, request).await;
-                let status = answer.status();
-                let (head, body) = answer.into_parts();
-                let read = axum::body::to_bytes(body, usize::MAX).await;
-                (url, status, head.headers, read)
-            }
-        });
-        let here = next.run(Request::from_parts(parts.clone(), Body::from(body.clone())));
-        let (here, theirs) = futures::join!(here, futures::future::join_all(asked));
         if !here.status().is_success() {
             return here;
         }
-        let (mut head, here) = here.into_parts();
+        let mut seen: BTreeSet<u32> = covered(here.headers()).collect();
         let mut answers = Vec::with_capacity(theirs.len() + 1);
-        match axum::body::to_bytes(here, usize::MAX).await {
-            Ok(bytes) => answers.push(bytes),
-            Err(e) => {
-                return Error::Internal(format!("cannot read this server's answer: {e}"))
-                    .into_response();
-            }
-        }
-        let mut seen: BTreeSet<u32> = covered(&head.headers).collect();
         for (url, status, headers, read) in theirs {
             match read {
                 Ok(bytes) if status.is_success() => {
@@ -223,13 +208,22 @@ impl Front {
         if let Some(missing) = self.missing(&seen) {
             return incomplete(missing, route).into_response();
         }
+        let (mut head, here) = here.into_parts();
         head.headers.remove(COVERED);
+        if answers.is_empty() {
+            return Response::from_parts(head, here);
+        }
+        match axum::body::to_bytes(here, usize::MAX).await {
+            Ok(bytes) => answers.push(bytes),
+            Err(e) => {
+                return Error::Internal(format!("cannot read this server's answer: {e}"))
+                    .into_response();
+            }
+        }
         let merged = match route {
-            "/v1/executions" => crate::routes::executions::merge_pages(
-                parts.uri.query().unwrap_or_default(),
-                &self.config,
-                &answers,
-            ),
+            "/v1/executions" => {
+                crate::routes::executions::merge_pages(&query, &self.config, &answers)
+            }
             _ => crate::routes::commands::merge_delivered(&answers),
         };
         match merged {

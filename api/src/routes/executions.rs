@@ -437,7 +437,8 @@ pub(crate) fn merge_pages(
     config: &ApiConfig,
     pages: &[axum::body::Bytes],
 ) -> Result<Vec<u8>, Error> {
-    #[derive(Deserialize)]
+    /// A page as [`ListView`] writes it, its executions left as JSON.
+    #[derive(Default, Deserialize, Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Page {
         executions: Vec<serde_json::Value>,
@@ -447,16 +448,19 @@ pub(crate) fn merge_pages(
     let query = ListQuery::parse(raw)?;
     let limit = page_limit(query.limit, config)?;
     let newest_first = query.filter()?.newest_first;
-    let mut executions = Vec::new();
+    let mut merged = Page {
+        position: u64::MAX,
+        ..Page::default()
+    };
     let mut more = false;
-    let mut position = u64::MAX;
     for page in pages {
         let page: Page = serde_json::from_slice(page)
             .map_err(|e| Error::Internal(format!("a server answered a list unread: {e}")))?;
         more |= page.next_cursor.is_some();
-        position = position.min(page.position);
-        executions.extend(page.executions);
+        merged.position = merged.position.min(page.position);
+        merged.executions.extend(page.executions);
     }
+    let executions = &mut merged.executions;
     // Ids are UUIDs written hyphenated in lower case: as text, in id order.
     let id = |e: &serde_json::Value| e["id"].as_str().unwrap_or_default().to_owned();
     executions.sort_by_key(id);
@@ -467,17 +471,13 @@ pub(crate) fn merge_pages(
     }
     more |= executions.len() > limit;
     executions.truncate(limit);
-    let next_cursor = if more {
+    merged.next_cursor = if more {
         executions.last().map(id)
     } else {
         None
     };
-    serde_json::to_vec(&serde_json::json!({
-        "executions": executions,
-        "nextCursor": next_cursor,
-        "position": position,
-    }))
-    .map_err(|e| Error::Internal(format!("cannot write the merged list: {e}")))
+    serde_json::to_vec(&merged)
+        .map_err(|e| Error::Internal(format!("cannot write the merged list: {e}")))
 }
 
 /// A page size from a query: the default when absent, at most the cap.
