@@ -130,19 +130,23 @@ impl Front {
         }
     }
 
-    /// A start: in the partition of its idempotency key (whose holder
-    /// decides every start with that key), or, without one, here (in a
-    /// partition of this server's own) unless this server drives none.
+    /// A start: in its workflow's own partition if the workflow declares
+    /// limits (whose holder counts every execution of it), else in the
+    /// partition of its idempotency key (whose holder decides every start
+    /// with that key), or, without one, here (in a partition of this
+    /// server's own) unless this server drives none.
     async fn start(&self, request: Request, next: Next) -> Response {
         let (parts, body) = match self.buffered(request).await {
             Ok(read) => read,
             Err(refused) => return refused,
         };
-        let key = serde_json::from_slice::<Keyed>(&body)
-            .ok()
-            .and_then(|k| k.idempotency_key);
+        // A body that does not read is the handler's to refuse.
+        let partition = serde_json::from_slice::<Placed>(&body).ok().and_then(|p| {
+            self.engine
+                .start_partition(&p.workflow, p.idempotency_key.as_deref())
+        });
         let request = Request::from_parts(parts, Body::from(body));
-        match key.and_then(|key| self.engine.key_partition(&key)) {
+        match partition {
             Some(partition) => self.at(partition, request, next).await,
             None if self.engine.drives_any() || forwarded(&request) => next.run(request).await,
             None => match self.others().into_iter().next() {
@@ -317,9 +321,11 @@ pub async fn place(State(front): State<Front>, request: Request, next: Next) -> 
     }
 }
 
-/// The one field of a start's body that places it.
+/// The fields of a start's body that place it.
 #[derive(Deserialize)]
-struct Keyed {
+struct Placed {
+    #[serde(default)]
+    workflow: String,
     #[serde(rename = "idempotencyKey")]
     idempotency_key: Option<String>,
 }

@@ -19,8 +19,10 @@ pub enum Placement {
     /// The server driving the execution the path's `{id}` names (the
     /// holder of its partition).
     Execution,
-    /// The server holding the partition of the start's idempotency key, or
-    /// (no key) any server, which starts it in a partition of its own.
+    /// The server holding the partition the start falls in: its
+    /// workflow's own if the workflow declares limits, else its
+    /// idempotency key's, or (no key) any server, which starts it in a
+    /// partition of its own.
     Start,
     /// The home (the holder of partition 0): what is engine-wide (changes
     /// of definitions and tokens, schedules, breakers, limits, webhooks)

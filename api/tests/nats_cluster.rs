@@ -2,14 +2,15 @@
 //! journal, replicated on a cluster of three NATS servers (R=3). Each node
 //! drives the executions of its share of the partitions; any node takes
 //! any request. Clients start executions of a 10-step workflow through
-//! every node (with idempotency keys, retrying after errors), an agent on
+//! every node (with idempotency keys, retrying after errors; every tenth of
+//! a workflow with a concurrency limit), an agent on
 //! every node completes tasks, and a client tails the engine-wide stream
 //! through one. In each round a node chosen at random is SIGKILLed and
 //! started again, and in every third round a NATS server is SIGKILLed too.
 //! At the end: every acknowledged start completed with its expected output,
 //! no step's task was completed twice in any history, every event a client
-//! was shown is stored with the same hash, and every stream's chain reads
-//! back from NATS. For each round, the handover (from the kill until the
+//! was shown is stored with the same hash, every stream's chain reads
+//! back from NATS, and the limit was never exceeded at any position. For each round, the handover (from the kill until the
 //! live nodes drive every partition again) is printed.
 //!
 //! `RETRACE_CHAOS_EXECUTIONS` (default 1,000), `RETRACE_CHAOS_ROUNDS`
@@ -25,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kill_support::{Rng, every_stream_reads_back, follow_all_events};
+use retrace_engine::read::History;
+use retrace_engine::store::{Storage, Store};
 use retrace_journal_nats::server::NatsCluster;
 use retrace_journal_nats::{NatsOptions, PARTITIONS_DEFAULT};
 use serde_json::{Value, json};
@@ -211,9 +214,13 @@ async fn agent(http: reqwest::Client, bases: Bases, i: usize) {
     }
 }
 
+/// The executions of `limited10` (every tenth) running at once per group
+/// (`n / 10 % 2`): one server, the holder of its partition, counts them all.
+const LIMIT: u32 = 2;
+
 /// A 10-step workflow: each step's task adds one to `n`, its claim lasting
-/// 10 s.
-fn workflow() -> Value {
+/// 10 s; `limited10` is the same with a concurrency limit per group.
+fn workflow(name: &str) -> Value {
     let steps: Vec<Value> = (0..STEPS)
         .map(|i| {
             // A poll whose answer was lost with the node forwarding it
@@ -233,7 +240,11 @@ fn workflow() -> Value {
             step
         })
         .collect();
-    json!({"name": "counter10", "steps": steps})
+    let mut workflow = json!({"name": name, "steps": steps});
+    if name == "limited10" {
+        workflow["concurrency"] = json!({"key": "$.input.group", "limit": LIMIT});
+    }
+    workflow
 }
 
 /// Sends until a node answers with a success; the answer's body.
@@ -288,11 +299,13 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
         "three nodes share the partitions {:?} after the first started",
         started.elapsed()
     );
-    let definition = workflow();
-    until_done(&http, &bases, 0, |c, b| {
-        c.post(format!("{b}/v1/workflows")).json(&definition)
-    })
-    .await;
+    for name in ["counter10", "limited10"] {
+        let definition = workflow(name);
+        until_done(&http, &bases, 0, |c, b| {
+            c.post(format!("{b}/v1/workflows")).json(&definition)
+        })
+        .await;
+    }
     let agents: Vec<_> = (0..NODES)
         .map(|i| tokio::spawn(agent(http.clone(), bases.clone(), i)))
         .collect();
@@ -328,7 +341,13 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
                 break;
             }
             let n = next;
-            let body = json!({"workflow": "counter10", "input": {"n": n * 100}, "idempotencyKey": format!("exec-{n}")});
+            let workflow = if n % 10 == 9 {
+                "limited10"
+            } else {
+                "counter10"
+            };
+            let body = json!({"workflow": workflow, "input": {"n": n * 100, "group": (n / 10) % 2},
+                "idempotencyKey": format!("exec-{n}")});
             let r = until_done(&http, &bases, n as usize, |c, b| {
                 c.post(format!("{b}/v1/executions")).json(&body)
             })
@@ -458,11 +477,25 @@ async fn three_nodes_survive_sigkills_of_nodes_and_of_nats_servers() {
             .unwrap();
         assert!(child.wait().await.unwrap().success());
     }
-    let streams = every_stream_reads_back(NatsOptions {
+    let options = NatsOptions {
         servers: nats,
         replicas: 3,
         ..NatsOptions::new("")
-    })
-    .await;
+    };
+    let streams = every_stream_reads_back(options.clone()).await;
     assert!(streams as u64 > executions, "every execution is a stream");
+
+    // limited10's limit held over the whole journal, in its one order,
+    // whichever servers were killed (invariant 33).
+    let journal = retrace_journal_nats::NatsJournal::open(options)
+        .await
+        .unwrap();
+    let store = Store::open(Storage::Journal(Arc::new(journal))).unwrap();
+    let peaks = History::new(store, None).limit_peaks().await.unwrap();
+    eprintln!("limited10's peaks: {peaks:?}");
+    assert_eq!(peaks.len(), 2, "seed {seed}: {peaks:?}");
+    for peak in &peaks {
+        assert_eq!(peak.limit, LIMIT);
+        assert!(peak.peak <= LIMIT as usize, "seed {seed}: {peak:?}");
+    }
 }

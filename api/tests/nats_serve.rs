@@ -118,6 +118,15 @@ async fn spread(http: &reqwest::Client, bases: &[&str]) -> Duration {
     .expect("the servers share the partitions")
 }
 
+/// The partition of the execution with id `id`.
+fn partition(id: &str) -> u32 {
+    let id: retrace_engine::ExecutionId = id.parse().unwrap();
+    retrace_journal::partition_of(
+        retrace_journal::StreamId::from_bytes(*id.as_bytes()),
+        retrace_journal_nats::PARTITIONS_DEFAULT,
+    )
+}
+
 /// Sends until the answer is not `503` (a partition moving); the answer.
 async fn send(request: impl Fn() -> reqwest::RequestBuilder) -> (u16, Value) {
     tokio::time::timeout(PATIENCE, async {
@@ -341,6 +350,25 @@ async fn two_servers_share_the_journal_and_either_serves_every_request() {
     let (again, created) = start(&http, &b.base, "waits", json!({}), Some("k-1")).await;
     assert_eq!((&again, created), (&keyed, false));
     ids.insert(keyed);
+
+    // A workflow with limits starts in its own partition through either
+    // server (the front sends it there), so one server counts all its
+    // executions; one at a time, they complete below with the rest.
+    let limited = json!({"name": "limited", "concurrency": {"limit": 1},
+        "steps": [{"id": "w", "type": "task", "capability": "later"}]});
+    define(&http, &a.base, limited).await;
+    let mut places = BTreeSet::new();
+    for base in [&a.base, &b.base, &a.base, &b.base] {
+        let (id, created) = start(&http, base, "limited", json!({}), None).await;
+        assert!(created);
+        places.insert(partition(&id));
+        ids.insert(id);
+    }
+    assert_eq!(
+        places.len(),
+        1,
+        "limited's executions in one partition: {places:?}"
+    );
 
     // An event published through one server reaches the executions waiting
     // for it on both.

@@ -706,3 +706,143 @@ async fn the_home_fires_schedules_whose_executions_start_wherever_their_partitio
     a.stop().await;
     b.stop().await;
 }
+
+/// At most two executions per customer at once.
+const LIMITED: &str = r#"{
+    "name": "limited",
+    "concurrency": {"key": "$.input.customer", "limit": 2},
+    "steps": [{"id": "gate", "type": "task", "capability": "gate"}]
+}"#;
+
+/// Starts a `limited` child (its id derives from this execution's).
+const LIMITED_PARENT: &str = r#"{
+    "name": "limited_parent",
+    "steps": [{
+        "id": "call",
+        "type": "subworkflow",
+        "subworkflow": {"workflow": "limited"},
+        "input": {"customer": "acme"}
+    }]
+}"#;
+
+/// Where each of `ids`' slots were taken and given back, in the journal's
+/// one order: the most any position saw held at once.
+async fn most_held_at_once(reader: &Engine, ids: &[ExecutionId]) -> usize {
+    let mut changes = Vec::new();
+    for id in ids {
+        for event in reader.read().events(*id, 1, 1_000).await.unwrap() {
+            match event.event.kind() {
+                "limit_acquired" => changes.push((event.position, 1i64)),
+                "execution_completed"
+                | "execution_failed"
+                | "execution_cancelled"
+                | "execution_terminated" => changes.push((event.position, -1)),
+                _ => {}
+            }
+        }
+    }
+    changes.sort();
+    let (mut held, mut most) = (0i64, 0i64);
+    for (_, change) in changes {
+        held += change;
+        most = most.max(held);
+    }
+    usize::try_from(most).unwrap()
+}
+
+/// A workflow's limits count every execution of it, wherever it was asked
+/// for: started directly, as a child of an execution another server
+/// drives, or by a schedule at the home. All live in the workflow's own
+/// partition, so the one server holding it counts them, as one server
+/// would (before: each server counted its own, and two let four run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_workflows_executions_all_live_in_its_partition_and_are_counted_together() {
+    let server = NatsServer::start();
+    let (open, opened) = watch::channel(false);
+    let calls = no_calls();
+    let a = node(&server, "a", &opened, &calls).await;
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let (home, other) = home_first(&a, &b);
+    for definition in [LIMITED, LIMITED_PARENT] {
+        home.engine
+            .define_json(definition.as_bytes())
+            .await
+            .unwrap();
+    }
+    until("the other knows both", || {
+        other.engine.workflow("limited_parent", None).is_some()
+    })
+    .await;
+    let place = a.engine.start_partition("limited", None).unwrap();
+    assert_eq!(b.engine.start_partition("limited", Some("k")), Some(place));
+    assert_eq!(
+        a.engine.start_partition("limited_parent", None),
+        None,
+        "a workflow without limits starts anywhere"
+    );
+    let (holder, away) = if a.holds(place) { (&a, &b) } else { (&b, &a) };
+    let acme = || StartRequest {
+        workflow: "limited".into(),
+        input: json!({"customer": "acme"}),
+        ..StartRequest::default()
+    };
+    let refused = away.engine.start(acme()).await;
+    assert!(
+        refused.is_err(),
+        "started away from its workflow's partition"
+    );
+
+    let mut limited = Vec::new();
+    for _ in 0..3 {
+        limited.push(holder.engine.start(acme()).await.unwrap().id);
+    }
+    let parents = [
+        start_of(&a, "limited_parent", 4).await,
+        start_of(&b, "limited_parent", 4).await,
+    ]
+    .concat();
+    let spec: retrace_engine::schedules::ScheduleSpec = serde_json::from_value(
+        json!({"id": "s", "workflow": "limited", "input": {"customer": "acme"}, "everyMs": 3_600_000}),
+    )
+    .unwrap();
+    home.engine.create_schedule(spec, None, None).await.unwrap();
+    for _ in 0..2 {
+        let (_, started) = home.engine.trigger_schedule("s", None, None).await.unwrap();
+        limited.push(started.id);
+    }
+    // The parents' children, as they start.
+    let total = limited.len() + parents.len();
+    until("every limited execution started and is counted", || {
+        calls.borrow().len() + holder.engine.limit_waiting() == total
+    })
+    .await;
+    assert_eq!(calls.borrow().len(), 2, "two of acme's run, the rest wait");
+    assert_eq!(away.engine.limit_waiting(), 0);
+    for parent in &parents {
+        let events = a.engine.read().events(*parent, 1, 100).await.unwrap();
+        let child = events
+            .iter()
+            .find_map(|e| match &e.event {
+                retrace_engine::machine::Event::ChildStarted { child, .. } => Some(*child),
+                _ => None,
+            })
+            .expect("a parent started its child");
+        limited.push(child);
+    }
+    assert_eq!(limited.len(), total);
+    for id in &limited {
+        assert_eq!(partition(*id), place, "{id} lives in limited's partition");
+    }
+
+    open.send_replace(true);
+    for id in &limited {
+        assert_eq!(ended(&a.engine, *id).await, "execution_completed");
+    }
+    for parent in &parents {
+        assert_eq!(ended(&b.engine, *parent).await, "execution_completed");
+    }
+    assert_eq!(most_held_at_once(&a.engine, &limited).await, 2);
+    a.stop().await;
+    b.stop().await;
+}

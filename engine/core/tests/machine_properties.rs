@@ -40,6 +40,9 @@ impl Versions for NoOtherWorkflows {
     fn has_version(&self, _: &str, _: &str) -> bool {
         false
     }
+    fn limited(&self, _: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +224,7 @@ fn run(shapes: &[Shape], actions: &[Action], limits: Limits) -> Result<Recorded,
         by: None,
         agent: None,
         reason: None,
+        placement: None,
     };
     let (mut state, first) = start(
         id,

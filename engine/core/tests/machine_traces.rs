@@ -389,6 +389,9 @@ impl Versions for Catalog {
             .get(workflow)
             .is_some_and(|versions| versions.iter().any(|v| v == version))
     }
+    fn limited(&self, _: &str) -> bool {
+        false
+    }
 }
 
 struct Harness {
@@ -502,6 +505,7 @@ impl Harness {
             by: None,
             agent: None,
             reason: None,
+            placement: None,
         };
         match start(ID, workflow, &ctx, params) {
             Ok((state, events)) => {
@@ -531,6 +535,7 @@ impl Harness {
             by: None,
             agent: None,
             reason: None,
+            placement: None,
         };
         let before = state.clone();
         match handle(state, workflow, &ctx, trigger) {

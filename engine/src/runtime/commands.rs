@@ -397,7 +397,9 @@ impl<'e> Acting<'e> {
         let workflow = engine.startable(&request)?;
         // Time-ordered (UUIDv7): new executions' keys land together at the
         // end of the journal's key space, and listing by id lists by start.
-        let id = engine.fresh_id(request.idempotency_key.as_deref())?;
+        let partition =
+            engine.start_partition(&request.workflow, request.idempotency_key.as_deref());
+        let id = engine.fresh_id(partition)?;
         engine
             .start_with_id(id, workflow, request, signal, self.asked())
             .await

@@ -437,6 +437,7 @@ impl Engine {
             by: asked.by,
             agent: asked.agent,
             reason: asked.reason,
+            placement: self.placement(),
         }
     }
 

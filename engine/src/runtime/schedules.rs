@@ -22,7 +22,7 @@ use super::recover::sleep_or_woken;
 use super::{Engine, StartRequest, Started, upgrade};
 use crate::ExecutionId;
 use crate::error::{Error, ScheduleError};
-use crate::machine::Status;
+use crate::machine::{Status, Versions, limits_partition};
 use crate::schedules::{Schedule, ScheduleEvent, ScheduleSpec, Schedules, Step, Timing, next_step};
 use crate::store::reserved::SNAPSHOT_EVERY;
 
@@ -370,10 +370,18 @@ impl Engine {
         }
         // Refused here, as on one server, before anything is sent.
         let workflow = self.startable(&request)?;
-        let id = fired_id(
-            request.idempotency_key.as_deref().unwrap_or_default(),
-            at_ms,
-        );
+        let key = request.idempotency_key.as_deref().unwrap_or_default();
+        let id = match self.placement() {
+            // A workflow with limits starts in its own partition (see
+            // `Engine::start_partition`).
+            Some(placement) if self.read_catalog()?.limited(&request.workflow) => {
+                let partition = limits_partition(&request.workflow, &placement);
+                placement
+                    .first_in(partition, |n| fired_id(key, n, at_ms))
+                    .unwrap_or_else(|| fired_id(key, 0, at_ms))
+            }
+            _ => fired_id(key, 0, at_ms),
+        };
         if !self.owns(id) {
             self.start_elsewhere(id, &request, by).await?;
             return Ok(Started {
@@ -391,9 +399,17 @@ impl Engine {
 /// The id of the execution a schedule starts for the fire whose
 /// idempotency key is `key` at `at_ms`: a UUIDv7 whose time is the fire
 /// time (so listing by id lists by fire) and whose other bits are the
-/// key's hash.
-fn fired_id(key: &str, at_ms: u64) -> ExecutionId {
-    let hash = blake3::hash(key.as_bytes());
+/// key's hash (draw 0), or the hash of the key and `draw` (the further
+/// draws that place a limited workflow's fire in its partition).
+fn fired_id(key: &str, draw: u64, at_ms: u64) -> ExecutionId {
+    let hash = if draw == 0 {
+        blake3::hash(key.as_bytes())
+    } else {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(key.as_bytes());
+        hasher.update(&draw.to_le_bytes());
+        hasher.finalize()
+    };
     let mut rest = [0u8; 10];
     rest.copy_from_slice(&hash.as_bytes()[..10]);
     let id = uuid::Builder::from_unix_timestamp_millis(at_ms, &rest).into_uuid();
@@ -418,17 +434,23 @@ mod tests {
     #[test]
     fn a_fires_id_is_a_uuidv7_of_its_fire_time_and_the_same_for_its_key() {
         let at_ms = 1_700_000_123_456;
-        let id = uuid::Uuid::from_bytes(*fired_id("schedule:s:1:1", at_ms).as_bytes());
+        let id = uuid::Uuid::from_bytes(*fired_id("schedule:s:1:1", 0, at_ms).as_bytes());
         assert_eq!(id.get_version_num(), 7);
         let (secs, nanos) = id.get_timestamp().expect("a v7 id has a time").to_unix();
         assert_eq!(secs * 1_000 + u64::from(nanos) / 1_000_000, at_ms);
         assert_eq!(
-            fired_id("schedule:s:1:1", at_ms),
-            fired_id("schedule:s:1:1", at_ms)
+            fired_id("schedule:s:1:1", 0, at_ms),
+            fired_id("schedule:s:1:1", 0, at_ms)
         );
         assert_ne!(
-            fired_id("schedule:s:1:1", at_ms),
-            fired_id("schedule:s:1:2", at_ms)
+            fired_id("schedule:s:1:1", 0, at_ms),
+            fired_id("schedule:s:1:2", 0, at_ms)
         );
+        // A further draw (placing a limited workflow's fire) is another
+        // id of the same fire time.
+        let drawn = uuid::Uuid::from_bytes(*fired_id("schedule:s:1:1", 5, at_ms).as_bytes());
+        assert_eq!(drawn.get_version_num(), 7);
+        assert_eq!(drawn.get_timestamp(), id.get_timestamp());
+        assert_ne!(drawn, id);
     }
 }

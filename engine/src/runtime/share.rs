@@ -31,7 +31,7 @@ use super::drive::Live;
 use super::{Engine, upgrade};
 use crate::ExecutionId;
 use crate::error::Error;
-use crate::machine::Effect;
+use crate::machine::{Effect, Placement, Versions, limits_partition};
 use crate::model::HTTP_CAPABILITY;
 use crate::store::rebuild::{Rebuild, rebuild_all};
 use crate::store::{JournalError, StorageError, stream_of};
@@ -122,13 +122,40 @@ impl Engine {
         Some(self.inner.owned.told.subscribe())
     }
 
+    /// How the shared journal places executions (`None` without a share),
+    /// for the machine's child ids.
+    pub(super) fn placement(&self) -> Option<Placement> {
+        let share = self.inner.owned.share.as_ref()?;
+        Some(Placement {
+            partitions: share.partitions,
+            partition_of: |id, partitions| retrace_journal::partition_of(stream_of(id), partitions),
+        })
+    }
+
+    /// The partition a new execution of `workflow` started with
+    /// idempotency key `key` must fall in, on a journal several servers
+    /// share (`None`: any this server holds, or no share). A workflow one
+    /// of whose versions declares limits starts in its own partition
+    /// ([`limits_partition`]), so one server counts all its executions,
+    /// children and schedule fires included, and decides its keys; another
+    /// with a key, in the key's partition ([`Engine::key_partition`]).
+    pub fn start_partition(&self, workflow: &str, key: Option<&str>) -> Option<u32> {
+        let placement = self.placement()?;
+        let limited = self
+            .read_catalog()
+            .is_ok_and(|catalog| catalog.limited(workflow));
+        if limited {
+            return Some(limits_partition(workflow, &placement));
+        }
+        self.key_partition(key?)
+    }
+
     /// A fresh execution id (UUIDv7: time-ordered), in a partition this
     /// engine drives: drawn again until one falls there (with P partitions
-    /// of which it holds H, about P / H draws). With an idempotency key, in
-    /// the key's own partition ([`Engine::key_partition`]), so every start
-    /// with one key is decided by one server (about P draws); refused if
-    /// another server holds it.
-    pub(super) fn fresh_id(&self, key: Option<&str>) -> Result<ExecutionId, Error> {
+    /// of which it holds H, about P / H draws). In `wanted` if given (see
+    /// [`Engine::start_partition`]; about P draws), refused if another
+    /// server holds it.
+    pub(super) fn fresh_id(&self, wanted: Option<u32>) -> Result<ExecutionId, Error> {
         let draw = || ExecutionId::from_bytes(*uuid::Uuid::now_v7().as_bytes());
         let owned = &self.inner.owned;
         let Some(share) = &owned.share else {
@@ -140,11 +167,11 @@ impl Engine {
                 StorageError::Other(why),
             ))))
         };
-        let wanted = match key.and_then(|key| self.key_partition(key)) {
+        let wanted = match wanted {
             Some(partition) if !held.contains(&partition) => {
                 return Err(unavailable(format!(
-                    "executions with this idempotency key start in partition {partition}, \
-                     which another server holds"
+                    "this execution starts in partition {partition} (its workflow's limits' \
+                     or its idempotency key's), which another server holds"
                 )));
             }
             Some(partition) => Some(partition),

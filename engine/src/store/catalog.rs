@@ -209,4 +209,13 @@ impl machine::Versions for WorkflowCatalog {
             .get(version)
             .is_some_and(|w| w.name() == workflow)
     }
+
+    fn limited(&self, workflow: &str) -> bool {
+        self.by_name.get(workflow).is_some_and(|versions| {
+            versions
+                .iter()
+                .filter_map(|v| self.by_version.get(v))
+                .any(|w| !w.limits().is_empty())
+        })
+    }
 }

@@ -1,6 +1,6 @@
 //! What one trigger may use from outside the machine: the clock reading,
 //! random bits, other workflows' versions, the engine's defaults and its
-//! limits.
+//! limits, and how a shared journal places executions.
 //!
 //! Owns [`Ctx`], the [`Versions`] trait the runtime implements,
 //! [`Defaults`] and [`Limits`]. It must never read a clock, draw random
@@ -8,6 +8,8 @@
 //! whatever the machine decides from them is recorded in events (so replay
 //! never needs them).
 
+use super::ids::{Placement, child_id, limits_partition, placed_child_id};
+use crate::ExecutionId;
 use crate::model::RetryPolicy;
 
 /// What the engine knows of other workflows (for subworkflow steps).
@@ -16,6 +18,10 @@ pub trait Versions {
     fn latest_version(&self, workflow: &str) -> Option<String>;
     /// Whether `workflow` has version `version`.
     fn has_version(&self, workflow: &str, version: &str) -> bool;
+    /// Whether any version of `workflow` declares limits (`concurrency`,
+    /// `rateLimit`): on a shared journal its executions are placed in its
+    /// own partition ([`super::ids::limits_partition`]).
+    fn limited(&self, workflow: &str) -> bool;
 }
 
 /// Engine-wide defaults a definition can override.
@@ -126,4 +132,24 @@ pub struct Ctx<'a> {
     /// have no reason of their own (resume, retry, skip, redrive, start,
     /// signals).
     pub reason: Option<&'a str>,
+    /// How the journal places executions, if several servers share it
+    /// (`None`: one server drives them all, and ids need no place).
+    pub placement: Option<Placement>,
+}
+
+impl Ctx<'_> {
+    /// The id of `parent`'s child of step `act`, an execution of
+    /// `workflow`: [`child_id`], or on a shared journal, for a workflow
+    /// with limits, placed in that workflow's partition.
+    pub fn child_id(&self, parent: ExecutionId, act: u64, workflow: &str) -> ExecutionId {
+        match &self.placement {
+            Some(placement) if self.versions.limited(workflow) => placed_child_id(
+                parent,
+                act,
+                limits_partition(workflow, placement),
+                placement,
+            ),
+            _ => child_id(parent, act),
+        }
+    }
 }

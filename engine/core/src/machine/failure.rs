@@ -15,7 +15,6 @@ use super::event::{
     CompensationReason, ErrorInfo, Event, FAILED_ITEMS_SHOWN, FailedItem, FailedItems, FailedStep,
     Thread, error_types,
 };
-use super::ids::child_id;
 use super::run::{Done, Run, Work};
 use super::state::{ItemState, Role, Status, Waiting};
 use super::trigger::Rejection;
@@ -228,7 +227,7 @@ impl Run<'_, '_, '_> {
         });
         self.emit(Event::HandlerStarted {
             act,
-            child: child_id(self.state.id, act),
+            child: self.ctx.child_id(self.state.id, act, name),
             workflow: name.to_string(),
             version,
             input,

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::event::{ErrorInfo, Event, Thread, error_types};
-use super::ids::child_id;
 use super::run::{Done, INLINE_CAPABILITIES, Run, Work};
 use super::state::{ItemState, Status, Waiting, correlates};
 use super::tags::{check_tags, tag_value};
@@ -491,7 +490,7 @@ impl<'w> Run<'_, 'w, '_> {
         self.emit(at.started(&input, self.ctx.now_ms))?;
         self.emit(Event::ChildStarted {
             act: at.act,
-            child: child_id(self.state.id, at.act),
+            child: self.ctx.child_id(self.state.id, at.act, workflow),
             workflow: workflow.to_string(),
             version,
             input,

@@ -39,7 +39,7 @@ pub use event::{
     LimitKey, ParentRef, TaskTimeouts, Thread, error_types,
 };
 pub use flow::MAP_ITEMS_MAX;
-pub use ids::{child_id, task_execution, task_id};
+pub use ids::{Placement, child_id, limits_partition, placed_child_id, task_execution, task_id};
 pub use progress::{Progress, StepProgress, StepState};
 pub use run::INLINE_CAPABILITIES;
 pub use state::{
