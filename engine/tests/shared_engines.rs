@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -25,6 +26,11 @@ use retrace_journal_nats::server::NatsServer;
 use retrace_journal_nats::{NatsJournal, NatsOptions, Ownership, PARTITIONS_DEFAULT};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+/// Whether every server's in-process `flaky` handler fails, and how often
+/// it was called (one test uses it).
+static FLAKY_FAILS: AtomicBool = AtomicBool::new(true);
+static FLAKY_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 /// Short leases, so a dead server's partitions move in a few seconds.
 const TTL: Duration = Duration::from_secs(2);
@@ -67,8 +73,23 @@ async fn node(
         }
         .boxed()
     };
+    let flaky = move |_: HandlerTask| -> BoxFuture<'static, Result<Value, ErrorInfo>> {
+        FLAKY_CALLS.fetch_add(1, Ordering::SeqCst);
+        let fails = FLAKY_FAILS.load(Ordering::SeqCst);
+        async move {
+            if fails {
+                Err(ErrorInfo::new("down", "the service is down"))
+            } else {
+                Ok(json!({"up": true}))
+            }
+        }
+        .boxed()
+    };
     let config = EngineConfig {
-        handlers: vec![("gate".into(), Arc::new(gate) as Arc<dyn TaskHandler>)],
+        handlers: vec![
+            ("gate".into(), Arc::new(gate) as Arc<dyn TaskHandler>),
+            ("flaky".into(), Arc::new(flaky) as Arc<dyn TaskHandler>),
+        ],
         ..EngineConfig::journal(Arc::new(journal.clone()), Arc::new(SystemClock))
     };
     let engine = Engine::open(config).await.expect("the engine opens");
@@ -365,8 +386,9 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
 
     // The home dies (its tasks stop, its leases are not given up but run
     // out): the other takes its partitions, becomes the home, reads the
-    // home's tables again (a breaker set since it opened) and queues every
-    // task for agents again.
+    // home's tables again (a breaker set since it opened: followed too, so
+    // the survivor may know it already) and queues every task for agents
+    // again.
     let (home, survivor) = if a.holds(0) { (a, b) } else { (b, a) };
     let settings = retrace_engine::breakers::BreakerSettings {
         failures: 5,
@@ -378,7 +400,6 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
         .set_breaker("queued", settings, None, None)
         .await
         .unwrap();
-    assert!(survivor.engine.breaker("queued").is_err(), "not followed");
     home.engine.shutdown().await.unwrap();
     drop(home);
     let every: BTreeSet<u32> = (0..PARTITIONS_DEFAULT).collect();
@@ -391,6 +412,10 @@ async fn a_dead_servers_executions_are_taken_by_the_others_and_complete() {
         taken,
         "the survivor did not take the dead server's partitions"
     );
+    until("the new home knows the breaker", || {
+        survivor.engine.breaker("queued").is_ok()
+    })
+    .await;
     tokio::time::timeout(PATIENCE, work_off(&survivor, for_agents.len()))
         .await
         .expect("the new home's agent does every task for agents");
@@ -843,6 +868,84 @@ async fn a_limited_workflows_executions_all_live_in_its_partition_and_are_counte
         assert_eq!(ended(&b.engine, *parent).await, "execution_completed");
     }
     assert_eq!(most_held_at_once(&a.engine, &limited).await, 2);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A breaker of a capability a server performs itself (an in-process
+/// handler) counts and gates that server's tasks at the home, as one
+/// server's would: the third failure on the other server opens it, the
+/// next task there fails fast without a call, and after the cool-down one
+/// probe goes and closes it (before: the other server neither knew the
+/// breaker nor told the home its results).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_of_tasks_a_server_performs_itself_is_the_homes() {
+    use retrace_engine::breakers::{BreakerSettings, BreakerState};
+    let server = NatsServer::start();
+    let (_open, opened) = watch::channel(false);
+    let calls = no_calls();
+    let a = node(&server, "a", &opened, &calls).await;
+    let b = node(&server, "b", &opened, &calls).await;
+    settled(&[&a, &b]).await;
+    let (home, other) = home_first(&a, &b);
+    let flaky = r#"{"name": "flaky_call", "steps": [{"id": "call", "type": "task", "capability": "flaky"}]}"#;
+    home.engine.define_json(flaky.as_bytes()).await.unwrap();
+    let settings = BreakerSettings {
+        failures: 3,
+        window_ms: 60_000,
+        cool_down_ms: BreakerSettings::MS_MIN,
+        per_agent: false,
+    };
+    home.engine
+        .set_breaker("flaky", settings, None, None)
+        .await
+        .unwrap();
+    until("the other knows the breaker", || {
+        other.engine.breaker("flaky").is_ok() && other.engine.workflow("flaky_call", None).is_some()
+    })
+    .await;
+    let run = || async {
+        let id = start_of(other, "flaky_call", 1).await[0];
+        assert_eq!(ended(&home.engine, id).await, "execution_failed");
+        let state = home.engine.read().state(id).await.unwrap().unwrap();
+        state.error.expect("a failed execution has its error").kind
+    };
+    for _ in 0..3 {
+        assert_eq!(run().await, "down");
+    }
+    until("the home's breaker opens", || {
+        home.engine
+            .breaker("flaky")
+            .is_ok_and(|b| matches!(b.state, BreakerState::Open { .. }))
+    })
+    .await;
+    assert_eq!(run().await, "circuit_open");
+    assert_eq!(
+        FLAKY_CALLS.load(Ordering::SeqCst),
+        3,
+        "failed fast, no call"
+    );
+
+    // The service is back: once the cool-down is over, one probe goes and
+    // closes the breaker.
+    FLAKY_FAILS.store(false, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let id = start_of(other, "flaky_call", 1).await[0];
+        if ended(&home.engine, id).await == "execution_completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no probe went");
+    }
+    // Its result reaches the home after the execution recorded it.
+    until("the probe's success closes the breaker", || {
+        home.engine
+            .breaker("flaky")
+            .is_ok_and(|b| b.state == BreakerState::Closed)
+    })
+    .await;
+    assert_eq!(home.engine.breaker("flaky").unwrap().opened, 1);
+    assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 4);
     a.stop().await;
     b.stop().await;
 }

@@ -21,6 +21,17 @@
 //! `task_failed` of type `circuit_open` that retries and error routes treat
 //! like any failure.
 //!
+//! On a journal several servers share, a capability's breaker is the
+//! home's (see `home`, `dispatch`): tasks for agents pass it there, and a
+//! task a server performs itself (`http`, an in-process handler) is asked
+//! of it too, when that server knows the capability has a breaker (it
+//! follows the breakers stream): the server sends the task's id to the
+//! home and performs it once the home lets it go (`Message::Admitted`); a
+//! task the home fails fast is failed there and the failure delivered to
+//! the execution; results are counted at the home. A capability with no
+//! breaker costs nothing of that. Between a breaker being set and a
+//! server reading it, that server's tasks of the capability go unasked.
+//!
 //! Owns the order of those writes. It must never decide a transition
 //! (`breakers::breaker` does).
 
@@ -28,12 +39,13 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::mpsc;
 
+use super::inbox::{Message, ToHome};
 use super::{Engine, Inner};
 use crate::ExecutionId;
 use crate::agents::{ClaimGate, Outcome};
 use crate::breakers::{BreakerEvent, BreakerSettings, BreakerState, Breakers, Gate};
 use crate::error::{BreakerError, Error};
-use crate::machine::{ErrorInfo, Trigger, error_types};
+use crate::machine::{Effect, ErrorInfo, Trigger, error_types};
 use crate::model::check_capability;
 
 /// How long the log waits before appending again after a refused write.
@@ -188,6 +200,87 @@ impl Engine {
         }
     }
 
+    /// Whether `capability` has a breaker of its own (not one per agent),
+    /// as this engine knows: on a shared journal, the home's, followed.
+    pub(super) fn has_breaker(&self, capability: &str) -> bool {
+        self.lock_breakers().is_ok_and(|table| {
+            table
+                .get(capability)
+                .is_some_and(|e| !e.breaker.settings.per_agent)
+        })
+    }
+
+    /// Whether task `task` of `capability`, which this engine performs
+    /// itself, goes now: its breaker asked here (this is the home, or the
+    /// capability has none), or, if the home keeps one, asked there (the
+    /// task waits for the home's answer: [`Engine::admitted`]).
+    pub(super) fn lets_here(&self, id: ExecutionId, capability: &str, task: &str) -> bool {
+        if self.is_home() || !self.has_breaker(capability) {
+            return self.breaker_lets(id, capability, task);
+        }
+        self.asked_home().insert(task.to_owned());
+        self.to_home(
+            id,
+            ToHome::Admit {
+                execution: id,
+                task: task.to_owned(),
+                capability: capability.to_owned(),
+            },
+        );
+        false
+    }
+
+    /// At the home: asks the breaker of a task another server performs,
+    /// and tells that server when it may go (a task failed fast is failed
+    /// here, the failure delivered to its execution).
+    pub(super) fn admit(&self, execution: ExecutionId, task: String, capability: &str) {
+        if !self.breaker_lets(execution, capability, &task) {
+            return;
+        }
+        let engine = self.clone();
+        self.inner.tasks.spawn(async move {
+            let message = Message::Admitted { task };
+            // Kept in the inbox until taken: a failure to send is NATS
+            // down, and the task stays waiting until its execution's
+            // server asks again (a recovery re-arms it).
+            if let Err(e) = engine.send(execution, &message).await {
+                tracing::warn!(%execution, error = %e, "a task let go by its breaker: not sent");
+            }
+        });
+    }
+
+    /// The home let task `task` of execution `id` go: performed, if this
+    /// engine asked and its execution still wants it.
+    pub(super) async fn admitted(&self, id: ExecutionId, task: &str) {
+        if !self.asked_home().remove(task) {
+            return;
+        }
+        let Some(live) = self.live_of(id) else { return };
+        let effect = {
+            let live = live.lock().await;
+            live.armed
+                .values()
+                .find(|e| matches!(e, Effect::Task { task: t, .. } if t == task))
+                .cloned()
+        };
+        if let Some(effect) = effect {
+            self.perform_here(id, &effect);
+        }
+    }
+
+    /// Forgets that the home was asked about `task` (its execution no
+    /// longer wants it, or another server drives it now).
+    pub(super) fn no_longer_asked(&self, task: &str) {
+        self.asked_home().remove(task);
+    }
+
+    fn asked_home(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.inner
+            .asked_home
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A task handed out will have no result (its execution no longer
     /// wants it): if it was its capability breaker's probe, the next task
     /// is, so a half-open breaker never waits for a result that cannot come.
@@ -276,7 +369,7 @@ impl Engine {
         });
     }
 
-    fn lock_breakers(&self) -> Result<std::sync::MutexGuard<'_, Breakers>, Error> {
+    pub(super) fn lock_breakers(&self) -> Result<std::sync::MutexGuard<'_, Breakers>, Error> {
         self.inner.breakers.lock().map_err(|_| Error::Poisoned)
     }
 

@@ -98,8 +98,10 @@ impl Engine {
                 .and_then(|b| b.task.as_ref())
                 .map(|(capability, _)| capability.clone());
             // Handled here (in-process or `http`), its breaker is asked
-            // here too.
-            let here = capability.as_deref().is_none_or(|c| self.handled_here(c));
+            // here too, unless the home keeps it (see `breakers`).
+            let here = capability
+                .as_deref()
+                .is_none_or(|c| self.handled_here(c) && !self.has_breaker(c));
             if self.is_home() || here {
                 self.settled_here(task, capability.as_deref(), outcome, counts, now);
             } else {
@@ -150,7 +152,7 @@ impl Engine {
     }
 
     /// Sends `message` to the home, after every message sent before.
-    fn to_home(&self, execution: ExecutionId, message: ToHome) {
+    pub(super) fn to_home(&self, execution: ExecutionId, message: ToHome) {
         if self.inner.outbox.send((execution, message)).is_err() {
             tracing::warn!(%execution, "the engine is stopping: a task message for the home is not sent");
         }
@@ -207,6 +209,11 @@ impl Engine {
                 let partition = self.partition_of(execution);
                 self.resend_tasks(&BTreeSet::from([partition]));
             }
+            ToHome::Admit {
+                execution,
+                task,
+                capability,
+            } => self.admit(execution, task, &capability),
         }
     }
 

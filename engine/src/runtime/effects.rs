@@ -117,6 +117,53 @@ impl Engine {
         });
     }
 
+    /// Performs a task this engine handles itself (`http`, or an
+    /// in-process handler), its breaker passed.
+    pub(super) fn perform_here(&self, id: ExecutionId, effect: &Effect) {
+        let Effect::Task {
+            task,
+            step,
+            capability,
+            attempt,
+            input,
+            ..
+        } = effect.clone()
+        else {
+            return;
+        };
+        if capability == HTTP_CAPABILITY {
+            return self.perform_http(id, effect);
+        }
+        let handler = self
+            .inner
+            .handlers
+            .read()
+            .ok()
+            .and_then(|h| h.get(&capability).cloned());
+        let Some(handler) = handler else { return };
+        let engine = self.clone();
+        let call = HandlerTask {
+            task: task.clone(),
+            execution: id,
+            step,
+            capability,
+            attempt,
+            input,
+        };
+        self.inner.tasks.spawn(async move {
+            let result = match handler.call(call).await {
+                Ok(output) => Trigger::TaskCompleted { task, output },
+                Err(error) => Trigger::TaskFailed {
+                    task,
+                    error,
+                    retry_after_ms: None,
+                },
+            };
+            // Kept through a storage outage, like a timer.
+            engine.deliver(id, result).await;
+        });
+    }
+
     /// Undoes an effect the state no longer wants.
     fn withdraw(&self, state: &ExecutionState, effect: Effect) {
         let id = state.id;
@@ -127,6 +174,7 @@ impl Engine {
                 if capability == HTTP_CAPABILITY {
                     self.withdraw_http(&task);
                 }
+                self.no_longer_asked(&task);
                 self.unqueue_task(id, &task, &capability);
             }
             Effect::Await {
@@ -174,47 +222,11 @@ impl Engine {
         }
         match effect.clone() {
             Effect::Task {
-                task,
-                step,
-                capability,
-                attempt,
-                input,
-                ..
+                task, capability, ..
             } => {
-                if !self.breaker_lets(id, &capability, &task) {
-                    return;
+                if self.lets_here(id, &capability, &task) {
+                    self.perform_here(id, effect);
                 }
-                if capability == HTTP_CAPABILITY {
-                    return self.perform_http(id, effect);
-                }
-                let handler = self
-                    .inner
-                    .handlers
-                    .read()
-                    .ok()
-                    .and_then(|h| h.get(&capability).cloned());
-                let Some(handler) = handler else { return };
-                let engine = self.clone();
-                let call = HandlerTask {
-                    task: task.clone(),
-                    execution: id,
-                    step,
-                    capability,
-                    attempt,
-                    input,
-                };
-                self.inner.tasks.spawn(async move {
-                    let result = match handler.call(call).await {
-                        Ok(output) => Trigger::TaskCompleted { task, output },
-                        Err(error) => Trigger::TaskFailed {
-                            task,
-                            error,
-                            retry_after_ms: None,
-                        },
-                    };
-                    // Kept through a storage outage, like a timer.
-                    engine.deliver(id, result).await;
-                });
             }
             Effect::Timer { act, due_at_ms } => {
                 self.inner.timers.arm(id, act, due_at_ms, Due::Timer)

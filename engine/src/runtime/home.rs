@@ -4,9 +4,11 @@
 //! partition 0 (`retrace_journal::is_home`), so one server, its holder,
 //! writes them all.
 //!
-//! Every engine follows the catalog and the tokens as they are written,
-//! wherever: each defines nothing it did not read and checks every request
-//! against the tokens the home recorded. A change made here first takes in
+//! Every engine follows the catalog, the tokens and the breakers as they
+//! are written, wherever: each defines nothing it did not read, checks
+//! every request against the tokens the home recorded, and knows which
+//! capabilities have a breaker (whose tasks it performs itself only once
+//! the home lets them go, see `breakers`). A change made here first takes in
 //! what the stream holds past what this engine has read (it may have held
 //! partition 0 only since a moment ago), so it is decided on the whole
 //! stream; an engine that does not hold partition 0 cannot make one (the
@@ -28,8 +30,9 @@ use std::sync::{Arc, Weak};
 use retrace_journal::Tail;
 
 use super::{Engine, Inner, upgrade};
+use crate::breakers::BreakerEvent;
 use crate::error::Error;
-use crate::store::{ACCESS, CATALOG, reserved};
+use crate::store::{ACCESS, BREAKERS, CATALOG, reserved};
 use retrace_journal::EventRecord;
 
 /// How long a follower whose tail failed waits before it reads on.
@@ -40,6 +43,7 @@ const AGAIN_MS: u64 = 1_000;
 enum Followed {
     Catalog,
     Tokens,
+    Breakers,
 }
 
 impl Engine {
@@ -49,7 +53,7 @@ impl Engine {
         if self.inner.owned.share.is_none() {
             return;
         }
-        for followed in [Followed::Catalog, Followed::Tokens] {
+        for followed in [Followed::Catalog, Followed::Tokens, Followed::Breakers] {
             let weak = Arc::downgrade(&self.inner);
             self.inner.tasks.spawn(follow(weak, followed));
         }
@@ -116,6 +120,7 @@ impl Engine {
         Ok(match followed {
             Followed::Catalog => self.read_catalog()?.seq(),
             Followed::Tokens => self.inner.tokens.read().map_err(|_| Error::Poisoned)?.seq(),
+            Followed::Breakers => self.lock_breakers()?.seq,
         })
     }
 
@@ -128,6 +133,19 @@ impl Engine {
                 .write()
                 .map_err(|_| Error::Poisoned)?
                 .take_in(records),
+            Followed::Breakers => {
+                let mut table = self.lock_breakers()?;
+                for record in records {
+                    if record.seq <= table.seq {
+                        continue;
+                    }
+                    match reserved::decode::<BreakerEvent>(record)? {
+                        Some(event) => table.apply(record.seq, record.recorded_at_ms, &event),
+                        None => table.seq = record.seq,
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -139,6 +157,7 @@ async fn follow(weak: Weak<Inner>, followed: Followed) {
         let (stream, from) = match followed {
             Followed::Catalog => (CATALOG, engine.seq_of(followed)),
             Followed::Tokens => (ACCESS, engine.seq_of(followed)),
+            Followed::Breakers => (BREAKERS, engine.seq_of(followed)),
         };
         let Ok(from) = from else { return };
         let mut tail = engine.inner.store.journal().subscribe(Tail::Stream {
@@ -156,6 +175,7 @@ async fn follow(weak: Weak<Inner>, followed: Followed) {
                     let _exclusive = match followed {
                         Followed::Catalog => engine.inner.defining.lock().await,
                         Followed::Tokens => engine.inner.changing_tokens.lock().await,
+                        Followed::Breakers => engine.inner.changing_breakers.lock().await,
                     };
                     engine.take_in(followed, &[record])
                 }

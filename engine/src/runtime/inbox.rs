@@ -82,6 +82,11 @@ pub(super) enum Message {
         priority: Option<u8>,
         by: Option<String>,
     },
+    /// The home's breaker lets task `task` (which the receiver performs
+    /// itself) go.
+    Admitted {
+        task: String,
+    },
     /// Start the execution it is sent to, as `parent`'s child.
     StartChild {
         parent: ParentRef,
@@ -113,6 +118,13 @@ pub(super) enum ToHome {
     /// Send the outstanding tasks of the partition of the stream this is
     /// sent to again (a new home asks).
     Resend,
+    /// Ask the breaker of a task the sender performs itself (`http`, an
+    /// in-process handler): the home answers `Admitted` when it may go.
+    Admit {
+        execution: ExecutionId,
+        task: String,
+        capability: String,
+    },
 }
 
 impl Message {
@@ -161,7 +173,10 @@ impl Message {
             Message::Cancel { reason, compensate } => Trigger::Cancel { reason, compensate },
             Message::Terminate { reason } => Trigger::Terminate { reason },
             Message::TaskTimedOut { task, kind } => Trigger::TaskTimedOut { task, kind },
-            Message::StartChild { .. } | Message::Start { .. } | Message::Tasks { .. } => {
+            Message::StartChild { .. }
+            | Message::Start { .. }
+            | Message::Tasks { .. }
+            | Message::Admitted { .. } => {
                 return None;
             }
         })
@@ -333,6 +348,10 @@ impl Engine {
                 for task in tasks {
                     self.at_home(to, task);
                 }
+                Ok(())
+            }
+            Message::Admitted { task } => {
+                self.admitted(to, &task).await;
                 Ok(())
             }
             message => {

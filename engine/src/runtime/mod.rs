@@ -212,6 +212,10 @@ struct Inner {
     changing_breakers: Mutex<()>,
     /// Breaker state changes waiting to be recorded, in order.
     breaker_log: breakers::BreakerLog,
+    /// Tasks this engine performs itself whose breaker it asked of the
+    /// home (on a shared journal, see `breakers`): performed when the
+    /// home lets them go.
+    asked_home: StdMutex<std::collections::HashSet<String>>,
     /// Capabilities' limits set through the API, and the claims their
     /// rate windows count, as recorded.
     limits_table: StdMutex<crate::limits::LimitsTable>,
@@ -306,6 +310,7 @@ impl Engine {
                 breakers: StdMutex::new(breakers),
                 changing_breakers: Mutex::new(()),
                 breaker_log,
+                asked_home: StdMutex::new(std::collections::HashSet::new()),
                 limits_table: StdMutex::new(limits_table),
                 changing_limits: Mutex::new(()),
                 config_limits: config.capability_limits,

@@ -307,9 +307,11 @@ impl Engine {
                 if let Effect::Task {
                     task, capability, ..
                 } = effect
-                    && capability == HTTP_CAPABILITY
                 {
-                    self.withdraw_http(&task);
+                    self.no_longer_asked(&task);
+                    if capability == HTTP_CAPABILITY {
+                        self.withdraw_http(&task);
+                    }
                 }
             }
             self.limiter().let_go(id);
