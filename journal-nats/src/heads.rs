@@ -110,13 +110,23 @@ impl Heads {
         lock(&self.ids).contains(&stream)
     }
 
-    /// Up to `limit` known stream ids after `after`, in id order.
-    pub fn ids_after(&self, after: Option<StreamId>, limit: usize) -> Vec<StreamId> {
+    /// Up to `limit` known stream ids after `after` that `wanted` keeps, in
+    /// id order.
+    pub fn ids_after_where(
+        &self,
+        after: Option<StreamId>,
+        limit: usize,
+        wanted: impl Fn(StreamId) -> bool,
+    ) -> Vec<StreamId> {
         let ids = lock(&self.ids);
         let range = match after {
             Some(a) => ids.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
             None => ids.range(..),
         };
-        range.take(limit).copied().collect()
+        range
+            .copied()
+            .filter(|id| wanted(*id))
+            .take(limit)
+            .collect()
     }
 }

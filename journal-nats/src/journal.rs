@@ -349,6 +349,23 @@ fn gained(stream: &stream::Stream, names: &Names, heads: &Arc<Heads>) -> share::
     })
 }
 
+/// The heads of `ids`, read from NATS (32 at a time), in their order; a
+/// stream with none (not written yet) left out.
+async fn heads_of(reader: &Reader, ids: Vec<StreamId>) -> Result<Vec<StreamHead>> {
+    let heads = futures::stream::iter(ids)
+        .map(|id| async move { (id, reader.head(id).await) })
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let mut out = Vec::with_capacity(heads.len());
+    for (id, head) in heads {
+        if let Some(head) = head? {
+            out.push(stream_head(id, head));
+        }
+    }
+    Ok(out)
+}
+
 /// The stream's subjects: events, and the partitions' fences.
 fn subjects(names: &Names) -> Vec<String> {
     vec![names.all_events(), names.all_fences()]
@@ -478,19 +495,29 @@ impl Journal for NatsJournal {
     ) -> BoxFuture<'_, Result<Vec<StreamHead>>> {
         async move {
             let reader = &self.inner.reader;
-            let ids = reader.heads.ids_after(after, limit);
-            let heads = futures::stream::iter(ids)
-                .map(|id| async move { (id, reader.head(id).await) })
-                .buffered(32)
-                .collect::<Vec<_>>()
-                .await;
-            let mut out = Vec::with_capacity(heads.len());
-            for (id, head) in heads {
-                if let Some(head) = head? {
-                    out.push(stream_head(id, head));
-                }
-            }
-            Ok(out)
+            let ids = reader.heads.ids_after_where(after, limit, |_| true);
+            heads_of(reader, ids).await
+        }
+        .boxed()
+    }
+
+    /// The ids of `partitions`' streams picked before any head is read:
+    /// a server taking partitions reads only their heads.
+    fn streams_in<'a>(
+        &'a self,
+        partitions: &'a BTreeSet<u32>,
+        after: Option<StreamId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StreamHead>>> {
+        async move {
+            let reader = &self.inner.reader;
+            let count = reader.names.partitions;
+            // Not shared: one server drives every stream.
+            let shared = reader.shared.is_some();
+            let ids = reader.heads.ids_after_where(after, limit, |id| {
+                !shared || partitions.contains(&retrace_journal::partition_of(id, count))
+            });
+            heads_of(reader, ids).await
         }
         .boxed()
     }

@@ -281,3 +281,39 @@ async fn every_server_knows_who_holds_each_partition() {
         "the leaving server's partitions are named for the other"
     );
 }
+
+/// What a server taking partitions lists: `streams_in` gives the streams
+/// of those partitions only (their heads alone are read), in id order and
+/// in pages, whoever wrote them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_some_partitions_holds_their_streams_only() {
+    let server = NatsServer::start();
+    let a = sharing(&server, "node-a").await;
+    settled(&[&a]).await;
+    let mut written = Vec::new();
+    for partition in 0..8 {
+        let id = stream_in(&a, partition);
+        a.append(id, 1, event(1))
+            .await
+            .expect("a holds every partition");
+        written.push((partition, id));
+    }
+    let asked = BTreeSet::from([1, 3, 6]);
+    let mut expected: Vec<StreamId> = written
+        .iter()
+        .filter(|(p, _)| asked.contains(p))
+        .map(|(_, id)| *id)
+        .collect();
+    expected.sort();
+    let whole = a.streams_in(&asked, None, 100).await.expect("a listing");
+    assert_eq!(whole.iter().map(|h| h.stream).collect::<Vec<_>>(), expected);
+    assert!(whole.iter().all(|h| h.last_seq == 1), "{whole:?}");
+    let first = a.streams_in(&asked, None, 2).await.expect("a page");
+    let rest = a
+        .streams_in(&asked, first.last().map(|h| h.stream), 100)
+        .await
+        .expect("the next page");
+    let paged: Vec<StreamId> = first.iter().chain(&rest).map(|h| h.stream).collect();
+    assert_eq!(paged, expected);
+    a.release().await;
+}

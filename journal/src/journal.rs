@@ -6,10 +6,12 @@
 //! implementation's layout (keys, indexes, group commits): what only one
 //! backend has belongs to that backend.
 
+use std::collections::BTreeSet;
+
 use futures::future::BoxFuture;
 
 use crate::error::Result;
-use crate::partition::{Delivery, Share};
+use crate::partition::{Delivery, Share, partition_of};
 use crate::record::{EventRecord, NewEvent};
 use crate::stream::StreamId;
 use crate::subscription::Subscription;
@@ -113,6 +115,40 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
         after: Option<StreamId>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StreamHead>>>;
+
+    /// Up to `limit` streams of `partitions` in id order, starting after
+    /// `after`: on a shared journal, those whose [`partition_of`] is one of
+    /// them (a server taking partitions reads only theirs); on a journal
+    /// that is not shared, every stream (it is one partition). The default
+    /// pages through [`Journal::streams`]; a backend that knows a stream's
+    /// partition before reading its head skips the others' heads.
+    ///
+    /// [`partition_of`]: crate::partition_of
+    fn streams_in<'a>(
+        &'a self,
+        partitions: &'a BTreeSet<u32>,
+        after: Option<StreamId>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StreamHead>>> {
+        Box::pin(async move {
+            let Some(count) = self.share().map(|s| s.partitions) else {
+                return self.streams(after, limit).await;
+            };
+            let mut after = after;
+            let mut found = Vec::new();
+            while found.len() < limit {
+                let page = self.streams(after, limit).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.stream);
+                found.extend(
+                    page.into_iter()
+                        .filter(|h| partitions.contains(&partition_of(h.stream, count))),
+                );
+            }
+            found.truncate(limit);
+            Ok(found)
+        })
+    }
 
     /// The position of the last acknowledged event (0 when empty).
     fn last_position(&self) -> BoxFuture<'_, Result<u64>>;

@@ -43,7 +43,7 @@
 //! downcasting, no store access): a case that needs more is not a
 //! conformance case.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +126,7 @@ macro_rules! journal_conformance {
             malformed_appends_are_refused_and_write_nothing
             reopening_keeps_everything
             streams_are_listed_in_pages
+            streams_in_lists_the_streams_of_some_partitions
             the_latest_snapshot_is_returned
             a_snapshot_reads_back_as_it_was_put
             concurrent_appends_to_different_streams_all_land
@@ -446,6 +447,36 @@ pub async fn streams_are_listed_in_pages(h: &dyn Harness) {
         next.iter().map(|s| s.stream).collect::<Vec<_>>(),
         [stream(3)]
     );
+}
+
+/// `streams_in` lists, in pages, the streams of some partitions: on a
+/// shared journal those whose `partition_of` is one of them, on one that
+/// is not shared every stream; each as `head` has it.
+pub async fn streams_in_lists_the_streams_of_some_partitions(h: &dyn Harness) {
+    let j = h.open().await;
+    for n in 1..=12 {
+        append_n(&*j, stream(n), 1).await;
+    }
+    let count = j.share().map(|s| s.partitions);
+    let partitions: BTreeSet<u32> = [stream(1), stream(2)]
+        .into_iter()
+        .map(|s| count.map_or(0, |c| crate::partition_of(s, c)))
+        .collect();
+    let expected: Vec<StreamId> = (1..=12)
+        .map(stream)
+        .filter(|s| count.is_none_or(|c| partitions.contains(&crate::partition_of(*s, c))))
+        .collect();
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = j.streams_in(&partitions, after, 1).await.expect("streams");
+        assert!(page.len() <= 1, "{page:?}");
+        let Some(last) = page.last() else { break };
+        after = Some(last.stream);
+        assert_eq!(j.head(last.stream).await.expect("head"), Some(*last));
+        listed.push(last.stream);
+    }
+    assert_eq!(listed, expected);
 }
 
 /// The newest snapshot is the one returned; a snapshot of events that do

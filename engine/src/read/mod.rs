@@ -27,6 +27,7 @@ mod names;
 mod replay;
 mod streams;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use audit::{AuditEntry, AuditTarget};
@@ -126,16 +127,30 @@ impl History {
         after: Option<ExecutionId>,
         limit: usize,
     ) -> Result<Vec<StoredExecution>, Error> {
+        self.executions_of(None, after, limit).await
+    }
+
+    /// The same, of `partitions` only (`None`: of all).
+    async fn executions_of(
+        &self,
+        partitions: Option<&BTreeSet<u32>>,
+        after: Option<ExecutionId>,
+        limit: usize,
+    ) -> Result<Vec<StoredExecution>, Error> {
         let mut after = after.map(stream_of);
         let mut found = Vec::new();
         // The catalog's stream sorts first; skipping it may leave a page
         // one short, so read on until it is full or the journal ends.
         while found.len() < limit {
-            let heads = self
-                .store
-                .journal()
-                .streams(after, limit - found.len())
-                .await?;
+            let journal = self.store.journal();
+            let heads = match partitions {
+                Some(partitions) => {
+                    journal
+                        .streams_in(partitions, after, limit - found.len())
+                        .await?
+                }
+                None => journal.streams(after, limit - found.len()).await?,
+            };
             let Some(last) = heads.last() else { break };
             after = Some(last.stream);
             found.extend(heads.iter().filter_map(|h| {
@@ -150,10 +165,31 @@ impl History {
 
     /// Every stored execution, in id order.
     pub async fn all_executions(&self) -> Result<Vec<StoredExecution>, Error> {
+        self.all_executions_of(None).await
+    }
+
+    /// Every stored execution of `partitions` of a journal several servers
+    /// share (of a journal that is not shared: every one), in id order.
+    /// Only their heads are read, where the journal can tell.
+    pub async fn all_executions_in(
+        &self,
+        partitions: &BTreeSet<u32>,
+    ) -> Result<Vec<StoredExecution>, Error> {
+        self.all_executions_of(Some(partitions)).await
+    }
+
+    async fn all_executions_of(
+        &self,
+        partitions: Option<&BTreeSet<u32>>,
+    ) -> Result<Vec<StoredExecution>, Error> {
         let mut all = Vec::new();
         loop {
             let page = self
-                .executions(all.last().map(|e: &StoredExecution| e.id), READ_CHUNK)
+                .executions_of(
+                    partitions,
+                    all.last().map(|e: &StoredExecution| e.id),
+                    READ_CHUNK,
+                )
                 .await?;
             if page.is_empty() {
                 return Ok(all);

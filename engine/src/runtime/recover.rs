@@ -26,7 +26,11 @@ impl Engine {
     /// when it shares the journal) and re-arms the unfinished.
     pub(super) async fn recover(&self, how: Rebuild) -> Result<(), Error> {
         self.own_what_is_held();
-        let heads: Vec<_> = (self.read().all_executions().await?)
+        let stored = match &self.inner.owned.share {
+            Some(share) => self.read().all_executions_in(&share.held()).await?,
+            None => self.read().all_executions().await?,
+        };
+        let heads: Vec<_> = stored
             .into_iter()
             .filter(|stored| self.owns(stored.id))
             .map(|stored| (stored.id, stored.last_seq))

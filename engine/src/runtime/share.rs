@@ -260,7 +260,7 @@ impl Engine {
             return Ok(());
         };
         let started = std::time::Instant::now();
-        let heads: Vec<_> = (self.read().all_executions().await?)
+        let heads: Vec<_> = (self.read().all_executions_in(partitions).await?)
             .into_iter()
             .filter(|stored| partitions.contains(&share.partition_of(stream_of(stored.id))))
             .map(|stored| (stored.id, stored.last_seq))
