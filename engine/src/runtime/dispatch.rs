@@ -58,7 +58,10 @@ impl Engine {
 
     /// Takes a task back from the agents, here or at the home.
     pub(super) fn unqueue_task(&self, execution: ExecutionId, task: &str, capability: &str) {
-        if self.is_home() {
+        // One this engine performs itself was never queued at the home,
+        // which needs to hear of it only to free its breaker's probe.
+        let here = self.handled_here(capability) && !self.has_breaker(capability);
+        if self.is_home() || here {
             self.withdraw_here(task, capability);
         } else {
             self.to_home(

@@ -256,13 +256,12 @@ impl Engine {
     /// Recovers the executions of `partitions` (taken by the journal) and
     /// drives them from now on.
     async fn gain_partitions(&self, partitions: &BTreeSet<u32>) -> Result<(), Error> {
-        let Some(share) = &self.inner.owned.share else {
+        if self.inner.owned.share.is_none() {
             return Ok(());
-        };
+        }
         let started = std::time::Instant::now();
         let heads: Vec<_> = (self.read().all_executions_in(partitions).await?)
             .into_iter()
-            .filter(|stored| partitions.contains(&share.partition_of(stream_of(stored.id))))
             .map(|stored| (stored.id, stored.last_seq))
             .collect();
         let states = rebuild_all(self.inner.store.journal(), &heads, Rebuild::Auto).await?;
