@@ -118,6 +118,18 @@ fn home_first<'n>(a: &'n Node, b: &'n Node) -> (&'n Node, &'n Node) {
     if a.holds(0) { (a, b) } else { (b, a) }
 }
 
+/// Two engines, `a` and `b`, sharing the journal, their shares settled.
+async fn two_settled(
+    server: &NatsServer,
+    opened: &watch::Receiver<bool>,
+    calls: &Calls,
+) -> (Node, Node) {
+    let a = node(server, "a", opened, calls).await;
+    let b = node(server, "b", opened, calls).await;
+    settled(&[&a, &b]).await;
+    (a, b)
+}
+
 fn no_calls() -> Calls {
     Arc::new(watch::Sender::new(HashMap::new()))
 }
@@ -569,9 +581,7 @@ async fn what_the_home_server_records_reaches_every_server_and_only_it_records_i
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
     let calls = no_calls();
-    let a = node(&server, "a", &opened, &calls).await;
-    let b = node(&server, "b", &opened, &calls).await;
-    settled(&[&a, &b]).await;
+    let (a, b) = two_settled(&server, &opened, &calls).await;
     let (home, other) = home_first(&a, &b);
 
     // A definition and a token made at the home are taken in elsewhere.
@@ -673,9 +683,7 @@ async fn the_home_fires_schedules_whose_executions_start_wherever_their_partitio
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
     let calls = no_calls();
-    let a = node(&server, "a", &opened, &calls).await;
-    let b = node(&server, "b", &opened, &calls).await;
-    settled(&[&a, &b]).await;
+    let (a, b) = two_settled(&server, &opened, &calls).await;
     let (home, other) = home_first(&a, &b);
     let tick =
         r#"{"name": "tick", "steps": [{"id": "z", "type": "wait", "wait": {"seconds": 0}}]}"#;
@@ -785,9 +793,7 @@ async fn a_limited_workflows_executions_all_live_in_its_partition_and_are_counte
     let server = NatsServer::start();
     let (open, opened) = watch::channel(false);
     let calls = no_calls();
-    let a = node(&server, "a", &opened, &calls).await;
-    let b = node(&server, "b", &opened, &calls).await;
-    settled(&[&a, &b]).await;
+    let (a, b) = two_settled(&server, &opened, &calls).await;
     let (home, other) = home_first(&a, &b);
     for definition in [LIMITED, LIMITED_PARENT] {
         home.engine
@@ -884,9 +890,7 @@ async fn a_breaker_of_tasks_a_server_performs_itself_is_the_homes() {
     let server = NatsServer::start();
     let (_open, opened) = watch::channel(false);
     let calls = no_calls();
-    let a = node(&server, "a", &opened, &calls).await;
-    let b = node(&server, "b", &opened, &calls).await;
-    settled(&[&a, &b]).await;
+    let (a, b) = two_settled(&server, &opened, &calls).await;
     let (home, other) = home_first(&a, &b);
     let flaky = r#"{"name": "flaky_call", "steps": [{"id": "call", "type": "task", "capability": "flaky"}]}"#;
     home.engine.define_json(flaky.as_bytes()).await.unwrap();
