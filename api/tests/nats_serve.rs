@@ -34,13 +34,29 @@ struct Server {
     base: String,
 }
 
+/// `retrace serve --nats <nats>` on a free loopback port, not started.
+fn serve(nats: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_retrace"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--nats", nats])
+        .env_remove("RETRACE_DATA")
+        .env_remove("RETRACE_NATS")
+        .env_remove("RETRACE_NATS_USER")
+        .env_remove("RETRACE_NATS_PASSWORD")
+        .env_remove("RETRACE_NATS_TOKEN")
+        .env("RUST_LOG", "info");
+    command
+}
+
 impl Server {
     async fn start(nats: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_retrace"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--nats", nats])
-            .env_remove("RETRACE_DATA")
-            .env_remove("RETRACE_NATS")
-            .env("RUST_LOG", "info")
+        Server::start_with(nats, &[]).await
+    }
+
+    /// The same, with these variables set.
+    async fn start_with(nats: &str, vars: &[(&str, &str)]) -> Server {
+        let mut child = serve(nats)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -537,4 +553,61 @@ async fn a_paused_server_whose_partitions_were_taken_records_nothing_when_resume
     assert!(done.values().all(|n| *n == 1), "{done:?}");
     new.stop().await;
     old.stop().await;
+}
+
+/// A NATS server that asks for credentials: `retrace serve --nats`
+/// without them stops at once, saying NATS refused it; given them in
+/// `RETRACE_NATS_USER` and `RETRACE_NATS_PASSWORD`, it serves; and
+/// `retrace token --nats` likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gives_nats_the_credentials_it_asks_for() {
+    let nats = NatsServer::start_with("authorization { user: \"retrace\", password: \"s3cret\" }");
+    let refused = tokio::time::timeout(PATIENCE, serve(&nats.url()).output())
+        .await
+        .expect("the server stops")
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.to_lowercase().contains("authoriz"), "{said}");
+
+    let server = Server::start_with(
+        &nats.url(),
+        &[
+            ("RETRACE_NATS_USER", "retrace"),
+            ("RETRACE_NATS_PASSWORD", "s3cret"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    define(&http, &server.base, hears()).await;
+    let (id, created) = start(&http, &server.base, "hears", json!({"k": 1}), None).await;
+    assert!(created, "{id}");
+    server.stop().await;
+
+    // `retrace token --nats` takes the same credentials.
+    let token = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_retrace"));
+        command
+            .args(["token", "create", "--nats", &nats.url()])
+            .args(["--name", "root", "--role", "admin"])
+            .env_remove("RETRACE_NATS_USER")
+            .env_remove("RETRACE_NATS_PASSWORD")
+            .env_remove("RETRACE_NATS_TOKEN")
+            .env_remove("RETRACE_TOKEN")
+            .envs(vars.iter().copied());
+        command
+    };
+    let refused = token(&[]).output().await.unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("credentials"), "{said}");
+    let made = token(&[
+        ("RETRACE_NATS_USER", "retrace"),
+        ("RETRACE_NATS_PASSWORD", "s3cret"),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{said}");
 }

@@ -56,6 +56,29 @@ pub struct NatsOptions {
     /// server that appends does), or `None`: no leases (tests of the
     /// journal alone, readers).
     pub ownership: Option<Ownership>,
+    /// Who this server is to NATS when NATS asks (an `authorization`
+    /// block in its configuration); `None`: no credentials.
+    pub credentials: Option<NatsCredentials>,
+}
+
+/// Credentials for NATS's own authorization. Shown (`Debug`) without the
+/// secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NatsCredentials {
+    UserPassword { user: String, password: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsCredentials::UserPassword { user, .. } => f
+                .debug_struct("UserPassword")
+                .field("user", user)
+                .finish_non_exhaustive(),
+            NatsCredentials::Token(_) => f.write_str("Token(..)"),
+        }
+    }
 }
 
 impl NatsOptions {
@@ -68,6 +91,7 @@ impl NatsOptions {
             partitions: PARTITIONS_DEFAULT,
             open_wait: Duration::from_secs(30),
             ownership: None,
+            credentials: None,
         }
     }
 }
@@ -131,7 +155,14 @@ impl NatsJournal {
         // Reconnects and slow-consumer warnings reach the live feed, which
         // then has its tails read what they may have missed.
         let (events, events_rx) = mpsc::unbounded_channel();
-        let client = async_nats::ConnectOptions::new()
+        let connect = match options.credentials.clone() {
+            Some(NatsCredentials::UserPassword { user, password }) => {
+                async_nats::ConnectOptions::with_user_and_password(user, password)
+            }
+            Some(NatsCredentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = connect
             .name("retrace")
             .connection_timeout(options.open_wait)
             .event_callback(move |event| {
@@ -140,7 +171,19 @@ impl NatsJournal {
             })
             .connect(options.servers.as_slice())
             .await
-            .map_err(|e| remote(format!("cannot connect to NATS at {servers}"), e))?;
+            .map_err(|e| match e.kind() {
+                async_nats::ConnectErrorKind::AuthorizationViolation => Error::Storage(
+                    retrace_journal::StorageError::Other(format!(
+                    "NATS at {servers} refused this server's credentials ({}): give it the user \
+                     and password, or the token, its authorization block names",
+                    if options.credentials.is_some() {
+                        "not the ones it knows"
+                    } else {
+                        "none were given"
+                    }
+                ))),
+                _ => remote(format!("cannot connect to NATS at {servers}"), e),
+            })?;
         let js = jetstream::new(client.clone());
         let wanted = Names::new(&options.prefix, options.partitions);
         let deadline = tokio::time::Instant::now() + options.open_wait;

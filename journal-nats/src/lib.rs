@@ -65,7 +65,7 @@ mod share;
 mod tail;
 mod writer;
 
-pub use journal::{NatsJournal, NatsOptions};
+pub use journal::{NatsCredentials, NatsJournal, NatsOptions};
 pub use lease::{Holder, Ownership};
 pub use names::{EVENTS_PER_MESSAGE, PARTITIONS_DEFAULT};
 pub use share::preferred;

@@ -84,12 +84,18 @@ impl NatsServer {
     /// Starts a server with an empty JetStream folder and waits until it
     /// accepts connections.
     pub fn start() -> NatsServer {
+        NatsServer::start_with("")
+    }
+
+    /// The same, with `extra` added to its configuration (an
+    /// `authorization` block, say).
+    pub fn start_with(extra: &str) -> NatsServer {
         require_binary();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let dir = tempfile::tempdir().expect("a folder for the NATS server");
-            let mut server = NatsServer::configured(dir.path(), "", free_port(), "");
+            let mut server = NatsServer::configured(dir.path(), "", free_port(), extra);
             server._owned = Some(dir);
             match server.spawn() {
                 Ok(()) => return server,

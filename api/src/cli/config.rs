@@ -37,6 +37,7 @@ use retrace_engine::runtime::{EngineConfig, Pacing};
 use retrace_engine::store::{CACHE_BYTES_DEFAULT, JournalOptions, MIN_FREE_BYTES_DEFAULT, Storage};
 use retrace_engine::webhooks::WebhookOptions;
 use retrace_engine::webhooks::retry::{MAX_DELAY_MS_DEFAULT, RETRY_FOR_MS_DEFAULT};
+use retrace_journal_nats::NatsCredentials;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
@@ -250,6 +251,29 @@ pub struct ServeArgs {
     /// address)
     #[arg(long, env = "RETRACE_NATS_ADVERTISE", value_name = "URL")]
     pub nats_advertise: Option<String>,
+    /// The user this server gives NATS when NATS asks for credentials (an
+    /// `authorization` block in its configuration), with --nats-password.
+    /// File: `[nats] user`. Default: none
+    #[arg(long, env = "RETRACE_NATS_USER", value_name = "USER")]
+    pub nats_user: Option<String>,
+    /// That user's password; prefer the variable (a flag shows in `ps`).
+    /// File: `[nats] password`. Default: none
+    #[arg(
+        long,
+        env = "RETRACE_NATS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
+    /// A token this server gives NATS instead of a user and password;
+    /// prefer the variable. File: `[nats] token`. Default: none
+    #[arg(
+        long,
+        env = "RETRACE_NATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub nats_token: Option<String>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -305,6 +329,9 @@ pub struct NatsSettings {
     pub replicas: usize,
     /// Where other servers reach this one; `None`: its listen address.
     pub advertise: Option<String>,
+    /// What this server gives NATS when NATS asks (shown without the
+    /// secret).
+    pub credentials: Option<NatsCredentials>,
 }
 
 /// The subject prefix on NATS when no source names one.
@@ -432,6 +459,9 @@ struct FileNats {
     prefix: Option<String>,
     replicas: Option<NonZeroUsize>,
     advertise: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
 }
 
 /// The `[http]` table: the `http_*` flags without their prefix.
@@ -650,11 +680,18 @@ pub fn resolve_with(
         ..WebhookOptions::default()
     };
     let file_nats = file.nats.unwrap_or_default();
+    let credentials = nats_credentials(
+        args.nats_user.or(file_nats.user),
+        args.nats_password.or(file_nats.password),
+        args.nats_token.or(file_nats.token),
+    )
+    .map_err(ConfigError::Nats)?;
     let nats = nats_settings(
         args.nats.or(file_nats.servers),
         args.nats_prefix.or(file_nats.prefix),
         args.nats_replicas.or(file_nats.replicas),
         args.nats_advertise.or(file_nats.advertise),
+        credentials,
     )?;
     let api = ApiConfig {
         max_body_bytes: args
@@ -724,6 +761,7 @@ fn nats_settings(
     prefix: Option<String>,
     replicas: Option<NonZeroUsize>,
     advertise: Option<String>,
+    credentials: Option<NatsCredentials>,
 ) -> Result<Option<NatsSettings>, ConfigError> {
     let servers: Vec<String> = servers
         .unwrap_or_default()
@@ -732,9 +770,10 @@ fn nats_settings(
         .filter(|s| !s.is_empty())
         .collect();
     if servers.is_empty() {
-        if prefix.is_some() || replicas.is_some() || advertise.is_some() {
+        if prefix.is_some() || replicas.is_some() || advertise.is_some() || credentials.is_some() {
             return Err(ConfigError::Nats(
-                "nats_prefix, nats_replicas and nats_advertise need NATS servers (--nats URL)"
+                "nats_prefix, nats_replicas, nats_advertise and NATS credentials need NATS \
+                 servers (--nats URL)"
                     .into(),
             ));
         }
@@ -763,7 +802,27 @@ fn nats_settings(
         prefix,
         replicas: replicas.map_or(1, NonZeroUsize::get),
         advertise,
+        credentials,
     }))
+}
+
+/// The credentials for NATS a user, a password and a token make: a user
+/// with its password, or a token, or none.
+pub fn nats_credentials(
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+) -> Result<Option<NatsCredentials>, String> {
+    match (user, password, token) {
+        (None, None, None) => Ok(None),
+        (Some(user), Some(password), None) => {
+            Ok(Some(NatsCredentials::UserPassword { user, password }))
+        }
+        (None, None, Some(token)) => Ok(Some(NatsCredentials::Token(token))),
+        (_, _, Some(_)) => Err("give NATS a token or a user and password, not both".into()),
+        (Some(_), None, None) => Err("nats_user needs nats_password".into()),
+        (None, Some(_), None) => Err("nats_password needs nats_user".into()),
+    }
 }
 
 impl Settings {
@@ -947,6 +1006,7 @@ mod tests {
                 prefix: NATS_PREFIX_DEFAULT.into(),
                 replicas: 3,
                 advertise: None,
+                credentials: None,
             })
         );
         let flags = resolve(ServeArgs {
@@ -990,6 +1050,79 @@ mod tests {
             ..ServeArgs::default()
         });
         assert!(matches!(not_a_url, Err(ConfigError::Nats(m)) if m.contains("http://")));
+    }
+
+    #[test]
+    fn nats_credentials_are_a_user_with_a_password_or_a_token_never_shown() {
+        let (_dir, path) = file(
+            "[nats]\nservers = [\"nats://127.0.0.1:4222\"]\nuser = \"retrace\"\npassword = \"s3cret\"\n",
+        );
+        let from_file = resolve(with_file(&path)).unwrap();
+        let nats = from_file.nats.as_ref().unwrap();
+        assert_eq!(
+            nats.credentials,
+            Some(NatsCredentials::UserPassword {
+                user: "retrace".into(),
+                password: "s3cret".into()
+            })
+        );
+        let shown = format!("{from_file:?}");
+        assert!(
+            shown.contains("retrace") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        // A flag wins over the file; a token replaces both.
+        let flags = resolve(ServeArgs {
+            nats_password: Some("other".into()),
+            ..with_file(&path)
+        })
+        .unwrap();
+        assert!(matches!(
+            flags.nats.unwrap().credentials,
+            Some(NatsCredentials::UserPassword { password, .. }) if password == "other"
+        ));
+        let token = resolve(ServeArgs {
+            nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+            nats_token: Some("t0ken".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            token.nats.as_ref().unwrap().credentials,
+            Some(NatsCredentials::Token("t0ken".into()))
+        );
+        assert!(!format!("{token:?}").contains("t0ken"));
+        // What does not fit together is refused, saying what is missing.
+        for (args, why) in [
+            (
+                ServeArgs {
+                    nats_token: Some("t".into()),
+                    ..with_file(&path)
+                },
+                "not both",
+            ),
+            (
+                ServeArgs {
+                    nats: Some(vec!["nats://127.0.0.1:4222".into()]),
+                    nats_user: Some("u".into()),
+                    ..ServeArgs::default()
+                },
+                "needs nats_password",
+            ),
+            (
+                ServeArgs {
+                    nats_token: Some("t".into()),
+                    ..ServeArgs::default()
+                },
+                "--nats",
+            ),
+        ] {
+            let refused = resolve(args);
+            assert!(
+                matches!(&refused, Err(ConfigError::Nats(m)) if m.contains(why)),
+                "{why}: {refused:?}"
+            );
+        }
     }
 
     #[test]

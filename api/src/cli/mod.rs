@@ -84,7 +84,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serves the HTTP API over an embedded journal in a data folder.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Shows how an execution got where it is: each event and what it
     /// changed, folded from the start (or lists the executions).
     Replay(ReplayArgs),
@@ -140,7 +140,7 @@ pub enum Command {
 /// Runs a parsed command line; the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
-        Command::Serve(args) => return serve::run(args),
+        Command::Serve(args) => return serve::run(*args),
         Command::Replay(args) => buffered(|out| block_on(replay::run(args, out))),
         Command::Verify(args) => {
             return match buffered(|out| block_on(verify::run(args, out))) {

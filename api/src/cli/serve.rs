@@ -65,10 +65,28 @@ pub fn run(args: ServeArgs) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("retrace: {e:#}");
+            eprintln!("retrace: {}", said(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, as `{e:#}` joins them, but without a cause whose
+/// message is already in what was said (an error whose message carries
+/// its cause's would have it said twice).
+fn said(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -164,6 +182,7 @@ async fn serve_nats(
         prefix: nats.prefix.clone(),
         replicas: nats.replicas,
         ownership: Some(ownership),
+        credentials: nats.credentials.clone(),
         ..NatsOptions::new(servers.clone())
     })
     .await
@@ -335,4 +354,33 @@ fn local_url(scheme: &str, addr: SocketAddr) -> String {
         ip => ip,
     };
     format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("storage error: {0}")]
+    struct Wrapping(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("NATS refused the credentials")]
+    struct Inner;
+
+    /// A cause the message above it already carries is said once; one it
+    /// does not is said after it.
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = anyhow::Error::new(Wrapping(Inner)).context("cannot open the journal");
+        assert_eq!(
+            said(&e),
+            "cannot open the journal: storage error: NATS refused the credentials"
+        );
+        let plain = anyhow::Error::new(Inner).context("cannot open the journal");
+        assert_eq!(
+            said(&plain),
+            "cannot open the journal: NATS refused the credentials"
+        );
+    }
 }

@@ -76,6 +76,34 @@ pub struct WhereArgs {
     /// `serve --nats-replicas`).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "nats")]
     pub nats_replicas: usize,
+    /// With `--nats`: the user NATS asks for, with `--nats-password` (as
+    /// `serve --nats-user`).
+    #[arg(
+        long,
+        env = "RETRACE_NATS_USER",
+        value_name = "USER",
+        requires = "nats"
+    )]
+    pub nats_user: Option<String>,
+    /// That user's password; prefer the variable (a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "RETRACE_NATS_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "nats"
+    )]
+    pub nats_password: Option<String>,
+    /// With `--nats`: a token NATS asks for instead of a user; prefer the
+    /// variable.
+    #[arg(
+        long,
+        env = "RETRACE_NATS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        requires = "nats"
+    )]
+    pub nats_token: Option<String>,
     /// A running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -141,11 +169,18 @@ async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
         wait: Duration::from_millis(500),
         ..Ownership::new(format!("retrace-token-{}", std::process::id()))
     };
+    let credentials = super::config::nats_credentials(
+        at.nats_user.clone(),
+        at.nats_password.clone(),
+        at.nats_token.clone(),
+    )
+    .map_err(Error::Usage)?;
     let opened = NatsJournal::open(NatsOptions {
         servers: servers.to_vec(),
         prefix: at.nats_prefix.clone(),
         replicas: at.nats_replicas,
         ownership: Some(ownership),
+        credentials,
         ..NatsOptions::new(servers.join(","))
     })
     .await;
