@@ -29,7 +29,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_MAX: usize = 256;
 
 /// Uses aws-lc-rs for every rustls configuration of this process (the
-/// server's and the command line's HTTP client). Idempotent.
+/// server's, the command line's HTTP client, and the NATS client's).
+/// Idempotent.
 pub fn install_crypto() {
     // Fails only when a provider is installed already, which is fine.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -44,6 +44,7 @@ fn serve(nats: &str) -> Command {
         .env_remove("RETRACE_NATS_USER")
         .env_remove("RETRACE_NATS_PASSWORD")
         .env_remove("RETRACE_NATS_TOKEN")
+        .env_remove("RETRACE_NATS_CA")
         .env("RUST_LOG", "info");
     command
 }
@@ -66,12 +67,14 @@ impl Server {
         let pid = child.id().unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let listening = tokio::time::timeout(PATIENCE, async {
+            let mut said = Vec::new();
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("listening") {
                     return line;
                 }
+                said.push(line);
             }
-            panic!("the server exited before listening");
+            panic!("the server exited before listening:\n{}", said.join("\n"));
         })
         .await
         .expect("the server listens");
@@ -610,4 +613,47 @@ async fn a_server_gives_nats_the_credentials_it_asks_for() {
     .unwrap();
     let said = String::from_utf8_lossy(&made.stderr);
     assert!(made.status.success(), "{said}");
+}
+
+/// NATS serving TLS with a certificate a private CA signed: `retrace
+/// serve --nats` trusting that CA (`RETRACE_NATS_CA`) serves; without it,
+/// it stops, the certificate not trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_speaks_tls_to_nats_trusting_the_ca_it_is_given() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca_file, cert_file, key_file) = (
+        write("ca.pem", ca.pem()),
+        write("nats.pem", cert.pem()),
+        write("nats.key", key.serialize_pem()),
+    );
+    let nats = NatsServer::start_with(&format!(
+        "tls {{ cert_file: \"{cert_file}\", key_file: \"{key_file}\" }}"
+    ));
+    let refused = tokio::time::timeout(PATIENCE, serve(&nats.url()).output())
+        .await
+        .expect("the server stops")
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("certificate"), "{said}");
+    let server = Server::start_with(&nats.url(), &[("RETRACE_NATS_CA", &ca_file)]).await;
+    let http = reqwest::Client::new();
+    define(&http, &server.base, hears()).await;
+    let (id, created) = start(&http, &server.base, "hears", json!({"k": 2}), None).await;
+    assert!(created, "{id}");
+    server.stop().await;
 }

@@ -59,6 +59,9 @@ pub struct NatsOptions {
     /// Who this server is to NATS when NATS asks (an `authorization`
     /// block in its configuration); `None`: no credentials.
     pub credentials: Option<NatsCredentials>,
+    /// Speak TLS to NATS, trusting only this CA's certificates (PEM):
+    /// `None`, plain unless NATS requires TLS (then the system's roots).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Credentials for NATS's own authorization. Shown (`Debug`) without the
@@ -92,6 +95,7 @@ impl NatsOptions {
             open_wait: Duration::from_secs(30),
             ownership: None,
             credentials: None,
+            tls_ca: None,
         }
     }
 }
@@ -161,6 +165,10 @@ impl NatsJournal {
             }
             Some(NatsCredentials::Token(token)) => async_nats::ConnectOptions::with_token(token),
             None => async_nats::ConnectOptions::new(),
+        };
+        let connect = match options.tls_ca.clone() {
+            Some(ca) => connect.add_root_certificates(ca).require_tls(true),
+            None => connect,
         };
         let client = connect
             .name("retrace")

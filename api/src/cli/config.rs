@@ -274,6 +274,11 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub nats_token: Option<String>,
+    /// Speak TLS to NATS, trusting only this CA's certificates (PEM; NATS
+    /// serves a certificate it signed, its `tls` block). File: `[nats]
+    /// ca`. Default: none (plain, unless NATS requires TLS)
+    #[arg(long, env = "RETRACE_NATS_CA", value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
 }
 
 fn origin(text: &str) -> Result<HeaderValue, String> {
@@ -332,6 +337,8 @@ pub struct NatsSettings {
     /// What this server gives NATS when NATS asks (shown without the
     /// secret).
     pub credentials: Option<NatsCredentials>,
+    /// The CA NATS's TLS certificate is checked against; `None`: plain.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The subject prefix on NATS when no source names one.
@@ -462,6 +469,7 @@ struct FileNats {
     user: Option<String>,
     password: Option<String>,
     token: Option<String>,
+    ca: Option<PathBuf>,
 }
 
 /// The `[http]` table: the `http_*` flags without their prefix.
@@ -686,12 +694,14 @@ pub fn resolve_with(
         args.nats_token.or(file_nats.token),
     )
     .map_err(ConfigError::Nats)?;
+    let nats_ca = args.nats_ca.or(in_file(file_nats.ca));
     let nats = nats_settings(
         args.nats.or(file_nats.servers),
         args.nats_prefix.or(file_nats.prefix),
         args.nats_replicas.or(file_nats.replicas),
         args.nats_advertise.or(file_nats.advertise),
         credentials,
+        nats_ca,
     )?;
     let api = ApiConfig {
         max_body_bytes: args
@@ -762,6 +772,7 @@ fn nats_settings(
     replicas: Option<NonZeroUsize>,
     advertise: Option<String>,
     credentials: Option<NatsCredentials>,
+    tls_ca: Option<PathBuf>,
 ) -> Result<Option<NatsSettings>, ConfigError> {
     let servers: Vec<String> = servers
         .unwrap_or_default()
@@ -770,10 +781,17 @@ fn nats_settings(
         .filter(|s| !s.is_empty())
         .collect();
     if servers.is_empty() {
-        if prefix.is_some() || replicas.is_some() || advertise.is_some() || credentials.is_some() {
+        let given = [
+            prefix.is_some(),
+            replicas.is_some(),
+            advertise.is_some(),
+            credentials.is_some(),
+            tls_ca.is_some(),
+        ];
+        if given.into_iter().any(|g| g) {
             return Err(ConfigError::Nats(
-                "nats_prefix, nats_replicas, nats_advertise and NATS credentials need NATS \
-                 servers (--nats URL)"
+                "nats_prefix, nats_replicas, nats_advertise, nats_ca and NATS credentials need \
+                 NATS servers (--nats URL)"
                     .into(),
             ));
         }
@@ -803,6 +821,7 @@ fn nats_settings(
         replicas: replicas.map_or(1, NonZeroUsize::get),
         advertise,
         credentials,
+        tls_ca,
     }))
 }
 
@@ -1007,6 +1026,7 @@ mod tests {
                 replicas: 3,
                 advertise: None,
                 credentials: None,
+                tls_ca: None,
             })
         );
         let flags = resolve(ServeArgs {
@@ -1092,6 +1112,14 @@ mod tests {
             Some(NatsCredentials::Token("t0ken".into()))
         );
         assert!(!format!("{token:?}").contains("t0ken"));
+        // The CA for TLS to NATS: a path in the file is from its folder.
+        let (_ca_dir, with_ca) =
+            file("[nats]\nservers = [\"nats://127.0.0.1:4222\"]\nca = \"certs/nats-ca.pem\"\n");
+        let ca = resolve(with_file(&with_ca)).unwrap().nats.unwrap().tls_ca;
+        assert_eq!(
+            ca,
+            Some(with_ca.parent().unwrap().join("certs/nats-ca.pem"))
+        );
         // What does not fit together is refused, saying what is missing.
         for (args, why) in [
             (

@@ -139,6 +139,9 @@ pub enum Command {
 
 /// Runs a parsed command line; the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    // One rustls provider for every TLS this process speaks (HTTPS, and
+    // TLS to NATS, whose client would otherwise find two and pick none).
+    crate::tls::install_crypto();
     let outcome = match cli.command {
         Command::Serve(args) => return serve::run(*args),
         Command::Replay(args) => buffered(|out| block_on(replay::run(args, out))),

@@ -183,6 +183,7 @@ async fn serve_nats(
         replicas: nats.replicas,
         ownership: Some(ownership),
         credentials: nats.credentials.clone(),
+        tls_ca: nats.tls_ca.clone(),
         ..NatsOptions::new(servers.clone())
     })
     .await

@@ -104,6 +104,10 @@ pub struct WhereArgs {
         requires = "nats"
     )]
     pub nats_token: Option<String>,
+    /// With `--nats`: speak TLS to NATS, trusting only this CA (PEM), as
+    /// `serve --nats-ca`.
+    #[arg(long, env = "RETRACE_NATS_CA", value_name = "FILE", requires = "nats")]
+    pub nats_ca: Option<PathBuf>,
     /// A running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -181,6 +185,7 @@ async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
         replicas: at.nats_replicas,
         ownership: Some(ownership),
         credentials,
+        tls_ca: at.nats_ca.clone(),
         ..NatsOptions::new(servers.join(","))
     })
     .await;
