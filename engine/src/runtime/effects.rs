@@ -127,7 +127,7 @@ impl Engine {
             attempt,
             input,
             ..
-        } = effect.clone()
+        } = effect
         else {
             return;
         };
@@ -139,16 +139,17 @@ impl Engine {
             .handlers
             .read()
             .ok()
-            .and_then(|h| h.get(&capability).cloned());
+            .and_then(|h| h.get(capability).cloned());
         let Some(handler) = handler else { return };
         let engine = self.clone();
+        let task = task.clone();
         let call = HandlerTask {
             task: task.clone(),
             execution: id,
-            step,
-            capability,
-            attempt,
-            input,
+            step: step.clone(),
+            capability: capability.clone(),
+            attempt: *attempt,
+            input: input.clone(),
         };
         self.inner.tasks.spawn(async move {
             let result = match handler.call(call).await {
@@ -210,29 +211,26 @@ impl Engine {
     }
 
     fn perform(&self, id: ExecutionId, effect: &Effect) {
-        // For agents: queued where they poll (see `dispatch`).
-        if let Effect::Task { capability, .. } = effect
-            && !self.handled_here(capability)
-        {
-            if let Some(spec) = task_spec(id, effect.clone(), self.inner.clock.now_ms()) {
-                let recovered = self.inner.recovering.load(Ordering::SeqCst);
-                self.queue_task(spec, recovered);
+        match effect {
+            // For agents: queued where they poll (see `dispatch`).
+            Effect::Task { capability, .. } if !self.handled_here(capability) => {
+                if let Some(spec) = task_spec(id, effect.clone(), self.inner.clock.now_ms()) {
+                    let recovered = self.inner.recovering.load(Ordering::SeqCst);
+                    self.queue_task(spec, recovered);
+                }
             }
-            return;
-        }
-        match effect.clone() {
             Effect::Task {
                 task, capability, ..
             } => {
-                if self.lets_here(id, &capability, &task) {
+                if self.lets_here(id, capability, task) {
                     self.perform_here(id, effect);
                 }
             }
             Effect::Timer { act, due_at_ms } => {
-                self.inner.timers.arm(id, act, due_at_ms, Due::Timer)
+                self.inner.timers.arm(id, *act, *due_at_ms, Due::Timer)
             }
             Effect::Deadline { act, due_at_ms } => {
-                self.inner.timers.arm(id, act, due_at_ms, Due::Deadline)
+                self.inner.timers.arm(id, *act, *due_at_ms, Due::Deadline)
             }
             Effect::Continue { .. } => {
                 let engine = self.clone();
@@ -247,7 +245,7 @@ impl Engine {
             } => self
                 .inner
                 .index
-                .awaits(&name, correlation.as_ref(), id, act),
+                .awaits(name, correlation.as_ref(), id, *act),
             Effect::Child {
                 act,
                 child,
@@ -257,7 +255,12 @@ impl Engine {
                 priority,
             } => {
                 let engine = self.clone();
-                let parent = ParentRef { execution: id, act };
+                let parent = ParentRef {
+                    execution: id,
+                    act: *act,
+                };
+                let (child, priority) = (*child, *priority);
+                let (workflow, version, input) = (workflow.clone(), version.clone(), input.clone());
                 self.inner.tasks.spawn(async move {
                     engine
                         .start_child(parent, child, workflow, version, input, priority)
