@@ -215,7 +215,7 @@ impl Engine {
     /// capability has none), or, if the home keeps one, asked there (the
     /// task waits for the home's answer: [`Engine::admitted`]).
     pub(super) fn lets_here(&self, id: ExecutionId, capability: &str, task: &str) -> bool {
-        if self.is_home() || !self.has_breaker(capability) {
+        if self.home_work_here(capability) {
             return self.breaker_lets(id, capability, task);
         }
         self.asked_home().insert(task.to_owned());

@@ -56,12 +56,19 @@ impl Engine {
         }
     }
 
-    /// Takes a task back from the agents, here or at the home.
+    /// Whether what the home does for `capability`'s tasks (queueing,
+    /// withdrawing, settling, asking and feeding the breaker) is done
+    /// here: this engine is the home, or it performs the capability's
+    /// tasks itself and the home keeps no breaker for it (see `breakers`).
+    pub(super) fn home_work_here(&self, capability: &str) -> bool {
+        self.is_home() || (self.handled_here(capability) && !self.has_breaker(capability))
+    }
+
+    /// Takes a task back from the agents, here or at the home (one this
+    /// engine performs itself was never queued there: the home hears of
+    /// it only to free its breaker's probe).
     pub(super) fn unqueue_task(&self, execution: ExecutionId, task: &str, capability: &str) {
-        // One this engine performs itself was never queued at the home,
-        // which needs to hear of it only to free its breaker's probe.
-        let here = self.handled_here(capability) && !self.has_breaker(capability);
-        if self.is_home() || here {
+        if self.home_work_here(capability) {
             self.withdraw_here(task, capability);
         } else {
             self.to_home(
@@ -100,12 +107,7 @@ impl Engine {
                 .get(act)
                 .and_then(|b| b.task.as_ref())
                 .map(|(capability, _)| capability.clone());
-            // Handled here (in-process or `http`), its breaker is asked
-            // here too, unless the home keeps it (see `breakers`).
-            let here = capability
-                .as_deref()
-                .is_none_or(|c| self.handled_here(c) && !self.has_breaker(c));
-            if self.is_home() || here {
+            if capability.as_deref().is_none_or(|c| self.home_work_here(c)) {
                 self.settled_here(task, capability.as_deref(), outcome, counts, now);
             } else {
                 self.to_home(
