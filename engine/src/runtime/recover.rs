@@ -26,13 +26,16 @@ impl Engine {
     /// when it shares the journal) and re-arms the unfinished.
     pub(super) async fn recover(&self, how: Rebuild) -> Result<(), Error> {
         self.own_what_is_held();
+        // Sharing, of the partitions just taken as owned only.
         let stored = match &self.inner.owned.share {
-            Some(share) => self.read().all_executions_in(&share.held()).await?,
+            Some(_) => {
+                let owned = self.inner.owned.all();
+                self.read().all_executions_in(&owned).await?
+            }
             None => self.read().all_executions().await?,
         };
         let heads: Vec<_> = stored
             .into_iter()
-            .filter(|stored| self.owns(stored.id))
             .map(|stored| (stored.id, stored.last_seq))
             .collect();
         let states = rebuild_all(self.inner.store.journal(), &heads, how).await?;
