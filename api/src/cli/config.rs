@@ -251,13 +251,22 @@ pub struct ServeArgs {
     /// address)
     #[arg(long, env = "RETRACE_NATS_ADVERTISE", value_name = "URL")]
     pub nats_advertise: Option<String>,
-    /// The user this server gives NATS when NATS asks for credentials (an
-    /// `authorization` block in its configuration), with --nats-password.
-    /// File: `[nats] user`. Default: none
+    #[command(flatten)]
+    pub nats_access: NatsAccessArgs,
+}
+
+/// What a command on a journal on NATS (`serve --nats`, `token --nats`)
+/// gives NATS: credentials when NATS asks for them (an `authorization`
+/// block in its configuration), and the CA its TLS certificate is checked
+/// against. Each is for `--nats` only: without it, they are not used.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NatsAccessArgs {
+    /// The user given to NATS when it asks for credentials, with
+    /// --nats-password. `serve`'s file: `[nats] user`. Default: none
     #[arg(long, env = "RETRACE_NATS_USER", value_name = "USER")]
     pub nats_user: Option<String>,
     /// That user's password; prefer the variable (a flag shows in `ps`).
-    /// File: `[nats] password`. Default: none
+    /// `serve`'s file: `[nats] password`. Default: none
     #[arg(
         long,
         env = "RETRACE_NATS_PASSWORD",
@@ -265,8 +274,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub nats_password: Option<String>,
-    /// A token this server gives NATS instead of a user and password;
-    /// prefer the variable. File: `[nats] token`. Default: none
+    /// A token given to NATS instead of a user and password; prefer the
+    /// variable. `serve`'s file: `[nats] token`. Default: none
     #[arg(
         long,
         env = "RETRACE_NATS_TOKEN",
@@ -275,8 +284,8 @@ pub struct ServeArgs {
     )]
     pub nats_token: Option<String>,
     /// Speak TLS to NATS, trusting only this CA's certificates (PEM; NATS
-    /// serves a certificate it signed, its `tls` block). File: `[nats]
-    /// ca`. Default: none (plain, unless NATS requires TLS)
+    /// serves a certificate it signed, its `tls` block). `serve`'s file:
+    /// `[nats] ca`. Default: none (plain, unless NATS requires TLS)
     #[arg(long, env = "RETRACE_NATS_CA", value_name = "FILE")]
     pub nats_ca: Option<PathBuf>,
 }
@@ -688,13 +697,14 @@ pub fn resolve_with(
         ..WebhookOptions::default()
     };
     let file_nats = file.nats.unwrap_or_default();
+    let access = args.nats_access;
     let credentials = nats_credentials(
-        args.nats_user.or(file_nats.user),
-        args.nats_password.or(file_nats.password),
-        args.nats_token.or(file_nats.token),
+        access.nats_user.or(file_nats.user),
+        access.nats_password.or(file_nats.password),
+        access.nats_token.or(file_nats.token),
     )
     .map_err(ConfigError::Nats)?;
-    let nats_ca = args.nats_ca.or(in_file(file_nats.ca));
+    let nats_ca = access.nats_ca.or(in_file(file_nats.ca));
     let nats = nats_settings(
         args.nats.or(file_nats.servers),
         args.nats_prefix.or(file_nats.prefix),
@@ -1093,7 +1103,10 @@ mod tests {
         );
         // A flag wins over the file; a token replaces both.
         let flags = resolve(ServeArgs {
-            nats_password: Some("other".into()),
+            nats_access: NatsAccessArgs {
+                nats_password: Some("other".into()),
+                ..NatsAccessArgs::default()
+            },
             ..with_file(&path)
         })
         .unwrap();
@@ -1103,7 +1116,10 @@ mod tests {
         ));
         let token = resolve(ServeArgs {
             nats: Some(vec!["nats://127.0.0.1:4222".into()]),
-            nats_token: Some("t0ken".into()),
+            nats_access: NatsAccessArgs {
+                nats_token: Some("t0ken".into()),
+                ..NatsAccessArgs::default()
+            },
             ..ServeArgs::default()
         })
         .unwrap();
@@ -1124,7 +1140,10 @@ mod tests {
         for (args, why) in [
             (
                 ServeArgs {
-                    nats_token: Some("t".into()),
+                    nats_access: NatsAccessArgs {
+                        nats_token: Some("t".into()),
+                        ..NatsAccessArgs::default()
+                    },
                     ..with_file(&path)
                 },
                 "not both",
@@ -1132,14 +1151,20 @@ mod tests {
             (
                 ServeArgs {
                     nats: Some(vec!["nats://127.0.0.1:4222".into()]),
-                    nats_user: Some("u".into()),
+                    nats_access: NatsAccessArgs {
+                        nats_user: Some("u".into()),
+                        ..NatsAccessArgs::default()
+                    },
                     ..ServeArgs::default()
                 },
                 "needs nats_password",
             ),
             (
                 ServeArgs {
-                    nats_token: Some("t".into()),
+                    nats_access: NatsAccessArgs {
+                        nats_token: Some("t".into()),
+                        ..NatsAccessArgs::default()
+                    },
                     ..ServeArgs::default()
                 },
                 "--nats",

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::client::{Client, TokenArg, encode};
+use super::config::NatsAccessArgs;
 use super::error::{Error, Result};
 use super::serve::SERVER_URL_FILE;
 use super::write_line as write;
@@ -76,38 +77,8 @@ pub struct WhereArgs {
     /// `serve --nats-replicas`).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "nats")]
     pub nats_replicas: usize,
-    /// With `--nats`: the user NATS asks for, with `--nats-password` (as
-    /// `serve --nats-user`).
-    #[arg(
-        long,
-        env = "RETRACE_NATS_USER",
-        value_name = "USER",
-        requires = "nats"
-    )]
-    pub nats_user: Option<String>,
-    /// That user's password; prefer the variable (a flag shows in `ps`).
-    #[arg(
-        long,
-        env = "RETRACE_NATS_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true,
-        requires = "nats"
-    )]
-    pub nats_password: Option<String>,
-    /// With `--nats`: a token NATS asks for instead of a user; prefer the
-    /// variable.
-    #[arg(
-        long,
-        env = "RETRACE_NATS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true,
-        requires = "nats"
-    )]
-    pub nats_token: Option<String>,
-    /// With `--nats`: speak TLS to NATS, trusting only this CA (PEM), as
-    /// `serve --nats-ca`.
-    #[arg(long, env = "RETRACE_NATS_CA", value_name = "FILE", requires = "nats")]
-    pub nats_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats_access: NatsAccessArgs,
     /// A running server instead (`http://host:port`).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -173,10 +144,11 @@ async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
         wait: Duration::from_millis(500),
         ..Ownership::new(format!("retrace-token-{}", std::process::id()))
     };
+    let access = &at.nats_access;
     let credentials = super::config::nats_credentials(
-        at.nats_user.clone(),
-        at.nats_password.clone(),
-        at.nats_token.clone(),
+        access.nats_user.clone(),
+        access.nats_password.clone(),
+        access.nats_token.clone(),
     )
     .map_err(Error::Usage)?;
     let opened = NatsJournal::open(NatsOptions {
@@ -185,7 +157,7 @@ async fn on_nats(servers: &[String], at: &WhereArgs) -> Result<OnNats> {
         replicas: at.nats_replicas,
         ownership: Some(ownership),
         credentials,
-        tls_ca: at.nats_ca.clone(),
+        tls_ca: access.nats_ca.clone(),
         ..NatsOptions::new(servers.join(","))
     })
     .await;
