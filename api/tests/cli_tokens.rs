@@ -481,3 +481,20 @@ async fn tokens_made_on_a_journal_on_nats_guard_the_servers_on_it() {
     assert_eq!(status("root"), Some(serde_json::json!("active")));
     assert_eq!(status("worker"), Some(serde_json::json!("revoked")));
 }
+
+/// The variables that give NATS credentials (set for `serve --nats`, say)
+/// do not get in the way of `token --data`: they are for `--nats` only.
+#[tokio::test]
+async fn nats_variables_in_the_environment_leave_token_on_a_folder_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut command = retrace();
+    command
+        .args(["token", "create", "--data", data.to_str().unwrap()])
+        .args(["--name", "root", "--role", "admin"])
+        .env("RETRACE_NATS_USER", "retrace")
+        .env("RETRACE_NATS_PASSWORD", "s3cret")
+        .env("RETRACE_NATS_CA", "/nowhere/ca.pem");
+    let made = cli_support::output(command).await.expect_code(0);
+    assert!(made.stdout.trim().starts_with("rtk_"), "{}", made.stdout);
+}
